@@ -1,0 +1,92 @@
+// Shared by every kernel: the per-step uniform, dispatch indexing and workgroup
+// reductions. An including shader defines `const WG: u32` (its workgroup size, a
+// power of two).
+
+// Values that change between submissions; everything else is fixed per dispatch.
+struct Step {
+    n_tokens: u32,     // tokens in this chunk
+    position: u32,     // absolute position of the chunk's first token
+    seed: u32,         // sampling seed
+    temperature: f32,  // sampling temperature (sampling.wgsl)
+    top_p: f32,        // nucleus mass (sampling.wgsl)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+#ifdef SUBGROUPS
+struct Lane {
+    @builtin(local_invocation_index) index: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+}
+#else
+struct Lane {
+    @builtin(local_invocation_index) index: u32,
+}
+#endif
+
+// Dispatches wider than 65535 workgroups are folded into y.
+fn flat_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.x + wid.y * nwg.x;
+}
+
+fn flat_invocation(wid: vec3<u32>, nwg: vec3<u32>, lane: Lane) -> u32 {
+    return flat_workgroup(wid, nwg) * WG + lane.index;
+}
+
+var<workgroup> reduce_scratch: array<f32, WG>;
+
+// Sum of `value` over the workgroup; every invocation must call it.
+fn workgroup_sum(value: f32, lane: Lane) -> f32 {
+#ifdef SUBGROUPS
+    let partial = subgroupAdd(value);
+    if lane.sg_lane == 0u {
+        reduce_scratch[lane.index / lane.sg_size] = partial;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    for (var i = 0u; i < WG / lane.sg_size; i++) {
+        total += reduce_scratch[i];
+    }
+#else
+    reduce_scratch[lane.index] = value;
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        workgroupBarrier();
+        if lane.index < stride {
+            reduce_scratch[lane.index] += reduce_scratch[lane.index + stride];
+        }
+    }
+    workgroupBarrier();
+    let total = reduce_scratch[0];
+#endif
+    workgroupBarrier();
+    return total;
+}
+
+// Maximum of `value` over the workgroup; every invocation must call it.
+fn workgroup_max(value: f32, lane: Lane) -> f32 {
+#ifdef SUBGROUPS
+    let partial = subgroupMax(value);
+    if lane.sg_lane == 0u {
+        reduce_scratch[lane.index / lane.sg_size] = partial;
+    }
+    workgroupBarrier();
+    var total = reduce_scratch[0];
+    for (var i = 1u; i < WG / lane.sg_size; i++) {
+        total = max(total, reduce_scratch[i]);
+    }
+#else
+    reduce_scratch[lane.index] = value;
+    for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
+        workgroupBarrier();
+        if lane.index < stride {
+            reduce_scratch[lane.index] = max(reduce_scratch[lane.index], reduce_scratch[lane.index + stride]);
+        }
+    }
+    workgroupBarrier();
+    let total = reduce_scratch[0];
+#endif
+    workgroupBarrier();
+    return total;
+}

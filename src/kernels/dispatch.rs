@@ -1,0 +1,85 @@
+//! Recorded kernel launches. A forward pass is a list of [`Dispatch`]es built once at
+//! load time (pipelines and bind groups included) and replayed into one compute pass
+//! per step; only the [`Step`] uniform changes between submissions.
+
+/// Per-submission values every kernel can read (`Step` in shaders/common.wgsl).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    pub n_tokens: u32,
+    pub position: u32,
+    pub seed: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub _pad: [u32; 3],
+}
+
+/// Most workgroups one dispatch dimension may have (WebGPU's guaranteed limit).
+const MAX_WORKGROUPS_PER_DIM: u32 = 65535;
+
+/// How many workgroups a dispatch needs, given the step's token count.
+#[derive(Clone, Copy, Debug)]
+pub enum Workgroups {
+    /// A fixed grid.
+    Fixed(u32, u32),
+    /// `x` workgroups for each token (y = token).
+    PerToken(u32),
+    /// `x` workgroups for each tile of `tile` tokens.
+    PerTokenTile { x: u32, tile: u32 },
+    /// One invocation per item, `items_per_token` items per token, in workgroups of
+    /// `workgroup` invocations, folded into two dimensions when wide.
+    Flat { items_per_token: u32, workgroup: u32 },
+    /// One workgroup per row, folded into two dimensions when wide.
+    Rows(u32),
+}
+
+impl Workgroups {
+    pub fn grid(self, n_tokens: u32) -> (u32, u32) {
+        match self {
+            Workgroups::Fixed(x, y) => (x, y),
+            Workgroups::PerToken(x) => (x, n_tokens),
+            Workgroups::PerTokenTile { x, tile } => (x, n_tokens.div_ceil(tile)),
+            Workgroups::Flat { items_per_token, workgroup } => fold((n_tokens * items_per_token).div_ceil(workgroup)),
+            Workgroups::Rows(rows) => fold(rows),
+        }
+    }
+}
+
+fn fold(count: u32) -> (u32, u32) {
+    if count <= MAX_WORKGROUPS_PER_DIM {
+        (count, 1)
+    } else {
+        let y = count.div_ceil(MAX_WORKGROUPS_PER_DIM);
+        (count.div_ceil(y), y)
+    }
+}
+
+pub struct Dispatch {
+    pub pipeline: wgpu::ComputePipeline,
+    pub bind_group: wgpu::BindGroup,
+    pub workgroups: Workgroups,
+}
+
+impl Dispatch {
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, n_tokens: u32) {
+        let (x, y) = self.workgroups.grid(n_tokens);
+        if x == 0 || y == 0 {
+            return;
+        }
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
+/// Records `dispatches` in order into one compute pass of `encoder`.
+pub fn record_all<'a>(
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    n_tokens: u32,
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+    for dispatch in dispatches {
+        dispatch.record(&mut pass, n_tokens);
+    }
+}

@@ -1,0 +1,246 @@
+//! The GPU context: adapter and device selection, buffers, pipelines (built once per
+//! shader variant and cached), and reading results back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::preprocess;
+use super::variants::{self, SUBGROUPS};
+use crate::weights::DType;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter is available: {0}")]
+    NoAdapter(String),
+    #[error("the GPU device could not be created: {0}")]
+    Device(String),
+    #[error("the GPU device was lost: {0}")]
+    Lost(String),
+    #[error("GPU error: {0}")]
+    Validation(String),
+    #[error("reading a GPU buffer failed: {0}")]
+    Readback(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Use subgroup reductions where the adapter supports them.
+    pub allow_subgroups: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { allow_subgroups: true }
+    }
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    /// Subgroup operations are enabled on the device and used by the kernels.
+    pub subgroups: bool,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, Option<DType>), wgpu::ComputePipeline>>,
+    /// The first error wgpu reported asynchronously (validation, out of memory, loss).
+    failure: Arc<Mutex<Option<GpuError>>>,
+}
+
+impl Gpu {
+    pub async fn new(options: GpuOptions) -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let subgroups = options.allow_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        // Ask for everything the adapter offers: big models need large bindings and buffers.
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("webjudge"),
+                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::Device(e.to_string()))?;
+        let failure = Arc::new(Mutex::new(None));
+        let on_error = Arc::clone(&failure);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            on_error.lock().unwrap().get_or_insert(GpuError::Validation(error.to_string()));
+        }));
+        let on_lost = Arc::clone(&failure);
+        device.set_device_lost_callback(move |_reason, message| {
+            on_lost.lock().unwrap().get_or_insert(GpuError::Lost(message));
+        });
+        Ok(Self {
+            device,
+            queue,
+            adapter: adapter.get_info(),
+            limits,
+            subgroups,
+            pipelines: Mutex::new(HashMap::new()),
+            failure,
+        })
+    }
+
+    /// A short description of the adapter for logs and benchmark records.
+    pub fn describe(&self) -> String {
+        let a = &self.adapter;
+        format!("{} ({:?}; driver {} {})", a.name, a.backend, a.driver, a.driver_info).replace(" )", ")")
+    }
+
+    /// The compute pipeline for `entry` of `shader`, compiled for the given weight dtype.
+    pub fn pipeline(&self, shader: &'static str, entry: &'static str, weights: Option<DType>) -> wgpu::ComputePipeline {
+        let key = (shader, entry, weights);
+        let mut cache = self.pipelines.lock().unwrap();
+        if let Some(pipeline) = cache.get(&key) {
+            return pipeline.clone();
+        }
+        let mut defines = Vec::new();
+        if self.subgroups {
+            defines.push(SUBGROUPS);
+        }
+        if let Some(dtype) = weights {
+            defines.push(weight_flag(dtype));
+        }
+        let expanded = preprocess::expand(shader, &defines, &shader_source)
+            .unwrap_or_else(|e| panic!("shader {shader} (validated at build time): {e}"));
+        // Browsers require the extension to be enabled; naga (native) rejects the directive.
+        let prefix = if cfg!(target_arch = "wasm32") && self.subgroups { "enable subgroups;\n" } else { "" };
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(shader),
+            source: wgpu::ShaderSource::Wgsl(format!("{prefix}{}", expanded.text).into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        cache.insert(key, pipeline.clone());
+        pipeline
+    }
+
+    /// A storage buffer the kernels read and write, zero-initialized.
+    pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16).next_multiple_of(16),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer holding `contents`.
+    pub fn storage_with(&self, label: &str, contents: &[u8]) -> wgpu::Buffer {
+        let buffer = self.storage(label, contents.len() as u64);
+        self.queue.write_buffer(&buffer, 0, contents);
+        buffer
+    }
+
+    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: bytemuck::bytes_of(value),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        })
+    }
+
+    /// Binds `buffers` (binding index, buffer) to group 0 of `pipeline`.
+    pub fn bind(&self, pipeline: &wgpu::ComputePipeline, buffers: &[(u32, &wgpu::Buffer)]) -> wgpu::BindGroup {
+        let entries: Vec<_> = buffers
+            .iter()
+            .map(|&(binding, buffer)| wgpu::BindGroupEntry { binding, resource: buffer.as_entire_binding() })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` back to the CPU after all
+    /// submitted work completes.
+    pub async fn read(&self, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>, GpuError> {
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
+        self.queue.submit([encoder.finish()]);
+        self.read_staging(&staging).await
+    }
+
+    /// Maps a MAP_READ buffer whose copy has been submitted and returns its bytes.
+    pub async fn read_staging(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let _ = sender.send(result);
+        });
+        // Natively this blocks until the GPU is done; on the web the browser's event loop
+        // resolves the mapping while we await.
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        let mapped = receiver.await.map_err(|_| GpuError::Readback("mapping was cancelled".into()))?;
+        self.check()?;
+        mapped.map_err(|e| GpuError::Readback(e.to_string()))?;
+        let bytes = staging.get_mapped_range(..).map_err(|e| GpuError::Readback(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+
+    /// Returns the first asynchronous GPU error, if any happened.
+    pub fn check(&self) -> Result<(), GpuError> {
+        match self.failure.lock().unwrap().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn weight_flag(dtype: DType) -> &'static str {
+    match dtype {
+        DType::Q4 => variants::WEIGHT_FLAGS[0],
+        DType::Q8 => variants::WEIGHT_FLAGS[1],
+        DType::F16 => variants::WEIGHT_FLAGS[2],
+        DType::F32 => variants::WEIGHT_FLAGS[3],
+    }
+}
+
+fn shader_source(name: &str) -> Option<&'static str> {
+    macro_rules! shaders {
+        ($($file:literal),*) => {
+            match name {
+                $($file => Some(include_str!(concat!("../../shaders/", $file))),)*
+                _ => None,
+            }
+        };
+    }
+    shaders!(
+        "common.wgsl",
+        "quant.wgsl",
+        "embedding.wgsl",
+        "matvec.wgsl",
+        "matmul.wgsl",
+        "rmsnorm.wgsl",
+        "rope.wgsl",
+        "attention.wgsl",
+        "swiglu.wgsl",
+        "sampling.wgsl",
+        "copy.wgsl"
+    )
+}

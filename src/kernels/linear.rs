@@ -1,0 +1,101 @@
+//! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
+//! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
+
+use super::{Dispatch, Gpu, GpuTensor, Workgroups};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearMode {
+    /// One token: matrix-vector.
+    Decode,
+    /// All the step's tokens: tiled matrix-matrix.
+    Prefill,
+    /// Only the step's last token (the lm_head after a prefill chunk): matrix-vector.
+    LastToken,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatvecParams {
+    rows: u32,
+    cols: u32,
+    group: u32,
+    params_offset: u32,
+    out_offset: u32,
+    x_last_row: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct MatmulParams {
+    rows: u32,
+    cols: u32,
+    group: u32,
+    params_offset: u32,
+    out_offset: u32,
+    out_stride: u32,
+    accumulate: u32,
+    _pad: u32,
+}
+
+const MATMUL_TILE_ROWS: u32 = 64;
+const MATMUL_TILE_TOKENS: u32 = 32;
+
+/// `y (+)= W x` for the step's tokens; with `accumulate` the product is added to `y`,
+/// which fuses the residual connection. One dispatch per tensor part.
+pub fn linear(
+    gpu: &Gpu,
+    step: &wgpu::Buffer,
+    weight: &GpuTensor,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    mode: LinearMode,
+    accumulate: bool,
+) -> Vec<Dispatch> {
+    let (shader, wide) = match mode {
+        LinearMode::Prefill => ("matmul.wgsl", true),
+        LinearMode::Decode | LinearMode::LastToken => ("matvec.wgsl", false),
+    };
+    let pipeline = gpu.pipeline(shader, "main", Some(weight.dtype));
+    weight
+        .parts
+        .iter()
+        .map(|part| {
+            let (rows, cols, group) = (part.rows as u32, weight.cols as u32, weight.group as u32);
+            let params_offset = weight.params_offset(part);
+            let out_offset = part.row_start as u32;
+            let (params, workgroups) = if wide {
+                let params = MatmulParams {
+                    rows,
+                    cols,
+                    group,
+                    params_offset,
+                    out_offset,
+                    out_stride: weight.rows as u32,
+                    accumulate: accumulate.into(),
+                    _pad: 0,
+                };
+                let tiles = Workgroups::PerTokenTile { x: rows.div_ceil(MATMUL_TILE_ROWS), tile: MATMUL_TILE_TOKENS };
+                (gpu.uniform("matmul params", &params), tiles)
+            } else {
+                let params = MatvecParams {
+                    rows,
+                    cols,
+                    group,
+                    params_offset,
+                    out_offset,
+                    x_last_row: (mode == LinearMode::LastToken).into(),
+                    accumulate: accumulate.into(),
+                    _pad: 0,
+                };
+                (gpu.uniform("matvec params", &params), Workgroups::Rows(rows))
+            };
+            Dispatch {
+                bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
+                pipeline: pipeline.clone(),
+                workgroups,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,62 @@
+//! A tiny WGSL preprocessor: `#include "file.wgsl"`, `#ifdef NAME`, `#ifndef NAME`,
+//! `#else`, `#endif`. Shared with build.rs, which validates every variant with naga.
+
+/// Expanded source plus, for each output line, the file and 1-based line it came from.
+pub struct Expanded {
+    pub text: String,
+    pub origins: Vec<(String, usize)>,
+}
+
+/// Expands `name`'s source with the given flags defined. `lookup` returns a shader
+/// file's text by name.
+pub fn expand<'a>(name: &str, defines: &[&str], lookup: &dyn Fn(&str) -> Option<&'a str>) -> Result<Expanded, String> {
+    let mut out = Expanded { text: String::new(), origins: Vec::new() };
+    expand_into(name, defines, lookup, &mut out, &mut Vec::new())?;
+    Ok(out)
+}
+
+fn expand_into<'a>(
+    name: &str,
+    defines: &[&str],
+    lookup: &dyn Fn(&str) -> Option<&'a str>,
+    out: &mut Expanded,
+    stack: &mut Vec<String>,
+) -> Result<(), String> {
+    if stack.iter().any(|n| n == name) {
+        return Err(format!("{name}: included recursively"));
+    }
+    let source = lookup(name).ok_or_else(|| format!("{name}: no such shader"))?;
+    stack.push(name.to_owned());
+    // Each entry: (this branch is active, an enclosing branch is active).
+    let mut conditions: Vec<(bool, bool)> = Vec::new();
+    for (index, line) in source.lines().enumerate() {
+        let at = |problem: &str| format!("{name}:{}: {problem}", index + 1);
+        let active = conditions.last().is_none_or(|&(this, outer)| this && outer);
+        let directive = line.trim_start();
+        if let Some(flag) = directive.strip_prefix("#ifdef ") {
+            conditions.push((defines.contains(&flag.trim()), active));
+        } else if let Some(flag) = directive.strip_prefix("#ifndef ") {
+            conditions.push((!defines.contains(&flag.trim()), active));
+        } else if directive.starts_with("#else") {
+            let branch = conditions.last_mut().ok_or_else(|| at("#else without #ifdef"))?;
+            branch.0 = !branch.0;
+        } else if directive.starts_with("#endif") {
+            conditions.pop().ok_or_else(|| at("#endif without #ifdef"))?;
+        } else if let Some(file) = directive.strip_prefix("#include ") {
+            if active {
+                expand_into(file.trim().trim_matches('"'), defines, lookup, out, stack).map_err(|e| at(&e))?;
+            }
+        } else if directive.starts_with('#') {
+            return Err(at("unknown directive"));
+        } else if active {
+            out.text.push_str(line);
+            out.text.push('\n');
+            out.origins.push((name.to_owned(), index + 1));
+        }
+    }
+    if !conditions.is_empty() {
+        return Err(format!("{name}: #ifdef without #endif"));
+    }
+    stack.pop();
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! RMSNorm (shaders/rmsnorm.wgsl).
+
+use super::{Dispatch, Gpu, Workgroups};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    cols: u32,
+    eps: f32,
+    _pad: [u32; 2],
+}
+
+/// Normalizes each of the step's rows of `x` (width `cols`) into `out`.
+pub fn rmsnorm(
+    gpu: &Gpu,
+    step: &wgpu::Buffer,
+    x: &wgpu::Buffer,
+    weight: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+    cols: usize,
+    eps: f32,
+) -> Dispatch {
+    let pipeline = gpu.pipeline("rmsnorm.wgsl", "main", None);
+    let params = gpu.uniform("rmsnorm params", &Params { cols: cols as u32, eps, _pad: [0; 2] });
+    Dispatch {
+        bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, x), (3, weight), (4, out)]),
+        pipeline,
+        workgroups: Workgroups::PerToken(1),
+    }
+}

@@ -1,0 +1,10 @@
+//! webjudge: the Auto-J generative judge on WebGPU, in the browser and natively.
+//!
+//! - [`weights`]: the model directory format and checkpoint importers;
+//! - [`kernels`]: WGSL compute kernels and the GPU context they run on;
+//! - [`model`]: architecture, the GPU forward pass and its CPU reference;
+//! - [`tokenizer`]: text to ids and back, streaming.
+
+pub mod model;
+pub mod weights;
+pub mod kernels;

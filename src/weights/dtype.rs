@@ -1,0 +1,219 @@
+//! Tensor dtypes of a model directory and their exact byte layouts.
+//!
+//! Every tensor part is one little-endian `u32` array so a shader can bind it as
+//! `array<vec4<u32>>`; half-precision values travel as `u32` pairs so no shader needs
+//! `shader-f16`. Layouts (a part holds `rows x cols` values, row-major):
+//!
+//! - `q4`: `rows*cols/8` words of nibbles (value `i` of the part at word `i/8`, bits
+//!   `4*(i%8)..`), then `rows*cols/group` words of group parameters: low half the f16
+//!   scale, high half the f16 offset. A value is `scale * q + offset`, `q` in 0..16.
+//!   GGUF Q4_1 maps to (d, m), Q4_0 to (d, -8d); both exactly.
+//! - `q8`: `rows*cols/4` words of `i8` (value `i` at byte `i%4` of word `i/4`), then
+//!   `ceil(groups/2)` words of f16 scales (group `g` in the low half of word `g/2` when even).
+//!   A value is `scale * q`. GGUF Q8_0 maps exactly.
+//! - `f16`: `ceil(n/2)` words, value `i` in the low half of word `i/2` when `i` is even.
+//! - `f32`: `n` words.
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    Q4,
+    Q8,
+    F16,
+    F32,
+}
+
+impl DType {
+    /// Whether values come in groups that share quantization parameters.
+    pub fn is_quantized(self) -> bool {
+        matches!(self, DType::Q4 | DType::Q8)
+    }
+
+    /// Bytes of one part holding `rows x cols` values with the given group size.
+    pub fn part_bytes(self, rows: u64, cols: u64, group: u64) -> u64 {
+        let n = rows * cols;
+        4 * match self {
+            DType::Q4 => n / 8 + n / group,
+            DType::Q8 => n / 4 + (n / group).div_ceil(2),
+            DType::F16 => n.div_ceil(2),
+            DType::F32 => n,
+        }
+    }
+
+    /// Word index where a quantized part's group parameters start.
+    pub fn params_word_offset(self, rows: u64, cols: u64) -> u64 {
+        let n = rows * cols;
+        match self {
+            DType::Q4 => n / 8,
+            DType::Q8 => n / 4,
+            DType::F16 | DType::F32 => 0,
+        }
+    }
+
+    /// Checks that a matrix of `cols` columns can use this dtype and group size.
+    pub fn check_shape(self, cols: u64, group: u64) -> Result<(), String> {
+        if !self.is_quantized() {
+            return Ok(());
+        }
+        if group == 0 || group % 32 != 0 {
+            return Err(format!("group size {group} is not a positive multiple of 32"));
+        }
+        if cols % group != 0 {
+            return Err(format!("{cols} columns are not a multiple of the group size {group}"));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a q4 part from quantized codes (`0..16`, one per value) and per-group
+/// `(scale, offset)` pairs.
+pub fn pack_q4(codes: &[u8], params: &[(f16, f16)], group: usize) -> Vec<u32> {
+    assert_eq!(codes.len(), params.len() * group, "q4 codes and groups disagree");
+    let mut words = Vec::with_capacity(codes.len() / 8 + params.len());
+    for chunk in codes.chunks_exact(8) {
+        let mut word = 0u32;
+        for (i, &q) in chunk.iter().enumerate() {
+            debug_assert!(q < 16);
+            word |= u32::from(q & 15) << (4 * i);
+        }
+        words.push(word);
+    }
+    words.extend(params.iter().map(|&(scale, offset)| pack_f16_pair(scale, offset)));
+    words
+}
+
+/// Builds a q8 part from signed codes and per-group scales.
+pub fn pack_q8(codes: &[i8], scales: &[f16], group: usize) -> Vec<u32> {
+    assert_eq!(codes.len(), scales.len() * group, "q8 codes and groups disagree");
+    let mut words = Vec::with_capacity(codes.len() / 4 + scales.len().div_ceil(2));
+    for chunk in codes.chunks_exact(4) {
+        words.push(u32::from_le_bytes([chunk[0] as u8, chunk[1] as u8, chunk[2] as u8, chunk[3] as u8]));
+    }
+    words.extend(pack_f16_words(scales));
+    words
+}
+
+/// Packs f16 values two per word (a trailing odd value gets a zero high half).
+pub fn pack_f16_words(values: &[f16]) -> impl Iterator<Item = u32> + '_ {
+    values
+        .chunks(2)
+        .map(|pair| pack_f16_pair(pair[0], pair.get(1).copied().unwrap_or(f16::ZERO)))
+}
+
+fn pack_f16_pair(low: f16, high: f16) -> u32 {
+    u32::from(low.to_bits()) | (u32::from(high.to_bits()) << 16)
+}
+
+fn f16_half(word: u32, high: bool) -> f32 {
+    f16::from_bits(if high { (word >> 16) as u16 } else { word as u16 }).to_f32()
+}
+
+/// Decodes a whole part back to f32 (the CPU reference and the tests use this).
+pub fn dequantize(dtype: DType, words: &[u32], rows: usize, cols: usize, group: usize) -> Vec<f32> {
+    let n = rows * cols;
+    match dtype {
+        DType::F32 => words[..n].iter().map(|&w| f32::from_bits(w)).collect(),
+        DType::F16 => (0..n).map(|i| f16_half(words[i / 2], i % 2 == 1)).collect(),
+        DType::Q4 => {
+            let params = &words[n / 8..];
+            (0..n)
+                .map(|i| {
+                    let q = (words[i / 8] >> (4 * (i % 8))) & 15;
+                    let p = params[i / group];
+                    f16_half(p, false) * q as f32 + f16_half(p, true)
+                })
+                .collect()
+        }
+        DType::Q8 => {
+            let scales = &words[n / 4..];
+            (0..n)
+                .map(|i| {
+                    let q = (words[i / 4] >> (8 * (i % 4))) as u8 as i8;
+                    let g = i / group;
+                    f16_half(scales[g / 2], g % 2 == 1) * f32::from(q)
+                })
+                .collect()
+        }
+    }
+}
+
+/// Quantizes f32 rows to q4 (asymmetric: per group min and range), as the converter
+/// and the kernel tests do.
+pub fn quantize_q4(values: &[f32], group: usize) -> Vec<u32> {
+    let mut codes = Vec::with_capacity(values.len());
+    let mut params = Vec::with_capacity(values.len() / group);
+    for block in values.chunks_exact(group) {
+        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let scale = f16::from_f32((max - min) / 15.0);
+        let offset = f16::from_f32(min);
+        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
+        codes.extend(block.iter().map(|&v| ((v - offset.to_f32()) * inv).round().clamp(0.0, 15.0) as u8));
+        params.push((scale, offset));
+    }
+    pack_q4(&codes, &params, group)
+}
+
+/// Quantizes f32 rows to q8 (symmetric, per group absmax).
+pub fn quantize_q8(values: &[f32], group: usize) -> Vec<u32> {
+    let mut codes = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(values.len() / group);
+    for block in values.chunks_exact(group) {
+        let absmax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = f16::from_f32(absmax / 127.0);
+        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
+        codes.extend(block.iter().map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8));
+        scales.push(scale);
+    }
+    pack_q8(&codes, &scales, group)
+}
+
+/// Encodes f32 values in the given dtype (quantizing when needed).
+pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
+    match dtype {
+        DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
+        DType::F16 => {
+            let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
+            pack_f16_words(&halves).collect()
+        }
+        DType::Q4 => quantize_q4(values, group),
+        DType::Q8 => quantize_q8(values, group),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_round_trip_and_sizes_agree() {
+        let (rows, cols, group) = (3usize, 64usize, 32usize);
+        let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        for dtype in [DType::F32, DType::F16, DType::Q8, DType::Q4] {
+            let words = encode(dtype, &values, group);
+            assert_eq!(words.len() as u64 * 4, dtype.part_bytes(rows as u64, cols as u64, group as u64));
+            let back = dequantize(dtype, &words, rows, cols, group);
+            let tolerance = match dtype {
+                DType::F32 => 0.0,
+                DType::F16 => 1e-3,
+                DType::Q8 => 2.0 / 127.0,
+                DType::Q4 => 4.0 / 15.0,
+            };
+            for (a, b) in values.iter().zip(&back) {
+                assert!((a - b).abs() <= tolerance, "{dtype:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn q4_nibble_order_is_sequential() {
+        let codes: Vec<u8> = (0..32).map(|i| (i % 16) as u8).collect();
+        let words = pack_q4(&codes, &[(f16::ONE, f16::ZERO)], 32);
+        assert_eq!(words[0], 0x7654_3210);
+        assert_eq!(words[2], 0x7654_3210);
+        assert_eq!(words[4], 0x3c00);
+    }
+}

@@ -1,0 +1,159 @@
+//! The model directory: `manifest.json`, weight shards and `tokenizer.json`.
+//!
+//! Shards are small enough for a browser to fetch, verify and cache one by one; every
+//! tensor part fits one WebGPU storage binding, so large tensors are split by rows.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::DType;
+use crate::model::{Architecture, ChatTemplate};
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Default largest shard a converter writes.
+pub const DEFAULT_SHARD_BYTES: u64 = 64 << 20;
+/// The WebGPU default `maxStorageBufferBindingSize`: no tensor part may exceed it.
+pub const MAX_BINDING_BYTES: u64 = 128 << 20;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub architecture: Architecture,
+    pub chat_template: ChatTemplate,
+    pub tensors: Vec<TensorEntry>,
+    pub shards: Vec<ShardEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorEntry {
+    pub name: String,
+    pub dtype: DType,
+    /// `[rows, cols]` for matrices (output features first), `[n]` for vectors.
+    pub shape: Vec<usize>,
+    /// Values per quantization group along a row; 0 when not quantized.
+    pub group_size: usize,
+    /// Consecutive row ranges, each stored contiguously in one shard.
+    pub parts: Vec<TensorPart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorPart {
+    pub row_start: usize,
+    pub rows: usize,
+    pub shard: usize,
+    pub offset: u64,
+    pub length: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub file: String,
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the shard's bytes.
+    pub sha256: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON for format version {FORMAT_VERSION}: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("manifest format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    Version { found: u32 },
+    #[error("invalid architecture: {0}")]
+    Architecture(String),
+    #[error("tensor {name}: {problem}")]
+    Tensor { name: String, problem: String },
+    #[error("tensor {0} is missing")]
+    Missing(String),
+}
+
+impl TensorEntry {
+    pub fn rows(&self) -> usize {
+        if self.shape.len() == 2 { self.shape[0] } else { 1 }
+    }
+
+    pub fn cols(&self) -> usize {
+        *self.shape.last().unwrap_or(&0)
+    }
+
+    fn problem(&self, problem: impl Into<String>) -> ManifestError {
+        ManifestError::Tensor { name: self.name.clone(), problem: problem.into() }
+    }
+}
+
+impl Manifest {
+    pub fn from_json(text: &str) -> Result<Self, ManifestError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            format_version: u32,
+        }
+        let version: VersionOnly = serde_json::from_str(text)?;
+        if version.format_version != FORMAT_VERSION {
+            return Err(ManifestError::Version { found: version.format_version });
+        }
+        let manifest: Manifest = serde_json::from_str(text)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("manifest serializes")
+    }
+
+    pub fn tensor(&self, name: &str) -> Result<&TensorEntry, ManifestError> {
+        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| ManifestError::Missing(name.into()))
+    }
+
+    /// Total bytes of all shards (what a download fetches).
+    pub fn total_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.size).sum()
+    }
+
+    /// Checks every size, offset and shape so loading never reads out of bounds.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        self.architecture.validate().map_err(ManifestError::Architecture)?;
+        let mut seen = HashMap::new();
+        for tensor in &self.tensors {
+            if seen.insert(tensor.name.as_str(), ()).is_some() {
+                return Err(tensor.problem("appears twice"));
+            }
+            if tensor.shape.is_empty() || tensor.shape.len() > 2 || tensor.shape.contains(&0) {
+                return Err(tensor.problem(format!("unsupported shape {:?}", tensor.shape)));
+            }
+            let (rows, cols) = (tensor.rows() as u64, tensor.cols() as u64);
+            let group = tensor.group_size as u64;
+            tensor.dtype.check_shape(cols, group).map_err(|p| tensor.problem(p))?;
+            let mut next_row = 0;
+            for part in &tensor.parts {
+                if part.row_start != next_row || part.rows == 0 {
+                    return Err(tensor.problem("parts do not cover the rows in order"));
+                }
+                next_row += part.rows;
+                let expected = tensor.dtype.part_bytes(part.rows as u64, cols, group);
+                if part.length != expected {
+                    return Err(tensor.problem(format!(
+                        "part at row {} is {} bytes, its shape needs {expected}",
+                        part.row_start, part.length
+                    )));
+                }
+                if part.length > MAX_BINDING_BYTES {
+                    return Err(tensor.problem(format!(
+                        "part of {} bytes exceeds the {MAX_BINDING_BYTES}-byte binding limit",
+                        part.length
+                    )));
+                }
+                let shard = self.shards.get(part.shard).ok_or_else(|| tensor.problem("names a missing shard"))?;
+                if part.offset % 4 != 0 || part.offset.checked_add(part.length).is_none_or(|end| end > shard.size) {
+                    return Err(tensor.problem(format!("part lies outside shard {}", shard.file)));
+                }
+            }
+            if next_row as u64 != rows {
+                return Err(tensor.problem(format!("parts cover {next_row} of {rows} rows")));
+            }
+        }
+        Ok(())
+    }
+}

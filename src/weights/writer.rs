@@ -1,0 +1,126 @@
+//! Writes a model directory: tensors split into binding-sized parts, packed into
+//! shards of bounded size, each hashed as it is written.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE, MAX_BINDING_BYTES};
+use super::DType;
+use crate::model::{Architecture, ChatTemplate};
+
+pub struct ModelWriter {
+    dir: PathBuf,
+    max_shard_bytes: u64,
+    tensors: Vec<TensorEntry>,
+    shards: Vec<ShardEntry>,
+    open: Option<OpenShard>,
+}
+
+struct OpenShard {
+    file: BufWriter<File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl ModelWriter {
+    pub fn create(dir: &Path, max_shard_bytes: u64) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self { dir: dir.to_owned(), max_shard_bytes, tensors: Vec::new(), shards: Vec::new(), open: None })
+    }
+
+    /// Writes one tensor. `encode` returns the packed words of a row range (see
+    /// [`DType`]); it is called once per part so a large tensor never needs to exist
+    /// packed in memory all at once.
+    pub fn write_tensor<E>(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: &[usize],
+        group_size: usize,
+        mut encode: impl FnMut(Range<usize>) -> Result<Vec<u32>, E>,
+    ) -> Result<(), E>
+    where
+        E: From<std::io::Error>,
+    {
+        let (rows, cols) = match shape {
+            [n] => (1, *n),
+            [r, c] => (*r, *c),
+            _ => panic!("tensor {name}: shape {shape:?} is neither a vector nor a matrix"),
+        };
+        let limit = self.max_shard_bytes.min(MAX_BINDING_BYTES);
+        let group = group_size as u64;
+        let row_bytes = dtype.part_bytes(1, cols as u64, group.max(1)).max(1);
+        // q8 scales pad to whole words per part; leave room for that.
+        let rows_per_part = (((limit - 4) / row_bytes) as usize).clamp(1, rows);
+        let mut parts = Vec::new();
+        let mut row_start = 0;
+        while row_start < rows {
+            let part_rows = rows_per_part.min(rows - row_start);
+            let words = encode(row_start..row_start + part_rows)?;
+            assert_eq!(
+                words.len() as u64 * 4,
+                dtype.part_bytes(part_rows as u64, cols as u64, group.max(1)),
+                "tensor {name}: encoder returned a part of the wrong size"
+            );
+            let (shard, offset) = self.append(bytemuck::cast_slice(&words))?;
+            parts.push(TensorPart { row_start, rows: part_rows, shard, offset, length: words.len() as u64 * 4 });
+            row_start += part_rows;
+        }
+        self.tensors.push(TensorEntry { name: name.into(), dtype, shape: shape.to_vec(), group_size, parts });
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<(usize, u64)> {
+        let fits = self.open.as_ref().is_some_and(|s| s.size + bytes.len() as u64 <= self.max_shard_bytes);
+        if !fits {
+            self.close_shard()?;
+            let file = self.dir.join(shard_file_name(self.shards.len()));
+            self.open = Some(OpenShard { file: BufWriter::new(File::create(file)?), hasher: Sha256::new(), size: 0 });
+        }
+        let shard = self.open.as_mut().expect("a shard is open");
+        shard.file.write_all(bytes)?;
+        shard.hasher.update(bytes);
+        let offset = shard.size;
+        shard.size += bytes.len() as u64;
+        Ok((self.shards.len(), offset))
+    }
+
+    fn close_shard(&mut self) -> std::io::Result<()> {
+        if let Some(mut shard) = self.open.take() {
+            shard.file.flush()?;
+            self.shards.push(ShardEntry {
+                file: shard_file_name(self.shards.len()),
+                size: shard.size,
+                sha256: hex(&shard.hasher.finalize()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Closes the last shard and writes `manifest.json`, checked as a reader would.
+    pub fn finish(mut self, architecture: Architecture, chat_template: ChatTemplate) -> std::io::Result<Manifest> {
+        self.close_shard()?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            architecture,
+            chat_template,
+            tensors: self.tensors,
+            shards: self.shards,
+        };
+        manifest.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        std::fs::write(self.dir.join(MANIFEST_FILE), manifest.to_json())?;
+        Ok(manifest)
+    }
+}
+
+fn shard_file_name(index: usize) -> String {
+    format!("weights-{:05}.bin", index + 1)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
