@@ -3,8 +3,10 @@
 //! - [`weights`]: the model directory format and checkpoint importers;
 //! - [`kernels`]: WGSL compute kernels and the GPU context they run on;
 //! - [`model`]: architecture, the GPU forward pass and its CPU reference;
-//! - [`tokenizer`]: text to ids and back, streaming.
+//! - [`tokenizer`]: text to ids and back, streaming;
+//! - [`engine`]: a loaded model and the generation loop.
 
 pub mod model;
 pub mod weights;
 pub mod kernels;
+pub mod engine;

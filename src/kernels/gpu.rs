@@ -203,6 +203,20 @@ impl Gpu {
         Ok(bytes)
     }
 
+    /// Resolves once all submitted work has finished: the clock for benchmarks.
+    pub async fn finish(&self) -> Result<(), GpuError> {
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        self.queue.on_submitted_work_done(move || {
+            let _ = sender.send(());
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        receiver.await.map_err(|_| GpuError::Lost("the queue was dropped".into()))?;
+        self.check()
+    }
+
     /// Returns the first asynchronous GPU error, if any happened.
     pub fn check(&self) -> Result<(), GpuError> {
         match self.failure.lock().unwrap().take() {

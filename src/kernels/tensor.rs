@@ -19,19 +19,32 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
-    /// Uploads a tensor whose parts' bytes `part_bytes` returns in order.
-    pub fn upload<'a>(gpu: &Gpu, entry: &TensorEntry, part_bytes: impl IntoIterator<Item = &'a [u8]>) -> Self {
+    /// Creates zeroed buffers for every part of `entry`; [`GpuTensor::write_part`] fills them.
+    pub fn allocate(gpu: &Gpu, entry: &TensorEntry) -> Self {
         let parts = entry
             .parts
             .iter()
-            .zip(part_bytes)
-            .map(|(part, bytes)| GpuPart {
-                buffer: gpu.storage_with(&entry.name, bytes),
+            .map(|part| GpuPart {
+                buffer: gpu.storage(&entry.name, part.length),
                 row_start: part.row_start,
                 rows: part.rows,
             })
             .collect();
         Self { dtype: entry.dtype, rows: entry.rows(), cols: entry.cols(), group: entry.group_size.max(32), parts }
+    }
+
+    /// Uploads a tensor whose parts' bytes `part_bytes` returns in order.
+    pub fn upload<'a>(gpu: &Gpu, entry: &TensorEntry, part_bytes: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let tensor = Self::allocate(gpu, entry);
+        for (index, bytes) in part_bytes.into_iter().enumerate().take(tensor.parts.len()) {
+            tensor.write_part(gpu, index, bytes);
+        }
+        tensor
+    }
+
+    /// Copies the packed bytes of part `index` into its buffer.
+    pub fn write_part(&self, gpu: &Gpu, index: usize, bytes: &[u8]) {
+        gpu.queue.write_buffer(&self.parts[index].buffer, 0, bytes);
     }
 
     /// Word where a part's quantization parameters start (see src/weights/dtype.rs).

@@ -1,5 +1,11 @@
-//! The LLaMA-family model: its configuration and forward pass.
+//! The LLaMA-family model: its configuration, weight loading, the GPU forward pass and
+//! the plain CPU reference the kernels are tested against.
 
 mod config;
+mod llama;
+mod load;
+pub mod reference;
 
 pub use config::{Architecture, ChatTemplate};
+pub use llama::{expected_tensors, LlamaModel, LoadOptions, StepError};
+pub use load::{verify_shard, LoadError, ShardUploader};

@@ -1,0 +1,22 @@
+# The README's two set-up commands: `make demo` (build, fetch the default model, run it)
+# and `make test` (every test). Both install what they need first.
+
+CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
+DEMO_MODEL := target/models/smollm2-135m-instruct
+DEMO_PROMPT := <|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat makes a good code review? Answer in three sentences.<|im_end|>\n<|im_start|>assistant\n
+
+.PHONY: demo test deps
+
+deps:
+	tools/install_deps.sh
+
+$(DEMO_MODEL)/manifest.json: | deps
+	cargo build --release
+	target/release/webjudge convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
+
+demo: deps $(DEMO_MODEL)/manifest.json
+	cargo build --release
+	target/release/webjudge generate --model $(DEMO_MODEL) --max-tokens 128 --prompt "$$(printf '$(DEMO_PROMPT)')"
+
+test: deps
+	WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))" cargo test --all-targets

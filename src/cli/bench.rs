@@ -1,0 +1,97 @@
+//! `webjudge bench`: prefill/decode tokens per second and kernel bandwidth.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use webjudge::engine::bench::{self, BenchConfig, BenchReport};
+
+use super::load::ModelArgs;
+use super::CliResult;
+
+/// Prompt text when no --text-file is given; cycled to the prompt length.
+const DEFAULT_TEXT: &str = "Evaluate the two responses to the user's query. Compare their helpfulness, \
+    accuracy, depth and clarity, point out the flaws of each, and then give a final decision.";
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 256)]
+    prompt_tokens: usize,
+    /// Tokens to decode after the prompt.
+    #[arg(long, default_value_t = 64)]
+    decode_tokens: usize,
+    /// Kernel launches per bandwidth measurement.
+    #[arg(long, default_value_t = 50)]
+    repeats: usize,
+    /// Take the prompt text from this file.
+    #[arg(long)]
+    text_file: Option<PathBuf>,
+    /// Append the result as a table row to this markdown file (e.g. BENCH.md).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// A note for the recorded row (build, flags).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
+pub fn run(args: Args) -> CliResult {
+    let mut engine = args.model.load()?;
+    let text = match &args.text_file {
+        Some(path) => std::fs::read_to_string(path)?,
+        None => DEFAULT_TEXT.to_string(),
+    };
+    let prompt_ids = engine.tokenizer.encode(&text)?;
+    if prompt_ids.is_empty() {
+        return Err("the prompt text has no tokens".into());
+    }
+    let config = BenchConfig {
+        prompt_tokens: args.prompt_tokens,
+        decode_tokens: args.decode_tokens,
+        kernel_repeats: args.repeats,
+    };
+    let report = pollster::block_on(bench::run(&mut engine, &prompt_ids, &config))?;
+    let model = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let row = table_row(&report, &model, &args.note);
+    println!("{}", serde_json::to_string(&report)?);
+    println!("{row}");
+    if let Some(path) = &args.record {
+        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
+        writeln!(file, "{row}")?;
+        eprintln!("recorded in {}", path.display());
+    }
+    Ok(())
+}
+
+/// One row of BENCH.md's results table (columns documented there).
+fn table_row(r: &BenchReport, model: &str, note: &str) -> String {
+    format!(
+        "| {} | {} | {model} | {} | {:.1} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {note} |",
+        today(),
+        r.adapter,
+        r.prompt_tokens,
+        r.prefill_tok_s,
+        r.decode_tokens,
+        r.decode_tok_s,
+        r.matvec_tensor,
+        r.matvec_gb_s,
+        r.copy_gb_s,
+        r.matvec_to_copy(),
+    )
+}
+
+/// Today's UTC date as YYYY-MM-DD (days-to-civil conversion, proleptic Gregorian).
+fn today() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}

@@ -1,0 +1,49 @@
+//! Subcommands, one module each. Errors print as one line and exit with status 1.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod convert;
+mod generate;
+mod load;
+mod tokenize;
+
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+#[derive(Parser)]
+#[command(name = "webjudge", version, about = "Auto-J, the generative LLM judge, on WebGPU")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a checkpoint (GGUF) into a webjudge model directory.
+    Convert(convert::Args),
+    /// Print the token ids of a text as one JSON array.
+    Tokenize(tokenize::Args),
+    /// Generate a completion of a prompt, streaming it to stdout.
+    Generate(generate::Args),
+    /// Measure prefill and decode speed and kernel bandwidth.
+    Bench(bench::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Convert(args) => convert::run(args),
+        Command::Tokenize(args) => tokenize::run(args),
+        Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Throughput figures: prefill and decode tokens/s of the whole model, and the 4-bit
+//! matrix-vector kernel's bandwidth next to a plain copy's on the same adapter.
+//!
+//! Decode is bound by reading every weight once per token, so `matvec GB/s / copy GB/s`
+//! says how close the kernel gets to what the adapter can move at all.
+
+use web_time::Instant;
+
+use super::{Engine, EngineError};
+use crate::kernels::{linear, record_all, Dispatch, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups};
+use crate::model::StepError;
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    /// Kernel launches per bandwidth measurement (after one warm-up).
+    pub kernel_repeats: usize,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub prompt_tokens: usize,
+    pub prefill_tok_s: f64,
+    pub decode_tokens: usize,
+    pub decode_tok_s: f64,
+    /// The tensor the matvec figure was measured on, with its shape.
+    pub matvec_tensor: String,
+    pub matvec_gb_s: f64,
+    pub copy_gb_s: f64,
+}
+
+impl BenchReport {
+    pub fn matvec_to_copy(&self) -> f64 {
+        if self.copy_gb_s > 0.0 { self.matvec_gb_s / self.copy_gb_s } else { 0.0 }
+    }
+}
+
+/// Runs the benchmark; `prompt_ids` is cycled to the configured prompt length.
+pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) -> Result<BenchReport, EngineError> {
+    let model = &mut engine.model;
+    let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(config.prompt_tokens.max(1)).collect();
+    // One untimed pass compiles and warms every pipeline.
+    model.reset();
+    model.prefill(&ids, Sampling::Greedy).await?;
+    model.decode(Sampling::Greedy).await?;
+
+    model.reset();
+    let started = Instant::now();
+    model.prefill(&ids, Sampling::Greedy).await?;
+    let prefill_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..config.decode_tokens {
+        model.decode(Sampling::Greedy).await?;
+    }
+    let decode_seconds = started.elapsed().as_secs_f64();
+
+    // The largest 4-bit matrix of the first layer: the decode-dominant shape.
+    let name = ["ffn_down", "ffn_gate", "ffn_up", "attn_q"]
+        .iter()
+        .map(|suffix| format!("blk.0.{suffix}.weight"))
+        .find(|name| model.weight(name).is_some())
+        .expect("layer 0 weights are present (checked at load)");
+    let weight = model.weight(&name).expect("present");
+    let matvec_tensor = format!("{name} {:?} {}x{}", weight.dtype, weight.rows, weight.cols);
+    let gpu = model.gpu();
+    let matvec_gb_s = matvec_bandwidth(gpu, weight, config.kernel_repeats).await?;
+    let copy_gb_s = copy_bandwidth(gpu, weight.parts.iter().map(|p| p.buffer.size()).sum(), config.kernel_repeats).await?;
+    Ok(BenchReport {
+        adapter: gpu.describe(),
+        prompt_tokens: ids.len(),
+        prefill_tok_s: ids.len() as f64 / prefill_seconds,
+        decode_tokens: config.decode_tokens,
+        decode_tok_s: config.decode_tokens as f64 / decode_seconds,
+        matvec_tensor,
+        matvec_gb_s,
+        copy_gb_s,
+    })
+}
+
+/// Weight bytes read per second by the decode matvec over `weight`.
+async fn matvec_bandwidth(gpu: &Gpu, weight: &GpuTensor, repeats: usize) -> Result<f64, StepError> {
+    let step = gpu.uniform("bench step", &Step { n_tokens: 1, ..Default::default() });
+    let x = gpu.storage("bench x", (weight.cols * 4) as u64);
+    let y = gpu.storage("bench y", (weight.rows * 4) as u64);
+    let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, false);
+    let bytes: u64 = weight.parts.iter().map(|p| p.buffer.size()).sum();
+    let seconds = time_repeated(gpu, &dispatches, repeats).await?;
+    Ok((bytes * repeats as u64) as f64 / seconds / 1e9)
+}
+
+/// Bytes read plus bytes written per second by a plain copy of `bytes` bytes.
+async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, StepError> {
+    let bytes = bytes.min(gpu.limits.max_storage_buffer_binding_size).next_multiple_of(16);
+    let src = gpu.storage("bench copy source", bytes);
+    let dst = gpu.storage("bench copy destination", bytes);
+    let pipeline = gpu.pipeline("copy.wgsl", "main", None);
+    let copy = Dispatch {
+        bind_group: gpu.bind(&pipeline, &[(0, &src), (1, &dst)]),
+        pipeline,
+        workgroups: Workgroups::Flat { items_per_token: (bytes / 16) as u32, workgroup: 256 },
+    };
+    let seconds = time_repeated(gpu, std::slice::from_ref(&copy), repeats).await?;
+    Ok((2 * bytes * repeats as u64) as f64 / seconds / 1e9)
+}
+
+/// Seconds for `repeats` back-to-back replays of `dispatches`, after one warm-up.
+async fn time_repeated(gpu: &Gpu, dispatches: &[Dispatch], repeats: usize) -> Result<f64, StepError> {
+    let submit = |times: usize| {
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        record_all(&mut encoder, dispatches.iter().cycle().take(dispatches.len() * times), 1);
+        gpu.queue.submit([encoder.finish()]);
+    };
+    submit(1);
+    gpu.finish().await?;
+    let started = Instant::now();
+    submit(repeats.max(1));
+    gpu.finish().await?;
+    Ok(started.elapsed().as_secs_f64())
+}

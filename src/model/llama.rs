@@ -1,0 +1,325 @@
+//! The LLaMA forward pass on the GPU.
+//!
+//! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
+//! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
+//! final norm, the lm_head on the last token and the token choice. Every launch is built
+//! once here; a step writes the `Step` uniform (and the prompt ids when prefilling),
+//! replays one list into one compute pass, and reads back only the chosen id.
+
+use std::collections::HashMap;
+
+use crate::kernels::{
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, Dispatch, Gpu,
+    GpuTensor, Heads, KvCache, LinearMode, Sampling, Step,
+};
+
+use super::load::LoadError;
+use crate::weights::DType;
+use super::Architecture;
+
+/// Per-load choices that trade GPU memory against capability.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// KV cache positions (prompt plus generated tokens); at most the model's context.
+    pub context: usize,
+    /// Prompt tokens processed per prefill submission.
+    pub prefill_chunk: usize,
+}
+
+impl LoadOptions {
+    /// The model's full context and 128-token prefill chunks.
+    pub fn for_model(architecture: &Architecture) -> Self {
+        Self { context: architecture.context_length, prefill_chunk: 128 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("{needed} positions are needed but the context holds {context}")]
+    ContextFull { needed: usize, context: usize },
+    #[error("token id {id} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error(transparent)]
+    Gpu(#[from] crate::kernels::GpuError),
+}
+
+/// Activations for up to `chunk` tokens, reused by every layer.
+struct Activations {
+    x: wgpu::Buffer,
+    normed: wgpu::Buffer,
+    q: wgpu::Buffer,
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    attended: wgpu::Buffer,
+    gate: wgpu::Buffer,
+    up: wgpu::Buffer,
+}
+
+pub struct LlamaModel {
+    gpu: Gpu,
+    architecture: Architecture,
+    options: LoadOptions,
+    step: wgpu::Buffer,
+    tokens: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    token_staging: wgpu::Buffer,
+    /// Embedding and layers for one token (matrix-vector kernels).
+    decode: Vec<Dispatch>,
+    /// Embedding and layers for a chunk of prompt tokens (tiled matrix-matrix kernels).
+    prefill: Vec<Dispatch>,
+    /// Final norm, lm_head on the last token, greedy choice.
+    head_greedy: Vec<Dispatch>,
+    /// The same with temperature / top-p sampling.
+    head_sampled: Vec<Dispatch>,
+    weights: HashMap<String, GpuTensor>,
+    _caches: Vec<KvCache>,
+    _rope: wgpu::Buffer,
+    position: usize,
+}
+
+impl LlamaModel {
+    /// Builds the forward pass over uploaded weights (see [`super::ShardUploader`]).
+    pub fn new(
+        gpu: Gpu,
+        architecture: Architecture,
+        weights: HashMap<String, GpuTensor>,
+        options: LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let a = &architecture;
+        let options = LoadOptions {
+            context: options.context.clamp(1, a.context_length),
+            prefill_chunk: options.prefill_chunk.max(1),
+        };
+        check_shapes(a, &weights)?;
+        let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
+        let cache_bytes = (options.context * a.kv_dim() * 2) as u64;
+        let limit = gpu.limits.max_storage_buffer_binding_size;
+        if cache_bytes > limit {
+            return Err(LoadError::ContextTooLong { context: options.context, needed: cache_bytes, limit });
+        }
+
+        let chunk = options.prefill_chunk;
+        let f32_buffer = |label: &str, width: usize| gpu.storage(label, (chunk * width * 4) as u64);
+        let act = Activations {
+            x: f32_buffer("residual", a.hidden),
+            normed: f32_buffer("normed", a.hidden),
+            q: f32_buffer("q", a.q_dim()),
+            k: f32_buffer("k", a.kv_dim()),
+            v: f32_buffer("v", a.kv_dim()),
+            attended: f32_buffer("attended", a.q_dim()),
+            gate: f32_buffer("gate", a.ffn),
+            up: f32_buffer("up", a.ffn),
+        };
+        let step = gpu.uniform("step", &Step::default());
+        let tokens = gpu.storage("tokens", (chunk * 4) as u64);
+        let logits = gpu.storage("logits", (a.vocab * 4) as u64);
+        let token_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("token readback"),
+            size: 4,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let rope_buffer = gpu.storage_with(
+            "rope table",
+            bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)),
+        );
+        let caches: Vec<_> = (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context)).collect();
+
+        let w = |name: &str| &weights[name];
+        let norm = |name: &str| &weights[name].parts[0].buffer;
+        let body = |mode: LinearMode| {
+            let mut list = embedding(&gpu, &step, w("token_embd.weight"), &tokens, &act.x);
+            for (layer, cache) in caches.iter().enumerate() {
+                let t = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
+                let lin = |suffix: &str, x: &wgpu::Buffer, y: &wgpu::Buffer, accumulate: bool| {
+                    linear(&gpu, &step, w(&t(suffix)), x, y, mode, accumulate)
+                };
+                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
+                list.extend(lin("attn_q", &act.normed, &act.q, false));
+                list.extend(lin("attn_k", &act.normed, &act.k, false));
+                list.extend(lin("attn_v", &act.normed, &act.v, false));
+                list.push(rope(&gpu, &step, &rope_buffer, &act.q, &act.k, a.n_heads, a.n_kv_heads, a.head_dim));
+                list.extend(attention(&gpu, &step, heads, &act.q, &act.k, &act.v, cache, &act.attended));
+                list.extend(lin("attn_output", &act.attended, &act.x, true));
+                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
+                list.extend(lin("ffn_gate", &act.normed, &act.gate, false));
+                list.extend(lin("ffn_up", &act.normed, &act.up, false));
+                list.push(swiglu(&gpu, &step, &act.gate, &act.up, a.ffn));
+                list.extend(lin("ffn_down", &act.gate, &act.x, true));
+            }
+            list
+        };
+        let decode = body(LinearMode::Decode);
+        let prefill = body(LinearMode::Prefill);
+        let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
+        let head = |greedy: bool| {
+            let mut list = vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
+            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, LinearMode::LastToken, false));
+            list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy));
+            list
+        };
+        let head_greedy = head(true);
+        let head_sampled = head(false);
+        gpu.check()?;
+        Ok(Self {
+            gpu,
+            architecture,
+            options,
+            step,
+            tokens,
+            logits,
+            token_staging,
+            decode,
+            prefill,
+            head_greedy,
+            head_sampled,
+            weights,
+            _caches: caches,
+            _rope: rope_buffer,
+            position: 0,
+        })
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// An uploaded weight tensor by its manifest name.
+    pub fn weight(&self, name: &str) -> Option<&GpuTensor> {
+        self.weights.get(name)
+    }
+
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    pub fn context(&self) -> usize {
+        self.options.context
+    }
+
+    /// Positions already in the KV cache.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    /// Forgets the conversation: the next prefill starts at position 0.
+    pub fn reset(&mut self) {
+        self.position = 0;
+    }
+
+    /// Appends `ids` to the context in chunks and returns the token chosen after the last.
+    pub async fn prefill(&mut self, ids: &[u32], sampling: Sampling) -> Result<u32, StepError> {
+        if ids.is_empty() {
+            return Err(StepError::EmptyPrompt);
+        }
+        self.reserve(ids.len())?;
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
+            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
+        }
+        let chunks: Vec<_> = ids.chunks(self.options.prefill_chunk).collect();
+        for (index, chunk) in chunks.iter().enumerate() {
+            self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
+            let last = index + 1 == chunks.len();
+            let mode = if chunk.len() == 1 { &self.decode } else { &self.prefill };
+            let head = if last { Some(self.head(sampling)) } else { None };
+            self.submit(mode, head, chunk.len(), sampling, last);
+            self.position += chunk.len();
+        }
+        self.read_token().await
+    }
+
+    /// Feeds the token chosen by the previous step and returns the next one.
+    pub async fn decode(&mut self, sampling: Sampling) -> Result<u32, StepError> {
+        self.reserve(1)?;
+        self.submit(&self.decode, Some(self.head(sampling)), 1, sampling, true);
+        self.position += 1;
+        self.read_token().await
+    }
+
+    /// The lm_head output of the last step (for tests and diagnostics).
+    pub async fn logits(&self) -> Result<Vec<f32>, StepError> {
+        let bytes = self.gpu.read(&self.logits, (self.architecture.vocab * 4) as u64).await?;
+        Ok(bytemuck::cast_slice(&bytes).to_vec())
+    }
+
+    fn reserve(&self, tokens: usize) -> Result<(), StepError> {
+        let needed = self.position + tokens;
+        if needed > self.options.context {
+            return Err(StepError::ContextFull { needed, context: self.options.context });
+        }
+        Ok(())
+    }
+
+    fn head(&self, sampling: Sampling) -> &[Dispatch] {
+        match sampling {
+            Sampling::Greedy => &self.head_greedy,
+            Sampling::TopP { .. } => &self.head_sampled,
+        }
+    }
+
+    fn submit(&self, body: &[Dispatch], head: Option<&[Dispatch]>, n_tokens: usize, sampling: Sampling, read: bool) {
+        let (temperature, top_p, seed) = match sampling {
+            Sampling::Greedy => (0.0, 1.0, 0),
+            Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
+        };
+        let step = Step { n_tokens: n_tokens as u32, position: self.position as u32, seed, temperature, top_p, _pad: [0; 3] };
+        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), n_tokens as u32);
+        if read {
+            encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging, 0, 4);
+        }
+        self.gpu.queue.submit([encoder.finish()]);
+    }
+
+    async fn read_token(&self) -> Result<u32, StepError> {
+        let bytes = self.gpu.read_staging(&self.token_staging).await?;
+        let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        if id as usize >= self.architecture.vocab {
+            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
+        }
+        Ok(id)
+    }
+}
+
+/// The tensor names and shapes the forward pass reads (GGUF naming).
+pub fn expected_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
+    let mut expected = vec![
+        ("token_embd.weight".to_string(), vec![a.vocab, a.hidden]),
+        ("output_norm.weight".to_string(), vec![a.hidden]),
+    ];
+    if !a.tied_embeddings {
+        expected.push(("output.weight".into(), vec![a.vocab, a.hidden]));
+    }
+    for layer in 0..a.n_layers {
+        let shapes = [
+            ("attn_norm", vec![a.hidden]),
+            ("attn_q", vec![a.q_dim(), a.hidden]),
+            ("attn_k", vec![a.kv_dim(), a.hidden]),
+            ("attn_v", vec![a.kv_dim(), a.hidden]),
+            ("attn_output", vec![a.hidden, a.q_dim()]),
+            ("ffn_norm", vec![a.hidden]),
+            ("ffn_gate", vec![a.ffn, a.hidden]),
+            ("ffn_up", vec![a.ffn, a.hidden]),
+            ("ffn_down", vec![a.hidden, a.ffn]),
+        ];
+        expected.extend(shapes.into_iter().map(|(name, shape)| (format!("blk.{layer}.{name}.weight"), shape)));
+    }
+    expected
+}
+
+fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Result<(), LoadError> {
+    for (name, shape) in expected_tensors(a) {
+        let tensor = weights.get(&name).ok_or_else(|| crate::weights::ManifestError::Missing(name.clone()))?;
+        let found = if shape.len() == 1 { vec![tensor.cols] } else { vec![tensor.rows, tensor.cols] };
+        if found != shape {
+            return Err(LoadError::Shape { name, expected: shape, found });
+        }
+        if shape.len() == 1 && tensor.dtype != DType::F32 {
+            return Err(LoadError::NormDType { name, found: tensor.dtype });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Weight formats: the model directory webjudge runs from, and importers into it.
+
+mod dtype;
+pub mod gguf;
+pub mod manifest;
+pub mod writer;
+
+pub use dtype::{dequantize, encode, pack_f16_words, pack_q4, pack_q8, quantize_q4, quantize_q8, DType};
+pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};

@@ -1,0 +1,70 @@
+//! The test model, fetched and converted once and shared by the test binaries.
+//!
+//! `WEBJUDGE_TEST_GGUF` names the SmolLM2-135M-Instruct Q4_1 GGUF (`make test` sets it);
+//! without it `tools/fetch_test_model.sh` fetches and verifies the file into the cache.
+
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Path of the test model's GGUF.
+pub fn test_gguf() -> PathBuf {
+    static GGUF: OnceLock<PathBuf> = OnceLock::new();
+    GGUF.get_or_init(|| {
+        if let Some(path) = std::env::var_os("WEBJUDGE_TEST_GGUF") {
+            return PathBuf::from(path);
+        }
+        let out = Command::new("bash")
+            .arg(Path::new(REPO).join("tools/fetch_test_model.sh"))
+            .output()
+            .expect("run tools/fetch_test_model.sh");
+        assert!(out.status.success(), "fetching the test model failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf-8 path");
+        PathBuf::from(stdout.lines().last().expect("the script prints the path").trim())
+    })
+    .clone()
+}
+
+/// The test model converted by `webjudge convert` into a model directory.
+pub fn test_model_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-135m-instruct");
+        if dir.join("manifest.json").exists() {
+            return dir;
+        }
+        // Test binaries run in parallel: convert privately, then move into place once.
+        let private = dir.with_extension(format!("converting-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&private);
+        let status = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .arg("convert")
+            .arg(test_gguf())
+            .arg("--out")
+            .arg(&private)
+            .status()
+            .expect("run webjudge convert");
+        assert!(status.success(), "webjudge convert of the test model failed");
+        if std::fs::rename(&private, &dir).is_err() {
+            assert!(dir.join("manifest.json").exists(), "could not move the converted model into {}", dir.display());
+            let _ = std::fs::remove_dir_all(&private);
+        }
+        dir
+    })
+    .clone()
+}
+
+/// A committed golden file under tests/golden.
+pub fn golden(name: &str) -> serde_json::Value {
+    let path = Path::new(REPO).join("tests/golden").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The ids of a JSON array of integers.
+pub fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value.as_array().expect("an array of ids").iter().map(|v| v.as_u64().expect("an id") as u32).collect()
+}

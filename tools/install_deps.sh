@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what building and testing webjudge needs on a Debian machine (run as root).
+# Idempotent: installs only what is missing.
+set -euo pipefail
+
+need_apt=()
+for pkg in mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+# pip may come from pyenv rather than Debian; either serves tools/fetch_test_model.sh.
+if python3 -m pip --version >/dev/null 2>&1; then
+    need_apt=("${need_apt[@]/python3-pip}")
+fi
+if [[ -n "${need_apt[*]// /}" ]]; then
+    echo "installing: ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq ${need_apt[@]} >&2
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
+    exit 1
+fi
