@@ -20,7 +20,8 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
-    let row = wid.x;
+    // Dispatched as Workgroups::PerToken(1): the token is y.
+    let row = wid.y;
     if row >= step.n_tokens {
         return;
     }

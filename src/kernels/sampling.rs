@@ -29,8 +29,10 @@ pub fn choose_token(
     let entry = if greedy { "argmax" } else { "sample" };
     let pipeline = gpu.pipeline("sampling.wgsl", entry, None);
     let params = gpu.uniform("sampling params", &Params { vocab: vocab as u32, _pad: [0; 3] });
+    // `argmax` never reads the step uniform, so its derived layout has no binding 0.
+    let bindings: &[(u32, &wgpu::Buffer)] = &[(0, step), (1, &params), (2, logits), (3, tokens)];
     Dispatch {
-        bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, logits), (3, tokens)]),
+        bind_group: gpu.bind(&pipeline, if greedy { &bindings[1..] } else { bindings }),
         pipeline,
         workgroups: Workgroups::Fixed(1, 1),
     }

@@ -1,0 +1,523 @@
+//! Every GPU kernel against the plain CPU reference (src/model/reference.rs) on random
+//! inputs, on the real GPU context (lavapipe in CI), for both shader variants: with
+//! subgroup reductions (when the adapter has them) and the workgroup-memory fallback.
+//! Small shapes cover the corner cases; each kernel also runs once at the real shapes
+//! of Auto-J-13B (LLaMA-2-13B) and Auto-J-bilingual-6B (Yi-6B).
+//!
+//! Tolerances, and why (EPS = f32::EPSILON):
+//!
+//! - Embedding lookup: exact. A q4 value is `scale * q + offset` with an f16 scale and
+//!   `q < 16`, so the product is exact in f32 and the one rounding of the sum is the same
+//!   with or without a fused multiply-add; q8 products (f16 x i8) are exact too.
+//! - Linear (matvec, matmul, all dtypes): the reference multiplies the *dequantized*
+//!   weights (`weights::dequantize`, bit-identical to the shader's decoding for the
+//!   reason above), so only the f32 summation order differs. Each partial sum is
+//!   rounded once and those errors add up like a random walk over the partial sums,
+//!   which for these zero-mean inputs stay near `sqrt(k) ||w x||_2 + k |mean w x|`: the
+//!   tolerance is `4 EPS sqrt(cols) (||w x||_2 + |sum w x|)` per output (see
+//!   `common::dot_tolerance`), plus one rounding of the residual add with `accumulate`.
+//!   The tests run at <= ~1/3 of it, while one wrongly decoded weight in a 13824-wide
+//!   row already exceeds it many times over.
+//! - RMSNorm: the sum of squares has relative error ~`EPS * sqrt(cols)` (random walk),
+//!   inverseSqrt at most 2 ulp, then two products: `|want| * EPS * (2 sqrt(cols) + 8)`.
+//! - RoPE: against the same f32 cos/sin table computed on the CPU, two products and a
+//!   sum: `2 EPS (|a| + |b|)`. Against the reference's f64 angle: the table's f32 angle
+//!   `position * inv_freq` carries up to ~2 EPS relative error (inverse frequency and
+//!   product roundings) and f32 cos/sin one more ulp, so the rotated pair may move by
+//!   `|(a, b)| * (2 EPS * angle + 4 EPS)`: about 7e-4 relative at angle 3000, which is
+//!   what Hugging Face's own f32 angles do.
+//! - Attention: the KV cache is f16, so the reference rounds K and V with `round_f16`
+//!   (and the cache contents are checked bit for bit). What remains is f32 noise in the
+//!   scores (`~hd EPS` for these inputs), in exp (a few ulp) and in the n-key sums
+//!   (`~n EPS` relative) of an average of values bounded by 1: `(n_keys + 4 hd) * EPS`.
+//!   A wrong mask, head mapping or position moves outputs by >= 1e-2.
+//! - SwiGLU: WGSL's exp is within `3 + 2|x|` ulp, plus a division and a product on each
+//!   side: `|want| * EPS * (8 + 2|g|)`.
+//! - Argmax: exact, ties to the lowest index. Sampling is checked statistically: with a
+//!   tiny top_p it equals argmax; it only ever picks tokens of the reference nucleus
+//!   (top_p is placed midway between two cumulative masses, so no rounding can move the
+//!   boundary); token frequencies lie within 5 standard deviations of the renormalized
+//!   nucleus probabilities; the same seed gives the same token.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use half::f16;
+use rand::Rng;
+use webjudge::kernels::{
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, Gpu, GpuTensor, Heads,
+    KvCache, LinearMode, Step,
+};
+use webjudge::model::reference;
+use webjudge::weights::DType;
+
+/// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`.
+macro_rules! for_both_variants {
+    ($($test:ident),* $(,)?) => {
+        /// Shaders compiled without subgroup operations (workgroup-memory reductions).
+        mod fallback {
+            $(#[test]
+            fn $test() {
+                super::timed(stringify!($test), false, super::$test);
+            })*
+        }
+        /// Shaders compiled with subgroup reductions, where the adapter has them.
+        mod subgroups {
+            $(#[test]
+            fn $test() {
+                super::timed(stringify!($test), true, super::$test);
+            })*
+        }
+    };
+}
+
+for_both_variants!(
+    embedding_all_dtypes_and_parts,
+    rmsnorm_rows,
+    linear_all_dtypes_modes_and_parts,
+    matvec_more_rows_than_one_grid_dimension,
+    linear_auto_j_13b_shapes,
+    linear_yi_6b_shapes,
+    rope_positions_and_thetas,
+    attention_prefill_then_decode,
+    attention_real_shapes,
+    swiglu_in_place,
+    argmax_ties_go_to_lowest_index,
+    sampling_nucleus_and_temperature,
+);
+
+fn timed(name: &str, subgroups: bool, test: fn(&'static Gpu)) {
+    let Some(gpu) = gpu(subgroups) else {
+        eprintln!("{name}: the adapter has no subgroups; only the fallback variant is tested");
+        return;
+    };
+    let start = Instant::now();
+    test(gpu);
+    eprintln!("{name} (subgroups: {subgroups}): {:.2?}", start.elapsed());
+}
+
+/// The weight dtypes and group sizes the small tests cycle through.
+const DTYPES: [(DType, usize); 6] =
+    [(DType::Q4, 32), (DType::Q4, 64), (DType::Q8, 32), (DType::Q8, 64), (DType::F16, 0), (DType::F32, 0)];
+
+fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
+    gpu.storage_with("test u32s", bytemuck::cast_slice(values))
+}
+
+fn embedding_all_dtypes_and_parts(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(1);
+    let cols = 192;
+    // First and last rows, both sides of every part boundary, repeats.
+    let tokens: Vec<u32> = vec![0, 36, 37, 99, 5, 37, 63, 64, 98, 0];
+    let ids = u32_buffer(gpu, &tokens);
+    for (dtype, group) in DTYPES {
+        for parts in [&[100][..], &[37, 27, 36]] {
+            let table = Packed::random(&mut rng, dtype, cols, group, parts);
+            let all = table.dequantized();
+            // One spare row checks nothing is written past the step's tokens.
+            let x = r.storage_f32(&vec![-7.0; (tokens.len() + 1) * cols]);
+            let dispatches = embedding(gpu, &r.step, &table.upload(gpu), &ids, &x);
+            r.run(step(tokens.len(), 0), &dispatches);
+            let got = r.read_f32(&x, (tokens.len() + 1) * cols);
+            let mut want: Vec<f32> =
+                tokens.iter().flat_map(|&t| all[t as usize * cols..][..cols].iter().copied()).collect();
+            want.extend(vec![-7.0; cols]);
+            assert_close(&format!("embedding {} parts {parts:?}", table.entry.name), &got, &want, |_| 0.0);
+        }
+    }
+}
+
+fn rmsnorm_rows(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(2);
+    // Odd width, Auto-J-13B and Yi-6B hidden sizes.
+    for (cols, tokens, eps) in [(100, 4, 1e-5), (5120, 3, 1e-5), (4096, 2, 1e-6)] {
+        let mut x = uniform(&mut rng, tokens * cols, 1.0);
+        // Rows of very different scales, one all zero (then eps alone sets the scale).
+        for (t, row) in x.chunks_mut(cols).enumerate() {
+            let scale = [1.0, 1e3, 1e-3, 0.0][t % 4];
+            row.iter_mut().for_each(|v| *v *= scale);
+        }
+        let weight = uniform(&mut rng, cols, 2.0);
+        let out = r.storage_f32(&vec![-7.0; (tokens + 1) * cols]);
+        let dispatch = rmsnorm(gpu, &r.step, &r.storage_f32(&x), &r.storage_f32(&weight), &out, cols, eps);
+        r.run(step(tokens, 0), [&dispatch]);
+        let got = r.read_f32(&out, (tokens + 1) * cols);
+        let mut want: Vec<f32> = x.chunks(cols).flat_map(|row| reference::rmsnorm(row, &weight, eps)).collect();
+        want.extend(vec![-7.0; cols]);
+        let rel = EPS * (2.0 * (cols as f32).sqrt() + 8.0);
+        assert_close(&format!("rmsnorm {cols}"), &got, &want, |i| want[i].abs() * rel + f32::MIN_POSITIVE);
+    }
+}
+
+/// Runs `linear` once on random inputs and checks every output against the reference
+/// matvec of the dequantized weights; returns what the GPU wrote.
+#[allow(clippy::too_many_arguments)]
+fn check_linear(
+    r: &Runner,
+    weights: &Packed,
+    tensor: &GpuTensor,
+    mode: LinearMode,
+    n_tokens: usize,
+    accumulate: bool,
+    seed: u64,
+) -> Vec<f32> {
+    let (rows, cols) = (weights.rows(), weights.cols());
+    let mut rng = rng(seed);
+    let x = uniform(&mut rng, n_tokens * cols, 1.0);
+    let outputs = if mode == LinearMode::Prefill { n_tokens } else { 1 };
+    // Without accumulate the old contents must be ignored, NaN included.
+    let y0 = if accumulate { uniform(&mut rng, outputs * rows, 100.0) } else { vec![f32::NAN; outputs * rows] };
+    let y = r.storage_f32(&y0);
+    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode, accumulate);
+    r.run(step(n_tokens, 0), &dispatches);
+    let got = r.read_f32(&y, outputs * rows);
+
+    let mut want = vec![0.0; outputs * rows];
+    let mut tolerance = vec![0.0; outputs * rows];
+    weights.for_each_rows(512, |first, chunk| {
+        let chunk_rows = chunk.len() / cols;
+        for o in 0..outputs {
+            let t = match mode {
+                LinearMode::Prefill => o,
+                LinearMode::Decode => 0,
+                LinearMode::LastToken => n_tokens - 1,
+            };
+            let xt = &x[t * cols..][..cols];
+            for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
+                let at = o * rows + first + i;
+                let base = if accumulate { y0[at] } else { 0.0 };
+                want[at] = base + product;
+                tolerance[at] =
+                    dot_tolerance(&chunk[i * cols..][..cols], xt) + 2.0 * EPS * (base.abs() + product.abs());
+            }
+        }
+    });
+    let what = format!("linear {} parts {:?} {mode:?} x{n_tokens} accumulate {accumulate}", weights.entry.name, {
+        weights.entry.parts.iter().map(|p| p.rows).collect::<Vec<_>>()
+    });
+    assert_close(&what, &got, &want, |i| tolerance[i]);
+    got
+}
+
+fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(3);
+    // 100 rows: not a multiple of the matmul's 64-row tile; 192 columns: 6 blocks, and 3
+    // groups of 64 so q8 parts of odd row counts have an odd number of scales.
+    let runs = [
+        (LinearMode::Decode, 1),
+        (LinearMode::LastToken, 1),
+        (LinearMode::LastToken, 5),
+        (LinearMode::Prefill, 1),
+        (LinearMode::Prefill, 5),
+        (LinearMode::Prefill, 32),
+        (LinearMode::Prefill, 33),
+        (LinearMode::Prefill, 70),
+    ];
+    for (dtype, group) in DTYPES {
+        for parts in [&[100][..], &[37, 27, 36]] {
+            let weights = Packed::random(&mut rng, dtype, 192, group, parts);
+            let tensor = weights.upload(gpu);
+            for (mode, n_tokens) in runs {
+                for accumulate in [false, true] {
+                    check_linear(&r, &weights, &tensor, mode, n_tokens, accumulate, rng.random());
+                }
+            }
+        }
+    }
+}
+
+fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
+    // 70,000 rows need 70,000 workgroups: more than one dispatch dimension allows, so
+    // the grid folds into two dimensions.
+    let r = Runner::new(gpu);
+    let weights = Packed::random(&mut rng(4), DType::F32, 32, 0, &[70_000]);
+    let tensor = weights.upload(gpu);
+    check_linear(&r, &weights, &tensor, LinearMode::Decode, 1, false, 5);
+    check_linear(&r, &weights, &tensor, LinearMode::LastToken, 2, true, 6);
+}
+
+/// The GPU's greedy choice among `logits`, which must be the reference argmax.
+fn check_argmax(r: &Runner, logits: &[f32]) -> u32 {
+    let tokens = r.gpu.storage("token", 4);
+    let dispatch = choose_token(r.gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), true);
+    r.run(step(1, 0), [&dispatch]);
+    let got = r.read_u32(&tokens, 1)[0];
+    assert_eq!(got as usize, reference::argmax(logits), "argmax over {} logits", logits.len());
+    got
+}
+
+fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
+    // LLaMA-2-13B: hidden 5120, FFN 13824, vocab 32000; q4 with GPTQ's group of 128.
+    let r = Runner::new(gpu);
+    let mut rng = rng(13);
+    let up = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
+    let tensor = up.upload(gpu);
+    check_linear(&r, &up, &tensor, LinearMode::Decode, 1, false, 1);
+    check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, false, 2);
+    drop(tensor);
+    let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, true, 3);
+    // The lm_head row-split into three parts, read from the last of a prefill's tokens.
+    let head = Packed::random(&mut rng, DType::Q4, 5120, 128, &[12000, 12000, 8000]);
+    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::LastToken, 3, false, 4);
+    check_argmax(&r, &logits);
+}
+
+fn linear_yi_6b_shapes(gpu: &'static Gpu) {
+    // Yi-6B: hidden 4096, FFN 11008, vocab 64000; q4 with GGUF's group of 32.
+    let r = Runner::new(gpu);
+    let mut rng = rng(6);
+    let up = Packed::random(&mut rng, DType::Q4, 4096, 32, &[11008]);
+    check_linear(&r, &up, &up.upload(gpu), LinearMode::Decode, 1, false, 1);
+    let down = Packed::random(&mut rng, DType::Q4, 11008, 32, &[4096]);
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, true, 2);
+    // 64000 x 4096 q4 is 164 MB, over the 128 MiB binding limit: split as a converter would.
+    let parts = binding_parts(DType::Q4, 64000, 4096, 32);
+    assert!(parts.len() > 1, "the Yi lm_head must need several parts: {parts:?}");
+    let head = Packed::random(&mut rng, DType::Q4, 4096, 32, &parts);
+    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::Decode, 1, false, 3);
+    check_argmax(&r, &logits);
+}
+
+/// Rotates random queries and keys at each `(position, n_tokens)` chunk and checks them
+/// against the CPU (same table) and the reference RoPE (f64 angles).
+fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(usize, usize)], seed: u64) {
+    let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    let pairs = head_dim / 2;
+    let table = rope_table(context, head_dim, theta);
+    let table_buffer = r.storage_f32(&table);
+    let mut rng = rng(seed);
+    for &(position, n) in chunks {
+        let q = uniform(&mut rng, n * n_heads * head_dim, 1.0);
+        let k = uniform(&mut rng, n * n_kv_heads * head_dim, 1.0);
+        let (q_buffer, k_buffer) = (r.storage_f32(&q), r.storage_f32(&k));
+        let dispatch = rope(r.gpu, &r.step, &table_buffer, &q_buffer, &k_buffer, n_heads, n_kv_heads, head_dim);
+        r.run(step(n, position), [&dispatch]);
+        for (name, x, buffer, count) in [("q", &q, &q_buffer, n_heads), ("k", &k, &k_buffer, n_kv_heads)] {
+            let got = r.read_f32(buffer, x.len());
+            let width = count * head_dim;
+            // The same table on the CPU.
+            let mut same_table = x.clone();
+            for (index, pair) in same_table.chunks_exact_mut(2).enumerate() {
+                let at = ((position + index / (width / 2)) * pairs + index % pairs) * 2;
+                let (cos, sin) = (table[at], table[at + 1]);
+                let (a, b) = (pair[0], pair[1]);
+                pair.copy_from_slice(&[a * cos - b * sin, a * sin + b * cos]);
+            }
+            let pair_size = |i: usize| x[i & !1].abs() + x[i | 1].abs();
+            let what = format!("rope {name} theta {theta} position {position}");
+            assert_close(&what, &got, &same_table, |i| 2.0 * EPS * pair_size(i) + f32::MIN_POSITIVE);
+            // The reference, with f64 angles.
+            let mut exact = x.clone();
+            for (t, row) in exact.chunks_exact_mut(width).enumerate() {
+                reference::rope(row, head_dim, position + t, theta);
+            }
+            let tolerance = |i: usize| {
+                let (t, pair) = (i / width, (i % head_dim) / 2);
+                let angle = (position + t) as f32 * theta.powf(-2.0 * pair as f32 / head_dim as f32);
+                pair_size(i) * (2.0 * EPS * angle + 4.0 * EPS) + f32::MIN_POSITIVE
+            };
+            assert_close(&format!("{what} vs f64 angles"), &got, &exact, tolerance);
+        }
+    }
+}
+
+fn rope_positions_and_thetas(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let heads = |n_heads, n_kv_heads, head_dim| Heads { n_heads, n_kv_heads, head_dim };
+    // Small GQA shapes: position 0 (identity), one token, chunks at later positions.
+    check_rope(&r, heads(6, 2, 64), 10000.0, 256, &[(0, 3), (1, 1), (61, 5), (240, 16)], 1);
+    check_rope(&r, heads(9, 3, 64), 100000.0, 256, &[(7, 2)], 2);
+    // Auto-J-13B: 40 heads x 128, theta 1e4, to the end of its 4096 context.
+    check_rope(&r, heads(40, 40, 128), 10000.0, 4096, &[(5, 3), (4090, 6)], 3);
+    // Yi-6B: 32 / 4 heads x 128, theta 5e6, far into the context.
+    check_rope(&r, heads(32, 4, 128), 5e6, 4096, &[(3000, 2), (4095, 1)], 4);
+}
+
+/// Feeds chunks of tokens through store_kv + attend (a prefill of several tokens, then
+/// decode steps) and checks each output and finally the f16 cache contents.
+fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
+    let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
+    let context = chunks.iter().sum::<usize>() + 2;
+    let cache = KvCache::new(r.gpu, heads, context);
+    let mut rng = rng(seed);
+    let (mut keys, mut values) = (Vec::new(), Vec::new());
+    let mut position = 0;
+    for &n in chunks {
+        // Queries of scale 4 make scores of order 1: a peaked but not one-hot softmax.
+        let q = uniform(&mut rng, n * q_dim, 4.0);
+        let k = uniform(&mut rng, n * kv_dim, 1.0);
+        let v = uniform(&mut rng, n * kv_dim, 1.0);
+        let out = r.zeros(n * q_dim);
+        let [store, attend] =
+            attention(r.gpu, &r.step, heads, &r.storage_f32(&q), &r.storage_f32(&k), &r.storage_f32(&v), &cache, &out);
+        r.run(step(n, position), [&store, &attend]);
+        let got = r.read_f32(&out, n * q_dim);
+        let mut want = Vec::with_capacity(n * q_dim);
+        for t in 0..n {
+            keys.push(reference::round_f16(&k[t * kv_dim..][..kv_dim]));
+            values.push(reference::round_f16(&v[t * kv_dim..][..kv_dim]));
+            want.extend(reference::attend(&q[t * q_dim..][..q_dim], &keys, &values, n_heads, n_kv_heads));
+        }
+        let tolerance = |i: usize| (position + i / q_dim + 1 + 4 * head_dim) as f32 * EPS;
+        let what = format!("attention {heads:?} {n} tokens at position {position}");
+        assert_close(&what, &got, &want, tolerance);
+        position += n;
+    }
+    for (name, buffer, expected) in [("k", &cache.k, &keys), ("v", &cache.v, &values)] {
+        let got = r.read_u32(buffer, position * kv_dim / 2);
+        let halves: Vec<f16> = expected.iter().flatten().map(|&x| f16::from_f32(x)).collect();
+        let want: Vec<u32> = webjudge::weights::pack_f16_words(&halves).collect();
+        assert!(got == want, "{name} cache of {heads:?} differs from the f16-rounded inputs");
+    }
+}
+
+fn attention_prefill_then_decode(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let heads = |n_heads, n_kv_heads, head_dim| Heads { n_heads, n_kv_heads, head_dim };
+    // GQA 3:1 (SmolLM2-like); prefill in two chunks crossing the 64-key tile, then decode.
+    check_attention(&r, heads(6, 2, 64), &[40, 30, 1, 1, 1], 1);
+    // GQA 8:1, a small head dim; a single prefill longer than a tile.
+    check_attention(&r, heads(16, 2, 32), &[5, 70, 1], 2);
+    // MHA at the largest head dim the kernel supports (two value pairs per lane).
+    check_attention(&r, heads(4, 4, 256), &[66, 1], 3);
+}
+
+fn attention_real_shapes(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    // Auto-J-13B: 40 heads x 128, no GQA.
+    check_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[70, 1, 1], 4);
+    // Yi-6B: 32 query heads sharing 4 KV heads (8:1).
+    check_attention(&r, Heads { n_heads: 32, n_kv_heads: 4, head_dim: 128 }, &[70, 1, 1], 5);
+}
+
+fn swiglu_in_place(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(7);
+    for (ffn, tokens) in [(36, 3), (13824, 2), (11008, 2)] {
+        // Gates far enough out to saturate the sigmoid both ways.
+        let gate = uniform(&mut rng, (tokens + 1) * ffn, 12.0);
+        let up = uniform(&mut rng, (tokens + 1) * ffn, 2.0);
+        let gate_buffer = r.storage_f32(&gate);
+        let dispatch = swiglu(gpu, &r.step, &gate_buffer, &r.storage_f32(&up), ffn);
+        r.run(step(tokens, 0), [&dispatch]);
+        let got = r.read_f32(&gate_buffer, (tokens + 1) * ffn);
+        // The spare last token must stay as it was.
+        let mut want = reference::swiglu(&gate[..tokens * ffn], &up[..tokens * ffn]);
+        want.extend_from_slice(&gate[tokens * ffn..]);
+        let tolerance = |i: usize| want[i].abs() * EPS * (8.0 + 2.0 * gate[i].abs()) + f32::MIN_POSITIVE;
+        assert_close(&format!("swiglu {ffn}"), &got, &want, tolerance);
+    }
+}
+
+fn argmax_ties_go_to_lowest_index(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(8);
+    // Fewer logits than lanes, all tied.
+    check_argmax(&r, &[0.5; 7]);
+    check_argmax(&r, &[-1e30; 300]);
+    // `(vocab, indices holding the maximum)`: ties within one lane's stride (5, 261) and
+    // across lanes in both orders, at the ends of the vocabulary.
+    let cases: [(usize, &[usize]); 7] = [
+        (1000, &[900, 13, 500]),
+        (1000, &[261, 5]),
+        (1000, &[262, 5]),
+        (1000, &[999]),
+        (1000, &[0, 999]),
+        (32000, &[31999, 257, 256]),
+        (64000, &[63999, 40000]),
+    ];
+    for (vocab, peaks) in cases {
+        let mut logits = uniform(&mut rng, vocab, 10.0);
+        for &p in peaks {
+            logits[p] = 11.0;
+        }
+        assert_eq!(check_argmax(&r, &logits) as usize, *peaks.iter().min().unwrap());
+    }
+    // No planted peak, large negative logits.
+    let logits: Vec<f32> = uniform(&mut rng, 64000, 5.0).iter().map(|v| v - 1e4).collect();
+    check_argmax(&r, &logits);
+}
+
+/// Draws one token per seed in `seeds` from `logits` with the GPU sampler.
+fn sample_tokens(r: &Runner, logits: &[f32], temperature: f32, top_p: f32, seeds: &[u32]) -> Vec<u32> {
+    let gpu = r.gpu;
+    let tokens = gpu.storage("token", 4);
+    let drawn = gpu.storage("drawn tokens", seeds.len() as u64 * 4);
+    let dispatch = choose_token(gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), false);
+    for (i, &seed) in seeds.iter().enumerate() {
+        let step = Step { n_tokens: 1, position: 17, seed, temperature, top_p, ..Default::default() };
+        gpu.queue.write_buffer(&r.step, 0, bytemuck::bytes_of(&step));
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        record_all(&mut encoder, [&dispatch], 1);
+        encoder.copy_buffer_to_buffer(&tokens, 0, &drawn, i as u64 * 4, 4);
+        gpu.queue.submit([encoder.finish()]);
+    }
+    r.read_u32(&drawn, seeds.len())
+}
+
+/// Samples `draws` tokens at (temperature, top_p) and checks they come from the
+/// reference nucleus with the reference's renormalized frequencies.
+fn check_nucleus(r: &Runner, logits: &[f32], temperature: f32, top_p: f32, draws: u32) {
+    let nucleus = reference::nucleus(logits, temperature, top_p);
+    let seeds: Vec<u32> = (0..draws).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+    let drawn = sample_tokens(r, logits, temperature, top_p, &seeds);
+    let mut counts = vec![0u32; logits.len()];
+    for &t in &drawn {
+        assert!(nucleus.iter().any(|&(n, _)| n as u32 == t), "token {t} drawn outside the nucleus {nucleus:?}");
+        counts[t as usize] += 1;
+    }
+    for &(token, p) in &nucleus {
+        let (expected, count) = (draws as f32 * p, counts[token as usize] as f32);
+        let sigma = (draws as f32 * p * (1.0 - p)).sqrt();
+        assert!(
+            (count - expected).abs() <= 5.0 * sigma + 1.0,
+            "T {temperature} top_p {top_p}: token {token} drawn {count} times, expected {expected:.1} (p {p:.4})"
+        );
+    }
+}
+
+/// A top_p midway between the cumulative masses of the `k - 1` and `k` most probable
+/// tokens, so the nucleus is exactly the top `k` whatever the rounding.
+fn top_p_keeping(logits: &[f32], temperature: f32, k: usize) -> f32 {
+    let all = reference::nucleus(logits, temperature, 1.0);
+    let mass = |n: usize| all[..n].iter().map(|&(_, p)| p).sum::<f32>();
+    let top_p = 0.5 * (mass(k - 1) + mass(k));
+    assert_eq!(reference::nucleus(logits, temperature, top_p).len(), k);
+    top_p
+}
+
+fn sampling_nucleus_and_temperature(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(9);
+    let logits = uniform(&mut rng, 50, 3.0);
+    let best = reference::argmax(&logits) as u32;
+
+    // A vanishing nucleus is the most probable token, whatever the seed or temperature.
+    let seeds: Vec<u32> = (0..20).collect();
+    for temperature in [0.3, 1.0, 5.0] {
+        assert!(sample_tokens(&r, &logits, temperature, 1e-6, &seeds).iter().all(|&t| t == best));
+    }
+    // The same seed draws the same token; different seeds draw different ones.
+    let seeds: Vec<u32> = (0..64).collect();
+    let first = sample_tokens(&r, &logits, 1.0, 1.0, &seeds);
+    assert_eq!(first, sample_tokens(&r, &logits, 1.0, 1.0, &seeds), "sampling is not repeatable");
+    let distinct: std::collections::BTreeSet<_> = first.iter().collect();
+    assert!(distinct.len() > 5, "64 seeds drew only {distinct:?}");
+
+    // Nuclei of a few tokens at several temperatures, and no cut at all.
+    for (temperature, k) in [(0.7, 4), (1.0, 10), (2.0, 25)] {
+        check_nucleus(&r, &logits, temperature, top_p_keeping(&logits, temperature, k), 1000);
+    }
+    check_nucleus(&r, &logits, 1.5, 1.0, 1000);
+
+    // A full Yi-6B vocabulary: picks stay in the nucleus.
+    let logits = uniform(&mut rng, 64000, 8.0);
+    check_nucleus(&r, &logits, 0.8, top_p_keeping(&logits, 0.8, 40), 50);
+}
