@@ -474,7 +474,7 @@ fn check_nucleus(r: &Runner, logits: &[f32], temperature: f32, top_p: f32, draws
         counts[t as usize] += 1;
     }
     for &(token, p) in &nucleus {
-        let (expected, count) = (draws as f32 * p, counts[token as usize] as f32);
+        let (expected, count) = (draws as f32 * p, counts[token] as f32);
         let sigma = (draws as f32 * p * (1.0 - p)).sqrt();
         assert!(
             (count - expected).abs() <= 5.0 * sigma + 1.0,

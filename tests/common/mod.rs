@@ -99,12 +99,12 @@ impl Packed {
         let sub: Vec<u32> = match dtype {
             DType::F32 => words[a..b].to_vec(),
             DType::F16 => {
-                assert!(a % 2 == 0);
+                assert!(a.is_multiple_of(2));
                 words[a / 2..b.div_ceil(2)].to_vec()
             }
             DType::Q4 => [&words[a / 8..b / 8], &words[n / 8 + a / group..n / 8 + b / group]].concat(),
             DType::Q8 => {
-                assert!((a / group) % 2 == 0, "q8 row ranges must start at an even group");
+                assert!((a / group).is_multiple_of(2), "q8 row ranges must start at an even group");
                 let scales = n / 4 + a / group / 2..n / 4 + (b / group).div_ceil(2);
                 [&words[a / 4..b / 4], &words[scales]].concat()
             }
@@ -115,7 +115,7 @@ impl Packed {
     /// Calls `f(first_row, rows)` over the whole tensor in chunks of at most `chunk`
     /// rows (even, for q8's paired scales), never materializing it all in f32.
     pub fn for_each_rows(&self, chunk: usize, mut f: impl FnMut(usize, &[f32])) {
-        assert!(chunk % 2 == 0);
+        assert!(chunk.is_multiple_of(2));
         for (index, part) in self.entry.parts.iter().enumerate() {
             let mut start = 0;
             while start < part.rows {
@@ -179,7 +179,7 @@ pub fn binding_parts(dtype: DType, rows: usize, cols: usize, group: usize) -> Ve
     let row_bytes = dtype.part_bytes(1, cols as u64, group.max(1) as u64);
     let per_part = ((MAX_BINDING_BYTES - 4) / row_bytes) as usize;
     let mut parts = vec![per_part; rows / per_part];
-    if rows % per_part != 0 {
+    if !rows.is_multiple_of(per_part) {
         parts.push(rows % per_part);
     }
     for &r in &parts {
@@ -256,7 +256,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: impl Fn(us
     let mut failures = Vec::new();
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (error, tol) = ((g - w).abs(), tolerance(i));
-        if !(error <= tol) {
+        if error.is_nan() || error > tol {
             failures.push((error / tol, i, g, w, tol));
         }
     }
