@@ -196,9 +196,8 @@ fn check_linear(
             }
         }
     });
-    let what = format!("linear {} parts {:?} {mode:?} x{n_tokens} accumulate {accumulate}", weights.entry.name, {
-        weights.entry.parts.iter().map(|p| p.rows).collect::<Vec<_>>()
-    });
+    let parts: Vec<usize> = weights.entry.parts.iter().map(|p| p.rows).collect();
+    let what = format!("linear {} parts {parts:?} {mode:?} x{n_tokens} accumulate {accumulate}", weights.entry.name);
     assert_close(&what, &got, &want, |i| tolerance[i]);
     got
 }
