@@ -1,0 +1,415 @@
+//! GGUF import: a llama-architecture GGUF file becomes a model directory, losslessly.
+//!
+//! Tensor data maps onto the model directory's dtypes without requantizing (see
+//! [`DType`](super::DType) for the layouts): F32 stays f32, F16 stays f16, Q8_0
+//! becomes q8 with groups of 32, Q4_0 becomes q4 with `(d, -8d)` and Q4_1 q4 with
+//! `(d, m)`. Every converted value equals the value GGUF's dequantization gives. Vectors
+//! (the norm weights) become f32, dequantized if needed, because the RMSNorm kernel
+//! reads f32. Any other ggml type is an error naming it: converting it would need
+//! requantizing, which this importer never does silently.
+//!
+//! RoPE convention: the engine rotates adjacent pairs `(x[2i], x[2i+1])` of each head
+//! (`shaders/rope.wgsl`, [`crate::model::reference::rope`]). llama.cpp's converter
+//! already permuted the Q and K rows of a Hugging Face checkpoint into exactly that
+//! convention when it wrote the GGUF, so GGUF weights are copied with no permutation.
+//! This is the one place a checkpoint's RoPE convention is settled; an importer of
+//! Hugging Face weights (which rotate `(x[i], x[i + head_dim/2])`) must permute there.
+//!
+//! The directory is written under a temporary sibling name and renamed at the end, so
+//! a failed conversion never leaves a directory that looks like a valid model.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+
+use super::gguf::{
+    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0,
+    GGML_TYPE_Q4_1, GGML_TYPE_Q8_0,
+};
+use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use super::writer::ModelWriter;
+use super::{dequantize, pack_q4, pack_q8, DType, Manifest};
+use crate::model::{expected_tensors, Architecture, ChatTemplate};
+
+/// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
+const GROUP: usize = 32;
+/// Smaller shards gain nothing and could not even hold one row of most tensors.
+pub const MIN_SHARD_BYTES: u64 = 4096;
+
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// The largest shard to write (a tensor row larger than this still gets a shard).
+    pub max_shard_bytes: u64,
+    /// Replace an existing output directory instead of refusing.
+    pub overwrite: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self { max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("architecture {0:?} is not supported: webjudge converts \"llama\" GGUF files")]
+    Architecture(String),
+    #[error("metadata key {0} is missing")]
+    MissingKey(String),
+    #[error("invalid architecture: {0}")]
+    InvalidArchitecture(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("tensor {0} is missing")]
+    MissingTensor(String),
+    #[error("tensor {0} is not part of the llama architecture (extra tensors would be silently ignored)")]
+    UnexpectedTensor(String),
+    #[error("tensor {name}: GGUF dims {dims:?} give shape {found:?}, the architecture needs {expected:?}")]
+    Shape { name: String, dims: Vec<u64>, found: Vec<u64>, expected: Vec<usize> },
+    #[error("tensor {tensor}: ggml type {type_name} ({ggml_type}) cannot be converted losslessly (supported: F32, F16, Q8_0, Q4_0, Q4_1)")]
+    UnsupportedType { tensor: String, ggml_type: u32, type_name: &'static str },
+    #[error("tensor {tensor}: {problem}")]
+    Value { tensor: String, problem: String },
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    #[error("output {}: {problem}", path.display())]
+    Output { path: PathBuf, problem: String },
+    #[error("max shard size {0} bytes is below the minimum of {MIN_SHARD_BYTES}")]
+    ShardSize(u64),
+}
+
+/// Converts `gguf_path` into a model directory at `out_dir` and returns its manifest.
+/// `progress` is called with tensor bytes converted so far and in total.
+pub fn convert_gguf(
+    gguf_path: &Path,
+    out_dir: &Path,
+    options: &ConvertOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Manifest, ConvertError> {
+    if options.max_shard_bytes < MIN_SHARD_BYTES {
+        return Err(ConvertError::ShardSize(options.max_shard_bytes));
+    }
+    let output_problem = |problem: &str| ConvertError::Output { path: out_dir.to_owned(), problem: problem.into() };
+    let existing_is_empty = match fs::read_dir(out_dir) {
+        Ok(mut entries) => Some(entries.next().is_none()),
+        Err(_) if out_dir.exists() => return Err(output_problem("exists and is not a directory")),
+        Err(_) => None,
+    };
+    if existing_is_empty == Some(false) && !options.overwrite {
+        return Err(output_problem("exists and is not empty (pass overwrite to replace it)"));
+    }
+    let file_name = out_dir.file_name().ok_or_else(|| output_problem("does not name a directory"))?;
+
+    let gguf = GgufFile::open(gguf_path)?;
+    let architecture = architecture(&gguf)?;
+    let chat_template = chat_template(&gguf)?;
+    let plan = plan_tensors(&gguf, &architecture)?;
+    let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
+
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(file_name);
+    temp_name.push(format!(".converting-{}", std::process::id()));
+    let temp = TempDir(Some(out_dir.with_file_name(temp_name)));
+    if temp.path().exists() {
+        fs::remove_dir_all(temp.path())?;
+    }
+    let mut writer = ModelWriter::create(temp.path(), options.max_shard_bytes)?;
+    let mut source = File::open(gguf_path)?;
+    let total: u64 = plan.iter().map(|t| t.range.end - t.range.start).sum();
+    let mut done = 0;
+    progress(done, total);
+    for tensor in &plan {
+        writer.write_tensor(&tensor.info.name, tensor.dtype, &tensor.shape, tensor.group_size(), |rows| {
+            let words = tensor.convert_rows(&mut source, rows.clone())?;
+            done += tensor.row_bytes * rows.len() as u64;
+            progress(done, total);
+            Ok::<_, ConvertError>(words)
+        })?;
+    }
+    let manifest = writer.finish(architecture, chat_template)?;
+    fs::write(temp.path().join(TOKENIZER_FILE), tokenizer_json)?;
+
+    if existing_is_empty.is_some() {
+        fs::remove_dir_all(out_dir)?;
+    }
+    fs::rename(temp.keep(), out_dir)?;
+    Ok(manifest)
+}
+
+/// A directory being written, removed on drop unless kept, so a failed conversion
+/// leaves nothing behind.
+struct TempDir(Option<PathBuf>);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("not yet kept")
+    }
+
+    fn keep(mut self) -> PathBuf {
+        self.0.take().expect("kept once")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            // Best effort: the error that got us here matters more than this one.
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
+fn required<T>(key: &str, value: Option<T>) -> Result<T, ConvertError> {
+    value.ok_or_else(|| ConvertError::MissingKey(key.into()))
+}
+
+fn required_usize(gguf: &GgufFile, key: &str) -> Result<usize, ConvertError> {
+    Ok(required(key, gguf.metadata.get_u32(key)?)? as usize)
+}
+
+/// Reads the hyper-parameters from `llama.*` and `tokenizer.ggml.*` metadata; the
+/// vocabulary size and tied embeddings come from the tensors themselves.
+fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
+    let m = &gguf.metadata;
+    let name = required("general.architecture", m.get_str("general.architecture")?)?;
+    if name != "llama" {
+        return Err(ConvertError::Architecture(name.into()));
+    }
+    if let Some(scaling) = m.get_str("llama.rope.scaling.type")?.filter(|s| *s != "none") {
+        return Err(ConvertError::Unsupported(format!("RoPE scaling {scaling:?} is not supported")));
+    }
+    let hidden = required_usize(gguf, "llama.embedding_length")?;
+    let n_heads = required_usize(gguf, "llama.attention.head_count")?;
+    let head_dim = match m.get_u32("llama.rope.dimension_count")? {
+        Some(d) => d as usize,
+        None if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
+        None => {
+            return Err(ConvertError::InvalidArchitecture(format!(
+                "hidden size {hidden} is not a multiple of {n_heads} heads and llama.rope.dimension_count is missing"
+            )))
+        }
+    };
+    for key in ["llama.attention.key_length", "llama.attention.value_length"] {
+        if let Some(length) = m.get_u32(key)?.filter(|&l| l as usize != head_dim) {
+            return Err(ConvertError::Unsupported(format!(
+                "{key} {length} differs from the rotary dimension {head_dim} (partial RoPE is not supported)"
+            )));
+        }
+    }
+    let embedding = gguf.tensor("token_embd.weight").ok_or_else(|| ConvertError::MissingTensor("token_embd.weight".into()))?;
+    let vocab = match embedding.dims[..] {
+        [_, rows] => rows as usize,
+        _ => 0, // the shape check of every tensor names the problem
+    };
+    if let Some(declared) = m.get_u32("llama.vocab_size")?.filter(|&v| v as usize != vocab) {
+        return Err(ConvertError::InvalidArchitecture(format!(
+            "llama.vocab_size {declared} differs from the {vocab} rows of token_embd.weight"
+        )));
+    }
+    let eos = m.get_u32("tokenizer.ggml.eos_token_id")?;
+    let eot = m.get_u32("tokenizer.ggml.eot_token_id")?.filter(|&id| Some(id) != eos);
+    let tokenizer_model = m.get_str("tokenizer.ggml.model")?;
+    let architecture = Architecture {
+        n_layers: required_usize(gguf, "llama.block_count")?,
+        hidden,
+        n_heads,
+        n_kv_heads: m.get_u32("llama.attention.head_count_kv")?.map_or(n_heads, |n| n as usize),
+        head_dim,
+        ffn: required_usize(gguf, "llama.feed_forward_length")?,
+        vocab,
+        rope_theta: m.get_f32("llama.rope.freq_base")?.unwrap_or(10000.0),
+        norm_eps: required(
+            "llama.attention.layer_norm_rms_epsilon",
+            m.get_f32("llama.attention.layer_norm_rms_epsilon")?,
+        )?,
+        context_length: required_usize(gguf, "llama.context_length")?,
+        tied_embeddings: gguf.tensor("output.weight").is_none(),
+        bos_id: m.get_u32("tokenizer.ggml.bos_token_id")?,
+        eos_ids: eos.into_iter().chain(eot).collect(),
+        // SentencePiece LLaMA tokenizers prepend BOS unless told otherwise; byte-level
+        // BPE ones do not.
+        add_bos: m.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(tokenizer_model == Some("llama")),
+    };
+    architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
+    if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
+        return Err(ConvertError::InvalidArchitecture(format!("special token id {id} is outside the vocabulary of {vocab}")));
+    }
+    Ok(architecture)
+}
+
+/// Picks the prompt wrapper from `tokenizer.chat_template`. Only ChatML and the LLaMA-2
+/// `[INST]` wrapper are recognized; any other template (or none, outside SentencePiece
+/// LLaMA tokenizers, which imply `[INST]`) is an error, because guessing a wrapper would
+/// quietly degrade every answer the model gives.
+fn chat_template(gguf: &GgufFile) -> Result<ChatTemplate, ConvertError> {
+    let template = gguf.metadata.get_str("tokenizer.chat_template")?;
+    let tokenizer_model = gguf.metadata.get_str("tokenizer.ggml.model")?;
+    match template {
+        Some(t) if t.contains("<|im_start|>") => Ok(ChatTemplate::chatml(default_system_message(t).as_deref())),
+        Some(t) if t.contains("[INST]") => Ok(ChatTemplate::llama2()),
+        None if tokenizer_model == Some("llama") => Ok(ChatTemplate::llama2()),
+        Some(_) => Err(ConvertError::ChatTemplate(
+            "tokenizer.chat_template is neither ChatML (<|im_start|>) nor LLaMA-2 ([INST]), the two wrappers webjudge supports".into(),
+        )),
+        None => Err(ConvertError::ChatTemplate(format!(
+            "tokenizer.chat_template is missing and the tokenizer ({}) does not imply LLaMA-2's [INST] wrapper",
+            tokenizer_model.unwrap_or("unnamed")
+        ))),
+    }
+}
+
+/// The system message a ChatML Jinja template inserts when the conversation has none:
+/// the first literal between `<|im_start|>system\n` and `<|im_end|>` (with the newline
+/// written either raw or as a `\n` escape). A span holding template syntax (`{`, `}`,
+/// or `+` concatenating the caller's message) is not a default and is skipped.
+pub fn default_system_message(template: &str) -> Option<String> {
+    for (marker, escaped) in [("<|im_start|>system\n", false), ("<|im_start|>system\\n", true)] {
+        for (start, _) in template.match_indices(marker) {
+            let rest = &template[start + marker.len()..];
+            let Some(end) = rest.find("<|im_end|>") else { continue };
+            let text = &rest[..end];
+            if text.is_empty() || text.contains(['{', '}', '+']) {
+                continue;
+            }
+            return Some(if escaped { text.replace("\\n", "\n") } else { text.to_owned() });
+        }
+    }
+    None
+}
+
+/// One tensor to convert: where its bytes are and what it becomes.
+struct PlannedTensor<'a> {
+    info: &'a GgufTensorInfo,
+    /// `[rows, cols]` or `[n]`.
+    shape: Vec<usize>,
+    /// The dtype the GGUF type maps onto without loss.
+    native: DType,
+    /// The dtype written (f32 for vectors).
+    dtype: DType,
+    range: Range<u64>,
+    /// GGUF bytes of one row.
+    row_bytes: u64,
+}
+
+/// Checks that the file holds exactly the tensors the architecture needs, with their
+/// shapes and convertible types, before anything is written.
+fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<Vec<PlannedTensor<'a>>, ConvertError> {
+    let expected = expected_tensors(architecture);
+    if let Some(extra) = gguf.tensors.iter().find(|t| !expected.iter().any(|(name, _)| *name == t.name)) {
+        return Err(ConvertError::UnexpectedTensor(extra.name.clone()));
+    }
+    expected
+        .into_iter()
+        .map(|(name, shape)| {
+            let info = gguf.tensor(&name).ok_or_else(|| ConvertError::MissingTensor(name.clone()))?;
+            let found: Vec<u64> = info.dims.iter().rev().copied().collect();
+            if found.len() != shape.len() || found.iter().zip(&shape).any(|(&f, &e)| f != e as u64) {
+                return Err(ConvertError::Shape { name, dims: info.dims.clone(), found, expected: shape });
+            }
+            let native = match info.ggml_type {
+                GGML_TYPE_F32 => DType::F32,
+                GGML_TYPE_F16 => DType::F16,
+                GGML_TYPE_Q8_0 => DType::Q8,
+                GGML_TYPE_Q4_0 | GGML_TYPE_Q4_1 => DType::Q4,
+                ggml_type => {
+                    return Err(ConvertError::UnsupportedType { tensor: name, ggml_type, type_name: info.type_name() })
+                }
+            };
+            let range = gguf.tensor_range(info)?;
+            let rows = if shape.len() == 2 { shape[0] as u64 } else { 1 };
+            Ok(PlannedTensor {
+                info,
+                dtype: if shape.len() == 1 { DType::F32 } else { native },
+                native,
+                row_bytes: (range.end - range.start) / rows,
+                range,
+                shape,
+            })
+        })
+        .collect()
+}
+
+impl PlannedTensor<'_> {
+    fn group_size(&self) -> usize {
+        if self.dtype.is_quantized() { GROUP } else { 0 }
+    }
+
+    fn cols(&self) -> usize {
+        *self.shape.last().expect("shapes are checked to be non-empty")
+    }
+
+    /// Reads rows of the GGUF data and returns them packed in the output dtype.
+    fn convert_rows(&self, source: &mut File, rows: Range<usize>) -> Result<Vec<u32>, ConvertError> {
+        let mut raw = vec![0u8; (rows.len() as u64 * self.row_bytes) as usize];
+        source.seek(SeekFrom::Start(self.range.start + rows.start as u64 * self.row_bytes))?;
+        source.read_exact(&mut raw)?;
+        let native = self.repack(&raw)?;
+        if self.dtype == self.native {
+            return Ok(native);
+        }
+        let values = dequantize(self.native, &native, rows.len(), self.cols(), GROUP);
+        Ok(values.iter().map(|v| v.to_bits()).collect())
+    }
+
+    /// Repacks GGUF bytes into the layout of [`Self::native`], value for value.
+    fn repack(&self, raw: &[u8]) -> Result<Vec<u32>, ConvertError> {
+        let f16_at = |bytes: &[u8], at: usize| f16::from_le_bytes([bytes[at], bytes[at + 1]]);
+        Ok(match self.info.ggml_type {
+            // Both are already little-endian words (f16 pairs share one, an odd tail
+            // gets a zero high half).
+            GGML_TYPE_F32 | GGML_TYPE_F16 => raw
+                .chunks(4)
+                .map(|c| {
+                    let mut word = [0u8; 4];
+                    word[..c.len()].copy_from_slice(c);
+                    u32::from_le_bytes(word)
+                })
+                .collect(),
+            GGML_TYPE_Q8_0 => {
+                let blocks = raw.chunks_exact(2 + GROUP);
+                let scales: Vec<f16> = blocks.clone().map(|b| f16_at(b, 0)).collect();
+                let codes: Vec<i8> = blocks.flat_map(|b| b[2..].iter().map(|&q| q as i8)).collect();
+                pack_q8(&codes, &scales, GROUP)
+            }
+            GGML_TYPE_Q4_0 | GGML_TYPE_Q4_1 => {
+                let q4_1 = self.info.ggml_type == GGML_TYPE_Q4_1;
+                let header = if q4_1 { 4 } else { 2 };
+                let mut codes = Vec::with_capacity(raw.len() * 2);
+                let mut params = Vec::with_capacity(raw.len() / (header + GROUP / 2));
+                for block in raw.chunks_exact(header + GROUP / 2) {
+                    let d = f16_at(block, 0);
+                    let offset = if q4_1 { f16_at(block, 2) } else { self.q4_0_offset(d)? };
+                    params.push((d, offset));
+                    // Low nibbles are values 0..16 of the block, high nibbles 16..32.
+                    let qs = &block[header..];
+                    codes.extend(qs.iter().map(|q| q & 15));
+                    codes.extend(qs.iter().map(|q| q >> 4));
+                }
+                pack_q4(&codes, &params, GROUP)
+            }
+            other => unreachable!("plan_tensors admitted ggml type {other}"),
+        })
+    }
+
+    /// Q4_0 values are `d * (q - 8)`; as q4 that is scale `d` and offset `-8d`, exact in
+    /// f16 (a power-of-two multiple) unless it overflows.
+    fn q4_0_offset(&self, d: f16) -> Result<f16, ConvertError> {
+        let offset = f16::from_f32(-8.0 * d.to_f32());
+        if !offset.is_finite() {
+            return Err(ConvertError::Value {
+                tensor: self.info.name.clone(),
+                problem: format!("Q4_0 scale {d} makes the offset -8d overflow f16, so it has no exact q4 form"),
+            });
+        }
+        Ok(offset)
+    }
+}
