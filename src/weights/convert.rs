@@ -240,6 +240,14 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
         add_bos: m.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(tokenizer_model == Some("llama")),
     };
     architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
+    // Bounds the list of expected tensors by what the file can hold.
+    if architecture.n_layers > gguf.tensors.len() {
+        return Err(ConvertError::InvalidArchitecture(format!(
+            "{} layers, but the file has only {} tensors",
+            architecture.n_layers,
+            gguf.tensors.len()
+        )));
+    }
     if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
         return Err(ConvertError::InvalidArchitecture(format!("special token id {id} is outside the vocabulary of {vocab}")));
     }

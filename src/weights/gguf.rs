@@ -44,11 +44,14 @@ pub const GGML_TYPE_Q4_0: u32 = 2;
 pub const GGML_TYPE_Q4_1: u32 = 3;
 pub const GGML_TYPE_Q8_0: u32 = 8;
 
-/// ggml types by id: name, and `(values per block, bytes per block)` where this reader
-/// knows the layout. Types without a size (the IQ family, whose block structs vary
-/// between ggml releases) are named in errors but their data cannot be bounds-checked
-/// or sized, so no converter can accept them.
-const GGML_TYPES: &[(u32, &str, Option<(u64, u64)>)] = &[
+/// A ggml type: id, name, and `(values per block, bytes per block)` where this reader
+/// knows the layout.
+type GgmlTypeRow = (u32, &'static str, Option<(u64, u64)>);
+
+/// ggml types by id. Types without a size (the IQ family and other newer formats) are
+/// named in errors, but their data cannot be bounds-checked or sized, so no converter
+/// can accept them.
+const GGML_TYPES: &[GgmlTypeRow] = &[
     (0, "F32", Some((1, 4))),
     (1, "F16", Some((1, 2))),
     (2, "Q4_0", Some((32, 18))),
