@@ -9,4 +9,5 @@
 pub mod model;
 pub mod weights;
 pub mod kernels;
+pub mod tokenizer;
 pub mod engine;
