@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::weights::convert::{convert_gguf, ConvertOptions};
+use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions};
 
 use super::CliResult;
 
@@ -27,14 +27,22 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let options = ConvertOptions { max_shard_bytes: args.shard_mb.saturating_mul(1 << 20), overwrite: args.force };
     let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {bytes_per_sec}").expect("valid template"),
+        ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
+            .expect("valid template"),
     );
     let result = convert_gguf(&args.gguf, &args.out, &options, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    let manifest = result?;
+    let manifest = result.map_err(|error| -> Box<dyn std::error::Error> {
+        match error {
+            ConvertError::Output { .. } if args.out.is_dir() && !args.force => {
+                format!("{error}; --force replaces it").into()
+            }
+            error => error.into(),
+        }
+    })?;
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {

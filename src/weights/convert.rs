@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use half::f16;
 
 use super::gguf::{
-    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0,
-    GGML_TYPE_Q4_1, GGML_TYPE_Q8_0,
+    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+    GGML_TYPE_Q8_0,
 };
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::writer::ModelWriter;
@@ -105,7 +105,7 @@ pub fn convert_gguf(
         Err(_) => None,
     };
     if existing_is_empty == Some(false) && !options.overwrite {
-        return Err(output_problem("exists and is not empty (pass overwrite to replace it)"));
+        return Err(output_problem("exists and is not empty"));
     }
     let file_name = out_dir.file_name().ok_or_else(|| output_problem("does not name a directory"))?;
 
@@ -141,7 +141,8 @@ pub fn convert_gguf(
     if existing_is_empty.is_some() {
         fs::remove_dir_all(out_dir)?;
     }
-    fs::rename(temp.keep(), out_dir)?;
+    fs::rename(temp.path(), out_dir)?;
+    temp.keep();
     Ok(manifest)
 }
 
@@ -151,11 +152,12 @@ struct TempDir(Option<PathBuf>);
 
 impl TempDir {
     fn path(&self) -> &Path {
-        self.0.as_deref().expect("not yet kept")
+        self.0.as_deref().expect("only kept when done")
     }
 
-    fn keep(mut self) -> PathBuf {
-        self.0.take().expect("kept once")
+    /// Called once the directory has been moved into place.
+    fn keep(mut self) {
+        self.0 = None;
     }
 }
 
@@ -205,7 +207,8 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
             )));
         }
     }
-    let embedding = gguf.tensor("token_embd.weight").ok_or_else(|| ConvertError::MissingTensor("token_embd.weight".into()))?;
+    let embedding =
+        gguf.tensor("token_embd.weight").ok_or_else(|| ConvertError::MissingTensor("token_embd.weight".into()))?;
     let vocab = match embedding.dims[..] {
         [_, rows] => rows as usize,
         _ => 0, // the shape check of every tensor names the problem
@@ -249,7 +252,9 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
         )));
     }
     if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
-        return Err(ConvertError::InvalidArchitecture(format!("special token id {id} is outside the vocabulary of {vocab}")));
+        return Err(ConvertError::InvalidArchitecture(format!(
+            "special token id {id} is outside the vocabulary of {vocab}"
+        )));
     }
     Ok(architecture)
 }
@@ -348,7 +353,11 @@ fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<V
 
 impl PlannedTensor<'_> {
     fn group_size(&self) -> usize {
-        if self.dtype.is_quantized() { GROUP } else { 0 }
+        if self.dtype.is_quantized() {
+            GROUP
+        } else {
+            0
+        }
     }
 
     fn cols(&self) -> usize {

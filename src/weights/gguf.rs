@@ -109,9 +109,13 @@ pub enum GgufError {
     Io(#[from] std::io::Error),
     #[error("not a GGUF file: the first bytes are {found:02x?} ({}), not \"GGUF\"", String::from_utf8_lossy(found).escape_debug())]
     BadMagic { found: Vec<u8> },
-    #[error("GGUF version {version} (0x{version:08x}) is not supported: this reader handles little-endian versions 2 and 3")]
+    #[error(
+        "GGUF version {version} (0x{version:08x}) is not supported: this reader handles little-endian versions 2 and 3"
+    )]
     UnsupportedVersion { version: u32 },
-    #[error("GGUF file truncated: reading {what} at offset {offset} needs {needed} bytes, but the file has {file_size}")]
+    #[error(
+        "GGUF file truncated: reading {what} at offset {offset} needs {needed} bytes, but the file has {file_size}"
+    )]
     Truncated { what: String, offset: u64, needed: u64, file_size: u64 },
     #[error("GGUF {what} at offset {offset} is {count}, more than the {remaining} bytes left in the file can hold")]
     TooLarge { what: String, offset: u64, count: u64, remaining: u64 },
@@ -373,9 +377,11 @@ fn typed<'a, T>(
     convert: impl FnOnce(&'a GgufValue) -> Option<T>,
 ) -> Result<Option<T>, GgufError> {
     let Some(value) = metadata.get(key) else { return Ok(None) };
-    convert(value)
-        .map(Some)
-        .ok_or_else(|| GgufError::MetadataType { key: key.into(), expected, found: value.describe() })
+    convert(value).map(Some).ok_or_else(|| GgufError::MetadataType {
+        key: key.into(),
+        expected,
+        found: value.describe(),
+    })
 }
 
 impl GgufValue {
@@ -420,7 +426,12 @@ impl<R: Read> Reader<R> {
 
     fn ensure(&self, needed: u64, what: &str) -> Result<(), GgufError> {
         if needed > self.remaining() {
-            return Err(GgufError::Truncated { what: what.into(), offset: self.pos, needed, file_size: self.file_size });
+            return Err(GgufError::Truncated {
+                what: what.into(),
+                offset: self.pos,
+                needed,
+                file_size: self.file_size,
+            });
         }
         Ok(())
     }
