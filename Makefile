@@ -5,10 +5,14 @@ CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
 DEMO_MODEL := target/models/smollm2-135m-instruct
 DEMO_PROMPT := <|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat makes a good code review? Answer in three sentences.<|im_end|>\n<|im_start|>assistant\n
 
+# Vulkan's loader complains on every start without one.
+export XDG_RUNTIME_DIR ?= /tmp/webjudge-runtime-$(shell id -u)
+
 .PHONY: demo test deps
 
 deps:
 	tools/install_deps.sh
+	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 
 $(DEMO_MODEL)/manifest.json: | deps
 	cargo build --release
@@ -19,4 +23,5 @@ demo: deps $(DEMO_MODEL)/manifest.json
 	target/release/webjudge generate --model $(DEMO_MODEL) --max-tokens 128 --prompt "$$(printf '$(DEMO_PROMPT)')"
 
 test: deps
+	cargo build --lib --target wasm32-unknown-unknown
 	WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))" cargo test --all-targets

@@ -3,7 +3,9 @@
 //! the manifest, the shards and their hashes, every value against GGUF's
 //! dequantization formulas computed independently here, shard splitting, and
 //! malformed files of every kind, which must be errors of the right variant, never
-//! panics. With `WEBJUDGE_TEST_GGUF` set, the real test model is converted too.
+//! panics; and the real test model.
+
+mod test_model;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -818,13 +820,10 @@ fn random_corruption_never_panics() {
 
 #[test]
 fn converts_the_test_model() {
-    let Some(path) = std::env::var_os("WEBJUDGE_TEST_GGUF") else {
-        eprintln!("skipped: set WEBJUDGE_TEST_GGUF to the SmolLM2-135M-Instruct Q4_1 GGUF (tools/fetch_test_model.sh prints it)");
-        return;
-    };
+    let path = test_model::gguf();
     let dir = scratch("smollm2");
     let out = dir.join("model");
-    let manifest = convert(Path::new(&path), &out, 64 << 20).unwrap();
+    let manifest = convert(&path, &out, 64 << 20).unwrap();
     let expected = Architecture {
         n_layers: 30,
         hidden: 576,

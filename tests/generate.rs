@@ -4,12 +4,13 @@
 //!
 //! Logit tolerance: the weights are the same numbers on both sides (lossless import), so
 //! differences come from f32 summation order and from our f16 KV cache (transformers
-//! keeps K/V in f32). f16 rounding is at most 2^-11 relative per cached value; through
-//! 30 layers that moves logits of magnitude ~20 by a few hundredths (measured: see
-//! LOGIT_TOLERANCE). Greedy ids stay identical because every golden step's top-1/top-2
-//! gap (`min_top2_gap`, recorded by the script) is far above that.
+//! keeps K/V in f32; f16 rounds each cached value by up to 2^-11 relative). Measured on
+//! lavapipe (2026-11-23): largest deviation 0.0057 on logits of magnitude ~30, i.e. about
+//! 2e-4 relative. The tolerance is 0.02, 3.5x that. Identical greedy ids are the stronger
+//! check: the goldens' smallest top-1/top-2 gap is 0.0094 (`min_top2_gap`), so a kernel
+//! error of even a few hundredths in the wrong place flips a token.
 
-mod support;
+mod test_model;
 
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -18,15 +19,15 @@ use webjudge::engine::native::load_dir;
 use webjudge::engine::{Engine, GenerateOptions};
 use webjudge::kernels::{GpuOptions, Sampling};
 
-use support::{golden, ids, test_model_dir};
+use test_model::{converted_dir, golden, ids};
 
 /// Largest allowed |ours - reference| for a recorded logit.
-const LOGIT_TOLERANCE: f32 = 0.05;
+const LOGIT_TOLERANCE: f32 = 0.02;
 
 fn engine() -> &'static Mutex<Engine> {
     static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let engine = load_dir(&test_model_dir(), GpuOptions::default(), |o| o, &mut |_, _| {})
+        let engine = load_dir(&converted_dir(), GpuOptions::default(), |o| o, &mut |_, _| {})
             .unwrap_or_else(|e| panic!("loading the converted test model: {e}"));
         Mutex::new(engine)
     })
@@ -39,10 +40,13 @@ fn cases() -> Vec<serde_json::Value> {
     cases
 }
 
-/// Checks the recorded logits of one step; returns the largest deviation.
-fn compare_logits(case: &str, step: u64, ours: &[f32], ids: &[u32], expected: &[f32]) -> f32 {
+/// Checks one recorded step's logits (its top 5 and fixed probe ids); returns the
+/// largest deviation.
+fn compare_logits(case: &str, record: &serde_json::Value, ours: &[f32]) -> f32 {
+    let step = &record["step"];
+    let expected = record["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32);
     let mut worst = 0.0f32;
-    for (&id, &want) in ids.iter().zip(expected) {
+    for (id, want) in ids(&record["ids"]).into_iter().zip(expected) {
         let got = ours[id as usize];
         let diff = (got - want).abs();
         assert!(diff <= LOGIT_TOLERANCE, "{case} step {step}: logit of id {id} is {got}, reference {want}");
@@ -71,39 +75,38 @@ fn greedy_generation_matches_reference() {
         assert_eq!(generation.text, case["text"].as_str().unwrap(), "{name}: text");
         assert_eq!(streamed, generation.text, "{name}: streamed text");
 
-        // Logits at the recorded steps (teacher-forced with the golden ids).
-        for record in case["logits_at"].as_array().unwrap() {
-            let step = record["step"].as_u64().unwrap();
-            let context: Vec<u32> = prompt_ids.iter().chain(&want[..step as usize]).copied().collect();
-            engine.model.reset();
-            let chosen = pollster::block_on(engine.model.prefill(&context, Sampling::Greedy)).unwrap();
-            assert_eq!(chosen, want[step as usize], "{name} step {step}: argmax");
-            let logits = pollster::block_on(engine.model.logits()).unwrap();
-            let expected: Vec<f32> = record["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            worst = worst.max(compare_logits(name, step, &logits, &ids(&record["ids"]), &expected));
-        }
+        // Logits after the last step are still on the GPU; step 0 needs one more prefill.
+        let records = case["logits_at"].as_array().unwrap();
+        let record_at = |step: usize| records.iter().find(|r| r["step"].as_u64() == Some(step as u64)).unwrap();
+        let last = want.len() - 1;
+        let logits = pollster::block_on(engine.model.logits()).unwrap();
+        worst = worst.max(compare_logits(name, record_at(last), &logits));
+        engine.model.reset();
+        let chosen = pollster::block_on(engine.model.prefill(&prompt_ids, Sampling::Greedy)).unwrap();
+        assert_eq!(chosen, want[0], "{name}: first token after a bare prefill");
+        let logits = pollster::block_on(engine.model.logits()).unwrap();
+        worst = worst.max(compare_logits(name, record_at(0), &logits));
     }
     eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
 }
 
 #[test]
 fn first_step_top5_without_subgroups() {
-    let dir = test_model_dir();
+    let dir = converted_dir();
     let mut engine = load_dir(&dir, GpuOptions { allow_subgroups: false }, |o| o, &mut |_, _| {}).unwrap();
     let case = &cases()[0];
     let prompt_ids = ids(&case["prompt_ids"]);
     let chosen = pollster::block_on(engine.model.prefill(&prompt_ids, Sampling::Greedy)).unwrap();
     let logits = pollster::block_on(engine.model.logits()).unwrap();
-    let top5 = case["top5"].as_array().unwrap();
-    let top_ids: Vec<u32> = top5.iter().map(|t| t["id"].as_u64().unwrap() as u32).collect();
-    let top_logits: Vec<f32> = top5.iter().map(|t| t["logit"].as_f64().unwrap() as f32).collect();
-    assert_eq!(chosen, top_ids[0]);
-    compare_logits("plain (no subgroups)", 0, &logits, &top_ids, &top_logits);
+    assert_eq!(chosen, ids(&case["ids"])[0]);
+    let record = &case["logits_at"][0];
+    assert_eq!(record["step"], 0);
+    compare_logits("plain (no subgroups)", record, &logits);
 }
 
 #[test]
 fn cli_generate_json_and_tokenize() {
-    let dir = test_model_dir();
+    let dir = converted_dir();
     let case = &cases()[0];
     let out = Command::new(env!("CARGO_BIN_EXE_webjudge"))
         .args(["generate", "--json", "--max-tokens"])

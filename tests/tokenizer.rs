@@ -1,9 +1,11 @@
 //! The tokenizer against Hugging Face goldens: SmolLM2's byte-level BPE built from the
-//! real GGUF (tests/golden/smollm2_tokenizer.json, needs WEBJUDGE_TEST_GGUF) and a small
+//! real GGUF (tests/golden/smollm2_tokenizer.json) and a small
 //! SentencePiece-style GGUF vocabulary (tests/fixtures, from
 //! tools/reference/tokenizer_fixture.py), plus streaming and error cases.
 
 use std::path::{Path, PathBuf};
+
+mod test_model;
 
 use serde::Deserialize;
 use webjudge::tokenizer::{tokenizer_json_from_gguf, TextStream, Tokenizer, TokenizerError};
@@ -33,13 +35,9 @@ fn golden(relative: &str) -> Golden {
     serde_json::from_str(&text).expect("golden JSON")
 }
 
-/// SmolLM2's GGUF metadata, or `None` (after saying so) when WEBJUDGE_TEST_GGUF is unset.
-fn smollm2_metadata() -> Option<GgufMetadata> {
-    let Some(path) = std::env::var_os("WEBJUDGE_TEST_GGUF") else {
-        eprintln!("skipped: set WEBJUDGE_TEST_GGUF to the SmolLM2 GGUF (tools/fetch_test_model.sh prints it)");
-        return None;
-    };
-    Some(GgufFile::open(&path).expect("WEBJUDGE_TEST_GGUF is a readable GGUF").metadata)
+/// SmolLM2's GGUF metadata (the test model, fetched and verified on first use).
+fn smollm2_metadata() -> GgufMetadata {
+    GgufFile::open(test_model::gguf()).expect("the test model is a readable GGUF").metadata
 }
 
 fn llama_metadata() -> GgufMetadata {
@@ -95,7 +93,7 @@ fn check_goldens(tokenizer: &Tokenizer, cases: &[Case]) {
 
 #[test]
 fn smollm2_matches_goldens() {
-    let Some(metadata) = smollm2_metadata() else { return };
+    let metadata = smollm2_metadata();
     let tokenizer = build(&metadata);
     assert_eq!(tokenizer.vocab_size(), 49152);
     assert_eq!(tokenizer.token_to_id("<|im_start|>"), Some(1));
@@ -106,7 +104,7 @@ fn smollm2_matches_goldens() {
 /// "default" is plain GPT-2 splitting: transformers' own GGUF conversion of SmolLM2.
 #[test]
 fn smollm2_with_default_pre_tokenizer_matches_transformers() {
-    let Some(mut metadata) = smollm2_metadata() else { return };
+    let mut metadata = smollm2_metadata();
     metadata.insert("tokenizer.ggml.pre".into(), GgufValue::String("default".into()));
     let tokenizer = build(&metadata);
     let golden = golden("tests/golden/smollm2_tokenizer.json");
@@ -122,7 +120,7 @@ fn smollm2_with_default_pre_tokenizer_matches_transformers() {
 /// LLaMA-3's split regex compiles and round-trips, and splits where it differs from GPT-2's.
 #[test]
 fn llama_bpe_pre_tokenizer_splits_like_llama3() {
-    let Some(mut metadata) = smollm2_metadata() else { return };
+    let mut metadata = smollm2_metadata();
     metadata.insert("tokenizer.ggml.pre".into(), GgufValue::String("llama-bpe".into()));
     let tokenizer = build(&metadata);
     for case in &golden("tests/golden/smollm2_tokenizer.json").cases {

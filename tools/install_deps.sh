@@ -21,3 +21,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
     exit 1
 fi
+# The library also builds for the browser; `make test` checks that it does.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown >&2
+fi

@@ -112,7 +112,7 @@ impl Engine {
         if prompt_ids.len() + max_tokens - 1 > context {
             return Err(EngineError::PromptTooLong { prompt_tokens: prompt_ids.len(), max_tokens, context });
         }
-        let eos = &self.model.architecture().eos_ids;
+        let eos = self.model.architecture().eos_ids.clone();
         self.model.reset();
         let mut stream = TextStream::new();
         let mut ids = Vec::with_capacity(max_tokens);

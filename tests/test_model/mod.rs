@@ -1,6 +1,6 @@
 //! The test model, fetched and converted once and shared by the test binaries.
 //!
-//! `WEBJUDGE_TEST_GGUF` names the SmolLM2-135M-Instruct Q4_1 GGUF (`make test` sets it);
+//! `WEBJUDGE_TEST_GGUF` may name the SmolLM2-135M-Instruct Q4_1 GGUF (`make test` sets it);
 //! without it `tools/fetch_test_model.sh` fetches and verifies the file into the cache.
 
 #![allow(dead_code)] // each test binary uses part of this module
@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Path of the test model's GGUF.
-pub fn test_gguf() -> PathBuf {
+pub fn gguf() -> PathBuf {
     static GGUF: OnceLock<PathBuf> = OnceLock::new();
     GGUF.get_or_init(|| {
         if let Some(path) = std::env::var_os("WEBJUDGE_TEST_GGUF") {
@@ -30,7 +30,7 @@ pub fn test_gguf() -> PathBuf {
 }
 
 /// The test model converted by `webjudge convert` into a model directory.
-pub fn test_model_dir() -> PathBuf {
+pub fn converted_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smollm2-135m-instruct");
@@ -42,7 +42,7 @@ pub fn test_model_dir() -> PathBuf {
         let _ = std::fs::remove_dir_all(&private);
         let status = Command::new(env!("CARGO_BIN_EXE_webjudge"))
             .arg("convert")
-            .arg(test_gguf())
+            .arg(gguf())
             .arg("--out")
             .arg(&private)
             .status()
