@@ -35,7 +35,11 @@ fn main() {
     }
 }
 
-fn validate<'a>(shader: &str, defines: &[&'static str], lookup: &dyn Fn(&str) -> Option<&'a str>) -> Result<(), String> {
+fn validate<'a>(
+    shader: &str,
+    defines: &[&'static str],
+    lookup: &dyn Fn(&str) -> Option<&'a str>,
+) -> Result<(), String> {
     let expanded = preprocess::expand(shader, defines, lookup)?;
     let origin = |line: usize| {
         expanded.origins.get(line.saturating_sub(1)).map(|(f, l)| format!("shaders/{f}:{l}")).unwrap_or_default()
@@ -44,7 +48,8 @@ fn validate<'a>(shader: &str, defines: &[&'static str], lookup: &dyn Fn(&str) ->
         let at = e.location(&expanded.text).map(|l| origin(l.line_number as usize)).unwrap_or_default();
         format!("{at}: {}", e.emit_to_string(&expanded.text))
     })?;
-    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    let mut validator =
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
     validator.validate(&module).map_err(|e| {
         let at = e.location(&expanded.text).map(|l| origin(l.line_number as usize)).unwrap_or_default();
         format!("{at}: {}", e.emit_to_string(&expanded.text))

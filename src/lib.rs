@@ -6,8 +6,8 @@
 //! - [`tokenizer`]: text to ids and back, streaming;
 //! - [`engine`]: a loaded model and the generation loop.
 
-pub mod model;
-pub mod weights;
-pub mod kernels;
-pub mod tokenizer;
 pub mod engine;
+pub mod kernels;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;

@@ -67,7 +67,8 @@ fn greedy_generation_matches_reference() {
         assert!(want.len() >= 30, "{name}: golden too short");
         assert_eq!(engine.tokenizer.encode(prompt).unwrap(), prompt_ids, "{name}: prompt tokenization");
 
-        let options = GenerateOptions { max_tokens: case["max_new_tokens"].as_u64().unwrap() as usize, ..Default::default() };
+        let options =
+            GenerateOptions { max_tokens: case["max_new_tokens"].as_u64().unwrap() as usize, ..Default::default() };
         let mut streamed = String::new();
         let generation =
             pollster::block_on(engine.generate(prompt, &options, &mut |piece| streamed.push_str(piece))).unwrap();

@@ -33,7 +33,11 @@ pub struct BenchReport {
 
 impl BenchReport {
     pub fn matvec_to_copy(&self) -> f64 {
-        if self.copy_gb_s > 0.0 { self.matvec_gb_s / self.copy_gb_s } else { 0.0 }
+        if self.copy_gb_s > 0.0 {
+            self.matvec_gb_s / self.copy_gb_s
+        } else {
+            0.0
+        }
     }
 }
 
@@ -66,7 +70,8 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
     let matvec_tensor = format!("{name} {:?} {}x{}", weight.dtype, weight.rows, weight.cols);
     let gpu = model.gpu();
     let matvec_gb_s = matvec_bandwidth(gpu, weight, config.kernel_repeats).await?;
-    let copy_gb_s = copy_bandwidth(gpu, weight.parts.iter().map(|p| p.buffer.size()).sum(), config.kernel_repeats).await?;
+    let copy_gb_s =
+        copy_bandwidth(gpu, weight.parts.iter().map(|p| p.buffer.size()).sum(), config.kernel_repeats).await?;
     Ok(BenchReport {
         adapter: gpu.describe(),
         prompt_tokens: ids.len(),

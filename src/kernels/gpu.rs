@@ -36,6 +36,9 @@ impl Default for GpuOptions {
     }
 }
 
+/// Shader file, entry point and weight dtype: one compiled variant.
+type PipelineKey = (&'static str, &'static str, Option<DType>);
+
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -43,7 +46,7 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Subgroup operations are enabled on the device and used by the kernels.
     pub subgroups: bool,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, Option<DType>), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// The first error wgpu reported asynchronously (validation, out of memory, loss).
     failure: Arc<Mutex<Option<GpuError>>>,
 }
@@ -192,9 +195,7 @@ impl Gpu {
         // Natively this blocks until the GPU is done; on the web the browser's event loop
         // resolves the mapping while we await.
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
         let mapped = receiver.await.map_err(|_| GpuError::Readback("mapping was cancelled".into()))?;
         self.check()?;
         mapped.map_err(|e| GpuError::Readback(e.to_string()))?;
@@ -210,9 +211,7 @@ impl Gpu {
             let _ = sender.send(());
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
         receiver.await.map_err(|_| GpuError::Lost("the queue was dropped".into()))?;
         self.check()
     }

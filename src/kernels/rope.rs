@@ -15,8 +15,7 @@ struct Params {
 /// inverse frequencies, f32 angle), so positions far into the context stay exact.
 pub fn rope_table(context: usize, head_dim: usize, theta: f32) -> Vec<f32> {
     let pairs = head_dim / 2;
-    let inv_freq: Vec<f32> =
-        (0..pairs).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
+    let inv_freq: Vec<f32> = (0..pairs).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
     let mut table = Vec::with_capacity(context * pairs * 2);
     for position in 0..context {
         for &f in &inv_freq {
@@ -48,6 +47,9 @@ pub fn rope(
     Dispatch {
         bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, table), (3, q), (4, k)]),
         pipeline,
-        workgroups: Workgroups::Flat { items_per_token: ((n_heads + n_kv_heads) * head_dim / 2) as u32, workgroup: 256 },
+        workgroups: Workgroups::Flat {
+            items_per_token: ((n_heads + n_kv_heads) * head_dim / 2) as u32,
+            workgroup: 256,
+        },
     }
 }

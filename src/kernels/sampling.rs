@@ -14,7 +14,11 @@ struct Params {
 pub enum Sampling {
     Greedy,
     /// Temperature and nucleus sampling; the seed makes runs repeatable.
-    TopP { temperature: f32, top_p: f32, seed: u32 },
+    TopP {
+        temperature: f32,
+        top_p: f32,
+        seed: u32,
+    },
 }
 
 /// Writes the chosen token id to `tokens[0]`.

@@ -47,13 +47,10 @@ impl Architecture {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive"));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
-            return Err(format!(
-                "{} attention heads are not a multiple of {} KV heads",
-                self.n_heads, self.n_kv_heads
-            ));
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return Err(format!("{} attention heads are not a multiple of {} KV heads", self.n_heads, self.n_kv_heads));
         }
-        if self.head_dim % 2 != 0 || self.head_dim > 256 {
+        if !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
             return Err(format!("head dim {} must be even and at most 256", self.head_dim));
         }
         if !(self.rope_theta > 0.0 && self.norm_eps > 0.0) {

@@ -14,8 +14,8 @@ use crate::kernels::{
 };
 
 use super::load::LoadError;
-use crate::weights::DType;
 use super::Architecture;
+use crate::weights::DType;
 
 /// Per-load choices that trade GPU memory against capability.
 #[derive(Clone, Debug)]
@@ -121,10 +121,8 @@ impl LlamaModel {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let rope_buffer = gpu.storage_with(
-            "rope table",
-            bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)),
-        );
+        let rope_buffer = gpu
+            .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
         let caches: Vec<_> = (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context)).collect();
 
         let w = |name: &str| &weights[name];
@@ -155,7 +153,8 @@ impl LlamaModel {
         let prefill = body(LinearMode::Prefill);
         let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
         let head = |greedy: bool| {
-            let mut list = vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
+            let mut list =
+                vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
             list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, LinearMode::LastToken, false));
             list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy));
             list
@@ -264,7 +263,8 @@ impl LlamaModel {
             Sampling::Greedy => (0.0, 1.0, 0),
             Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
         };
-        let step = Step { n_tokens: n_tokens as u32, position: self.position as u32, seed, temperature, top_p, _pad: [0; 3] };
+        let step =
+            Step { n_tokens: n_tokens as u32, position: self.position as u32, seed, temperature, top_p, _pad: [0; 3] };
         self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), n_tokens as u32);

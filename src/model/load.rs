@@ -89,8 +89,14 @@ impl<'a> ShardUploader<'a> {
 
     /// The uploaded tensors by name, once every shard has arrived.
     pub fn finish(self) -> Result<HashMap<String, GpuTensor>, LoadError> {
-        let missing: Vec<_> =
-            self.manifest.shards.iter().zip(&self.loaded).filter(|(_, done)| !**done).map(|(s, _)| s.file.as_str()).collect();
+        let missing: Vec<_> = self
+            .manifest
+            .shards
+            .iter()
+            .zip(&self.loaded)
+            .filter(|(_, done)| !**done)
+            .map(|(s, _)| s.file.as_str())
+            .collect();
         if !missing.is_empty() {
             return Err(LoadError::MissingShards(missing.join(", ")));
         }

@@ -58,10 +58,10 @@ impl DType {
         if !self.is_quantized() {
             return Ok(());
         }
-        if group == 0 || group % 32 != 0 {
+        if group == 0 || !group.is_multiple_of(32) {
             return Err(format!("group size {group} is not a positive multiple of 32"));
         }
-        if cols % group != 0 {
+        if !cols.is_multiple_of(group) {
             return Err(format!("{cols} columns are not a multiple of the group size {group}"));
         }
         Ok(())
@@ -98,9 +98,7 @@ pub fn pack_q8(codes: &[i8], scales: &[f16], group: usize) -> Vec<u32> {
 
 /// Packs f16 values two per word (a trailing odd value gets a zero high half).
 pub fn pack_f16_words(values: &[f16]) -> impl Iterator<Item = u32> + '_ {
-    values
-        .chunks(2)
-        .map(|pair| pack_f16_pair(pair[0], pair.get(1).copied().unwrap_or(f16::ZERO)))
+    values.chunks(2).map(|pair| pack_f16_pair(pair[0], pair.get(1).copied().unwrap_or(f16::ZERO)))
 }
 
 fn pack_f16_pair(low: f16, high: f16) -> u32 {

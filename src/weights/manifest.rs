@@ -72,7 +72,11 @@ pub enum ManifestError {
 
 impl TensorEntry {
     pub fn rows(&self) -> usize {
-        if self.shape.len() == 2 { self.shape[0] } else { 1 }
+        if self.shape.len() == 2 {
+            self.shape[0]
+        } else {
+            1
+        }
     }
 
     pub fn cols(&self) -> usize {

@@ -1,7 +1,7 @@
 //! Weight formats: the model directory webjudge runs from, and importers into it.
 
-mod dtype;
 pub mod convert;
+mod dtype;
 pub mod gguf;
 pub mod manifest;
 pub mod writer;

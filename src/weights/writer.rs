@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE, MAX_BINDING_BYTES};
+use super::manifest::{
+    Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE, MAX_BINDING_BYTES,
+};
 use super::DType;
 use crate::model::{Architecture, ChatTemplate};
 
