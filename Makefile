@@ -3,7 +3,7 @@
 
 CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
 DEMO_MODEL := target/models/smollm2-135m-instruct
-DEMO_PROMPT := <|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat makes a good code review? Answer in three sentences.<|im_end|>\n<|im_start|>assistant\n
+DEMO_PROMPT := What makes a good code review? Answer in three sentences.
 
 # Vulkan's loader complains on every start without one.
 export XDG_RUNTIME_DIR ?= /tmp/webjudge-runtime-$(shell id -u)
@@ -20,7 +20,7 @@ $(DEMO_MODEL)/manifest.json: | deps
 
 demo: deps $(DEMO_MODEL)/manifest.json
 	cargo build --release
-	target/release/webjudge generate --model $(DEMO_MODEL) --max-tokens 128 --prompt "$$(printf '$(DEMO_PROMPT)')"
+	target/release/webjudge generate --model $(DEMO_MODEL) --max-tokens 128 --chat --prompt "$(DEMO_PROMPT)"
 
 test: deps
 	cargo build --lib --target wasm32-unknown-unknown

@@ -91,6 +91,18 @@ fn greedy_generation_matches_reference() {
     eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
 }
 
+/// The imported chat wrapper renders a user message as transformers' chat template did.
+#[test]
+fn chat_template_matches_reference() {
+    let engine = engine().lock().unwrap();
+    for case in cases().iter().filter(|c| c["name"].as_str().unwrap().contains("chatml")) {
+        let prompt = case["prompt"].as_str().unwrap();
+        let (_, user) = prompt.split_once("<|im_start|>user\n").expect("a user turn");
+        let user = user.strip_suffix("<|im_end|>\n<|im_start|>assistant\n").expect("an open assistant turn");
+        assert_eq!(engine.manifest.chat_template.wrap(user), prompt);
+    }
+}
+
 #[test]
 fn first_step_top5_without_subgroups() {
     let dir = converted_dir();

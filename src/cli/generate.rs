@@ -12,9 +12,12 @@ use super::CliResult;
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// The prompt, tokenized exactly as given (no chat wrapping).
+    /// The prompt, tokenized exactly as given unless --chat is set.
     #[arg(long)]
     prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template (from its manifest).
+    #[arg(long)]
+    chat: bool,
     /// Most tokens to generate, EOS included.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
@@ -39,8 +42,9 @@ pub fn run(args: Args) -> CliResult {
         None => Sampling::Greedy,
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling };
+    let prompt = if args.chat { engine.manifest.chat_template.wrap(&args.prompt) } else { args.prompt };
     let mut stdout = std::io::stdout().lock();
-    let generation = pollster::block_on(engine.generate(&args.prompt, &options, &mut |piece| {
+    let generation = pollster::block_on(engine.generate(&prompt, &options, &mut |piece| {
         // A closed pipe must not abort generation mid-way; the summary reports the result.
         let _ = stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush());
     }))?;
