@@ -4,9 +4,11 @@
 //! - [`kernels`]: WGSL compute kernels and the GPU context they run on;
 //! - [`model`]: architecture, the GPU forward pass and its CPU reference;
 //! - [`tokenizer`]: text to ids and back, streaming;
-//! - [`engine`]: a loaded model and the generation loop.
+//! - [`engine`]: a loaded model and the generation loop;
+//! - [`judge`]: Auto-J protocols, verdicts, judging and evaluation metrics.
 
 pub mod engine;
+pub mod judge;
 pub mod kernels;
 pub mod model;
 pub mod tokenizer;
