@@ -41,7 +41,7 @@ pub fn run(args: Args) -> CliResult {
         Some(temperature) => Sampling::TopP { temperature, top_p: args.top_p, seed: args.seed },
         None => Sampling::Greedy,
     };
-    let options = GenerateOptions { max_tokens: args.max_tokens, sampling };
+    let options = GenerateOptions { max_tokens: args.max_tokens, sampling, cancel: None };
     let prompt = if args.chat { engine.manifest.chat_template.wrap(&args.prompt) } else { args.prompt };
     let mut stdout = std::io::stdout().lock();
     let generation = pollster::block_on(engine.generate(&prompt, &options, &mut |piece| {

@@ -46,7 +46,7 @@ impl ModelArgs {
         );
         bar.finish_and_clear();
         let engine = engine?;
-        eprintln!("adapter: {}", engine.model.gpu().describe());
+        eprintln!("adapter: {}", engine.model().gpu().describe());
         Ok(engine)
     }
 }

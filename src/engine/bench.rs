@@ -43,7 +43,7 @@ impl BenchReport {
 
 /// Runs the benchmark; `prompt_ids` is cycled to the configured prompt length.
 pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) -> Result<BenchReport, EngineError> {
-    let model = &mut engine.model;
+    let model = engine.model_mut();
     let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(config.prompt_tokens.max(1)).collect();
     // One untimed pass compiles and warms every pipeline.
     model.reset();

@@ -7,6 +7,9 @@ pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use web_time::Instant;
 
 use crate::kernels::Sampling;
@@ -34,11 +37,13 @@ pub struct GenerateOptions {
     /// Most tokens to generate (EOS included).
     pub max_tokens: usize,
     pub sampling: Sampling,
+    /// Checked between tokens.
+    pub cancel: Option<Cancel>,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { max_tokens: 256, sampling: Sampling::Greedy }
+        Self { max_tokens: 256, sampling: Sampling::Greedy, cancel: None }
     }
 }
 
@@ -50,6 +55,8 @@ pub enum Finish {
     Eos,
     /// `max_tokens` were generated.
     Length,
+    /// Stopped through [`Cancel`].
+    Cancelled,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -59,16 +66,20 @@ pub struct Generation {
     /// The decoded generated text (special tokens kept).
     pub text: String,
     pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were already cached (not prefilled again).
+    pub reused_tokens: usize,
     pub finish: Finish,
-    /// Prompt processing up to and including the first generated token.
+    /// Prompt processing up to and including the first generated token: the time to
+    /// first token.
     pub prefill_seconds: f64,
     /// The remaining generated tokens.
     pub decode_seconds: f64,
 }
 
 impl Generation {
+    /// Prefilled (not reused) prompt tokens per second.
     pub fn prefill_tokens_per_second(&self) -> f64 {
-        rate(self.prompt_tokens, self.prefill_seconds)
+        rate(self.prompt_tokens - self.reused_tokens, self.prefill_seconds)
     }
 
     pub fn decode_tokens_per_second(&self) -> f64 {
@@ -84,13 +95,50 @@ fn rate(tokens: usize, seconds: f64) -> f64 {
     }
 }
 
+/// Stops a generation between tokens when set; clones share the flag (another thread,
+/// or JavaScript while the generation awaits the GPU).
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Engine {
-    pub model: LlamaModel,
+    model: LlamaModel,
     pub tokenizer: Tokenizer,
     pub manifest: Manifest,
+    /// The ids whose keys and values the cache holds, in order: a later prompt that
+    /// starts with them is prefilled only from where it differs.
+    cached: Vec<u32>,
 }
 
 impl Engine {
+    pub fn new(model: LlamaModel, tokenizer: Tokenizer, manifest: Manifest) -> Self {
+        Self { model, tokenizer, manifest, cached: Vec::new() }
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        &self.model
+    }
+
+    /// Direct access to the model; the cache may change, so nothing is reused afterwards.
+    pub fn model_mut(&mut self) -> &mut LlamaModel {
+        self.cached.clear();
+        &mut self.model
+    }
+
+    /// Tokens a prompt may have to leave room for `max_tokens` new ones.
+    pub fn prompt_budget(&self, max_tokens: usize) -> usize {
+        (self.model.context() + 1).saturating_sub(max_tokens.max(1))
+    }
+
     /// Tokenizes `prompt` exactly as given (BOS only if the model adds one) and generates,
     /// calling `on_text` with each newly completed piece of text.
     pub async fn generate(
@@ -103,7 +151,8 @@ impl Engine {
         self.generate_ids(&prompt_ids, options, on_text).await
     }
 
-    /// Generation from prompt ids; the KV cache starts empty.
+    /// Generation from prompt ids. The part of the prompt already in the KV cache (a
+    /// common prefix with the previous generation's context) is not computed again.
     pub async fn generate_ids(
         &mut self,
         prompt_ids: &[u32],
@@ -112,17 +161,21 @@ impl Engine {
     ) -> Result<Generation, EngineError> {
         let context = self.model.context();
         let max_tokens = options.max_tokens.max(1);
-        // The last generated token is never fed back, so it needs no cache position.
-        if prompt_ids.len() + max_tokens - 1 > context {
+        if prompt_ids.len() > self.prompt_budget(max_tokens) {
             return Err(EngineError::PromptTooLong { prompt_tokens: prompt_ids.len(), max_tokens, context });
         }
         let eos = self.model.architecture().eos_ids.clone();
-        self.model.reset();
+        // At least one prompt token must be prefilled to produce logits.
+        let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();
+        let reused = common.min(prompt_ids.len().saturating_sub(1));
+        self.model.truncate(reused);
+        self.cached.truncate(reused);
         let mut stream = TextStream::new();
         let mut ids = Vec::with_capacity(max_tokens);
 
         let started = Instant::now();
-        let mut id = self.model.prefill(prompt_ids, options.sampling).await?;
+        let mut id = self.model.prefill(&prompt_ids[reused..], options.sampling).await?;
+        self.cached.extend_from_slice(&prompt_ids[reused..]);
         let prefill_seconds = started.elapsed().as_secs_f64();
         let decoding = Instant::now();
         let finish = loop {
@@ -134,6 +187,10 @@ impl Engine {
             if ids.len() >= max_tokens {
                 break Finish::Length;
             }
+            if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                break Finish::Cancelled;
+            }
+            self.cached.push(id);
             id = self.model.decode(options.sampling).await?;
         };
         let decode_seconds = decoding.elapsed().as_secs_f64();
@@ -142,6 +199,7 @@ impl Engine {
             text: self.tokenizer.decode(&ids)?,
             ids,
             prompt_tokens: prompt_ids.len(),
+            reused_tokens: reused,
             finish,
             prefill_seconds,
             decode_seconds,

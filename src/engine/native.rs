@@ -41,5 +41,5 @@ pub fn load_dir(
     let architecture = manifest.architecture.clone();
     let options = options(LoadOptions::for_model(&architecture));
     let model = LlamaModel::new(gpu, architecture, weights, options)?;
-    Ok(Engine { model, tokenizer, manifest })
+    Ok(Engine::new(model, tokenizer, manifest))
 }

@@ -208,6 +208,12 @@ impl LlamaModel {
         self.position = 0;
     }
 
+    /// Keeps only the first `position` cached positions (a shared prompt prefix); later
+    /// steps overwrite the rest.
+    pub fn truncate(&mut self, position: usize) {
+        self.position = self.position.min(position);
+    }
+
     /// Appends `ids` to the context in chunks and returns the token chosen after the last.
     pub async fn prefill(&mut self, ids: &[u32], sampling: Sampling) -> Result<u32, StepError> {
         if ids.is_empty() {
