@@ -1,0 +1,295 @@
+//! Auto-J's pairwise evaluation against the independent reference
+//! (`tools/reference/pairwise_eval.py` → `tests/golden/autoj_metrics.json`), test-data rows
+//! from Auto-J's real test sets, and reading an interrupted run's output.
+
+use std::fs;
+
+use serde_json::Value;
+use webjudge::judge::dataset::{finished_indices, parse_row, parse_row_as, parse_rows, Problem};
+use webjudge::judge::metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
+use webjudge::judge::{Item, Protocol, Winner};
+
+const GOLDEN: &str = include_str!("golden/autoj_metrics.json");
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/autoj/");
+
+/// A file of Auto-J's own data; these tests need it and fail, never skip, without it.
+fn shared(path: &str) -> String {
+    let path = format!("{SHARED}{path}");
+    fs::read_to_string(&path).unwrap_or_else(|error| {
+        panic!("{path}: {error}; these tests need Auto-J's data and scenario groups in ../shared/autoj/")
+    })
+}
+
+fn golden() -> Value {
+    serde_json::from_str(GOLDEN).expect("golden JSON")
+}
+
+/// Auto-J's encoding (0, 1, 2; -1 unparsed) as webjudge's verdict.
+fn verdict(code: &Value) -> Option<Winner> {
+    code.as_i64().and_then(Winner::from_autoj_label)
+}
+
+fn judged(row: &Value) -> Judged {
+    Judged {
+        scenario: row["scenario"].as_str().map(str::to_owned),
+        label: verdict(&row["label"]),
+        verdict: verdict(&row["output"]),
+        // The reference stores what the judge said on the swapped order; map it back here.
+        swapped_verdict: row.get("output_exchange").map(|raw| verdict(raw).map(Winner::swapped)),
+    }
+}
+
+fn close(ours: f64, theirs: &Value, what: &str) {
+    let theirs = theirs.as_f64().unwrap_or_else(|| panic!("{what}: golden has {theirs}"));
+    assert!((ours - theirs).abs() <= 1e-9, "{what}: ours {ours}, reference {theirs}");
+}
+
+fn check_group(ours: &GroupMetrics, theirs: &Value, what: &str) {
+    assert_eq!(ours.rows as u64, theirs["rows"].as_u64().unwrap(), "{what} rows");
+    close(ours.agreement, &theirs["agreement"], &format!("{what} agreement"));
+    match ours.consistency {
+        Some(consistency) => close(consistency, &theirs["consistency"], &format!("{what} consistency")),
+        None => assert!(theirs["consistency"].is_null(), "{what}: no consistency, reference {}", theirs["consistency"]),
+    }
+    assert_eq!(ours.unparsed as u64, theirs["unparsed"].as_u64().unwrap(), "{what} unparsed");
+    assert_eq!(ours.swapped as u64, theirs["swapped"].as_u64().unwrap(), "{what} swapped");
+}
+
+#[test]
+fn metrics_match_the_reference() {
+    let golden = golden();
+    let groups = ScenarioGroups::autoj();
+    let cases = golden["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let expected = &case["expected"];
+        let rows: Vec<Judged> = case["rows"].as_array().unwrap().iter().map(judged).collect();
+        let metrics = pairwise_metrics(&rows, &groups);
+        let overall = GroupMetrics {
+            rows: metrics.rows,
+            agreement: metrics.agreement,
+            consistency: metrics.consistency,
+            unparsed: metrics.unparsed,
+            swapped: metrics.swapped,
+        };
+        check_group(&overall, expected, &format!("{name} overall"));
+        assert_eq!(metrics.unlabelled as u64, expected["unlabelled"].as_u64().unwrap(), "{name} unlabelled");
+        assert_eq!(metrics.ungrouped as u64, expected["ungrouped"].as_u64().unwrap(), "{name} ungrouped");
+        let order: Vec<&str> =
+            expected["group_order"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+        assert_eq!(metrics.group_order, order, "{name} group order");
+        assert_eq!(metrics.per_group.len(), order.len(), "{name} groups");
+        for group in order {
+            check_group(&metrics.per_group[group], &expected["groups"][group], &format!("{name} {group}"));
+        }
+        // Byte for byte what pairwise_eval.py prints (the clean cases were checked against a
+        // step-by-step transcription of the original by the reference script).
+        assert_eq!(metrics.original_table(), expected["table"].as_str().unwrap(), "{name} printed table");
+    }
+}
+
+#[test]
+fn percentages_print_as_python_rounds_them() {
+    let golden = golden();
+    let cases = golden["round2"].as_array().unwrap();
+    assert!(cases.len() > 100);
+    for case in cases {
+        let (count, total) = (case["count"].as_u64().unwrap(), case["total"].as_u64().unwrap());
+        let value = (100 * count) as f64 / total as f64;
+        assert_eq!(python_round2(value), case["text"].as_str().unwrap(), "{count}/{total}");
+    }
+}
+
+#[test]
+fn built_in_groups_are_auto_js() {
+    let from_file = ScenarioGroups::from_json(&shared("scenario_groups.json")).expect("scenario_groups.json");
+    assert_eq!(ScenarioGroups::autoj(), from_file);
+    let file_value: Value = serde_json::from_str(&shared("scenario_groups.json")).unwrap();
+    assert_eq!(golden()["groups"], file_value, "the reference scored with other groups");
+    let names: Vec<&str> = from_file.names().collect();
+    assert_eq!(names.len(), 8);
+    assert_eq!(names[0], "Summarization");
+    assert_eq!(names[7], "NLP Tasks");
+    assert_eq!(from_file.group_of("counterfactual"), Some("Creative Writing"));
+    assert_eq!(from_file.group_of("others"), Some("NLP Tasks"));
+    assert_eq!(from_file.group_of("nonsense"), None);
+}
+
+#[test]
+fn scenario_groups_errors() {
+    let twice = r#"{"A": ["x", "y"], "B": ["y"]}"#;
+    let error = ScenarioGroups::from_json(twice).unwrap_err().to_string();
+    assert!(error.contains("\"y\"") && error.contains("\"A\"") && error.contains("\"B\""), "{error}");
+    assert!(ScenarioGroups::from_json(r#"{"Overall": ["x"]}"#).is_err());
+    assert!(ScenarioGroups::from_json(r#"{"A": ["x"], "A": ["z"]}"#).is_err());
+    assert!(ScenarioGroups::from_json(r#"["A"]"#).is_err());
+    assert!(ScenarioGroups::from_json(r#"{"A": "x"}"#).is_err());
+    // Document order is kept (serde_json's own map would sort it).
+    let groups = ScenarioGroups::from_json(r#"{"Zeta": ["z"], "Alpha": ["a"]}"#).unwrap();
+    assert_eq!(groups.names().collect::<Vec<_>>(), ["Zeta", "Alpha"]);
+}
+
+fn row(scenario: &str, label: Winner, verdict: Option<Winner>, swapped: Option<Option<Winner>>) -> Judged {
+    Judged { scenario: Some(scenario.to_owned()), label: Some(label), verdict, swapped_verdict: swapped }
+}
+
+#[test]
+fn swap_semantics_by_hand() {
+    use Winner::{Response1 as R1, Response2 as R2, Tie};
+    let groups = ScenarioGroups::autoj();
+    let rows = [
+        row("chitchat", Tie, Some(Tie), Some(Some(Tie))), // right in both orders, consistent
+        row("chitchat", R1, Some(R1), Some(Some(R2))),    // right once: wrong, inconsistent
+        row("chitchat", R1, Some(R2), Some(Some(R2))),    // consistent but wrong
+        row("chitchat", R2, None, Some(None)),            // unparsed twice: wrong, inconsistent
+        row("ranking", R2, Some(R2), Some(None)),         // unparsed once: wrong, inconsistent
+        row("ranking", R1, Some(R1), None),               // one order only: right
+    ];
+    let metrics = pairwise_metrics(&rows, &groups);
+    assert_eq!((metrics.rows, metrics.swapped, metrics.unparsed), (6, 5, 2));
+    assert_eq!(metrics.agreement, 100.0 * 2.0 / 6.0);
+    assert_eq!(metrics.consistency, Some(40.0));
+    let chat = &metrics.per_group["General Communication"];
+    assert_eq!((chat.rows, chat.agreement, chat.consistency), (4, 25.0, Some(50.0)));
+    let nlp = &metrics.per_group["NLP Tasks"];
+    assert_eq!((nlp.rows, nlp.agreement, nlp.consistency), (2, 50.0, Some(0.0)));
+    assert_eq!(metrics.group_order, ["General Communication", "NLP Tasks"]);
+
+    let table = metrics.to_string();
+    assert!(table.lines().next().unwrap().starts_with("group"), "{table}");
+    assert!(table.contains("General Communication"), "{table}");
+    let overall = table.lines().find(|line| line.starts_with("Overall")).unwrap();
+    assert_eq!(overall.split_whitespace().collect::<Vec<_>>(), ["Overall", "6", "33.33", "40.00", "2"]);
+
+    let empty = pairwise_metrics(&[], &groups);
+    assert_eq!((empty.rows, empty.consistency), (0, None));
+    assert!(empty.agreement.is_nan());
+    assert!(empty.to_string().contains("no labelled rows"));
+}
+
+#[test]
+fn real_pairwise_test_set() {
+    let text = shared("data/testdata_pairwise.jsonl");
+    let rows: Vec<_> = parse_rows(text.lines(), None).collect::<Result<_, _>>().expect("every row parses");
+    assert_eq!(rows.len(), 1392);
+    let groups = ScenarioGroups::autoj();
+    let mut per_label = [0; 3];
+    for (position, row) in rows.iter().enumerate() {
+        assert_eq!(row.index, position);
+        assert!(row.item.is_pair());
+        per_label[row.label.expect("every pairwise row has a label").autoj_label() as usize] += 1;
+        let scenario = row.scenario.as_deref().expect("every row has a scenario");
+        assert!(groups.group_of(scenario).is_some(), "{scenario} is in no group");
+    }
+    assert_eq!(per_label, [520, 499, 373]);
+
+    // The first row, checked field by field against the raw JSON.
+    let first_line = text.lines().next().unwrap();
+    let raw: Value = serde_json::from_str(first_line).unwrap();
+    assert_eq!(raw["label"], 1);
+    let first = parse_row(first_line, 0).unwrap();
+    assert_eq!(first.label, Some(Winner::Response2));
+    assert_eq!(first.scenario.as_deref(), Some("post_summarization"));
+    let Item::Pair { query, response1, response2 } = &first.item else { panic!("not a pair") };
+    assert_eq!(query, raw["prompt"].as_str().unwrap());
+    assert_eq!(response1, raw["response 1"].as_str().unwrap());
+    assert_eq!(response2, raw["response 2"].as_str().unwrap());
+
+    // Read for the single protocol, a pairwise row lacks `response`.
+    let error = parse_row_as(first_line, 0, Some(Protocol::Single)).unwrap_err().to_string();
+    assert!(error.starts_with("row 0:") && error.contains("\"response\""), "{error}");
+}
+
+#[test]
+fn real_critique_test_sets() {
+    for (file, protocol) in
+        [("data/testdata_critique.jsonl", Protocol::Single), ("data/zh_testdata_critique.jsonl", Protocol::ZhSingle)]
+    {
+        let text = shared(file);
+        for rows in [parse_rows(text.lines(), None), parse_rows(text.lines(), Some(protocol))] {
+            let rows: Vec<_> = rows.collect::<Result<_, _>>().unwrap_or_else(|error| panic!("{file}: {error}"));
+            assert_eq!(rows.len(), 232, "{file}");
+            for row in &rows {
+                assert!(!row.item.is_pair(), "{file} row {}", row.index);
+                assert_eq!(row.label, None);
+                assert!(row.scenario.is_some());
+            }
+            let Item::Single { query, response } = &rows[231].item else { panic!("not single") };
+            let raw: Value = serde_json::from_str(text.lines().nth(231).unwrap()).unwrap();
+            assert_eq!(
+                (query.as_str(), response.as_str()),
+                (raw["prompt"].as_str().unwrap(), raw["response"].as_str().unwrap())
+            );
+        }
+    }
+}
+
+#[test]
+fn rows_count_non_empty_lines_and_errors_name_the_line() {
+    let text = "\n{\"prompt\": \"q\", \"response\": \"a\"}\n   \n{\"prompt\": \"q\", \"response 1\": \"a\"}\n";
+    let results: Vec<_> = parse_rows(text.lines(), None).collect();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].as_ref().unwrap().index, 0);
+    let error = results[1].as_ref().unwrap_err();
+    assert_eq!((error.place.line, error.place.row), (Some(4), Some(1)));
+    let message = error.to_string();
+    assert!(message.starts_with("line 4 (row 1):") && message.contains("\"response 2\""), "{message}");
+
+    let cases = [
+        ("{\"prompt\": \"q\", \"response\": ", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ("{\"prompt\": \"q\"}", "\"response 1\" and \"response 2\""),
+        ("{\"response\": \"a\"}", "\"prompt\""),
+        ("{\"prompt\": 3, \"response\": \"a\"}", "\"prompt\" is not a string"),
+        ("{\"prompt\": \"q\", \"response\": \"a\", \"label\": 3}", "found 3"),
+        ("{\"prompt\": \"q\", \"response\": \"a\", \"label\": \"1\"}", "found \"1\""),
+        ("{\"prompt\": \"q\", \"response\": \"a\", \"label\": -1}", "found -1"),
+        ("{\"prompt\": \"q\", \"response\": \"a\", \"scenario\": 5}", "\"scenario\""),
+    ];
+    for (line, needle) in cases {
+        let message = parse_row(line, 7).unwrap_err().to_string();
+        assert!(message.starts_with("row 7:") && message.contains(needle), "{line}: {message}");
+    }
+    assert!(matches!(parse_row("{}", 0).unwrap_err().problem, Problem::NoResponse));
+
+    let labelled = parse_row(r#"{"prompt": "q", "response 1": "a", "response 2": "b", "label": 2}"#, 3).unwrap();
+    assert_eq!((labelled.index, labelled.label, labelled.scenario), (3, Some(Winner::Tie), None));
+    let null_label = parse_row(r#"{"prompt": "q", "response": "a", "label": null, "scenario": null}"#, 0).unwrap();
+    assert_eq!((null_label.label, null_label.scenario), (None, None));
+}
+
+#[test]
+fn resume_reads_finished_rows() {
+    let complete = "{\"index\": 0, \"winner\": \"tie\"}\n\n{\"index\": 2, \"winner\": null}\n{\"index\": 5}\n";
+    let finished = finished_indices(complete.lines()).unwrap();
+    assert_eq!(finished.indices.into_iter().collect::<Vec<_>>(), [0, 2, 5]);
+    assert_eq!(finished.truncated_line, None);
+
+    // Interrupted mid-write: the last record is cut off (with or without trailing blank lines).
+    for tail in
+        ["{\"index\": 7, \"output\": \"The final decision is Resp", "{\"index\": 1", "{", "{\"index\": 7, \"x\": \"a\\"]
+    {
+        for end in ["", "\n", "\n\n"] {
+            let text = format!("{complete}{tail}{end}");
+            let finished = finished_indices(text.lines()).unwrap_or_else(|error| panic!("{tail:?}: {error}"));
+            assert_eq!(finished.indices.iter().copied().collect::<Vec<_>>(), [0, 2, 5], "{tail:?}");
+            assert_eq!(finished.truncated_line, Some(5), "{tail:?}");
+        }
+    }
+
+    // A broken record anywhere else is an error naming its line.
+    let middle = "{\"index\": 0}\n{\"index\": 1, \"out\n{\"index\": 2}\n";
+    let error = finished_indices(middle.lines()).unwrap_err();
+    assert_eq!(error.place.line, Some(2));
+    assert!(error.to_string().starts_with("line 2:"), "{error}");
+    // So is a last line that no interrupted write produces, and a record without an index.
+    assert!(finished_indices("{\"index\": 0}\n{\"index\": 1}}\n".lines()).is_err());
+    for bad in ["{\"winner\": \"tie\"}", "{\"index\": -1}", "{\"index\": \"3\"}", "[3]"] {
+        let text = format!("{bad}\n{{\"index\": 1}}\n");
+        let error = finished_indices(text.lines()).unwrap_err();
+        assert_eq!(error.place.line, Some(1), "{bad}");
+        assert!(matches!(error.problem, Problem::OutputIndex), "{bad}: {error}");
+    }
+    assert_eq!(finished_indices("".lines()).unwrap(), Default::default());
+}
