@@ -8,6 +8,8 @@ mod bench;
 mod convert;
 mod generate;
 mod load;
+mod parse;
+mod prompt;
 mod tokenize;
 
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -29,6 +31,10 @@ enum Command {
     Generate(generate::Args),
     /// Measure prefill and decode speed and kernel bandwidth.
     Bench(bench::Args),
+    /// Print the exact model input for Auto-J test-data rows (JSONL on stdin).
+    Prompt(prompt::Args),
+    /// Print the verdicts of critiques (JSONL with an `output` field on stdin).
+    Parse(parse::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -38,6 +44,8 @@ pub fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Prompt(args) => prompt::run(args),
+        Command::Parse(args) => parse::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

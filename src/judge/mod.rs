@@ -1,2 +1,8 @@
 //! Auto-J as a judge: its prompts, byte-exact; the verdicts its critiques end with;
 //! judging a pair (optionally in both orders) or a single response; batch metrics.
+
+pub mod protocol;
+pub mod verdict;
+
+pub use protocol::{model_input, render, Item, Protocol, ProtocolError};
+pub use verdict::{parse_pairwise, parse_rating, Winner};

@@ -1,0 +1,51 @@
+//! `webjudge parse`: the verdicts of critiques. Reads JSONL rows with an `output` field (a
+//! critique, English or Chinese) on stdin and writes one JSON object per line: `{"winner":
+//! "response1"|"response2"|"tie"|null}` (pairwise) or `{"rating": number|null}` (single).
+//! Scripts depend on this format.
+
+use std::io::{BufRead, BufWriter, Write};
+
+use serde_json::{json, Value};
+use webjudge::judge::{parse_pairwise, parse_rating, Protocol};
+
+use super::CliResult;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `pairwise` or `single` (any protocol name: the parser reads both languages).
+    #[arg(long)]
+    pub protocol: Protocol,
+}
+
+pub fn run(args: Args) -> CliResult {
+    map_jsonl(|row| {
+        let critique = match row.get("output") {
+            Some(Value::String(critique)) => critique,
+            Some(_) => return Err("field \"output\" is not a string".into()),
+            None => return Err("field \"output\" is missing".into()),
+        };
+        Ok(if args.protocol.is_pairwise() {
+            json!({ "winner": parse_pairwise(critique) })
+        } else {
+            json!({ "rating": parse_rating(critique) })
+        })
+    })
+}
+
+/// Reads JSON rows from stdin (blank lines skipped), writes `convert(row)` per row on stdout;
+/// an error names its 1-based line number.
+pub(super) fn map_jsonl(mut convert: impl FnMut(&Value) -> Result<Value, Box<dyn std::error::Error>>) -> CliResult {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for (index, line) in std::io::stdin().lock().lines().enumerate() {
+        let number = index + 1;
+        let line = line.map_err(|error| format!("line {number}: {error}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Value = serde_json::from_str(&line).map_err(|error| format!("line {number}: not JSON: {error}"))?;
+        let converted = convert(&row).map_err(|error| format!("line {number}: {error}"))?;
+        writeln!(out, "{converted}")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The verdict a critique ends with: which response won, or the rating.
+//!
+//! On well-formed output these agree with Auto-J's own extractors: the pairwise verdict follows
+//! the LAST "final decision is" (or "最终决定是"), the rating is the LAST "Rating: [[x]]". Where those silently
+//! fail they are tolerant: any case, extra whitespace and line breaks, markdown emphasis
+//! (`**Response 1**`, `*tie*`, `` `Response 2` ``), "Response1", a colon after "is", trailing
+//! punctuation, full-width forms (`：`, `［［８］］`), the Chinese forms the zh prompts ask for
+//! (`最终决定是回应1/回应2/平局`, `评分: [[5]]` with or without the space, which Auto-J's Chinese
+//! parser misses) and spaces inside the brackets (`[[ 8 ]]`).
+//!
+//! "Last wins" counts only statements that name a verdict: a later "the final decision is clear"
+//! or an echo of the instructions ("Response 1 / Response 2 / Tie", "[[rating]]") does not hide
+//! an earlier decision. A rating outside 1-10 is no rating (Auto-J's 0.0 for "none" never
+//! appears); a labelled rating (`Rating:`, `评分:`, `打分:`, `Score:`) beats a bare `[[x]]`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The pairwise verdict, in the order the responses were shown to the judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    Response1,
+    Response2,
+    Tie,
+}
+
+impl Winner {
+    /// The verdict on the original order, given one on the swapped order.
+    pub fn swapped(self) -> Winner {
+        match self {
+            Winner::Response1 => Winner::Response2,
+            Winner::Response2 => Winner::Response1,
+            Winner::Tie => Winner::Tie,
+        }
+    }
+
+    /// `response1`, `response2` or `tie` (the serialized form).
+    pub fn name(self) -> &'static str {
+        match self {
+            Winner::Response1 => "response1",
+            Winner::Response2 => "response2",
+            Winner::Tie => "tie",
+        }
+    }
+
+    /// Auto-J's label encoding (test-data `label`, its parser's result): 0 = response 1,
+    /// 1 = response 2, 2 = tie.
+    pub fn from_autoj_label(label: i64) -> Option<Winner> {
+        match label {
+            0 => Some(Winner::Response1),
+            1 => Some(Winner::Response2),
+            2 => Some(Winner::Tie),
+            _ => None,
+        }
+    }
+
+    pub fn autoj_label(self) -> i64 {
+        match self {
+            Winner::Response1 => 0,
+            Winner::Response2 => 1,
+            Winner::Tie => 2,
+        }
+    }
+}
+
+impl fmt::Display for Winner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The pairwise verdict of a critique in English or Chinese; `None` when it states none.
+pub fn parse_pairwise(critique: &str) -> Option<Winner> {
+    let text = normalize(critique);
+    let mut ends: Vec<usize> = Vec::new();
+    for (at, _) in text.match_indices("final") {
+        ends.extend(english_marker_end(&text, at + "final".len()));
+    }
+    for (at, _) in text.match_indices("最终决定") {
+        ends.extend(chinese_marker_end(&text, at + "最终决定".len()));
+    }
+    ends.sort_unstable();
+    ends.into_iter().rev().find_map(|end| verdict_at(&text[end..]))
+}
+
+/// The rating (1 to 10, decimals allowed) of a critique in English or Chinese; `None` when it
+/// gives none or one outside 1-10.
+pub fn parse_rating(critique: &str) -> Option<f32> {
+    let text = normalize(critique);
+    let mut bare = None;
+    for (at, _) in text.rmatch_indices("[[") {
+        let inside = &text[at + 2..];
+        let Some(close) = inside.find(']') else { continue };
+        let Some(value) = rating_number(&inside[..close]) else { continue };
+        if is_labelled(&text[..at]) {
+            return in_range(value);
+        }
+        bare.get_or_insert(value);
+    }
+    bare.and_then(in_range)
+}
+
+/// Markdown emphasis marks.
+const EMPHASIS: &str = "*_`";
+
+/// Characters around a verdict that carry no meaning: whitespace, markdown emphasis, quotes,
+/// brackets and colons.
+fn is_decoration(c: char) -> bool {
+    c.is_whitespace() || "*_`\"'“”‘’「」『』《》[(:".contains(c)
+}
+
+fn skip_decoration(text: &str) -> &str {
+    text.trim_start_matches(is_decoration)
+}
+
+/// Whitespace and markdown emphasis only (a colon still counts).
+fn skip_emphasis(text: &str) -> &str {
+    text.trim_start_matches(|c: char| c.is_whitespace() || EMPHASIS.contains(c))
+}
+
+/// Lowercases ASCII, folds full-width ASCII forms (`：`, `［`, `１`) to ASCII and odd spaces to
+/// a plain space, so the matchers see one spelling.
+fn normalize(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            c if c.is_whitespace() && c != '\n' => ' ',
+            c => c,
+        })
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// After "final": whitespace, "decision", then "is". "The final decision:" alone is no
+/// marker: Auto-J writes it as the heading of its last section, before the decision sentence.
+fn english_marker_end(text: &str, after_final: usize) -> Option<usize> {
+    let rest = &text[after_final..];
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let rest = skip_emphasis(rest.strip_prefix("decision")?).strip_prefix("is")?;
+    if rest.starts_with(|c: char| c.is_alphanumeric()) {
+        return None;
+    }
+    Some(text.len() - rest.len())
+}
+
+/// After "最终决定": "是" or "为" (a bare "最终决定：" is a heading, as in English).
+fn chinese_marker_end(text: &str, after_marker: usize) -> Option<usize> {
+    let rest = skip_emphasis(&text[after_marker..]).strip_prefix(['是', '为'])?;
+    Some(text.len() - rest.len())
+}
+
+/// The verdict a decision statement begins with.
+fn verdict_at(rest: &str) -> Option<Winner> {
+    let rest = skip_decoration(rest);
+    let (winner, after) = if let Some(after) = ["response", "回应", "回复"].iter().find_map(|w| rest.strip_prefix(w))
+    {
+        let after = skip_decoration(after);
+        let winner = match after.chars().next()? {
+            '1' => Winner::Response1,
+            '2' => Winner::Response2,
+            _ => return None,
+        };
+        let after = &after[1..];
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            return None;
+        }
+        (winner, after)
+    } else {
+        let rest = rest.strip_prefix("a ").map(str::trim_start).unwrap_or(rest);
+        let after = ["tied", "tie", "两者持平", "平局", "持平"].iter().find_map(|w| rest.strip_prefix(w))?;
+        if after.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        (Winner::Tie, after)
+    };
+    // "Response 1 / Response 2 / Tie" repeats the instructions; it decides nothing.
+    if skip_decoration(after).starts_with('/') {
+        return None;
+    }
+    Some(winner)
+}
+
+/// The number inside `[[…]]`: optional emphasis and spaces around it, an optional "/10" or
+/// "分" after it. `None` when it is not a number (e.g. the template's `[[rating]]`).
+fn rating_number(inside: &str) -> Option<f32> {
+    let trim = |s: &str| s.trim_matches(|c: char| c.is_whitespace() || EMPHASIS.contains(c)).to_owned();
+    let mut number = trim(inside);
+    for suffix in ["分", "/10"] {
+        if let Some(stripped) = number.strip_suffix(suffix) {
+            number = trim(stripped);
+        }
+    }
+    let digits = number.strip_prefix(['-', '+']).unwrap_or(&number);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !(all_digits(whole) && all_digits(fraction)) {
+        return None;
+    }
+    number.parse().ok()
+}
+
+/// Whether the text before `[[` ends with a rating label (`rating:`, `**评分:**`, `score`).
+fn is_labelled(before: &str) -> bool {
+    let before = before.trim_end_matches(is_decoration);
+    ["rating", "score", "评分", "打分", "得分"].iter().any(|label| before.ends_with(label))
+}
+
+fn in_range(value: f32) -> Option<f32> {
+    (1.0..=10.0).contains(&value).then_some(value)
+}
