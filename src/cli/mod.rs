@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod convert;
 mod generate;
+mod judge;
 mod load;
 mod parse;
 mod prompt;
@@ -31,6 +32,8 @@ enum Command {
     Generate(generate::Args),
     /// Measure prefill and decode speed and kernel bandwidth.
     Bench(bench::Args),
+    /// Judge one item (streaming the critique) or a test-data file (with resume and metrics).
+    Judge(judge::Args),
     /// Print the exact model input for Auto-J test-data rows (JSONL on stdin).
     Prompt(prompt::Args),
     /// Print the verdicts of critiques (JSONL with an `output` field on stdin).
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Tokenize(args) => tokenize::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Judge(args) => judge::run(args),
         Command::Prompt(args) => prompt::run(args),
         Command::Parse(args) => parse::run(args),
     };

@@ -1,0 +1,342 @@
+//! Judging with a loaded model: one item, or a pair in both orders with the shared
+//! prompt prefix prefilled once. The CLI and the wasm layer both call this.
+
+use serde::Serialize;
+
+use super::protocol::{model_input, Item, Protocol, ProtocolError};
+use super::verdict::{parse_pairwise, parse_rating, Winner};
+use crate::engine::{Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
+use crate::kernels::Sampling;
+use crate::model::ChatTemplate;
+
+/// Auto-J's own generation limit.
+pub const AUTOJ_MAX_NEW_TOKENS: usize = 1024;
+
+/// Put where the middle of a truncated response was cut out.
+pub const TRUNCATION_MARKER: &str = "\n[...]\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("only a pair of responses can be judged in both orders")]
+    NotAPair,
+    #[error(
+        "the judge input has {prompt_tokens} tokens; with {max_new_tokens} tokens for the critique the \
+         {context}-token context allows at most {budget} (allow truncation to shorten the responses)"
+    )]
+    TooLong { prompt_tokens: usize, max_new_tokens: usize, context: usize, budget: usize },
+    #[error(
+        "even with the responses cut to nothing the judge input has {prompt_tokens} tokens, more than the \
+         {budget} that fit beside a {max_new_tokens}-token critique"
+    )]
+    QueryTooLong { prompt_tokens: usize, max_new_tokens: usize, budget: usize },
+}
+
+#[derive(Clone, Debug)]
+pub struct JudgeOptions {
+    /// Critique tokens at most (EOS included).
+    pub max_new_tokens: usize,
+    /// Shorten the responses from the middle when the input does not fit the context.
+    pub truncate: bool,
+    pub cancel: Option<Cancel>,
+}
+
+impl Default for JudgeOptions {
+    fn default() -> Self {
+        Self { max_new_tokens: AUTOJ_MAX_NEW_TOKENS, truncate: false, cancel: None }
+    }
+}
+
+/// The verdict a critique ends with; `None` when it names none.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pairwise(Option<Winner>),
+    Rating(Option<f32>),
+}
+
+impl Verdict {
+    pub fn winner(self) -> Option<Winner> {
+        match self {
+            Verdict::Pairwise(winner) => winner,
+            Verdict::Rating(_) => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Judgement {
+    pub protocol: Protocol,
+    pub verdict: Verdict,
+    pub critique: String,
+    pub prompt_tokens: usize,
+    /// Prompt tokens taken from the KV cache instead of being prefilled.
+    pub reused_tokens: usize,
+    pub generated_tokens: usize,
+    /// The responses were shortened from the middle to fit the context.
+    pub truncated: bool,
+    pub finish: Finish,
+    pub time_to_first_token_s: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+/// A pair judged in both orders.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwapJudgement {
+    /// Response 1 shown first, as given.
+    pub forward: Judgement,
+    /// The responses exchanged; its verdict refers to the swapped positions.
+    pub swapped: Judgement,
+    /// The swapped verdict mapped back to the original positions.
+    pub swapped_mapped: Option<Winner>,
+    /// Both verdicts parsed and equal after mapping.
+    pub consistent: bool,
+    /// The agreed winner; a tie when the orders disagree (position bias cancels out);
+    /// the parsed one when only one parsed.
+    pub combined: Option<Winner>,
+    /// Prompt tokens of the swapped input that the forward pass had already cached.
+    pub shared_prefix_tokens: usize,
+    /// Prefill time the shared prefix saved, at the forward input's prefill rate.
+    pub prefill_saved_s: f64,
+}
+
+/// Which of a swap-judged pair's two generations a streamed piece belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Forward,
+    Swapped,
+}
+
+pub struct Judge {
+    engine: Engine,
+    template: ChatTemplate,
+}
+
+impl Judge {
+    /// A judge wrapping inputs in the model's own chat template (Auto-J: `[INST] … [/INST]`).
+    pub fn new(engine: Engine) -> Self {
+        let template = engine.manifest.chat_template.clone();
+        Self { engine, template }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// The exact model input for `item` and its token ids, shortened if allowed and needed.
+    pub fn prepare(
+        &self,
+        protocol: Protocol,
+        item: &Item,
+        options: &JudgeOptions,
+    ) -> Result<(String, Vec<u32>, bool), JudgeError> {
+        let input = model_input(protocol, item, &self.template)?;
+        let ids = self.engine.tokenizer.encode(&input).map_err(EngineError::from)?;
+        let budget = self.engine.prompt_budget(options.max_new_tokens);
+        if ids.len() <= budget {
+            return Ok((input, ids, false));
+        }
+        if !options.truncate {
+            return Err(JudgeError::TooLong {
+                prompt_tokens: ids.len(),
+                max_new_tokens: options.max_new_tokens,
+                context: self.engine.model().context(),
+                budget,
+            });
+        }
+        self.truncated(protocol, item, ids.len(), budget, options.max_new_tokens)
+    }
+
+    /// Cuts tokens out of the middle of the responses, the longest first, until the
+    /// rendered input fits. Tokenization is not additive across the cut, so the fit is
+    /// re-checked and the cut widened a few times.
+    fn truncated(
+        &self,
+        protocol: Protocol,
+        item: &Item,
+        mut prompt_tokens: usize,
+        budget: usize,
+        max_new_tokens: usize,
+    ) -> Result<(String, Vec<u32>, bool), JudgeError> {
+        let responses: Vec<Vec<u32>> =
+            responses(item).iter().map(|text| self.content_ids(text)).collect::<Result<_, _>>()?;
+        let total: usize = responses.iter().map(Vec::len).sum();
+        let mut cut = 0;
+        for _ in 0..8 {
+            cut = (cut + prompt_tokens.saturating_sub(budget) + TRUNCATION_MARKER.len()).min(total);
+            let keep = fair_shares(&responses.iter().map(Vec::len).collect::<Vec<_>>(), total - cut);
+            let shortened: Vec<String> =
+                responses.iter().zip(&keep).map(|(ids, &k)| self.keep_ends(ids, k)).collect::<Result<_, _>>()?;
+            let candidate = with_responses(item, &shortened);
+            let input = model_input(protocol, &candidate, &self.template)?;
+            let ids = self.engine.tokenizer.encode(&input).map_err(EngineError::from)?;
+            prompt_tokens = ids.len();
+            if prompt_tokens <= budget {
+                return Ok((input, ids, true));
+            }
+            if cut == total {
+                break;
+            }
+        }
+        Err(JudgeError::QueryTooLong { prompt_tokens, max_new_tokens, budget })
+    }
+
+    /// A text's ids without the BOS the tokenizer may add.
+    fn content_ids(&self, text: &str) -> Result<Vec<u32>, JudgeError> {
+        let mut ids = self.engine.tokenizer.encode(text).map_err(EngineError::from)?;
+        let architecture = self.engine.model().architecture();
+        if architecture.add_bos && ids.first().copied() == architecture.bos_id {
+            ids.remove(0);
+        }
+        Ok(ids)
+    }
+
+    /// The first and last `keep / 2` tokens of `ids` around the truncation marker.
+    fn keep_ends(&self, ids: &[u32], keep: usize) -> Result<String, JudgeError> {
+        if keep >= ids.len() {
+            return Ok(self.engine.tokenizer.decode(ids).map_err(EngineError::from)?);
+        }
+        let head = keep.div_ceil(2);
+        let tail = keep - head;
+        let decode = |part: &[u32]| self.engine.tokenizer.decode(part).map_err(EngineError::from);
+        Ok(format!("{}{TRUNCATION_MARKER}{}", decode(&ids[..head])?, decode(&ids[ids.len() - tail..])?))
+    }
+
+    /// Judges one item, streaming the critique through `on_text`.
+    pub async fn judge(
+        &mut self,
+        protocol: Protocol,
+        item: &Item,
+        options: &JudgeOptions,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Judgement, JudgeError> {
+        let (_, ids, truncated) = self.prepare(protocol, item, options)?;
+        let generate = GenerateOptions {
+            max_tokens: options.max_new_tokens,
+            sampling: Sampling::Greedy,
+            cancel: options.cancel.clone(),
+        };
+        let generation = self.engine.generate_ids(&ids, &generate, on_text).await?;
+        // The critique is the text before EOS.
+        let critique = match generation.finish {
+            Finish::Eos => {
+                let text = &generation.ids[..generation.ids.len() - 1];
+                self.engine.tokenizer.decode(text).map_err(EngineError::from)?
+            }
+            _ => generation.text.clone(),
+        };
+        Ok(judgement(protocol, generation, critique, truncated))
+    }
+
+    /// Judges a pair as given and with the responses exchanged. The second input shares
+    /// the first's prefix up to the first response, which stays in the KV cache.
+    pub async fn judge_swapped(
+        &mut self,
+        protocol: Protocol,
+        item: &Item,
+        options: &JudgeOptions,
+        on_text: &mut dyn FnMut(Order, &str),
+    ) -> Result<SwapJudgement, JudgeError> {
+        let swapped_item = item.swapped().ok_or(JudgeError::NotAPair)?;
+        let forward = self.judge(protocol, item, options, &mut |piece| on_text(Order::Forward, piece)).await?;
+        let swapped = self.judge(protocol, &swapped_item, options, &mut |piece| on_text(Order::Swapped, piece)).await?;
+        let first = forward.verdict.winner();
+        let swapped_mapped = swapped.verdict.winner().map(Winner::swapped);
+        let consistent = first.is_some() && first == swapped_mapped;
+        let combined = match (first, swapped_mapped) {
+            (Some(a), Some(b)) if a == b => Some(a),
+            (Some(_), Some(_)) => Some(Winner::Tie),
+            (one, other) => one.or(other),
+        };
+        let shared_prefix_tokens = swapped.reused_tokens;
+        // Measured at the forward pass's prefill rate: the swapped pass prefills only the
+        // few tokens after the shared prefix, too few for a steady rate.
+        let prefill_saved_s =
+            if forward.prefill_tok_s > 0.0 { shared_prefix_tokens as f64 / forward.prefill_tok_s } else { 0.0 };
+        Ok(SwapJudgement {
+            forward,
+            swapped,
+            swapped_mapped,
+            consistent,
+            combined,
+            shared_prefix_tokens,
+            prefill_saved_s,
+        })
+    }
+}
+
+fn judgement(protocol: Protocol, generation: Generation, critique: String, truncated: bool) -> Judgement {
+    let verdict = if protocol.is_pairwise() {
+        Verdict::Pairwise(parse_pairwise(&critique))
+    } else {
+        Verdict::Rating(parse_rating(&critique))
+    };
+    Judgement {
+        protocol,
+        verdict,
+        prompt_tokens: generation.prompt_tokens,
+        reused_tokens: generation.reused_tokens,
+        generated_tokens: generation.ids.len(),
+        truncated,
+        finish: generation.finish,
+        time_to_first_token_s: generation.prefill_seconds,
+        prefill_tok_s: generation.prefill_tokens_per_second(),
+        decode_tok_s: generation.decode_tokens_per_second(),
+        critique,
+    }
+}
+
+fn responses(item: &Item) -> Vec<&str> {
+    match item {
+        Item::Pair { response1, response2, .. } => vec![response1, response2],
+        Item::Single { response, .. } => vec![response],
+    }
+}
+
+fn with_responses(item: &Item, shortened: &[String]) -> Item {
+    match item {
+        Item::Pair { query, .. } => {
+            Item::Pair { query: query.clone(), response1: shortened[0].clone(), response2: shortened[1].clone() }
+        }
+        Item::Single { query, .. } => Item::Single { query: query.clone(), response: shortened[0].clone() },
+    }
+}
+
+/// How many tokens each response keeps so that together they keep `total`: the longest
+/// are cut first, to a common cap (shorter ones stay whole).
+fn fair_shares(lengths: &[usize], total: usize) -> Vec<usize> {
+    let kept = |cap: usize| lengths.iter().map(|&l| l.min(cap)).sum::<usize>();
+    let (mut low, mut high) = (0, lengths.iter().copied().max().unwrap_or(0));
+    while low < high {
+        let cap = (low + high).div_ceil(2);
+        if kept(cap) <= total {
+            low = cap
+        } else {
+            high = cap - 1
+        }
+    }
+    lengths.iter().map(|&l| l.min(low)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fair_shares_cut_the_longest_first() {
+        assert_eq!(fair_shares(&[100, 10], 60), vec![50, 10]);
+        assert_eq!(fair_shares(&[40, 40], 60), vec![30, 30]);
+        assert_eq!(fair_shares(&[40, 40], 80), vec![40, 40]);
+        assert_eq!(fair_shares(&[40, 40], 0), vec![0, 0]);
+        assert!(fair_shares(&[7, 5], 9).iter().sum::<usize>() <= 9);
+    }
+}
