@@ -1,0 +1,184 @@
+//! The judge end to end on the test model: batch runs over real Auto-J test rows with
+//! resume and metrics, judging in both orders, and inputs too long for the context.
+//! SmolLM2 is no Auto-J, so its verdicts are mostly unparsed: the plumbing is under test.
+
+mod test_model;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use webjudge::engine::native::load_dir;
+use webjudge::judge::dataset::parse_rows;
+use webjudge::judge::session::{Judge, JudgeError, JudgeOptions, TRUNCATION_MARKER};
+use webjudge::judge::{Item, Protocol};
+use webjudge::kernels::GpuOptions;
+
+use test_model::converted_dir;
+
+const PAIRWISE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/autoj/data/testdata_pairwise.jsonl");
+
+/// The `n` shortest rows of Auto-J's pairwise test set (fast on a software GPU), in file order.
+fn shortest_rows(n: usize) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(PAIRWISE).unwrap_or_else(|e| panic!("{PAIRWISE} (../shared beside the repo): {e}"));
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let length = |line: &str| {
+        let row: Value = serde_json::from_str(line).unwrap();
+        ["prompt", "response 1", "response 2"].iter().map(|k| row[k].as_str().unwrap().len()).sum::<usize>()
+    };
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| (length(lines[i]), i));
+    let mut chosen = order[..n].to_vec();
+    chosen.sort();
+    chosen.into_iter().map(|i| lines[i].to_string()).collect()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("judge-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn webjudge(args: &[&str]) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webjudge")).args(args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert!(out.status.success(), "webjudge {args:?} failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn batch_run_resumes_and_reports_metrics() {
+    let dir = scratch("batch");
+    let input = dir.join("rows.jsonl");
+    std::fs::write(&input, shortest_rows(3).join("\n") + "\n").unwrap();
+    let output = dir.join("out.jsonl");
+    let model = converted_dir();
+    let judge = |limit: &str| {
+        webjudge(&[
+            "judge",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--max-new-tokens",
+            "12",
+            "--limit",
+            limit,
+        ])
+    };
+
+    let (stdout, _) = judge("2");
+    let first = records(&output);
+    assert_eq!(first.iter().map(|r| r["index"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1]);
+    for record in &first {
+        assert!(record["label"].is_string() && record["scenario"].is_string(), "{record}");
+        assert!(record.get("winner").is_some() && record["critique"].is_string(), "{record}");
+        assert!(record["generated_tokens"].as_u64().unwrap() <= 12);
+    }
+    assert!(stdout.contains("Group Name\tAgreement\tConsistency"), "metrics table:\n{stdout}");
+    let metrics: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(metrics["rows"], 2);
+
+    // An interrupted write leaves half a record: it is dropped and only missing rows run.
+    let text = std::fs::read_to_string(&output).unwrap();
+    let cut = text.trim_end().rfind('\n').unwrap() + 1 + 40;
+    std::fs::write(&output, &text[..cut]).unwrap();
+    let (stdout, stderr) = judge("3");
+    assert!(stderr.contains("incomplete record"), "{stderr}");
+    assert!(stderr.contains("1 rows already judged, 2 to go"), "{stderr}");
+    let resumed = records(&output);
+    let mut indices: Vec<u64> = resumed.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(resumed[0], first[0], "the finished row is kept as it was");
+    indices.sort();
+    assert_eq!(indices, [0, 1, 2]);
+    let metrics: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(metrics["rows"], 3);
+
+    // Nothing left to do: no model load, same file, same metrics.
+    let (again, stderr) = judge("3");
+    assert!(stderr.contains("3 rows already judged, 0 to go"), "{stderr}");
+    assert_eq!(records(&output), resumed);
+    assert_eq!(again.lines().last(), stdout.lines().last());
+}
+
+#[test]
+fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
+    let dir = scratch("swap");
+    let input = dir.join("rows.jsonl");
+    std::fs::write(&input, shortest_rows(1).join("\n")).unwrap();
+    let output = dir.join("out.jsonl");
+    let model = converted_dir();
+    let (stdout, _) = webjudge(&[
+        "judge",
+        "--model",
+        model.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--max-new-tokens",
+        "12",
+        "--swap",
+    ]);
+    let record = &records(&output)[0];
+    let swapped = &record["swapped"];
+    assert!(swapped["critique"].is_string());
+    let mapped = match swapped["winner"].as_str() {
+        Some("response1") => Value::from("response2"),
+        Some("response2") => Value::from("response1"),
+        other => other.map_or(Value::Null, Value::from),
+    };
+    assert_eq!(record["swapped_winner_mapped"], mapped);
+    assert_eq!(record["consistent"], Value::from(record["winner"].is_string() && record["winner"] == mapped));
+    // The swapped input repeats everything up to the first response.
+    let shared = record["shared_prefix_tokens"].as_u64().unwrap();
+    assert!(shared > 50 && shared < swapped["prompt_tokens"].as_u64().unwrap(), "{record}");
+    assert_eq!(swapped["reused_tokens"].as_u64().unwrap(), shared);
+    let metrics: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(metrics["swapped"], 1);
+}
+
+#[test]
+fn inputs_beyond_the_context_are_refused_or_truncated() {
+    let engine = load_dir(
+        &converted_dir(),
+        GpuOptions::default(),
+        |mut o| {
+            o.context = 256;
+            o
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let judge = Judge::new(engine);
+    let text = shortest_rows(1).join("");
+    let row = parse_rows([text.as_str()], Some(Protocol::PairwiseTie)).next().unwrap().unwrap();
+    let long = "a long and winding response that goes on ".repeat(20);
+    let Item::Pair { query, .. } = row.item else { panic!("a pair") };
+    let item = Item::Pair { query, response1: long.clone(), response2: format!("short {long}") };
+    let options = JudgeOptions { max_new_tokens: 16, ..Default::default() };
+
+    match judge.prepare(Protocol::PairwiseTie, &item, &options) {
+        Err(JudgeError::TooLong { prompt_tokens, max_new_tokens: 16, context: 256, budget: 241 }) => {
+            assert!(prompt_tokens > 241)
+        }
+        other => panic!("expected TooLong, got {other:?}"),
+    }
+    let truncating = JudgeOptions { truncate: true, ..options.clone() };
+    let (input, ids, truncated) = judge.prepare(Protocol::PairwiseTie, &item, &truncating).unwrap();
+    assert!(truncated && ids.len() <= 241, "{} tokens", ids.len());
+    assert_eq!(input.matches(TRUNCATION_MARKER).count(), 2, "both responses cut in the middle:\n{input}");
+    assert!(input.contains("a long and winding"), "the start of each response is kept");
+
+    // A query alone too long for the context cannot be saved by truncation.
+    let huge = Item::Pair { query: long.repeat(3), response1: "a".into(), response2: "b".into() };
+    assert!(matches!(judge.prepare(Protocol::PairwiseTie, &huge, &truncating), Err(JudgeError::QueryTooLong { .. })));
+}
