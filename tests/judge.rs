@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use webjudge::engine::native::load_dir;
+use webjudge::engine::{Cancel, Finish};
 use webjudge::judge::dataset::parse_rows;
 use webjudge::judge::session::{Judge, JudgeError, JudgeOptions, TRUNCATION_MARKER};
 use webjudge::judge::{Item, Protocol};
@@ -48,6 +49,15 @@ fn webjudge(args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// `webjudge judge` on the test model over a file, with 12-token critiques.
+fn judge_file(input: &Path, output: &Path, extra: &[&str]) -> (String, String) {
+    let model = converted_dir();
+    let mut args = vec!["judge", "--model", model.to_str().unwrap(), "--max-new-tokens", "12"];
+    args.extend(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+    args.extend(extra);
+    webjudge(&args)
+}
+
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -58,22 +68,7 @@ fn batch_run_resumes_and_reports_metrics() {
     let input = dir.join("rows.jsonl");
     std::fs::write(&input, shortest_rows(3).join("\n") + "\n").unwrap();
     let output = dir.join("out.jsonl");
-    let model = converted_dir();
-    let judge = |limit: &str| {
-        webjudge(&[
-            "judge",
-            "--model",
-            model.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--max-new-tokens",
-            "12",
-            "--limit",
-            limit,
-        ])
-    };
+    let judge = |limit: &str| judge_file(&input, &output, &["--limit", limit]);
 
     let (stdout, _) = judge("2");
     let first = records(&output);
@@ -115,19 +110,7 @@ fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
     let input = dir.join("rows.jsonl");
     std::fs::write(&input, shortest_rows(1).join("\n")).unwrap();
     let output = dir.join("out.jsonl");
-    let model = converted_dir();
-    let (stdout, _) = webjudge(&[
-        "judge",
-        "--model",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--max-new-tokens",
-        "12",
-        "--swap",
-    ]);
+    let (stdout, _) = judge_file(&input, &output, &["--swap"]);
     let record = &records(&output)[0];
     let swapped = &record["swapped"];
     assert!(swapped["critique"].is_string());
@@ -158,7 +141,7 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
         &mut |_, _| {},
     )
     .unwrap();
-    let judge = Judge::new(engine);
+    let mut judge = Judge::new(engine);
     let text = shortest_rows(1).join("");
     let row = parse_rows([text.as_str()], Some(Protocol::PairwiseTie)).next().unwrap().unwrap();
     let long = "a long and winding response that goes on ".repeat(20);
@@ -181,4 +164,12 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
     // A query alone too long for the context cannot be saved by truncation.
     let huge = Item::Pair { query: long.repeat(3), response1: "a".into(), response2: "b".into() };
     assert!(matches!(judge.prepare(Protocol::PairwiseTie, &huge, &truncating), Err(JudgeError::QueryTooLong { .. })));
+
+    // Cancelled before it starts: the first token still comes from the prefill, then it stops.
+    let cancel = Cancel::default();
+    cancel.cancel();
+    let short = Item::Single { query: "Say hi.".into(), response: "Hi!".into() };
+    let options = JudgeOptions { max_new_tokens: 16, cancel: Some(cancel), ..Default::default() };
+    let judgement = pollster::block_on(judge.judge(Protocol::Single, &short, &options, &mut |_| {})).unwrap();
+    assert_eq!((judgement.finish, judgement.generated_tokens), (Finish::Cancelled, 1));
 }
