@@ -1,4 +1,5 @@
-//! `webjudge convert`: a GGUF file into a model directory.
+//! `webjudge convert`: a GGUF file or a Hugging Face checkpoint directory into a model
+//! directory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,13 +7,17 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions};
+use webjudge::weights::hf::{convert_hf, HfError, HfOptions};
+use webjudge::weights::{DType, Manifest};
 
 use super::CliResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The GGUF file (llama architecture; F32, F16, Q8_0, Q4_0 or Q4_1 tensors).
-    pub gguf: PathBuf,
+    /// A GGUF file (llama architecture; F32, F16, Q8_0, Q4_0 or Q4_1 tensors, copied
+    /// losslessly) or a Hugging Face model directory (config.json, tokenizer.json,
+    /// safetensors weights in F32, F16 or BF16).
+    pub input: PathBuf,
     /// The model directory to create.
     #[arg(long)]
     pub out: PathBuf,
@@ -22,27 +27,54 @@ pub struct Args {
     /// Replace the output directory if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Hugging Face input only: the dtype of 2-D weights (default q4).
+    #[arg(long, value_enum)]
+    pub quant: Option<Quant>,
+    /// Hugging Face input only: values per quantization group (32, 64 or 128; default 32).
+    #[arg(long, value_parser = parse_group)]
+    pub group: Option<usize>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Quant {
+    /// 4-bit with a per-group f16 scale and offset.
+    Q4,
+    /// 8-bit with a per-group f16 scale.
+    Q8,
+    F16,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let options = ConvertOptions { max_shard_bytes: args.shard_mb.saturating_mul(1 << 20), overwrite: args.force };
+    let max_shard_bytes = args.shard_mb.saturating_mul(1 << 20);
+    let hf = args.input.is_dir();
+    if !hf && (args.quant.is_some() || args.group.is_some()) {
+        return Err("--quant and --group apply to Hugging Face checkpoint directories; a GGUF file is converted without requantizing".into());
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("valid template"),
     );
-    let result = convert_gguf(&args.gguf, &args.out, &options, &mut |done, total| {
+    let mut progress = |done, total| {
         bar.set_length(total);
         bar.set_position(done);
-    });
-    bar.finish_and_clear();
-    let manifest = result.map_err(|error| -> Box<dyn std::error::Error> {
-        match error {
-            ConvertError::Output { .. } if args.out.is_dir() && !args.force => {
-                format!("{error}; --force replaces it").into()
-            }
+    };
+    let result: Result<Manifest, Box<dyn std::error::Error>> = if hf {
+        let quant = match args.quant.unwrap_or(Quant::Q4) {
+            Quant::Q4 => DType::Q4,
+            Quant::Q8 => DType::Q8,
+            Quant::F16 => DType::F16,
+        };
+        let options = HfOptions { quant, group: args.group.unwrap_or(32), max_shard_bytes, overwrite: args.force };
+        convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
+            HfError::Convert(error) => output_hint(error, &args),
             error => error.into(),
-        }
-    })?;
+        })
+    } else {
+        let options = ConvertOptions { max_shard_bytes, overwrite: args.force };
+        convert_gguf(&args.input, &args.out, &options, &mut progress).map_err(|error| output_hint(error, &args))
+    };
+    bar.finish_and_clear();
+    let manifest = result?;
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
@@ -58,4 +90,21 @@ pub fn run(args: Args) -> CliResult {
         manifest.total_bytes() as f64 / (1 << 20) as f64,
     );
     Ok(())
+}
+
+/// Suggests --force when the output directory is in the way.
+fn output_hint(error: ConvertError, args: &Args) -> Box<dyn std::error::Error> {
+    match error {
+        ConvertError::Output { .. } if args.out.is_dir() && !args.force => {
+            format!("{error}; --force replaces it").into()
+        }
+        error => error.into(),
+    }
+}
+
+fn parse_group(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(group @ (32 | 64 | 128)) => Ok(group),
+        _ => Err(format!("{text:?} is not one of 32, 64 or 128")),
+    }
 }

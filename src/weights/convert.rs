@@ -98,16 +98,7 @@ pub fn convert_gguf(
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes));
     }
-    let output_problem = |problem: &str| ConvertError::Output { path: out_dir.to_owned(), problem: problem.into() };
-    let existing_is_empty = match fs::read_dir(out_dir) {
-        Ok(mut entries) => Some(entries.next().is_none()),
-        Err(_) if out_dir.exists() => return Err(output_problem("exists and is not a directory")),
-        Err(_) => None,
-    };
-    if existing_is_empty == Some(false) && !options.overwrite {
-        return Err(output_problem("exists and is not empty"));
-    }
-    let file_name = out_dir.file_name().ok_or_else(|| output_problem("does not name a directory"))?;
+    let output = OutputDir::prepare(out_dir, options.overwrite)?;
 
     let gguf = GgufFile::open(gguf_path)?;
     let architecture = architecture(&gguf)?;
@@ -115,14 +106,7 @@ pub fn convert_gguf(
     let plan = plan_tensors(&gguf, &architecture)?;
     let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
 
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(file_name);
-    temp_name.push(format!(".converting-{}", std::process::id()));
-    let temp = TempDir(Some(out_dir.with_file_name(temp_name)));
-    if temp.path().exists() {
-        fs::remove_dir_all(temp.path())?;
-    }
-    let mut writer = ModelWriter::create(temp.path(), options.max_shard_bytes)?;
+    let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
     let mut source = File::open(gguf_path)?;
     let total: u64 = plan.iter().map(|t| t.range.end - t.range.start).sum();
     let mut done = 0;
@@ -136,14 +120,57 @@ pub fn convert_gguf(
         })?;
     }
     let manifest = writer.finish(architecture, chat_template)?;
-    fs::write(temp.path().join(TOKENIZER_FILE), tokenizer_json)?;
+    fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
 
-    if existing_is_empty.is_some() {
-        fs::remove_dir_all(out_dir)?;
-    }
-    fs::rename(temp.path(), out_dir)?;
-    temp.keep();
+    output.commit()?;
     Ok(manifest)
+}
+
+/// The output directory of a conversion, written under a temporary sibling name and
+/// moved into place by [`OutputDir::commit`].
+pub(crate) struct OutputDir {
+    out_dir: PathBuf,
+    existed: bool,
+    temp: TempDir,
+}
+
+impl OutputDir {
+    /// Refuses a non-empty `out_dir` unless `overwrite`, and creates the temporary sibling.
+    pub(crate) fn prepare(out_dir: &Path, overwrite: bool) -> Result<Self, ConvertError> {
+        let output_problem = |problem: &str| ConvertError::Output { path: out_dir.to_owned(), problem: problem.into() };
+        let existing_is_empty = match fs::read_dir(out_dir) {
+            Ok(mut entries) => Some(entries.next().is_none()),
+            Err(_) if out_dir.exists() => return Err(output_problem("exists and is not a directory")),
+            Err(_) => None,
+        };
+        if existing_is_empty == Some(false) && !overwrite {
+            return Err(output_problem("exists and is not empty"));
+        }
+        let file_name = out_dir.file_name().ok_or_else(|| output_problem("does not name a directory"))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(file_name);
+        temp_name.push(format!(".converting-{}", std::process::id()));
+        let temp = TempDir(Some(out_dir.with_file_name(temp_name)));
+        if temp.path().exists() {
+            fs::remove_dir_all(temp.path())?;
+        }
+        Ok(Self { out_dir: out_dir.to_owned(), existed: existing_is_empty.is_some(), temp })
+    }
+
+    /// Where the files are written until [`Self::commit`].
+    pub(crate) fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Replaces the output directory with the written one.
+    pub(crate) fn commit(self) -> std::io::Result<()> {
+        if self.existed {
+            fs::remove_dir_all(&self.out_dir)?;
+        }
+        fs::rename(self.temp.path(), &self.out_dir)?;
+        self.temp.keep();
+        Ok(())
+    }
 }
 
 /// A directory being written, removed on drop unless kept, so a failed conversion

@@ -1,0 +1,356 @@
+//! Hugging Face import: a LLaMA (or LLaMA-compatible Yi) checkpoint directory with
+//! `config.json`, `tokenizer.json` and safetensors weights becomes a model directory.
+//!
+//! Unlike the GGUF importer this one quantizes: 2-D weights (embedding and lm_head
+//! included) become the chosen [`DType`] with the chosen group size, 1-D norm weights
+//! stay f32 (the RMSNorm kernel reads f32).
+//!
+//! RoPE convention: Hugging Face's `rotate_half` rotates the pair `(x[i], x[i + d/2])`
+//! of each head of dimension `d`; the engine rotates adjacent pairs `(x[2i], x[2i+1])`
+//! (`shaders/rope.wgsl`). Attention scores are dot products over whole heads, so
+//! permuting the Q and K rows of every head the same way gives identical results. This
+//! importer is the one place the convention is settled for Hugging Face checkpoints:
+//! row `j` of an engine head of `q_proj`/`k_proj` is Hugging Face row [`rope_source_row`]`(j)`
+//! of the same head (for `i < d/2`, engine rows `2i` and `2i+1` are Hugging Face rows `i`
+//! and `i + d/2`), which is the permutation llama.cpp's converter applies.
+
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::convert::{default_system_message, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
+use super::writer::ModelWriter;
+use super::{encode, DType, Manifest};
+use crate::model::{expected_tensors, Architecture, ChatTemplate};
+
+#[derive(Clone, Debug)]
+pub struct HfOptions {
+    /// The dtype of 2-D weights.
+    pub quant: DType,
+    /// Values per quantization group (a multiple of 32; ignored for f16/f32).
+    pub group: usize,
+    pub max_shard_bytes: u64,
+    pub overwrite: bool,
+}
+
+impl Default for HfOptions {
+    fn default() -> Self {
+        Self { quant: DType::Q4, group: 32, max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HfError {
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("config.json: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Tokenizer(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("tensor {0} is missing")]
+    MissingTensor(String),
+    #[error("tensor {0} is not part of the llama architecture")]
+    UnexpectedTensor(String),
+    #[error("tensor {name}: shape {found:?}, the architecture needs {expected:?}")]
+    Shape { name: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("tensor {name}: {problem}")]
+    Quant { name: String, problem: String },
+}
+
+impl From<std::io::Error> for HfError {
+    fn from(error: std::io::Error) -> Self {
+        HfError::Convert(ConvertError::Io(error))
+    }
+}
+
+/// The Hugging Face row that becomes row `j` of an engine head of dimension `head_dim`
+/// (see the module documentation).
+pub fn rope_source_row(j: usize, head_dim: usize) -> usize {
+    let half = head_dim / 2;
+    if j.is_multiple_of(2) {
+        j / 2
+    } else {
+        j / 2 + half
+    }
+}
+
+/// The engine's GGUF-style name of a Hugging Face tensor; `Ok(None)` for tensors that
+/// carry nothing the engine needs (precomputed rotary frequencies).
+pub fn engine_name(hf: &str) -> Option<Option<String>> {
+    match hf {
+        "model.embed_tokens.weight" => return Some(Some("token_embd.weight".into())),
+        "model.norm.weight" => return Some(Some("output_norm.weight".into())),
+        "lm_head.weight" => return Some(Some("output.weight".into())),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let name = match rest {
+        "self_attn.q_proj.weight" => "attn_q",
+        "self_attn.k_proj.weight" => "attn_k",
+        "self_attn.v_proj.weight" => "attn_v",
+        "self_attn.o_proj.weight" => "attn_output",
+        "mlp.gate_proj.weight" => "ffn_gate",
+        "mlp.up_proj.weight" => "ffn_up",
+        "mlp.down_proj.weight" => "ffn_down",
+        // Yi's first release named its norms ln1 / ln2.
+        "input_layernorm.weight" | "ln1.weight" => "attn_norm",
+        "post_attention_layernorm.weight" | "ln2.weight" => "ffn_norm",
+        "self_attn.rotary_emb.inv_freq" => return Some(None),
+        _ => return None,
+    };
+    Some(Some(format!("blk.{layer}.{name}.weight")))
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
+    match fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| HfError::Config(format!("{}: invalid JSON: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(HfError::Io { path: path.to_owned(), source }),
+    }
+}
+
+fn config_usize(config: &Value, key: &str) -> Result<Option<usize>, HfError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|v| usize::try_from(v).ok())
+            .map(Some)
+            .ok_or_else(|| HfError::Config(format!("{key} is not a non-negative integer"))),
+    }
+}
+
+fn required(config: &Value, key: &str) -> Result<usize, HfError> {
+    config_usize(config, key)?.ok_or_else(|| HfError::Config(format!("{key} is missing")))
+}
+
+fn config_f32(config: &Value, key: &str) -> Result<Option<f32>, HfError> {
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_f64().map(|v| Some(v as f32)).ok_or_else(|| HfError::Config(format!("{key} is not a number"))),
+    }
+}
+
+fn token_ids(config: &Value, key: &str) -> Result<Vec<u32>, HfError> {
+    let bad = || HfError::Config(format!("{key} is neither a token id nor a list of them"));
+    let id = |v: &Value| v.as_u64().and_then(|v| u32::try_from(v).ok()).ok_or_else(bad);
+    match config.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(ids)) => ids.iter().map(id).collect(),
+        Some(v) => Ok(vec![id(v)?]),
+    }
+}
+
+/// Reads the hyper-parameters of a LLaMA-family `config.json`. `tied` says whether the
+/// checkpoint lacks `lm_head.weight`; `tokenizer_config` supplies `add_bos_token`.
+pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>) -> Result<Architecture, HfError> {
+    let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
+    let architectures: Vec<&str> =
+        config.get("architectures").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let known = ["llama", "Yi", "yi"].contains(&model_type)
+        || architectures.iter().any(|a| ["LlamaForCausalLM", "YiForCausalLM"].contains(a));
+    if !known {
+        return Err(HfError::Unsupported(format!(
+            "model_type {model_type:?} / architectures {architectures:?}: webjudge converts LlamaForCausalLM and Yi checkpoints"
+        )));
+    }
+    if config.get("rope_scaling").is_some_and(|s| !s.is_null()) {
+        return Err(HfError::Unsupported("config.json sets rope_scaling, which webjudge does not support".into()));
+    }
+    let hidden = required(config, "hidden_size")?;
+    let n_heads = required(config, "num_attention_heads")?;
+    let head_dim = match config_usize(config, "head_dim")? {
+        Some(d) => d,
+        None if n_heads > 0 && hidden.is_multiple_of(n_heads) => hidden / n_heads,
+        None => return Err(HfError::Config(format!("hidden_size {hidden} is not a multiple of {n_heads} heads"))),
+    };
+    let vocab = required(config, "vocab_size")?;
+    let tie = config.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false);
+    if tied && !tie {
+        return Err(HfError::MissingTensor("lm_head.weight".into()));
+    }
+    let bos = token_ids(config, "bos_token_id")?;
+    let architecture = Architecture {
+        n_layers: required(config, "num_hidden_layers")?,
+        hidden,
+        n_heads,
+        n_kv_heads: config_usize(config, "num_key_value_heads")?.unwrap_or(n_heads),
+        head_dim,
+        ffn: required(config, "intermediate_size")?,
+        vocab,
+        rope_theta: config_f32(config, "rope_theta")?.unwrap_or(10000.0),
+        norm_eps: config_f32(config, "rms_norm_eps")?
+            .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
+        context_length: required(config, "max_position_embeddings")?,
+        tied_embeddings: tied,
+        bos_id: bos.first().copied(),
+        eos_ids: token_ids(config, "eos_token_id")?,
+        // LLaMA's Hugging Face tokenizer prepends BOS unless its config says otherwise.
+        add_bos: tokenizer_config.and_then(|t| t.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true),
+    };
+    architecture.validate().map_err(HfError::Config)?;
+    if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
+        return Err(HfError::Config(format!("special token id {id} is outside the vocabulary of {vocab}")));
+    }
+    Ok(architecture)
+}
+
+/// LLaMA-2's `[INST]` wrapper (Auto-J's) unless `tokenizer_config.json`'s chat template
+/// is ChatML.
+pub fn chat_template(tokenizer_config: Option<&Value>) -> ChatTemplate {
+    match tokenizer_config.and_then(|t| t.get("chat_template")).and_then(Value::as_str) {
+        Some(t) if t.contains("<|im_start|>") => ChatTemplate::chatml(default_system_message(t).as_deref()),
+        _ => ChatTemplate::llama2(),
+    }
+}
+
+/// One tensor to write.
+struct Planned {
+    source: StTensor,
+    name: String,
+    shape: Vec<usize>,
+    dtype: DType,
+    group: usize,
+    /// Head dimension when the rows are Q or K and need the RoPE permutation.
+    rope_head_dim: Option<usize>,
+}
+
+impl Planned {
+    fn rows(&self, checkpoint: &mut SafeTensors, rows: Range<usize>) -> Result<Vec<f32>, HfError> {
+        let Some(head_dim) = self.rope_head_dim else {
+            return Ok(checkpoint.read_rows(&self.source, rows)?);
+        };
+        let mut values = Vec::with_capacity(rows.len() * self.source.cols());
+        for row in rows {
+            let head = row / head_dim;
+            let source = head * head_dim + rope_source_row(row % head_dim, head_dim);
+            values.extend(checkpoint.read_rows(&self.source, source..source + 1)?);
+        }
+        Ok(values)
+    }
+}
+
+fn plan(checkpoint: &SafeTensors, a: &Architecture, options: &HfOptions) -> Result<Vec<Planned>, HfError> {
+    let expected = expected_tensors(a);
+    let mut planned: Vec<Option<Planned>> = expected.iter().map(|_| None).collect();
+    for tensor in checkpoint.tensors() {
+        let name = match engine_name(&tensor.name) {
+            Some(Some(name)) => name,
+            Some(None) => continue,
+            None => return Err(HfError::UnexpectedTensor(tensor.name.clone())),
+        };
+        let Some(index) = expected.iter().position(|(n, _)| *n == name) else {
+            return Err(HfError::UnexpectedTensor(tensor.name.clone()));
+        };
+        let shape = expected[index].1.clone();
+        if tensor.shape != shape {
+            return Err(HfError::Shape { name: tensor.name.clone(), found: tensor.shape.clone(), expected: shape });
+        }
+        let (dtype, group) = if shape.len() == 1 {
+            (DType::F32, 0)
+        } else if options.quant.is_quantized() {
+            options
+                .quant
+                .check_shape(shape[1] as u64, options.group as u64)
+                .map_err(|problem| HfError::Quant { name: tensor.name.clone(), problem })?;
+            (options.quant, options.group)
+        } else {
+            (options.quant, 0)
+        };
+        let rope = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+        planned[index] = Some(Planned {
+            source: tensor.clone(),
+            name,
+            shape,
+            dtype,
+            group,
+            rope_head_dim: rope.then_some(a.head_dim),
+        });
+    }
+    planned
+        .into_iter()
+        .zip(expected)
+        .map(|(p, (name, _))| p.ok_or_else(|| HfError::MissingTensor(hf_name(&name))))
+        .collect()
+}
+
+/// The Hugging Face name of an engine tensor, for error messages.
+fn hf_name(engine: &str) -> String {
+    let names = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"];
+    if let Some(name) = names.iter().find(|n| engine_name(n).flatten().as_deref() == Some(engine)) {
+        return (*name).into();
+    }
+    engine.into()
+}
+
+/// Converts the Hugging Face model directory `hf_dir` into a model directory at
+/// `out_dir`. `progress` gets checkpoint bytes read so far and in total.
+pub fn convert_hf(
+    hf_dir: &Path,
+    out_dir: &Path,
+    options: &HfOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Manifest, HfError> {
+    if options.max_shard_bytes < MIN_SHARD_BYTES {
+        return Err(ConvertError::ShardSize(options.max_shard_bytes).into());
+    }
+    if options.quant.is_quantized() && (options.group == 0 || !options.group.is_multiple_of(32)) {
+        return Err(HfError::Unsupported(format!("group size {} is not a positive multiple of 32", options.group)));
+    }
+    let config = read_json(&hf_dir.join("config.json"))?
+        .ok_or_else(|| HfError::Config(format!("{} has no config.json", hf_dir.display())))?;
+    let tokenizer_config = read_json(&hf_dir.join("tokenizer_config.json"))?;
+    let tokenizer_path = hf_dir.join(TOKENIZER_FILE);
+    let tokenizer_json = match fs::read_to_string(&tokenizer_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && hf_dir.join("tokenizer.model").is_file() => {
+            return Err(HfError::Tokenizer(format!(
+                "{} has only a SentencePiece tokenizer.model; importing it is not supported yet, a tokenizer.json is needed",
+                hf_dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HfError::Tokenizer(format!("{} has no tokenizer.json", hf_dir.display())))
+        }
+        Err(source) => return Err(HfError::Io { path: tokenizer_path, source }),
+    };
+    crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
+
+    let mut checkpoint = SafeTensors::open_dir(hf_dir)?;
+    let tied = checkpoint.tensor("lm_head.weight").is_none();
+    let architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
+    let chat_template = chat_template(tokenizer_config.as_ref());
+    let plan = plan(&checkpoint, &architecture, options)?;
+
+    let output = OutputDir::prepare(out_dir, options.overwrite)?;
+    let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
+    let total: u64 = plan.iter().map(|t| t.source.range.end - t.source.range.start).sum();
+    let mut done = 0;
+    progress(done, total);
+    for tensor in &plan {
+        writer.write_tensor(&tensor.name, tensor.dtype, &tensor.shape, tensor.group, |rows| {
+            let values = tensor.rows(&mut checkpoint, rows.clone())?;
+            done += tensor.source.row_bytes() * rows.len() as u64;
+            progress(done, total);
+            Ok::<_, HfError>(encode(tensor.dtype, &values, tensor.group.max(1)))
+        })?;
+    }
+    let manifest = writer.finish(architecture, chat_template)?;
+    fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
+    output.commit()?;
+    Ok(manifest)
+}
