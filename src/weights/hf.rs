@@ -171,6 +171,15 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
     if config.get("rope_scaling").is_some_and(|s| !s.is_null()) {
         return Err(HfError::Unsupported("config.json sets rope_scaling, which webjudge does not support".into()));
     }
+    // transformers 5 writes `rope_parameters` (`rope_theta`, `rope_type`) instead of a top-level `rope_theta`.
+    let rope = config.get("rope_parameters").filter(|r| !r.is_null());
+    if let Some(kind) = rope.and_then(|r| r.get("rope_type")).and_then(Value::as_str).filter(|&k| k != "default") {
+        return Err(HfError::Unsupported(format!("rope_type {kind:?}: webjudge supports the default RoPE only")));
+    }
+    let rope_theta = match rope.map(|r| config_f32(r, "rope_theta")).transpose()?.flatten() {
+        Some(theta) => theta,
+        None => config_f32(config, "rope_theta")?.unwrap_or(10000.0),
+    };
     let hidden = required(config, "hidden_size")?;
     let n_heads = required(config, "num_attention_heads")?;
     let head_dim = match config_usize(config, "head_dim")? {
@@ -192,7 +201,7 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         head_dim,
         ffn: required(config, "intermediate_size")?,
         vocab,
-        rope_theta: config_f32(config, "rope_theta")?.unwrap_or(10000.0),
+        rope_theta,
         norm_eps: config_f32(config, "rms_norm_eps")?
             .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
         context_length: required(config, "max_position_embeddings")?,
@@ -353,4 +362,30 @@ pub fn convert_hf(
     fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
     output.commit()?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: Value) -> Value {
+        let mut config = serde_json::json!({
+            "model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "intermediate_size": 128, "vocab_size": 96, "rms_norm_eps": 1e-5, "max_position_embeddings": 256,
+            "bos_token_id": 1, "eos_token_id": 2,
+        });
+        config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        config
+    }
+
+    #[test]
+    fn rope_theta_from_either_config_style() {
+        let theta = |extra| architecture(&config(extra), false, None).map(|a| a.rope_theta);
+        assert_eq!(theta(serde_json::json!({})).unwrap(), 10000.0);
+        assert_eq!(theta(serde_json::json!({"rope_theta": 5e6})).unwrap(), 5e6);
+        let v5 = serde_json::json!({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}});
+        assert_eq!(theta(v5).unwrap(), 100000.0);
+        let yarn = serde_json::json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "yarn"}});
+        assert!(matches!(theta(yarn), Err(HfError::Unsupported(_))));
+    }
 }
