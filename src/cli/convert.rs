@@ -16,7 +16,8 @@ use super::CliResult;
 pub struct Args {
     /// A GGUF file (llama architecture; F32, F16, Q8_0, Q4_0 or Q4_1 tensors, copied
     /// losslessly) or a Hugging Face model directory (config.json, tokenizer.json,
-    /// safetensors weights in F32, F16 or BF16).
+    /// safetensors weights in F32, F16 or BF16, or else PyTorch `pytorch_model*.bin`
+    /// weights, whose pickle is read without executing it).
     pub input: PathBuf,
     /// The model directory to create.
     #[arg(long)]

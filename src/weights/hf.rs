@@ -1,5 +1,7 @@
 //! Hugging Face import: a LLaMA (or LLaMA-compatible Yi) checkpoint directory with
-//! `config.json`, `tokenizer.json` and safetensors weights becomes a model directory.
+//! `config.json`, `tokenizer.json` and safetensors weights (or, when there are none,
+//! PyTorch `pytorch_model*.bin` weights, read by [`super::torch_pickle`]) becomes a model
+//! directory.
 //!
 //! Unlike the GGUF importer this one quantizes: 2-D weights (embedding and lm_head
 //! included) become the chosen [`DType`] with the chosen group size, 1-D norm weights
@@ -23,6 +25,7 @@ use serde_json::Value;
 use super::convert::{default_system_message, ConvertError, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
+use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use super::{encode, DType, Manifest};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
@@ -49,6 +52,8 @@ pub enum HfError {
     Convert(#[from] ConvertError),
     #[error(transparent)]
     Safetensors(#[from] SafetensorsError),
+    #[error(transparent)]
+    Torch(#[from] TorchError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("config.json: {0}")]
@@ -306,6 +311,23 @@ fn hf_name(engine: &str) -> String {
     engine.into()
 }
 
+/// The weights of a Hugging Face model directory: its safetensors files, or its PyTorch
+/// `.bin` files when it has no safetensors (both read row range by row range).
+pub fn open_checkpoint(dir: &Path) -> Result<SafeTensors, HfError> {
+    let safetensors = fs::read_dir(dir)
+        .map_err(|source| HfError::Io { path: dir.to_owned(), source })?
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))
+        });
+    if !safetensors && torch_pickle::has_weights(dir) {
+        return Ok(torch_pickle::open_dir(dir)?);
+    }
+    Ok(SafeTensors::open_dir(dir)?)
+}
+
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
 /// `out_dir`. `progress` gets checkpoint bytes read so far and in total.
 pub fn convert_hf(
@@ -339,7 +361,7 @@ pub fn convert_hf(
     };
     crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
 
-    let mut checkpoint = SafeTensors::open_dir(hf_dir)?;
+    let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
     let architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
     let chat_template = chat_template(tokenizer_config.as_ref());

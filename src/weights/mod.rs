@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod hf;
 pub mod manifest;
 pub mod safetensors;
+pub mod torch_pickle;
 pub mod writer;
 
 pub use dtype::{dequantize, encode, pack_f16_words, pack_q4, pack_q8, quantize_q4, quantize_q8, DType};

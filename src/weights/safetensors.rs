@@ -115,36 +115,9 @@ impl SafeTensors {
         let index = dir.join(INDEX_FILE);
         if index.is_file() {
             let text = std::fs::read_to_string(&index).map_err(io_error(&index))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| SafetensorsError::Index(e.to_string()))?;
-            let map = value
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| SafetensorsError::Index("no weight_map object".into()))?;
-            let mut files: Vec<String> = Vec::new();
-            for (name, file) in map {
-                let file =
-                    file.as_str().ok_or_else(|| SafetensorsError::Index(format!("{name}: file is not a string")))?;
-                if file.contains(['/', '\\']) || file.starts_with('.') {
-                    return Err(SafetensorsError::Index(format!(
-                        "{name}: file {file:?} is outside the model directory"
-                    )));
-                }
-                if !files.iter().any(|f| f == file) {
-                    files.push(file.to_owned());
-                }
-            }
-            files.sort();
-            let checkpoint = Self::open_files(&files.iter().map(|f| dir.join(f)).collect::<Vec<_>>())?;
-            for (name, file) in map {
-                let listed = checkpoint.tensors.get(name).map(|t| &checkpoint.paths[t.file]);
-                if listed != Some(&dir.join(file.as_str().unwrap_or_default())) {
-                    return Err(SafetensorsError::Index(format!("tensor {name} is not in {file}")));
-                }
-            }
-            if let Some(extra) = checkpoint.tensors.keys().find(|name| !map.contains_key(*name)) {
-                return Err(SafetensorsError::Index(format!("tensor {extra} is in a shard but not in the weight map")));
-            }
+            let map = parse_weight_map(&text).map_err(SafetensorsError::Index)?;
+            let checkpoint = Self::open_files(&shard_paths(dir, &map))?;
+            checkpoint.check_weight_map(dir, &map).map_err(SafetensorsError::Index)?;
             return Ok(checkpoint);
         }
         let single = dir.join(SINGLE_FILE);
@@ -181,6 +154,46 @@ impl SafeTensors {
         Ok(checkpoint)
     }
 
+    /// A checkpoint of tensors another reader located: each tensor's `file` indexes
+    /// `paths` and its `range` holds its raw little-endian values (the PyTorch reader
+    /// uses this for the stored entries of `.bin` zip archives).
+    pub fn from_located(paths: Vec<PathBuf>, located: Vec<StTensor>) -> Result<Self, SafetensorsError> {
+        let mut checkpoint = Self { paths: Vec::new(), files: Vec::new(), tensors: BTreeMap::new() };
+        for path in paths {
+            checkpoint.files.push(File::open(&path).map_err(io_error(&path))?);
+            checkpoint.paths.push(path);
+        }
+        for tensor in located {
+            if tensor.file >= checkpoint.paths.len() {
+                return Err(SafetensorsError::Tensor {
+                    path: PathBuf::new(),
+                    name: tensor.name,
+                    problem: format!("file index {} is out of range", tensor.file),
+                });
+            }
+            if checkpoint.tensors.contains_key(&tensor.name) {
+                return Err(SafetensorsError::Duplicate(tensor.name));
+            }
+            checkpoint.tensors.insert(tensor.name.clone(), tensor);
+        }
+        Ok(checkpoint)
+    }
+
+    /// Checks that every tensor lies in the shard a weight map names, and that the map
+    /// names every tensor.
+    pub(crate) fn check_weight_map(&self, dir: &Path, map: &[(String, String)]) -> Result<(), String> {
+        for (name, file) in map {
+            let listed = self.tensors.get(name).map(|t| &self.paths[t.file]);
+            if listed != Some(&dir.join(file)) {
+                return Err(format!("tensor {name} is not in {file}"));
+            }
+        }
+        if let Some(extra) = self.tensors.keys().find(|name| !map.iter().any(|(n, _)| n == *name)) {
+            return Err(format!("tensor {extra} is in a shard but not in the weight map"));
+        }
+        Ok(())
+    }
+
     pub fn tensors(&self) -> impl Iterator<Item = &StTensor> {
         self.tensors.values()
     }
@@ -206,6 +219,30 @@ impl SafeTensors {
         file.read_exact(&mut raw).map_err(io_error(path))?;
         Ok(decode(tensor.dtype, &raw))
     }
+}
+
+/// The `weight_map` of a sharded checkpoint's index (safetensors or PyTorch): tensor
+/// name and shard file, each file checked to lie in the model directory.
+pub(crate) fn parse_weight_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let map = value.get("weight_map").and_then(|m| m.as_object()).ok_or("no weight_map object")?;
+    let mut entries = Vec::with_capacity(map.len());
+    for (name, file) in map {
+        let file = file.as_str().ok_or_else(|| format!("{name}: file is not a string"))?;
+        if file.contains(['/', '\\']) || file.starts_with('.') {
+            return Err(format!("{name}: file {file:?} is outside the model directory"));
+        }
+        entries.push((name.clone(), file.to_owned()));
+    }
+    Ok(entries)
+}
+
+/// The distinct shard files of a weight map, sorted, in `dir`.
+pub(crate) fn shard_paths(dir: &Path, map: &[(String, String)]) -> Vec<PathBuf> {
+    let mut files: Vec<&str> = map.iter().map(|(_, f)| f.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    files.into_iter().map(|f| dir.join(f)).collect()
 }
 
 /// Little-endian values to f32 (exact for every accepted dtype).
