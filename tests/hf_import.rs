@@ -579,6 +579,17 @@ fn unusable_checkpoints_are_named() {
     std::fs::write(hf.join("tokenizer.model"), b"not read").unwrap();
     let error = convert_error(&hf, &out, &options(DType::F16, 0));
     assert!(error.to_string().contains("tokenizer.model"), "{error}");
+    // A real one becomes the tokenizer.json transformers would convert it to.
+    let spm = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spm_bpe.model")).unwrap();
+    std::fs::write(hf.join("tokenizer.model"), &spm).unwrap();
+    std::fs::write(hf.join("tokenizer_config.json"), json!({"add_bos_token": true}).to_string()).unwrap();
+    let spm_out = dir.join("spm_out");
+    convert_hf(&hf, &spm_out, &options(DType::F16, 0), &mut |_, _| {}).unwrap();
+    let written = std::fs::read_to_string(spm_out.join("tokenizer.json")).unwrap();
+    let expected = webjudge::tokenizer::tokenizer_json_from_sentencepiece(&spm, Some(true), None).unwrap();
+    assert_eq!(written, expected);
+    std::fs::remove_file(hf.join("tokenizer.model")).unwrap();
+    std::fs::remove_file(hf.join("tokenizer_config.json")).unwrap();
 
     // A ChatML template is recognized; an unsupported architecture is named.
     write_checkpoint(&hf, &checkpoint(5, false), false, 1);

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 mod test_model;
 
 use serde::Deserialize;
-use webjudge::tokenizer::{tokenizer_json_from_gguf, TextStream, Tokenizer, TokenizerError};
+use webjudge::tokenizer::{
+    tokenizer_json_from_gguf, tokenizer_json_from_sentencepiece, SentencePieceModel, TextStream, Tokenizer,
+    TokenizerError,
+};
 use webjudge::weights::gguf::{GgufFile, GgufMetadata, GgufValue};
 
 #[derive(Deserialize)]
@@ -248,4 +251,106 @@ fn invalid_tokenizer_json_is_an_error() {
     assert!(matches!(Tokenizer::from_json("{\"model\": 1}"), Err(TokenizerError::InvalidJson(_))));
     let missing = Tokenizer::from_file(repo_path("tests/fixtures/no such file.json")).err().unwrap();
     assert!(missing.to_string().contains("no such file.json"), "{missing}");
+}
+
+// SentencePiece `tokenizer.model` (tests/fixtures/spm_bpe.model, a BPE model with byte
+// fallback trained by tools/reference/sentencepiece_fixture.py) against transformers'
+// conversion of the same file.
+
+fn spm_fixture() -> Vec<u8> {
+    std::fs::read(repo_path("tests/fixtures/spm_bpe.model")).expect("fixture tokenizer.model")
+}
+
+fn spm_error(bytes: &[u8]) -> String {
+    match tokenizer_json_from_sentencepiece(bytes, None, None) {
+        Err(e @ TokenizerError::SentencePiece(_)) => e.to_string(),
+        Err(other) => panic!("expected a SentencePiece error, got {other}"),
+        Ok(_) => panic!("{bytes:?} parsed"),
+    }
+}
+
+#[test]
+fn sentencepiece_model_matches_transformers() {
+    let bytes = spm_fixture();
+    let model = SentencePieceModel::parse(&bytes).unwrap();
+    assert_eq!(model.pieces.len(), 400);
+    assert_eq!((model.unk_id, model.bos_id, model.eos_id, model.pad_id), (Some(0), Some(1), Some(2), None));
+    assert!(model.byte_fallback && model.add_dummy_prefix);
+    assert_eq!(model.pieces[3], "<0x00>");
+    assert_eq!(model.types[3], 6, "byte pieces have type BYTE");
+
+    let json = tokenizer_json_from_sentencepiece(&bytes, None, None).unwrap();
+    let tokenizer = Tokenizer::from_json(&json).unwrap();
+    assert_eq!(tokenizer.vocab_size(), 400);
+    assert_eq!(tokenizer.token_to_id("<s>"), Some(1));
+    check_goldens(&tokenizer, &golden("tests/fixtures/spm_bpe_golden.json").cases);
+
+    // tokenizer_config.json's flags: no BOS, EOS appended.
+    let json = tokenizer_json_from_sentencepiece(&bytes, Some(false), Some(true)).unwrap();
+    let tokenizer = Tokenizer::from_json(&json).unwrap();
+    let ids = tokenizer.encode("Hello world").unwrap();
+    assert_eq!(ids.first(), golden("tests/fixtures/spm_bpe_golden.json").cases[0].ids.get(1));
+    assert_eq!(ids.last(), Some(&2));
+}
+
+/// Hand-written protobuf: a key (field number, wire type) then its payload.
+fn key(field: u8, wire: u8) -> u8 {
+    (field << 3) | wire
+}
+
+fn len_field(field: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![key(field, 2), payload.len() as u8];
+    out.extend_from_slice(payload);
+    out
+}
+
+fn piece(text: &str) -> Vec<u8> {
+    len_field(1, &len_field(1, text.as_bytes()))
+}
+
+#[test]
+fn malformed_sentencepiece_models_are_errors() {
+    let bytes = spm_fixture();
+    // Every truncation either parses (it ends between fields) or is an error; none panics.
+    for end in 0..bytes.len() {
+        let _ = tokenizer_json_from_sentencepiece(&bytes[..end], None, None);
+    }
+    let error = spm_error(&bytes[..bytes.len() - 1]);
+    assert!(error.contains("truncated"), "{error}");
+    assert!(spm_error(&[]).contains("UNIGRAM"), "an empty model has no trainer spec: unigram");
+
+    let bpe = len_field(2, &[key(3, 0), 2]);
+    let unigram = len_field(2, &[key(3, 0), 1]);
+    let model = |parts: &[&[u8]]| parts.concat();
+
+    assert!(spm_error(&model(&[&piece("<unk>"), &unigram])).contains("UNIGRAM"));
+    assert!(spm_error(&model(&[&piece("<unk>"), &len_field(2, &[key(3, 0), 7])])).contains("model type 7"));
+    // A varint longer than ten bytes.
+    let error = spm_error(&model(&[&[key(1, 2)], &[0xff; 11]]));
+    assert!(error.contains("varint"), "{error}");
+    // Pieces must be length-delimited, not a varint.
+    let error = spm_error(&model(&[&[key(1, 0), 1], &bpe]));
+    assert!(error.contains("ModelProto.pieces") && error.contains("length-delimited"), "{error}");
+    // A score must be a fixed32 float.
+    let bad_score = len_field(1, &[&len_field(1, b"a")[..], &[key(2, 0), 1]].concat());
+    assert!(spm_error(&model(&[&bad_score, &bpe])).contains("SentencePiece.score"));
+    // Groups (wire types 3 and 4) and wire types 6 and 7 do not exist here.
+    assert!(spm_error(&[key(1, 3)]).contains("wire type 3"));
+    assert!(spm_error(&[key(1, 7)]).contains("wire type 7"));
+    // A length past the end of the message.
+    assert!(spm_error(&[key(1, 2), 5, b'a']).contains("truncated"));
+    // Piece text must be UTF-8, types 1 to 6, and ids inside the vocabulary.
+    assert!(spm_error(&model(&[&len_field(1, &len_field(1, &[0xff])), &bpe])).contains("UTF-8"));
+    let bad_type = len_field(1, &[&len_field(1, b"a")[..], &[key(3, 0), 9]].concat());
+    assert!(spm_error(&model(&[&bad_type, &bpe])).contains("type 9"));
+    assert!(spm_error(&model(&[&piece("<unk>"), &bpe])).contains("bos_id 1"));
+    assert!(spm_error(&bpe).contains("no pieces"));
+    // A piece without text.
+    assert!(spm_error(&model(&[&len_field(1, &[]), &bpe])).contains("no text"));
+
+    // The smallest valid model: three pieces, BPE; defaults for the special ids.
+    let ok = model(&[&piece("<unk>"), &piece("<s>"), &piece("</s>"), &bpe]);
+    let parsed = SentencePieceModel::parse(&ok).unwrap();
+    assert_eq!(parsed.pieces, ["<unk>", "<s>", "</s>"]);
+    assert!(parsed.add_dummy_prefix && !parsed.byte_fallback);
 }

@@ -5,9 +5,11 @@
 //! through [`TextStream`], which only ever emits complete characters.
 
 mod from_gguf;
+mod sentencepiece;
 mod stream;
 
 pub use from_gguf::tokenizer_json_from_gguf;
+pub use sentencepiece::{add_flags, tokenizer_json_from_sentencepiece, SentencePieceModel};
 pub use stream::TextStream;
 
 use crate::weights::gguf::GgufError;
@@ -29,6 +31,8 @@ pub enum TokenizerError {
     UnknownModel(String),
     #[error("tokenizer.ggml.pre {0:?} is not supported: webjudge knows the byte-level pre-tokenizers \"default\", \"gpt-2\", \"smollm\", \"llama-bpe\", \"llama3\" and \"llama-v3\"")]
     UnknownPreTokenizer(String),
+    #[error("invalid SentencePiece model: {0}")]
+    SentencePiece(String),
     #[error("encoding failed: {0}")]
     Encode(String),
     #[error("decoding failed: {0}")]

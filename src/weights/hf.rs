@@ -1,7 +1,8 @@
 //! Hugging Face import: a LLaMA (or LLaMA-compatible Yi) checkpoint directory with
-//! `config.json`, `tokenizer.json` and safetensors weights (or, when there are none,
-//! PyTorch `pytorch_model*.bin` weights, read by [`super::torch_pickle`]) becomes a model
-//! directory.
+//! `config.json`, `tokenizer.json` (or only a SentencePiece `tokenizer.model`, converted by
+//! [`crate::tokenizer::tokenizer_json_from_sentencepiece`]) and safetensors weights (or,
+//! when there are none, PyTorch `pytorch_model*.bin` weights, read by
+//! [`super::torch_pickle`]) becomes a model directory.
 //!
 //! Unlike the GGUF importer this one quantizes: 2-D weights (embedding and lm_head
 //! included) become the chosen [`DType`] with the chosen group size, 1-D norm weights
@@ -349,10 +350,12 @@ pub fn convert_hf(
     let tokenizer_json = match fs::read_to_string(&tokenizer_path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && hf_dir.join("tokenizer.model").is_file() => {
-            return Err(HfError::Tokenizer(format!(
-                "{} has only a SentencePiece tokenizer.model; importing it is not supported yet, a tokenizer.json is needed",
-                hf_dir.display()
-            )))
+            // Only a SentencePiece model: build the tokenizer.json transformers would convert it to.
+            let model_path = hf_dir.join("tokenizer.model");
+            let model = fs::read(&model_path).map_err(|source| HfError::Io { path: model_path.clone(), source })?;
+            let (add_bos, add_eos) = crate::tokenizer::add_flags(tokenizer_config.as_ref());
+            crate::tokenizer::tokenizer_json_from_sentencepiece(&model, add_bos, add_eos)
+                .map_err(|e| HfError::Tokenizer(format!("{}: {e}", model_path.display())))?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(HfError::Tokenizer(format!("{} has no tokenizer.json", hf_dir.display())))

@@ -148,6 +148,25 @@ def write_gguf(path: Path, tokens: list[str], scores: list[float], types: list[i
     writer.close()
 
 
+def write_golden(path: Path, generator: str, vocab_size: int, tokenizer, texts: list[str]) -> None:
+    """Ids with `add_special_tokens=True` and `decode(ids)` for each text, one case per line,
+    so a diff of a regenerated file shows which cases changed."""
+    cases = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+        cases.append({"text": text, "ids": ids, "decoded": tokenizer.decode(ids)})
+    lines = [
+        "{",
+        f' "generator": {json.dumps(generator)},',
+        f' "vocab_size": {vocab_size},',
+        ' "cases": [',
+        ",\n".join("  " + json.dumps(case, ensure_ascii=False) for case in cases),
+        " ]",
+        "}",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "tests" / "fixtures"
     out.mkdir(parents=True, exist_ok=True)
@@ -155,22 +174,8 @@ def main() -> None:
     write_gguf(out / GGUF_NAME, tokens, scores, types)
 
     tokenizer = AutoTokenizer.from_pretrained(str(out), gguf_file=GGUF_NAME)
-    cases = []
-    for text in TEXTS:
-        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
-        cases.append({"text": text, "ids": ids, "decoded": tokenizer.decode(ids)})
     generator = f"tools/reference/tokenizer_fixture.py, transformers {transformers.__version__}"
-    # One case per line, so a diff of a regenerated file shows which cases changed.
-    lines = [
-        "{",
-        f' "generator": {json.dumps(generator)},',
-        f' "vocab_size": {len(tokens)},',
-        ' "cases": [',
-        ",\n".join("  " + json.dumps(case, ensure_ascii=False) for case in cases),
-        " ]",
-        "}",
-    ]
-    (out / GOLDEN_NAME).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_golden(out / GOLDEN_NAME, generator, len(tokens), tokenizer, TEXTS)
     print(f"{out / GGUF_NAME}: {len(tokens)} tokens, {(out / GGUF_NAME).stat().st_size} bytes")
 
 
