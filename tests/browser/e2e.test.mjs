@@ -1,0 +1,241 @@
+// The page end to end in headless Chromium with WebGPU on SwiftShader (issue 4 §6): judge a pair
+// and match the native CLI token for token, load again from the cache, reject a corrupted shard,
+// stay on the origin, show markup as text, and share one model between <web-judge> elements.
+//
+// The tests run in order and build on each other (the first load fills the cache the second
+// reads). Settings come from the environment (run.sh sets them):
+//   WEBJUDGE_BIN    native CLI, default target/release/webjudge
+//   WEBJUDGE_MODEL  converted test model, default target/models/smollm2-135m-instruct
+//   WEBJUDGE_NATIVE_FLAGS  extra flags for the native judge (e.g. --no-subgroups)
+//   CHROMIUM        default /usr/bin/chromium
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer } from "./server.mjs";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
+const MODEL = process.env.WEBJUDGE_MODEL ?? join(REPO, "target/models/smollm2-135m-instruct");
+const ROOT = process.env.WEBJUDGE_WWW ?? join(REPO, "www");
+const NATIVE_FLAGS = (process.env.WEBJUDGE_NATIVE_FLAGS ?? "").split(" ").filter(Boolean);
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+// Short enough for SwiftShader on two cores, long enough for a real critique's opening.
+const MAX_NEW_TOKENS = 24;
+// testdata_pairwise.jsonl line 782 of Auto-J's test set, also the page's first example button.
+const PAIR = {
+  query: 'translate "good day, how are you" to swiss german',
+  response1: '"Guete Tag, wie geits dir?"',
+  response2: "Guten Tag, wie geht's?",
+};
+const XSS = '<img src=x onerror="window.__xss = true">';
+// Software WebGPU is slow: one load plus one judgement can take minutes.
+const SLOW = 5 * 60_000;
+
+let server;
+let userDataDir;
+let context;
+let page;
+// Every request any page, worker or service worker of the browser made, as URLs.
+const browserRequests = [];
+let manifest;
+let native;
+
+before(async () => {
+  manifest = JSON.parse(await readFile(join(MODEL, "manifest.json"), "utf8"));
+  server = await startServer({ root: ROOT, model: MODEL });
+  userDataDir = await mkdtemp(join(tmpdir(), "webjudge-e2e-"));
+  // The native reference runs beside the browser; test 1 waits for it.
+  native = runNative();
+  await launch();
+});
+
+after(async () => {
+  await context?.close();
+  await server?.close();
+  if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+});
+
+// A fresh browser on the same profile directory: what a user closing and reopening it sees.
+async function launch() {
+  await context?.close();
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: false, // --headless=new below; Playwright's own flag would pick the old mode
+    args: [
+      "--headless=new",
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      // No host but the test server resolves: a request off the origin could not succeed
+      // even if the page tried one.
+      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    ],
+  });
+  context.on("request", (request) => browserRequests.push(request.url()));
+  context.on("weberror", (error) => console.error("page error:", error.error().message));
+  page = context.pages()[0] ?? (await context.newPage());
+  page.on("console", (message) => {
+    if (message.type() === "error" || message.type() === "warning") console.error(`console ${message.type()}: ${message.text()}`);
+  });
+  page.setDefaultTimeout(SLOW);
+}
+
+function runNative() {
+  const args = ["judge", "--model", MODEL, "--query", PAIR.query, "--response1", PAIR.response1,
+    "--response2", PAIR.response2, "--max-new-tokens", String(MAX_NEW_TOKENS), ...NATIVE_FLAGS];
+  return new Promise((done, fail) => {
+    const child = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("error", fail);
+    child.on("close", (code) => {
+      if (code !== 0) return fail(new Error(`${BIN} ${args.join(" ")} exited ${code}:\n${stderr}`));
+      // The last line is the record; the critique streamed before it.
+      done(JSON.parse(stdout.trimEnd().split("\n").at(-1)));
+    });
+  });
+}
+
+const shardPath = (shard) => `/models/default/${shard.file}`;
+const isShard = (path) => manifest.shards.some((shard) => shardPath(shard) === path);
+
+// Opens the page fresh and loads the model; resolves with the info panel's text.
+async function openAndLoad() {
+  await page.goto(`${server.origin}/index.html`);
+  await page.click("#load");
+  await page.waitForSelector("#model-info:not([hidden]), #error:not([hidden])");
+  await failOnPageError();
+  return page.textContent("#model-info");
+}
+
+async function failOnPageError() {
+  const error = page.locator("#error:not([hidden])");
+  if (await error.count()) assert.fail(`the page shows an error: ${await error.textContent()}`);
+}
+
+test("1: a pair judged in the page streams exactly the native CLI's critique", { timeout: 2 * SLOW }, async () => {
+  await page.goto(`${server.origin}/index.html`);
+  await page.click("#examples button >> nth=0");
+  assert.equal(await page.inputValue("#query"), PAIR.query);
+  assert.equal(await page.inputValue("#response1"), PAIR.response1);
+  assert.equal(await page.inputValue("#response2"), PAIR.response2);
+  await page.fill("#max-new-tokens", String(MAX_NEW_TOKENS));
+  const started = Date.now();
+  await page.click("#judge");
+  await page.waitForSelector("#verdict:not([hidden]), #error:not([hidden])");
+  await failOnPageError();
+  const streamed = await page.textContent("#critique");
+  console.log(`page: load and judge ${((Date.now() - started) / 1000).toFixed(1)} s; ${await page.textContent("#stats")}`);
+  console.log(`page critique: ${JSON.stringify(streamed)}`);
+  const reference = await native;
+  console.log(`native critique: ${JSON.stringify(reference.critique)}`);
+  assert.equal(streamed, reference.critique);
+  const info = await page.textContent("#model-info");
+  assert.match(info, /From cacheno/);
+  for (const shard of manifest.shards) {
+    assert.ok(server.requests(0, (p) => p === shardPath(shard)).length >= 1, `${shard.file} was downloaded`);
+  }
+});
+
+test("2: reopened, the browser loads the model with no shard request", { timeout: SLOW }, async () => {
+  await launch();
+  const mark = server.log.length;
+  const info = await openAndLoad();
+  assert.match(info, /From cacheyes/);
+  assert.deepEqual(server.requests(mark, isShard), [], "no shard reached the server");
+});
+
+test("3: a corrupted shard is rejected, fetched again and never cached", { timeout: SLOW }, async () => {
+  await page.click("#clear-cache");
+  await page.waitForFunction(() => document.querySelector("#model-status").textContent.includes("removed"));
+  const victim = manifest.shards[0];
+  server.corruptOnce(victim.file);
+  const mark = server.log.length;
+  // A fresh page: a new worker, with nothing in memory.
+  const info = await openAndLoad();
+  assert.match(info, /From cacheno/);
+  const fetches = server.requests(mark, (p) => p === shardPath(victim));
+  assert.equal(fetches.length, 2, `${victim.file} fetched twice: ${JSON.stringify(fetches)}`);
+  assert.equal(fetches[0].corrupted, true);
+  assert.ok(!fetches[1].corrupted);
+
+  const again = server.log.length;
+  assert.match(await openAndLoad(), /From cacheyes/);
+  assert.deepEqual(server.requests(again, isShard), [], "the good copy was cached");
+});
+
+test("4: nothing leaves the origin, and the CSP would stop it", async () => {
+  const foreign = browserRequests.filter((url) => !url.startsWith(`${server.origin}/`) && !/^(data|blob):/.test(url));
+  assert.deepEqual(foreign, []);
+  assert.ok(server.log.length > 0);
+  const outcome = await page.evaluate(async () => {
+    const violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective));
+    const fetched = await fetch("https://example.com/").then(() => "fetched", (e) => e.name);
+    await new Promise((r) => setTimeout(r, 100));
+    return { fetched, violations };
+  });
+  assert.equal(outcome.fetched, "TypeError");
+  assert.deepEqual(outcome.violations, ["connect-src"]);
+});
+
+test("5: markup in a batch row shows as text, and the results export", { timeout: SLOW }, async () => {
+  await page.goto(`${server.origin}/index.html`);
+  const row = { scenario: "chitchat", label: 0, prompt: XSS, "response 1": XSS, "response 2": "Hello." };
+  await page.click('.tab[data-tab="batch"]');
+  await page.fill("#max-new-tokens", "4");
+  await page.setInputFiles("#batch-file", {
+    name: "rows.jsonl",
+    mimeType: "application/jsonl",
+    buffer: Buffer.from(JSON.stringify(row) + "\n"),
+  });
+  await page.click("#batch-start");
+  await page.waitForSelector("#results tbody tr");
+  await page.waitForSelector("#export-jsonl:not([disabled])");
+  await failOnPageError();
+  assert.equal(await page.textContent("#results tbody tr td:nth-child(3)"), XSS);
+  assert.equal(await page.locator("img").count(), 0);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.match(await page.textContent("#metrics"), /Overall/);
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-jsonl")]);
+  const exported = (await readFile(await download.path(), "utf8")).trim().split("\n").map((line) => JSON.parse(line));
+  assert.equal(exported.length, 1);
+  assert.equal(exported[0].label, "response1");
+  assert.ok("winner" in exported[0] && "critique" in exported[0]);
+});
+
+test("6: two <web-judge> elements on the docs page share one model load", { timeout: SLOW }, async () => {
+  const mark = server.log.length;
+  await page.goto(`${server.origin}/docs-example.html`);
+  const results = await page.evaluate(async () => {
+    const elements = [...document.querySelectorAll("web-judge")];
+    const judged = elements.map((element) => {
+      element.setAttribute("max-new-tokens", "4");
+      return new Promise((done, fail) => {
+        element.addEventListener("judged", (e) => done(e.detail), { once: true });
+        element.addEventListener("judge-error", (e) => fail(new Error(`${element.id}: ${e.detail.message}`)));
+      });
+    });
+    for (const element of elements) element.shadowRoot.querySelector("button").click();
+    return Promise.all(judged);
+  });
+  assert.equal(results.length, 2);
+  assert.ok("winner" in results[0] && "rating" in results[1]);
+  assert.equal(server.requests(mark, (p) => p === "/models/default/manifest.json").length, 1);
+  assert.equal(server.requests(mark, (p) => p === "/worker.js").length, 1);
+  assert.equal(await page.locator("web-judge >> .badge:not([hidden])").count(), 2);
+});

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# End-to-end tests of the page (www/) in headless Chromium with WebGPU on SwiftShader:
+# e2e.test.mjs, driven by playwright-core against the system Chromium. Needs the native build
+# and the converted test model (make builds both); builds only www/pkg/ when it is missing.
+# Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export WEBJUDGE_BIN="${WEBJUDGE_BIN:-$REPO/target/release/webjudge}"
+export WEBJUDGE_MODEL="${WEBJUDGE_MODEL:-$REPO/target/models/smollm2-135m-instruct}"
+
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "installing Chromium (apt)" >&2
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if [[ ! -d "$HERE/node_modules/playwright-core" ]]; then
+    (cd "$HERE" && npm ci --no-audit --no-fund)
+fi
+if [[ ! -f "$REPO/www/pkg/webjudge.js" ]]; then
+    "$REPO/tools/build_web.sh"
+fi
+if [[ ! -x "$WEBJUDGE_BIN" ]]; then
+    echo "error: no native CLI at $WEBJUDGE_BIN (cargo build --release)" >&2
+    exit 1
+fi
+if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
+    echo "error: no test model at $WEBJUDGE_MODEL; make it with" >&2
+    echo "  $WEBJUDGE_BIN convert \"\$(tools/fetch_test_model.sh)\" --out $WEBJUDGE_MODEL" >&2
+    exit 1
+fi
+
+cd "$HERE"
+exec node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs

@@ -1,0 +1,97 @@
+// Judging one item: a pair (pairwise) or one response (single), the critique streamed as it is
+// generated, then the verdict badge and timings. Text goes in through text nodes only.
+
+import { el } from "./dom.js";
+import { PAIRWISE, SINGLE } from "./examples.js";
+import { statsText, verdictBadge } from "./messages.js";
+
+const $ = (id) => document.getElementById(id);
+
+export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
+  let controller = null;
+
+  for (const example of [...PAIRWISE, ...SINGLE]) {
+    const pairwise = "response1" in example;
+    const button = el("button", { type: "button", className: "secondary" }, example.title);
+    button.addEventListener("click", () => fill(example, pairwise));
+    $("examples").append(button);
+  }
+
+  $("item-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError();
+    const pairwise = document.body.dataset.mode === "pairwise";
+    const options = readOptions();
+    controller = new AbortController();
+    setRunning(true);
+    const forward = startOutput("critique", pairwise && options.swap);
+    const swapped = $("critique-swapped").firstChild;
+    try {
+      const judge = await ensureJudge();
+      const onToken = (text, order) => (order === "swapped" ? swapped : forward).appendData(text);
+      const common = {
+        onToken,
+        signal: controller.signal,
+        maxNewTokens: options.maxNewTokens,
+        truncate: options.truncate,
+        language: options.language,
+      };
+      const query = $("query").value;
+      const result = pairwise
+        ? await judge.pairwise(
+            { query, response1: $("response1").value, response2: $("response2").value },
+            { ...common, swap: options.swap },
+          )
+        : await judge.single({ query, response: $("response").value }, common);
+      showResult(result);
+    } catch (error) {
+      showError(error);
+    } finally {
+      controller = null;
+      setRunning(false);
+    }
+  });
+
+  $("cancel").addEventListener("click", () => controller?.abort());
+}
+
+function fill(example, pairwise) {
+  document.querySelector(`.tab[data-tab="${pairwise ? "pairwise" : "single"}"]`).click();
+  $("language").value = example.language;
+  $("query").value = example.query;
+  if (pairwise) {
+    $("response1").value = example.response1;
+    $("response2").value = example.response2;
+  } else {
+    $("response").value = example.response;
+  }
+}
+
+function setRunning(running) {
+  $("judge").disabled = running;
+  $("cancel").disabled = !running;
+}
+
+// Empties the output and returns the text node the forward critique streams into; the swapped
+// critique gets its own node and section.
+function startOutput(id, withSwapped) {
+  const node = document.createTextNode("");
+  $(id).replaceChildren(node);
+  $("critique-swapped").replaceChildren(document.createTextNode(""));
+  $("stats").textContent = "";
+  $("stats-swapped").textContent = "";
+  $("verdict").hidden = true;
+  $("critique-heading").textContent = withSwapped ? "Critique with the responses as given" : "Critique";
+  $("swapped-output").hidden = !withSwapped;
+  $("output").hidden = false;
+  return node;
+}
+
+function showResult(result) {
+  const badge = verdictBadge(result);
+  $("verdict").textContent = badge.text;
+  $("verdict").dataset.kind = badge.kind;
+  $("verdict").hidden = false;
+  $("stats").textContent = statsText(result);
+  if (result.swapped) $("stats-swapped").textContent = statsText(result.swapped);
+}

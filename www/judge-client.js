@@ -1,0 +1,181 @@
+// The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
+// generate, info, unload, clearCache), with the engine running in a dedicated worker so the page
+// stays responsive while a model loads or a critique streams.
+//
+// One worker per model URL serves everything on the page: two <web-judge> elements, or the page
+// and an element, asking for the same model share one download and one copy in GPU memory. The
+// first load's options (contextLength, parallel, retries) decide; later loads of the same URL
+// join it and get its progress too.
+
+const WORKER_URL = new URL("./worker.js", import.meta.url);
+
+// Absolute model URL → Session.
+const sessions = new Map();
+
+// A model URL always names a directory; the loader appends file names to it.
+export function modelBase(modelUrl) {
+  const url = new URL(modelUrl, document.baseURI);
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  return url.href;
+}
+
+// Rebuilds a worker-side error so callers can switch on error.name as they would with the wasm
+// API (WebGPUUnavailable, DoesNotFit, NetworkError, CorruptShard, DeviceLost, ...).
+function remoteError(name, message) {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+class Session {
+  constructor(modelUrl) {
+    this.modelUrl = modelUrl;
+    this.worker = new Worker(WORKER_URL, { type: "module" });
+    this.nextId = 1;
+    // id → { resolve, reject, onToken, onProgress }
+    this.pending = new Map();
+    this.loading = null;
+    this.closed = false;
+    this.progressListeners = new Set();
+    this.worker.onmessage = (event) => this.receive(event.data);
+    // A worker that fails to start (pkg/ missing, a syntax error) fails every request.
+    this.worker.onerror = (event) => {
+      event.preventDefault();
+      this.failAll(remoteError("ModelError", `the judge worker failed: ${event.message || "could not start"}`));
+    };
+  }
+
+  receive(message) {
+    const request = this.pending.get(message.id);
+    if (!request) return;
+    switch (message.type) {
+      case "progress":
+        request.onProgress?.(message.loaded, message.total);
+        break;
+      case "token":
+        request.onToken?.(message.text, message.order);
+        break;
+      case "result":
+        this.pending.delete(message.id);
+        request.resolve(message.value);
+        break;
+      case "error":
+        this.pending.delete(message.id);
+        if (message.name === "DeviceLost") this.loading = null;
+        request.reject(remoteError(message.name, message.message));
+        break;
+    }
+  }
+
+  failAll(error) {
+    for (const request of this.pending.values()) request.reject(error);
+    this.pending.clear();
+    this.loading = null;
+  }
+
+  // Sends one request; `signal` aborting sends a cancel for it. Options must be structured-
+  // cloneable, so callbacks and the signal stay on this side.
+  request(fields, { onToken, onProgress, signal } = {}) {
+    if (this.closed) return Promise.reject(remoteError("Unloaded", "the model was unloaded: load it again"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onToken, onProgress });
+      this.worker.postMessage({ id, ...fields });
+      if (!signal) return;
+      const cancel = () => this.worker.postMessage({ op: "cancel", target: id });
+      if (signal.aborted) cancel();
+      else signal.addEventListener("abort", cancel, { once: true });
+    });
+  }
+
+  load(options) {
+    if (!this.loading) {
+      const { onProgress, ...rest } = options;
+      this.loading = this.request(
+        { op: "load", modelUrl: this.modelUrl, options: rest },
+        { onProgress: (loaded, total) => this.progressListeners.forEach((listener) => listener(loaded, total)) },
+      );
+      // A failed load is not remembered: the next attempt starts over (after a network error,
+      // or with a different context length after DoesNotFit).
+      this.loading.catch(() => (this.loading = null));
+    }
+    return this.loading;
+  }
+
+  close() {
+    this.closed = true;
+    this.failAll(remoteError("Unloaded", "the model was unloaded"));
+    this.worker.terminate();
+    sessions.delete(this.modelUrl);
+  }
+}
+
+// Splits the callbacks and the signal from the options that travel to the worker.
+function split(options = {}) {
+  const { onToken, signal, ...rest } = options;
+  return [rest, { onToken, signal }];
+}
+
+export class Judge {
+  constructor(session) {
+    this.session = session;
+  }
+
+  static async load(modelUrl, options = {}) {
+    const base = modelBase(modelUrl);
+    let session = sessions.get(base);
+    if (!session) {
+      session = new Session(base);
+      sessions.set(base, session);
+    }
+    const { onProgress } = options;
+    if (onProgress) session.progressListeners.add(onProgress);
+    try {
+      await session.load(options);
+    } finally {
+      if (onProgress) session.progressListeners.delete(onProgress);
+    }
+    return new Judge(session);
+  }
+
+  // The cache belongs to the origin, not to a worker: a short-lived worker clears it unless one
+  // for that model is already running.
+  static async clearCache(modelUrl) {
+    const base = modelUrl === undefined ? undefined : modelBase(modelUrl);
+    const existing = base && sessions.get(base);
+    const session = existing ?? new Session(base);
+    try {
+      await session.request({ op: "clearCache", modelUrl: base });
+    } finally {
+      if (!existing) session.worker.terminate();
+    }
+  }
+
+  pairwise(input, options) {
+    const [rest, callbacks] = split(options);
+    return this.session.request({ op: "pairwise", input, options: rest }, callbacks);
+  }
+
+  single(input, options) {
+    const [rest, callbacks] = split(options);
+    return this.session.request({ op: "single", input, options: rest }, callbacks);
+  }
+
+  generate(prompt, options) {
+    const [rest, callbacks] = split(options);
+    return this.session.request({ op: "generate", prompt, options: rest }, callbacks);
+  }
+
+  info() {
+    return this.session.request({ op: "info" });
+  }
+
+  // Unloads the model for everything on the page that shares it, and stops its worker.
+  async unload() {
+    try {
+      await this.session.request({ op: "unload" });
+    } finally {
+      this.session.close();
+    }
+  }
+}

@@ -1,0 +1,83 @@
+// What each engine error means for the person in front of the page, and the display helpers
+// the page and <web-judge> share. The engine's own message carries the numbers (bytes, tokens,
+// limits); the hint says what to do about it.
+
+const HINTS = {
+  WebGPUUnavailable:
+    "This browser offers no WebGPU. Use a recent Chrome or Edge (or Safari 26, Firefox 141+ on Windows); " +
+    "on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu.",
+  DoesNotFit:
+    "The model does not fit this GPU's limits. Try a smaller context length, a smaller or more strongly " +
+    "quantized model, or a machine with more GPU memory.",
+  NetworkError:
+    "Downloading the model failed after several tries. Check the model URL and that the server is up; " +
+    "loading again resumes where it stopped.",
+  CorruptShard:
+    "A downloaded shard kept failing its checksum, so it was not used. The files on the server may be " +
+    "incomplete: convert or copy the model again.",
+  DeviceLost: "The GPU was reset or taken away (driver update, sleep, another tab). Load the model again.",
+  InputTooLong:
+    "The input and the critique do not fit the model's context. Tick \"Shorten long responses\" to cut " +
+    "them from the middle, or use shorter texts.",
+  Unloaded: "The model is no longer loaded. Load it again.",
+  InvalidInput: "Some input is missing or malformed.",
+  ModelError: "The model directory could not be used (manifest, tokenizer or weights).",
+};
+
+// "Name: message" plus the hint for that name, as plain text.
+export function explain(error) {
+  const name = error?.name ?? "Error";
+  const message = error?.message ?? String(error);
+  const hint = HINTS[name];
+  return hint ? `${name}: ${message}\n${hint}` : `${name}: ${message}`;
+}
+
+export function megabytes(bytes) {
+  return (bytes / 1e6).toFixed(1);
+}
+
+// "12.3 of 98.4 MB, about 7 s left", the ETA from the average rate since `startedAt`.
+export function progressText(loaded, total, startedAt) {
+  const seconds = (performance.now() - startedAt) / 1000;
+  let text = `${megabytes(loaded)} of ${megabytes(total)} MB`;
+  if (loaded > 0 && loaded < total && seconds > 0.5) {
+    const left = ((total - loaded) * seconds) / loaded;
+    text += `, about ${duration(left)} left`;
+  }
+  return text;
+}
+
+export function duration(seconds) {
+  if (seconds < 90) return `${Math.ceil(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// The verdict as a short label and a class for its colour.
+export function verdictBadge(result) {
+  if ("rating" in result) {
+    return result.rating === null
+      ? { text: "no rating found", kind: "none" }
+      : { text: `rating ${result.rating} / 10`, kind: "rating" };
+  }
+  const winner = result.combined === undefined ? result.winner : result.combined;
+  const label = { response1: "Response 1 wins", response2: "Response 2 wins", tie: "Tie" }[winner];
+  const text = label ?? "no decision found";
+  if (result.consistent === false) return { text: `${text} (orders disagree)`, kind: "inconsistent" };
+  return { text, kind: winner ?? "none" };
+}
+
+// Time to first token and speeds, from a result's timing fields.
+export function statsText(result) {
+  const parts = [];
+  if (result.timeToFirstTokenMs != null) parts.push(`first token ${(result.timeToFirstTokenMs / 1000).toFixed(2)} s`);
+  if (result.prefillTokensPerSecond) parts.push(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s`);
+  if (result.decodeTokensPerSecond) parts.push(`decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s`);
+  parts.push(`${result.promptTokens} prompt tokens`);
+  if (result.reusedTokens) parts.push(`${result.reusedTokens} reused`);
+  parts.push(`${result.generatedTokens} generated`);
+  if (result.truncated) parts.push("responses shortened");
+  if (result.finish === "length") parts.push("stopped at the token limit");
+  if (result.finish === "cancelled") parts.push("cancelled");
+  return parts.join(" · ");
+}

@@ -1,0 +1,155 @@
+// <web-judge>: a compact Auto-J judge for docs and tutorials. One script include:
+//
+//   <script type="module" src="web-judge.js"></script>
+//   <web-judge mode="pairwise" query="…" response1="…" response2="…" max-new-tokens="256"></web-judge>
+//   <web-judge mode="single" query="…" response="…" model="https://host/models/autoj/"></web-judge>
+//
+// Attributes: model (the model directory URL, default ./models/default/ relative to the page),
+// mode (pairwise | single), query, response1 and response2 or response, max-new-tokens,
+// language (en | zh). The model loads on the first click of Judge; elements naming the same
+// model share one worker, one download and one copy in GPU memory (judge-client.js). When a
+// judgement finishes the element fires a "judged" event whose detail is the result; a failure
+// fires "judge-error" with the Error.
+
+import { Judge } from "./judge-client.js";
+import { el } from "./dom.js";
+import { explain, progressText, statsText, verdictBadge } from "./messages.js";
+
+const DEFAULT_MODEL = "./models/default/";
+
+// A constructed stylesheet: unlike a <style> element it is not blocked by a strict style-src.
+const sheet = new CSSStyleSheet();
+sheet.replaceSync(`
+  :host { display: block; border: 1px solid #d6dbe1; border-radius: 6px; padding: 0.75rem; margin: 1rem 0;
+          font: 15px/1.45 system-ui, sans-serif; }
+  [hidden] { display: none !important; }
+  .label { font-weight: 600; font-size: 0.85em; color: #5d6875; margin-top: 0.4rem; }
+  .text { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0.1rem 0 0; }
+  .bar { display: flex; flex-wrap: wrap; gap: 0.5rem; align-items: center; margin-top: 0.6rem; }
+  button { font: inherit; padding: 0.3rem 0.8rem; border-radius: 4px; border: 1px solid #2457c5;
+           background: #2457c5; color: white; cursor: pointer; }
+  button.cancel { background: transparent; color: #2457c5; }
+  .badge { font-weight: 600; padding: 0.1rem 0.6rem; border-radius: 999px; border: 2px solid currentColor; }
+  .badge[data-kind="response1"], .badge[data-kind="response2"], .badge[data-kind="rating"] { color: #1f7a3d; }
+  .badge[data-kind="tie"], .badge[data-kind="inconsistent"] { color: #9a5b00; }
+  .badge[data-kind="none"] { color: #5d6875; }
+  .critique { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0.6rem 0 0; padding: 0.5rem;
+              background: rgba(127, 127, 127, 0.08); border-radius: 4px; font: inherit; }
+  .muted { color: #5d6875; font-size: 0.85em; }
+  .error { color: #b3261e; white-space: pre-wrap; }
+`);
+
+class WebJudge extends HTMLElement {
+  static observedAttributes = ["mode", "query", "response", "response1", "response2"];
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: "open" });
+    root.adoptedStyleSheets = [sheet];
+    this.inputs = el("div");
+    this.button = el("button", { type: "button", part: "button" }, "Judge");
+    this.cancelButton = el("button", { type: "button", className: "cancel", hidden: true }, "Cancel");
+    this.progress = el("progress", { max: 1, value: 0, hidden: true });
+    this.status = el("span", { className: "muted" });
+    this.badge = el("span", { className: "badge", hidden: true });
+    this.critique = el("pre", { className: "critique", hidden: true });
+    this.stats = el("div", { className: "muted" });
+    this.error = el("div", { className: "error", hidden: true });
+    root.append(
+      this.inputs,
+      el("div", { className: "bar" }, this.button, this.cancelButton, this.badge, this.progress, this.status),
+      this.critique,
+      this.stats,
+      this.error,
+    );
+    this.button.addEventListener("click", () => this.judge());
+    this.cancelButton.addEventListener("click", () => this.controller?.abort());
+  }
+
+  connectedCallback() {
+    this.renderInputs();
+  }
+
+  attributeChangedCallback() {
+    if (this.isConnected) this.renderInputs();
+  }
+
+  get pairwise() {
+    return this.getAttribute("mode") !== "single";
+  }
+
+  // The item being judged, shown as text so a docs reader sees what the judge sees.
+  renderInputs() {
+    const fields = this.pairwise
+      ? [["Query", "query"], ["Response 1", "response1"], ["Response 2", "response2"]]
+      : [["Query", "query"], ["Response", "response"]];
+    this.inputs.replaceChildren(
+      ...fields.flatMap(([title, name]) => [
+        el("div", { className: "label" }, title),
+        el("div", { className: "text" }, this.getAttribute(name) ?? ""),
+      ]),
+    );
+  }
+
+  async judge() {
+    this.controller = new AbortController();
+    this.button.disabled = true;
+    this.cancelButton.hidden = false;
+    this.error.hidden = true;
+    this.badge.hidden = true;
+    this.stats.textContent = "";
+    const text = document.createTextNode("");
+    this.critique.replaceChildren(text);
+    try {
+      const judge = await this.load();
+      this.critique.hidden = false;
+      this.status.textContent = "judging…";
+      const options = {
+        onToken: (piece) => text.appendData(piece),
+        signal: this.controller.signal,
+        maxNewTokens: Number(this.getAttribute("max-new-tokens")) || undefined,
+        language: this.getAttribute("language") === "zh" ? "zh" : "en",
+      };
+      const query = this.getAttribute("query") ?? "";
+      const result = this.pairwise
+        ? await judge.pairwise(
+            { query, response1: this.getAttribute("response1") ?? "", response2: this.getAttribute("response2") ?? "" },
+            options,
+          )
+        : await judge.single({ query, response: this.getAttribute("response") ?? "" }, options);
+      const badge = verdictBadge(result);
+      this.badge.textContent = badge.text;
+      this.badge.dataset.kind = badge.kind;
+      this.badge.hidden = false;
+      this.stats.textContent = statsText(result);
+      this.status.textContent = "";
+      this.dispatchEvent(new CustomEvent("judged", { detail: result }));
+    } catch (error) {
+      this.status.textContent = "";
+      this.error.textContent = explain(error);
+      this.error.hidden = false;
+      this.dispatchEvent(new CustomEvent("judge-error", { detail: error }));
+    } finally {
+      this.controller = null;
+      this.button.disabled = false;
+      this.cancelButton.hidden = true;
+      this.progress.hidden = true;
+    }
+  }
+
+  // Shared with every element on the page naming the same model; this one shows the progress.
+  load() {
+    const startedAt = performance.now();
+    this.status.textContent = "loading the model…";
+    return Judge.load(this.getAttribute("model") || DEFAULT_MODEL, {
+      onProgress: (loaded, total) => {
+        this.progress.hidden = false;
+        this.progress.max = total || 1;
+        this.progress.value = loaded;
+        this.status.textContent = progressText(loaded, total, startedAt);
+      },
+    });
+  }
+}
+
+customElements.define("web-judge", WebJudge);

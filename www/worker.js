@@ -1,0 +1,83 @@
+// The engine's home: a dedicated module worker, so that tokenizing, GPU submission and
+// detokenizing never stall the page. judge-client.js starts one per model URL and talks to it
+// with the messages below; every request carries an id that its replies repeat.
+//
+//   page → worker  { id, op: "load", modelUrl, options }        options without callbacks
+//                  { id, op: "pairwise" | "single", input, options }
+//                  { id, op: "generate", prompt, options }
+//                  { id, op: "info" | "unload" }
+//                  { id, op: "clearCache", modelUrl }
+//                  { op: "cancel", target }                      aborts request `target`
+//   worker → page  { id, type: "progress", loaded, total }
+//                  { id, type: "token", text, order }
+//                  { id, type: "result", value }
+//                  { id, type: "error", name, message }
+
+import init, { Judge } from "./pkg/webjudge.js";
+
+// init() compiles the wasm once per worker; every request waits for it.
+const ready = init();
+let judge = null;
+// Abort controllers of requests not yet answered, by id, so a cancel can reach them.
+const running = new Map();
+
+self.onmessage = (event) => {
+  const message = event.data;
+  if (message.op === "cancel") {
+    running.get(message.target)?.abort();
+    return;
+  }
+  const controller = new AbortController();
+  running.set(message.id, controller);
+  handle(message, controller.signal)
+    .then((value) => self.postMessage({ id: message.id, type: "result", value }))
+    .catch((error) => {
+      // A lost device takes the loaded model with it; the next load starts afresh.
+      if (error?.name === "DeviceLost") judge = null;
+      self.postMessage({
+        id: message.id,
+        type: "error",
+        name: error?.name ?? "Error",
+        message: error?.message ?? String(error),
+      });
+    })
+    .finally(() => running.delete(message.id));
+};
+
+async function handle(message, signal) {
+  await ready;
+  const { id, op, options = {} } = message;
+  const onToken = (text, order) => self.postMessage({ id, type: "token", text, order });
+  switch (op) {
+    case "load":
+      if (!judge) {
+        judge = await Judge.load(message.modelUrl, {
+          ...options,
+          onProgress: (loaded, total) => self.postMessage({ id, type: "progress", loaded, total }),
+        });
+      }
+      return judge.info();
+    case "clearCache":
+      return Judge.clearCache(message.modelUrl);
+    case "pairwise":
+      return loaded().pairwise(message.input, { ...options, onToken, signal });
+    case "single":
+      return loaded().single(message.input, { ...options, onToken, signal });
+    case "generate":
+      return loaded().generate(message.prompt, { ...options, onToken, signal });
+    case "info":
+      return loaded().info();
+    case "unload": {
+      const unloading = judge;
+      judge = null;
+      return unloading?.unload();
+    }
+    default:
+      throw Object.assign(new Error(`unknown request "${op}"`), { name: "InvalidInput" });
+  }
+}
+
+function loaded() {
+  if (judge) return judge;
+  throw Object.assign(new Error("no model is loaded in this worker: load one first"), { name: "Unloaded" });
+}
