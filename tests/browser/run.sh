@@ -31,4 +31,4 @@ if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
 fi
 
 cd "$HERE"
-exec node --test --test-concurrency=1 --test-reporter=spec e2e.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs e2e.test.mjs

@@ -1,0 +1,109 @@
+// The page's pure modules under Node, no browser: batch metrics against the same independent
+// reference the native metrics are checked with (tests/golden/autoj_metrics.json, from
+// tools/reference/pairwise_eval.py), Auto-J test-data parsing, and the export formats.
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { pairwiseMetrics } from "../../www/metrics.js";
+import { parseRows, record, toCsv, toJsonl } from "../../www/batch-data.js";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const GOLDEN = JSON.parse(readFileSync(join(REPO, "tests/golden/autoj_metrics.json"), "utf8"));
+const AUTOJ_DATA = join(REPO, "../shared/autoj/data");
+
+// Auto-J's codes (0, 1, 2; -1 unparsed) as the page's verdicts.
+const CODES = { 0: "response1", 1: "response2", 2: "tie" };
+const SWAP = { response1: "response2", response2: "response1", tie: "tie" };
+const verdict = (code) => CODES[code] ?? null;
+
+test("batch metrics match Auto-J's pairwise_eval reference", () => {
+  assert.equal(GOLDEN.cases.length, 3);
+  for (const { name, rows, expected } of GOLDEN.cases) {
+    const records = rows.map((row) => ({
+      scenario: row.scenario ?? null,
+      label: verdict(row.label),
+      winner: verdict(row.output),
+      // The reference stores the verdict on the swapped order; the page's records map it back.
+      ...("output_exchange" in row ? { swapped_winner_mapped: SWAP[verdict(row.output_exchange)] ?? null } : {}),
+    }));
+    const figures = pairwiseMetrics(records);
+    const overall = figures.at(-1);
+    assert.equal(overall.name, "Overall");
+    assert.deepEqual(
+      figures.slice(0, -1).map((f) => f.name),
+      expected.group_order,
+      `${name}: group order`,
+    );
+    for (const [f, want] of [[overall, expected], ...figures.slice(0, -1).map((f) => [f, expected.groups[f.name]])]) {
+      assert.equal(f.rows, want.rows, `${name} ${f.name} rows`);
+      assert.ok(Math.abs(f.agreement - want.agreement) < 1e-9, `${name} ${f.name} agreement ${f.agreement} vs ${want.agreement}`);
+      if (want.consistency === null) assert.equal(f.consistency, null, `${name} ${f.name} consistency`);
+      else assert.ok(Math.abs(f.consistency - want.consistency) < 1e-9, `${name} ${f.name} consistency`);
+    }
+  }
+});
+
+test("rows that could not be judged are left out of the metrics", () => {
+  const figures = pairwiseMetrics([
+    { scenario: "chitchat", label: "tie", winner: "tie" },
+    { scenario: "chitchat", label: "tie", error: "InputTooLong: 5000 tokens" },
+  ]);
+  assert.deepEqual(figures.at(-1), { name: "Overall", rows: 1, agreement: 100, consistency: null });
+});
+
+test("Auto-J's test files parse, with their labels", { skip: !existsSync(AUTOJ_DATA) && "no ../shared/autoj" }, () => {
+  const pairs = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_pairwise.jsonl"), "utf8"));
+  assert.equal(pairs.length, 1392);
+  assert.deepEqual(pairs[781], {
+    kind: "pairwise",
+    index: 781,
+    scenario: "text_to_text_translation",
+    label: "response1",
+    input: {
+      query: 'translate "good day, how are you" to swiss german',
+      response1: '"Guete Tag, wie geits dir?"',
+      response2: "Guten Tag, wie geht's?",
+    },
+  });
+  const singles = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_critique.jsonl"), "utf8"));
+  assert.equal(singles.length, 232);
+  assert.equal(singles[83].kind, "single");
+  assert.equal(singles[83].input.response, "One pound of bricks.");
+});
+
+test("malformed batch files are refused with the line", () => {
+  assert.throws(() => parseRows('{"prompt": "q", "response": "a"}\n\nnot json\n'), /line 3 is not JSON/);
+  assert.throws(() => parseRows('{"prompt": "q", "response 1": "a", "response 2": "b", "label": 3}'), /line 1: "label"/);
+  assert.throws(() => parseRows('{"prompt": "q", "response 1": "a"}'), /line 1: field "response 2"/);
+  assert.throws(() => parseRows('{"prompt": "q", "response": "a"}\n{"prompt": "q", "response 1": "a", "response 2": "b"}'), /mixes/);
+  assert.throws(() => parseRows("\n"), /no rows/);
+});
+
+test("exports: the CLI's record shape as JSONL, and CSV that a spreadsheet cannot run", () => {
+  const [row] = parseRows('{"scenario": "chitchat", "label": 1, "prompt": "q", "response 1": "a", "response 2": "b"}');
+  const timing = { promptTokens: 9, reusedTokens: 0, generatedTokens: 3, truncated: false, finish: "eos",
+    timeToFirstTokenMs: 1500, prefillTokensPerSecond: 50, decodeTokensPerSecond: 5 };
+  const result = {
+    ...timing,
+    winner: "response2",
+    critique: '=HYPERLINK("x"), "quoted"\nfinal decision is Response 2',
+    swapped: { ...timing, winner: "response2", winnerMapped: "response1", critique: "c" },
+    consistent: false,
+    combined: "tie",
+  };
+  const judged = record(row, result, null);
+  assert.equal(judged.label, "response2");
+  assert.equal(judged.swapped_winner_mapped, "response1");
+  assert.equal(judged.time_to_first_token_s, 1.5);
+  assert.equal(judged.swapped.winner, "response2");
+  assert.deepEqual(JSON.parse(toJsonl([judged])), judged);
+
+  const csv = toCsv([judged, record(row, null, Object.assign(new Error("6000 tokens"), { name: "InputTooLong" }))]);
+  const lines = csv.split("\r\n");
+  assert.equal(lines[0], "index,scenario,label,winner,rating,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
+  assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
+  assert.ok(csv.includes("InputTooLong: 6000 tokens"));
+});
