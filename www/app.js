@@ -48,27 +48,18 @@ function ensureJudge() {
 }
 
 function showInfo(info) {
+  const a = info.architecture;
   const rows = [
-    ["Adapter", describe(info.adapter)],
+    ["Adapter", info.adapter],
     ["Subgroups", info.subgroups ? "yes" : "no"],
-    ["Architecture", describe(info.architecture)],
-    ["Context", `${info.contextLength} tokens`],
+    ["Model", `${a.layers} layers, hidden ${a.hidden}, ${a.heads} heads (${a.kvHeads} KV), FFN ${a.ffn}, vocabulary ${a.vocab}`],
+    ["Context", `${info.contextLength} tokens (the model allows ${a.context})`],
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],
   ];
   $("model-info").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   $("model-info").hidden = false;
-}
-
-// Adapter and architecture may come as strings or as small records of named fields.
-function describe(value) {
-  if (value === null || value === undefined) return "unknown";
-  if (typeof value !== "object") return String(value);
-  return Object.entries(value)
-    .filter(([, v]) => v !== "" && v !== null && typeof v !== "object")
-    .map(([k, v]) => `${k} ${v}`)
-    .join(", ");
 }
 
 function showError(error) {

@@ -41,7 +41,8 @@ class Session {
     // A worker that fails to start (pkg/ missing, a syntax error) fails every request.
     this.worker.onerror = (event) => {
       event.preventDefault();
-      this.failAll(remoteError("ModelError", `the judge worker failed: ${event.message || "could not start"}`));
+      const why = event.message || "could not start (is pkg/, the wasm build, there? `make web` builds it)";
+      this.failAll(remoteError("ModelError", `the judge worker failed: ${why}`));
     };
   }
 

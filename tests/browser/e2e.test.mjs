@@ -175,7 +175,20 @@ test("3: a corrupted shard is rejected, fetched again and never cached", { timeo
   const again = server.log.length;
   assert.match(await openAndLoad(), /From cacheyes/);
   assert.deepEqual(server.requests(again, isShard), [], "the good copy was cached");
+  assert.equal(await cachedSha256(victim.file), victim.sha256);
 });
+
+// The sha256 of the copy of a shard in the loader's Cache API cache (src/web/loader.rs keeps
+// shards in "webjudge-v1" under their URL plus a hash query); null when there is none.
+function cachedSha256(file) {
+  return page.evaluate(async (file) => {
+    const cache = await caches.open("webjudge-v1");
+    const key = (await cache.keys()).find((request) => new URL(request.url).pathname.endsWith(`/${file}`));
+    if (!key) return null;
+    const digest = await crypto.subtle.digest("SHA-256", await (await cache.match(key)).arrayBuffer());
+    return [...new Uint8Array(digest)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  }, file);
+}
 
 test("4: nothing leaves the origin, and the CSP would stop it", async () => {
   const foreign = browserRequests.filter((url) => !url.startsWith(`${server.origin}/`) && !/^(data|blob):/.test(url));

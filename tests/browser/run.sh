@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end tests of the page (www/) in headless Chromium with WebGPU on SwiftShader:
-# e2e.test.mjs, driven by playwright-core against the system Chromium. Needs the native build
-# and the converted test model (make builds both); builds only www/pkg/ when it is missing.
+# The page's tests: units.test.mjs (its pure modules under Node) and e2e.test.mjs (www/ end to
+# end in headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the
+# system Chromium). Needs the native build and the converted test model (make builds both);
+# builds only www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
 
