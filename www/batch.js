@@ -55,7 +55,11 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
       const judge = await ensureJudge();
       for (const row of todo) {
         if (controller.signal.aborted) break;
+        // The row being judged streams into the live preview.
+        const live = document.createTextNode("");
+        $("batch-current").replaceChildren(live);
         const settings = {
+          onToken: (text) => live.appendData(text),
           signal: controller.signal,
           maxNewTokens: options.maxNewTokens,
           truncate: options.truncate,
@@ -85,6 +89,7 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
       showError(error);
     } finally {
       controller = null;
+      $("batch-current").replaceChildren();
       setRunning(false);
       showMetrics(records);
     }

@@ -1,6 +1,7 @@
 // The page end to end in headless Chromium with WebGPU on SwiftShader (issue 4 §6): judge a pair
-// and match the native CLI token for token, load again from the cache, reject a corrupted shard,
-// stay on the origin, show markup as text, and share one model between <web-judge> elements.
+// and match the native CLI token for token, load again from the cache (and offline), reject a
+// corrupted shard, stay on the origin, show markup as text, and share one model between
+// <web-judge> elements.
 //
 // The tests run in order and build on each other (the first load fills the cache the second
 // reads). Settings come from the environment (run.sh sets them):
@@ -156,6 +157,15 @@ test("2: reopened, the browser loads the model with no shard request", { timeout
   const info = await openAndLoad();
   assert.match(info, /From cacheyes/);
   assert.deepEqual(server.requests(mark, isShard), [], "no shard reached the server");
+});
+
+test("2b: with the server gone, the page and the model still load", { timeout: SLOW }, async () => {
+  await server.goOffline();
+  try {
+    assert.match(await openAndLoad(), /From cacheyes/);
+  } finally {
+    await server.goOnline();
+  }
 });
 
 test("3: a corrupted shard is rejected, fetched again and never cached", { timeout: SLOW }, async () => {

@@ -104,19 +104,24 @@ export async function startServer({ root, model }) {
     response.end(text);
   }
 
-  await new Promise((done) => server.listen(0, "127.0.0.1", done));
-  const origin = `http://127.0.0.1:${server.address().port}`;
+  const listen = (port) => new Promise((done) => server.listen(port, "127.0.0.1", done));
+  const close = () =>
+    new Promise((done) => {
+      server.closeAllConnections();
+      server.close(done);
+    });
+  await listen(0);
+  const port = server.address().port;
   return {
-    origin,
+    origin: `http://127.0.0.1:${port}`,
     log,
     // Requests since `mark` (an index into the log) whose path matches.
     requests: (mark = 0, test = () => true) => log.slice(mark).filter((e) => test(e.path)),
     corruptOnce: (fileName) => corruptNext.add(fileName),
-    close: () =>
-      new Promise((done) => {
-        server.closeAllConnections();
-        server.close(done);
-      }),
+    // The host gone and back, on the same origin (the page's caches belong to the origin).
+    goOffline: close,
+    goOnline: () => listen(port),
+    close,
   };
 }
 
