@@ -65,6 +65,12 @@ function showInfo(info) {
 function showError(error) {
   $("error").textContent = explain(error);
   $("error").hidden = false;
+  // The model is gone with the device (or was unloaded): the next judgement loads it again.
+  if (error?.name === "DeviceLost" || error?.name === "Unloaded") {
+    current = null;
+    $("model-info").hidden = true;
+    $("model-status").textContent = "No model loaded: it loads again on the next judgement.";
+  }
 }
 
 function clearError() {

@@ -13,7 +13,7 @@ const WORKER_URL = new URL("./worker.js", import.meta.url);
 const sessions = new Map();
 
 // A model URL always names a directory; the loader appends file names to it.
-export function modelBase(modelUrl) {
+function modelBase(modelUrl) {
   const url = new URL(modelUrl, document.baseURI);
   if (!url.pathname.endsWith("/")) url.pathname += "/";
   return url.href;
