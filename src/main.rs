@@ -1,4 +1,4 @@
-//! The `webjudge` command line: convert checkpoints, generate, tokenize, benchmark.
+//! The `webjudge` command line: convert checkpoints, generate, judge, benchmark, serve.
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli;

@@ -11,6 +11,7 @@ mod judge;
 mod load;
 mod parse;
 mod prompt;
+mod serve;
 mod tokenize;
 
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Convert a checkpoint (GGUF) into a webjudge model directory.
+    /// Convert a checkpoint (GGUF or a Hugging Face directory) into a webjudge model directory.
     Convert(convert::Args),
     /// Print the token ids of a text as one JSON array.
     Tokenize(tokenize::Args),
@@ -38,6 +39,8 @@ enum Command {
     Prompt(prompt::Args),
     /// Print the verdicts of critiques (JSONL with an `output` field on stdin).
     Parse(parse::Args),
+    /// Serve the web page (www/) and a model directory on 127.0.0.1.
+    Serve(serve::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -50,6 +53,7 @@ pub fn main() -> ExitCode {
         Command::Judge(args) => judge::run(args),
         Command::Prompt(args) => prompt::run(args),
         Command::Parse(args) => parse::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

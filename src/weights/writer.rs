@@ -24,6 +24,8 @@ pub struct ModelWriter {
 
 struct OpenShard {
     file: BufWriter<File>,
+    /// Where the shard is written until its hash (part of its final name) is known.
+    path: PathBuf,
     hasher: Sha256,
     size: u64,
 }
@@ -80,8 +82,9 @@ impl ModelWriter {
         let fits = self.open.as_ref().is_some_and(|s| s.size + bytes.len() as u64 <= self.max_shard_bytes);
         if !fits {
             self.close_shard()?;
-            let file = self.dir.join(shard_file_name(self.shards.len()));
-            self.open = Some(OpenShard { file: BufWriter::new(File::create(file)?), hasher: Sha256::new(), size: 0 });
+            let path = self.dir.join(format!("weights-{:05}.partial", self.shards.len() + 1));
+            let file = BufWriter::new(File::create(&path)?);
+            self.open = Some(OpenShard { file, path, hasher: Sha256::new(), size: 0 });
         }
         let shard = self.open.as_mut().expect("a shard is open");
         shard.file.write_all(bytes)?;
@@ -94,11 +97,10 @@ impl ModelWriter {
     fn close_shard(&mut self) -> std::io::Result<()> {
         if let Some(mut shard) = self.open.take() {
             shard.file.flush()?;
-            self.shards.push(ShardEntry {
-                file: shard_file_name(self.shards.len()),
-                size: shard.size,
-                sha256: hex(&shard.hasher.finalize()),
-            });
+            let sha256 = hex(&shard.hasher.finalize());
+            let file = shard_file_name(self.shards.len(), &sha256);
+            std::fs::rename(&shard.path, self.dir.join(&file))?;
+            self.shards.push(ShardEntry { file, size: shard.size, sha256 });
         }
         Ok(())
     }
@@ -119,8 +121,10 @@ impl ModelWriter {
     }
 }
 
-fn shard_file_name(index: usize) -> String {
-    format!("weights-{:05}.bin", index + 1)
+/// Shard names carry their content hash, so a server may mark them immutable: a
+/// re-converted model gets new names instead of stale cached bytes.
+fn shard_file_name(index: usize, sha256: &str) -> String {
+    format!("weights-{:05}-{}.bin", index + 1, &sha256[..16])
 }
 
 pub fn hex(bytes: &[u8]) -> String {

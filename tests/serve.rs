@@ -1,0 +1,230 @@
+//! `webjudge serve` over real sockets: MIME types, cache and CORS headers, byte
+//! ranges, conditional requests, and paths that try to leave the served roots.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("webjudge-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const SHARD: &str = "weights-00001-0123456789abcdef.bin";
+
+/// A site and a model directory with recognisable bytes.
+fn fixture(name: &str) -> (PathBuf, PathBuf) {
+    let base = scratch(name);
+    let site = base.join("www");
+    let model = base.join("model");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::create_dir_all(site.join("docs")).unwrap();
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(site.join("index.html"), "<!doctype html><title>page</title>").unwrap();
+    std::fs::write(site.join("docs/index.html"), "docs").unwrap();
+    std::fs::write(site.join("pkg/webjudge_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(site.join("app.js"), "export {}").unwrap();
+    std::fs::write(site.join("with space.txt"), "spaced").unwrap();
+    std::fs::write(model.join("manifest.json"), "{}").unwrap();
+    std::fs::write(model.join("tokenizer.json"), "{}").unwrap();
+    std::fs::write(model.join(SHARD), (0..=255u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(base.join("secret.txt"), "outside the roots").unwrap();
+    (site, model)
+}
+
+fn start(site: &Path, model: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+        .args(["serve", "--port", "0", "--root"])
+        .arg(site)
+        .arg("--model")
+        .arg(model)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("webjudge serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port = line
+        .split("http://127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Server { child, port }
+}
+
+fn request(server: &Server, method: &str, target: &str, extra: &[(&str, &str)]) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response { status, headers, body: raw[split + 4..].to_vec() }
+}
+
+fn get(server: &Server, target: &str) -> Response {
+    request(server, "GET", target, &[])
+}
+
+#[test]
+fn serves_the_site_with_types_and_a_content_security_policy() {
+    let (site, model) = fixture("site");
+    let server = start(&site, &model);
+
+    let page = get(&server, "/");
+    assert_eq!(page.status, 200);
+    assert_eq!(page.body, b"<!doctype html><title>page</title>");
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    let policy = page.header("content-security-policy").expect("a CSP on the page");
+    assert!(policy.contains("connect-src 'self'") && policy.contains("'wasm-unsafe-eval'"), "{policy}");
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    assert_eq!(page.header("access-control-allow-origin"), None, "the page is not a public resource");
+
+    let wasm = get(&server, "/pkg/webjudge_bg.wasm");
+    assert_eq!((wasm.status, wasm.header("content-type")), (200, Some("application/wasm")));
+    assert_eq!(get(&server, "/app.js").header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(get(&server, "/docs/").body, b"docs", "a directory serves its index.html");
+    assert_eq!(get(&server, "/with%20space.txt").body, b"spaced");
+    assert_eq!(get(&server, "/app.js?v=2").status, 200, "the query string is ignored");
+
+    let head = request(&server, "HEAD", "/", &[]);
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("34"));
+    assert!(head.body.is_empty());
+
+    let etag = page.header("etag").unwrap().to_string();
+    let revalidated = request(&server, "GET", "/", &[("If-None-Match", &etag)]);
+    assert_eq!(revalidated.status, 304);
+    assert!(revalidated.body.is_empty());
+}
+
+#[test]
+fn serves_the_model_with_cors_ranges_and_immutable_shards() {
+    let (site, model) = fixture("model");
+    let server = start(&site, &model);
+    let all: Vec<u8> = (0..=255u8).collect();
+    let shard_url = format!("/models/default/{SHARD}");
+
+    let shard = get(&server, &shard_url);
+    assert_eq!(shard.status, 200);
+    assert_eq!(shard.body, all);
+    assert_eq!(shard.header("cache-control"), Some("public, max-age=31536000, immutable"));
+    assert_eq!(shard.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(shard.header("accept-ranges"), Some("bytes"));
+    assert!(shard.header("access-control-expose-headers").unwrap().contains("Content-Range"));
+
+    let manifest = get(&server, "/models/default/manifest.json");
+    assert_eq!(manifest.header("cache-control"), Some("no-cache"), "a re-converted model keeps this name");
+    assert_eq!(manifest.header("content-type"), Some("application/json"));
+
+    let cases: [(&str, u16, &[u8], Option<&str>); 6] = [
+        ("bytes=10-19", 206, &all[10..20], Some("bytes 10-19/256")),
+        ("bytes=250-", 206, &all[250..], Some("bytes 250-255/256")),
+        ("bytes=-6", 206, &all[250..], Some("bytes 250-255/256")),
+        ("bytes=200-999", 206, &all[200..], Some("bytes 200-255/256")),
+        ("bytes=256-", 416, b"", Some("bytes */256")),
+        ("bytes=0-1,5-6", 200, &all, None),
+    ];
+    for (range, status, body, content_range) in cases {
+        let part = request(&server, "GET", &shard_url, &[("Range", range)]);
+        assert_eq!(part.status, status, "{range}");
+        assert_eq!(part.body, body, "{range}");
+        assert_eq!(part.header("content-range"), content_range, "{range}");
+    }
+
+    let preflight = request(&server, "OPTIONS", &shard_url, &[("Access-Control-Request-Headers", "range")]);
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(preflight.header("access-control-allow-headers"), Some("Range"));
+}
+
+#[test]
+fn refuses_paths_outside_the_roots_and_other_methods() {
+    let (site, model) = fixture("paths");
+    let server = start(&site, &model);
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/docs/../../secret.txt",
+        "/models/default/../secret.txt",
+        "/models/default/%2E%2E/secret.txt",
+        "/models/other/manifest.json",
+        "/models/",
+        "/missing.js",
+        "/..%5csecret.txt",
+        "/%zz",
+    ] {
+        let response = get(&server, target);
+        assert_eq!(response.status, 404, "{target}");
+        assert!(!String::from_utf8_lossy(&response.body).contains("outside"), "{target}");
+    }
+    assert_eq!(request(&server, "POST", "/", &[]).status, 405);
+    assert_eq!(request(&server, "DELETE", "/models/default/manifest.json", &[]).status, 405);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.write_all(b"garbage\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+#[test]
+fn refuses_to_start_without_a_site_or_a_model() {
+    let (site, model) = fixture("refuse");
+    let empty = scratch("empty");
+    let run = |root: &Path, model: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .args(["serve", "--port", "0", "--root"])
+            .arg(root)
+            .arg("--model")
+            .arg(model)
+            .output()
+            .unwrap()
+    };
+    let no_site = run(&empty, &model);
+    assert!(!no_site.status.success());
+    assert!(String::from_utf8_lossy(&no_site.stderr).contains("has no index.html"));
+    let no_model = run(&site, &empty);
+    assert!(!no_model.status.success());
+    assert!(String::from_utf8_lossy(&no_model.stderr).contains("has no manifest.json"));
+}
