@@ -15,12 +15,19 @@ use webjudge::engine::native::load_dir;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::tokenizer::Tokenizer;
 use webjudge::weights::hf::{convert_hf, HfOptions};
-use webjudge::weights::DType;
+use webjudge::weights::Quant;
 
 type Error = Box<dyn std::error::Error>;
 
-const CHOICES: &[(DType, usize)] =
-    &[(DType::F16, 0), (DType::Q8, 32), (DType::Q4, 32), (DType::Q4, 64), (DType::Q4, 128)];
+const CHOICES: &[(Quant, usize)] = &[
+    (Quant::F16, 0),
+    (Quant::Q8, 32),
+    (Quant::Q4, 32),
+    (Quant::Q4, 64),
+    (Quant::Q4, 128),
+    (Quant::Q4Sym, 32),
+    (Quant::Q4Sym, 64),
+];
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,15 +54,15 @@ fn main() -> Result<(), Error> {
         .collect();
     eprintln!("{} texts x {tokens} tokens from {texts_path}", sequences.len());
 
-    let reference = log_softmaxes(&convert(&hf_dir, &work, DType::F32, 0)?, &sequences, tokens)?;
+    let reference = log_softmaxes(&convert(&hf_dir, &work, Quant::F32, 0)?, &sequences, tokens)?;
     println!("| weights | group | model MiB | top-1 agreement | mean KL | max KL |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for &(dtype, group) in CHOICES {
-        let dir = match convert(&hf_dir, &work, dtype, group) {
+    for &(quant, group) in CHOICES {
+        let dir = match convert(&hf_dir, &work, quant, group) {
             Ok(dir) => dir,
             // Groups must divide every matrix's columns (576 does not divide by 128).
             Err(error) => {
-                println!("| {dtype:?} | {group} | - | not applicable: {error} | - | - |");
+                println!("| {quant:?} | {group} | - | not applicable: {error} | - | - |");
                 continue;
             }
         };
@@ -74,9 +81,9 @@ fn main() -> Result<(), Error> {
             kl_max = kl_max.max(kl);
         }
         let n = reference.len() as f64;
-        let group = if dtype.is_quantized() { group.to_string() } else { "-".into() };
+        let group = if quant.dtype().is_quantized() { group.to_string() } else { "-".into() };
         println!(
-            "| {dtype:?} | {group} | {mib:.1} | {:.1}% | {:.5} | {kl_max:.4} |",
+            "| {quant:?} | {group} | {mib:.1} | {:.1}% | {:.5} | {kl_max:.4} |",
             100.0 * agree as f64 / n,
             kl_sum / n
         );
@@ -84,7 +91,7 @@ fn main() -> Result<(), Error> {
     Ok(())
 }
 
-fn convert(hf_dir: &Path, work: &Path, quant: DType, group: usize) -> Result<PathBuf, Error> {
+fn convert(hf_dir: &Path, work: &Path, quant: Quant, group: usize) -> Result<PathBuf, Error> {
     let dir = work.join(format!("{quant:?}-{group}").to_lowercase());
     let options = HfOptions { quant, group: group.max(32), overwrite: true, ..HfOptions::default() };
     convert_hf(hf_dir, &dir, &options, &mut |_, _| {})?;

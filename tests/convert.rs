@@ -5,12 +5,14 @@
 //! malformed files of every kind, which must be errors of the right variant, never
 //! panics; and the real test model.
 
+mod common;
 mod test_model;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use common::read_tensor;
 use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -21,7 +23,7 @@ use webjudge::weights::gguf::{
     GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
     GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
-use webjudge::weights::{dequantize, DType, Manifest};
+use webjudge::weights::{DType, Manifest};
 
 /// A type the converter refuses (it would need requantizing).
 const Q4_K: u32 = 12;
@@ -421,19 +423,6 @@ fn convert_bytes(dir: &Path, bytes: &[u8]) -> Result<Manifest, ConvertError> {
 
 fn parse(bytes: &[u8]) -> Result<GgufFile, GgufError> {
     GgufFile::read(Cursor::new(bytes))
-}
-
-/// Reads a tensor back from the shards and decodes it.
-fn read_tensor(dir: &Path, manifest: &Manifest, name: &str) -> Vec<f32> {
-    let tensor = manifest.tensor(name).unwrap();
-    let mut values = Vec::new();
-    for part in &tensor.parts {
-        let shard = std::fs::read(dir.join(&manifest.shards[part.shard].file)).unwrap();
-        let bytes = &shard[part.offset as usize..(part.offset + part.length) as usize];
-        let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
-        values.extend(dequantize(tensor.dtype, &words, part.rows, tensor.cols(), tensor.group_size.max(1)));
-    }
-    values
 }
 
 /// Bit-for-bit equality, except that the sign of a zero may differ: q4 stores Q4_0 as

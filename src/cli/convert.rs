@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions};
-use webjudge::weights::hf::{convert_hf, HfError, HfOptions};
-use webjudge::weights::{DType, Manifest};
+use webjudge::weights::hf::{convert_hf, HfConversion, HfError, HfOptions};
+use webjudge::weights::Quant as Quantizer;
 
 use super::CliResult;
 
@@ -16,8 +16,8 @@ use super::CliResult;
 pub struct Args {
     /// A GGUF file (llama architecture; F32, F16, Q8_0, Q4_0 or Q4_1 tensors, copied
     /// losslessly) or a Hugging Face model directory (config.json, tokenizer.json,
-    /// safetensors weights in F32, F16 or BF16, or else PyTorch `pytorch_model*.bin`
-    /// weights, whose pickle is read without executing it).
+    /// safetensors weights in F32, F16 or BF16, or else PyTorch `.bin` weights, whose
+    /// pickle is read without executing it; AutoGPTQ 4-bit checkpoints too).
     pub input: PathBuf,
     /// The model directory to create.
     #[arg(long)]
@@ -32,6 +32,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub quant: Option<Quant>,
     /// Hugging Face input only: values per quantization group (32, 64 or 128; default 32).
+    /// GPTQ layers kept as q4 keep their own group size.
     #[arg(long, value_parser = parse_group)]
     pub group: Option<usize>,
 }
@@ -40,6 +41,8 @@ pub struct Args {
 pub enum Quant {
     /// 4-bit with a per-group f16 scale and offset.
     Q4,
+    /// 4-bit symmetric like GGUF Q4_0 (scale from the largest magnitude, offset -8 scales).
+    Q4sym,
     /// 8-bit with a per-group f16 scale.
     Q8,
     F16,
@@ -59,11 +62,12 @@ pub fn run(args: Args) -> CliResult {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let result: Result<Manifest, Box<dyn std::error::Error>> = if hf {
+    let result: Result<HfConversion, Box<dyn std::error::Error>> = if hf {
         let quant = match args.quant.unwrap_or(Quant::Q4) {
-            Quant::Q4 => DType::Q4,
-            Quant::Q8 => DType::Q8,
-            Quant::F16 => DType::F16,
+            Quant::Q4 => Quantizer::Q4,
+            Quant::Q4sym => Quantizer::Q4Sym,
+            Quant::Q8 => Quantizer::Q8,
+            Quant::F16 => Quantizer::F16,
         };
         let options = HfOptions { quant, group: args.group.unwrap_or(32), max_shard_bytes, overwrite: args.force };
         convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
@@ -72,10 +76,13 @@ pub fn run(args: Args) -> CliResult {
         })
     } else {
         let options = ConvertOptions { max_shard_bytes, overwrite: args.force };
-        convert_gguf(&args.input, &args.out, &options, &mut progress).map_err(|error| output_hint(error, &args))
+        convert_gguf(&args.input, &args.out, &options, &mut progress)
+            .map(|manifest| HfConversion { manifest, gptq_kept: 0, gptq_requantized: Vec::new() })
+            .map_err(|error| output_hint(error, &args))
     };
     bar.finish_and_clear();
-    let manifest = result?;
+    let HfConversion { manifest, gptq_kept, gptq_requantized } = result?;
+    print_gptq(gptq_kept, &gptq_requantized);
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
@@ -91,6 +98,19 @@ pub fn run(args: Args) -> CliResult {
         manifest.total_bytes() as f64 / (1 << 20) as f64,
     );
     Ok(())
+}
+
+/// Says what became of a GPTQ checkpoint's linear layers.
+fn print_gptq(kept: usize, requantized: &[(String, String)]) {
+    if kept > 0 {
+        println!("GPTQ: {kept} linear weights kept as q4 (codes and scales as stored, GPTQ's group size)");
+    }
+    if let Some((first, why)) = requantized.first() {
+        println!(
+            "GPTQ: {} linear weights dequantized and requantized with --quant/--group ({first}: {why})",
+            requantized.len()
+        );
+    }
 }
 
 /// Suggests --force when the output directory is in the way.

@@ -81,8 +81,14 @@ pub fn pack_q4(codes: &[u8], params: &[(f16, f16)], group: usize) -> Vec<u32> {
         }
         words.push(word);
     }
-    words.extend(params.iter().map(|&(scale, offset)| pack_f16_pair(scale, offset)));
-    words
+    pack_q4_words(words, params)
+}
+
+/// Builds a q4 part from codes already packed 8 to a word (value `i` at bits `4*(i%8)..`
+/// of word `i/8`) and per-group `(scale, offset)` pairs.
+pub fn pack_q4_words(mut code_words: Vec<u32>, params: &[(f16, f16)]) -> Vec<u32> {
+    code_words.extend(params.iter().map(|&(scale, offset)| pack_f16_pair(scale, offset)));
+    code_words
 }
 
 /// Builds a q8 part from signed codes and per-group scales.
@@ -155,6 +161,23 @@ pub fn quantize_q4(values: &[f32], group: usize) -> Vec<u32> {
     pack_q4(&codes, &params, group)
 }
 
+/// Quantizes f32 rows to q4 symmetrically, as GGUF's Q4_0 does: per group the value of
+/// largest magnitude `m` gives the scale `d = m / -8`, codes are `clamp(round(v/d) + 8, 0, 15)`
+/// and the offset `-8d` is exact in f16 (a power-of-two multiple). `m` itself is code 0,
+/// so the range is `[-8|d|, 7|d|]` with the sign of `m` on the long side.
+pub fn quantize_q4_sym(values: &[f32], group: usize) -> Vec<u32> {
+    let mut codes = Vec::with_capacity(values.len());
+    let mut params = Vec::with_capacity(values.len() / group);
+    for block in values.chunks_exact(group) {
+        let extreme = block.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+        let scale = f16::from_f32(extreme / -8.0);
+        let inv = if scale.to_f32() != 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
+        codes.extend(block.iter().map(|&v| ((v * inv).round() + 8.0).clamp(0.0, 15.0) as u8));
+        params.push((scale, f16::from_f32(-8.0 * scale.to_f32())));
+    }
+    pack_q4(&codes, &params, group)
+}
+
 /// Quantizes f32 rows to q8 (symmetric, per group absmax).
 pub fn quantize_q8(values: &[f32], group: usize) -> Vec<u32> {
     let mut codes = Vec::with_capacity(values.len());
@@ -167,6 +190,39 @@ pub fn quantize_q8(values: &[f32], group: usize) -> Vec<u32> {
         scales.push(scale);
     }
     pack_q8(&codes, &scales, group)
+}
+
+/// How the Hugging Face importer stores f32 weights: a dtype and, for q4, the rounding
+/// scheme (both q4 choices write the same [`DType::Q4`] layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Quant {
+    F32,
+    F16,
+    Q8,
+    /// Asymmetric: per group minimum and range ([`quantize_q4`]).
+    Q4,
+    /// Symmetric around zero like GGUF Q4_0 ([`quantize_q4_sym`]).
+    Q4Sym,
+}
+
+impl Quant {
+    /// The dtype written.
+    pub fn dtype(self) -> DType {
+        match self {
+            Quant::F32 => DType::F32,
+            Quant::F16 => DType::F16,
+            Quant::Q8 => DType::Q8,
+            Quant::Q4 | Quant::Q4Sym => DType::Q4,
+        }
+    }
+
+    /// Encodes f32 values (`group` is ignored for f16 and f32).
+    pub fn encode(self, values: &[f32], group: usize) -> Vec<u32> {
+        match self {
+            Quant::Q4Sym => quantize_q4_sym(values, group),
+            other => encode(other.dtype(), values, group),
+        }
+    }
 }
 
 /// Encodes f32 values in the given dtype (quantizing when needed).
@@ -204,6 +260,24 @@ mod tests {
                 assert!((a - b).abs() <= tolerance, "{dtype:?}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn q4_sym_is_q4_0() {
+        let mut values: Vec<f32> = (0..32).map(|i| (i as f32 - 10.0) * 0.125).collect();
+        values[3] = -4.0; // the extreme: d = 0.5, code 0
+        let words = Quant::Q4Sym.encode(&values, 32);
+        assert_eq!(words.len() as u64 * 4, DType::Q4.part_bytes(1, 32, 32));
+        let (scale, offset) = (f16_half(words[4], false), f16_half(words[4], true));
+        assert_eq!((scale, offset), (0.5, -4.0));
+        let back = dequantize(DType::Q4, &words, 1, 32, 32);
+        assert_eq!(back[3], -4.0);
+        for (a, b) in values.iter().zip(&back) {
+            assert!((a - b).abs() <= 0.25, "{a} vs {b}");
+            // Every value is d * (q - 8).
+            assert_eq!(((b / 0.5) + 8.0).fract(), 0.0);
+        }
+        assert_eq!(dequantize(DType::Q4, &Quant::Q4Sym.encode(&[0.0; 32], 32), 1, 32, 32), [0.0; 32]);
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! Hugging Face import: a LLaMA (or LLaMA-compatible Yi) checkpoint directory with
 //! `config.json`, `tokenizer.json` (or only a SentencePiece `tokenizer.model`, converted by
 //! [`crate::tokenizer::tokenizer_json_from_sentencepiece`]) and safetensors weights (or,
-//! when there are none, PyTorch `pytorch_model*.bin` weights, read by
-//! [`super::torch_pickle`]) becomes a model directory.
+//! when there are none, PyTorch `.bin` weights, read by [`super::torch_pickle`]) becomes
+//! a model directory.
 //!
 //! Unlike the GGUF importer this one quantizes: 2-D weights (embedding and lm_head
-//! included) become the chosen [`DType`] with the chosen group size, 1-D norm weights
+//! included) become the chosen [`Quant`] with the chosen group size, 1-D norm weights
 //! stay f32 (the RMSNorm kernel reads f32).
+//!
+//! AutoGPTQ checkpoints (`quantize_config.json`, or a `gptq` `quantization_config`) hold
+//! their linear layers as 4-bit `qweight`/`qzeros`/`scales`/`g_idx` tensors, decoded by
+//! [`super::gptq`]. With a q4 choice, a layer whose `g_idx` is the plain order and whose
+//! group size suits the engine keeps its codes and scales (group size its own, not
+//! `--group`); any other layer is dequantized and requantized with the chosen quant and
+//! group, and [`HfConversion::gptq_requantized`] says which and why.
 //!
 //! RoPE convention: Hugging Face's `rotate_half` rotates the pair `(x[i], x[i + d/2])`
 //! of each head of dimension `d`; the engine rotates adjacent pairs `(x[2i], x[2i+1])`
@@ -24,17 +31,18 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::convert::{default_system_message, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
-use super::{encode, DType, Manifest};
+use super::{DType, Manifest, Quant};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
-    /// The dtype of 2-D weights.
-    pub quant: DType,
+    /// How 2-D weights are stored.
+    pub quant: Quant,
     /// Values per quantization group (a multiple of 32; ignored for f16/f32).
     pub group: usize,
     pub max_shard_bytes: u64,
@@ -43,7 +51,7 @@ pub struct HfOptions {
 
 impl Default for HfOptions {
     fn default() -> Self {
-        Self { quant: DType::Q4, group: 32, max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
+        Self { quant: Quant::Q4, group: 32, max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
     }
 }
 
@@ -55,6 +63,8 @@ pub enum HfError {
     Safetensors(#[from] SafetensorsError),
     #[error(transparent)]
     Torch(#[from] TorchError),
+    #[error(transparent)]
+    Gptq(#[from] GptqError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
     #[error("config.json: {0}")]
@@ -233,66 +243,142 @@ pub fn chat_template(tokenizer_config: Option<&Value>) -> ChatTemplate {
     }
 }
 
+/// Where a tensor's values come from.
+enum Source {
+    /// A float tensor, read row range by row range.
+    Dense(StTensor),
+    /// A GPTQ linear layer, read whole when its turn comes.
+    Gptq(Box<GptqPlan>),
+}
+
 /// One tensor to write.
 struct Planned {
-    source: StTensor,
+    source: Source,
     name: String,
     shape: Vec<usize>,
-    dtype: DType,
+    quant: Quant,
     group: usize,
+    /// GPTQ codes copied as q4 instead of requantizing.
+    keep_gptq_codes: bool,
     /// Head dimension when the rows are Q or K and need the RoPE permutation.
     rope_head_dim: Option<usize>,
 }
 
 impl Planned {
-    fn rows(&self, checkpoint: &mut SafeTensors, rows: Range<usize>) -> Result<Vec<f32>, HfError> {
-        let Some(head_dim) = self.rope_head_dim else {
-            return Ok(checkpoint.read_rows(&self.source, rows)?);
-        };
-        let mut values = Vec::with_capacity(rows.len() * self.source.cols());
-        for row in rows {
-            let head = row / head_dim;
-            let source = head * head_dim + rope_source_row(row % head_dim, head_dim);
-            values.extend(checkpoint.read_rows(&self.source, source..source + 1)?);
+    fn bytes(&self) -> u64 {
+        match &self.source {
+            Source::Dense(t) => t.range.end - t.range.start,
+            Source::Gptq(layer) => layer.bytes(),
         }
-        Ok(values)
+    }
+
+    /// The checkpoint rows that become the given rows of the written tensor.
+    fn source_rows(&self, rows: Range<usize>) -> Vec<usize> {
+        match self.rope_head_dim {
+            None => rows.collect(),
+            Some(d) => rows.map(|row| row / d * d + rope_source_row(row % d, d)).collect(),
+        }
+    }
+
+    /// Reads and encodes rows of a dense tensor.
+    fn dense_rows(
+        &self,
+        tensor: &StTensor,
+        checkpoint: &mut SafeTensors,
+        rows: Range<usize>,
+    ) -> Result<Vec<u32>, HfError> {
+        let values = if self.rope_head_dim.is_none() {
+            checkpoint.read_rows(tensor, rows)?
+        } else {
+            let mut values = Vec::with_capacity(rows.len() * tensor.cols());
+            for row in self.source_rows(rows) {
+                values.extend(checkpoint.read_rows(tensor, row..row + 1)?);
+            }
+            values
+        };
+        Ok(self.quant.encode(&values, self.group.max(1)))
     }
 }
 
-fn plan(checkpoint: &SafeTensors, a: &Architecture, options: &HfOptions) -> Result<Vec<Planned>, HfError> {
+/// Plans a 2-D dense weight's storage.
+fn quant_for(name: &str, shape: &[usize], options: &HfOptions) -> Result<(Quant, usize), HfError> {
+    if !options.quant.dtype().is_quantized() {
+        return Ok((options.quant, 0));
+    }
+    options
+        .quant
+        .dtype()
+        .check_shape(shape[1] as u64, options.group as u64)
+        .map_err(|problem| HfError::Quant { name: name.into(), problem })?;
+    Ok((options.quant, options.group))
+}
+
+fn plan(
+    checkpoint: &mut SafeTensors,
+    a: &Architecture,
+    gptq: Option<&GptqConfig>,
+    options: &HfOptions,
+) -> Result<Vec<Planned>, HfError> {
     let expected = expected_tensors(a);
     let mut planned: Vec<Option<Planned>> = expected.iter().map(|_| None).collect();
-    for tensor in checkpoint.tensors() {
-        let name = match engine_name(&tensor.name) {
+    let (layers, dense) = match gptq {
+        Some(_) => gptq::split_layers(checkpoint.tensors())?,
+        None => (Vec::new(), checkpoint.tensors().collect()),
+    };
+    let sources: Vec<(String, Result<StTensor, gptq::GptqLinear>)> = dense
+        .into_iter()
+        .map(|t| (t.name.clone(), Ok(t.clone())))
+        .chain(layers.into_iter().map(|l| (format!("{}.weight", l.prefix), Err(l))))
+        .collect();
+    for (hf_name, source) in sources {
+        let name = match engine_name(&hf_name) {
             Some(Some(name)) => name,
             Some(None) => continue,
-            None => return Err(HfError::UnexpectedTensor(tensor.name.clone())),
+            None => return Err(HfError::UnexpectedTensor(hf_name)),
         };
         let Some(index) = expected.iter().position(|(n, _)| *n == name) else {
-            return Err(HfError::UnexpectedTensor(tensor.name.clone()));
+            return Err(HfError::UnexpectedTensor(hf_name));
         };
-        let shape = expected[index].1.clone();
-        if tensor.shape != shape {
-            return Err(HfError::Shape { name: tensor.name.clone(), found: tensor.shape.clone(), expected: shape });
+        if planned[index].is_some() {
+            return Err(HfError::Unsupported(format!("{hf_name} is stored both as GPTQ tensors and as a weight")));
         }
-        let (dtype, group) = if shape.len() == 1 {
-            (DType::F32, 0)
-        } else if options.quant.is_quantized() {
-            options
-                .quant
-                .check_shape(shape[1] as u64, options.group as u64)
-                .map_err(|problem| HfError::Quant { name: tensor.name.clone(), problem })?;
-            (options.quant, options.group)
-        } else {
-            (options.quant, 0)
-        };
+        let shape = expected[index].1.clone();
         let rope = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+        let (source, quant, group, keep_gptq_codes) = match source {
+            Ok(tensor) => {
+                if tensor.shape != shape {
+                    return Err(HfError::Shape { name: hf_name, found: tensor.shape.clone(), expected: shape });
+                }
+                if !tensor.dtype.is_float() {
+                    let problem = format!("holds {:?} values; only GPTQ layers may hold integers", tensor.dtype);
+                    return Err(HfError::Quant { name: hf_name, problem });
+                }
+                let (quant, group) =
+                    if shape.len() == 1 { (Quant::F32, 0) } else { quant_for(&hf_name, &shape, options)? };
+                (Source::Dense(tensor), quant, group, false)
+            }
+            Err(layer) => {
+                let Some(config) = gptq.filter(|_| shape.len() == 2) else {
+                    return Err(HfError::UnexpectedTensor(hf_name));
+                };
+                let layer = layer.plan(config, checkpoint, shape[0], shape[1])?;
+                let q4 = options.quant.dtype() == DType::Q4;
+                match layer.q4_group() {
+                    Ok(group) if q4 => (Source::Gptq(Box::new(layer)), Quant::Q4, group, true),
+                    _ => {
+                        let (quant, group) = quant_for(&hf_name, &shape, options)?;
+                        (Source::Gptq(Box::new(layer)), quant, group, false)
+                    }
+                }
+            }
+        };
         planned[index] = Some(Planned {
-            source: tensor.clone(),
+            source,
             name,
             shape,
-            dtype,
+            quant,
             group,
+            keep_gptq_codes,
             rope_head_dim: rope.then_some(a.head_dim),
         });
     }
@@ -329,6 +415,16 @@ pub fn open_checkpoint(dir: &Path) -> Result<SafeTensors, HfError> {
     Ok(SafeTensors::open_dir(dir)?)
 }
 
+/// What a conversion wrote.
+#[derive(Debug)]
+pub struct HfConversion {
+    pub manifest: Manifest,
+    /// GPTQ linear weights whose codes and scales were kept as q4.
+    pub gptq_kept: usize,
+    /// GPTQ linear weights dequantized and requantized: engine name and why.
+    pub gptq_requantized: Vec<(String, String)>,
+}
+
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
 /// `out_dir`. `progress` gets checkpoint bytes read so far and in total.
 pub fn convert_hf(
@@ -336,11 +432,11 @@ pub fn convert_hf(
     out_dir: &Path,
     options: &HfOptions,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Manifest, HfError> {
+) -> Result<HfConversion, HfError> {
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes).into());
     }
-    if options.quant.is_quantized() && (options.group == 0 || !options.group.is_multiple_of(32)) {
+    if options.quant.dtype().is_quantized() && (options.group == 0 || !options.group.is_multiple_of(32)) {
         return Err(HfError::Unsupported(format!("group size {} is not a positive multiple of 32", options.group)));
     }
     let config = read_json(&hf_dir.join("config.json"))?
@@ -364,29 +460,61 @@ pub fn convert_hf(
     };
     crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
 
+    let gptq = gptq::read_config(hf_dir, &config)?;
     let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
     let architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
     let chat_template = chat_template(tokenizer_config.as_ref());
-    let plan = plan(&checkpoint, &architecture, options)?;
+    let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
+    let mut gptq_kept = 0;
+    let mut gptq_requantized = Vec::new();
+    for tensor in &plan {
+        match &tensor.source {
+            Source::Gptq(_) if tensor.keep_gptq_codes => gptq_kept += 1,
+            Source::Gptq(layer) => {
+                let why = layer.q4_group().err().unwrap_or_else(|| format!("{:?} was asked for", options.quant));
+                gptq_requantized.push((tensor.name.clone(), why));
+            }
+            Source::Dense(_) => {}
+        }
+    }
 
     let output = OutputDir::prepare(out_dir, options.overwrite)?;
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
-    let total: u64 = plan.iter().map(|t| t.source.range.end - t.source.range.start).sum();
+    let total: u64 = plan.iter().map(Planned::bytes).sum();
     let mut done = 0;
     progress(done, total);
     for tensor in &plan {
-        writer.write_tensor(&tensor.name, tensor.dtype, &tensor.shape, tensor.group, |rows| {
-            let values = tensor.rows(&mut checkpoint, rows.clone())?;
-            done += tensor.source.row_bytes() * rows.len() as u64;
-            progress(done, total);
-            Ok::<_, HfError>(encode(tensor.dtype, &values, tensor.group.max(1)))
-        })?;
+        let rows = if tensor.shape.len() == 2 { tensor.shape[0] } else { 1 };
+        let bytes = tensor.bytes();
+        let mut report = |end: usize| progress(done + bytes * end as u64 / rows as u64, total);
+        let dtype = tensor.quant.dtype();
+        match &tensor.source {
+            Source::Dense(source) => writer.write_tensor(&tensor.name, dtype, &tensor.shape, tensor.group, |rows| {
+                let words = tensor.dense_rows(source, &mut checkpoint, rows.clone())?;
+                report(rows.end);
+                Ok::<_, HfError>(words)
+            })?,
+            Source::Gptq(layer) => {
+                let weights = layer.load(&mut checkpoint)?;
+                writer.write_tensor(&tensor.name, dtype, &tensor.shape, tensor.group, |rows| {
+                    let source_rows = tensor.source_rows(rows.clone());
+                    let words = if tensor.keep_gptq_codes {
+                        weights.rows_q4(&source_rows, tensor.group)?
+                    } else {
+                        tensor.quant.encode(&weights.rows_f32(&source_rows), tensor.group.max(1))
+                    };
+                    report(rows.end);
+                    Ok::<_, HfError>(words)
+                })?
+            }
+        }
+        done += bytes;
     }
     let manifest = writer.finish(architecture, chat_template)?;
     fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
     output.commit()?;
-    Ok(manifest)
+    Ok(HfConversion { manifest, gptq_kept, gptq_requantized })
 }
 
 #[cfg(test)]

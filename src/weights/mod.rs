@@ -3,11 +3,15 @@
 pub mod convert;
 mod dtype;
 pub mod gguf;
+pub mod gptq;
 pub mod hf;
 pub mod manifest;
 pub mod safetensors;
 pub mod torch_pickle;
 pub mod writer;
 
-pub use dtype::{dequantize, encode, pack_f16_words, pack_q4, pack_q8, quantize_q4, quantize_q8, DType};
+pub use dtype::{
+    dequantize, encode, pack_f16_words, pack_q4, pack_q4_words, pack_q8, quantize_q4, quantize_q4_sym, quantize_q8,
+    DType, Quant,
+};
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};

@@ -5,7 +5,8 @@
 //! the end of the header; a `__metadata__` entry holds strings and is ignored), then the
 //! data. Every length, offset and shape is checked against the file before anything is
 //! read, and tensors are read row range by row range, so a 13B conversion never needs
-//! the whole model in memory. Only F32, F16 and BF16 are accepted.
+//! the whole model in memory. Only F32, F16 and BF16 are accepted, and I32 for the
+//! packed integer tensors of GPTQ checkpoints ([`super::gptq`]).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -30,7 +31,7 @@ pub enum SafetensorsError {
     Header { path: PathBuf, problem: String },
     #[error("{}: tensor {name}: {problem}", path.display())]
     Tensor { path: PathBuf, name: String, problem: String },
-    #[error("{}: tensor {name} has dtype {dtype:?}; webjudge reads F32, F16 and BF16", path.display())]
+    #[error("{}: tensor {name} has dtype {dtype:?}; webjudge reads F32, F16, BF16 and I32", path.display())]
     UnsupportedDType { path: PathBuf, name: String, dtype: String },
     #[error("{INDEX_FILE}: {0}")]
     Index(String),
@@ -45,14 +46,21 @@ pub enum StDType {
     F32,
     F16,
     BF16,
+    /// GPTQ's packed codes and group indices.
+    I32,
 }
 
 impl StDType {
     pub fn size(self) -> u64 {
         match self {
-            StDType::F32 => 4,
+            StDType::F32 | StDType::I32 => 4,
             StDType::F16 | StDType::BF16 => 2,
         }
+    }
+
+    /// Whether values read as f32 ([`SafeTensors::read_rows`]).
+    pub fn is_float(self) -> bool {
+        self != StDType::I32
     }
 
     fn parse(name: &str) -> Option<Self> {
@@ -60,6 +68,7 @@ impl StDType {
             "F32" => Some(StDType::F32),
             "F16" => Some(StDType::F16),
             "BF16" => Some(StDType::BF16),
+            "I32" => Some(StDType::I32),
             _ => None,
         }
     }
@@ -202,14 +211,30 @@ impl SafeTensors {
         self.tensors.get(name)
     }
 
-    /// Reads `rows` of a tensor as f32 (a vector is one row).
+    /// Reads `rows` of a float tensor as f32 (a vector is one row).
     pub fn read_rows(&mut self, tensor: &StTensor, rows: Range<usize>) -> Result<Vec<f32>, SafetensorsError> {
+        if !tensor.dtype.is_float() {
+            return Err(self.tensor_problem(tensor, format!("holds {:?} values, not floats", tensor.dtype)));
+        }
+        Ok(decode(tensor.dtype, &self.read_bytes(tensor, rows)?))
+    }
+
+    /// Reads a whole I32 tensor.
+    pub fn read_i32(&mut self, tensor: &StTensor) -> Result<Vec<i32>, SafetensorsError> {
+        if tensor.dtype != StDType::I32 {
+            return Err(self.tensor_problem(tensor, format!("holds {:?} values, not I32", tensor.dtype)));
+        }
+        let raw = self.read_bytes(tensor, 0..tensor.rows())?;
+        Ok(raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    }
+
+    fn tensor_problem(&self, tensor: &StTensor, problem: String) -> SafetensorsError {
+        SafetensorsError::Tensor { path: self.paths[tensor.file].clone(), name: tensor.name.clone(), problem }
+    }
+
+    fn read_bytes(&mut self, tensor: &StTensor, rows: Range<usize>) -> Result<Vec<u8>, SafetensorsError> {
         if rows.start > rows.end || rows.end > tensor.rows() {
-            return Err(SafetensorsError::Tensor {
-                path: self.paths[tensor.file].clone(),
-                name: tensor.name.clone(),
-                problem: format!("rows {rows:?} are outside its {} rows", tensor.rows()),
-            });
+            return Err(self.tensor_problem(tensor, format!("rows {rows:?} are outside its {} rows", tensor.rows())));
         }
         let start = tensor.range.start + rows.start as u64 * tensor.row_bytes();
         let mut raw = vec![0u8; (rows.len() as u64 * tensor.row_bytes()) as usize];
@@ -217,7 +242,7 @@ impl SafeTensors {
         let file = &mut self.files[tensor.file];
         file.seek(SeekFrom::Start(start)).map_err(io_error(path))?;
         file.read_exact(&mut raw).map_err(io_error(path))?;
-        Ok(decode(tensor.dtype, &raw))
+        Ok(raw)
     }
 }
 
@@ -245,9 +270,10 @@ pub(crate) fn shard_paths(dir: &Path, map: &[(String, String)]) -> Vec<PathBuf> 
     files.into_iter().map(|f| dir.join(f)).collect()
 }
 
-/// Little-endian values to f32 (exact for every accepted dtype).
-pub fn decode(dtype: StDType, raw: &[u8]) -> Vec<f32> {
+/// Little-endian float values to f32 (exact for every float dtype).
+fn decode(dtype: StDType, raw: &[u8]) -> Vec<f32> {
     match dtype {
+        StDType::I32 => unreachable!("read_rows reads float tensors only"),
         StDType::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
         StDType::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         StDType::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),

@@ -14,7 +14,8 @@
 //! `torch.save` emits for a state dict and builds plain values; the only globals it
 //! accepts are `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` and
 //! `torch.*Storage` types, and any other global or opcode is an error naming it. Only
-//! contiguous row-major F32, F16 and BF16 tensors are accepted.
+//! contiguous row-major F32, F16 and BF16 tensors are accepted, and I32 (`IntStorage`) for
+//! the packed tensors of GPTQ checkpoints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -47,7 +48,7 @@ pub enum TorchError {
     Index(String),
     #[error(transparent)]
     Checkpoint(#[from] SafetensorsError),
-    #[error("{} holds neither {SINGLE_FILE}, {INDEX_FILE} nor any pytorch_model*.bin file", .0.display())]
+    #[error("{} holds neither {SINGLE_FILE}, {INDEX_FILE} nor any *.bin file", .0.display())]
     NoWeights(PathBuf),
 }
 
@@ -55,29 +56,31 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TorchError + '_ {
     move |source| TorchError::Io { path: path.to_owned(), source }
 }
 
-/// The `pytorch_model*.bin` files of a directory, sorted.
+/// The `pytorch_model*.bin` files of a directory, or when there are none every `*.bin`
+/// file (AutoGPTQ names its weights `gptq_model-4bit-128g.bin`), sorted.
 fn bin_files(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            name.starts_with("pytorch_model") && name.ends_with(".bin") && p.is_file()
-        })
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "bin"))
         .collect();
+    let pytorch = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("pytorch_model"));
+    if paths.iter().any(pytorch) {
+        paths.retain(pytorch);
+    }
     paths.sort();
     paths
 }
 
-/// Whether `dir` holds a PyTorch checkpoint (an index or a `pytorch_model*.bin` file).
+/// Whether `dir` holds a PyTorch checkpoint (an index or a `.bin` file).
 pub fn has_weights(dir: &Path) -> bool {
     dir.join(INDEX_FILE).is_file() || !bin_files(dir).is_empty()
 }
 
 /// Opens the PyTorch checkpoint of a Hugging Face model directory: the shards
 /// `pytorch_model.bin.index.json` lists, `pytorch_model.bin`, or else every
-/// `pytorch_model*.bin` file.
+/// `pytorch_model*.bin` file (every `*.bin` file when none is named so).
 pub fn open_dir(dir: &Path) -> Result<SafeTensors, TorchError> {
     let index = dir.join(INDEX_FILE);
     if index.is_file() {
@@ -305,7 +308,7 @@ pub fn read_archive(path: &Path, index: usize) -> Result<Vec<StTensor>, TorchErr
         let bad = |problem: String| TorchError::Tensor { path: path.to_owned(), name: t.name.clone(), problem };
         let dtype = t.storage.dtype.ok_or_else(|| {
             bad(format!(
-                "storage type torch.{} is not supported; webjudge reads F32, F16 and BF16",
+                "storage type torch.{} is not supported; webjudge reads F32, F16, BF16 and I32",
                 t.storage.type_name
             ))
         })?;
@@ -358,7 +361,7 @@ pub fn read_archive(path: &Path, index: usize) -> Result<Vec<StTensor>, TorchErr
 /// A storage as the pickle's persistent id describes it.
 #[derive(Debug, PartialEq)]
 pub struct StorageRef {
-    /// `None` for storage types other than Float, Half and BFloat16.
+    /// `None` for storage types other than Float, Half, BFloat16 and Int.
     pub dtype: Option<StDType>,
     /// The type's name, as `HalfStorage`.
     pub type_name: String,
@@ -447,6 +450,7 @@ fn global(module: &str, name: &str) -> Result<Global, String> {
                 "FloatStorage" => Some(StDType::F32),
                 "HalfStorage" => Some(StDType::F16),
                 "BFloat16Storage" => Some(StDType::BF16),
+                "IntStorage" => Some(StDType::I32),
                 _ => None,
             };
             Ok(Global::Storage(dtype, name.to_owned()))

@@ -3,6 +3,9 @@
 //! and a comparison that reports the worst offenders.
 #![allow(dead_code)]
 
+pub mod hf;
+
+use std::path::Path;
 use std::sync::OnceLock;
 
 use half::f16;
@@ -10,7 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, Step};
 use webjudge::weights::manifest::MAX_BINDING_BYTES;
-use webjudge::weights::{dequantize, DType, TensorEntry, TensorPart};
+use webjudge::weights::{dequantize, DType, Manifest, TensorEntry, TensorPart};
 
 pub const EPS: f32 = f32::EPSILON;
 
@@ -277,4 +280,17 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tolerance: impl Fn(us
 pub fn worst_ratio(got: &[f32], want: &[f32], tolerance: impl Fn(usize) -> f32) -> f32 {
     let ratio = |(i, (g, w)): (usize, (&f32, &f32))| if g == w { 0.0 } else { (g - w).abs() / tolerance(i) };
     got.iter().zip(want).enumerate().map(ratio).fold(0.0, f32::max)
+}
+
+/// Reads a tensor of a model directory back from its shards and decodes it.
+pub fn read_tensor(dir: &Path, manifest: &Manifest, name: &str) -> Vec<f32> {
+    let tensor = manifest.tensor(name).unwrap();
+    let mut values = Vec::new();
+    for part in &tensor.parts {
+        let shard = std::fs::read(dir.join(&manifest.shards[part.shard].file)).unwrap();
+        let bytes = &shard[part.offset as usize..(part.offset + part.length) as usize];
+        let words: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+        values.extend(dequantize(tensor.dtype, &words, part.rows, tensor.cols(), tensor.group_size.max(1)));
+    }
+    values
 }
