@@ -129,9 +129,18 @@ function resultRow(row, judged) {
     judged.swapped_winner_mapped === undefined
       ? ""
       : `${judged.swapped_winner_mapped ?? "none"}${judged.consistent ? "" : " (flips)"}`;
-  const critique = judged.critique
-    ? el("details", {}, el("summary", {}, preview(judged.critique)), el("pre", { className: "critique" }, judged.critique))
-    : "";
+  // The full row, folded away: what the judge saw and what it said.
+  const texts = Object.entries({ Query: row.input.query, "Response 1": row.input.response1,
+    "Response 2": row.input.response2, Response: row.input.response, Critique: judged.critique });
+  const details = el(
+    "details",
+    {},
+    el("summary", {}, preview(judged.critique ?? "")),
+    ...texts.filter(([, text]) => text !== undefined).flatMap(([title, text]) => [
+      el("h3", {}, title),
+      el("pre", { className: "critique" }, text),
+    ]),
+  );
   return el(
     "tr",
     { className: judged.error ? "failed" : "" },
@@ -141,7 +150,7 @@ function resultRow(row, judged) {
     el("td", {}, row.label ?? ""),
     el("td", {}, verdict === null ? "none" : String(verdict)),
     el("td", {}, swapped),
-    el("td", {}, critique),
+    el("td", {}, details),
   );
 }
 

@@ -1,13 +1,16 @@
 // The page end to end in headless Chromium with WebGPU on SwiftShader (issue 4 §6): judge a pair
-// and match the native CLI token for token, load again from the cache (and offline), reject a
-// corrupted shard, stay on the origin, show markup as text, and share one model between
+// and match the native CLI token for token, show markup as text, load again from the cache (and
+// offline), reject a corrupted shard, stay on the origin, and share one model between
 // <web-judge> elements.
 //
-// The tests run in order and build on each other (the first load fills the cache the second
-// reads). Settings come from the environment (run.sh sets them):
+// The tests run in order and build on each other: the first load fills the cache the later ones
+// read, and the batch test judges in the first test's page so the engine reuses the pair's
+// prompt prefix. SwiftShader takes seconds per token, so every judgement here is as short as it
+// can be. Settings come from the environment (run.sh sets them):
 //   WEBJUDGE_BIN    native CLI, default target/release/webjudge
 //   WEBJUDGE_MODEL  converted test model, default target/models/smollm2-135m-instruct
 //   WEBJUDGE_NATIVE_FLAGS  extra flags for the native judge (e.g. --no-subgroups)
+//   WEBJUDGE_E2E_TOKENS    critique tokens compared with the native CLI, default 8
 //   CHROMIUM        default /usr/bin/chromium
 
 import { after, before, test } from "node:test";
@@ -28,7 +31,7 @@ const NATIVE_FLAGS = (process.env.WEBJUDGE_NATIVE_FLAGS ?? "").split(" ").filter
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 // Short enough for SwiftShader on two cores, long enough for a real critique's opening.
-const MAX_NEW_TOKENS = 24;
+const MAX_NEW_TOKENS = Number(process.env.WEBJUDGE_E2E_TOKENS ?? 8);
 // testdata_pairwise.jsonl line 782 of Auto-J's test set, also the page's first example button.
 const PAIR = {
   query: 'translate "good day, how are you" to swiss german',
@@ -37,7 +40,7 @@ const PAIR = {
 };
 const XSS = '<img src=x onerror="window.__xss = true">';
 // Software WebGPU is slow: one load plus one judgement can take minutes.
-const SLOW = 5 * 60_000;
+const SLOW = 8 * 60_000;
 
 let server;
 let userDataDir;
@@ -52,8 +55,9 @@ before(async () => {
   manifest = JSON.parse(await readFile(join(MODEL, "manifest.json"), "utf8"));
   server = await startServer({ root: ROOT, model: MODEL });
   userDataDir = await mkdtemp(join(tmpdir(), "webjudge-e2e-"));
-  // The native reference runs beside the browser; test 1 waits for it.
+  // The native reference runs beside the browser; the first test waits for it.
   native = runNative();
+  native.catch(() => {}); // reported where it is awaited
   await launch();
 });
 
@@ -127,39 +131,77 @@ async function failOnPageError() {
   if (await error.count()) assert.fail(`the page shows an error: ${await error.textContent()}`);
 }
 
-test("1: a pair judged in the page streams exactly the native CLI's critique", { timeout: 2 * SLOW }, async () => {
+test("a pair judged in the page streams exactly the native CLI's critique", { timeout: SLOW }, async () => {
   await page.goto(`${server.origin}/index.html`);
   await page.click("#examples button >> nth=0");
   assert.equal(await page.inputValue("#query"), PAIR.query);
   assert.equal(await page.inputValue("#response1"), PAIR.response1);
   assert.equal(await page.inputValue("#response2"), PAIR.response2);
   await page.fill("#max-new-tokens", String(MAX_NEW_TOKENS));
+  // The engine runs in a worker: the page's timers keep firing while it judges.
+  await page.evaluate(() => {
+    window.__gap = 0;
+    let last = performance.now();
+    setInterval(() => {
+      const now = performance.now();
+      window.__gap = Math.max(window.__gap, now - last);
+      last = now;
+    }, 50);
+  });
   const started = Date.now();
   await page.click("#judge");
   await page.waitForSelector("#verdict:not([hidden]), #error:not([hidden])");
   await failOnPageError();
   const streamed = await page.textContent("#critique");
-  console.log(`page: load and judge ${((Date.now() - started) / 1000).toFixed(1)} s; ${await page.textContent("#stats")}`);
-  console.log(`page critique: ${JSON.stringify(streamed)}`);
+  const gap = await page.evaluate(() => window.__gap);
+  console.log(`page: load and judge in ${((Date.now() - started) / 1000).toFixed(1)} s (${await page.textContent("#stats")}); longest main-thread gap ${gap.toFixed(0)} ms`);
+  console.log(`page critique:   ${JSON.stringify(streamed)}`);
   const reference = await native;
   console.log(`native critique: ${JSON.stringify(reference.critique)}`);
   assert.equal(streamed, reference.critique);
-  const info = await page.textContent("#model-info");
-  assert.match(info, /From cacheno/);
+  assert.ok(gap < 3000, `the page was blocked for ${gap} ms`);
+  assert.match(await page.textContent("#model-info"), /From cacheno/);
   for (const shard of manifest.shards) {
     assert.ok(server.requests(0, (p) => p === shardPath(shard)).length >= 1, `${shard.file} was downloaded`);
   }
 });
 
-test("2: reopened, the browser loads the model with no shard request", { timeout: SLOW }, async () => {
+test("markup in a batch row shows as text, and the results export", { timeout: SLOW }, async () => {
+  // The first test's pair with markup as response 2: the engine prefills only what follows
+  // response 1.
+  const row = { scenario: "chitchat", label: 0, prompt: PAIR.query, "response 1": PAIR.response1, "response 2": XSS };
+  await page.click('.tab[data-tab="batch"]');
+  await page.fill("#max-new-tokens", "1");
+  await page.setInputFiles("#batch-file", {
+    name: "rows.jsonl",
+    mimeType: "application/jsonl",
+    buffer: Buffer.from(JSON.stringify(row) + "\n"),
+  });
+  await page.click("#batch-start");
+  await page.waitForSelector("#export-jsonl:not([disabled]), #error:not([hidden])");
+  await failOnPageError();
+  await page.click("#results tbody tr summary");
+  assert.ok((await page.textContent("#results tbody tr details")).includes(XSS));
+  assert.equal(await page.locator("img").count(), 0);
+  assert.equal(await page.evaluate(() => window.__xss), undefined);
+  assert.match(await page.textContent("#metrics"), /Overall/);
+
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-jsonl")]);
+  const exported = (await readFile(await download.path(), "utf8")).trim().split("\n").map((line) => JSON.parse(line));
+  assert.equal(exported.length, 1);
+  assert.equal(exported[0].label, "response1");
+  assert.equal(exported[0].generated_tokens, 1);
+  assert.ok(exported[0].reused_tokens > 0, "the pair's prompt prefix was reused");
+});
+
+test("reopened, the browser loads the model with no shard request", { timeout: SLOW }, async () => {
   await launch();
   const mark = server.log.length;
-  const info = await openAndLoad();
-  assert.match(info, /From cacheyes/);
+  assert.match(await openAndLoad(), /From cacheyes/);
   assert.deepEqual(server.requests(mark, isShard), [], "no shard reached the server");
 });
 
-test("2b: with the server gone, the page and the model still load", { timeout: SLOW }, async () => {
+test("with the server gone, the page and the model still load", { timeout: SLOW }, async () => {
   await server.goOffline();
   try {
     assert.match(await openAndLoad(), /From cacheyes/);
@@ -168,15 +210,14 @@ test("2b: with the server gone, the page and the model still load", { timeout: S
   }
 });
 
-test("3: a corrupted shard is rejected, fetched again and never cached", { timeout: SLOW }, async () => {
+test("a corrupted shard is rejected, fetched again and never cached", { timeout: SLOW }, async () => {
   await page.click("#clear-cache");
   await page.waitForFunction(() => document.querySelector("#model-status").textContent.includes("removed"));
   const victim = manifest.shards[0];
   server.corruptOnce(victim.file);
   const mark = server.log.length;
   // A fresh page: a new worker, with nothing in memory.
-  const info = await openAndLoad();
-  assert.match(info, /From cacheno/);
+  assert.match(await openAndLoad(), /From cacheno/);
   const fetches = server.requests(mark, (p) => p === shardPath(victim));
   assert.equal(fetches.length, 2, `${victim.file} fetched twice: ${JSON.stringify(fetches)}`);
   assert.equal(fetches[0].corrupted, true);
@@ -200,54 +241,13 @@ function cachedSha256(file) {
   }, file);
 }
 
-test("4: nothing leaves the origin, and the CSP would stop it", async () => {
-  const foreign = browserRequests.filter((url) => !url.startsWith(`${server.origin}/`) && !/^(data|blob):/.test(url));
-  assert.deepEqual(foreign, []);
-  assert.ok(server.log.length > 0);
-  const outcome = await page.evaluate(async () => {
-    const violations = [];
-    document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective));
-    const fetched = await fetch("https://example.com/").then(() => "fetched", (e) => e.name);
-    await new Promise((r) => setTimeout(r, 100));
-    return { fetched, violations };
-  });
-  assert.equal(outcome.fetched, "TypeError");
-  assert.deepEqual(outcome.violations, ["connect-src"]);
-});
-
-test("5: markup in a batch row shows as text, and the results export", { timeout: SLOW }, async () => {
-  await page.goto(`${server.origin}/index.html`);
-  const row = { scenario: "chitchat", label: 0, prompt: XSS, "response 1": XSS, "response 2": "Hello." };
-  await page.click('.tab[data-tab="batch"]');
-  await page.fill("#max-new-tokens", "4");
-  await page.setInputFiles("#batch-file", {
-    name: "rows.jsonl",
-    mimeType: "application/jsonl",
-    buffer: Buffer.from(JSON.stringify(row) + "\n"),
-  });
-  await page.click("#batch-start");
-  await page.waitForSelector("#results tbody tr");
-  await page.waitForSelector("#export-jsonl:not([disabled])");
-  await failOnPageError();
-  assert.equal(await page.textContent("#results tbody tr td:nth-child(3)"), XSS);
-  assert.equal(await page.locator("img").count(), 0);
-  assert.equal(await page.evaluate(() => window.__xss), undefined);
-  assert.match(await page.textContent("#metrics"), /Overall/);
-
-  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-jsonl")]);
-  const exported = (await readFile(await download.path(), "utf8")).trim().split("\n").map((line) => JSON.parse(line));
-  assert.equal(exported.length, 1);
-  assert.equal(exported[0].label, "response1");
-  assert.ok("winner" in exported[0] && "critique" in exported[0]);
-});
-
-test("6: two <web-judge> elements on the docs page share one model load", { timeout: SLOW }, async () => {
+test("two <web-judge> elements on the docs page share one model load", { timeout: SLOW }, async () => {
   const mark = server.log.length;
   await page.goto(`${server.origin}/docs-example.html`);
   const results = await page.evaluate(async () => {
     const elements = [...document.querySelectorAll("web-judge")];
     const judged = elements.map((element) => {
-      element.setAttribute("max-new-tokens", "4");
+      element.setAttribute("max-new-tokens", "1");
       return new Promise((done, fail) => {
         element.addEventListener("judged", (e) => done(e.detail), { once: true });
         element.addEventListener("judge-error", (e) => fail(new Error(`${element.id}: ${e.detail.message}`)));
@@ -261,4 +261,21 @@ test("6: two <web-judge> elements on the docs page share one model load", { time
   assert.equal(server.requests(mark, (p) => p === "/models/default/manifest.json").length, 1);
   assert.equal(server.requests(mark, (p) => p === "/worker.js").length, 1);
   assert.equal(await page.locator("web-judge >> .badge:not([hidden])").count(), 2);
+});
+
+// Last, so that it covers every request the tests above made.
+test("nothing left the origin, and the CSP would have stopped it", async () => {
+  const foreign = browserRequests.filter((url) => !url.startsWith(`${server.origin}/`) && !/^(data|blob):/.test(url));
+  assert.deepEqual(foreign, []);
+  assert.ok(server.log.length > 0);
+  await page.goto(`${server.origin}/index.html`);
+  const outcome = await page.evaluate(async () => {
+    const violations = [];
+    document.addEventListener("securitypolicyviolation", (e) => violations.push(e.violatedDirective));
+    const fetched = await fetch("https://example.com/").then(() => "fetched", (e) => e.name);
+    await new Promise((r) => setTimeout(r, 100));
+    return { fetched, violations };
+  });
+  assert.equal(outcome.fetched, "TypeError");
+  assert.deepEqual(outcome.violations, ["connect-src"]);
 });
