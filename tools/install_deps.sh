@@ -4,7 +4,8 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates; do
+# chromium and chromium-driver: the browser tests (tools/test_wasm.sh, tests/browser/).
+for pkg in mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates curl chromium chromium-driver; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # pip may come from pyenv rather than Debian; either serves tools/fetch_test_model.sh.
@@ -24,4 +25,10 @@ fi
 # The library also builds for the browser; `make test` checks that it does.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown >&2
+fi
+# wasm-bindgen's CLI (www/pkg/ and the browser tests' runner) must be exactly the version of
+# the wasm-bindgen crate in Cargo.lock. `--locked` fails on some registry mirrors.
+wasm_bindgen=$(grep -A1 '^name = "wasm-bindgen"$' "$(dirname "$0")/../Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')
+if [[ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wasm_bindgen" ]]; then
+    cargo install wasm-bindgen-cli --version "=$wasm_bindgen" >&2
 fi

@@ -1,0 +1,563 @@
+//! The `Judge` class JavaScript sees (docs/web-api.md): load a model directory, judge,
+//! generate, unload. Calls on one Judge run one at a time in call order (an async mutex,
+//! never a RefCell borrow held across an await), so several page elements can share it.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use js_sys::{Function, Object, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::AbortSignal;
+
+use super::loader::{self, ShardOptions, ShardStats};
+use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, SingleResult, Swapped};
+use super::{fit, options, WebError};
+use crate::engine::{Cancel, Engine, GenerateOptions};
+use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
+use crate::judge::{Item, Protocol};
+use crate::kernels::{Gpu, GpuOptions, Sampling};
+use crate::model::{LlamaModel, LoadOptions, ShardUploader};
+use crate::tokenizer::Tokenizer;
+use crate::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
+use crate::weights::Manifest;
+
+/// `generate`'s default token limit.
+const GENERATE_MAX_NEW_TOKENS: usize = 256;
+
+enum State {
+    Ready(Box<session::Judge>),
+    /// The GPU device was lost: every later call fails; a new `Judge.load` recovers.
+    Lost(String),
+    Unloaded,
+}
+
+struct Shared {
+    state: futures_util::lock::Mutex<State>,
+    /// `None` once unloaded. Only borrowed synchronously.
+    info: RefCell<Option<ModelInfo>>,
+    stats: ShardStats,
+}
+
+/// A loaded Auto-J (or any webjudge) model.
+#[wasm_bindgen]
+pub struct Judge {
+    shared: Rc<Shared>,
+}
+
+/// The usable judge behind `state`, or why there is none. A device loss recorded since
+/// the last call is noticed here, before any work is queued on the dead device.
+fn ready(state: &mut State) -> Result<&mut session::Judge, WebError> {
+    if let State::Ready(judge) = state {
+        if let Err(error) = judge.engine().model().gpu().check() {
+            let error = WebError::from(error);
+            if let WebError::DeviceLost(message) = &error {
+                *state = State::Lost(message.clone());
+            }
+            return Err(error);
+        }
+    }
+    match state {
+        State::Ready(judge) => Ok(judge),
+        State::Lost(message) => Err(WebError::DeviceLost(message.clone())),
+        State::Unloaded => Err(WebError::Unloaded),
+    }
+}
+
+/// Records a device loss a call ran into, so later calls fail fast.
+fn note_loss(state: &mut State, error: &WebError) {
+    if let WebError::DeviceLost(message) = error {
+        *state = State::Lost(message.clone());
+    }
+}
+
+/// Ties an optional AbortSignal to the engine's [`Cancel`] flag for one call. The
+/// listener fires while generation awaits the GPU; it is removed when the call ends.
+struct Abort {
+    cancel: Cancel,
+    listener: Option<(AbortSignal, Closure<dyn FnMut()>)>,
+}
+
+impl Abort {
+    fn new(signal: Option<AbortSignal>) -> Self {
+        let cancel = Cancel::default();
+        let listener = signal.map(|signal| {
+            if signal.aborted() {
+                cancel.cancel();
+            }
+            let flag = cancel.clone();
+            let closure = Closure::<dyn FnMut()>::new(move || flag.cancel());
+            // Adding a listener to an AbortSignal cannot fail.
+            let _ = signal.add_event_listener_with_callback("abort", closure.as_ref().unchecked_ref());
+            (signal, closure)
+        });
+        Self { cancel, listener }
+    }
+}
+
+impl Drop for Abort {
+    fn drop(&mut self) {
+        if let Some((signal, closure)) = &self.listener {
+            let _ = signal.remove_event_listener_with_callback("abort", closure.as_ref().unchecked_ref());
+        }
+    }
+}
+
+/// Calls `onToken` with each streamed piece. If it throws, generation is cancelled and
+/// the call rejects with what it threw.
+struct Stream<'a> {
+    callback: Option<Function>,
+    cancel: &'a Cancel,
+    thrown: Option<JsValue>,
+}
+
+impl<'a> Stream<'a> {
+    fn new(callback: Option<Function>, cancel: &'a Cancel) -> Self {
+        Self { callback, cancel, thrown: None }
+    }
+
+    fn emit(&mut self, piece: &str, order: Option<Order>) {
+        let Some(callback) = &self.callback else { return };
+        if piece.is_empty() || self.thrown.is_some() {
+            return;
+        }
+        let result = match order {
+            None => callback.call1(&JsValue::NULL, &piece.into()),
+            Some(order) => {
+                let order = if order == Order::Forward { "forward" } else { "swapped" };
+                callback.call2(&JsValue::NULL, &piece.into(), &order.into())
+            }
+        };
+        if let Err(error) = result {
+            self.thrown = Some(error);
+            self.cancel.cancel();
+        }
+    }
+
+    fn finish<T>(self, result: Result<T, WebError>) -> Result<T, JsValue> {
+        match self.thrown {
+            Some(thrown) => Err(thrown),
+            None => result.map_err(JsValue::from),
+        }
+    }
+}
+
+/// Runs `work` as a JS promise; synchronous argument errors reject it too.
+fn promise<F>(work: Result<F, WebError>) -> Promise
+where
+    F: Future<Output = Result<JsValue, JsValue>> + 'static,
+{
+    match work {
+        Ok(future) => wasm_bindgen_futures::future_to_promise(future),
+        Err(error) => Promise::reject(&error.into()),
+    }
+}
+
+/// The settings of one `pairwise` / `single` call.
+struct JudgeCall {
+    protocol: Protocol,
+    options: JudgeOptions,
+    swap: bool,
+    on_token: Option<Function>,
+    abort: Abort,
+}
+
+impl JudgeCall {
+    fn parse(o: Option<&Object>, pairwise: bool) -> Result<Self, WebError> {
+        let abort = Abort::new(options::opt_signal(o, "signal")?);
+        Ok(Self {
+            protocol: options::protocol(o, pairwise)?,
+            options: JudgeOptions {
+                max_new_tokens: options::opt_count(o, "maxNewTokens", 1)?.unwrap_or(AUTOJ_MAX_NEW_TOKENS),
+                truncate: options::opt_bool(o, "truncate")?.unwrap_or(false),
+                cancel: Some(abort.cancel.clone()),
+            },
+            swap: options::opt_bool(o, "swap")?.unwrap_or(false),
+            on_token: options::opt_function(o, "onToken")?,
+            abort,
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Judge {
+    /// Loads the model directory at `modelUrl` (made by `webjudge convert`): checks
+    /// WebGPU and the adapter's limits, allocates every GPU buffer, then fetches,
+    /// verifies and caches the shards.
+    pub async fn load(
+        #[wasm_bindgen(js_name = modelUrl)] model_url: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "LoadOptions")] options: Option<Object>,
+    ) -> Result<Judge, JsValue> {
+        let settings = LoadSettings::parse(options.as_ref())?;
+        Ok(load(&model_url, settings).await?)
+    }
+
+    /// Removes the cached files of the model at `modelUrl`, or every webjudge cache.
+    #[wasm_bindgen(js_name = clearCache)]
+    pub async fn clear_cache(#[wasm_bindgen(js_name = modelUrl)] model_url: Option<String>) -> Result<(), JsValue> {
+        Ok(loader::clear(model_url.as_deref()).await?)
+    }
+
+    /// Judges two responses to a query with Auto-J's pairwise protocol.
+    #[wasm_bindgen(unchecked_return_type = "Promise<PairwiseResult>")]
+    pub fn pairwise(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ query: string; response1: string; response2: string }")]
+        input: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
+    ) -> Promise {
+        self.judge(input, options, true)
+    }
+
+    /// Critiques and rates one response with Auto-J's single-response protocol.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SingleResult>")]
+    pub fn single(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{ query: string; response: string }")] input: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
+    ) -> Promise {
+        self.judge(input, options, false)
+    }
+
+    /// Greedy generation from a raw prompt (no chat template).
+    #[wasm_bindgen(unchecked_return_type = "Promise<GenerateResult>")]
+    pub fn generate(
+        &self,
+        prompt: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "GenerateOptions")] options: Option<Object>,
+    ) -> Promise {
+        let shared = Rc::clone(&self.shared);
+        promise((|| {
+            let o = options.as_ref();
+            let abort = Abort::new(options::opt_signal(o, "signal")?);
+            let settings = GenerateOptions {
+                max_tokens: options::opt_count(o, "maxNewTokens", 1)?.unwrap_or(GENERATE_MAX_NEW_TOKENS),
+                sampling: Sampling::Greedy,
+                cancel: Some(abort.cancel.clone()),
+            };
+            let on_token = options::opt_function(o, "onToken")?;
+            Ok(async move { shared.generate(prompt, settings, on_token, abort).await })
+        })())
+    }
+
+    /// What was loaded, from where, and on which adapter.
+    #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        match &*self.shared.info.borrow() {
+            Some(info) => Ok(types::to_js(info)),
+            None => Err(WebError::Unloaded.into()),
+        }
+    }
+
+    /// Frees the GPU memory (after a call in progress ends); later calls reject with
+    /// `Unloaded`.
+    pub async fn unload(&self) -> Result<(), JsValue> {
+        let shared = Rc::clone(&self.shared);
+        let mut state = shared.state.lock().await;
+        if let State::Ready(judge) = &*state {
+            // Dropping wgpu objects frees nothing on the web until garbage collection;
+            // destroying the device releases every buffer now.
+            judge.engine().model().gpu().device.destroy();
+        }
+        *state = State::Unloaded;
+        shared.info.replace(None);
+        Ok(())
+    }
+}
+
+/// Rust-side access (not exported to JavaScript).
+impl Judge {
+    fn judge(&self, input: JsValue, options: Option<Object>, pairwise: bool) -> Promise {
+        let shared = Rc::clone(&self.shared);
+        promise((|| {
+            let input = options::object(&input, "input")?;
+            let i = Some(&input);
+            let query = options::string(i, "query")?;
+            let item = if pairwise {
+                Item::Pair {
+                    query,
+                    response1: options::string(i, "response1")?,
+                    response2: options::string(i, "response2")?,
+                }
+            } else {
+                Item::Single { query, response: options::string(i, "response")? }
+            };
+            let call = JudgeCall::parse(options.as_ref(), pairwise)?;
+            if call.swap && !pairwise {
+                return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
+            }
+            Ok(async move {
+                match pairwise {
+                    true => shared.pairwise(item, call).await,
+                    false => shared.single(item, call).await,
+                }
+            })
+        })())
+    }
+
+    /// How the shards were obtained when this model loaded.
+    pub fn shard_stats(&self) -> ShardStats {
+        self.shared.stats.clone()
+    }
+
+    /// Runs `f` on the engine, in turn with the JS calls (Rust code embedding the web
+    /// build, and tests, reach the model and GPU this way).
+    pub async fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> Result<R, WebError> {
+        let mut state = self.shared.state.lock().await;
+        let judge = ready(&mut state)?;
+        Ok(f(judge.engine_mut()))
+    }
+}
+
+impl Shared {
+    async fn pairwise(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
+        let mut state = self.state.lock().await;
+        let judge = ready(&mut state)?;
+        let JudgeCall { protocol, options, swap, on_token, abort } = call;
+        let mut stream = Stream::new(on_token, &abort.cancel);
+        let result = if abort.cancel.is_cancelled() {
+            cancelled_pair(judge, protocol, &item, &options, swap)
+        } else if swap {
+            judge
+                .judge_swapped(protocol, &item, &options, &mut |order, piece| stream.emit(piece, Some(order)))
+                .await
+                .map(|pair| PairwiseResult::both_orders(&pair))
+                .map_err(WebError::from)
+        } else {
+            judge
+                .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
+                .await
+                .map(|j| PairwiseResult::single_order(&j))
+                .map_err(WebError::from)
+        };
+        if let Err(error) = &result {
+            note_loss(&mut state, error);
+        }
+        stream.finish(result).map(|r| types::to_js(&r))
+    }
+
+    async fn single(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
+        let mut state = self.state.lock().await;
+        let judge = ready(&mut state)?;
+        let JudgeCall { protocol, options, on_token, abort, .. } = call;
+        let mut stream = Stream::new(on_token, &abort.cancel);
+        let result = if abort.cancel.is_cancelled() {
+            judge.prepare(protocol, &item, &options).map_err(WebError::from).map(|(_, ids, truncated)| SingleResult {
+                judgement: types::Judgement::cancelled(ids.len(), truncated),
+                rating: None,
+            })
+        } else {
+            judge
+                .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
+                .await
+                .map(|j| SingleResult {
+                    rating: match j.verdict {
+                        session::Verdict::Rating(rating) => rating,
+                        session::Verdict::Pairwise(_) => None,
+                    },
+                    judgement: types::Judgement::from_session(&j),
+                })
+                .map_err(WebError::from)
+        };
+        if let Err(error) = &result {
+            note_loss(&mut state, error);
+        }
+        stream.finish(result).map(|r| types::to_js(&r))
+    }
+
+    async fn generate(
+        &self,
+        prompt: String,
+        settings: GenerateOptions,
+        on_token: Option<Function>,
+        abort: Abort,
+    ) -> Result<JsValue, JsValue> {
+        let mut state = self.state.lock().await;
+        let judge = ready(&mut state)?;
+        let engine = judge.engine_mut();
+        let mut stream = Stream::new(on_token, &abort.cancel);
+        let result = if abort.cancel.is_cancelled() {
+            engine.tokenizer.encode(&prompt).map(|ids| GenerateResult::cancelled(ids.len())).map_err(|e| e.into())
+        } else {
+            engine
+                .generate(&prompt, &settings, &mut |piece| stream.emit(piece, None))
+                .await
+                .map(|g| GenerateResult::from_generation(&g))
+        }
+        .map_err(WebError::from);
+        if let Err(error) = &result {
+            note_loss(&mut state, error);
+        }
+        stream.finish(result).map(|r| types::to_js(&r))
+    }
+}
+
+/// The result of a pairwise call whose signal was aborted before it started: nothing
+/// generated, the prompt sizes as they would have been.
+fn cancelled_pair(
+    judge: &session::Judge,
+    protocol: Protocol,
+    item: &Item,
+    options: &JudgeOptions,
+    swap: bool,
+) -> Result<PairwiseResult, WebError> {
+    let (_, ids, truncated) = judge.prepare(protocol, item, options)?;
+    let mut result = PairwiseResult {
+        judgement: types::Judgement::cancelled(ids.len(), truncated),
+        winner: None,
+        swapped: None,
+        consistent: None,
+        combined: None,
+    };
+    if swap {
+        let swapped_item = item.swapped().expect("a pair");
+        let (_, ids, truncated) = judge.prepare(protocol, &swapped_item, options)?;
+        result.swapped = Some(Swapped {
+            judgement: types::Judgement::cancelled(ids.len(), truncated),
+            winner: None,
+            winner_mapped: None,
+        });
+        result.consistent = Some(false);
+        result.combined = Some(None);
+    }
+    Ok(result)
+}
+
+/// `Judge.load`'s options.
+struct LoadSettings {
+    on_progress: Option<Function>,
+    context: Option<usize>,
+    shards: ShardOptions,
+    subgroups: bool,
+}
+
+impl LoadSettings {
+    fn parse(options: Option<&Object>) -> Result<Self, WebError> {
+        let defaults = ShardOptions::default();
+        Ok(Self {
+            on_progress: options::opt_function(options, "onProgress")?,
+            context: options::opt_count(options, "contextLength", 1)?,
+            shards: ShardOptions {
+                parallel: options::opt_count(options, "parallel", 1)?.unwrap_or(defaults.parallel),
+                retries: options::opt_count(options, "retries", 0)?.map_or(defaults.retries, |r| r as u32),
+                ..defaults
+            },
+            subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),
+        })
+    }
+}
+
+async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError> {
+    loader::require_webgpu()?;
+    let base = loader::base_url(model_url)?;
+    let cache = loader::open_cache().await;
+    let manifest_url = format!("{base}{MANIFEST_FILE}");
+    let manifest = Manifest::from_json(&loader::fetch_text(&manifest_url, cache.as_ref()).await?)
+        .map_err(|e| WebError::Model(format!("{manifest_url}: {e}")))?;
+    let tokenizer_url = format!("{base}{TOKENIZER_FILE}");
+    let tokenizer = Tokenizer::from_json(&loader::fetch_text(&tokenizer_url, cache.as_ref()).await?)
+        .map_err(|e| WebError::Model(format!("{tokenizer_url}: {e}")))?;
+    let context = fit::context_length(&manifest.architecture, settings.context)?;
+    let estimate = fit::estimate(&manifest, context);
+
+    let gpu = Gpu::new(GpuOptions { allow_subgroups: settings.subgroups }).await?;
+    let device = gpu.device.clone();
+    let progress = |loaded: u64, total: u64| {
+        if let Some(callback) = &settings.on_progress {
+            if let Err(error) = callback.call2(&JsValue::NULL, &(loaded as f64).into(), &(total as f64).into()) {
+                web_sys::console::error_2(&"webjudge: onProgress threw".into(), &error);
+            }
+        }
+    };
+    let uploaded = upload(&gpu, &manifest, &estimate, &base, cache.as_ref(), &settings.shards, &progress).await;
+    let (weights, stats) = match uploaded {
+        Ok(done) => done,
+        Err(error) => {
+            device.destroy();
+            return Err(error);
+        }
+    };
+    let adapter = gpu.describe();
+    let subgroups = gpu.subgroups;
+    let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let architecture = manifest.architecture.clone();
+    let options = LoadOptions { context, prefill_chunk: fit::PREFILL_CHUNK };
+    let model = LlamaModel::new(gpu, architecture, weights, options);
+    if let Some(error) = scope.pop().await {
+        device.destroy();
+        return Err(fit::out_of_memory(&estimate, false, &error.to_string()));
+    }
+    let model = model.inspect_err(|_| device.destroy())?;
+    let a = &manifest.architecture;
+    let info = ModelInfo {
+        model_url: base,
+        adapter,
+        subgroups,
+        context_length: context,
+        weight_bytes: manifest.total_bytes(),
+        kv_cache_bytes: estimate.kv_cache,
+        from_cache: stats.downloaded == 0,
+        downloaded_bytes: stats.downloaded_bytes,
+        architecture: ArchitectureInfo {
+            layers: a.n_layers,
+            hidden: a.hidden,
+            heads: a.n_heads,
+            kv_heads: a.n_kv_heads,
+            head_dim: a.head_dim,
+            ffn: a.ffn,
+            vocab: a.vocab,
+            context: a.context_length,
+        },
+    };
+    let judge = session::Judge::new(Engine::new(model, tokenizer, manifest));
+    Ok(Judge {
+        shared: Rc::new(Shared {
+            state: futures_util::lock::Mutex::new(State::Ready(Box::new(judge))),
+            info: RefCell::new(Some(info)),
+            stats,
+        }),
+    })
+}
+
+/// Checks the adapter's limits, allocates every weight buffer and probes the KV cache's
+/// and activations' (all before downloading), then streams the shards in.
+async fn upload(
+    gpu: &Gpu,
+    manifest: &Manifest,
+    estimate: &fit::Estimate,
+    base: &str,
+    cache: Option<&web_sys::Cache>,
+    shards: &ShardOptions,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(std::collections::HashMap<String, crate::kernels::GpuTensor>, ShardStats), WebError> {
+    fit::check_limits(
+        estimate,
+        &manifest.architecture,
+        gpu.limits.max_storage_buffer_binding_size,
+        gpu.limits.max_buffer_size,
+    )?;
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let uploader = ShardUploader::new(gpu, manifest);
+    if let Some(error) = scope.pop().await {
+        return Err(fit::out_of_memory(estimate, true, &error.to_string()));
+    }
+    let uploader = RefCell::new(uploader?);
+    // The KV cache and activations are allocated with the model after the download
+    // (they need the uploaded weights); buffers of their sizes made now and released
+    // tell whether they will fit before anything is fetched.
+    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let layers = manifest.architecture.n_layers;
+    let probes: Vec<wgpu::Buffer> = (0..2 * layers)
+        .map(|_| gpu.storage("kv cache probe", estimate.kv_layer_buffer))
+        .chain([gpu.storage("activations probe", estimate.activations)])
+        .collect();
+    let failed = scope.pop().await;
+    probes.iter().for_each(wgpu::Buffer::destroy);
+    if let Some(error) = failed {
+        return Err(fit::out_of_memory(estimate, false, &error.to_string()));
+    }
+    let accept = |index: usize, bytes: &[u8]| uploader.borrow_mut().upload_shard(index, bytes);
+    let stats = loader::load_shards(base, manifest, cache, shards, progress, &accept).await?;
+    Ok((uploader.into_inner().finish()?, stats))
+}

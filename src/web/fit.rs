@@ -1,0 +1,163 @@
+//! Will the model fit this adapter? Checked from the manifest alone, before a byte of
+//! weights is downloaded: per-buffer limits exactly, total GPU memory as an estimate
+//! (WebGPU does not say how much memory an adapter has; the allocation itself, made up
+//! front by the loader, is the real test and this estimate explains its failure).
+
+use crate::model::Architecture;
+use crate::weights::Manifest;
+
+use super::WebError;
+
+/// Prompt tokens per prefill submission, as [`crate::model::LoadOptions::for_model`] sets.
+pub const PREFILL_CHUNK: usize = 128;
+
+/// What the loaded model will allocate on the GPU, in bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Estimate {
+    /// KV cache positions the estimate is for.
+    pub context: usize,
+    /// Every tensor part's buffer.
+    pub weights: u64,
+    /// Keys and values of every layer, f16.
+    pub kv_cache: u64,
+    /// One layer's key (or value) buffer: the largest buffer the cache binds.
+    pub kv_layer_buffer: u64,
+    /// Per-chunk activations, logits and the RoPE table.
+    pub activations: u64,
+    /// The largest tensor part and its tensor's name.
+    pub largest_part: (String, u64),
+}
+
+impl Estimate {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv_cache + self.activations
+    }
+
+    /// "model needs 11.0 GiB (weights 7.6 GiB + KV cache 3.1 GiB at context 4096 +
+    /// activations 12.5 MiB)".
+    pub fn describe(&self) -> String {
+        format!(
+            "model needs {} (weights {} + KV cache {} at context {} + activations {})",
+            bytes(self.total()),
+            bytes(self.weights),
+            bytes(self.kv_cache),
+            self.context,
+            bytes(self.activations)
+        )
+    }
+}
+
+/// Buffers are rounded as [`crate::kernels::Gpu::storage`] allocates them.
+fn buffer(bytes: u64) -> u64 {
+    bytes.max(16).next_multiple_of(16)
+}
+
+fn kv_layer_buffer(architecture: &Architecture, context: usize) -> u64 {
+    buffer((context * architecture.kv_dim() * 2) as u64)
+}
+
+pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
+    let a = &manifest.architecture;
+    let mut weights = 0;
+    let mut largest_part = (String::new(), 0);
+    for tensor in &manifest.tensors {
+        for part in &tensor.parts {
+            weights += buffer(part.length);
+            if part.length > largest_part.1 {
+                largest_part = (tensor.name.clone(), part.length);
+            }
+        }
+    }
+    let kv_layer = kv_layer_buffer(a, context);
+    let per_token = 2 * a.hidden + 2 * a.q_dim() + 2 * a.kv_dim() + 2 * a.ffn;
+    let activations = [PREFILL_CHUNK * per_token * 4, PREFILL_CHUNK * 4, a.vocab * 4, context * a.head_dim * 4]
+        .into_iter()
+        .map(|b| buffer(b as u64))
+        .sum();
+    Estimate {
+        context,
+        weights,
+        kv_cache: 2 * a.n_layers as u64 * kv_layer,
+        kv_layer_buffer: kv_layer,
+        activations,
+        largest_part,
+    }
+}
+
+/// The context a load may ask for: `requested` (default: the model's), at most the
+/// model's own.
+pub fn context_length(architecture: &Architecture, requested: Option<usize>) -> Result<usize, WebError> {
+    match requested {
+        None => Ok(architecture.context_length),
+        Some(0) => Err(WebError::InvalidInput("contextLength must be at least 1".into())),
+        Some(n) if n > architecture.context_length => Err(WebError::InvalidInput(format!(
+            "contextLength {n} exceeds the model's context of {} tokens",
+            architecture.context_length
+        ))),
+        Some(n) => Ok(n),
+    }
+}
+
+/// Checks the adapter's per-buffer limits: every tensor part must fit one binding and
+/// one buffer, and so must a layer's KV cache.
+pub fn check_limits(
+    estimate: &Estimate,
+    architecture: &Architecture,
+    max_binding: u64,
+    max_buffer: u64,
+) -> Result<(), WebError> {
+    let limit = max_binding.min(max_buffer);
+    let (tensor, part) = &estimate.largest_part;
+    if *part > limit {
+        return Err(WebError::DoesNotFit(format!(
+            "tensor {tensor} has a {} part, but this adapter binds at most {} per buffer \
+             (maxStorageBufferBindingSize {max_binding}, maxBufferSize {max_buffer}); convert the model with \
+             smaller shards (webjudge convert --shard-mb) or use another GPU",
+            bytes(*part),
+            bytes(limit)
+        )));
+    }
+    if estimate.kv_layer_buffer > limit {
+        let fits = limit / (architecture.kv_dim() as u64 * 2);
+        return Err(WebError::DoesNotFit(format!(
+            "the KV cache at context {} needs {} per layer buffer, but this adapter binds at most {}; \
+             try contextLength: {}",
+            estimate.context,
+            bytes(estimate.kv_layer_buffer),
+            bytes(limit),
+            round_context(fits as usize)
+        )));
+    }
+    Ok(())
+}
+
+/// The refusal when the adapter could not allocate the model's buffers: which part
+/// failed, and the context to try next (half, while the KV cache is what failed).
+pub fn out_of_memory(estimate: &Estimate, weights_failed: bool, adapter_error: &str) -> WebError {
+    let advice = if weights_failed || estimate.context <= PREFILL_CHUNK {
+        "the weights alone do not fit: no context length helps; use a GPU with more memory or a smaller model"
+            .to_string()
+    } else {
+        format!("try contextLength: {}", round_context(estimate.context / 2))
+    };
+    WebError::DoesNotFit(format!(
+        "{}; the adapter could not allocate it ({adapter_error}); {advice}",
+        estimate.describe()
+    ))
+}
+
+/// Contexts suggested to users are multiples of the prefill chunk (at least one chunk).
+fn round_context(context: usize) -> usize {
+    (context / PREFILL_CHUNK * PREFILL_CHUNK).max(PREFILL_CHUNK)
+}
+
+/// `1.5 GiB` or `12.3 MiB`.
+pub fn bytes(n: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    const GIB: f64 = (1u64 << 30) as f64;
+    if n as f64 >= GIB {
+        format!("{:.1} GiB", n as f64 / GIB)
+    } else {
+        format!("{:.1} MiB", n as f64 / MIB)
+    }
+}

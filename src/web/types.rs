@@ -1,0 +1,309 @@
+//! What the JavaScript API returns, as serde types (camelCase, `null` for a missing
+//! verdict), and their TypeScript declarations, which wasm-bindgen writes into
+//! `webjudge.d.ts` next to the generated `Judge` class. docs/web-api.md documents both.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::engine::{Finish, Generation};
+use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement};
+use crate::judge::Winner;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `Judge.load`. */
+export interface LoadOptions {
+  /** Called as shard bytes arrive or are read from the cache (at most about every MiB). */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /** KV cache positions (prompt + critique); default and maximum: the model's context. */
+  contextLength?: number;
+  /** Shards downloaded at once (and held in memory at once); default 3. */
+  parallel?: number;
+  /** Further attempts per shard after a network error or a bad hash; default 4. */
+  retries?: number;
+  /** Use subgroup reductions where the adapter has them; default true. */
+  subgroups?: boolean;
+}
+
+export type Order = "forward" | "swapped";
+export type Winner = "response1" | "response2" | "tie";
+export type Finish = "eos" | "length" | "cancelled";
+
+/** Options of `pairwise` and `single`. */
+export interface JudgeOptions {
+  /** Each newly completed piece of critique text, with the order it belongs to. */
+  onToken?: (text: string, order: Order) => void;
+  /** Aborting resolves the call with the partial critique and `finish: "cancelled"`. */
+  signal?: AbortSignal;
+  /** pairwise only: judge the pair in both orders. */
+  swap?: boolean;
+  /** Critique tokens at most; default 1024 (Auto-J's). */
+  maxNewTokens?: number;
+  /** Cut the responses from the middle when the input does not fit the context. */
+  truncate?: boolean;
+  /** Auto-J's English or Chinese prompt; default "en". */
+  language?: "en" | "zh";
+}
+
+/** Options of `generate`. */
+export interface GenerateOptions {
+  onToken?: (text: string) => void;
+  signal?: AbortSignal;
+  /** Tokens at most; default 256. */
+  maxNewTokens?: number;
+}
+
+export interface Judgement {
+  critique: string;
+  promptTokens: number;
+  /** Prompt tokens taken from the KV cache instead of being computed again. */
+  reusedTokens: number;
+  generatedTokens: number;
+  /** The responses were shortened from the middle to fit the context. */
+  truncated: boolean;
+  finish: Finish;
+  timeToFirstTokenMs: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+}
+
+export interface SwappedJudgement extends Judgement {
+  /** The verdict as the model saw the swapped pair. */
+  winner: Winner | null;
+  /** The same verdict in the original order. */
+  winnerMapped: Winner | null;
+}
+
+export interface PairwiseResult extends Judgement {
+  winner: Winner | null;
+  /** With `swap: true` only. */
+  swapped?: SwappedJudgement;
+  /** With `swap: true` only: both verdicts parsed and equal in the original order. */
+  consistent?: boolean;
+  /** With `swap: true` only: the agreed winner; a tie when the orders disagree. */
+  combined?: Winner | null;
+}
+
+export interface SingleResult extends Judgement {
+  /** 1 to 10; null when the critique names no rating. */
+  rating: number | null;
+}
+
+export interface GenerateResult {
+  /** Generated ids, the end-of-sequence id included when produced. */
+  ids: number[];
+  text: string;
+  promptTokens: number;
+  finish: Finish;
+  timeToFirstTokenMs: number;
+  decodeTokensPerSecond: number;
+}
+
+export interface Architecture {
+  layers: number;
+  hidden: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  ffn: number;
+  vocab: number;
+  /** The model's own context; `ModelInfo.contextLength` is what was loaded. */
+  context: number;
+}
+
+export interface ModelInfo {
+  /** The model directory's absolute URL, ending in "/". */
+  modelUrl: string;
+  adapter: string;
+  subgroups: boolean;
+  contextLength: number;
+  weightBytes: number;
+  kvCacheBytes: number;
+  /** No shard was downloaded: every one came from the cache. */
+  fromCache: boolean;
+  downloadedBytes: number;
+  architecture: Architecture;
+}
+"#;
+
+fn finish_name(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Eos => "eos",
+        Finish::Length => "length",
+        Finish::Cancelled => "cancelled",
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Judgement {
+    pub critique: String,
+    pub prompt_tokens: usize,
+    pub reused_tokens: usize,
+    pub generated_tokens: usize,
+    pub truncated: bool,
+    pub finish: &'static str,
+    pub time_to_first_token_ms: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+}
+
+impl Judgement {
+    pub fn from_session(j: &SessionJudgement) -> Self {
+        Self {
+            critique: j.critique.clone(),
+            prompt_tokens: j.prompt_tokens,
+            reused_tokens: j.reused_tokens,
+            generated_tokens: j.generated_tokens,
+            truncated: j.truncated,
+            finish: finish_name(j.finish),
+            time_to_first_token_ms: j.time_to_first_token_s * 1000.0,
+            prefill_tokens_per_second: j.prefill_tok_s,
+            decode_tokens_per_second: j.decode_tok_s,
+        }
+    }
+
+    /// A call cancelled before it generated anything.
+    pub fn cancelled(prompt_tokens: usize, truncated: bool) -> Self {
+        Self {
+            critique: String::new(),
+            prompt_tokens,
+            reused_tokens: 0,
+            generated_tokens: 0,
+            truncated,
+            finish: finish_name(Finish::Cancelled),
+            time_to_first_token_ms: 0.0,
+            prefill_tokens_per_second: 0.0,
+            decode_tokens_per_second: 0.0,
+        }
+    }
+}
+
+fn winner_name(winner: Option<Winner>) -> Option<&'static str> {
+    winner.map(Winner::name)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Swapped {
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    pub winner: Option<&'static str>,
+    pub winner_mapped: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairwiseResult {
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    pub winner: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swapped: Option<Swapped>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consistent: Option<bool>,
+    /// Present (possibly null) with `swap: true` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub combined: Option<Option<&'static str>>,
+}
+
+impl PairwiseResult {
+    pub fn single_order(judgement: &SessionJudgement) -> Self {
+        Self {
+            judgement: Judgement::from_session(judgement),
+            winner: winner_name(judgement.verdict.winner()),
+            swapped: None,
+            consistent: None,
+            combined: None,
+        }
+    }
+
+    pub fn both_orders(pair: &SwapJudgement) -> Self {
+        Self {
+            judgement: Judgement::from_session(&pair.forward),
+            winner: winner_name(pair.forward.verdict.winner()),
+            swapped: Some(Swapped {
+                judgement: Judgement::from_session(&pair.swapped),
+                winner: winner_name(pair.swapped.verdict.winner()),
+                winner_mapped: winner_name(pair.swapped_mapped),
+            }),
+            consistent: Some(pair.consistent),
+            combined: Some(winner_name(pair.combined)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SingleResult {
+    #[serde(flatten)]
+    pub judgement: Judgement,
+    pub rating: Option<f32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateResult {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub finish: &'static str,
+    pub time_to_first_token_ms: f64,
+    pub decode_tokens_per_second: f64,
+}
+
+impl GenerateResult {
+    pub fn from_generation(g: &Generation) -> Self {
+        Self {
+            ids: g.ids.clone(),
+            text: g.text.clone(),
+            prompt_tokens: g.prompt_tokens,
+            finish: finish_name(g.finish),
+            time_to_first_token_ms: g.prefill_seconds * 1000.0,
+            decode_tokens_per_second: g.decode_tokens_per_second(),
+        }
+    }
+
+    pub fn cancelled(prompt_tokens: usize) -> Self {
+        Self {
+            ids: Vec::new(),
+            text: String::new(),
+            prompt_tokens,
+            finish: finish_name(Finish::Cancelled),
+            time_to_first_token_ms: 0.0,
+            decode_tokens_per_second: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchitectureInfo {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub context: usize,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    pub model_url: String,
+    pub adapter: String,
+    pub subgroups: bool,
+    pub context_length: usize,
+    pub weight_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub from_cache: bool,
+    pub downloaded_bytes: u64,
+    pub architecture: ArchitectureInfo,
+}
+
+/// Plain JS objects and arrays (not Maps), `null` for `None`.
+pub fn to_js<T: Serialize>(value: &T) -> JsValue {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).expect("result types serialize to JS")
+}

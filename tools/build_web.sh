@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the wasm package the page imports: www/pkg/webjudge.js, webjudge_bg.wasm and
+# webjudge.d.ts (not committed). wasm-bindgen must be the CLI matching Cargo.lock's
+# wasm-bindgen crate (tools/install_deps.sh installs it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+locked=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+installed=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [[ "$installed" != "$locked" ]]; then
+    echo "error: wasm-bindgen CLI ${installed:-missing}, Cargo.lock has $locked: run tools/install_deps.sh" >&2
+    exit 1
+fi
+
+cargo build --lib --release --target wasm32-unknown-unknown
+wasm-bindgen --target web --out-dir www/pkg target/wasm32-unknown-unknown/release/webjudge.wasm
+# wasm-opt (Debian's binaryen) shrinks the module when present; the build works without it.
+if command -v wasm-opt >/dev/null 2>&1; then
+    wasm-opt -O2 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        www/pkg/webjudge_bg.wasm -o www/pkg/webjudge_bg.wasm
+fi
+ls -l www/pkg/webjudge_bg.wasm >&2
