@@ -305,7 +305,7 @@ fn real_shapes_gptq_convert_and_run() {
 
         weights.extend(synthetic_reference(&tensors, Quant::Q4, 32, is_linear));
         let embed = synthetic_embedding(&tensors, Quant::Q4, 32);
-        check_decode(case, &out, &a, &weights, &embed, &prompt, 1e-2);
+        check_decode(case, &out, &a, &weights, &embed, &prompt, 2e-3);
         println!("{case}: {:.1} s in all", started.elapsed().as_secs_f32());
     }
 }

@@ -207,19 +207,24 @@ fn real_shapes_convert_and_run() {
             let hf = dir.0.join(format);
             std::fs::create_dir_all(&hf).unwrap();
             write_metadata(&hf, &a);
+            let stage = Instant::now();
             write_weights(&hf, &entries, shards, names, write);
+            let written = stage.elapsed().as_secs_f32();
             let out = dir.0.join(format!("out-{format}"));
+            let stage = Instant::now();
             let manifest = convert_hf(&hf, &out, &HfOptions::default(), &mut |_, _| {}).unwrap().manifest;
             assert_eq!(manifest.architecture, a, "{case} {format}");
+            println!("{case} {format}: written in {written:.1} s, converted in {:.1} s", stage.elapsed().as_secs_f32());
             std::fs::remove_dir_all(&hf).unwrap();
             outputs.push(out);
         }
         assert_same_model_files(&outputs[0], &outputs[1]);
-        println!("{case}: written and converted in {:.1} s", started.elapsed().as_secs_f32());
 
+        let stage = Instant::now();
         let weights = synthetic_reference(&tensors, Quant::Q4, 32, |_| false);
         let embed = synthetic_embedding(&tensors, Quant::Q4, 32);
-        check_decode(case, &outputs[0], &a, &weights, &embed, &prompt, 1e-2);
+        println!("{case}: reference weights in {:.1} s", stage.elapsed().as_secs_f32());
+        check_decode(case, &outputs[0], &a, &weights, &embed, &prompt, 2e-3);
         println!("{case}: {:.1} s in all", started.elapsed().as_secs_f32());
     }
 }

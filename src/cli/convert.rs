@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions};
@@ -82,7 +83,15 @@ pub fn run(args: Args) -> CliResult {
     };
     bar.finish_and_clear();
     let HfConversion { manifest, gptq_kept, gptq_requantized } = result?;
-    print_gptq(gptq_kept, &gptq_requantized);
+    let quant = match args.quant.unwrap_or(Quant::Q4) {
+        Quant::F16 => "f16".to_string(),
+        quant => format!(
+            "{} with groups of {}",
+            quant.to_possible_value().expect("no skipped values").get_name(),
+            args.group.unwrap_or(32)
+        ),
+    };
+    print_gptq(gptq_kept, &gptq_requantized, &quant);
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
@@ -100,16 +109,14 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
-/// Says what became of a GPTQ checkpoint's linear layers.
-fn print_gptq(kept: usize, requantized: &[(String, String)]) {
+/// Says what became of a GPTQ checkpoint's linear layers (`quant` names what the
+/// requantized ones became).
+fn print_gptq(kept: usize, requantized: &[(String, String)], quant: &str) {
     if kept > 0 {
         println!("GPTQ: {kept} linear weights kept as q4 (codes and scales as stored, GPTQ's group size)");
     }
     if let Some((first, why)) = requantized.first() {
-        println!(
-            "GPTQ: {} linear weights dequantized and requantized with --quant/--group ({first}: {why})",
-            requantized.len()
-        );
+        println!("GPTQ: {} linear weights dequantized and requantized to {quant} ({first}: {why})", requantized.len());
     }
 }
 

@@ -472,7 +472,8 @@ pub fn convert_hf(
         match &tensor.source {
             Source::Gptq(_) if tensor.keep_gptq_codes => gptq_kept += 1,
             Source::Gptq(layer) => {
-                let why = layer.q4_group().err().unwrap_or_else(|| format!("{:?} was asked for", options.quant));
+                let why =
+                    layer.q4_group().err().unwrap_or_else(|| format!("{:?} was chosen instead of q4", options.quant));
                 gptq_requantized.push((tensor.name.clone(), why));
             }
             Source::Dense(_) => {}
