@@ -155,8 +155,12 @@ fn act_order_is_dequantized_like_numpy() {
     );
     assert_like_numpy("gptq_actorder", &out, &conversion.manifest);
 
-    // At q4 they are requantized with the chosen group size, and the conversion says so.
-    let (conversion, _) = convert(&hf, Quant::Q4, 64);
+    // At q4 they are requantized with the chosen group size, and the conversion says so;
+    // progress ends at the total.
+    let mut last = (0, 0);
+    let out = hf.with_file_name("q4");
+    let conversion = convert_hf(&hf, &out, &options(Quant::Q4, 64), &mut |done, total| last = (done, total)).unwrap();
+    assert!(last.0 == last.1 && last.1 > 0, "{last:?}");
     assert_eq!(conversion.gptq_requantized.len(), 7);
     let q = conversion.manifest.tensor("blk.0.attn_q.weight").unwrap();
     assert_eq!((q.dtype, q.group_size), (DType::Q4, 64));
@@ -416,6 +420,12 @@ fn malformed_gptq_inputs_are_typed_errors() {
         .unwrap();
     let error = convert_error(&hf);
     assert!(matches!(&error, HfError::Gptq(GptqError::Missing { part: "g_idx", .. })), "{error}");
+
+    // GPTQ tensors without GPTQ settings.
+    let hf = fixture_checkpoint("gptq_plain_sym", "no_settings", None);
+    std::fs::remove_file(hf.join("quantize_config.json")).unwrap();
+    let error = convert_error(&hf);
+    assert!(matches!(&error, HfError::Unsupported(m) if m.contains("quantize_config.json")), "{error}");
 
     let hf = fixture_checkpoint("gptq_plain_sym", "awq", None);
     std::fs::remove_file(hf.join("quantize_config.json")).unwrap();

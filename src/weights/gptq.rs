@@ -144,6 +144,11 @@ fn parse_config(source_name: &str, settings: &Value) -> Result<GptqConfig, GptqE
 /// The tensor-name suffixes of a GPTQ linear layer.
 const PARTS: [&str; 5] = ["qweight", "qzeros", "scales", "g_idx", "bias"];
 
+/// Whether a tensor name is one only GPTQ layers have (`bias` is not).
+pub fn is_gptq_tensor(name: &str) -> bool {
+    name.rsplit_once('.').is_some_and(|(_, part)| part != "bias" && PARTS.contains(&part))
+}
+
 /// The tensors of one GPTQ linear layer, located but not yet read.
 #[derive(Clone, Debug)]
 pub struct GptqLinear {
@@ -166,7 +171,7 @@ pub fn split_layers<'a>(
     let split = |name: &'a str| name.rsplit_once('.').filter(|(_, part)| PARTS.contains(part));
     let mut layers: BTreeMap<&str, BTreeMap<&str, &StTensor>> = BTreeMap::new();
     for tensor in &tensors {
-        if let Some((prefix, part)) = split(&tensor.name).filter(|(_, part)| *part != "bias") {
+        if let Some((prefix, part)) = split(&tensor.name).filter(|_| is_gptq_tensor(&tensor.name)) {
             layers.entry(prefix).or_default().insert(part, tensor);
         }
     }

@@ -334,6 +334,12 @@ fn plan(
         let name = match engine_name(&hf_name) {
             Some(Some(name)) => name,
             Some(None) => continue,
+            None if gptq.is_none() && gptq::is_gptq_tensor(&hf_name) => {
+                return Err(HfError::Unsupported(format!(
+                    "{hf_name} is a GPTQ tensor, but there is no {} (nor a gptq quantization_config in config.json)",
+                    gptq::CONFIG_FILE
+                )))
+            }
             None => return Err(HfError::UnexpectedTensor(hf_name)),
         };
         let Some(index) = expected.iter().position(|(n, _)| *n == name) else {
