@@ -9,7 +9,7 @@
 // language (en | zh). The model loads on the first click of Judge; elements naming the same
 // model share one worker, one download and one copy in GPU memory (judge-client.js). When a
 // judgement finishes the element fires a "judged" event whose detail is the result; a failure
-// fires "judge-error" with the Error.
+// fires "judge-error" with the Error. element.load() loads the model ahead of the first click.
 
 import { Judge } from "./judge-client.js";
 import { el } from "./dom.js";
@@ -133,22 +133,28 @@ class WebJudge extends HTMLElement {
       this.controller = null;
       this.button.disabled = false;
       this.cancelButton.hidden = true;
-      this.progress.hidden = true;
     }
   }
 
-  // Shared with every element on the page naming the same model; this one shows the progress.
-  load() {
+  // Loads the model, shared with every element on the page naming it, showing the progress.
+  // Judge calls it; a page may call it early so the model is ready before the first click.
+  async load() {
     const startedAt = performance.now();
     this.status.textContent = "loading the model…";
-    return Judge.load(this.getAttribute("model") || DEFAULT_MODEL, {
-      onProgress: (loaded, total) => {
-        this.progress.hidden = false;
-        this.progress.max = total || 1;
-        this.progress.value = loaded;
-        this.status.textContent = progressText(loaded, total, startedAt);
-      },
-    });
+    try {
+      const judge = await Judge.load(this.getAttribute("model") || DEFAULT_MODEL, {
+        onProgress: (loaded, total) => {
+          this.progress.hidden = false;
+          this.progress.max = total || 1;
+          this.progress.value = loaded;
+          this.status.textContent = progressText(loaded, total, startedAt);
+        },
+      });
+      this.status.textContent = "";
+      return judge;
+    } finally {
+      this.progress.hidden = true;
+    }
   }
 }
 
