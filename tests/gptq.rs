@@ -276,10 +276,10 @@ fn write_gptq_checkpoint(dir: &Path, a: &Architecture, tensors: &[Planned]) -> B
             vec![groups, out],
             le_bytes("F16", &scale_values),
         ));
-        let mut w = Vec::with_capacity(out * inputs);
-        for n in 0..out {
-            w.extend((0..inputs).map(|k| scale_values[k / GROUP * out + n] * (code(t, k, n) as f32 - 8.0)));
-        }
+        let w = par_rows(out, |rows| {
+            let scale = |k: usize, n: usize| scale_values[k / GROUP * out + n];
+            rows.flat_map(|n| (0..inputs).map(move |k| scale(k, n) * (code(t, k, n) as f32 - 8.0))).collect()
+        });
         exact.insert(t.name.clone(), w);
     }
     write_weights(dir, &entries, 2, SAFETENSORS_NAMES, write_safetensors);

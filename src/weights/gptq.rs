@@ -207,9 +207,9 @@ pub fn split_layers<'a>(
 /// column.
 #[derive(Clone, Debug)]
 pub struct GptqPlan {
-    pub layer: GptqLinear,
-    pub out: usize,
-    pub inputs: usize,
+    layer: GptqLinear,
+    out: usize,
+    inputs: usize,
     groups: usize,
     /// `g_idx`, checked to lie within the groups.
     group_of: Vec<u32>,

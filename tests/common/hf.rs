@@ -400,6 +400,24 @@ pub fn as_converted(values: &[f32], rows: usize, cols: usize, quant: Quant, grou
     dequantize(quant.dtype(), &quant.encode(values, group.max(1)), rows, cols, group.max(1))
 }
 
+/// `rows` values made by `make` over row ranges, the rows split among the machine's cores
+/// (each range's values are the same whatever the split).
+pub fn par_rows(rows: usize, make: impl Fn(std::ops::Range<usize>) -> Vec<f32> + Sync) -> Vec<f32> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = rows.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let make = &make;
+        let parts: Vec<_> =
+            (0..rows).step_by(chunk).map(|start| scope.spawn(move || make(start..(start + chunk).min(rows)))).collect();
+        parts.into_iter().flat_map(|part| part.join().unwrap()).collect()
+    })
+}
+
+/// [`matvec`] with its rows split among the cores.
+fn par_matvec(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    par_rows(rows, |r| matvec(&w[r.start * cols..r.end * cols], x, r.len(), cols))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Rope {
     /// Hugging Face's `rotate_half`: pairs `(i, i + d/2)`.
@@ -445,20 +463,20 @@ pub fn hf_forward(
         for l in 0..a.n_layers {
             let get = |name: &str| &w[&format!("model.layers.{l}.{name}")];
             let xn = rmsnorm(&x, get("input_layernorm.weight"), a.norm_eps);
-            let mut q = matvec(get("self_attn.q_proj.weight"), &xn, q_dim, hidden);
-            let mut k = matvec(get("self_attn.k_proj.weight"), &xn, kv_dim, hidden);
-            let v = matvec(get("self_attn.v_proj.weight"), &xn, kv_dim, hidden);
+            let mut q = par_matvec(get("self_attn.q_proj.weight"), &xn, q_dim, hidden);
+            let mut k = par_matvec(get("self_attn.k_proj.weight"), &xn, kv_dim, hidden);
+            let v = par_matvec(get("self_attn.v_proj.weight"), &xn, kv_dim, hidden);
             rope(&mut q, position, a, style);
             rope(&mut k, position, a, style);
             keys[l].push(round_f16(&k));
             values[l].push(round_f16(&v));
             let attended = attend(&q, &keys[l], &values[l], a.n_heads, a.n_kv_heads);
-            let o = matvec(get("self_attn.o_proj.weight"), &attended, hidden, q_dim);
+            let o = par_matvec(get("self_attn.o_proj.weight"), &attended, hidden, q_dim);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             let xn = rmsnorm(&x, get("post_attention_layernorm.weight"), a.norm_eps);
-            let gate = matvec(get("mlp.gate_proj.weight"), &xn, a.ffn, hidden);
-            let up = matvec(get("mlp.up_proj.weight"), &xn, a.ffn, hidden);
-            let down = matvec(get("mlp.down_proj.weight"), &swiglu(&gate, &up), hidden, a.ffn);
+            let gate = par_matvec(get("mlp.gate_proj.weight"), &xn, a.ffn, hidden);
+            let up = par_matvec(get("mlp.up_proj.weight"), &xn, a.ffn, hidden);
+            let down = par_matvec(get("mlp.down_proj.weight"), &swiglu(&gate, &up), hidden, a.ffn);
             x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
         }
         if position < first {
@@ -466,7 +484,7 @@ pub fn hf_forward(
         }
         let xn = rmsnorm(&x, &w["model.norm.weight"], a.norm_eps);
         let head = w.get("lm_head.weight").unwrap_or_else(|| &w["model.embed_tokens.weight"]);
-        all.push(matvec(head, &xn, a.vocab, hidden));
+        all.push(par_matvec(head, &xn, a.vocab, hidden));
     }
     all
 }
@@ -660,7 +678,7 @@ pub fn synthetic_tensors(a: &Architecture) -> Vec<Planned> {
 
 /// The weights of a synthetic checkpoint as converted with `quant`/`group`, for
 /// [`hf_forward`], except the token embedding (see [`synthetic_embedding`]) and the
-/// tensors `skip` names. Converted 256 rows at a time.
+/// tensors `skip` names. Converted 256 rows at a time, on every core.
 pub fn synthetic_reference(
     tensors: &[Planned],
     quant: Quant,
@@ -672,12 +690,20 @@ pub fn synthetic_reference(
         let values = if t.shape.len() == 1 {
             t.synth.rows(0..1, t.cols())
         } else {
-            let mut values = Vec::with_capacity(t.rows() * t.cols());
-            for start in (0..t.rows()).step_by(256) {
-                let end = (start + 256).min(t.rows());
-                values.extend(as_converted(&t.synth.rows(start..end, t.cols()), end - start, t.cols(), quant, group));
-            }
-            values
+            par_rows(t.rows(), |rows| {
+                let mut values = Vec::with_capacity(rows.len() * t.cols());
+                for start in rows.clone().step_by(256) {
+                    let end = (start + 256).min(rows.end);
+                    values.extend(as_converted(
+                        &t.synth.rows(start..end, t.cols()),
+                        end - start,
+                        t.cols(),
+                        quant,
+                        group,
+                    ));
+                }
+                values
+            })
         };
         weights.insert(t.name.clone(), values);
     }
