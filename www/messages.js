@@ -67,12 +67,17 @@ export function verdictBadge(result) {
   return { text, kind: winner ?? "none" };
 }
 
+// Two significant digits below 10 tok/s (software GPUs manage a fraction of one), one decimal above.
+function rate(tokensPerSecond) {
+  return tokensPerSecond < 10 ? tokensPerSecond.toPrecision(2) : tokensPerSecond.toFixed(1);
+}
+
 // Time to first token and speeds, from a result's timing fields.
 export function statsText(result) {
   const parts = [];
   if (result.timeToFirstTokenMs != null) parts.push(`first token ${(result.timeToFirstTokenMs / 1000).toFixed(2)} s`);
-  if (result.prefillTokensPerSecond) parts.push(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s`);
-  if (result.decodeTokensPerSecond) parts.push(`decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s`);
+  if (result.prefillTokensPerSecond) parts.push(`prefill ${rate(result.prefillTokensPerSecond)} tok/s`);
+  if (result.decodeTokensPerSecond) parts.push(`decode ${rate(result.decodeTokensPerSecond)} tok/s`);
   parts.push(`${result.promptTokens} prompt tokens`);
   if (result.reusedTokens) parts.push(`${result.reusedTokens} reused`);
   parts.push(`${result.generatedTokens} generated`);

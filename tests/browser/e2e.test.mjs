@@ -93,7 +93,7 @@ async function launch() {
   page.on("console", (message) => {
     if (message.type() === "error" || message.type() === "warning") console.error(`console ${message.type()}: ${message.text()}`);
   });
-  page.setDefaultTimeout(SLOW);
+  page.setDefaultTimeout(2 * SLOW); // the tests' own timeouts are the limit
 }
 
 function runNative() {
@@ -131,7 +131,7 @@ async function failOnPageError() {
   if (await error.count()) assert.fail(`the page shows an error: ${await error.textContent()}`);
 }
 
-test("a pair judged in the page streams exactly the native CLI's critique", { timeout: SLOW }, async () => {
+test("a pair judged in the page streams exactly the native CLI's critique", { timeout: 2 * SLOW }, async () => {
   await page.goto(`${server.origin}/index.html`);
   await page.click("#examples button >> nth=0");
   assert.equal(await page.inputValue("#query"), PAIR.query);
