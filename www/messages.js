@@ -10,8 +10,8 @@ const HINTS = {
     "The model does not fit this GPU's limits. Try a smaller context length, a smaller or more strongly " +
     "quantized model, or a machine with more GPU memory.",
   NetworkError:
-    "Downloading the model failed after several tries. Check the model URL and that the server is up; " +
-    "loading again resumes where it stopped.",
+    "Downloading the model failed. Check the model URL (a directory made by webjudge convert, with its " +
+    "manifest.json) and that the server is up; loading again resumes where it stopped.",
   CorruptShard:
     "A downloaded shard kept failing its checksum, so it was not used. The files on the server may be " +
     "incomplete: convert or copy the model again.",
@@ -55,6 +55,7 @@ export function duration(seconds) {
 
 // The verdict as a short label and a class for its colour.
 export function verdictBadge(result) {
+  if (result.finish === "cancelled" || result.swapped?.finish === "cancelled") return { text: "cancelled", kind: "none" };
   if ("rating" in result) {
     return result.rating === null
       ? { text: "no rating found", kind: "none" }
