@@ -5,13 +5,15 @@
 //
 // The tests run in order and build on each other: the first load fills the cache the later ones
 // read, and the batch test judges in the first test's page so the engine reuses the pair's
-// prompt prefix. SwiftShader takes seconds per token, so every judgement here is as short as it
-// can be. Settings come from the environment (run.sh sets them):
-//   WEBJUDGE_BIN    native CLI, default target/release/webjudge
-//   WEBJUDGE_MODEL  converted test model, default target/models/smollm2-135m-instruct
+// prompt prefix. SwiftShader takes seconds per token (measured 2026-11-23 on two busy cores:
+// about 15 s per decoded token and 90 s per 128-token prefill chunk), so every judgement here is
+// as short as it can be. Settings come from the environment (run.sh sets the first two):
+//   WEBJUDGE_BIN           native CLI, default target/release/webjudge
+//   WEBJUDGE_MODEL         converted test model, default target/models/smollm2-135m-instruct
+//   WEBJUDGE_WWW           the site to serve, default www/
 //   WEBJUDGE_NATIVE_FLAGS  extra flags for the native judge (e.g. --no-subgroups)
 //   WEBJUDGE_E2E_TOKENS    critique tokens compared with the native CLI, default 8
-//   CHROMIUM        default /usr/bin/chromium
+//   CHROMIUM               default /usr/bin/chromium
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
