@@ -9,7 +9,8 @@
 //!   streaming, cancellation, serialized calls, typed errors, unload;
 //! - the loader: a second load takes every shard from the cache (no shard request);
 //!   a corrupted shard is rejected, fetched again and never cached; a transfer cut off
-//!   mid-shard resumes with a Range request (or restarts where Range is ignored);
+//!   mid-shard resumes with a Range request (or restarts where Range is ignored); a
+//!   stalled one is aborted after a timeout and resumed;
 //!   clearing the cache; device loss surfaces as DeviceLost and loading again recovers;
 //! - the fit checks' refusals and their numbers.
 #![cfg(target_arch = "wasm32")]
@@ -25,7 +26,7 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, LayerWeights, ModelWeights};
-use webjudge::model::{expected_tensors, Architecture, LlamaModel, LoadOptions};
+use webjudge::model::{expected_tensors, verify_shard, Architecture, LlamaModel, LoadOptions};
 use webjudge::web::{fit, loader, Judge};
 use webjudge::weights::{dequantize, encode, DType, Manifest, TensorEntry, TensorPart};
 
@@ -481,6 +482,31 @@ async fn device_loss_then_reload() {
     clear(&url).await;
 }
 
+async fn fetch_manifest(url: &str) -> Manifest {
+    let response = JsFuture::from(global_fetch(&format!("{url}manifest.json"))).await.unwrap();
+    let text = JsFuture::from(response.unchecked_into::<web_sys::Response>().text().unwrap()).await.unwrap();
+    Manifest::from_json(&text.as_string().unwrap()).unwrap()
+}
+
+/// A transfer that goes silent halfway (no error, no bytes) is aborted after the stall
+/// timeout and resumed with a Range request. The loader alone, without a GPU.
+#[wasm_bindgen_test]
+async fn stalled_transfer_is_aborted_and_resumed() {
+    let url = model_url("stall", "stall");
+    let manifest = fetch_manifest(&url).await;
+    let options = loader::ShardOptions { parallel: 2, retries: 2, backoff_ms: 10, stall_ms: 1500 };
+    let accept = |index: usize, bytes: &[u8]| {
+        let shard = &manifest.shards[index];
+        verify_shard(&shard.file, shard.size, &shard.sha256, bytes)
+    };
+    let started = web_time::Instant::now();
+    let stats = loader::load_shards(&url, &manifest, None, &options, &|_, _| {}, &accept).await.unwrap();
+    assert_eq!((stats.downloaded, stats.resumed, stats.retried, stats.rejected), (2, 2, 2, 0), "{stats:?}");
+    // Both shards stall at once for 1.5 s; the server would have kept them silent for 20 s.
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(seconds < 10.0, "took {seconds:.1} s");
+}
+
 /// Refusals before any download, with their numbers.
 #[wasm_bindgen_test]
 async fn fit_refusals() {
@@ -491,9 +517,7 @@ async fn fit_refusals() {
     assert_eq!(String::from(error.message()), "contextLength 9000 exceeds the model's context of 8192 tokens");
     assert!(shard_requests(&server_log("fit").await).is_empty(), "nothing downloaded");
 
-    let manifest_json = JsFuture::from(global_fetch(&format!("{url}manifest.json"))).await.unwrap();
-    let text = JsFuture::from(manifest_json.unchecked_into::<web_sys::Response>().text().unwrap()).await.unwrap();
-    let manifest = Manifest::from_json(&text.as_string().unwrap()).unwrap();
+    let manifest = fetch_manifest(&url).await;
     let estimate = fit::estimate(&manifest, 8192);
     // 30 layers x K and V x 8192 positions x 192 values x 2 bytes.
     assert_eq!(estimate.kv_cache, 30 * 2 * 8192 * 192 * 2);

@@ -9,6 +9,7 @@ modes:
            (the connection is closed mid-body); later requests are served normally
   corrupt  the first GET of the first shard has one byte flipped; later ones are good
   norange  like flaky, but Range headers are ignored (200 with the whole file)
+  stall    like flaky, but the connection stays open and silent for 20 s instead of closing
 
 GET /log?tag=T returns the requests made under tag T as JSON: [{"path", "range", "status"}].
 Every response allows any origin (the test page is served from another port).
@@ -20,6 +21,7 @@ import os
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -71,7 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 entries = list(LOG.get(tag, []))
             return self.reply(200, json.dumps(entries).encode(), "application/json")
-        match = re.fullmatch(r"/(plain|flaky|corrupt|norange)-([\w.]+)/([\w.-]+)", url.path)
+        match = re.fullmatch(r"/(plain|flaky|corrupt|norange|stall)-([\w.]+)/([\w.-]+)", url.path)
         if not match:
             return self.reply(404, b"not found", "text/plain")
         mode, tag, name = match.groups()
@@ -98,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.reply(416, b"", extra=[("Content-Range", f"bytes */{len(data)}")])
             start = int(m.group(1))
         cut = (
-            mode in ("flaky", "norange")
+            mode in ("flaky", "norange", "stall")
             and shard
             and not range_header
             and first_time((mode, tag, name))
@@ -118,6 +120,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             entry["cut"] = True
+            if mode == "stall":
+                time.sleep(20)
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
             return

@@ -146,9 +146,12 @@ pub fn out_of_memory(estimate: &Estimate, weights_failed: bool, adapter_error: &
     ))
 }
 
-/// Contexts suggested to users are multiples of the prefill chunk (at least one chunk).
+/// Contexts suggested to users are multiples of the prefill chunk when they can be.
 fn round_context(context: usize) -> usize {
-    (context / PREFILL_CHUNK * PREFILL_CHUNK).max(PREFILL_CHUNK)
+    match context < PREFILL_CHUNK {
+        true => context.max(1),
+        false => context / PREFILL_CHUNK * PREFILL_CHUNK,
+    }
 }
 
 /// `1.5 GiB` or `12.3 MiB`.

@@ -29,6 +29,8 @@ extern "C" {
     fn global_fetch(url: &str, init: &RequestInit) -> Promise;
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &js_sys::Function, ms: i32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
 }
 
 fn js_message(value: &JsValue) -> String {
@@ -182,11 +184,54 @@ pub struct ShardOptions {
     pub retries: u32,
     /// Wait before the first retry; doubled for each further one.
     pub backoff_ms: i32,
+    /// A transfer that delivers no bytes for this long is aborted and retried: a
+    /// stalled connection reports no error by itself.
+    pub stall_ms: i32,
 }
 
 impl Default for ShardOptions {
     fn default() -> Self {
-        Self { parallel: 3, retries: 4, backoff_ms: 250 }
+        Self { parallel: 3, retries: 4, backoff_ms: 250, stall_ms: 30_000 }
+    }
+}
+
+/// Aborts a transfer when it has been silent for `ms`; re-armed on every chunk.
+struct Watchdog {
+    ms: i32,
+    timer: JsValue,
+    fired: std::rc::Rc<Cell<bool>>,
+    abort: Closure<dyn FnMut()>,
+}
+
+impl Watchdog {
+    fn new(controller: web_sys::AbortController, ms: i32) -> Self {
+        let fired = std::rc::Rc::new(Cell::new(false));
+        let flag = std::rc::Rc::clone(&fired);
+        let abort = Closure::<dyn FnMut()>::new(move || {
+            flag.set(true);
+            controller.abort();
+        });
+        let timer = set_timeout(abort.as_ref().unchecked_ref(), ms);
+        Self { ms, timer, fired, abort }
+    }
+
+    fn rearm(&mut self) {
+        clear_timeout(&self.timer);
+        self.timer = set_timeout(self.abort.as_ref().unchecked_ref(), self.ms);
+    }
+
+    /// Why a failed transfer failed: the watchdog's abort, or the network's error.
+    fn explain(&self, error: &JsValue) -> String {
+        match self.fired.get() {
+            true => format!("no data for {} ms", self.ms),
+            false => js_message(error),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        clear_timeout(&self.timer);
     }
 }
 
@@ -386,9 +431,12 @@ impl ShardRun<'_> {
         let from = bytes.len() as u64;
         // `no-store`: the Cache API keeps the verified copy; the HTTP cache would keep a
         // second, unverified one (and could hand back the bad bytes being replaced).
-        let response = fetch(url, &request(RequestCache::NoStore, from))
-            .await
-            .map_err(|e| Transfer::Retry(format!("GET {url}: {}", js_message(&e))))?;
+        let init = request(RequestCache::NoStore, from);
+        let controller = web_sys::AbortController::new().expect("AbortController constructor");
+        init.set_signal(Some(&controller.signal()));
+        let mut watchdog = Watchdog::new(controller, self.options.stall_ms);
+        let response =
+            fetch(url, &init).await.map_err(|e| Transfer::Retry(format!("GET {url}: {}", watchdog.explain(&e))))?;
         match response.status() {
             206 if from > 0 => self.stats.borrow_mut().resumed += 1,
             200 => {
@@ -412,7 +460,8 @@ impl ShardRun<'_> {
         loop {
             let chunk = JsFuture::from(reader.read())
                 .await
-                .map_err(|e| Transfer::Retry(format!("GET {url}: the transfer broke off: {}", js_message(&e))))?;
+                .map_err(|e| Transfer::Retry(format!("GET {url}: the transfer broke off: {}", watchdog.explain(&e))))?;
+            watchdog.rearm();
             let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
             if done {
                 return Ok(());
