@@ -28,8 +28,9 @@ demo: web model
 	cargo build --release
 	target/release/webjudge serve --port $(PORT) --model $(DEMO_MODEL)
 
-test: deps model
-	cargo build --lib --target wasm32-unknown-unknown
+# The browser tests run the release CLI and www/pkg/: build both fresh.
+test: deps model web
+	cargo build --release
 	WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))" cargo test --all-targets
 	tools/test_wasm.sh
 	tests/browser/run.sh

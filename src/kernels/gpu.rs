@@ -94,9 +94,15 @@ impl Gpu {
     }
 
     /// A short description of the adapter for logs and benchmark records.
+    /// Browsers do not tell wgpu the adapter's name or driver, so only what is known is shown.
     pub fn describe(&self) -> String {
         let a = &self.adapter;
-        format!("{} ({:?}; driver {} {})", a.name, a.backend, a.driver, a.driver_info).replace(" )", ")")
+        let name = if a.name.is_empty() { "unnamed adapter" } else { a.name.as_str() };
+        let driver = format!("{} {}", a.driver, a.driver_info);
+        match driver.trim() {
+            "" => format!("{name} ({:?})", a.backend),
+            driver => format!("{name} ({:?}; driver {driver})", a.backend),
+        }
     }
 
     /// The compute pipeline for `entry` of `shader`, compiled for the given weight dtype.
