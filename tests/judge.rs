@@ -11,7 +11,7 @@ use serde_json::Value;
 use webjudge::engine::native::load_dir;
 use webjudge::engine::{Cancel, Finish};
 use webjudge::judge::dataset::parse_rows;
-use webjudge::judge::session::{Judge, JudgeError, JudgeOptions, TRUNCATION_MARKER};
+use webjudge::judge::session::{Judge, JudgeError, JudgeOptions, Order, TRUNCATION_MARKER};
 use webjudge::judge::{Item, Protocol};
 use webjudge::kernels::GpuOptions;
 
@@ -165,11 +165,27 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
     let huge = Item::Pair { query: long.repeat(3), response1: "a".into(), response2: "b".into() };
     assert!(matches!(judge.prepare(Protocol::PairwiseTie, &huge, &truncating), Err(JudgeError::QueryTooLong { .. })));
 
-    // Cancelled before it starts: the first token still comes from the prefill, then it stops.
+    // Cancelled before it starts: nothing is computed.
     let cancel = Cancel::default();
     cancel.cancel();
     let short = Item::Single { query: "Say hi.".into(), response: "Hi!".into() };
     let options = JudgeOptions { max_new_tokens: 16, cancel: Some(cancel), ..Default::default() };
     let judgement = pollster::block_on(judge.judge(Protocol::Single, &short, &options, &mut |_| {})).unwrap();
-    assert_eq!((judgement.finish, judgement.generated_tokens), (Finish::Cancelled, 1));
+    assert_eq!((judgement.finish, judgement.generated_tokens), (Finish::Cancelled, 0));
+    assert!(judgement.prompt_tokens > 0 && judgement.critique.is_empty());
+
+    // Cancelled while the first order streams: the swapped order is not started.
+    let cancel = Cancel::default();
+    let pair = Item::Pair { query: "Say hi.".into(), response1: "Hi!".into(), response2: "Hello.".into() };
+    let options = JudgeOptions { max_new_tokens: 16, cancel: Some(cancel.clone()), ..Default::default() };
+    let mut swapped_pieces = 0;
+    let both =
+        pollster::block_on(judge.judge_swapped(Protocol::PairwiseTie, &pair, &options, &mut |order, _| match order {
+            Order::Forward => cancel.cancel(),
+            Order::Swapped => swapped_pieces += 1,
+        }))
+        .unwrap();
+    assert_eq!((both.forward.finish, both.forward.generated_tokens), (Finish::Cancelled, 1));
+    assert_eq!((both.swapped.finish, both.swapped.generated_tokens, swapped_pieces), (Finish::Cancelled, 0, 0));
+    assert!(!both.consistent);
 }

@@ -43,11 +43,9 @@ struct Site {
 
 pub fn run(args: Args) -> CliResult {
     if !args.root.join("index.html").is_file() {
-        return Err(format!(
-            "{} has no index.html: run from the repository root or pass --root",
-            args.root.display()
-        )
-        .into());
+        return Err(
+            format!("{} has no index.html: run from the repository root or pass --root", args.root.display()).into()
+        );
     }
     if !args.root.join("pkg").is_dir() {
         eprintln!("warning: {} has no pkg/ (the wasm build): run `make web`", args.root.display());
@@ -308,7 +306,13 @@ fn serve_file(stream: &mut TcpStream, request: &Request, path: &Path, kind: Kind
     stream.flush()
 }
 
-fn write_head(stream: &mut TcpStream, status: u16, reason: &str, headers: &[(&str, String)], length: u64) -> io::Result<()> {
+fn write_head(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    headers: &[(&str, String)],
+    length: u64,
+) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {length}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));

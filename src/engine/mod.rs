@@ -164,6 +164,19 @@ impl Engine {
         if prompt_ids.len() > self.prompt_budget(max_tokens) {
             return Err(EngineError::PromptTooLong { prompt_tokens: prompt_ids.len(), max_tokens, context });
         }
+        // Cancelled before it starts (a second judging order after a cancelled first one,
+        // an already aborted signal): nothing is computed and the cache stays as it is.
+        if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+            return Ok(Generation {
+                ids: Vec::new(),
+                text: String::new(),
+                prompt_tokens: prompt_ids.len(),
+                reused_tokens: 0,
+                finish: Finish::Cancelled,
+                prefill_seconds: 0.0,
+                decode_seconds: 0.0,
+            });
+        }
         let eos = self.model.architecture().eos_ids.clone();
         // At least one prompt token must be prefilled to produce logits.
         let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();

@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, SingleResult, Swapped};
+use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, SingleResult};
 use super::{fit, options, WebError};
 use crate::engine::{Cancel, Engine, GenerateOptions};
 use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
@@ -316,9 +316,7 @@ impl Shared {
         let judge = ready(&mut state)?;
         let JudgeCall { protocol, options, swap, on_token, abort } = call;
         let mut stream = Stream::new(on_token, &abort.cancel);
-        let result = if abort.cancel.is_cancelled() {
-            cancelled_pair(judge, protocol, &item, &options, swap)
-        } else if swap {
+        let result = if swap {
             judge
                 .judge_swapped(protocol, &item, &options, &mut |order, piece| stream.emit(piece, Some(order)))
                 .await
@@ -342,24 +340,17 @@ impl Shared {
         let judge = ready(&mut state)?;
         let JudgeCall { protocol, options, on_token, abort, .. } = call;
         let mut stream = Stream::new(on_token, &abort.cancel);
-        let result = if abort.cancel.is_cancelled() {
-            judge.prepare(protocol, &item, &options).map_err(WebError::from).map(|(_, ids, truncated)| SingleResult {
-                judgement: types::Judgement::cancelled(ids.len(), truncated),
-                rating: None,
+        let result = judge
+            .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
+            .await
+            .map(|j| SingleResult {
+                rating: match j.verdict {
+                    session::Verdict::Rating(rating) => rating,
+                    session::Verdict::Pairwise(_) => None,
+                },
+                judgement: types::Judgement::from_session(&j),
             })
-        } else {
-            judge
-                .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
-                .await
-                .map(|j| SingleResult {
-                    rating: match j.verdict {
-                        session::Verdict::Rating(rating) => rating,
-                        session::Verdict::Pairwise(_) => None,
-                    },
-                    judgement: types::Judgement::from_session(&j),
-                })
-                .map_err(WebError::from)
-        };
+            .map_err(WebError::from);
         if let Err(error) = &result {
             note_loss(&mut state, error);
         }
@@ -377,51 +368,16 @@ impl Shared {
         let judge = ready(&mut state)?;
         let engine = judge.engine_mut();
         let mut stream = Stream::new(on_token, &abort.cancel);
-        let result = if abort.cancel.is_cancelled() {
-            engine.tokenizer.encode(&prompt).map(|ids| GenerateResult::cancelled(ids.len())).map_err(|e| e.into())
-        } else {
-            engine
-                .generate(&prompt, &settings, &mut |piece| stream.emit(piece, None))
-                .await
-                .map(|g| GenerateResult::from_generation(&g))
-        }
-        .map_err(WebError::from);
+        let result = engine
+            .generate(&prompt, &settings, &mut |piece| stream.emit(piece, None))
+            .await
+            .map(|g| GenerateResult::from_generation(&g))
+            .map_err(WebError::from);
         if let Err(error) = &result {
             note_loss(&mut state, error);
         }
         stream.finish(result).map(|r| types::to_js(&r))
     }
-}
-
-/// The result of a pairwise call whose signal was aborted before it started: nothing
-/// generated, the prompt sizes as they would have been.
-fn cancelled_pair(
-    judge: &session::Judge,
-    protocol: Protocol,
-    item: &Item,
-    options: &JudgeOptions,
-    swap: bool,
-) -> Result<PairwiseResult, WebError> {
-    let (_, ids, truncated) = judge.prepare(protocol, item, options)?;
-    let mut result = PairwiseResult {
-        judgement: types::Judgement::cancelled(ids.len(), truncated),
-        winner: None,
-        swapped: None,
-        consistent: None,
-        combined: None,
-    };
-    if swap {
-        let swapped_item = item.swapped().expect("a pair");
-        let (_, ids, truncated) = judge.prepare(protocol, &swapped_item, options)?;
-        result.swapped = Some(Swapped {
-            judgement: types::Judgement::cancelled(ids.len(), truncated),
-            winner: None,
-            winner_mapped: None,
-        });
-        result.consistent = Some(false);
-        result.combined = Some(None);
-    }
-    Ok(result)
 }
 
 /// `Judge.load`'s options.

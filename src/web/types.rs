@@ -162,21 +162,6 @@ impl Judgement {
             decode_tokens_per_second: j.decode_tok_s,
         }
     }
-
-    /// A call cancelled before it generated anything.
-    pub fn cancelled(prompt_tokens: usize, truncated: bool) -> Self {
-        Self {
-            critique: String::new(),
-            prompt_tokens,
-            reused_tokens: 0,
-            generated_tokens: 0,
-            truncated,
-            finish: finish_name(Finish::Cancelled),
-            time_to_first_token_ms: 0.0,
-            prefill_tokens_per_second: 0.0,
-            decode_tokens_per_second: 0.0,
-        }
-    }
 }
 
 fn winner_name(winner: Option<Winner>) -> Option<&'static str> {
@@ -261,17 +246,6 @@ impl GenerateResult {
             finish: finish_name(g.finish),
             time_to_first_token_ms: g.prefill_seconds * 1000.0,
             decode_tokens_per_second: g.decode_tokens_per_second(),
-        }
-    }
-
-    pub fn cancelled(prompt_tokens: usize) -> Self {
-        Self {
-            ids: Vec::new(),
-            text: String::new(),
-            prompt_tokens,
-            finish: finish_name(Finish::Cancelled),
-            time_to_first_token_ms: 0.0,
-            decode_tokens_per_second: 0.0,
         }
     }
 }
