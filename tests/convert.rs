@@ -18,7 +18,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
-use webjudge::weights::convert::{convert_gguf, default_system_message, ConvertError, ConvertOptions};
+use webjudge::weights::convert::{convert_gguf, default_system_message, ConvertError, ConvertOptions, OutputProblem};
 use webjudge::weights::gguf::{
     GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
     GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
@@ -507,7 +507,8 @@ fn converts_every_supported_type_exactly() {
         assert_eq!(manifest.architecture, tiny_architecture(tied));
         assert_eq!(manifest.chat_template, ChatTemplate::chatml(Some(SMOLLM_SYSTEM)));
         let names: Vec<&str> = manifest.tensors.iter().map(|t| t.name.as_str()).collect();
-        let expected: Vec<String> = expected_tensors(&manifest.architecture).into_iter().map(|(n, _)| n).collect();
+        let expected: Vec<String> =
+            expected_tensors(&manifest.architecture, usize::MAX).unwrap().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, expected);
         assert_eq!(manifest.shards.len(), 1, "everything fits the default shard size");
         check_model_dir(&out, &manifest, &gguf);
@@ -557,6 +558,38 @@ fn output_directory_is_replaced_only_when_asked() {
     let file = dir.join("file");
     std::fs::write(&file, b"x").unwrap();
     assert!(matches!(convert_gguf(&path, &file, &options, &mut |_, _| {}), Err(ConvertError::Output { .. })));
+}
+
+/// `--force` once deleted whatever `--out` named: the user's notes, and the input itself.
+#[test]
+fn force_never_replaces_the_input_or_a_directory_that_is_not_a_model() {
+    let dir = scratch("force-victim");
+    let gguf = tiny_model(4, true).bytes();
+    let force = ConvertOptions { overwrite: true, ..ConvertOptions::default() };
+    let refused = |input: &Path, out: &Path| match convert_gguf(input, out, &force, &mut |_, _| {}) {
+        Err(ConvertError::Output { problem, .. }) => problem,
+        other => panic!("{} into {} was not refused: {other:?}", input.display(), out.display()),
+    };
+
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("notes.txt"), "notes").unwrap();
+    let input = write_gguf(&victim, "model.gguf", &gguf);
+    assert!(matches!(refused(&input, &victim), OutputProblem::HoldsInput(_)));
+    let elsewhere = write_gguf(&dir, "model.gguf", &gguf);
+    assert_eq!(refused(&elsewhere, &victim), OutputProblem::NotAModelDirectory);
+    assert_eq!(std::fs::read_to_string(victim.join("notes.txt")).unwrap(), "notes");
+    assert_eq!(std::fs::read(&input).unwrap(), gguf);
+
+    // A real model directory with the input inside it (reached through `..`) is kept too.
+    let model = dir.join("model");
+    convert(&elsewhere, &model, 1 << 20).unwrap();
+    let inside = write_gguf(&model, "source.gguf", &gguf);
+    let roundabout = model.join("..").join("model").join("source.gguf");
+    assert!(matches!(refused(&roundabout, &model), OutputProblem::HoldsInput(_)));
+    assert_eq!(std::fs::read(&inside).unwrap(), gguf);
+    assert!(model.join("manifest.json").is_file());
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
 }
 
 #[test]
@@ -859,4 +892,53 @@ fn converts_the_test_model() {
     let tokenizer = tokenizers::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
     assert_eq!(tokenizer.token_to_id("<|im_start|>"), Some(1));
     assert_eq!(tokenizer.get_vocab_size(true), 49152);
+}
+
+/// A model directory is input like any other: sizes, names and shapes in its manifest are
+/// checked against what exists before anything is read or allocated.
+#[test]
+fn hostile_manifests_are_refused_before_reading_or_allocating() {
+    let dir = scratch("hostile-manifest");
+    let path = write_gguf(&dir, "tiny.gguf", &tiny_model(4, true).bytes());
+    let model = dir.join("model");
+    convert(&path, &model, 1 << 20).unwrap();
+    let original: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap()).unwrap();
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), expected: &str| {
+        let mut manifest = original.clone();
+        edit(&mut manifest);
+        let error = Manifest::from_json(&manifest.to_string()).expect_err(expected).to_string();
+        assert!(error.contains(expected), "{error:?} does not say {expected:?}");
+        manifest
+    };
+    refused(&|m| m["architecture"]["n_layers"] = 1_000_000_000_000u64.into(), "1000000000000 layers, but only");
+    refused(&|m| m["architecture"]["n_layers"] = (usize::MAX / 2).into(), "does not fit in 64 bits");
+    refused(&|m| m["architecture"]["context_length"] = (1u64 << 62).into(), "KV cache");
+    refused(&|m| m["architecture"]["hidden"] = (1u64 << 33).into(), "does not fit in 32 bits");
+    refused(&|m| m["architecture"]["ffn"] = 1024.into(), "the architecture needs [1024");
+    refused(&|m| m["tensors"][0]["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]), "more than 2^40 values");
+    refused(&|m| m["tensors"][0]["parts"][0]["rows"] = usize::MAX.into(), "do not cover the rows");
+    // Through the CLI: a clear error (exit 1), nothing opened.
+    let generate_fails = |manifest: &serde_json::Value| {
+        std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .args(["generate", "--model", model.to_str().unwrap(), "--prompt", "hi", "--max-tokens", "1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    for name in ["../../../../etc/passwd", "/etc/passwd", "sub/weights.bin", ".hidden", "", "a\\b"] {
+        let manifest = refused(&|m| m["shards"][0]["file"] = name.into(), "is not a plain file name");
+        let stderr = generate_fails(&manifest);
+        assert!(stderr.contains("not a plain file name") && !stderr.contains("bytes"), "{stderr}");
+    }
+
+    // A shard replaced by a device is refused by its metadata, before the GPU.
+    let shard = model.join(original["shards"][0]["file"].as_str().unwrap());
+    std::fs::remove_file(&shard).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &shard).unwrap();
+    let stderr = generate_fails(&original);
+    assert!(stderr.contains("not a regular file") && stderr.contains(&*shard.to_string_lossy()), "{stderr}");
 }

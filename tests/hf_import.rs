@@ -20,6 +20,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::model::{Architecture, ChatTemplate};
+use webjudge::weights::convert::{ConvertError, OutputProblem};
 use webjudge::weights::hf::{convert_hf, rope_source_row, HfError, HfOptions};
 use webjudge::weights::safetensors::{SafeTensors, SafetensorsError};
 use webjudge::weights::{DType, Manifest, Quant};
@@ -451,6 +452,26 @@ fn unusable_checkpoints_are_named() {
     let out2 = dir.join("out2");
     let error = convert_error(&hf, &out2, &options(Quant::Q8, 32));
     assert!(matches!(error, HfError::Unsupported(_)), "{error}");
+
+    // Sizes in config.json are believed only as far as the tensors back them.
+    config["model_type"] = json!("llama");
+    config["architectures"] = json!(["LlamaForCausalLM"]);
+    config["num_hidden_layers"] = json!(1_000_000_000_000u64);
+    std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+    let error = convert_error(&hf, &out2, &options(Quant::F16, 0));
+    assert!(error.to_string().contains("1000000000000 layers, but only"), "{error}");
+
+    // A checkpoint converted into itself would be deleted by --force: refused, kept whole.
+    write_checkpoint(&hf, &checkpoint(5, false), false, 1);
+    let before: Vec<_> = std::fs::read_dir(&hf).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let force = HfOptions { overwrite: true, ..options(Quant::F16, 0) };
+    let error = convert_hf(&hf, &hf, &force, &mut |_, _| {}).unwrap_err();
+    assert!(
+        matches!(error, HfError::Convert(ConvertError::Output { problem: OutputProblem::HoldsInput(_), .. })),
+        "{error}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&hf).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(before, after);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::fs;
 
 use serde_json::Value;
-use webjudge::judge::dataset::{finished_indices, parse_row, parse_row_as, parse_rows, Problem};
+use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, resume_output, Problem, ResumeError, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
 use webjudge::judge::{Item, Protocol, Winner};
 
@@ -259,37 +259,118 @@ fn rows_count_non_empty_lines_and_errors_name_the_line() {
     assert_eq!((null_label.label, null_label.scenario), (None, None));
 }
 
+fn run(protocol: Protocol) -> RunOptions {
+    RunOptions {
+        protocol,
+        swap: false,
+        model: "0123456789abcdef".into(),
+        max_new_tokens: 12,
+        context: 512,
+        truncate: false,
+    }
+}
+
+/// One output record as `webjudge judge` writes it, with `critique` and `run`.
+fn record(index: usize, critique: &str, run: &RunOptions) -> String {
+    serde_json::json!({"index": index, "critique": critique, "winner": "tie", "run": run}).to_string() + "\n"
+}
+
 #[test]
 fn resume_reads_finished_rows() {
-    let complete = "{\"index\": 0, \"winner\": \"tie\"}\n\n{\"index\": 2, \"winner\": null}\n{\"index\": 5}\n";
-    let finished = finished_indices(complete.lines()).unwrap();
-    assert_eq!(finished.indices.into_iter().collect::<Vec<_>>(), [0, 2, 5]);
-    assert_eq!(finished.truncated_line, None);
+    let now = run(Protocol::PairwiseTie);
+    let complete = [record(0, "a", &now), "\n".into(), record(2, "b", &now), record(5, "c", &now)].concat();
+    let resume = resume_output(complete.as_bytes(), &now).unwrap();
+    assert_eq!(resume.done.iter().copied().collect::<Vec<_>>(), [0, 2, 5]);
+    assert_eq!((resume.torn_line, resume.rewrite), (None, None));
 
-    // Interrupted mid-write: the last record is cut off (with or without trailing blank lines).
+    // Interrupted mid-write: the last record is cut off; the rest is kept byte for byte.
     for tail in
-        ["{\"index\": 7, \"output\": \"The final decision is Resp", "{\"index\": 1", "{", "{\"index\": 7, \"x\": \"a\\"]
+        ["{\"index\": 7, \"output\": \"The final decision is Resp", "{\"index\": 1", "{", "{\"critique\":\"\u{e5}"]
     {
-        for end in ["", "\n", "\n\n"] {
-            let text = format!("{complete}{tail}{end}");
-            let finished = finished_indices(text.lines()).unwrap_or_else(|error| panic!("{tail:?}: {error}"));
-            assert_eq!(finished.indices.iter().copied().collect::<Vec<_>>(), [0, 2, 5], "{tail:?}");
-            assert_eq!(finished.truncated_line, Some(5), "{tail:?}");
-        }
+        let text = format!("{complete}{tail}");
+        let resume = resume_output(text.as_bytes(), &now).unwrap_or_else(|error| panic!("{tail:?}: {error}"));
+        assert_eq!(resume.done.iter().copied().collect::<Vec<_>>(), [0, 2, 5], "{tail:?}");
+        assert_eq!(resume.torn_line, Some(5), "{tail:?}");
+        assert_eq!(resume.rewrite.as_deref(), Some(complete.as_bytes()), "{tail:?}");
     }
+    // A complete last record without its newline gets one.
+    let unterminated = resume_output(complete.trim_end().as_bytes(), &now).unwrap();
+    assert_eq!(unterminated.rewrite.as_deref(), Some(complete.as_bytes()));
 
-    // A broken record anywhere else is an error naming its line.
-    let middle = "{\"index\": 0}\n{\"index\": 1, \"out\n{\"index\": 2}\n";
-    let error = finished_indices(middle.lines()).unwrap_err();
-    assert_eq!(error.place.line, Some(2));
-    assert!(error.to_string().starts_with("line 2:"), "{error}");
-    // So is a last line that no interrupted write produces, and a record without an index.
-    assert!(finished_indices("{\"index\": 0}\n{\"index\": 1}}\n".lines()).is_err());
-    for bad in ["{\"winner\": \"tie\"}", "{\"index\": -1}", "{\"index\": \"3\"}", "[3]"] {
-        let text = format!("{bad}\n{{\"index\": 1}}\n");
-        let error = finished_indices(text.lines()).unwrap_err();
-        assert_eq!(error.place.line, Some(1), "{bad}");
-        assert!(matches!(error.problem, Problem::OutputIndex), "{bad}: {error}");
+    // A broken record anywhere else, or a file that is not a judge output, is refused.
+    let middle = format!("{}{{\"index\": 1, \"out\n{}", record(0, "a", &now), record(2, "b", &now));
+    let error = resume_output(middle.as_bytes(), &now).unwrap_err();
+    assert!(matches!(error, ResumeError::NotAnOutput { line: 2, .. }), "{error}");
+    for bad in
+        ["{\"winner\": \"tie\"}\n", "{\"index\": -1}\n", "[3]\n", "notes about my run", "{\"index\": 1}\n", "{\n"]
+    {
+        let error = resume_output(bad.as_bytes(), &now).unwrap_err();
+        assert!(matches!(error, ResumeError::NotAnOutput { line: 1, .. }), "{bad:?}: {error}");
     }
-    assert_eq!(finished_indices("".lines()).unwrap(), Default::default());
+    let invalid_utf8 = [record(0, "a", &now).as_bytes(), b"{\"critique\":\"\xe5\xa5\"}\n"].concat();
+    assert!(matches!(resume_output(&invalid_utf8, &now), Err(ResumeError::NotAnOutput { line: 2, .. })));
+    assert_eq!(resume_output(b"", &now).unwrap(), Default::default());
+}
+
+#[test]
+fn resume_refuses_to_mix_options_and_retries_errors_made_under_others() {
+    let now = run(Protocol::PairwiseTie);
+    for (other, option) in [
+        (RunOptions { swap: true, ..now.clone() }, "--swap was true, now false"),
+        (run(Protocol::Single), "--protocol was single, now pairwise_tie"),
+        (RunOptions { model: "fedcba9876543210".into(), ..now.clone() }, "was fedcba9876543210"),
+        (RunOptions { max_new_tokens: 1024, ..now.clone() }, "--max-new-tokens was 1024, now 12"),
+    ] {
+        let text = [record(0, "a", &now), record(1, "b", &other)].concat();
+        let error = resume_output(text.as_bytes(), &now).unwrap_err();
+        assert!(matches!(error, ResumeError::OptionsDiffer { line: 2, .. }), "{error}");
+        assert!(error.to_string().contains(option) && error.to_string().contains("start over"), "{error}");
+    }
+    // A finished row stays valid under another context or truncation setting.
+    let wider = RunOptions { context: 4096, truncate: true, ..now.clone() };
+    assert_eq!(resume_output(record(0, "a", &wider).as_bytes(), &now).unwrap().done.len(), 1);
+
+    // Rows that failed are judged again when the options that failed them changed.
+    let error = |index: usize, run: &RunOptions| {
+        serde_json::json!({"index": index, "error": "too long", "run": run}).to_string() + "\n"
+    };
+    let small = RunOptions { context: 64, ..now.clone() };
+    let text = [record(0, "a", &small), error(1, &small), error(2, &now)].concat();
+    let resume = resume_output(text.as_bytes(), &now).unwrap();
+    assert_eq!(resume.done.iter().copied().collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(resume.retried, [1]);
+    assert_eq!(resume.rewrite.unwrap(), [record(0, "a", &small), error(2, &now)].concat().into_bytes());
+    assert_eq!(resume_output(text.as_bytes(), &small).unwrap().retried, [2]);
+}
+
+/// Every cut point of a file of multi-byte records (bytes, not characters), resumed and
+/// completed as `webjudge judge` does: no finished row is lost and none is duplicated.
+#[test]
+fn resume_after_any_cut_loses_and_duplicates_nothing() {
+    let now = run(Protocol::PairwiseTie);
+    let critiques = ["评分: [[5]] 好", "naïve café ✓", "emoji 😀 at the end 😀"];
+    let records: Vec<String> = critiques.iter().enumerate().map(|(i, c)| record(i, c, &now)).collect();
+    let whole = records.concat();
+    let ends: Vec<usize> = records
+        .iter()
+        .scan(0, |end, r| {
+            *end += r.len();
+            Some(*end)
+        })
+        .collect();
+    for cut in 0..=whole.len() {
+        let bytes = &whole.as_bytes()[..cut];
+        let resume = resume_output(bytes, &now).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        // A record is finished once its JSON is complete, newline or not.
+        let finished: Vec<usize> = (0..records.len()).filter(|&i| cut + 1 >= ends[i]).collect();
+        assert_eq!(resume.done.iter().copied().collect::<Vec<_>>(), finished, "cut at {cut}");
+        let mut file = resume.rewrite.unwrap_or_else(|| bytes.to_vec());
+        for index in (0..records.len()).filter(|i| !resume.done.contains(i)) {
+            file.extend_from_slice(records[index].as_bytes());
+        }
+        let text = String::from_utf8(file).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort_by_key(|line| records.iter().position(|r| r.trim_end() == *line));
+        assert_eq!(lines, records.iter().map(|r| r.trim_end()).collect::<Vec<_>>(), "cut at {cut}");
+    }
 }

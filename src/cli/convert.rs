@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions};
+use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions, OutputProblem};
 use webjudge::weights::hf::{convert_hf, HfConversion, HfError, HfOptions};
 use webjudge::weights::Quant as Quantizer;
 
@@ -26,7 +26,8 @@ pub struct Args {
     /// Largest shard to write, in MiB.
     #[arg(long, default_value_t = 64)]
     pub shard_mb: u64,
-    /// Replace the output directory if it exists.
+    /// Replace the output directory if it is a model directory (one with a manifest.json);
+    /// a directory holding the input or anything else is never replaced.
     #[arg(long)]
     pub force: bool,
     /// Hugging Face input only: the dtype of 2-D weights (default q4).
@@ -72,14 +73,14 @@ pub fn run(args: Args) -> CliResult {
         };
         let options = HfOptions { quant, group: args.group.unwrap_or(32), max_shard_bytes, overwrite: args.force };
         convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
-            HfError::Convert(error) => output_hint(error, &args),
+            HfError::Convert(error) => output_hint(error),
             error => error.into(),
         })
     } else {
         let options = ConvertOptions { max_shard_bytes, overwrite: args.force };
         convert_gguf(&args.input, &args.out, &options, &mut progress)
             .map(|manifest| HfConversion { manifest, gptq_kept: 0, gptq_requantized: Vec::new() })
-            .map_err(|error| output_hint(error, &args))
+            .map_err(output_hint)
     };
     bar.finish_and_clear();
     let HfConversion { manifest, gptq_kept, gptq_requantized } = result?;
@@ -120,12 +121,10 @@ fn print_gptq(kept: usize, requantized: &[(String, String)], quant: &str) {
     }
 }
 
-/// Suggests --force when the output directory is in the way.
-fn output_hint(error: ConvertError, args: &Args) -> Box<dyn std::error::Error> {
+/// Suggests --force when the output is a model directory it may replace.
+fn output_hint(error: ConvertError) -> Box<dyn std::error::Error> {
     match error {
-        ConvertError::Output { .. } if args.out.is_dir() && !args.force => {
-            format!("{error}; --force replaces it").into()
-        }
+        ConvertError::Output { problem: OutputProblem::NotEmpty, .. } => format!("{error}; --force replaces it").into(),
         error => error.into(),
     }
 }

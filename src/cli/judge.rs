@@ -1,16 +1,22 @@
 //! `webjudge judge`: one item with a streamed critique, or a whole Auto-J test-data file
 //! with progress, resume and Auto-J's agreement/consistency metrics.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use webjudge::judge::dataset::{finished_indices, parse_rows, Row};
+use sha2::{Digest, Sha256};
+use webjudge::judge::dataset::{parse_rows, resume_output, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::session::{Judge, JudgeOptions, Judgement, Order, SwapJudgement, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{Item, Protocol, Winner};
+use webjudge::model::LoadOptions;
+use webjudge::weights::manifest::MANIFEST_FILE;
+use webjudge::weights::writer::hex;
+use webjudge::weights::Manifest;
 
 use super::load::ModelArgs;
 use super::CliResult;
@@ -107,19 +113,22 @@ fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
     Ok(())
 }
 
-fn batch(args: &Args, options: &JudgeOptions, input: &PathBuf, output: &PathBuf) -> CliResult {
+fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> CliResult {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut rows: Vec<Row> = parse_rows(text.lines(), Some(args.protocol))
+    let mut rows: Vec<Row> = parse_rows(text.strip_prefix('\u{feff}').unwrap_or(&text).lines(), Some(args.protocol))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", input.display()))?;
     rows.truncate(args.limit.unwrap_or(usize::MAX));
 
-    let done = resume(output)?;
+    let run = run_options(args)?;
+    let done = resume(output, &run)?;
     let todo: Vec<&Row> = rows.iter().filter(|row| !done.contains(&row.index)).collect();
     if !done.is_empty() {
         eprintln!("resuming {}: {} rows already judged, {} to go", output.display(), done.len(), todo.len());
     }
-    let mut writer = BufWriter::new(OpenOptions::new().create(true).append(true).open(output)?);
+    let open = OpenOptions::new().create(true).append(true).open(output);
+    let mut writer = BufWriter::new(open.map_err(|e| format!("{}: {e}", output.display()))?);
+    let written = |e: std::io::Error| format!("{}: {e}", output.display());
     if !todo.is_empty() {
         let mut judge = Judge::new(args.model.load()?);
         let bar = ProgressBar::new(todo.len() as u64).with_style(
@@ -140,9 +149,10 @@ fn batch(args: &Args, options: &JudgeOptions, input: &PathBuf, output: &PathBuf)
             fields.insert("index".into(), json!(row.index));
             fields.insert("scenario".into(), json!(row.scenario));
             fields.insert("label".into(), json!(row.label));
-            writeln!(writer, "{record}")?;
+            fields.insert("run".into(), json!(run));
+            writeln!(writer, "{record}").map_err(written)?;
             // Flushed row by row so an interrupted run resumes where it stopped.
-            writer.flush()?;
+            writer.flush().map_err(written)?;
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -151,25 +161,57 @@ fn batch(args: &Args, options: &JudgeOptions, input: &PathBuf, output: &PathBuf)
     report(args.protocol, output)
 }
 
-/// The indices an existing output file holds; a record cut off by an interruption is
-/// removed so appending continues on a clean line.
-fn resume(output: &PathBuf) -> Result<std::collections::BTreeSet<usize>, Box<dyn std::error::Error>> {
-    let Ok(existing) = std::fs::read_to_string(output) else { return Ok(Default::default()) };
-    let finished = finished_indices(existing.lines()).map_err(|e| format!("{}: {e}", output.display()))?;
-    if let Some(line) = finished.truncated_line {
+/// What this run's records are made with: the model is named by its manifest's hash.
+fn run_options(args: &Args) -> Result<RunOptions, Box<dyn std::error::Error>> {
+    let path = args.model.model.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let manifest =
+        Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let requested = LoadOptions { context: args.model.context.unwrap_or(usize::MAX), prefill_chunk: 1 };
+    Ok(RunOptions {
+        protocol: args.protocol,
+        swap: args.swap,
+        model: hex(&Sha256::digest(&bytes))[..16].to_string(),
+        max_new_tokens: args.max_new_tokens,
+        context: requested.fitted(&manifest.architecture).context,
+        truncate: args.truncate,
+    })
+}
+
+/// The indices an existing output file holds, after dropping a record cut off by an
+/// interruption and error records to retry. The file is never truncated in place: its new
+/// content is written beside it and renamed over it, so a failure leaves it as it was.
+fn resume(output: &Path, run: &RunOptions) -> Result<BTreeSet<usize>, Box<dyn std::error::Error>> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
+    let bytes = match std::fs::read(output) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(at(&e).into()),
+    };
+    let resume = resume_output(&bytes, run).map_err(|e| at(&e))?;
+    if let Some(line) = resume.torn_line {
         eprintln!("{}: dropping the incomplete record on line {line}", output.display());
-        let kept: String = existing.lines().take(line - 1).map(|l| format!("{l}\n")).collect();
-        let mut file = File::create(output)?;
-        file.write_all(kept.as_bytes())?;
-    } else if !existing.is_empty() && !existing.ends_with('\n') {
-        OpenOptions::new().append(true).open(output)?.write_all(b"\n")?;
     }
-    Ok(finished.indices)
+    if !resume.retried.is_empty() {
+        eprintln!("{}: judging again {} rows that failed under other options", output.display(), resume.retried.len());
+    }
+    if let Some(content) = resume.rewrite {
+        let name = output.file_name().ok_or_else(|| at(&"not a file name"))?;
+        let temp = output.with_file_name(format!(".{}.resuming", name.to_string_lossy()));
+        let replaced = File::create(&temp)
+            .and_then(|mut file| file.write_all(&content).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::rename(&temp, output));
+        if let Err(error) = replaced {
+            let _ = std::fs::remove_file(&temp);
+            return Err(format!("{}: {error} (the file was left as it was)", temp.display()).into());
+        }
+    }
+    Ok(resume.done)
 }
 
 /// Prints Auto-J's metrics over every labelled record of the output file.
-fn report(protocol: Protocol, output: &PathBuf) -> CliResult {
-    let text = std::fs::read_to_string(output)?;
+fn report(protocol: Protocol, output: &Path) -> CliResult {
+    let text = std::fs::read_to_string(output).map_err(|e| format!("{}: {e}", output.display()))?;
     let records: Vec<Value> =
         text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();

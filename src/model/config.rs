@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Weight tensors of one layer: two norms, four attention and three feed-forward matrices.
+pub const TENSORS_PER_LAYER: usize = 9;
+
 /// Everything the forward pass needs to know about a LLaMA-family model's shapes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -56,7 +59,37 @@ impl Architecture {
         if !(self.rope_theta > 0.0 && self.norm_eps > 0.0) {
             return Err("rope theta and norm eps must be positive".into());
         }
+        // The sizes come from files and size allocations: every product the engine forms
+        // must be representable, here and in 32-bit wasm.
+        let widths = [
+            ("n_heads × head_dim", self.n_heads.checked_mul(self.head_dim)),
+            ("n_kv_heads × head_dim", self.n_kv_heads.checked_mul(self.head_dim)),
+            ("vocab × hidden", self.vocab.checked_mul(self.hidden)),
+            ("ffn × hidden", self.ffn.checked_mul(self.hidden)),
+            (
+                "n_heads × head_dim × hidden",
+                self.n_heads.checked_mul(self.head_dim).and_then(|q| q.checked_mul(self.hidden)),
+            ),
+        ];
+        if let Some((what, _)) = widths.iter().find(|(_, product)| product.is_none_or(|n| u32::try_from(n).is_err())) {
+            return Err(format!("{what} does not fit in 32 bits ({self:?})"));
+        }
+        let kv_cache_bytes = [self.n_layers, self.context_length, self.n_kv_heads, self.head_dim, 4]
+            .iter()
+            .try_fold(1u64, |bytes, &n| bytes.checked_mul(n as u64));
+        if kv_cache_bytes.is_none() {
+            return Err(format!(
+                "the KV cache of {} layers × {} positions × {} KV heads × {} does not fit in 64 bits",
+                self.n_layers, self.context_length, self.n_kv_heads, self.head_dim
+            ));
+        }
         Ok(())
+    }
+
+    /// How many weight tensors the architecture has, or `None` if the count overflows.
+    pub fn tensor_count(&self) -> Option<usize> {
+        let global = if self.tied_embeddings { 2 } else { 3 };
+        self.n_layers.checked_mul(TENSORS_PER_LAYER)?.checked_add(global)
     }
 }
 

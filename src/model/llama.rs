@@ -13,6 +13,7 @@ use crate::kernels::{
     GpuTensor, Heads, KvCache, LinearMode, Sampling, Step,
 };
 
+use super::config::TENSORS_PER_LAYER;
 use super::load::LoadError;
 use super::Architecture;
 use crate::weights::DType;
@@ -30,6 +31,12 @@ impl LoadOptions {
     /// The model's full context and 128-token prefill chunks.
     pub fn for_model(architecture: &Architecture) -> Self {
         Self { context: architecture.context_length, prefill_chunk: 128 }
+    }
+
+    /// The options a model loads with: a context of at least one position and at most the
+    /// model's, a prefill chunk of at least one token.
+    pub fn fitted(self, architecture: &Architecture) -> Self {
+        Self { context: self.context.clamp(1, architecture.context_length), prefill_chunk: self.prefill_chunk.max(1) }
     }
 }
 
@@ -88,13 +95,10 @@ impl LlamaModel {
         options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let a = &architecture;
-        let options = LoadOptions {
-            context: options.context.clamp(1, a.context_length),
-            prefill_chunk: options.prefill_chunk.max(1),
-        };
+        let options = options.fitted(a);
         check_shapes(a, &weights)?;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
-        let cache_bytes = (options.context * a.kv_dim() * 2) as u64;
+        let cache_bytes = options.context as u64 * a.kv_dim() as u64 * 2;
         let limit = gpu.limits.max_storage_buffer_binding_size;
         if cache_bytes > limit {
             return Err(LoadError::ContextTooLong { context: options.context, needed: cache_bytes, limit });
@@ -290,17 +294,25 @@ impl LlamaModel {
     }
 }
 
-/// The tensor names and shapes the forward pass reads (GGUF naming).
-pub fn expected_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
-    let mut expected = vec![
+/// The tensor names and shapes the forward pass reads (GGUF naming). `present` is how many
+/// tensors the checkpoint or model directory holds: a layer count read from a file is
+/// believed only as far as its tensors can back it (each layer has tensors of its own),
+/// before anything is allocated for it. Which tensor is missing is for the caller to name.
+pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String, Vec<usize>)>, TensorCountError> {
+    let needed = a.tensor_count().filter(|_| a.n_layers <= present);
+    let Some(needed) = needed else {
+        return Err(TensorCountError { n_layers: a.n_layers, present });
+    };
+    let mut expected = Vec::with_capacity(needed);
+    expected.extend([
         ("token_embd.weight".to_string(), vec![a.vocab, a.hidden]),
         ("output_norm.weight".to_string(), vec![a.hidden]),
-    ];
+    ]);
     if !a.tied_embeddings {
         expected.push(("output.weight".into(), vec![a.vocab, a.hidden]));
     }
     for layer in 0..a.n_layers {
-        let shapes = [
+        let shapes: [_; TENSORS_PER_LAYER] = [
             ("attn_norm", vec![a.hidden]),
             ("attn_q", vec![a.q_dim(), a.hidden]),
             ("attn_k", vec![a.kv_dim(), a.hidden]),
@@ -313,11 +325,19 @@ pub fn expected_tensors(a: &Architecture) -> Vec<(String, Vec<usize>)> {
         ];
         expected.extend(shapes.into_iter().map(|(name, shape)| (format!("blk.{layer}.{name}.weight"), shape)));
     }
-    expected
+    Ok(expected)
+}
+
+/// A layer count that the tensors present cannot back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{n_layers} layers, but only {present} tensors are present")]
+pub struct TensorCountError {
+    pub n_layers: usize,
+    pub present: usize,
 }
 
 fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Result<(), LoadError> {
-    for (name, shape) in expected_tensors(a) {
+    for (name, shape) in expected_tensors(a, weights.len()).map_err(|e| LoadError::Manifest(e.into()))? {
         let tensor = weights.get(&name).ok_or_else(|| crate::weights::ManifestError::Missing(name.clone()))?;
         let found = if shape.len() == 1 { vec![tensor.cols] } else { vec![tensor.rows, tensor.cols] };
         if found != shape {

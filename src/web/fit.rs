@@ -53,7 +53,7 @@ fn buffer(bytes: u64) -> u64 {
 }
 
 fn kv_layer_buffer(architecture: &Architecture, context: usize) -> u64 {
-    buffer((context * architecture.kv_dim() * 2) as u64)
+    buffer(context as u64 * architecture.kv_dim() as u64 * 2)
 }
 
 pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {

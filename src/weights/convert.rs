@@ -29,7 +29,7 @@ use super::gguf::{
     GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_0,
 };
-use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use super::manifest::{DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
 use super::writer::ModelWriter;
 use super::{dequantize, pack_q4, pack_q8, DType, Manifest};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
@@ -82,7 +82,7 @@ pub enum ConvertError {
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("output {}: {problem}", path.display())]
-    Output { path: PathBuf, problem: String },
+    Output { path: PathBuf, problem: OutputProblem },
     #[error("max shard size {0} bytes is below the minimum of {MIN_SHARD_BYTES}")]
     ShardSize(u64),
 }
@@ -98,7 +98,7 @@ pub fn convert_gguf(
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes));
     }
-    let output = OutputDir::prepare(out_dir, options.overwrite)?;
+    let output = OutputDir::prepare(out_dir, gguf_path, options.overwrite)?;
 
     let gguf = GgufFile::open(gguf_path)?;
     let architecture = architecture(&gguf)?;
@@ -134,25 +134,66 @@ pub(crate) struct OutputDir {
     temp: TempDir,
 }
 
+/// Why a conversion may not write where `--out` points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputProblem {
+    NotADirectory,
+    NoName,
+    /// A model directory (it has a manifest) with files in it; `overwrite` replaces it.
+    NotEmpty,
+    /// Not empty and not a model directory: never replaced, whatever the options.
+    NotAModelDirectory,
+    /// The conversion's input lies inside it: replacing it would delete the input.
+    HoldsInput(PathBuf),
+}
+
+impl std::fmt::Display for OutputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotADirectory => f.write_str("exists and is not a directory"),
+            Self::NoName => f.write_str("does not name a directory"),
+            Self::NotEmpty => f.write_str("is a model directory and not empty"),
+            Self::NotAModelDirectory => write!(
+                f,
+                "exists, is not empty and is not a webjudge model directory (no {MANIFEST_FILE}); \
+                 convert into a new or empty directory"
+            ),
+            Self::HoldsInput(input) => {
+                write!(f, "holds the input {}; convert into a directory outside it", input.display())
+            }
+        }
+    }
+}
+
 impl OutputDir {
-    /// Refuses a non-empty `out_dir` unless `overwrite`, and creates the temporary sibling.
-    pub(crate) fn prepare(out_dir: &Path, overwrite: bool) -> Result<Self, ConvertError> {
-        let output_problem = |problem: &str| ConvertError::Output { path: out_dir.to_owned(), problem: problem.into() };
+    /// Creates the temporary sibling. `out_dir` may be missing or empty; with `overwrite` it
+    /// may also be a model directory, which is replaced, but never one that holds `input`
+    /// (its own GGUF file, or a checkpoint converted into itself) nor one that is not a
+    /// model directory: `--force` must not be able to delete a user's files.
+    pub(crate) fn prepare(out_dir: &Path, input: &Path, overwrite: bool) -> Result<Self, ConvertError> {
+        let refuse = |problem| ConvertError::Output { path: out_dir.to_owned(), problem };
         let existing_is_empty = match fs::read_dir(out_dir) {
             Ok(mut entries) => Some(entries.next().is_none()),
-            Err(_) if out_dir.exists() => return Err(output_problem("exists and is not a directory")),
+            Err(_) if fs::symlink_metadata(out_dir).is_ok() => return Err(refuse(OutputProblem::NotADirectory)),
             Err(_) => None,
         };
-        if existing_is_empty == Some(false) && !overwrite {
-            return Err(output_problem("exists and is not empty"));
+        if existing_is_empty.is_some() {
+            let inside = |path: &Path| fs::canonicalize(path).map_err(|e| io_at(path, e));
+            if inside(input)?.starts_with(inside(out_dir)?) {
+                return Err(refuse(OutputProblem::HoldsInput(input.to_owned())));
+            }
         }
-        let file_name = out_dir.file_name().ok_or_else(|| output_problem("does not name a directory"))?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(file_name);
-        temp_name.push(format!(".converting-{}", std::process::id()));
-        let temp = TempDir(Some(out_dir.with_file_name(temp_name)));
+        if existing_is_empty == Some(false) {
+            if !out_dir.join(MANIFEST_FILE).is_file() {
+                return Err(refuse(OutputProblem::NotAModelDirectory));
+            }
+            if !overwrite {
+                return Err(refuse(OutputProblem::NotEmpty));
+            }
+        }
+        let temp = TempDir(Some(sibling(out_dir, "converting").ok_or_else(|| refuse(OutputProblem::NoName))?));
         if temp.path().exists() {
-            fs::remove_dir_all(temp.path())?;
+            fs::remove_dir_all(temp.path()).map_err(|e| io_at(temp.path(), e))?;
         }
         Ok(Self { out_dir: out_dir.to_owned(), existed: existing_is_empty.is_some(), temp })
     }
@@ -162,15 +203,43 @@ impl OutputDir {
         self.temp.path()
     }
 
-    /// Replaces the output directory with the written one.
-    pub(crate) fn commit(self) -> std::io::Result<()> {
-        if self.existed {
-            fs::remove_dir_all(&self.out_dir)?;
+    /// Replaces the output directory with the written one. The old directory is moved
+    /// aside first and removed only once the new one is in place, so a failure leaves one
+    /// of the two complete.
+    pub(crate) fn commit(self) -> Result<(), ConvertError> {
+        let replaced = match self.existed {
+            true => {
+                let aside = sibling(&self.out_dir, "replaced").expect("prepare checked the name");
+                fs::rename(&self.out_dir, &aside).map_err(|e| io_at(&self.out_dir, e))?;
+                Some(aside)
+            }
+            false => None,
+        };
+        if let Err(error) = fs::rename(self.temp.path(), &self.out_dir) {
+            if let Some(aside) = &replaced {
+                let _ = fs::rename(aside, &self.out_dir);
+            }
+            return Err(io_at(&self.out_dir, error));
         }
-        fs::rename(self.temp.path(), &self.out_dir)?;
         self.temp.keep();
+        if let Some(aside) = replaced {
+            fs::remove_dir_all(&aside).map_err(|e| io_at(&aside, e))?;
+        }
         Ok(())
     }
+}
+
+/// `.NAME.WHAT-PID` beside `dir`: hidden, and unique to this process.
+fn sibling(dir: &Path, what: &str) -> Option<PathBuf> {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(dir.file_name()?);
+    name.push(format!(".{what}-{}", std::process::id()));
+    Some(dir.with_file_name(name))
+}
+
+/// An I/O error that names its file.
+fn io_at(path: &Path, error: std::io::Error) -> ConvertError {
+    ConvertError::Io(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
 }
 
 /// A directory being written, removed on drop unless kept, so a failed conversion
@@ -270,14 +339,6 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
         add_bos: m.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(tokenizer_model == Some("llama")),
     };
     architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
-    // Bounds the list of expected tensors by what the file can hold.
-    if architecture.n_layers > gguf.tensors.len() {
-        return Err(ConvertError::InvalidArchitecture(format!(
-            "{} layers, but the file has only {} tensors",
-            architecture.n_layers,
-            gguf.tensors.len()
-        )));
-    }
     if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
         return Err(ConvertError::InvalidArchitecture(format!(
             "special token id {id} is outside the vocabulary of {vocab}"
@@ -343,7 +404,8 @@ struct PlannedTensor<'a> {
 /// Checks that the file holds exactly the tensors the architecture needs, with their
 /// shapes and convertible types, before anything is written.
 fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<Vec<PlannedTensor<'a>>, ConvertError> {
-    let expected = expected_tensors(architecture);
+    let expected = expected_tensors(architecture, gguf.tensors.len())
+        .map_err(|e| ConvertError::InvalidArchitecture(e.to_string()))?;
     if let Some(extra) = gguf.tensors.iter().find(|t| !expected.iter().any(|(name, _)| *name == t.name)) {
         return Err(ConvertError::UnexpectedTensor(extra.name.clone()));
     }

@@ -319,7 +319,7 @@ fn plan(
     gptq: Option<&GptqConfig>,
     options: &HfOptions,
 ) -> Result<Vec<Planned>, HfError> {
-    let expected = expected_tensors(a);
+    let expected = expected_tensors(a, checkpoint.tensors().count()).map_err(|e| HfError::Config(e.to_string()))?;
     let mut planned: Vec<Option<Planned>> = expected.iter().map(|_| None).collect();
     let (layers, dense) = match gptq {
         Some(_) => gptq::split_layers(checkpoint.tensors())?,
@@ -486,7 +486,7 @@ pub fn convert_hf(
         }
     }
 
-    let output = OutputDir::prepare(out_dir, options.overwrite)?;
+    let output = OutputDir::prepare(out_dir, hf_dir, options.overwrite)?;
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
     let total: u64 = plan.iter().map(Planned::bytes).sum();
     let mut done = 0;

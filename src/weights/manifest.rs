@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::DType;
-use crate::model::{Architecture, ChatTemplate};
+use crate::model::{expected_tensors, Architecture, ChatTemplate, TensorCountError};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -68,6 +68,10 @@ pub enum ManifestError {
     Tensor { name: String, problem: String },
     #[error("tensor {0} is missing")]
     Missing(String),
+    #[error(transparent)]
+    TensorCount(#[from] TensorCountError),
+    #[error("shard name {0:?} is not a plain file name (letters, digits, '-', '_' and '.', not starting with '.')")]
+    ShardName(String),
 }
 
 impl TensorEntry {
@@ -116,23 +120,30 @@ impl Manifest {
         self.shards.iter().map(|s| s.size).sum()
     }
 
-    /// Checks every size, offset and shape so loading never reads out of bounds.
+    /// Checks every size, offset, shape and name so loading never reads out of bounds or
+    /// outside the model directory, and the architecture's sizes are backed by tensors.
     pub fn validate(&self) -> Result<(), ManifestError> {
         self.architecture.validate().map_err(ManifestError::Architecture)?;
+        if let Some(shard) = self.shards.iter().find(|s| !is_plain_file_name(&s.file)) {
+            return Err(ManifestError::ShardName(shard.file.clone()));
+        }
         let mut seen = HashMap::new();
         for tensor in &self.tensors {
-            if seen.insert(tensor.name.as_str(), ()).is_some() {
+            if seen.insert(tensor.name.as_str(), tensor).is_some() {
                 return Err(tensor.problem("appears twice"));
             }
             if tensor.shape.is_empty() || tensor.shape.len() > 2 || tensor.shape.contains(&0) {
                 return Err(tensor.problem(format!("unsupported shape {:?}", tensor.shape)));
+            }
+            if tensor.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)).is_none_or(|n| n > MAX_ELEMENTS) {
+                return Err(tensor.problem(format!("shape {:?} has more than 2^40 values", tensor.shape)));
             }
             let (rows, cols) = (tensor.rows() as u64, tensor.cols() as u64);
             let group = tensor.group_size as u64;
             tensor.dtype.check_shape(cols, group).map_err(|p| tensor.problem(p))?;
             let mut next_row = 0;
             for part in &tensor.parts {
-                if part.row_start != next_row || part.rows == 0 {
+                if part.row_start != next_row || part.rows == 0 || part.rows as u64 > rows - next_row as u64 {
                     return Err(tensor.problem("parts do not cover the rows in order"));
                 }
                 next_row += part.rows;
@@ -158,6 +169,25 @@ impl Manifest {
                 return Err(tensor.problem(format!("parts cover {next_row} of {rows} rows")));
             }
         }
+        for (name, shape) in expected_tensors(&self.architecture, self.tensors.len())? {
+            let tensor = seen.get(name.as_str()).ok_or_else(|| ManifestError::Missing(name.clone()))?;
+            if tensor.shape != shape {
+                return Err(tensor.problem(format!("shape {:?}, the architecture needs {shape:?}", tensor.shape)));
+            }
+        }
         Ok(())
     }
+}
+
+/// A tensor larger than this is no model webjudge can run, and its byte count could
+/// overflow once multiplied out.
+const MAX_ELEMENTS: u64 = 1 << 40;
+
+/// Shard names come from a file that may be hostile: they must name a file inside the model
+/// directory (no separators, no `..`, no hidden files) and be safe in a URL.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 255
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
