@@ -1,11 +1,13 @@
 //! `webjudge serve` over real sockets: MIME types, cache and CORS headers, byte
-//! ranges, conditional requests, and paths that try to leave the served roots.
+//! ranges, conditional requests, paths that try to leave the served roots (by `..`,
+//! symlinks or dotfiles), and clients that try to hold a connection forever.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 struct Server {
     child: Child,
@@ -61,11 +63,16 @@ fn fixture(name: &str) -> (PathBuf, PathBuf) {
 }
 
 fn start(site: &Path, model: &Path) -> Server {
+    start_with(site, model, &[])
+}
+
+fn start_with(site: &Path, model: &Path, extra_args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
         .args(["serve", "--port", "0", "--root"])
         .arg(site)
         .arg("--model")
         .arg(model)
+        .args(extra_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -104,6 +111,16 @@ fn request(server: &Server, method: &str, target: &str, extra: &[(&str, &str)]) 
 
 fn get(server: &Server, target: &str) -> Response {
     request(server, "GET", target, &[])
+}
+
+/// Each target gets the same bare 404: nothing about what is there, no CORS.
+fn assert_not_found(server: &Server, targets: &[&str]) {
+    for target in targets {
+        let response = get(server, target);
+        assert_eq!(response.status, 404, "{target}");
+        assert_eq!(response.body, b"not found\n", "{target}");
+        assert_eq!(response.header("access-control-allow-origin"), None, "{target}");
+    }
 }
 
 #[test]
@@ -182,7 +199,7 @@ fn serves_the_model_with_cors_ranges_and_immutable_shards() {
 fn refuses_paths_outside_the_roots_and_other_methods() {
     let (site, model) = fixture("paths");
     let server = start(&site, &model);
-    for target in [
+    let escapes = [
         "/../secret.txt",
         "/%2e%2e/secret.txt",
         "/docs/../../secret.txt",
@@ -193,11 +210,8 @@ fn refuses_paths_outside_the_roots_and_other_methods() {
         "/missing.js",
         "/..%5csecret.txt",
         "/%zz",
-    ] {
-        let response = get(&server, target);
-        assert_eq!(response.status, 404, "{target}");
-        assert!(!String::from_utf8_lossy(&response.body).contains("outside"), "{target}");
-    }
+    ];
+    assert_not_found(&server, &escapes);
     assert_eq!(request(&server, "POST", "/", &[]).status, 405);
     assert_eq!(request(&server, "DELETE", "/models/default/manifest.json", &[]).status, 405);
 
@@ -227,4 +241,138 @@ fn refuses_to_start_without_a_site_or_a_model() {
     let no_model = run(&site, &empty);
     assert!(!no_model.status.success());
     assert!(String::from_utf8_lossy(&no_model.stderr).contains("has no manifest.json"));
+}
+
+#[cfg(unix)]
+#[test]
+fn refuses_symlinks_that_leave_the_roots_and_dotfiles() {
+    use std::os::unix::fs::symlink;
+    let (site, model) = fixture("symlinks");
+    let outside = site.parent().unwrap().join("secret.txt");
+    symlink("/", site.join("root")).unwrap();
+    symlink("/", model.join("root")).unwrap();
+    symlink(&outside, site.join("leak.txt")).unwrap();
+    symlink(&outside, model.join("leak.json")).unwrap();
+    symlink(&site, model.join("site")).unwrap();
+    symlink("app.js", site.join("alias.js")).unwrap();
+    symlink("docs", site.join("manual")).unwrap();
+    symlink(".git", site.join("git")).unwrap();
+    std::fs::write(site.join(".hidden"), "hidden").unwrap();
+    std::fs::create_dir_all(site.join("docs/.git")).unwrap();
+    std::fs::write(site.join("docs/.git/config"), "hidden").unwrap();
+    std::fs::create_dir_all(site.join(".git")).unwrap();
+    std::fs::write(site.join(".git/config"), "hidden").unwrap();
+    std::fs::write(model.join(".env"), "hidden").unwrap();
+    let server = start(&site, &model);
+
+    let escapes = [
+        "/root/etc/passwd",
+        "/root/etc/hostname",
+        "/models/default/root/etc/passwd",
+        "/leak.txt",
+        "/models/default/leak.json",
+        "/models/default/site/index.html",
+        "/.hidden",
+        "/%2ehidden",
+        "/.git/config",
+        "/docs/.git/config",
+        "/git/config",
+        "/models/default/.env",
+    ];
+    assert_not_found(&server, &escapes);
+    assert_eq!(get(&server, "/alias.js").body, b"export {}", "a symlink inside the root is followed");
+    assert_eq!(get(&server, "/manual/").body, b"docs", "a symlinked directory inside the root too");
+    assert_eq!(get(&server, "/models/default/manifest.json").status, 200);
+}
+
+/// Whether the server has closed `stream`, waiting at most `wait` for it to do so.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    match stream.read(&mut [0; 1]) {
+        Ok(read) => {
+            assert_eq!(read, 0, "the server answered a request it cannot have read");
+            true
+        }
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+/// The server's limit on reading a request head, and what a loaded machine may add.
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+const SLACK: Duration = Duration::from_secs(15);
+
+#[test]
+fn cuts_off_a_client_that_trickles_or_never_sends_its_request() {
+    let (site, model) = fixture("trickle");
+    let server = start(&site, &model);
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut trickler = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let connected = Instant::now();
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ".iter().chain(std::iter::repeat(&b'a'));
+    for byte in request {
+        // The server drops the trickler by closing: a write or the wait for a reply fails.
+        if trickler.write_all(&[*byte]).is_err() || closed_within(&mut trickler, Duration::from_secs(2)) {
+            break;
+        }
+        assert!(connected.elapsed() < HEAD_DEADLINE + SLACK, "a client sending a byte every 2 s is never cut off");
+    }
+    let cut_off = connected.elapsed();
+    eprintln!("trickling client cut off after {cut_off:?}");
+    assert!(cut_off >= HEAD_DEADLINE - Duration::from_secs(1), "cut off early, after {cut_off:?}");
+    assert!(closed_within(&mut silent, Duration::from_secs(5)), "a client that never sends is cut off too");
+    assert_eq!(get(&server, "/").status, 200);
+}
+
+#[test]
+fn stops_writing_to_a_client_that_never_reads() {
+    const STALL_SECS: u64 = 2;
+    let (site, model) = fixture("stall");
+    // More than the loopback socket buffers of both ends can hold.
+    let size = 32 << 20;
+    std::fs::write(model.join("big.bin"), vec![7u8; size]).unwrap();
+    let server = start_with(&site, &model, &["--write-stall-secs", &STALL_SECS.to_string()]);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.write_all(b"GET /models/default/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    // Not reading: the server's writes stall until it gives up and closes.
+    std::thread::sleep(Duration::from_secs(STALL_SECS) + Duration::from_secs(8));
+    stream.set_read_timeout(Some(SLACK)).unwrap();
+    let mut received = Vec::new();
+    stream.read_to_end(&mut received).expect("the server closed the stalled connection");
+    eprintln!("a client that never read got {} of {size} bytes before the server gave up", received.len());
+    assert!(received.len() < size, "the whole response was sent: the server waited for the client");
+    std::fs::remove_file(model.join("big.bin")).unwrap();
+}
+
+/// Must match the server's `MAX_CONNECTIONS`.
+const MAX_CONNECTIONS: usize = 64;
+
+#[test]
+fn answers_503_over_the_connection_cap_and_recovers() {
+    let (site, model) = fixture("cap");
+    let server = start(&site, &model);
+    let idle: Vec<TcpStream> =
+        (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(("127.0.0.1", server.port)).unwrap()).collect();
+    for _ in 0..4 {
+        let mut extra = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        extra.set_read_timeout(Some(SLACK)).unwrap();
+        let mut reply = String::new();
+        extra.read_to_string(&mut reply).expect("an immediate answer and close over the cap");
+        assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+        assert!(reply.contains("Retry-After: "), "{reply}");
+    }
+    drop(idle);
+    // The server frees the slots when it notices the closes, well before its head deadline.
+    let started = Instant::now();
+    while status_line(&server, "/").as_deref() != Some("HTTP/1.1 200 OK") {
+        assert!(started.elapsed() < HEAD_DEADLINE, "the dropped connections still count");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The first line of the answer to a GET, `None` when the connection fails (a server over
+/// its cap closes without reading the request, which may reset the connection).
+fn status_line(server: &Server, target: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).ok()?;
+    stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    BufReader::new(stream).lines().next()?.ok()
 }

@@ -2,12 +2,18 @@
 //! 127.0.0.1, with what a browser needs from a model host: the wasm MIME type,
 //! byte ranges (the loader resumes interrupted shards), CORS on the model, and cache
 //! headers that let content-addressed shards be kept forever.
+//!
+//! Only files whose real path (symlinks resolved) lies inside their root are served,
+//! never a dotfile, and no client holds a connection beyond the limits below: any web
+//! page the browser opens can reach 127.0.0.1.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::CliResult;
 
@@ -23,6 +29,19 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wa
 /// Longest request head accepted; requests are a line and a few headers.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
+/// Time from accept to the end of the request head, however the bytes trickle in. A
+/// browser on the same machine sends its head at once; ten seconds forgive a loaded one.
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a response may wait for the client to take any byte before the connection
+/// is dropped. No total limit: a multi-GiB shard takes long, but it keeps moving.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once, each on its own thread. A page loads a few files at a
+/// time (browsers open at most six connections per host); the cap bounds the threads
+/// that idle or slow clients can pin, for up to the two timeouts above.
+const MAX_CONNECTIONS: usize = 64;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
@@ -34,11 +53,22 @@ pub struct Args {
     /// The static site to serve at /.
     #[arg(long, default_value = "www")]
     root: PathBuf,
+    /// Seconds a response may wait for the client to read; shortened by the tests only.
+    #[arg(
+        long,
+        hide = true,
+        default_value_t = WRITE_STALL_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    write_stall_secs: u64,
 }
 
+/// What every connection shares: the served roots as real paths (symlinks resolved),
+/// which every served file must lie under, and the write stall timeout.
 struct Site {
     root: PathBuf,
     model: Option<PathBuf>,
+    write_stall_timeout: Duration,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -64,16 +94,63 @@ pub fn run(args: Args) -> CliResult {
     };
     println!("serving http://127.0.0.1:{port}/{model_note}");
     io::stdout().flush()?;
-    let site = std::sync::Arc::new(Site { root: args.root, model: args.model });
+    let site = Arc::new(Site {
+        root: real_root(&args.root)?,
+        model: args.model.as_deref().map(real_root).transpose()?,
+        write_stall_timeout: Duration::from_secs(args.write_stall_secs),
+    });
+    let open_connections = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let site = std::sync::Arc::clone(&site);
-        std::thread::spawn(move || {
-            // A client that goes away mid-response is not the server's problem.
-            let _ = handle(&site, stream);
+        let Ok(mut stream) = stream else { continue };
+        let head_deadline = Instant::now() + HEAD_DEADLINE;
+        let Some(slot) = ConnectionSlot::claim(&open_connections) else {
+            refuse_busy(&mut stream);
+            continue;
+        };
+        let site = Arc::clone(&site);
+        let spawned = std::thread::Builder::new().spawn(move || {
+            let _slot = slot;
+            // A client that goes away, stalls or times out is not the server's problem.
+            let _ = handle(&site, stream, head_deadline);
         });
+        if let Err(e) = spawned {
+            // The closure, with the stream and the slot, is dropped: the client sees a close.
+            eprintln!("warning: cannot start a connection thread: {e}");
+        }
     }
     Ok(())
+}
+
+fn real_root(root: &Path) -> Result<PathBuf, String> {
+    root.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", root.display()))
+}
+
+/// One of the `MAX_CONNECTIONS` places, held while a connection is served.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    fn claim(open_connections: &Arc<AtomicUsize>) -> Option<Self> {
+        open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < MAX_CONNECTIONS).then_some(open + 1))
+            .ok()?;
+        Some(Self(Arc::clone(open_connections)))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers 503 without reading the request, never blocking the accept loop: a new
+/// socket's send buffer takes the few bytes, and if it does not they are dropped.
+fn refuse_busy(stream: &mut TcpStream) {
+    // By then every connection still waiting for its request head is gone.
+    let retry_after = [("Retry-After", HEAD_DEADLINE.as_secs().to_string())];
+    let _ = stream
+        .set_nonblocking(true)
+        .and_then(|()| respond_text(stream, 503, "Service Unavailable", &retry_after, "busy, retry\n", false));
 }
 
 struct Request {
@@ -83,9 +160,9 @@ struct Request {
     if_none_match: Option<String>,
 }
 
-fn handle(site: &Site, mut stream: TcpStream) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let request = match read_request(&mut stream)? {
+fn handle(site: &Site, mut stream: TcpStream, head_deadline: Instant) -> io::Result<()> {
+    stream.set_write_timeout(Some(site.write_stall_timeout))?;
+    let request = match read_request(&stream, head_deadline)? {
         Some(request) => request,
         None => return respond_text(&mut stream, 400, "Bad Request", &[], "malformed request\n", true),
     };
@@ -106,15 +183,34 @@ fn handle(site: &Site, mut stream: TcpStream) -> io::Result<()> {
             return respond_text(&mut stream, 405, "Method Not Allowed", &allow, "only GET and HEAD\n", head_only);
         }
     }
-    let Some((path, kind)) = resolve(site, &request.path) else {
+    let Some(file) = resolve(site, &request.path) else {
         return respond_text(&mut stream, 404, "Not Found", &[], "not found\n", head_only);
     };
-    serve_file(&mut stream, &request, &path, kind, head_only)
+    serve_file(&mut stream, &request, &file, head_only)
 }
 
-/// Reads the request line and the headers we use; `None` for anything malformed.
-fn read_request(stream: &mut TcpStream) -> io::Result<Option<Request>> {
-    let mut reader = BufReader::new(stream.take(MAX_HEAD_BYTES as u64));
+/// Reads from a socket until a deadline, however the bytes trickle in: each read may
+/// wait only for the time left.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request head deadline passed"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Reads the request line and the headers we use by `deadline`; `None` for anything
+/// malformed.
+fn read_request(stream: &TcpStream, deadline: Instant) -> io::Result<Option<Request>> {
+    let mut reader = BufReader::new(DeadlineReader { stream, deadline }.take(MAX_HEAD_BYTES as u64));
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -156,9 +252,16 @@ enum Kind {
     Shard,
 }
 
+/// A file to serve: `real` to open, `requested` (the name in the URL) for its type.
+struct Resolved {
+    real: PathBuf,
+    requested: PathBuf,
+    kind: Kind,
+}
+
 /// Maps a request target to a file under the site or model root; `None` when there
-/// is none or the path tries to leave its root.
-fn resolve(site: &Site, target: &str) -> Option<(PathBuf, Kind)> {
+/// is none, the path names a dotfile, or its real path leaves its root.
+fn resolve(site: &Site, target: &str) -> Option<Resolved> {
     let path = target.split(['?', '#']).next()?;
     let path = percent_decode(path)?;
     if !path.starts_with('/') {
@@ -169,25 +272,40 @@ fn resolve(site: &Site, target: &str) -> Option<(PathBuf, Kind)> {
         None if path.starts_with("/models/") => return None,
         None => (site.root.as_path(), &path[1..], false),
     };
-    let mut file = root.to_path_buf();
+    let mut requested = root.to_path_buf();
     for segment in relative.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." || segment.contains('\\') || segment.contains('\0') {
+        // A leading dot also covers `.` and `..`, and dotfiles such as .git or .env.
+        if segment.starts_with('.') || segment.contains('\\') || segment.contains('\0') {
             return None;
         }
-        file.push(segment);
+        requested.push(segment);
     }
-    if file.is_dir() {
-        file.push("index.html");
+    let mut real = real_path_inside(root, &requested)?;
+    if real.is_dir() {
+        requested.push("index.html");
+        real = real_path_inside(root, &real.join("index.html"))?;
     }
-    if !file.is_file() {
+    if !real.is_file() {
         return None;
     }
-    let kind = match (in_model, file.extension().and_then(|e| e.to_str())) {
+    let kind = match (in_model, requested.extension().and_then(|e| e.to_str())) {
         (false, _) => Kind::Site,
         (true, Some("bin")) => Kind::Shard,
         (true, _) => Kind::ModelIndex,
     };
-    Some((file, kind))
+    Some(Resolved { real, requested, kind })
+}
+
+/// The real path of `path` if it exists, lies under `real_root` and passes through no
+/// dot-directory or dotfile there (a symlink inside the root may point at one).
+fn real_path_inside(real_root: &Path, path: &Path) -> Option<PathBuf> {
+    let real = path.canonicalize().ok()?;
+    let below_root = real.strip_prefix(real_root).ok()?;
+    let hidden = |part: Component| part.as_os_str().as_encoded_bytes().starts_with(b".");
+    if below_root.components().any(hidden) {
+        return None;
+    }
+    Some(real)
 }
 
 fn percent_decode(text: &str) -> Option<String> {
@@ -258,14 +376,15 @@ fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
-fn serve_file(stream: &mut TcpStream, request: &Request, path: &Path, kind: Kind, head_only: bool) -> io::Result<()> {
-    let mut file = File::open(path)?;
+fn serve_file(stream: &mut TcpStream, request: &Request, resolved: &Resolved, head_only: bool) -> io::Result<()> {
+    let kind = resolved.kind;
+    let mut file = File::open(&resolved.real)?;
     let metadata = file.metadata()?;
     let len = metadata.len();
     let modified = metadata.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).unwrap_or_default();
     let etag = format!("\"{len:x}-{:x}\"", modified.as_nanos());
     let mut headers = vec![
-        ("Content-Type", content_type(path).to_string()),
+        ("Content-Type", content_type(&resolved.requested).to_string()),
         ("ETag", etag.clone()),
         ("X-Content-Type-Options", "nosniff".into()),
     ];
