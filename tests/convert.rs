@@ -776,6 +776,13 @@ fn wrong_tensors_and_metadata_are_named() {
         g.tensors.push(rope);
     });
     assert!(matches!(extra, Err(ConvertError::UnexpectedTensor(n)) if n == "rope_freqs.weight"));
+    // A name with control bytes would reach the terminal raw: refused, and shown escaped.
+    let escape = convert_variant(&|g| g.tensor_mut("blk.0.attn_norm.weight").name = "blk.0\u{1b}[2J".into());
+    let message = escape.unwrap_err().to_string();
+    assert!(
+        message.contains(r#""blk.0\u{1b}[2J" contains control characters"#) && !message.contains('\u{1b}'),
+        "{message}"
+    );
     // Q4_0 rows must hold whole blocks of 32.
     let split_block = convert_variant(&|g| g.tensor_mut("blk.0.attn_q.weight").dims = vec![16, 128]);
     assert!(matches!(split_block, Err(ConvertError::Gguf(GgufError::BadShape { .. }))));

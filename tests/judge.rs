@@ -102,6 +102,27 @@ fn batch_run_resumes_and_reports_metrics() {
     assert!(stderr.contains("3 rows already judged, 0 to go"), "{stderr}");
     assert_eq!(records(&output), resumed);
     assert_eq!(again.lines().last(), stdout.lines().last());
+
+    // Other options are not mixed in: refused before the model loads, the file untouched.
+    let model = converted_dir();
+    let swapped = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+        .args(["judge", "--model", model.to_str().unwrap(), "--max-new-tokens", "12", "--swap"])
+        .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&swapped.stderr);
+    assert_eq!(swapped.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--swap was false, now true") && !stderr.contains("adapter"), "{stderr}");
+    assert_eq!(records(&output), resumed);
+
+    // Rows that failed are judged again once the options that failed them change.
+    let small = dir.join("small.jsonl");
+    judge_file(&input, &small, &["--limit", "1", "--context", "64"]);
+    assert!(records(&small)[0]["error"].is_string());
+    let (_, stderr) = judge_file(&input, &small, &["--limit", "1", "--context", "64", "--truncate"]);
+    assert!(stderr.contains("judging again 1 rows that failed under other options"), "{stderr}");
+    let retried = records(&small);
+    assert_eq!((retried.len(), &retried[0]["run"]["truncate"]), (1, &Value::Bool(true)));
 }
 
 #[test]

@@ -839,7 +839,7 @@ fn cli_batch_output_is_never_emptied_or_mixed() {
         manifest_only_model(&dir);
         std::fs::read(dir.join(MANIFEST_FILE)).unwrap()
     };
-    let model_id = webjudge::weights::writer::hex(&&<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)[..8]);
+    let model_id = webjudge::weights::writer::hex(&<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)[..8]);
     let input = dir.join("rows.jsonl");
     // From Auto-J's pairwise test data format; two short rows.
     let row = json!({"prompt": "q", "response 1": "a", "response 2": "b", "label": 0, "scenario": "default"});
@@ -878,8 +878,11 @@ fn cli_batch_output_is_never_emptied_or_mixed() {
     std::fs::write(&output, &torn).unwrap();
     // The repair cannot be written (file size limit): the file stays as it was.
     let limited = judge("ulimit -f 0;");
-    assert!(!limited.status.success());
+    assert_eq!(limited.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&limited.stderr);
+    assert!(stderr.contains("File too large") && stderr.contains("out.jsonl was left as it was"), "{stderr}");
     assert_eq!(std::fs::read(&output).unwrap(), torn);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3, "no temporary file is left");
     let resumed = judge("");
     let stderr = String::from_utf8_lossy(&resumed.stderr);
     assert!(resumed.status.success(), "{stderr}");
@@ -902,6 +905,58 @@ fn cli_batch_output_is_never_emptied_or_mixed() {
         assert_eq!(refused.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(says) && stderr.contains("start over"), "{stderr}");
         assert_eq!(std::fs::read_to_string(&output).unwrap(), finished);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The parsers read model output, which can be anything: linear time on the worst inputs
+/// (640k characters of `[[` once took 38 s). The bound is far above the linear time and far
+/// below the quadratic one, so a loaded machine does not make it flaky.
+#[test]
+fn parsers_are_linear_on_hostile_critiques() {
+    let started = std::time::Instant::now();
+    let brackets = "[[".repeat(320_000);
+    assert_eq!(parse_rating(&brackets), None);
+    assert_eq!(parse_rating(&format!("Rating: {brackets}8]]")), Some(8.0));
+    assert_eq!(parse_rating(&format!("{brackets}{}", "]".repeat(320_000))), None);
+    let padded = format!("Rating:{}[[7]]", " ".repeat(640_000));
+    assert_eq!(parse_rating(&padded.repeat(2)), Some(7.0));
+    assert_eq!(parse_pairwise(&"final decision is ".repeat(100_000)), None);
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs_f64() < 5.0, "took {elapsed:?}");
+}
+
+/// A reader that goes away (`webjudge … | true`) ends the command quietly with the status a
+/// shell gives a writer killed by SIGPIPE: no panic, no backtrace.
+#[test]
+fn cli_ends_quietly_when_stdout_is_closed() {
+    let dir = temp_dir("closed-stdout");
+    let vocab: serde_json::Map<String, Value> =
+        ["<unk>", "hi", "there"].iter().enumerate().map(|(i, w)| (w.to_string(), json!(i))).collect();
+    let tokenizer = json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}});
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let row = json!({"prompt": "q", "response": "r", "output": "Rating: [[5]]"}).to_string();
+    for (args, stdin) in [
+        (vec!["tokenize", "--model", dir.to_str().unwrap(), "--text", "hi there"], ""),
+        (vec!["parse", "--protocol", "single"], row.as_str()),
+        (vec!["prompt", "--protocol", "single"], row.as_str()),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

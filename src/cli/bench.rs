@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use webjudge::engine::bench::{self, BenchConfig, BenchReport};
 
 use super::load::ModelArgs;
-use super::CliResult;
+use super::{outln, CliResult};
 
 /// Prompt text when no --text-file is given; cycled to the prompt length.
 const DEFAULT_TEXT: &str = "Evaluate the two responses to the user's query. Compare their helpfulness, \
@@ -54,8 +54,8 @@ pub fn run(args: Args) -> CliResult {
     let report = pollster::block_on(bench::run(&mut engine, &prompt_ids, &config))?;
     let model = args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let row = table_row(&report, &model, &args.note);
-    println!("{}", serde_json::to_string(&report)?);
-    println!("{row}");
+    outln!("{}", serde_json::to_string(&report)?)?;
+    outln!("{row}")?;
     if let Some(path) = &args.record {
         let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
         writeln!(file, "{row}")?;

@@ -11,7 +11,7 @@ use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions, Out
 use webjudge::weights::hf::{convert_hf, HfConversion, HfError, HfOptions};
 use webjudge::weights::Quant as Quantizer;
 
-use super::CliResult;
+use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,33 +92,34 @@ pub fn run(args: Args) -> CliResult {
             args.group.unwrap_or(32)
         ),
     };
-    print_gptq(gptq_kept, &gptq_requantized, &quant);
+    print_gptq(gptq_kept, &gptq_requantized, &quant)?;
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
         *dtypes.entry(format!("{:?}", tensor.dtype).to_lowercase()).or_insert(0) += 1;
     }
     let dtypes: Vec<String> = dtypes.iter().map(|(dtype, count)| format!("{count} {dtype}")).collect();
-    println!(
+    outln!(
         "wrote {}: {} tensors ({}) in {} shards, {:.1} MiB",
         args.out.display(),
         manifest.tensors.len(),
         dtypes.join(", "),
         manifest.shards.len(),
         manifest.total_bytes() as f64 / (1 << 20) as f64,
-    );
+    )?;
     Ok(())
 }
 
 /// Says what became of a GPTQ checkpoint's linear layers (`quant` names what the
 /// requantized ones became).
-fn print_gptq(kept: usize, requantized: &[(String, String)], quant: &str) {
+fn print_gptq(kept: usize, requantized: &[(String, String)], quant: &str) -> std::io::Result<()> {
     if kept > 0 {
-        println!("GPTQ: {kept} linear weights kept as q4 (codes and scales as stored, GPTQ's group size)");
+        outln!("GPTQ: {kept} linear weights kept as q4 (codes and scales as stored, GPTQ's group size)")?;
     }
     if let Some((first, why)) = requantized.first() {
-        println!("GPTQ: {} linear weights dequantized and requantized to {quant} ({first}: {why})", requantized.len());
+        outln!("GPTQ: {} linear weights dequantized and requantized to {quant} ({first}: {why})", requantized.len())?;
     }
+    Ok(())
 }
 
 /// Suggests --force when the output is a model directory it may replace.

@@ -19,7 +19,7 @@ use webjudge::weights::writer::hex;
 use webjudge::weights::Manifest;
 
 use super::load::ModelArgs;
-use super::CliResult;
+use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -109,13 +109,13 @@ fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
     } else {
         judgement_record(&pollster::block_on(judge.judge(args.protocol, &item, options, &mut print))?)
     };
-    println!("\n{record}");
+    outln!("\n{record}")?;
     Ok(())
 }
 
 fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> CliResult {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut rows: Vec<Row> = parse_rows(text.strip_prefix('\u{feff}').unwrap_or(&text).lines(), Some(args.protocol))
+    let mut rows: Vec<Row> = parse_rows(text.lines(), Some(args.protocol))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", input.display()))?;
     rows.truncate(args.limit.unwrap_or(usize::MAX));
@@ -203,7 +203,11 @@ fn resume(output: &Path, run: &RunOptions) -> Result<BTreeSet<usize>, Box<dyn st
             .and_then(|()| std::fs::rename(&temp, output));
         if let Err(error) = replaced {
             let _ = std::fs::remove_file(&temp);
-            return Err(format!("{}: {error} (the file was left as it was)", temp.display()).into());
+            let (output, temp) = (output.display(), temp.display());
+            return Err(format!(
+                "{output}: writing its repaired copy {temp} failed: {error}; {output} was left as it was"
+            )
+            .into());
         }
     }
     Ok(resume.done)
@@ -215,10 +219,10 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
     let records: Vec<Value> =
         text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();
-    println!("{} rows judged ({} could not be judged)", records.len(), errors);
+    outln!("{} rows judged ({} could not be judged)", records.len(), errors)?;
     if !protocol.is_pairwise() {
         let ratings: Vec<f64> = records.iter().filter_map(|r| r["rating"].as_f64()).collect();
-        println!("{} ratings parsed, {} unparsed", ratings.len(), records.len() - errors - ratings.len());
+        outln!("{} ratings parsed, {} unparsed", ratings.len(), records.len() - errors - ratings.len())?;
         return Ok(());
     }
     let winner = |value: &Value| serde_json::from_value::<Option<Winner>>(value.clone()).ok().flatten();
@@ -234,9 +238,9 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
         .collect();
     let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
     if metrics.rows > 0 {
-        print!("{}", metrics.original_table());
+        std::io::stdout().write_all(metrics.original_table().as_bytes())?;
     }
-    println!("{}", serde_json::to_string(&metrics)?);
+    outln!("{}", serde_json::to_string(&metrics)?)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Subcommands, one module each. Errors print as one line and exit with status 1.
 
+use std::io::ErrorKind;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,19 @@ mod serve;
 mod tokenize;
 
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// `println!` that returns the error instead of panicking, so a reader that went away
+/// (`| head`, `| true`) ends the command quietly (see [`main`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// The exit status of a command whose standard output was closed under it: what a shell
+/// reports for a process ended by SIGPIPE, the Unix convention for this case.
+const CLOSED_STDOUT_STATUS: u8 = 128 + 13;
 
 #[derive(Parser)]
 #[command(name = "webjudge", version, about = "Auto-J, the generative LLM judge, on WebGPU")]
@@ -44,6 +58,7 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Convert(args) => convert::run(args),
@@ -57,9 +72,24 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == ErrorKind::BrokenPipe) => {
+            ExitCode::from(CLOSED_STDOUT_STATUS)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// With its default action, hitting the file size limit (`ulimit -f`) kills the process in
+/// the middle of a write and leaves temporary files behind; ignored, the write fails with
+/// "File too large", which is reported like any other error and cleaned up after.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_IGN needs
+    // no handler.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -39,10 +39,12 @@ pub(super) fn map_jsonl(mut convert: impl FnMut(&Value) -> Result<Value, Box<dyn
     for (index, line) in std::io::stdin().lock().lines().enumerate() {
         let number = index + 1;
         let line = line.map_err(|error| format!("line {number}: {error}"))?;
+        // Editors on some systems start UTF-8 files with a byte order mark.
+        let line = if number == 1 { line.strip_prefix('\u{feff}').unwrap_or(&line) } else { &line };
         if line.trim().is_empty() {
             continue;
         }
-        let row: Value = serde_json::from_str(&line).map_err(|error| format!("line {number}: not JSON: {error}"))?;
+        let row: Value = serde_json::from_str(line).map_err(|error| format!("line {number}: not JSON: {error}"))?;
         let converted = convert(&row).map_err(|error| format!("line {number}: {error}"))?;
         writeln!(out, "{converted}")?;
     }

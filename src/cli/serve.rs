@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use super::CliResult;
+use super::{outln, CliResult};
 
 /// Where the model directory appears on the server.
 const MODEL_PREFIX: &str = "/models/default/";
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> CliResult {
         Some(model) => format!(" (model {} at {MODEL_PREFIX})", model.display()),
         None => String::new(),
     };
-    println!("serving http://127.0.0.1:{port}/{model_note}");
+    outln!("serving http://127.0.0.1:{port}/{model_note}")?;
     io::stdout().flush()?;
     let site = Arc::new(Site {
         root: real_root(&args.root)?,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use webjudge::tokenizer::Tokenizer;
 use webjudge::weights::manifest::TOKENIZER_FILE;
 
-use super::CliResult;
+use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,6 +22,6 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let tokenizer = Tokenizer::from_file(args.model.join(TOKENIZER_FILE))?;
     let ids = tokenizer.encode(&args.text)?;
-    println!("{}", serde_json::to_string(&ids)?);
+    outln!("{}", serde_json::to_string(&ids)?)?;
     Ok(())
 }

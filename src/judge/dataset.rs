@@ -130,14 +130,17 @@ pub fn parse_rows<'a, I: IntoIterator<Item = &'a str>>(
     lines: I,
     protocol: Option<Protocol>,
 ) -> impl Iterator<Item = Result<Row, DatasetError>> + use<'a, I> {
-    lines.into_iter().enumerate().filter(|(_, line)| !line.trim().is_empty()).enumerate().map(
-        move |(index, (line_index, line))| {
-            parse_row_as(line, index, protocol).map_err(|mut error| {
-                error.place.line = Some(line_index + 1);
-                error
-            })
-        },
-    )
+    // Editors on some systems start UTF-8 files with a byte order mark.
+    let lines = lines
+        .into_iter()
+        .enumerate()
+        .map(|(at, line)| (at, if at == 0 { line.trim_start_matches('\u{feff}') } else { line }));
+    lines.filter(|(_, line)| !line.trim().is_empty()).enumerate().map(move |(index, (line_index, line))| {
+        parse_row_as(line, index, protocol).map_err(|mut error| {
+            error.place.line = Some(line_index + 1);
+            error
+        })
+    })
 }
 
 /// What a batch output is made with. Every record carries it (as `"run"`), so a resumed

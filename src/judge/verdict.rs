@@ -89,17 +89,49 @@ pub fn parse_pairwise(critique: &str) -> Option<Winner> {
 /// gives none or one outside 1-10.
 pub fn parse_rating(critique: &str) -> Option<f32> {
     let text = normalize(critique);
+    // Linear in the text, whatever it holds: each `[[` finds its `]` by binary search, only
+    // short bracket contents are read, and a run of decoration before many `[[` is skipped once.
+    let closes: Vec<usize> = text.match_indices(']').map(|(at, _)| at).collect();
+    let mut decoration = DecorationRuns { text: &text, last: None };
     let mut bare = None;
     for (at, _) in text.rmatch_indices("[[") {
-        let inside = &text[at + 2..];
-        let Some(close) = inside.find(']') else { continue };
-        let Some(value) = rating_number(&inside[..close]) else { continue };
-        if is_labelled(&text[..at]) {
+        let open = at + 2;
+        let Some(&close) = closes.get(closes.partition_point(|&c| c < open)) else { continue };
+        if close - open > MAX_RATING_BYTES {
+            continue;
+        }
+        let Some(value) = rating_number(&text[open..close]) else { continue };
+        if is_labelled(&text[..decoration.start_of_run_ending_at(at)]) {
             return in_range(value);
         }
         bare.get_or_insert(value);
     }
     bare.and_then(in_range)
+}
+
+/// The longest text between `[[` and `]` read as a rating: a number with some padding,
+/// emphasis and a unit (`[[ **8.5/10** ]]`).
+const MAX_RATING_BYTES: usize = 64;
+
+/// Where the run of decoration characters ending at a position starts, for positions asked
+/// right to left: each run is scanned once, however many positions fall inside it.
+struct DecorationRuns<'a> {
+    text: &'a str,
+    /// The last run found, `start..end`.
+    last: Option<(usize, usize)>,
+}
+
+impl DecorationRuns<'_> {
+    fn start_of_run_ending_at(&mut self, end: usize) -> usize {
+        match self.last {
+            Some((start, last_end)) if (start..=last_end).contains(&end) => start,
+            _ => {
+                let start = self.text[..end].trim_end_matches(is_decoration).len();
+                self.last = Some((start, end));
+                start
+            }
+        }
+    }
 }
 
 /// Markdown emphasis marks.
@@ -201,9 +233,8 @@ fn rating_number(inside: &str) -> Option<f32> {
     number.parse().ok()
 }
 
-/// Whether the text before `[[` ends with a rating label (`rating:`, `**评分:**`, `score`).
+/// Whether the text before `[[`, its decoration skipped, ends with a rating label (`rating`, `评分`, `score`).
 fn is_labelled(before: &str) -> bool {
-    let before = before.trim_end_matches(is_decoration);
     ["rating", "score", "评分", "打分", "得分"].iter().any(|label| before.ends_with(label))
 }
 

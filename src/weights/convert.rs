@@ -31,7 +31,7 @@ use super::gguf::{
 };
 use super::manifest::{DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
 use super::writer::ModelWriter;
-use super::{dequantize, pack_q4, pack_q8, DType, Manifest};
+use super::{dequantize, io_error_at, pack_q4, pack_q8, DType, Manifest};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
 
 /// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
@@ -120,7 +120,8 @@ pub fn convert_gguf(
         })?;
     }
     let manifest = writer.finish(architecture, chat_template)?;
-    fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
+    let tokenizer_path = output.path().join(TOKENIZER_FILE);
+    fs::write(&tokenizer_path, tokenizer_json).map_err(|e| io_error_at(&tokenizer_path, e))?;
 
     output.commit()?;
     Ok(manifest)
@@ -239,7 +240,7 @@ fn sibling(dir: &Path, what: &str) -> Option<PathBuf> {
 
 /// An I/O error that names its file.
 fn io_at(path: &Path, error: std::io::Error) -> ConvertError {
-    ConvertError::Io(std::io::Error::new(error.kind(), format!("{}: {error}", path.display())))
+    ConvertError::Io(io_error_at(path, error))
 }
 
 /// A directory being written, removed on drop unless kept, so a failed conversion

@@ -107,6 +107,8 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 pub enum GgufError {
     #[error("I/O error reading GGUF: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{}: {source}", path.display())]
+    Open { path: std::path::PathBuf, source: std::io::Error },
     #[error("not a GGUF file: the first bytes are {found:02x?} ({}), not \"GGUF\"", String::from_utf8_lossy(found).escape_debug())]
     BadMagic { found: Vec<u8> },
     #[error(
@@ -196,7 +198,8 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
-        Self::read(File::open(path)?)
+        let path = path.as_ref();
+        Self::read(File::open(path).map_err(|source| GgufError::Open { path: path.to_owned(), source })?)
     }
 
     /// Parses the header of a GGUF stream (from its start) and checks that every
@@ -224,7 +227,7 @@ impl GgufFile {
         let mut metadata = GgufMetadata::new();
         for _ in 0..n_kv {
             let at = r.pos;
-            let key = r.string("metadata key")?;
+            let key = r.name("metadata key")?;
             let value_type = r.u32("metadata value type")?;
             let value = r.value(value_type, &key, 0)?;
             if metadata.insert(key.clone(), value).is_some() {
@@ -236,7 +239,7 @@ impl GgufFile {
         let mut names = HashSet::new();
         for _ in 0..n_tensors {
             let at = r.pos;
-            let name = r.string("tensor name")?;
+            let name = r.name("tensor name")?;
             let n_dims = r.u32("tensor dimension count")?;
             if n_dims > MAX_DIMS {
                 return Err(GgufError::Malformed {
@@ -488,6 +491,20 @@ impl<R: Read> Reader<R> {
         self.read_into(&mut bytes, what)?;
         String::from_utf8(bytes)
             .map_err(|e| GgufError::Malformed { offset, problem: format!("{what} is not UTF-8: {e}") })
+    }
+
+    /// A metadata key or tensor name: text without control characters, which would reach
+    /// a terminal raw when an error names it.
+    fn name(&mut self, what: &str) -> Result<String, GgufError> {
+        let offset = self.pos;
+        let name = self.string(what)?;
+        if name.chars().any(char::is_control) {
+            return Err(GgufError::Malformed {
+                offset,
+                problem: format!("{what} {name:?} contains control characters"),
+            });
+        }
+        Ok(name)
     }
 
     fn value(&mut self, value_type: u32, key: &str, depth: u32) -> Result<GgufValue, GgufError> {

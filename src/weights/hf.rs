@@ -36,7 +36,7 @@ use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
-use super::{DType, Manifest, Quant};
+use super::{io_error_at, DType, Manifest, Quant};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
 
 #[derive(Clone, Debug)]
@@ -519,7 +519,8 @@ pub fn convert_hf(
         done += bytes;
     }
     let manifest = writer.finish(architecture, chat_template)?;
-    fs::write(output.path().join(TOKENIZER_FILE), tokenizer_json)?;
+    let written_tokenizer = output.path().join(TOKENIZER_FILE);
+    fs::write(&written_tokenizer, tokenizer_json).map_err(|e| io_error_at(&written_tokenizer, e))?;
     output.commit()?;
     Ok(HfConversion { manifest, gptq_kept, gptq_requantized })
 }

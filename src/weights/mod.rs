@@ -15,3 +15,9 @@ pub use dtype::{
     DType, Quant,
 };
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};
+
+/// An I/O error that names the file it happened on ("Permission denied" alone tells a user
+/// nothing).
+pub(crate) fn io_error_at(path: &std::path::Path, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
+}

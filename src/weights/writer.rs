@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{
     Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE, MAX_BINDING_BYTES,
 };
-use super::DType;
+use super::{io_error_at, DType};
 use crate::model::{Architecture, ChatTemplate};
 
 pub struct ModelWriter {
@@ -32,7 +32,7 @@ struct OpenShard {
 
 impl ModelWriter {
     pub fn create(dir: &Path, max_shard_bytes: u64) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| io_error_at(dir, e))?;
         Ok(Self { dir: dir.to_owned(), max_shard_bytes, tensors: Vec::new(), shards: Vec::new(), open: None })
     }
 
@@ -83,11 +83,11 @@ impl ModelWriter {
         if !fits {
             self.close_shard()?;
             let path = self.dir.join(format!("weights-{:05}.partial", self.shards.len() + 1));
-            let file = BufWriter::new(File::create(&path)?);
+            let file = BufWriter::new(File::create(&path).map_err(|e| io_error_at(&path, e))?);
             self.open = Some(OpenShard { file, path, hasher: Sha256::new(), size: 0 });
         }
         let shard = self.open.as_mut().expect("a shard is open");
-        shard.file.write_all(bytes)?;
+        shard.file.write_all(bytes).map_err(|e| io_error_at(&shard.path, e))?;
         shard.hasher.update(bytes);
         let offset = shard.size;
         shard.size += bytes.len() as u64;
@@ -96,10 +96,10 @@ impl ModelWriter {
 
     fn close_shard(&mut self) -> std::io::Result<()> {
         if let Some(mut shard) = self.open.take() {
-            shard.file.flush()?;
+            shard.file.flush().map_err(|e| io_error_at(&shard.path, e))?;
             let sha256 = hex(&shard.hasher.finalize());
             let file = shard_file_name(self.shards.len(), &sha256);
-            std::fs::rename(&shard.path, self.dir.join(&file))?;
+            std::fs::rename(&shard.path, self.dir.join(&file)).map_err(|e| io_error_at(&shard.path, e))?;
             self.shards.push(ShardEntry { file, size: shard.size, sha256 });
         }
         Ok(())
@@ -116,7 +116,8 @@ impl ModelWriter {
             shards: self.shards,
         };
         manifest.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-        std::fs::write(self.dir.join(MANIFEST_FILE), manifest.to_json())?;
+        let path = self.dir.join(MANIFEST_FILE);
+        std::fs::write(&path, manifest.to_json()).map_err(|e| io_error_at(&path, e))?;
         Ok(manifest)
     }
 }
