@@ -11,9 +11,9 @@
 //!
 //! `../shared` sits beside the checkout (CI has it); without it these tests fail, naming it.
 
-use std::io::Write;
+mod test_model;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,6 +21,8 @@ use webjudge::judge::{model_input, parse_pairwise, parse_rating, render, Item, P
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
 use webjudge::weights::{DType, Manifest};
+
+use test_model::webjudge;
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/autoj");
 
@@ -638,18 +640,6 @@ fn chinese_ratings() {
 
 // ---------------------------------------------------------------------------------------------
 // The CLI
-
-fn webjudge(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("webjudge runs");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 /// The stdout lines of a successful run, as JSON.
 fn json_lines(args: &[&str], stdin: &str) -> Vec<Value> {

@@ -15,7 +15,8 @@ pub struct Args {
     /// The prompt, tokenized exactly as given unless --chat is set.
     #[arg(long)]
     prompt: String,
-    /// Wrap the prompt as a user message in the model's chat template (from its manifest).
+    /// Wrap the prompt as a user message in the model's chat template (from its manifest);
+    /// the message is tokenized as text, special tokens only where the template puts them.
     #[arg(long)]
     chat: bool,
     /// Most tokens to generate, EOS included.
@@ -42,9 +43,13 @@ pub fn run(args: Args) -> CliResult {
         None => Sampling::Greedy,
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling, cancel: None };
-    let prompt = if args.chat { engine.manifest.chat_template.wrap(&args.prompt) } else { args.prompt };
+    let prompt_ids = if args.chat {
+        engine.tokenizer.encode_chat(&engine.manifest.chat_template, &args.prompt)?
+    } else {
+        engine.tokenizer.encode(&args.prompt)?
+    };
     let mut stdout = std::io::stdout().lock();
-    let generation = pollster::block_on(engine.generate(&prompt, &options, &mut |piece| {
+    let generation = pollster::block_on(engine.generate_ids(&prompt_ids, &options, &mut |piece| {
         // A closed pipe must not abort generation mid-way; the summary reports the result.
         let _ = stdout.write_all(piece.as_bytes()).and_then(|()| stdout.flush());
     }))?;

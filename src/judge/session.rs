@@ -3,11 +3,12 @@
 
 use serde::Serialize;
 
-use super::protocol::{model_input, Item, Protocol, ProtocolError};
+use super::protocol::{render, Item, Protocol, ProtocolError};
 use super::verdict::{parse_pairwise, parse_rating, Winner};
 use crate::engine::{Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::kernels::Sampling;
 use crate::model::ChatTemplate;
+use crate::tokenizer::Tokenizer;
 
 /// Auto-J's own generation limit.
 pub const AUTOJ_MAX_NEW_TOKENS: usize = 1024;
@@ -139,8 +140,7 @@ impl Judge {
         item: &Item,
         options: &JudgeOptions,
     ) -> Result<(String, Vec<u32>, bool), JudgeError> {
-        let input = model_input(protocol, item, &self.template)?;
-        let ids = self.engine.tokenizer.encode(&input).map_err(EngineError::from)?;
+        let (input, ids) = tokenized_input(&self.engine.tokenizer, &self.template, protocol, item)?;
         let budget = self.engine.prompt_budget(options.max_new_tokens);
         if ids.len() <= budget {
             return Ok((input, ids, false));
@@ -167,8 +167,11 @@ impl Judge {
         budget: usize,
         max_new_tokens: usize,
     ) -> Result<(String, Vec<u32>, bool), JudgeError> {
-        let responses: Vec<Vec<u32>> =
-            responses(item).iter().map(|text| self.content_ids(text)).collect::<Result<_, _>>()?;
+        let tokenizer = &self.engine.tokenizer;
+        let responses: Vec<Vec<u32>> = responses(item)
+            .iter()
+            .map(|text| tokenizer.encode_text(text).map_err(EngineError::from))
+            .collect::<Result<_, _>>()?;
         let total: usize = responses.iter().map(Vec::len).sum();
         let mut cut = 0;
         for _ in 0..8 {
@@ -177,8 +180,7 @@ impl Judge {
             let shortened: Vec<String> =
                 responses.iter().zip(&keep).map(|(ids, &k)| self.keep_ends(ids, k)).collect::<Result<_, _>>()?;
             let candidate = with_responses(item, &shortened);
-            let input = model_input(protocol, &candidate, &self.template)?;
-            let ids = self.engine.tokenizer.encode(&input).map_err(EngineError::from)?;
+            let (input, ids) = tokenized_input(tokenizer, &self.template, protocol, &candidate)?;
             prompt_tokens = ids.len();
             if prompt_tokens <= budget {
                 return Ok((input, ids, true));
@@ -188,16 +190,6 @@ impl Judge {
             }
         }
         Err(JudgeError::QueryTooLong { prompt_tokens, max_new_tokens, budget })
-    }
-
-    /// A text's ids without the BOS the tokenizer may add.
-    fn content_ids(&self, text: &str) -> Result<Vec<u32>, JudgeError> {
-        let mut ids = self.engine.tokenizer.encode(text).map_err(EngineError::from)?;
-        let architecture = self.engine.model().architecture();
-        if architecture.add_bos && ids.first().copied() == architecture.bos_id {
-            ids.remove(0);
-        }
-        Ok(ids)
     }
 
     /// The first and last `keep / 2` tokens of `ids` around the truncation marker.
@@ -272,6 +264,21 @@ impl Judge {
             prefill_saved_s,
         })
     }
+}
+
+/// The model input for `item` wrapped in `template`, and the ids the judge feeds for it
+/// (before any truncation). The user message is tokenized as text: special tokens count only
+/// where the template puts them, so a query or response cannot end the user turn or speak
+/// as the assistant ([`Tokenizer::encode_chat`]). Needs no GPU.
+pub fn tokenized_input(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    protocol: Protocol,
+    item: &Item,
+) -> Result<(String, Vec<u32>), JudgeError> {
+    let message = render(protocol, item)?;
+    let ids = tokenizer.encode_chat(template, &message).map_err(EngineError::from)?;
+    Ok((template.wrap(&message), ids))
 }
 
 fn judgement(protocol: Protocol, generation: Generation, critique: String, truncated: bool) -> Judgement {

@@ -115,10 +115,14 @@ impl ChatTemplate {
     }
 
     pub fn wrap(&self, input: &str) -> String {
-        match self.template.split_once(Self::PLACEHOLDER) {
-            Some((before, after)) => format!("{before}{input}{after}"),
-            None => format!("{}{input}", self.template),
-        }
+        let (before, after) = self.parts();
+        format!("{before}{input}{after}")
+    }
+
+    /// The template's own text before and after the user message (a template without the
+    /// placeholder takes the message at its end).
+    pub fn parts(&self) -> (&str, &str) {
+        self.template.split_once(Self::PLACEHOLDER).unwrap_or((&self.template, ""))
     }
 }
 
@@ -131,5 +135,8 @@ mod tests {
         let wrapped = ChatTemplate::llama2().wrap("say {input} and [/INST]");
         assert_eq!(wrapped, "[INST] say {input} and [/INST] [/INST]");
         assert_eq!(ChatTemplate::chatml(None).wrap("hi"), "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+        let without_placeholder = ChatTemplate { template: "Judge: ".into() };
+        assert_eq!(without_placeholder.parts(), ("Judge: ", ""));
+        assert_eq!(without_placeholder.wrap("x"), "Judge: x");
     }
 }

@@ -5,8 +5,9 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -67,4 +68,18 @@ pub fn golden(name: &str) -> serde_json::Value {
 /// The ids of a JSON array of integers.
 pub fn ids(value: &serde_json::Value) -> Vec<u32> {
     value.as_array().expect("an array of ids").iter().map(|v| v.as_u64().expect("an id") as u32).collect()
+}
+
+/// Runs the webjudge binary with `args`, `stdin` piped in.
+pub fn webjudge(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("webjudge runs");
+    // A run refused over its arguments exits without reading stdin.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
 }
