@@ -13,7 +13,9 @@
 
 mod test_model;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
