@@ -34,6 +34,13 @@ pub struct Args {
     /// A note for the recorded row (build, flags).
     #[arg(long, default_value = "")]
     note: String,
+    /// Also time every dispatch of a decode step and a prefill chunk (after the prompt) and
+    /// print where the time goes, kernel by kernel; with --record the tables are appended too.
+    #[arg(long)]
+    profile: bool,
+    /// Timed runs of each profiled step (averaged, after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    profile_runs: usize,
 }
 
 pub fn run(args: Args) -> CliResult {
@@ -56,9 +63,21 @@ pub fn run(args: Args) -> CliResult {
     let row = table_row(&report, &model, &args.note);
     outln!("{}", serde_json::to_string(&report)?)?;
     outln!("{row}")?;
+    let profile = match args.profile {
+        true => {
+            let profile = bench::profile(&mut engine, &prompt_ids, args.prompt_tokens, args.profile_runs);
+            let profile = pollster::block_on(profile)?.markdown();
+            outln!("\n{profile}")?;
+            Some(format!("\nProfile, {} ({model}; {}):\n\n{profile}", today(), args.note))
+        }
+        false => None,
+    };
     if let Some(path) = &args.record {
         let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
         writeln!(file, "{row}")?;
+        if let Some(profile) = profile {
+            write!(file, "{profile}")?;
+        }
         eprintln!("recorded in {}", path.display());
     }
     Ok(())

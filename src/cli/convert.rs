@@ -96,7 +96,7 @@ pub fn run(args: Args) -> CliResult {
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
-        *dtypes.entry(format!("{:?}", tensor.dtype).to_lowercase()).or_insert(0) += 1;
+        *dtypes.entry(tensor.dtype.name()).or_insert(0) += 1;
     }
     let dtypes: Vec<String> = dtypes.iter().map(|(dtype, count)| format!("{count} {dtype}")).collect();
     outln!(

@@ -7,7 +7,7 @@
 use web_time::Instant;
 
 use super::{Engine, EngineError};
-use crate::kernels::{linear, record_all, Dispatch, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups};
+use crate::kernels::{linear, record_all, Clock, Dispatch, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups};
 use crate::model::StepError;
 
 #[derive(Clone, Debug)]
@@ -102,6 +102,8 @@ async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, St
     let dst = gpu.storage("bench copy destination", bytes);
     let pipeline = gpu.pipeline("copy.wgsl", "main", None);
     let copy = Dispatch {
+        label: "copy".into(),
+        weight_bytes: 0,
         bind_group: gpu.bind(&pipeline, &[(0, &src), (1, &dst)]),
         pipeline,
         workgroups: Workgroups::Flat { items_per_token: (bytes / 16) as u32, workgroup: 256 },
@@ -123,4 +125,148 @@ async fn time_repeated(gpu: &Gpu, dispatches: &[Dispatch], repeats: usize) -> Re
     submit(repeats.max(1));
     gpu.finish().await?;
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Where a step's time goes, kernel by kernel (dispatches with the same label together),
+/// most expensive first.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Profile {
+    pub adapter: String,
+    pub clock: Clock,
+    /// Positions in the KV cache when the steps were timed.
+    pub context_tokens: usize,
+    pub decode: Vec<KernelTime>,
+    /// Prompt tokens in the timed prefill chunk.
+    pub prefill_tokens: usize,
+    pub prefill: Vec<KernelTime>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub calls_per_token: f64,
+    pub ms_per_token: f64,
+    /// Share of the step's time, 0 to 1.
+    pub share: f64,
+    /// Weight bytes read per second while the kernel ran (weight kernels only).
+    pub gb_s: Option<f64>,
+}
+
+/// Prefills `context_tokens` of `prompt_ids` (cycled), then times every dispatch of a
+/// decode step and of a prefill chunk at that position, `repeats` times each (averaged).
+pub async fn profile(
+    engine: &mut Engine,
+    prompt_ids: &[u32],
+    context_tokens: usize,
+    repeats: usize,
+) -> Result<Profile, EngineError> {
+    let model = engine.model_mut();
+    let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(context_tokens.max(1)).collect();
+    model.reset();
+    model.prefill(&ids, Sampling::Greedy).await?;
+    let repeats = repeats.max(1);
+    let mut clock = Clock::Timestamps;
+    let mut steps = Vec::new();
+    for prefill in [false, true] {
+        // (label, weight bytes, mean seconds) per dispatch.
+        let mut timed: Vec<(String, u64, f64)> = Vec::new();
+        let mut n_tokens = 1;
+        // Run 0 warms caches and is not counted.
+        for run in 0..=repeats {
+            let step = model.profile_step(prefill, Sampling::Greedy).await?;
+            (clock, n_tokens) = (step.clock, step.n_tokens);
+            if run == 0 {
+                timed = step.dispatches.iter().map(|(d, _)| (d.label.clone(), d.weight_bytes, 0.0)).collect();
+                continue;
+            }
+            for (entry, (_, seconds)) in timed.iter_mut().zip(&step.dispatches) {
+                entry.2 += seconds / repeats as f64;
+            }
+        }
+        steps.push((kernel_times(&timed, n_tokens), n_tokens));
+    }
+    let (prefill, prefill_tokens) = steps.pop().expect("two steps");
+    let (decode, _) = steps.pop().expect("two steps");
+    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), decode, prefill_tokens, prefill })
+}
+
+/// Groups timed dispatches `(label, weight bytes, seconds)` by label, per token of a step
+/// of `n_tokens` tokens.
+fn kernel_times(timed: &[(String, u64, f64)], n_tokens: usize) -> Vec<KernelTime> {
+    let step_seconds: f64 = timed.iter().map(|(.., seconds)| seconds).sum();
+    let mut kernels: Vec<(String, usize, u64, f64)> = Vec::new();
+    for (label, weight_bytes, seconds) in timed {
+        match kernels.iter_mut().find(|(kernel, ..)| kernel == label) {
+            Some((_, calls, bytes, total)) => {
+                *calls += 1;
+                *bytes += weight_bytes;
+                *total += seconds;
+            }
+            None => kernels.push((label.clone(), 1, *weight_bytes, *seconds)),
+        }
+    }
+    let mut rows: Vec<KernelTime> = kernels
+        .into_iter()
+        .map(|(kernel, calls, bytes, seconds)| KernelTime {
+            kernel,
+            calls_per_token: calls as f64 / n_tokens as f64,
+            ms_per_token: seconds * 1e3 / n_tokens as f64,
+            share: if step_seconds > 0.0 { seconds / step_seconds } else { 0.0 },
+            gb_s: (bytes > 0 && seconds > 0.0).then(|| bytes as f64 / seconds / 1e9),
+        })
+        .collect();
+    rows.sort_by(|a, b| b.ms_per_token.total_cmp(&a.ms_per_token));
+    rows
+}
+
+impl Profile {
+    /// Both steps as markdown tables, with a line naming the adapter, clock and shapes.
+    pub fn markdown(&self) -> String {
+        let table = |title: String, rows: &[KernelTime]| {
+            let mut text = format!("{title}\n\n| kernel | calls/token | ms/token | % of token | weight GB/s |\n| --- | --- | --- | --- | --- |\n");
+            for row in rows {
+                let gb_s = row.gb_s.map_or("".into(), |g| format!("{g:.2}"));
+                text += &format!(
+                    "| {} | {} | {:.3} | {:.1} | {gb_s} |\n",
+                    row.kernel,
+                    round_calls(row.calls_per_token),
+                    row.ms_per_token,
+                    100.0 * row.share
+                );
+            }
+            text
+        };
+        let total = |rows: &[KernelTime]| rows.iter().map(|r| r.ms_per_token).sum::<f64>();
+        format!(
+            "{}\n{}",
+            table(
+                format!(
+                    "Decode, one token at position {} ({:.1} ms/token, {:?} clock, {}):",
+                    self.context_tokens,
+                    total(&self.decode),
+                    self.clock,
+                    self.adapter
+                ),
+                &self.decode
+            ),
+            table(
+                format!(
+                    "Prefill, a chunk of {} tokens after {} ({:.2} ms/token):",
+                    self.prefill_tokens,
+                    self.context_tokens,
+                    total(&self.prefill)
+                ),
+                &self.prefill
+            )
+        )
+    }
+}
+
+/// `3` or `0.031`: calls per token are whole in decode and fractions in prefill.
+fn round_calls(calls: f64) -> String {
+    if calls.fract() == 0.0 {
+        format!("{calls}")
+    } else {
+        format!("{calls:.3}")
+    }
 }

@@ -58,6 +58,8 @@ pub fn attention(
     let attend = gpu.pipeline("attention.wgsl", "attend", None);
     [
         Dispatch {
+            label: "store_kv".into(),
+            weight_bytes: 0,
             bind_group: gpu.bind(&store, &[(0, step), (1, &params), (3, k), (4, v), (5, &cache.k), (6, &cache.v)]),
             pipeline: store,
             workgroups: Workgroups::Flat {
@@ -66,6 +68,8 @@ pub fn attention(
             },
         },
         Dispatch {
+            label: "attention".into(),
+            weight_bytes: 0,
             bind_group: gpu.bind(&attend, &[(0, step), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (7, out)]),
             pipeline: attend,
             workgroups: Workgroups::PerToken(heads.n_heads as u32),

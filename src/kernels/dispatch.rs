@@ -55,6 +55,11 @@ fn fold(count: u32) -> (u32, u32) {
 }
 
 pub struct Dispatch {
+    /// What the launch computes, for profiles: the kernel, and for weight kernels the
+    /// weight dtype and role (`matvec q4 ffn_down`).
+    pub label: String,
+    /// Weight bytes the launch reads (0 for kernels without weights): bandwidth in profiles.
+    pub weight_bytes: u64,
     pub pipeline: wgpu::ComputePipeline,
     pub bind_group: wgpu::BindGroup,
     pub workgroups: Workgroups,

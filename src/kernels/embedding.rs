@@ -38,6 +38,9 @@ pub fn embedding(
                 },
             );
             Dispatch {
+                label: format!("embedding {}", table.dtype.name()),
+                // One row per token.
+                weight_bytes: part.buffer.size() / part.rows as u64,
                 bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &part.buffer), (3, tokens), (4, x)]),
                 pipeline: pipeline.clone(),
                 workgroups: Workgroups::Flat { items_per_token: table.cols as u32 / 32, workgroup: 64 },

@@ -46,6 +46,8 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     /// Subgroup operations are enabled on the device and used by the kernels.
     pub subgroups: bool,
+    /// Timestamp queries are enabled: profiles time each dispatch on the GPU's clock.
+    pub timestamps: bool,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// The first error wgpu reported asynchronously (validation, out of memory, loss).
     failure: Arc<Mutex<Option<GpuError>>>,
@@ -62,12 +64,17 @@ impl Gpu {
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let subgroups = options.allow_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
+        // Timestamps cost nothing unless a profile asks for them.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let mut features = wgpu::Features::empty();
+        features.set(wgpu::Features::SUBGROUP, subgroups);
+        features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
         // Ask for everything the adapter offers: big models need large bindings and buffers.
         let limits = adapter.limits();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("webjudge"),
-                required_features: if subgroups { wgpu::Features::SUBGROUP } else { wgpu::Features::empty() },
+                required_features: features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -88,6 +95,7 @@ impl Gpu {
             adapter: adapter.get_info(),
             limits,
             subgroups,
+            timestamps,
             pipelines: Mutex::new(HashMap::new()),
             failure,
         })

@@ -92,10 +92,21 @@ pub fn linear(
                 (gpu.uniform("matvec params", &params), Workgroups::Rows(rows))
             };
             Dispatch {
+                label: format!("{} {} {}", shader.trim_end_matches(".wgsl"), weight.dtype.name(), role(&weight.name)),
+                weight_bytes: part.buffer.size(),
                 bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
                 pipeline: pipeline.clone(),
                 workgroups,
             }
         })
         .collect()
+}
+
+/// A weight's role in every layer: `blk.3.ffn_down.weight` → `ffn_down`.
+fn role(name: &str) -> &str {
+    let name = name.strip_suffix(".weight").unwrap_or(name);
+    match name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) {
+        Some((_layer, role)) => role,
+        None => name,
+    }
 }

@@ -23,6 +23,8 @@ pub fn rmsnorm(
     let pipeline = gpu.pipeline("rmsnorm.wgsl", "main", None);
     let params = gpu.uniform("rmsnorm params", &Params { cols: cols as u32, eps, _pad: [0; 2] });
     Dispatch {
+        label: "rmsnorm".into(),
+        weight_bytes: 0,
         bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, x), (3, weight), (4, out)]),
         pipeline,
         workgroups: Workgroups::PerToken(1),

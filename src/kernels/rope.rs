@@ -45,6 +45,8 @@ pub fn rope(
         &Params { n_heads: n_heads as u32, n_kv_heads: n_kv_heads as u32, head_dim: head_dim as u32, _pad: 0 },
     );
     Dispatch {
+        label: "rope".into(),
+        weight_bytes: 0,
         bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, table), (3, q), (4, k)]),
         pipeline,
         workgroups: Workgroups::Flat {

@@ -36,6 +36,8 @@ pub fn choose_token(
     // `argmax` never reads the step uniform, so its derived layout has no binding 0.
     let bindings: &[(u32, &wgpu::Buffer)] = &[(0, step), (1, &params), (2, logits), (3, tokens)];
     Dispatch {
+        label: entry.into(),
+        weight_bytes: 0,
         bind_group: gpu.bind(&pipeline, if greedy { &bindings[1..] } else { bindings }),
         pipeline,
         workgroups: Workgroups::Fixed(1, 1),

@@ -11,6 +11,8 @@ pub struct GpuPart {
 }
 
 pub struct GpuTensor {
+    /// The manifest name (`blk.0.attn_q.weight`).
+    pub name: String,
     pub dtype: DType,
     pub rows: usize,
     pub cols: usize,
@@ -30,7 +32,14 @@ impl GpuTensor {
                 rows: part.rows,
             })
             .collect();
-        Self { dtype: entry.dtype, rows: entry.rows(), cols: entry.cols(), group: entry.group_size.max(32), parts }
+        Self {
+            name: entry.name.clone(),
+            dtype: entry.dtype,
+            rows: entry.rows(),
+            cols: entry.cols(),
+            group: entry.group_size.max(32),
+            parts,
+        }
     }
 
     /// Uploads a tensor whose parts' bytes `part_bytes` returns in order.

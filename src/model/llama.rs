@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use crate::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, Dispatch, Gpu,
-    GpuTensor, Heads, KvCache, LinearMode, Sampling, Step,
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, time_dispatches, Clock,
+    Dispatch, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, Step,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -50,6 +50,13 @@ pub enum StepError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error(transparent)]
     Gpu(#[from] crate::kernels::GpuError),
+}
+
+/// One step's dispatches with the seconds each took (see [`LlamaModel::profile_step`]).
+pub struct StepProfile<'a> {
+    pub n_tokens: usize,
+    pub clock: Clock,
+    pub dispatches: Vec<(&'a Dispatch, f64)>,
 }
 
 /// Activations for up to `chunk` tokens, reused by every layer.
@@ -268,7 +275,22 @@ impl LlamaModel {
         }
     }
 
-    fn submit(&self, body: &[Dispatch], head: Option<&[Dispatch]>, n_tokens: usize, sampling: Sampling, read: bool) {
+    /// Times every dispatch of one step at the current position, leaving the context as it
+    /// was: a decode step, or a prefill chunk of as many prompt tokens as a chunk holds and
+    /// the context has room for (whatever ids the token buffer holds). Each dispatch is
+    /// timed on its own.
+    pub async fn profile_step(&self, prefill: bool, sampling: Sampling) -> Result<StepProfile<'_>, StepError> {
+        let room = self.options.context - self.position;
+        let n_tokens = if prefill { self.options.prefill_chunk.min(room) } else { 1 };
+        self.reserve(n_tokens.max(1))?;
+        let body = if n_tokens == 1 { &self.decode } else { &self.prefill };
+        let dispatches: Vec<&Dispatch> = body.iter().chain(self.head(sampling)).collect();
+        self.write_step(n_tokens, sampling);
+        let (seconds, clock) = time_dispatches(&self.gpu, &dispatches, n_tokens as u32).await?;
+        Ok(StepProfile { n_tokens, clock, dispatches: dispatches.into_iter().zip(seconds).collect() })
+    }
+
+    fn write_step(&self, n_tokens: usize, sampling: Sampling) {
         let (temperature, top_p, seed) = match sampling {
             Sampling::Greedy => (0.0, 1.0, 0),
             Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
@@ -276,6 +298,10 @@ impl LlamaModel {
         let step =
             Step { n_tokens: n_tokens as u32, position: self.position as u32, seed, temperature, top_p, _pad: [0; 3] };
         self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+    }
+
+    fn submit(&self, body: &[Dispatch], head: Option<&[Dispatch]>, n_tokens: usize, sampling: Sampling, read: bool) {
+        self.write_step(n_tokens, sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), n_tokens as u32);
         if read {

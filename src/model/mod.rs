@@ -7,5 +7,5 @@ mod load;
 pub mod reference;
 
 pub use config::{Architecture, ChatTemplate};
-pub use llama::{expected_tensors, LlamaModel, LoadOptions, StepError, TensorCountError};
+pub use llama::{expected_tensors, LlamaModel, LoadOptions, StepError, StepProfile, TensorCountError};
 pub use load::{verify_shard, LoadError, ShardUploader};

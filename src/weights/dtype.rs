@@ -27,6 +27,16 @@ pub enum DType {
 }
 
 impl DType {
+    /// The lowercase name the manifest uses (`q4`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Q4 => "q4",
+            DType::Q8 => "q8",
+            DType::F16 => "f16",
+            DType::F32 => "f32",
+        }
+    }
+
     /// Whether values come in groups that share quantization parameters.
     pub fn is_quantized(self) -> bool {
         matches!(self, DType::Q4 | DType::Q8)
