@@ -37,6 +37,16 @@ fn flat_invocation(wid: vec3<u32>, nwg: vec3<u32>, lane: Lane) -> u32 {
 
 var<workgroup> reduce_scratch: array<f32, WG>;
 
+#ifdef SUBGROUPS
+// How many subgroups the workgroup spans. Subgroup sizes are powers of two, as WG is, so
+// either the subgroups tile the workgroup exactly or one subgroup holds all of it (an
+// adapter may report subgroups larger than a small workgroup): rounding up counts that
+// one, whose lane 0 is invocation 0.
+fn subgroups_in_workgroup(lane: Lane) -> u32 {
+    return (WG + lane.sg_size - 1u) / lane.sg_size;
+}
+#endif
+
 // Sum of `value` over the workgroup; every invocation must call it.
 fn workgroup_sum(value: f32, lane: Lane) -> f32 {
 #ifdef SUBGROUPS
@@ -46,7 +56,7 @@ fn workgroup_sum(value: f32, lane: Lane) -> f32 {
     }
     workgroupBarrier();
     var total = 0.0;
-    for (var i = 0u; i < WG / lane.sg_size; i++) {
+    for (var i = 0u; i < subgroups_in_workgroup(lane); i++) {
         total += reduce_scratch[i];
     }
 #else
@@ -73,7 +83,7 @@ fn workgroup_max(value: f32, lane: Lane) -> f32 {
     }
     workgroupBarrier();
     var total = reduce_scratch[0];
-    for (var i = 1u; i < WG / lane.sg_size; i++) {
+    for (var i = 1u; i < subgroups_in_workgroup(lane); i++) {
         total = max(total, reduce_scratch[i]);
     }
 #else

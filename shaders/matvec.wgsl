@@ -1,11 +1,19 @@
-// Matrix-vector product for decode: y[out_offset + r] (+)= W[r, :] . x, one
-// workgroup per row; invocations stride over 32-value blocks with vectorized loads
-// and meet in a workgroup reduction.
+// Matrix-vector product for decode: y[out_offset + r] (+)= W[r, :] . x.
+//
+// A workgroup computes ROWS rows; LANES invocations share a row, each taking every
+// LANES-th 32-value block (neighbours read neighbouring blocks, so a row's weights are
+// read in contiguous runs), and the LANES partial sums meet in workgroup memory. No
+// subgroup operations: the result does not depend on the adapter's subgroup size, and
+// browsers without subgroups run the same code. A quantized block's dot product applies
+// its scale and offset once per block, not once per weight (see `dot_block`).
 
 #include "common.wgsl"
 #include "quant.wgsl"
 
 const WG: u32 = 64u;
+// Must match MATVEC_ROWS_PER_WORKGROUP in src/kernels/linear.rs.
+const ROWS: u32 = 16u;
+const LANES: u32 = WG / ROWS;
 
 struct Params {
     rows: u32,
@@ -26,24 +34,29 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
+var<workgroup> partial_sums: array<f32, WG>;
+
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_workgroup(wid, nwg);
-    if row >= params.rows {
-        return;
-    }
+    let row = flat_workgroup(wid, nwg) * ROWS + lane.index / LANES;
+    let first_block = lane.index % LANES;
     let blocks = params.cols / 32u;
     let x_base = select(0u, (step.n_tokens - 1u) * params.cols / 4u, params.x_last_row == 1u);
     var acc = 0.0;
-    for (var b = lane.index; b < blocks; b += WG) {
-        let w = load_block(row * blocks + b, params.params_offset, params.group);
-        let xb = x_base + b * 8u;
-        for (var i = 0u; i < 8u; i++) {
-            acc += dot(w[i], x[xb + i]);
+    if row < params.rows {
+        for (var b = first_block; b < blocks; b += LANES) {
+            let xb = x_base + b * 8u;
+            let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+            acc += dot_block(row * blocks + b, params.params_offset, params.group, xs);
         }
     }
-    let total = workgroup_sum(acc, lane);
-    if lane.index == 0u {
+    partial_sums[lane.index] = acc;
+    workgroupBarrier();
+    if first_block == 0u && row < params.rows {
+        var total = 0.0;
+        for (var i = 0u; i < LANES; i++) {
+            total += partial_sums[lane.index + i];
+        }
         let out = params.out_offset + row;
         y[out] = select(0.0, y[out], params.accumulate == 1u) + total;
     }

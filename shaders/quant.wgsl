@@ -1,5 +1,6 @@
 // Weight decoding: `load_block` returns 32 consecutive values of a tensor part as
-// f32. Exactly one WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
+// f32, `dot_block` their dot product with 32 values of x (scale and offset applied once
+// per block). Exactly one WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
 // The including shader binds `weights: array<vec4<u32>>`; `block` counts 32-value
 // blocks from the start of the part, `params_offset` is the word where a quantized
 // part's group parameters start.
@@ -18,6 +19,23 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
         out[2u * i + 1u] = high * scale_offset.x + scale_offset.y;
     }
     return out;
+}
+
+// scale * dot(q, x) + offset * sum(x): the offset is applied once per block.
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let packed = weights[block];
+    let word = params_offset + block * 32u / group;
+    let scale_offset = unpack2x16float(weights[word / 4u][word % 4u]);
+    var qx = vec4<f32>(0.0);
+    var sum_x = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let w = packed[i];
+        let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+        let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+        qx += low * xs[2u * i] + high * xs[2u * i + 1u];
+        sum_x += xs[2u * i] + xs[2u * i + 1u];
+    }
+    return scale_offset.x * dot(qx, vec4<f32>(1.0)) + scale_offset.y * dot(sum_x, vec4<f32>(1.0));
 }
 #endif
 
@@ -42,6 +60,21 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
     }
     return out;
 }
+
+// scale * dot(q, x): the scale is applied once per block.
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let g = block * 32u / group;
+    let word = params_offset + g / 2u;
+    let scales = unpack2x16float(weights[word / 4u][word % 4u]);
+    var qx = vec4<f32>(0.0);
+    for (var i = 0u; i < 2u; i++) {
+        let packed = weights[2u * block + i];
+        for (var j = 0u; j < 4u; j++) {
+            qx += unpack_i8x4(packed[j]) * xs[4u * i + j];
+        }
+    }
+    return select(scales.x, scales.y, g % 2u == 1u) * dot(qx, vec4<f32>(1.0));
+}
 #endif
 
 #ifdef WEIGHTS_F16
@@ -54,6 +87,15 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
     }
     return out;
 }
+
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let w = load_block(block, params_offset, group);
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        acc += w[i] * xs[i];
+    }
+    return dot(acc, vec4<f32>(1.0));
+}
 #endif
 
 #ifdef WEIGHTS_F32
@@ -63,5 +105,14 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
         out[i] = bitcast<vec4<f32>>(weights[8u * block + i]);
     }
     return out;
+}
+
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+    let w = load_block(block, params_offset, group);
+    var acc = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        acc += w[i] * xs[i];
+    }
+    return dot(acc, vec4<f32>(1.0));
 }
 #endif

@@ -29,8 +29,8 @@ pub enum Workgroups {
     /// One invocation per item, `items_per_token` items per token, in workgroups of
     /// `workgroup` invocations, folded into two dimensions when wide.
     Flat { items_per_token: u32, workgroup: u32 },
-    /// One workgroup per row, folded into two dimensions when wide.
-    Rows(u32),
+    /// A number of workgroups, folded into two dimensions when wide.
+    Groups(u32),
 }
 
 impl Workgroups {
@@ -40,7 +40,7 @@ impl Workgroups {
             Workgroups::PerToken(x) => (x, n_tokens),
             Workgroups::PerTokenTile { x, tile } => (x, n_tokens.div_ceil(tile)),
             Workgroups::Flat { items_per_token, workgroup } => fold((n_tokens * items_per_token).div_ceil(workgroup)),
-            Workgroups::Rows(rows) => fold(rows),
+            Workgroups::Groups(rows) => fold(rows),
         }
     }
 }

@@ -39,6 +39,8 @@ struct MatmulParams {
     _pad: u32,
 }
 
+/// Rows one decode matvec workgroup computes (`ROWS` in shaders/matvec.wgsl).
+const MATVEC_ROWS_PER_WORKGROUP: u32 = 16;
 const MATMUL_TILE_ROWS: u32 = 64;
 const MATMUL_TILE_TOKENS: u32 = 32;
 
@@ -89,7 +91,7 @@ pub fn linear(
                     accumulate: accumulate.into(),
                     _pad: 0,
                 };
-                (gpu.uniform("matvec params", &params), Workgroups::Rows(rows))
+                (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS_PER_WORKGROUP)))
             };
             Dispatch {
                 label: format!("{} {} {}", shader.trim_end_matches(".wgsl"), weight.dtype.name(), role(&weight.name)),
