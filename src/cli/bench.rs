@@ -1,7 +1,6 @@
 //! `webjudge bench`: prefill/decode tokens per second and kernel bandwidth.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use webjudge::engine::bench::{self, BenchConfig, BenchReport};
 
@@ -73,14 +72,31 @@ pub fn run(args: Args) -> CliResult {
         false => None,
     };
     if let Some(path) = &args.record {
-        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(path)?;
-        writeln!(file, "{row}")?;
-        if let Some(profile) = profile {
-            write!(file, "{profile}")?;
-        }
+        record(path, &row, profile.as_deref()).map_err(|e| format!("{}: {e}", path.display()))?;
         eprintln!("recorded in {}", path.display());
     }
     Ok(())
+}
+
+/// The header of BENCH.md's results table, whose rows `--record` adds.
+const RESULTS_HEADER: &str = "| date | adapter | model |";
+
+/// Adds `row` after the last row of the results table (at the end when the file has none)
+/// and `profile` at the end of the file, where the profiles are kept.
+fn record(path: &Path, row: &str, profile: Option<&str>) -> std::io::Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        read => read?,
+    };
+    let mut lines: Vec<&str> = text.lines().collect();
+    let table_end = lines
+        .iter()
+        .position(|l| l.starts_with(RESULTS_HEADER))
+        .map(|header| header + lines[header..].iter().take_while(|l| l.starts_with('|')).count());
+    lines.insert(table_end.unwrap_or(lines.len()), row);
+    let mut updated = lines.join("\n") + "\n";
+    updated += profile.unwrap_or_default();
+    std::fs::write(path, updated)
 }
 
 /// One row of BENCH.md's results table (columns documented there).
