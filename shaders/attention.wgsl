@@ -8,7 +8,6 @@
 #include "common.wgsl"
 
 const WG: u32 = 64u;
-const TILE: u32 = 64u;
 // Value pairs each invocation owns: head_dim up to 2 * 2 * WG = 256.
 const PAIRS_PER_LANE: u32 = 2u;
 
@@ -47,8 +46,14 @@ fn store_kv(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 }
 
 var<workgroup> q_head: array<vec2<f32>, 128>;
-var<workgroup> probs: array<f32, TILE>;
+var<workgroup> probs: array<f32, WG>;
+var<workgroup> partial_acc: array<vec2<f32>, WG>;
 
+// One workgroup per (query head, token) walks the cached keys in tiles of WG: each
+// invocation scores one key of the tile, the tile's maximum and sum are workgroup
+// reductions, and the weighted sum of values is spread over every invocation. With
+// head_dim / 2 value pairs below WG, the invocations split into WG / pairs groups that
+// each take every group-th key of a tile, and the groups' sums meet at the end.
 @compute @workgroup_size(WG)
 fn attend(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let head = wid.x;
@@ -64,11 +69,15 @@ fn attend(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     }
     workgroupBarrier();
 
+    // Value pairs and keys this invocation accumulates: `key_groups` > 1 only for head_dim
+    // up to WG, where pair = lane % pairs and the lane takes keys `group` modulo key_groups.
+    let key_groups = max(1u, WG / pairs);
+    let group = lane.index / pairs;
     let n_keys = step.position + t + 1u;
     var running_max = -3.0e38;
     var running_sum = 0.0;
     var acc: array<vec2<f32>, PAIRS_PER_LANE>;
-    for (var start = 0u; start < n_keys; start += TILE) {
+    for (var start = 0u; start < n_keys; start += WG) {
         let key = start + lane.index;
         var score = -3.0e38;
         if key < n_keys {
@@ -77,40 +86,53 @@ fn attend(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 score += dot(unpack2x16float(k_cache[cache_word(key, kv_head, i)]), q_head[i]);
             }
         }
-        probs[lane.index] = score;
-        workgroupBarrier();
-        var tile_max = probs[0];
-        for (var j = 1u; j < TILE; j++) {
-            tile_max = max(tile_max, probs[j]);
-        }
-        let new_max = max(running_max, tile_max);
+        let new_max = max(running_max, workgroup_max(score, lane));
         let correction = exp(running_max - new_max);
-        workgroupBarrier();
-        probs[lane.index] = select(0.0, exp(score - new_max), key < n_keys);
-        workgroupBarrier();
-        let in_tile = min(TILE, n_keys - start);
-        var tile_sum = 0.0;
-        for (var j = 0u; j < in_tile; j++) {
-            tile_sum += probs[j];
-        }
-        running_sum = running_sum * correction + tile_sum;
+        let p = select(0.0, exp(score - new_max), key < n_keys);
+        probs[lane.index] = p;
+        running_sum = running_sum * correction + workgroup_sum(p, lane);
         running_max = new_max;
-        for (var c = 0u; c < PAIRS_PER_LANE; c++) {
-            let i = lane.index + c * WG;
-            if i < pairs {
-                var a = acc[c] * correction;
-                for (var j = 0u; j < in_tile; j++) {
+        let in_tile = min(WG, n_keys - start);
+        if key_groups > 1u {
+            if group < key_groups {
+                let i = lane.index % pairs;
+                var a = acc[0] * correction;
+                for (var j = group; j < in_tile; j += key_groups) {
                     a += probs[j] * unpack2x16float(v_cache[cache_word(start + j, kv_head, i)]);
                 }
-                acc[c] = a;
+                acc[0] = a;
+            }
+        } else {
+            for (var c = 0u; c < PAIRS_PER_LANE; c++) {
+                let i = lane.index + c * WG;
+                if i < pairs {
+                    var a = acc[c] * correction;
+                    for (var j = 0u; j < in_tile; j++) {
+                        a += probs[j] * unpack2x16float(v_cache[cache_word(start + j, kv_head, i)]);
+                    }
+                    acc[c] = a;
+                }
             }
         }
         workgroupBarrier();
     }
-    for (var c = 0u; c < PAIRS_PER_LANE; c++) {
-        let i = lane.index + c * WG;
-        if i < pairs {
-            out[(t * params.n_heads + head) * pairs + i] = acc[c] / running_sum;
+    let out_base = (t * params.n_heads + head) * pairs;
+    if key_groups > 1u {
+        partial_acc[lane.index] = acc[0];
+        workgroupBarrier();
+        if lane.index < pairs {
+            var total = vec2<f32>(0.0);
+            for (var g = 0u; g < key_groups; g++) {
+                total += partial_acc[g * pairs + lane.index];
+            }
+            out[out_base + lane.index] = total / running_sum;
+        }
+    } else {
+        for (var c = 0u; c < PAIRS_PER_LANE; c++) {
+            let i = lane.index + c * WG;
+            if i < pairs {
+                out[out_base + i] = acc[c] / running_sum;
+            }
         }
     }
 }

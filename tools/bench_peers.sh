@@ -26,12 +26,14 @@ if [[ ! -d $PEERS/node_modules/node-llama-cpp ]]; then
     (cd "$PEERS" && echo '{"private": true, "type": "module"}' > package.json && npm i -E --no-audit --no-fund node-llama-cpp@3.21.1 >&2)
 fi
 cp tools/peers/llamacpp_bench.mjs "$PEERS/"
+# A copy, so a build during the runs cannot change what is measured.
+cp target/release/webjudge "$PEERS/webjudge"
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS: webjudge" >&2
-    target/release/webjudge bench --model "$MODEL" --prompt-tokens "$PROMPT" --decode-tokens "$DECODE" 2>/dev/null \
+    "$PEERS/webjudge" bench --model "$MODEL" --prompt-tokens "$PROMPT" --decode-tokens "$DECODE" 2>/dev/null \
         | head -1 | sed 's/^/{"engine": "webjudge", "result": /; s/$/}/' >> "$results"
     echo "run $run/$RUNS: llama.cpp" >&2
     (cd "$PEERS" && node llamacpp_bench.mjs "$gguf" "$PROMPT" "$DECODE") | tail -1 \
