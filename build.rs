@@ -40,7 +40,7 @@ fn validate<'a>(
     defines: &[&'static str],
     lookup: &dyn Fn(&str) -> Option<&'a str>,
 ) -> Result<(), String> {
-    let expanded = preprocess::expand(shader, defines, lookup)?;
+    let expanded = preprocess::expand(shader, defines, variants::SHADER_CONSTANTS, lookup)?;
     let origin = |line: usize| {
         expanded.origins.get(line.saturating_sub(1)).map(|(f, l)| format!("shaders/{f}:{l}")).unwrap_or_default()
     };

@@ -1,15 +1,23 @@
 // Matrix-matrix product for prefill: Y[t, out_offset + r] (+)= X[t, :] . W[r, :]
-// for every token t of the step. Tiled: a workgroup computes 32 tokens x 64 rows,
-// stepping through the columns one 32-value block at a time; each weight block is
-// decoded once into workgroup memory and reused by all 32 tokens. Each invocation
-// owns 2 tokens x 4 rows.
+// for every token t of the step. Tiled: a workgroup computes MATMUL_TILE_TOKENS tokens x
+// MATMUL_TILE_ROWS rows (64 x 64, from src/kernels/variants.rs), stepping through the
+// columns one 32-value block at a time; each weight block is decoded once into workgroup
+// memory and reused by every token of the tile. Each invocation owns 4 tokens x 4 rows, so
+// every pair of vec4 loads from workgroup memory feeds 16 multiply-adds. The two tiles
+// take exactly WebGPU's default 16 KiB of workgroup memory.
 
 #include "common.wgsl"
 #include "quant.wgsl"
 
 const WG: u32 = 256u;
-const TILE_T: u32 = 32u;
-const TILE_R: u32 = 64u;
+const TILE_T: u32 = MATMUL_TILE_TOKENS;
+const TILE_R: u32 = MATMUL_TILE_ROWS;
+// Invocations along the rows and the tokens of the tile; each owns 4 of each.
+const ROW_LANES: u32 = TILE_R / 4u;
+const TOKEN_LANES: u32 = TILE_T / 4u;
+const_assert ROW_LANES * TOKEN_LANES == WG;
+// The block's x values are TILE_T x 8 vec4s, loaded a whole number of times by WG invocations.
+const_assert TILE_T * 8u % WG == 0u;
 
 struct Params {
     rows: u32,
@@ -28,19 +36,19 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// w_tile[k * 16 + i] holds W[4i..4i+4, k] of the tile; x_tile[k * 16 + j] holds X[2j..2j+2, k].
-var<workgroup> w_tile: array<vec4<f32>, 512>;
-var<workgroup> x_tile: array<vec2<f32>, 512>;
+// w_tile[k * ROW_LANES + i] holds W[4i..4i+4, k] of the tile; x_tile[k * TOKEN_LANES + j]
+// holds X[4j..4j+4, k].
+var<workgroup> w_tile: array<vec4<f32>, 32u * ROW_LANES>;
+var<workgroup> x_tile: array<vec4<f32>, 32u * TOKEN_LANES>;
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.x * TILE_R;
     let token0 = wid.y * TILE_T;
     let blocks = params.cols / 32u;
-    let my_rows = lane.index % 16u;
-    let my_tokens = lane.index / 16u;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
+    let my_rows = lane.index % ROW_LANES;
+    let my_tokens = lane.index / ROW_LANES;
+    var acc: array<vec4<f32>, 4>;
     for (var b = 0u; b < blocks; b++) {
         if lane.index < TILE_R {
             let r = row0 + lane.index;
@@ -49,36 +57,40 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
                 values = load_block(r * blocks + b, params.params_offset, params.group);
             }
             for (var k = 0u; k < 32u; k++) {
-                w_tile[k * 16u + lane.index / 4u][lane.index % 4u] = values[k / 4u][k % 4u];
+                w_tile[k * ROW_LANES + lane.index / 4u][lane.index % 4u] = values[k / 4u][k % 4u];
             }
         }
-        // 32 tokens x 8 vec4s of this block: one vec4 per invocation.
-        let t = lane.index / 8u;
-        let k4 = lane.index % 8u;
-        var xv = vec4<f32>(0.0);
-        if token0 + t < step.n_tokens {
-            xv = x[((token0 + t) * params.cols + b * 32u) / 4u + k4];
-        }
-        for (var j = 0u; j < 4u; j++) {
-            x_tile[(k4 * 4u + j) * 16u + t / 2u][t % 2u] = xv[j];
+        // TILE_T tokens x 8 vec4s of this block.
+        for (var pass_ = 0u; pass_ < TILE_T * 8u / WG; pass_++) {
+            let item = lane.index + pass_ * WG;
+            let t = item / 8u;
+            let k4 = item % 8u;
+            var xv = vec4<f32>(0.0);
+            if token0 + t < step.n_tokens {
+                xv = x[((token0 + t) * params.cols + b * 32u) / 4u + k4];
+            }
+            for (var j = 0u; j < 4u; j++) {
+                x_tile[(k4 * 4u + j) * TOKEN_LANES + t / 4u][t % 4u] = xv[j];
+            }
         }
         workgroupBarrier();
         for (var k = 0u; k < 32u; k++) {
-            let w = w_tile[k * 16u + my_rows];
-            let xs = x_tile[k * 16u + my_tokens];
-            acc0 += xs.x * w;
-            acc1 += xs.y * w;
+            let w = w_tile[k * ROW_LANES + my_rows];
+            let xs = x_tile[k * TOKEN_LANES + my_tokens];
+            acc[0] += xs.x * w;
+            acc[1] += xs.y * w;
+            acc[2] += xs.z * w;
+            acc[3] += xs.w * w;
         }
         workgroupBarrier();
     }
-    let accs = array<vec4<f32>, 2>(acc0, acc1);
-    for (var i = 0u; i < 2u; i++) {
-        let t = token0 + my_tokens * 2u + i;
+    for (var i = 0u; i < 4u; i++) {
+        let t = token0 + my_tokens * 4u + i;
         for (var j = 0u; j < 4u; j++) {
             let r = row0 + my_rows * 4u + j;
             if t < step.n_tokens && r < params.rows {
                 let out = t * params.out_stride + params.out_offset + r;
-                y[out] = select(0.0, y[out], params.accumulate == 1u) + accs[i][j];
+                y[out] = select(0.0, y[out], params.accumulate == 1u) + acc[i][j];
             }
         }
     }

@@ -10,9 +10,9 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 
-const WG: u32 = 64u;
-// Must match MATVEC_ROWS_PER_WORKGROUP in src/kernels/linear.rs.
-const ROWS: u32 = 16u;
+// MATVEC_WORKGROUP and MATVEC_ROWS come from src/kernels/variants.rs.
+const WG: u32 = MATVEC_WORKGROUP;
+const ROWS: u32 = MATVEC_ROWS;
 const LANES: u32 = WG / ROWS;
 
 struct Params {

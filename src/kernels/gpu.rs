@@ -127,7 +127,7 @@ impl Gpu {
         if let Some(dtype) = weights {
             defines.push(weight_flag(dtype));
         }
-        let expanded = preprocess::expand(shader, &defines, &shader_source)
+        let expanded = preprocess::expand(shader, &defines, variants::SHADER_CONSTANTS, &shader_source)
             .unwrap_or_else(|e| panic!("shader {shader} (validated at build time): {e}"));
         // Browsers require the extension to be enabled; naga (native) rejects the directive.
         let prefix = if cfg!(target_arch = "wasm32") && self.subgroups { "enable subgroups;\n" } else { "" };

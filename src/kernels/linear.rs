@@ -1,6 +1,7 @@
 //! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
+use super::variants::{MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS};
 use super::{Dispatch, Gpu, GpuTensor, Workgroups};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,11 +39,6 @@ struct MatmulParams {
     accumulate: u32,
     _pad: u32,
 }
-
-/// Rows one decode matvec workgroup computes (`ROWS` in shaders/matvec.wgsl).
-const MATVEC_ROWS_PER_WORKGROUP: u32 = 16;
-const MATMUL_TILE_ROWS: u32 = 64;
-const MATMUL_TILE_TOKENS: u32 = 32;
 
 /// `y (+)= W x` for the step's tokens; with `accumulate` the product is added to `y`,
 /// which fuses the residual connection. One dispatch per tensor part.
@@ -91,7 +87,7 @@ pub fn linear(
                     accumulate: accumulate.into(),
                     _pad: 0,
                 };
-                (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS_PER_WORKGROUP)))
+                (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))
             };
             Dispatch {
                 label: format!("{} {} {}", shader.trim_end_matches(".wgsl"), weight.dtype.name(), role(&weight.name)),

@@ -1,5 +1,7 @@
 //! A tiny WGSL preprocessor: `#include "file.wgsl"`, `#ifdef NAME`, `#ifndef NAME`,
-//! `#else`, `#endif`. Shared with build.rs, which validates every variant with naga.
+//! `#else`, `#endif`, and numeric constants defined from Rust (`const NAME: u32 = VALUE;`
+//! before the source, so Rust and WGSL read one definition). Shared with build.rs, which
+//! validates every variant with naga.
 
 /// Expanded source plus, for each output line, the file and 1-based line it came from.
 pub struct Expanded {
@@ -7,10 +9,19 @@ pub struct Expanded {
     pub origins: Vec<(String, usize)>,
 }
 
-/// Expands `name`'s source with the given flags defined. `lookup` returns a shader
-/// file's text by name.
-pub fn expand<'a>(name: &str, defines: &[&str], lookup: &dyn Fn(&str) -> Option<&'a str>) -> Result<Expanded, String> {
+/// Expands `name`'s source with the given flags defined, after a `const` declaration for
+/// each of `constants`. `lookup` returns a shader file's text by name.
+pub fn expand<'a>(
+    name: &str,
+    defines: &[&str],
+    constants: &[(&str, u32)],
+    lookup: &dyn Fn(&str) -> Option<&'a str>,
+) -> Result<Expanded, String> {
     let mut out = Expanded { text: String::new(), origins: Vec::new() };
+    for (constant, value) in constants {
+        out.text.push_str(&format!("const {constant}: u32 = {value}u;\n"));
+        out.origins.push(("src/kernels/variants.rs".to_owned(), 0));
+    }
     expand_into(name, defines, lookup, &mut out, &mut Vec::new())?;
     Ok(out)
 }

@@ -17,6 +17,25 @@ pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "
 /// Flag enabling subgroup reductions (with a workgroup-memory fallback without it).
 pub const SUBGROUPS: &str = "SUBGROUPS";
 
+/// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
+pub const MATVEC_ROWS: u32 = 16;
+/// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
+pub const MATVEC_WORKGROUP: u32 = 64;
+
+/// Tokens and rows of one prefill matmul tile (shaders/matmul.wgsl): 256 invocations of
+/// 4 x 4 outputs each, and two 32-column tiles of 8 KiB.
+pub const MATMUL_TILE_TOKENS: u32 = 64;
+pub const MATMUL_TILE_ROWS: u32 = 64;
+
+/// Numeric constants every shader is compiled with (as `const NAME: u32 = VALUE;`), so the
+/// Rust that sizes a grid and the WGSL that fills it read one definition.
+pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
+    ("MATVEC_ROWS", MATVEC_ROWS),
+    ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
+    ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
+    ("MATMUL_TILE_ROWS", MATMUL_TILE_ROWS),
+];
+
 pub fn is_known_shader(name: &str) -> bool {
     INCLUDES.iter().chain(WEIGHT_SHADERS).chain(PLAIN_SHADERS).any(|s| *s == name)
 }
