@@ -501,7 +501,10 @@ async fn stalled_transfer_is_aborted_and_resumed() {
     };
     let started = web_time::Instant::now();
     let stats = loader::load_shards(&url, &manifest, None, &options, &|_, _| {}, &accept).await.unwrap();
-    assert_eq!((stats.downloaded, stats.resumed, stats.retried, stats.rejected), (2, 2, 2, 0), "{stats:?}");
+    assert_eq!((stats.downloaded, stats.resumed, stats.rejected), (2, 2, 0), "{stats:?}");
+    // Each stalled shard is retried once; on a loaded machine a resumed transfer can be slow
+    // enough to be retried again, which still must end in the same two verified shards.
+    assert!(stats.retried >= 2, "{stats:?}");
     // Both shards stall at once for 1.5 s; the server would have kept them silent for 20 s.
     let seconds = started.elapsed().as_secs_f64();
     assert!(seconds < 10.0, "took {seconds:.1} s");
