@@ -5,14 +5,14 @@
 //
 // The tests run in order and build on each other: the first load fills the cache the later ones
 // read, and the batch test judges in the first test's page so the engine reuses the pair's
-// prompt prefix. SwiftShader takes seconds per token (measured 2026-11-23 on two busy cores:
-// about 15 s per decoded token and 90 s per 128-token prefill chunk), so every judgement here is
-// as short as it can be. Settings come from the environment (run.sh sets the first two):
+// prompt prefix. SwiftShader takes seconds per token (measured 2026-11-29 on two cores: about
+// 2 s per decoded token and 2.4 prompt tokens/s), so every judgement here is short. Settings
+// come from the environment (run.sh sets the first two):
 //   WEBJUDGE_BIN           native CLI, default target/release/webjudge
 //   WEBJUDGE_MODEL         converted test model, default target/models/smollm2-135m-instruct
 //   WEBJUDGE_WWW           the site to serve, default www/
 //   WEBJUDGE_NATIVE_FLAGS  extra flags for the native judge (e.g. --no-subgroups)
-//   WEBJUDGE_E2E_TOKENS    critique tokens compared with the native CLI, default 8
+//   WEBJUDGE_E2E_TOKENS    critique tokens compared with the native CLI, default 32
 //   CHROMIUM               default /usr/bin/chromium
 
 import { after, before, test } from "node:test";
@@ -32,8 +32,8 @@ const ROOT = process.env.WEBJUDGE_WWW ?? join(REPO, "www");
 const NATIVE_FLAGS = (process.env.WEBJUDGE_NATIVE_FLAGS ?? "").split(" ").filter(Boolean);
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
-// Short enough for SwiftShader on two cores, long enough for a real critique's opening.
-const MAX_NEW_TOKENS = Number(process.env.WEBJUDGE_E2E_TOKENS ?? 8);
+// Short enough for SwiftShader on two cores, long enough for a critique's first sentence.
+const MAX_NEW_TOKENS = Number(process.env.WEBJUDGE_E2E_TOKENS ?? 32);
 // testdata_pairwise.jsonl line 782 of Auto-J's test set, also the page's first example button.
 const PAIR = {
   query: 'translate "good day, how are you" to swiss german',
