@@ -35,7 +35,7 @@ function ensureJudge() {
       $("load-progress").hidden = true;
       const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
       $("model-status").textContent = `Model loaded in ${seconds} s.`;
-      showInfo(await judge.info());
+      showInfo(await judge.info(), await isFallbackAdapter());
     },
     (error) => {
       if (current?.promise === promise) current = null;
@@ -47,10 +47,21 @@ function ensureJudge() {
   return promise;
 }
 
-function showInfo(info) {
+// A software (fallback) adapter runs WebGPU on the CPU; the worker's adapter is the same kind.
+async function isFallbackAdapter() {
+  const adapter = await navigator.gpu?.requestAdapter();
+  return Boolean(adapter?.info?.isFallbackAdapter ?? adapter?.isFallbackAdapter);
+}
+
+// Measured with the small test model in headless Chromium on SwiftShader, two cores (2026-11-29).
+const FALLBACK_SPEED =
+  "a software (fallback) adapter: WebGPU runs on the CPU. Expect about 2 prompt and 0.5 critique " +
+  "tokens per second for the 135M test model, and far less for Auto-J; a GPU is needed for real use.";
+
+function showInfo(info, fallback) {
   const a = info.architecture;
   const rows = [
-    ["Adapter", info.adapter],
+    ["Adapter", fallback ? `${info.adapter} — ${FALLBACK_SPEED}` : info.adapter],
     ["Subgroups", info.subgroups ? "yes" : "no"],
     ["Model", `${a.layers} layers, hidden ${a.hidden}, ${a.heads} heads (${a.kvHeads} KV), FFN ${a.ffn}, vocabulary ${a.vocab}`],
     ["Context", `${info.contextLength} tokens (the model allows ${a.context})`],

@@ -163,6 +163,8 @@ test("a pair judged in the page streams exactly the native CLI's critique", { ti
   assert.equal(streamed, reference.critique);
   assert.ok(gap < 3000, `the page was blocked for ${gap} ms`);
   assert.match(await page.textContent("#model-info"), /From cacheno/);
+  // SwiftShader is a fallback adapter: the page says so and what speed to expect.
+  assert.match(await page.textContent("#model-info"), /software \(fallback\) adapter: WebGPU runs on the CPU/);
   for (const shard of manifest.shards) {
     assert.ok(server.requests(0, (p) => p === shardPath(shard)).length >= 1, `${shard.file} was downloaded`);
   }
