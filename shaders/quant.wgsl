@@ -87,15 +87,6 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
     }
     return out;
 }
-
-fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
-    let w = load_block(block, params_offset, group);
-    var acc = vec4<f32>(0.0);
-    for (var i = 0u; i < 8u; i++) {
-        acc += w[i] * xs[i];
-    }
-    return dot(acc, vec4<f32>(1.0));
-}
 #endif
 
 #ifdef WEIGHTS_F32
@@ -106,7 +97,11 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
     }
     return out;
 }
+#endif
 
+// Unquantized weights have no per-block parameters to factor out: decode, then multiply.
+#ifndef WEIGHTS_Q4
+#ifndef WEIGHTS_Q8
 fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
     let w = load_block(block, params_offset, group);
     var acc = vec4<f32>(0.0);
@@ -115,4 +110,5 @@ fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>
     }
     return dot(acc, vec4<f32>(1.0));
 }
+#endif
 #endif

@@ -167,13 +167,14 @@ fn run_options(args: &Args) -> Result<RunOptions, Box<dyn std::error::Error>> {
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let manifest =
         Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
-    let requested = LoadOptions { context: args.model.context.unwrap_or(usize::MAX), prefill_chunk: 1 };
+    let a = &manifest.architecture;
+    let context = args.model.load_options(LoadOptions::for_model(a)).fitted(a).context;
     Ok(RunOptions {
         protocol: args.protocol,
         swap: args.swap,
         model: hex(&Sha256::digest(&bytes))[..16].to_string(),
         max_new_tokens: args.max_new_tokens,
-        context: requested.fitted(&manifest.architecture).context,
+        context,
         truncate: args.truncate,
     })
 }

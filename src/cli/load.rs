@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::kernels::GpuOptions;
+use webjudge::model::LoadOptions;
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -25,6 +26,11 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model's default load options with this command's choices applied.
+    pub fn load_options(&self, defaults: LoadOptions) -> LoadOptions {
+        LoadOptions { context: self.context.unwrap_or(defaults.context), prefill_chunk: self.prefill_chunk }
+    }
+
     /// Loads the model, drawing upload progress on stderr.
     pub fn load(&self) -> Result<Engine, webjudge::engine::EngineError> {
         let bar = ProgressBar::new(0).with_style(
@@ -34,11 +40,7 @@ impl ModelArgs {
         let engine = load_dir(
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
-            |mut options| {
-                options.context = self.context.unwrap_or(options.context);
-                options.prefill_chunk = self.prefill_chunk;
-                options
-            },
+            |options| self.load_options(options),
             &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);

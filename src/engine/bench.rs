@@ -8,7 +8,7 @@ use web_time::Instant;
 
 use super::{Engine, EngineError};
 use crate::kernels::{linear, record_all, Clock, Dispatch, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups};
-use crate::model::StepError;
+use crate::model::{LlamaModel, StepError};
 
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -164,30 +164,30 @@ pub async fn profile(
     let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(context_tokens.max(1)).collect();
     model.reset();
     model.prefill(&ids, Sampling::Greedy).await?;
-    let repeats = repeats.max(1);
-    let mut clock = Clock::Timestamps;
-    let mut steps = Vec::new();
-    for prefill in [false, true] {
-        // (label, weight bytes, mean seconds) per dispatch.
-        let mut timed: Vec<(String, u64, f64)> = Vec::new();
-        let mut n_tokens = 1;
-        // Run 0 warms caches and is not counted.
-        for run in 0..=repeats {
-            let step = model.profile_step(prefill, Sampling::Greedy).await?;
-            (clock, n_tokens) = (step.clock, step.n_tokens);
-            if run == 0 {
-                timed = step.dispatches.iter().map(|(d, _)| (d.label.clone(), d.weight_bytes, 0.0)).collect();
-                continue;
-            }
-            for (entry, (_, seconds)) in timed.iter_mut().zip(&step.dispatches) {
-                entry.2 += seconds / repeats as f64;
-            }
-        }
-        steps.push((kernel_times(&timed, n_tokens), n_tokens));
-    }
-    let (prefill, prefill_tokens) = steps.pop().expect("two steps");
-    let (decode, _) = steps.pop().expect("two steps");
+    let (decode, _, _) = profile_step(model, false, repeats).await?;
+    let (prefill, prefill_tokens, clock) = profile_step(model, true, repeats).await?;
     Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), decode, prefill_tokens, prefill })
+}
+
+/// One step's kernels, each dispatch's time averaged over `repeats` runs after a warm-up
+/// run; with the step's token count and the clock that timed it.
+async fn profile_step(
+    model: &LlamaModel,
+    prefill: bool,
+    repeats: usize,
+) -> Result<(Vec<KernelTime>, usize, Clock), StepError> {
+    let repeats = repeats.max(1);
+    let warm_up = model.profile_step(prefill, Sampling::Greedy).await?;
+    // (label, weight bytes, mean seconds) per dispatch.
+    let mut timed: Vec<(String, u64, f64)> =
+        warm_up.dispatches.iter().map(|(d, _)| (d.label.clone(), d.weight_bytes, 0.0)).collect();
+    for _ in 0..repeats {
+        let step = model.profile_step(prefill, Sampling::Greedy).await?;
+        for (entry, (_, seconds)) in timed.iter_mut().zip(&step.dispatches) {
+            entry.2 += seconds / repeats as f64;
+        }
+    }
+    Ok((kernel_times(&timed, warm_up.n_tokens), warm_up.n_tokens, warm_up.clock))
 }
 
 /// Groups timed dispatches `(label, weight bytes, seconds)` by label, per token of a step

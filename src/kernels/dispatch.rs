@@ -40,7 +40,7 @@ impl Workgroups {
             Workgroups::PerToken(x) => (x, n_tokens),
             Workgroups::PerTokenTile { x, tile } => (x, n_tokens.div_ceil(tile)),
             Workgroups::Flat { items_per_token, workgroup } => fold((n_tokens * items_per_token).div_ceil(workgroup)),
-            Workgroups::Groups(rows) => fold(rows),
+            Workgroups::Groups(count) => fold(count),
         }
     }
 }
