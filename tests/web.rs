@@ -494,20 +494,21 @@ async fn fetch_manifest(url: &str) -> Manifest {
 async fn stalled_transfer_is_aborted_and_resumed() {
     let url = model_url("stall", "stall");
     let manifest = fetch_manifest(&url).await;
-    let options = loader::ShardOptions { parallel: 2, retries: 2, backoff_ms: 10, stall_ms: 1500 };
+    let options = loader::ShardOptions { parallel: 2, retries: 3, backoff_ms: 10, stall_ms: 2500 };
     let accept = |index: usize, bytes: &[u8]| {
         let shard = &manifest.shards[index];
         verify_shard(&shard.file, shard.size, &shard.sha256, bytes)
     };
     let started = web_time::Instant::now();
     let stats = loader::load_shards(&url, &manifest, None, &options, &|_, _| {}, &accept).await.unwrap();
-    assert_eq!((stats.downloaded, stats.resumed, stats.rejected), (2, 2, 0), "{stats:?}");
-    // Each stalled shard is retried once; on a loaded machine a resumed transfer can be slow
-    // enough to be retried again, which still must end in the same two verified shards.
-    assert!(stats.retried >= 2, "{stats:?}");
-    // Both shards stall at once for 1.5 s; the server would have kept them silent for 20 s.
+    assert_eq!((stats.downloaded, stats.rejected), (2, 0), "{stats:?}");
+    // Each stalled shard is retried and resumes from the bytes that reached the page. On a
+    // loaded machine the stall timeout can fire before a shard's first chunk was read (seen
+    // in CI): that shard starts over instead, so one resume is the least asked for.
+    assert!(stats.resumed >= 1 && stats.retried >= 2, "{stats:?}");
+    // Both shards stall at once for 2.5 s; the server would have kept them silent for 20 s.
     let seconds = started.elapsed().as_secs_f64();
-    assert!(seconds < 10.0, "took {seconds:.1} s");
+    assert!(seconds < 15.0, "took {seconds:.1} s");
 }
 
 /// Refusals before any download, with their numbers.
