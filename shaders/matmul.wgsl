@@ -26,7 +26,7 @@ struct Params {
     params_offset: u32,
     out_offset: u32,
     out_stride: u32,
-    accumulate: u32,
+    epilogue: u32,
     _pad0: u32,
 }
 
@@ -90,7 +90,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             let r = row0 + my_rows * 4u + j;
             if t < step.n_tokens && r < params.rows {
                 let out = t * params.out_stride + params.out_offset + r;
-                y[out] = select(0.0, y[out], params.accumulate == 1u) + acc[i][j];
+                y[out] = finish_output(y[out], acc[i][j], params.epilogue);
             }
         }
     }

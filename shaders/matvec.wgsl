@@ -24,7 +24,7 @@ struct Params {
     // 1: read x from the step's last token row (the lm_head after a prefill chunk).
     x_last_row: u32,
     // 1: add to y (fuses the residual connection), 0: overwrite.
-    accumulate: u32,
+    epilogue: u32,
     _pad0: u32,
 }
 
@@ -58,6 +58,6 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             total += partial_sums[lane.index + i];
         }
         let out = params.out_offset + row;
-        y[out] = select(0.0, y[out], params.accumulate == 1u) + total;
+        y[out] = finish_output(y[out], total, params.epilogue);
     }
 }

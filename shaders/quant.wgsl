@@ -112,3 +112,17 @@ fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>
 }
 #endif
 #endif
+
+// A linear layer's product `value` for an output that holds `old` (src/kernels/linear.rs,
+// `Epilogue`): stored, added (the residual connection), or gating it as SwiGLU's up
+// projection over the gate projection already there. `old` is ignored when storing, NaN
+// included.
+fn finish_output(old: f32, value: f32, epilogue: u32) -> f32 {
+    if epilogue == EPILOGUE_ACCUMULATE {
+        return old + value;
+    }
+    if epilogue == EPILOGUE_SWIGLU {
+        return old / (1.0 + exp(-old)) * value;
+    }
+    return value;
+}

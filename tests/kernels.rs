@@ -48,7 +48,7 @@ use half::f16;
 use rand::Rng;
 use webjudge::kernels::preprocess;
 use webjudge::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, AttentionMode, Gpu,
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, AttentionMode, Epilogue, Gpu,
     GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step,
 };
 use webjudge::model::reference;
@@ -84,7 +84,6 @@ for_both_variants!(
     rope_positions_and_thetas,
     attention_prefill_then_decode,
     attention_real_shapes,
-    swiglu_in_place,
     argmax_ties_go_to_lowest_index,
     sampling_nucleus_and_temperature,
 );
@@ -163,17 +162,22 @@ fn check_linear(
     tensor: &GpuTensor,
     mode: LinearMode,
     n_tokens: usize,
-    accumulate: bool,
+    epilogue: Epilogue,
     seed: u64,
 ) -> Vec<f32> {
     let (rows, cols) = (weights.rows(), weights.cols());
     let mut rng = rng(seed);
     let x = uniform(&mut rng, n_tokens * cols, 1.0);
     let outputs = if mode == LinearMode::Prefill { n_tokens } else { 1 };
-    // Without accumulate the old contents must be ignored, NaN included.
-    let y0 = if accumulate { uniform(&mut rng, outputs * rows, 100.0) } else { vec![f32::NAN; outputs * rows] };
+    // Storing must ignore the old contents, NaN included; SwiGLU gates over gate values of
+    // order 1 (where silu bends).
+    let y0 = match epilogue {
+        Epilogue::Store => vec![f32::NAN; outputs * rows],
+        Epilogue::Accumulate => uniform(&mut rng, outputs * rows, 100.0),
+        Epilogue::SwiGlu => uniform(&mut rng, outputs * rows, 4.0),
+    };
     let y = r.storage_f32(&y0);
-    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode, accumulate);
+    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode, epilogue);
     r.run(step(n_tokens, 0), &dispatches);
     let got = r.read_f32(&y, outputs * rows);
 
@@ -190,15 +194,20 @@ fn check_linear(
             let xt = &x[t * cols..][..cols];
             for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
                 let at = o * rows + first + i;
-                let base = if accumulate { y0[at] } else { 0.0 };
-                want[at] = base + product;
-                tolerance[at] =
-                    dot_tolerance(&chunk[i * cols..][..cols], xt) + 2.0 * EPS * (base.abs() + product.abs());
+                let dot = dot_tolerance(&chunk[i * cols..][..cols], xt);
+                (want[at], tolerance[at]) = match epilogue {
+                    Epilogue::Store => (product, dot),
+                    Epilogue::Accumulate => (y0[at] + product, dot + 2.0 * EPS * (y0[at].abs() + product.abs())),
+                    Epilogue::SwiGlu => {
+                        let gate = reference::swiglu(&[y0[at]], &[1.0])[0];
+                        (gate * product, dot * gate.abs() + 4.0 * EPS * (gate * product).abs())
+                    }
+                };
             }
         }
     });
     let parts: Vec<usize> = weights.entry.parts.iter().map(|p| p.rows).collect();
-    let what = format!("linear {} parts {parts:?} {mode:?} x{n_tokens} accumulate {accumulate}", weights.entry.name);
+    let what = format!("linear {} parts {parts:?} {mode:?} x{n_tokens} {epilogue:?}", weights.entry.name);
     assert_close(&what, &got, &want, |i| tolerance[i]);
     got
 }
@@ -223,8 +232,8 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
             let weights = Packed::random(&mut rng, dtype, 192, group, parts);
             let tensor = weights.upload(gpu);
             for (mode, n_tokens) in runs {
-                for accumulate in [false, true] {
-                    check_linear(&r, &weights, &tensor, mode, n_tokens, accumulate, rng.random());
+                for epilogue in [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu] {
+                    check_linear(&r, &weights, &tensor, mode, n_tokens, epilogue, rng.random());
                 }
             }
         }
@@ -237,8 +246,8 @@ fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let weights = Packed::random(&mut rng(4), DType::F32, 32, 0, &[70_000]);
     let tensor = weights.upload(gpu);
-    check_linear(&r, &weights, &tensor, LinearMode::Decode, 1, false, 5);
-    check_linear(&r, &weights, &tensor, LinearMode::LastToken, 2, true, 6);
+    check_linear(&r, &weights, &tensor, LinearMode::Decode, 1, Epilogue::Store, 5);
+    check_linear(&r, &weights, &tensor, LinearMode::LastToken, 2, Epilogue::Accumulate, 6);
 }
 
 /// The GPU's greedy choice among `logits`, which must be the reference argmax.
@@ -257,14 +266,14 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     let mut rng = rng(13);
     let up = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
     let tensor = up.upload(gpu);
-    check_linear(&r, &up, &tensor, LinearMode::Decode, 1, false, 1);
-    check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, false, 2);
+    check_linear(&r, &up, &tensor, LinearMode::Decode, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, Epilogue::SwiGlu, 2);
     drop(tensor);
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, true, 3);
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, Epilogue::Accumulate, 3);
     // The lm_head row-split into three parts, read from the last of a prefill's tokens.
     let head = Packed::random(&mut rng, DType::Q4, 5120, 128, &[12000, 12000, 8000]);
-    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::LastToken, 3, false, 4);
+    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::LastToken, 3, Epilogue::Store, 4);
     check_argmax(&r, &logits);
 }
 
@@ -273,14 +282,14 @@ fn linear_yi_6b_shapes(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(6);
     let up = Packed::random(&mut rng, DType::Q4, 4096, 32, &[11008]);
-    check_linear(&r, &up, &up.upload(gpu), LinearMode::Decode, 1, false, 1);
+    check_linear(&r, &up, &up.upload(gpu), LinearMode::Decode, 1, Epilogue::SwiGlu, 1);
     let down = Packed::random(&mut rng, DType::Q4, 11008, 32, &[4096]);
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, true, 2);
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, Epilogue::Accumulate, 2);
     // 64000 x 4096 q4 is 164 MB, over the 128 MiB binding limit: split as a converter would.
     let parts = binding_parts(DType::Q4, 64000, 4096, 32);
     assert!(parts.len() > 1, "the Yi lm_head must need several parts: {parts:?}");
     let head = Packed::random(&mut rng, DType::Q4, 4096, 32, &parts);
-    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::Decode, 1, false, 3);
+    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::Decode, 1, Epilogue::Store, 3);
     check_argmax(&r, &logits);
 }
 
@@ -405,25 +414,6 @@ fn attention_real_shapes(gpu: &'static Gpu) {
     check_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[70, 1, 1], 4);
     // Yi-6B: 32 query heads sharing 4 KV heads (8:1).
     check_attention(&r, Heads { n_heads: 32, n_kv_heads: 4, head_dim: 128 }, &[70, 1, 1], 5);
-}
-
-fn swiglu_in_place(gpu: &'static Gpu) {
-    let r = Runner::new(gpu);
-    let mut rng = rng(7);
-    for (ffn, tokens) in [(36, 3), (13824, 2), (11008, 2)] {
-        // Gates far enough out to saturate the sigmoid both ways.
-        let gate = uniform(&mut rng, (tokens + 1) * ffn, 12.0);
-        let up = uniform(&mut rng, (tokens + 1) * ffn, 2.0);
-        let gate_buffer = r.storage_f32(&gate);
-        let dispatch = swiglu(gpu, &r.step, &gate_buffer, &r.storage_f32(&up), ffn);
-        r.run(step(tokens, 0), [&dispatch]);
-        let got = r.read_f32(&gate_buffer, (tokens + 1) * ffn);
-        // The spare last token must stay as it was.
-        let mut want = reference::swiglu(&gate[..tokens * ffn], &up[..tokens * ffn]);
-        want.extend_from_slice(&gate[tokens * ffn..]);
-        let tolerance = |i: usize| want[i].abs() * EPS * (8.0 + 2.0 * gate[i].abs()) + f32::MIN_POSITIVE;
-        assert_close(&format!("swiglu {ffn}"), &got, &want, tolerance);
-    }
 }
 
 fn argmax_ties_go_to_lowest_index(gpu: &'static Gpu) {

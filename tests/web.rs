@@ -542,7 +542,7 @@ async fn fit_refusals() {
          try contextLength: 5376"
     );
     let oom = fit::out_of_memory(&estimate, false, "out of memory").to_string();
-    assert!(oom.starts_with("model needs 277."), "{oom}");
+    assert!(oom.starts_with("model needs 276."), "{oom}");
     assert!(oom.contains("KV cache 180.0 MiB at context 8192"), "{oom}");
     assert!(oom.ends_with("try contextLength: 4096"), "{oom}");
 }

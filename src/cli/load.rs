@@ -18,7 +18,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub context: Option<usize>,
     /// Prompt tokens per prefill submission.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK)]
     pub prefill_chunk: usize,
     /// Use the workgroup-reduction kernels even where the adapter has subgroups.
     #[arg(long)]

@@ -7,7 +7,9 @@
 use web_time::Instant;
 
 use super::{Engine, EngineError};
-use crate::kernels::{linear, record_all, Clock, Dispatch, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups};
+use crate::kernels::{
+    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups,
+};
 use crate::model::{LlamaModel, StepError};
 
 #[derive(Clone, Debug)]
@@ -96,7 +98,7 @@ async fn matvec_bandwidth(gpu: &Gpu, weight: &GpuTensor, repeats: usize) -> Resu
     let step = gpu.uniform("bench step", &Step { n_tokens: 1, ..Default::default() });
     let x = gpu.storage("bench x", (weight.cols * 4) as u64);
     let y = gpu.storage("bench y", (weight.rows * 4) as u64);
-    let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, false);
+    let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, Epilogue::Store);
     let bytes: u64 = weight.parts.iter().map(|p| p.buffer.size()).sum();
     let seconds = time_repeated(gpu, &dispatches, repeats).await?;
     Ok((bytes * repeats as u64) as f64 / seconds / 1e9)

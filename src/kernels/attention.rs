@@ -76,8 +76,13 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(gpu: &Gpu, heads: Heads, context: usize) -> Self {
-        let bytes = (context * heads.n_kv_heads * heads.head_dim * 2) as u64;
+        let bytes = Self::layer_bytes(heads, context);
         Self { k: gpu.storage("k cache", bytes), v: gpu.storage("v cache", bytes) }
+    }
+
+    /// Bytes of one layer's key (or value) buffer.
+    pub fn layer_bytes(heads: Heads, context: usize) -> u64 {
+        context as u64 * heads.n_kv_heads as u64 * heads.head_dim as u64 * 2
     }
 }
 
@@ -98,12 +103,22 @@ impl SplitScratch {
     /// A chosen number of key ranges (tests take the merge path on any adapter).
     pub fn with_splits(gpu: &Gpu, heads: Heads, splits: usize) -> Self {
         let splits = splits.clamp(1, MAX_SPLITS);
-        let rows = (splits * heads.n_heads) as u64;
+        let [acc, stats] = Self::buffer_bytes(heads, splits);
         Self {
             splits,
-            acc: gpu.storage("attention split sums", rows * heads.head_dim as u64 * 4),
-            stats: gpu.storage("attention split max and sum", rows * 8),
+            acc: gpu.storage("attention split sums", acc),
+            stats: gpu.storage("attention split max and sum", stats),
         }
+    }
+
+    /// What the scratch takes on any adapter, at most.
+    pub fn max_bytes(heads: Heads) -> u64 {
+        Self::buffer_bytes(heads, MAX_SPLITS).into_iter().map(super::storage_size).sum()
+    }
+
+    fn buffer_bytes(heads: Heads, splits: usize) -> [u64; 2] {
+        let rows = (splits * heads.n_heads) as u64;
+        [rows * heads.head_dim as u64 * 4, rows * 8]
     }
 }
 

@@ -151,7 +151,7 @@ impl Gpu {
     pub fn storage(&self, label: &str, bytes: u64) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: bytes.max(16).next_multiple_of(16),
+            size: storage_size(bytes),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         })
@@ -266,8 +266,13 @@ fn shader_source(name: &str) -> Option<&'static str> {
         "rmsnorm.wgsl",
         "rope.wgsl",
         "attention.wgsl",
-        "swiglu.wgsl",
         "sampling.wgsl",
         "copy.wgsl"
     )
+}
+
+/// The size [`Gpu::storage`] allocates for `bytes`: at least 16, a multiple of 16 (vec4
+/// loads may touch a buffer's last 16 bytes).
+pub fn storage_size(bytes: u64) -> u64 {
+    bytes.max(16).next_multiple_of(16)
 }

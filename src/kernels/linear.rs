@@ -1,7 +1,9 @@
 //! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
-use super::variants::{MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS};
+use super::variants::{
+    EPILOGUE_ACCUMULATE, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS,
+};
 use super::{Dispatch, Gpu, GpuTensor, Workgroups};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,6 +16,28 @@ pub enum LinearMode {
     LastToken,
 }
 
+/// What a linear layer does with its product `W x` for each output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `y = W x`.
+    Store,
+    /// `y += W x`: fuses the residual connection.
+    Accumulate,
+    /// `y = silu(y) * W x`: the up projection finishing SwiGLU over the gate projection
+    /// already in `y`, so no separate activation pass or `up` buffer is needed.
+    SwiGlu,
+}
+
+impl Epilogue {
+    fn code(self) -> u32 {
+        match self {
+            Epilogue::Store => EPILOGUE_STORE,
+            Epilogue::Accumulate => EPILOGUE_ACCUMULATE,
+            Epilogue::SwiGlu => EPILOGUE_SWIGLU,
+        }
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct MatvecParams {
@@ -23,7 +47,7 @@ struct MatvecParams {
     params_offset: u32,
     out_offset: u32,
     x_last_row: u32,
-    accumulate: u32,
+    epilogue: u32,
     _pad: u32,
 }
 
@@ -36,12 +60,12 @@ struct MatmulParams {
     params_offset: u32,
     out_offset: u32,
     out_stride: u32,
-    accumulate: u32,
+    epilogue: u32,
     _pad: u32,
 }
 
-/// `y (+)= W x` for the step's tokens; with `accumulate` the product is added to `y`,
-/// which fuses the residual connection. One dispatch per tensor part.
+/// `y = W x` for the step's tokens, combined with what `y` holds as `epilogue` says.
+/// One dispatch per tensor part.
 pub fn linear(
     gpu: &Gpu,
     step: &wgpu::Buffer,
@@ -49,7 +73,7 @@ pub fn linear(
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
     mode: LinearMode,
-    accumulate: bool,
+    epilogue: Epilogue,
 ) -> Vec<Dispatch> {
     let (shader, wide) = match mode {
         LinearMode::Prefill => ("matmul.wgsl", true),
@@ -71,7 +95,7 @@ pub fn linear(
                     params_offset,
                     out_offset,
                     out_stride: weight.rows as u32,
-                    accumulate: accumulate.into(),
+                    epilogue: epilogue.code(),
                     _pad: 0,
                 };
                 let tiles = Workgroups::PerTokenTile { x: rows.div_ceil(MATMUL_TILE_ROWS), tile: MATMUL_TILE_TOKENS };
@@ -84,7 +108,7 @@ pub fn linear(
                     params_offset,
                     out_offset,
                     x_last_row: (mode == LinearMode::LastToken).into(),
-                    accumulate: accumulate.into(),
+                    epilogue: epilogue.code(),
                     _pad: 0,
                 };
                 (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))

@@ -8,8 +8,7 @@ pub const INCLUDES: &[&str] = &["common.wgsl", "quant.wgsl"];
 pub const WEIGHT_SHADERS: &[&str] = &["embedding.wgsl", "matvec.wgsl", "matmul.wgsl"];
 
 /// Shaders that read no weights.
-pub const PLAIN_SHADERS: &[&str] =
-    &["rmsnorm.wgsl", "rope.wgsl", "attention.wgsl", "swiglu.wgsl", "sampling.wgsl", "copy.wgsl"];
+pub const PLAIN_SHADERS: &[&str] = &["rmsnorm.wgsl", "rope.wgsl", "attention.wgsl", "sampling.wgsl", "copy.wgsl"];
 
 /// The flag naming each weight dtype's decoder in quant.wgsl.
 pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "WEIGHTS_F32"];
@@ -34,6 +33,11 @@ pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
 pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
 
+/// What a linear kernel does with its product (`Epilogue` in src/kernels/linear.rs).
+pub const EPILOGUE_STORE: u32 = 0;
+pub const EPILOGUE_ACCUMULATE: u32 = 1;
+pub const EPILOGUE_SWIGLU: u32 = 2;
+
 /// Numeric constants every shader is compiled with (as `const NAME: u32 = VALUE;`), so the
 /// Rust that sizes a grid and the WGSL that fills it read one definition.
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
@@ -44,6 +48,9 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
     ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),
     ("ATTENTION_MAX_ACC", ATTENTION_MAX_ACC),
+    ("EPILOGUE_STORE", EPILOGUE_STORE),
+    ("EPILOGUE_ACCUMULATE", EPILOGUE_ACCUMULATE),
+    ("EPILOGUE_SWIGLU", EPILOGUE_SWIGLU),
 ];
 
 /// Each uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it:
@@ -59,7 +66,6 @@ pub const UNIFORM_STRUCTS: &[(&str, &str, &str, &str)] = &[
     ("rmsnorm.wgsl", "Params", "src/kernels/rmsnorm.rs", "Params"),
     ("rope.wgsl", "Params", "src/kernels/rope.rs", "Params"),
     ("sampling.wgsl", "Params", "src/kernels/sampling.rs", "Params"),
-    ("swiglu.wgsl", "Params", "src/kernels/swiglu.rs", "Params"),
 ];
 
 pub fn is_known_shader(name: &str) -> bool {

@@ -11,12 +11,13 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, time_dispatches,
-    AttentionMode, Clock, Dispatch, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, time_dispatches, AttentionMode,
+    Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
 };
 
 use super::config::TENSORS_PER_LAYER;
 use super::load::LoadError;
+use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
 use super::Architecture;
 use crate::weights::DType;
 
@@ -30,9 +31,9 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// The model's full context and 128-token prefill chunks.
+    /// The model's full context and the default prefill chunk.
     pub fn for_model(architecture: &Architecture) -> Self {
-        Self { context: architecture.context_length, prefill_chunk: 128 }
+        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK }
     }
 
     /// The options a model loads with: a context of at least one position and at most the
@@ -73,8 +74,8 @@ struct Activations {
     k: wgpu::Buffer,
     v: wgpu::Buffer,
     attended: wgpu::Buffer,
+    /// The gate projection, then SwiGLU's output (the up projection's epilogue).
     gate: wgpu::Buffer,
-    up: wgpu::Buffer,
 }
 
 pub struct LlamaModel {
@@ -115,27 +116,24 @@ impl LlamaModel {
         let options = options.fitted(a);
         check_shapes(a, &weights)?;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
-        let cache_bytes = options.context as u64 * a.kv_dim() as u64 * 2;
+        let plan = BufferPlan::new(a, &options);
         let limit = gpu.limits.max_storage_buffer_binding_size;
-        if cache_bytes > limit {
-            return Err(LoadError::ContextTooLong { context: options.context, needed: cache_bytes, limit });
+        if plan.kv_layer > limit {
+            return Err(LoadError::ContextTooLong { context: options.context, needed: plan.kv_layer, limit });
         }
 
-        let chunk = options.prefill_chunk;
-        let f32_buffer = |label: &str, width: usize| gpu.storage(label, (chunk * width * 4) as u64);
         let act = Activations {
-            x: f32_buffer("residual", a.hidden),
-            normed: f32_buffer("normed", a.hidden),
-            q: f32_buffer("q", a.q_dim()),
-            k: f32_buffer("k", a.kv_dim()),
-            v: f32_buffer("v", a.kv_dim()),
-            attended: f32_buffer("attended", a.q_dim()),
-            gate: f32_buffer("gate", a.ffn),
-            up: f32_buffer("up", a.ffn),
+            x: gpu.storage("residual", plan.residual),
+            normed: gpu.storage("normed", plan.normed),
+            q: gpu.storage("q", plan.q),
+            k: gpu.storage("k", plan.k),
+            v: gpu.storage("v", plan.v),
+            attended: gpu.storage("attended", plan.attended),
+            gate: gpu.storage("gate", plan.gate),
         };
         let step = gpu.uniform("step", &Step::default());
-        let tokens = gpu.storage("tokens", (chunk * 4) as u64);
-        let logits = gpu.storage("logits", (a.vocab * 4) as u64);
+        let tokens = gpu.storage("tokens", plan.tokens);
+        let logits = gpu.storage("logits", plan.logits);
         let token_staging = std::array::from_fn(|_| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("token readback"),
@@ -155,13 +153,13 @@ impl LlamaModel {
             let mut list = embedding(&gpu, &step, w("token_embd.weight"), &tokens, &act.x);
             for (layer, cache) in caches.iter().enumerate() {
                 let t = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-                let lin = |suffix: &str, x: &wgpu::Buffer, y: &wgpu::Buffer, accumulate: bool| {
-                    linear(&gpu, &step, w(&t(suffix)), x, y, mode, accumulate)
+                let lin = |suffix: &str, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue| {
+                    linear(&gpu, &step, w(&t(suffix)), x, y, mode, epilogue)
                 };
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
-                list.extend(lin("attn_q", &act.normed, &act.q, false));
-                list.extend(lin("attn_k", &act.normed, &act.k, false));
-                list.extend(lin("attn_v", &act.normed, &act.v, false));
+                list.extend(lin("attn_q", &act.normed, &act.q, Epilogue::Store));
+                list.extend(lin("attn_k", &act.normed, &act.k, Epilogue::Store));
+                list.extend(lin("attn_v", &act.normed, &act.v, Epilogue::Store));
                 list.push(rope(&gpu, &step, &rope_buffer, &act.q, &act.k, a.n_heads, a.n_kv_heads, a.head_dim));
                 let attention_mode = match mode {
                     LinearMode::Decode => AttentionMode::Decode(&split_scratch),
@@ -178,12 +176,11 @@ impl LlamaModel {
                     cache,
                     &act.attended,
                 ));
-                list.extend(lin("attn_output", &act.attended, &act.x, true));
+                list.extend(lin("attn_output", &act.attended, &act.x, Epilogue::Accumulate));
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
-                list.extend(lin("ffn_gate", &act.normed, &act.gate, false));
-                list.extend(lin("ffn_up", &act.normed, &act.up, false));
-                list.push(swiglu(&gpu, &step, &act.gate, &act.up, a.ffn));
-                list.extend(lin("ffn_down", &act.gate, &act.x, true));
+                list.extend(lin("ffn_gate", &act.normed, &act.gate, Epilogue::Store));
+                list.extend(lin("ffn_up", &act.normed, &act.gate, Epilogue::SwiGlu));
+                list.extend(lin("ffn_down", &act.gate, &act.x, Epilogue::Accumulate));
             }
             list
         };
@@ -193,7 +190,7 @@ impl LlamaModel {
         let head = |greedy: bool| {
             let mut list =
                 vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
-            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, LinearMode::LastToken, false));
+            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, LinearMode::LastToken, Epilogue::Store));
             list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy));
             list
         };

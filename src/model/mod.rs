@@ -4,8 +4,10 @@
 mod config;
 mod llama;
 mod load;
+mod plan;
 pub mod reference;
 
 pub use config::{Architecture, ChatTemplate};
 pub use llama::{expected_tensors, LlamaModel, LoadOptions, StepError, StepProfile, TensorCountError};
 pub use load::{verify_shard, LoadError, ShardUploader};
+pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};

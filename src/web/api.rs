@@ -18,7 +18,7 @@ use crate::engine::{Cancel, Engine, GenerateOptions};
 use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{Item, Protocol};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
-use crate::model::{LlamaModel, LoadOptions, ShardUploader};
+use crate::model::{LlamaModel, ShardUploader};
 use crate::tokenizer::Tokenizer;
 use crate::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
 use crate::weights::Manifest;
@@ -438,7 +438,7 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
     let subgroups = gpu.subgroups;
     let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let architecture = manifest.architecture.clone();
-    let options = LoadOptions { context, prefill_chunk: fit::PREFILL_CHUNK };
+    let options = fit::load_options(context);
     let model = LlamaModel::new(gpu, architecture, weights, options);
     if let Some(error) = scope.pop().await {
         device.destroy();

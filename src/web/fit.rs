@@ -3,13 +3,11 @@
 //! (WebGPU does not say how much memory an adapter has; the allocation itself, made up
 //! front by the loader, is the real test and this estimate explains its failure).
 
-use crate::model::Architecture;
+use crate::kernels::storage_size;
+use crate::model::{Architecture, BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK};
 use crate::weights::Manifest;
 
 use super::WebError;
-
-/// Prompt tokens per prefill submission, as [`crate::model::LoadOptions::for_model`] sets.
-pub const PREFILL_CHUNK: usize = 128;
 
 /// What the loaded model will allocate on the GPU, in bytes.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +20,7 @@ pub struct Estimate {
     pub kv_cache: u64,
     /// One layer's key (or value) buffer: the largest buffer the cache binds.
     pub kv_layer_buffer: u64,
-    /// Per-chunk activations, logits and the RoPE table.
+    /// Per-chunk activations, logits, the RoPE table and attention's scratch.
     pub activations: u64,
     /// The largest tensor part and its tensor's name.
     pub largest_part: (String, u64),
@@ -47,13 +45,9 @@ impl Estimate {
     }
 }
 
-/// Buffers are rounded as [`crate::kernels::Gpu::storage`] allocates them.
-fn buffer(bytes: u64) -> u64 {
-    bytes.max(16).next_multiple_of(16)
-}
-
-fn kv_layer_buffer(architecture: &Architecture, context: usize) -> u64 {
-    buffer(context as u64 * architecture.kv_dim() as u64 * 2)
+/// The load options the browser uses at `context`.
+pub fn load_options(context: usize) -> LoadOptions {
+    LoadOptions { context, prefill_chunk: PREFILL_CHUNK }
 }
 
 pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
@@ -62,24 +56,19 @@ pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
     let mut largest_part = (String::new(), 0);
     for tensor in &manifest.tensors {
         for part in &tensor.parts {
-            weights += buffer(part.length);
+            weights += storage_size(part.length);
             if part.length > largest_part.1 {
                 largest_part = (tensor.name.clone(), part.length);
             }
         }
     }
-    let kv_layer = kv_layer_buffer(a, context);
-    let per_token = 2 * a.hidden + 2 * a.q_dim() + 2 * a.kv_dim() + 2 * a.ffn;
-    let activations = [PREFILL_CHUNK * per_token * 4, PREFILL_CHUNK * 4, a.vocab * 4, context * a.head_dim * 4]
-        .into_iter()
-        .map(|b| buffer(b as u64))
-        .sum();
+    let plan = BufferPlan::new(a, &load_options(context));
     Estimate {
         context,
         weights,
-        kv_cache: 2 * a.n_layers as u64 * kv_layer,
-        kv_layer_buffer: kv_layer,
-        activations,
+        kv_cache: plan.kv_cache_bytes(),
+        kv_layer_buffer: storage_size(plan.kv_layer),
+        activations: plan.activation_bytes(),
         largest_part,
     }
 }

@@ -1,0 +1,79 @@
+//! Every GPU buffer the forward pass allocates besides the weights, sized from the
+//! architecture and the load options. [`super::LlamaModel`] allocates from this plan and
+//! the browser's fit check (src/web/fit.rs) adds it up, so the two cannot disagree.
+
+use super::{Architecture, LoadOptions};
+use crate::kernels::{storage_size, Heads, KvCache, SplitScratch};
+
+/// Prompt tokens per prefill submission unless asked otherwise.
+pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+
+/// Bytes of each buffer, as asked of the GPU (before [`storage_size`]'s rounding).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BufferPlan {
+    /// f32 activations for a prefill chunk, each `chunk x width`.
+    pub residual: u64,
+    pub normed: u64,
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub attended: u64,
+    /// The gate projection, then SwiGLU's output.
+    pub gate: u64,
+    /// The chunk's token ids (then the chosen id).
+    pub tokens: u64,
+    pub logits: u64,
+    /// cos and sin of every (position, pair).
+    pub rope_table: u64,
+    /// Each of a layer's key and value cache buffers (f16).
+    pub kv_layer: u64,
+    /// Two per layer.
+    pub kv_buffers: u64,
+    /// Attention's key-range partials for decode, at most (the adapter sets the count).
+    pub split_scratch: u64,
+}
+
+impl BufferPlan {
+    pub fn new(a: &Architecture, options: &LoadOptions) -> Self {
+        let chunk = options.prefill_chunk as u64;
+        let f32s = |width: usize| chunk * width as u64 * 4;
+        let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
+        Self {
+            residual: f32s(a.hidden),
+            normed: f32s(a.hidden),
+            q: f32s(a.q_dim()),
+            k: f32s(a.kv_dim()),
+            v: f32s(a.kv_dim()),
+            attended: f32s(a.q_dim()),
+            gate: f32s(a.ffn),
+            tokens: chunk * 4,
+            logits: a.vocab as u64 * 4,
+            rope_table: options.context as u64 * a.head_dim as u64 * 4,
+            kv_layer: KvCache::layer_bytes(heads, options.context),
+            kv_buffers: 2 * a.n_layers as u64,
+            split_scratch: SplitScratch::max_bytes(heads),
+        }
+    }
+
+    /// Everything but the KV cache, as allocated.
+    pub fn activation_bytes(&self) -> u64 {
+        let buffers = [
+            self.residual,
+            self.normed,
+            self.q,
+            self.k,
+            self.v,
+            self.attended,
+            self.gate,
+            self.tokens,
+            self.logits,
+            self.rope_table,
+        ];
+        buffers.into_iter().map(storage_size).sum::<u64>() + self.split_scratch
+    }
+
+    /// Every layer's keys and values, as allocated.
+    pub fn kv_cache_bytes(&self) -> u64 {
+        self.kv_buffers * storage_size(self.kv_layer)
+    }
+}
