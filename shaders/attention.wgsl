@@ -149,10 +149,13 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
     }
     workgroupBarrier();
 
+    var scores: array<f32, ATTENTION_MAX_ROWS>;
     for (var start = first_key; start < last_key; start += WG) {
         // Scores: this invocation's key against every row.
         let key = start + lane.index;
-        var scores: array<f32, ATTENTION_MAX_ROWS>;
+        // Assigned each tile, not declared in the loop: Chromium (Tint, on SwiftShader) kept
+        // the previous tile's values in a loop-scoped `var` that WGSL says starts at zero.
+        scores = array<f32, ATTENTION_MAX_ROWS>();
         if key < last_key {
             for (var i = 0u; i < pairs; i++) {
                 let k_pair = unpack2x16float(k_cache[cache_word(key, tile.kv_head, i)]);

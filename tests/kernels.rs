@@ -402,6 +402,8 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
     // Decode over four key ranges (one per 64 keys), the last one partial; prefill tiles
     // of 5 tokens x 3 heads with a partial last tile.
     check_attention(&r, heads(9, 3, 64), &[203, 1], 6);
+    // A head dim of 16: eight invocations per value pair.
+    check_attention(&r, heads(4, 2, 16), &[16, 16, 16, 16, 6, 1, 1], 7);
     // GQA 8:1, a small head dim; a single prefill longer than a tile.
     check_attention(&r, heads(16, 2, 32), &[5, 70, 1], 2);
     // MHA at the largest head dim the kernel supports (two value pairs per lane).

@@ -167,7 +167,7 @@ fn tiny_architecture() -> Architecture {
         vocab: 256,
         rope_theta: 10000.0,
         norm_eps: 1e-5,
-        context_length: 32,
+        context_length: 96,
         tied_embeddings: true,
         bos_id: None,
         eos_ids: vec![],
@@ -239,11 +239,12 @@ async fn check_forward(allow_subgroups: bool) {
     let subgroups = gpu.subgroups;
     let a = tiny_architecture();
     let (gpu_weights, cpu_weights) = tiny_model(&gpu, &a);
-    // Chunks of 4: the 6-token prompt takes a tiled 4-token chunk and a 2-token one.
+    // Chunks of 16: the 70-token prompt takes four tiled chunks and a 6-token one, and
+    // attention walks keys past its first 64-key tile in prefill and decode.
     let mut model =
-        LlamaModel::new(gpu, a.clone(), gpu_weights, LoadOptions { context: 32, prefill_chunk: 4 }).unwrap();
+        LlamaModel::new(gpu, a.clone(), gpu_weights, LoadOptions { context: 96, prefill_chunk: 16 }).unwrap();
     let mut cpu = CpuModel::new(&a, &cpu_weights);
-    let prompt = [3u32, 141, 59, 26, 5, 35];
+    let prompt: Vec<u32> = (0..70u32).map(|i| (i * 37 + 11) % 256).collect();
     let mut want = Vec::new();
     for &id in &prompt {
         want = cpu.forward(id);
