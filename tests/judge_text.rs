@@ -730,7 +730,7 @@ fn manifest_only_model(dir: &Path) -> Manifest {
         let rows = if shape.len() == 2 { shape[0] } else { 1 };
         let length = 4 * shape.iter().product::<usize>() as u64;
         let parts = vec![TensorPart { row_start: 0, rows, shard: 0, offset, length }];
-        manifest.tensors.push(TensorEntry { name, dtype: DType::F32, shape, group_size: 0, parts });
+        manifest.tensors.push(TensorEntry { name, dtype: DType::F32, shape, group_size: 0, parts, input_order: None });
         offset += length;
     }
     manifest.shards.push(ShardEntry { file: "weights-00001.bin".into(), size: offset, sha256: "0".repeat(64) });

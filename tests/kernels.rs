@@ -33,6 +33,7 @@
 //!   A wrong mask, head mapping or position moves outputs by >= 1e-2.
 //! - SwiGLU: WGSL's exp is within `3 + 2|x|` ulp, plus a division and a product on each
 //!   side: `|want| * EPS * (8 + 2|g|)`.
+//! - Gather (act-order inputs): exact, a copy.
 //! - Argmax: exact, ties to the lowest index. Sampling is checked statistically: with a
 //!   tiny top_p it equals argmax; it only ever picks tokens of the reference nucleus
 //!   (top_p is placed midway between two cumulative masses, so no rounding can move the
@@ -48,11 +49,11 @@ use half::f16;
 use rand::Rng;
 use webjudge::kernels::preprocess;
 use webjudge::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, AttentionMode, Epilogue, Gpu,
-    GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step,
+    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, AttentionMode, Epilogue,
+    Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step,
 };
 use webjudge::model::reference;
-use webjudge::weights::DType;
+use webjudge::weights::{DType, TensorEntry, TensorPart};
 
 /// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`.
 macro_rules! for_both_variants {
@@ -84,6 +85,7 @@ for_both_variants!(
     rope_positions_and_thetas,
     attention_prefill_then_decode,
     attention_real_shapes,
+    gather_act_order_inputs,
     argmax_ties_go_to_lowest_index,
     sampling_nucleus_and_temperature,
 );
@@ -416,6 +418,37 @@ fn attention_real_shapes(gpu: &'static Gpu) {
     check_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[70, 1, 1], 4);
     // Yi-6B: 32 query heads sharing 4 KV heads (8:1).
     check_attention(&r, Heads { n_heads: 32, n_kv_heads: 4, head_dim: 128 }, &[70, 1, 1], 5);
+}
+
+/// Random permutations of a small width and of Auto-J-13B's hidden size, over several
+/// tokens (a prefill chunk): every row is gathered in the order, nothing past the step's
+/// tokens is written.
+fn gather_act_order_inputs(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(11);
+    for (inputs, tokens) in [(40, 3), (5120, 3)] {
+        let mut order: Vec<u32> = (0..inputs as u32).collect();
+        for i in (1..inputs).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+        let entry = TensorEntry {
+            name: format!("blk.0.attn_q.input_order {inputs}"),
+            dtype: DType::U32,
+            shape: vec![inputs],
+            group_size: 0,
+            parts: vec![TensorPart { row_start: 0, rows: 1, shard: 0, offset: 0, length: inputs as u64 * 4 }],
+            input_order: None,
+        };
+        let order_tensor = GpuTensor::upload(gpu, &entry, [bytemuck::cast_slice(&order[..])]);
+        let x = uniform(&mut rng, tokens * inputs, 1.0);
+        let out = r.storage_f32(&vec![-7.0; (tokens + 1) * inputs]);
+        let dispatch = gather(gpu, &r.step, &order_tensor, &r.storage_f32(&x), &out);
+        r.run(step(tokens, 0), [&dispatch]);
+        let got = r.read_f32(&out, (tokens + 1) * inputs);
+        let mut want: Vec<f32> = x.chunks(inputs).flat_map(|row| order.iter().map(|&k| row[k as usize])).collect();
+        want.extend(vec![-7.0; inputs]);
+        assert_close(&format!("gather {inputs}"), &got, &want, |_| 0.0);
+    }
 }
 
 fn argmax_ties_go_to_lowest_index(gpu: &'static Gpu) {

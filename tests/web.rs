@@ -197,6 +197,7 @@ fn tiny_model(gpu: &Gpu, a: &Architecture) -> (HashMap<String, GpuTensor>, Model
             shape: shape.clone(),
             group_size: group,
             parts: vec![TensorPart { row_start: 0, rows, shard: 0, offset: 0, length: words.len() as u64 * 4 }],
+            input_order: None,
         };
         gpu_weights.insert(name.clone(), GpuTensor::upload(gpu, &entry, [bytemuck::cast_slice(&words)]));
         cpu.insert(name, dequantize(dtype, &words, rows, cols, group.max(1)));

@@ -79,11 +79,11 @@ pub fn run(args: Args) -> CliResult {
     } else {
         let options = ConvertOptions { max_shard_bytes, overwrite: args.force };
         convert_gguf(&args.input, &args.out, &options, &mut progress)
-            .map(|manifest| HfConversion { manifest, gptq_kept: 0, gptq_requantized: Vec::new() })
+            .map(|manifest| HfConversion { manifest, gptq_kept: 0, gptq_reordered: 0, gptq_requantized: Vec::new() })
             .map_err(output_hint)
     };
     bar.finish_and_clear();
-    let HfConversion { manifest, gptq_kept, gptq_requantized } = result?;
+    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized } = result?;
     let quant = match args.quant.unwrap_or(Quant::Q4) {
         Quant::F16 => "f16".to_string(),
         quant => format!(
@@ -92,7 +92,7 @@ pub fn run(args: Args) -> CliResult {
             args.group.unwrap_or(32)
         ),
     };
-    print_gptq(gptq_kept, &gptq_requantized, &quant)?;
+    print_gptq(gptq_kept, gptq_reordered, &gptq_requantized, &quant)?;
 
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {
@@ -112,9 +112,12 @@ pub fn run(args: Args) -> CliResult {
 
 /// Says what became of a GPTQ checkpoint's linear layers (`quant` names what the
 /// requantized ones became).
-fn print_gptq(kept: usize, requantized: &[(String, String)], quant: &str) -> std::io::Result<()> {
+fn print_gptq(kept: usize, reordered: usize, requantized: &[(String, String)], quant: &str) -> std::io::Result<()> {
     if kept > 0 {
         outln!("GPTQ: {kept} linear weights kept as q4 (codes and scales as stored, GPTQ's group size)")?;
+    }
+    if reordered > 0 {
+        outln!("GPTQ: {reordered} of them act-order: columns sorted by group, inputs gathered into that order")?;
     }
     if let Some((first, why)) = requantized.first() {
         outln!("GPTQ: {} linear weights dequantized and requantized to {quant} ({first}: {why})", requantized.len())?;

@@ -245,6 +245,7 @@ fn weight_flag(dtype: DType) -> &'static str {
         DType::Q8 => variants::WEIGHT_FLAGS[1],
         DType::F16 => variants::WEIGHT_FLAGS[2],
         DType::F32 => variants::WEIGHT_FLAGS[3],
+        DType::U32 => unreachable!("Manifest::validate keeps u32 indices out of the weights shaders read"),
     }
 }
 
@@ -267,7 +268,8 @@ fn shader_source(name: &str) -> Option<&'static str> {
         "rope.wgsl",
         "attention.wgsl",
         "sampling.wgsl",
-        "copy.wgsl"
+        "copy.wgsl",
+        "gather.wgsl"
     )
 }
 

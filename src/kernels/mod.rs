@@ -6,6 +6,7 @@
 mod attention;
 mod dispatch;
 mod embedding;
+mod gather;
 mod gpu;
 mod linear;
 pub mod preprocess;
@@ -19,6 +20,7 @@ pub mod variants;
 pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};
 pub use dispatch::{record_all, Dispatch, Step, Workgroups};
 pub use embedding::embedding;
+pub use gather::gather;
 pub use gpu::{storage_size, Gpu, GpuError, GpuOptions};
 pub use linear::{linear, Epilogue, LinearMode};
 pub use profile::{time_dispatches, Clock};

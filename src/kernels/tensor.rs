@@ -17,6 +17,8 @@ pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
     pub group: usize,
+    /// The manifest name of the weight's input order, if its columns are permuted.
+    pub input_order: Option<String>,
     pub parts: Vec<GpuPart>,
 }
 
@@ -38,6 +40,7 @@ impl GpuTensor {
             rows: entry.rows(),
             cols: entry.cols(),
             group: entry.group_size.max(32),
+            input_order: entry.input_order.clone(),
             parts,
         }
     }

@@ -8,7 +8,8 @@ pub const INCLUDES: &[&str] = &["common.wgsl", "quant.wgsl"];
 pub const WEIGHT_SHADERS: &[&str] = &["embedding.wgsl", "matvec.wgsl", "matmul.wgsl"];
 
 /// Shaders that read no weights.
-pub const PLAIN_SHADERS: &[&str] = &["rmsnorm.wgsl", "rope.wgsl", "attention.wgsl", "sampling.wgsl", "copy.wgsl"];
+pub const PLAIN_SHADERS: &[&str] =
+    &["rmsnorm.wgsl", "rope.wgsl", "attention.wgsl", "sampling.wgsl", "copy.wgsl", "gather.wgsl"];
 
 /// The flag naming each weight dtype's decoder in quant.wgsl.
 pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "WEIGHTS_F32"];
@@ -61,6 +62,7 @@ pub const UNIFORM_STRUCTS: &[(&str, &str, &str, &str)] = &[
     ("common.wgsl", "Step", "src/kernels/dispatch.rs", "Step"),
     ("attention.wgsl", "Params", "src/kernels/attention.rs", "Params"),
     ("embedding.wgsl", "Params", "src/kernels/embedding.rs", "Params"),
+    ("gather.wgsl", "Params", "src/kernels/gather.rs", "Params"),
     ("matvec.wgsl", "Params", "src/kernels/linear.rs", "MatvecParams"),
     ("matmul.wgsl", "Params", "src/kernels/linear.rs", "MatmulParams"),
     ("rmsnorm.wgsl", "Params", "src/kernels/rmsnorm.rs", "Params"),

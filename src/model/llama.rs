@@ -11,8 +11,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, time_dispatches, AttentionMode,
-    Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
+    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, time_dispatches,
+    AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -76,6 +76,8 @@ struct Activations {
     attended: wgpu::Buffer,
     /// The gate projection, then SwiGLU's output (the up projection's epilogue).
     gate: wgpu::Buffer,
+    /// A layer input gathered into an act-order weight's column order.
+    gathered: wgpu::Buffer,
 }
 
 pub struct LlamaModel {
@@ -116,7 +118,9 @@ impl LlamaModel {
         let options = options.fitted(a);
         check_shapes(a, &weights)?;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
-        let plan = BufferPlan::new(a, &options);
+        let widest_ordered_input =
+            weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
+        let plan = BufferPlan::new(a, &options, widest_ordered_input);
         let limit = gpu.limits.max_storage_buffer_binding_size;
         if plan.kv_layer > limit {
             return Err(LoadError::ContextTooLong { context: options.context, needed: plan.kv_layer, limit });
@@ -130,6 +134,7 @@ impl LlamaModel {
             v: gpu.storage("v", plan.v),
             attended: gpu.storage("attended", plan.attended),
             gate: gpu.storage("gate", plan.gate),
+            gathered: gpu.storage("gathered input", plan.gathered),
         };
         let step = gpu.uniform("step", &Step::default());
         let tokens = gpu.storage("tokens", plan.tokens);
@@ -153,13 +158,37 @@ impl LlamaModel {
             let mut list = embedding(&gpu, &step, w("token_embd.weight"), &tokens, &act.x);
             for (layer, cache) in caches.iter().enumerate() {
                 let t = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-                let lin = |suffix: &str, x: &wgpu::Buffer, y: &wgpu::Buffer, epilogue: Epilogue| {
-                    linear(&gpu, &step, w(&t(suffix)), x, y, mode, epilogue)
-                };
+                // The weights reading one input, each `(suffix, y, epilogue)`. An
+                // act-order weight reads the input gathered into its column order, once
+                // per distinct order (q/k/v, like gate/up, normally share one).
+                let linears =
+                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(&str, &wgpu::Buffer, Epilogue)]| {
+                        let mut gathered_order = None;
+                        for &(suffix, y, epilogue) in outputs {
+                            let weight = w(&t(suffix));
+                            let input = match weight.input_order.as_deref() {
+                                None => x,
+                                Some(order) => {
+                                    if gathered_order != Some(order) {
+                                        list.push(gather(&gpu, &step, w(order), x, &act.gathered));
+                                        gathered_order = Some(order);
+                                    }
+                                    &act.gathered
+                                }
+                            };
+                            list.extend(linear(&gpu, &step, weight, input, y, mode, epilogue));
+                        }
+                    };
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
-                list.extend(lin("attn_q", &act.normed, &act.q, Epilogue::Store));
-                list.extend(lin("attn_k", &act.normed, &act.k, Epilogue::Store));
-                list.extend(lin("attn_v", &act.normed, &act.v, Epilogue::Store));
+                linears(
+                    &mut list,
+                    &act.normed,
+                    &[
+                        ("attn_q", &act.q, Epilogue::Store),
+                        ("attn_k", &act.k, Epilogue::Store),
+                        ("attn_v", &act.v, Epilogue::Store),
+                    ],
+                );
                 list.push(rope(&gpu, &step, &rope_buffer, &act.q, &act.k, a.n_heads, a.n_kv_heads, a.head_dim));
                 let attention_mode = match mode {
                     LinearMode::Decode => AttentionMode::Decode(&split_scratch),
@@ -176,11 +205,15 @@ impl LlamaModel {
                     cache,
                     &act.attended,
                 ));
-                list.extend(lin("attn_output", &act.attended, &act.x, Epilogue::Accumulate));
+                linears(&mut list, &act.attended, &[("attn_output", &act.x, Epilogue::Accumulate)]);
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
-                list.extend(lin("ffn_gate", &act.normed, &act.gate, Epilogue::Store));
-                list.extend(lin("ffn_up", &act.normed, &act.gate, Epilogue::SwiGlu));
-                list.extend(lin("ffn_down", &act.gate, &act.x, Epilogue::Accumulate));
+                // The up projection's epilogue applies SwiGLU to the gate projection in place.
+                linears(
+                    &mut list,
+                    &act.normed,
+                    &[("ffn_gate", &act.gate, Epilogue::Store), ("ffn_up", &act.gate, Epilogue::SwiGlu)],
+                );
+                linears(&mut list, &act.gate, &[("ffn_down", &act.x, Epilogue::Accumulate)]);
             }
             list
         };
@@ -437,6 +470,16 @@ fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Resul
         }
         if shape.len() == 1 && tensor.dtype != DType::F32 {
             return Err(LoadError::NormDType { name, found: tensor.dtype });
+        }
+        if let Some(order) = &tensor.input_order {
+            let cols = weights.get(order).filter(|o| o.dtype == DType::U32).map(|o| o.cols);
+            if cols != Some(tensor.cols) {
+                return Err(LoadError::Shape {
+                    name: order.clone(),
+                    expected: vec![tensor.cols],
+                    found: Vec::from_iter(cols),
+                });
+            }
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::kernels::{Gpu, GpuError, GpuTensor};
 use crate::weights::manifest::MAX_BINDING_BYTES;
 use crate::weights::writer::hex;
-use crate::weights::{Manifest, ManifestError};
+use crate::weights::{DType, Manifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -40,6 +40,8 @@ pub enum LoadError {
          binds at most {limit}; load with a shorter context"
     )]
     ContextTooLong { context: usize, needed: u64, limit: u64 },
+    #[error("input order {tensor} is not a permutation of its {inputs} inputs: entry {index} is {value}, {problem}")]
+    InputOrder { tensor: String, inputs: usize, index: usize, value: u32, problem: &'static str },
     #[error("reading the model failed: {0}")]
     Io(String),
     #[error(transparent)]
@@ -79,6 +81,9 @@ impl<'a> ShardUploader<'a> {
             for (part_index, part) in entry.parts.iter().enumerate().filter(|(_, p)| p.shard == index) {
                 // The manifest was validated: parts lie inside their shard.
                 let range = part.offset as usize..(part.offset + part.length) as usize;
+                if entry.dtype == DType::U32 {
+                    check_permutation(&entry.name, &bytes[range.clone()])?;
+                }
                 tensor.write_part(self.gpu, part_index, &bytes[range]);
             }
         }
@@ -102,6 +107,26 @@ impl<'a> ShardUploader<'a> {
         }
         Ok(self.tensors)
     }
+}
+
+/// An input order's indices must be a permutation of `0..n`: a gather through anything
+/// else would read outside the input or drop some of it.
+fn check_permutation(tensor: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    let inputs = bytes.len() / 4;
+    let mut seen = vec![false; inputs];
+    for (index, word) in bytes.chunks_exact(4).enumerate() {
+        let value = u32::from_le_bytes(word.try_into().expect("4 bytes"));
+        let problem = match seen.get_mut(value as usize) {
+            None => "outside them",
+            Some(true) => "a repeat",
+            Some(slot) => {
+                *slot = true;
+                continue;
+            }
+        };
+        return Err(LoadError::InputOrder { tensor: tensor.into(), inputs, index, value, problem });
+    }
+    Ok(())
 }
 
 /// Checks a shard's bytes against its manifest entry.

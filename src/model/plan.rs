@@ -20,6 +20,8 @@ pub struct BufferPlan {
     pub attended: u64,
     /// The gate projection, then SwiGLU's output.
     pub gate: u64,
+    /// A layer input gathered into an act-order weight's column order (empty without one).
+    pub gathered: u64,
     /// The chunk's token ids (then the chosen id).
     pub tokens: u64,
     pub logits: u64,
@@ -34,7 +36,9 @@ pub struct BufferPlan {
 }
 
 impl BufferPlan {
-    pub fn new(a: &Architecture, options: &LoadOptions) -> Self {
+    /// `widest_ordered_input`: the columns of the widest weight with an input order (0
+    /// when none has one; see [`crate::weights::Manifest::widest_ordered_input`]).
+    pub fn new(a: &Architecture, options: &LoadOptions, widest_ordered_input: usize) -> Self {
         let chunk = options.prefill_chunk as u64;
         let f32s = |width: usize| chunk * width as u64 * 4;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
@@ -46,6 +50,7 @@ impl BufferPlan {
             v: f32s(a.kv_dim()),
             attended: f32s(a.q_dim()),
             gate: f32s(a.ffn),
+            gathered: f32s(widest_ordered_input),
             tokens: chunk * 4,
             logits: a.vocab as u64 * 4,
             rope_table: options.context as u64 * a.head_dim as u64 * 4,
@@ -65,6 +70,7 @@ impl BufferPlan {
             self.v,
             self.attended,
             self.gate,
+            self.gathered,
             self.tokens,
             self.logits,
             self.rope_table,

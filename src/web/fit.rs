@@ -62,7 +62,7 @@ pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
             }
         }
     }
-    let plan = BufferPlan::new(a, &load_options(context));
+    let plan = BufferPlan::new(a, &load_options(context), manifest.widest_ordered_input());
     Estimate {
         context,
         weights,

@@ -13,6 +13,8 @@
 //!   A value is `scale * q`. GGUF Q8_0 maps exactly.
 //! - `f16`: `ceil(n/2)` words, value `i` in the low half of word `i/2` when `i` is even.
 //! - `f32`: `n` words.
+//! - `u32`: `n` words of indices, not weights (an act-order weight's input column order,
+//!   see [`super::manifest::TensorEntry::input_order`]); no shader decodes them as values.
 
 use half::f16;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,7 @@ pub enum DType {
     Q8,
     F16,
     F32,
+    U32,
 }
 
 impl DType {
@@ -34,6 +37,7 @@ impl DType {
             DType::Q8 => "q8",
             DType::F16 => "f16",
             DType::F32 => "f32",
+            DType::U32 => "u32",
         }
     }
 
@@ -49,7 +53,7 @@ impl DType {
             DType::Q4 => n / 8 + n / group,
             DType::Q8 => n / 4 + (n / group).div_ceil(2),
             DType::F16 => n.div_ceil(2),
-            DType::F32 => n,
+            DType::F32 | DType::U32 => n,
         }
     }
 
@@ -59,7 +63,7 @@ impl DType {
         match self {
             DType::Q4 => n / 8,
             DType::Q8 => n / 4,
-            DType::F16 | DType::F32 => 0,
+            DType::F16 | DType::F32 | DType::U32 => 0,
         }
     }
 
@@ -130,6 +134,8 @@ pub fn dequantize(dtype: DType, words: &[u32], rows: usize, cols: usize, group: 
     let n = rows * cols;
     match dtype {
         DType::F32 => words[..n].iter().map(|&w| f32::from_bits(w)).collect(),
+        // Indices are below 2^24 (a row's columns), exact in f32.
+        DType::U32 => words[..n].iter().map(|&w| w as f32).collect(),
         DType::F16 => (0..n).map(|i| f16_half(words[i / 2], i % 2 == 1)).collect(),
         DType::Q4 => {
             let params = &words[n / 8..];
@@ -239,6 +245,7 @@ impl Quant {
 pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
     match dtype {
         DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
+        DType::U32 => values.iter().map(|&v| v as u32).collect(),
         DType::F16 => {
             let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
             pack_f16_words(&halves).collect()
@@ -261,7 +268,7 @@ mod tests {
             assert_eq!(words.len() as u64 * 4, dtype.part_bytes(rows as u64, cols as u64, group as u64));
             let back = dequantize(dtype, &words, rows, cols, group);
             let tolerance = match dtype {
-                DType::F32 => 0.0,
+                DType::F32 | DType::U32 => 0.0,
                 DType::F16 => 1e-3,
                 DType::Q8 => 2.0 / 127.0,
                 DType::Q4 => 4.0 / 15.0,

@@ -17,14 +17,19 @@
 //!
 //! `W[n][k] = scales[g][n] * (q[k][n] - (qzeros[g][n] + 1))` with `g = g_idx[k]`.
 //!
-//! When `g_idx` is the plain order and the group size suits the engine (a multiple of 32
-//! dividing `inputs`), a layer maps onto the engine's q4 layout without requantizing: the
-//! nibble order of a `qweight` word is the q4 layout's, so rows are transposed words; the
-//! scale is kept and the offset is `-scale * (zero + 1)`, exact in f16 when `zero + 1` is 8
-//! (symmetric GPTQ: a power-of-two multiple) and otherwise within f16's rounding of the
-//! offset (half a unit in its last place, at most 2^-11 of its magnitude). Other layers
-//! are dequantized to f32 ([`GptqWeights::rows_f32`], exact: an f16 scale times a small
-//! integer) for the importer to requantize.
+//! When the group size suits the engine (a multiple of 32 dividing `inputs`), a layer maps
+//! onto the engine's q4 layout without requantizing: the scale is kept and the offset is
+//! `-scale * (zero + 1)`, exact in f16 when `zero + 1` is 8 (symmetric GPTQ: a
+//! power-of-two multiple) and otherwise within f16's rounding of the offset (half a unit
+//! in its last place, at most 2^-11 of its magnitude). With `g_idx` in the plain order the
+//! nibble order of a `qweight` word is the q4 layout's, so rows are transposed words.
+//! Under act-order (`g_idx` permuted) the columns are written sorted by group (stably,
+//! [`GptqPlan::column_order`]), so each group becomes a contiguous run of q4 blocks, and
+//! the importer records that order for the engine to gather the input by (see
+//! `src/kernels/gather.rs`); this needs every group to hold `group_size` columns, as
+//! AutoGPTQ's act-order makes them. Other layers are dequantized to f32
+//! ([`GptqWeights::rows_f32`], exact: an f16 scale times a small integer) for the importer
+//! to requantize, as is any layer when the user asks for another quantization.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -211,11 +216,13 @@ pub struct GptqPlan {
     out: usize,
     inputs: usize,
     groups: usize,
+    /// Input columns per group.
+    size: usize,
     /// `g_idx`, checked to lie within the groups.
     group_of: Vec<u32>,
-    /// The input columns of every group when `g_idx` is the plain order (`k / size`);
-    /// `None` under act-order.
-    plain_group: Option<usize>,
+    /// Under act-order, the input columns sorted by group (stably); `None` when `g_idx`
+    /// is the plain order (`k / size`).
+    column_order: Option<Vec<u32>>,
 }
 
 /// Checks a tensor's dtype (`dtype`, named `dtype_name`) and shape.
@@ -313,7 +320,12 @@ impl GptqLinear {
             }
         }
         let plain = group_of.iter().enumerate().all(|(k, &g)| g as usize == k / size);
-        Ok(GptqPlan { layer: self, out, inputs, groups, group_of, plain_group: plain.then_some(size) })
+        let column_order = (!plain).then(|| {
+            let mut order: Vec<u32> = (0..inputs as u32).collect();
+            order.sort_by_key(|&k| group_of[k as usize]);
+            order
+        });
+        Ok(GptqPlan { layer: self, out, inputs, groups, size, group_of, column_order })
     }
 }
 
@@ -331,13 +343,28 @@ impl GptqPlan {
     /// The engine q4 group size this layer maps onto without requantizing, or why it
     /// cannot.
     pub fn q4_group(&self) -> Result<usize, String> {
-        match self.plain_group {
-            None => Err("act-order: g_idx permutes the groups".into()),
-            Some(size) if size.is_multiple_of(32) && self.inputs.is_multiple_of(size) => Ok(size),
-            Some(size) => {
-                Err(format!("group size {size} is not a multiple of 32 dividing its {} input columns", self.inputs))
-            }
+        let size = self.size;
+        if !size.is_multiple_of(32) || !self.inputs.is_multiple_of(size) {
+            return Err(format!(
+                "group size {size} is not a multiple of 32 dividing its {} input columns",
+                self.inputs
+            ));
         }
+        // Sorted by group, the columns make whole q4 groups only if every group is full.
+        let mut columns = vec![0usize; self.groups];
+        for &g in &self.group_of {
+            columns[g as usize] += 1;
+        }
+        match columns.iter().enumerate().find(|(_, &n)| n != size) {
+            Some((group, n)) => Err(format!("act-order group {group} has {n} input columns, not {size}")),
+            None => Ok(size),
+        }
+    }
+
+    /// Under act-order, the order the columns are written in (kept as q4): column `i` of
+    /// the written weight is input column `order[i]`. `None` for the plain order.
+    pub fn column_order(&self) -> Option<&[u32]> {
+        self.column_order.as_deref()
     }
 
     /// Reads the layer's codes, zero points and scales.
@@ -391,10 +418,22 @@ impl GptqWeights<'_> {
     }
 
     /// The given rows (outputs) as one q4 part with groups of `group` inputs, which must
-    /// be [`GptqPlan::q4_group`]'s: codes copied, scales kept, offsets `-scale * zero`.
+    /// be [`GptqPlan::q4_group`]'s: codes copied (in [`GptqPlan::column_order`] under
+    /// act-order, so group `g` is columns `g * group..`), scales kept, offsets
+    /// `-scale * zero`.
     pub fn rows_q4(&self, rows: &[usize], group: usize) -> Result<Vec<u32>, GptqError> {
         let (out, inputs) = (self.plan.out, self.plan.inputs);
-        let code_words = rows.iter().flat_map(|&n| (0..inputs / 8).map(move |k8| self.qweight[k8 * out + n])).collect();
+        let code_words = match self.plan.column_order() {
+            None => rows.iter().flat_map(|&n| (0..inputs / 8).map(move |k8| self.qweight[k8 * out + n])).collect(),
+            Some(order) => {
+                let code = |k: u32, n: usize| (self.qweight[k as usize / 8 * out + n] >> (4 * (k % 8))) & 15;
+                rows.iter()
+                    .flat_map(|&n| {
+                        order.chunks_exact(8).map(move |ks| ks.iter().rev().fold(0, |word, &k| word << 4 | code(k, n)))
+                    })
+                    .collect()
+            }
+        };
         let mut params = Vec::with_capacity(rows.len() * inputs / group);
         for &n in rows {
             for g in 0..inputs / group {

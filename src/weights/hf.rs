@@ -10,10 +10,13 @@
 //!
 //! AutoGPTQ checkpoints (`quantize_config.json`, or a `gptq` `quantization_config`) hold
 //! their linear layers as 4-bit `qweight`/`qzeros`/`scales`/`g_idx` tensors, decoded by
-//! [`super::gptq`]. With a q4 choice, a layer whose `g_idx` is the plain order and whose
-//! group size suits the engine keeps its codes and scales (group size its own, not
-//! `--group`); any other layer is dequantized and requantized with the chosen quant and
-//! group, and [`HfConversion::gptq_requantized`] says which and why.
+//! [`super::gptq`]. With a q4 choice (the default), a layer whose group size suits the
+//! engine keeps its codes and scales (group size its own, not `--group`); an act-order
+//! layer's columns are written sorted by group, with its input order (one `u32` tensor per
+//! distinct order among the weights sharing an input: q/k/v, gate/up) for the engine to
+//! gather the input by. Any other layer, or every layer when another quant is chosen, is
+//! dequantized and requantized with the chosen quant and group, and
+//! [`HfConversion::gptq_requantized`] says which and why.
 //!
 //! RoPE convention: Hugging Face's `rotate_half` rotates the pair `(x[i], x[i + d/2])`
 //! of each head of dimension `d`; the engine rotates adjacent pairs `(x[2i], x[2i+1])`
@@ -260,6 +263,8 @@ struct Planned {
     group: usize,
     /// GPTQ codes copied as q4 instead of requantizing.
     keep_gptq_codes: bool,
+    /// The name of the input order the kept codes' columns are in (act-order).
+    input_order: Option<String>,
     /// Head dimension when the rows are Q or K and need the RoPE permutation.
     rope_head_dim: Option<usize>,
 }
@@ -385,14 +390,41 @@ fn plan(
             quant,
             group,
             keep_gptq_codes,
+            input_order: None,
             rope_head_dim: rope.then_some(a.head_dim),
         });
     }
-    planned
+    let mut planned: Vec<Planned> = planned
         .into_iter()
         .zip(expected)
         .map(|(p, (name, _))| p.ok_or_else(|| HfError::MissingTensor(hf_name(&name))))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    name_input_orders(&mut planned);
+    Ok(planned)
+}
+
+/// Names the input order of every kept act-order layer: `blk.N.attn_q.input_order` for
+/// the first of the weights sharing an input (in the architecture's order: q/k/v, gate/up)
+/// and for those sharing it with the same order (GPTQ orders them alike: they see the same
+/// inputs), the weight's own name for one in a different order.
+fn name_input_orders(planned: &mut [Planned]) {
+    let mut named: Vec<(String, &[u32])> = Vec::new();
+    for tensor in planned.iter_mut() {
+        let Source::Gptq(layer) = &tensor.source else { continue };
+        let Some(order) = layer.column_order().filter(|_| tensor.keep_gptq_codes) else { continue };
+        let base = tensor.name.strip_suffix(".weight").expect("layer weights end in .weight");
+        let first_reader = base.replace("attn_k", "attn_q").replace("attn_v", "attn_q").replace("ffn_up", "ffn_gate");
+        let candidates = [format!("{first_reader}.input_order"), format!("{base}.input_order")];
+        let name = candidates
+            .iter()
+            .find(|c| named.iter().all(|(n, o)| n != *c || *o == order))
+            .expect("a weight's own order name is unique")
+            .clone();
+        if !named.iter().any(|(n, _)| *n == name) {
+            named.push((name.clone(), order));
+        }
+        tensor.input_order = Some(name);
+    }
 }
 
 /// The Hugging Face name of an engine tensor, for error messages.
@@ -427,6 +459,8 @@ pub struct HfConversion {
     pub manifest: Manifest,
     /// GPTQ linear weights whose codes and scales were kept as q4.
     pub gptq_kept: usize,
+    /// Of those, the act-order ones: columns sorted by group, inputs gathered at run time.
+    pub gptq_reordered: usize,
     /// GPTQ linear weights dequantized and requantized: engine name and why.
     pub gptq_requantized: Vec<(String, String)>,
 }
@@ -473,6 +507,7 @@ pub fn convert_hf(
     let chat_template = chat_template(tokenizer_config.as_ref());
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
     let mut gptq_kept = 0;
+    let gptq_reordered = plan.iter().filter(|t| t.input_order.is_some()).count();
     let mut gptq_requantized = Vec::new();
     for tensor in &plan {
         match &tensor.source {
@@ -504,6 +539,13 @@ pub fn convert_hf(
             })?,
             Source::Gptq(layer) => {
                 let weights = layer.load(&mut checkpoint)?;
+                if let Some((order_name, order)) = tensor.input_order.as_ref().zip(layer.column_order()) {
+                    if !writer.has_tensor(order_name) {
+                        writer.write_tensor(order_name, DType::U32, &[order.len()], 0, |_| {
+                            Ok::<_, HfError>(order.to_vec())
+                        })?;
+                    }
+                }
                 writer.write_tensor(&tensor.name, dtype, &tensor.shape, tensor.group, |rows| {
                     let source_rows = tensor.source_rows(rows.clone());
                     let words = if tensor.keep_gptq_codes {
@@ -513,7 +555,10 @@ pub fn convert_hf(
                     };
                     report(rows.end);
                     Ok::<_, HfError>(words)
-                })?
+                })?;
+                if let Some(order_name) = &tensor.input_order {
+                    writer.set_input_order(&tensor.name, order_name);
+                }
             }
         }
         done += bytes;
@@ -522,7 +567,7 @@ pub fn convert_hf(
     let written_tokenizer = output.path().join(TOKENIZER_FILE);
     fs::write(&written_tokenizer, tokenizer_json).map_err(|e| io_error_at(&written_tokenizer, e))?;
     output.commit()?;
-    Ok(HfConversion { manifest, gptq_kept, gptq_requantized })
+    Ok(HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized })
 }
 
 #[cfg(test)]

@@ -10,7 +10,12 @@ use serde::{Deserialize, Serialize};
 use super::DType;
 use crate::model::{expected_tensors, Architecture, ChatTemplate, TensorCountError};
 
+/// The format of a model without input orders; older builds read it.
 pub const FORMAT_VERSION: u32 = 1;
+/// The format of a model whose weights have input orders
+/// ([`TensorEntry::input_order`]), written only then: a build older than it refuses such
+/// a model by its version instead of ignoring the orders and computing garbage.
+pub const INPUT_ORDER_FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -37,6 +42,12 @@ pub struct TensorEntry {
     pub group_size: usize,
     /// Consecutive row ranges, each stored contiguously in one shard.
     pub parts: Vec<TensorPart>,
+    /// For a layer's linear weight whose columns are stored permuted (act-order GPTQ
+    /// codes, columns sorted by group so each group is contiguous): the `u32` tensor
+    /// `order` of `cols` indices, a permutation of the inputs; column `i` of the weight
+    /// multiplies input `order[i]`. Absent: the inputs in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_order: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +71,9 @@ pub struct ShardEntry {
 pub enum ManifestError {
     #[error("manifest is not valid JSON for format version {FORMAT_VERSION}: {0}")]
     Parse(#[from] serde_json::Error),
-    #[error("manifest format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "manifest format version {found} is not supported (this build reads versions {FORMAT_VERSION} to {INPUT_ORDER_FORMAT_VERSION})"
+    )]
     Version { found: u32 },
     #[error("invalid architecture: {0}")]
     Architecture(String),
@@ -99,7 +112,7 @@ impl Manifest {
             format_version: u32,
         }
         let version: VersionOnly = serde_json::from_str(text)?;
-        if version.format_version != FORMAT_VERSION {
+        if !(FORMAT_VERSION..=INPUT_ORDER_FORMAT_VERSION).contains(&version.format_version) {
             return Err(ManifestError::Version { found: version.format_version });
         }
         let manifest: Manifest = serde_json::from_str(text)?;
@@ -118,6 +131,12 @@ impl Manifest {
     /// Total bytes of all shards (what a download fetches).
     pub fn total_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.size).sum()
+    }
+
+    /// Columns of the widest weight with an input order (0 when none has one): the width
+    /// of the activation buffer its inputs are gathered into.
+    pub fn widest_ordered_input(&self) -> usize {
+        self.tensors.iter().filter(|t| t.input_order.is_some()).map(TensorEntry::cols).max().unwrap_or(0)
     }
 
     /// Checks every size, offset, shape and name so loading never reads out of bounds or
@@ -173,6 +192,40 @@ impl Manifest {
             let tensor = seen.get(name.as_str()).ok_or_else(|| ManifestError::Missing(name.clone()))?;
             if tensor.shape != shape {
                 return Err(tensor.problem(format!("shape {:?}, the architecture needs {shape:?}", tensor.shape)));
+            }
+            if tensor.dtype == DType::U32 {
+                return Err(tensor.problem("is u32: indices, not weights"));
+            }
+        }
+        self.validate_input_orders(&seen)
+    }
+
+    /// Input orders are named by layer weights only (the embedding has no input columns,
+    /// the lm_head none permuted), need the newer format, and name a `u32` vector with
+    /// one index per column. That the indices form a permutation is checked when the
+    /// shard holding them arrives ([`crate::model::ShardUploader`]).
+    fn validate_input_orders(&self, tensors: &HashMap<&str, &TensorEntry>) -> Result<(), ManifestError> {
+        for tensor in &self.tensors {
+            let Some(order_name) = &tensor.input_order else { continue };
+            if self.format_version < INPUT_ORDER_FORMAT_VERSION {
+                return Err(tensor.problem(format!(
+                    "has an input order, which needs format version {INPUT_ORDER_FORMAT_VERSION}, not {}",
+                    self.format_version
+                )));
+            }
+            if !tensor.name.starts_with("blk.") || tensor.shape.len() != 2 || tensor.dtype == DType::U32 {
+                return Err(tensor.problem("has an input order, which only a layer's weight matrix may have"));
+            }
+            let order = tensors
+                .get(order_name.as_str())
+                .ok_or_else(|| tensor.problem(format!("names input order {order_name}, which is missing")))?;
+            if order.dtype != DType::U32 || order.shape != [tensor.cols()] {
+                return Err(tensor.problem(format!(
+                    "names input order {order_name} of {} {:?}; its {} columns need a u32 vector of as many",
+                    order.dtype.name(),
+                    order.shape,
+                    tensor.cols()
+                )));
             }
         }
         Ok(())

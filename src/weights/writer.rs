@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{
-    Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE, MAX_BINDING_BYTES,
+    Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, INPUT_ORDER_FORMAT_VERSION, MANIFEST_FILE,
+    MAX_BINDING_BYTES,
 };
 use super::{io_error_at, DType};
 use crate::model::{Architecture, ChatTemplate};
@@ -74,8 +75,27 @@ impl ModelWriter {
             parts.push(TensorPart { row_start, rows: part_rows, shard, offset, length: words.len() as u64 * 4 });
             row_start += part_rows;
         }
-        self.tensors.push(TensorEntry { name: name.into(), dtype, shape: shape.to_vec(), group_size, parts });
+        self.tensors.push(TensorEntry {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            group_size,
+            parts,
+            input_order: None,
+        });
         Ok(())
+    }
+
+    /// Whether a tensor of this name was written.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.tensors.iter().any(|t| t.name == name)
+    }
+
+    /// Records that the written tensor `name` reads its inputs in the order held by the
+    /// u32 tensor `order` (see [`TensorEntry::input_order`]).
+    pub fn set_input_order(&mut self, name: &str, order: &str) {
+        let tensor = self.tensors.iter_mut().find(|t| t.name == name).expect("the tensor was written");
+        tensor.input_order = Some(order.into());
     }
 
     fn append(&mut self, bytes: &[u8]) -> std::io::Result<(usize, u64)> {
@@ -108,8 +128,9 @@ impl ModelWriter {
     /// Closes the last shard and writes `manifest.json`, checked as a reader would.
     pub fn finish(mut self, architecture: Architecture, chat_template: ChatTemplate) -> std::io::Result<Manifest> {
         self.close_shard()?;
+        let has_orders = self.tensors.iter().any(|t| t.input_order.is_some());
         let manifest = Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION },
             architecture,
             chat_template,
             tensors: self.tensors,

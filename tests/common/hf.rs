@@ -13,9 +13,10 @@ use std::path::Path;
 use half::{bf16, f16};
 use serde_json::json;
 use webjudge::engine::native::load_dir;
+use webjudge::engine::Engine;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::reference::{argmax, attend, matvec, rmsnorm, round_f16, swiglu};
-use webjudge::model::Architecture;
+use webjudge::model::{Architecture, LoadOptions};
 use webjudge::weights::{dequantize, Quant};
 
 /// Little-endian bytes of values in a safetensors dtype (`F32`, `F16`, `BF16`, `I32`;
@@ -493,6 +494,16 @@ pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Loads a converted model directory on the GPU with a context of 64 positions (small
+/// test models need no more).
+pub fn load_short_context(dir: &Path) -> Engine {
+    let short = |mut options: LoadOptions| {
+        options.context = 64;
+        options
+    };
+    load_dir(dir, GpuOptions::default(), short, &mut |_, _| {}).unwrap()
+}
+
 /// Loads a converted model directory on the GPU, prefills `prompt` and decodes one token,
 /// and checks both steps' logits against [`hf_forward`] within `tolerance`; then checks
 /// that adjacent-pair RoPE on the unpermuted rows would differ by far more. Returns the
@@ -506,16 +517,7 @@ pub fn check_decode(
     prompt: &[u32],
     tolerance: f32,
 ) -> (f32, f32) {
-    let mut engine = load_dir(
-        out,
-        GpuOptions::default(),
-        |mut o| {
-            o.context = 64;
-            o
-        },
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let mut engine = load_short_context(out);
     let model = engine.model_mut();
     let chosen = pollster::block_on(model.prefill(prompt, Sampling::Greedy)).unwrap();
     let logits = pollster::block_on(model.logits()).unwrap();

@@ -76,6 +76,7 @@ impl Packed {
             shape: vec![row_start, cols],
             group_size: group,
             parts: entries,
+            input_order: None,
         };
         Self { entry, parts }
     }
@@ -100,7 +101,7 @@ impl Packed {
         let n = self.entry.parts[index].rows * cols;
         let (a, b) = (start * cols, end * cols);
         let sub: Vec<u32> = match dtype {
-            DType::F32 => words[a..b].to_vec(),
+            DType::F32 | DType::U32 => words[a..b].to_vec(),
             DType::F16 => {
                 assert!(a.is_multiple_of(2));
                 words[a / 2..b.div_ceil(2)].to_vec()
@@ -143,7 +144,7 @@ fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<
         match dtype {
             DType::Q4 => n / 8,
             DType::Q8 => n / 4,
-            DType::F16 | DType::F32 => 0,
+            DType::F16 | DType::F32 | DType::U32 => 0,
         }
     ];
     rng.fill(&mut codes[..]);
@@ -173,6 +174,7 @@ fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<
             webjudge::weights::pack_f16_words(&values).collect()
         }
         DType::F32 => (0..n).map(|_| rng.random_range(-1.0f32..1.0).to_bits()).collect(),
+        DType::U32 => panic!("u32 tensors hold indices, not random weights"),
     }
 }
 

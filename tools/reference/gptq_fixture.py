@@ -10,10 +10,14 @@ written from the AutoGPTQ format alone (independent of webjudge's Rust):
 - W[n][k] = scales[g][n] * (q[k][n] - (qzeros[g][n] + 1)), g = g_idx[k].
 
 Three checkpoints of one LLaMA layer (hidden 64, 4 heads of 16, 2 KV heads, FFN 128,
-vocab 96; embedding, lm_head and norms plain float16):
+vocab 96; embedding, lm_head and norms plain float16, the embedding and lm_head on a q4
+grid (see q4_grid) so that webjudge's default conversion stores them exactly and a
+comparison of the converted model with transformers measures the GPTQ layers alone):
 
 - gptq_actorder: desc_act, asymmetric zero points, group size 32, g_idx built as AutoGPTQ's
-  act-order builds it (columns visited in a random order, g_idx[perm[i]] = i // 32);
+  act-order builds it (columns visited in a random order, g_idx[perm[i]] = i // 32); the
+  layers reading one input share its order, as in AutoGPTQ, whose order comes from the
+  input's statistics (q/k/v one, gate/up one, o and down each their own);
 - gptq_plain_sym: symmetric (every stored zero 7, so zero + 1 = 8), plain order, group 32;
 - gptq_plain_asym: asymmetric zero points (1..16), plain order, group 64.
 
@@ -61,14 +65,34 @@ def pack_cols(codes):
     return words.view(np.int32)
 
 
-def linear(rng, out, inputs, group, act_order, sym):
+# The layers reading the same input.
+INPUT_OF = {"self_attn.q_proj": "attn", "self_attn.k_proj": "attn", "self_attn.v_proj": "attn", "mlp.gate_proj": "mlp",
+            "mlp.up_proj": "mlp"}
+
+
+def q4_grid(rng, rows, cols, step, lowest, highest):
+    """float16 values (b + q) * step, q in 0..16 and b in lowest..=highest-15 per group of 32
+    along a row, every group holding both q = 0 and q = 15: quantizing them to q4 with groups
+    of 32 by min and range (webjudge's default for dense weights) is exact, since step is a
+    power of two."""
+    codes = rng.integers(0, 16, size=(rows, cols))
+    for row in range(rows):
+        for group in range(0, cols, 32):
+            ends = group + rng.permutation(32)[:2]
+            codes[row, ends] = [0, 15]
+    bases = np.repeat(rng.integers(lowest, highest - 14, size=(rows, cols // 32)), 32, axis=1)
+    return ((bases + codes) * step).astype(np.float16)
+
+
+def linear(rng, out, inputs, group, perm, sym):
     groups = (inputs + group - 1) // group
     q = rng.integers(0, 16, size=(inputs, out))
     # The zero points used; AutoGPTQ stores each minus one.
     zero = np.full((groups, out), 8) if sym else rng.integers(1, 17, size=(groups, out))
-    scales = rng.uniform(0.002, 0.05, size=(groups, out)).astype(np.float16)
-    if act_order:
-        perm = rng.permutation(inputs)
+    # Scales up to 0.02 keep the random layer's attention soft enough that an f16 KV cache
+    # moves its logits by thousandths, not hundredths (the greedy-id golden needs that).
+    scales = rng.uniform(0.002, 0.02, size=(groups, out)).astype(np.float16)
+    if perm is not None:
         g_idx = np.empty(inputs, dtype=np.int32)
         g_idx[perm] = np.arange(inputs) // group
     else:
@@ -89,16 +113,23 @@ def write(name, seed, group, act_order, sym):
     out = pathlib.Path(__file__).resolve().parents[2] / "tests" / "fixtures" / name
     out.mkdir(parents=True, exist_ok=True)
     tensors = {
-        "model.embed_tokens.weight": rng.uniform(-1, 1, size=(VOCAB, HIDDEN)).astype(np.float16),
-        "lm_head.weight": rng.uniform(-0.3, 0.3, size=(VOCAB, HIDDEN)).astype(np.float16),
+        "model.embed_tokens.weight": q4_grid(rng, VOCAB, HIDDEN, 2.0**-4, -16, 16),
+        "lm_head.weight": q4_grid(rng, VOCAB, HIDDEN, 2.0**-4, -20, 20),
         "model.norm.weight": rng.uniform(0.8, 1.2, size=HIDDEN).astype(np.float16),
         "model.layers.0.input_layernorm.weight": rng.uniform(0.8, 1.2, size=HIDDEN).astype(np.float16),
         "model.layers.0.post_attention_layernorm.weight": rng.uniform(0.8, 1.2, size=HIDDEN).astype(np.float16),
     }
     expected = {}
+    perms = {}
     for layer, (rows, cols) in LINEAR.items():
         prefix = f"model.layers.0.{layer}"
-        parts, w = linear(rng, rows, cols, group, act_order, sym)
+        perm = None
+        if act_order:
+            key = INPUT_OF.get(layer, layer)
+            if key not in perms:
+                perms[key] = rng.permutation(cols)
+            perm = perms[key]
+        parts, w = linear(rng, rows, cols, group, perm, sym)
         for part, value in parts.items():
             tensors[f"{prefix}.{part}"] = value
         expected[f"{prefix}.weight"] = {
