@@ -25,8 +25,10 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for run in $(seq "$RUNS"); do
     echo "run $run/$RUNS: webjudge" >&2
+    # The first line is the JSON; sed reads on to the end (head would close the pipe early, and
+    # webjudge's exit by SIGPIPE would end this script).
     "$PEERS/webjudge" bench --model "$MODEL" --prompt-tokens "$PROMPT" --decode-tokens "$DECODE" 2>/dev/null \
-        | head -1 | sed 's/^/{"engine": "webjudge", "result": /; s/$/}/' >> "$results"
+        | sed -n '1{s/^/{"engine": "webjudge", "result": /; s/$/}/; p}' >> "$results"
     echo "run $run/$RUNS: llama.cpp" >&2
     (cd "$PEERS" && node llamacpp_bench.mjs "$gguf" "$PROMPT" "$DECODE") | tail -1 \
         | sed 's/^/{"engine": "llama.cpp", "result": /; s/$/}/' >> "$results"
