@@ -1,21 +1,31 @@
 // Causal attention over the KV cache, with grouped-query heads.
 //
 // `store_kv` appends the step's keys and values to the cache as f16 pairs.
-// `attend` gives each (query head, token) one workgroup that walks the cached keys in
-// tiles with an online softmax (running max and sum), so no score matrix is ever
-// stored and any context length fits in fixed workgroup memory.
+// `attend` gives each workgroup a tile of query rows that share one KV head: the query
+// heads of (part of) one GQA group, for one or more consecutive tokens. It walks the
+// cached keys in tiles of WG with an online softmax (running max and sum per row), so
+// every key and value read serves all rows of the tile, no score matrix is stored and any
+// context fits in fixed workgroup memory.
+// `attend_split` is the same over one of several key ranges (flash-decoding: a decode step
+// has too few query rows to fill a GPU), leaving unnormalized partial results that
+// `combine_splits` merges.
 
 #include "common.wgsl"
 
 const WG: u32 = 64u;
-// Value pairs each invocation owns: head_dim up to 2 * 2 * WG = 256.
-const PAIRS_PER_LANE: u32 = 2u;
+// Shared with Rust: ATTENTION_MAX_ROWS query rows per workgroup, ATTENTION_Q_PAIRS value
+// pairs of them staged (rows x head_dim / 2), ATTENTION_MAX_ACC accumulators per
+// invocation (= ATTENTION_Q_PAIRS / WG).
 
 struct Params {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
     scale: f32,
+    heads_per_block: u32,  // query heads of one KV group that share a workgroup
+    tokens_per_tile: u32,  // tokens whose rows share a workgroup
+    splits: u32,           // key ranges per row (attend_split, combine_splits)
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -26,6 +36,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
 @group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<vec2<f32>>;
+// Per split: unnormalized sums (row x pair), and each row's (max, sum).
+@group(0) @binding(8) var<storage, read_write> split_acc: array<vec2<f32>>;
+@group(0) @binding(9) var<storage, read_write> split_stats: array<vec2<f32>>;
 
 // Cache word of pair `i` of KV head `head` at position `pos`.
 fn cache_word(pos: u32, head: u32, i: u32) -> u32 {
@@ -45,94 +58,268 @@ fn store_kv(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     v_cache[word] = pack2x16float(v[index]);
 }
 
-var<workgroup> q_head: array<vec2<f32>, 128>;
-var<workgroup> probs: array<f32, WG>;
-var<workgroup> partial_acc: array<vec2<f32>, WG>;
+// The tile's query rows (scaled), row-major by pair.
+var<workgroup> q_tile: array<vec2<f32>, ATTENTION_Q_PAIRS>;
+// Scores, then probabilities, of the current key tile: row-major by key.
+var<workgroup> probs: array<f32, ATTENTION_MAX_ROWS * WG>;
+var<workgroup> row_max: array<f32, ATTENTION_MAX_ROWS>;
+var<workgroup> row_sum: array<f32, ATTENTION_MAX_ROWS>;
+var<workgroup> row_correction: array<f32, ATTENTION_MAX_ROWS>;
+// Per-invocation parts of a row's max or sum.
+var<workgroup> part_results: array<f32, WG>;
 
-// One workgroup per (query head, token) walks the cached keys in tiles of WG: each
-// invocation scores one key of the tile, the tile's maximum and sum are workgroup
-// reductions, and the weighted sum of values is spread over every invocation. With
-// head_dim / 2 value pairs below WG, the invocations split into WG / pairs groups that
-// each take every group-th key of a tile, and the groups' sums meet at the end.
-@compute @workgroup_size(WG)
-fn attend(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
-    let head = wid.x;
-    let t = wid.y;
-    if t >= step.n_tokens {
-        return;
-    }
+// What one workgroup is working on (uniform across it).
+struct Tile {
+    kv_head: u32,
+    first_head: u32,  // query head of row 0
+    first_token: u32,
+    rows: u32,        // active rows: heads_per_block x tokens in the tile
+}
+
+// Row `r`'s token (within the step) and query head.
+fn row_token(tile: Tile, r: u32) -> u32 {
+    return tile.first_token + r / params.heads_per_block;
+}
+
+fn row_head(tile: Tile, r: u32) -> u32 {
+    return tile.first_head + r % params.heads_per_block;
+}
+
+fn make_tile(block: u32, token_tile: u32) -> Tile {
+    let blocks_per_group = params.n_heads / params.n_kv_heads / params.heads_per_block;
+    var tile: Tile;
+    tile.kv_head = block / blocks_per_group;
+    tile.first_head = block * params.heads_per_block;
+    tile.first_token = token_tile * params.tokens_per_tile;
+    let tokens = min(params.tokens_per_tile, step.n_tokens - min(step.n_tokens, tile.first_token));
+    tile.rows = tokens * params.heads_per_block;
+    return tile;
+}
+
+// The value pairs an invocation accumulates: pair `lane % pairs` (plus multiples of WG when
+// head_dim / 2 exceeds WG) of rows `lane / pairs`, then every `row_step`-th row after it.
+// acc[k * pair_chunks + c] holds the k-th such row's chunk c.
+fn pair_chunks() -> u32 {
+    return (params.head_dim / 2u + WG - 1u) / WG;
+}
+
+fn row_step() -> u32 {
+    return max(1u, WG / (params.head_dim / 2u));
+}
+
+var<private> acc: array<vec2<f32>, ATTENTION_MAX_ACC>;
+
+// What acc[a] of this invocation holds: a row of the tile (and of the step: token x
+// n_heads + head) and a value pair; `owned` is false for slots it does not use.
+struct AccSlot {
+    owned: bool,
+    tile_row: u32,
+    row: u32,
+    pair: u32,
+}
+
+fn acc_slot(lane: Lane, tile: Tile, a: u32) -> AccSlot {
     let pairs = params.head_dim / 2u;
-    let kv_head = head / (params.n_heads / params.n_kv_heads);
-    let q_base = (t * params.n_heads + head) * params.head_dim;
-    for (var i = lane.index; i < pairs; i += WG) {
-        q_head[i] = vec2<f32>(q[q_base + 2u * i], q[q_base + 2u * i + 1u]) * params.scale;
+    let first_row = lane.index / pairs;
+    var slot: AccSlot;
+    slot.tile_row = first_row + a / pair_chunks() * row_step();
+    slot.pair = lane.index % pairs + a % pair_chunks() * WG;
+    slot.owned = first_row < row_step() && slot.tile_row < tile.rows && slot.pair < pairs;
+    slot.row = row_token(tile, slot.tile_row) * params.n_heads + row_head(tile, slot.tile_row);
+    return slot;
+}
+
+// Online softmax over keys [first_key, last_key) for every row (each row also stops at its
+// causal limit), accumulating this invocation's share of `probs x V` in `acc` and leaving
+// each row's running max and sum in row_max / row_sum.
+fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
+    let pairs = params.head_dim / 2u;
+    for (var r = lane.index; r < tile.rows; r += WG) {
+        row_max[r] = -3.0e38;
+        row_sum[r] = 0.0;
+    }
+    for (var index = lane.index; index < tile.rows * pairs; index += WG) {
+        let r = index / pairs;
+        let head = row_head(tile, r);
+        let base = (row_token(tile, r) * params.n_heads + head) * params.head_dim + 2u * (index % pairs);
+        q_tile[index] = vec2<f32>(q[base], q[base + 1u]) * params.scale;
+    }
+    for (var a = 0u; a < ATTENTION_MAX_ACC; a++) {
+        acc[a] = vec2<f32>(0.0);
     }
     workgroupBarrier();
 
-    // Value pairs and keys this invocation accumulates: `key_groups` > 1 only for head_dim
-    // up to WG, where pair = lane % pairs and the lane takes keys `group` modulo key_groups.
-    let key_groups = max(1u, WG / pairs);
-    let group = lane.index / pairs;
-    let n_keys = step.position + t + 1u;
-    var running_max = -3.0e38;
-    var running_sum = 0.0;
-    var acc: array<vec2<f32>, PAIRS_PER_LANE>;
-    for (var start = 0u; start < n_keys; start += WG) {
+    for (var start = first_key; start < last_key; start += WG) {
+        // Scores: this invocation's key against every row.
         let key = start + lane.index;
-        var score = -3.0e38;
-        if key < n_keys {
-            score = 0.0;
+        var scores: array<f32, ATTENTION_MAX_ROWS>;
+        if key < last_key {
             for (var i = 0u; i < pairs; i++) {
-                score += dot(unpack2x16float(k_cache[cache_word(key, kv_head, i)]), q_head[i]);
+                let k_pair = unpack2x16float(k_cache[cache_word(key, tile.kv_head, i)]);
+                for (var r = 0u; r < tile.rows; r++) {
+                    scores[r] += dot(q_tile[r * pairs + i], k_pair);
+                }
             }
         }
-        let new_max = max(running_max, workgroup_max(score, lane));
-        let correction = exp(running_max - new_max);
-        let p = select(0.0, exp(score - new_max), key < n_keys);
-        probs[lane.index] = p;
-        running_sum = running_sum * correction + workgroup_sum(p, lane);
-        running_max = new_max;
-        let in_tile = min(WG, n_keys - start);
-        if key_groups > 1u {
-            if group < key_groups {
-                let i = lane.index % pairs;
-                var a = acc[0] * correction;
-                for (var j = group; j < in_tile; j += key_groups) {
-                    a += probs[j] * unpack2x16float(v_cache[cache_word(start + j, kv_head, i)]);
-                }
-                acc[0] = a;
+        for (var r = 0u; r < tile.rows; r++) {
+            probs[r * WG + lane.index] = scores[r];
+        }
+        workgroupBarrier();
+        // Softmax bookkeeping: each row gets `lanes_per_row` invocations, which take every
+        // lanes_per_row-th key of the tile, and the row's first one combines their parts.
+        let in_tile = min(WG, last_key - start);
+        let lanes_per_row = WG / row_slots(tile.rows);
+        let r = lane.index / lanes_per_row;
+        let part = lane.index % lanes_per_row;
+        var visible = 0u;
+        var part_max = -3.0e38;
+        if r < tile.rows {
+            // Causal: the row's token sees positions up to its own.
+            let row_keys = step.position + row_token(tile, r) + 1u;
+            visible = min(in_tile, max(row_keys, start) - start);
+            for (var j = part; j < visible; j += lanes_per_row) {
+                part_max = max(part_max, probs[r * WG + j]);
             }
-        } else {
-            for (var c = 0u; c < PAIRS_PER_LANE; c++) {
-                let i = lane.index + c * WG;
-                if i < pairs {
-                    var a = acc[c] * correction;
-                    for (var j = 0u; j < in_tile; j++) {
-                        a += probs[j] * unpack2x16float(v_cache[cache_word(start + j, kv_head, i)]);
+        }
+        part_results[lane.index] = part_max;
+        workgroupBarrier();
+        if r < tile.rows && part == 0u {
+            var tile_max = -3.0e38;
+            for (var i = 0u; i < lanes_per_row; i++) {
+                tile_max = max(tile_max, part_results[lane.index + i]);
+            }
+            let new_max = max(row_max[r], tile_max);
+            row_correction[r] = exp(row_max[r] - new_max);
+            row_max[r] = new_max;
+        }
+        workgroupBarrier();
+        var part_sum = 0.0;
+        if r < tile.rows {
+            for (var j = part; j < in_tile; j += lanes_per_row) {
+                let p = select(0.0, exp(probs[r * WG + j] - row_max[r]), j < visible);
+                probs[r * WG + j] = p;
+                part_sum += p;
+            }
+        }
+        part_results[lane.index] = part_sum;
+        workgroupBarrier();
+        if r < tile.rows && part == 0u {
+            var sum = 0.0;
+            for (var i = 0u; i < lanes_per_row; i++) {
+                sum += part_results[lane.index + i];
+            }
+            row_sum[r] = row_sum[r] * row_correction[r] + sum;
+        }
+        workgroupBarrier();
+        // probs x V: each value pair is read once for all of this invocation's rows.
+        let first_row = lane.index / pairs;
+        if first_row < row_step() {
+            for (var c = 0u; c < pair_chunks(); c++) {
+                let i = lane.index % pairs + c * WG;
+                if i >= pairs {
+                    break;
+                }
+                var a = c;
+                for (var r = first_row; r < tile.rows; r += row_step()) {
+                    acc[a] *= row_correction[r];
+                    a += pair_chunks();
+                }
+                for (var j = 0u; j < in_tile; j++) {
+                    let v_pair = unpack2x16float(v_cache[cache_word(start + j, tile.kv_head, i)]);
+                    a = c;
+                    for (var r = first_row; r < tile.rows; r += row_step()) {
+                        acc[a] += probs[r * WG + j] * v_pair;
+                        a += pair_chunks();
                     }
-                    acc[c] = a;
                 }
             }
         }
         workgroupBarrier();
     }
-    let out_base = (t * params.n_heads + head) * pairs;
-    if key_groups > 1u {
-        partial_acc[lane.index] = acc[0];
-        workgroupBarrier();
-        if lane.index < pairs {
-            var total = vec2<f32>(0.0);
-            for (var g = 0u; g < key_groups; g++) {
-                total += partial_acc[g * pairs + lane.index];
-            }
-            out[out_base + lane.index] = total / running_sum;
+}
+
+// The power of two at or above `rows` (at most ATTENTION_MAX_ROWS, which divides WG).
+fn row_slots(rows: u32) -> u32 {
+    var slots = 1u;
+    while slots < rows {
+        slots *= 2u;
+    }
+    return slots;
+}
+
+// Keys a tile's last row may see.
+fn tile_keys(tile: Tile) -> u32 {
+    return step.position + row_token(tile, tile.rows - 1u) + 1u;
+}
+
+// Grid: x = query head blocks, y = token tiles.
+@compute @workgroup_size(WG)
+fn attend(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let tile = make_tile(wid.x, wid.y);
+    if tile.rows == 0u {
+        return;
+    }
+    attend_keys(lane, tile, 0u, tile_keys(tile));
+    for (var a = 0u; a < ATTENTION_MAX_ACC; a++) {
+        let slot = acc_slot(lane, tile, a);
+        if slot.owned {
+            out[slot.row * params.head_dim / 2u + slot.pair] = acc[a] / row_sum[slot.tile_row];
         }
-    } else {
-        for (var c = 0u; c < PAIRS_PER_LANE; c++) {
-            let i = lane.index + c * WG;
-            if i < pairs {
-                out[out_base + i] = acc[c] / running_sum;
-            }
+    }
+}
+
+// Grid: x = query head blocks x splits (split fastest), y = token tiles. Split s covers
+// an equal share of the keys, in whole tiles of WG.
+@compute @workgroup_size(WG)
+fn attend_split(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let split = wid.x % params.splits;
+    let tile = make_tile(wid.x / params.splits, wid.y);
+    if tile.rows == 0u {
+        return;
+    }
+    let n_keys = tile_keys(tile);
+    let per_split = (n_keys + params.splits * WG - 1u) / (params.splits * WG) * WG;
+    let first_key = min(n_keys, split * per_split);
+    attend_keys(lane, tile, first_key, min(n_keys, first_key + per_split));
+    let pairs = params.head_dim / 2u;
+    let rows_in_step = step.n_tokens * params.n_heads;
+    for (var r = lane.index; r < tile.rows; r += WG) {
+        let row = row_token(tile, r) * params.n_heads + row_head(tile, r);
+        split_stats[split * rows_in_step + row] = vec2<f32>(row_max[r], row_sum[r]);
+    }
+    for (var a = 0u; a < ATTENTION_MAX_ACC; a++) {
+        let slot = acc_slot(lane, tile, a);
+        if slot.owned {
+            split_acc[(split * rows_in_step + slot.row) * pairs + slot.pair] = acc[a];
         }
+    }
+}
+
+// One workgroup per (query head, token): rescales each split's sums to the common maximum.
+@compute @workgroup_size(WG)
+fn combine_splits(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let row = wid.y * params.n_heads + wid.x;
+    if wid.y >= step.n_tokens {
+        return;
+    }
+    let pairs = params.head_dim / 2u;
+    let rows_in_step = step.n_tokens * params.n_heads;
+    var overall_max = -3.0e38;
+    for (var s = 0u; s < params.splits; s++) {
+        overall_max = max(overall_max, split_stats[s * rows_in_step + row].x);
+    }
+    var total = 0.0;
+    for (var s = 0u; s < params.splits; s++) {
+        let stats = split_stats[s * rows_in_step + row];
+        total += stats.y * exp(stats.x - overall_max);
+    }
+    for (var i = lane.index; i < pairs; i += WG) {
+        var sum = vec2<f32>(0.0);
+        for (var s = 0u; s < params.splits; s++) {
+            let stats = split_stats[s * rows_in_step + row];
+            // A split that saw no keys has a max of -3e38 and zero sums: its weight is 0.
+            sum += split_acc[(s * rows_in_step + row) * pairs + i] * exp(stats.x - overall_max);
+        }
+        out[row * pairs + i] = sum / total;
     }
 }

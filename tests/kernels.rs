@@ -46,9 +46,10 @@ use std::time::Instant;
 use common::*;
 use half::f16;
 use rand::Rng;
+use webjudge::kernels::preprocess;
 use webjudge::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, Gpu, GpuTensor, Heads,
-    KvCache, LinearMode, Step,
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, AttentionMode, Gpu,
+    GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step,
 };
 use webjudge::model::reference;
 use webjudge::weights::DType;
@@ -345,28 +346,35 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
     let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
     let context = chunks.iter().sum::<usize>() + 2;
     let cache = KvCache::new(r.gpu, heads, context);
+    // The adapter's choice (one range on lavapipe) and a forced split into key ranges.
+    let scratches = [SplitScratch::new(r.gpu, heads), SplitScratch::with_splits(r.gpu, heads, 4)];
     let mut rng = rng(seed);
     let (mut keys, mut values) = (Vec::new(), Vec::new());
     let mut position = 0;
     for &n in chunks {
         // Queries of scale 4 make scores of order 1: a peaked but not one-hot softmax.
-        let q = uniform(&mut rng, n * q_dim, 4.0);
-        let k = uniform(&mut rng, n * kv_dim, 1.0);
-        let v = uniform(&mut rng, n * kv_dim, 1.0);
-        let out = r.zeros(n * q_dim);
-        let [store, attend] =
-            attention(r.gpu, &r.step, heads, &r.storage_f32(&q), &r.storage_f32(&k), &r.storage_f32(&v), &cache, &out);
-        r.run(step(n, position), [&store, &attend]);
-        let got = r.read_f32(&out, n * q_dim);
+        let q_values = uniform(&mut rng, n * q_dim, 4.0);
+        let k_values = uniform(&mut rng, n * kv_dim, 1.0);
+        let v_values = uniform(&mut rng, n * kv_dim, 1.0);
+        let modes =
+            if n == 1 { scratches.iter().map(AttentionMode::Decode).collect() } else { vec![AttentionMode::Prefill] };
+        let (q, k, v) = (r.storage_f32(&q_values), r.storage_f32(&k_values), r.storage_f32(&v_values));
         let mut want = Vec::with_capacity(n * q_dim);
         for t in 0..n {
-            keys.push(reference::round_f16(&k[t * kv_dim..][..kv_dim]));
-            values.push(reference::round_f16(&v[t * kv_dim..][..kv_dim]));
-            want.extend(reference::attend(&q[t * q_dim..][..q_dim], &keys, &values, n_heads, n_kv_heads));
+            keys.push(reference::round_f16(&k_values[t * kv_dim..][..kv_dim]));
+            values.push(reference::round_f16(&v_values[t * kv_dim..][..kv_dim]));
+            want.extend(reference::attend(&q_values[t * q_dim..][..q_dim], &keys, &values, n_heads, n_kv_heads));
         }
         let tolerance = |i: usize| (position + i / q_dim + 1 + 4 * head_dim) as f32 * EPS;
-        let what = format!("attention {heads:?} {n} tokens at position {position}");
-        assert_close(&what, &got, &want, tolerance);
+        for (index, mode) in modes.into_iter().enumerate() {
+            // A second one-token run stores the same keys and values again: no change.
+            let out = r.zeros(n * q_dim);
+            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &k, &v, &cache, &out);
+            r.run(step(n, position), &dispatches);
+            let got = r.read_f32(&out, n * q_dim);
+            let what = format!("attention {heads:?} {n} tokens at position {position} (mode {index})");
+            assert_close(&what, &got, &want, tolerance);
+        }
         position += n;
     }
     for (name, buffer, expected) in [("k", &cache.k, &keys), ("v", &cache.v, &values)] {
@@ -382,6 +390,9 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
     let heads = |n_heads, n_kv_heads, head_dim| Heads { n_heads, n_kv_heads, head_dim };
     // GQA 3:1 (SmolLM2-like); prefill in two chunks crossing the 64-key tile, then decode.
     check_attention(&r, heads(6, 2, 64), &[40, 30, 1, 1, 1], 1);
+    // Decode over four key ranges (one per 64 keys), the last one partial; prefill tiles
+    // of 5 tokens x 3 heads with a partial last tile.
+    check_attention(&r, heads(9, 3, 64), &[203, 1], 6);
     // GQA 8:1, a small head dim; a single prefill longer than a tile.
     check_attention(&r, heads(16, 2, 32), &[5, 70, 1], 2);
     // MHA at the largest head dim the kernel supports (two value pairs per lane).
@@ -519,4 +530,76 @@ fn sampling_nucleus_and_temperature(gpu: &'static Gpu) {
     // A full Yi-6B vocabulary: picks stay in the nucleus.
     let logits = uniform(&mut rng, 64000, 8.0);
     check_nucleus(&r, &logits, 0.8, top_p_keeping(&logits, 0.8, 40), 50);
+}
+
+/// A workgroup of 4 invocations: smaller than lavapipe's subgroups (8 lanes at 256 bits),
+/// as an adapter may report subgroups larger than a kernel's workgroup.
+const PROBE_SHADER: &str = r#"
+#include "common.wgsl"
+const WG: u32 = 4u;
+@group(0) @binding(0) var<storage, read> input: array<f32>;
+@group(0) @binding(1) var<storage, read_write> output: array<f32>;
+
+@compute @workgroup_size(WG)
+fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    let value = input[wid.x * WG + lane.index];
+    let sum = workgroup_sum(value, lane);
+    let max = workgroup_max(value, lane);
+    if lane.index == 0u {
+        output[3u * wid.x] = sum;
+        output[3u * wid.x + 1u] = max;
+#ifdef SUBGROUPS
+        output[3u * wid.x + 2u] = f32(lane.sg_size);
+#endif
+    }
+}
+"#;
+
+/// common.wgsl's workgroup_sum and workgroup_max over workgroups smaller than a subgroup:
+/// the subgroup variant must count the one subgroup that holds the whole workgroup.
+#[test]
+fn reductions_with_subgroups_larger_than_the_workgroup() {
+    let Some(gpu) = gpu(true) else {
+        eprintln!("the adapter has no subgroups: nothing to test");
+        return;
+    };
+    let lookup = |name: &str| match name {
+        "probe.wgsl" => Some(PROBE_SHADER),
+        "common.wgsl" => Some(include_str!("../shaders/common.wgsl")),
+        _ => None,
+    };
+    let expanded = preprocess::expand("probe.wgsl", &["SUBGROUPS"], &[], &lookup).expect("probe shader");
+    let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("reduction probe"),
+        source: wgpu::ShaderSource::Wgsl(expanded.text.into()),
+    });
+    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("reduction probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let groups = 3;
+    let input: Vec<f32> = (0..4 * groups).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    let r = Runner::new(gpu);
+    let output = r.zeros(3 * groups);
+    let bind_group = gpu.bind(&pipeline, &[(0, &r.storage_f32(&input)), (1, &output)]);
+    let mut encoder = gpu.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups as u32, 1, 1);
+    }
+    gpu.queue.submit([encoder.finish()]);
+    let got = r.read_f32(&output, 3 * groups);
+    for (group, values) in input.chunks(4).enumerate() {
+        let sg_size = got[3 * group + 2];
+        assert!(sg_size > 4.0, "the adapter's subgroups ({sg_size}) do not exceed the workgroup: nothing probed");
+        let sum: f32 = values.iter().sum();
+        let max = values.iter().copied().fold(f32::MIN, f32::max);
+        assert_eq!((got[3 * group], got[3 * group + 1]), (sum, max), "workgroup {group} of {values:?}");
+    }
 }

@@ -64,9 +64,16 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
     let started = Instant::now();
     model.prefill(&ids, Sampling::Greedy).await?;
     let prefill_seconds = started.elapsed().as_secs_f64();
+    // As generation runs: the next step is queued before each id is read.
     let started = Instant::now();
-    for _ in 0..config.decode_tokens {
-        model.decode(Sampling::Greedy).await?;
+    if config.decode_tokens > 0 {
+        model.submit_decode(Sampling::Greedy)?;
+    }
+    for index in 0..config.decode_tokens {
+        if index + 1 < config.decode_tokens {
+            model.submit_decode(Sampling::Greedy)?;
+        }
+        model.next_token().await?;
     }
     let decode_seconds = started.elapsed().as_secs_f64();
 

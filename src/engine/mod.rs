@@ -191,6 +191,12 @@ impl Engine {
         self.cached.extend_from_slice(&prompt_ids[reused..]);
         let prefill_seconds = started.elapsed().as_secs_f64();
         let decoding = Instant::now();
+        // The step that computes the next token is always submitted before the current
+        // one is examined, and the one after it before the next is awaited: the GPU never
+        // waits for the CPU. A stop leaves one step unread, which is discarded.
+        if max_tokens > 1 {
+            self.model.submit_decode(options.sampling)?;
+        }
         let finish = loop {
             ids.push(id);
             on_text(&stream.push(&self.tokenizer, id)?);
@@ -204,8 +210,13 @@ impl Engine {
                 break Finish::Cancelled;
             }
             self.cached.push(id);
-            id = self.model.decode(options.sampling).await?;
+            // Token `ids.len()` is being computed; queue the one after it.
+            if ids.len() + 1 < max_tokens {
+                self.model.submit_decode(options.sampling)?;
+            }
+            id = self.model.next_token().await?;
         };
+        self.model.discard_pending();
         let decode_seconds = decoding.elapsed().as_secs_f64();
         on_text(&stream.finish(&self.tokenizer)?);
         Ok(Generation {

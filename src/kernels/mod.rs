@@ -17,7 +17,7 @@ mod swiglu;
 mod tensor;
 pub mod variants;
 
-pub use attention::{attention, Heads, KvCache};
+pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};
 pub use dispatch::{record_all, Dispatch, Step, Workgroups};
 pub use embedding::embedding;
 pub use gpu::{Gpu, GpuError, GpuOptions};

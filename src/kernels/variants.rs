@@ -27,6 +27,13 @@ pub const MATVEC_WORKGROUP: u32 = 64;
 pub const MATMUL_TILE_TOKENS: u32 = 64;
 pub const MATMUL_TILE_ROWS: u32 = 64;
 
+/// Attention (shaders/attention.wgsl): query rows one workgroup holds, value pairs of them
+/// staged in workgroup memory (8 KiB), and value accumulators per invocation (the staged
+/// pairs over the 64 invocations).
+pub const ATTENTION_MAX_ROWS: u32 = 16;
+pub const ATTENTION_Q_PAIRS: u32 = 1024;
+pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
+
 /// Numeric constants every shader is compiled with (as `const NAME: u32 = VALUE;`), so the
 /// Rust that sizes a grid and the WGSL that fills it read one definition.
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
@@ -34,6 +41,25 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
     ("MATMUL_TILE_ROWS", MATMUL_TILE_ROWS),
+    ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
+    ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),
+    ("ATTENTION_MAX_ACC", ATTENTION_MAX_ACC),
+];
+
+/// Each uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it:
+/// (shader, WGSL struct, Rust file, Rust struct). build.rs checks that every uniform is
+/// listed and that both sides agree field by field (names, offsets, sizes, scalar kinds).
+/// `Step` lives in common.wgsl and serves every shader.
+pub const UNIFORM_STRUCTS: &[(&str, &str, &str, &str)] = &[
+    ("common.wgsl", "Step", "src/kernels/dispatch.rs", "Step"),
+    ("attention.wgsl", "Params", "src/kernels/attention.rs", "Params"),
+    ("embedding.wgsl", "Params", "src/kernels/embedding.rs", "Params"),
+    ("matvec.wgsl", "Params", "src/kernels/linear.rs", "MatvecParams"),
+    ("matmul.wgsl", "Params", "src/kernels/linear.rs", "MatmulParams"),
+    ("rmsnorm.wgsl", "Params", "src/kernels/rmsnorm.rs", "Params"),
+    ("rope.wgsl", "Params", "src/kernels/rope.rs", "Params"),
+    ("sampling.wgsl", "Params", "src/kernels/sampling.rs", "Params"),
+    ("swiglu.wgsl", "Params", "src/kernels/swiglu.rs", "Params"),
 ];
 
 pub fn is_known_shader(name: &str) -> bool {

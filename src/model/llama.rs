@@ -4,13 +4,15 @@
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
 //! final norm, the lm_head on the last token and the token choice. Every launch is built
 //! once here; a step writes the `Step` uniform (and the prompt ids when prefilling),
-//! replays one list into one compute pass, and reads back only the chosen id.
+//! replays one list into one compute pass, and reads back only the chosen id. The chosen
+//! id stays on the GPU as the next step's input, so a decode step can be submitted before
+//! the previous step's id has been read ([`LlamaModel::submit_decode`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::kernels::{
-    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, time_dispatches, Clock,
-    Dispatch, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, Step,
+    attention, choose_token, embedding, linear, record_all, rmsnorm, rope, rope_table, swiglu, time_dispatches,
+    AttentionMode, Clock, Dispatch, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -39,6 +41,10 @@ impl LoadOptions {
         Self { context: self.context.clamp(1, architecture.context_length), prefill_chunk: self.prefill_chunk.max(1) }
     }
 }
+
+/// Decode steps that may be submitted before the oldest one's id is read: two keep the GPU
+/// busy while the CPU reads one id and submits the next step.
+pub const STEPS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
@@ -78,7 +84,11 @@ pub struct LlamaModel {
     step: wgpu::Buffer,
     tokens: wgpu::Buffer,
     logits: wgpu::Buffer,
-    token_staging: wgpu::Buffer,
+    /// Readback buffers of the steps in flight, used in turn.
+    token_staging: [wgpu::Buffer; STEPS_IN_FLIGHT],
+    /// Which staging buffer each submitted, unread step copies its id into, oldest first.
+    pending: VecDeque<usize>,
+    next_staging: usize,
     /// Embedding and layers for one token (matrix-vector kernels).
     decode: Vec<Dispatch>,
     /// Embedding and layers for a chunk of prompt tokens (tiled matrix-matrix kernels).
@@ -126,15 +136,18 @@ impl LlamaModel {
         let step = gpu.uniform("step", &Step::default());
         let tokens = gpu.storage("tokens", (chunk * 4) as u64);
         let logits = gpu.storage("logits", (a.vocab * 4) as u64);
-        let token_staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("token readback"),
-            size: 4,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let token_staging = std::array::from_fn(|_| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("token readback"),
+                size: 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         let rope_buffer = gpu
             .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
         let caches: Vec<_> = (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context)).collect();
+        let split_scratch = SplitScratch::new(&gpu, heads);
 
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
@@ -150,7 +163,21 @@ impl LlamaModel {
                 list.extend(lin("attn_k", &act.normed, &act.k, false));
                 list.extend(lin("attn_v", &act.normed, &act.v, false));
                 list.push(rope(&gpu, &step, &rope_buffer, &act.q, &act.k, a.n_heads, a.n_kv_heads, a.head_dim));
-                list.extend(attention(&gpu, &step, heads, &act.q, &act.k, &act.v, cache, &act.attended));
+                let attention_mode = match mode {
+                    LinearMode::Decode => AttentionMode::Decode(&split_scratch),
+                    _ => AttentionMode::Prefill,
+                };
+                list.extend(attention(
+                    &gpu,
+                    &step,
+                    heads,
+                    attention_mode,
+                    &act.q,
+                    &act.k,
+                    &act.v,
+                    cache,
+                    &act.attended,
+                ));
                 list.extend(lin("attn_output", &act.attended, &act.x, true));
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
                 list.extend(lin("ffn_gate", &act.normed, &act.gate, false));
@@ -181,6 +208,8 @@ impl LlamaModel {
             tokens,
             logits,
             token_staging,
+            pending: VecDeque::new(),
+            next_staging: 0,
             decode,
             prefill,
             head_greedy,
@@ -216,13 +245,22 @@ impl LlamaModel {
 
     /// Forgets the conversation: the next prefill starts at position 0.
     pub fn reset(&mut self) {
+        self.discard_pending();
         self.position = 0;
     }
 
     /// Keeps only the first `position` cached positions (a shared prompt prefix); later
     /// steps overwrite the rest.
     pub fn truncate(&mut self, position: usize) {
+        self.discard_pending();
         self.position = self.position.min(position);
+    }
+
+    /// Forgets the submitted steps whose ids were not read: their positions are given
+    /// back (later steps overwrite what they stored) and their ids are never read.
+    pub fn discard_pending(&mut self) {
+        self.position -= self.pending.len();
+        self.pending.clear();
     }
 
     /// Appends `ids` to the context in chunks and returns the token chosen after the last.
@@ -230,6 +268,7 @@ impl LlamaModel {
         if ids.is_empty() {
             return Err(StepError::EmptyPrompt);
         }
+        self.discard_pending();
         self.reserve(ids.len())?;
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
             return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
@@ -238,20 +277,51 @@ impl LlamaModel {
         for (index, chunk) in chunks.iter().enumerate() {
             self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
             let last = index + 1 == chunks.len();
+            let staging = last.then(|| self.take_staging());
             let mode = if chunk.len() == 1 { &self.decode } else { &self.prefill };
             let head = if last { Some(self.head(sampling)) } else { None };
-            self.submit(mode, head, chunk.len(), sampling, last);
+            self.submit(mode, head, chunk.len(), sampling, staging);
             self.position += chunk.len();
         }
-        self.read_token().await
+        self.next_token().await
     }
 
     /// Feeds the token chosen by the previous step and returns the next one.
     pub async fn decode(&mut self, sampling: Sampling) -> Result<u32, StepError> {
+        self.submit_decode(sampling)?;
+        self.next_token().await
+    }
+
+    /// Submits a decode step that feeds the token chosen by the previous submitted step,
+    /// without waiting for it: the GPU computes it while the CPU reads and examines the
+    /// previous id. At most [`STEPS_IN_FLIGHT`] steps may be unread; read them in order
+    /// with [`Self::next_token`], or give them back with [`Self::discard_pending`].
+    pub fn submit_decode(&mut self, sampling: Sampling) -> Result<(), StepError> {
+        assert!(self.pending.len() < STEPS_IN_FLIGHT, "{STEPS_IN_FLIGHT} steps are already unread");
         self.reserve(1)?;
-        self.submit(&self.decode, Some(self.head(sampling)), 1, sampling, true);
+        let staging = self.take_staging();
+        self.submit(&self.decode, Some(self.head(sampling)), 1, sampling, Some(staging));
         self.position += 1;
-        self.read_token().await
+        Ok(())
+    }
+
+    /// The id chosen by the oldest submitted, unread step.
+    pub async fn next_token(&mut self) -> Result<u32, StepError> {
+        let staging = self.pending.pop_front().expect("a submitted step to read");
+        let bytes = self.gpu.read_staging(&self.token_staging[staging]).await?;
+        let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        if id as usize >= self.architecture.vocab {
+            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
+        }
+        Ok(id)
+    }
+
+    /// The staging buffer for the next step, registered as pending.
+    fn take_staging(&mut self) -> usize {
+        let staging = self.next_staging;
+        self.next_staging = (staging + 1) % STEPS_IN_FLIGHT;
+        self.pending.push_back(staging);
+        staging
     }
 
     /// The lm_head output of the last step (for tests and diagnostics).
@@ -300,23 +370,22 @@ impl LlamaModel {
         self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
     }
 
-    fn submit(&self, body: &[Dispatch], head: Option<&[Dispatch]>, n_tokens: usize, sampling: Sampling, read: bool) {
+    /// Records and submits one step; with `staging`, the chosen id is copied there.
+    fn submit(
+        &self,
+        body: &[Dispatch],
+        head: Option<&[Dispatch]>,
+        n_tokens: usize,
+        sampling: Sampling,
+        staging: Option<usize>,
+    ) {
         self.write_step(n_tokens, sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), n_tokens as u32);
-        if read {
-            encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging, 0, 4);
+        if let Some(staging) = staging {
+            encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging[staging], 0, 4);
         }
         self.gpu.queue.submit([encoder.finish()]);
-    }
-
-    async fn read_token(&self) -> Result<u32, StepError> {
-        let bytes = self.gpu.read_staging(&self.token_staging).await?;
-        let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        if id as usize >= self.architecture.vocab {
-            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
-        }
-        Ok(id)
     }
 }
 
