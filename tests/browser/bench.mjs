@@ -92,8 +92,10 @@ try {
     }
   }
   const [ours, theirs] = [firstRun.webjudge, firstRun.wllama];
-  if (ours.promptTokens !== theirs.promptTokens) {
-    throw new Error(`the engines read ${ours.promptTokens} and ${theirs.promptTokens} prompt tokens`);
+  // Rows are comparable only for the same work (an early end of sequence shortens a decode).
+  if (ours.promptTokens !== theirs.promptTokens || ours.decodeTokens !== theirs.decodeTokens) {
+    throw new Error(`webjudge read ${ours.promptTokens} prompt tokens and decoded ${ours.decodeTokens} ` +
+      `(ids ${JSON.stringify(ours.ids)}), wllama ${theirs.promptTokens} and ${theirs.decodeTokens}`);
   }
   const theirIds = await page.evaluate(([p, n]) => window.bench.wllamaIds(p, n), [prompt, decodeTokens]);
   console.error(`greedy ids: webjudge ${JSON.stringify(ours.ids)}, wllama ${JSON.stringify(theirIds)}`);
