@@ -12,7 +12,8 @@
 //!   mid-shard resumes with a Range request (or restarts where Range is ignored); a
 //!   stalled one is aborted after a timeout and resumed;
 //!   clearing the cache; device loss surfaces as DeviceLost and loading again recovers;
-//! - the fit checks' refusals and their numbers.
+//! - the fit checks' refusals and their numbers;
+//! - `judge.profile`: a sane per-kernel table of a decode step and a prefill chunk.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
@@ -482,6 +483,55 @@ async fn device_loss_then_reload() {
     assert_eq!(generate_ids(&judge, &prompt, 1).await, want[..1]);
     judge.unload().await.unwrap();
     clear(&url).await;
+}
+
+/// `judge.profile` in the browser (a short context keeps the prefill chunk, the room left
+/// after the prompt, small): every kernel of both steps timed, the shares summing to 1, and
+/// the weight kernels reading each matrix once per decoded token.
+#[wasm_bindgen_test]
+async fn profile_times_every_kernel() {
+    let url = model_url("plain", "profile");
+    let judge = load(&url, &[("contextLength", 12.into())]).await;
+    let (name, message) = rejection(judge.profile(Some(object(&[("contextTokens", 12.into())])))).await;
+    assert_eq!(name, "InvalidInput", "{message}");
+
+    let options = object(&[("contextTokens", 4.into()), ("runs", 1.into())]);
+    let profile = JsFuture::from(judge.profile(Some(options))).await.unwrap();
+    let profile: serde_json::Value = serde_wasm_bindgen::from_value(profile).unwrap();
+    let markdown = profile["markdown"].as_str().unwrap();
+    web_sys::console::log_1(&markdown.into());
+    assert!(["timestamps", "wall_per_submit"].contains(&profile["clock"].as_str().unwrap()));
+    assert_eq!(profile["contextTokens"], 4);
+    assert_eq!(profile["prefill"]["tokens"], 8);
+    let check_step = |kernels: &serde_json::Value| {
+        let kernels = kernels.as_array().unwrap();
+        let mut labels: Vec<&str> = kernels.iter().map(|k| k["kernel"].as_str().unwrap()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), kernels.len(), "one row per kernel label");
+        assert!(labels.iter().all(|label| !label.is_empty() && markdown.contains(&format!("| {label} |"))));
+        for kernel in kernels {
+            assert!(kernel["msPerToken"].as_f64().unwrap() > 0.0, "{kernel}");
+            assert!(kernel["callsPerToken"].as_f64().unwrap() > 0.0, "{kernel}");
+        }
+        let shares: f64 = kernels.iter().map(|k| k["share"].as_f64().unwrap()).sum();
+        assert!((shares - 1.0).abs() < 1e-6, "shares sum to {shares}");
+    };
+    check_step(&profile["decode"]);
+    check_step(&profile["prefill"]["kernels"]);
+
+    // Weight bytes read per decoded token: every matrix once (and one embedding row).
+    let read: f64 = profile["decode"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| Some(k["weightGbPerSecond"].as_f64()? * k["msPerToken"].as_f64().unwrap() * 1e6))
+        .sum();
+    let manifest = fetch_manifest(&url).await;
+    let matrices: u64 =
+        manifest.tensors.iter().filter(|t| t.shape.len() == 2).flat_map(|t| t.parts.iter().map(|p| p.length)).sum();
+    assert!((read / matrices as f64 - 1.0).abs() < 0.01, "{read} bytes read per token, matrices hold {matrices}");
+    judge.unload().await.unwrap();
 }
 
 async fn fetch_manifest(url: &str) -> Manifest {

@@ -7,10 +7,6 @@ use webjudge::engine::bench::{self, BenchConfig, BenchReport};
 use super::load::ModelArgs;
 use super::{outln, CliResult};
 
-/// Prompt text when no --text-file is given; cycled to the prompt length.
-const DEFAULT_TEXT: &str = "Evaluate the two responses to the user's query. Compare their helpfulness, \
-    accuracy, depth and clarity, point out the flaws of each, and then give a final decision.";
-
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -24,7 +20,7 @@ pub struct Args {
     /// Kernel launches per bandwidth measurement.
     #[arg(long, default_value_t = 50)]
     repeats: usize,
-    /// Take the prompt text from this file.
+    /// Take the prompt text from this file (default: bench::PROMPT_TEXT).
     #[arg(long)]
     text_file: Option<PathBuf>,
     /// Append the result as a table row to this markdown file (e.g. BENCH.md).
@@ -38,7 +34,7 @@ pub struct Args {
     #[arg(long)]
     profile: bool,
     /// Timed runs of each profiled step (averaged, after one warm-up).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = bench::PROFILE_RUNS)]
     profile_runs: usize,
 }
 
@@ -46,7 +42,7 @@ pub fn run(args: Args) -> CliResult {
     let mut engine = args.model.load()?;
     let text = match &args.text_file {
         Some(path) => std::fs::read_to_string(path)?,
-        None => DEFAULT_TEXT.to_string(),
+        None => bench::PROMPT_TEXT.to_string(),
     };
     let prompt_ids = engine.tokenizer.encode(&text)?;
     if prompt_ids.is_empty() {
@@ -64,7 +60,7 @@ pub fn run(args: Args) -> CliResult {
     outln!("{row}")?;
     let profile = match args.profile {
         true => {
-            let profile = bench::profile(&mut engine, &prompt_ids, args.prompt_tokens, args.profile_runs);
+            let profile = bench::profile(&mut engine, &prompt_ids, args.prompt_tokens, args.profile_runs, true);
             let profile = pollster::block_on(profile)?.markdown();
             outln!("\n{profile}")?;
             Some(format!("\nProfile, {} ({model}; {}):\n\n{profile}", today(), args.note))

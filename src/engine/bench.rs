@@ -12,6 +12,16 @@ use crate::kernels::{
 };
 use crate::model::{LlamaModel, StepError};
 
+/// The benchmark's and profile's prompt, cycled to the prompt length (the peer benchmarks'
+/// copy is tools/peers/prompt.mjs).
+pub const PROMPT_TEXT: &str = "Evaluate the two responses to the user's query. Compare their helpfulness, \
+    accuracy, depth and clarity, point out the flaws of each, and then give a final decision.";
+
+/// A profile's defaults: the KV cache position it times at (`judge.profile`'s; the CLI
+/// profiles at its `--prompt-tokens`, also 256 by default) and timed runs of each step.
+pub const PROFILE_CONTEXT_TOKENS: usize = 256;
+pub const PROFILE_RUNS: usize = 3;
+
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
     pub prompt_tokens: usize,
@@ -137,20 +147,29 @@ async fn time_repeated(gpu: &Gpu, dispatches: &[Dispatch], repeats: usize) -> Re
 }
 
 /// Where a step's time goes, kernel by kernel (dispatches with the same label together),
-/// most expensive first.
+/// most expensive first. Serialized as JavaScript's `judge.profile` returns it.
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Profile {
     pub adapter: String,
     pub clock: Clock,
     /// Positions in the KV cache when the steps were timed.
     pub context_tokens: usize,
     pub decode: Vec<KernelTime>,
-    /// Prompt tokens in the timed prefill chunk.
-    pub prefill_tokens: usize,
-    pub prefill: Vec<KernelTime>,
+    /// The prefill chunk's kernels, when asked for.
+    pub prefill: Option<PrefillProfile>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefillProfile {
+    /// Prompt tokens in the timed chunk.
+    pub tokens: usize,
+    pub kernels: Vec<KernelTime>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct KernelTime {
     pub kernel: String,
     pub calls_per_token: f64,
@@ -158,24 +177,33 @@ pub struct KernelTime {
     /// Share of the step's time, 0 to 1.
     pub share: f64,
     /// Weight bytes read per second while the kernel ran (weight kernels only).
+    #[serde(rename = "weightGbPerSecond")]
     pub gb_s: Option<f64>,
 }
 
 /// Prefills `context_tokens` of `prompt_ids` (cycled), then times every dispatch of a
-/// decode step and of a prefill chunk at that position, `repeats` times each (averaged).
+/// decode step (and with `prefill`, of a prefill chunk) at that position, `repeats` times
+/// each (averaged).
 pub async fn profile(
     engine: &mut Engine,
     prompt_ids: &[u32],
     context_tokens: usize,
     repeats: usize,
+    prefill: bool,
 ) -> Result<Profile, EngineError> {
     let model = engine.model_mut();
     let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(context_tokens.max(1)).collect();
     model.reset();
     model.prefill(&ids, Sampling::Greedy).await?;
-    let (decode, _, _) = profile_step(model, false, repeats).await?;
-    let (prefill, prefill_tokens, clock) = profile_step(model, true, repeats).await?;
-    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), decode, prefill_tokens, prefill })
+    let (decode, _, clock) = profile_step(model, false, repeats).await?;
+    let prefill = match prefill {
+        true => {
+            let (kernels, tokens, _) = profile_step(model, true, repeats).await?;
+            Some(PrefillProfile { tokens, kernels })
+        }
+        false => None,
+    };
+    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), decode, prefill })
 }
 
 /// One step's kernels, each dispatch's time averaged over `repeats` runs after a warm-up
@@ -229,7 +257,7 @@ fn kernel_times(timed: &[(String, u64, f64)], n_tokens: usize) -> Vec<KernelTime
 }
 
 impl Profile {
-    /// Both steps as markdown tables, with a line naming the adapter, clock and shapes.
+    /// The steps as markdown tables, each after a line naming the adapter, clock and shapes.
     pub fn markdown(&self) -> String {
         let table = |title: String, rows: &[KernelTime]| {
             let mut text = format!("{title}\n\n| kernel | calls/token | ms/token | % of token | weight GB/s |\n| --- | --- | --- | --- | --- |\n");
@@ -246,28 +274,28 @@ impl Profile {
             text
         };
         let total = |rows: &[KernelTime]| rows.iter().map(|r| r.ms_per_token).sum::<f64>();
-        format!(
-            "{}\n{}",
-            table(
-                format!(
-                    "Decode, one token at position {} ({:.1} ms/token, {:?} clock, {}):",
-                    self.context_tokens,
-                    total(&self.decode),
-                    self.clock,
-                    self.adapter
-                ),
-                &self.decode
+        let decode = table(
+            format!(
+                "Decode, one token at position {} ({:.1} ms/token, {:?} clock, {}):",
+                self.context_tokens,
+                total(&self.decode),
+                self.clock,
+                self.adapter
             ),
-            table(
-                format!(
+            &self.decode,
+        );
+        match &self.prefill {
+            Some(prefill) => {
+                let title = format!(
                     "Prefill, a chunk of {} tokens after {} ({:.2} ms/token):",
-                    self.prefill_tokens,
+                    prefill.tokens,
                     self.context_tokens,
-                    total(&self.prefill)
-                ),
-                &self.prefill
-            )
-        )
+                    total(&prefill.kernels)
+                );
+                format!("{decode}\n{}", table(title, &prefill.kernels))
+            }
+            None => decode,
+        }
     }
 }
 

@@ -12,9 +12,10 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, SingleResult};
+use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, ProfileResult, SingleResult};
 use super::{fit, options, WebError};
-use crate::engine::{Cancel, Engine, GenerateOptions};
+use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
+use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
 use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{Item, Protocol};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
@@ -241,6 +242,26 @@ impl Judge {
         })())
     }
 
+    /// Times every kernel of a decode step (and of a prefill chunk) after `contextTokens`
+    /// prompt tokens, as `webjudge bench --profile` does natively. The KV cache is
+    /// overwritten: the next call prefills its whole prompt.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Profile>")]
+    pub fn profile(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "ProfileOptions")] options: Option<Object>,
+    ) -> Promise {
+        let shared = Rc::clone(&self.shared);
+        promise((|| {
+            let o = options.as_ref();
+            let settings = ProfileSettings {
+                context_tokens: options::opt_count(o, "contextTokens", 1)?.unwrap_or(PROFILE_CONTEXT_TOKENS),
+                runs: options::opt_count(o, "runs", 1)?.unwrap_or(PROFILE_RUNS),
+                prefill: options::opt_bool(o, "prefill")?.unwrap_or(true),
+            };
+            Ok(async move { shared.profile(settings).await })
+        })())
+    }
+
     /// What was loaded, from where, and on which adapter.
     #[wasm_bindgen(unchecked_return_type = "ModelInfo")]
     pub fn info(&self) -> Result<JsValue, JsValue> {
@@ -378,6 +399,36 @@ impl Shared {
         }
         stream.finish(result).map(|r| types::to_js(&r))
     }
+}
+
+impl Shared {
+    async fn profile(&self, settings: ProfileSettings) -> Result<JsValue, JsValue> {
+        let mut state = self.state.lock().await;
+        let judge = ready(&mut state)?;
+        let engine = judge.engine_mut();
+        // The timed steps need a position after the prompt (a prefill chunk needs room).
+        let context = engine.model().context();
+        if settings.context_tokens >= context {
+            let message = format!("contextTokens {} must be below contextLength {context}", settings.context_tokens);
+            return Err(WebError::InvalidInput(message).into());
+        }
+        let prompt_ids =
+            engine.tokenizer.encode(bench::PROMPT_TEXT).map_err(|e| WebError::from(EngineError::from(e)))?;
+        let profile = bench::profile(engine, &prompt_ids, settings.context_tokens, settings.runs, settings.prefill)
+            .await
+            .map_err(WebError::from);
+        if let Err(error) = &profile {
+            note_loss(&mut state, error);
+        }
+        Ok(types::to_js(&ProfileResult::new(profile?)))
+    }
+}
+
+/// `profile`'s options.
+struct ProfileSettings {
+    context_tokens: usize,
+    runs: usize,
+    prefill: bool,
 }
 
 /// `Judge.load`'s options.

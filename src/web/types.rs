@@ -5,6 +5,7 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
 use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement};
 use crate::judge::Winner;
@@ -94,9 +95,48 @@ export interface GenerateResult {
   ids: number[];
   text: string;
   promptTokens: number;
+  /** Prompt tokens taken from the KV cache (a common prefix with the previous call's). */
+  reusedTokens: number;
   finish: Finish;
   timeToFirstTokenMs: number;
+  prefillTokensPerSecond: number;
   decodeTokensPerSecond: number;
+}
+
+/** Options of `profile`. */
+export interface ProfileOptions {
+  /** Prompt tokens prefilled before the timed steps (the KV cache position); default 256. */
+  contextTokens?: number;
+  /** Timed runs of each step, averaged after one warm-up run; default 3. */
+  runs?: number;
+  /** Also time a prefill chunk after the decode step; default true. */
+  prefill?: boolean;
+}
+
+/** One kernel's share of a step: its dispatches with the same label together. */
+export interface KernelTime {
+  kernel: string;
+  /** Fractions in prefill, where one dispatch serves the chunk's tokens. */
+  callsPerToken: number;
+  msPerToken: number;
+  /** Share of the step's time, 0 to 1. */
+  share: number;
+  /** Weight GB read per second; null for kernels without weights. */
+  weightGbPerSecond: number | null;
+}
+
+export interface Profile {
+  adapter: string;
+  /** GPU timestamps around each dispatch, or the wall-clock time of one submission each
+   *  (an upper bound: the submission's fixed cost included). */
+  clock: "timestamps" | "wall_per_submit";
+  contextTokens: number;
+  /** The kernels of one decode step, most expensive first. */
+  decode: KernelTime[];
+  /** The kernels of one prefill chunk; null with `prefill: false`. */
+  prefill: { tokens: number; kernels: KernelTime[] } | null;
+  /** The same tables in markdown, as `webjudge bench --profile` prints them. */
+  markdown: string;
 }
 
 export interface Architecture {
@@ -232,8 +272,10 @@ pub struct GenerateResult {
     pub ids: Vec<u32>,
     pub text: String,
     pub prompt_tokens: usize,
+    pub reused_tokens: usize,
     pub finish: &'static str,
     pub time_to_first_token_ms: f64,
+    pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
 }
 
@@ -243,10 +285,25 @@ impl GenerateResult {
             ids: g.ids.clone(),
             text: g.text.clone(),
             prompt_tokens: g.prompt_tokens,
+            reused_tokens: g.reused_tokens,
             finish: finish_name(g.finish),
             time_to_first_token_ms: g.prefill_seconds * 1000.0,
+            prefill_tokens_per_second: g.prefill_tokens_per_second(),
             decode_tokens_per_second: g.decode_tokens_per_second(),
         }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProfileResult {
+    #[serde(flatten)]
+    pub profile: Profile,
+    pub markdown: String,
+}
+
+impl ProfileResult {
+    pub fn new(profile: Profile) -> Self {
+        Self { markdown: profile.markdown(), profile }
     }
 }
 

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { CHROMIUM_OPTIONS } from "./chromium.mjs";
 import { startServer } from "./server.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -30,7 +31,6 @@ const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
 const MODEL = process.env.WEBJUDGE_MODEL ?? join(REPO, "target/models/smollm2-135m-instruct");
 const ROOT = process.env.WEBJUDGE_WWW ?? join(REPO, "www");
 const NATIVE_FLAGS = (process.env.WEBJUDGE_NATIVE_FLAGS ?? "").split(" ").filter(Boolean);
-const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 
 // Short enough for SwiftShader on two cores, long enough for a critique's first sentence.
 const MAX_NEW_TOKENS = Number(process.env.WEBJUDGE_E2E_TOKENS ?? 32);
@@ -72,23 +72,7 @@ after(async () => {
 // A fresh browser on the same profile directory: what a user closing and reopening it sees.
 async function launch() {
   await context?.close();
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: false, // --headless=new below; Playwright's own flag would pick the old mode
-    args: [
-      "--headless=new",
-      "--no-sandbox",
-      "--enable-unsafe-webgpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      // No host but the test server resolves: a request off the origin could not succeed
-      // even if the page tried one.
-      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    ],
-  });
+  context = await chromium.launchPersistentContext(userDataDir, CHROMIUM_OPTIONS);
   context.on("request", (request) => browserRequests.push(request.url()));
   context.on("weberror", (error) => console.error("page error:", error.error().message));
   page = context.pages()[0] ?? (await context.newPage());

@@ -4,18 +4,16 @@
 // Prints one JSON line. Usage: node llamacpp_bench.mjs MODEL.gguf PROMPT_TOKENS DECODE_TOKENS
 // On a CPU-type Vulkan device (lavapipe) set GGML_VK_VISIBLE_DEVICES=0, or the backend hides it.
 import { getLlama } from "node-llama-cpp";
+import { PROMPT_TEXT } from "./prompt.mjs";
 
 const [modelPath, promptArg, decodeArg] = process.argv.slice(2);
 const promptTokens = Number(promptArg ?? 256);
 const decodeTokens = Number(decodeArg ?? 64);
-const TEXT =
-  "Evaluate the two responses to the user's query. Compare their helpfulness, accuracy, depth and " +
-  "clarity, point out the flaws of each, and then give a final decision.";
 
 const llama = await getLlama({ gpu: "vulkan", build: "never" });
 const devices = await llama.getGpuDeviceNames();
 const model = await llama.loadModel({ modelPath, gpuLayers: "max" });
-const textTokens = model.tokenize(TEXT);
+const textTokens = model.tokenize(PROMPT_TEXT);
 const prompt = Array.from({ length: promptTokens }, (_, i) => textTokens[i % textTokens.length]);
 const context = await model.createContext({ contextSize: promptTokens + decodeTokens + 8, batchSize: promptTokens });
 

@@ -1,0 +1,22 @@
+# Shared by tools/bench_peers.sh and tools/bench_browser.sh, sourced from the repository root:
+# where the peers and the test model live, and how they get there.
+PEERS=target/peers
+MODEL=target/models/smollm2-135m-instruct
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/webjudge-runtime-$(id -u)}
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"
+
+# Builds webjudge, converts the test model's GGUF if needed; sets $gguf to the GGUF's path.
+prepare_webjudge() {
+    gguf=$(tools/fetch_test_model.sh)
+    cargo build --release --quiet
+    [[ -f $MODEL/manifest.json ]] || target/release/webjudge convert "$gguf" --out "$MODEL"
+}
+
+# Installs one pinned npm package (name@version) into $PEERS, once; never committed.
+install_peer() {
+    local package=$1
+    [[ -d $PEERS/node_modules/${package%@*} ]] && return
+    mkdir -p "$PEERS"
+    [[ -f $PEERS/package.json ]] || echo '{"private": true, "type": "module"}' > "$PEERS/package.json"
+    (cd "$PEERS" && npm i -E --no-audit --no-fund "$package" >&2)
+}
