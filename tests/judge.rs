@@ -1,6 +1,8 @@
 //! The judge end to end on the test model: batch runs over real Auto-J test rows with
 //! resume and metrics, judging in both orders, and inputs too long for the context.
 //! SmolLM2 is no Auto-J, so its verdicts are mostly unparsed: the plumbing is under test.
+//! Minutes of generation on lavapipe: the full tier only (`make test`). The rows are the
+//! shortest in the excerpt of Auto-J's test set (`tests/autoj`), so no copy of Auto-J is needed.
 
 mod autoj;
 mod test_model;
@@ -61,6 +63,7 @@ fn records(path: &Path) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn batch_run_resumes_and_reports_metrics() {
     let dir = scratch("batch");
     let input = dir.join("rows.jsonl");
@@ -124,6 +127,7 @@ fn batch_run_resumes_and_reports_metrics() {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
     let dir = scratch("swap");
     let input = dir.join("rows.jsonl");
@@ -149,6 +153,7 @@ fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn inputs_beyond_the_context_are_refused_or_truncated() {
     let engine = load_dir(
         &converted_dir(),
