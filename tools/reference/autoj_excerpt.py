@@ -6,7 +6,7 @@ rows and files they need from this excerpt, copied verbatim from Auto-J's origin
 directory holding `data/` and `templates/`, as ../shared/autoj does). Standard library only,
 no webjudge code:
 
-    python3 tools/reference/autoj_excerpt.py [AUTOJ_DIR]    # default ../shared/autoj
+    python3 tools/reference/autoj_excerpt.py [AUTOJ_DIR]  # default $WEBJUDGE_AUTOJ_DIR, else ../shared/autoj
 
 It writes
 - `rows.jsonl`: one `{"set", "line", "row"}` object per kept row (`line` 1-based in the set's
@@ -22,7 +22,8 @@ import shutil
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AUTOJ = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "..", "shared", "autoj")
+AUTOJ = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("WEBJUDGE_AUTOJ_DIR")
+         or os.path.join(ROOT, "..", "shared", "autoj"))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "autoj_rendered.json")
 OUT = os.path.join(ROOT, "tests", "fixtures", "autoj")
 SHORTEST_PAIRS = 3
