@@ -1,5 +1,6 @@
-# The README's two set-up commands: `make demo` (build, fetch the default model, serve the
-# page) and `make test` (every test). Both install what they need first.
+# The README's set-up commands: `make demo` (build, fetch the default model, serve the page),
+# `make check` (the fast tier of tests) and `make test` (every test, as CI runs it). Each
+# installs what it needs first.
 
 CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
 DEMO_MODEL := target/models/smollm2-135m-instruct
@@ -8,11 +9,18 @@ PORT ?= 8080
 # Vulkan's loader complains on every start without one.
 export XDG_RUNTIME_DIR ?= /tmp/webjudge-runtime-$(shell id -u)
 
-.PHONY: demo test deps web model
+# The test model's GGUF for the tests, fetched and verified once into the cache.
+TEST_GGUF := WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))"
 
-deps:
-	tools/install_deps.sh
+.PHONY: demo check test deps native-deps web model
+
+# What the native build and its tests need; deps adds the browser and the wasm tools.
+native-deps:
+	tools/install_deps.sh --native
 	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
+
+deps: native-deps
+	tools/install_deps.sh
 
 # The wasm package the page imports (www/pkg/, not committed).
 web: deps
@@ -28,9 +36,15 @@ demo: web model
 	cargo build --release
 	target/release/webjudge serve --port $(PORT) --model $(DEMO_MODEL)
 
-# The browser tests run the release CLI and www/pkg/: build both fresh.
+# The fast tier: every native test but those marked `#[ignore = "full tier: make test"]`
+# (the same tests as plain `cargo test`).
+check: native-deps
+	$(TEST_GGUF) cargo test --all-targets
+
+# The full tier: the fast tier's ignored tests included, then the wasm and browser suites,
+# which run the release CLI and www/pkg/: build both fresh.
 test: deps model web
 	cargo build --release
-	WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))" cargo test --all-targets
+	$(TEST_GGUF) cargo test --all-targets -- --include-ignored
 	tools/test_wasm.sh
 	tests/browser/run.sh

@@ -194,6 +194,7 @@ fn converted_checkpoints_run_like_hugging_face() {
 /// 32) to identical model directories, which run one decode step like the Hugging Face
 /// forward.
 #[test]
+#[ignore = "full tier: make test"] // GB-scale checkpoints, minutes on 2 cores
 fn real_shapes_convert_and_run() {
     let prompt = [1u32, 3, 29999];
     for (case, a) in [("Auto-J-13B", autoj_13b_layer()), ("Yi-6B", yi_6b_layer())] {
@@ -286,9 +287,14 @@ fn malformed_safetensors_are_errors() {
     let (_, bytes) = valid_file(&dir);
     let first = |h: &serde_json::Value| h.as_object().unwrap().keys().find(|k| *k != "__metadata__").unwrap().clone();
 
-    // Every truncation: the last tensor's data reaches the end of the file.
-    for cut in 0..bytes.len() {
-        assert!(open_bytes(&dir, &bytes[..cut]).is_err(), "truncated to {cut} bytes");
+    // Every truncation: the last tensor's data reaches the end of the file. Cutting one file
+    // shorter and shorter writes it once (rewriting ~58 KB per cut took minutes of disk flushes).
+    let path = dir.join("truncated.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    for cut in (0..bytes.len()).rev() {
+        file.set_len(cut as u64).unwrap();
+        assert!(SafeTensors::open_files(std::slice::from_ref(&path)).is_err(), "truncated to {cut} bytes");
     }
     let mut long = bytes.clone();
     long[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());

@@ -1,7 +1,10 @@
 //! The judge end to end on the test model: batch runs over real Auto-J test rows with
 //! resume and metrics, judging in both orders, and inputs too long for the context.
 //! SmolLM2 is no Auto-J, so its verdicts are mostly unparsed: the plumbing is under test.
+//! Minutes of generation on lavapipe: the full tier only (`make test`). The rows are the
+//! shortest in the excerpt of Auto-J's test set (`tests/autoj`), so no copy of Auto-J is needed.
 
+mod autoj;
 mod test_model;
 
 use std::path::{Path, PathBuf};
@@ -15,24 +18,21 @@ use webjudge::judge::session::{Judge, JudgeError, JudgeOptions, Order, TRUNCATIO
 use webjudge::judge::{Item, Protocol};
 use webjudge::kernels::GpuOptions;
 
+use autoj::excerpt_set;
 use test_model::converted_dir;
 
-const PAIRWISE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/autoj/data/testdata_pairwise.jsonl");
-
-/// The `n` shortest rows of Auto-J's pairwise test set (fast on a software GPU), in file order.
+/// The `n` shortest pairwise rows of the excerpt of Auto-J's test set (which keeps the set's
+/// three shortest: fast on a software GPU), in file order, as JSON lines.
 fn shortest_rows(n: usize) -> Vec<String> {
-    let text =
-        std::fs::read_to_string(PAIRWISE).unwrap_or_else(|e| panic!("{PAIRWISE} (../shared beside the repo): {e}"));
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let length = |line: &str| {
-        let row: Value = serde_json::from_str(line).unwrap();
+    let mut rows = excerpt_set("testdata_pairwise");
+    let length = |row: &Value| {
         ["prompt", "response 1", "response 2"].iter().map(|k| row[k].as_str().unwrap().len()).sum::<usize>()
     };
-    let mut order: Vec<usize> = (0..lines.len()).collect();
-    order.sort_by_key(|&i| (length(lines[i]), i));
-    let mut chosen = order[..n].to_vec();
-    chosen.sort();
-    chosen.into_iter().map(|i| lines[i].to_string()).collect()
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (length(&rows[i]), i));
+    order.truncate(n);
+    order.sort();
+    order.into_iter().map(|i| std::mem::take(&mut rows[i]).to_string()).collect()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -63,6 +63,7 @@ fn records(path: &Path) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn batch_run_resumes_and_reports_metrics() {
     let dir = scratch("batch");
     let input = dir.join("rows.jsonl");
@@ -126,6 +127,7 @@ fn batch_run_resumes_and_reports_metrics() {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
     let dir = scratch("swap");
     let input = dir.join("rows.jsonl");
@@ -151,6 +153,7 @@ fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
 }
 
 #[test]
+#[ignore = "full tier: make test"]
 fn inputs_beyond_the_context_are_refused_or_truncated() {
     let engine = load_dir(
         &converted_dir(),

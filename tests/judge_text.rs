@@ -1,16 +1,19 @@
 //! Auto-J's text protocol: the model inputs, byte for byte, and the verdicts of critiques.
 //!
-//! - Rendering against `../shared/autoj/templates/rendered_examples.json` (the original code's
-//!   rendering), against `tests/golden/autoj_rendered.json` (Python `str.format` exactly as
-//!   Auto-J's code calls it, on real test-set rows and adversarial texts:
-//!   `tools/reference/render_prompts.py`), and structurally on every row of the three test sets.
+//! - Rendering against Auto-J's code's own rendering of its example, against
+//!   `tests/golden/autoj_rendered.json` (Python `str.format` exactly as Auto-J's code calls it,
+//!   on real test-set rows and adversarial texts: `tools/reference/render_prompts.py`), and
+//!   structurally on every row of the three test sets.
 //! - Verdict tables with critiques in both languages, each row marked by how Auto-J's own
 //!   extractors (ported below) fare on it: the same verdict, a silent failure we tolerate, or a
 //!   verdict we deliberately refuse.
 //! - The `prompt` and `parse` subcommands end to end.
 //!
-//! `../shared` sits beside the checkout (CI has it); without it these tests fail, naming it.
+//! The rows and examples come from the excerpt in `tests/fixtures/autoj/`; the checks over
+//! Auto-J's original files (templates, whole test sets, the excerpt itself) are skipped, saying
+//! so, where those are absent (`tests/autoj`).
 
+mod autoj;
 mod test_model;
 
 use std::io::Write;
@@ -24,28 +27,8 @@ use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
 use webjudge::weights::{DType, Manifest};
 
+use autoj::{excerpt_row, excerpt_rows, excerpt_set, Originals, RENDERED_EXAMPLES};
 use test_model::webjudge;
-
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/autoj");
-
-fn shared_text(relative: &str) -> String {
-    let path = Path::new(SHARED).join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "{}: {error}. These tests need Auto-J's templates and test sets in ../shared/autoj beside the \
-             checkout (CI provides it).",
-            path.display()
-        )
-    })
-}
-
-/// The rows of one Auto-J test set (`testdata_pairwise`, `testdata_critique`, `zh_testdata_critique`).
-fn test_set(name: &str) -> Vec<Value> {
-    shared_text(&format!("data/{name}.jsonl"))
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("JSONL row"))
-        .collect()
-}
 
 fn llama2() -> ChatTemplate {
     ChatTemplate::llama2()
@@ -83,11 +66,13 @@ fn assert_same_text(got: &str, want: &str, what: &str) {
 
 #[test]
 fn embedded_templates_are_auto_js_byte_for_byte() {
+    // Without the originals the goldens still pin every template byte: Python rendered them.
+    let Some(originals) = Originals::find() else { return };
     for protocol in Protocol::ALL {
-        let original = shared_text(&format!("templates/{}.txt", protocol.name()));
+        let original = originals.text(&format!("templates/{}.txt", protocol.name()));
         assert_same_text(protocol.template(), &original, protocol.name());
     }
-    assert_eq!(llama2().template, shared_text("templates/llama2_wrapper.txt"));
+    assert_eq!(llama2().template, originals.text("templates/llama2_wrapper.txt"));
     // `single` keeps its line of two spaces.
     assert!(Protocol::Single.template().contains("grade the response:\n  \n[BEGIN DATA]"));
 }
@@ -95,7 +80,7 @@ fn embedded_templates_are_auto_js_byte_for_byte() {
 #[test]
 fn renders_the_original_example_byte_for_byte() {
     let examples: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&shared_text("templates/rendered_examples.json")).expect("rendered_examples.json");
+        serde_json::from_str(RENDERED_EXAMPLES).expect("rendered_examples.json");
     let names: Vec<&str> = examples.keys().map(String::as_str).collect();
     let mut all: Vec<&str> = Protocol::ALL.iter().map(Protocol::name).collect();
     all.sort_unstable();
@@ -108,6 +93,19 @@ fn renders_the_original_example_byte_for_byte() {
             Item::Single { query: "instruction".into(), response: "resp1".into() }
         };
         assert_same_text(&model_input(protocol, &item, &llama2()).unwrap(), want, name);
+    }
+}
+
+#[test]
+fn the_excerpt_is_auto_js_verbatim() {
+    let Some(originals) = Originals::find() else { return };
+    let copy = "tests/fixtures/autoj/rendered_examples.json";
+    assert_same_text(RENDERED_EXAMPLES, &originals.text("templates/rendered_examples.json"), copy);
+    let mut sets = std::collections::HashMap::new();
+    for kept in excerpt_rows() {
+        let rows = sets.entry(kept.set.clone()).or_insert_with(|| originals.test_set(&kept.set));
+        let (set, line) = (&kept.set, kept.line);
+        assert_eq!(kept.row, rows[line - 1], "{set} line {line} differs: rerun tools/reference/autoj_excerpt.py");
     }
 }
 
@@ -131,7 +129,6 @@ struct GoldenCase {
 fn renders_like_python_str_format_on_test_rows_and_adversarial_text() {
     let golden: Golden =
         serde_json::from_str(include_str!("golden/autoj_rendered.json")).expect("tests/golden/autoj_rendered.json");
-    let mut sets = std::collections::HashMap::new();
     let (mut rows, mut adversarial) = (0, 0);
     for case in &golden.cases {
         let protocol: Protocol = case.protocol.parse().unwrap();
@@ -142,8 +139,7 @@ fn renders_like_python_str_format_on_test_rows_and_adversarial_text() {
             }
             (None, Some(set), Some(line)) => {
                 rows += 1;
-                let set_rows = sets.entry(set.clone()).or_insert_with(|| test_set(set));
-                let item = Item::from_autoj_row(&set_rows[line - 1], protocol).unwrap();
+                let item = Item::from_autoj_row(&excerpt_row(set, line), protocol).unwrap();
                 (item, format!("{protocol} {set} line {line}"))
             }
             _ => panic!("golden case without an item or a row"),
@@ -185,13 +181,14 @@ fn concatenated(protocol: Protocol, values: &[&str]) -> String {
 
 #[test]
 fn every_test_set_row_renders_as_plain_concatenation() {
+    let Some(originals) = Originals::find() else { return };
     let sets: [(&str, &[Protocol]); 3] = [
         ("testdata_pairwise", &[Protocol::PairwiseTie, Protocol::ZhPairwiseTie]),
         ("testdata_critique", &[Protocol::Single]),
         ("zh_testdata_critique", &[Protocol::ZhSingle]),
     ];
     for (name, protocols) in sets {
-        let rows = test_set(name);
+        let rows = originals.test_set(name);
         assert!(rows.len() >= 232, "{name}: {} rows", rows.len());
         let braced = rows.iter().filter(|row| row.to_string().contains('{')).count();
         assert!(braced > 0, "{name}: some rows carry braces, the case that matters");
@@ -673,7 +670,7 @@ fn cli_prompt_writes_the_exact_inputs() {
         ("testdata_critique", "single"),
         ("zh_testdata_critique", "zh_single"),
     ] {
-        let rows: Vec<Value> = test_set(set).into_iter().take(4).collect();
+        let rows: Vec<Value> = excerpt_set(set).into_iter().take(4).collect();
         let protocol: Protocol = protocol.parse().unwrap();
         // A blank line (as at the end of many files) is skipped.
         let out = json_lines(&["prompt", "--protocol", protocol.name()], &(jsonl(&rows) + "\n"));
@@ -686,7 +683,7 @@ fn cli_prompt_writes_the_exact_inputs() {
     // The golden's first case through the CLI: byte-exact against Python.
     let golden: Golden = serde_json::from_str(include_str!("golden/autoj_rendered.json")).unwrap();
     let first = &golden.cases[0];
-    let row = &test_set(first.set.as_deref().unwrap())[first.line.unwrap() - 1];
+    let row = &excerpt_row(first.set.as_deref().unwrap(), first.line.unwrap());
     let out = json_lines(&["prompt", "--protocol", &first.protocol], &jsonl(std::slice::from_ref(row)));
     assert_eq!(out, vec![json!({ "input": first.input })]);
     // "pairwise" names pairwise_tie.
@@ -807,7 +804,7 @@ fn cli_parse_writes_the_verdicts() {
 #[test]
 fn cli_prompt_then_parse_round_trip() {
     // prompt's output, with a critique attached, is parse's input: scripts chain the two.
-    let rows: Vec<Value> = test_set("testdata_pairwise").into_iter().take(3).collect();
+    let rows: Vec<Value> = excerpt_set("testdata_pairwise").into_iter().take(3).collect();
     let prompts = json_lines(&["prompt", "--protocol", "pairwise_tie"], &jsonl(&rows));
     let critiques = ["So, the final decision is Response 1.", "So, the final decision is Response 2.", "tie?"];
     let with_output: Vec<Value> = prompts

@@ -55,12 +55,14 @@ use webjudge::kernels::{
 use webjudge::model::reference;
 use webjudge::weights::{DType, TensorEntry, TensorPart};
 
-/// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`.
+/// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`,
+/// with the attributes given before its name.
 macro_rules! for_both_variants {
-    ($($test:ident),* $(,)?) => {
+    ($($(#[$attribute:meta])* $test:ident),* $(,)?) => {
         /// Shaders compiled without subgroup operations (workgroup-memory reductions).
         mod fallback {
             $(#[test]
+            $(#[$attribute])*
             fn $test() {
                 super::timed(stringify!($test), false, super::$test);
             })*
@@ -68,6 +70,7 @@ macro_rules! for_both_variants {
         /// Shaders compiled with subgroup reductions, where the adapter has them.
         mod subgroups {
             $(#[test]
+            $(#[$attribute])*
             fn $test() {
                 super::timed(stringify!($test), true, super::$test);
             })*
@@ -75,12 +78,16 @@ macro_rules! for_both_variants {
     };
 }
 
+// The linear layers at real shapes (weights up to ~90 MB, ~10 s each on lavapipe) run in the
+// full tier only (`make test`; README, "Tests and goldens").
 for_both_variants!(
     embedding_all_dtypes_and_parts,
     rmsnorm_rows,
     linear_all_dtypes_modes_and_parts,
     matvec_more_rows_than_one_grid_dimension,
+    #[ignore = "full tier: make test"]
     linear_auto_j_13b_shapes,
+    #[ignore = "full tier: make test"]
     linear_yi_6b_shapes,
     rope_positions_and_thetas,
     attention_prefill_then_decode,

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Install what building and testing webjudge needs on a Debian machine (run as root).
-# Idempotent: installs only what is missing.
+# Idempotent: installs only what is missing. With --native, only what the native build and its
+# tests need (`make check`): no browser, no wasm tools.
 set -euo pipefail
 
-need_apt=()
+native_only=false
+[[ "${1:-}" == "--native" ]] && native_only=true
+
+packages=(mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates curl)
 # chromium and chromium-driver: the browser tests (tools/test_wasm.sh, tests/browser/).
-for pkg in mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates curl chromium chromium-driver; do
+$native_only || packages+=(chromium chromium-driver)
+need_apt=()
+for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 # pip may come from pyenv rather than Debian; either serves tools/fetch_test_model.sh.
@@ -22,6 +28,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found; install Rust with rustup (https://rustup.rs) and retry" >&2
     exit 1
 fi
+$native_only && exit 0
 # The library also builds for the browser; `make test` checks that it does.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown >&2

@@ -12,7 +12,11 @@ import { parseRows, record, toCsv, toJsonl } from "../../www/batch-data.js";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const GOLDEN = JSON.parse(readFileSync(join(REPO, "tests/golden/autoj_metrics.json"), "utf8"));
-const AUTOJ_DATA = join(REPO, "../shared/autoj/data");
+// Auto-J's original files, as the Rust tests find them (tests/autoj): WEBJUDGE_AUTOJ_DIR when
+// set (then required), else ../shared/autoj beside the checkout when present.
+const AUTOJ_DIR = process.env.WEBJUDGE_AUTOJ_DIR || join(REPO, "../shared/autoj");
+const AUTOJ_DATA = join(AUTOJ_DIR, "data");
+const AUTOJ_MISSING = !process.env.WEBJUDGE_AUTOJ_DIR && !existsSync(AUTOJ_DIR);
 
 // Auto-J's codes (0, 1, 2; -1 unparsed) as the page's verdicts.
 const CODES = { 0: "response1", 1: "response2", 2: "tie" };
@@ -54,7 +58,7 @@ test("rows that could not be judged are left out of the metrics", () => {
   assert.deepEqual(figures.at(-1), { name: "Overall", rows: 1, agreement: 100, consistency: null });
 });
 
-test("Auto-J's test files parse, with their labels", { skip: !existsSync(AUTOJ_DATA) && "no ../shared/autoj" }, () => {
+test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `needs Auto-J's original files, not found in ${AUTOJ_DIR} (set WEBJUDGE_AUTOJ_DIR)` }, () => {
   const pairs = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_pairwise.jsonl"), "utf8"));
   assert.equal(pairs.length, 1392);
   assert.deepEqual(pairs[781], {
