@@ -55,7 +55,7 @@ async function isFallbackAdapter() {
 
 // Measured with the small test model in headless Chromium on SwiftShader, two cores (2026-11-29).
 const FALLBACK_SPEED =
-  "a software (fallback) adapter: WebGPU runs on the CPU. Expect about 2 prompt and 0.5 critique " +
+  "a software (fallback) adapter: WebGPU runs on the CPU. Expect about 5 prompt and 0.8 critique " +
   "tokens per second for the 135M test model, and far less for Auto-J; a GPU is needed for real use.";
 
 function showInfo(info, fallback) {
