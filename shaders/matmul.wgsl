@@ -16,6 +16,8 @@ const TILE_R: u32 = MATMUL_TILE_ROWS;
 const ROW_LANES: u32 = TILE_R / 4u;
 const TOKEN_LANES: u32 = TILE_T / 4u;
 const_assert ROW_LANES * TOKEN_LANES == WG;
+// Four invocations decode each row's 32-value block, a quarter each.
+const_assert TILE_R * 4u == WG;
 // The block's x values are TILE_T x 8 vec4s, loaded a whole number of times by WG invocations.
 const_assert TILE_T * 8u % WG == 0u;
 
@@ -50,15 +52,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let my_tokens = lane.index / ROW_LANES;
     var acc: array<vec4<f32>, 4>;
     for (var b = 0u; b < blocks; b++) {
-        if lane.index < TILE_R {
-            let r = row0 + lane.index;
-            var values: array<vec4<f32>, 8>;
-            if r < params.rows {
-                values = load_block(r * blocks + b, params.params_offset, params.group);
-            }
-            for (var k = 0u; k < 32u; k++) {
-                w_tile[k * ROW_LANES + lane.index / 4u][lane.index % 4u] = values[k / 4u][k % 4u];
-            }
+        // Every invocation decodes a quarter of one row's block: values 8q..8q+7, q = lane % 4.
+        let tile_row = lane.index / 4u;
+        let quarter = lane.index % 4u;
+        var values = array<vec4<f32>, 2>();
+        if row0 + tile_row < params.rows {
+            values = load_quarter((row0 + tile_row) * blocks + b, quarter, params.params_offset, params.group);
+        }
+        for (var k = 0u; k < 8u; k++) {
+            w_tile[(quarter * 8u + k) * ROW_LANES + tile_row / 4u][tile_row % 4u] = values[k / 4u][k % 4u];
         }
         // TILE_T tokens x 8 vec4s of this block.
         for (var pass_ = 0u; pass_ < TILE_T * 8u / WG; pass_++) {

@@ -1,24 +1,19 @@
-// Weight decoding: `load_block` returns 32 consecutive values of a tensor part as
-// f32, `dot_block` their dot product with 32 values of x (scale and offset applied once
-// per block). Exactly one WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
+// Weight decoding: `load_quarter` returns 8 consecutive values of a tensor part as f32
+// (quarter q of a 32-value block: values 8q..8q+7), `load_block` all 32, `dot_block` their
+// dot product with 32 values of x (scale and offset applied once per block). Exactly one
+// WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
 // The including shader binds `weights: array<vec4<u32>>`; `block` counts 32-value
 // blocks from the start of the part, `params_offset` is the word where a quantized
 // part's group parameters start.
 
 #ifdef WEIGHTS_Q4
-fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8> {
-    let packed = weights[block];
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
     let word = params_offset + block * 32u / group;
     let scale_offset = unpack2x16float(weights[word / 4u][word % 4u]);
-    var out: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 4u; i++) {
-        let w = packed[i];
-        let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
-        let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
-        out[2u * i] = low * scale_offset.x + scale_offset.y;
-        out[2u * i + 1u] = high * scale_offset.x + scale_offset.y;
-    }
-    return out;
+    let w = weights[block][quarter];
+    let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+    let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+    return array<vec4<f32>, 2>(low * scale_offset.x + scale_offset.y, high * scale_offset.x + scale_offset.y);
 }
 
 // scale * dot(q, x) + offset * sum(x): the offset is applied once per block.
@@ -46,19 +41,14 @@ fn unpack_i8x4(w: u32) -> vec4<f32> {
     return vec4<f32>(bytes >> vec4<u32>(24u));
 }
 
-fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8> {
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
     let g = block * 32u / group;
     let word = params_offset + g / 2u;
     let scales = unpack2x16float(weights[word / 4u][word % 4u]);
     let scale = select(scales.x, scales.y, g % 2u == 1u);
-    var out: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 2u; i++) {
-        let packed = weights[2u * block + i];
-        for (var j = 0u; j < 4u; j++) {
-            out[4u * i + j] = unpack_i8x4(packed[j]) * scale;
-        }
-    }
-    return out;
+    let packed = weights[2u * block + quarter / 2u];
+    let first = 2u * (quarter % 2u);
+    return array<vec4<f32>, 2>(unpack_i8x4(packed[first]) * scale, unpack_i8x4(packed[first + 1u]) * scale);
 }
 
 // scale * dot(q, x): the scale is applied once per block.
@@ -78,26 +68,34 @@ fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>
 #endif
 
 #ifdef WEIGHTS_F16
-fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8> {
-    var out: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 4u; i++) {
-        let packed = weights[4u * block + i];
-        out[2u * i] = vec4<f32>(unpack2x16float(packed.x), unpack2x16float(packed.y));
-        out[2u * i + 1u] = vec4<f32>(unpack2x16float(packed.z), unpack2x16float(packed.w));
-    }
-    return out;
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+    let packed = weights[4u * block + quarter];
+    return array<vec4<f32>, 2>(
+        vec4<f32>(unpack2x16float(packed.x), unpack2x16float(packed.y)),
+        vec4<f32>(unpack2x16float(packed.z), unpack2x16float(packed.w)),
+    );
 }
 #endif
 
 #ifdef WEIGHTS_F32
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        bitcast<vec4<f32>>(weights[8u * block + 2u * quarter]),
+        bitcast<vec4<f32>>(weights[8u * block + 2u * quarter + 1u]),
+    );
+}
+#endif
+
+// The whole block, quarter by quarter.
 fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8> {
     var out: array<vec4<f32>, 8>;
-    for (var i = 0u; i < 8u; i++) {
-        out[i] = bitcast<vec4<f32>>(weights[8u * block + i]);
+    for (var quarter = 0u; quarter < 4u; quarter++) {
+        let values = load_quarter(block, quarter, params_offset, group);
+        out[2u * quarter] = values[0];
+        out[2u * quarter + 1u] = values[1];
     }
     return out;
 }
-#endif
 
 // Unquantized weights have no per-block parameters to factor out: decode, then multiply.
 #ifndef WEIGHTS_Q4
