@@ -4,7 +4,7 @@
 
 import { download, el } from "./dom.js";
 import { parseRows, record, toCsv, toJsonl } from "./batch-data.js";
-import { pairwiseMetrics } from "./metrics.js";
+import { pairwiseMetrics } from "./judge-client.js";
 import { duration } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -90,8 +90,9 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     } finally {
       controller = null;
       $("batch-current").replaceChildren();
+      // Before the buttons come back, so a finished batch shows its figures.
+      await showMetrics(records).catch(showError);
       setRunning(false);
-      showMetrics(records);
     }
   });
 
@@ -154,8 +155,10 @@ function resultRow(row, judged) {
   );
 }
 
-function showMetrics(records) {
-  const figures = pairwiseMetrics(records);
+// Auto-J's agreement and consistency, from the Rust pairwise_eval (the wasm pairwiseMetrics,
+// run in the judge worker).
+async function showMetrics(records) {
+  const figures = records.length === 0 ? [] : (await pairwiseMetrics(records)).table;
   $("metrics").hidden = figures.length === 0;
   const percent = (x) => (x === null ? "–" : x.toFixed(2));
   $("metrics").tBodies[0].replaceChildren(

@@ -1,6 +1,6 @@
 // The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
-// generate, info, unload, clearCache), with the engine running in a dedicated worker so the page
-// stays responsive while a model loads or a critique streams.
+// generate, info, unload, clearCache) and its pairwiseMetrics, with the engine running in a
+// dedicated worker so the page stays responsive while a model loads or a critique streams.
 //
 // One worker per model URL serves everything on the page: two <web-judge> elements, or the page
 // and an element, asking for the same model share one download and one copy in GPU memory. The
@@ -117,6 +117,24 @@ function split(options = {}) {
   return [rest, { onToken, signal }];
 }
 
+// Sends a request that needs no model to the worker of `modelUrl` when one is running (any
+// worker when undefined), else to a short-lived one.
+async function anyWorker(modelUrl, fields) {
+  const existing = modelUrl === undefined ? sessions.values().next().value : sessions.get(modelUrl);
+  const session = existing ?? new Session(modelUrl);
+  try {
+    return await session.request(fields);
+  } finally {
+    if (!existing) session.worker.terminate();
+  }
+}
+
+// Auto-J's pairwise metrics of batch records (batch-data.js's record shape), computed by the
+// wasm export of the same name (the Rust the CLI uses): { table, unlabelled, ungrouped }.
+export function pairwiseMetrics(records) {
+  return anyWorker(undefined, { op: "pairwiseMetrics", records });
+}
+
 export class Judge {
   constructor(session) {
     this.session = session;
@@ -139,17 +157,10 @@ export class Judge {
     return new Judge(session);
   }
 
-  // The cache belongs to the origin, not to a worker: a short-lived worker clears it unless one
-  // for that model is already running.
-  static async clearCache(modelUrl) {
+  // The cache belongs to the origin, not to a worker.
+  static clearCache(modelUrl) {
     const base = modelUrl === undefined ? undefined : modelBase(modelUrl);
-    const existing = base && sessions.get(base);
-    const session = existing ?? new Session(base);
-    try {
-      await session.request({ op: "clearCache", modelUrl: base });
-    } finally {
-      if (!existing) session.worker.terminate();
-    }
+    return anyWorker(base, { op: "clearCache", modelUrl: base });
   }
 
   pairwise(input, options) {

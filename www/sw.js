@@ -12,7 +12,6 @@ const SHELL = [
   "./item.js",
   "./batch.js",
   "./batch-data.js",
-  "./metrics.js",
   "./messages.js",
   "./dom.js",
   "./examples.js",

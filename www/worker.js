@@ -7,13 +7,14 @@
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
+//                  { id, op: "pairwiseMetrics", records }       needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
 //                  { id, type: "token", text, order }
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge } from "./pkg/webjudge.js";
+import init, { Judge, pairwiseMetrics } from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -59,6 +60,8 @@ async function handle(message, signal) {
       return judge.info();
     case "clearCache":
       return Judge.clearCache(message.modelUrl);
+    case "pairwiseMetrics":
+      return pairwiseMetrics(message.records);
     case "pairwise":
       return loaded().pairwise(message.input, { ...options, onToken, signal });
     case "single":

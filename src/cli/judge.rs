@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use webjudge::judge::dataset::{parse_rows, resume_output, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::session::{Judge, JudgeOptions, Judgement, Order, SwapJudgement, AUTOJ_MAX_NEW_TOKENS};
-use webjudge::judge::{Item, Protocol, Winner};
+use webjudge::judge::{Item, Protocol};
 use webjudge::model::LoadOptions;
 use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::writer::hex;
@@ -226,17 +226,7 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
         outln!("{} ratings parsed, {} unparsed", ratings.len(), records.len() - errors - ratings.len())?;
         return Ok(());
     }
-    let winner = |value: &Value| serde_json::from_value::<Option<Winner>>(value.clone()).ok().flatten();
-    let judged: Vec<Judged> = records
-        .iter()
-        .filter(|r| r.get("error").is_none())
-        .map(|r| Judged {
-            scenario: r["scenario"].as_str().map(str::to_string),
-            label: winner(&r["label"]),
-            verdict: winner(&r["winner"]),
-            swapped_verdict: r.get("swapped_winner_mapped").map(winner),
-        })
-        .collect();
+    let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
     let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
     if metrics.rows > 0 {
         std::io::stdout().write_all(metrics.original_table().as_bytes())?;

@@ -53,6 +53,27 @@ pub struct Judged {
     pub swapped_verdict: Option<Option<Winner>>,
 }
 
+impl Judged {
+    /// A row of the batch record shape (`webjudge judge --output` JSONL and the page's export;
+    /// the page passes its records through the wasm `pairwiseMetrics`): `scenario`, `label`,
+    /// `winner` and, for a pair judged in both orders, `swapped_winner_mapped`. `None` for a row
+    /// that could not be judged (it has `error`): such rows are left out of every figure. A
+    /// label or verdict that is missing or not `"response1"`, `"response2"` or `"tie"` counts as
+    /// absent (unparsed).
+    pub fn from_record(record: &serde_json::Value) -> Option<Judged> {
+        if record.get("error").is_some() {
+            return None;
+        }
+        let winner = |value: &serde_json::Value| Winner::deserialize(value).ok();
+        Some(Judged {
+            scenario: record["scenario"].as_str().map(str::to_string),
+            label: winner(&record["label"]),
+            verdict: winner(&record["winner"]),
+            swapped_verdict: record.get("swapped_winner_mapped").map(winner),
+        })
+    }
+}
+
 /// Auto-J's scenario groups: group names in order, each with its scenarios.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScenarioGroups {
@@ -365,8 +386,8 @@ impl Metrics {
         }
     }
 
-    /// The groups in order, then the overall row.
-    fn table_rows(&self) -> impl Iterator<Item = (&str, GroupMetrics)> {
+    /// The groups in order, then the overall row (named [`OVERALL`]).
+    pub fn table_rows(&self) -> impl Iterator<Item = (&str, GroupMetrics)> {
         let groups = self.group_order.iter().map(|name| (name.as_str(), self.per_group[name].clone()));
         groups.chain(std::iter::once((OVERALL, self.overall())))
     }

@@ -12,10 +12,13 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseResult, ProfileResult, SingleResult};
+use super::types::{
+    self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, PairwiseResult, ProfileResult, SingleResult,
+};
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
+use crate::judge::metrics::{self, Judged, ScenarioGroups};
 use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{Item, Protocol};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
@@ -179,6 +182,24 @@ impl JudgeCall {
             abort,
         })
     }
+}
+
+/// Auto-J's pairwise evaluation (agreement and swap consistency, per scenario group and
+/// overall) of batch records, computed by the same code as `webjudge judge`'s metrics. Needs
+/// no model (and no GPU).
+#[wasm_bindgen(js_name = pairwiseMetrics, unchecked_return_type = "PairwiseMetrics")]
+pub fn pairwise_metrics(
+    #[wasm_bindgen(unchecked_param_type = "BatchRecord[]")] records: JsValue,
+) -> Result<JsValue, JsValue> {
+    let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records).map_err(|error| {
+        WebError::InvalidInput(format!("pairwiseMetrics: records must be an array of objects: {error}"))
+    })?;
+    if let Some(position) = records.iter().position(|record| !record.is_object()) {
+        return Err(WebError::InvalidInput(format!("pairwiseMetrics: record {position} is not an object")).into());
+    }
+    let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
+    let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
+    Ok(types::to_js(&PairwiseMetrics::new(&figures)))
 }
 
 #[wasm_bindgen]

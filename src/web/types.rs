@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
+use crate::judge::metrics::{GroupMetrics, Metrics};
 use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement};
 use crate::judge::Winner;
 
@@ -149,6 +150,43 @@ export interface Architecture {
   vocab: number;
   /** The model's own context; `ModelInfo.contextLength` is what was loaded. */
   context: number;
+}
+
+/** A batch record as `pairwiseMetrics` reads it: the shape of `webjudge judge --output`'s
+ *  JSONL and of the page's export (other fields are ignored). */
+export interface BatchRecord {
+  scenario?: string | null;
+  /** The human label; rows without one are not scored. */
+  label?: Winner | null;
+  winner?: Winner | null;
+  /** Present only for a pair judged in both orders: the swapped verdict in the original order. */
+  swapped_winner_mapped?: Winner | null;
+  /** Present when the row could not be judged: it is left out of every figure. */
+  error?: string;
+}
+
+/** One line of Auto-J's pairwise_eval table: a scenario group, or "Overall". */
+export interface MetricsRow {
+  name: string;
+  /** Labelled rows scored. */
+  rows: number;
+  /** Percent of rows whose verdict matches the label (in both orders, for swapped rows). */
+  agreement: number;
+  /** Percent of swapped rows whose two verdicts agree; null when no row was swapped. */
+  consistency: number | null;
+  /** Rows with an unparsed verdict (in either order). */
+  unparsed: number;
+  /** Rows judged in both orders. */
+  swapped: number;
+}
+
+export interface PairwiseMetrics {
+  /** The groups that have rows, in Auto-J's order, then "Overall"; empty when no row has a label. */
+  table: MetricsRow[];
+  /** Rows without a label, left out of every figure. */
+  unlabelled: number;
+  /** Scored rows whose scenario is in no group (counted in "Overall" only). */
+  ungrouped: number;
 }
 
 export interface ModelInfo {
@@ -332,6 +370,31 @@ pub struct ModelInfo {
     pub from_cache: bool,
     pub downloaded_bytes: u64,
     pub architecture: ArchitectureInfo,
+}
+
+#[derive(Serialize)]
+pub struct MetricsRow {
+    pub name: String,
+    #[serde(flatten)]
+    pub figures: GroupMetrics,
+}
+
+#[derive(Serialize)]
+pub struct PairwiseMetrics {
+    pub table: Vec<MetricsRow>,
+    pub unlabelled: usize,
+    pub ungrouped: usize,
+}
+
+impl PairwiseMetrics {
+    pub fn new(metrics: &Metrics) -> Self {
+        let table = if metrics.rows == 0 {
+            Vec::new()
+        } else {
+            metrics.table_rows().map(|(name, figures)| MetricsRow { name: name.to_string(), figures }).collect()
+        };
+        Self { table, unlabelled: metrics.unlabelled, ungrouped: metrics.ungrouped }
+    }
 }
 
 /// Plain JS objects and arrays (not Maps), `null` for `None`.

@@ -24,6 +24,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { CHROMIUM_OPTIONS } from "./chromium.mjs";
+import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
 import { startServer } from "./server.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -173,6 +174,12 @@ test("markup in a batch row shows as text, and the results export", { timeout: S
   assert.equal(await page.locator("img").count(), 0);
   assert.equal(await page.evaluate(() => window.__xss), undefined);
   assert.match(await page.textContent("#metrics"), /Overall/);
+  // The page's metrics path (judge-client → worker → the wasm pairwiseMetrics) against the
+  // reference the native metrics are checked with.
+  for (const { name, records, expected } of goldenCases()) {
+    const metrics = await page.evaluate(async (records) => (await import("./judge-client.js")).pairwiseMetrics(records), records);
+    assertMatchesGolden(name, metrics, expected);
+  }
 
   const [download] = await Promise.all([page.waitForEvent("download"), page.click("#export-jsonl")]);
   const exported = (await readFile(await download.path(), "utf8")).trim().split("\n").map((line) => JSON.parse(line));

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The page's tests: units.test.mjs (its pure modules under Node) and e2e.test.mjs (www/ end to
-# end in headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the
-# system Chromium). Needs the native build and the converted test model (make builds both);
-# builds only www/pkg/ when it is missing.
+# The page's tests: units.test.mjs (its modules and the wasm pairwiseMetrics under Node) and
+# e2e.test.mjs (www/ end to end in headless Chromium with WebGPU on SwiftShader, driven by
+# playwright-core against the system Chromium). Needs the native build and the converted test
+# model (make builds both); builds only www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
 

@@ -1,61 +1,42 @@
-// The page's pure modules under Node, no browser: batch metrics against the same independent
-// reference the native metrics are checked with (tests/golden/autoj_metrics.json, from
-// tools/reference/pairwise_eval.py), Auto-J test-data parsing, and the export formats.
+// The page's modules under Node, no browser: the wasm pairwiseMetrics export the page's batch
+// metrics come from (www/pkg, run here without a worker) against the same independent reference
+// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing, and the
+// export formats.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { pairwiseMetrics } from "../../www/metrics.js";
+import init, { pairwiseMetrics } from "../../www/pkg/webjudge.js";
 import { parseRows, record, toCsv, toJsonl } from "../../www/batch-data.js";
+import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const GOLDEN = JSON.parse(readFileSync(join(REPO, "tests/golden/autoj_metrics.json"), "utf8"));
 // Auto-J's original files, as the Rust tests find them (tests/autoj): WEBJUDGE_AUTOJ_DIR when
 // set (then required), else ../shared/autoj beside the checkout when present.
 const AUTOJ_DIR = process.env.WEBJUDGE_AUTOJ_DIR || join(REPO, "../shared/autoj");
 const AUTOJ_DATA = join(AUTOJ_DIR, "data");
 const AUTOJ_MISSING = !process.env.WEBJUDGE_AUTOJ_DIR && !existsSync(AUTOJ_DIR);
 
-// Auto-J's codes (0, 1, 2; -1 unparsed) as the page's verdicts.
-const CODES = { 0: "response1", 1: "response2", 2: "tie" };
-const SWAP = { response1: "response2", response2: "response1", tie: "tie" };
-const verdict = (code) => CODES[code] ?? null;
+await init({ module_or_path: readFileSync(join(REPO, "www/pkg/webjudge_bg.wasm")) });
 
-test("batch metrics match Auto-J's pairwise_eval reference", () => {
-  assert.equal(GOLDEN.cases.length, 3);
-  for (const { name, rows, expected } of GOLDEN.cases) {
-    const records = rows.map((row) => ({
-      scenario: row.scenario ?? null,
-      label: verdict(row.label),
-      winner: verdict(row.output),
-      // The reference stores the verdict on the swapped order; the page's records map it back.
-      ...("output_exchange" in row ? { swapped_winner_mapped: SWAP[verdict(row.output_exchange)] ?? null } : {}),
-    }));
-    const figures = pairwiseMetrics(records);
-    const overall = figures.at(-1);
-    assert.equal(overall.name, "Overall");
-    assert.deepEqual(
-      figures.slice(0, -1).map((f) => f.name),
-      expected.group_order,
-      `${name}: group order`,
-    );
-    for (const [f, want] of [[overall, expected], ...figures.slice(0, -1).map((f) => [f, expected.groups[f.name]])]) {
-      assert.equal(f.rows, want.rows, `${name} ${f.name} rows`);
-      assert.ok(Math.abs(f.agreement - want.agreement) < 1e-9, `${name} ${f.name} agreement ${f.agreement} vs ${want.agreement}`);
-      if (want.consistency === null) assert.equal(f.consistency, null, `${name} ${f.name} consistency`);
-      else assert.ok(Math.abs(f.consistency - want.consistency) < 1e-9, `${name} ${f.name} consistency`);
-    }
+test("the wasm pairwiseMetrics matches Auto-J's pairwise_eval reference", () => {
+  for (const { name, records, expected } of goldenCases()) {
+    assertMatchesGolden(name, pairwiseMetrics(records), expected);
   }
 });
 
 test("rows that could not be judged are left out of the metrics", () => {
-  const figures = pairwiseMetrics([
-    { scenario: "chitchat", label: "tie", winner: "tie" },
+  const metrics = pairwiseMetrics([
+    { scenario: "chitchat", label: "tie", winner: "tie", critique: "ignored" },
     { scenario: "chitchat", label: "tie", error: "InputTooLong: 5000 tokens" },
+    { scenario: "chitchat", label: null, winner: "tie" },
   ]);
-  assert.deepEqual(figures.at(-1), { name: "Overall", rows: 1, agreement: 100, consistency: null });
+  assert.deepEqual(metrics.table.at(-1), { name: "Overall", rows: 1, agreement: 100, consistency: null, unparsed: 0, swapped: 0 });
+  assert.equal(metrics.unlabelled, 1);
+  assert.deepEqual(pairwiseMetrics([{ label: null, winner: "tie" }]).table, []);
+  assert.throws(() => pairwiseMetrics([3]), (error) => error.name === "InvalidInput");
 });
 
 test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `needs Auto-J's original files, not found in ${AUTOJ_DIR} (set WEBJUDGE_AUTOJ_DIR)` }, () => {
