@@ -81,6 +81,7 @@ fn fixture_checkpoint(name: &str, case: &str, weights: Option<&BTreeMap<String, 
         std::fs::copy(fixture(name).join(file), hf.join(file)).unwrap();
     }
     std::fs::write(hf.join("tokenizer.json"), tokenizer_json(96)).unwrap();
+    write_tokenizer_config(&hf);
     if let Some(weights) = weights {
         write_weights(&hf, &raw_entries(weights), 1, SAFETENSORS_NAMES, write_safetensors);
     }
@@ -331,7 +332,7 @@ fn plain_symmetric_order_keeps_the_codes_bit_exactly() {
     let weights = read_raw(&fixture("gptq_plain_sym").join("model.safetensors"));
     let bin = scratch("plain_sym_bin").join("hf");
     std::fs::create_dir_all(&bin).unwrap();
-    for file in ["config.json", "quantize_config.json", "tokenizer.json"] {
+    for file in ["config.json", "quantize_config.json", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(hf.join(file), bin.join(file)).unwrap();
     }
     let mut file = std::fs::File::create(bin.join("gptq_model-4bit-32g.bin")).unwrap();

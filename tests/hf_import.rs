@@ -451,6 +451,17 @@ fn unusable_checkpoints_are_named() {
     std::fs::write(hf.join("tokenizer_config.json"), json!({"chat_template": chatml}).to_string()).unwrap();
     let manifest = convert_hf(&hf, &out, &options(Quant::Q8, 32), &mut |_, _| {}).unwrap().manifest;
     assert_eq!(manifest.chat_template, ChatTemplate::chatml(None));
+    // The GGUF importer's policy: another template, or none without LLaMA's tokenizer, is
+    // refused rather than guessed.
+    for (tokenizer_config, expected) in [
+        (json!({"chat_template": "{{ '<start_of_turn>user' }}"}), "neither ChatML"),
+        (json!({"tokenizer_class": "GPT2Tokenizer"}), "tokenizer (GPT2Tokenizer) does not imply"),
+    ] {
+        std::fs::write(hf.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
+        let error = convert_error(&hf, &dir.join("out_refused"), &options(Quant::Q8, 32));
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    write_tokenizer_config(&hf);
     let mut config = config(&expected_architecture(false));
     config["model_type"] = json!("mistral");
     config["architectures"] = json!(["MistralForCausalLM"]);

@@ -348,23 +348,33 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
     Ok(architecture)
 }
 
-/// Picks the prompt wrapper from `tokenizer.chat_template`. Only ChatML and the LLaMA-2
-/// `[INST]` wrapper are recognized; any other template (or none, outside SentencePiece
-/// LLaMA tokenizers, which imply `[INST]`) is an error, because guessing a wrapper would
-/// quietly degrade every answer the model gives.
+/// The GGUF's prompt wrapper: `tokenizer.chat_template` under [`chat_template_policy`];
+/// the SentencePiece tokenizer (`tokenizer.ggml.model` "llama") is LLaMA's.
 fn chat_template(gguf: &GgufFile) -> Result<ChatTemplate, ConvertError> {
     let template = gguf.metadata.get_str("tokenizer.chat_template")?;
     let tokenizer_model = gguf.metadata.get_str("tokenizer.ggml.model")?;
+    chat_template_policy(template, tokenizer_model == Some("llama"), tokenizer_model.unwrap_or("unnamed"))
+}
+
+/// The one policy every importer picks the prompt wrapper by. Only ChatML and the LLaMA-2
+/// `[INST]` wrapper are recognized; with no template, `[INST]` where the tokenizer is
+/// LLaMA's SentencePiece one (LLaMA-2 and its fine-tunes, Auto-J among them). Anything
+/// else is an error naming `tokenizer`, because guessing a wrapper would quietly degrade
+/// every answer the model gives.
+pub fn chat_template_policy(
+    template: Option<&str>,
+    llama_sentencepiece: bool,
+    tokenizer: &str,
+) -> Result<ChatTemplate, ConvertError> {
     match template {
         Some(t) if t.contains("<|im_start|>") => Ok(ChatTemplate::chatml(default_system_message(t).as_deref())),
         Some(t) if t.contains("[INST]") => Ok(ChatTemplate::llama2()),
-        None if tokenizer_model == Some("llama") => Ok(ChatTemplate::llama2()),
+        None if llama_sentencepiece => Ok(ChatTemplate::llama2()),
         Some(_) => Err(ConvertError::ChatTemplate(
-            "tokenizer.chat_template is neither ChatML (<|im_start|>) nor LLaMA-2 ([INST]), the two wrappers webjudge supports".into(),
+            "the chat template is neither ChatML (<|im_start|>) nor LLaMA-2 ([INST]), the two wrappers webjudge supports".into(),
         )),
         None => Err(ConvertError::ChatTemplate(format!(
-            "tokenizer.chat_template is missing and the tokenizer ({}) does not imply LLaMA-2's [INST] wrapper",
-            tokenizer_model.unwrap_or("unnamed")
+            "the chat template is missing and the tokenizer ({tokenizer}) does not imply LLaMA-2's [INST] wrapper"
         ))),
     }
 }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::convert::{default_system_message, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::convert::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
@@ -237,13 +237,14 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
     Ok(architecture)
 }
 
-/// LLaMA-2's `[INST]` wrapper (Auto-J's) unless `tokenizer_config.json`'s chat template
-/// is ChatML.
-pub fn chat_template(tokenizer_config: Option<&Value>) -> ChatTemplate {
-    match tokenizer_config.and_then(|t| t.get("chat_template")).and_then(Value::as_str) {
-        Some(t) if t.contains("<|im_start|>") => ChatTemplate::chatml(default_system_message(t).as_deref()),
-        _ => ChatTemplate::llama2(),
-    }
+/// The prompt wrapper from `tokenizer_config.json`'s chat template, under the importers'
+/// one policy ([`chat_template_policy`]): LLaMA's SentencePiece tokenizer is a
+/// `tokenizer.model` or a `LlamaTokenizer` class.
+fn chat_template(tokenizer_config: Option<&Value>, has_sentencepiece_model: bool) -> Result<ChatTemplate, HfError> {
+    let field = |key: &str| tokenizer_config.and_then(|t| t.get(key)).and_then(Value::as_str);
+    let class = field("tokenizer_class");
+    let llama = has_sentencepiece_model || class.is_some_and(|c| c.starts_with("LlamaTokenizer"));
+    Ok(chat_template_policy(field("chat_template"), llama, class.unwrap_or("no tokenizer_class"))?)
 }
 
 /// Where a tensor's values come from.
@@ -504,7 +505,7 @@ pub fn convert_hf(
     let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
     let architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
-    let chat_template = chat_template(tokenizer_config.as_ref());
+    let chat_template = chat_template(tokenizer_config.as_ref(), hf_dir.join("tokenizer.model").is_file())?;
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
     let mut gptq_kept = 0;
     let gptq_reordered = plan.iter().filter(|t| t.input_order.is_some()).count();

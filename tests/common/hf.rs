@@ -167,11 +167,17 @@ pub fn tokenizer_json(vocab_size: usize) -> String {
     .to_string()
 }
 
-/// Writes config.json, tokenizer.json and tokenizer_config.json.
+/// Writes config.json, tokenizer.json and tokenizer_config.json (a LLaMA tokenizer class
+/// without a chat template, as LLaMA-2 checkpoints and Auto-J's have).
 pub fn write_metadata(dir: &Path, a: &Architecture) {
     std::fs::write(dir.join("config.json"), config(a).to_string()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), tokenizer_json(a.vocab)).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), json!({"add_bos_token": true}).to_string()).unwrap();
+    write_tokenizer_config(dir);
+}
+
+pub fn write_tokenizer_config(dir: &Path) {
+    let config = json!({"add_bos_token": true, "tokenizer_class": "LlamaTokenizer"});
+    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
 }
 
 pub const SAFETENSORS_NAMES: [&str; 4] = ["model.safetensors", "model", "safetensors", "model.safetensors.index.json"];
