@@ -291,15 +291,15 @@ fn refuses_symlinks_that_leave_the_roots_and_dotfiles() {
 fn closed_within(stream: &mut TcpStream, wait: Duration) -> Option<String> {
     stream.set_read_timeout(Some(wait)).unwrap();
     loop {
-        return match stream.read(&mut [0; 1]) {
+        match stream.read(&mut [0; 1]) {
             Ok(read) => {
                 assert_eq!(read, 0, "the server answered a request it cannot have read");
-                Some("end of stream".into())
+                return Some("end of stream".into());
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
-            Err(e) => Some(e.to_string()),
-        };
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return None,
+            Err(e) => return Some(e.to_string()),
+        }
     }
 }
 
