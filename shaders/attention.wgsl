@@ -2,7 +2,7 @@
 //
 // `store_kv` appends the step's keys and values to the cache as f16 pairs.
 // `attend` gives each workgroup a tile of query rows that share one KV head: the query
-// heads of (part of) one GQA group, for one or more consecutive tokens. It walks the
+// heads of (part of) one GQA group, for one or more consecutive tokens of one sequence. It walks the
 // cached keys in tiles of WG with an online softmax (running max and sum per row), so
 // every key and value read serves all rows of the tile, no score matrix is stored and any
 // context fits in fixed workgroup memory.
@@ -25,7 +25,7 @@ struct Params {
     heads_per_block: u32,  // query heads of one KV group that share a workgroup
     tokens_per_tile: u32,  // tokens whose rows share a workgroup
     splits: u32,           // key ranges per row (attend_split, combine_splits)
-    _pad: u32,
+    slot_positions: u32,   // positions each sequence's slot of the cache holds
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -39,10 +39,11 @@ struct Params {
 // Per split: unnormalized sums (row x pair), and each row's (max, sum).
 @group(0) @binding(8) var<storage, read_write> split_acc: array<vec2<f32>>;
 @group(0) @binding(9) var<storage, read_write> split_stats: array<vec2<f32>>;
+@group(0) @binding(10) var<storage, read> places: array<TokenPlace>;
 
-// Cache word of pair `i` of KV head `head` at position `pos`.
-fn cache_word(pos: u32, head: u32, i: u32) -> u32 {
-    return (pos * params.n_kv_heads + head) * (params.head_dim / 2u) + i;
+// Cache word of pair `i` of KV head `head` at position `pos` of sequence slot `slot`.
+fn cache_word(slot: u32, pos: u32, head: u32, i: u32) -> u32 {
+    return ((slot * params.slot_positions + pos) * params.n_kv_heads + head) * (params.head_dim / 2u) + i;
 }
 
 @compute @workgroup_size(WG)
@@ -53,7 +54,8 @@ fn store_kv(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     if t >= step.n_tokens {
         return;
     }
-    let word = (step.position + t) * kv_pairs + index % kv_pairs;
+    let place = places[t];
+    let word = (place.slot * params.slot_positions + place.position) * kv_pairs + index % kv_pairs;
     k_cache[word] = pack2x16float(k[index]);
     v_cache[word] = pack2x16float(v[index]);
 }
@@ -70,6 +72,7 @@ var<workgroup> part_results: array<f32, WG>;
 
 // What one workgroup is working on (uniform across it).
 struct Tile {
+    slot: u32,        // the sequence of every token in the tile
     kv_head: u32,
     first_head: u32,  // query head of row 0
     first_token: u32,
@@ -91,6 +94,7 @@ fn make_tile(block: u32, token_tile: u32) -> Tile {
     tile.kv_head = block / blocks_per_group;
     tile.first_head = block * params.heads_per_block;
     tile.first_token = token_tile * params.tokens_per_tile;
+    tile.slot = places[min(tile.first_token, step.n_tokens - 1u)].slot;
     let tokens = min(params.tokens_per_tile, step.n_tokens - min(step.n_tokens, tile.first_token));
     tile.rows = tokens * params.heads_per_block;
     return tile;
@@ -158,7 +162,7 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
         scores = array<f32, ATTENTION_MAX_ROWS>();
         if key < last_key {
             for (var i = 0u; i < pairs; i++) {
-                let k_pair = unpack2x16float(k_cache[cache_word(key, tile.kv_head, i)]);
+                let k_pair = unpack2x16float(k_cache[cache_word(tile.slot, key, tile.kv_head, i)]);
                 for (var r = 0u; r < tile.rows; r++) {
                     scores[r] += dot(q_tile[r * pairs + i], k_pair);
                 }
@@ -178,7 +182,7 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
         var part_max = -3.0e38;
         if r < tile.rows {
             // Causal: the row's token sees positions up to its own.
-            let row_keys = step.position + row_token(tile, r) + 1u;
+            let row_keys = places[row_token(tile, r)].position + 1u;
             visible = min(in_tile, max(row_keys, start) - start);
             for (var j = part; j < visible; j += lanes_per_row) {
                 part_max = max(part_max, probs[r * WG + j]);
@@ -228,7 +232,7 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
                     a += pair_chunks();
                 }
                 for (var j = 0u; j < in_tile; j++) {
-                    let v_pair = unpack2x16float(v_cache[cache_word(start + j, tile.kv_head, i)]);
+                    let v_pair = unpack2x16float(v_cache[cache_word(tile.slot, start + j, tile.kv_head, i)]);
                     a = c;
                     for (var r = first_row; r < tile.rows; r += row_step()) {
                         acc[a] += probs[r * WG + j] * v_pair;
@@ -252,7 +256,7 @@ fn row_slots(rows: u32) -> u32 {
 
 // Keys a tile's last row may see.
 fn tile_keys(tile: Tile) -> u32 {
-    return step.position + row_token(tile, tile.rows - 1u) + 1u;
+    return places[row_token(tile, tile.rows - 1u)].position + 1u;
 }
 
 // Grid: x = query head blocks, y = token tiles.

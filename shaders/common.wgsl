@@ -4,14 +4,17 @@
 
 // Values that change between submissions; everything else is fixed per dispatch.
 struct Step {
-    n_tokens: u32,     // tokens in this chunk
-    position: u32,     // absolute position of the chunk's first token
+    n_tokens: u32,     // tokens in this step
     seed: u32,         // sampling seed
     temperature: f32,  // sampling temperature (sampling.wgsl)
     top_p: f32,        // nucleus mass (sampling.wgsl)
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+}
+
+// Where a token of the step belongs: its sequence's KV cache slot and its position in that
+// sequence (one `array<TokenPlace>` entry per token, for the kernels that need it).
+struct TokenPlace {
+    slot: u32,
+    position: u32,
 }
 
 #ifdef SUBGROUPS

@@ -1,19 +1,28 @@
-// Matrix-vector product for decode: y[out_offset + r] (+)= W[r, :] . x.
+// Matrix-vector product for decode: y[t, out_offset + r] (+)= W[r, :] . x[t] for each token t
+// of the step, one per sequence of a batch (up to MATVEC_MAX_TOKENS): a weight block is read
+// once for all of them, which is what batching gains, since decode is bound by reading the
+// weights.
 //
-// A workgroup computes ROWS rows; LANES invocations share a row, each taking every
-// LANES-th 32-value block (neighbours read neighbouring blocks, so a row's weights are
-// read in contiguous runs), and the LANES partial sums meet in workgroup memory. No
-// subgroup operations: the result does not depend on the adapter's subgroup size, and
-// browsers without subgroups run the same code. A quantized block's dot product applies
-// its scale and offset once per block, not once per weight (see `dot_block`).
+// A workgroup computes ROWS rows. An invocation owns ROWS_PER_LANE neighbouring rows and
+// every LANES-th 32-value block of them: each x block it loads serves all its rows (software
+// adapters pay for every load), and neighbouring invocations read neighbouring blocks of a
+// row, so weights are read in contiguous runs. The LANES partial sums of each output meet in
+// workgroup memory. No subgroup operations: the result does not depend on the adapter's
+// subgroup size, and browsers without subgroups run the same code. A quantized block's dot
+// product applies its scale and offset once per block, not once per weight (`dot_block`).
+// Every output is summed in the same order whatever the batch, so a sequence's numbers do
+// not depend on the sequences decoded beside it.
 
 #include "common.wgsl"
 #include "quant.wgsl"
 
-// MATVEC_WORKGROUP and MATVEC_ROWS come from src/kernels/variants.rs.
+// MATVEC_WORKGROUP, MATVEC_ROWS and MATVEC_MAX_TOKENS come from src/kernels/variants.rs.
 const WG: u32 = MATVEC_WORKGROUP;
 const ROWS: u32 = MATVEC_ROWS;
-const LANES: u32 = WG / ROWS;
+const ROWS_PER_LANE: u32 = 4u;
+const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
+const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
+const_assert ROWS % ROWS_PER_LANE == 0u;
 
 struct Params {
     rows: u32,
@@ -21,11 +30,12 @@ struct Params {
     group: u32,
     params_offset: u32,
     out_offset: u32,
-    // 1: read x from the step's last token row (the lm_head after a prefill chunk).
+    // 1: only the step's last token (the lm_head after a prefill chunk), written to row 0.
     x_last_row: u32,
-    // 1: add to y (fuses the residual connection), 0: overwrite.
+    // src/kernels/linear.rs's `Epilogue`: store, add (the residual), or SwiGLU.
     epilogue: u32,
-    _pad0: u32,
+    // Outputs per token in y.
+    out_stride: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -34,30 +44,53 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-var<workgroup> partial_sums: array<f32, WG>;
+// partial_sums[(t * ROWS_PER_LANE + r) * WG + lane]: lane's share of its row r for token t.
+var<workgroup> partial_sums: array<f32, MAX_TOKENS * ROWS_PER_LANE * WG>;
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row = flat_workgroup(wid, nwg) * ROWS + lane.index / LANES;
+    let first_row = flat_workgroup(wid, nwg) * ROWS;
+    let my_rows = first_row + lane.index / LANES * ROWS_PER_LANE;
     let first_block = lane.index % LANES;
     let blocks = params.cols / 32u;
-    let x_base = select(0u, (step.n_tokens - 1u) * params.cols / 4u, params.x_last_row == 1u);
-    var acc = 0.0;
-    if row < params.rows {
-        for (var b = first_block; b < blocks; b += LANES) {
-            let xb = x_base + b * 8u;
+    let last_only = params.x_last_row == 1u;
+    let tokens = select(min(step.n_tokens, MAX_TOKENS), 1u, last_only);
+    let first_token = select(0u, step.n_tokens - 1u, last_only);
+    // Rows past the end read the last row (no branch in the loop) and are never written.
+    let last_row = params.rows - 1u;
+    var acc = array<f32, MAX_TOKENS * ROWS_PER_LANE>();
+    for (var b = first_block; b < blocks; b += LANES) {
+        // Constant trip counts (not `tokens`) let compilers unroll and keep `acc` in registers.
+        for (var t = 0u; t < MAX_TOKENS; t++) {
+            if t >= tokens {
+                break;
+            }
+            let xb = (first_token + t) * params.cols / 4u + b * 8u;
             let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
-            acc += dot_block(row * blocks + b, params.params_offset, params.group, xs);
+            for (var r = 0u; r < ROWS_PER_LANE; r++) {
+                let row = min(my_rows + r, last_row);
+                acc[t * ROWS_PER_LANE + r] += dot_block(row * blocks + b, params.params_offset, params.group, xs);
+            }
         }
     }
-    partial_sums[lane.index] = acc;
+    for (var i = 0u; i < MAX_TOKENS * ROWS_PER_LANE; i++) {
+        partial_sums[i * WG + lane.index] = acc[i];
+    }
     workgroupBarrier();
-    if first_block == 0u && row < params.rows {
+    // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order.
+    for (var o = lane.index; o < tokens * ROWS; o += WG) {
+        let t = o / ROWS;
+        let row_in_group = o % ROWS;
+        let r = row_in_group % ROWS_PER_LANE;
+        let first_lane = row_in_group / ROWS_PER_LANE * LANES;
         var total = 0.0;
         for (var i = 0u; i < LANES; i++) {
-            total += partial_sums[lane.index + i];
+            total += partial_sums[(t * ROWS_PER_LANE + r) * WG + first_lane + i];
         }
-        let out = params.out_offset + row;
-        y[out] = finish_output(y[out], total, params.epilogue);
+        let row = first_row + row_in_group;
+        if row < params.rows {
+            let out = t * params.out_stride + params.out_offset + row;
+            y[out] = finish_output(y[out], total, params.epilogue);
+        }
     }
 }

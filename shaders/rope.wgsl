@@ -19,6 +19,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> cos_sin: array<vec2<f32>>;
 @group(0) @binding(3) var<storage, read_write> q: array<vec2<f32>>;
 @group(0) @binding(4) var<storage, read_write> k: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read> places: array<TokenPlace>;
 
 fn rotate(v: vec2<f32>, cs: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
@@ -35,7 +36,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     }
     let head = (index % per_token) / pairs;
     let i = index % pairs;
-    let cs = cos_sin[(step.position + t) * pairs + i];
+    let cs = cos_sin[places[t].position * pairs + i];
     if head < params.n_heads {
         let at = (t * params.n_heads + head) * pairs + i;
         q[at] = rotate(q[at], cs);

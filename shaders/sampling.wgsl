@@ -1,5 +1,7 @@
-// Picks the next token from the logits on the GPU, writing it to tokens[0] where the
-// next step's embedding lookup reads it; only that id is copied back to the CPU.
+// Picks the next token of each logits row on the GPU (one workgroup per row), writing it to
+// tokens[row] where the next step's embedding lookup reads it; only those ids are copied
+// back to the CPU. Row r is the step's token r, or with `last_token_only` the one row of the
+// step's last token (the lm_head after a prefill chunk).
 //
 // `argmax`: greedy; ties go to the lowest id, as torch.argmax does.
 // `sample`: temperature and nucleus (top-p) sampling. The nucleus threshold is found
@@ -13,7 +15,7 @@ const BISECTION_STEPS: u32 = 24u;
 
 struct Params {
     vocab: u32,
-    _pad0: u32,
+    last_token_only: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -22,6 +24,7 @@ struct Params {
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> logits: array<f32>;
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+@group(0) @binding(4) var<storage, read> places: array<TokenPlace>;
 
 var<workgroup> best_value: array<f32, WG>;
 var<workgroup> best_index: array<u32, WG>;
@@ -46,19 +49,27 @@ fn workgroup_argmax(value: f32, index: u32, lane: Lane) -> u32 {
     return best_index[0];
 }
 
+// The row this workgroup chooses for: its logits start at row * vocab.
+var<private> row: u32;
+
+fn logit(i: u32) -> f32 {
+    return logits[row * params.vocab + i];
+}
+
 @compute @workgroup_size(WG)
-fn argmax(lane: Lane) {
+fn argmax(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    row = wid.y;
     var value = -3.4e38;
     var index = 0xffffffffu;
     for (var i = lane.index; i < params.vocab; i += WG) {
-        if logits[i] > value {
-            value = logits[i];
+        if logit(i) > value {
+            value = logit(i);
             index = i;
         }
     }
     let chosen = workgroup_argmax(value, index, lane);
     if lane.index == 0u {
-        tokens[0] = chosen;
+        tokens[row] = chosen;
     }
 }
 
@@ -69,9 +80,10 @@ fn hash(x: u32) -> u32 {
     return (word >> 22u) ^ word;
 }
 
-// Uniform in (0, 1), independent per (seed, position, token).
-fn uniform01(i: u32) -> f32 {
-    let h = hash(i ^ hash(step.seed ^ hash(step.position + step.n_tokens)));
+// Uniform in (0, 1), independent per (seed, position, token): `position` is the position
+// the chosen token will take.
+fn uniform01(i: u32, position: u32) -> f32 {
+    let h = hash(i ^ hash(step.seed ^ hash(position)));
     return (f32(h >> 8u) + 0.5) / 16777216.0;
 }
 
@@ -79,22 +91,25 @@ fn uniform01(i: u32) -> f32 {
 fn mass_at_least(threshold: f32, max_logit: f32, inv_total: f32, lane: Lane) -> f32 {
     var mass = 0.0;
     for (var i = lane.index; i < params.vocab; i += WG) {
-        let p = exp((logits[i] - max_logit) / step.temperature) * inv_total;
+        let p = exp((logit(i) - max_logit) / step.temperature) * inv_total;
         mass += select(0.0, p, p >= threshold);
     }
     return workgroup_sum(mass, lane);
 }
 
 @compute @workgroup_size(WG)
-fn sample(lane: Lane) {
+fn sample(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
+    row = wid.y;
+    let token = select(row, step.n_tokens - 1u, params.last_token_only == 1u);
+    let next_position = places[token].position + 1u;
     var local_max = -3.4e38;
     for (var i = lane.index; i < params.vocab; i += WG) {
-        local_max = max(local_max, logits[i]);
+        local_max = max(local_max, logit(i));
     }
     let max_logit = workgroup_max(local_max, lane);
     var local_total = 0.0;
     for (var i = lane.index; i < params.vocab; i += WG) {
-        local_total += exp((logits[i] - max_logit) / step.temperature);
+        local_total += exp((logit(i) - max_logit) / step.temperature);
     }
     let inv_total = 1.0 / workgroup_sum(local_total, lane);
 
@@ -116,9 +131,9 @@ fn sample(lane: Lane) {
     var value = -3.4e38;
     var index = 0xffffffffu;
     for (var i = lane.index; i < params.vocab; i += WG) {
-        let scaled = (logits[i] - max_logit) / step.temperature;
+        let scaled = (logit(i) - max_logit) / step.temperature;
         if exp(scaled) * inv_total >= low {
-            let key = scaled - log(-log(uniform01(i)));
+            let key = scaled - log(-log(uniform01(i, next_position)));
             if key > value {
                 value = key;
                 index = i;
@@ -127,6 +142,6 @@ fn sample(lane: Lane) {
     }
     let chosen = workgroup_argmax(value, index, lane);
     if lane.index == 0u {
-        tokens[0] = chosen;
+        tokens[row] = chosen;
     }
 }

@@ -392,10 +392,7 @@ fn tiny_architecture(tied: bool) -> Architecture {
 // Helpers.
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("convert").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_model::scratch("convert", name)
 }
 
 fn write_gguf(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {

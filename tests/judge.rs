@@ -36,10 +36,7 @@ fn shortest_rows(n: usize) -> Vec<String> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("judge-tests").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_model::scratch("judge-tests", name)
 }
 
 fn webjudge(args: &[&str]) -> (String, String) {

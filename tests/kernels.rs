@@ -50,9 +50,10 @@ use rand::Rng;
 use webjudge::kernels::preprocess;
 use webjudge::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, AttentionMode, Epilogue,
-    Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step,
+    Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step, TokenPlace,
 };
 use webjudge::model::reference;
+use webjudge::model::MAX_SEQUENCES;
 use webjudge::weights::{DType, TensorEntry, TensorPart};
 
 /// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`,
@@ -91,7 +92,9 @@ for_both_variants!(
     linear_yi_6b_shapes,
     rope_positions_and_thetas,
     attention_prefill_then_decode,
+    attention_decode_batch_across_slots,
     attention_real_shapes,
+    decode_batch_rows_match_single_rows,
     gather_act_order_inputs,
     argmax_ties_go_to_lowest_index,
     sampling_nucleus_and_temperature,
@@ -177,7 +180,7 @@ fn check_linear(
     let (rows, cols) = (weights.rows(), weights.cols());
     let mut rng = rng(seed);
     let x = uniform(&mut rng, n_tokens * cols, 1.0);
-    let outputs = if mode == LinearMode::Prefill { n_tokens } else { 1 };
+    let outputs = if mode == LinearMode::LastToken { 1 } else { n_tokens };
     // Storing must ignore the old contents, NaN included; SwiGLU gates over gate values of
     // order 1 (where silu bends).
     let y0 = match epilogue {
@@ -195,11 +198,7 @@ fn check_linear(
     weights.for_each_rows(512, |first, chunk| {
         let chunk_rows = chunk.len() / cols;
         for o in 0..outputs {
-            let t = match mode {
-                LinearMode::Prefill => o,
-                LinearMode::Decode => 0,
-                LinearMode::LastToken => n_tokens - 1,
-            };
+            let t = if mode == LinearMode::LastToken { n_tokens - 1 } else { o };
             let xt = &x[t * cols..][..cols];
             for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
                 let at = o * rows + first + i;
@@ -228,6 +227,9 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     // groups of 64 so q8 parts of odd row counts have an odd number of scales.
     let runs = [
         (LinearMode::Decode, 1),
+        // A decode batch: one token per sequence, up to the largest batch.
+        (LinearMode::Decode, 3),
+        (LinearMode::Decode, MAX_SEQUENCES),
         (LinearMode::LastToken, 1),
         (LinearMode::LastToken, 5),
         (LinearMode::Prefill, 1),
@@ -262,7 +264,7 @@ fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
 /// The GPU's greedy choice among `logits`, which must be the reference argmax.
 fn check_argmax(r: &Runner, logits: &[f32]) -> u32 {
     let tokens = r.gpu.storage("token", 4);
-    let dispatch = choose_token(r.gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), true);
+    let dispatch = choose_token(r.gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), true, true);
     r.run(step(1, 0), [&dispatch]);
     let got = r.read_u32(&tokens, 1)[0];
     assert_eq!(got as usize, reference::argmax(logits), "argmax over {} logits", logits.len());
@@ -279,7 +281,8 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, Epilogue::SwiGlu, 2);
     drop(tensor);
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, Epilogue::Accumulate, 3);
+    // A batch of four sequences.
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 4, Epilogue::Accumulate, 3);
     // The lm_head row-split into three parts, read from the last of a prefill's tokens.
     let head = Packed::random(&mut rng, DType::Q4, 5120, 128, &[12000, 12000, 8000]);
     let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::LastToken, 3, Epilogue::Store, 4);
@@ -363,9 +366,9 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
     let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
     let context = chunks.iter().sum::<usize>() + 2;
-    let cache = KvCache::new(r.gpu, heads, context);
+    let cache = KvCache::new(r.gpu, heads, context, 1);
     // The adapter's choice (one range on lavapipe) and a forced split into key ranges.
-    let scratches = [SplitScratch::new(r.gpu, heads), SplitScratch::with_splits(r.gpu, heads, 4)];
+    let scratches = [SplitScratch::new(r.gpu, heads, 1), SplitScratch::with_splits(r.gpu, heads, 4, 1)];
     let mut rng = rng(seed);
     let (mut keys, mut values) = (Vec::new(), Vec::new());
     let mut position = 0;
@@ -417,6 +420,93 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
     check_attention(&r, heads(16, 2, 32), &[5, 70, 1], 2);
     // MHA at the largest head dim the kernel supports (two value pairs per lane).
     check_attention(&r, heads(4, 4, 256), &[66, 1], 3);
+}
+
+/// Several sequences, each in its own cache slot: prompts of different lengths prefilled
+/// one slot at a time, then decode steps with one token per sequence (each at its own
+/// position), in the adapter's mode and split into key ranges. Each row must attend only
+/// to its own sequence's keys.
+fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_steps: usize, seed: u64) {
+    let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
+    let slots = prompts.len();
+    let context = prompts.iter().max().unwrap() + decode_steps;
+    let cache = KvCache::new(r.gpu, heads, context, slots);
+    let scratches = [SplitScratch::new(r.gpu, heads, slots), SplitScratch::with_splits(r.gpu, heads, 4, slots)];
+    let mut rng = rng(seed);
+    let mut keys = vec![Vec::new(); slots];
+    let mut values = vec![Vec::new(); slots];
+    // Rows of (slot, tokens): each prompt alone, then every slot together per decode step.
+    let mut steps: Vec<Vec<(usize, usize)>> = prompts.iter().enumerate().map(|(s, &n)| vec![(s, n)]).collect();
+    steps.extend((0..decode_steps).map(|_| (0..slots).map(|s| (s, 1)).collect()));
+    for rows in steps {
+        let n: usize = rows.iter().map(|&(_, tokens)| tokens).sum();
+        let q_values = uniform(&mut rng, n * q_dim, 4.0);
+        let k_values = uniform(&mut rng, n * kv_dim, 1.0);
+        let v_values = uniform(&mut rng, n * kv_dim, 1.0);
+        let (mut places, mut want, mut t) = (Vec::new(), Vec::new(), 0);
+        for &(slot, tokens) in &rows {
+            places.extend(TokenPlace::run(slot, keys[slot].len(), tokens));
+            for _ in 0..tokens {
+                keys[slot].push(reference::round_f16(&k_values[t * kv_dim..][..kv_dim]));
+                values[slot].push(reference::round_f16(&v_values[t * kv_dim..][..kv_dim]));
+                let q = &q_values[t * q_dim..][..q_dim];
+                want.extend(reference::attend(q, &keys[slot], &values[slot], n_heads, n_kv_heads));
+                t += 1;
+            }
+        }
+        let modes = if rows.len() > 1 || n == 1 {
+            scratches.iter().map(AttentionMode::Decode).collect()
+        } else {
+            vec![AttentionMode::Prefill]
+        };
+        let (q, k, v) = (r.storage_f32(&q_values), r.storage_f32(&k_values), r.storage_f32(&v_values));
+        let tolerance = |i: usize| (context + 4 * head_dim + i / q_dim) as f32 * EPS;
+        for (index, mode) in modes.into_iter().enumerate() {
+            let out = r.zeros(n * q_dim);
+            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &k, &v, &cache, &out);
+            r.run((Step { n_tokens: n as u32, ..Default::default() }, places.clone()), &dispatches);
+            let got = r.read_f32(&out, n * q_dim);
+            assert_close(&format!("attention {heads:?} rows {rows:?} (mode {index})"), &got, &want, tolerance);
+        }
+    }
+}
+
+fn attention_decode_batch_across_slots(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    // GQA 3:1 (SmolLM2-like): three sequences, one longer than a key tile.
+    check_batched_attention(&r, Heads { n_heads: 6, n_kv_heads: 2, head_dim: 64 }, &[40, 70, 5], 2, 8);
+    // Auto-J-13B's heads, two sequences.
+    check_batched_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[9, 3], 1, 9);
+}
+
+/// Batching must not change a sequence's numbers: each row of a batched decode matvec is
+/// bit for bit what the same token gives alone (the greedy output of a prompt must not
+/// depend on the batch it ran in), for every dtype.
+fn decode_batch_rows_match_single_rows(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(14);
+    for (dtype, group) in DTYPES {
+        let weights = Packed::random(&mut rng, dtype, 192, group, &[37, 27, 36]);
+        let tensor = weights.upload(gpu);
+        let (rows, cols, batch) = (weights.rows(), weights.cols(), 5);
+        let x = uniform(&mut rng, batch * cols, 1.0);
+        let y = r.zeros(batch * rows);
+        let x_buffer = r.storage_f32(&x);
+        let dispatches = linear(gpu, &r.step, &tensor, &x_buffer, &y, LinearMode::Decode, Epilogue::Store);
+        r.run(step(batch, 0), &dispatches);
+        let together = r.read_f32(&y, batch * rows);
+        for t in 0..batch {
+            let alone_y = r.zeros(rows);
+            let alone_x = r.storage_f32(&x[t * cols..][..cols]);
+            let dispatches = linear(gpu, &r.step, &tensor, &alone_x, &alone_y, LinearMode::Decode, Epilogue::Store);
+            r.run(step(1, 0), &dispatches);
+            let alone = r.read_f32(&alone_y, rows);
+            let batched = &together[t * rows..][..rows];
+            let same = alone.iter().zip(batched).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{dtype:?}: row {t} of a batch of {batch} differs from the token alone");
+        }
+    }
 }
 
 fn attention_real_shapes(gpu: &'static Gpu) {
@@ -492,10 +582,10 @@ fn sample_tokens(r: &Runner, logits: &[f32], temperature: f32, top_p: f32, seeds
     let gpu = r.gpu;
     let tokens = gpu.storage("token", 4);
     let drawn = gpu.storage("drawn tokens", seeds.len() as u64 * 4);
-    let dispatch = choose_token(gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), false);
+    let dispatch = choose_token(gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), false, true);
     for (i, &seed) in seeds.iter().enumerate() {
-        let step = Step { n_tokens: 1, position: 17, seed, temperature, top_p, ..Default::default() };
-        gpu.queue.write_buffer(&r.step, 0, bytemuck::bytes_of(&step));
+        let step = Step { n_tokens: 1, seed, temperature, top_p };
+        r.step.write(gpu, &step, &TokenPlace::run(0, 17, 1));
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, [&dispatch], 1);
         encoder.copy_buffer_to_buffer(&tokens, 0, &drawn, i as u64 * 4, 4);

@@ -244,7 +244,8 @@ async fn check_forward(allow_subgroups: bool) {
     // Chunks of 16: the 70-token prompt takes four tiled chunks and a 6-token one, and
     // attention walks keys past its first 64-key tile in prefill and decode.
     let mut model =
-        LlamaModel::new(gpu, a.clone(), gpu_weights, LoadOptions { context: 96, prefill_chunk: 16 }).unwrap();
+        LlamaModel::new(gpu, a.clone(), gpu_weights, LoadOptions { context: 96, prefill_chunk: 16, sequences: 1 })
+            .unwrap();
     let mut cpu = CpuModel::new(&a, &cpu_weights);
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 37 + 11) % 256).collect();
     let mut want = Vec::new();

@@ -33,13 +33,16 @@ pub struct Args {
     /// print where the time goes, kernel by kernel; with --record the tables are appended too.
     #[arg(long)]
     profile: bool,
+    /// Profile the decode step with this many sequences decoded together (one token each).
+    #[arg(long, default_value_t = 1, requires = "profile", value_parser = clap::value_parser!(u16).range(1..=webjudge::model::MAX_SEQUENCES as i64))]
+    batch: u16,
     /// Timed runs of each profiled step (averaged, after one warm-up).
     #[arg(long, default_value_t = bench::PROFILE_RUNS)]
     profile_runs: usize,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let mut engine = args.model.load()?;
+    let mut engine = args.model.load_batch(args.batch.into(), None)?;
     let text = match &args.text_file {
         Some(path) => std::fs::read_to_string(path)?,
         None => bench::PROMPT_TEXT.to_string(),

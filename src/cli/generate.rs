@@ -1,9 +1,15 @@
-//! `webjudge generate`: stream a completion to stdout.
+//! `webjudge generate`: stream a completion to stdout, or complete a file of prompts in
+//! batches.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use webjudge::engine::GenerateOptions;
+use webjudge::engine::native::read_metadata;
+use webjudge::engine::{BatchEvent, GenerateOptions};
 use webjudge::kernels::Sampling;
+use webjudge::model::MAX_SEQUENCES;
+use webjudge::tokenizer::{Tokenizer, TokenizerError};
+use webjudge::weights::Manifest;
 
 use super::load::ModelArgs;
 use super::CliResult;
@@ -13,8 +19,16 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// The prompt, tokenized exactly as given unless --chat is set.
+    #[arg(long, required_unless_present = "prompts", conflicts_with = "prompts")]
+    prompt: Option<String>,
+    /// A JSONL file of prompts, one `{"prompt": ...}` per line, generated together in
+    /// batches; results are printed in input order.
     #[arg(long)]
-    prompt: String,
+    prompts: Option<PathBuf>,
+    /// With --prompts: sequences decoded together, at most (default: what the adapter's
+    /// buffers hold, up to 16).
+    #[arg(long, requires = "prompts", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
+    batch: Option<u16>,
     /// Wrap the prompt as a user message in the model's chat template (from its manifest);
     /// the message is tokenized as text, special tokens only where the template puts them.
     #[arg(long)]
@@ -32,22 +46,25 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     seed: u32,
     /// After the text, print one JSON line: ids, text, prompt_tokens, prefill_tok_s, decode_tok_s, finish.
+    /// With --prompts: one line per prompt (index, ids, text, prompt_tokens, finish) in input
+    /// order, then a summary line (sequences, batch, generated_tokens, seconds, tok_s).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> CliResult {
-    let mut engine = args.model.load()?;
     let sampling = match args.temperature {
         Some(temperature) => Sampling::TopP { temperature, top_p: args.top_p, seed: args.seed },
         None => Sampling::Greedy,
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling, cancel: None };
-    let prompt_ids = if args.chat {
-        engine.tokenizer.encode_chat(&engine.manifest.chat_template, &args.prompt)?
-    } else {
-        engine.tokenizer.encode(&args.prompt)?
+    let prompt = match (&args.prompt, &args.prompts) {
+        (Some(prompt), _) => prompt,
+        (None, Some(path)) => return batch(&args, &options, &read_prompts(path)?),
+        (None, None) => unreachable!("clap requires --prompt or --prompts"),
     };
+    let mut engine = args.model.load()?;
+    let prompt_ids = tokenize(&engine.tokenizer, &engine.manifest, prompt, args.chat)?;
     let mut stdout = std::io::stdout().lock();
     let generation = pollster::block_on(engine.generate_ids(&prompt_ids, &options, &mut |piece| {
         // A closed pipe must not abort generation mid-way; the summary reports the result.
@@ -73,6 +90,79 @@ pub fn run(args: Args) -> CliResult {
             generation.decode_tokens_per_second(),
             generation.finish
         );
+    }
+    Ok(())
+}
+
+fn tokenize(tokenizer: &Tokenizer, manifest: &Manifest, prompt: &str, chat: bool) -> Result<Vec<u32>, TokenizerError> {
+    if chat {
+        tokenizer.encode_chat(&manifest.chat_template, prompt)
+    } else {
+        tokenizer.encode(prompt)
+    }
+}
+
+/// The prompts of a JSONL file: one `{"prompt": "..."}` object per non-empty line.
+fn read_prompts(path: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut prompts = Vec::new();
+    for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+        let at = |problem: &dyn std::fmt::Display| format!("{} line {}: {problem}", path.display(), number + 1);
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at(&e))?;
+        let prompt = value.get("prompt").and_then(|p| p.as_str()).ok_or_else(|| at(&"no \"prompt\" string"))?;
+        prompts.push(prompt.to_string());
+    }
+    if prompts.is_empty() {
+        return Err(format!("{}: no prompts", path.display()).into());
+    }
+    Ok(prompts)
+}
+
+/// Completes every prompt, up to `--batch` at a time, and prints the results in input order.
+fn batch(args: &Args, options: &GenerateOptions, prompts: &[String]) -> CliResult {
+    let batch = args.batch.map_or(MAX_SEQUENCES, usize::from).min(prompts.len());
+    // Each sequence slot holds the longest prompt and its continuation, not the model's
+    // whole context: more sequences fit.
+    let (manifest, tokenizer) = read_metadata(&args.model.model)?;
+    let prompt_ids: Vec<Vec<u32>> =
+        prompts.iter().map(|p| tokenize(&tokenizer, &manifest, p, args.chat)).collect::<Result<_, _>>()?;
+    let longest = prompt_ids.iter().map(Vec::len).max().unwrap_or(0);
+    let mut engine = args.model.load_batch(batch, Some(longest + options.max_tokens))?;
+    let started = web_time::Instant::now();
+    let mut results: Vec<_> = prompts.iter().map(|_| None).collect();
+    pollster::block_on(engine.generate_batch(&prompt_ids, options, &mut |index, event| {
+        if let BatchEvent::Finished(result) = event {
+            results[index] = Some(result);
+        }
+    }))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut stdout = std::io::stdout().lock();
+    let mut generated = 0;
+    for (index, result) in results.into_iter().enumerate() {
+        let generation = result.expect("every prompt finishes").map_err(|e| format!("prompt {index}: {e}"))?;
+        generated += generation.ids.len();
+        if args.json {
+            let line = serde_json::json!({
+                "index": index,
+                "ids": generation.ids,
+                "text": generation.text,
+                "prompt_tokens": generation.prompt_tokens,
+                "finish": generation.finish,
+            });
+            writeln!(stdout, "{line}")?;
+        } else {
+            writeln!(stdout, "── prompt {index} ({:?}) ──\n{}", generation.finish, generation.text)?;
+        }
+    }
+    let batch = engine.model().sequences();
+    let tok_s = if seconds > 0.0 { generated as f64 / seconds } else { 0.0 };
+    let summary = serde_json::json!({
+        "summary": {"sequences": prompts.len(), "batch": batch, "generated_tokens": generated, "seconds": seconds, "tok_s": tok_s}
+    });
+    if args.json {
+        writeln!(stdout, "{summary}")?;
+    } else {
+        eprintln!("{} sequences, batch {batch}: {generated} tokens in {seconds:.1} s, {tok_s:.2} tok/s", prompts.len());
     }
     Ok(())
 }

@@ -9,11 +9,14 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use webjudge::engine::native::read_metadata;
 use webjudge::judge::dataset::{parse_rows, resume_output, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
-use webjudge::judge::session::{Judge, JudgeOptions, Judgement, Order, SwapJudgement, AUTOJ_MAX_NEW_TOKENS};
+use webjudge::judge::session::{
+    tokenized_input, Judge, JudgeError, JudgeOptions, Judgement, Order, Outcome, SwapJudgement, AUTOJ_MAX_NEW_TOKENS,
+};
 use webjudge::judge::{Item, Protocol};
-use webjudge::model::LoadOptions;
+use webjudge::model::{LoadOptions, MAX_SEQUENCES};
 use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::writer::hex;
 use webjudge::weights::Manifest;
@@ -40,6 +43,10 @@ pub struct Args {
     /// Judge each pair in both orders and report whether the verdicts agree.
     #[arg(long)]
     swap: bool,
+    /// With --input: rows judged together, at most (with --swap each row is two sequences);
+    /// default: as many as the engine decodes together (8) or the adapter's buffers hold.
+    #[arg(long, requires = "input", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
+    batch: Option<u16>,
     /// Shorten responses from the middle when the input does not fit the context.
     #[arg(long)]
     truncate: bool,
@@ -128,37 +135,95 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
     }
     let open = OpenOptions::new().create(true).append(true).open(output);
     let mut writer = BufWriter::new(open.map_err(|e| format!("{}: {e}", output.display()))?);
-    let written = |e: std::io::Error| format!("{}: {e}", output.display());
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
     if !todo.is_empty() {
-        let mut judge = Judge::new(args.model.load()?);
+        let orders = if args.swap { 2 } else { 1 };
+        let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
+        let context = slot_context(args, &todo, run.context)?;
+        let mut judge = Judge::new(args.model.load_batch(sequences, Some(context))?);
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("judging {bar:40} {pos}/{len} rows, {elapsed} elapsed, ETA {eta} {msg}")
                 .expect("valid template"),
         );
-        for row in todo {
-            let result = if args.swap {
-                pollster::block_on(judge.judge_swapped(args.protocol, &row.item, options, &mut |_, _| {}))
-                    .map(|r| swap_record(&r))
-            } else {
-                pollster::block_on(judge.judge(args.protocol, &row.item, options, &mut |_| {}))
-                    .map(|j| judgement_record(&j))
-            };
+        let items: Vec<Item> = todo.iter().map(|row| row.item.clone()).collect();
+        let mut failed = Ok(());
+        let mut on_judged = |i: usize, result: Result<Outcome, JudgeError>| {
+            let row = todo[i];
             // A row that cannot be judged (too long for the context) is recorded, not fatal.
-            let mut record = result.unwrap_or_else(|error| json!({ "error": error.to_string() }));
+            let mut record = match result {
+                Ok(Outcome::One(judgement)) => judgement_record(&judgement),
+                Ok(Outcome::Both(both)) => swap_record(&both),
+                Err(error) => json!({ "error": error.to_string() }),
+            };
             let fields = record.as_object_mut().expect("records are objects");
             fields.insert("index".into(), json!(row.index));
             fields.insert("scenario".into(), json!(row.scenario));
             fields.insert("label".into(), json!(row.label));
             fields.insert("run".into(), json!(run));
-            writeln!(writer, "{record}").map_err(written)?;
-            // Flushed row by row so an interrupted run resumes where it stopped.
-            writer.flush().map_err(written)?;
+            // Appended and flushed as each row finishes (rows finish out of order), so an
+            // interrupted run loses nothing finished and resumes where it stopped.
+            if failed.is_ok() {
+                failed = writeln!(writer, "{record}").and_then(|()| writer.flush());
+            }
             bar.inc(1);
-        }
+        };
+        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_judged))?;
+        failed.map_err(|e| at(&e))?;
         bar.finish_and_clear();
     }
     drop(writer);
+    rewrite_in_input_order(output)?;
     report(args.protocol, output)
+}
+
+/// KV cache positions per sequence slot: what the longest row and its critique need, not
+/// the whole context, so that more rows fit beside each other. The whole context when some
+/// row needs it all (too long, or truncated to fit): rows are judged as with one slot.
+fn slot_context(args: &Args, rows: &[&Row], context: usize) -> Result<usize, Box<dyn std::error::Error>> {
+    let (manifest, tokenizer) = read_metadata(&args.model.model)?;
+    let mut longest = 0;
+    for row in rows {
+        let mut items = vec![row.item.clone()];
+        items.extend(row.item.swapped().filter(|_| args.swap));
+        for item in &items {
+            let (_, ids) = tokenized_input(&tokenizer, &manifest.chat_template, args.protocol, item)?;
+            longest = longest.max(ids.len());
+        }
+    }
+    Ok((longest + args.max_new_tokens).saturating_sub(1).clamp(1, context))
+}
+
+/// Rewrites the output with its records in input order (rows of a batch finish out of
+/// order); written beside it and renamed over it, so a failure leaves it as it was.
+fn rewrite_in_input_order(output: &Path) -> CliResult {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
+    let text = std::fs::read_to_string(output).map_err(|e| at(&e))?;
+    let mut lines: Vec<(u64, &str)> = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).map_err(|e| at(&e))?;
+        lines.push((record["index"].as_u64().unwrap_or(u64::MAX), line));
+    }
+    if lines.is_sorted_by_key(|&(index, _)| index) {
+        return Ok(());
+    }
+    lines.sort_by_key(|&(index, _)| index);
+    let sorted: String = lines.iter().map(|(_, line)| format!("{line}\n")).collect();
+    replace_file(output, sorted.as_bytes())
+}
+
+/// Replaces `path` with `content` written beside it, then renamed over it.
+fn replace_file(path: &Path, content: &[u8]) -> CliResult {
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
+    let temp = path.with_file_name(format!(".{}.rewriting", name.to_string_lossy()));
+    let replaced = File::create(&temp)
+        .and_then(|mut file| file.write_all(content).and_then(|()| file.sync_all()))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(error) = replaced {
+        let _ = std::fs::remove_file(&temp);
+        let (path, temp) = (path.display(), temp.display());
+        return Err(format!("{path}: writing its new copy {temp} failed: {error}; {path} was left as it was").into());
+    }
+    Ok(())
 }
 
 /// What this run's records are made with: the model is named by its manifest's hash.
@@ -197,19 +262,7 @@ fn resume(output: &Path, run: &RunOptions) -> Result<BTreeSet<usize>, Box<dyn st
         eprintln!("{}: judging again {} rows that failed under other options", output.display(), resume.retried.len());
     }
     if let Some(content) = resume.rewrite {
-        let name = output.file_name().ok_or_else(|| at(&"not a file name"))?;
-        let temp = output.with_file_name(format!(".{}.resuming", name.to_string_lossy()));
-        let replaced = File::create(&temp)
-            .and_then(|mut file| file.write_all(&content).and_then(|()| file.sync_all()))
-            .and_then(|()| std::fs::rename(&temp, output));
-        if let Err(error) = replaced {
-            let _ = std::fs::remove_file(&temp);
-            let (output, temp) = (output.display(), temp.display());
-            return Err(format!(
-                "{output}: writing its repaired copy {temp} failed: {error}; {output} was left as it was"
-            )
-            .into());
-        }
+        replace_file(output, &content)?;
     }
     Ok(resume.done)
 }

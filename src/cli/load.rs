@@ -28,11 +28,22 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The model's default load options with this command's choices applied.
     pub fn load_options(&self, defaults: LoadOptions) -> LoadOptions {
-        LoadOptions { context: self.context.unwrap_or(defaults.context), prefill_chunk: self.prefill_chunk }
+        LoadOptions { context: self.context.unwrap_or(defaults.context), prefill_chunk: self.prefill_chunk, ..defaults }
     }
 
-    /// Loads the model, drawing upload progress on stderr.
+    /// Loads the model for one sequence at a time, drawing upload progress on stderr.
     pub fn load(&self) -> Result<Engine, webjudge::engine::EngineError> {
+        self.load_batch(1, None)
+    }
+
+    /// Loads the model with KV cache slots for up to `sequences` decoded together (fewer
+    /// where the adapter's buffers cannot hold them) and, unless `--context` says
+    /// otherwise, `context` positions each (default: the model's).
+    pub fn load_batch(
+        &self,
+        sequences: usize,
+        context: Option<usize>,
+    ) -> Result<Engine, webjudge::engine::EngineError> {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
                 .expect("valid template"),
@@ -40,7 +51,10 @@ impl ModelArgs {
         let engine = load_dir(
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
-            |options| self.load_options(options),
+            |defaults| {
+                let options = self.load_options(LoadOptions { sequences, ..defaults });
+                LoadOptions { context: self.context.or(context).unwrap_or(options.context), ..options }
+            },
             &mut |done, total| {
                 bar.set_length(total);
                 bar.set_position(done);

@@ -8,9 +8,10 @@ use web_time::Instant;
 
 use super::{Engine, EngineError};
 use crate::kernels::{
-    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Step, Workgroups,
+    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Step, StepBuffers, TokenPlace,
+    Workgroups,
 };
-use crate::model::{LlamaModel, StepError};
+use crate::model::{LlamaModel, ProfiledStep, StepError};
 
 /// The benchmark's and profile's prompt, cycled to the prompt length (the peer benchmarks'
 /// copy is tools/peers/prompt.mjs).
@@ -105,7 +106,8 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
 
 /// Weight bytes read per second by the decode matvec over `weight`.
 async fn matvec_bandwidth(gpu: &Gpu, weight: &GpuTensor, repeats: usize) -> Result<f64, StepError> {
-    let step = gpu.uniform("bench step", &Step { n_tokens: 1, ..Default::default() });
+    let step = StepBuffers::new(gpu, 1);
+    step.write(gpu, &Step { n_tokens: 1, ..Default::default() }, &TokenPlace::run(0, 0, 1));
     let x = gpu.storage("bench x", (weight.cols * 4) as u64);
     let y = gpu.storage("bench y", (weight.rows * 4) as u64);
     let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, Epilogue::Store);
@@ -155,6 +157,8 @@ pub struct Profile {
     pub clock: Clock,
     /// Positions in the KV cache when the steps were timed.
     pub context_tokens: usize,
+    /// Sequences in the decode step (one token each): the model's sequence slots.
+    pub sequences: usize,
     pub decode: Vec<KernelTime>,
     /// The prefill chunk's kernels, when asked for.
     pub prefill: Option<PrefillProfile>,
@@ -195,32 +199,33 @@ pub async fn profile(
     let ids: Vec<u32> = prompt_ids.iter().copied().cycle().take(context_tokens.max(1)).collect();
     model.reset();
     model.prefill(&ids, Sampling::Greedy).await?;
-    let (decode, _, clock) = profile_step(model, false, repeats).await?;
+    let sequences = model.sequences();
+    let (decode, _, clock) = profile_step(model, ProfiledStep::Decode { sequences }, repeats).await?;
     let prefill = match prefill {
         true => {
-            let (kernels, tokens, _) = profile_step(model, true, repeats).await?;
+            let (kernels, tokens, _) = profile_step(model, ProfiledStep::Prefill, repeats).await?;
             Some(PrefillProfile { tokens, kernels })
         }
         false => None,
     };
-    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), decode, prefill })
+    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), sequences, decode, prefill })
 }
 
 /// One step's kernels, each dispatch's time averaged over `repeats` runs after a warm-up
 /// run; with the step's token count and the clock that timed it.
 async fn profile_step(
     model: &LlamaModel,
-    prefill: bool,
+    step: ProfiledStep,
     repeats: usize,
 ) -> Result<(Vec<KernelTime>, usize, Clock), StepError> {
     let repeats = repeats.max(1);
-    let warm_up = model.profile_step(prefill, Sampling::Greedy).await?;
+    let warm_up = model.profile_step(step, Sampling::Greedy).await?;
     // (label, weight bytes, mean seconds) per dispatch.
     let mut timed: Vec<(String, u64, f64)> =
         warm_up.dispatches.iter().map(|(d, _)| (d.label.clone(), d.weight_bytes, 0.0)).collect();
     for _ in 0..repeats {
-        let step = model.profile_step(prefill, Sampling::Greedy).await?;
-        for (entry, (_, seconds)) in timed.iter_mut().zip(&step.dispatches) {
+        let timing = model.profile_step(step, Sampling::Greedy).await?;
+        for (entry, (_, seconds)) in timed.iter_mut().zip(&timing.dispatches) {
             entry.2 += seconds / repeats as f64;
         }
     }
@@ -276,7 +281,11 @@ impl Profile {
         let total = |rows: &[KernelTime]| rows.iter().map(|r| r.ms_per_token).sum::<f64>();
         let decode = table(
             format!(
-                "Decode, one token at position {} ({:.1} ms/token, {:?} clock, {}):",
+                "Decode, {} at position {} ({:.1} ms/token, {:?} clock, {}):",
+                match self.sequences {
+                    1 => "one token".to_string(),
+                    n => format!("{n} sequences of one token each"),
+                },
                 self.context_tokens,
                 total(&self.decode),
                 self.clock,

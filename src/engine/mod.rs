@@ -3,6 +3,7 @@
 //! Everything here runs unchanged natively and in the browser; only where the model
 //! directory's bytes come from differs ([`native`] reads files, the web module fetches).
 
+mod batch;
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
@@ -16,6 +17,8 @@ use crate::kernels::Sampling;
 use crate::model::{LlamaModel, StepError};
 use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
 use crate::weights::Manifest;
+
+pub use batch::BatchEvent;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -65,6 +68,9 @@ pub struct Generation {
     pub ids: Vec<u32>,
     /// The decoded generated text (special tokens kept).
     pub text: String,
+    /// The decoded text before the end-of-sequence token (all of it without one): what a
+    /// judge's critique is.
+    pub content: String,
     pub prompt_tokens: usize,
     /// Prompt tokens whose keys and values were already cached (not prefilled again).
     pub reused_tokens: usize,
@@ -114,14 +120,16 @@ pub struct Engine {
     model: LlamaModel,
     pub tokenizer: Tokenizer,
     pub manifest: Manifest,
-    /// The ids whose keys and values the cache holds, in order: a later prompt that
-    /// starts with them is prefilled only from where it differs.
-    cached: Vec<u32>,
+    /// For each sequence slot, the ids whose keys and values its cache holds, in order: a
+    /// later prompt that starts with them is prefilled only from where it differs. Slot 0
+    /// serves single generations.
+    cached: Vec<Vec<u32>>,
 }
 
 impl Engine {
     pub fn new(model: LlamaModel, tokenizer: Tokenizer, manifest: Manifest) -> Self {
-        Self { model, tokenizer, manifest, cached: Vec::new() }
+        let cached = vec![Vec::new(); model.sequences()];
+        Self { model, tokenizer, manifest, cached }
     }
 
     pub fn model(&self) -> &LlamaModel {
@@ -130,13 +138,19 @@ impl Engine {
 
     /// Direct access to the model; the cache may change, so nothing is reused afterwards.
     pub fn model_mut(&mut self) -> &mut LlamaModel {
-        self.cached.clear();
+        self.cached.iter_mut().for_each(Vec::clear);
         &mut self.model
     }
 
     /// Tokens a prompt may have to leave room for `max_tokens` new ones.
     pub fn prompt_budget(&self, max_tokens: usize) -> usize {
         (self.model.context() + 1).saturating_sub(max_tokens.max(1))
+    }
+
+    /// The decoded text of generated `ids` before an end-of-sequence token.
+    fn content(&self, ids: &[u32], finish: Finish) -> Result<String, TokenizerError> {
+        let before_eos = if finish == Finish::Eos { &ids[..ids.len() - 1] } else { ids };
+        self.tokenizer.decode(before_eos)
     }
 
     /// Tokenizes `prompt` exactly as given (BOS only if the model adds one) and generates,
@@ -167,28 +181,19 @@ impl Engine {
         // Cancelled before it starts (a second judging order after a cancelled first one,
         // an already aborted signal): nothing is computed and the cache stays as it is.
         if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
-            return Ok(Generation {
-                ids: Vec::new(),
-                text: String::new(),
-                prompt_tokens: prompt_ids.len(),
-                reused_tokens: 0,
-                finish: Finish::Cancelled,
-                prefill_seconds: 0.0,
-                decode_seconds: 0.0,
-            });
+            return Ok(batch::cancelled(prompt_ids.len()));
         }
         let eos = self.model.architecture().eos_ids.clone();
         // At least one prompt token must be prefilled to produce logits.
-        let common = self.cached.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count();
-        let reused = common.min(prompt_ids.len().saturating_sub(1));
+        let reused = reusable_prefix(&self.cached[0], prompt_ids);
         self.model.truncate(reused);
-        self.cached.truncate(reused);
+        self.cached[0].truncate(reused);
         let mut stream = TextStream::new();
         let mut ids = Vec::with_capacity(max_tokens);
 
         let started = Instant::now();
         let mut id = self.model.prefill(&prompt_ids[reused..], options.sampling).await?;
-        self.cached.extend_from_slice(&prompt_ids[reused..]);
+        self.cached[0].extend_from_slice(&prompt_ids[reused..]);
         let prefill_seconds = started.elapsed().as_secs_f64();
         let decoding = Instant::now();
         // The step that computes the next token is always submitted before the current
@@ -209,7 +214,7 @@ impl Engine {
             if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
                 break Finish::Cancelled;
             }
-            self.cached.push(id);
+            self.cached[0].push(id);
             // Token `ids.len()` is being computed; queue the one after it.
             if ids.len() + 1 < max_tokens {
                 self.model.submit_decode(options.sampling)?;
@@ -221,6 +226,7 @@ impl Engine {
         on_text(&stream.finish(&self.tokenizer)?);
         Ok(Generation {
             text: self.tokenizer.decode(&ids)?,
+            content: self.content(&ids, finish)?,
             ids,
             prompt_tokens: prompt_ids.len(),
             reused_tokens: reused,
@@ -229,4 +235,11 @@ impl Engine {
             decode_seconds,
         })
     }
+}
+
+/// How much of `prompt` a cache holding `cached` can keep: their common prefix, leaving
+/// at least one prompt token to prefill (the step that computes the next token's logits).
+fn reusable_prefix(cached: &[u32], prompt: &[u32]) -> usize {
+    let common = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    common.min(prompt.len().saturating_sub(1))
 }

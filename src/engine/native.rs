@@ -44,6 +44,15 @@ fn read(path: &Path, expected_size: Option<u64>) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
+/// Reads `dir`'s manifest and tokenizer (no GPU needed).
+pub fn read_metadata(dir: &Path) -> Result<(Manifest, Tokenizer), EngineError> {
+    let manifest_text = read(&dir.join(MANIFEST_FILE), None)?;
+    let manifest = Manifest::from_json(&String::from_utf8_lossy(&manifest_text)).map_err(LoadError::from)?;
+    let tokenizer_text = read(&dir.join(TOKENIZER_FILE), None)?;
+    let tokenizer = Tokenizer::from_json(&String::from_utf8_lossy(&tokenizer_text))?;
+    Ok((manifest, tokenizer))
+}
+
 /// Reads and verifies `dir`'s manifest, tokenizer and shards onto a new GPU context.
 /// `options` adjusts the context length and prefill chunk (default: the model's);
 /// `on_progress(done, total)` reports shard bytes as they are uploaded.
@@ -53,10 +62,7 @@ pub fn load_dir(
     options: impl FnOnce(LoadOptions) -> LoadOptions,
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Engine, EngineError> {
-    let manifest_text = read(&dir.join(MANIFEST_FILE), None)?;
-    let manifest = Manifest::from_json(&String::from_utf8_lossy(&manifest_text)).map_err(LoadError::from)?;
-    let tokenizer_text = read(&dir.join(TOKENIZER_FILE), None)?;
-    let tokenizer = Tokenizer::from_json(&String::from_utf8_lossy(&tokenizer_text))?;
+    let (manifest, tokenizer) = read_metadata(dir)?;
     // Every shard is there and of its size before the GPU is touched.
     for shard in &manifest.shards {
         checked_size(&dir.join(&shard.file), Some(shard.size))?;

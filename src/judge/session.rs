@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::protocol::{render, Item, Protocol, ProtocolError};
 use super::verdict::{parse_pairwise, parse_rating, Winner};
-use crate::engine::{Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
+use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::kernels::Sampling;
 use crate::model::ChatTemplate;
 use crate::tokenizer::Tokenizer;
@@ -218,15 +218,7 @@ impl Judge {
             cancel: options.cancel.clone(),
         };
         let generation = self.engine.generate_ids(&ids, &generate, on_text).await?;
-        // The critique is the text before EOS.
-        let critique = match generation.finish {
-            Finish::Eos => {
-                let text = &generation.ids[..generation.ids.len() - 1];
-                self.engine.tokenizer.decode(text).map_err(EngineError::from)?
-            }
-            _ => generation.text.clone(),
-        };
-        Ok(judgement(protocol, generation, critique, truncated))
+        Ok(judgement(protocol, generation, truncated))
     }
 
     /// Judges a pair as given and with the responses exchanged. The second input shares
@@ -241,6 +233,83 @@ impl Judge {
         let swapped_item = item.swapped().ok_or(JudgeError::NotAPair)?;
         let forward = self.judge(protocol, item, options, &mut |piece| on_text(Order::Forward, piece)).await?;
         let swapped = self.judge(protocol, &swapped_item, options, &mut |piece| on_text(Order::Swapped, piece)).await?;
+        Ok(both_orders(forward, swapped))
+    }
+
+    /// Judges many items together, up to the engine's sequence slots at a time (and with
+    /// `swap`, each pair in both orders as two sequences of the batch), reporting each
+    /// item's outcome through `on_judged` as soon as all its orders are done; an item that
+    /// cannot be judged (too long for the context) is reported at once. Only a GPU failure
+    /// ends the batch early.
+    pub async fn judge_batch(
+        &mut self,
+        protocol: Protocol,
+        items: &[Item],
+        swap: bool,
+        options: &JudgeOptions,
+        on_judged: &mut dyn FnMut(usize, Result<Outcome, JudgeError>),
+    ) -> Result<(), JudgeError> {
+        let orders = if swap { 2 } else { 1 };
+        // Each prompt's (item, order, truncated).
+        let mut prompts = Vec::new();
+        let mut sources = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let prepared: Result<Vec<_>, JudgeError> = (0..orders)
+                .map(|order| {
+                    let item = if order == 0 { item.clone() } else { item.swapped().ok_or(JudgeError::NotAPair)? };
+                    self.prepare(protocol, &item, options)
+                })
+                .collect();
+            match prepared {
+                Ok(prepared) => {
+                    for (order, (_, ids, truncated)) in prepared.into_iter().enumerate() {
+                        prompts.push(ids);
+                        sources.push((index, order, truncated));
+                    }
+                }
+                Err(error) => on_judged(index, Err(error)),
+            }
+        }
+        let generate = GenerateOptions {
+            max_tokens: options.max_new_tokens,
+            sampling: Sampling::Greedy,
+            cancel: options.cancel.clone(),
+        };
+        // A pair's judgements as given and swapped, until both are done.
+        let mut halves: Vec<[Option<Judgement>; 2]> = vec![[None, None]; items.len()];
+        let result = self
+            .engine
+            .generate_batch(&prompts, &generate, &mut |prompt, event| {
+                let BatchEvent::Finished(result) = event else { return };
+                let (index, order, truncated) = sources[prompt];
+                let judged = match result {
+                    Ok(generation) => judgement(protocol, generation, truncated),
+                    Err(error) => return on_judged(index, Err(error.into())),
+                };
+                if !swap {
+                    return on_judged(index, Ok(Outcome::One(judged)));
+                }
+                halves[index][order] = Some(judged);
+                if let [Some(_), Some(_)] = &halves[index] {
+                    let [forward, swapped] = std::mem::take(&mut halves[index]).map(|half| half.expect("done"));
+                    on_judged(index, Ok(Outcome::Both(both_orders(forward, swapped))));
+                }
+            })
+            .await;
+        result.map(|_| ()).map_err(JudgeError::from)
+    }
+}
+
+/// What judging one item produced: one judgement, or a pair judged in both orders.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    One(Judgement),
+    Both(SwapJudgement),
+}
+
+/// A pair's two judgements, the swapped one's verdict mapped back and the two combined.
+fn both_orders(forward: Judgement, swapped: Judgement) -> SwapJudgement {
+    {
         let first = forward.verdict.winner();
         let swapped_mapped = swapped.verdict.winner().map(Winner::swapped);
         let consistent = first.is_some() && first == swapped_mapped;
@@ -254,15 +323,7 @@ impl Judge {
         // few tokens after the shared prefix, too few for a steady rate.
         let prefill_saved_s =
             if forward.prefill_tok_s > 0.0 { shared_prefix_tokens as f64 / forward.prefill_tok_s } else { 0.0 };
-        Ok(SwapJudgement {
-            forward,
-            swapped,
-            swapped_mapped,
-            consistent,
-            combined,
-            shared_prefix_tokens,
-            prefill_saved_s,
-        })
+        SwapJudgement { forward, swapped, swapped_mapped, consistent, combined, shared_prefix_tokens, prefill_saved_s }
     }
 }
 
@@ -281,7 +342,9 @@ pub fn tokenized_input(
     Ok((template.wrap(&message), ids))
 }
 
-fn judgement(protocol: Protocol, generation: Generation, critique: String, truncated: bool) -> Judgement {
+/// The judgement a generation gives: its critique is the text before EOS.
+fn judgement(protocol: Protocol, generation: Generation, truncated: bool) -> Judgement {
+    let critique = generation.content.clone();
     let verdict = if protocol.is_pairwise() {
         Verdict::Pairwise(parse_pairwise(&critique))
     } else {

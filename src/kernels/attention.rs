@@ -6,7 +6,7 @@
 //! (flash-decoding) so that a GPU is filled, and a second pass merges the splits.
 
 use super::variants::{ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
-use super::{Dispatch, Gpu, Workgroups};
+use super::{Dispatch, Gpu, StepBuffers, Workgroups};
 
 /// Invocations per attention workgroup (`WG` in shaders/attention.wgsl): one key each.
 const WORKGROUP: usize = 64;
@@ -27,7 +27,7 @@ struct Params {
     heads_per_block: u32,
     tokens_per_tile: u32,
     splits: u32,
-    _pad: u32,
+    slot_positions: u32,
 }
 
 /// Attention shapes.
@@ -68,26 +68,38 @@ impl Heads {
     }
 }
 
-/// One layer's KV cache: `context x n_kv_heads x head_dim` f16 values each.
+/// One layer's KV cache: `slots x context x n_kv_heads x head_dim` f16 values each, a
+/// fixed slot of `context` positions per sequence decoded together. Fixed slots rather
+/// than pages of a shared pool: a sequence's keys stay contiguous, so attention walks them
+/// without an indirection per key tile, and a judge's sequences (prompt plus critique) have
+/// a known bound; a shared prompt prefix is copied between slots in one range copy.
 pub struct KvCache {
     pub k: wgpu::Buffer,
     pub v: wgpu::Buffer,
+    /// Positions per slot.
+    pub context: usize,
 }
 
 impl KvCache {
-    pub fn new(gpu: &Gpu, heads: Heads, context: usize) -> Self {
-        let bytes = Self::layer_bytes(heads, context);
-        Self { k: gpu.storage("k cache", bytes), v: gpu.storage("v cache", bytes) }
+    pub fn new(gpu: &Gpu, heads: Heads, context: usize, slots: usize) -> Self {
+        let bytes = Self::layer_bytes(heads, context, slots);
+        Self { k: gpu.storage("k cache", bytes), v: gpu.storage("v cache", bytes), context }
     }
 
     /// Bytes of one layer's key (or value) buffer.
-    pub fn layer_bytes(heads: Heads, context: usize) -> u64 {
-        context as u64 * heads.n_kv_heads as u64 * heads.head_dim as u64 * 2
+    pub fn layer_bytes(heads: Heads, context: usize, slots: usize) -> u64 {
+        (slots * context) as u64 * Self::position_bytes(heads)
+    }
+
+    /// Bytes one position takes in one layer's key (or value) buffer.
+    pub fn position_bytes(heads: Heads) -> u64 {
+        heads.n_kv_heads as u64 * heads.head_dim as u64 * 2
     }
 }
 
-/// Where a one-token step's key ranges leave their partial results before the merge;
-/// one per model, reused by every layer (the layers run one after another).
+/// Where a decode step's key ranges leave their partial results before the merge; one per
+/// model, reused by every layer (the layers run one after another), with room for a batch
+/// of `tokens` sequences.
 pub struct SplitScratch {
     splits: usize,
     acc: wgpu::Buffer,
@@ -96,14 +108,14 @@ pub struct SplitScratch {
 
 impl SplitScratch {
     /// As many key ranges as suit the adapter.
-    pub fn new(gpu: &Gpu, heads: Heads) -> Self {
-        Self::with_splits(gpu, heads, heads.decode_splits(gpu))
+    pub fn new(gpu: &Gpu, heads: Heads, tokens: usize) -> Self {
+        Self::with_splits(gpu, heads, heads.decode_splits(gpu), tokens)
     }
 
     /// A chosen number of key ranges (tests take the merge path on any adapter).
-    pub fn with_splits(gpu: &Gpu, heads: Heads, splits: usize) -> Self {
+    pub fn with_splits(gpu: &Gpu, heads: Heads, splits: usize, tokens: usize) -> Self {
         let splits = splits.clamp(1, MAX_SPLITS);
-        let [acc, stats] = Self::buffer_bytes(heads, splits);
+        let [acc, stats] = Self::buffer_bytes(heads, splits, tokens);
         Self {
             splits,
             acc: gpu.storage("attention split sums", acc),
@@ -112,12 +124,12 @@ impl SplitScratch {
     }
 
     /// What the scratch takes on any adapter, at most.
-    pub fn max_bytes(heads: Heads) -> u64 {
-        Self::buffer_bytes(heads, MAX_SPLITS).into_iter().map(super::storage_size).sum()
+    pub fn max_bytes(heads: Heads, tokens: usize) -> u64 {
+        Self::buffer_bytes(heads, MAX_SPLITS, tokens).into_iter().map(super::storage_size).sum()
     }
 
-    fn buffer_bytes(heads: Heads, splits: usize) -> [u64; 2] {
-        let rows = (splits * heads.n_heads) as u64;
+    fn buffer_bytes(heads: Heads, splits: usize, tokens: usize) -> [u64; 2] {
+        let rows = (splits * tokens * heads.n_heads) as u64;
         [rows * heads.head_dim as u64 * 4, rows * 8]
     }
 }
@@ -127,8 +139,8 @@ impl SplitScratch {
 pub enum AttentionMode<'a> {
     /// Tiles of tokens; each workgroup walks all of its rows' keys.
     Prefill,
-    /// One token: the keys are split among workgroups, then merged (where the adapter
-    /// gains from it).
+    /// One token per sequence: the keys are split among workgroups, then merged (where
+    /// the adapter gains from it).
     Decode(&'a SplitScratch),
 }
 
@@ -137,7 +149,7 @@ pub enum AttentionMode<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     heads: Heads,
     mode: AttentionMode,
     q: &wgpu::Buffer,
@@ -166,7 +178,7 @@ pub fn attention(
             heads_per_block: heads_per_block as u32,
             tokens_per_tile: tokens_per_tile as u32,
             splits: splits as u32,
-            _pad: 0,
+            slot_positions: cache.context as u32,
         },
     );
     let blocks = (heads.n_heads / heads_per_block) as u32;
@@ -174,14 +186,17 @@ pub fn attention(
     let mut dispatches = vec![Dispatch {
         label: "store_kv".into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&store, &[(0, step), (1, &params), (3, k), (4, v), (5, &cache.k), (6, &cache.v)]),
+        bind_group: gpu.bind(
+            &store,
+            &[(0, &step.uniform), (1, &params), (3, k), (4, v), (5, &cache.k), (6, &cache.v), (10, &step.places)],
+        ),
         pipeline: store,
         workgroups: Workgroups::Flat {
             items_per_token: (heads.n_kv_heads * heads.head_dim / 2) as u32,
             workgroup: WORKGROUP as u32,
         },
     }];
-    let cached = [(0, step), (1, &params), (2, q), (5, &cache.k), (6, &cache.v)];
+    let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
     match split {
         None => {
             let attend = gpu.pipeline("attention.wgsl", "attend", None);
@@ -206,8 +221,10 @@ pub fn attention(
             dispatches.push(Dispatch {
                 label: "attention merge".into(),
                 weight_bytes: 0,
-                bind_group: gpu
-                    .bind(&combine, &[(0, step), (1, &params), (7, out), (8, &scratch.acc), (9, &scratch.stats)]),
+                bind_group: gpu.bind(
+                    &combine,
+                    &[(0, &step.uniform), (1, &params), (7, out), (8, &scratch.acc), (9, &scratch.stats)],
+                ),
                 pipeline: combine,
                 workgroups: Workgroups::PerToken(heads.n_heads as u32),
             });

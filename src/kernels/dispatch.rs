@@ -1,17 +1,58 @@
 //! Recorded kernel launches. A forward pass is a list of [`Dispatch`]es built once at
 //! load time (pipelines and bind groups included) and replayed into one compute pass
-//! per step; only the [`Step`] uniform changes between submissions.
+//! per step; only the [`StepBuffers`] change between submissions.
+
+use super::Gpu;
 
 /// Per-submission values every kernel can read (`Step` in shaders/common.wgsl).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Step {
     pub n_tokens: u32,
-    pub position: u32,
     pub seed: u32,
     pub temperature: f32,
     pub top_p: f32,
-    pub _pad: [u32; 3],
+}
+
+/// Where one token of a step belongs (`TokenPlace` in shaders/common.wgsl): the sequence
+/// (its KV cache slot) and its position in that sequence. A prefill chunk's tokens share a
+/// slot at consecutive positions; a batched decode step has one token per sequence.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TokenPlace {
+    pub slot: u32,
+    pub position: u32,
+}
+
+impl TokenPlace {
+    /// `n_tokens` consecutive tokens of one sequence, the first at `position`.
+    pub fn run(slot: usize, position: usize, n_tokens: usize) -> Vec<TokenPlace> {
+        (position..position + n_tokens).map(|p| TokenPlace { slot: slot as u32, position: p as u32 }).collect()
+    }
+}
+
+/// The buffers a step writes before it is submitted: the [`Step`] uniform and the places
+/// of its tokens.
+pub struct StepBuffers {
+    pub uniform: wgpu::Buffer,
+    pub places: wgpu::Buffer,
+}
+
+impl StepBuffers {
+    /// Room for steps of up to `max_tokens` tokens.
+    pub fn new(gpu: &Gpu, max_tokens: usize) -> Self {
+        Self {
+            uniform: gpu.uniform("step", &Step::default()),
+            places: gpu.storage("token places", (max_tokens * std::mem::size_of::<TokenPlace>()) as u64),
+        }
+    }
+
+    /// Queues the next step's values; `places` has one entry per token.
+    pub fn write(&self, gpu: &Gpu, step: &Step, places: &[TokenPlace]) {
+        debug_assert_eq!(places.len(), step.n_tokens as usize);
+        gpu.queue.write_buffer(&self.uniform, 0, bytemuck::bytes_of(step));
+        gpu.queue.write_buffer(&self.places, 0, bytemuck::cast_slice(places));
+    }
 }
 
 /// Most workgroups one dispatch dimension may have (WebGPU's guaranteed limit).

@@ -1,6 +1,6 @@
 //! Token embedding lookup (shaders/embedding.wgsl).
 
-use super::{Dispatch, Gpu, GpuTensor, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -16,7 +16,7 @@ struct Params {
 /// `x[t] = table[tokens[t]]` for the step's tokens: one dispatch per tensor part.
 pub fn embedding(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     table: &GpuTensor,
     tokens: &wgpu::Buffer,
     x: &wgpu::Buffer,
@@ -41,7 +41,8 @@ pub fn embedding(
                 label: format!("embedding {}", table.dtype.name()),
                 // One row per token.
                 weight_bytes: part.buffer.size() / part.rows as u64,
-                bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &part.buffer), (3, tokens), (4, x)]),
+                bind_group: gpu
+                    .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, tokens), (4, x)]),
                 pipeline: pipeline.clone(),
                 workgroups: Workgroups::Flat { items_per_token: table.cols as u32 / 32, workgroup: 64 },
             }

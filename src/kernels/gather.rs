@@ -7,7 +7,7 @@
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 
-use super::{Dispatch, Gpu, GpuTensor, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -18,20 +18,15 @@ struct Params {
 
 /// `gathered[t, i] = x[t, order[i]]` for the step's tokens; `order` is a u32 tensor of
 /// one index per input (a permutation, checked when it was loaded).
-pub fn gather(
-    gpu: &Gpu,
-    step: &wgpu::Buffer,
-    order: &GpuTensor,
-    x: &wgpu::Buffer,
-    gathered: &wgpu::Buffer,
-) -> Dispatch {
+pub fn gather(gpu: &Gpu, step: &StepBuffers, order: &GpuTensor, x: &wgpu::Buffer, gathered: &wgpu::Buffer) -> Dispatch {
     let inputs = order.cols as u32;
     let pipeline = gpu.pipeline("gather.wgsl", "main", None);
     let params = gpu.uniform("gather params", &Params { inputs, _pad: [0; 3] });
     Dispatch {
         label: "gather".into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &order.parts[0].buffer), (3, x), (4, gathered)]),
+        bind_group: gpu
+            .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &order.parts[0].buffer), (3, x), (4, gathered)]),
         pipeline,
         workgroups: Workgroups::Flat { items_per_token: inputs, workgroup: 256 },
     }

@@ -4,11 +4,12 @@
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS,
 };
-use super::{Dispatch, Gpu, GpuTensor, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearMode {
-    /// One token: matrix-vector.
+    /// One token per sequence, up to [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS): matrix-vector, one weight read
+    /// for all of them.
     Decode,
     /// All the step's tokens: tiled matrix-matrix.
     Prefill,
@@ -48,7 +49,7 @@ struct MatvecParams {
     out_offset: u32,
     x_last_row: u32,
     epilogue: u32,
-    _pad: u32,
+    out_stride: u32,
 }
 
 #[repr(C)]
@@ -68,7 +69,7 @@ struct MatmulParams {
 /// One dispatch per tensor part.
 pub fn linear(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     weight: &GpuTensor,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
@@ -109,14 +110,14 @@ pub fn linear(
                     out_offset,
                     x_last_row: (mode == LinearMode::LastToken).into(),
                     epilogue: epilogue.code(),
-                    _pad: 0,
+                    out_stride: weight.rows as u32,
                 };
                 (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))
             };
             Dispatch {
                 label: format!("{} {} {}", shader.trim_end_matches(".wgsl"), weight.dtype.name(), role(&weight.name)),
                 weight_bytes: part.buffer.size(),
-                bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
+                bind_group: gpu.bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
                 pipeline: pipeline.clone(),
                 workgroups,
             }

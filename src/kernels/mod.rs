@@ -18,7 +18,7 @@ mod tensor;
 pub mod variants;
 
 pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};
-pub use dispatch::{record_all, Dispatch, Step, Workgroups};
+pub use dispatch::{record_all, Dispatch, Step, StepBuffers, TokenPlace, Workgroups};
 pub use embedding::embedding;
 pub use gather::gather;
 pub use gpu::{storage_size, Gpu, GpuError, GpuOptions};

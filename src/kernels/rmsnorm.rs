@@ -1,6 +1,6 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
-use super::{Dispatch, Gpu, Workgroups};
+use super::{Dispatch, Gpu, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -13,7 +13,7 @@ struct Params {
 /// Normalizes each of the step's rows of `x` (width `cols`) into `out`.
 pub fn rmsnorm(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     x: &wgpu::Buffer,
     weight: &wgpu::Buffer,
     out: &wgpu::Buffer,
@@ -25,7 +25,7 @@ pub fn rmsnorm(
     Dispatch {
         label: "rmsnorm".into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, x), (3, weight), (4, out)]),
+        bind_group: gpu.bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, x), (3, weight), (4, out)]),
         pipeline,
         workgroups: Workgroups::PerToken(1),
     }

@@ -1,6 +1,6 @@
 //! Rotary position embedding (shaders/rope.wgsl) and its cos/sin table.
 
-use super::{Dispatch, Gpu, Workgroups};
+use super::{Dispatch, Gpu, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -31,7 +31,7 @@ pub fn rope_table(context: usize, head_dim: usize, theta: f32) -> Vec<f32> {
 #[allow(clippy::too_many_arguments)]
 pub fn rope(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     table: &wgpu::Buffer,
     q: &wgpu::Buffer,
     k: &wgpu::Buffer,
@@ -47,7 +47,8 @@ pub fn rope(
     Dispatch {
         label: "rope".into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&pipeline, &[(0, step), (1, &params), (2, table), (3, q), (4, k)]),
+        bind_group: gpu
+            .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, table), (3, q), (4, k), (5, &step.places)]),
         pipeline,
         workgroups: Workgroups::Flat {
             items_per_token: ((n_heads + n_kv_heads) * head_dim / 2) as u32,

@@ -1,12 +1,13 @@
 //! Choosing the next token on the GPU (shaders/sampling.wgsl).
 
-use super::{Dispatch, Gpu, Workgroups};
+use super::{Dispatch, Gpu, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     vocab: u32,
-    _pad: [u32; 3],
+    last_token_only: u32,
+    _pad: [u32; 2],
 }
 
 /// How the next token is chosen.
@@ -21,25 +22,34 @@ pub enum Sampling {
     },
 }
 
-/// Writes the chosen token id to `tokens[0]`.
+/// Writes the chosen token id of each logits row to `tokens[row]`: one row for the step's
+/// last token (`last_token_only`, after a prefill chunk), else one per token of the step
+/// (a batched decode step).
+#[allow(clippy::too_many_arguments)]
 pub fn choose_token(
     gpu: &Gpu,
-    step: &wgpu::Buffer,
+    step: &StepBuffers,
     logits: &wgpu::Buffer,
     tokens: &wgpu::Buffer,
     vocab: usize,
     greedy: bool,
+    last_token_only: bool,
 ) -> Dispatch {
     let entry = if greedy { "argmax" } else { "sample" };
     let pipeline = gpu.pipeline("sampling.wgsl", entry, None);
-    let params = gpu.uniform("sampling params", &Params { vocab: vocab as u32, _pad: [0; 3] });
-    // `argmax` never reads the step uniform, so its derived layout has no binding 0.
-    let bindings: &[(u32, &wgpu::Buffer)] = &[(0, step), (1, &params), (2, logits), (3, tokens)];
+    let params = gpu.uniform(
+        "sampling params",
+        &Params { vocab: vocab as u32, last_token_only: last_token_only.into(), _pad: [0; 2] },
+    );
+    // `argmax` reads neither the step uniform nor the places: its derived layout has
+    // neither binding.
+    let bindings: &[(u32, &wgpu::Buffer)] =
+        &[(1, &params), (2, logits), (3, tokens), (0, &step.uniform), (4, &step.places)];
     Dispatch {
         label: entry.into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&pipeline, if greedy { &bindings[1..] } else { bindings }),
+        bind_group: gpu.bind(&pipeline, if greedy { &bindings[..3] } else { bindings }),
         pipeline,
-        workgroups: Workgroups::Fixed(1, 1),
+        workgroups: if last_token_only { Workgroups::Fixed(1, 1) } else { Workgroups::PerToken(1) },
     }
 }

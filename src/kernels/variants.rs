@@ -21,6 +21,9 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 pub const MATVEC_ROWS: u32 = 16;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
 pub const MATVEC_WORKGROUP: u32 = 64;
+/// Tokens (one per sequence) a decode matvec multiplies with each weight read: the largest
+/// decode batch.
+pub const MATVEC_MAX_TOKENS: u32 = 8;
 
 /// Tokens and rows of one prefill matmul tile (shaders/matmul.wgsl): 256 invocations of
 /// 4 x 4 outputs each, and two 32-column tiles of 8 KiB.
@@ -44,6 +47,7 @@ pub const EPILOGUE_SWIGLU: u32 = 2;
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("MATVEC_ROWS", MATVEC_ROWS),
     ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
+    ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
     ("MATMUL_TILE_ROWS", MATMUL_TILE_ROWS),
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),

@@ -2,17 +2,24 @@
 //!
 //! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
-//! final norm, the lm_head on the last token and the token choice. Every launch is built
-//! once here; a step writes the `Step` uniform (and the prompt ids when prefilling),
-//! replays one list into one compute pass, and reads back only the chosen id. The chosen
-//! id stays on the GPU as the next step's input, so a decode step can be submitted before
-//! the previous step's id has been read ([`LlamaModel::submit_decode`]).
+//! final norm, the lm_head and the token choice. Every launch is built once here; a step
+//! writes the `Step` uniform and its tokens' places (and the ids when they come from the
+//! CPU), replays one list into one compute pass, and reads back only the chosen ids. The
+//! chosen id stays on the GPU as the next step's input, so a decode step can be submitted
+//! before the previous step's id has been read ([`LlamaModel::submit_decode`]).
+//!
+//! Several sequences can be decoded together: the KV cache has a slot per sequence
+//! ([`LoadOptions::sequences`]), every token of a step carries its slot and position, and a
+//! batched decode step ([`LlamaModel::decode_batch`]) reads each weight once for all of its
+//! sequences. Slot 0 is the one the single-sequence methods use.
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::kernels::variants::MATVEC_MAX_TOKENS;
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, time_dispatches,
     AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
+    StepBuffers, TokenPlace,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -28,18 +35,28 @@ pub struct LoadOptions {
     pub context: usize,
     /// Prompt tokens processed per prefill submission.
     pub prefill_chunk: usize,
+    /// Sequences that can be decoded together, each with a KV cache slot of `context`
+    /// positions: the largest decode batch.
+    pub sequences: usize,
 }
 
+/// The largest decode batch: the tokens a decode matvec multiplies per weight read.
+pub const MAX_SEQUENCES: usize = MATVEC_MAX_TOKENS as usize;
+
 impl LoadOptions {
-    /// The model's full context and the default prefill chunk.
+    /// The model's full context, the default prefill chunk, one sequence.
     pub fn for_model(architecture: &Architecture) -> Self {
-        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK }
+        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
     }
 
     /// The options a model loads with: a context of at least one position and at most the
-    /// model's, a prefill chunk of at least one token.
+    /// model's, a prefill chunk of at least one token, 1 to [`MAX_SEQUENCES`] sequences.
     pub fn fitted(self, architecture: &Architecture) -> Self {
-        Self { context: self.context.clamp(1, architecture.context_length), prefill_chunk: self.prefill_chunk.max(1) }
+        Self {
+            context: self.context.clamp(1, architecture.context_length),
+            prefill_chunk: self.prefill_chunk.max(1),
+            sequences: self.sequences.clamp(1, MAX_SEQUENCES),
+        }
     }
 }
 
@@ -57,6 +74,15 @@ pub enum StepError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error(transparent)]
     Gpu(#[from] crate::kernels::GpuError),
+}
+
+/// A step [`LlamaModel::profile_step`] times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfiledStep {
+    /// One token for each of `sequences` sequences.
+    Decode { sequences: usize },
+    /// A prefill chunk.
+    Prefill,
 }
 
 /// One step's dispatches with the seconds each took (see [`LlamaModel::profile_step`]).
@@ -80,30 +106,49 @@ struct Activations {
     gathered: wgpu::Buffer,
 }
 
+/// The lm_head and token choice, for greedy and for sampled steps.
+struct Head {
+    greedy: Vec<Dispatch>,
+    sampled: Vec<Dispatch>,
+}
+
+impl Head {
+    fn get(&self, sampling: Sampling) -> &[Dispatch] {
+        match sampling {
+            Sampling::Greedy => &self.greedy,
+            Sampling::TopP { .. } => &self.sampled,
+        }
+    }
+}
+
 pub struct LlamaModel {
     gpu: Gpu,
     architecture: Architecture,
     options: LoadOptions,
-    step: wgpu::Buffer,
+    step: StepBuffers,
     tokens: wgpu::Buffer,
     logits: wgpu::Buffer,
-    /// Readback buffers of the steps in flight, used in turn.
+    /// Readback buffers of the steps in flight, used in turn; each holds a batch's ids.
     token_staging: [wgpu::Buffer; STEPS_IN_FLIGHT],
-    /// Which staging buffer each submitted, unread step copies its id into, oldest first.
-    pending: VecDeque<usize>,
+    /// The staging buffer and slot of each submitted step whose id is unread, oldest first.
+    pending: VecDeque<(usize, usize)>,
     next_staging: usize,
-    /// Embedding and layers for one token (matrix-vector kernels).
+    /// Embedding and layers for one token per sequence (matrix-vector kernels).
     decode: Vec<Dispatch>,
-    /// Embedding and layers for a chunk of prompt tokens (tiled matrix-matrix kernels).
+    /// Embedding and layers for a chunk of one sequence's prompt (tiled matrix-matrix kernels).
     prefill: Vec<Dispatch>,
-    /// Final norm, lm_head on the last token, greedy choice.
-    head_greedy: Vec<Dispatch>,
-    /// The same with temperature / top-p sampling.
-    head_sampled: Vec<Dispatch>,
+    /// Final norm, lm_head on the step's last token, token choice (after a prefill chunk).
+    head_last: Head,
+    /// The same for every token of the step (a decode step, one token per sequence).
+    head_each: Head,
     weights: HashMap<String, GpuTensor>,
-    _caches: Vec<KvCache>,
+    caches: Vec<KvCache>,
+    /// Where a shared prefix passes between slots: one slot of one layer's keys or values
+    /// (WebGPU copies only between distinct buffers).
+    prefix_scratch: wgpu::Buffer,
     _rope: wgpu::Buffer,
-    position: usize,
+    /// Positions cached in each sequence slot.
+    positions: Vec<usize>,
 }
 
 impl LlamaModel {
@@ -115,16 +160,24 @@ impl LlamaModel {
         options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let a = &architecture;
-        let options = options.fitted(a);
+        let mut options = options.fitted(a);
         check_shapes(a, &weights)?;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
+        // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
+        let limit = gpu.limits.max_storage_buffer_binding_size;
+        let slot_bytes = KvCache::layer_bytes(heads, options.context, 1);
+        if slot_bytes > limit {
+            return Err(LoadError::ContextTooLong {
+                context: options.context,
+                sequences: 1,
+                needed: slot_bytes,
+                limit,
+            });
+        }
+        options.sequences = options.sequences.min((limit / slot_bytes) as usize);
         let widest_ordered_input =
             weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
         let plan = BufferPlan::new(a, &options, widest_ordered_input);
-        let limit = gpu.limits.max_storage_buffer_binding_size;
-        if plan.kv_layer > limit {
-            return Err(LoadError::ContextTooLong { context: options.context, needed: plan.kv_layer, limit });
-        }
 
         let act = Activations {
             x: gpu.storage("residual", plan.residual),
@@ -136,21 +189,23 @@ impl LlamaModel {
             gate: gpu.storage("gate", plan.gate),
             gathered: gpu.storage("gathered input", plan.gathered),
         };
-        let step = gpu.uniform("step", &Step::default());
+        let step = StepBuffers::new(&gpu, plan.step_tokens);
         let tokens = gpu.storage("tokens", plan.tokens);
         let logits = gpu.storage("logits", plan.logits);
         let token_staging = std::array::from_fn(|_| {
             gpu.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("token readback"),
-                size: 4,
+                size: plan.tokens,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         });
         let rope_buffer = gpu
             .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
-        let caches: Vec<_> = (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context)).collect();
-        let split_scratch = SplitScratch::new(&gpu, heads);
+        let caches: Vec<_> =
+            (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context, options.sequences)).collect();
+        let prefix_scratch = gpu.storage("shared prefix", plan.prefix_scratch);
+        let split_scratch = SplitScratch::new(&gpu, heads, options.sequences);
 
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
@@ -220,20 +275,20 @@ impl LlamaModel {
         let decode = body(LinearMode::Decode);
         let prefill = body(LinearMode::Prefill);
         let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
-        let head = |greedy: bool| {
+        let head = |last_token_only: bool, greedy: bool| {
+            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Decode };
             let mut list =
                 vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
-            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, LinearMode::LastToken, Epilogue::Store));
-            list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy));
+            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
+            list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
             list
         };
-        let head_greedy = head(true);
-        let head_sampled = head(false);
+        let head_last = Head { greedy: head(true, true), sampled: head(true, false) };
+        let head_each = Head { greedy: head(false, true), sampled: head(false, false) };
         gpu.check()?;
         Ok(Self {
             gpu,
             architecture,
-            options,
             step,
             tokens,
             logits,
@@ -242,12 +297,14 @@ impl LlamaModel {
             next_staging: 0,
             decode,
             prefill,
-            head_greedy,
-            head_sampled,
+            head_last,
+            head_each,
             weights,
-            _caches: caches,
+            caches,
+            prefix_scratch,
             _rope: rope_buffer,
-            position: 0,
+            positions: vec![0; options.sequences],
+            options,
         })
     }
 
@@ -264,56 +321,113 @@ impl LlamaModel {
         &self.architecture
     }
 
+    /// Positions each sequence slot holds.
     pub fn context(&self) -> usize {
         self.options.context
     }
 
-    /// Positions already in the KV cache.
+    /// Prompt tokens per prefill submission.
+    pub fn prefill_chunk(&self) -> usize {
+        self.options.prefill_chunk
+    }
+
+    /// Sequence slots: the largest decode batch.
+    pub fn sequences(&self) -> usize {
+        self.options.sequences
+    }
+
+    /// Positions already in slot 0's KV cache.
     pub fn position(&self) -> usize {
-        self.position
+        self.positions[0]
     }
 
-    /// Forgets the conversation: the next prefill starts at position 0.
+    /// Positions already in `slot`'s KV cache.
+    pub fn slot_position(&self, slot: usize) -> usize {
+        self.positions[slot]
+    }
+
+    /// Forgets slot 0's conversation: the next prefill starts at position 0.
     pub fn reset(&mut self) {
-        self.discard_pending();
-        self.position = 0;
+        self.truncate(0);
     }
 
-    /// Keeps only the first `position` cached positions (a shared prompt prefix); later
-    /// steps overwrite the rest.
+    /// Keeps only the first `position` cached positions of slot 0 (a shared prompt
+    /// prefix); later steps overwrite the rest.
     pub fn truncate(&mut self, position: usize) {
+        self.truncate_slot(0, position);
+    }
+
+    /// Keeps only the first `position` cached positions of `slot`.
+    pub fn truncate_slot(&mut self, slot: usize, position: usize) {
         self.discard_pending();
-        self.position = self.position.min(position);
+        self.positions[slot] = self.positions[slot].min(position);
+    }
+
+    /// Makes `to` hold the first `len` cached positions of `from` (a prompt prefix two
+    /// sequences share), so that `to` prefills only from there.
+    pub fn copy_prefix(&mut self, from: usize, to: usize, len: usize) {
+        assert!(len <= self.positions[from], "slot {from} holds {} positions, not {len}", self.positions[from]);
+        self.discard_pending();
+        let heads =
+            Heads { n_heads: 0, n_kv_heads: self.architecture.n_kv_heads, head_dim: self.architecture.head_dim };
+        let position_bytes = KvCache::position_bytes(heads);
+        let slot_bytes = self.options.context as u64 * position_bytes;
+        let bytes = len as u64 * position_bytes;
+        if bytes > 0 && from != to {
+            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+            for cache in &self.caches {
+                for buffer in [&cache.k, &cache.v] {
+                    encoder.copy_buffer_to_buffer(buffer, from as u64 * slot_bytes, &self.prefix_scratch, 0, bytes);
+                    encoder.copy_buffer_to_buffer(&self.prefix_scratch, 0, buffer, to as u64 * slot_bytes, bytes);
+                }
+            }
+            self.gpu.queue.submit([encoder.finish()]);
+        }
+        self.positions[to] = len;
     }
 
     /// Forgets the submitted steps whose ids were not read: their positions are given
     /// back (later steps overwrite what they stored) and their ids are never read.
     pub fn discard_pending(&mut self) {
-        self.position -= self.pending.len();
-        self.pending.clear();
+        for (_, slot) in self.pending.drain(..) {
+            self.positions[slot] -= 1;
+        }
     }
 
-    /// Appends `ids` to the context in chunks and returns the token chosen after the last.
+    /// Appends `ids` to slot 0's context in chunks and returns the token chosen after the last.
     pub async fn prefill(&mut self, ids: &[u32], sampling: Sampling) -> Result<u32, StepError> {
+        self.prefill_slot(0, ids, sampling).await
+    }
+
+    /// Appends `ids` to `slot`'s context in chunks and returns the token chosen after the last.
+    pub async fn prefill_slot(&mut self, slot: usize, ids: &[u32], sampling: Sampling) -> Result<u32, StepError> {
         if ids.is_empty() {
             return Err(StepError::EmptyPrompt);
         }
         self.discard_pending();
-        self.reserve(ids.len())?;
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
-            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
-        }
+        self.reserve(slot, ids.len())?;
+        self.check_ids(ids)?;
         let chunks: Vec<_> = ids.chunks(self.options.prefill_chunk).collect();
         for (index, chunk) in chunks.iter().enumerate() {
-            self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
-            let last = index + 1 == chunks.len();
-            let staging = last.then(|| self.take_staging());
-            let mode = if chunk.len() == 1 { &self.decode } else { &self.prefill };
-            let head = if last { Some(self.head(sampling)) } else { None };
-            self.submit(mode, head, chunk.len(), sampling, staging);
-            self.position += chunk.len();
+            if index + 1 < chunks.len() {
+                self.submit_prefill_chunk(slot, chunk, None);
+            }
         }
+        let staging = self.take_staging(slot);
+        self.submit_prefill_chunk(slot, chunks[chunks.len() - 1], Some((staging, sampling)));
         self.next_token().await
+    }
+
+    /// Appends one chunk of at most the prefill chunk's tokens to `slot` without waiting;
+    /// with `choose`, the step also chooses the next token into that staging buffer.
+    fn submit_prefill_chunk(&mut self, slot: usize, chunk: &[u32], choose: Option<(usize, Sampling)>) {
+        self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
+        let body = if chunk.len() == 1 { &self.decode } else { &self.prefill };
+        let places = TokenPlace::run(slot, self.positions[slot], chunk.len());
+        let sampling = choose.map_or(Sampling::Greedy, |(_, sampling)| sampling);
+        let head = choose.map(|_| self.head_last.get(sampling));
+        self.submit(body, head, &places, sampling, choose.map(|(staging, _)| (staging, 1)));
+        self.positions[slot] += chunk.len();
     }
 
     /// Feeds the token chosen by the previous step and returns the next one.
@@ -322,98 +436,145 @@ impl LlamaModel {
         self.next_token().await
     }
 
-    /// Submits a decode step that feeds the token chosen by the previous submitted step,
-    /// without waiting for it: the GPU computes it while the CPU reads and examines the
-    /// previous id. At most [`STEPS_IN_FLIGHT`] steps may be unread; read them in order
-    /// with [`Self::next_token`], or give them back with [`Self::discard_pending`].
+    /// Submits a slot-0 decode step that feeds the token chosen by the previous submitted
+    /// step, without waiting for it: the GPU computes it while the CPU reads and examines
+    /// the previous id. At most [`STEPS_IN_FLIGHT`] steps may be unread; read them in
+    /// order with [`Self::next_token`], or give them back with [`Self::discard_pending`].
     pub fn submit_decode(&mut self, sampling: Sampling) -> Result<(), StepError> {
         assert!(self.pending.len() < STEPS_IN_FLIGHT, "{STEPS_IN_FLIGHT} steps are already unread");
-        self.reserve(1)?;
-        let staging = self.take_staging();
-        self.submit(&self.decode, Some(self.head(sampling)), 1, sampling, Some(staging));
-        self.position += 1;
+        self.reserve(0, 1)?;
+        let staging = self.take_staging(0);
+        let places = TokenPlace::run(0, self.positions[0], 1);
+        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, 1)));
+        self.positions[0] += 1;
         Ok(())
     }
 
     /// The id chosen by the oldest submitted, unread step.
     pub async fn next_token(&mut self) -> Result<u32, StepError> {
-        let staging = self.pending.pop_front().expect("a submitted step to read");
-        let bytes = self.gpu.read_staging(&self.token_staging[staging]).await?;
-        let id = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        if id as usize >= self.architecture.vocab {
-            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
-        }
-        Ok(id)
+        let (staging, _) = self.pending.pop_front().expect("a submitted step to read");
+        Ok(self.read_ids(staging, 1).await?[0])
     }
 
-    /// The staging buffer for the next step, registered as pending.
-    fn take_staging(&mut self) -> usize {
+    /// One decode step for several sequences at once: each `(slot, id)` appends `id` to
+    /// its slot's context; returns the token chosen next for each, in order. Every weight
+    /// is read once for the whole batch. The slots must differ.
+    pub async fn decode_batch(&mut self, rows: &[(usize, u32)], sampling: Sampling) -> Result<Vec<u32>, StepError> {
+        assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
+        self.discard_pending();
+        let ids: Vec<u32> = rows.iter().map(|&(_, id)| id).collect();
+        self.check_ids(&ids)?;
+        let mut places = Vec::with_capacity(rows.len());
+        for &(slot, _) in rows {
+            self.reserve(slot, 1)?;
+            places.push(TokenPlace { slot: slot as u32, position: self.positions[slot] as u32 });
+        }
+        self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
+        let staging = self.rotate_staging();
+        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, rows.len())));
+        for &(slot, _) in rows {
+            self.positions[slot] += 1;
+        }
+        self.read_ids(staging, rows.len()).await
+    }
+
+    /// The first `n` ids a step copied into staging buffer `staging`.
+    async fn read_ids(&self, staging: usize, n: usize) -> Result<Vec<u32>, StepError> {
+        let bytes = self.gpu.read_staging(&self.token_staging[staging]).await?;
+        let ids: Vec<u32> = bytemuck::cast_slice(&bytes[..n * 4]).to_vec();
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
+            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
+        }
+        Ok(ids)
+    }
+
+    /// The staging buffer for the next step.
+    fn rotate_staging(&mut self) -> usize {
         let staging = self.next_staging;
         self.next_staging = (staging + 1) % STEPS_IN_FLIGHT;
-        self.pending.push_back(staging);
         staging
     }
 
-    /// The lm_head output of the last step (for tests and diagnostics).
+    /// The staging buffer for the next step of `slot`, registered as pending.
+    fn take_staging(&mut self, slot: usize) -> usize {
+        let staging = self.rotate_staging();
+        self.pending.push_back((staging, slot));
+        staging
+    }
+
+    /// The lm_head output of the last step's first row (for tests and diagnostics).
     pub async fn logits(&self) -> Result<Vec<f32>, StepError> {
         let bytes = self.gpu.read(&self.logits, (self.architecture.vocab * 4) as u64).await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 
-    fn reserve(&self, tokens: usize) -> Result<(), StepError> {
-        let needed = self.position + tokens;
+    fn check_ids(&self, ids: &[u32]) -> Result<(), StepError> {
+        match ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
+            Some(&id) => Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab }),
+            None => Ok(()),
+        }
+    }
+
+    fn reserve(&self, slot: usize, tokens: usize) -> Result<(), StepError> {
+        let needed = self.positions[slot] + tokens;
         if needed > self.options.context {
             return Err(StepError::ContextFull { needed, context: self.options.context });
         }
         Ok(())
     }
 
-    fn head(&self, sampling: Sampling) -> &[Dispatch] {
-        match sampling {
-            Sampling::Greedy => &self.head_greedy,
-            Sampling::TopP { .. } => &self.head_sampled,
-        }
+    /// Times every dispatch of one step at slot 0's current position, leaving the context
+    /// as it was: a decode step of `sequences` tokens (one per slot, each slot taken at that
+    /// position, whatever it holds), or a prefill chunk of as many prompt tokens as a chunk
+    /// holds and the context has room for (whatever ids the token buffer holds). Each
+    /// dispatch is timed on its own.
+    pub async fn profile_step(&self, step: ProfiledStep, sampling: Sampling) -> Result<StepProfile<'_>, StepError> {
+        let position = self.positions[0];
+        let (places, body, head) = match step {
+            ProfiledStep::Decode { sequences } => {
+                self.reserve(0, 1)?;
+                let sequences = sequences.clamp(1, self.options.sequences);
+                let places = (0..sequences).map(|slot| TokenPlace::run(slot, position, 1)[0]).collect();
+                (places, &self.decode, &self.head_each)
+            }
+            ProfiledStep::Prefill => {
+                let n_tokens = self.options.prefill_chunk.min(self.options.context - position).max(1);
+                self.reserve(0, n_tokens)?;
+                let body = if n_tokens == 1 { &self.decode } else { &self.prefill };
+                (TokenPlace::run(0, position, n_tokens), body, &self.head_last)
+            }
+        };
+        let places: Vec<TokenPlace> = places;
+        let dispatches: Vec<&Dispatch> = body.iter().chain(head.get(sampling)).collect();
+        self.write_step(&places, sampling);
+        let (seconds, clock) = time_dispatches(&self.gpu, &dispatches, places.len() as u32).await?;
+        Ok(StepProfile { n_tokens: places.len(), clock, dispatches: dispatches.into_iter().zip(seconds).collect() })
     }
 
-    /// Times every dispatch of one step at the current position, leaving the context as it
-    /// was: a decode step, or a prefill chunk of as many prompt tokens as a chunk holds and
-    /// the context has room for (whatever ids the token buffer holds). Each dispatch is
-    /// timed on its own.
-    pub async fn profile_step(&self, prefill: bool, sampling: Sampling) -> Result<StepProfile<'_>, StepError> {
-        let room = self.options.context - self.position;
-        let n_tokens = if prefill { self.options.prefill_chunk.min(room) } else { 1 };
-        self.reserve(n_tokens.max(1))?;
-        let body = if n_tokens == 1 { &self.decode } else { &self.prefill };
-        let dispatches: Vec<&Dispatch> = body.iter().chain(self.head(sampling)).collect();
-        self.write_step(n_tokens, sampling);
-        let (seconds, clock) = time_dispatches(&self.gpu, &dispatches, n_tokens as u32).await?;
-        Ok(StepProfile { n_tokens, clock, dispatches: dispatches.into_iter().zip(seconds).collect() })
-    }
-
-    fn write_step(&self, n_tokens: usize, sampling: Sampling) {
+    fn write_step(&self, places: &[TokenPlace], sampling: Sampling) {
         let (temperature, top_p, seed) = match sampling {
             Sampling::Greedy => (0.0, 1.0, 0),
             Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
         };
-        let step =
-            Step { n_tokens: n_tokens as u32, position: self.position as u32, seed, temperature, top_p, _pad: [0; 3] };
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+        let step = Step { n_tokens: places.len() as u32, seed, temperature, top_p };
+        self.step.write(&self.gpu, &step, places);
     }
 
-    /// Records and submits one step; with `staging`, the chosen id is copied there.
+    /// Records and submits one step of `places.len()` tokens; with `staging`, the first
+    /// `n` chosen ids are copied into that staging buffer.
     fn submit(
         &self,
         body: &[Dispatch],
         head: Option<&[Dispatch]>,
-        n_tokens: usize,
+        places: &[TokenPlace],
         sampling: Sampling,
-        staging: Option<usize>,
+        staging: Option<(usize, usize)>,
     ) {
-        self.write_step(n_tokens, sampling);
+        self.write_step(places, sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), n_tokens as u32);
-        if let Some(staging) = staging {
-            encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging[staging], 0, 4);
+        record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), places.len() as u32);
+        if let Some((staging, n)) = staging {
+            encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging[staging], 0, n as u64 * 4);
         }
         self.gpu.queue.submit([encoder.finish()]);
     }

@@ -36,10 +36,10 @@ pub enum LoadError {
     #[error("norm weight {name} is {found:?}; the kernels read norm weights as f32")]
     NormDType { name: String, found: crate::weights::DType },
     #[error(
-        "the KV cache for {context} positions needs {needed} bytes per layer buffer, the adapter \
-         binds at most {limit}; load with a shorter context"
+        "the KV cache for {sequences} sequence(s) of {context} positions needs {needed} bytes per layer buffer, \
+         the adapter binds at most {limit}; load with a shorter context or fewer sequences"
     )]
-    ContextTooLong { context: usize, needed: u64, limit: u64 },
+    ContextTooLong { context: usize, sequences: usize, needed: u64, limit: u64 },
     #[error("input order {tensor} is not a permutation of its {inputs} inputs: entry {index} is {value}, {problem}")]
     InputOrder { tensor: String, inputs: usize, index: usize, value: u32, problem: &'static str },
     #[error("reading the model failed: {0}")]

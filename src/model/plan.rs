@@ -3,7 +3,7 @@
 //! the browser's fit check (src/web/fit.rs) adds it up, so the two cannot disagree.
 
 use super::{Architecture, LoadOptions};
-use crate::kernels::{storage_size, Heads, KvCache, SplitScratch};
+use crate::kernels::{storage_size, Heads, KvCache, SplitScratch, TokenPlace};
 
 /// Prompt tokens per prefill submission unless asked otherwise.
 pub const DEFAULT_PREFILL_CHUNK: usize = 128;
@@ -11,7 +11,8 @@ pub const DEFAULT_PREFILL_CHUNK: usize = 128;
 /// Bytes of each buffer, as asked of the GPU (before [`storage_size`]'s rounding).
 #[derive(Clone, Debug, PartialEq)]
 pub struct BufferPlan {
-    /// f32 activations for a prefill chunk, each `chunk x width`.
+    /// f32 activations for a step's tokens (a prefill chunk, or one token per sequence),
+    /// each `tokens x width`.
     pub residual: u64,
     pub normed: u64,
     pub q: u64,
@@ -22,25 +23,31 @@ pub struct BufferPlan {
     pub gate: u64,
     /// A layer input gathered into an act-order weight's column order (empty without one).
     pub gathered: u64,
-    /// The chunk's token ids (then the chosen id).
+    /// Most tokens in one step: a prefill chunk or a decode batch.
+    pub step_tokens: usize,
+    /// The step's token ids (then the chosen ids).
     pub tokens: u64,
+    /// The step's token places (sequence slot, position).
+    pub places: u64,
     pub logits: u64,
     /// cos and sin of every (position, pair).
     pub rope_table: u64,
-    /// Each of a layer's key and value cache buffers (f16).
+    /// Each of a layer's key and value cache buffers (f16, a slot per sequence).
     pub kv_layer: u64,
     /// Two per layer.
     pub kv_buffers: u64,
     /// Attention's key-range partials for decode, at most (the adapter sets the count).
     pub split_scratch: u64,
+    /// One sequence slot of one layer's keys (or values): where shared prefixes pass.
+    pub prefix_scratch: u64,
 }
 
 impl BufferPlan {
     /// `widest_ordered_input`: the columns of the widest weight with an input order (0
     /// when none has one; see [`crate::weights::Manifest::widest_ordered_input`]).
     pub fn new(a: &Architecture, options: &LoadOptions, widest_ordered_input: usize) -> Self {
-        let chunk = options.prefill_chunk as u64;
-        let f32s = |width: usize| chunk * width as u64 * 4;
+        let step_tokens = options.prefill_chunk.max(options.sequences);
+        let f32s = |width: usize| (step_tokens * width) as u64 * 4;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         Self {
             residual: f32s(a.hidden),
@@ -51,12 +58,15 @@ impl BufferPlan {
             attended: f32s(a.q_dim()),
             gate: f32s(a.ffn),
             gathered: f32s(widest_ordered_input),
-            tokens: chunk * 4,
-            logits: a.vocab as u64 * 4,
+            step_tokens,
+            tokens: step_tokens as u64 * 4,
+            places: step_tokens as u64 * std::mem::size_of::<TokenPlace>() as u64,
+            logits: (a.vocab * options.sequences) as u64 * 4,
             rope_table: options.context as u64 * a.head_dim as u64 * 4,
-            kv_layer: KvCache::layer_bytes(heads, options.context),
+            kv_layer: KvCache::layer_bytes(heads, options.context, options.sequences),
             kv_buffers: 2 * a.n_layers as u64,
-            split_scratch: SplitScratch::max_bytes(heads),
+            split_scratch: SplitScratch::max_bytes(heads, options.sequences),
+            prefix_scratch: KvCache::layer_bytes(heads, options.context, 1),
         }
     }
 
@@ -72,8 +82,10 @@ impl BufferPlan {
             self.gate,
             self.gathered,
             self.tokens,
+            self.places,
             self.logits,
             self.rope_table,
+            self.prefix_scratch,
         ];
         buffers.into_iter().map(storage_size).sum::<u64>() + self.split_scratch
     }

@@ -47,7 +47,7 @@ impl Estimate {
 
 /// The load options the browser uses at `context`.
 pub fn load_options(context: usize) -> LoadOptions {
-    LoadOptions { context, prefill_chunk: PREFILL_CHUNK }
+    LoadOptions { context, prefill_chunk: PREFILL_CHUNK, sequences: 1 }
 }
 
 pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, Step};
+use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, Step, StepBuffers, TokenPlace};
 use webjudge::weights::manifest::MAX_BINDING_BYTES;
 use webjudge::weights::{dequantize, DType, Manifest, TensorEntry, TensorPart};
 
@@ -193,19 +193,23 @@ pub fn binding_parts(dtype: DType, rows: usize, cols: usize, group: usize) -> Ve
     parts
 }
 
-pub fn step(n_tokens: usize, position: usize) -> Step {
-    Step { n_tokens: n_tokens as u32, position: position as u32, ..Default::default() }
+/// A step of `n_tokens` consecutive tokens of sequence slot 0, the first at `position`.
+pub fn step(n_tokens: usize, position: usize) -> (Step, Vec<TokenPlace>) {
+    (Step { n_tokens: n_tokens as u32, ..Default::default() }, TokenPlace::run(0, position, n_tokens))
 }
 
-/// Runs dispatches on one GPU with one `Step` uniform, as the forward pass does.
+/// The most tokens a test step has.
+const MAX_STEP_TOKENS: usize = 1024;
+
+/// Runs dispatches on one GPU with one set of step buffers, as the forward pass does.
 pub struct Runner {
     pub gpu: &'static Gpu,
-    pub step: wgpu::Buffer,
+    pub step: StepBuffers,
 }
 
 impl Runner {
     pub fn new(gpu: &'static Gpu) -> Self {
-        Self { gpu, step: gpu.uniform("step", &Step::default()) }
+        Self { gpu, step: StepBuffers::new(gpu, MAX_STEP_TOKENS) }
     }
 
     pub fn storage_f32(&self, values: &[f32]) -> wgpu::Buffer {
@@ -217,8 +221,8 @@ impl Runner {
     }
 
     /// Sets the step uniform and submits `dispatches` in one compute pass.
-    pub fn run<'a>(&self, step: Step, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
-        self.gpu.queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&step));
+    pub fn run<'a>(&self, (step, places): (Step, Vec<TokenPlace>), dispatches: impl IntoIterator<Item = &'a Dispatch>) {
+        self.step.write(self.gpu, &step, &places);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, dispatches, step.n_tokens);
         self.gpu.queue.submit([encoder.finish()]);

@@ -83,3 +83,12 @@ pub fn webjudge(args: &[&str], stdin: &str) -> Output {
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
+
+/// A fresh, empty directory for one test's files: `name` under `group` in Cargo's
+/// temporary directory for tests.
+pub fn scratch(group: &str, name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(group).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,268 @@
+//! Continuous batching: many prompts generated together, one KV cache slot each. A decode
+//! step feeds every running sequence at once (one weight read for all of them, which is
+//! what decode is bound by); a new prompt is admitted as soon as a slot frees up, its
+//! prefill runs a chunk per decode step, and it starts from the longest
+//! prompt prefix any slot already holds (a pair and its swap share everything before the
+//! first response; the Auto-J template is shared by all).
+
+use std::collections::VecDeque;
+
+use web_time::Instant;
+
+use super::{reusable_prefix, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
+use crate::model::StepError;
+use crate::tokenizer::TextStream;
+
+/// What a batch reports as it runs, for the prompt at an index of the batch.
+pub enum BatchEvent<'a> {
+    /// Newly completed text of the prompt's generation.
+    Text(&'a str),
+    /// The generation ended, or could not start (a prompt too long for the context).
+    Finished(Result<Generation, EngineError>),
+}
+
+/// A prompt that holds a slot.
+struct Sequence {
+    index: usize,
+    slot: usize,
+    prompt_tokens: usize,
+    /// A running sequence's slot and the length of the prompt prefix to copy from it, once
+    /// it holds that much.
+    donor: Option<(usize, usize)>,
+    /// Prompt tokens in the slot's cache: reused, then prefilled chunk by chunk.
+    prefilled: usize,
+    reused: usize,
+    ids: Vec<u32>,
+    stream: TextStream,
+    admitted: Instant,
+    prefill_seconds: f64,
+    /// When the first token was chosen: the decode time runs from here.
+    decoding_since: Option<Instant>,
+    finish: Option<Finish>,
+}
+
+impl Engine {
+    /// Generates a continuation of each prompt, up to the model's sequence slots at a time,
+    /// reporting text and each finished generation through `on_event` as they come. Only a
+    /// GPU failure ends the batch early. With one slot the prompts run one after another on
+    /// the single-sequence path. A prompt's greedy output does not depend on the prompts
+    /// beside it (each row of a batched step is computed as it would be alone), up to the
+    /// rounding of where its prefill chunks start.
+    pub async fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        on_event: &mut dyn FnMut(usize, BatchEvent),
+    ) -> Result<(), EngineError> {
+        if self.model.sequences() == 1 {
+            for (index, prompt) in prompts.iter().enumerate() {
+                let result =
+                    self.generate_ids(prompt, options, &mut |text| on_event(index, BatchEvent::Text(text))).await;
+                let result = match result {
+                    Err(EngineError::Step(StepError::Gpu(error))) => return Err(StepError::Gpu(error).into()),
+                    other => other,
+                };
+                on_event(index, BatchEvent::Finished(result));
+            }
+            return Ok(());
+        }
+
+        let max_tokens = options.max_tokens.max(1);
+        let eos = self.model.architecture().eos_ids.clone();
+        let mut waiting = VecDeque::new();
+        for (index, prompt) in prompts.iter().enumerate() {
+            let refused = if prompt.is_empty() {
+                Some(EngineError::Step(StepError::EmptyPrompt))
+            } else if prompt.len() > self.prompt_budget(max_tokens) {
+                let context = self.model.context();
+                Some(EngineError::PromptTooLong { prompt_tokens: prompt.len(), max_tokens, context })
+            } else {
+                None
+            };
+            match refused {
+                Some(error) => on_event(index, BatchEvent::Finished(Err(error))),
+                None => waiting.push_back(index),
+            }
+        }
+        let mut free: Vec<usize> = (0..self.model.sequences()).rev().collect();
+        let mut running: Vec<Sequence> = Vec::new();
+        loop {
+            self.finish_done(&mut running, &mut free, on_event)?;
+            if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
+                running.iter_mut().for_each(|sequence| sequence.finish = Some(Finish::Cancelled));
+                for index in waiting.drain(..) {
+                    on_event(index, BatchEvent::Finished(Ok(cancelled(prompts[index].len()))));
+                }
+            } else {
+                while !free.is_empty() {
+                    let Some(index) = waiting.pop_front() else { break };
+                    running.push(self.admit(index, &prompts[index], &mut free, &running, prompts));
+                }
+            }
+            self.finish_done(&mut running, &mut free, on_event)?;
+            if running.is_empty() {
+                break;
+            }
+
+            // One prefill chunk of each sequence still prefilling: newly admitted prompts
+            // join the decode batch together, and a long prompt holds the others back by one
+            // chunk per step.
+            for i in 0..running.len() {
+                if running[i].prefilled == prompts[running[i].index].len() || !self.take_prefix(&mut running[i]) {
+                    continue;
+                }
+                let sequence = &mut running[i];
+                let prompt = &prompts[sequence.index];
+                let end = prompt.len().min(sequence.prefilled + self.model.prefill_chunk());
+                let chunk = &prompt[sequence.prefilled..end];
+                let id = self.model.prefill_slot(sequence.slot, chunk, options.sampling).await?;
+                self.cached[sequence.slot].extend_from_slice(chunk);
+                sequence.prefilled = end;
+                if end == prompt.len() {
+                    sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
+                    sequence.decoding_since = Some(Instant::now());
+                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
+                }
+            }
+
+            // One decode step for every sequence whose last token is still to be fed.
+            let decoding: Vec<usize> = (0..running.len())
+                .filter(|&i| running[i].decoding_since.is_some() && running[i].finish.is_none())
+                .collect();
+            if !decoding.is_empty() {
+                let rows: Vec<(usize, u32)> = decoding
+                    .iter()
+                    .map(|&i| (running[i].slot, *running[i].ids.last().expect("a chosen token")))
+                    .collect();
+                let next = self.model.decode_batch(&rows, options.sampling).await?;
+                for (&i, (&(slot, fed), id)) in decoding.iter().zip(rows.iter().zip(next)) {
+                    self.cached[slot].push(fed);
+                    self.push_token(&mut running[i], id, max_tokens, &eos, on_event)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives prompt `index` a free slot, starting from the longest prefix of it that any
+    /// slot holds or will hold: a free slot's own, or a running sequence's, copied over
+    /// once that sequence has prefilled it ([`Self::take_prefix`]).
+    fn admit(
+        &mut self,
+        index: usize,
+        prompt: &[u32],
+        free: &mut Vec<usize>,
+        running: &[Sequence],
+        prompts: &[Vec<u32>],
+    ) -> Sequence {
+        let (position, own) = free
+            .iter()
+            .enumerate()
+            .map(|(position, &slot)| (position, reusable_prefix(&self.cached[slot], prompt)))
+            .max_by_key(|&(position, reused)| (reused, std::cmp::Reverse(position)))
+            .expect("a free slot");
+        let slot = free.swap_remove(position);
+        // What a running sequence's slot will hold: its prompt (and what it has generated).
+        let holds =
+            |s: &Sequence| if s.prefilled < prompts[s.index].len() { &prompts[s.index] } else { &self.cached[s.slot] };
+        let donor = running
+            .iter()
+            .map(|s| (s.slot, reusable_prefix(holds(s), prompt)))
+            .max_by_key(|&(_, reused)| reused)
+            .filter(|&(_, reused)| reused > own);
+        let reused = if donor.is_some() { 0 } else { own };
+        self.model.truncate_slot(slot, reused);
+        self.cached[slot].truncate(reused);
+        Sequence {
+            index,
+            slot,
+            prompt_tokens: prompt.len(),
+            donor,
+            prefilled: reused,
+            reused,
+            ids: Vec::new(),
+            stream: TextStream::new(),
+            admitted: Instant::now(),
+            prefill_seconds: 0.0,
+            decoding_since: None,
+            finish: None,
+        }
+    }
+
+    /// Copies a sequence's shared prefix from its donor's slot once the donor has
+    /// prefilled it; false while it has not yet.
+    fn take_prefix(&mut self, sequence: &mut Sequence) -> bool {
+        let Some((from, len)) = sequence.donor else { return true };
+        if self.cached[from].len() < len {
+            return false;
+        }
+        self.model.copy_prefix(from, sequence.slot, len);
+        self.cached[sequence.slot] = self.cached[from][..len].to_vec();
+        (sequence.prefilled, sequence.reused, sequence.donor) = (len, len, None);
+        true
+    }
+
+    /// Appends a chosen token to `sequence`, streams its text and notes whether it ends it.
+    fn push_token(
+        &self,
+        sequence: &mut Sequence,
+        id: u32,
+        max_tokens: usize,
+        eos: &[u32],
+        on_event: &mut dyn FnMut(usize, BatchEvent),
+    ) -> Result<(), EngineError> {
+        sequence.ids.push(id);
+        on_event(sequence.index, BatchEvent::Text(&sequence.stream.push(&self.tokenizer, id)?));
+        if eos.contains(&id) {
+            sequence.finish = Some(Finish::Eos);
+        } else if sequence.ids.len() >= max_tokens {
+            sequence.finish = Some(Finish::Length);
+        }
+        Ok(())
+    }
+
+    /// Reports the sequences that have finished and frees their slots.
+    fn finish_done(
+        &self,
+        running: &mut Vec<Sequence>,
+        free: &mut Vec<usize>,
+        on_event: &mut dyn FnMut(usize, BatchEvent),
+    ) -> Result<(), EngineError> {
+        let mut i = 0;
+        while i < running.len() {
+            let Some(finish) = running[i].finish else {
+                i += 1;
+                continue;
+            };
+            let mut sequence = running.remove(i);
+            on_event(sequence.index, BatchEvent::Text(&sequence.stream.finish(&self.tokenizer)?));
+            let generation = Generation {
+                text: self.tokenizer.decode(&sequence.ids)?,
+                content: self.content(&sequence.ids, finish)?,
+                prompt_tokens: sequence.prompt_tokens,
+                reused_tokens: sequence.reused,
+                finish,
+                prefill_seconds: sequence.prefill_seconds,
+                decode_seconds: sequence.decoding_since.map_or(0.0, |since| since.elapsed().as_secs_f64()),
+                ids: sequence.ids,
+            };
+            on_event(sequence.index, BatchEvent::Finished(Ok(generation)));
+            free.push(sequence.slot);
+        }
+        Ok(())
+    }
+}
+
+/// A generation stopped before it started.
+pub(super) fn cancelled(prompt_tokens: usize) -> Generation {
+    Generation {
+        ids: Vec::new(),
+        text: String::new(),
+        content: String::new(),
+        prompt_tokens,
+        reused_tokens: 0,
+        finish: Finish::Cancelled,
+        prefill_seconds: 0.0,
+        decode_seconds: 0.0,
+    }
+}
