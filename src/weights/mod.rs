@@ -1,12 +1,20 @@
 //! Weight formats: the model directory webjudge runs from, and importers into it.
 
+// The importers (native only: the browser loads model directories they wrote).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checkpoint;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
 mod dtype;
 pub mod gguf;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod gptq;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod hf;
 pub mod manifest;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod safetensors;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod torch_pickle;
 pub mod writer;
 
