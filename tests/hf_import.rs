@@ -21,8 +21,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::model::{Architecture, ChatTemplate};
 use webjudge::weights::checkpoint::Checkpoint;
-use webjudge::weights::convert::{ConvertError, OutputProblem};
-use webjudge::weights::hf::{convert_hf, rope_source_row, HfError, HfOptions};
+use webjudge::weights::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
+use webjudge::weights::import::{ConvertError, OutputProblem};
 use webjudge::weights::safetensors::{self, SafetensorsError};
 use webjudge::weights::{DType, Manifest, Quant};
 
@@ -526,7 +526,7 @@ fn torch_checkpoints_convert_like_safetensors() {
         std::fs::create_dir_all(&pt).unwrap();
         write_torch_checkpoint(&pt, &tensors, shards);
         // Every tensor reads back exactly.
-        let mut checkpoint = webjudge::weights::hf::open_checkpoint(&pt).unwrap();
+        let mut checkpoint = webjudge::weights::hf_import::open_checkpoint(&pt).unwrap();
         for (name, t) in &tensors {
             let located = checkpoint.tensor(name).unwrap().clone();
             assert_eq!(located.shape, t.shape, "{name}");

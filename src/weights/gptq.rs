@@ -1,6 +1,6 @@
 //! AutoGPTQ checkpoints: 4-bit linear layers as `qweight`/`qzeros`/`scales`/`g_idx`
 //! tensors (the format of Auto-J-13B's GPTQ build), decoded here for the Hugging Face
-//! importer ([`super::hf`], which stays the one driver).
+//! importer ([`super::hf_import`], which stays the one driver).
 //!
 //! Format (a linear layer `y = W x` with `out` outputs and `inputs` inputs, in groups of
 //! `group_size` inputs, `groups = ceil(inputs / group_size)`, one group when the size is -1):

@@ -3,14 +3,16 @@
 // The importers (native only: the browser loads model directories they wrote).
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod convert;
 mod dtype;
 pub mod gguf;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod gguf_import;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod gptq;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod hf;
+pub mod hf_import;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod import;
 pub mod manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod safetensors;

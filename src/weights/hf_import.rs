@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
-use super::convert::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
+use super::import::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{self, SafetensorsError};
 use super::torch_pickle::{self, TorchError};
