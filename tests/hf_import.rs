@@ -646,6 +646,32 @@ fn malformed_torch_checkpoints_are_errors() {
     }
 }
 
+/// An archive laid out as PyTorch writes a large shard, written here by the `zip` crate:
+/// zip64 extra fields, and each entry's data aligned to 64 bytes by padding in its
+/// local header.
+#[test]
+fn zip64_aligned_archives_read_exactly() {
+    let dir = scratch("torch-zip64");
+    let values: Vec<f32> = (0..12).map(|v| v as f32 - 5.5).collect();
+    let storage: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true)
+        .with_alignment(64);
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in
+        [("archive/data.pkl", torch_pickle(&[matrix("F32", 0, vec![4, 1])])), ("archive/data/0", storage)]
+    {
+        archive.start_file(name, options).unwrap();
+        std::io::Write::write_all(&mut archive, &bytes).unwrap();
+    }
+    let bytes = archive.finish().unwrap().into_inner();
+    let mut checkpoint = open_torch(&dir, &bytes).unwrap();
+    let w = checkpoint.tensor("w").unwrap().clone();
+    assert_eq!(w.range.start % 64, 0, "{:?}", w.range);
+    assert_eq!(checkpoint.read_rows(&w, 0..3).unwrap(), values);
+}
+
 /// A real `torch.save` file (tools/reference/torch_fixture.py) reads as PyTorch wrote it.
 #[test]
 fn real_torch_save_output_reads_exactly() {
