@@ -623,8 +623,9 @@ fn malformed_torch_checkpoints_are_errors() {
     let error = open_torch(&dir, &deflated).err().unwrap().to_string();
     assert!(error.contains("compressed"), "{error}");
 
-    // An archive whose end record is not in its last 64 KiB (as in a truncated download)
-    // is refused without searching the rest of the file.
+    // An archive whose end record is not in its last 64 KiB, as in a truncated download, is
+    // refused without searching the rest of the file (the zip crate before 9 did: 11 s to
+    // refuse a truncated 4 GB file here).
     let mut padded = valid.clone();
     padded.extend(vec![0; 70 << 10]);
     let error = open_torch(&dir, &padded).err().unwrap();
