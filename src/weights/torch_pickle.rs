@@ -5,10 +5,11 @@
 //! `<archive>/data/<key>`, ...: the pickle holds the state dict, each tensor a call of
 //! `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` whose storage is
 //! a persistent id `('storage', torch.HalfStorage, key, location, numel)`, and the raw
-//! little-endian storage bytes are the entry `data/<key>`. PyTorch writes every entry
-//! stored (uncompressed), so a tensor is a byte range of the `.bin` file and is read row
-//! range by row range through the [`Checkpoint`], like a safetensors tensor: a shard is
-//! never loaded whole.
+//! little-endian storage bytes are the entry `data/<key>`. The archive's directory and
+//! local headers are read by the `zip` crate. PyTorch writes every entry stored
+//! (uncompressed), so a tensor is a byte range of the `.bin` file and is read row range by
+//! row range through the [`Checkpoint`], like a safetensors tensor: a shard is never
+//! loaded whole.
 //!
 //! The pickle is never executed. A small interpreter understands exactly the opcodes
 //! `torch.save` emits for a state dict and builds plain values; the only globals it
