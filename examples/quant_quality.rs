@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use webjudge::engine::native::load_dir;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::hf::{convert_hf, HfOptions};
+use webjudge::weights::hf_import::{convert_hf, HfOptions};
 use webjudge::weights::Quant;
 
 type Error = Box<dyn std::error::Error>;

@@ -18,11 +18,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
-use webjudge::weights::convert::{convert_gguf, default_system_message, ConvertError, ConvertOptions, OutputProblem};
 use webjudge::weights::gguf::{
     GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
     GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
+use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
+use webjudge::weights::import::{default_system_message, ConvertError, OutputProblem};
 use webjudge::weights::{DType, Manifest};
 
 /// A type the converter refuses (it would need requantizing).

@@ -24,7 +24,7 @@ use webjudge::engine::native::load_dir;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::Architecture;
 use webjudge::weights::gptq::GptqError;
-use webjudge::weights::hf::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
+use webjudge::weights::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
 use webjudge::weights::{DType, Manifest, Quant};
 
 const HEAD_DIM: usize = 16;

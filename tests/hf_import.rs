@@ -20,9 +20,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::model::{Architecture, ChatTemplate};
-use webjudge::weights::convert::{ConvertError, OutputProblem};
-use webjudge::weights::hf::{convert_hf, rope_source_row, HfError, HfOptions};
-use webjudge::weights::safetensors::{SafeTensors, SafetensorsError};
+use webjudge::weights::checkpoint::Checkpoint;
+use webjudge::weights::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
+use webjudge::weights::import::{ConvertError, OutputProblem};
+use webjudge::weights::safetensors::{self, SafetensorsError};
 use webjudge::weights::{DType, Manifest, Quant};
 
 const LAYERS: usize = 2;
@@ -240,10 +241,10 @@ fn valid_file(dir: &Path) -> (PathBuf, Vec<u8>) {
     (path, bytes)
 }
 
-fn open_bytes(dir: &Path, bytes: &[u8]) -> Result<SafeTensors, SafetensorsError> {
+fn open_bytes(dir: &Path, bytes: &[u8]) -> Result<Checkpoint, SafetensorsError> {
     let path = dir.join("case.safetensors");
     std::fs::write(&path, bytes).unwrap();
-    SafeTensors::open_files(&[path])
+    safetensors::open_files(&[path])
 }
 
 /// Replaces the header with `header` (re-encoding its length).
@@ -263,7 +264,7 @@ fn reads_what_was_written() {
     let dir = scratch("reads");
     let (path, _) = valid_file(&dir);
     let tensors = checkpoint(3, true);
-    let mut file = SafeTensors::open_files(&[path]).unwrap();
+    let mut file = safetensors::open_files(&[path]).unwrap();
     let names: Vec<String> = file.tensors().map(|t| t.name.clone()).collect();
     assert_eq!(names.len(), 4);
     for name in names {
@@ -294,7 +295,7 @@ fn malformed_safetensors_are_errors() {
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     for cut in (0..bytes.len()).rev() {
         file.set_len(cut as u64).unwrap();
-        assert!(SafeTensors::open_files(std::slice::from_ref(&path)).is_err(), "truncated to {cut} bytes");
+        assert!(safetensors::open_files(std::slice::from_ref(&path)).is_err(), "truncated to {cut} bytes");
     }
     let mut long = bytes.clone();
     long[..8].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
@@ -352,6 +353,14 @@ fn malformed_safetensors_are_errors() {
                 h[&name].as_object_mut().unwrap().remove("data_offsets");
             }),
         ),
+        (
+            "overlapping tensors",
+            Box::new(move |h| {
+                let name = first(h);
+                let second = h.as_object().unwrap().keys().filter(|k| *k != "__metadata__").nth(1).unwrap().clone();
+                h[&second] = h[&name].clone();
+            }),
+        ),
         ("not an object", Box::new(|h| *h = json!([1, 2]))),
     ];
     for (case, edit) in cases {
@@ -363,6 +372,20 @@ fn malformed_safetensors_are_errors() {
         }
     }
     assert!(open_bytes(&dir, b"\x04\0\0\0\0\0\0\0{\"a\"").is_err());
+    // Bytes after the last tensor, or a gap between tensors, are refused, as the format's
+    // own reader refuses them.
+    let mut trailing = bytes.clone();
+    trailing.extend([0; 4]);
+    assert!(matches!(open_bytes(&dir, &trailing), Err(SafetensorsError::Header { .. })));
+    let gap = with_header(&bytes, |h| {
+        for (_, entry) in h.as_object_mut().unwrap().iter_mut().filter(|(k, _)| *k != "__metadata__") {
+            let offsets = &mut entry["data_offsets"];
+            offsets[0] = json!(offsets[0].as_u64().unwrap() + 2);
+            offsets[1] = json!(offsets[1].as_u64().unwrap() + 2);
+        }
+    });
+    let error = open_bytes(&dir, &gap).err().unwrap();
+    assert!(matches!(error, SafetensorsError::Invalid { .. }), "{error}");
 
     // Random corruption of the header never panics.
     let mut rng = SmallRng::seed_from_u64(11);
@@ -503,7 +526,7 @@ fn torch_checkpoints_convert_like_safetensors() {
         std::fs::create_dir_all(&pt).unwrap();
         write_torch_checkpoint(&pt, &tensors, shards);
         // Every tensor reads back exactly.
-        let mut checkpoint = webjudge::weights::hf::open_checkpoint(&pt).unwrap();
+        let mut checkpoint = webjudge::weights::hf_import::open_checkpoint(&pt).unwrap();
         for (name, t) in &tensors {
             let located = checkpoint.tensor(name).unwrap().clone();
             assert_eq!(located.shape, t.shape, "{name}");
@@ -541,7 +564,7 @@ fn one_tensor_bin(stride: Vec<usize>, storages: &[&str]) -> Vec<u8> {
     zip_bytes(&entries)
 }
 
-fn open_torch(dir: &Path, bytes: &[u8]) -> Result<SafeTensors, webjudge::weights::torch_pickle::TorchError> {
+fn open_torch(dir: &Path, bytes: &[u8]) -> Result<Checkpoint, webjudge::weights::torch_pickle::TorchError> {
     let path = dir.join("pytorch_model.bin");
     std::fs::write(&path, bytes).unwrap();
     webjudge::weights::torch_pickle::open_files(&[path])
@@ -600,6 +623,15 @@ fn malformed_torch_checkpoints_are_errors() {
     let error = open_torch(&dir, &deflated).err().unwrap().to_string();
     assert!(error.contains("compressed"), "{error}");
 
+    // An archive whose end record is not in its last 64 KiB, as in a truncated download, is
+    // refused without searching the rest of the file (the zip crate before 9 did: 11 s to
+    // refuse a truncated 4 GB file here).
+    let mut padded = valid.clone();
+    padded.extend(vec![0; 70 << 10]);
+    let error = open_torch(&dir, &padded).err().unwrap();
+    assert!(matches!(error, webjudge::weights::torch_pickle::TorchError::NotZip { .. }), "{error}");
+    assert!(error.to_string().contains("truncated"), "{error}");
+
     // Every truncation of the archive, and corrupted bytes, are errors or reads, never panics.
     for len in 0..valid.len() {
         assert!(open_torch(&dir, &valid[..len]).is_err(), "truncated at {len}");
@@ -613,6 +645,32 @@ fn malformed_torch_checkpoints_are_errors() {
         }
         let _ = open_torch(&dir, &corrupt);
     }
+}
+
+/// An archive laid out as PyTorch writes a large shard, written here by the `zip` crate:
+/// zip64 extra fields, and each entry's data aligned to 64 bytes by padding in its
+/// local header.
+#[test]
+fn zip64_aligned_archives_read_exactly() {
+    let dir = scratch("torch-zip64");
+    let values: Vec<f32> = (0..12).map(|v| v as f32 - 5.5).collect();
+    let storage: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .large_file(true)
+        .with_alignment(64);
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, bytes) in
+        [("archive/data.pkl", torch_pickle(&[matrix("F32", 0, vec![4, 1])])), ("archive/data/0", storage)]
+    {
+        archive.start_file(name, options).unwrap();
+        std::io::Write::write_all(&mut archive, &bytes).unwrap();
+    }
+    let bytes = archive.finish().unwrap().into_inner();
+    let mut checkpoint = open_torch(&dir, &bytes).unwrap();
+    let w = checkpoint.tensor("w").unwrap().clone();
+    assert_eq!(w.range.start % 64, 0, "{:?}", w.range);
+    assert_eq!(checkpoint.read_rows(&w, 0..3).unwrap(), values);
 }
 
 /// A real `torch.save` file (tools/reference/torch_fixture.py) reads as PyTorch wrote it.

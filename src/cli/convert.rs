@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::weights::convert::{convert_gguf, ConvertError, ConvertOptions, OutputProblem};
-use webjudge::weights::hf::{convert_hf, HfConversion, HfError, HfOptions};
+use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
+use webjudge::weights::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
+use webjudge::weights::import::{ConvertError, OutputProblem};
 use webjudge::weights::Quant as Quantizer;
 
 use super::{outln, CliResult};

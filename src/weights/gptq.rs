@@ -1,6 +1,6 @@
 //! AutoGPTQ checkpoints: 4-bit linear layers as `qweight`/`qzeros`/`scales`/`g_idx`
 //! tensors (the format of Auto-J-13B's GPTQ build), decoded here for the Hugging Face
-//! importer ([`super::hf`], which stays the one driver).
+//! importer ([`super::hf_import`], which stays the one driver).
 //!
 //! Format (a linear layer `y = W x` with `out` outputs and `inputs` inputs, in groups of
 //! `group_size` inputs, `groups = ceil(inputs / group_size)`, one group when the size is -1):
@@ -37,8 +37,8 @@ use std::path::Path;
 use half::f16;
 use serde_json::Value;
 
+use super::checkpoint::{Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
 use super::pack_q4_words;
-use super::safetensors::{SafeTensors, SafetensorsError, StDType, StTensor};
 
 /// AutoGPTQ's quantization settings file.
 pub const CONFIG_FILE: &str = "quantize_config.json";
@@ -67,7 +67,7 @@ pub enum GptqError {
     )]
     Shape { tensor: String, found: Vec<usize>, expected: Vec<usize>, out: usize, inputs: usize, groups: usize },
     #[error("tensor {tensor}: dtype {found:?}, GPTQ stores it as {expected}")]
-    DType { tensor: String, found: StDType, expected: &'static str },
+    DType { tensor: String, found: CheckpointDType, expected: &'static str },
     #[error("tensor {tensor}: input column {column} is in group {group}, outside the {groups} groups")]
     GroupIndex { tensor: String, column: usize, group: i64, groups: usize },
     #[error("tensor {tensor}: output {row} has bias {value}; LLaMA linear layers have none")]
@@ -75,7 +75,7 @@ pub enum GptqError {
     #[error("tensor {tensor}: output {row}, group {group}: scale {scale} times zero point {zero} overflows f16")]
     Offset { tensor: String, row: usize, group: usize, scale: f32, zero: u32 },
     #[error(transparent)]
-    Read(#[from] SafetensorsError),
+    Read(#[from] CheckpointError),
 }
 
 fn config_problem(source_name: &str, problem: impl Into<String>) -> GptqError {
@@ -159,22 +159,22 @@ pub fn is_gptq_tensor(name: &str) -> bool {
 pub struct GptqLinear {
     /// The layer's name, as `model.layers.0.self_attn.q_proj`.
     pub prefix: String,
-    qweight: StTensor,
-    qzeros: StTensor,
-    scales: StTensor,
-    g_idx: Option<StTensor>,
-    bias: Option<StTensor>,
+    qweight: CheckpointTensor,
+    qzeros: CheckpointTensor,
+    scales: CheckpointTensor,
+    g_idx: Option<CheckpointTensor>,
+    bias: Option<CheckpointTensor>,
 }
 
 /// Splits a checkpoint's tensors into GPTQ linear layers and the other tensors. A layer
 /// is any name stem with a `qweight`, `qzeros`, `scales` or `g_idx` tensor (and then its
 /// `bias` belongs to it); each needs the first three.
 pub fn split_layers<'a>(
-    tensors: impl Iterator<Item = &'a StTensor>,
-) -> Result<(Vec<GptqLinear>, Vec<&'a StTensor>), GptqError> {
-    let tensors: Vec<&StTensor> = tensors.collect();
+    tensors: impl Iterator<Item = &'a CheckpointTensor>,
+) -> Result<(Vec<GptqLinear>, Vec<&'a CheckpointTensor>), GptqError> {
+    let tensors: Vec<&CheckpointTensor> = tensors.collect();
     let split = |name: &'a str| name.rsplit_once('.').filter(|(_, part)| PARTS.contains(part));
-    let mut layers: BTreeMap<&str, BTreeMap<&str, &StTensor>> = BTreeMap::new();
+    let mut layers: BTreeMap<&str, BTreeMap<&str, &CheckpointTensor>> = BTreeMap::new();
     for tensor in &tensors {
         if let Some((prefix, part)) = split(&tensor.name).filter(|_| is_gptq_tensor(&tensor.name)) {
             layers.entry(prefix).or_default().insert(part, tensor);
@@ -227,8 +227,8 @@ pub struct GptqPlan {
 
 /// Checks a tensor's dtype (`dtype`, named `dtype_name`) and shape.
 fn expect(
-    tensor: &StTensor,
-    (dtype, dtype_name): (StDType, &'static str),
+    tensor: &CheckpointTensor,
+    (dtype, dtype_name): (CheckpointDType, &'static str),
     expected: Vec<usize>,
     (out, inputs, groups): (usize, usize, usize),
 ) -> Result<(), GptqError> {
@@ -248,7 +248,7 @@ fn expect(
     Ok(())
 }
 
-const I32: (StDType, &str) = (StDType::I32, "I32");
+const I32: (CheckpointDType, &str) = (CheckpointDType::I32, "I32");
 
 impl GptqLinear {
     /// Checks every tensor's dtype and shape for a `[out, inputs]` weight, reads and
@@ -256,7 +256,7 @@ impl GptqLinear {
     pub fn plan(
         self,
         config: &GptqConfig,
-        checkpoint: &mut SafeTensors,
+        checkpoint: &mut Checkpoint,
         out: usize,
         inputs: usize,
     ) -> Result<GptqPlan, GptqError> {
@@ -265,7 +265,7 @@ impl GptqLinear {
         let dims = (out, inputs, groups);
         // Packed dimensions must hold whole words.
         let (packed_in, packed_out) = (inputs.div_ceil(8), out.div_ceil(8));
-        let shape_error = |tensor: &StTensor| GptqError::Shape {
+        let shape_error = |tensor: &CheckpointTensor| GptqError::Shape {
             tensor: tensor.name.clone(),
             found: tensor.shape.clone(),
             expected: vec![packed_in, out],
@@ -281,7 +281,7 @@ impl GptqLinear {
             return Err(shape_error(&self.qzeros));
         }
         expect(&self.qzeros, I32, vec![groups, packed_out], dims)?;
-        expect(&self.scales, (StDType::F16, "F16"), vec![groups, out], dims)?;
+        expect(&self.scales, (CheckpointDType::F16, "F16"), vec![groups, out], dims)?;
         let group_of = match &self.g_idx {
             Some(g_idx) => {
                 expect(g_idx, I32, vec![inputs], dims)?;
@@ -368,7 +368,7 @@ impl GptqPlan {
     }
 
     /// Reads the layer's codes, zero points and scales.
-    pub fn load(&self, checkpoint: &mut SafeTensors) -> Result<GptqWeights<'_>, GptqError> {
+    pub fn load(&self, checkpoint: &mut Checkpoint) -> Result<GptqWeights<'_>, GptqError> {
         let layer = &self.layer;
         let qweight = checkpoint.read_i32(&layer.qweight)?.into_iter().map(|w| w as u32).collect();
         let packed_zeros = checkpoint.read_i32(&layer.qzeros)?;

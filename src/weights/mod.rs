@@ -1,12 +1,22 @@
 //! Weight formats: the model directory webjudge runs from, and importers into it.
 
-pub mod convert;
+// The importers (native only: the browser loads model directories they wrote).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checkpoint;
 mod dtype;
 pub mod gguf;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gguf_import;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod gptq;
-pub mod hf;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hf_import;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod import;
 pub mod manifest;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod safetensors;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod torch_pickle;
 pub mod writer;
 

@@ -5,10 +5,11 @@
 //! `<archive>/data/<key>`, ...: the pickle holds the state dict, each tensor a call of
 //! `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` whose storage is
 //! a persistent id `('storage', torch.HalfStorage, key, location, numel)`, and the raw
-//! little-endian storage bytes are the entry `data/<key>`. PyTorch writes every entry
-//! stored (uncompressed), so a tensor is a byte range of the `.bin` file and is read row
-//! range by row range through [`SafeTensors`], like a safetensors tensor: a shard is
-//! never loaded whole.
+//! little-endian storage bytes are the entry `data/<key>`. The archive's directory and
+//! local headers are read by the `zip` crate. PyTorch writes every entry stored
+//! (uncompressed), so a tensor is a byte range of the `.bin` file and is read row range by
+//! row range through the [`Checkpoint`], like a safetensors tensor: a shard is never
+//! loaded whole.
 //!
 //! The pickle is never executed. A small interpreter understands exactly the opcodes
 //! `torch.save` emits for a state dict and builds plain values; the only globals it
@@ -17,13 +18,17 @@
 //! contiguous row-major F32, F16 and BF16 tensors are accepted, and I32 (`IntStorage`) for
 //! the packed tensors of GPTQ checkpoints.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::safetensors::{parse_weight_map, shard_paths, SafeTensors, SafetensorsError, StDType, StTensor};
+use zip::result::ZipError;
+use zip::{CompressionMethod, ZipArchive};
+
+use super::checkpoint::{self, Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
 
 /// Sharded checkpoints list their files here.
 pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";
@@ -31,13 +36,13 @@ pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";
 pub const SINGLE_FILE: &str = "pytorch_model.bin";
 /// The largest `data.pkl` read (a 13B shard's is tens of kilobytes).
 pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
-/// The largest zip central directory read.
-const MAX_DIRECTORY_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TorchError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}: the file is truncated, or is not a zip archive (checkpoints saved by PyTorch before 1.6 are not supported; re-save them with a newer torch)", path.display())]
+    NotZip { path: PathBuf, source: ZipError },
     #[error("{}: {problem}", path.display())]
     Zip { path: PathBuf, problem: String },
     #[error("{}: data.pkl at byte {offset}: {problem}", path.display())]
@@ -47,7 +52,7 @@ pub enum TorchError {
     #[error("{INDEX_FILE}: {0}")]
     Index(String),
     #[error(transparent)]
-    Checkpoint(#[from] SafetensorsError),
+    Checkpoint(#[from] CheckpointError),
     #[error("{} holds neither {SINGLE_FILE}, {INDEX_FILE} nor any *.bin file", .0.display())]
     NoWeights(PathBuf),
 }
@@ -81,44 +86,175 @@ pub fn has_weights(dir: &Path) -> bool {
 /// Opens the PyTorch checkpoint of a Hugging Face model directory: the shards
 /// `pytorch_model.bin.index.json` lists, `pytorch_model.bin`, or else every
 /// `pytorch_model*.bin` file (every `*.bin` file when none is named so).
-pub fn open_dir(dir: &Path) -> Result<SafeTensors, TorchError> {
-    let index = dir.join(INDEX_FILE);
-    if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(io_error(&index))?;
-        let map = parse_weight_map(&text).map_err(TorchError::Index)?;
-        let checkpoint = open_files(&shard_paths(dir, &map))?;
-        checkpoint.check_weight_map(dir, &map).map_err(TorchError::Index)?;
-        return Ok(checkpoint);
-    }
-    let single = dir.join(SINGLE_FILE);
-    if single.is_file() {
-        return open_files(&[single]);
-    }
-    let paths = bin_files(dir);
-    if paths.is_empty() {
-        return Err(TorchError::NoWeights(dir.to_owned()));
-    }
-    open_files(&paths)
+pub fn open_dir(dir: &Path) -> Result<Checkpoint, TorchError> {
+    checkpoint::open_dir(dir, [INDEX_FILE, SINGLE_FILE], open_files, TorchError::Index, || match bin_files(dir) {
+        paths if paths.is_empty() => Err(TorchError::NoWeights(dir.to_owned())),
+        paths => Ok(paths),
+    })
 }
 
 /// Opens the given `.bin` files as one checkpoint; a tensor name in two files is an error.
-pub fn open_files(paths: &[PathBuf]) -> Result<SafeTensors, TorchError> {
+pub fn open_files(paths: &[PathBuf]) -> Result<Checkpoint, TorchError> {
+    let mut files = Vec::with_capacity(paths.len());
     let mut located = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        located.extend(read_archive(path, index)?);
+        let mut archive = Archive::open(path)?;
+        located.extend(archive.locate_tensors(index)?);
+        files.push((path.clone(), archive.zip.into_inner()));
     }
-    Ok(SafeTensors::from_located(paths.to_vec(), located)?)
+    Ok(Checkpoint::new(files, located)?)
 }
 
-/// One entry of a zip archive.
-#[derive(Clone, Debug)]
-struct ZipEntry {
-    /// Offset of its local header.
-    header: u64,
+/// One `.bin` zip archive. The `zip` crate reads its directory and each entry's local
+/// header; tensor data is never read here, only located: stored entries are byte ranges
+/// of the file, which the [`Checkpoint`] reads row range by row range.
+struct Archive<'a> {
+    path: &'a Path,
+    zip: ZipArchive<File>,
     size: u64,
-    compressed_size: u64,
-    method: u16,
-    flags: u16,
+}
+
+impl<'a> Archive<'a> {
+    fn open(path: &'a Path) -> Result<Self, TorchError> {
+        let file = File::open(path).map_err(io_error(path))?;
+        let size = file.metadata().map_err(io_error(path))?.len();
+        let zip = ZipArchive::new(file).map_err(|source| TorchError::NotZip { path: path.to_owned(), source })?;
+        Ok(Self { path, zip, size })
+    }
+
+    fn problem(&self, problem: impl Into<String>) -> TorchError {
+        TorchError::Zip { path: self.path.to_owned(), problem: problem.into() }
+    }
+
+    /// Where the data of the stored entry `name` lies; `None` when there is no such entry.
+    fn data_range(&mut self, name: &str) -> Result<Option<Range<u64>>, TorchError> {
+        let Some(index) = self.zip.index_for_name(name) else {
+            return Ok(None);
+        };
+        let (encrypted, method, size, compressed_size, start) = {
+            let entry = self.zip.by_index_raw(index).map_err(|e| entry_problem(self.path, name, e))?;
+            // `data_start` is known once `by_index_raw` has read the local header.
+            (entry.encrypted(), entry.compression(), entry.size(), entry.compressed_size(), entry.data_start())
+        };
+        if encrypted {
+            return Err(self.problem(format!("entry {name} is encrypted")));
+        }
+        if method != CompressionMethod::Stored {
+            return Err(self.problem(format!(
+                "entry {name} is compressed ({method}); webjudge reads only stored entries, as torch.save writes them"
+            )));
+        }
+        if size != compressed_size {
+            return Err(self.problem(format!("stored entry {name} has differing sizes")));
+        }
+        let start = start.ok_or_else(|| self.problem(format!("entry {name}: its local header was not read")))?;
+        match start.checked_add(size) {
+            Some(end) if end <= self.size => Ok(Some(start..end)),
+            _ => Err(self.problem(format!("entry {name} runs past the end of the file (truncated?)"))),
+        }
+    }
+
+    /// The first `len` bytes of a stored entry [`Self::data_range`] found.
+    fn read_entry(&mut self, name: &str, len: u64) -> Result<Vec<u8>, TorchError> {
+        let index = self.zip.index_for_name(name).ok_or_else(|| self.problem(format!("entry {name} is missing")))?;
+        let mut entry = self.zip.by_index_raw(index).map_err(|e| entry_problem(self.path, name, e))?;
+        let mut bytes = vec![0u8; len as usize];
+        entry.read_exact(&mut bytes).map_err(io_error(self.path))?;
+        Ok(bytes)
+    }
+
+    /// Locates the tensors of the archive; `index` becomes their `file`.
+    fn locate_tensors(&mut self, index: usize) -> Result<Vec<CheckpointTensor>, TorchError> {
+        let names: Vec<String> = self
+            .zip
+            .file_names()
+            .map(|name| name.map(|name| name.into_owned()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.problem(format!("an entry name is unreadable: {e}")))?;
+        let pickles: Vec<&String> =
+            names.iter().filter(|n| n.strip_suffix("/data.pkl").is_some_and(|p| !p.contains('/'))).collect();
+        let [pickle] = pickles[..] else {
+            return Err(self.problem(format!("expected one <archive>/data.pkl entry, found {}", pickles.len())));
+        };
+        let prefix = pickle.strip_suffix("data.pkl").unwrap_or_default().to_owned();
+        let byteorder = format!("{prefix}byteorder");
+        if let Some(range) = self.data_range(&byteorder)? {
+            let order = self.read_entry(&byteorder, (range.end - range.start).min(16))?;
+            if order != b"little" {
+                return Err(self.problem(format!(
+                    "byteorder is {:?}; only little-endian is read",
+                    String::from_utf8_lossy(&order)
+                )));
+            }
+        }
+        let range = self.data_range(pickle)?.expect("the entry was listed");
+        if range.end - range.start > MAX_PICKLE_BYTES {
+            return Err(self.problem(format!("data.pkl exceeds {MAX_PICKLE_BYTES} bytes")));
+        }
+        let bytes = self.read_entry(pickle, range.end - range.start)?;
+        let path = self.path;
+        let pickled = parse_state_dict(&bytes).map_err(|(offset, problem)| TorchError::Pickle {
+            path: path.to_owned(),
+            offset,
+            problem,
+        })?;
+        let mut tensors = Vec::with_capacity(pickled.len());
+        for t in pickled {
+            let bad = |problem: String| TorchError::Tensor { path: path.to_owned(), name: t.name.clone(), problem };
+            let dtype = t.storage.dtype.ok_or_else(|| {
+                bad(format!(
+                    "storage type torch.{} is not supported; webjudge reads F32, F16, BF16 and I32",
+                    t.storage.type_name
+                ))
+            })?;
+            let entry_name = format!("{prefix}data/{}", t.storage.key);
+            let data = self
+                .data_range(&entry_name)?
+                .ok_or_else(|| bad(format!("its storage {:?} ({entry_name}) is not in the archive", t.storage.key)))?;
+            let element = dtype.size();
+            let storage_bytes = t.storage.numel.checked_mul(element).filter(|&b| b <= data.end - data.start);
+            let Some(storage_bytes) = storage_bytes else {
+                return Err(bad(format!(
+                    "its storage of {} elements needs more than the {} bytes of {entry_name}",
+                    t.storage.numel,
+                    data.end - data.start
+                )));
+            };
+            let numel = t.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+            let span = numel.and_then(|n| t.offset.checked_add(n)).and_then(|end| end.checked_mul(element));
+            let Some(end) = span.filter(|&end| end <= storage_bytes) else {
+                return Err(bad(format!(
+                    "shape {:?} at offset {} runs past its storage of {} elements",
+                    t.shape, t.offset, t.storage.numel
+                )));
+            };
+            if t.stride.len() != t.shape.len() {
+                return Err(bad(format!("stride {:?} does not match shape {:?}", t.stride, t.shape)));
+            }
+            let mut expected = 1u64;
+            for (&d, &s) in t.shape.iter().zip(&t.stride).rev() {
+                if d != 1 && s != expected && numel != Some(0) {
+                    return Err(bad(format!(
+                        "stride {:?} of shape {:?} is not contiguous row-major; save .contiguous() tensors",
+                        t.stride, t.shape
+                    )));
+                }
+                expected = expected.saturating_mul(d as u64);
+            }
+            tensors.push(CheckpointTensor {
+                name: t.name,
+                dtype,
+                shape: t.shape,
+                file: index,
+                range: data.start + t.offset * element..data.start + end,
+            });
+        }
+        Ok(tensors)
+    }
+}
+
+fn entry_problem(path: &Path, name: &str, error: ZipError) -> TorchError {
+    TorchError::Zip { path: path.to_owned(), problem: format!("entry {name}: {error}") }
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -129,240 +265,11 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3], b[at + 4], b[at + 5], b[at + 6], b[at + 7]])
-}
-
-struct Zip<'a> {
-    path: &'a Path,
-    file: File,
-    size: u64,
-}
-
-impl Zip<'_> {
-    fn problem(&self, problem: impl Into<String>) -> TorchError {
-        TorchError::Zip { path: self.path.to_owned(), problem: problem.into() }
-    }
-
-    fn read_at(&mut self, at: u64, len: u64) -> Result<Vec<u8>, TorchError> {
-        if at.checked_add(len).is_none_or(|end| end > self.size) {
-            return Err(self.problem(format!(
-                "{len} bytes at offset {at} run past the end of the {}-byte file (truncated?)",
-                self.size
-            )));
-        }
-        let mut bytes = vec![0u8; len as usize];
-        self.file.seek(SeekFrom::Start(at)).map_err(io_error(self.path))?;
-        self.file.read_exact(&mut bytes).map_err(io_error(self.path))?;
-        Ok(bytes)
-    }
-
-    /// The central directory: entry names and where they lie.
-    fn directory(&mut self) -> Result<BTreeMap<String, ZipEntry>, TorchError> {
-        let not_zip = "no zip end-of-central-directory record: the file is truncated, or is not a zip archive \
-                       (checkpoints saved by PyTorch before 1.6 are not supported; re-save them with a newer torch)";
-        if self.size < 22 {
-            return Err(self.problem(not_zip));
-        }
-        let tail_len = self.size.min(22 + 0xFFFF);
-        let tail = self.read_at(self.size - tail_len, tail_len)?;
-        let eocd = (0..=tail.len() - 22)
-            .rev()
-            .find(|&i| u32_at(&tail, i) == 0x0605_4b50 && i + 22 + u16_at(&tail, i + 20) as usize <= tail.len())
-            .ok_or_else(|| self.problem(not_zip))?;
-        let eocd_offset = self.size - tail_len + eocd as u64;
-        let e = &tail[eocd..eocd + 22];
-        let mut count = u64::from(u16_at(e, 10));
-        let mut dir_size = u64::from(u32_at(e, 12));
-        let mut dir_offset = u64::from(u32_at(e, 16));
-        if u16_at(e, 4) != 0 || u16_at(e, 6) != 0 {
-            return Err(self.problem("multi-disk zip archives are not supported"));
-        }
-        if count == 0xFFFF || dir_size == 0xFFFF_FFFF || dir_offset == 0xFFFF_FFFF {
-            // Zip64: a locator right before the record points at the zip64 record.
-            let locator_at = eocd_offset.checked_sub(20).ok_or_else(|| self.problem("zip64 locator is missing"))?;
-            let locator = self.read_at(locator_at, 20)?;
-            if u32_at(&locator, 0) != 0x0706_4b50 {
-                return Err(self.problem("zip64 locator is missing"));
-            }
-            let record = self.read_at(u64_at(&locator, 8), 56)?;
-            if u32_at(&record, 0) != 0x0606_4b50 {
-                return Err(self.problem("zip64 end-of-central-directory record is missing"));
-            }
-            count = u64_at(&record, 32);
-            dir_size = u64_at(&record, 40);
-            dir_offset = u64_at(&record, 48);
-        }
-        if dir_size > MAX_DIRECTORY_BYTES {
-            return Err(self.problem(format!("central directory of {dir_size} bytes exceeds {MAX_DIRECTORY_BYTES}")));
-        }
-        let directory = self.read_at(dir_offset, dir_size)?;
-        let mut entries = BTreeMap::new();
-        let mut at = 0usize;
-        for _ in 0..count {
-            if at + 46 > directory.len() || u32_at(&directory, at) != 0x0201_4b50 {
-                return Err(self.problem(format!("central directory entry at {} is malformed", dir_offset + at as u64)));
-            }
-            let h = &directory[at..at + 46];
-            let (name_len, extra_len, comment_len) =
-                (u16_at(h, 28) as usize, u16_at(h, 30) as usize, u16_at(h, 32) as usize);
-            let end = at + 46 + name_len + extra_len + comment_len;
-            if end > directory.len() {
-                return Err(self.problem("central directory entry runs past the directory"));
-            }
-            let name = std::str::from_utf8(&directory[at + 46..at + 46 + name_len])
-                .map_err(|_| self.problem("an entry name is not UTF-8"))?
-                .to_owned();
-            let mut entry = ZipEntry {
-                header: u64::from(u32_at(h, 42)),
-                size: u64::from(u32_at(h, 24)),
-                compressed_size: u64::from(u32_at(h, 20)),
-                method: u16_at(h, 10),
-                flags: u16_at(h, 8),
-            };
-            // The zip64 extra field holds, in order, those of the sizes and offset that
-            // are 0xFFFFFFFF above.
-            let mut extra = &directory[at + 46 + name_len..at + 46 + name_len + extra_len];
-            while extra.len() >= 4 {
-                let (id, len) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
-                let data =
-                    extra.get(4..4 + len).ok_or_else(|| self.problem(format!("entry {name}: bad extra field")))?;
-                if id == 1 {
-                    let mut values = data.chunks_exact(8).map(|c| u64_at(c, 0));
-                    for field in [&mut entry.size, &mut entry.compressed_size, &mut entry.header] {
-                        if *field == 0xFFFF_FFFF {
-                            *field = values
-                                .next()
-                                .ok_or_else(|| self.problem(format!("entry {name}: zip64 field is short")))?;
-                        }
-                    }
-                }
-                extra = &extra[4 + len..];
-            }
-            entries.insert(name, entry);
-            at = end;
-        }
-        Ok(entries)
-    }
-
-    /// Where the data of a stored entry lies.
-    fn data_range(&mut self, name: &str, entry: &ZipEntry) -> Result<std::ops::Range<u64>, TorchError> {
-        if entry.flags & 1 != 0 {
-            return Err(self.problem(format!("entry {name} is encrypted")));
-        }
-        if entry.method != 0 {
-            return Err(self.problem(format!(
-                "entry {name} is compressed (method {}); webjudge reads only stored entries, as torch.save writes them",
-                entry.method
-            )));
-        }
-        if entry.size != entry.compressed_size {
-            return Err(self.problem(format!("stored entry {name} has differing sizes")));
-        }
-        let header = self.read_at(entry.header, 30)?;
-        if u32_at(&header, 0) != 0x0403_4b50 {
-            return Err(self.problem(format!("entry {name}: local header is missing")));
-        }
-        let start = entry.header + 30 + u64::from(u16_at(&header, 26)) + u64::from(u16_at(&header, 28));
-        match start.checked_add(entry.size) {
-            Some(end) if end <= self.size => Ok(start..end),
-            _ => Err(self.problem(format!("entry {name} runs past the end of the file (truncated?)"))),
-        }
-    }
-}
-
-/// Locates the tensors of one `.bin` file; `index` becomes their `file`.
-pub fn read_archive(path: &Path, index: usize) -> Result<Vec<StTensor>, TorchError> {
-    let file = File::open(path).map_err(io_error(path))?;
-    let size = file.metadata().map_err(io_error(path))?.len();
-    let mut zip = Zip { path, file, size };
-    let entries = zip.directory()?;
-    let pickles: Vec<&String> =
-        entries.keys().filter(|n| n.strip_suffix("/data.pkl").is_some_and(|p| !p.contains('/'))).collect();
-    let [pickle] = pickles[..] else {
-        return Err(zip.problem(format!("expected one <archive>/data.pkl entry, found {}", pickles.len())));
-    };
-    let prefix = pickle.strip_suffix("data.pkl").unwrap_or_default().to_owned();
-    if let Some(entry) = entries.get(&format!("{prefix}byteorder")) {
-        let range = zip.data_range("byteorder", entry)?;
-        let order = zip.read_at(range.start, (range.end - range.start).min(16))?;
-        if order != b"little" {
-            return Err(
-                zip.problem(format!("byteorder is {:?}; only little-endian is read", String::from_utf8_lossy(&order)))
-            );
-        }
-    }
-    let entry = &entries[pickle];
-    let range = zip.data_range(pickle, entry)?;
-    if range.end - range.start > MAX_PICKLE_BYTES {
-        return Err(zip.problem(format!("data.pkl exceeds {MAX_PICKLE_BYTES} bytes")));
-    }
-    let bytes = zip.read_at(range.start, range.end - range.start)?;
-    let pickled = parse_state_dict(&bytes).map_err(|(offset, problem)| TorchError::Pickle {
-        path: path.to_owned(),
-        offset,
-        problem,
-    })?;
-    let mut tensors = Vec::with_capacity(pickled.len());
-    for t in pickled {
-        let bad = |problem: String| TorchError::Tensor { path: path.to_owned(), name: t.name.clone(), problem };
-        let dtype = t.storage.dtype.ok_or_else(|| {
-            bad(format!(
-                "storage type torch.{} is not supported; webjudge reads F32, F16, BF16 and I32",
-                t.storage.type_name
-            ))
-        })?;
-        let entry_name = format!("{prefix}data/{}", t.storage.key);
-        let entry = entries
-            .get(&entry_name)
-            .ok_or_else(|| bad(format!("its storage {:?} ({entry_name}) is not in the archive", t.storage.key)))?;
-        let data = zip.data_range(&entry_name, entry)?;
-        let element = dtype.size();
-        let storage_bytes = t.storage.numel.checked_mul(element).filter(|&b| b <= data.end - data.start);
-        let Some(storage_bytes) = storage_bytes else {
-            return Err(bad(format!(
-                "its storage of {} elements needs more than the {} bytes of {entry_name}",
-                t.storage.numel,
-                data.end - data.start
-            )));
-        };
-        let numel = t.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-        let span = numel.and_then(|n| t.offset.checked_add(n)).and_then(|end| end.checked_mul(element));
-        let Some(end) = span.filter(|&end| end <= storage_bytes) else {
-            return Err(bad(format!(
-                "shape {:?} at offset {} runs past its storage of {} elements",
-                t.shape, t.offset, t.storage.numel
-            )));
-        };
-        if t.stride.len() != t.shape.len() {
-            return Err(bad(format!("stride {:?} does not match shape {:?}", t.stride, t.shape)));
-        }
-        let mut expected = 1u64;
-        for (&d, &s) in t.shape.iter().zip(&t.stride).rev() {
-            if d != 1 && s != expected && numel != Some(0) {
-                return Err(bad(format!(
-                    "stride {:?} of shape {:?} is not contiguous row-major; save .contiguous() tensors",
-                    t.stride, t.shape
-                )));
-            }
-            expected = expected.saturating_mul(d as u64);
-        }
-        tensors.push(StTensor {
-            name: t.name,
-            dtype,
-            shape: t.shape,
-            file: index,
-            range: data.start + t.offset * element..data.start + end,
-        });
-    }
-    Ok(tensors)
-}
-
 /// A storage as the pickle's persistent id describes it.
 #[derive(Debug, PartialEq)]
 pub struct StorageRef {
     /// `None` for storage types other than Float, Half, BFloat16 and Int.
-    pub dtype: Option<StDType>,
+    pub dtype: Option<CheckpointDType>,
     /// The type's name, as `HalfStorage`.
     pub type_name: String,
     pub key: String,
@@ -384,7 +291,7 @@ pub struct PickledTensor {
 enum Global {
     OrderedDict,
     RebuildTensor,
-    Storage(Option<StDType>, String),
+    Storage(Option<CheckpointDType>, String),
 }
 
 #[derive(Clone, Debug)]
@@ -447,10 +354,10 @@ fn global(module: &str, name: &str) -> Result<Global, String> {
         ("torch._utils", "_rebuild_tensor_v2") => Ok(Global::RebuildTensor),
         ("torch", name) if name.ends_with("Storage") && name.len() > "Storage".len() => {
             let dtype = match name {
-                "FloatStorage" => Some(StDType::F32),
-                "HalfStorage" => Some(StDType::F16),
-                "BFloat16Storage" => Some(StDType::BF16),
-                "IntStorage" => Some(StDType::I32),
+                "FloatStorage" => Some(CheckpointDType::F32),
+                "HalfStorage" => Some(CheckpointDType::F16),
+                "BFloat16Storage" => Some(CheckpointDType::BF16),
+                "IntStorage" => Some(CheckpointDType::I32),
                 _ => None,
             };
             Ok(Global::Storage(dtype, name.to_owned()))

@@ -33,10 +33,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::convert::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
+use super::import::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use super::safetensors::{SafeTensors, SafetensorsError, StTensor};
+use super::safetensors::{self, SafetensorsError};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use super::{io_error_at, DType, Manifest, Quant};
@@ -62,6 +63,8 @@ impl Default for HfOptions {
 pub enum HfError {
     #[error(transparent)]
     Convert(#[from] ConvertError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Safetensors(#[from] SafetensorsError),
     #[error(transparent)]
@@ -250,7 +253,7 @@ fn chat_template(tokenizer_config: Option<&Value>, has_sentencepiece_model: bool
 /// Where a tensor's values come from.
 enum Source {
     /// A float tensor, read row range by row range.
-    Dense(StTensor),
+    Dense(CheckpointTensor),
     /// A GPTQ linear layer, read whole when its turn comes.
     Gptq(Box<GptqPlan>),
 }
@@ -289,8 +292,8 @@ impl Planned {
     /// Reads and encodes rows of a dense tensor.
     fn dense_rows(
         &self,
-        tensor: &StTensor,
-        checkpoint: &mut SafeTensors,
+        tensor: &CheckpointTensor,
+        checkpoint: &mut Checkpoint,
         rows: Range<usize>,
     ) -> Result<Vec<u32>, HfError> {
         let values = if self.rope_head_dim.is_none() {
@@ -320,7 +323,7 @@ fn quant_for(name: &str, shape: &[usize], options: &HfOptions) -> Result<(Quant,
 }
 
 fn plan(
-    checkpoint: &mut SafeTensors,
+    checkpoint: &mut Checkpoint,
     a: &Architecture,
     gptq: Option<&GptqConfig>,
     options: &HfOptions,
@@ -331,7 +334,7 @@ fn plan(
         Some(_) => gptq::split_layers(checkpoint.tensors())?,
         None => (Vec::new(), checkpoint.tensors().collect()),
     };
-    let sources: Vec<(String, Result<StTensor, gptq::GptqLinear>)> = dense
+    let sources: Vec<(String, Result<CheckpointTensor, gptq::GptqLinear>)> = dense
         .into_iter()
         .map(|t| (t.name.clone(), Ok(t.clone())))
         .chain(layers.into_iter().map(|l| (format!("{}.weight", l.prefix), Err(l))))
@@ -439,8 +442,8 @@ fn hf_name(engine: &str) -> String {
 
 /// The weights of a Hugging Face model directory: its safetensors files, or its PyTorch
 /// `.bin` files when it has no safetensors (both read row range by row range).
-pub fn open_checkpoint(dir: &Path) -> Result<SafeTensors, HfError> {
-    let safetensors = fs::read_dir(dir)
+pub fn open_checkpoint(dir: &Path) -> Result<Checkpoint, HfError> {
+    let has_safetensors = fs::read_dir(dir)
         .map_err(|source| HfError::Io { path: dir.to_owned(), source })?
         .filter_map(|e| e.ok())
         .any(|e| {
@@ -448,10 +451,10 @@ pub fn open_checkpoint(dir: &Path) -> Result<SafeTensors, HfError> {
                 .to_str()
                 .is_some_and(|n| n.ends_with(".safetensors") || n.ends_with(".safetensors.index.json"))
         });
-    if !safetensors && torch_pickle::has_weights(dir) {
+    if !has_safetensors && torch_pickle::has_weights(dir) {
         return Ok(torch_pickle::open_dir(dir)?);
     }
-    Ok(SafeTensors::open_dir(dir)?)
+    Ok(safetensors::open_dir(dir)?)
 }
 
 /// What a conversion wrote.

@@ -15,29 +15,28 @@
 //! This is the one place a checkpoint's RoPE convention is settled; an importer of
 //! Hugging Face weights (which rotate `(x[i], x[i + head_dim/2])`) must permute there.
 //!
-//! The directory is written under a temporary sibling name and renamed at the end, so
-//! a failed conversion never leaves a directory that looks like a valid model.
+//! The output directory, the error type and the chat-template policy are shared with the
+//! Hugging Face importer ([`super::import`]).
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use half::f16;
 
 use super::gguf::{
-    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+    GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_0,
 };
-use super::manifest::{DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
+use super::import::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::writer::ModelWriter;
 use super::{dequantize, io_error_at, pack_q4, pack_q8, DType, Manifest};
 use crate::model::{expected_tensors, Architecture, ChatTemplate};
 
 /// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
 const GROUP: usize = 32;
-/// Smaller shards gain nothing and could not even hold one row of most tensors.
-pub const MIN_SHARD_BYTES: u64 = 4096;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -51,40 +50,6 @@ impl Default for ConvertOptions {
     fn default() -> Self {
         Self { max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConvertError {
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("architecture {0:?} is not supported: webjudge converts \"llama\" GGUF files")]
-    Architecture(String),
-    #[error("metadata key {0} is missing")]
-    MissingKey(String),
-    #[error("invalid architecture: {0}")]
-    InvalidArchitecture(String),
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("tensor {0} is missing")]
-    MissingTensor(String),
-    #[error("tensor {0} is not part of the llama architecture (extra tensors would be silently ignored)")]
-    UnexpectedTensor(String),
-    #[error("tensor {name}: GGUF dims {dims:?} give shape {found:?}, the architecture needs {expected:?}")]
-    Shape { name: String, dims: Vec<u64>, found: Vec<u64>, expected: Vec<usize> },
-    #[error("tensor {tensor}: ggml type {type_name} ({ggml_type}) cannot be converted losslessly (supported: F32, F16, Q8_0, Q4_0, Q4_1)")]
-    UnsupportedType { tensor: String, ggml_type: u32, type_name: &'static str },
-    #[error("tensor {tensor}: {problem}")]
-    Value { tensor: String, problem: String },
-    #[error("chat template: {0}")]
-    ChatTemplate(String),
-    #[error("tokenizer: {0}")]
-    Tokenizer(#[from] crate::tokenizer::TokenizerError),
-    #[error("output {}: {problem}", path.display())]
-    Output { path: PathBuf, problem: OutputProblem },
-    #[error("max shard size {0} bytes is below the minimum of {MIN_SHARD_BYTES}")]
-    ShardSize(u64),
 }
 
 /// Converts `gguf_path` into a model directory at `out_dir` and returns its manifest.
@@ -125,146 +90,6 @@ pub fn convert_gguf(
 
     output.commit()?;
     Ok(manifest)
-}
-
-/// The output directory of a conversion, written under a temporary sibling name and
-/// moved into place by [`OutputDir::commit`].
-pub(crate) struct OutputDir {
-    out_dir: PathBuf,
-    existed: bool,
-    temp: TempDir,
-}
-
-/// Why a conversion may not write where `--out` points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutputProblem {
-    NotADirectory,
-    NoName,
-    /// A model directory (it has a manifest) with files in it; `overwrite` replaces it.
-    NotEmpty,
-    /// Not empty and not a model directory: never replaced, whatever the options.
-    NotAModelDirectory,
-    /// The conversion's input lies inside it: replacing it would delete the input.
-    HoldsInput(PathBuf),
-}
-
-impl std::fmt::Display for OutputProblem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotADirectory => f.write_str("exists and is not a directory"),
-            Self::NoName => f.write_str("does not name a directory"),
-            Self::NotEmpty => f.write_str("is a model directory and not empty"),
-            Self::NotAModelDirectory => write!(
-                f,
-                "exists, is not empty and is not a webjudge model directory (no {MANIFEST_FILE}); \
-                 convert into a new or empty directory"
-            ),
-            Self::HoldsInput(input) => {
-                write!(f, "holds the input {}; convert into a directory outside it", input.display())
-            }
-        }
-    }
-}
-
-impl OutputDir {
-    /// Creates the temporary sibling. `out_dir` may be missing or empty; with `overwrite` it
-    /// may also be a model directory, which is replaced, but never one that holds `input`
-    /// (its own GGUF file, or a checkpoint converted into itself) nor one that is not a
-    /// model directory: `--force` must not be able to delete a user's files.
-    pub(crate) fn prepare(out_dir: &Path, input: &Path, overwrite: bool) -> Result<Self, ConvertError> {
-        let refuse = |problem| ConvertError::Output { path: out_dir.to_owned(), problem };
-        let existing_is_empty = match fs::read_dir(out_dir) {
-            Ok(mut entries) => Some(entries.next().is_none()),
-            Err(_) if fs::symlink_metadata(out_dir).is_ok() => return Err(refuse(OutputProblem::NotADirectory)),
-            Err(_) => None,
-        };
-        if existing_is_empty.is_some() {
-            let inside = |path: &Path| fs::canonicalize(path).map_err(|e| io_at(path, e));
-            if inside(input)?.starts_with(inside(out_dir)?) {
-                return Err(refuse(OutputProblem::HoldsInput(input.to_owned())));
-            }
-        }
-        if existing_is_empty == Some(false) {
-            if !out_dir.join(MANIFEST_FILE).is_file() {
-                return Err(refuse(OutputProblem::NotAModelDirectory));
-            }
-            if !overwrite {
-                return Err(refuse(OutputProblem::NotEmpty));
-            }
-        }
-        let temp = TempDir(Some(sibling(out_dir, "converting").ok_or_else(|| refuse(OutputProblem::NoName))?));
-        if temp.path().exists() {
-            fs::remove_dir_all(temp.path()).map_err(|e| io_at(temp.path(), e))?;
-        }
-        Ok(Self { out_dir: out_dir.to_owned(), existed: existing_is_empty.is_some(), temp })
-    }
-
-    /// Where the files are written until [`Self::commit`].
-    pub(crate) fn path(&self) -> &Path {
-        self.temp.path()
-    }
-
-    /// Replaces the output directory with the written one. The old directory is moved
-    /// aside first and removed only once the new one is in place, so a failure leaves one
-    /// of the two complete.
-    pub(crate) fn commit(self) -> Result<(), ConvertError> {
-        let replaced = match self.existed {
-            true => {
-                let aside = sibling(&self.out_dir, "replaced").expect("prepare checked the name");
-                fs::rename(&self.out_dir, &aside).map_err(|e| io_at(&self.out_dir, e))?;
-                Some(aside)
-            }
-            false => None,
-        };
-        if let Err(error) = fs::rename(self.temp.path(), &self.out_dir) {
-            if let Some(aside) = &replaced {
-                let _ = fs::rename(aside, &self.out_dir);
-            }
-            return Err(io_at(&self.out_dir, error));
-        }
-        self.temp.keep();
-        if let Some(aside) = replaced {
-            fs::remove_dir_all(&aside).map_err(|e| io_at(&aside, e))?;
-        }
-        Ok(())
-    }
-}
-
-/// `.NAME.WHAT-PID` beside `dir`: hidden, and unique to this process.
-fn sibling(dir: &Path, what: &str) -> Option<PathBuf> {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(dir.file_name()?);
-    name.push(format!(".{what}-{}", std::process::id()));
-    Some(dir.with_file_name(name))
-}
-
-/// An I/O error that names its file.
-fn io_at(path: &Path, error: std::io::Error) -> ConvertError {
-    ConvertError::Io(io_error_at(path, error))
-}
-
-/// A directory being written, removed on drop unless kept, so a failed conversion
-/// leaves nothing behind.
-struct TempDir(Option<PathBuf>);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("only kept when done")
-    }
-
-    /// Called once the directory has been moved into place.
-    fn keep(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            // Best effort: the error that got us here matters more than this one.
-            let _ = fs::remove_dir_all(path);
-        }
-    }
 }
 
 fn required<T>(key: &str, value: Option<T>) -> Result<T, ConvertError> {
@@ -354,48 +179,6 @@ fn chat_template(gguf: &GgufFile) -> Result<ChatTemplate, ConvertError> {
     let template = gguf.metadata.get_str("tokenizer.chat_template")?;
     let tokenizer_model = gguf.metadata.get_str("tokenizer.ggml.model")?;
     chat_template_policy(template, tokenizer_model == Some("llama"), tokenizer_model.unwrap_or("unnamed"))
-}
-
-/// The one policy every importer picks the prompt wrapper by. Only ChatML and the LLaMA-2
-/// `[INST]` wrapper are recognized; with no template, `[INST]` where the tokenizer is
-/// LLaMA's SentencePiece one (LLaMA-2 and its fine-tunes, Auto-J among them). Anything
-/// else is an error naming `tokenizer`, because guessing a wrapper would quietly degrade
-/// every answer the model gives.
-pub fn chat_template_policy(
-    template: Option<&str>,
-    llama_sentencepiece: bool,
-    tokenizer: &str,
-) -> Result<ChatTemplate, ConvertError> {
-    match template {
-        Some(t) if t.contains("<|im_start|>") => Ok(ChatTemplate::chatml(default_system_message(t).as_deref())),
-        Some(t) if t.contains("[INST]") => Ok(ChatTemplate::llama2()),
-        None if llama_sentencepiece => Ok(ChatTemplate::llama2()),
-        Some(_) => Err(ConvertError::ChatTemplate(
-            "the chat template is neither ChatML (<|im_start|>) nor LLaMA-2 ([INST]), the two wrappers webjudge supports".into(),
-        )),
-        None => Err(ConvertError::ChatTemplate(format!(
-            "the chat template is missing and the tokenizer ({tokenizer}) does not imply LLaMA-2's [INST] wrapper"
-        ))),
-    }
-}
-
-/// The system message a ChatML Jinja template inserts when the conversation has none:
-/// the first literal between `<|im_start|>system\n` and `<|im_end|>` (with the newline
-/// written either raw or as a `\n` escape). A span holding template syntax (`{`, `}`,
-/// or `+` concatenating the caller's message) is not a default and is skipped.
-pub fn default_system_message(template: &str) -> Option<String> {
-    for (marker, escaped) in [("<|im_start|>system\n", false), ("<|im_start|>system\\n", true)] {
-        for (start, _) in template.match_indices(marker) {
-            let rest = &template[start + marker.len()..];
-            let Some(end) = rest.find("<|im_end|>") else { continue };
-            let text = &rest[..end];
-            if text.is_empty() || text.contains(['{', '}', '+']) {
-                continue;
-            }
-            return Some(if escaped { text.replace("\\n", "\n") } else { text.to_owned() });
-        }
-    }
-    None
 }
 
 /// One tensor to convert: where its bytes are and what it becomes.
