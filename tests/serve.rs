@@ -1,13 +1,13 @@
 //! `webjudge serve` over real sockets: MIME types, cache and CORS headers, byte
-//! ranges, conditional requests, paths that try to leave the served roots (by `..`,
-//! symlinks or dotfiles), and clients that try to hold a connection forever.
+//! ranges, conditional requests, precompressed copies, paths that try to leave the served
+//! roots (by `..`, symlinks or dotfiles), and clients that try to hold a connection forever.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Server {
     child: Child,
@@ -141,6 +141,7 @@ fn serves_the_site_with_types_and_a_content_security_policy() {
     assert_eq!((wasm.status, wasm.header("content-type")), (200, Some("application/wasm")));
     assert_eq!(get(&server, "/app.js").header("content-type"), Some("text/javascript; charset=utf-8"));
     assert_eq!(get(&server, "/docs/").body, b"docs", "a directory serves its index.html");
+    assert_eq!(get(&server, "/docs").header("location"), Some("/docs/"), "relative links resolve in it");
     assert_eq!(get(&server, "/with%20space.txt").body, b"spaced");
     assert_eq!(get(&server, "/app.js?v=2").status, 200, "the query string is ignored");
 
@@ -169,6 +170,8 @@ fn serves_the_model_with_cors_ranges_and_immutable_shards() {
     assert_eq!(shard.header("access-control-allow-origin"), Some("*"));
     assert_eq!(shard.header("accept-ranges"), Some("bytes"));
     assert!(shard.header("access-control-expose-headers").unwrap().contains("Content-Range"));
+    let revalidated = request(&server, "GET", &shard_url, &[("If-None-Match", shard.header("etag").unwrap())]);
+    assert_eq!((revalidated.status, revalidated.header("access-control-allow-origin")), (304, Some("*")));
 
     let manifest = get(&server, "/models/default/manifest.json");
     assert_eq!(manifest.header("cache-control"), Some("no-cache"), "a re-converted model keeps this name");
@@ -193,6 +196,52 @@ fn serves_the_model_with_cors_ranges_and_immutable_shards() {
     assert_eq!(preflight.status, 204);
     assert_eq!(preflight.header("access-control-allow-origin"), Some("*"));
     assert_eq!(preflight.header("access-control-allow-headers"), Some("Range"));
+}
+
+#[test]
+fn serves_the_wasm_precompressed_with_a_validator_per_encoding() {
+    let (site, model) = fixture("encoding");
+    let wasm = site.join("pkg/webjudge_bg.wasm");
+    let plain_bytes = std::fs::read(&wasm).unwrap();
+    // Copies as the web build leaves them (here any bytes: the server never decodes them),
+    // the brotli one with the wasm's time cut to the second, as `brotli -k` keeps it.
+    std::fs::write(site.join("pkg/webjudge_bg.wasm.gz"), "gzip copy").unwrap();
+    std::fs::write(site.join("pkg/webjudge_bg.wasm.br"), "brotli copy").unwrap();
+    let built = std::fs::metadata(&wasm).unwrap().modified().unwrap();
+    let seconds = built.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    set_modified(&site.join("pkg/webjudge_bg.wasm.br"), UNIX_EPOCH + Duration::from_secs(seconds));
+    let server = start(&site, &model);
+    let url = "/pkg/webjudge_bg.wasm";
+
+    let gzip = request(&server, "GET", url, &[("Accept-Encoding", "gzip")]);
+    assert_eq!((gzip.status, gzip.body.as_slice()), (200, b"gzip copy".as_slice()));
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert_eq!(gzip.header("content-type"), Some("application/wasm"));
+    assert_eq!(gzip.header("vary"), Some("accept-encoding"));
+    assert!(gzip.header("content-security-policy").is_some());
+    // What browsers send: brotli is preferred at equal weight.
+    let brotli = request(&server, "GET", url, &[("Accept-Encoding", "gzip, deflate, br, zstd")]);
+    assert_eq!((brotli.body.as_slice(), brotli.header("content-encoding")), (b"brotli copy".as_slice(), Some("br")));
+    let plain = get(&server, url);
+    assert_eq!((&plain.body, plain.header("content-encoding")), (&plain_bytes, None));
+
+    // Each encoding has its own ETag; a client revalidates the one it holds.
+    let gzip_etag = gzip.header("etag").unwrap();
+    assert_ne!(plain.header("etag"), Some(gzip_etag));
+    let revalidated = request(&server, "GET", url, &[("Accept-Encoding", "gzip"), ("If-None-Match", gzip_etag)]);
+    assert_eq!((revalidated.status, revalidated.body.len()), (304, 0));
+    assert_eq!(request(&server, "GET", url, &[("If-None-Match", gzip_etag)]).status, 200, "another encoding");
+    let since = plain.header("last-modified").expect("a Last-Modified date");
+    assert_eq!(request(&server, "GET", url, &[("If-Modified-Since", since)]).status, 304);
+
+    // A wasm rebuilt without its copies is served as it is, never from a stale copy.
+    set_modified(&wasm, SystemTime::now() + Duration::from_secs(60));
+    let fresh = request(&server, "GET", url, &[("Accept-Encoding", "gzip, br")]);
+    assert_eq!((&fresh.body, fresh.header("content-encoding")), (&plain_bytes, None));
+}
+
+fn set_modified(path: &Path, time: SystemTime) {
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(time).unwrap();
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //!
 //! - the forward pass of a small random model on the browser's WebGPU against the CPU
 //!   reference (src/model/reference.rs), logits step by step;
-//! - the JS API on the real test model served over HTTP by tools/web_test_server.py:
+//! - the JS API on the real test model served over HTTP by tests/browser/server.mjs:
 //!   greedy ids equal to the transformers golden, both judge protocols' results,
 //!   streaming, cancellation, serialized calls, typed errors, unload;
 //! - the loader: a second load takes every shard from the cache (no shard request);
@@ -39,19 +39,19 @@ extern "C" {
     fn global_fetch(url: &str) -> Promise;
 }
 
-/// tools/test_wasm.sh starts tools/web_test_server.py and passes its address at build time.
+/// tools/test_wasm.sh starts tests/browser/server.mjs and passes its address at build time.
 fn server() -> &'static str {
     env!("WEBJUDGE_TEST_SERVER", "WEBJUDGE_TEST_SERVER is unset: run the browser tests with tools/test_wasm.sh")
 }
 
-/// A model URL of `mode` (see tools/web_test_server.py) under this test's own `tag`.
+/// A model URL of `mode` (see tests/browser/server.mjs) under this test's own `tag`.
 fn model_url(mode: &str, tag: &str) -> String {
     format!("{}/{mode}-{tag}/", server())
 }
 
 #[derive(serde::Deserialize, Debug)]
 struct Request {
-    path: String,
+    file: String,
     range: Option<String>,
     status: Option<u16>,
 }
@@ -65,7 +65,7 @@ async fn server_log(tag: &str) -> Vec<Request> {
 }
 
 fn shard_requests(log: &[Request]) -> Vec<&Request> {
-    log.iter().filter(|r| r.path.starts_with("weights-")).collect()
+    log.iter().filter(|r| r.file.starts_with("weights-")).collect()
 }
 
 fn object(fields: &[(&str, JsValue)]) -> Object {
@@ -351,7 +351,7 @@ async fn corrupt_shard_is_refetched_and_never_cached() {
     let stats = judge.shard_stats();
     assert_eq!((stats.rejected, stats.downloaded, stats.retried), (1, 2, 1));
     let log = server_log("bad").await;
-    let first: Vec<_> = shard_requests(&log).into_iter().filter(|r| r.path.starts_with("weights-00001")).collect();
+    let first: Vec<_> = shard_requests(&log).into_iter().filter(|r| r.file.starts_with("weights-00001")).collect();
     assert_eq!(first.len(), 2, "the corrupt shard is fetched twice: {log:?}");
     judge.unload().await.unwrap();
 

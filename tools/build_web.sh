@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the wasm package the page imports: www/pkg/webjudge.js, webjudge_bg.wasm and
-# webjudge.d.ts (not committed). wasm-bindgen must be the CLI matching Cargo.lock's
-# wasm-bindgen crate (tools/install_deps.sh installs it).
+# webjudge.d.ts (not committed), with gzip and brotli copies of the wasm beside it.
+# wasm-bindgen must be the CLI matching Cargo.lock's wasm-bindgen crate (tools/install_deps.sh
+# installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,14 @@ if command -v wasm-opt >/dev/null 2>&1; then
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         www/pkg/webjudge_bg.wasm -o www/pkg/webjudge_bg.wasm
 fi
-ls -l www/pkg/webjudge_bg.wasm >&2
+# Copies for servers that send them as they are to a browser that accepts the encoding
+# (webjudge serve, Caddy's precompressed, nginx's gzip_static). Browsers ask for brotli over
+# https only, so webjudge serve on http://127.0.0.1 sends the gzip copy. -k keeps the wasm and
+# gives each copy its time: webjudge serve never sends a copy older than the wasm. brotli is
+# optional.
+rm -f www/pkg/webjudge_bg.wasm.gz www/pkg/webjudge_bg.wasm.br
+gzip -9 -k www/pkg/webjudge_bg.wasm
+if command -v brotli >/dev/null 2>&1; then
+    brotli -q 11 -k www/pkg/webjudge_bg.wasm
+fi
+ls -l www/pkg/webjudge_bg.wasm* >&2

@@ -8,8 +8,9 @@ native_only=false
 [[ "${1:-}" == "--native" ]] && native_only=true
 
 packages=(mesa-vulkan-drivers libvulkan1 python3 python3-pip ca-certificates curl)
-# chromium and chromium-driver: the browser tests (tools/test_wasm.sh, tests/browser/).
-$native_only || packages+=(chromium chromium-driver)
+# chromium and chromium-driver: the browser tests (tools/test_wasm.sh, tests/browser/); brotli:
+# the web build's brotli copy of the wasm (tools/build_web.sh).
+$native_only || packages+=(chromium chromium-driver brotli)
 need_apt=()
 for pkg in "${packages[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser tests (tests/web.rs) in headless Chromium with WebGPU on SwiftShader,
 # through wasm-bindgen-test-runner and chromedriver (flags in webdriver.json). Serves the
-# test model with tools/web_test_server.py for the loader tests and stops it on exit.
+# test model with the browser suites' fault-injecting server (tests/browser/server.mjs, Node)
+# for the loader tests and stops it on exit.
 #   tools/test_wasm.sh [MODEL_DIR] [-- extra test-runner arguments, e.g. a test name]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ if [[ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != 
 fi
 
 port=${WEBJUDGE_TEST_PORT:-8932}
-python3 tools/web_test_server.py --port "$port" --model "$model" &
+node tests/browser/server.mjs --port "$port" --model "$model" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do

@@ -1,11 +1,9 @@
 // What each engine error means for the person in front of the page, and the display helpers
 // the page and <web-judge> share. The engine's own message carries the numbers (bytes, tokens,
-// limits); the hint says what to do about it.
+// limits); the hint says what to do about it. WebGPUUnavailable has no hint here: its message
+// already says which browsers have WebGPU and how to turn it on (src/web/error.rs, WEBGPU_HINT).
 
 const HINTS = {
-  WebGPUUnavailable:
-    "This browser offers no WebGPU. Use a recent Chrome or Edge (or Safari 26, Firefox 141+ on Windows); " +
-    "on Linux Chrome needs --enable-unsafe-webgpu or chrome://flags/#enable-unsafe-webgpu.",
   DoesNotFit:
     "The model does not fit this GPU's limits. Try a smaller context length, a smaller or more strongly " +
     "quantized model, or a machine with more GPU memory.",

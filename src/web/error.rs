@@ -29,9 +29,13 @@ pub enum WebError {
     Model(String),
 }
 
-/// Tells users of browsers without WebGPU (or with it switched off) what to do.
-pub const WEBGPU_HINT: &str = "use a recent Chrome, Edge or Safari with WebGPU enabled (on Linux Chrome needs \
-    --enable-unsafe-webgpu; Firefox needs dom.webgpu.enabled), from a secure context (https:// or localhost)";
+/// Tells users of browsers without WebGPU (or with it switched off) what to do, per browser
+/// as shipped by late 2025. The one copy of this advice: the page shows the error's message
+/// (www/messages.js adds no hint of its own for WebGPUUnavailable).
+pub const WEBGPU_HINT: &str = "use Chrome or Edge 113+ (on Linux, if WebGPU is still off, enable \
+    chrome://flags/#enable-unsafe-webgpu), Safari 26+, or Firefox 141+ on Windows or 145+ on a Mac with Apple \
+    silicon (elsewhere Firefox needs dom.webgpu.enabled in about:config), with hardware acceleration on, \
+    and open the page from https:// or localhost";
 
 impl WebError {
     /// The JS error `name`: part of the API contract (docs/web-api.md).

@@ -1,15 +1,34 @@
-// The end-to-end tests' static server (node:http only): the site at /, one model directory at
-// /models/default/, every request logged so tests can count what reached the server, and one
-// shard's bytes corruptible on demand to exercise the loader's checksum.
+// The browser suites' test server (node:http only): files with the faults the loader must
+// survive, every request logged so tests can count what reached the server. Both suites use it:
+//
+// - tests/browser/ (e2e.test.mjs, bench.mjs) imports startServer: the site at /, the model at
+//   /models/default/, one shard corruptible on demand (corruptOnce), the host gone and back
+//   (goOffline, goOnline);
+// - tests/web.rs runs it through tools/test_wasm.sh (`node tests/browser/server.mjs --port P
+//   --model DIR [--root DIR]`) and loads the model from /<mode>-<tag>/<file>: every test uses its
+//   own tag, so fault state, request logs and the browser's cache entries never mix between
+//   tests. Modes:
+//     plain    the files as they are
+//     flaky    the first GET of each shard without a Range header is cut off halfway (the
+//              connection is closed mid-body); later requests are served normally
+//     corrupt  the first GET of the first shard has one byte flipped; later ones are good
+//     norange  like flaky, but Range headers are ignored (200 with the whole file)
+//     stall    like flaky, but the connection stays open and silent for 20 s instead of closing
+//   GET /log?tag=T answers the requests made under tag T as JSON (log entries, below).
 //
 // Everything is sent with Cache-Control: no-store, so the browser's HTTP cache never answers in
-// the server's place: a request missing from the log was served by the page's own caches.
+// the server's place: a request missing from the log was served by the page's own caches. Every
+// response allows any origin: tests/web.rs's page comes from wasm-bindgen-test-runner's port.
 
 import { createServer } from "node:http";
 import { open, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
+import { parseArgs } from "node:util";
 
 const MODEL_PREFIX = "/models/default/";
+const FAULT_URL = /^\/(plain|flaky|corrupt|norange|stall)-([\w.]+)\/([\w.-]+)$/;
+// Far beyond the loader's stall timeout, which the tests set to a few seconds.
+const STALL_MS = 20_000;
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -26,108 +45,157 @@ const TYPES = {
   ".ico": "image/x-icon",
 };
 
-export async function startServer({ root, model }) {
-  // Every request as { method, path, range, status }.
+const COMMON_HEADERS = {
+  "Cache-Control": "no-store",
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Allow-Headers": "Range",
+  "Access-Control-Expose-Headers": "Content-Range, Content-Length",
+};
+
+// `root` (the site) is optional: tests/web.rs needs the model only.
+export async function startServer({ root, model, port = 0 }) {
+  // Every request as { method, path, range, status }, plus for a model file its `file` name (and
+  // `tag` and `mode` under a fault URL), `corrupted` and `cut` when it got those faults.
   const log = [];
-  // File names (relative to the model dir) whose next response is served corrupted.
+  // Model file names whose next response is served corrupted.
   const corruptNext = new Set();
+  // "<mode>-<tag>/<file>" of the fault URLs that already had their one fault.
+  const faulted = new Set();
+  const firstTime = (key) => !faulted.has(key) && Boolean(faulted.add(key));
 
   const server = createServer(async (request, response) => {
-    const path = decodeURIComponent(new URL(request.url, "http://localhost").pathname);
-    const entry = { method: request.method, path, range: request.headers.range ?? null, status: 0 };
+    const url = new URL(request.url, "http://localhost");
+    const entry = { method: request.method, path: url.pathname, range: request.headers.range ?? null, status: 0 };
     log.push(entry);
     try {
-      const file = fileFor(path);
-      if (!file || !["GET", "HEAD"].includes(request.method)) return send(response, entry, 404, "not found\n");
-      await serveFile(request, response, entry, file, path);
+      entry.path = decodeURIComponent(url.pathname);
+      if (request.method === "OPTIONS") return send(response, entry, 204, "");
+      if (!["GET", "HEAD"].includes(request.method)) return send(response, entry, 405, "only GET and HEAD\n");
+      if (entry.path === "/log") {
+        const tagged = log.filter((e) => e.tag === url.searchParams.get("tag"));
+        return send(response, entry, 200, JSON.stringify(tagged), { "Content-Type": "application/json" });
+      }
+      const target = locate(entry);
+      if (!target) return send(response, entry, 404, "not found\n");
+      await serveFile(request, response, entry, target);
     } catch (error) {
-      send(response, entry, error.code === "ENOENT" || error.code === "EISDIR" ? 404 : 500, `${error.message}\n`);
+      const missing = ["ENOENT", "EISDIR", "ENOTDIR"].includes(error.code);
+      send(response, entry, error instanceof URIError ? 400 : missing ? 404 : 500, `${error.message}\n`);
     }
   });
 
-  // A request path → a file under the site or the model directory; null for anything that
-  // would escape them.
-  function fileFor(path) {
-    let base = resolve(root);
-    let rest = path;
-    if (path.startsWith(MODEL_PREFIX)) {
-      base = resolve(model);
-      rest = path.slice(MODEL_PREFIX.length);
+  // The file a request path names and its faults; null for a path that would leave the roots.
+  function locate(entry) {
+    const fault = FAULT_URL.exec(entry.path);
+    if (fault) {
+      const [, mode, tag, file] = fault;
+      Object.assign(entry, { mode, tag, file });
+      return { path: join(model, file), mode, key: `${mode}-${tag}/${file}` };
     }
-    if (rest.endsWith("/") || rest === "") rest += "index.html";
-    const file = join(base, rest);
-    return file.startsWith(base + sep) ? file : null;
+    if (entry.path.startsWith(MODEL_PREFIX)) {
+      entry.file = entry.path.slice(MODEL_PREFIX.length);
+      return inside(model, entry.file);
+    }
+    return root ? inside(root, entry.path.slice(1)) : null;
   }
 
-  async function serveFile(request, response, entry, file, path) {
-    const info = await stat(file);
+  function inside(dir, relative) {
+    const base = resolve(dir);
+    const path = join(base, relative === "" || relative.endsWith("/") ? `${relative}index.html` : relative);
+    return path.startsWith(base + sep) ? { path, mode: "plain" } : null;
+  }
+
+  async function serveFile(request, response, entry, { path, mode, key }) {
+    const info = await stat(path);
     if (!info.isFile()) return send(response, entry, 404, "not found\n");
-    let start = 0;
-    let end = info.size - 1;
-    let status = 200;
-    const range = /^bytes=(\d*)-(\d*)$/.exec(request.headers.range ?? "");
-    if (range) {
-      start = range[1] === "" ? Math.max(0, info.size - Number(range[2])) : Number(range[1]);
-      end = range[1] !== "" && range[2] !== "" ? Math.min(Number(range[2]), end) : end;
-      if (start > end) {
-        response.setHeader("Content-Range", `bytes */${info.size}`);
-        return send(response, entry, 416, "");
-      }
-      status = 206;
-      response.setHeader("Content-Range", `bytes ${start}-${end}/${info.size}`);
-    }
-    const handle = await open(file);
-    let body;
-    try {
-      body = Buffer.alloc(end - start + 1);
-      await handle.read(body, 0, body.length, start);
-    } finally {
-      await handle.close();
-    }
-    const name = path.startsWith(MODEL_PREFIX) ? path.slice(MODEL_PREFIX.length) : null;
-    if (name && corruptNext.delete(name) && body.length > 0) {
-      // One flipped bit in the middle: the length is right, only the checksum can tell.
-      body[body.length >> 1] ^= 0x01;
+    const size = info.size;
+    const shard = entry.file?.startsWith("weights-") ?? false;
+    const range = mode === "norange" ? null : byteRange(request.headers.range, size);
+    if (range && range.start > range.end) return send(response, entry, 416, "", { "Content-Range": `bytes */${size}` });
+    const { start, end } = range ?? { start: 0, end: size - 1 };
+    const body = await readBytes(path, start, end - start + 1);
+    const firstShardFault = mode === "corrupt" && entry.file.startsWith("weights-00001") && firstTime(key);
+    const corrupt = firstShardFault || corruptNext.delete(entry.file);
+    if (corrupt && body.length > 0) {
+      // One flipped byte in the middle: the length is right, only the checksum can tell.
+      body[body.length >> 1] ^= 0xff;
       entry.corrupted = true;
     }
-    response.setHeader("Content-Type", TYPES[extname(file)] ?? "application/octet-stream");
-    response.setHeader("Accept-Ranges", "bytes");
-    response.setHeader("Content-Length", body.length);
-    entry.status = status;
-    response.writeHead(status, { "Cache-Control": "no-store" });
-    response.end(request.method === "HEAD" ? undefined : body);
+    const cut = shard && !request.headers.range && ["flaky", "norange", "stall"].includes(mode) && firstTime(key);
+    entry.status = range ? 206 : 200;
+    response.writeHead(entry.status, {
+      ...COMMON_HEADERS,
+      "Content-Type": TYPES[extname(path)] ?? "application/octet-stream",
+      "Content-Length": body.length,
+      "Accept-Ranges": mode === "norange" ? "none" : "bytes",
+      ...(range ? { "Content-Range": `bytes ${start}-${end}/${size}` } : {}),
+    });
+    if (request.method === "HEAD") return response.end();
+    if (!cut) return response.end(body);
+    // Half the promised body, then a dead connection (at once, or after a silence): the
+    // browser's body stream errors after delivering those bytes.
+    entry.cut = true;
+    response.write(body.subarray(0, body.length >> 1), () => {
+      if (mode === "stall") setTimeout(() => response.destroy(), STALL_MS).unref();
+      else response.destroy();
+    });
   }
 
-  function send(response, entry, status, text) {
+  function send(response, entry, status, text, headers = {}) {
     entry.status = status;
-    response.writeHead(status, { "Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store" });
+    response.writeHead(status, { ...COMMON_HEADERS, "Content-Type": "text/plain; charset=utf-8", ...headers });
     response.end(text);
   }
 
-  const listen = (port) => new Promise((done) => server.listen(port, "127.0.0.1", done));
+  const listen = (at) => new Promise((done) => server.listen(at, "127.0.0.1", done));
   const close = () =>
     new Promise((done) => {
       server.closeAllConnections();
       server.close(done);
     });
-  await listen(0);
-  const port = server.address().port;
+  await listen(port);
+  const bound = server.address().port;
   return {
-    origin: `http://127.0.0.1:${port}`,
+    origin: `http://127.0.0.1:${bound}`,
     log,
     // Requests since `mark` (an index into the log) whose path matches.
     requests: (mark = 0, test = () => true) => log.slice(mark).filter((e) => test(e.path)),
     corruptOnce: (fileName) => corruptNext.add(fileName),
     // The host gone and back, on the same origin (the page's caches belong to the origin).
     goOffline: close,
-    goOnline: () => listen(port),
+    goOnline: () => listen(bound),
     close,
   };
 }
 
-// `node server.mjs ROOT MODEL_DIR`: the same server by hand, to look at the page.
+// One `bytes=first-last` range (either end may be left out) as { start, end }, end clamped to
+// the file; start > end when it cannot be satisfied; null for no header or another form.
+function byteRange(header, size) {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header ?? "");
+  if (!match || (match[1] === "" && match[2] === "")) return null;
+  const [first, last] = [match[1], match[2]];
+  if (first === "") return { start: Math.max(0, size - Number(last)), end: size - 1 };
+  return { start: Number(first), end: last === "" ? size - 1 : Math.min(Number(last), size - 1) };
+}
+
+async function readBytes(path, start, length) {
+  const handle = await open(path);
+  try {
+    const body = Buffer.alloc(length);
+    await handle.read(body, 0, length, start);
+    return body;
+  } finally {
+    await handle.close();
+  }
+}
+
+// `node server.mjs --port P --model DIR [--root DIR]`: for tools/test_wasm.sh, or to look at the
+// page by hand.
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const [root, model] = process.argv.slice(2);
-  const server = await startServer({ root, model });
-  console.log(`serving ${root} at ${server.origin}/ and ${model} at ${server.origin}${MODEL_PREFIX}`);
+  const options = { port: { type: "string" }, model: { type: "string" }, root: { type: "string" } };
+  const { values } = parseArgs({ options });
+  if (!values.model) throw new Error("usage: node server.mjs [--port P] --model DIR [--root DIR]");
+  const server = await startServer({ root: values.root, model: values.model, port: Number(values.port ?? 0) });
+  const site = values.root ? `, ${values.root} at ${server.origin}/` : "";
+  console.log(`serving ${values.model} at ${server.origin}${MODEL_PREFIX} and its fault URLs${site}`);
 }

@@ -1,15 +1,16 @@
 // The page's modules under Node, no browser: the wasm pairwiseMetrics export the page's batch
 // metrics come from (www/pkg, run here without a worker) against the same independent reference
-// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing, and the
-// export formats.
+// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing, the
+// export formats, and the advice the page shows without WebGPU.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import init, { pairwiseMetrics } from "../../www/pkg/webjudge.js";
+import init, { Judge, pairwiseMetrics } from "../../www/pkg/webjudge.js";
 import { parseRows, record, toCsv, toJsonl } from "../../www/batch-data.js";
+import { explain } from "../../www/messages.js";
 import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -91,4 +92,12 @@ test("exports: the CLI's record shape as JSONL, and CSV that a spreadsheet canno
   assert.equal(lines[0], "index,scenario,label,winner,rating,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
   assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
   assert.ok(csv.includes("InputTooLong: 6000 tokens"));
+});
+
+test("without WebGPU the page shows the wasm's advice, once", async () => {
+  // Node has no navigator.gpu: Judge.load fails as in a browser without WebGPU, before any fetch.
+  const error = await Judge.load("http://127.0.0.1:9/model/").then(() => assert.fail("loaded"), (e) => e);
+  assert.equal(error.name, "WebGPUUnavailable");
+  assert.match(error.message, /navigator\.gpu is missing; use Chrome or Edge 113\+ .* Firefox 141\+ on Windows/);
+  assert.equal(explain(error), `WebGPUUnavailable: ${error.message}`);
 });
