@@ -123,30 +123,72 @@ fn batch_run_resumes_and_reports_metrics() {
     assert_eq!((retried.len(), &retried[0]["run"]["truncate"]), (1, &Value::Bool(true)));
 }
 
+/// Three rows in both orders, two rows (four sequences) at a time, so the third is admitted
+/// when a slot frees up, against the same rows judged one order at a time: the same
+/// critiques and verdicts, records in input order, verdicts mapped back, the swapped
+/// input's shared prefix reused. A run killed once a row is written resumes without losing
+/// or redoing it.
 #[test]
 #[ignore = "full tier: make test"]
-fn swapped_batch_maps_verdicts_back_and_reuses_the_prefix() {
+fn swapped_rows_in_batches_match_one_at_a_time_and_survive_a_kill() {
     let dir = scratch("swap");
     let input = dir.join("rows.jsonl");
-    std::fs::write(&input, shortest_rows(1).join("\n")).unwrap();
-    let output = dir.join("out.jsonl");
-    let (stdout, _) = judge_file(&input, &output, &["--swap"]);
-    let record = &records(&output)[0];
-    let swapped = &record["swapped"];
-    assert!(swapped["critique"].is_string());
-    let mapped = match swapped["winner"].as_str() {
-        Some("response1") => Value::from("response2"),
-        Some("response2") => Value::from("response1"),
-        other => other.map_or(Value::Null, Value::from),
-    };
-    assert_eq!(record["swapped_winner_mapped"], mapped);
-    assert_eq!(record["consistent"], Value::from(record["winner"].is_string() && record["winner"] == mapped));
-    // The swapped input repeats everything up to the first response.
-    let shared = record["shared_prefix_tokens"].as_u64().unwrap();
-    assert!(shared > 50 && shared < swapped["prompt_tokens"].as_u64().unwrap(), "{record}");
-    assert_eq!(swapped["reused_tokens"].as_u64().unwrap(), shared);
+    std::fs::write(&input, shortest_rows(3).join("\n")).unwrap();
+    let one_at_a_time = dir.join("one.jsonl");
+    judge_file(&input, &one_at_a_time, &["--swap", "--batch", "1"]);
+    let reference = records(&one_at_a_time);
+
+    // Killed once a row is written: rows of a batch finish together, so others are pending.
+    let output = dir.join("batched.jsonl");
+    let model = converted_dir();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+        .args(["judge", "--model", model.to_str().unwrap(), "--max-new-tokens", "12", "--swap", "--batch", "2"])
+        .args(["--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !std::fs::read_to_string(&output).unwrap_or_default().contains('\n') {
+        assert!(run.try_wait().unwrap().is_none(), "the run ended before any row was written");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // Complete records only: the kill may cut one short.
+    let written = std::fs::read_to_string(&output).unwrap();
+    let complete = &written[..=written.rfind('\n').unwrap()];
+    let before: Vec<Value> = complete.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(before.len() < 3, "{} rows were written before the kill", before.len());
+    let (stdout, stderr) = judge_file(&input, &output, &["--swap", "--batch", "2"]);
+    assert!(stderr.contains(&format!("{} rows already judged, {} to go", before.len(), 3 - before.len())), "{stderr}");
+
+    let batched = records(&output);
+    let indices: Vec<u64> = batched.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indices, [0, 1, 2], "records in input order");
+    for kept in &before {
+        let index = kept["index"].as_u64().unwrap() as usize;
+        assert_eq!(&batched[index], kept, "row {index}, finished before the kill, is kept as it was");
+    }
+    for (record, want) in batched.iter().zip(&reference) {
+        let row = &record["index"];
+        for field in ["critique", "winner", "generated_tokens", "prompt_tokens"] {
+            assert_eq!(record[field], want[field], "row {row}: {field} as given");
+            assert_eq!(record["swapped"][field], want["swapped"][field], "row {row}: {field} swapped");
+        }
+        let swapped = &record["swapped"];
+        let mapped = match swapped["winner"].as_str() {
+            Some("response1") => Value::from("response2"),
+            Some("response2") => Value::from("response1"),
+            other => other.map_or(Value::Null, Value::from),
+        };
+        assert_eq!(record["swapped_winner_mapped"], mapped);
+        assert_eq!(record["consistent"], Value::from(record["winner"].is_string() && record["winner"] == mapped));
+        // The swapped input repeats everything up to the first response.
+        let shared = record["shared_prefix_tokens"].as_u64().unwrap();
+        assert!(shared > 50 && shared < swapped["prompt_tokens"].as_u64().unwrap(), "{record}");
+        assert_eq!(swapped["reused_tokens"].as_u64().unwrap(), shared);
+    }
     let metrics: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(metrics["swapped"], 1);
+    assert_eq!(metrics["swapped"], 3);
 }
 
 #[test]
