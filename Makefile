@@ -1,6 +1,6 @@
 # The README's set-up commands: `make demo` (build, fetch the default model, serve the page),
-# `make check` (the fast tier of tests) and `make test` (every test, as CI runs it). Each
-# installs what it needs first.
+# `make check` (the fast tier of tests), `make test` (every test, as CI runs it) and
+# `make package` (the npm package). Each installs what it needs first.
 
 CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
 DEMO_MODEL := target/models/smollm2-135m-instruct
@@ -12,7 +12,7 @@ export XDG_RUNTIME_DIR ?= /tmp/webjudge-runtime-$(shell id -u)
 # The test model's GGUF for the tests, fetched and verified once into the cache.
 TEST_GGUF := WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))"
 
-.PHONY: demo check test deps native-deps web model
+.PHONY: demo check test deps native-deps web model package
 
 # What the native build and its tests need; deps adds the browser and the wasm tools.
 native-deps:
@@ -25,6 +25,12 @@ deps: native-deps
 # The wasm package the page imports (www/pkg/, not committed).
 web: deps
 	tools/build_web.sh
+
+# The npm package `webjudge` (nothing is published): target/package/webjudge-<version>.tgz.
+# esbuild, which bundles its single-script build, is pinned in tests/browser/'s package-lock.
+package: web
+	test -d tests/browser/node_modules/esbuild || (cd tests/browser && npm ci --no-audit --no-fund)
+	node tools/build_package.mjs
 
 $(DEMO_MODEL)/manifest.json: | deps
 	cargo build --release

@@ -7,7 +7,7 @@
 // first load's options (contextLength, parallel, retries) decide; later loads of the same URL
 // join it and get its progress too.
 
-const WORKER_URL = new URL("./worker.js", import.meta.url);
+import { startWorker } from "./start-worker.js";
 
 // Absolute model URL → Session.
 const sessions = new Map();
@@ -30,7 +30,7 @@ function remoteError(name, message) {
 class Session {
   constructor(modelUrl) {
     this.modelUrl = modelUrl;
-    this.worker = new Worker(WORKER_URL, { type: "module" });
+    this.worker = startWorker();
     this.nextId = 1;
     // id → { resolve, reject, onToken, onProgress }
     this.pending = new Map();

@@ -16,6 +16,7 @@ const SHELL = [
   "./dom.js",
   "./examples.js",
   "./judge-client.js",
+  "./start-worker.js",
   "./worker.js",
   "./web-judge.js",
   "./docs-example.html",

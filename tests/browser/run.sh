@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The page's tests: units.test.mjs (its modules and the wasm pairwiseMetrics under Node),
-# serve.test.mjs (the page's wasm through `webjudge serve`) and e2e.test.mjs (www/ end to end in
+# serve.test.mjs (the page's wasm through `webjudge serve`), e2e.test.mjs (www/ end to end in
 # headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the system
-# Chromium). Needs the native build and the converted test model (make builds both); builds only
+# Chromium) and package.test.mjs (the npm package installed, bundled with esbuild and judging
+# there). Needs the native build and the converted test model (make builds both); builds only
 # www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
@@ -16,7 +17,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
     echo "installing Chromium (apt)" >&2
     apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-if [[ ! -d "$HERE/node_modules/playwright-core" ]]; then
+if [[ ! -d "$HERE/node_modules/playwright-core" || ! -d "$HERE/node_modules/esbuild" ]]; then
     (cd "$HERE" && npm ci --no-audit --no-fund)
 fi
 if [[ ! -f "$REPO/www/pkg/webjudge.js" ]]; then
@@ -33,4 +34,4 @@ if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
 fi
 
 cd "$HERE"
-exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs package.test.mjs
