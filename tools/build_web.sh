@@ -23,7 +23,7 @@ if command -v wasm-opt >/dev/null 2>&1; then
 fi
 # Copies for servers that send them as they are to a browser that accepts the encoding
 # (webjudge serve, Caddy's precompressed, nginx's gzip_static). Browsers ask for brotli over
-# https only, so webjudge serve on http://127.0.0.1 sends the gzip copy. -k keeps the wasm and
+# https (Chromium also on http://127.0.0.1, a secure context), else gzip. -k keeps the wasm and
 # gives each copy its time: webjudge serve never sends a copy older than the wasm. brotli is
 # optional.
 rm -f www/pkg/webjudge_bg.wasm.gz www/pkg/webjudge_bg.wasm.br
