@@ -1,5 +1,6 @@
-// Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, one after the
-// other, with progress and ETA, a results table, Auto-J's agreement/consistency where rows have
+// Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, several rows
+// at a time (the engine's batching: as many as the model was loaded for, each swapped pair as
+// two sequences), with progress and ETA, results in input order, a results table, Auto-J's agreement/consistency where rows have
 // labels, cancel, and export as JSONL (the CLI's record shape) or CSV.
 
 import { download, el } from "./dom.js";
@@ -14,6 +15,7 @@ const PREVIEW_CHARS = 120;
 
 export function setupBatch({ ensureJudge, readOptions, showError, clearError }) {
   let rows = [];
+  // By input position; rows finish out of order, so positions not yet judged are empty.
   let records = [];
   let controller = null;
 
@@ -50,63 +52,83 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     $("metrics").hidden = true;
     $("batch-progress").hidden = false;
     const startedAt = performance.now();
-    showProgress(0, todo.length, startedAt);
+    let done = 0;
+    showProgress(done, todo.length, startedAt);
+    // The rows being judged stream into the live preview, a line per row and order.
+    const live = new Map();
+    const liveText = (position, order) => {
+      const key = `${position} ${order}`;
+      if (!live.has(key)) {
+        const text = document.createTextNode("");
+        const label = `row ${todo[position].index + 1}${order === "swapped" ? ", swapped" : ""}: `;
+        const line = el("div", {}, label, text);
+        $("batch-current").append(line);
+        live.set(key, { line, text });
+      }
+      return live.get(key).text;
+    };
     try {
       const judge = await ensureJudge();
-      for (const row of todo) {
-        if (controller.signal.aborted) break;
-        // The row being judged streams into the live preview.
-        const live = document.createTextNode("");
-        $("batch-current").replaceChildren(live);
-        const settings = {
-          onToken: (text) => live.appendData(text),
+      await judge.judgeBatch(
+        todo.map((row) => row.input),
+        {
+          onToken: (position, text, order) => liveText(position, order).appendData(text),
+          onJudged: (position, result, error) => {
+            for (const order of ["forward", "swapped"]) {
+              live.get(`${position} ${order}`)?.line.remove();
+              live.delete(`${position} ${order}`);
+            }
+            // A row cut short by Cancel is not a judgement.
+            if (result && (result.finish === "cancelled" || result.swapped?.finish === "cancelled")) return;
+            // A row that cannot be judged (too long for the context) is recorded.
+            const judged = record(todo[position], result, error);
+            records[position] = judged;
+            insertInOrder($("results").tBodies[0], position, resultRow(todo[position], judged));
+            showProgress(++done, todo.length, startedAt);
+          },
           signal: controller.signal,
           maxNewTokens: options.maxNewTokens,
           truncate: options.truncate,
           language: options.language,
-        };
-        let result = null;
-        let failure = null;
-        try {
-          result =
-            row.kind === "pairwise"
-              ? await judge.pairwise(row.input, { ...settings, swap })
-              : await judge.single(row.input, settings);
-        } catch (error) {
-          // A row that cannot be judged (too long for the context) is recorded; anything else
-          // (a lost device, an unloaded model) stops the batch.
-          if (error.name !== "InputTooLong" && error.name !== "InvalidInput") throw error;
-          failure = error;
-        }
-        // A row cut short by Cancel is not a judgement.
-        if (result && (result.finish === "cancelled" || result.swapped?.finish === "cancelled")) break;
-        const judged = record(row, result, failure);
-        records.push(judged);
-        $("results").tBodies[0].append(resultRow(row, judged));
-        showProgress(records.length, todo.length, startedAt);
-      }
+          swap,
+        },
+      );
     } catch (error) {
+      // A lost device or an unloaded model stops the batch.
       showError(error);
     } finally {
       controller = null;
       $("batch-current").replaceChildren();
       // Before the buttons come back, so a finished batch shows its figures.
-      await showMetrics(records).catch(showError);
+      await showMetrics(judgedRecords()).catch(showError);
       setRunning(false);
     }
   });
 
   $("batch-cancel").addEventListener("click", () => controller?.abort());
-  $("export-jsonl").addEventListener("click", () => download(toJsonl(records), "webjudge-results.jsonl", "application/jsonl"));
-  $("export-csv").addEventListener("click", () => download(toCsv(records), "webjudge-results.csv", "text/csv"));
+  $("export-jsonl").addEventListener("click", () => download(toJsonl(judgedRecords()), "webjudge-results.jsonl", "application/jsonl"));
+  $("export-csv").addEventListener("click", () => download(toCsv(judgedRecords()), "webjudge-results.csv", "text/csv"));
+
+  // The records of the rows judged, in input order.
+  function judgedRecords() {
+    return records.filter(Boolean);
+  }
 
   function setRunning(running) {
+    const none = judgedRecords().length === 0;
     $("batch-start").disabled = running || rows.length === 0;
     $("batch-file").disabled = running;
     $("batch-cancel").disabled = !running;
-    $("export-jsonl").disabled = running || records.length === 0;
-    $("export-csv").disabled = running || records.length === 0;
+    $("export-jsonl").disabled = running || none;
+    $("export-csv").disabled = running || none;
   }
+}
+
+// Puts a result row at its input position among those already shown.
+function insertInOrder(body, position, tr) {
+  tr.dataset.position = String(position);
+  const next = [...body.rows].find((other) => Number(other.dataset.position) > position);
+  body.insertBefore(tr, next ?? null);
 }
 
 function showProgress(done, total, startedAt) {

@@ -4,13 +4,15 @@
 //
 //   page → worker  { id, op: "load", modelUrl, options }        options without callbacks
 //                  { id, op: "pairwise" | "single", input, options }
+//                  { id, op: "judgeBatch", items, options }
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
 //                  { id, op: "pairwiseMetrics", records }       needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
-//                  { id, type: "token", text, order }
+//                  { id, type: "token", text, order }            judgeBatch's also carry index
+//                  { id, type: "judged", index, result, error }  judgeBatch: one item's outcome
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
@@ -66,6 +68,14 @@ async function handle(message, signal) {
       return loaded().pairwise(message.input, { ...options, onToken, signal });
     case "single":
       return loaded().single(message.input, { ...options, onToken, signal });
+    case "judgeBatch":
+      return loaded().judgeBatch(message.items, {
+        ...options,
+        signal,
+        onToken: (index, text, order) => self.postMessage({ id, type: "token", index, text, order }),
+        onJudged: (index, result, error) =>
+          self.postMessage({ id, type: "judged", index, result, error: error && { name: error.name, message: error.message } }),
+      });
     case "generate":
       return loaded().generate(message.prompt, { ...options, onToken, signal });
     case "info":

@@ -13,7 +13,7 @@ use webjudge::engine::native::read_metadata;
 use webjudge::judge::dataset::{parse_rows, resume_output, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::session::{
-    tokenized_input, Judge, JudgeError, JudgeOptions, Judgement, Order, Outcome, SwapJudgement, AUTOJ_MAX_NEW_TOKENS,
+    tokenized_input, Judge, JudgeEvent, JudgeOptions, Judgement, Order, Outcome, SwapJudgement, AUTOJ_MAX_NEW_TOKENS,
 };
 use webjudge::judge::{Item, Protocol};
 use webjudge::model::{LoadOptions, MAX_SEQUENCES};
@@ -147,7 +147,8 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
         );
         let items: Vec<Item> = todo.iter().map(|row| row.item.clone()).collect();
         let mut failed = Ok(());
-        let mut on_judged = |i: usize, result: Result<Outcome, JudgeError>| {
+        let mut on_event = |i: usize, event: JudgeEvent| {
+            let JudgeEvent::Judged(result) = event else { return };
             let row = todo[i];
             // A row that cannot be judged (too long for the context) is recorded, not fatal.
             let mut record = match result {
@@ -167,7 +168,7 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
             }
             bar.inc(1);
         };
-        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_judged))?;
+        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_event))?;
         failed.map_err(|e| at(&e))?;
         bar.finish_and_clear();
     }

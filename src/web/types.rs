@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
 use crate::judge::metrics::{GroupMetrics, Metrics};
-use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement};
+use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement, Verdict};
 use crate::judge::Winner;
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -17,8 +17,12 @@ const TS_TYPES: &'static str = r#"
 export interface LoadOptions {
   /** Called as shard bytes arrive or are read from the cache (at most about every MiB). */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
-  /** KV cache positions (prompt + critique); default and maximum: the model's context. */
+  /** KV cache positions (prompt + critique) per sequence; default and maximum: the model's context. */
   contextLength?: number;
+  /** Sequences decoded together at most (a KV cache slot of `contextLength` each), 1 to 8; default:
+   *  as many as keep the KV cache within the weights' size. Fewer are loaded when the adapter's
+   *  buffer limits or memory hold fewer (`ModelInfo.batchSize` says how many). */
+  batchSize?: number;
   /** Shards downloaded at once (and held in memory at once); default 3. */
   parallel?: number;
   /** Further attempts per shard after a network error or a bad hash; default 4. */
@@ -37,7 +41,8 @@ export interface JudgeOptions {
   onToken?: (text: string, order: Order) => void;
   /** Aborting resolves the call with the partial critique and `finish: "cancelled"`. */
   signal?: AbortSignal;
-  /** pairwise only: judge the pair in both orders. */
+  /** pairwise only: judge the pair in both orders (together, as one batch, when the model was
+   *  loaded with `batchSize` 2 or more). */
   swap?: boolean;
   /** Critique tokens at most; default 1024 (Auto-J's). */
   maxNewTokens?: number;
@@ -45,6 +50,19 @@ export interface JudgeOptions {
   truncate?: boolean;
   /** Auto-J's English or Chinese prompt; default "en". */
   language?: "en" | "zh";
+}
+
+export interface PairInput { query: string; response1: string; response2: string }
+export interface SingleInput { query: string; response: string }
+
+/** Options of `judgeBatch`: `JudgeOptions` apply to every item, with per-item callbacks. */
+export interface BatchOptions extends Omit<JudgeOptions, "onToken"> {
+  /** Each item's outcome as soon as it is judged (items finish in any order): its result, or
+   *  why it could not be judged (`InputTooLong`: too long for the context). Items cut short by
+   *  the signal are reported with `finish: "cancelled"`. */
+  onJudged: (index: number, result: PairwiseResult | SingleResult | null, error: Error | null) => void;
+  /** Each newly completed piece of an item's critique, with the order it belongs to. */
+  onToken?: (index: number, text: string, order: Order) => void;
 }
 
 /** Options of `generate`. */
@@ -194,7 +212,11 @@ export interface ModelInfo {
   modelUrl: string;
   adapter: string;
   subgroups: boolean;
+  /** KV cache positions per sequence. */
   contextLength: number;
+  /** Sequences decoded together: `swap` judges a pair's two orders at once from 2, and
+   *  `judgeBatch` runs this many at a time. */
+  batchSize: number;
   weightBytes: number;
   kvCacheBytes: number;
   /** No shard was downloaded: every one came from the cache. */
@@ -304,6 +326,16 @@ pub struct SingleResult {
     pub rating: Option<f32>,
 }
 
+impl SingleResult {
+    pub fn new(judgement: &SessionJudgement) -> Self {
+        let rating = match judgement.verdict {
+            Verdict::Rating(rating) => rating,
+            Verdict::Pairwise(_) => None,
+        };
+        Self { judgement: Judgement::from_session(judgement), rating }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateResult {
@@ -365,6 +397,7 @@ pub struct ModelInfo {
     pub adapter: String,
     pub subgroups: bool,
     pub context_length: usize,
+    pub batch_size: usize,
     pub weight_bytes: u64,
     pub kv_cache_bytes: u64,
     pub from_cache: bool,
