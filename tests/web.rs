@@ -419,13 +419,13 @@ async fn api_stream_cancel_serialize_and_errors() {
     let options = object(&[("signal", aborted.clone().into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.single(single.into(), Some(options))).await.unwrap();
     assert!(get(&result, "rating").is_null());
-    assert!(number(&result, "promptTokens") > 50.0);
-    assert_eq!((string(&result, "finish").as_str(), number(&result, "generatedTokens")), ("cancelled", 0.0));
+    assert!(number(&result, "prompt_tokens") > 50.0);
+    assert_eq!((string(&result, "finish").as_str(), number(&result, "generated_tokens")), ("cancelled", 0.0));
     let options = object(&[("signal", aborted.clone().into()), ("swap", true.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.pairwise(input.clone().into(), Some(options))).await.unwrap();
     let swapped = get(&result, "swapped");
     assert_eq!(string(&swapped, "finish"), "cancelled");
-    assert!(get(&result, "winner").is_null() && get(&swapped, "winnerMapped").is_null());
+    assert!(get(&result, "winner").is_null() && get(&result, "swapped_winner_mapped").is_null());
     assert!(get(&result, "combined").is_null() && get(&result, "consistent").as_bool() == Some(false));
     let options = object(&[("signal", aborted.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.generate("Hello".into(), Some(options))).await.unwrap();
@@ -477,8 +477,8 @@ async fn api_stream_cancel_serialize_and_errors() {
 /// A pair judged in both orders as one batch (two sequence slots) gives the critiques of the
 /// forward and the swapped pair judged one at a time, streamed per order; `judgeBatch`
 /// reports every item with the same critiques, and an item too long for the context as its
-/// own error. The pair's prompt is ~195 tokens: SwiftShader prefills it once (the other
-/// inputs reuse its prefix), and a few critique tokens show the sequences apart.
+/// own error. The pair's prompt is 195 tokens: SwiftShader prefills it once (the other
+/// inputs reuse what they share with it), and a few critique tokens show the sequences apart.
 #[wasm_bindgen_test]
 async fn swap_as_one_batch_matches_one_at_a_time() {
     let url = model_url("plain", "batch");
@@ -497,7 +497,9 @@ async fn swap_as_one_batch_matches_one_at_a_time() {
     let options = object(&[tokens(), ("swap", true.into()), ("onToken", on_token.as_ref().clone())]);
     let both = JsFuture::from(judge.pairwise(pair("4", "5").into(), Some(options))).await.unwrap();
     let swapped = get(&both, "swapped");
-    assert!(number(&swapped, "reusedTokens") > 150.0, "the swapped order copies the shared prefix");
+    // The two inputs share their first 80 tokens (up to response 1).
+    let reused = number(&swapped, "reused_tokens");
+    assert!((64.0..=80.0).contains(&reused), "the swapped order copies the shared prefix: {reused} tokens");
     let forward_alone = JsFuture::from(judge.pairwise(pair("4", "5").into(), Some(object(&[tokens()])))).await.unwrap();
     let swapped_alone = JsFuture::from(judge.pairwise(pair("5", "4").into(), Some(object(&[tokens()])))).await.unwrap();
     assert_eq!(string(&both, "critique"), string(&forward_alone, "critique"));
@@ -512,16 +514,27 @@ async fn swap_as_one_batch_matches_one_at_a_time() {
     });
     let too_long =
         object(&[("query", "word ".repeat(300).into()), ("response1", "a".into()), ("response2", "b".into())]);
-    let items: js_sys::Array = [pair("4", "5"), too_long, pair("5", "4")].iter().collect();
+    // A row as parseRows gives it: its index, scenario and label go into the record.
+    let row = pair("5", "4");
+    for (field, value) in [("index", JsValue::from(7)), ("scenario", "chitchat".into()), ("label", "tie".into())] {
+        Reflect::set(&row, &field.into(), &value).unwrap();
+    }
+    let items: js_sys::Array = [pair("4", "5"), too_long, row].iter().collect();
     let options = object(&[tokens(), ("onJudged", on_judged.as_ref().clone())]);
     JsFuture::from(judge.judge_batch(items.into(), options)).await.unwrap();
-    let judged = judged.borrow();
+    let judged = judged.take();
     assert_eq!(judged.len(), 3);
-    assert_eq!(string(&judged[&0].0, "critique"), string(&forward_alone, "critique"));
-    assert_eq!(string(&judged[&2].0, "critique"), string(&swapped_alone, "critique"));
-    let (result, error) = &judged[&1];
-    assert!(result.is_null());
+    let (first, third) = (&judged[&0].0, &judged[&2].0);
+    assert_eq!(string(first, "critique"), string(&forward_alone, "critique"));
+    assert_eq!((number(first, "index"), get(first, "label").is_null()), (0.0, true));
+    assert_eq!(string(third, "critique"), string(&swapped_alone, "critique"));
+    assert_eq!(
+        (number(third, "index"), string(third, "scenario"), string(third, "label")),
+        (7.0, "chitchat".into(), "tie".into())
+    );
+    let (record, error) = &judged[&1];
     assert_eq!(String::from(error.unchecked_ref::<js_sys::Error>().name()), "InputTooLong");
+    assert_eq!(string(record, "error"), String::from(error.unchecked_ref::<js_sys::Error>().message()));
     judge.unload().await.unwrap();
 }
 

@@ -1,11 +1,12 @@
 // Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, several rows
 // at a time (the engine's batching: as many as the model was loaded for, each swapped pair as
-// two sequences), with progress and ETA, results in input order, a results table, Auto-J's agreement/consistency where rows have
-// labels, cancel, and export as JSONL (the CLI's record shape) or CSV.
+// two sequences), with progress and ETA, a results table in input order, Auto-J's
+// agreement/consistency where rows have labels, cancel, and export as JSONL (the CLI's
+// records) or CSV.
 
 import { download, el } from "./dom.js";
-import { parseRows, record, toCsv, toJsonl } from "./batch-data.js";
-import { pairwiseMetrics } from "./judge-client.js";
+import { toCsv, toJsonl } from "./batch-data.js";
+import { pairwiseMetrics, parseRows } from "./judge-client.js";
 import { duration } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -26,15 +27,15 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     const file = $("batch-file").files[0];
     if (!file) return;
     try {
-      rows = parseRows(await file.text());
+      rows = await parseRows(await file.text());
     } catch (error) {
       $("batch-summary").textContent = "";
-      showError(Object.assign(error, { name: "InvalidInput", message: `${file.name}: ${error.message}` }));
+      showError(Object.assign(error, { message: `${file.name}: ${error.message}` }));
       return;
     }
     const labelled = rows.filter((r) => r.label !== null).length;
     $("batch-summary").textContent =
-      `${file.name}: ${rows.length} ${rows[0].kind} rows` + (labelled ? `, ${labelled} with a human label` : "");
+      `${file.name}: ${rows.length} ${kind(rows[0])} rows` + (labelled ? `, ${labelled} with a human label` : "");
     $("batch-start").disabled = false;
   });
 
@@ -43,7 +44,7 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     const limit = Number($("batch-limit").value) || rows.length;
     const todo = rows.slice(0, limit);
     const options = readOptions();
-    const swap = options.swap && todo[0].kind === "pairwise";
+    const swap = options.swap && kind(todo[0]) === "pairwise";
     records = [];
     controller = new AbortController();
     setRunning(true);
@@ -70,18 +71,17 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     try {
       const judge = await ensureJudge();
       await judge.judgeBatch(
-        todo.map((row) => row.input),
+        todo,
         {
           onToken: (position, text, order) => liveText(position, order).appendData(text),
-          onJudged: (position, result, error) => {
+          // A row that cannot be judged (too long for the context) comes with its `error`.
+          onJudged: (position, judged) => {
             for (const order of ["forward", "swapped"]) {
               live.get(`${position} ${order}`)?.line.remove();
               live.delete(`${position} ${order}`);
             }
             // A row cut short by Cancel is not a judgement.
-            if (result && (result.finish === "cancelled" || result.swapped?.finish === "cancelled")) return;
-            // A row that cannot be judged (too long for the context) is recorded.
-            const judged = record(todo[position], result, error);
+            if (judged.finish === "cancelled" || judged.swapped?.finish === "cancelled") return;
             records[position] = judged;
             insertInOrder($("results").tBodies[0], position, resultRow(todo[position], judged));
             showProgress(++done, todo.length, startedAt);
@@ -142,6 +142,10 @@ function showProgress(done, total, startedAt) {
   $("batch-progress-text").textContent = text;
 }
 
+function kind(row) {
+  return row.response1 === undefined ? "single" : "pairwise";
+}
+
 function preview(text) {
   return text.length > PREVIEW_CHARS ? text.slice(0, PREVIEW_CHARS) + "…" : text;
 }
@@ -153,8 +157,8 @@ function resultRow(row, judged) {
       ? ""
       : `${judged.swapped_winner_mapped ?? "none"}${judged.consistent ? "" : " (flips)"}`;
   // The full row, folded away: what the judge saw and what it said.
-  const texts = Object.entries({ Query: row.input.query, "Response 1": row.input.response1,
-    "Response 2": row.input.response2, Response: row.input.response, Critique: judged.critique });
+  const texts = Object.entries({ Query: row.query, "Response 1": row.response1,
+    "Response 2": row.response2, Response: row.response, Critique: judged.critique });
   const details = el(
     "details",
     {},
@@ -169,7 +173,7 @@ function resultRow(row, judged) {
     { className: judged.error ? "failed" : "" },
     el("td", {}, String(row.index + 1)),
     el("td", {}, row.scenario ?? ""),
-    el("td", { title: row.input.query }, preview(row.input.query)),
+    el("td", { title: row.query }, preview(row.query)),
     el("td", {}, row.label ?? ""),
     el("td", {}, verdict === null ? "none" : String(verdict)),
     el("td", {}, swapped),

@@ -58,7 +58,7 @@ class Session {
         else request.onToken?.(message.index, message.text, message.order);
         break;
       case "judged":
-        request.onJudged(message.index, message.result, message.error && remoteError(message.error.name, message.error.message));
+        request.onJudged(message.index, message.record, message.error && remoteError(message.error.name, message.error.message));
         break;
       case "result":
         this.pending.delete(message.id);
@@ -133,10 +133,16 @@ async function anyWorker(modelUrl, fields) {
   }
 }
 
-// Auto-J's pairwise metrics of batch records (batch-data.js's record shape), computed by the
-// wasm export of the same name (the Rust the CLI uses): { table, unlabelled, ungrouped }.
+// Auto-J's pairwise metrics of batch records (judgeBatch's), computed by the wasm export of
+// the same name (the Rust the CLI uses): { table, unlabelled, ungrouped }.
 export function pairwiseMetrics(records) {
   return anyWorker(undefined, { op: "pairwiseMetrics", records });
+}
+
+// The rows of an Auto-J test-data file, read by the wasm export of the same name (the CLI's
+// reader); rejects with InvalidInput naming the line.
+export function parseRows(text) {
+  return anyWorker(undefined, { op: "parseRows", text });
 }
 
 export class Judge {

@@ -9,14 +9,15 @@
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
 //                  { id, op: "pairwiseMetrics", records }       needs no model
+//                  { id, op: "parseRows", text }                 needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
 //                  { id, type: "token", text, order }            judgeBatch's also carry index
-//                  { id, type: "judged", index, result, error }  judgeBatch: one item's outcome
+//                  { id, type: "judged", index, record, error }  judgeBatch: one row's record
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge, pairwiseMetrics } from "./pkg/webjudge.js";
+import init, { Judge, pairwiseMetrics, parseRows } from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -64,6 +65,8 @@ async function handle(message, signal) {
       return Judge.clearCache(message.modelUrl);
     case "pairwiseMetrics":
       return pairwiseMetrics(message.records);
+    case "parseRows":
+      return parseRows(message.text);
     case "pairwise":
       return loaded().pairwise(message.input, { ...options, onToken, signal });
     case "single":
@@ -73,8 +76,8 @@ async function handle(message, signal) {
         ...options,
         signal,
         onToken: (index, text, order) => self.postMessage({ id, type: "token", index, text, order }),
-        onJudged: (index, result, error) =>
-          self.postMessage({ id, type: "judged", index, result, error: error && { name: error.name, message: error.message } }),
+        onJudged: (index, record, error) =>
+          self.postMessage({ id, type: "judged", index, record, error: error && { name: error.name, message: error.message } }),
       });
     case "generate":
       return loaded().generate(message.prompt, { ...options, onToken, signal });

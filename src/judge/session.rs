@@ -51,11 +51,13 @@ impl Default for JudgeOptions {
     }
 }
 
-/// The verdict a critique ends with; `None` when it names none.
+/// The verdict a critique ends with; `None` when it names none. In a record: `winner` or
+/// `rating`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[serde(rename = "winner")]
     Pairwise(Option<Winner>),
+    #[serde(rename = "rating")]
     Rating(Option<f32>),
 }
 
@@ -68,9 +70,14 @@ impl Verdict {
     }
 }
 
+/// One judged input. Serialized, it is the judgement record every output shares
+/// (`webjudge judge`'s JSONL, the wasm API's results, the page's export; see
+/// [`super::dataset::Record`]): `protocol`, `winner` or `rating`, then the fields below by
+/// their names.
 #[derive(Clone, Debug, Serialize)]
 pub struct Judgement {
     pub protocol: Protocol,
+    #[serde(flatten)]
     pub verdict: Verdict,
     pub critique: String,
     pub prompt_tokens: usize,
@@ -85,14 +92,17 @@ pub struct Judgement {
     pub decode_tok_s: f64,
 }
 
-/// A pair judged in both orders.
+/// A pair judged in both orders. Serialized: the forward judgement's fields, `swapped`
+/// (a judgement), `swapped_winner_mapped` and the fields below by their names.
 #[derive(Clone, Debug, Serialize)]
 pub struct SwapJudgement {
     /// Response 1 shown first, as given.
+    #[serde(flatten)]
     pub forward: Judgement,
     /// The responses exchanged; its verdict refers to the swapped positions.
     pub swapped: Judgement,
     /// The swapped verdict mapped back to the original positions.
+    #[serde(rename = "swapped_winner_mapped")]
     pub swapped_mapped: Option<Winner>,
     /// Both verdicts parsed and equal after mapping.
     pub consistent: bool,
@@ -106,8 +116,7 @@ pub struct SwapJudgement {
 }
 
 /// Which of a swap-judged pair's two generations a streamed piece belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
     Forward,
     Swapped,
@@ -324,7 +333,8 @@ pub enum JudgeEvent<'a> {
 }
 
 /// What judging one item produced: one judgement, or a pair judged in both orders.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
 pub enum Outcome {
     One(Judgement),
     Both(SwapJudgement),

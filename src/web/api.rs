@@ -12,15 +12,14 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{
-    self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, PairwiseResult, ProfileResult, SingleResult,
-};
+use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, ProfileResult};
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
+use crate::judge::dataset::{self, Record, Row};
 use crate::judge::metrics::{self, Judged, ScenarioGroups};
-use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, Outcome, AUTOJ_MAX_NEW_TOKENS};
-use crate::judge::{Item, Protocol};
+use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
+use crate::judge::{Item, Protocol, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
 use crate::model::{LlamaModel, ShardUploader};
 use crate::tokenizer::Tokenizer;
@@ -181,6 +180,10 @@ struct JudgeCall {
 
 impl JudgeCall {
     fn parse(o: Option<&Object>, pairwise: bool) -> Result<Self, WebError> {
+        let swap = options::opt_bool(o, "swap")?.unwrap_or(false);
+        if swap && !pairwise {
+            return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
+        }
         let abort = Abort::new(options::opt_signal(o, "signal")?);
         Ok(Self {
             protocol: options::protocol(o, pairwise)?,
@@ -189,7 +192,7 @@ impl JudgeCall {
                 truncate: options::opt_bool(o, "truncate")?.unwrap_or(false),
                 cancel: Some(abort.cancel.clone()),
             },
-            swap: options::opt_bool(o, "swap")?.unwrap_or(false),
+            swap,
             on_token: options::opt_function(o, "onToken")?,
             abort,
         })
@@ -201,7 +204,7 @@ impl JudgeCall {
 /// no model (and no GPU).
 #[wasm_bindgen(js_name = pairwiseMetrics, unchecked_return_type = "PairwiseMetrics")]
 pub fn pairwise_metrics(
-    #[wasm_bindgen(unchecked_param_type = "BatchRecord[]")] records: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
 ) -> Result<JsValue, JsValue> {
     let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records).map_err(|error| {
         WebError::InvalidInput(format!("pairwiseMetrics: records must be an array of objects: {error}"))
@@ -212,6 +215,27 @@ pub fn pairwise_metrics(
     let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
     let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
     Ok(types::to_js(&PairwiseMetrics::new(&figures)))
+}
+
+/// The rows of an Auto-J test-data file (JSON Lines), read by the same code as `webjudge
+/// judge --input`: pairs or single responses by their fields, every row of one kind.
+/// Needs no model (and no GPU).
+#[wasm_bindgen(js_name = parseRows, unchecked_return_type = "BatchRow[]")]
+pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
+    let rows: Vec<Row> = dataset::parse_rows(text.lines(), None)
+        .collect::<Result<_, _>>()
+        .map_err(|e| WebError::InvalidInput(e.to_string()))?;
+    let Some(first) = rows.first() else {
+        return Err(WebError::InvalidInput("the file has no rows".into()).into());
+    };
+    let pairwise = |row: &Row| matches!(row.item, Item::Pair { .. });
+    if let Some(other) = rows.iter().find(|row| pairwise(row) != pairwise(first)) {
+        let kind = |row: &Row| if pairwise(row) { "a pair" } else { "a single response" };
+        let message =
+            format!("row {} is {}, but row 0 is {}: a file holds one kind", other.index, kind(other), kind(first));
+        return Err(WebError::InvalidInput(message).into());
+    }
+    Ok(types::to_js(&rows))
 }
 
 #[wasm_bindgen]
@@ -256,13 +280,14 @@ impl Judge {
 
     /// Judges many items together, up to the loaded batch size at a time (with `swap`, each
     /// pair in both orders as two sequences of the batch): pairs when the first item is one,
-    /// else single responses. Each item's outcome goes to `onJudged` as it finishes, in any
-    /// order; the promise resolves when every item has been reported, and rejects only when
-    /// the whole batch fails (a lost device, a throwing callback).
+    /// else single responses; `parseRows`' rows carry their index, scenario and label into
+    /// the records. Each item's record goes to `onJudged` as it finishes, in any order; the
+    /// promise resolves when every item has been reported, and rejects only when the whole
+    /// batch fails (a lost device, a throwing callback).
     #[wasm_bindgen(js_name = judgeBatch, unchecked_return_type = "Promise<void>")]
     pub fn judge_batch(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "PairInput[] | SingleInput[]")] items: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(PairInput | SingleInput | BatchRow)[]")] items: JsValue,
         #[wasm_bindgen(unchecked_param_type = "BatchOptions")] options: Object,
     ) -> Promise {
         let shared = Rc::clone(&self.shared);
@@ -271,19 +296,16 @@ impl Judge {
                 items.dyn_into().map_err(|_| WebError::InvalidInput("items must be an array".into()))?;
             let first = items.get(0);
             let pairwise = first.is_object() && options::field(first.dyn_ref(), "response1").is_some();
-            let items: Vec<Item> = items
+            let rows: Vec<Row> = items
                 .iter()
                 .enumerate()
-                .map(|(index, input)| item(&input, &format!("items[{index}]"), pairwise))
+                .map(|(position, input)| row(&input, position, pairwise))
                 .collect::<Result<_, _>>()?;
             let o = Some(&options);
             let on_judged = options::opt_function(o, "onJudged")?
                 .ok_or_else(|| WebError::InvalidInput("onJudged must be a function".into()))?;
             let call = JudgeCall::parse(o, pairwise)?;
-            if call.swap && !pairwise {
-                return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
-            }
-            Ok(async move { shared.judge_batch(items, call, on_judged).await })
+            Ok(async move { shared.judge_batch(rows, call, on_judged).await })
         })())
     }
 
@@ -365,6 +387,24 @@ fn item(input: &JsValue, name: &str, pairwise: bool) -> Result<Item, WebError> {
     })
 }
 
+/// An item of `judgeBatch`: a pair or single response, with a row's `index` (default: its
+/// `position`), `scenario` and `label` where it has them.
+fn row(input: &JsValue, position: usize, pairwise: bool) -> Result<Row, WebError> {
+    let name = format!("items[{position}]");
+    let item = item(input, &name, pairwise)?;
+    let fields = input.dyn_ref::<Object>();
+    let scenario = options::opt_string(fields, "scenario").map_err(|_| named(&name, "scenario"))?;
+    let label = options::field(fields, "label")
+        .map(|label| {
+            serde_wasm_bindgen::from_value::<Winner>(label).map_err(|_| {
+                WebError::InvalidInput(format!("{name}.label must be \"response1\", \"response2\", \"tie\" or null"))
+            })
+        })
+        .transpose()?;
+    let index = options::opt_count(fields, "index", 0)?.unwrap_or(position);
+    Ok(Row { index, item, label, scenario })
+}
+
 /// "response1 must be a string", or "items[3].response1 …" for an item of a batch.
 fn named(item: &str, field: &str) -> WebError {
     let field = if item == "input" { field.to_string() } else { format!("{item}.{field}") };
@@ -378,15 +418,7 @@ impl Judge {
         promise((|| {
             let item = item(&input, "input", pairwise)?;
             let call = JudgeCall::parse(options.as_ref(), pairwise)?;
-            if call.swap && !pairwise {
-                return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
-            }
-            Ok(async move {
-                match pairwise {
-                    true => shared.pairwise(item, call).await,
-                    false => shared.single(item, call).await,
-                }
-            })
+            Ok(async move { shared.judge_item(item, call).await })
         })())
     }
 
@@ -405,7 +437,8 @@ impl Judge {
 }
 
 impl Shared {
-    async fn pairwise(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
+    /// `pairwise` and `single`: one item, a pair in both orders with `swap`.
+    async fn judge_item(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
         let mut state = self.state.lock().await;
         let judge = ready(&mut state)?;
         let JudgeCall { protocol, options, swap, on_token, abort } = call;
@@ -414,61 +447,42 @@ impl Shared {
             judge
                 .judge_swapped(protocol, &item, &options, &mut |order, piece| stream.emit(piece, Some(order)))
                 .await
-                .map(|pair| PairwiseResult::both_orders(&pair))
+                .map(|pair| types::to_js(&pair))
                 .map_err(WebError::from)
         } else {
             judge
                 .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
                 .await
-                .map(|j| PairwiseResult::single_order(&j))
+                .map(|judgement| types::to_js(&judgement))
                 .map_err(WebError::from)
         };
         if let Err(error) = &result {
             note_loss(&mut state, error);
         }
-        stream.finish(result).map(|r| types::to_js(&r))
+        stream.finish(result)
     }
 
-    async fn single(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
-        let mut state = self.state.lock().await;
-        let judge = ready(&mut state)?;
-        let JudgeCall { protocol, options, on_token, abort, .. } = call;
-        let mut stream = Stream::new(on_token, &abort.cancel);
-        let result = judge
-            .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
-            .await
-            .map(|j| SingleResult::new(&j))
-            .map_err(WebError::from);
-        if let Err(error) = &result {
-            note_loss(&mut state, error);
-        }
-        stream.finish(result).map(|r| types::to_js(&r))
-    }
-
-    async fn judge_batch(&self, items: Vec<Item>, call: JudgeCall, on_judged: Function) -> Result<JsValue, JsValue> {
+    async fn judge_batch(&self, rows: Vec<Row>, call: JudgeCall, on_judged: Function) -> Result<JsValue, JsValue> {
         let mut state = self.state.lock().await;
         let judge = ready(&mut state)?;
         let JudgeCall { protocol, options, swap, on_token, abort } = call;
         let mut tokens = Stream::new(on_token, &abort.cancel);
         let mut judged = Stream::new(Some(on_judged), &abort.cancel);
-        let pairwise = protocol.is_pairwise();
+        let items: Vec<Item> = rows.iter().map(|row| row.item.clone()).collect();
         let result = judge
-            .judge_batch(protocol, &items, swap, &options, &mut |index, event| match event {
+            .judge_batch(protocol, &items, swap, &options, &mut |position, event| match event {
                 JudgeEvent::Text(order, piece) => {
                     if !piece.is_empty() {
-                        tokens.call(&[index.into(), piece.into(), order_name(order).into()]);
+                        tokens.call(&[position.into(), piece.into(), order_name(order).into()]);
                     }
                 }
                 JudgeEvent::Judged(outcome) => {
-                    let (result, error) = match outcome {
-                        Ok(Outcome::Both(pair)) => (types::to_js(&PairwiseResult::both_orders(&pair)), JsValue::NULL),
-                        Ok(Outcome::One(j)) if pairwise => {
-                            (types::to_js(&PairwiseResult::single_order(&j)), JsValue::NULL)
-                        }
-                        Ok(Outcome::One(j)) => (types::to_js(&SingleResult::new(&j)), JsValue::NULL),
-                        Err(error) => (JsValue::NULL, WebError::from(error).into()),
+                    let row = &rows[position];
+                    let (record, error) = match outcome.map_err(WebError::from) {
+                        Ok(outcome) => (Record::new(row, Ok::<_, WebError>(outcome), None), JsValue::NULL),
+                        Err(error) => (Record::new(row, Err(&error), None), error.into()),
                     };
-                    judged.call(&[index.into(), result, error]);
+                    judged.call(&[position.into(), types::to_js(&record), error]);
                 }
             })
             .await

@@ -8,8 +8,6 @@ use wasm_bindgen::prelude::*;
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
 use crate::judge::metrics::{GroupMetrics, Metrics};
-use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement, Verdict};
-use crate::judge::Winner;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -57,10 +55,11 @@ export interface SingleInput { query: string; response: string }
 
 /** Options of `judgeBatch`: `JudgeOptions` apply to every item, with per-item callbacks. */
 export interface BatchOptions extends Omit<JudgeOptions, "onToken"> {
-  /** Each item's outcome as soon as it is judged (items finish in any order): its result, or
-   *  why it could not be judged (`InputTooLong`: too long for the context). Items cut short by
-   *  the signal are reported with `finish: "cancelled"`. */
-  onJudged: (index: number, result: PairwiseResult | SingleResult | null, error: Error | null) => void;
+  /** Each item's record as soon as it is judged (items finish in any order; `index` is the
+   *  item's position in the array), and for an item that could not be judged (`InputTooLong`:
+   *  too long for the context) the typed error too. Items cut short by the signal are
+   *  reported with `finish: "cancelled"`. */
+  onJudged: (index: number, record: BatchRecord, error: Error | null) => void;
   /** Each newly completed piece of an item's critique, with the order it belongs to. */
   onToken?: (index: number, text: string, order: Order) => void;
 }
@@ -73,41 +72,57 @@ export interface GenerateOptions {
   maxNewTokens?: number;
 }
 
+/** A judgement, with the field names of `webjudge judge --output`'s records (one Rust type
+ *  serializes both), so results can be stored, exported and scored as they are. */
 export interface Judgement {
+  protocol: "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single";
   critique: string;
-  promptTokens: number;
+  prompt_tokens: number;
   /** Prompt tokens taken from the KV cache instead of being computed again. */
-  reusedTokens: number;
-  generatedTokens: number;
+  reused_tokens: number;
+  generated_tokens: number;
   /** The responses were shortened from the middle to fit the context. */
   truncated: boolean;
   finish: Finish;
-  timeToFirstTokenMs: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
+  time_to_first_token_s: number;
+  prefill_tok_s: number;
+  decode_tok_s: number;
 }
 
-export interface SwappedJudgement extends Judgement {
-  /** The verdict as the model saw the swapped pair. */
+export interface PairJudgement extends Judgement {
+  /** As the model saw the pair; null when the critique names no decision. */
   winner: Winner | null;
-  /** The same verdict in the original order. */
-  winnerMapped: Winner | null;
 }
 
-export interface PairwiseResult extends Judgement {
-  winner: Winner | null;
-  /** With `swap: true` only. */
-  swapped?: SwappedJudgement;
+export interface PairwiseResult extends PairJudgement {
+  /** With `swap: true` only: the pair judged with the responses exchanged. */
+  swapped?: PairJudgement;
+  /** With `swap: true` only: the swapped verdict in the original order. */
+  swapped_winner_mapped?: Winner | null;
   /** With `swap: true` only: both verdicts parsed and equal in the original order. */
   consistent?: boolean;
   /** With `swap: true` only: the agreed winner; a tie when the orders disagree. */
   combined?: Winner | null;
+  /** With `swap: true` only: prompt tokens the swapped order took from the forward one. */
+  shared_prefix_tokens?: number;
+  /** With `swap: true` only: prefill time that sharing saved, at the forward prefill rate. */
+  prefill_saved_s?: number;
 }
 
 export interface SingleResult extends Judgement {
   /** 1 to 10; null when the critique names no rating. */
   rating: number | null;
 }
+
+/** A row of an Auto-J test-data file as `parseRows` reads it: a pair or a single response, and
+ *  what identifies and labels it. */
+export type BatchRow = (PairInput | SingleInput) & {
+  /** 0-based among the file's non-empty lines. */
+  index: number;
+  scenario: string | null;
+  /** The human label (Auto-J's 0, 1, 2 as names). */
+  label: Winner | null;
+};
 
 export interface GenerateResult {
   /** Generated ids, the end-of-sequence id included when produced. */
@@ -170,18 +185,18 @@ export interface Architecture {
   context: number;
 }
 
-/** A batch record as `pairwiseMetrics` reads it: the shape of `webjudge judge --output`'s
- *  JSONL and of the page's export (other fields are ignored). */
-export interface BatchRecord {
-  scenario?: string | null;
+/** A judged row: a line of `webjudge judge --output` (which adds `run`, the options it was made
+ *  with) and of the page's export, as `judgeBatch` reports it and `pairwiseMetrics` reads it. */
+export type BatchRecord = {
+  /** The row's `index` (an item without one: its position in the batch). */
+  index: number;
+  scenario: string | null;
   /** The human label; rows without one are not scored. */
-  label?: Winner | null;
-  winner?: Winner | null;
-  /** Present only for a pair judged in both orders: the swapped verdict in the original order. */
-  swapped_winner_mapped?: Winner | null;
-  /** Present when the row could not be judged: it is left out of every figure. */
-  error?: string;
-}
+  label: Winner | null;
+} & (PairwiseResult | SingleResult | {
+  /** Why the row could not be judged: it is left out of every figure. */
+  error: string;
+});
 
 /** One line of Auto-J's pairwise_eval table: a scenario group, or "Overall". */
 export interface MetricsRow {
@@ -226,116 +241,6 @@ export interface ModelInfo {
 }
 "#;
 
-fn finish_name(finish: Finish) -> &'static str {
-    match finish {
-        Finish::Eos => "eos",
-        Finish::Length => "length",
-        Finish::Cancelled => "cancelled",
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Judgement {
-    pub critique: String,
-    pub prompt_tokens: usize,
-    pub reused_tokens: usize,
-    pub generated_tokens: usize,
-    pub truncated: bool,
-    pub finish: &'static str,
-    pub time_to_first_token_ms: f64,
-    pub prefill_tokens_per_second: f64,
-    pub decode_tokens_per_second: f64,
-}
-
-impl Judgement {
-    pub fn from_session(j: &SessionJudgement) -> Self {
-        Self {
-            critique: j.critique.clone(),
-            prompt_tokens: j.prompt_tokens,
-            reused_tokens: j.reused_tokens,
-            generated_tokens: j.generated_tokens,
-            truncated: j.truncated,
-            finish: finish_name(j.finish),
-            time_to_first_token_ms: j.time_to_first_token_s * 1000.0,
-            prefill_tokens_per_second: j.prefill_tok_s,
-            decode_tokens_per_second: j.decode_tok_s,
-        }
-    }
-}
-
-fn winner_name(winner: Option<Winner>) -> Option<&'static str> {
-    winner.map(Winner::name)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Swapped {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub winner: Option<&'static str>,
-    pub winner_mapped: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PairwiseResult {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub winner: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub swapped: Option<Swapped>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub consistent: Option<bool>,
-    /// Present (possibly null) with `swap: true` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub combined: Option<Option<&'static str>>,
-}
-
-impl PairwiseResult {
-    pub fn single_order(judgement: &SessionJudgement) -> Self {
-        Self {
-            judgement: Judgement::from_session(judgement),
-            winner: winner_name(judgement.verdict.winner()),
-            swapped: None,
-            consistent: None,
-            combined: None,
-        }
-    }
-
-    pub fn both_orders(pair: &SwapJudgement) -> Self {
-        Self {
-            judgement: Judgement::from_session(&pair.forward),
-            winner: winner_name(pair.forward.verdict.winner()),
-            swapped: Some(Swapped {
-                judgement: Judgement::from_session(&pair.swapped),
-                winner: winner_name(pair.swapped.verdict.winner()),
-                winner_mapped: winner_name(pair.swapped_mapped),
-            }),
-            consistent: Some(pair.consistent),
-            combined: Some(winner_name(pair.combined)),
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SingleResult {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub rating: Option<f32>,
-}
-
-impl SingleResult {
-    pub fn new(judgement: &SessionJudgement) -> Self {
-        let rating = match judgement.verdict {
-            Verdict::Rating(rating) => rating,
-            Verdict::Pairwise(_) => None,
-        };
-        Self { judgement: Judgement::from_session(judgement), rating }
-    }
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateResult {
@@ -343,7 +248,7 @@ pub struct GenerateResult {
     pub text: String,
     pub prompt_tokens: usize,
     pub reused_tokens: usize,
-    pub finish: &'static str,
+    pub finish: Finish,
     pub time_to_first_token_ms: f64,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
@@ -356,7 +261,7 @@ impl GenerateResult {
             text: g.text.clone(),
             prompt_tokens: g.prompt_tokens,
             reused_tokens: g.reused_tokens,
-            finish: finish_name(g.finish),
+            finish: g.finish,
             time_to_first_token_ms: g.prefill_seconds * 1000.0,
             prefill_tokens_per_second: g.prefill_tokens_per_second(),
             decode_tokens_per_second: g.decode_tokens_per_second(),
