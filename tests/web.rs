@@ -563,7 +563,9 @@ async fn device_loss_then_reload() {
 #[wasm_bindgen_test]
 async fn profile_times_every_kernel() {
     let url = model_url("plain", "profile");
-    let judge = load(&url, &[("contextLength", 12.into())]).await;
+    // One sequence: the decode step profiled is one of `batchSize` sequences, and the weight
+    // traffic checked below is one sequence's.
+    let judge = load(&url, &[("contextLength", 12.into()), ("batchSize", 1.into())]).await;
     let (name, message) = rejection(judge.profile(Some(object(&[("contextTokens", 12.into())])))).await;
     assert_eq!(name, "InvalidInput", "{message}");
 

@@ -55,13 +55,13 @@ export interface SingleInput { query: string; response: string }
 
 /** Options of `judgeBatch`: `JudgeOptions` apply to every item, with per-item callbacks. */
 export interface BatchOptions extends Omit<JudgeOptions, "onToken"> {
-  /** Each item's record as soon as it is judged (items finish in any order; `index` is the
-   *  item's position in the array), and for an item that could not be judged (`InputTooLong`:
-   *  too long for the context) the typed error too. Items cut short by the signal are
-   *  reported with `finish: "cancelled"`. */
-  onJudged: (index: number, record: BatchRecord, error: Error | null) => void;
+  /** Each item's record as soon as it is judged (items finish in any order; `position` is the
+   *  item's place in the array, `record.index` the row's own index), and for an item that could
+   *  not be judged (`InputTooLong`: too long for the context) the typed error too. Items cut
+   *  short by the signal are reported with `finish: "cancelled"`. */
+  onJudged: (position: number, record: BatchRecord, error: Error | null) => void;
   /** Each newly completed piece of an item's critique, with the order it belongs to. */
-  onToken?: (index: number, text: string, order: Order) => void;
+  onToken?: (position: number, text: string, order: Order) => void;
 }
 
 /** Options of `generate`. */
@@ -165,6 +165,8 @@ export interface Profile {
    *  (an upper bound: the submission's fixed cost included). */
   clock: "timestamps" | "wall_per_submit";
   contextTokens: number;
+  /** Sequences in the timed decode step: the loaded `batchSize` (one token each). */
+  sequences: number;
   /** The kernels of one decode step, most expensive first. */
   decode: KernelTime[];
   /** The kernels of one prefill chunk; null with `prefill: false`. */
