@@ -102,6 +102,13 @@ async fn load(url: &str, options: &[(&str, JsValue)]) -> Judge {
     })
 }
 
+/// The error name and message of a load that must fail.
+async fn load_refusal(url: &str, options: &[(&str, JsValue)]) -> (String, String) {
+    let error = Judge::load(url.to_string(), Some(object(options))).await.err().expect("the load should have failed");
+    let error: js_sys::Error = error.unchecked_into();
+    (error.name().into(), error.message().into())
+}
+
 async fn clear(url: &str) {
     Judge::clear_cache(Some(url.to_string())).await.unwrap();
 }
@@ -412,13 +419,13 @@ async fn api_stream_cancel_serialize_and_errors() {
     let options = object(&[("signal", aborted.clone().into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.single(single.into(), Some(options))).await.unwrap();
     assert!(get(&result, "rating").is_null());
-    assert!(number(&result, "promptTokens") > 50.0);
-    assert_eq!((string(&result, "finish").as_str(), number(&result, "generatedTokens")), ("cancelled", 0.0));
+    assert!(number(&result, "prompt_tokens") > 50.0);
+    assert_eq!((string(&result, "finish").as_str(), number(&result, "generated_tokens")), ("cancelled", 0.0));
     let options = object(&[("signal", aborted.clone().into()), ("swap", true.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.pairwise(input.clone().into(), Some(options))).await.unwrap();
     let swapped = get(&result, "swapped");
     assert_eq!(string(&swapped, "finish"), "cancelled");
-    assert!(get(&result, "winner").is_null() && get(&swapped, "winnerMapped").is_null());
+    assert!(get(&result, "winner").is_null() && get(&result, "swapped_winner_mapped").is_null());
     assert!(get(&result, "combined").is_null() && get(&result, "consistent").as_bool() == Some(false));
     let options = object(&[("signal", aborted.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.generate("Hello".into(), Some(options))).await.unwrap();
@@ -467,6 +474,70 @@ async fn api_stream_cancel_serialize_and_errors() {
     assert!(judge.info().is_err());
 }
 
+/// A pair judged in both orders as one batch (two sequence slots) gives the critiques of the
+/// forward and the swapped pair judged one at a time, streamed per order; `judgeBatch`
+/// reports every item with the same critiques, and an item too long for the context as its
+/// own error. The pair's prompt is 195 tokens: SwiftShader prefills it once (the other
+/// inputs reuse what they share with it), and a few critique tokens show the sequences apart.
+#[wasm_bindgen_test]
+async fn swap_as_one_batch_matches_one_at_a_time() {
+    let url = model_url("plain", "batch");
+    let judge = load(&url, &[("contextLength", 256.into()), ("batchSize", 2.into())]).await;
+    assert_eq!(number(&judge.info().unwrap(), "batchSize"), 2.0);
+    let pair = |first: &str, second: &str| {
+        object(&[("query", "2+2?".into()), ("response1", first.into()), ("response2", second.into())])
+    };
+    let tokens = || ("maxNewTokens", JsValue::from(3));
+
+    let streamed = Rc::new(RefCell::new(HashMap::<String, String>::new()));
+    let sink = Rc::clone(&streamed);
+    let on_token = Closure::<dyn FnMut(String, String)>::new(move |text: String, order: String| {
+        sink.borrow_mut().entry(order).or_default().push_str(&text);
+    });
+    let options = object(&[tokens(), ("swap", true.into()), ("onToken", on_token.as_ref().clone())]);
+    let both = JsFuture::from(judge.pairwise(pair("4", "5").into(), Some(options))).await.unwrap();
+    let swapped = get(&both, "swapped");
+    // The two inputs share their first 80 tokens (up to response 1).
+    let reused = number(&swapped, "reused_tokens");
+    assert!((64.0..=80.0).contains(&reused), "the swapped order copies the shared prefix: {reused} tokens");
+    let forward_alone = JsFuture::from(judge.pairwise(pair("4", "5").into(), Some(object(&[tokens()])))).await.unwrap();
+    let swapped_alone = JsFuture::from(judge.pairwise(pair("5", "4").into(), Some(object(&[tokens()])))).await.unwrap();
+    assert_eq!(string(&both, "critique"), string(&forward_alone, "critique"));
+    assert_eq!(string(&swapped, "critique"), string(&swapped_alone, "critique"));
+    assert_eq!(streamed.borrow()["forward"], string(&both, "critique"));
+    assert_eq!(streamed.borrow()["swapped"], string(&swapped, "critique"));
+
+    let judged = Rc::new(RefCell::new(HashMap::<u32, (JsValue, JsValue)>::new()));
+    let sink = Rc::clone(&judged);
+    let on_judged = Closure::<dyn FnMut(u32, JsValue, JsValue)>::new(move |index, result, error| {
+        assert!(sink.borrow_mut().insert(index, (result, error)).is_none(), "item {index} reported once");
+    });
+    let too_long =
+        object(&[("query", "word ".repeat(300).into()), ("response1", "a".into()), ("response2", "b".into())]);
+    // A row as parseRows gives it: its index, scenario and label go into the record.
+    let row = pair("5", "4");
+    for (field, value) in [("index", JsValue::from(7)), ("scenario", "chitchat".into()), ("label", "tie".into())] {
+        Reflect::set(&row, &field.into(), &value).unwrap();
+    }
+    let items: js_sys::Array = [pair("4", "5"), too_long, row].iter().collect();
+    let options = object(&[tokens(), ("onJudged", on_judged.as_ref().clone())]);
+    JsFuture::from(judge.judge_batch(items.into(), options)).await.unwrap();
+    let judged = judged.take();
+    assert_eq!(judged.len(), 3);
+    let (first, third) = (&judged[&0].0, &judged[&2].0);
+    assert_eq!(string(first, "critique"), string(&forward_alone, "critique"));
+    assert_eq!((number(first, "index"), get(first, "label").is_null()), (0.0, true));
+    assert_eq!(string(third, "critique"), string(&swapped_alone, "critique"));
+    assert_eq!(
+        (number(third, "index"), string(third, "scenario"), string(third, "label")),
+        (7.0, "chitchat".into(), "tie".into())
+    );
+    let (record, error) = &judged[&1];
+    assert_eq!(String::from(error.unchecked_ref::<js_sys::Error>().name()), "InputTooLong");
+    assert_eq!(string(record, "error"), String::from(error.unchecked_ref::<js_sys::Error>().message()));
+    judge.unload().await.unwrap();
+}
+
 /// A destroyed device surfaces as DeviceLost on the next call and every later one;
 /// loading again gives a working judge.
 #[wasm_bindgen_test]
@@ -492,7 +563,9 @@ async fn device_loss_then_reload() {
 #[wasm_bindgen_test]
 async fn profile_times_every_kernel() {
     let url = model_url("plain", "profile");
-    let judge = load(&url, &[("contextLength", 12.into())]).await;
+    // One sequence: the decode step profiled is one of `batchSize` sequences, and the weight
+    // traffic checked below is one sequence's.
+    let judge = load(&url, &[("contextLength", 12.into()), ("batchSize", 1.into())]).await;
     let (name, message) = rejection(judge.profile(Some(object(&[("contextTokens", 12.into())])))).await;
     assert_eq!(name, "InvalidInput", "{message}");
 
@@ -568,14 +641,16 @@ async fn stalled_transfer_is_aborted_and_resumed() {
 #[wasm_bindgen_test]
 async fn fit_refusals() {
     let url = model_url("plain", "fit");
-    let error = Judge::load(url.clone(), Some(object(&[("contextLength", 9000.into())]))).await.err().unwrap();
-    let error: js_sys::Error = error.unchecked_into();
-    assert_eq!(String::from(error.name()), "InvalidInput");
-    assert_eq!(String::from(error.message()), "contextLength 9000 exceeds the model's context of 8192 tokens");
+    let (name, message) = load_refusal(&url, &[("contextLength", 9000.into())]).await;
+    assert_eq!(name, "InvalidInput");
+    assert_eq!(message, "contextLength 9000 exceeds the model's context of 8192 tokens");
+    let (name, message) = load_refusal(&url, &[("batchSize", 9.into())]).await;
+    assert_eq!(name, "InvalidInput");
+    assert_eq!(message, "batchSize 9 exceeds the 8 sequences the engine decodes together");
     assert!(shard_requests(&server_log("fit").await).is_empty(), "nothing downloaded");
 
     let manifest = fetch_manifest(&url).await;
-    let estimate = fit::estimate(&manifest, 8192);
+    let estimate = fit::estimate(&manifest, 8192, 1);
     // 30 layers x K and V x 8192 positions x 192 values x 2 bytes.
     assert_eq!(estimate.kv_cache, 30 * 2 * 8192 * 192 * 2);
     assert_eq!(estimate.kv_layer_buffer, 8192 * 192 * 2);
@@ -595,7 +670,18 @@ async fn fit_refusals() {
          try contextLength: 5376"
     );
     let oom = fit::out_of_memory(&estimate, false, "out of memory").to_string();
-    assert!(oom.starts_with("model needs 276."), "{oom}");
+    assert!(oom.starts_with("model needs 279."), "{oom}");
     assert!(oom.contains("KV cache 180.0 MiB at context 8192"), "{oom}");
     assert!(oom.ends_with("try contextLength: 4096"), "{oom}");
+
+    // Batching: a KV cache slot per sequence, chosen from the weights' size and the binding.
+    let batched = fit::estimate(&manifest, 512, 4);
+    assert_eq!(batched.kv_cache, 4 * 30 * 2 * 512 * 192 * 2);
+    assert!(fit::out_of_memory(&batched, false, "oom").to_string().contains("at context 512 for 4 sequences"));
+    let binding = 1 << 30;
+    assert_eq!(fit::batch_size(&manifest, 8192, None, binding), 1, "one slot (180 MiB) outweighs the weights");
+    assert_eq!(fit::batch_size(&manifest, 512, None, binding), 8);
+    assert_eq!(fit::batch_size(&manifest, 512, Some(3), binding), 3);
+    // Two 3 MiB slots per layer buffer in a 7 MiB binding.
+    assert_eq!(fit::batch_size(&manifest, 8192, Some(8), 7 << 20), 2);
 }

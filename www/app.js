@@ -65,6 +65,7 @@ function showInfo(info, fallback) {
     ["Subgroups", info.subgroups ? "yes" : "no"],
     ["Model", `${a.layers} layers, hidden ${a.hidden}, ${a.heads} heads (${a.kvHeads} KV), FFN ${a.ffn}, vocabulary ${a.vocab}`],
     ["Context", `${info.contextLength} tokens (the model allows ${a.context})`],
+    ["Batch", `${info.batchSize} ${info.batchSize === 1 ? "sequence" : "sequences"} at a time`],
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],

@@ -1,10 +1,12 @@
-// Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, one after the
-// other, with progress and ETA, a results table, Auto-J's agreement/consistency where rows have
-// labels, cancel, and export as JSONL (the CLI's record shape) or CSV.
+// Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, several rows
+// at a time (the engine's batching: as many as the model was loaded for, each swapped pair as
+// two sequences), with progress and ETA, a results table in input order, Auto-J's
+// agreement/consistency where rows have labels, cancel, and export as JSONL (the CLI's
+// records) or CSV.
 
 import { download, el } from "./dom.js";
-import { parseRows, record, toCsv, toJsonl } from "./batch-data.js";
-import { pairwiseMetrics } from "./judge-client.js";
+import { toCsv, toJsonl } from "./batch-data.js";
+import { pairwiseMetrics, parseRows } from "./judge-client.js";
 import { duration } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,6 +16,7 @@ const PREVIEW_CHARS = 120;
 
 export function setupBatch({ ensureJudge, readOptions, showError, clearError }) {
   let rows = [];
+  // By input position; rows finish out of order, so positions not yet judged are empty.
   let records = [];
   let controller = null;
 
@@ -24,15 +27,15 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     const file = $("batch-file").files[0];
     if (!file) return;
     try {
-      rows = parseRows(await file.text());
+      rows = await parseRows(await file.text());
     } catch (error) {
       $("batch-summary").textContent = "";
-      showError(Object.assign(error, { name: "InvalidInput", message: `${file.name}: ${error.message}` }));
+      showError(Object.assign(error, { message: `${file.name}: ${error.message}` }));
       return;
     }
     const labelled = rows.filter((r) => r.label !== null).length;
     $("batch-summary").textContent =
-      `${file.name}: ${rows.length} ${rows[0].kind} rows` + (labelled ? `, ${labelled} with a human label` : "");
+      `${file.name}: ${rows.length} ${kind(rows[0])} rows` + (labelled ? `, ${labelled} with a human label` : "");
     $("batch-start").disabled = false;
   });
 
@@ -41,7 +44,7 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     const limit = Number($("batch-limit").value) || rows.length;
     const todo = rows.slice(0, limit);
     const options = readOptions();
-    const swap = options.swap && todo[0].kind === "pairwise";
+    const swap = options.swap && kind(todo[0]) === "pairwise";
     records = [];
     controller = new AbortController();
     setRunning(true);
@@ -50,63 +53,82 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     $("metrics").hidden = true;
     $("batch-progress").hidden = false;
     const startedAt = performance.now();
-    showProgress(0, todo.length, startedAt);
+    let done = 0;
+    showProgress(done, todo.length, startedAt);
+    // The rows being judged stream into the live preview, a line per row and order.
+    const live = new Map();
+    const liveText = (position, order) => {
+      const key = `${position} ${order}`;
+      if (!live.has(key)) {
+        const text = document.createTextNode("");
+        const label = `row ${todo[position].index + 1}${order === "swapped" ? ", swapped" : ""}: `;
+        const line = el("div", {}, label, text);
+        $("batch-current").append(line);
+        live.set(key, { line, text });
+      }
+      return live.get(key).text;
+    };
     try {
       const judge = await ensureJudge();
-      for (const row of todo) {
-        if (controller.signal.aborted) break;
-        // The row being judged streams into the live preview.
-        const live = document.createTextNode("");
-        $("batch-current").replaceChildren(live);
-        const settings = {
-          onToken: (text) => live.appendData(text),
+      await judge.judgeBatch(
+        todo,
+        {
+          onToken: (position, text, order) => liveText(position, order).appendData(text),
+          // A row that cannot be judged (too long for the context) comes with its `error`.
+          onJudged: (position, judged) => {
+            for (const order of ["forward", "swapped"]) {
+              live.get(`${position} ${order}`)?.line.remove();
+              live.delete(`${position} ${order}`);
+            }
+            // A row cut short by Cancel is not a judgement.
+            if (judged.finish === "cancelled" || judged.swapped?.finish === "cancelled") return;
+            records[position] = judged;
+            insertInOrder($("results").tBodies[0], position, resultRow(todo[position], judged));
+            showProgress(++done, todo.length, startedAt);
+          },
           signal: controller.signal,
           maxNewTokens: options.maxNewTokens,
           truncate: options.truncate,
           language: options.language,
-        };
-        let result = null;
-        let failure = null;
-        try {
-          result =
-            row.kind === "pairwise"
-              ? await judge.pairwise(row.input, { ...settings, swap })
-              : await judge.single(row.input, settings);
-        } catch (error) {
-          // A row that cannot be judged (too long for the context) is recorded; anything else
-          // (a lost device, an unloaded model) stops the batch.
-          if (error.name !== "InputTooLong" && error.name !== "InvalidInput") throw error;
-          failure = error;
-        }
-        // A row cut short by Cancel is not a judgement.
-        if (result && (result.finish === "cancelled" || result.swapped?.finish === "cancelled")) break;
-        const judged = record(row, result, failure);
-        records.push(judged);
-        $("results").tBodies[0].append(resultRow(row, judged));
-        showProgress(records.length, todo.length, startedAt);
-      }
+          swap,
+        },
+      );
     } catch (error) {
+      // A lost device or an unloaded model stops the batch.
       showError(error);
     } finally {
       controller = null;
       $("batch-current").replaceChildren();
       // Before the buttons come back, so a finished batch shows its figures.
-      await showMetrics(records).catch(showError);
+      await showMetrics(judgedRecords()).catch(showError);
       setRunning(false);
     }
   });
 
   $("batch-cancel").addEventListener("click", () => controller?.abort());
-  $("export-jsonl").addEventListener("click", () => download(toJsonl(records), "webjudge-results.jsonl", "application/jsonl"));
-  $("export-csv").addEventListener("click", () => download(toCsv(records), "webjudge-results.csv", "text/csv"));
+  $("export-jsonl").addEventListener("click", () => download(toJsonl(judgedRecords()), "webjudge-results.jsonl", "application/jsonl"));
+  $("export-csv").addEventListener("click", () => download(toCsv(judgedRecords()), "webjudge-results.csv", "text/csv"));
+
+  // The records of the rows judged, in input order.
+  function judgedRecords() {
+    return records.filter(Boolean);
+  }
 
   function setRunning(running) {
+    const none = judgedRecords().length === 0;
     $("batch-start").disabled = running || rows.length === 0;
     $("batch-file").disabled = running;
     $("batch-cancel").disabled = !running;
-    $("export-jsonl").disabled = running || records.length === 0;
-    $("export-csv").disabled = running || records.length === 0;
+    $("export-jsonl").disabled = running || none;
+    $("export-csv").disabled = running || none;
   }
+}
+
+// Puts a result row at its input position among those already shown.
+function insertInOrder(body, position, tr) {
+  tr.dataset.position = String(position);
+  const next = [...body.rows].find((other) => Number(other.dataset.position) > position);
+  body.insertBefore(tr, next ?? null);
 }
 
 function showProgress(done, total, startedAt) {
@@ -120,6 +142,10 @@ function showProgress(done, total, startedAt) {
   $("batch-progress-text").textContent = text;
 }
 
+function kind(row) {
+  return row.response1 === undefined ? "single" : "pairwise";
+}
+
 function preview(text) {
   return text.length > PREVIEW_CHARS ? text.slice(0, PREVIEW_CHARS) + "…" : text;
 }
@@ -131,8 +157,8 @@ function resultRow(row, judged) {
       ? ""
       : `${judged.swapped_winner_mapped ?? "none"}${judged.consistent ? "" : " (flips)"}`;
   // The full row, folded away: what the judge saw and what it said.
-  const texts = Object.entries({ Query: row.input.query, "Response 1": row.input.response1,
-    "Response 2": row.input.response2, Response: row.input.response, Critique: judged.critique });
+  const texts = Object.entries({ Query: row.query, "Response 1": row.response1,
+    "Response 2": row.response2, Response: row.response, Critique: judged.critique });
   const details = el(
     "details",
     {},
@@ -147,7 +173,7 @@ function resultRow(row, judged) {
     { className: judged.error ? "failed" : "" },
     el("td", {}, String(row.index + 1)),
     el("td", {}, row.scenario ?? ""),
-    el("td", { title: row.input.query }, preview(row.input.query)),
+    el("td", { title: row.query }, preview(row.query)),
     el("td", {}, row.label ?? ""),
     el("td", {}, verdict === null ? "none" : String(verdict)),
     el("td", {}, swapped),

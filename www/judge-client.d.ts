@@ -2,14 +2,18 @@
 // pkg/webjudge.d.ts run in a worker, so every call is asynchronous, `info()` included.
 
 import type {
+  BatchOptions,
   BatchRecord,
+  BatchRow,
   GenerateOptions,
   GenerateResult,
   JudgeOptions,
   LoadOptions,
   ModelInfo,
+  PairInput,
   PairwiseMetrics,
   PairwiseResult,
+  SingleInput,
   SingleResult,
 } from "./pkg/webjudge.js";
 
@@ -21,8 +25,11 @@ export declare class Judge {
   /** The first load of a URL decides its options; later loads join it. */
   static load(modelUrl: string, options?: LoadOptions): Promise<Judge>;
   static clearCache(modelUrl?: string): Promise<void>;
-  pairwise(input: { query: string; response1: string; response2: string }, options?: JudgeOptions): Promise<PairwiseResult>;
-  single(input: { query: string; response: string }, options?: JudgeOptions): Promise<SingleResult>;
+  pairwise(input: PairInput, options?: JudgeOptions): Promise<PairwiseResult>;
+  single(input: SingleInput, options?: JudgeOptions): Promise<SingleResult>;
+  /** Judges many items together (up to the load's batch size at a time); each row's record
+   * reaches `options.onJudged` as it finishes, in any order. */
+  judgeBatch(items: (PairInput | SingleInput | BatchRow)[], options: BatchOptions): Promise<void>;
   generate(prompt: string, options?: GenerateOptions): Promise<GenerateResult>;
   info(): Promise<ModelInfo>;
   /** Unloads the model for everything on the page that shares it, and stops its worker. */
@@ -31,3 +38,6 @@ export declare class Judge {
 
 /** Auto-J's pairwise metrics of batch records, computed in a worker by the wasm export. */
 export declare function pairwiseMetrics(records: BatchRecord[]): Promise<PairwiseMetrics>;
+
+/** The rows of an Auto-J test-data JSONL file, read in a worker by the wasm export. */
+export declare function parseRows(text: string): Promise<BatchRow[]>;

@@ -1,5 +1,5 @@
 // The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
-// generate, info, unload, clearCache) and its pairwiseMetrics, with the engine running in a
+// judgeBatch, generate, info, unload, clearCache) and its pairwiseMetrics, with the engine running in a
 // dedicated worker so the page stays responsive while a model loads or a critique streams.
 //
 // One worker per model URL serves everything on the page: two <web-judge> elements, or the page
@@ -32,7 +32,7 @@ class Session {
     this.modelUrl = modelUrl;
     this.worker = startWorker();
     this.nextId = 1;
-    // id → { resolve, reject, onToken, onProgress }
+    // id → { resolve, reject, onToken, onProgress, onJudged }
     this.pending = new Map();
     this.loading = null;
     this.closed = false;
@@ -54,7 +54,11 @@ class Session {
         request.onProgress?.(message.loaded, message.total);
         break;
       case "token":
-        request.onToken?.(message.text, message.order);
+        if (message.index === undefined) request.onToken?.(message.text, message.order);
+        else request.onToken?.(message.index, message.text, message.order);
+        break;
+      case "judged":
+        request.onJudged(message.index, message.record, message.error && remoteError(message.error.name, message.error.message));
         break;
       case "result":
         this.pending.delete(message.id);
@@ -76,11 +80,11 @@ class Session {
 
   // Sends one request; `signal` aborting sends a cancel for it. Options must be structured-
   // cloneable, so callbacks and the signal stay on this side.
-  request(fields, { onToken, onProgress, signal } = {}) {
+  request(fields, { onToken, onProgress, onJudged, signal } = {}) {
     if (this.closed) return Promise.reject(remoteError("Unloaded", "the model was unloaded: load it again"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onToken, onProgress });
+      this.pending.set(id, { resolve, reject, onToken, onProgress, onJudged });
       this.worker.postMessage({ id, ...fields });
       if (!signal) return;
       const cancel = () => this.worker.postMessage({ op: "cancel", target: id });
@@ -129,10 +133,16 @@ async function anyWorker(modelUrl, fields) {
   }
 }
 
-// Auto-J's pairwise metrics of batch records (batch-data.js's record shape), computed by the
-// wasm export of the same name (the Rust the CLI uses): { table, unlabelled, ungrouped }.
+// Auto-J's pairwise metrics of batch records (judgeBatch's), computed by the wasm export of
+// the same name (the Rust the CLI uses): { table, unlabelled, ungrouped }.
 export function pairwiseMetrics(records) {
   return anyWorker(undefined, { op: "pairwiseMetrics", records });
+}
+
+// The rows of an Auto-J test-data file, read by the wasm export of the same name (the CLI's
+// reader); rejects with InvalidInput naming the line.
+export function parseRows(text) {
+  return anyWorker(undefined, { op: "parseRows", text });
 }
 
 export class Judge {
@@ -171,6 +181,17 @@ export class Judge {
   single(input, options) {
     const [rest, callbacks] = split(options);
     return this.session.request({ op: "single", input, options: rest }, callbacks);
+  }
+
+  // onJudged runs on this side for each item as the worker reports it; the promise settles
+  // after the last.
+  judgeBatch(items, options) {
+    const { onJudged, ...others } = options;
+    if (typeof onJudged !== "function") {
+      return Promise.reject(remoteError("InvalidInput", "onJudged must be a function"));
+    }
+    const [rest, callbacks] = split(others);
+    return this.session.request({ op: "judgeBatch", items, options: rest }, { ...callbacks, onJudged });
   }
 
   generate(prompt, options) {

@@ -71,15 +71,15 @@ function rate(tokensPerSecond) {
   return tokensPerSecond < 10 ? tokensPerSecond.toPrecision(2) : tokensPerSecond.toFixed(1);
 }
 
-// Time to first token and speeds, from a result's timing fields.
+// Time to first token and speeds, from a judgement's timing fields.
 export function statsText(result) {
   const parts = [];
-  if (result.timeToFirstTokenMs != null) parts.push(`first token ${(result.timeToFirstTokenMs / 1000).toFixed(2)} s`);
-  if (result.prefillTokensPerSecond) parts.push(`prefill ${rate(result.prefillTokensPerSecond)} tok/s`);
-  if (result.decodeTokensPerSecond) parts.push(`decode ${rate(result.decodeTokensPerSecond)} tok/s`);
-  parts.push(`${result.promptTokens} prompt tokens`);
-  if (result.reusedTokens) parts.push(`${result.reusedTokens} reused`);
-  parts.push(`${result.generatedTokens} generated`);
+  if (result.time_to_first_token_s != null) parts.push(`first token ${result.time_to_first_token_s.toFixed(2)} s`);
+  if (result.prefill_tok_s) parts.push(`prefill ${rate(result.prefill_tok_s)} tok/s`);
+  if (result.decode_tok_s) parts.push(`decode ${rate(result.decode_tok_s)} tok/s`);
+  parts.push(`${result.prompt_tokens} prompt tokens`);
+  if (result.reused_tokens) parts.push(`${result.reused_tokens} reused`);
+  parts.push(`${result.generated_tokens} generated`);
   if (result.truncated) parts.push("responses shortened");
   if (result.finish === "length") parts.push("stopped at the token limit");
   if (result.finish === "cancelled") parts.push("cancelled");

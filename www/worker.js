@@ -4,17 +4,20 @@
 //
 //   page → worker  { id, op: "load", modelUrl, options }        options without callbacks
 //                  { id, op: "pairwise" | "single", input, options }
+//                  { id, op: "judgeBatch", items, options }
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
 //                  { id, op: "pairwiseMetrics", records }       needs no model
+//                  { id, op: "parseRows", text }                 needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
-//                  { id, type: "token", text, order }
+//                  { id, type: "token", text, order }            judgeBatch's also carry index
+//                  { id, type: "judged", index, record, error }  judgeBatch: one row's record
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge, pairwiseMetrics } from "./pkg/webjudge.js";
+import init, { Judge, pairwiseMetrics, parseRows } from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -62,10 +65,20 @@ async function handle(message, signal) {
       return Judge.clearCache(message.modelUrl);
     case "pairwiseMetrics":
       return pairwiseMetrics(message.records);
+    case "parseRows":
+      return parseRows(message.text);
     case "pairwise":
       return loaded().pairwise(message.input, { ...options, onToken, signal });
     case "single":
       return loaded().single(message.input, { ...options, onToken, signal });
+    case "judgeBatch":
+      return loaded().judgeBatch(message.items, {
+        ...options,
+        signal,
+        onToken: (index, text, order) => self.postMessage({ id, type: "token", index, text, order }),
+        onJudged: (index, record, error) =>
+          self.postMessage({ id, type: "judged", index, record, error: error && { name: error.name, message: error.message } }),
+      });
     case "generate":
       return loaded().generate(message.prompt, { ...options, onToken, signal });
     case "info":

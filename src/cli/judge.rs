@@ -7,14 +7,12 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webjudge::engine::native::read_metadata;
-use webjudge::judge::dataset::{parse_rows, resume_output, Row, RunOptions};
+use webjudge::judge::dataset::{parse_rows, resume_output, Record, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
-use webjudge::judge::session::{
-    tokenized_input, Judge, JudgeError, JudgeOptions, Judgement, Order, Outcome, SwapJudgement, AUTOJ_MAX_NEW_TOKENS,
-};
+use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{Item, Protocol};
 use webjudge::model::{LoadOptions, MAX_SEQUENCES};
 use webjudge::weights::manifest::MANIFEST_FILE;
@@ -112,9 +110,9 @@ fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
             }
             print(piece);
         }))?;
-        swap_record(&result)
+        serde_json::to_string(&result)?
     } else {
-        judgement_record(&pollster::block_on(judge.judge(args.protocol, &item, options, &mut print))?)
+        serde_json::to_string(&pollster::block_on(judge.judge(args.protocol, &item, options, &mut print))?)?
     };
     outln!("\n{record}")?;
     Ok(())
@@ -147,27 +145,22 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
         );
         let items: Vec<Item> = todo.iter().map(|row| row.item.clone()).collect();
         let mut failed = Ok(());
-        let mut on_judged = |i: usize, result: Result<Outcome, JudgeError>| {
+        let mut on_event = |i: usize, event: JudgeEvent| {
+            let JudgeEvent::Judged(result) = event else { return };
             let row = todo[i];
             // A row that cannot be judged (too long for the context) is recorded, not fatal.
-            let mut record = match result {
-                Ok(Outcome::One(judgement)) => judgement_record(&judgement),
-                Ok(Outcome::Both(both)) => swap_record(&both),
-                Err(error) => json!({ "error": error.to_string() }),
-            };
-            let fields = record.as_object_mut().expect("records are objects");
-            fields.insert("index".into(), json!(row.index));
-            fields.insert("scenario".into(), json!(row.scenario));
-            fields.insert("label".into(), json!(row.label));
-            fields.insert("run".into(), json!(run));
+            let record = Record::new(row, result, Some(&run));
             // Appended and flushed as each row finishes (rows finish out of order), so an
             // interrupted run loses nothing finished and resumes where it stopped.
             if failed.is_ok() {
-                failed = writeln!(writer, "{record}").and_then(|()| writer.flush());
+                failed = serde_json::to_writer(&mut writer, &record)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(writer))
+                    .and_then(|()| writer.flush());
             }
             bar.inc(1);
         };
-        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_judged))?;
+        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_event))?;
         failed.map_err(|e| at(&e))?;
         bar.finish_and_clear();
     }
@@ -286,37 +279,4 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
     }
     outln!("{}", serde_json::to_string(&metrics)?)?;
     Ok(())
-}
-
-fn judgement_record(j: &Judgement) -> Value {
-    let mut record = json!({
-        "protocol": j.protocol,
-        "critique": j.critique,
-        "prompt_tokens": j.prompt_tokens,
-        "reused_tokens": j.reused_tokens,
-        "generated_tokens": j.generated_tokens,
-        "truncated": j.truncated,
-        "finish": j.finish,
-        "time_to_first_token_s": j.time_to_first_token_s,
-        "prefill_tok_s": j.prefill_tok_s,
-        "decode_tok_s": j.decode_tok_s,
-    });
-    let fields = record.as_object_mut().expect("an object");
-    match j.verdict {
-        webjudge::judge::session::Verdict::Pairwise(winner) => fields.insert("winner".into(), json!(winner)),
-        webjudge::judge::session::Verdict::Rating(rating) => fields.insert("rating".into(), json!(rating)),
-    };
-    record
-}
-
-fn swap_record(s: &SwapJudgement) -> Value {
-    let mut record = judgement_record(&s.forward);
-    let fields = record.as_object_mut().expect("an object");
-    fields.insert("swapped".into(), judgement_record(&s.swapped));
-    fields.insert("swapped_winner_mapped".into(), json!(s.swapped_mapped));
-    fields.insert("consistent".into(), json!(s.consistent));
-    fields.insert("combined".into(), json!(s.combined));
-    fields.insert("shared_prefix_tokens".into(), json!(s.shared_prefix_tokens));
-    fields.insert("prefill_saved_s".into(), json!(s.prefill_saved_s));
-    record
 }

@@ -62,7 +62,7 @@ pub enum Finish {
     Cancelled,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct Generation {
     /// Generated ids, EOS included when produced.
     pub ids: Vec<u32>,

@@ -24,13 +24,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::protocol::{Item, Protocol, ProtocolError};
+use super::session::Outcome;
 use super::verdict::Winner;
 
-/// One test-data row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One test-data row. Serialized (for the page, through the wasm `parseRows`): `index`,
+/// `query`, `response1` and `response2` or `response`, `label`, `scenario`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Row {
     /// 0-based position among the file's non-empty lines.
     pub index: usize,
+    #[serde(flatten)]
     pub item: Item,
     /// The human label, where the row has one.
     pub label: Option<Winner>,
@@ -141,6 +144,39 @@ pub fn parse_rows<'a, I: IntoIterator<Item = &'a str>>(
             error
         })
     })
+}
+
+/// A judged row as every output writes it: a line of `webjudge judge --output` and of the
+/// page's export, an item of the wasm `judgeBatch`'s reports. `index`, `scenario` and `label`
+/// name the row; then the judgement's fields ([`Outcome`]) or `error`; then, in the CLI's
+/// output, the `run` options it was made with (resuming reads them back).
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub index: usize,
+    pub scenario: Option<&'a str>,
+    pub label: Option<Winner>,
+    #[serde(flatten)]
+    pub outcome: RowOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run: Option<&'a RunOptions>,
+}
+
+/// A row's judgement, or why it could not be judged (the error's message).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum RowOutcome {
+    Judged(Outcome),
+    Failed { error: String },
+}
+
+impl<'a> Record<'a> {
+    pub fn new<E: fmt::Display>(row: &'a Row, outcome: Result<Outcome, E>, run: Option<&'a RunOptions>) -> Self {
+        let outcome = match outcome {
+            Ok(outcome) => RowOutcome::Judged(outcome),
+            Err(error) => RowOutcome::Failed { error: error.to_string() },
+        };
+        Record { index: row.index, scenario: row.scenario.as_deref(), label: row.label, outcome, run }
+    }
 }
 
 /// What a batch output is made with. Every record carries it (as `"run"`), so a resumed
@@ -276,4 +312,85 @@ fn record_of(line: &[u8]) -> Result<OutputRecord, String> {
     let run = value.get("run").ok_or("no \"run\" options (made by an older webjudge?)")?;
     let run = RunOptions::deserialize(run).map_err(|e| format!("\"run\": {e}"))?;
     Ok(OutputRecord { index, run, error: value.get("error").is_some() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Finish;
+    use crate::judge::session::{Judgement, SwapJudgement, Verdict};
+
+    fn judgement(winner: Winner) -> Judgement {
+        Judgement {
+            protocol: Protocol::PairwiseTie,
+            verdict: Verdict::Pairwise(Some(winner)),
+            critique: "c".into(),
+            prompt_tokens: 9,
+            reused_tokens: 2,
+            generated_tokens: 3,
+            truncated: false,
+            finish: Finish::Eos,
+            time_to_first_token_s: 1.5,
+            prefill_tok_s: 4.0,
+            decode_tok_s: 2.0,
+        }
+    }
+
+    /// The fields every record writer shares and resuming, the metrics and the page read.
+    #[test]
+    fn records_serialize_with_the_output_fields() {
+        let row = parse_row(
+            r#"{"scenario": "chitchat", "label": 2, "prompt": "q", "response 1": "a", "response 2": "b"}"#,
+            4,
+        )
+        .unwrap();
+        let pair = SwapJudgement {
+            forward: judgement(Winner::Response1),
+            swapped: judgement(Winner::Response2),
+            swapped_mapped: Some(Winner::Response1),
+            consistent: true,
+            combined: Some(Winner::Response1),
+            shared_prefix_tokens: 2,
+            prefill_saved_s: 0.5,
+        };
+        let run = RunOptions {
+            protocol: Protocol::PairwiseTie,
+            swap: true,
+            model: "m".into(),
+            max_new_tokens: 8,
+            context: 64,
+            truncate: false,
+        };
+        let record = serde_json::to_value(Record::new(&row, Ok::<_, String>(Outcome::Both(pair)), Some(&run))).unwrap();
+        let judged = serde_json::json!({
+            "protocol": "pairwise_tie", "critique": "c", "prompt_tokens": 9, "reused_tokens": 2,
+            "generated_tokens": 3, "truncated": false, "finish": "eos", "time_to_first_token_s": 1.5,
+            "prefill_tok_s": 4.0, "decode_tok_s": 2.0,
+        });
+        let mut expected = judged.clone();
+        let mut swapped = judged.clone();
+        swapped["winner"] = "response2".into();
+        for (key, value) in [
+            ("index", 4.into()),
+            ("scenario", "chitchat".into()),
+            ("label", "tie".into()),
+            ("winner", "response1".into()),
+            ("swapped", swapped),
+            ("swapped_winner_mapped", "response1".into()),
+            ("consistent", true.into()),
+            ("combined", "response1".into()),
+            ("shared_prefix_tokens", 2.into()),
+            ("prefill_saved_s", 0.5.into()),
+            ("run", serde_json::to_value(&run).unwrap()),
+        ] {
+            expected[key] = value;
+        }
+        assert_eq!(record, expected);
+
+        let failed = serde_json::to_value(Record::new(&row, Err::<Outcome, _>("too long"), None)).unwrap();
+        assert_eq!(
+            failed,
+            serde_json::json!({"index": 4, "scenario": "chitchat", "label": "tie", "error": "too long"})
+        );
+    }
 }

@@ -51,11 +51,13 @@ impl Default for JudgeOptions {
     }
 }
 
-/// The verdict a critique ends with; `None` when it names none.
+/// The verdict a critique ends with; `None` when it names none. In a record: `winner` or
+/// `rating`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    #[serde(rename = "winner")]
     Pairwise(Option<Winner>),
+    #[serde(rename = "rating")]
     Rating(Option<f32>),
 }
 
@@ -68,9 +70,14 @@ impl Verdict {
     }
 }
 
+/// One judged input. Serialized, it is the judgement record every output shares
+/// (`webjudge judge`'s JSONL, the wasm API's results, the page's export; see
+/// [`super::dataset::Record`]): `protocol`, `winner` or `rating`, then the fields below by
+/// their names.
 #[derive(Clone, Debug, Serialize)]
 pub struct Judgement {
     pub protocol: Protocol,
+    #[serde(flatten)]
     pub verdict: Verdict,
     pub critique: String,
     pub prompt_tokens: usize,
@@ -85,14 +92,17 @@ pub struct Judgement {
     pub decode_tok_s: f64,
 }
 
-/// A pair judged in both orders.
+/// A pair judged in both orders. Serialized: the forward judgement's fields, `swapped`
+/// (a judgement), `swapped_winner_mapped` and the fields below by their names.
 #[derive(Clone, Debug, Serialize)]
 pub struct SwapJudgement {
     /// Response 1 shown first, as given.
+    #[serde(flatten)]
     pub forward: Judgement,
     /// The responses exchanged; its verdict refers to the swapped positions.
     pub swapped: Judgement,
     /// The swapped verdict mapped back to the original positions.
+    #[serde(rename = "swapped_winner_mapped")]
     pub swapped_mapped: Option<Winner>,
     /// Both verdicts parsed and equal after mapping.
     pub consistent: bool,
@@ -106,8 +116,7 @@ pub struct SwapJudgement {
 }
 
 /// Which of a swap-judged pair's two generations a streamed piece belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
     Forward,
     Swapped,
@@ -221,8 +230,9 @@ impl Judge {
         Ok(judgement(protocol, generation, truncated))
     }
 
-    /// Judges a pair as given and with the responses exchanged. The second input shares
-    /// the first's prefix up to the first response, which stays in the KV cache.
+    /// Judges a pair as given and with the responses exchanged, as two sequences of one
+    /// batch when the engine has two slots (else one after the other). The swapped input
+    /// shares the forward one's prefix up to the first response, which is computed once.
     pub async fn judge_swapped(
         &mut self,
         protocol: Protocol,
@@ -230,24 +240,31 @@ impl Judge {
         options: &JudgeOptions,
         on_text: &mut dyn FnMut(Order, &str),
     ) -> Result<SwapJudgement, JudgeError> {
-        let swapped_item = item.swapped().ok_or(JudgeError::NotAPair)?;
-        let forward = self.judge(protocol, item, options, &mut |piece| on_text(Order::Forward, piece)).await?;
-        let swapped = self.judge(protocol, &swapped_item, options, &mut |piece| on_text(Order::Swapped, piece)).await?;
-        Ok(both_orders(forward, swapped))
+        let mut judged = None;
+        self.judge_batch(protocol, std::slice::from_ref(item), true, options, &mut |_, event| match event {
+            JudgeEvent::Text(order, piece) => on_text(order, piece),
+            JudgeEvent::Judged(outcome) => judged = Some(outcome),
+        })
+        .await?;
+        match judged.expect("judge_batch reports every item") {
+            Ok(Outcome::Both(pair)) => Ok(pair),
+            Ok(Outcome::One(_)) => unreachable!("a swapped item is judged in both orders"),
+            Err(error) => Err(error),
+        }
     }
 
     /// Judges many items together, up to the engine's sequence slots at a time (and with
     /// `swap`, each pair in both orders as two sequences of the batch), reporting each
-    /// item's outcome through `on_judged` as soon as all its orders are done; an item that
-    /// cannot be judged (too long for the context) is reported at once. Only a GPU failure
-    /// ends the batch early.
+    /// item's critique text as it comes and its outcome as soon as all its orders are done
+    /// through `on_event`; an item that cannot be judged (too long for the context) is
+    /// reported at once. Only a GPU failure ends the batch early.
     pub async fn judge_batch(
         &mut self,
         protocol: Protocol,
         items: &[Item],
         swap: bool,
         options: &JudgeOptions,
-        on_judged: &mut dyn FnMut(usize, Result<Outcome, JudgeError>),
+        on_event: &mut dyn FnMut(usize, JudgeEvent),
     ) -> Result<(), JudgeError> {
         let orders = if swap { 2 } else { 1 };
         // Each prompt's (item, order, truncated).
@@ -267,7 +284,7 @@ impl Judge {
                         sources.push((index, order, truncated));
                     }
                 }
-                Err(error) => on_judged(index, Err(error)),
+                Err(error) => on_event(index, JudgeEvent::Judged(Err(error))),
             }
         }
         let generate = GenerateOptions {
@@ -280,19 +297,26 @@ impl Judge {
         let result = self
             .engine
             .generate_batch(&prompts, &generate, &mut |prompt, event| {
-                let BatchEvent::Finished(result) = event else { return };
                 let (index, order, truncated) = sources[prompt];
+                let result = match event {
+                    BatchEvent::Text(piece) => {
+                        let order = if order == 0 { Order::Forward } else { Order::Swapped };
+                        return on_event(index, JudgeEvent::Text(order, piece));
+                    }
+                    BatchEvent::Finished(result) => result,
+                };
+                let mut on_judged = |outcome| on_event(index, JudgeEvent::Judged(outcome));
                 let judged = match result {
                     Ok(generation) => judgement(protocol, generation, truncated),
-                    Err(error) => return on_judged(index, Err(error.into())),
+                    Err(error) => return on_judged(Err(error.into())),
                 };
                 if !swap {
-                    return on_judged(index, Ok(Outcome::One(judged)));
+                    return on_judged(Ok(Outcome::One(judged)));
                 }
                 halves[index][order] = Some(judged);
                 if let [Some(_), Some(_)] = &halves[index] {
                     let [forward, swapped] = std::mem::take(&mut halves[index]).map(|half| half.expect("done"));
-                    on_judged(index, Ok(Outcome::Both(both_orders(forward, swapped))));
+                    on_judged(Ok(Outcome::Both(both_orders(forward, swapped))));
                 }
             })
             .await;
@@ -300,8 +324,17 @@ impl Judge {
     }
 }
 
+/// What [`Judge::judge_batch`] reports for an item of the batch.
+pub enum JudgeEvent<'a> {
+    /// Newly completed critique text of one of the item's orders.
+    Text(Order, &'a str),
+    /// The item is judged (in both orders, with swap), or could not be.
+    Judged(Result<Outcome, JudgeError>),
+}
+
 /// What judging one item produced: one judgement, or a pair judged in both orders.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
 pub enum Outcome {
     One(Judgement),
     Both(SwapJudgement),

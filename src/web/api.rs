@@ -12,15 +12,14 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{
-    self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, PairwiseResult, ProfileResult, SingleResult,
-};
+use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, ProfileResult};
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
+use crate::judge::dataset::{self, Record, Row};
 use crate::judge::metrics::{self, Judged, ScenarioGroups};
-use crate::judge::session::{self, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
-use crate::judge::{Item, Protocol};
+use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
+use crate::judge::{Item, Protocol, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
 use crate::model::{LlamaModel, ShardUploader};
 use crate::tokenizer::Tokenizer;
@@ -108,8 +107,8 @@ impl Drop for Abort {
     }
 }
 
-/// Calls `onToken` with each streamed piece. If it throws, generation is cancelled and
-/// the call rejects with what it threw.
+/// Calls a JS callback (`onToken`, `onJudged`) as the work reports. If it throws, the work
+/// is cancelled and the call rejects with what it threw.
 struct Stream<'a> {
     callback: Option<Function>,
     cancel: &'a Cancel,
@@ -121,29 +120,41 @@ impl<'a> Stream<'a> {
         Self { callback, cancel, thrown: None }
     }
 
-    fn emit(&mut self, piece: &str, order: Option<Order>) {
+    fn call(&mut self, args: &[JsValue]) {
         let Some(callback) = &self.callback else { return };
-        if piece.is_empty() || self.thrown.is_some() {
+        if self.thrown.is_some() {
             return;
         }
-        let result = match order {
-            None => callback.call1(&JsValue::NULL, &piece.into()),
-            Some(order) => {
-                let order = if order == Order::Forward { "forward" } else { "swapped" };
-                callback.call2(&JsValue::NULL, &piece.into(), &order.into())
-            }
-        };
-        if let Err(error) = result {
+        let args: js_sys::Array = args.iter().collect();
+        if let Err(error) = callback.apply(&JsValue::NULL, &args) {
             self.thrown = Some(error);
             self.cancel.cancel();
         }
     }
 
-    fn finish<T>(self, result: Result<T, WebError>) -> Result<T, JsValue> {
+    /// A streamed piece of text, with its order when the call judges a pair.
+    fn emit(&mut self, piece: &str, order: Option<Order>) {
+        if piece.is_empty() {
+            return;
+        }
+        match order {
+            None => self.call(&[piece.into()]),
+            Some(order) => self.call(&[piece.into(), order_name(order).into()]),
+        }
+    }
+
+    fn finish<T, E: Into<JsValue>>(self, result: Result<T, E>) -> Result<T, JsValue> {
         match self.thrown {
             Some(thrown) => Err(thrown),
-            None => result.map_err(JsValue::from),
+            None => result.map_err(Into::into),
         }
+    }
+}
+
+fn order_name(order: Order) -> &'static str {
+    match order {
+        Order::Forward => "forward",
+        Order::Swapped => "swapped",
     }
 }
 
@@ -169,6 +180,10 @@ struct JudgeCall {
 
 impl JudgeCall {
     fn parse(o: Option<&Object>, pairwise: bool) -> Result<Self, WebError> {
+        let swap = options::opt_bool(o, "swap")?.unwrap_or(false);
+        if swap && !pairwise {
+            return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
+        }
         let abort = Abort::new(options::opt_signal(o, "signal")?);
         Ok(Self {
             protocol: options::protocol(o, pairwise)?,
@@ -177,7 +192,7 @@ impl JudgeCall {
                 truncate: options::opt_bool(o, "truncate")?.unwrap_or(false),
                 cancel: Some(abort.cancel.clone()),
             },
-            swap: options::opt_bool(o, "swap")?.unwrap_or(false),
+            swap,
             on_token: options::opt_function(o, "onToken")?,
             abort,
         })
@@ -189,7 +204,7 @@ impl JudgeCall {
 /// no model (and no GPU).
 #[wasm_bindgen(js_name = pairwiseMetrics, unchecked_return_type = "PairwiseMetrics")]
 pub fn pairwise_metrics(
-    #[wasm_bindgen(unchecked_param_type = "BatchRecord[]")] records: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
 ) -> Result<JsValue, JsValue> {
     let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records).map_err(|error| {
         WebError::InvalidInput(format!("pairwiseMetrics: records must be an array of objects: {error}"))
@@ -200,6 +215,27 @@ pub fn pairwise_metrics(
     let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
     let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
     Ok(types::to_js(&PairwiseMetrics::new(&figures)))
+}
+
+/// The rows of an Auto-J test-data file (JSON Lines), read by the same code as `webjudge
+/// judge --input`: pairs or single responses by their fields, every row of one kind.
+/// Needs no model (and no GPU).
+#[wasm_bindgen(js_name = parseRows, unchecked_return_type = "BatchRow[]")]
+pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
+    let rows: Vec<Row> = dataset::parse_rows(text.lines(), None)
+        .collect::<Result<_, _>>()
+        .map_err(|e| WebError::InvalidInput(e.to_string()))?;
+    let Some(first) = rows.first() else {
+        return Err(WebError::InvalidInput("the file has no rows".into()).into());
+    };
+    let pairwise = |row: &Row| matches!(row.item, Item::Pair { .. });
+    if let Some(other) = rows.iter().find(|row| pairwise(row) != pairwise(first)) {
+        let kind = |row: &Row| if pairwise(row) { "a pair" } else { "a single response" };
+        let message =
+            format!("row {} is {}, but row 0 is {}: a file holds one kind", other.index, kind(other), kind(first));
+        return Err(WebError::InvalidInput(message).into());
+    }
+    Ok(types::to_js(&rows))
 }
 
 #[wasm_bindgen]
@@ -240,6 +276,37 @@ impl Judge {
         #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
     ) -> Promise {
         self.judge(input, options, false)
+    }
+
+    /// Judges many items together, up to the loaded batch size at a time (with `swap`, each
+    /// pair in both orders as two sequences of the batch): pairs when the first item is one,
+    /// else single responses; `parseRows`' rows carry their index, scenario and label into
+    /// the records. Each item's record goes to `onJudged` as it finishes, in any order; the
+    /// promise resolves when every item has been reported, and rejects only when the whole
+    /// batch fails (a lost device, a throwing callback).
+    #[wasm_bindgen(js_name = judgeBatch, unchecked_return_type = "Promise<void>")]
+    pub fn judge_batch(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(PairInput | SingleInput | BatchRow)[]")] items: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "BatchOptions")] options: Object,
+    ) -> Promise {
+        let shared = Rc::clone(&self.shared);
+        promise((|| {
+            let items: js_sys::Array =
+                items.dyn_into().map_err(|_| WebError::InvalidInput("items must be an array".into()))?;
+            let first = items.get(0);
+            let pairwise = first.is_object() && options::field(first.dyn_ref(), "response1").is_some();
+            let rows: Vec<Row> = items
+                .iter()
+                .enumerate()
+                .map(|(position, input)| row(&input, position, pairwise))
+                .collect::<Result<_, _>>()?;
+            let o = Some(&options);
+            let on_judged = options::opt_function(o, "onJudged")?
+                .ok_or_else(|| WebError::InvalidInput("onJudged must be a function".into()))?;
+            let call = JudgeCall::parse(o, pairwise)?;
+            Ok(async move { shared.judge_batch(rows, call, on_judged).await })
+        })())
     }
 
     /// Greedy generation from a raw prompt (no chat template).
@@ -308,33 +375,50 @@ impl Judge {
     }
 }
 
+/// A pair (`{ query, response1, response2 }`) or a single response (`{ query, response }`);
+/// `name` is how errors call it.
+fn item(input: &JsValue, name: &str, pairwise: bool) -> Result<Item, WebError> {
+    let input = options::object(input, name)?;
+    let text = |field: &str| options::string(Some(&input), field).map_err(|_| named(name, field));
+    let query = text("query")?;
+    Ok(match pairwise {
+        true => Item::Pair { query, response1: text("response1")?, response2: text("response2")? },
+        false => Item::Single { query, response: text("response")? },
+    })
+}
+
+/// An item of `judgeBatch`: a pair or single response, with a row's `index` (default: its
+/// `position`), `scenario` and `label` where it has them.
+fn row(input: &JsValue, position: usize, pairwise: bool) -> Result<Row, WebError> {
+    let name = format!("items[{position}]");
+    let item = item(input, &name, pairwise)?;
+    let fields = input.dyn_ref::<Object>();
+    let scenario = options::opt_string(fields, "scenario").map_err(|_| named(&name, "scenario"))?;
+    let label = options::field(fields, "label")
+        .map(|label| {
+            serde_wasm_bindgen::from_value::<Winner>(label).map_err(|_| {
+                WebError::InvalidInput(format!("{name}.label must be \"response1\", \"response2\", \"tie\" or null"))
+            })
+        })
+        .transpose()?;
+    let index = options::opt_count(fields, "index", 0)?.unwrap_or(position);
+    Ok(Row { index, item, label, scenario })
+}
+
+/// "response1 must be a string", or "items[3].response1 …" for an item of a batch.
+fn named(item: &str, field: &str) -> WebError {
+    let field = if item == "input" { field.to_string() } else { format!("{item}.{field}") };
+    WebError::InvalidInput(format!("{field} must be a string"))
+}
+
 /// Rust-side access (not exported to JavaScript).
 impl Judge {
     fn judge(&self, input: JsValue, options: Option<Object>, pairwise: bool) -> Promise {
         let shared = Rc::clone(&self.shared);
         promise((|| {
-            let input = options::object(&input, "input")?;
-            let i = Some(&input);
-            let query = options::string(i, "query")?;
-            let item = if pairwise {
-                Item::Pair {
-                    query,
-                    response1: options::string(i, "response1")?,
-                    response2: options::string(i, "response2")?,
-                }
-            } else {
-                Item::Single { query, response: options::string(i, "response")? }
-            };
+            let item = item(&input, "input", pairwise)?;
             let call = JudgeCall::parse(options.as_ref(), pairwise)?;
-            if call.swap && !pairwise {
-                return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
-            }
-            Ok(async move {
-                match pairwise {
-                    true => shared.pairwise(item, call).await,
-                    false => shared.single(item, call).await,
-                }
-            })
+            Ok(async move { shared.judge_item(item, call).await })
         })())
     }
 
@@ -353,7 +437,8 @@ impl Judge {
 }
 
 impl Shared {
-    async fn pairwise(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
+    /// `pairwise` and `single`: one item, a pair in both orders with `swap`.
+    async fn judge_item(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
         let mut state = self.state.lock().await;
         let judge = ready(&mut state)?;
         let JudgeCall { protocol, options, swap, on_token, abort } = call;
@@ -362,41 +447,50 @@ impl Shared {
             judge
                 .judge_swapped(protocol, &item, &options, &mut |order, piece| stream.emit(piece, Some(order)))
                 .await
-                .map(|pair| PairwiseResult::both_orders(&pair))
+                .map(|pair| types::to_js(&pair))
                 .map_err(WebError::from)
         } else {
             judge
                 .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
                 .await
-                .map(|j| PairwiseResult::single_order(&j))
+                .map(|judgement| types::to_js(&judgement))
                 .map_err(WebError::from)
         };
         if let Err(error) = &result {
             note_loss(&mut state, error);
         }
-        stream.finish(result).map(|r| types::to_js(&r))
+        stream.finish(result)
     }
 
-    async fn single(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
+    async fn judge_batch(&self, rows: Vec<Row>, call: JudgeCall, on_judged: Function) -> Result<JsValue, JsValue> {
         let mut state = self.state.lock().await;
         let judge = ready(&mut state)?;
-        let JudgeCall { protocol, options, on_token, abort, .. } = call;
-        let mut stream = Stream::new(on_token, &abort.cancel);
+        let JudgeCall { protocol, options, swap, on_token, abort } = call;
+        let mut tokens = Stream::new(on_token, &abort.cancel);
+        let mut judged = Stream::new(Some(on_judged), &abort.cancel);
+        let items: Vec<Item> = rows.iter().map(|row| row.item.clone()).collect();
         let result = judge
-            .judge(protocol, &item, &options, &mut |piece| stream.emit(piece, Some(Order::Forward)))
-            .await
-            .map(|j| SingleResult {
-                rating: match j.verdict {
-                    session::Verdict::Rating(rating) => rating,
-                    session::Verdict::Pairwise(_) => None,
-                },
-                judgement: types::Judgement::from_session(&j),
+            .judge_batch(protocol, &items, swap, &options, &mut |position, event| match event {
+                JudgeEvent::Text(order, piece) => {
+                    if !piece.is_empty() {
+                        tokens.call(&[position.into(), piece.into(), order_name(order).into()]);
+                    }
+                }
+                JudgeEvent::Judged(outcome) => {
+                    let row = &rows[position];
+                    let (record, error) = match outcome.map_err(WebError::from) {
+                        Ok(outcome) => (Record::new(row, Ok::<_, WebError>(outcome), None), JsValue::NULL),
+                        Err(error) => (Record::new(row, Err(&error), None), error.into()),
+                    };
+                    judged.call(&[position.into(), types::to_js(&record), error]);
+                }
             })
+            .await
             .map_err(WebError::from);
         if let Err(error) = &result {
             note_loss(&mut state, error);
         }
-        stream.finish(result).map(|r| types::to_js(&r))
+        judged.finish(tokens.finish(result)).map(|()| JsValue::UNDEFINED)
     }
 
     async fn generate(
@@ -456,6 +550,7 @@ struct ProfileSettings {
 struct LoadSettings {
     on_progress: Option<Function>,
     context: Option<usize>,
+    batch_size: Option<usize>,
     shards: ShardOptions,
     subgroups: bool,
 }
@@ -466,6 +561,7 @@ impl LoadSettings {
         Ok(Self {
             on_progress: options::opt_function(options, "onProgress")?,
             context: options::opt_count(options, "contextLength", 1)?,
+            batch_size: fit::requested_batch_size(options::opt_count(options, "batchSize", 1)?)?,
             shards: ShardOptions {
                 parallel: options::opt_count(options, "parallel", 1)?.unwrap_or(defaults.parallel),
                 retries: options::opt_count(options, "retries", 0)?.map_or(defaults.retries, |r| r as u32),
@@ -487,9 +583,11 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
     let tokenizer = Tokenizer::from_json(&loader::fetch_text(&tokenizer_url, cache.as_ref()).await?)
         .map_err(|e| WebError::Model(format!("{tokenizer_url}: {e}")))?;
     let context = fit::context_length(&manifest.architecture, settings.context)?;
-    let estimate = fit::estimate(&manifest, context);
 
     let gpu = Gpu::new(GpuOptions { allow_subgroups: settings.subgroups }).await?;
+    let max_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let sequences = fit::batch_size(&manifest, context, settings.batch_size, max_binding);
+    let estimate = fit::estimate(&manifest, context, sequences);
     let device = gpu.device.clone();
     let progress = |loaded: u64, total: u64| {
         if let Some(callback) = &settings.on_progress {
@@ -498,8 +596,8 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
             }
         }
     };
-    let uploaded = upload(&gpu, &manifest, &estimate, &base, cache.as_ref(), &settings.shards, &progress).await;
-    let (weights, stats) = match uploaded {
+    let uploaded = upload(&gpu, &manifest, estimate, &base, cache.as_ref(), &settings.shards, &progress).await;
+    let (weights, stats, estimate) = match uploaded {
         Ok(done) => done,
         Err(error) => {
             device.destroy();
@@ -510,7 +608,7 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
     let subgroups = gpu.subgroups;
     let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let architecture = manifest.architecture.clone();
-    let options = fit::load_options(context);
+    let options = fit::load_options(context, estimate.sequences);
     let model = LlamaModel::new(gpu, architecture, weights, options);
     if let Some(error) = scope.pop().await {
         device.destroy();
@@ -523,6 +621,7 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
         adapter,
         subgroups,
         context_length: context,
+        batch_size: model.sequences(),
         weight_bytes: manifest.total_bytes(),
         kv_cache_bytes: estimate.kv_cache,
         from_cache: stats.downloaded == 0,
@@ -549,18 +648,20 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
 }
 
 /// Checks the adapter's limits, allocates every weight buffer and probes the KV cache's
-/// and activations' (all before downloading), then streams the shards in.
+/// and activations' (all before downloading; a batch whose KV cache cannot be allocated is
+/// halved until it can, down to one sequence), then streams the shards in. Returns the
+/// estimate of what fits.
 async fn upload(
     gpu: &Gpu,
     manifest: &Manifest,
-    estimate: &fit::Estimate,
+    estimate: fit::Estimate,
     base: &str,
     cache: Option<&web_sys::Cache>,
     shards: &ShardOptions,
     progress: &dyn Fn(u64, u64),
-) -> Result<(std::collections::HashMap<String, crate::kernels::GpuTensor>, ShardStats), WebError> {
+) -> Result<(std::collections::HashMap<String, crate::kernels::GpuTensor>, ShardStats, fit::Estimate), WebError> {
     fit::check_limits(
-        estimate,
+        &estimate,
         &manifest.architecture,
         gpu.limits.max_storage_buffer_binding_size,
         gpu.limits.max_buffer_size,
@@ -568,24 +669,31 @@ async fn upload(
     let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let uploader = ShardUploader::new(gpu, manifest);
     if let Some(error) = scope.pop().await {
-        return Err(fit::out_of_memory(estimate, true, &error.to_string()));
+        return Err(fit::out_of_memory(&estimate, true, &error.to_string()));
     }
     let uploader = RefCell::new(uploader?);
     // The KV cache and activations are allocated with the model after the download
     // (they need the uploaded weights); buffers of their sizes made now and released
     // tell whether they will fit before anything is fetched.
-    let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-    let layers = manifest.architecture.n_layers;
-    let probes: Vec<wgpu::Buffer> = (0..2 * layers)
-        .map(|_| gpu.storage("kv cache probe", estimate.kv_layer_buffer))
-        .chain([gpu.storage("activations probe", estimate.activations)])
-        .collect();
-    let failed = scope.pop().await;
-    probes.iter().for_each(wgpu::Buffer::destroy);
-    if let Some(error) = failed {
-        return Err(fit::out_of_memory(estimate, false, &error.to_string()));
+    let mut estimate = estimate;
+    loop {
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let layers = manifest.architecture.n_layers;
+        let probes: Vec<wgpu::Buffer> = (0..2 * layers)
+            .map(|_| gpu.storage("kv cache probe", estimate.kv_layer_buffer))
+            .chain([gpu.storage("activations probe", estimate.activations)])
+            .collect();
+        let failed = scope.pop().await;
+        probes.iter().for_each(wgpu::Buffer::destroy);
+        match failed {
+            None => break,
+            Some(_) if estimate.sequences > 1 => {
+                estimate = fit::estimate(manifest, estimate.context, estimate.sequences / 2);
+            }
+            Some(error) => return Err(fit::out_of_memory(&estimate, false, &error.to_string())),
+        }
     }
     let accept = |index: usize, bytes: &[u8]| uploader.borrow_mut().upload_shard(index, bytes);
     let stats = loader::load_shards(base, manifest, cache, shards, progress, &accept).await?;
-    Ok((uploader.into_inner().finish()?, stats))
+    Ok((uploader.into_inner().finish()?, stats, estimate))
 }

@@ -4,7 +4,7 @@
 //! front by the loader, is the real test and this estimate explains its failure).
 
 use crate::kernels::storage_size;
-use crate::model::{Architecture, BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK};
+use crate::model::{Architecture, BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK, MAX_SEQUENCES};
 use crate::weights::Manifest;
 
 use super::WebError;
@@ -12,13 +12,15 @@ use super::WebError;
 /// What the loaded model will allocate on the GPU, in bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
-    /// KV cache positions the estimate is for.
+    /// KV cache positions the estimate is for, per sequence.
     pub context: usize,
+    /// Sequences decoded together: the KV cache has a slot of `context` positions for each.
+    pub sequences: usize,
     /// Every tensor part's buffer.
     pub weights: u64,
-    /// Keys and values of every layer, f16.
+    /// Keys and values of every layer and sequence slot, f16.
     pub kv_cache: u64,
-    /// One layer's key (or value) buffer: the largest buffer the cache binds.
+    /// One layer's key (or value) buffer, all slots: the largest buffer the cache binds.
     pub kv_layer_buffer: u64,
     /// Per-chunk activations, logits, the RoPE table and attention's scratch.
     pub activations: u64,
@@ -32,10 +34,14 @@ impl Estimate {
     }
 
     /// "model needs 11.0 GiB (weights 7.6 GiB + KV cache 3.1 GiB at context 4096 +
-    /// activations 12.5 MiB)".
+    /// activations 12.5 MiB)", the KV cache "for 2 sequences" when batched.
     pub fn describe(&self) -> String {
+        let batch = match self.sequences {
+            1 => String::new(),
+            n => format!(" for {n} sequences"),
+        };
         format!(
-            "model needs {} (weights {} + KV cache {} at context {} + activations {})",
+            "model needs {} (weights {} + KV cache {} at context {}{batch} + activations {})",
             bytes(self.total()),
             bytes(self.weights),
             bytes(self.kv_cache),
@@ -45,12 +51,25 @@ impl Estimate {
     }
 }
 
-/// The load options the browser uses at `context`.
-pub fn load_options(context: usize) -> LoadOptions {
-    LoadOptions { context, prefill_chunk: PREFILL_CHUNK, sequences: 1 }
+/// The load options the browser uses at `context` with `sequences` KV cache slots.
+pub fn load_options(context: usize, sequences: usize) -> LoadOptions {
+    LoadOptions { context, prefill_chunk: PREFILL_CHUNK, sequences }
 }
 
-pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
+/// The sequences to decode together (KV cache slots of `context` positions): `requested`
+/// (1 to [`MAX_SEQUENCES`]) or by default as many as keep the whole KV cache within the
+/// larger of one slot's cache and the weights (so batching at most doubles what a model
+/// beyond its one-sequence cache needs: WebGPU does not say how much memory there is), and
+/// never more than one layer's cache binding holds (`max_binding`; at least one slot, which
+/// [`check_limits`] refuses with a context to try when even that does not fit).
+pub fn batch_size(manifest: &Manifest, context: usize, requested: Option<usize>, max_binding: u64) -> usize {
+    let one = estimate(manifest, context, 1);
+    let binding_holds = (max_binding / one.kv_layer_buffer.max(1)) as usize;
+    let wanted = requested.unwrap_or_else(|| (one.weights.max(one.kv_cache) / one.kv_cache.max(1)) as usize);
+    wanted.min(binding_holds).clamp(1, MAX_SEQUENCES)
+}
+
+pub fn estimate(manifest: &Manifest, context: usize, sequences: usize) -> Estimate {
     let a = &manifest.architecture;
     let mut weights = 0;
     let mut largest_part = (String::new(), 0);
@@ -62,14 +81,25 @@ pub fn estimate(manifest: &Manifest, context: usize) -> Estimate {
             }
         }
     }
-    let plan = BufferPlan::new(a, &load_options(context), manifest.widest_ordered_input());
+    let plan = BufferPlan::new(a, &load_options(context, sequences), manifest.widest_ordered_input());
     Estimate {
         context,
+        sequences,
         weights,
         kv_cache: plan.kv_cache_bytes(),
         kv_layer_buffer: storage_size(plan.kv_layer),
         activations: plan.activation_bytes(),
         largest_part,
+    }
+}
+
+/// `batchSize` as a load asks for it: 1 to [`MAX_SEQUENCES`].
+pub fn requested_batch_size(requested: Option<usize>) -> Result<Option<usize>, WebError> {
+    match requested {
+        Some(n) if n > MAX_SEQUENCES => Err(WebError::InvalidInput(format!(
+            "batchSize {n} exceeds the {MAX_SEQUENCES} sequences the engine decodes together"
+        ))),
+        other => Ok(other),
     }
 }
 
@@ -88,7 +118,8 @@ pub fn context_length(architecture: &Architecture, requested: Option<usize>) -> 
 }
 
 /// Checks the adapter's per-buffer limits: every tensor part must fit one binding and
-/// one buffer, and so must a layer's KV cache.
+/// one buffer, and so must a layer's KV cache ([`batch_size`] already chose only as many
+/// slots as one binding holds, so this refuses a context too long for even one).
 pub fn check_limits(
     estimate: &Estimate,
     architecture: &Architecture,
@@ -121,7 +152,8 @@ pub fn check_limits(
 }
 
 /// The refusal when the adapter could not allocate the model's buffers: which part
-/// failed, and the context to try next (half, while the KV cache is what failed).
+/// failed, and the context to try next (half, while the KV cache is what failed; the
+/// loader has already come down to one sequence before refusing).
 pub fn out_of_memory(estimate: &Estimate, weights_failed: bool, adapter_error: &str) -> WebError {
     let advice = if weights_failed || estimate.context <= PREFILL_CHUNK {
         "the weights alone do not fit: no context length helps; use a GPU with more memory or a smaller model"

@@ -8,8 +8,6 @@ use wasm_bindgen::prelude::*;
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
 use crate::judge::metrics::{GroupMetrics, Metrics};
-use crate::judge::session::{Judgement as SessionJudgement, SwapJudgement};
-use crate::judge::Winner;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -17,8 +15,12 @@ const TS_TYPES: &'static str = r#"
 export interface LoadOptions {
   /** Called as shard bytes arrive or are read from the cache (at most about every MiB). */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
-  /** KV cache positions (prompt + critique); default and maximum: the model's context. */
+  /** KV cache positions (prompt + critique) per sequence; default and maximum: the model's context. */
   contextLength?: number;
+  /** Sequences decoded together at most (a KV cache slot of `contextLength` each), 1 to 8; default:
+   *  as many as keep the KV cache within the weights' size. Fewer are loaded when the adapter's
+   *  buffer limits or memory hold fewer (`ModelInfo.batchSize` says how many). */
+  batchSize?: number;
   /** Shards downloaded at once (and held in memory at once); default 3. */
   parallel?: number;
   /** Further attempts per shard after a network error or a bad hash; default 4. */
@@ -37,7 +39,8 @@ export interface JudgeOptions {
   onToken?: (text: string, order: Order) => void;
   /** Aborting resolves the call with the partial critique and `finish: "cancelled"`. */
   signal?: AbortSignal;
-  /** pairwise only: judge the pair in both orders. */
+  /** pairwise only: judge the pair in both orders (together, as one batch, when the model was
+   *  loaded with `batchSize` 2 or more). */
   swap?: boolean;
   /** Critique tokens at most; default 1024 (Auto-J's). */
   maxNewTokens?: number;
@@ -45,6 +48,20 @@ export interface JudgeOptions {
   truncate?: boolean;
   /** Auto-J's English or Chinese prompt; default "en". */
   language?: "en" | "zh";
+}
+
+export interface PairInput { query: string; response1: string; response2: string }
+export interface SingleInput { query: string; response: string }
+
+/** Options of `judgeBatch`: `JudgeOptions` apply to every item, with per-item callbacks. */
+export interface BatchOptions extends Omit<JudgeOptions, "onToken"> {
+  /** Each item's record as soon as it is judged (items finish in any order; `position` is the
+   *  item's place in the array, `record.index` the row's own index), and for an item that could
+   *  not be judged (`InputTooLong`: too long for the context) the typed error too. Items cut
+   *  short by the signal are reported with `finish: "cancelled"`. */
+  onJudged: (position: number, record: BatchRecord, error: Error | null) => void;
+  /** Each newly completed piece of an item's critique, with the order it belongs to. */
+  onToken?: (position: number, text: string, order: Order) => void;
 }
 
 /** Options of `generate`. */
@@ -55,41 +72,57 @@ export interface GenerateOptions {
   maxNewTokens?: number;
 }
 
+/** A judgement, with the field names of `webjudge judge --output`'s records (one Rust type
+ *  serializes both), so results can be stored, exported and scored as they are. */
 export interface Judgement {
+  protocol: "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single";
   critique: string;
-  promptTokens: number;
+  prompt_tokens: number;
   /** Prompt tokens taken from the KV cache instead of being computed again. */
-  reusedTokens: number;
-  generatedTokens: number;
+  reused_tokens: number;
+  generated_tokens: number;
   /** The responses were shortened from the middle to fit the context. */
   truncated: boolean;
   finish: Finish;
-  timeToFirstTokenMs: number;
-  prefillTokensPerSecond: number;
-  decodeTokensPerSecond: number;
+  time_to_first_token_s: number;
+  prefill_tok_s: number;
+  decode_tok_s: number;
 }
 
-export interface SwappedJudgement extends Judgement {
-  /** The verdict as the model saw the swapped pair. */
+export interface PairJudgement extends Judgement {
+  /** As the model saw the pair; null when the critique names no decision. */
   winner: Winner | null;
-  /** The same verdict in the original order. */
-  winnerMapped: Winner | null;
 }
 
-export interface PairwiseResult extends Judgement {
-  winner: Winner | null;
-  /** With `swap: true` only. */
-  swapped?: SwappedJudgement;
+export interface PairwiseResult extends PairJudgement {
+  /** With `swap: true` only: the pair judged with the responses exchanged. */
+  swapped?: PairJudgement;
+  /** With `swap: true` only: the swapped verdict in the original order. */
+  swapped_winner_mapped?: Winner | null;
   /** With `swap: true` only: both verdicts parsed and equal in the original order. */
   consistent?: boolean;
   /** With `swap: true` only: the agreed winner; a tie when the orders disagree. */
   combined?: Winner | null;
+  /** With `swap: true` only: prompt tokens the swapped order took from the forward one. */
+  shared_prefix_tokens?: number;
+  /** With `swap: true` only: prefill time that sharing saved, at the forward prefill rate. */
+  prefill_saved_s?: number;
 }
 
 export interface SingleResult extends Judgement {
   /** 1 to 10; null when the critique names no rating. */
   rating: number | null;
 }
+
+/** A row of an Auto-J test-data file as `parseRows` reads it: a pair or a single response, and
+ *  what identifies and labels it. */
+export type BatchRow = (PairInput | SingleInput) & {
+  /** 0-based among the file's non-empty lines. */
+  index: number;
+  scenario: string | null;
+  /** The human label (Auto-J's 0, 1, 2 as names). */
+  label: Winner | null;
+};
 
 export interface GenerateResult {
   /** Generated ids, the end-of-sequence id included when produced. */
@@ -132,6 +165,8 @@ export interface Profile {
    *  (an upper bound: the submission's fixed cost included). */
   clock: "timestamps" | "wall_per_submit";
   contextTokens: number;
+  /** Sequences in the timed decode step: the loaded `batchSize` (one token each). */
+  sequences: number;
   /** The kernels of one decode step, most expensive first. */
   decode: KernelTime[];
   /** The kernels of one prefill chunk; null with `prefill: false`. */
@@ -152,18 +187,18 @@ export interface Architecture {
   context: number;
 }
 
-/** A batch record as `pairwiseMetrics` reads it: the shape of `webjudge judge --output`'s
- *  JSONL and of the page's export (other fields are ignored). */
-export interface BatchRecord {
-  scenario?: string | null;
+/** A judged row: a line of `webjudge judge --output` (which adds `run`, the options it was made
+ *  with) and of the page's export, as `judgeBatch` reports it and `pairwiseMetrics` reads it. */
+export type BatchRecord = {
+  /** The row's `index` (an item without one: its position in the batch). */
+  index: number;
+  scenario: string | null;
   /** The human label; rows without one are not scored. */
-  label?: Winner | null;
-  winner?: Winner | null;
-  /** Present only for a pair judged in both orders: the swapped verdict in the original order. */
-  swapped_winner_mapped?: Winner | null;
-  /** Present when the row could not be judged: it is left out of every figure. */
-  error?: string;
-}
+  label: Winner | null;
+} & (PairwiseResult | SingleResult | {
+  /** Why the row could not be judged: it is left out of every figure. */
+  error: string;
+});
 
 /** One line of Auto-J's pairwise_eval table: a scenario group, or "Overall". */
 export interface MetricsRow {
@@ -194,7 +229,11 @@ export interface ModelInfo {
   modelUrl: string;
   adapter: string;
   subgroups: boolean;
+  /** KV cache positions per sequence. */
   contextLength: number;
+  /** Sequences decoded together: `swap` judges a pair's two orders at once from 2, and
+   *  `judgeBatch` runs this many at a time. */
+  batchSize: number;
   weightBytes: number;
   kvCacheBytes: number;
   /** No shard was downloaded: every one came from the cache. */
@@ -204,106 +243,6 @@ export interface ModelInfo {
 }
 "#;
 
-fn finish_name(finish: Finish) -> &'static str {
-    match finish {
-        Finish::Eos => "eos",
-        Finish::Length => "length",
-        Finish::Cancelled => "cancelled",
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Judgement {
-    pub critique: String,
-    pub prompt_tokens: usize,
-    pub reused_tokens: usize,
-    pub generated_tokens: usize,
-    pub truncated: bool,
-    pub finish: &'static str,
-    pub time_to_first_token_ms: f64,
-    pub prefill_tokens_per_second: f64,
-    pub decode_tokens_per_second: f64,
-}
-
-impl Judgement {
-    pub fn from_session(j: &SessionJudgement) -> Self {
-        Self {
-            critique: j.critique.clone(),
-            prompt_tokens: j.prompt_tokens,
-            reused_tokens: j.reused_tokens,
-            generated_tokens: j.generated_tokens,
-            truncated: j.truncated,
-            finish: finish_name(j.finish),
-            time_to_first_token_ms: j.time_to_first_token_s * 1000.0,
-            prefill_tokens_per_second: j.prefill_tok_s,
-            decode_tokens_per_second: j.decode_tok_s,
-        }
-    }
-}
-
-fn winner_name(winner: Option<Winner>) -> Option<&'static str> {
-    winner.map(Winner::name)
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Swapped {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub winner: Option<&'static str>,
-    pub winner_mapped: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PairwiseResult {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub winner: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub swapped: Option<Swapped>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub consistent: Option<bool>,
-    /// Present (possibly null) with `swap: true` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub combined: Option<Option<&'static str>>,
-}
-
-impl PairwiseResult {
-    pub fn single_order(judgement: &SessionJudgement) -> Self {
-        Self {
-            judgement: Judgement::from_session(judgement),
-            winner: winner_name(judgement.verdict.winner()),
-            swapped: None,
-            consistent: None,
-            combined: None,
-        }
-    }
-
-    pub fn both_orders(pair: &SwapJudgement) -> Self {
-        Self {
-            judgement: Judgement::from_session(&pair.forward),
-            winner: winner_name(pair.forward.verdict.winner()),
-            swapped: Some(Swapped {
-                judgement: Judgement::from_session(&pair.swapped),
-                winner: winner_name(pair.swapped.verdict.winner()),
-                winner_mapped: winner_name(pair.swapped_mapped),
-            }),
-            consistent: Some(pair.consistent),
-            combined: Some(winner_name(pair.combined)),
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SingleResult {
-    #[serde(flatten)]
-    pub judgement: Judgement,
-    pub rating: Option<f32>,
-}
-
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateResult {
@@ -311,7 +250,7 @@ pub struct GenerateResult {
     pub text: String,
     pub prompt_tokens: usize,
     pub reused_tokens: usize,
-    pub finish: &'static str,
+    pub finish: Finish,
     pub time_to_first_token_ms: f64,
     pub prefill_tokens_per_second: f64,
     pub decode_tokens_per_second: f64,
@@ -324,7 +263,7 @@ impl GenerateResult {
             text: g.text.clone(),
             prompt_tokens: g.prompt_tokens,
             reused_tokens: g.reused_tokens,
-            finish: finish_name(g.finish),
+            finish: g.finish,
             time_to_first_token_ms: g.prefill_seconds * 1000.0,
             prefill_tokens_per_second: g.prefill_tokens_per_second(),
             decode_tokens_per_second: g.decode_tokens_per_second(),
@@ -365,6 +304,7 @@ pub struct ModelInfo {
     pub adapter: String,
     pub subgroups: bool,
     pub context_length: usize,
+    pub batch_size: usize,
     pub weight_bytes: u64,
     pub kv_cache_bytes: u64,
     pub from_cache: bool,

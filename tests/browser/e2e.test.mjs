@@ -259,7 +259,7 @@ test("two <web-judge> elements on the docs page share one model load", { timeout
     });
   });
   assert.ok("rating" in result);
-  assert.equal(result.generatedTokens, 1);
+  assert.equal(result.generated_tokens, 1);
   assert.equal(await page.locator("#single-example >> .badge:not([hidden])").count(), 1);
   assert.equal(await page.locator("#single-example >> .critique").textContent(), result.critique);
 });

@@ -1,15 +1,15 @@
 // The page's modules under Node, no browser: the wasm pairwiseMetrics export the page's batch
 // metrics come from (www/pkg, run here without a worker) against the same independent reference
-// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing, the
-// export formats, and the advice the page shows without WebGPU.
+// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing (the wasm
+// parseRows, the CLI's reader), the export formats, and the advice the page shows without WebGPU.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import init, { Judge, pairwiseMetrics } from "../../www/pkg/webjudge.js";
-import { parseRows, record, toCsv, toJsonl } from "../../www/batch-data.js";
+import init, { Judge, pairwiseMetrics, parseRows } from "../../www/pkg/webjudge.js";
+import { toCsv, toJsonl } from "../../www/batch-data.js";
 import { explain } from "../../www/messages.js";
 import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
 
@@ -44,54 +44,52 @@ test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `n
   const pairs = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_pairwise.jsonl"), "utf8"));
   assert.equal(pairs.length, 1392);
   assert.deepEqual(pairs[781], {
-    kind: "pairwise",
     index: 781,
     scenario: "text_to_text_translation",
     label: "response1",
-    input: {
-      query: 'translate "good day, how are you" to swiss german',
-      response1: '"Guete Tag, wie geits dir?"',
-      response2: "Guten Tag, wie geht's?",
-    },
+    query: 'translate "good day, how are you" to swiss german',
+    response1: '"Guete Tag, wie geits dir?"',
+    response2: "Guten Tag, wie geht's?",
   });
   const singles = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_critique.jsonl"), "utf8"));
   assert.equal(singles.length, 232);
-  assert.equal(singles[83].kind, "single");
-  assert.equal(singles[83].input.response, "One pound of bricks.");
+  assert.equal(singles[83].response, "One pound of bricks.");
+  assert.equal(singles[83].response1, undefined);
 });
 
 test("malformed batch files are refused with the line", () => {
-  assert.throws(() => parseRows('{"prompt": "q", "response": "a"}\n\nnot json\n'), /line 3 is not JSON/);
-  assert.throws(() => parseRows('{"prompt": "q", "response 1": "a", "response 2": "b", "label": 3}'), /line 1: "label"/);
-  assert.throws(() => parseRows('{"prompt": "q", "response 1": "a"}'), /line 1: field "response 2"/);
-  assert.throws(() => parseRows('{"prompt": "q", "response": "a"}\n{"prompt": "q", "response 1": "a", "response 2": "b"}'), /mixes/);
-  assert.throws(() => parseRows("\n"), /no rows/);
+  const refused = (text, message) =>
+    assert.throws(() => parseRows(text), (error) => error.name === "InvalidInput" && message.test(error.message));
+  refused('{"prompt": "q", "response": "a"}\n\nnot json\n', /^line 3 \(row 1\): not valid JSON/);
+  refused('{"prompt": "q", "response 1": "a", "response 2": "b", "label": 3}', /^line 1 \(row 0\): field "label" must be 0/);
+  refused('{"prompt": "q", "response 1": "a"}', /^line 1 \(row 0\): field "response 2" is missing/);
+  refused('{"prompt": "q", "response": "a"}\n{"prompt": "q", "response 1": "a", "response 2": "b"}', /row 1 is a pair, but row 0 is a single response/);
+  refused("\n", /no rows/);
+  const [row] = parseRows('\ufeff{"scenario": "chitchat", "label": 1, "prompt": "q", "response 1": "a", "response 2": "b"}');
+  assert.deepEqual(row, { index: 0, scenario: "chitchat", label: "response2", query: "q", response1: "a", response2: "b" });
 });
 
-test("exports: the CLI's record shape as JSONL, and CSV that a spreadsheet cannot run", () => {
-  const [row] = parseRows('{"scenario": "chitchat", "label": 1, "prompt": "q", "response 1": "a", "response 2": "b"}');
-  const timing = { promptTokens: 9, reusedTokens: 0, generatedTokens: 3, truncated: false, finish: "eos",
-    timeToFirstTokenMs: 1500, prefillTokensPerSecond: 50, decodeTokensPerSecond: 5 };
-  const result = {
-    ...timing,
+test("exports: records as JSONL, and CSV that a spreadsheet cannot run", () => {
+  // judgeBatch's records (the CLI's record type; tests/judge.rs pins its fields).
+  const timing = { prompt_tokens: 9, reused_tokens: 0, generated_tokens: 3, truncated: false, finish: "eos",
+    time_to_first_token_s: 1.5, prefill_tok_s: 50, decode_tok_s: 5 };
+  const judged = {
+    index: 0, scenario: "chitchat", label: "response2", protocol: "pairwise_tie", ...timing,
     winner: "response2",
     critique: '=HYPERLINK("x"), "quoted"\nfinal decision is Response 2',
-    swapped: { ...timing, winner: "response2", winnerMapped: "response1", critique: "c" },
+    swapped: { protocol: "pairwise_tie", ...timing, winner: "response2", critique: "c" },
+    swapped_winner_mapped: "response1",
     consistent: false,
     combined: "tie",
   };
-  const judged = record(row, result, null);
-  assert.equal(judged.label, "response2");
-  assert.equal(judged.swapped_winner_mapped, "response1");
-  assert.equal(judged.time_to_first_token_s, 1.5);
-  assert.equal(judged.swapped.winner, "response2");
-  assert.deepEqual(JSON.parse(toJsonl([judged])), judged);
+  const failed = { index: 1, scenario: null, label: null, error: "the judge input has 6000 tokens" };
+  assert.deepEqual(toJsonl([judged, failed]).trim().split("\n").map((line) => JSON.parse(line)), [judged, failed]);
 
-  const csv = toCsv([judged, record(row, null, Object.assign(new Error("6000 tokens"), { name: "InputTooLong" }))]);
+  const csv = toCsv([judged, failed]);
   const lines = csv.split("\r\n");
   assert.equal(lines[0], "index,scenario,label,winner,rating,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
   assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
-  assert.ok(csv.includes("InputTooLong: 6000 tokens"));
+  assert.ok(csv.includes("the judge input has 6000 tokens"));
 });
 
 test("without WebGPU the page shows the wasm's advice, once", async () => {
