@@ -130,7 +130,7 @@ test("a page bundled with esbuild from the installed package judges in Chromium"
   const tab = await open("/bundled/index.html");
   const result = await judgeWithElement(tab);
   assert.ok("rating" in result);
-  assert.ok(result.generatedTokens >= 1 && result.generatedTokens <= CRITIQUE_TOKENS);
+  assert.ok(result.generated_tokens >= 1 && result.generated_tokens <= CRITIQUE_TOKENS);
   assert.equal(await tab.locator("web-judge >> .critique").textContent(), result.critique);
   // The main entry's Judge joins the element's model: one worker, one manifest download.
   const info = await tab.evaluate(async () => (await window.Judge.load("/models/default/")).info());

@@ -19,7 +19,7 @@ const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
 const MODEL = process.env.WEBJUDGE_MODEL ?? join(REPO, "target/models/smollm2-135m-instruct");
 const WASM = join(REPO, "www/pkg/webjudge_bg.wasm");
 
-test("webjudge serve: the wasm arrives gzipped, instantiates under its CSP, and is revalidated", async () => {
+test("webjudge serve: the wasm arrives precompressed, instantiates under its CSP, and is revalidated", async () => {
   const server = spawn(BIN, ["serve", "--port", "0", "--root", join(REPO, "www"), "--model", MODEL], {
     stdio: ["ignore", "pipe", "inherit"],
   });
