@@ -58,10 +58,9 @@ impl Engine {
             for (index, prompt) in prompts.iter().enumerate() {
                 let result =
                     self.generate_ids(prompt, options, &mut |text| on_event(index, BatchEvent::Text(text))).await;
-                let result = match result {
-                    Err(EngineError::Step(StepError::Gpu(error))) => return Err(StepError::Gpu(error).into()),
-                    other => other,
-                };
+                if let Err(error @ EngineError::Step(StepError::Gpu(_))) = result {
+                    return Err(error);
+                }
                 on_event(index, BatchEvent::Finished(result));
             }
             return Ok(());
@@ -71,35 +70,26 @@ impl Engine {
         let eos = self.model.architecture().eos_ids.clone();
         let mut waiting = VecDeque::new();
         for (index, prompt) in prompts.iter().enumerate() {
-            let refused = if prompt.is_empty() {
-                Some(EngineError::Step(StepError::EmptyPrompt))
-            } else if prompt.len() > self.prompt_budget(max_tokens) {
-                let context = self.model.context();
-                Some(EngineError::PromptTooLong { prompt_tokens: prompt.len(), max_tokens, context })
-            } else {
-                None
-            };
-            match refused {
-                Some(error) => on_event(index, BatchEvent::Finished(Err(error))),
-                None => waiting.push_back(index),
+            match self.check_prompt(prompt, max_tokens) {
+                Err(error) => on_event(index, BatchEvent::Finished(Err(error))),
+                Ok(()) => waiting.push_back(index),
             }
         }
         let mut free: Vec<usize> = (0..self.model.sequences()).rev().collect();
         let mut running: Vec<Sequence> = Vec::new();
         loop {
-            self.finish_done(&mut running, &mut free, on_event)?;
             if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {
                 running.iter_mut().for_each(|sequence| sequence.finish = Some(Finish::Cancelled));
                 for index in waiting.drain(..) {
                     on_event(index, BatchEvent::Finished(Ok(cancelled(prompts[index].len()))));
                 }
-            } else {
-                while !free.is_empty() {
-                    let Some(index) = waiting.pop_front() else { break };
-                    running.push(self.admit(index, &prompts[index], &mut free, &running, prompts));
-                }
             }
+            // Finished sequences free their slots for waiting prompts.
             self.finish_done(&mut running, &mut free, on_event)?;
+            while !free.is_empty() {
+                let Some(index) = waiting.pop_front() else { break };
+                running.push(self.admit(index, &prompts[index], &mut free, &running, prompts));
+            }
             if running.is_empty() {
                 break;
             }
@@ -115,10 +105,17 @@ impl Engine {
                 let prompt = &prompts[sequence.index];
                 let end = prompt.len().min(sequence.prefilled + self.model.prefill_chunk());
                 let chunk = &prompt[sequence.prefilled..end];
-                let id = self.model.prefill_slot(sequence.slot, chunk, options.sampling).await?;
+                // Only the prompt's last chunk chooses a token: the others are not waited for.
+                let chosen = match end < prompt.len() {
+                    true => {
+                        self.model.append_slot(sequence.slot, chunk)?;
+                        None
+                    }
+                    false => Some(self.model.prefill_slot(sequence.slot, chunk, options.sampling).await?),
+                };
                 self.cached[sequence.slot].extend_from_slice(chunk);
                 sequence.prefilled = end;
-                if end == prompt.len() {
+                if let Some(id) = chosen {
                     sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
                     sequence.decoding_since = Some(Instant::now());
                     self.push_token(sequence, id, max_tokens, &eos, on_event)?;

@@ -153,6 +153,18 @@ impl Engine {
         self.tokenizer.decode(before_eos)
     }
 
+    /// Refuses a prompt that is empty or leaves no room for `max_tokens` new tokens.
+    fn check_prompt(&self, prompt_ids: &[u32], max_tokens: usize) -> Result<(), EngineError> {
+        if prompt_ids.is_empty() {
+            return Err(StepError::EmptyPrompt.into());
+        }
+        if prompt_ids.len() > self.prompt_budget(max_tokens) {
+            let context = self.model.context();
+            return Err(EngineError::PromptTooLong { prompt_tokens: prompt_ids.len(), max_tokens, context });
+        }
+        Ok(())
+    }
+
     /// Tokenizes `prompt` exactly as given (BOS only if the model adds one) and generates,
     /// calling `on_text` with each newly completed piece of text.
     pub async fn generate(
@@ -173,11 +185,8 @@ impl Engine {
         options: &GenerateOptions,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation, EngineError> {
-        let context = self.model.context();
         let max_tokens = options.max_tokens.max(1);
-        if prompt_ids.len() > self.prompt_budget(max_tokens) {
-            return Err(EngineError::PromptTooLong { prompt_tokens: prompt_ids.len(), max_tokens, context });
-        }
+        self.check_prompt(prompt_ids, max_tokens)?;
         // Cancelled before it starts (a second judging order after a cancelled first one,
         // an already aborted signal): nothing is computed and the cache stays as it is.
         if options.cancel.as_ref().is_some_and(Cancel::is_cancelled) {

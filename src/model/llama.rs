@@ -404,18 +404,27 @@ impl LlamaModel {
         if ids.is_empty() {
             return Err(StepError::EmptyPrompt);
         }
+        self.reserve(slot, ids.len())?;
+        self.check_ids(ids)?;
+        // Whole chunks, then the rest (at least one id), whose step chooses the next token.
+        let chunk = self.options.prefill_chunk;
+        let (leading, last) = ids.split_at((ids.len() - 1) / chunk * chunk);
+        self.append_slot(slot, leading)?;
+        let staging = self.take_staging(slot);
+        self.submit_prefill_chunk(slot, last, Some((staging, sampling)));
+        self.next_token().await
+    }
+
+    /// Appends `ids` to `slot`'s context in chunks without choosing a next token: no
+    /// readback, nothing awaited (a prompt's leading chunks).
+    pub fn append_slot(&mut self, slot: usize, ids: &[u32]) -> Result<(), StepError> {
         self.discard_pending();
         self.reserve(slot, ids.len())?;
         self.check_ids(ids)?;
-        let chunks: Vec<_> = ids.chunks(self.options.prefill_chunk).collect();
-        for (index, chunk) in chunks.iter().enumerate() {
-            if index + 1 < chunks.len() {
-                self.submit_prefill_chunk(slot, chunk, None);
-            }
+        for chunk in ids.chunks(self.options.prefill_chunk) {
+            self.submit_prefill_chunk(slot, chunk, None);
         }
-        let staging = self.take_staging(slot);
-        self.submit_prefill_chunk(slot, chunks[chunks.len() - 1], Some((staging, sampling)));
-        self.next_token().await
+        Ok(())
     }
 
     /// Appends one chunk of at most the prefill chunk's tokens to `slot` without waiting;
