@@ -719,6 +719,7 @@ fn manifest_only_model(dir: &Path) -> Manifest {
             add_bos: false,
         },
         chat_template: ChatTemplate::chatml(Some("You are a judge.")),
+        judge: None,
         tensors: vec![],
         shards: vec![],
     };

@@ -7,5 +7,5 @@ pub mod protocol;
 pub mod session;
 pub mod verdict;
 
-pub use protocol::{model_input, render, Item, Protocol, ProtocolError};
+pub use protocol::{model_input, render, Item, JudgeFamily, Protocol, ProtocolError};
 pub use verdict::{parse_pairwise, parse_rating, Winner};

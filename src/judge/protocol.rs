@@ -13,6 +13,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::ChatTemplate;
 
+/// A family of judge models: the protocols a model was trained on. A model directory's
+/// manifest names its family ([`crate::weights::Manifest::judge`]) so that the CLI, the API and
+/// the page choose its protocols and refuse the other family's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeFamily {
+    /// Auto-J (GAIR): `pairwise_tie`, `single` and their Chinese versions.
+    #[serde(rename = "autoj")]
+    AutoJ,
+    /// Prometheus 2 (prometheus-eval): rubric grading, absolute and relative.
+    Prometheus,
+}
+
+impl JudgeFamily {
+    pub fn name(&self) -> &'static str {
+        match self {
+            JudgeFamily::AutoJ => "autoj",
+            JudgeFamily::Prometheus => "prometheus",
+        }
+    }
+}
+
+impl fmt::Display for JudgeFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for JudgeFamily {
+    type Err = ProtocolError;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "autoj" | "auto-j" | "auto_j" => Ok(JudgeFamily::AutoJ),
+            "prometheus" => Ok(JudgeFamily::Prometheus),
+            _ => Err(ProtocolError::UnknownFamily(name.to_owned())),
+        }
+    }
+}
+
 /// One of Auto-J's four judging protocols.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -154,6 +194,8 @@ impl Item {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
+    #[error("unknown judge family {0:?} (expected autoj or prometheus)")]
+    UnknownFamily(String),
     #[error("unknown protocol {0:?} (expected pairwise_tie, single, zh_pairwise_tie or zh_single)")]
     UnknownProtocol(String),
     #[error("protocol {protocol} judges {expected}, but the item has {found}")]

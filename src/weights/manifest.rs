@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::DType;
+use crate::judge::JudgeFamily;
 use crate::model::{expected_tensors, Architecture, ChatTemplate, TensorCountError};
 
 /// The format of a model without input orders; older builds read it.
@@ -28,6 +29,10 @@ pub struct Manifest {
     pub format_version: u32,
     pub architecture: Architecture,
     pub chat_template: ChatTemplate,
+    /// The judge family the model was trained as, whose protocols it serves; absent for a
+    /// model that is no known judge (any protocol runs, Auto-J's by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeFamily>,
     pub tensors: Vec<TensorEntry>,
     pub shards: Vec<ShardEntry>,
 }

@@ -133,6 +133,7 @@ impl ModelWriter {
             format_version: if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION },
             architecture,
             chat_template,
+            judge: None,
             tensors: self.tensors,
             shards: self.shards,
         };
