@@ -209,7 +209,7 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
     let row = parse_rows([text.as_str()], Some(Protocol::PairwiseTie)).next().unwrap().unwrap();
     let long = "a long and winding response that goes on ".repeat(20);
     let Item::Pair { query, .. } = row.item else { panic!("a pair") };
-    let item = Item::Pair { query, response1: long.clone(), response2: format!("short {long}") };
+    let item = Item::pair(query, long.clone(), format!("short {long}"));
     let options = JudgeOptions { max_new_tokens: 16, ..Default::default() };
 
     match judge.prepare(Protocol::PairwiseTie, &item, &options) {
@@ -225,13 +225,13 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
     assert!(input.contains("a long and winding"), "the start of each response is kept");
 
     // A query alone too long for the context cannot be saved by truncation.
-    let huge = Item::Pair { query: long.repeat(3), response1: "a".into(), response2: "b".into() };
+    let huge = Item::pair(long.repeat(3), "a", "b");
     assert!(matches!(judge.prepare(Protocol::PairwiseTie, &huge, &truncating), Err(JudgeError::QueryTooLong { .. })));
 
     // Cancelled before it starts: nothing is computed.
     let cancel = Cancel::default();
     cancel.cancel();
-    let short = Item::Single { query: "Say hi.".into(), response: "Hi!".into() };
+    let short = Item::single("Say hi.", "Hi!");
     let options = JudgeOptions { max_new_tokens: 16, cancel: Some(cancel), ..Default::default() };
     let judgement = pollster::block_on(judge.judge(Protocol::Single, &short, &options, &mut |_| {})).unwrap();
     assert_eq!((judgement.finish, judgement.generated_tokens), (Finish::Cancelled, 0));
@@ -239,7 +239,7 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
 
     // Cancelled while the first order streams: the swapped order is not started.
     let cancel = Cancel::default();
-    let pair = Item::Pair { query: "Say hi.".into(), response1: "Hi!".into(), response2: "Hello.".into() };
+    let pair = Item::pair("Say hi.", "Hi!", "Hello.");
     let options = JudgeOptions { max_new_tokens: 16, cancel: Some(cancel.clone()), ..Default::default() };
     let mut swapped_pieces = 0;
     let both =

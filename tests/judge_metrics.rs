@@ -8,6 +8,7 @@ mod autoj;
 use serde_json::Value;
 use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, resume_output, Problem, ResumeError, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
+use webjudge::judge::session::Verdict;
 use webjudge::judge::{Item, Protocol, Winner};
 
 use autoj::Originals;
@@ -191,7 +192,8 @@ fn real_pairwise_test_set() {
     for (position, row) in rows.iter().enumerate() {
         assert_eq!(row.index, position);
         assert!(row.item.is_pair());
-        per_label[row.label.expect("every pairwise row has a label").autoj_label() as usize] += 1;
+        per_label[row.label.and_then(|label| label.winner()).expect("every pairwise row has a label").autoj_label()
+            as usize] += 1;
         let scenario = row.scenario.as_deref().expect("every row has a scenario");
         assert!(groups.group_of(scenario).is_some(), "{scenario} is in no group");
     }
@@ -202,9 +204,9 @@ fn real_pairwise_test_set() {
     let raw: Value = serde_json::from_str(first_line).unwrap();
     assert_eq!(raw["label"], 1);
     let first = parse_row(first_line, 0).unwrap();
-    assert_eq!(first.label, Some(Winner::Response2));
+    assert_eq!(first.label, Some(Verdict::Pairwise(Some(Winner::Response2))));
     assert_eq!(first.scenario.as_deref(), Some("post_summarization"));
-    let Item::Pair { query, response1, response2 } = &first.item else { panic!("not a pair") };
+    let Item::Pair { query, response1, response2, .. } = &first.item else { panic!("not a pair") };
     assert_eq!(query, raw["prompt"].as_str().unwrap());
     assert_eq!(response1, raw["response 1"].as_str().unwrap());
     assert_eq!(response2, raw["response 2"].as_str().unwrap());
@@ -229,7 +231,7 @@ fn real_critique_test_sets() {
                 assert_eq!(row.label, None);
                 assert!(row.scenario.is_some());
             }
-            let Item::Single { query, response } = &rows[231].item else { panic!("not single") };
+            let Item::Single { query, response, .. } = &rows[231].item else { panic!("not single") };
             let raw: Value = serde_json::from_str(text.lines().nth(231).unwrap()).unwrap();
             assert_eq!(
                 (query.as_str(), response.as_str()),
@@ -268,13 +270,17 @@ fn rows_count_non_empty_lines_and_errors_name_the_line() {
     assert!(matches!(parse_row("{}", 0).unwrap_err().problem, Problem::NoResponse));
 
     let labelled = parse_row(r#"{"prompt": "q", "response 1": "a", "response 2": "b", "label": 2}"#, 3).unwrap();
-    assert_eq!((labelled.index, labelled.label, labelled.scenario), (3, Some(Winner::Tie), None));
+    assert_eq!(
+        (labelled.index, labelled.label, labelled.scenario),
+        (3, Some(Verdict::Pairwise(Some(Winner::Tie))), None)
+    );
     let null_label = parse_row(r#"{"prompt": "q", "response": "a", "label": null, "scenario": null}"#, 0).unwrap();
     assert_eq!((null_label.label, null_label.scenario), (None, None));
 }
 
 fn run(protocol: Protocol) -> RunOptions {
     RunOptions {
+        rubric: None,
         protocol,
         swap: false,
         model: "0123456789abcdef".into(),

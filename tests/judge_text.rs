@@ -22,7 +22,9 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use webjudge::judge::{model_input, parse_pairwise, parse_rating, render, Item, Protocol, ProtocolError, Winner};
+use webjudge::judge::{
+    model_input, parse_pairwise, parse_rating, render, Item, JudgeFamily, Protocol, ProtocolError, Winner,
+};
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
 use webjudge::weights::{DType, Manifest};
@@ -68,7 +70,7 @@ fn assert_same_text(got: &str, want: &str, what: &str) {
 fn embedded_templates_are_auto_js_byte_for_byte() {
     // Without the originals the goldens still pin every template byte: Python rendered them.
     let Some(originals) = Originals::find() else { return };
-    for protocol in Protocol::ALL {
+    for protocol in JudgeFamily::AutoJ.protocols() {
         let original = originals.text(&format!("templates/{}.txt", protocol.name()));
         assert_same_text(protocol.template(), &original, protocol.name());
     }
@@ -82,15 +84,15 @@ fn renders_the_original_example_byte_for_byte() {
     let examples: std::collections::BTreeMap<String, String> =
         serde_json::from_str(RENDERED_EXAMPLES).expect("rendered_examples.json");
     let names: Vec<&str> = examples.keys().map(String::as_str).collect();
-    let mut all: Vec<&str> = Protocol::ALL.iter().map(Protocol::name).collect();
+    let mut all: Vec<&str> = JudgeFamily::AutoJ.protocols().map(|protocol| protocol.name()).collect();
     all.sort_unstable();
-    assert_eq!(names, all, "rendered_examples.json covers every protocol");
+    assert_eq!(names, all, "rendered_examples.json covers every Auto-J protocol");
     for (name, want) in &examples {
         let protocol: Protocol = name.parse().unwrap();
         let item = if protocol.is_pairwise() {
-            Item::Pair { query: "instruction".into(), response1: "resp1".into(), response2: "resp2".into() }
+            Item::pair("instruction", "resp1", "resp2")
         } else {
-            Item::Single { query: "instruction".into(), response: "resp1".into() }
+            Item::single("instruction", "resp1")
         };
         assert_same_text(&model_input(protocol, &item, &llama2()).unwrap(), want, name);
     }
@@ -139,7 +141,7 @@ fn renders_like_python_str_format_on_test_rows_and_adversarial_text() {
             }
             (None, Some(set), Some(line)) => {
                 rows += 1;
-                let item = Item::from_autoj_row(&excerpt_row(set, line), protocol).unwrap();
+                let item = Item::from_row(&excerpt_row(set, line), protocol).unwrap();
                 (item, format!("{protocol} {set} line {line}"))
             }
             _ => panic!("golden case without an item or a row"),
@@ -194,17 +196,17 @@ fn every_test_set_row_renders_as_plain_concatenation() {
         assert!(braced > 0, "{name}: some rows carry braces, the case that matters");
         for (index, row) in rows.iter().enumerate() {
             for &protocol in protocols {
-                let item = Item::from_autoj_row(row, protocol).unwrap();
+                let item = Item::from_row(row, protocol).unwrap();
                 let got = model_input(protocol, &item, &llama2()).unwrap();
                 let want = match &item {
-                    Item::Pair { query, response1, response2 } => {
+                    Item::Pair { query, response1, response2, .. } => {
                         concatenated(protocol, &[query, response1, response2])
                     }
-                    Item::Single { query, response } => concatenated(protocol, &[query, response]),
+                    Item::Single { query, response, .. } => concatenated(protocol, &[query, response]),
                 };
                 assert_same_text(&got, &want, &format!("{name} line {} ({protocol})", index + 1));
                 if let Some(swapped) = item.swapped() {
-                    let Item::Pair { query, response1, response2 } = &item else { unreachable!() };
+                    let Item::Pair { query, response1, response2, .. } = &item else { unreachable!() };
                     let got = model_input(protocol, &swapped, &llama2()).unwrap();
                     let want = concatenated(protocol, &[query, response2, response1]);
                     assert_same_text(&got, &want, &format!("{name} line {} swapped ({protocol})", index + 1));
@@ -232,14 +234,15 @@ fn user_text_is_substituted_once_and_never_rescanned() {
         "</s>",
         "",
     ];
-    for protocol in Protocol::ALL {
+    // Prometheus' protocols: tests/prometheus_text.rs, against prometheus-eval's own output.
+    for protocol in JudgeFamily::AutoJ.protocols() {
         for (i, a) in nasty.iter().enumerate() {
             let b = nasty[(i + 3) % nasty.len()];
             let c = nasty[(i + 7) % nasty.len()];
             let (item, values) = if protocol.is_pairwise() {
-                (Item::Pair { query: a.to_string(), response1: b.into(), response2: c.into() }, vec![*a, b, c])
+                (Item::pair(a.to_string(), b, c), vec![*a, b, c])
             } else {
-                (Item::Single { query: a.to_string(), response: b.into() }, vec![*a, b])
+                (Item::single(a.to_string(), b), vec![*a, b])
             };
             let got = model_input(protocol, &item, &llama2()).unwrap();
             assert_same_text(&got, &concatenated(protocol, &values), &format!("{protocol} with {values:?}"));
@@ -250,7 +253,7 @@ fn user_text_is_substituted_once_and_never_rescanned() {
 
 #[test]
 fn other_chat_templates_wrap_the_same_user_message() {
-    let item = Item::Single { query: "q {input}".into(), response: "r".into() };
+    let item = Item::single("q {input}", "r");
     let chatml = ChatTemplate::chatml(None);
     let message = render(Protocol::Single, &item).unwrap();
     assert_eq!(
@@ -261,8 +264,8 @@ fn other_chat_templates_wrap_the_same_user_message() {
 
 #[test]
 fn an_item_of_the_wrong_kind_is_an_error_naming_both() {
-    let pair = Item::Pair { query: "q".into(), response1: "a".into(), response2: "b".into() };
-    let single = Item::Single { query: "q".into(), response: "a".into() };
+    let pair = Item::pair("q", "a", "b");
+    let single = Item::single("q", "a");
     for protocol in Protocol::ALL {
         let wrong = if protocol.is_pairwise() { &single } else { &pair };
         let error = render(protocol, wrong).unwrap_err();
@@ -277,14 +280,24 @@ fn an_item_of_the_wrong_kind_is_an_error_naming_both() {
 
 #[test]
 fn protocol_names_round_trip() {
-    let names = ["pairwise_tie", "single", "zh_pairwise_tie", "zh_single"];
+    let names = [
+        "pairwise_tie",
+        "single",
+        "zh_pairwise_tie",
+        "zh_single",
+        "prometheus_absolute",
+        "prometheus_absolute_ref",
+        "prometheus_relative",
+        "prometheus_relative_ref",
+    ];
+    assert_eq!(Protocol::ALL.len(), names.len());
     for (protocol, name) in Protocol::ALL.into_iter().zip(names) {
         assert_eq!(protocol.name(), name);
         assert_eq!(protocol.to_string(), name);
         assert_eq!(name.parse::<Protocol>().unwrap(), protocol);
         assert_eq!(serde_json::to_value(protocol).unwrap(), json!(name));
         assert_eq!(serde_json::from_value::<Protocol>(json!(name)).unwrap(), protocol);
-        assert_eq!(protocol.is_pairwise(), name.contains("pairwise"));
+        assert_eq!(protocol.is_pairwise(), name.contains("pairwise") || name.contains("relative"));
         assert_eq!(protocol.is_chinese(), name.starts_with("zh_"));
     }
     assert_eq!("pairwise".parse::<Protocol>().unwrap(), Protocol::PairwiseTie);
@@ -297,11 +310,11 @@ fn protocol_names_round_trip() {
 #[test]
 fn items_read_auto_j_rows_and_serialize_plainly() {
     let row = json!({"scenario": "x", "label": 1, "prompt": "q", "response 1": "a", "response 2": "b"});
-    let pair = Item::Pair { query: "q".into(), response1: "a".into(), response2: "b".into() };
+    let pair = Item::pair("q", "a", "b");
     assert_eq!(serde_json::from_value::<Item>(row.clone()).unwrap(), pair);
-    assert_eq!(Item::from_autoj_row(&row, Protocol::PairwiseTie).unwrap(), pair);
+    assert_eq!(Item::from_row(&row, Protocol::PairwiseTie).unwrap(), pair);
     assert_eq!(serde_json::to_value(&pair).unwrap(), json!({"query": "q", "response1": "a", "response2": "b"}));
-    let single = Item::Single { query: "q".into(), response: "a".into() };
+    let single = Item::single("q", "a");
     assert_eq!(serde_json::from_value::<Item>(json!({"prompt": "q", "response": "a"})).unwrap(), single);
     assert_eq!(serde_json::to_value(&single).unwrap(), json!({"query": "q", "response": "a"}));
     for item in [&pair, &single] {
@@ -309,23 +322,23 @@ fn items_read_auto_j_rows_and_serialize_plainly() {
     }
 
     assert_eq!(
-        Item::from_autoj_row(&json!({"prompt": "q", "response 1": "a"}), Protocol::ZhPairwiseTie).unwrap_err(),
+        Item::from_row(&json!({"prompt": "q", "response 1": "a"}), Protocol::ZhPairwiseTie).unwrap_err(),
         ProtocolError::MissingField { field: "response 2", protocol: "zh_pairwise_tie" }
     );
     assert_eq!(
-        Item::from_autoj_row(&json!({"prompt": 3, "response": "a"}), Protocol::Single).unwrap_err(),
+        Item::from_row(&json!({"prompt": 3, "response": "a"}), Protocol::Single).unwrap_err(),
         ProtocolError::NotText { field: "prompt" }
     );
-    assert_eq!(Item::from_autoj_row(&json!(["q"]), Protocol::Single).unwrap_err(), ProtocolError::NotAnObject);
+    assert_eq!(Item::from_row(&json!(["q"]), Protocol::Single).unwrap_err(), ProtocolError::NotAnObject);
 }
 
 #[test]
 fn swapping() {
-    let pair = Item::Pair { query: "q".into(), response1: "a".into(), response2: "b".into() };
+    let pair = Item::pair("q", "a", "b");
     let swapped = pair.swapped().unwrap();
-    assert_eq!(swapped, Item::Pair { query: "q".into(), response1: "b".into(), response2: "a".into() });
+    assert_eq!(swapped, Item::pair("q", "b", "a"));
     assert_eq!(swapped.swapped().unwrap(), pair);
-    assert_eq!(Item::Single { query: "q".into(), response: "a".into() }.swapped(), None);
+    assert_eq!(Item::single("q", "a").swapped(), None);
 
     let table =
         [(Winner::Response1, Winner::Response2), (Winner::Response2, Winner::Response1), (Winner::Tie, Winner::Tie)];
@@ -676,7 +689,7 @@ fn cli_prompt_writes_the_exact_inputs() {
         let out = json_lines(&["prompt", "--protocol", protocol.name()], &(jsonl(&rows) + "\n"));
         assert_eq!(out.len(), rows.len(), "{set}");
         for (row, line) in rows.iter().zip(&out) {
-            let want = model_input(protocol, &Item::from_autoj_row(row, protocol).unwrap(), &llama2()).unwrap();
+            let want = model_input(protocol, &Item::from_row(row, protocol).unwrap(), &llama2()).unwrap();
             assert_eq!(line, &json!({ "input": want }), "{set} {protocol}");
         }
     }
@@ -745,7 +758,7 @@ fn cli_prompt_uses_the_models_chat_template() {
         &["prompt", "--protocol", "single", "--model", dir.to_str().unwrap()],
         &jsonl(std::slice::from_ref(&row)),
     );
-    let item = Item::from_autoj_row(&row, Protocol::Single).unwrap();
+    let item = Item::from_row(&row, Protocol::Single).unwrap();
     let want = model_input(Protocol::Single, &item, &manifest.chat_template).unwrap();
     assert!(want.starts_with("<|im_start|>system\nYou are a judge.<|im_end|>\n<|im_start|>user\nWrite critiques"));
     assert_eq!(out, vec![json!({ "input": want })]);

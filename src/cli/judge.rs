@@ -1,5 +1,6 @@
-//! `webjudge judge`: one item with a streamed critique, or a whole Auto-J test-data file
-//! with progress, resume and Auto-J's agreement/consistency metrics.
+//! `webjudge judge`: one item with a streamed critique, or a whole test-data file with
+//! progress, resume and the judge's metrics (Auto-J's agreement/consistency; Prometheus 2's
+//! accuracy or score correlations).
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -10,26 +11,37 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webjudge::engine::native::read_metadata;
-use webjudge::judge::dataset::{parse_rows, resume_output, Record, Row, RunOptions};
+use webjudge::judge::dataset::{detect_protocol, parse_rows, resume_output, Record, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
+use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
-use webjudge::judge::{Item, Protocol};
+use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric, Winner};
 use webjudge::model::{LoadOptions, MAX_SEQUENCES};
-use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::writer::hex;
-use webjudge::weights::Manifest;
 
-use super::load::ModelArgs;
+use super::load::{read_manifest, ModelArgs};
 use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// pairwise_tie (or pairwise), single, zh_pairwise_tie, zh_single.
-    #[arg(long, default_value = "pairwise_tie")]
-    protocol: Protocol,
-    /// Judge every row of this Auto-J test-data JSONL file.
+    /// pairwise_tie (or pairwise), single, zh_pairwise_tie, zh_single, prometheus_absolute,
+    /// prometheus_absolute_ref, prometheus_relative, prometheus_relative_ref. Default: the
+    /// model's judge family's (from its manifest; Auto-J's for other models), pairwise or not
+    /// as the item or the first row is.
+    #[arg(long)]
+    protocol: Option<Protocol>,
+    /// Prometheus: the rubric for the item, and for rows without their own: a built-in name
+    /// (helpfulness, harmlessness, honesty, factual_validity, reasoning), a rubric's text, or
+    /// a JSON object with criteria and score1_description to score5_description.
+    #[arg(long)]
+    rubric: Option<String>,
+    /// Prometheus: the item's reference answer (for the *_ref protocols).
+    #[arg(long, conflicts_with = "input")]
+    reference_answer: Option<String>,
+    /// Judge every row of this test-data JSONL file (Auto-J's rows, or prometheus-eval's
+    /// field names for Prometheus).
     #[arg(long, requires = "output", conflicts_with = "query")]
     input: Option<PathBuf>,
     /// Where batch results go, one JSON object per line; an existing file is resumed.
@@ -68,30 +80,71 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let options =
         JudgeOptions { max_new_tokens: args.max_new_tokens, truncate: args.truncate, ..JudgeOptions::default() };
-    if args.swap && !args.protocol.is_pairwise() {
-        return Err(format!("--swap needs a pairwise protocol, not {}", args.protocol.name()).into());
-    }
+    let (manifest, _) = read_manifest(&args.model.model)?;
+    let rubric = args.rubric.as_deref().map(rubric_argument).transpose()?;
     match (&args.input, &args.query) {
         (Some(input), _) => {
             let output = args.output.clone().expect("clap requires --output with --input");
-            batch(&args, &options, input, &output)
+            batch(&args, manifest.judge, rubric, &options, input, &output)
         }
-        (None, Some(query)) => single_item(&args, &options, query),
+        (None, Some(query)) => single_item(&args, manifest.judge, rubric, &options, query),
         (None, None) => {
             Err("give --input FILE --output FILE, or --query with --response1/--response2 or --response".into())
         }
     }
 }
 
-fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
-    let query = query.to_string();
+/// `--rubric`: a JSON object of a rubric's fields, else a built-in name or a rubric's text.
+fn rubric_argument(text: &str) -> Result<Rubric, String> {
+    if !text.trim_start().starts_with('{') {
+        return Ok(Rubric::Text(text.to_owned()));
+    }
+    let fields: ScoreRubric =
+        serde_json::from_str(text).map_err(|e| format!("--rubric is not a rubric's JSON fields: {e}"))?;
+    Ok(Rubric::Fields(fields))
+}
+
+/// The protocol to judge with: `--protocol`, else the default of the model's family (or of
+/// the family the data suggests, for a model that is no known judge); checked against the
+/// model's family and `--swap`.
+fn chosen_protocol(
+    args: &Args,
+    model: Option<JudgeFamily>,
+    suggested: JudgeFamily,
+    pairwise: bool,
+) -> Result<Protocol, Box<dyn std::error::Error>> {
+    let protocol = args.protocol.unwrap_or_else(|| model.unwrap_or(suggested).default_protocol(pairwise));
+    protocol.check_served_by(model)?;
+    if args.swap && !protocol.is_pairwise() {
+        return Err(format!("--swap needs a pairwise protocol, not {}", protocol.name()).into());
+    }
+    Ok(protocol)
+}
+
+fn single_item(
+    args: &Args,
+    model: Option<JudgeFamily>,
+    rubric: Option<Rubric>,
+    options: &JudgeOptions,
+    query: &str,
+) -> CliResult {
     let item = match (&args.response1, &args.response2, &args.response) {
-        (Some(response1), Some(response2), None) => {
-            Item::Pair { query, response1: response1.clone(), response2: response2.clone() }
-        }
-        (None, None, Some(response)) => Item::Single { query, response: response.clone() },
+        (Some(response1), Some(response2), None) => Item::pair(query, response1, response2),
+        (None, None, Some(response)) => Item::single(query, response),
         _ => return Err("give --response1 and --response2, or --response".into()),
     };
+    let suggested = if rubric.is_some() { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
+    let protocol = chosen_protocol(args, model, suggested, item.is_pair())?;
+    let item = match rubric {
+        Some(rubric) => item.with_rubric(rubric),
+        None => item,
+    };
+    let item = match &args.reference_answer {
+        Some(answer) => item.with_reference_answer(answer),
+        None => item,
+    };
+    // Refused before the model loads: a missing rubric or reference answer, a wrong kind.
+    render(protocol, &item)?;
     let mut judge = Judge::new(args.model.load()?);
     let mut stdout = std::io::stdout().lock();
     let mut print = |piece: &str| {
@@ -99,7 +152,7 @@ fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
     };
     let record = if args.swap {
         let mut order = None;
-        let result = pollster::block_on(judge.judge_swapped(args.protocol, &item, options, &mut |o, piece| {
+        let result = pollster::block_on(judge.judge_swapped(protocol, &item, options, &mut |o, piece| {
             if order != Some(o) {
                 order = Some(o);
                 print(if o == Order::Forward {
@@ -112,20 +165,41 @@ fn single_item(args: &Args, options: &JudgeOptions, query: &str) -> CliResult {
         }))?;
         serde_json::to_string(&result)?
     } else {
-        serde_json::to_string(&pollster::block_on(judge.judge(args.protocol, &item, options, &mut print))?)?
+        serde_json::to_string(&pollster::block_on(judge.judge(protocol, &item, options, &mut print))?)?
     };
     outln!("\n{record}")?;
     Ok(())
 }
 
-fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> CliResult {
+fn batch(
+    args: &Args,
+    model: Option<JudgeFamily>,
+    rubric: Option<Rubric>,
+    options: &JudgeOptions,
+    input: &Path,
+    output: &Path,
+) -> CliResult {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut rows: Vec<Row> = parse_rows(text.lines(), Some(args.protocol))
+    let protocol = match args.protocol {
+        Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,
+        None => {
+            let first = text.lines().map(|line| line.trim_start_matches('\u{feff}')).find(|l| !l.trim().is_empty());
+            let suggested = first.and_then(detect_protocol).unwrap_or(Protocol::PairwiseTie);
+            chosen_protocol(args, model, suggested.family(), suggested.is_pairwise())?
+        }
+    };
+    let mut rows: Vec<Row> = parse_rows(text.lines(), Some(protocol))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", input.display()))?;
     rows.truncate(args.limit.unwrap_or(usize::MAX));
+    for row in &mut rows {
+        if let (None, Some(rubric)) = (row.item.rubric(), &rubric) {
+            row.item = row.item.clone().with_rubric(rubric.clone());
+        }
+        render(protocol, &row.item).map_err(|e| format!("{}: row {}: {e}", input.display(), row.index))?;
+    }
 
-    let run = run_options(args)?;
+    let run = run_options(args, protocol, rubric)?;
     let done = resume(output, &run)?;
     let todo: Vec<&Row> = rows.iter().filter(|row| !done.contains(&row.index)).collect();
     if !done.is_empty() {
@@ -137,7 +211,7 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
     if !todo.is_empty() {
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
-        let context = slot_context(args, &todo, run.context)?;
+        let context = slot_context(args, protocol, &todo, run.context)?;
         let mut judge = Judge::new(args.model.load_batch(sequences, Some(context))?);
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("judging {bar:40} {pos}/{len} rows, {elapsed} elapsed, ETA {eta} {msg}")
@@ -160,26 +234,31 @@ fn batch(args: &Args, options: &JudgeOptions, input: &Path, output: &Path) -> Cl
             }
             bar.inc(1);
         };
-        pollster::block_on(judge.judge_batch(args.protocol, &items, args.swap, options, &mut on_event))?;
+        pollster::block_on(judge.judge_batch(protocol, &items, args.swap, options, &mut on_event))?;
         failed.map_err(|e| at(&e))?;
         bar.finish_and_clear();
     }
     drop(writer);
     rewrite_in_input_order(output)?;
-    report(args.protocol, output)
+    report(protocol, output)
 }
 
 /// KV cache positions per sequence slot: what the longest row and its critique need, not
 /// the whole context, so that more rows fit beside each other. The whole context when some
 /// row needs it all (too long, or truncated to fit): rows are judged as with one slot.
-fn slot_context(args: &Args, rows: &[&Row], context: usize) -> Result<usize, Box<dyn std::error::Error>> {
+fn slot_context(
+    args: &Args,
+    protocol: Protocol,
+    rows: &[&Row],
+    context: usize,
+) -> Result<usize, Box<dyn std::error::Error>> {
     let (manifest, tokenizer) = read_metadata(&args.model.model)?;
     let mut longest = 0;
     for row in rows {
         let mut items = vec![row.item.clone()];
         items.extend(row.item.swapped().filter(|_| args.swap));
         for item in &items {
-            let (_, ids) = tokenized_input(&tokenizer, &manifest.chat_template, args.protocol, item)?;
+            let (_, ids) = tokenized_input(&tokenizer, &manifest.chat_template, protocol, item)?;
             longest = longest.max(ids.len());
         }
     }
@@ -220,15 +299,17 @@ fn replace_file(path: &Path, content: &[u8]) -> CliResult {
 }
 
 /// What this run's records are made with: the model is named by its manifest's hash.
-fn run_options(args: &Args) -> Result<RunOptions, Box<dyn std::error::Error>> {
-    let path = args.model.model.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let manifest =
-        Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+fn run_options(
+    args: &Args,
+    protocol: Protocol,
+    rubric: Option<Rubric>,
+) -> Result<RunOptions, Box<dyn std::error::Error>> {
+    let (manifest, bytes) = read_manifest(&args.model.model)?;
     let a = &manifest.architecture;
     let context = args.model.load_options(LoadOptions::for_model(a)).fitted(a).context;
     Ok(RunOptions {
-        protocol: args.protocol,
+        protocol,
+        rubric,
         swap: args.swap,
         model: hex(&Sha256::digest(&bytes))[..16].to_string(),
         max_new_tokens: args.max_new_tokens,
@@ -260,23 +341,72 @@ fn resume(output: &Path, run: &RunOptions) -> Result<BTreeSet<usize>, Box<dyn st
     Ok(resume.done)
 }
 
-/// Prints Auto-J's metrics over every labelled record of the output file.
+/// Prints the judge's metrics over every labelled record of the output file.
 fn report(protocol: Protocol, output: &Path) -> CliResult {
     let text = std::fs::read_to_string(output).map_err(|e| format!("{}: {e}", output.display()))?;
     let records: Vec<Value> =
         text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();
     outln!("{} rows judged ({} could not be judged)", records.len(), errors)?;
-    if !protocol.is_pairwise() {
-        let ratings: Vec<f64> = records.iter().filter_map(|r| r["rating"].as_f64()).collect();
-        outln!("{} ratings parsed, {} unparsed", ratings.len(), records.len() - errors - ratings.len())?;
-        return Ok(());
-    }
-    let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
-    let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
-    if metrics.rows > 0 {
-        std::io::stdout().write_all(metrics.original_table().as_bytes())?;
-    }
-    outln!("{}", serde_json::to_string(&metrics)?)?;
+    let judged = || records.iter().filter(|r| r.get("error").is_none());
+    let summary = match (protocol.family(), protocol.is_pairwise()) {
+        (JudgeFamily::AutoJ, false) => {
+            let ratings = judged().filter(|r| r["rating"].is_number()).count();
+            outln!("{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
+            return Ok(());
+        }
+        (JudgeFamily::AutoJ, true) => {
+            let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
+            let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
+            if metrics.rows > 0 {
+                std::io::stdout().write_all(metrics.original_table().as_bytes())?;
+            }
+            serde_json::to_string(&metrics)?
+        }
+        (JudgeFamily::Prometheus, true) => {
+            let preference = |value: &Value| match value.as_str() {
+                Some("A") => Some(Winner::Response1),
+                Some("B") => Some(Winner::Response2),
+                Some("tie") => Some(Winner::Tie),
+                _ => None,
+            };
+            let rows: Vec<Preference> = judged()
+                .map(|r| Preference {
+                    label: preference(&r["label"]),
+                    // With both orders judged, their combined verdict.
+                    verdict: preference(r.get("combined").unwrap_or(&r["winner"])),
+                    consistent: r["consistent"].as_bool(),
+                })
+                .collect();
+            let metrics = preference_metrics(&rows);
+            if metrics.rows > 0 {
+                outln!(
+                    "accuracy {:.2}% over {} labelled rows ({} unparsed)",
+                    metrics.accuracy,
+                    metrics.rows,
+                    metrics.unparsed
+                )?;
+            }
+            serde_json::to_string(&metrics)?
+        }
+        (JudgeFamily::Prometheus, false) => {
+            let rows: Vec<(Option<f64>, Option<f64>)> =
+                judged().map(|r| (r["label"].as_f64(), r["score"].as_f64())).collect();
+            let metrics = score_metrics(&rows);
+            let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
+            if metrics.rows > 0 {
+                outln!(
+                    "over {} rows with gold and parsed scores: Pearson {}, Spearman {}, Kendall tau-b {} ({} unparsed)",
+                    metrics.rows,
+                    show(metrics.pearson),
+                    show(metrics.spearman),
+                    show(metrics.kendall_tau_b),
+                    metrics.unparsed
+                )?;
+            }
+            serde_json::to_string(&metrics)?
+        }
+    };
+    outln!("{summary}")?;
     Ok(())
 }

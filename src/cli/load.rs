@@ -1,6 +1,6 @@
 //! Options shared by the commands that run a model, and loading with a progress bar.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -8,6 +8,8 @@ use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::kernels::GpuOptions;
 use webjudge::model::LoadOptions;
+use webjudge::weights::manifest::MANIFEST_FILE;
+use webjudge::weights::Manifest;
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -65,4 +67,13 @@ impl ModelArgs {
         eprintln!("adapter: {}", engine.model().gpu().describe());
         Ok(engine)
     }
+}
+
+/// A model directory's manifest, and its bytes (a batch output names the model by their hash).
+pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), String> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let manifest =
+        Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((manifest, bytes))
 }

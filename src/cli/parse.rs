@@ -1,18 +1,21 @@
 //! `webjudge parse`: the verdicts of critiques. Reads JSONL rows with an `output` field (a
-//! critique, English or Chinese) on stdin and writes one JSON object per line: `{"winner":
-//! "response1"|"response2"|"tie"|null}` (pairwise) or `{"rating": number|null}` (single).
+//! critique) on stdin and writes one JSON object per line: Auto-J's `{"winner":
+//! "response1"|"response2"|"tie"|null}` (pairwise) or `{"rating": number|null}` (single);
+//! Prometheus' `{"score": 1-5|null}` (absolute) or `{"winner": "A"|"B"|null}` (relative).
 //! Scripts depend on this format.
 
 use std::io::{BufRead, BufWriter, Write};
 
-use serde_json::{json, Value};
-use webjudge::judge::{parse_pairwise, parse_rating, Protocol};
+use serde_json::Value;
+use webjudge::judge::session::Verdict;
+use webjudge::judge::Protocol;
 
 use super::CliResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `pairwise` or `single` (any protocol name: the parser reads both languages).
+    /// `pairwise` or `single` (Auto-J's parsers read both languages), `prometheus_absolute` or
+    /// `prometheus_relative` (any protocol name: the `_ref` ones parse alike).
     #[arg(long)]
     pub protocol: Protocol,
 }
@@ -24,11 +27,7 @@ pub fn run(args: Args) -> CliResult {
             Some(_) => return Err("field \"output\" is not a string".into()),
             None => return Err("field \"output\" is missing".into()),
         };
-        Ok(if args.protocol.is_pairwise() {
-            json!({ "winner": parse_pairwise(critique) })
-        } else {
-            json!({ "rating": parse_rating(critique) })
-        })
+        Ok(serde_json::to_value(Verdict::parse(args.protocol, critique))?)
     })
 }
 

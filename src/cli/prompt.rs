@@ -1,5 +1,7 @@
-//! `webjudge prompt`: the exact model input for Auto-J test-data rows. Reads JSONL rows
-//! (`prompt`, `response 1`, `response 2` or `response`; other fields ignored) on stdin and
+//! `webjudge prompt`: the exact model input for test-data rows. Reads JSONL rows (Auto-J's
+//! `prompt`, `response 1`, `response 2` or `response`; prometheus-eval's `instruction`,
+//! `response_A`, `response_B` or `response`, `rubric`, `reference_answer`; other fields
+//! ignored) on stdin and
 //! writes `{"input": <text>}` per line, with `--ids` `{"input": <text>, "ids": [...]}`.
 //! Scripts depend on this format.
 
@@ -7,22 +9,26 @@ use std::path::PathBuf;
 
 use serde_json::json;
 use webjudge::judge::session::tokenized_input;
-use webjudge::judge::{model_input, Item, Protocol};
+use webjudge::judge::{model_input, Item, Protocol, Rubric};
 use webjudge::model::ChatTemplate;
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
-use webjudge::weights::Manifest;
+use webjudge::weights::manifest::TOKENIZER_FILE;
 
+use super::load::read_manifest;
 use super::parse::map_jsonl;
 use super::CliResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// pairwise_tie, single, zh_pairwise_tie or zh_single.
+    /// pairwise_tie, single, zh_pairwise_tie, zh_single, prometheus_absolute,
+    /// prometheus_absolute_ref, prometheus_relative or prometheus_relative_ref.
     #[arg(long)]
     pub protocol: Protocol,
-    /// Wrap in this model directory's chat template (its manifest.json) instead of Auto-J's
-    /// LLaMA-2 `[INST] … [/INST]`.
+    /// Prometheus: the rubric for rows without their own (a built-in name or a rubric's text).
+    #[arg(long)]
+    pub rubric: Option<String>,
+    /// Wrap in this model directory's chat template (its manifest.json) instead of the
+    /// `[INST] … [/INST]` of Auto-J and Prometheus 2 (LLaMA-2's and Mistral's).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Also print the token ids the judge feeds for the input (the model directory's
@@ -33,11 +39,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     let template = match &args.model {
-        Some(dir) => {
-            let path = dir.join(MANIFEST_FILE);
-            let text = std::fs::read_to_string(&path).map_err(|error| format!("{}: {error}", path.display()))?;
-            Manifest::from_json(&text).map_err(|error| format!("{}: {error}", path.display()))?.chat_template
-        }
+        Some(dir) => read_manifest(dir)?.0.chat_template,
         None => ChatTemplate::llama2(),
     };
     let tokenizer = match (&args.model, args.ids) {
@@ -45,7 +47,10 @@ pub fn run(args: Args) -> CliResult {
         _ => None,
     };
     map_jsonl(|row| {
-        let item = Item::from_autoj_row(row, args.protocol)?;
+        let mut item = Item::from_row(row, args.protocol)?;
+        if let (None, Some(rubric)) = (item.rubric(), &args.rubric) {
+            item = item.with_rubric(Rubric::Text(rubric.clone()));
+        }
         Ok(match &tokenizer {
             Some(tokenizer) => {
                 let (input, ids) = tokenized_input(tokenizer, &template, args.protocol, &item)?;

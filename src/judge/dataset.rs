@@ -1,4 +1,9 @@
-//! Auto-J's test-data rows, and resuming an interrupted batch run from its output.
+//! Test-data rows (Auto-J's, and rows for Prometheus 2 by prometheus-eval's field names), and
+//! resuming an interrupted batch run from its output.
+//!
+//! Prometheus rows have `instruction`, `response` or `response_A` and `response_B`, optionally
+//! `rubric` and `reference_answer` (see [`Item::from_row`]), and may carry a gold `label`:
+//! `"A"` or `"B"` for the relative protocols, a score 1 to 5 for the absolute ones.
 //!
 //! Auto-J's test sets (`data/test/testdata_pairwise.jsonl`, `testdata_critique.jsonl`) are JSON
 //! Lines with `prompt` and either `response 1`, `response 2` (pairwise) or `response` (single),
@@ -23,20 +28,21 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::protocol::{Item, Protocol, ProtocolError};
-use super::session::Outcome;
+use super::protocol::{Item, JudgeFamily, Protocol, ProtocolError, Rubric};
+use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
 
 /// One test-data row. Serialized (for the page, through the wasm `parseRows`): `index`,
 /// `query`, `response1` and `response2` or `response`, `label`, `scenario`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Row {
     /// 0-based position among the file's non-empty lines.
     pub index: usize,
     #[serde(flatten)]
     pub item: Item,
-    /// The human label, where the row has one.
-    pub label: Option<Winner>,
+    /// The human (gold) verdict, where the row has one.
+    #[serde(serialize_with = "label_value")]
+    pub label: Option<Verdict>,
     pub scenario: Option<String>,
 }
 
@@ -69,8 +75,8 @@ pub enum Problem {
     Item(ProtocolError),
     #[error("no responses: a row needs \"response 1\" and \"response 2\" (pairwise) or \"response\" (single)")]
     NoResponse,
-    #[error("field \"label\" must be 0 (response 1 better), 1 (response 2 better), 2 (tie) or null; found {0}")]
-    Label(String),
+    #[error("field \"label\" must be {expected} or null; found {found}")]
+    Label { expected: &'static str, found: String },
     #[error("field \"scenario\" must be a string or null; found {0}")]
     Scenario(String),
 }
@@ -102,20 +108,65 @@ pub fn parse_row_as(line: &str, index: usize, protocol: Option<Protocol>) -> Res
     let object = value.as_object().ok_or_else(|| fail(Problem::NotAnObject))?;
     let protocol = match protocol {
         Some(protocol) => protocol,
-        None if object.contains_key("response 1") || object.contains_key("response 2") => Protocol::PairwiseTie,
-        None if object.contains_key("response") => Protocol::Single,
-        None => return Err(fail(Problem::NoResponse)),
+        None => detected_protocol(object).ok_or_else(|| fail(Problem::NoResponse))?,
     };
-    let item = Item::from_autoj_row(&value, protocol).map_err(|error| fail(Problem::Item(error)))?;
-    Ok(Row { index, item, label: label(object).map_err(fail)?, scenario: scenario(object).map_err(fail)? })
+    let item = Item::from_row(&value, protocol).map_err(|error| fail(Problem::Item(error)))?;
+    Ok(Row { index, item, label: label(object, protocol).map_err(fail)?, scenario: scenario(object).map_err(fail)? })
 }
 
-fn label(object: &Map<String, Value>) -> Result<Option<Winner>, Problem> {
-    match object.get("label") {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => {
-            value.as_i64().and_then(Winner::from_autoj_label).map(Some).ok_or_else(|| Problem::Label(value.to_string()))
-        }
+/// The protocol the fields of a row (one line of a test-data file) suggest; `None` for a line
+/// that is no row with a response.
+pub fn detect_protocol(line: &str) -> Option<Protocol> {
+    detected_protocol(serde_json::from_str::<Value>(line).ok()?.as_object()?)
+}
+
+/// The protocol a row's fields suggest: Prometheus' by `instruction`, else Auto-J's; pairwise
+/// when it has a second response.
+fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
+    let family = if object.contains_key("instruction") { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
+    let has = |fields: [&str; 4]| fields.iter().any(|field| object.contains_key(*field));
+    if has(["response 1", "response 2", "response_A", "response_B"]) {
+        Some(family.default_protocol(true))
+    } else if object.contains_key("response") {
+        Some(family.default_protocol(false))
+    } else {
+        None
+    }
+}
+
+/// The row's gold verdict, in the encoding of the protocol's family.
+fn label(object: &Map<String, Value>, protocol: Protocol) -> Result<Option<Verdict>, Problem> {
+    let value = match object.get("label") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(value) => value,
+    };
+    let (label, expected) = match (protocol.family(), protocol.is_pairwise()) {
+        (JudgeFamily::AutoJ, true) => (
+            value.as_i64().and_then(Winner::from_autoj_label).map(|w| Verdict::Pairwise(Some(w))),
+            "0 (response 1 better), 1 (response 2 better), 2 (tie)",
+        ),
+        (JudgeFamily::AutoJ, false) => (None, "absent (Auto-J's single-response rows carry no label)"),
+        (JudgeFamily::Prometheus, true) => (
+            match value.as_str() {
+                Some("A") => Some(Verdict::Preference(Some(Winner::Response1))),
+                Some("B") => Some(Verdict::Preference(Some(Winner::Response2))),
+                _ => None,
+            },
+            "\"A\" or \"B\"",
+        ),
+        (JudgeFamily::Prometheus, false) => (
+            value.as_u64().filter(|score| (1..=5).contains(score)).map(|score| Verdict::Score(Some(score as u8))),
+            "a score from 1 to 5",
+        ),
+    };
+    label.map(Some).ok_or_else(|| Problem::Label { expected, found: value.to_string() })
+}
+
+/// A record's `label`: the verdict's value alone.
+fn label_value<S: serde::Serializer>(label: &Option<Verdict>, serializer: S) -> Result<S::Ok, S::Error> {
+    match label {
+        Some(verdict) => verdict.serialize_value(serializer),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -154,7 +205,8 @@ pub fn parse_rows<'a, I: IntoIterator<Item = &'a str>>(
 pub struct Record<'a> {
     pub index: usize,
     pub scenario: Option<&'a str>,
-    pub label: Option<Winner>,
+    #[serde(serialize_with = "label_value")]
+    pub label: Option<Verdict>,
     #[serde(flatten)]
     pub outcome: RowOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +236,9 @@ impl<'a> Record<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOptions {
     pub protocol: Protocol,
+    /// The rubric given for rows without their own (Prometheus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rubric: Option<Rubric>,
     pub swap: bool,
     /// The model's identity: the start of its manifest's sha256.
     pub model: String,
@@ -201,6 +256,7 @@ impl RunOptions {
         let options = |o: &RunOptions| {
             [
                 ("--protocol", o.protocol.name().to_string()),
+                ("--rubric", o.rubric.as_ref().map_or("none".into(), |r| serde_json::to_string(r).unwrap_or_default())),
                 ("--swap", o.swap.to_string()),
                 ("--model (manifest sha256)", o.model.clone()),
                 ("--max-new-tokens", o.max_new_tokens.to_string()),
@@ -318,7 +374,7 @@ fn record_of(line: &[u8]) -> Result<OutputRecord, String> {
 mod tests {
     use super::*;
     use crate::engine::Finish;
-    use crate::judge::session::{Judgement, SwapJudgement, Verdict};
+    use crate::judge::session::{Judgement, SwapJudgement};
 
     fn judgement(winner: Winner) -> Judgement {
         Judgement {
@@ -347,14 +403,15 @@ mod tests {
         let pair = SwapJudgement {
             forward: judgement(Winner::Response1),
             swapped: judgement(Winner::Response2),
-            swapped_mapped: Some(Winner::Response1),
+            swapped_mapped: Verdict::Pairwise(Some(Winner::Response1)),
             consistent: true,
-            combined: Some(Winner::Response1),
+            combined: Verdict::Pairwise(Some(Winner::Response1)),
             shared_prefix_tokens: 2,
             prefill_saved_s: 0.5,
         };
         let run = RunOptions {
             protocol: Protocol::PairwiseTie,
+            rubric: None,
             swap: true,
             model: "m".into(),
             max_new_tokens: 8,

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::protocol::{render, Item, Protocol, ProtocolError};
-use super::verdict::{parse_pairwise, parse_rating, Winner};
+use super::protocol::{render, Item, JudgeFamily, Protocol, ProtocolError};
+use super::verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::kernels::Sampling;
 use crate::model::ChatTemplate;
@@ -52,22 +52,68 @@ impl Default for JudgeOptions {
 }
 
 /// The verdict a critique ends with; `None` when it names none. In a record: `winner` or
-/// `rating`.
+/// `rating` (Auto-J), `score` or `winner` as `"A"`/`"B"` (Prometheus).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum Verdict {
     #[serde(rename = "winner")]
     Pairwise(Option<Winner>),
     #[serde(rename = "rating")]
     Rating(Option<f32>),
+    /// Prometheus relative grading: response A or B (a tie only where two orders disagree).
+    #[serde(rename = "winner")]
+    Preference(#[serde(serialize_with = "letter")] Option<Winner>),
+    /// Prometheus absolute grading: 1 to 5.
+    #[serde(rename = "score")]
+    Score(Option<u8>),
 }
 
 impl Verdict {
-    pub fn winner(self) -> Option<Winner> {
-        match self {
-            Verdict::Pairwise(winner) => winner,
-            Verdict::Rating(_) => None,
+    /// The verdict `critique` states under `protocol`.
+    pub fn parse(protocol: Protocol, critique: &str) -> Verdict {
+        match (protocol.family(), protocol.is_pairwise()) {
+            (JudgeFamily::AutoJ, true) => Verdict::Pairwise(parse_pairwise(critique)),
+            (JudgeFamily::AutoJ, false) => Verdict::Rating(parse_rating(critique)),
+            (JudgeFamily::Prometheus, true) => Verdict::Preference(parse_preference(critique)),
+            (JudgeFamily::Prometheus, false) => Verdict::Score(parse_score(critique)),
         }
     }
+
+    pub fn winner(self) -> Option<Winner> {
+        match self {
+            Verdict::Pairwise(winner) | Verdict::Preference(winner) => winner,
+            Verdict::Rating(_) | Verdict::Score(_) => None,
+        }
+    }
+
+    /// A pairwise verdict of the same kind naming `winner`.
+    fn with_winner(self, winner: Option<Winner>) -> Verdict {
+        match self {
+            Verdict::Preference(_) => Verdict::Preference(winner),
+            _ => Verdict::Pairwise(winner),
+        }
+    }
+
+    /// The verdict's value alone, as a record's `winner`, `label` or `combined` holds it.
+    pub fn serialize_value<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Verdict::Pairwise(winner) => winner.serialize(serializer),
+            Verdict::Rating(rating) => rating.serialize(serializer),
+            Verdict::Preference(winner) => letter(winner, serializer),
+            Verdict::Score(score) => score.serialize(serializer),
+        }
+    }
+}
+
+/// A preference as prometheus-eval writes it: `"A"`, `"B"` (and `"tie"` for two orders that
+/// disagree).
+fn letter<S: serde::Serializer>(winner: &Option<Winner>, serializer: S) -> Result<S::Ok, S::Error> {
+    winner
+        .map(|winner| match winner {
+            Winner::Response1 => "A",
+            Winner::Response2 => "B",
+            Winner::Tie => "tie",
+        })
+        .serialize(serializer)
 }
 
 /// One judged input. Serialized, it is the judgement record every output shares
@@ -102,13 +148,14 @@ pub struct SwapJudgement {
     /// The responses exchanged; its verdict refers to the swapped positions.
     pub swapped: Judgement,
     /// The swapped verdict mapped back to the original positions.
-    #[serde(rename = "swapped_winner_mapped")]
-    pub swapped_mapped: Option<Winner>,
+    #[serde(rename = "swapped_winner_mapped", serialize_with = "Verdict::serialize_value")]
+    pub swapped_mapped: Verdict,
     /// Both verdicts parsed and equal after mapping.
     pub consistent: bool,
     /// The agreed winner; a tie when the orders disagree (position bias cancels out);
     /// the parsed one when only one parsed.
-    pub combined: Option<Winner>,
+    #[serde(serialize_with = "Verdict::serialize_value")]
+    pub combined: Verdict,
     /// Prompt tokens of the swapped input that the forward pass had already cached.
     pub shared_prefix_tokens: usize,
     /// Prefill time the shared prefix saved, at the forward input's prefill rate.
@@ -149,6 +196,7 @@ impl Judge {
         item: &Item,
         options: &JudgeOptions,
     ) -> Result<(String, Vec<u32>, bool), JudgeError> {
+        protocol.check_served_by(self.engine.manifest.judge)?;
         let (input, ids) = tokenized_input(&self.engine.tokenizer, &self.template, protocol, item)?;
         let budget = self.engine.prompt_budget(options.max_new_tokens);
         if ids.len() <= budget {
@@ -342,21 +390,28 @@ pub enum Outcome {
 
 /// A pair's two judgements, the swapped one's verdict mapped back and the two combined.
 fn both_orders(forward: Judgement, swapped: Judgement) -> SwapJudgement {
-    {
-        let first = forward.verdict.winner();
-        let swapped_mapped = swapped.verdict.winner().map(Winner::swapped);
-        let consistent = first.is_some() && first == swapped_mapped;
-        let combined = match (first, swapped_mapped) {
-            (Some(a), Some(b)) if a == b => Some(a),
-            (Some(_), Some(_)) => Some(Winner::Tie),
-            (one, other) => one.or(other),
-        };
-        let shared_prefix_tokens = swapped.reused_tokens;
-        // Measured at the forward pass's prefill rate: the swapped pass prefills only the
-        // few tokens after the shared prefix, too few for a steady rate.
-        let prefill_saved_s =
-            if forward.prefill_tok_s > 0.0 { shared_prefix_tokens as f64 / forward.prefill_tok_s } else { 0.0 };
-        SwapJudgement { forward, swapped, swapped_mapped, consistent, combined, shared_prefix_tokens, prefill_saved_s }
+    let first = forward.verdict.winner();
+    let swapped_mapped = swapped.verdict.winner().map(Winner::swapped);
+    let consistent = first.is_some() && first == swapped_mapped;
+    let combined = match (first, swapped_mapped) {
+        (Some(a), Some(b)) if a == b => Some(a),
+        (Some(_), Some(_)) => Some(Winner::Tie),
+        (one, other) => one.or(other),
+    };
+    let shared_prefix_tokens = swapped.reused_tokens;
+    // Measured at the forward pass's prefill rate: the swapped pass prefills only the
+    // few tokens after the shared prefix, too few for a steady rate.
+    let prefill_saved_s =
+        if forward.prefill_tok_s > 0.0 { shared_prefix_tokens as f64 / forward.prefill_tok_s } else { 0.0 };
+    let kind = forward.verdict;
+    SwapJudgement {
+        swapped_mapped: kind.with_winner(swapped_mapped),
+        combined: kind.with_winner(combined),
+        forward,
+        swapped,
+        consistent,
+        shared_prefix_tokens,
+        prefill_saved_s,
     }
 }
 
@@ -378,14 +433,9 @@ pub fn tokenized_input(
 /// The judgement a generation gives: its critique is the text before EOS.
 fn judgement(protocol: Protocol, generation: Generation, truncated: bool) -> Judgement {
     let critique = generation.content.clone();
-    let verdict = if protocol.is_pairwise() {
-        Verdict::Pairwise(parse_pairwise(&critique))
-    } else {
-        Verdict::Rating(parse_rating(&critique))
-    };
     Judgement {
         protocol,
-        verdict,
+        verdict: Verdict::parse(protocol, &critique),
         prompt_tokens: generation.prompt_tokens,
         reused_tokens: generation.reused_tokens,
         generated_tokens: generation.ids.len(),
@@ -406,12 +456,15 @@ fn responses(item: &Item) -> Vec<&str> {
 }
 
 fn with_responses(item: &Item, shortened: &[String]) -> Item {
-    match item {
-        Item::Pair { query, .. } => {
-            Item::Pair { query: query.clone(), response1: shortened[0].clone(), response2: shortened[1].clone() }
+    let mut item = item.clone();
+    match &mut item {
+        Item::Pair { response1, response2, .. } => {
+            *response1 = shortened[0].clone();
+            *response2 = shortened[1].clone();
         }
-        Item::Single { query, .. } => Item::Single { query: query.clone(), response: shortened[0].clone() },
+        Item::Single { response, .. } => *response = shortened[0].clone(),
     }
+    item
 }
 
 /// How many tokens each response keeps so that together they keep `total`: the longest

@@ -1,4 +1,5 @@
-//! The verdict a critique ends with: which response won, or the rating.
+//! The verdict a critique ends with: which response won, or the rating (Auto-J); the score or
+//! the preferred response (Prometheus 2, at the end of this file).
 //!
 //! On well-formed output these agree with Auto-J's own extractors: the pairwise verdict follows
 //! the LAST "final decision is" (or "最终决定是"), the rating is the LAST "Rating: [[x]]". Where those silently
@@ -14,7 +15,9 @@
 //! appears); a labelled rating (`Rating:`, `评分:`, `打分:`, `Score:`) beats a bare `[[x]]`.
 
 use std::fmt;
+use std::sync::LazyLock;
 
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// The pairwise verdict, in the order the responses were shown to the judge.
@@ -240,4 +243,82 @@ fn is_labelled(before: &str) -> bool {
 
 fn in_range(value: f32) -> Option<f32> {
     (1.0..=10.0).contains(&value).then_some(value)
+}
+
+/// prometheus-eval's `_parse_output_absolute` pattern (parser.py), flags `IGNORECASE | VERBOSE`:
+/// a marker, then the number at the very end of the output. `$` without `MULTILINE` also
+/// matches before a final newline in Python; the `\s*` before it takes that newline here.
+static SCORE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        (?: \[RESULT\] | \[SCORE\] | Score:? | score:? | Result:? | \[Result\]:? | score\s+of )
+        \s*
+        (?: \( | \[ | \s )*
+        (\d+)
+        (?: (?: \) | \] | \s | $ ) | (?: /\s*5 | \s*out\s*of\s*5 ) )?
+        (?: \s*$ )",
+    )
+    .expect("valid pattern")
+});
+
+/// prometheus-eval's `_parse_output_relative` pattern, flags `IGNORECASE | VERBOSE | MULTILINE`:
+/// a marker, then `A` or `B` at the end of a line.
+static PREFERENCE_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?imx)
+        (?: \[RESULT\] | \[RESULT:\s* | \[Response\s+ | \[Result\](?:\s+Response)? | \[Result:\s* | (?:^|\n)Result:?\s* )
+        \s*
+        (A|B)
+        (?: \] )?
+        (?: \s*$ )",
+    )
+    .expect("valid pattern")
+});
+
+/// The 1-5 score of a Prometheus absolute grading; `None` when it states none or one outside 1-5.
+///
+/// The same result as prometheus-eval's `parse_output(output, "absolute")` wherever that finds
+/// a score (its first match decides, and a number outside 1-5 there is no score, even when a
+/// later one is valid). Where it finds none, emphasis marks (`*`, `_`, `` ` ``) and a final
+/// period are ignored and the pattern tried again (`[RESULT] **4**.`). A score in digits
+/// other than ASCII 0-9 is not read (prometheus-eval reads any Unicode decimal digit).
+pub fn parse_score(output: &str) -> Option<u8> {
+    let score = |text: &str| {
+        let digits = SCORE_PATTERN.captures(text)?.get(1)?.as_str();
+        // Python's int() reads leading zeros; anything longer than one digit after them is
+        // out of range.
+        let score = match digits.trim_start_matches('0').as_bytes() {
+            [digit @ b'1'..=b'5'] => Some(digit - b'0'),
+            _ => None,
+        };
+        Some(score)
+    };
+    match score(output) {
+        Some(found) => found,
+        None => score(&without_emphasis(output)).flatten(),
+    }
+}
+
+/// The response a Prometheus relative grading prefers: `A` is [`Winner::Response1`], `B`
+/// [`Winner::Response2`]; `None` when it states none.
+///
+/// The same result as prometheus-eval's `parse_output(output, "relative")` wherever that finds
+/// one (the first match decides). Where it finds none, emphasis marks and a final period are
+/// ignored and the pattern tried again (`[RESULT] **A**.`).
+pub fn parse_preference(output: &str) -> Option<Winner> {
+    let preference = |text: &str| {
+        let letter = PREFERENCE_PATTERN.captures(text)?.get(1)?.as_str();
+        Some(if letter.eq_ignore_ascii_case("a") { Winner::Response1 } else { Winner::Response2 })
+    };
+    preference(output).or_else(|| preference(&without_emphasis(output)))
+}
+
+/// The output without markdown emphasis marks and with one final period dropped.
+fn without_emphasis(output: &str) -> String {
+    let plain: String = output.chars().filter(|c| !EMPHASIS.contains(*c)).collect();
+    let end = plain.trim_end();
+    match end.strip_suffix('.') {
+        Some(before) => before.to_owned(),
+        None => plain,
+    }
 }

@@ -18,7 +18,7 @@ use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
 use crate::judge::dataset::{self, Record, Row};
 use crate::judge::metrics::{self, Judged, ScenarioGroups};
-use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
+use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, Verdict, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{Item, Protocol, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
 use crate::model::{LlamaModel, ShardUploader};
@@ -382,8 +382,8 @@ fn item(input: &JsValue, name: &str, pairwise: bool) -> Result<Item, WebError> {
     let text = |field: &str| options::string(Some(&input), field).map_err(|_| named(name, field));
     let query = text("query")?;
     Ok(match pairwise {
-        true => Item::Pair { query, response1: text("response1")?, response2: text("response2")? },
-        false => Item::Single { query, response: text("response")? },
+        true => Item::pair(query, text("response1")?, text("response2")?),
+        false => Item::single(query, text("response")?),
     })
 }
 
@@ -396,9 +396,13 @@ fn row(input: &JsValue, position: usize, pairwise: bool) -> Result<Row, WebError
     let scenario = options::opt_string(fields, "scenario").map_err(|_| named(&name, "scenario"))?;
     let label = options::field(fields, "label")
         .map(|label| {
-            serde_wasm_bindgen::from_value::<Winner>(label).map_err(|_| {
-                WebError::InvalidInput(format!("{name}.label must be \"response1\", \"response2\", \"tie\" or null"))
-            })
+            serde_wasm_bindgen::from_value::<Winner>(label).map(|winner| Verdict::Pairwise(Some(winner))).map_err(
+                |_| {
+                    WebError::InvalidInput(format!(
+                        "{name}.label must be \"response1\", \"response2\", \"tie\" or null"
+                    ))
+                },
+            )
         })
         .transpose()?;
     let index = options::opt_count(fields, "index", 0)?.unwrap_or(position);
