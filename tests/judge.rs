@@ -252,3 +252,62 @@ fn inputs_beyond_the_context_are_refused_or_truncated() {
     assert_eq!((both.swapped.finish, both.swapped.generated_tokens, swapped_pieces), (Finish::Cancelled, 0, 0));
     assert!(!both.consistent);
 }
+
+/// Prometheus 2 on the test model: relative rows with gold letters, two rows in both orders
+/// as one batch, then one absolute item streamed. The records carry prometheus-eval's
+/// verdict names and the report its metrics; every input shares the protocol's long fixed
+/// prefix, so the second row's orders reuse the first's.
+#[test]
+#[ignore = "full tier: make test"]
+fn prometheus_rows_are_graded_with_a_rubric_and_scored() {
+    let dir = scratch("prometheus");
+    let input = dir.join("rows.jsonl");
+    let rows = [
+        r#"{"instruction": "What is 2 + 2?", "response_A": "4", "response_B": "5", "label": "A"}"#,
+        r#"{"instruction": "Name a colour.", "response_A": "Table.", "response_B": "Blue.", "label": "B"}"#,
+    ];
+    std::fs::write(&input, rows.join("\n")).unwrap();
+    let output = dir.join("out.jsonl");
+    let (stdout, _) = judge_file(
+        &input,
+        &output,
+        &["--protocol", "prometheus_relative", "--rubric", "helpfulness", "--swap", "--batch", "2"],
+    );
+    let records = records(&output);
+    assert_eq!(records.len(), 2);
+    for (record, label) in records.iter().zip(["A", "B"]) {
+        assert_eq!((&record["protocol"], &record["label"]), (&Value::from("prometheus_relative"), &Value::from(label)));
+        for verdict in [&record["winner"], &record["swapped"]["winner"], &record["combined"]] {
+            assert!(verdict.is_null() || ["A", "B", "tie"].contains(&verdict.as_str().unwrap()), "{record}");
+        }
+        assert_eq!(record["run"]["rubric"], "helpfulness");
+        assert!(record["shared_prefix_tokens"].as_u64().unwrap() > 150, "{record}");
+    }
+    let metrics: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((&metrics["rows"], &metrics["unlabelled"]), (&Value::from(2), &Value::from(0)), "{stdout}");
+    assert!(metrics["accuracy"].is_number() && metrics["consistency"].is_number(), "{stdout}");
+
+    let model = converted_dir();
+    let (stdout, _) = webjudge(&[
+        "judge",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-new-tokens",
+        "6",
+        "--protocol",
+        "prometheus_absolute_ref",
+        "--rubric",
+        r#"{"criteria": "Is it correct?", "score1_description": "No.", "score2_description": "Barely.",
+            "score3_description": "Partly.", "score4_description": "Mostly.", "score5_description": "Yes."}"#,
+        "--query",
+        "What is 2 + 2?",
+        "--response",
+        "4",
+        "--reference-answer",
+        "4",
+    ]);
+    let record: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(record["protocol"], "prometheus_absolute_ref");
+    assert!(record["score"].is_null() || (1..=5).contains(&record["score"].as_u64().unwrap()), "{record}");
+    assert!(stdout.starts_with(record["critique"].as_str().unwrap()), "the critique streams first:\n{stdout}");
+}

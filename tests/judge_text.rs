@@ -768,6 +768,28 @@ fn cli_prompt_uses_the_models_chat_template() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A model that is a Prometheus judge (its manifest says so) runs its own protocols: another
+/// family's, or a rubric grading without a rubric, is refused before the model loads.
+#[test]
+fn cli_judge_refuses_another_familys_protocol_before_loading() {
+    let dir = temp_dir("prometheus-model");
+    let mut manifest = manifest_only_model(&dir);
+    manifest.judge = Some(JudgeFamily::Prometheus);
+    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    let model = dir.to_str().unwrap();
+    let pair = ["--query", "q", "--response1", "a", "--response2", "b"];
+    let judge = |extra: &[&str]| failure(&[&["judge", "--model", model][..], &pair, extra].concat(), "");
+    let error = judge(&["--protocol", "pairwise_tie"]);
+    assert!(error.contains("pairwise_tie is Auto-J's, but the model is a Prometheus 2 judge"), "{error}");
+    // Without --protocol the family's own pairwise one, which needs a rubric.
+    let error = judge(&[]);
+    assert!(error.contains("prometheus_relative grades against a rubric"), "{error}");
+    for error in [&judge(&["--protocol", "pairwise_tie"]), &judge(&[])] {
+        assert!(!error.contains("adapter") && !error.contains("tokenizer.json"), "refused before loading: {error}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn cli_prompt_names_the_bad_line() {
     let good = json!({"prompt": "q", "response 1": "a", "response 2": "b"});

@@ -42,6 +42,14 @@ impl JudgeFamily {
         }
     }
 
+    /// The judge's name for people.
+    pub fn title(&self) -> &'static str {
+        match self {
+            JudgeFamily::AutoJ => "Auto-J",
+            JudgeFamily::Prometheus => "Prometheus 2",
+        }
+    }
+
     /// The family's own protocols.
     pub fn protocols(self) -> impl Iterator<Item = Protocol> {
         Protocol::ALL.into_iter().filter(move |protocol| protocol.family() == self)
@@ -437,7 +445,7 @@ impl Rubric {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
-    #[error("protocol {protocol} is a {family} protocol, but the model is a {model} judge (its protocols: {served})")]
+    #[error("protocol {protocol} is {}'s, but the model is a {} judge (its protocols: {served})", family.title(), model.title())]
     NotServed { protocol: &'static str, family: JudgeFamily, model: JudgeFamily, served: String },
     #[error("unknown judge family {0:?} (expected autoj or prometheus)")]
     UnknownFamily(String),
