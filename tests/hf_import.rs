@@ -97,7 +97,7 @@ fn write_torch_checkpoint(dir: &Path, tensors: &BTreeMap<String, Tensor>, shards
 }
 
 fn options(quant: Quant, group: usize) -> HfOptions {
-    HfOptions { quant, group, max_shard_bytes: 1 << 20, overwrite: false }
+    HfOptions { quant, group, max_shard_bytes: 1 << 20, ..HfOptions::default() }
 }
 
 /// The weights as the converted model holds them, in Hugging Face's row order (norms exact).
@@ -486,8 +486,8 @@ fn unusable_checkpoints_are_named() {
     }
     write_tokenizer_config(&hf);
     let mut config = config(&expected_architecture(false));
-    config["model_type"] = json!("mistral");
-    config["architectures"] = json!(["MistralForCausalLM"]);
+    config["model_type"] = json!("qwen2");
+    config["architectures"] = json!(["Qwen2ForCausalLM"]);
     std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
     let out2 = dir.join("out2");
     let error = convert_error(&hf, &out2, &options(Quant::Q8, 32));
@@ -512,6 +512,44 @@ fn unusable_checkpoints_are_named() {
     );
     let after: Vec<_> = std::fs::read_dir(&hf).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after);
+}
+
+/// A Mistral checkpoint whose sliding window is shorter than the context it would be
+/// converted for is refused with both numbers, from safetensors and from PyTorch `.bin`
+/// weights alike; `--context` within the window converts it.
+#[test]
+fn mistral_sliding_window_shorter_than_the_context_is_refused() {
+    let dir = scratch("sliding-window");
+    let tensors = checkpoint(13, false);
+    for (format, shards) in [("safetensors", 1), ("bin", 2)] {
+        let hf = dir.join(format);
+        std::fs::create_dir_all(&hf).unwrap();
+        if format == "bin" {
+            write_torch_checkpoint(&hf, &tensors, shards);
+        } else {
+            write_checkpoint(&hf, &tensors, false, shards);
+        }
+        let mut config = config(&expected_architecture(false));
+        config["model_type"] = json!("mistral");
+        config["architectures"] = json!(["MistralForCausalLM"]);
+        config["sliding_window"] = json!(64);
+        std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+
+        let error = convert_error(&hf, &dir.join("refused"), &options(Quant::F16, 0));
+        assert!(
+            matches!(error, HfError::Convert(ConvertError::SlidingWindow { window: 64, context: 128 })),
+            "{format}: {error}"
+        );
+        assert!(error.to_string().contains("convert with --context N <= 64"), "{error}");
+        let error =
+            convert_error(&hf, &dir.join("refused"), &HfOptions { context: Some(129), ..options(Quant::F16, 0) });
+        assert!(matches!(error, HfError::Convert(ConvertError::Context { requested: 129, trained: 128 })), "{error}");
+
+        let within = HfOptions { context: Some(64), ..options(Quant::F16, 0) };
+        let out = dir.join(format!("{format}-within"));
+        let manifest = convert_hf(&hf, &out, &within, &mut |_, _| {}).unwrap().manifest;
+        assert_eq!(manifest.architecture, Architecture { context_length: 64, ..expected_architecture(false) });
+    }
 }
 
 #[test]
