@@ -125,7 +125,8 @@ pub fn run(args: Args) -> CliResult {
     }
     let dtypes: Vec<String> = dtypes.iter().map(|(dtype, count)| format!("{count} {dtype}")).collect();
     let judge = manifest.judge.map_or("none", |family| family.name());
-    outln!("judge family: {judge} ({judge_reason}; --judge sets it)")?;
+    let hint = if args.judge.is_none() { "; --judge overrides it" } else { "" };
+    outln!("judge family: {judge} ({judge_reason}{hint})")?;
     outln!(
         "wrote {}: {} tensors ({}) in {} shards, {:.1} MiB",
         args.out.display(),

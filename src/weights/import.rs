@@ -51,8 +51,8 @@ pub enum ConvertError {
     #[error("--context {requested} is not within the model's context of 1..={trained} positions")]
     Context { requested: usize, trained: usize },
     #[error(
-        "sliding_window {window} < context {context}: webjudge attends to the whole context, the model was \
-         trained to see only the last {window} positions; convert with --context N <= {window}"
+        "sliding_window {window} < context {context}: webjudge attends to the whole context, the model only \
+         to the last {window} positions; convert with --context N <= {window}"
     )]
     SlidingWindow { window: usize, context: usize },
 }
