@@ -17,13 +17,14 @@ use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
+use webjudge::judge::JudgeFamily;
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::gguf::{
     GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
     GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
 use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::weights::import::{default_system_message, ConvertError, OutputProblem};
+use webjudge::weights::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
 use webjudge::weights::{DType, Manifest};
 
 /// A type the converter refuses (it would need requantizing).
@@ -403,7 +404,8 @@ fn write_gguf(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 fn convert(path: &Path, out: &Path, max_shard_bytes: u64) -> Result<Manifest, ConvertError> {
-    convert_gguf(path, out, &ConvertOptions { max_shard_bytes, overwrite: false }, &mut |_, _| {})
+    let options = ConvertOptions { max_shard_bytes, ..ConvertOptions::default() };
+    convert_gguf(path, out, &options, &mut |_, _| {}).map(|conversion| conversion.manifest)
 }
 
 fn convert_bytes(dir: &Path, bytes: &[u8]) -> Result<Manifest, ConvertError> {
@@ -500,7 +502,8 @@ fn converts_every_supported_type_exactly() {
         let mut calls = Vec::new();
         let manifest =
             convert_gguf(&path, &out, &ConvertOptions::default(), &mut |done, total| calls.push((done, total)))
-                .unwrap();
+                .unwrap()
+                .manifest;
 
         assert_eq!(manifest.architecture, tiny_architecture(tied));
         assert_eq!(manifest.chat_template, ChatTemplate::chatml(Some(SMOLLM_SYSTEM)));
@@ -516,6 +519,36 @@ fn converts_every_supported_type_exactly() {
         assert_eq!(calls.last(), Some(&(total, total)));
         assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "progress goes forward");
     }
+}
+
+/// llama.cpp writes Mistral models (Prometheus 2 among them) as `llama` GGUF files: the
+/// judge family comes from `general.name` (or the file name), `--context` caps the recorded
+/// context, and a sliding window shorter than that context is refused with both numbers.
+#[test]
+fn mistral_gguf_records_judge_and_context() {
+    let dir = scratch("mistral");
+    let mut gguf = tiny_model(5, false);
+    gguf.set("general.name", string("Prometheus 7b v2.0"));
+    let path = write_gguf(&dir, "model.gguf", &gguf.bytes());
+    let convert_with =
+        |name: &str, options: ConvertOptions| convert_gguf(&path, &dir.join(name), &options, &mut |_, _| {});
+
+    let inferred = convert_with("inferred", ConvertOptions::default()).unwrap();
+    assert_eq!(inferred.manifest.judge, Some(JudgeFamily::Prometheus));
+    assert_eq!(inferred.judge_reason, r#"general.name "Prometheus 7b v2.0" contains "prometheus""#);
+    assert_eq!(inferred.manifest.architecture.context_length, 512);
+    let forced = ConvertOptions { judge: JudgeChoice::Given(None), context: Some(128), ..ConvertOptions::default() };
+    let forced = convert_with("forced", forced).unwrap().manifest;
+    assert_eq!((forced.judge, forced.architecture.context_length), (None, 128));
+
+    gguf.set("llama.attention.sliding_window", GgufValue::U32(256));
+    let path = write_gguf(&dir, "prometheus-sliding.gguf", &gguf.bytes());
+    let refused = convert_gguf(&path, &dir.join("refused"), &ConvertOptions::default(), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(refused, ConvertError::SlidingWindow { window: 256, context: 512 }), "{refused}");
+    assert!(!dir.join("refused").exists());
+    let within = ConvertOptions { context: Some(256), ..ConvertOptions::default() };
+    let within = convert_gguf(&path, &dir.join("within"), &within, &mut |_, _| {}).unwrap().manifest;
+    assert_eq!(within.architecture.context_length, 256);
 }
 
 #[test]

@@ -25,6 +25,7 @@ use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::Architecture;
 use webjudge::weights::gptq::GptqError;
 use webjudge::weights::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
+use webjudge::weights::import::ConvertError;
 use webjudge::weights::{DType, Manifest, Quant};
 
 const HEAD_DIM: usize = 16;
@@ -89,7 +90,7 @@ fn fixture_checkpoint(name: &str, case: &str, weights: Option<&BTreeMap<String, 
 }
 
 fn options(quant: Quant, group: usize) -> HfOptions {
-    HfOptions { quant, group, max_shard_bytes: 1 << 20, overwrite: true }
+    HfOptions { quant, group, max_shard_bytes: 1 << 20, overwrite: true, ..HfOptions::default() }
 }
 
 fn convert(hf: &Path, quant: Quant, group: usize) -> (HfConversion, PathBuf) {
@@ -342,6 +343,28 @@ fn plain_symmetric_order_keeps_the_codes_bit_exactly() {
     let (from_st, out_st) = convert(&hf, Quant::Q4, 32);
     assert_eq!(from_bin.manifest, from_st.manifest);
     assert_same_model_files(&out_bin, &out_st);
+}
+
+/// A GPTQ build of a Mistral model (model_type "mistral", MistralForCausalLM) converts like a
+/// LLaMA one, its codes kept, once its sliding window covers the recorded context; a window
+/// shorter than the context is refused with both numbers.
+#[test]
+fn mistral_gptq_keeps_its_codes_within_its_sliding_window() {
+    let hf = fixture_checkpoint("gptq_plain_sym", "mistral", None);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    config["model_type"] = json!("mistral");
+    config["architectures"] = json!(["MistralForCausalLM"]);
+    config["sliding_window"] = json!(64);
+    std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+    let error = convert_error(&hf);
+    assert!(matches!(error, HfError::Convert(ConvertError::SlidingWindow { window: 64, context: 128 })), "{error}");
+
+    let out = hf.with_file_name("out");
+    let within = HfOptions { context: Some(64), ..options(Quant::Q4, 32) };
+    let conversion = convert_hf(&hf, &out, &within, &mut |_, _| {}).unwrap();
+    assert_eq!((conversion.gptq_kept, conversion.manifest.architecture.context_length), (7, 64));
+    assert_like_numpy("gptq_plain_sym", &out, &conversion.manifest);
 }
 
 #[test]

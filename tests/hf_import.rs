@@ -7,6 +7,8 @@
 //! identical model directories, a real `torch.save` fixture must read exactly, and
 //! malformed safetensors, pickles and zips must give errors, never panics. One layer of
 //! Auto-J-13B and of Yi-6B at their real shapes, in both formats, converts and runs too.
+//! A tiny MistralForCausalLM with Prometheus 2's structure, written by transformers
+//! (tests/fixtures/mistral_tiny), converts and generates transformers' greedy ids.
 
 mod common;
 
@@ -19,10 +21,12 @@ use half::{bf16, f16};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use webjudge::judge::JudgeFamily;
+use webjudge::kernels::Sampling;
 use webjudge::model::{Architecture, ChatTemplate};
 use webjudge::weights::checkpoint::Checkpoint;
 use webjudge::weights::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
-use webjudge::weights::import::{ConvertError, OutputProblem};
+use webjudge::weights::import::{ConvertError, JudgeChoice, OutputProblem};
 use webjudge::weights::safetensors::{self, SafetensorsError};
 use webjudge::weights::{DType, Manifest, Quant};
 
@@ -97,7 +101,7 @@ fn write_torch_checkpoint(dir: &Path, tensors: &BTreeMap<String, Tensor>, shards
 }
 
 fn options(quant: Quant, group: usize) -> HfOptions {
-    HfOptions { quant, group, max_shard_bytes: 1 << 20, overwrite: false }
+    HfOptions { quant, group, max_shard_bytes: 1 << 20, ..HfOptions::default() }
 }
 
 /// The weights as the converted model holds them, in Hugging Face's row order (norms exact).
@@ -486,8 +490,8 @@ fn unusable_checkpoints_are_named() {
     }
     write_tokenizer_config(&hf);
     let mut config = config(&expected_architecture(false));
-    config["model_type"] = json!("mistral");
-    config["architectures"] = json!(["MistralForCausalLM"]);
+    config["model_type"] = json!("qwen2");
+    config["architectures"] = json!(["Qwen2ForCausalLM"]);
     std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
     let out2 = dir.join("out2");
     let error = convert_error(&hf, &out2, &options(Quant::Q8, 32));
@@ -512,6 +516,132 @@ fn unusable_checkpoints_are_named() {
     );
     let after: Vec<_> = std::fs::read_dir(&hf).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(before, after);
+}
+
+/// tests/fixtures/mistral_tiny (tools/reference/mistral_fixture.py) copied into a directory
+/// of the given name, which the judge family is inferred from.
+fn mistral_fixture(name: &str) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mistral_tiny");
+    let hf = scratch(&format!("mistral-{name}")).join(name);
+    std::fs::create_dir_all(&hf).unwrap();
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, hf.join(path.file_name().unwrap())).unwrap();
+    }
+    hf
+}
+
+/// The Mistral fixture, converted to f16 (its bfloat16 weights are all exact in f16 but for
+/// a few subnormal ones), wraps each prompt in `[INST] … [/INST]` to transformers' ids
+/// (apply_chat_template over Prometheus's template) and generates transformers' greedy
+/// ids. Tolerance: the top-5 logits of every step (values ~3-5) within 0.01, 3.5 times the
+/// 2.8e-3 measured on lavapipe (f16 weights and KV cache, f32 summation order) and less
+/// than half the smallest top-1/top-2 margin in the golden (at least 0.05), so equal ids
+/// are no coincidence of rounding.
+#[test]
+fn mistral_checkpoint_generates_transformers_greedy_ids() {
+    const LOGIT_TOLERANCE: f32 = 0.01;
+    let hf = mistral_fixture("prometheus-tiny");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("golden.json")).unwrap()).unwrap();
+    assert!(golden["smallest_margin"].as_f64().unwrap() as f32 > 2.0 * LOGIT_TOLERANCE);
+    let out = hf.with_file_name("out");
+    let conversion = convert_hf(&hf, &out, &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
+    let manifest = &conversion.manifest;
+    assert_eq!(manifest.judge, Some(JudgeFamily::Prometheus));
+    assert_eq!(conversion.judge_reason, r#"directory name "prometheus-tiny" contains "prometheus""#);
+    let a = &manifest.architecture;
+    assert_eq!((a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim), (1e6, 4, 2, 16));
+    assert_eq!((a.context_length, a.vocab, a.bos_id, &a.eos_ids[..], a.add_bos), (32768, 400, Some(1), &[2][..], true));
+    assert_eq!(manifest.chat_template, ChatTemplate::llama2());
+    assert_eq!(Manifest::from_json(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap(), *manifest);
+
+    let mut engine = load_short_context(&out);
+    let mut worst = 0f32;
+    for case in golden["cases"].as_array().unwrap() {
+        let ids = |value: &serde_json::Value| -> Vec<u32> {
+            value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        };
+        let (prompt, want) = (ids(&case["prompt_ids"]), ids(&case["ids"]));
+        let text = case["text"].as_str().unwrap();
+        let wrapped = engine.tokenizer.encode_chat(&engine.manifest.chat_template, text).unwrap();
+        assert_eq!(wrapped, prompt, "{text:?}: wrapped prompt ids differ from transformers' apply_chat_template");
+        let model = engine.model_mut();
+        model.reset();
+        let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
+        for (step, reference) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let logits = pollster::block_on(model.logits()).unwrap();
+            for top in reference["top5"].as_array().unwrap() {
+                let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
+                let difference = (logits[id] - logit).abs();
+                assert!(difference <= LOGIT_TOLERANCE, "{text:?} step {step}: logit of {id} differs by {difference}");
+                worst = worst.max(difference);
+            }
+            assert_eq!(got[step], want[step], "{text:?} step {step}: greedy id differs from transformers'");
+            if got.len() < want.len() {
+                got.push(pollster::block_on(model.decode(Sampling::Greedy)).unwrap());
+            }
+        }
+        assert_eq!(got, want);
+    }
+    println!(
+        "Mistral (Prometheus 2 structure), f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}"
+    );
+}
+
+/// `--judge` overrides the inferred family, and a name that names no judge records none.
+#[test]
+fn mistral_judge_family_is_forced_or_inferred() {
+    let hf = mistral_fixture("mistral-7b-instruct");
+    let convert = |name: &str, judge: JudgeChoice| {
+        let options = HfOptions { judge, ..options(Quant::F16, 0) };
+        convert_hf(&hf, &hf.with_file_name(name), &options, &mut |_, _| {}).unwrap()
+    };
+    let inferred = convert("inferred", JudgeChoice::Infer);
+    assert_eq!(inferred.manifest.judge, None);
+    assert_eq!(inferred.judge_reason, r#"directory name "mistral-7b-instruct" names neither Prometheus nor Auto-J"#);
+    let forced = convert("forced", JudgeChoice::Given(Some(JudgeFamily::Prometheus)));
+    assert_eq!(forced.manifest.judge, Some(JudgeFamily::Prometheus));
+    let manifest_json = std::fs::read_to_string(hf.with_file_name("forced").join("manifest.json")).unwrap();
+    assert!(manifest_json.contains(r#""judge":"prometheus""#) || manifest_json.contains(r#""judge": "prometheus""#));
+}
+
+/// A Mistral checkpoint whose sliding window is shorter than the context it would be
+/// converted for is refused with both numbers, from safetensors and from PyTorch `.bin`
+/// weights alike; `--context` within the window converts it.
+#[test]
+fn mistral_sliding_window_shorter_than_the_context_is_refused() {
+    let dir = scratch("sliding-window");
+    let tensors = checkpoint(13, false);
+    for (format, shards) in [("safetensors", 1), ("bin", 2)] {
+        let hf = dir.join(format);
+        std::fs::create_dir_all(&hf).unwrap();
+        if format == "bin" {
+            write_torch_checkpoint(&hf, &tensors, shards);
+        } else {
+            write_checkpoint(&hf, &tensors, false, shards);
+        }
+        let mut config = config(&expected_architecture(false));
+        config["model_type"] = json!("mistral");
+        config["architectures"] = json!(["MistralForCausalLM"]);
+        config["sliding_window"] = json!(64);
+        std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
+
+        let error = convert_error(&hf, &dir.join("refused"), &options(Quant::F16, 0));
+        assert!(
+            matches!(error, HfError::Convert(ConvertError::SlidingWindow { window: 64, context: 128 })),
+            "{format}: {error}"
+        );
+        assert!(error.to_string().contains("convert with --context N <= 64"), "{error}");
+        let error =
+            convert_error(&hf, &dir.join("refused"), &HfOptions { context: Some(129), ..options(Quant::F16, 0) });
+        assert!(matches!(error, HfError::Convert(ConvertError::Context { requested: 129, trained: 128 })), "{error}");
+
+        let within = HfOptions { context: Some(64), ..options(Quant::F16, 0) };
+        let out = dir.join(format!("{format}-within"));
+        let manifest = convert_hf(&hf, &out, &within, &mut |_, _| {}).unwrap().manifest;
+        assert_eq!(manifest.architecture, Architecture { context_length: 64, ..expected_architecture(false) });
+    }
 }
 
 #[test]

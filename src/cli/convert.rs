@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
+use webjudge::judge::JudgeFamily;
+use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
 use webjudge::weights::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
-use webjudge::weights::import::{ConvertError, OutputProblem};
+use webjudge::weights::import::{ConvertError, JudgeChoice, OutputProblem};
 use webjudge::weights::Quant as Quantizer;
 
 use super::{outln, CliResult};
@@ -38,6 +39,15 @@ pub struct Args {
     /// GPTQ layers kept as q4 keep their own group size.
     #[arg(long, value_parser = parse_group)]
     pub group: Option<usize>,
+    /// The context to record, in positions, when smaller than the model's own (the engine
+    /// never attends further); needed for a sliding-window model, whose window must cover it.
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// The judge family to record in the manifest: autoj, prometheus or none. Default:
+    /// inferred from the checkpoint's names (directory name or _name_or_path, GGUF
+    /// general.name or file name).
+    #[arg(long, value_parser = parse_judge)]
+    pub judge: Option<JudgeChoice>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -61,6 +71,7 @@ pub fn run(args: Args) -> CliResult {
         ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
             .expect("valid template"),
     );
+    let judge = args.judge.unwrap_or_default();
     let mut progress = |done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -72,19 +83,32 @@ pub fn run(args: Args) -> CliResult {
             Quant::Q8 => Quantizer::Q8,
             Quant::F16 => Quantizer::F16,
         };
-        let options = HfOptions { quant, group: args.group.unwrap_or(32), max_shard_bytes, overwrite: args.force };
+        let options = HfOptions {
+            quant,
+            group: args.group.unwrap_or(32),
+            max_shard_bytes,
+            overwrite: args.force,
+            context: args.context,
+            judge,
+        };
         convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
             HfError::Convert(error) => output_hint(error),
             error => error.into(),
         })
     } else {
-        let options = ConvertOptions { max_shard_bytes, overwrite: args.force };
+        let options = ConvertOptions { max_shard_bytes, overwrite: args.force, context: args.context, judge };
         convert_gguf(&args.input, &args.out, &options, &mut progress)
-            .map(|manifest| HfConversion { manifest, gptq_kept: 0, gptq_reordered: 0, gptq_requantized: Vec::new() })
+            .map(|GgufConversion { manifest, judge_reason }| HfConversion {
+                manifest,
+                gptq_kept: 0,
+                gptq_reordered: 0,
+                gptq_requantized: Vec::new(),
+                judge_reason,
+            })
             .map_err(output_hint)
     };
     bar.finish_and_clear();
-    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized } = result?;
+    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason } = result?;
     let quant = match args.quant.unwrap_or(Quant::Q4) {
         Quant::F16 => "f16".to_string(),
         quant => format!(
@@ -100,6 +124,9 @@ pub fn run(args: Args) -> CliResult {
         *dtypes.entry(tensor.dtype.name()).or_insert(0) += 1;
     }
     let dtypes: Vec<String> = dtypes.iter().map(|(dtype, count)| format!("{count} {dtype}")).collect();
+    let judge = manifest.judge.map_or("none", |family| family.name());
+    let hint = if args.judge.is_none() { "; --judge overrides it" } else { "" };
+    outln!("judge family: {judge} ({judge_reason}{hint})")?;
     outln!(
         "wrote {}: {} tensors ({}) in {} shards, {:.1} MiB",
         args.out.display(),
@@ -131,6 +158,16 @@ fn output_hint(error: ConvertError) -> Box<dyn std::error::Error> {
     match error {
         ConvertError::Output { problem: OutputProblem::NotEmpty, .. } => format!("{error}; --force replaces it").into(),
         error => error.into(),
+    }
+}
+
+fn parse_judge(text: &str) -> Result<JudgeChoice, String> {
+    match text {
+        "none" => Ok(JudgeChoice::Given(None)),
+        family => family
+            .parse::<JudgeFamily>()
+            .map(|family| JudgeChoice::Given(Some(family)))
+            .map_err(|_| format!("{text:?} is not one of autoj, prometheus or none")),
     }
 }
 

@@ -15,8 +15,12 @@
 //! This is the one place a checkpoint's RoPE convention is settled; an importer of
 //! Hugging Face weights (which rotate `(x[i], x[i + head_dim/2])`) must permute there.
 //!
-//! The output directory, the error type and the chat-template policy are shared with the
-//! Hugging Face importer ([`super::import`]).
+//! Mistral checkpoints arrive as `llama` GGUF files (llama.cpp's converter writes them so);
+//! a `llama.attention.sliding_window` shorter than the recorded context is refused as for
+//! Hugging Face checkpoints ([`recorded_context`]).
+//!
+//! The output directory, the error type, the chat-template policy, the recorded context and
+//! the judge family are shared with the Hugging Face importer ([`super::import`]).
 
 use std::fs::{self, File};
 use std::io::{Read, Seek, SeekFrom};
@@ -29,7 +33,7 @@ use super::gguf::{
     GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_0,
 };
-use super::import::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::writer::ModelWriter;
 use super::{dequantize, io_error_at, pack_q4, pack_q8, DType, Manifest};
@@ -44,29 +48,45 @@ pub struct ConvertOptions {
     pub max_shard_bytes: u64,
     /// Replace an existing output directory instead of refusing.
     pub overwrite: bool,
+    /// The context to record instead of `llama.context_length` (smaller; see
+    /// [`recorded_context`]).
+    pub context: Option<usize>,
+    /// The judge family the manifest names.
+    pub judge: JudgeChoice,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        Self { max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
+        Self { max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false, context: None, judge: JudgeChoice::Infer }
     }
 }
 
-/// Converts `gguf_path` into a model directory at `out_dir` and returns its manifest.
-/// `progress` is called with tensor bytes converted so far and in total.
+/// What a GGUF conversion wrote.
+#[derive(Debug)]
+pub struct GgufConversion {
+    pub manifest: Manifest,
+    /// Why the manifest names the judge family it does (or none).
+    pub judge_reason: String,
+}
+
+/// Converts `gguf_path` into a model directory at `out_dir`. `progress` is called with
+/// tensor bytes converted so far and in total.
 pub fn convert_gguf(
     gguf_path: &Path,
     out_dir: &Path,
     options: &ConvertOptions,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Manifest, ConvertError> {
+) -> Result<GgufConversion, ConvertError> {
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes));
     }
     let output = OutputDir::prepare(out_dir, gguf_path, options.overwrite)?;
 
     let gguf = GgufFile::open(gguf_path)?;
-    let architecture = architecture(&gguf)?;
+    let mut architecture = architecture(&gguf)?;
+    let sliding_window = gguf.metadata.get_u32("llama.attention.sliding_window")?.map(|w| w as usize);
+    architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
+    let judge = options.judge.decide(&checkpoint_names(&gguf, gguf_path)?);
     let chat_template = chat_template(&gguf)?;
     let plan = plan_tensors(&gguf, &architecture)?;
     let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
@@ -84,12 +104,20 @@ pub fn convert_gguf(
             Ok::<_, ConvertError>(words)
         })?;
     }
-    let manifest = writer.finish(architecture, chat_template)?;
+    let manifest = writer.finish(architecture, chat_template, judge.family)?;
     let tokenizer_path = output.path().join(TOKENIZER_FILE);
     fs::write(&tokenizer_path, tokenizer_json).map_err(|e| io_error_at(&tokenizer_path, e))?;
 
     output.commit()?;
-    Ok(manifest)
+    Ok(GgufConversion { manifest, judge_reason: judge.reason })
+}
+
+/// The names a GGUF file carries, for [`JudgeChoice::Infer`]: `general.name`, then the
+/// file's name.
+fn checkpoint_names<'a>(gguf: &'a GgufFile, path: &'a Path) -> Result<Vec<(&'static str, &'a str)>, ConvertError> {
+    let general_name = gguf.metadata.get_str("general.name")?.map(|n| ("general.name", n));
+    let file_name = path.file_name().and_then(|n| n.to_str()).map(|n| ("file name", n));
+    Ok(general_name.into_iter().chain(file_name).collect())
 }
 
 fn required<T>(key: &str, value: Option<T>) -> Result<T, ConvertError> {

@@ -1,4 +1,4 @@
-//! Hugging Face import: a LLaMA (or LLaMA-compatible Yi) checkpoint directory with
+//! Hugging Face import: a LLaMA (or LLaMA-compatible Yi or Mistral) checkpoint directory with
 //! `config.json`, `tokenizer.json` (or only a SentencePiece `tokenizer.model`, converted by
 //! [`crate::tokenizer::tokenizer_json_from_sentencepiece`]) and safetensors weights (or,
 //! when there are none, PyTorch `.bin` weights, read by [`super::torch_pickle`]) becomes
@@ -18,6 +18,10 @@
 //! dequantized and requantized with the chosen quant and group, and
 //! [`HfConversion::gptq_requantized`] says which and why.
 //!
+//! Mistral is the LLaMA layer with the same tensor names; its sliding-window attention is
+//! matched by the engine's full attention only within the window, so a `sliding_window`
+//! shorter than the recorded context is refused ([`recorded_context`]).
+//!
 //! RoPE convention: Hugging Face's `rotate_half` rotates the pair `(x[i], x[i + d/2])`
 //! of each head of dimension `d`; the engine rotates adjacent pairs `(x[2i], x[2i+1])`
 //! (`shaders/rope.wgsl`). Attention scores are dot products over whole heads, so
@@ -35,7 +39,7 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
-use super::import::{chat_template_policy, ConvertError, OutputDir, MIN_SHARD_BYTES};
+use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{self, SafetensorsError};
 use super::torch_pickle::{self, TorchError};
@@ -51,11 +55,23 @@ pub struct HfOptions {
     pub group: usize,
     pub max_shard_bytes: u64,
     pub overwrite: bool,
+    /// The context to record instead of `max_position_embeddings` (smaller; see
+    /// [`recorded_context`]).
+    pub context: Option<usize>,
+    /// The judge family the manifest names.
+    pub judge: JudgeChoice,
 }
 
 impl Default for HfOptions {
     fn default() -> Self {
-        Self { quant: Quant::Q4, group: 32, max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false }
+        Self {
+            quant: Quant::Q4,
+            group: 32,
+            max_shard_bytes: DEFAULT_SHARD_BYTES,
+            overwrite: false,
+            context: None,
+            judge: JudgeChoice::Infer,
+        }
     }
 }
 
@@ -183,11 +199,12 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
     let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
     let architectures: Vec<&str> =
         config.get("architectures").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    let known = ["llama", "Yi", "yi"].contains(&model_type)
-        || architectures.iter().any(|a| ["LlamaForCausalLM", "YiForCausalLM"].contains(a));
+    let known = ["llama", "Yi", "yi", "mistral"].contains(&model_type)
+        || architectures.iter().any(|a| ["LlamaForCausalLM", "YiForCausalLM", "MistralForCausalLM"].contains(a));
     if !known {
         return Err(HfError::Unsupported(format!(
-            "model_type {model_type:?} / architectures {architectures:?}: webjudge converts LlamaForCausalLM and Yi checkpoints"
+            "model_type {model_type:?} / architectures {architectures:?}: webjudge converts LlamaForCausalLM, \
+             MistralForCausalLM and Yi checkpoints"
         )));
     }
     if config.get("rope_scaling").is_some_and(|s| !s.is_null()) {
@@ -238,6 +255,21 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         return Err(HfError::Config(format!("special token id {id} is outside the vocabulary of {vocab}")));
     }
     Ok(architecture)
+}
+
+/// The names a Hugging Face model directory carries, for [`JudgeChoice::Infer`]: the
+/// directory's name (for a Hugging Face cache snapshot, `…/models--org--name/snapshots/<hash>`,
+/// the repository folder's), then `config.json`'s `_name_or_path`.
+fn checkpoint_names(hf_dir: &Path, config: &Value) -> Vec<(&'static str, String)> {
+    let dir = fs::canonicalize(hf_dir).unwrap_or_else(|_| hf_dir.to_owned());
+    let name = |path: &Path| path.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+    let parent = dir.parent();
+    let repository = parent.filter(|p| name(p).as_deref() == Some("snapshots")).and_then(Path::parent);
+    let mut names: Vec<(&'static str, String)> = Vec::new();
+    names.extend(name(repository.unwrap_or(&dir)).map(|n| ("directory name", n)));
+    let name_or_path = config.get("_name_or_path").and_then(Value::as_str).filter(|n| !n.is_empty());
+    names.extend(name_or_path.map(|n| ("config.json _name_or_path", n.to_owned())));
+    names
 }
 
 /// The prompt wrapper from `tokenizer_config.json`'s chat template, under the importers'
@@ -467,6 +499,8 @@ pub struct HfConversion {
     pub gptq_reordered: usize,
     /// GPTQ linear weights dequantized and requantized: engine name and why.
     pub gptq_requantized: Vec<(String, String)>,
+    /// Why the manifest names the judge family it does (or none).
+    pub judge_reason: String,
 }
 
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
@@ -507,7 +541,12 @@ pub fn convert_hf(
     let gptq = gptq::read_config(hf_dir, &config)?;
     let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
-    let architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
+    let mut architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
+    let sliding_window = config_usize(&config, "sliding_window")?;
+    architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
+    let names = checkpoint_names(hf_dir, &config);
+    let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();
+    let judge = options.judge.decide(&names);
     let chat_template = chat_template(tokenizer_config.as_ref(), hf_dir.join("tokenizer.model").is_file())?;
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
     let mut gptq_kept = 0;
@@ -567,11 +606,11 @@ pub fn convert_hf(
         }
         done += bytes;
     }
-    let manifest = writer.finish(architecture, chat_template)?;
+    let manifest = writer.finish(architecture, chat_template, judge.family)?;
     let written_tokenizer = output.path().join(TOKENIZER_FILE);
     fs::write(&written_tokenizer, tokenizer_json).map_err(|e| io_error_at(&written_tokenizer, e))?;
     output.commit()?;
-    Ok(HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized })
+    Ok(HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason: judge.reason })
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What the GGUF and Hugging Face importers share: the conversion error, the output
 //! directory (written under a temporary sibling name and renamed at the end, so a failed
 //! conversion never leaves a directory that looks like a valid model), the smallest
-//! shard, and the one chat-template policy.
+//! shard, the one chat-template policy, the context a model directory records and the judge
+//! family its manifest names.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::gguf::GgufError;
 use super::io_error_at;
 use super::manifest::MANIFEST_FILE;
+use crate::judge::JudgeFamily;
 use crate::model::ChatTemplate;
 
 /// Smaller shards gain nothing and could not even hold one row of most tensors.
@@ -46,6 +48,81 @@ pub enum ConvertError {
     Output { path: PathBuf, problem: OutputProblem },
     #[error("max shard size {0} bytes is below the minimum of {MIN_SHARD_BYTES}")]
     ShardSize(u64),
+    #[error("--context {requested} is not within the model's context of 1..={trained} positions")]
+    Context { requested: usize, trained: usize },
+    #[error(
+        "sliding_window {window} < context {context}: webjudge attends to the whole context, the model only \
+         to the last {window} positions; convert with --context N <= {window}"
+    )]
+    SlidingWindow { window: usize, context: usize },
+}
+
+/// The context a model directory records (the engine never attends further): the model's
+/// own, `trained`, or a smaller one `requested`. A sliding-window model attends to the last
+/// `sliding_window` positions only, which the engine's full attention matches only within
+/// a context no longer than the window, so a longer one is refused.
+pub fn recorded_context(
+    trained: usize,
+    requested: Option<usize>,
+    sliding_window: Option<usize>,
+) -> Result<usize, ConvertError> {
+    let context = match requested {
+        Some(requested) if requested == 0 || requested > trained => {
+            return Err(ConvertError::Context { requested, trained })
+        }
+        requested => requested.unwrap_or(trained),
+    };
+    match sliding_window {
+        Some(window) if window < context => Err(ConvertError::SlidingWindow { window, context }),
+        _ => Ok(context),
+    }
+}
+
+/// Which judge family a conversion records in the manifest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JudgeChoice {
+    /// From the names the checkpoint carries ([`infer_judge`]).
+    #[default]
+    Infer,
+    /// As given (`--judge`); `None` records no family.
+    Given(Option<JudgeFamily>),
+}
+
+/// The family a conversion recorded, and why (for the converter to say).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JudgeDecision {
+    pub family: Option<JudgeFamily>,
+    pub reason: String,
+}
+
+impl JudgeChoice {
+    /// Decides the family; `names` are what [`infer_judge`] reads when inferring.
+    pub fn decide(self, names: &[(&str, &str)]) -> JudgeDecision {
+        match self {
+            JudgeChoice::Infer => infer_judge(names),
+            JudgeChoice::Given(family) => JudgeDecision { family, reason: "as given by --judge".into() },
+        }
+    }
+}
+
+/// The judge family named by the first of `names` (`(what the name is, the name)`, most
+/// telling first) that contains "prometheus" (Prometheus 2) or "auto-j", "autoj" or "auto_j"
+/// (Auto-J), ignoring case; no family when none does.
+pub fn infer_judge(names: &[(&str, &str)]) -> JudgeDecision {
+    for (what, name) in names {
+        let lower = name.to_lowercase();
+        let found = if lower.contains("prometheus") {
+            Some((JudgeFamily::Prometheus, "prometheus"))
+        } else {
+            ["auto-j", "autoj", "auto_j"].into_iter().find(|m| lower.contains(m)).map(|m| (JudgeFamily::AutoJ, m))
+        };
+        if let Some((family, marker)) = found {
+            return JudgeDecision { family: Some(family), reason: format!("{what} {name:?} contains {marker:?}") };
+        }
+    }
+    let searched: Vec<String> = names.iter().map(|(what, name)| format!("{what} {name:?}")).collect();
+    let searched = if searched.is_empty() { "no name".to_string() } else { searched.join(", ") };
+    JudgeDecision { family: None, reason: format!("{searched} names neither Prometheus nor Auto-J") }
 }
 
 /// The output directory of a conversion, written under a temporary sibling name and
@@ -228,4 +305,51 @@ pub fn default_system_message(template: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// prometheus-7b-v2.0's `tokenizer_config.json` template, Mistral-7B-Instruct-v0.2's: the
+    /// judge's system message goes inside the first `[INST]`, as fastchat's "mistral" does.
+    const MISTRAL_INSTRUCT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+    #[test]
+    fn mistral_instruct_template_is_the_inst_wrapper() {
+        let template = chat_template_policy(Some(MISTRAL_INSTRUCT_TEMPLATE), false, "LlamaTokenizerFast").unwrap();
+        assert_eq!(template, ChatTemplate::llama2());
+        assert_eq!(template.wrap("judge this"), "[INST] judge this [/INST]");
+    }
+
+    #[test]
+    fn context_is_the_model_s_unless_smaller_and_within_the_window() {
+        assert_eq!(recorded_context(32768, None, None).unwrap(), 32768);
+        assert_eq!(recorded_context(32768, Some(4096), Some(4096)).unwrap(), 4096);
+        assert_eq!(recorded_context(4096, None, Some(32768)).unwrap(), 4096);
+        let refused = recorded_context(32768, None, Some(4096)).unwrap_err();
+        assert!(matches!(refused, ConvertError::SlidingWindow { window: 4096, context: 32768 }));
+        assert!(refused.to_string().starts_with("sliding_window 4096 < context 32768: "), "{refused}");
+        assert!(refused.to_string().ends_with("convert with --context N <= 4096"), "{refused}");
+        for requested in [0, 32769] {
+            let error = recorded_context(32768, Some(requested), None).unwrap_err();
+            assert!(matches!(error, ConvertError::Context { trained: 32768, .. }), "{error}");
+        }
+    }
+
+    #[test]
+    fn judge_family_from_the_first_name_that_has_one() {
+        let infer = |names: &[(&str, &str)]| JudgeChoice::Infer.decide(names);
+        let prometheus = infer(&[("directory name", "prometheus-7b-v2.0"), ("_name_or_path", "mistralai/Mistral-7B")]);
+        assert_eq!(prometheus.family, Some(JudgeFamily::Prometheus));
+        assert_eq!(prometheus.reason, r#"directory name "prometheus-7b-v2.0" contains "prometheus""#);
+        let autoj = infer(&[("directory name", "weights"), ("general.name", "Autoj 13b")]);
+        assert_eq!(autoj.family, Some(JudgeFamily::AutoJ));
+        assert_eq!(infer(&[("directory name", "GAIR--Auto-J-13B")]).family, Some(JudgeFamily::AutoJ));
+        let none = infer(&[("directory name", "llama-2-13b")]);
+        assert_eq!(none.family, None);
+        assert_eq!(none.reason, r#"directory name "llama-2-13b" names neither Prometheus nor Auto-J"#);
+        let given = JudgeChoice::Given(None).decide(&[("directory name", "prometheus")]);
+        assert_eq!(given.family, None);
+    }
 }

@@ -13,6 +13,7 @@ use super::manifest::{
     MAX_BINDING_BYTES,
 };
 use super::{io_error_at, DType};
+use crate::judge::JudgeFamily;
 use crate::model::{Architecture, ChatTemplate};
 
 pub struct ModelWriter {
@@ -125,15 +126,21 @@ impl ModelWriter {
         Ok(())
     }
 
-    /// Closes the last shard and writes `manifest.json`, checked as a reader would.
-    pub fn finish(mut self, architecture: Architecture, chat_template: ChatTemplate) -> std::io::Result<Manifest> {
+    /// Closes the last shard and writes `manifest.json`, checked as a reader would; `judge`
+    /// is the family whose protocols the model serves, if any.
+    pub fn finish(
+        mut self,
+        architecture: Architecture,
+        chat_template: ChatTemplate,
+        judge: Option<JudgeFamily>,
+    ) -> std::io::Result<Manifest> {
         self.close_shard()?;
         let has_orders = self.tensors.iter().any(|t| t.input_order.is_some());
         let manifest = Manifest {
             format_version: if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION },
             architecture,
             chat_template,
-            judge: None,
+            judge,
             tensors: self.tensors,
             shards: self.shards,
         };
