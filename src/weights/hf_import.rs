@@ -272,14 +272,20 @@ fn checkpoint_names(hf_dir: &Path, config: &Value) -> Vec<(&'static str, String)
     names
 }
 
-/// The prompt wrapper from `tokenizer_config.json`'s chat template, under the importers'
-/// one policy ([`chat_template_policy`]): LLaMA's SentencePiece tokenizer is a
-/// `tokenizer.model` or a `LlamaTokenizer` class.
-fn chat_template(tokenizer_config: Option<&Value>, has_sentencepiece_model: bool) -> Result<ChatTemplate, HfError> {
+/// The prompt wrapper from the checkpoint's chat template, under the importers' one policy
+/// ([`chat_template_policy`]): LLaMA's SentencePiece tokenizer is a `tokenizer.model` or a
+/// `LlamaTokenizer` class. The template is `tokenizer_config.json`'s `chat_template`, or
+/// `chat_template.jinja` beside it, where transformers 4.43 and later save it.
+fn chat_template(
+    tokenizer_config: Option<&Value>,
+    template_file: Option<&str>,
+    has_sentencepiece_model: bool,
+) -> Result<ChatTemplate, HfError> {
     let field = |key: &str| tokenizer_config.and_then(|t| t.get(key)).and_then(Value::as_str);
     let class = field("tokenizer_class");
     let llama = has_sentencepiece_model || class.is_some_and(|c| c.starts_with("LlamaTokenizer"));
-    Ok(chat_template_policy(field("chat_template"), llama, class.unwrap_or("no tokenizer_class"))?)
+    let template = field("chat_template").or(template_file);
+    Ok(chat_template_policy(template, llama, class.unwrap_or("no tokenizer_class"))?)
 }
 
 /// Where a tensor's values come from.
@@ -547,7 +553,14 @@ pub fn convert_hf(
     let names = checkpoint_names(hf_dir, &config);
     let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();
     let judge = options.judge.decide(&names);
-    let chat_template = chat_template(tokenizer_config.as_ref(), hf_dir.join("tokenizer.model").is_file())?;
+    let template_path = hf_dir.join("chat_template.jinja");
+    let template_file = match std::fs::read_to_string(&template_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => return Err(HfError::Io { path: template_path, source }),
+    };
+    let has_sentencepiece_model = hf_dir.join("tokenizer.model").is_file();
+    let chat_template = chat_template(tokenizer_config.as_ref(), template_file.as_deref(), has_sentencepiece_model)?;
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
     let mut gptq_kept = 0;
     let gptq_reordered = plan.iter().filter(|t| t.input_order.is_some()).count();
@@ -636,5 +649,18 @@ mod tests {
         assert_eq!(theta(v5).unwrap(), 100000.0);
         let yarn = serde_json::json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "yarn"}});
         assert!(matches!(theta(yarn), Err(HfError::Unsupported(_))));
+    }
+
+    /// transformers 5 writes the template to `chat_template.jinja`, not into the config.
+    #[test]
+    fn chat_template_from_the_config_or_its_own_file() {
+        let chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+        let config = serde_json::json!({"tokenizer_class": "GPT2Tokenizer"});
+        let from_file = chat_template(Some(&config), Some(chatml), false).unwrap();
+        assert!(from_file.template.starts_with("<|im_start|>user\n"), "{from_file:?}");
+        let mut with_field = config.clone();
+        with_field["chat_template"] = chatml.into();
+        assert_eq!(chat_template(Some(&with_field), Some("ignored"), false).unwrap(), from_file);
+        assert!(chat_template(Some(&config), None, false).is_err(), "no template and no LLaMA tokenizer");
     }
 }
