@@ -20,6 +20,7 @@ use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
 use crate::judge::dataset::{self, Record, Row};
 use crate::judge::metrics::{self, Judged, ScenarioGroups};
+use crate::judge::rubric_metrics::{self, Preference};
 use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, Verdict, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{render, Item, JudgeFamily, Protocol, Rubric, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
@@ -208,15 +209,43 @@ impl JudgeCall {
 pub fn pairwise_metrics(
     #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records).map_err(|error| {
-        WebError::InvalidInput(format!("pairwiseMetrics: records must be an array of objects: {error}"))
-    })?;
-    if let Some(position) = records.iter().position(|record| !record.is_object()) {
-        return Err(WebError::InvalidInput(format!("pairwiseMetrics: record {position} is not an object")).into());
-    }
+    let records = records_of(records, "pairwiseMetrics")?;
     let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
     let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
     Ok(types::to_js(&PairwiseMetrics::new(&figures)))
+}
+
+/// Prometheus 2's relative grading against gold `"A"`/`"B"` labels (accuracy, and consistency
+/// of rows judged in both orders) of batch records, computed by the same code as `webjudge
+/// judge`'s metrics. Needs no model.
+#[wasm_bindgen(js_name = preferenceMetrics, unchecked_return_type = "PreferenceMetrics")]
+pub fn preference_metrics(
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
+) -> Result<JsValue, JsValue> {
+    let records = records_of(records, "preferenceMetrics")?;
+    let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
+    Ok(types::to_js(&rubric_metrics::preference_metrics(&rows)))
+}
+
+/// Prometheus 2's absolute grading against gold scores (Pearson, Spearman, Kendall's tau-b) of
+/// batch records, computed by the same code as `webjudge judge`'s metrics. Needs no model.
+#[wasm_bindgen(js_name = scoreMetrics, unchecked_return_type = "ScoreMetrics")]
+pub fn score_metrics(
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
+) -> Result<JsValue, JsValue> {
+    let records = records_of(records, "scoreMetrics")?;
+    let rows: Vec<_> = records.iter().filter_map(rubric_metrics::scores_of_record).collect();
+    Ok(types::to_js(&rubric_metrics::score_metrics(&rows)))
+}
+
+/// The records a metrics export was given, as JSON objects.
+fn records_of(records: JsValue, function: &str) -> Result<Vec<serde_json::Value>, WebError> {
+    let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records)
+        .map_err(|error| WebError::InvalidInput(format!("{function}: records must be an array of objects: {error}")))?;
+    if let Some(position) = records.iter().position(|record| !record.is_object()) {
+        return Err(WebError::InvalidInput(format!("{function}: record {position} is not an object")));
+    }
+    Ok(records)
 }
 
 /// The rows of a test-data file (JSON Lines), read by the same code as `webjudge judge
@@ -340,9 +369,9 @@ impl Judge {
     /// Judges many items together, up to the loaded batch size at a time (with `swap`, each
     /// pair in both orders as two sequences of the batch) with one protocol ([`batch_protocol`]):
     /// pairs when the first item is one, else single responses; `parseRows`' rows carry their
-    /// index, scenario and label into the records. Each item's record goes to `onJudged` as it finishes, in any order; the
-    /// promise resolves when every item has been reported, and rejects only when the whole
-    /// batch fails (a lost device, a throwing callback).
+    /// index, scenario and label into the records. Each item's record goes to `onJudged` as it
+    /// finishes, in any order; the promise resolves when every item has been reported, and
+    /// rejects only when the whole batch fails (a lost device, a throwing callback).
     #[wasm_bindgen(js_name = judgeBatch, unchecked_return_type = "Promise<void>")]
     pub fn judge_batch(
         &self,
@@ -438,8 +467,8 @@ impl Judge {
 
 /// An item for `protocol`: a pair (`{ query, response1, response2 }`) or a single response
 /// (`{ query, response }`); for Prometheus 2 also `instruction` for `query` and `responseA`,
-/// `responseB` for the pair (prometheus-eval's names), with `rubric` (else `rubric`, the
-/// batch's) and a reference answer (`referenceAnswer`, or `reference_answer` as `parseRows`'
+/// `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
+/// `rubric`) and a reference answer (`referenceAnswer`, or `reference_answer` as `parseRows`'
 /// rows have it). `name` is how errors call it.
 fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rubric>) -> Result<Item, WebError> {
     let input = options::object(input, name)?;

@@ -65,7 +65,7 @@ export interface JudgeOptions {
   /** pairwise only: judge the pair in both orders (together, as one batch, when the model was
    *  loaded with `batchSize` 2 or more). */
   swap?: boolean;
-  /** Critique tokens at most; default 1024 (Auto-J's, and prometheus-eval's). */
+  /** Critique tokens at most; default 1024 (Auto-J's; the CLI's for Prometheus too). */
   maxNewTokens?: number;
   /** Cut the responses from the middle when the input does not fit the context. */
   truncate?: boolean;
@@ -297,6 +297,31 @@ export interface PairwiseMetrics {
   unlabelled: number;
   /** Scored rows whose scenario is in no group (counted in "Overall" only). */
   ungrouped: number;
+}
+
+/** `preferenceMetrics`: Prometheus 2's relative grading against gold "A"/"B" labels. */
+export interface PreferenceMetrics {
+  /** Labelled rows scored. */
+  rows: number;
+  /** Percent of them whose verdict (the combined one, for rows judged in both orders) is the label. */
+  accuracy: number;
+  /** Percent of rows judged in both orders whose two verdicts agree; null when none was. */
+  consistency: number | null;
+  unparsed: number;
+  unlabelled: number;
+}
+
+/** `scoreMetrics`: Prometheus 2's absolute grading against gold scores (as scipy computes them). */
+export interface ScoreMetrics {
+  /** Rows with both a gold and a parsed score: the correlations' sample. */
+  rows: number;
+  /** null when undefined: fewer than two rows, or one side constant. */
+  pearson: number | null;
+  spearman: number | null;
+  kendall_tau_b: number | null;
+  /** Labelled rows whose score did not parse. */
+  unparsed: number;
+  unlabelled: number;
 }
 
 export interface ModelInfo {

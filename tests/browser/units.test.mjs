@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows } from "../../www/pkg/webjudge.js";
+import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "../../www/pkg/webjudge.js";
 import { toCsv, toJsonl } from "../../www/batch-data.js";
 import { explain } from "../../www/messages.js";
 import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
@@ -39,6 +39,26 @@ test("rows that could not be judged are left out of the metrics", () => {
   assert.equal(metrics.unlabelled, 1);
   assert.deepEqual(pairwiseMetrics([{ label: null, winner: "tie" }]).table, []);
   assert.throws(() => pairwiseMetrics([3]), (error) => error.name === "InvalidInput");
+});
+
+test("Prometheus 2's metrics of batch records: accuracy, and correlations with gold scores", () => {
+  const preference = preferenceMetrics([
+    { label: "A", winner: "A" },
+    { label: "B", winner: "A", combined: "tie", consistent: false },
+    { label: "B", winner: null },
+    { label: null, winner: "B" },
+    { label: "A", error: "InputTooLong: 5000 tokens" },
+  ]);
+  assert.deepEqual(preference, { rows: 3, accuracy: 100 / 3, consistency: 0, unparsed: 1, unlabelled: 1 });
+  const scores = scoreMetrics([
+    { label: 1, score: 1 }, { label: 3, score: 2 }, { label: 5, score: 5 }, { label: 4, score: null }, { label: null, score: 3 },
+  ]);
+  assert.equal(scores.rows, 3);
+  assert.ok(Math.abs(scores.pearson - 0.9607689228305226) < 1e-12, `pearson ${scores.pearson}`);
+  assert.ok(Math.abs(scores.spearman - 1) < 1e-12, `spearman ${scores.spearman}`);
+  assert.equal(scores.kendall_tau_b, 1);
+  assert.deepEqual([scores.unparsed, scores.unlabelled], [1, 1]);
+  assert.throws(() => scoreMetrics([3]), (error) => error.name === "InvalidInput" && /^scoreMetrics: record 0/.test(error.message));
 });
 
 test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `needs Auto-J's original files, not found in ${AUTOJ_DIR} (set WEBJUDGE_AUTOJ_DIR)` }, () => {
