@@ -17,8 +17,10 @@ import type {
   PairInput,
   PairwiseMetrics,
   PairwiseResult,
+  PreferenceMetrics,
   RubricInput,
   RubricOptions,
+  ScoreMetrics,
   ScoreResult,
   SingleInput,
   SingleResult,
@@ -49,6 +51,12 @@ export declare class Judge {
 
 /** Auto-J's pairwise metrics of batch records, computed in a worker by the wasm export. */
 export declare function pairwiseMetrics(records: BatchRecord[]): Promise<PairwiseMetrics>;
+
+/** Prometheus 2's relative-grading accuracy of batch records, computed in a worker by the wasm export. */
+export declare function preferenceMetrics(records: BatchRecord[]): Promise<PreferenceMetrics>;
+
+/** Prometheus 2's absolute-grading correlations of batch records, computed in a worker by the wasm export. */
+export declare function scoreMetrics(records: BatchRecord[]): Promise<ScoreMetrics>;
 
 /** The rows of a test-data JSONL file (Auto-J's or Prometheus 2's), read in a worker by the wasm export. */
 export declare function parseRows(text: string): Promise<BatchRow[]>;

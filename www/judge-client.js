@@ -147,6 +147,16 @@ export function parseRows(text) {
   return anyWorker(undefined, { op: "parseRows", text });
 }
 
+// Prometheus 2's metrics of batch records, by the wasm exports of the same names (the CLI's
+// Rust): accuracy against "A"/"B" labels, and Pearson/Spearman/Kendall against gold scores.
+export function preferenceMetrics(records) {
+  return anyWorker(undefined, { op: "preferenceMetrics", records });
+}
+
+export function scoreMetrics(records) {
+  return anyWorker(undefined, { op: "scoreMetrics", records });
+}
+
 // prometheus-eval's built-in rubrics, [{ name, text }], from the wasm export of the same name.
 export function builtInRubrics() {
   return anyWorker(undefined, { op: "builtInRubrics" });
@@ -181,23 +191,25 @@ export class Judge {
   }
 
   pairwise(input, options) {
-    const [rest, callbacks] = split(options);
-    return this.session.request({ op: "pairwise", input, options: rest }, callbacks);
+    return this.#judge("pairwise", input, options);
   }
 
   single(input, options) {
-    const [rest, callbacks] = split(options);
-    return this.session.request({ op: "single", input, options: rest }, callbacks);
+    return this.#judge("single", input, options);
   }
 
   rubric(input, options) {
-    const [rest, callbacks] = split(options);
-    return this.session.request({ op: "rubric", input, options: rest }, callbacks);
+    return this.#judge("rubric", input, options);
   }
 
   compare(input, options) {
+    return this.#judge("compare", input, options);
+  }
+
+  // One item, judged in the worker by the wasm method `op`.
+  #judge(op, input, options) {
     const [rest, callbacks] = split(options);
-    return this.session.request({ op: "compare", input, options: rest }, callbacks);
+    return this.session.request({ op, input, options: rest }, callbacks);
   }
 
   // onJudged runs on this side for each item as the worker reports it; the promise settles

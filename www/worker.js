@@ -8,7 +8,8 @@
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
-//                  { id, op: "pairwiseMetrics", records }       needs no model
+//                  { id, op: "pairwiseMetrics" | "preferenceMetrics" | "scoreMetrics", records }
+//                                                                needs no model
 //                  { id, op: "parseRows", text }                 needs no model
 //                  { id, op: "builtInRubrics" }                  needs no model
 //                  { op: "cancel", target }                      aborts request `target`
@@ -18,7 +19,7 @@
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows } from "./pkg/webjudge.js";
+import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -66,6 +67,10 @@ async function handle(message, signal) {
       return Judge.clearCache(message.modelUrl);
     case "pairwiseMetrics":
       return pairwiseMetrics(message.records);
+    case "preferenceMetrics":
+      return preferenceMetrics(message.records);
+    case "scoreMetrics":
+      return scoreMetrics(message.records);
     case "parseRows":
       return parseRows(message.text);
     case "builtInRubrics":
