@@ -1,7 +1,8 @@
-// The page: the model panel (load with progress, info, clear cache), the mode tabs and the
-// shared options; the one-item judge lives in item.js and the batch judge in batch.js.
+// The page: the model panel (load with progress, info, clear cache), the mode tabs, the judge
+// family (Auto-J, or Prometheus 2 with its rubric) and the shared options; the one-item judge
+// lives in item.js and the batch judge in batch.js.
 
-import { Judge } from "./judge-client.js";
+import { Judge, builtInRubrics } from "./judge-client.js";
 import { el } from "./dom.js";
 import { explain, megabytes, progressText } from "./messages.js";
 import { setupItem } from "./item.js";
@@ -35,7 +36,10 @@ function ensureJudge() {
       $("load-progress").hidden = true;
       const seconds = ((performance.now() - startedAt) / 1000).toFixed(1);
       $("model-status").textContent = `Model loaded in ${seconds} s.`;
-      showInfo(await judge.info(), await isFallbackAdapter());
+      const info = await judge.info();
+      showInfo(info, await isFallbackAdapter());
+      // A judge model's own protocols by default (a model of no known family runs either).
+      if (info.judge) setFamily(info.judge);
     },
     (error) => {
       if (current?.promise === promise) current = null;
@@ -69,6 +73,7 @@ function showInfo(info, fallback) {
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],
+    ["Judge", { autoj: "Auto-J", prometheus: "Prometheus 2" }[info.judge] ?? "no known judge (either protocol runs)"],
   ];
   $("model-info").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   $("model-info").hidden = false;
@@ -95,8 +100,56 @@ function readOptions() {
     language: $("language").value,
     swap: $("swap").checked,
     truncate: $("truncate").checked,
+    prometheus: document.body.dataset.family === "prometheus",
+    rubric: readRubric(),
   };
 }
+
+// The rubric chosen: a built-in one's name (the wasm knows its text), or the custom fields.
+function readRubric() {
+  const choice = $("rubric-choice").value;
+  if (choice !== "custom") return choice;
+  const rubric = { criteria: $("rubric-criteria").value };
+  for (let score = 1; score <= 5; score++) rubric[`score${score}_description`] = $(`rubric-score${score}`).value;
+  return rubric;
+}
+
+// Built-in rubrics by name → text, from the wasm (prometheus-eval's texts), fetched once.
+let rubrics = null;
+
+function setFamily(family) {
+  $("family").value = family;
+  document.body.dataset.family = family;
+  if (family === "prometheus") loadRubrics();
+}
+
+function loadRubrics() {
+  rubrics ??= builtInRubrics().then(
+    (list) => {
+      const texts = new Map(list.map(({ name, text }) => [name, text]));
+      const options = list.map(({ name }) => el("option", { value: name }, name.replaceAll("_", " ")));
+      $("rubric-choice").prepend(...options);
+      $("rubric-choice").value = list[0].name;
+      showRubric(texts);
+      $("rubric-choice").addEventListener("change", () => showRubric(texts));
+      return texts;
+    },
+    (error) => {
+      rubrics = null;
+      showError(error);
+    },
+  );
+  return rubrics;
+}
+
+// A built-in rubric's text as the judge sees it, or the custom rubric's fields.
+function showRubric(texts) {
+  const choice = $("rubric-choice").value;
+  $("rubric-text").textContent = texts.get(choice) ?? "";
+  $("custom-rubric").hidden = choice !== "custom";
+}
+
+$("family").addEventListener("change", () => setFamily($("family").value));
 
 $("model-form").addEventListener("submit", (event) => {
   event.preventDefault();
@@ -122,7 +175,10 @@ for (const tab of document.querySelectorAll(".tab")) {
   });
 }
 
-const shared = { ensureJudge, readOptions, showError, clearError };
+// The choice the browser restored with the form, until a model names its own.
+setFamily($("family").value);
+
+const shared = { ensureJudge, readOptions, showError, clearError, setFamily };
 setupItem(shared);
 setupBatch(shared);
 

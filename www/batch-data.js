@@ -13,6 +13,7 @@ const CSV_COLUMNS = [
   "label",
   "winner",
   "rating",
+  "score",
   "swapped_winner_mapped",
   "consistent",
   "finish",

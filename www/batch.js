@@ -1,12 +1,12 @@
-// Batch mode: every row of an Auto-J test-data JSONL file judged in this browser, several rows
-// at a time (the engine's batching: as many as the model was loaded for, each swapped pair as
-// two sequences), with progress and ETA, a results table in input order, Auto-J's
-// agreement/consistency where rows have labels, cancel, and export as JSONL (the CLI's
-// records) or CSV.
+// Batch mode: every row of a test-data JSONL file (Auto-J's, or Prometheus 2's by
+// prometheus-eval's field names) judged in this browser, several rows at a time (the engine's
+// batching: as many as the model was loaded for, each swapped pair as two sequences), with
+// progress and ETA, a results table in input order, Auto-J's agreement/consistency where rows
+// have labels, cancel, and export as JSONL (the CLI's records) or CSV.
 
 import { download, el } from "./dom.js";
 import { toCsv, toJsonl } from "./batch-data.js";
-import { pairwiseMetrics, parseRows } from "./judge-client.js";
+import { pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "./judge-client.js";
 import { duration } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,7 +14,10 @@ const $ = (id) => document.getElementById(id);
 // Cells show the start of long texts; the full critique is one click away.
 const PREVIEW_CHARS = 120;
 
-export function setupBatch({ ensureJudge, readOptions, showError, clearError }) {
+// Protocols by name: Prometheus 2's all start so (src/judge/protocol.rs).
+const isPrometheus = (protocol) => protocol.startsWith("prometheus_");
+
+export function setupBatch({ ensureJudge, readOptions, showError, clearError, setFamily }) {
   let rows = [];
   // By input position; rows finish out of order, so positions not yet judged are empty.
   let records = [];
@@ -34,8 +37,12 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
       return;
     }
     const labelled = rows.filter((r) => r.label !== null).length;
+    const protocol = rows[0].protocol;
+    // Prometheus rows show the rubric for those without their own.
+    if (isPrometheus(protocol)) setFamily("prometheus");
     $("batch-summary").textContent =
-      `${file.name}: ${rows.length} ${kind(rows[0])} rows` + (labelled ? `, ${labelled} with a human label` : "");
+      `${file.name}: ${rows.length} ${kind(rows[0])} rows (${protocol})` +
+      (labelled ? `, ${labelled} with a human label` : "");
     $("batch-start").disabled = false;
   });
 
@@ -45,6 +52,10 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
     const todo = rows.slice(0, limit);
     const options = readOptions();
     const swap = options.swap && kind(todo[0]) === "pairwise";
+    // The rows' protocol (parseRows read them for it; judgeBatch takes it from the first),
+    // Auto-J's in the language chosen; Prometheus' with the rubric chosen for rows without one.
+    const prometheus = isPrometheus(todo[0].protocol);
+    const protocolOptions = prometheus ? { rubric: options.rubric } : { language: options.language };
     records = [];
     controller = new AbortController();
     setRunning(true);
@@ -89,7 +100,7 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
           signal: controller.signal,
           maxNewTokens: options.maxNewTokens,
           truncate: options.truncate,
-          language: options.language,
+          ...protocolOptions,
           swap,
         },
       );
@@ -100,7 +111,7 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError }) 
       controller = null;
       $("batch-current").replaceChildren();
       // Before the buttons come back, so a finished batch shows its figures.
-      await showMetrics(judgedRecords()).catch(showError);
+      await showMetrics(judgedRecords(), todo[0].protocol).catch(showError);
       setRunning(false);
     }
   });
@@ -151,7 +162,8 @@ function preview(text) {
 }
 
 function resultRow(row, judged) {
-  const verdict = judged.error ?? judged.winner ?? (judged.rating !== undefined ? judged.rating : null);
+  // Auto-J's winner or rating, Prometheus 2's preference or score (null: unparsed).
+  const verdict = judged.error ?? ["winner", "rating", "score"].map((key) => judged[key]).find((v) => v !== undefined) ?? null;
   const swapped =
     judged.swapped_winner_mapped === undefined
       ? ""
@@ -182,8 +194,14 @@ function resultRow(row, judged) {
 }
 
 // Auto-J's agreement and consistency, from the Rust pairwise_eval (the wasm pairwiseMetrics,
-// run in the judge worker).
-async function showMetrics(records) {
+// run in the judge worker); Prometheus 2's accuracy or correlations likewise.
+async function showMetrics(records, protocol) {
+  $("rubric-metrics").hidden = true;
+  if (isPrometheus(protocol)) {
+    $("metrics").hidden = true;
+    if (records.length > 0) await showRubricMetrics(records, protocol);
+    return;
+  }
   const figures = records.length === 0 ? [] : (await pairwiseMetrics(records)).table;
   $("metrics").hidden = figures.length === 0;
   const percent = (x) => (x === null ? "–" : x.toFixed(2));
@@ -192,4 +210,19 @@ async function showMetrics(records) {
       el("tr", {}, el("td", {}, f.name), el("td", {}, String(f.rows)), el("td", {}, percent(f.agreement)), el("td", {}, percent(f.consistency))),
     ),
   );
+}
+
+// One line: accuracy for relative grading, correlations for absolute grading (rows with a gold
+// label only; none: nothing shown).
+async function showRubricMetrics(records, protocol) {
+  const relative = protocol.startsWith("prometheus_relative");
+  const m = relative ? await preferenceMetrics(records) : await scoreMetrics(records);
+  if (m.rows === 0) return;
+  const figure = (x) => (x === null ? "undefined" : x.toFixed(4));
+  $("rubric-metrics").textContent = relative
+    ? `Accuracy ${m.accuracy.toFixed(2)}% over ${m.rows} labelled rows (${m.unparsed} unparsed)` +
+      (m.consistency === null ? "" : `, consistency ${m.consistency.toFixed(2)}%`)
+    : `Over ${m.rows} rows with gold and parsed scores: Pearson ${figure(m.pearson)}, Spearman ` +
+      `${figure(m.spearman)}, Kendall tau-b ${figure(m.kendall_tau_b)} (${m.unparsed} unparsed)`;
+  $("rubric-metrics").hidden = false;
 }

@@ -1,7 +1,9 @@
-// Judging one item: a pair (pairwise) or one response (single), the critique streamed as it is
-// generated, then the verdict badge and timings. Text goes in through text nodes only.
+// Judging one item: a pair (Auto-J's pairwise, Prometheus 2's relative grading) or one response
+// (Auto-J's single rating, Prometheus 2's absolute grading), the critique streamed as it is
+// generated, then the verdict badge and timings; the judgement record downloads as JSON. Text
+// goes in through text nodes only.
 
-import { el } from "./dom.js";
+import { download, el } from "./dom.js";
 import { PAIRWISE, SINGLE } from "./examples.js";
 import { statsText, verdictBadge } from "./messages.js";
 
@@ -9,6 +11,8 @@ const $ = (id) => document.getElementById(id);
 
 export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
   let controller = null;
+  // The last judgement, as the API returned it (the CLI's record fields).
+  let last = null;
 
   for (const example of [...PAIRWISE, ...SINGLE]) {
     const pairwise = "response1" in example;
@@ -23,6 +27,7 @@ export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
     const pairwise = document.body.dataset.mode === "pairwise";
     const options = readOptions();
     controller = new AbortController();
+    last = null;
     setRunning(true);
     const forward = startOutput("critique", pairwise && options.swap);
     const swapped = $("critique-swapped").firstChild;
@@ -34,15 +39,26 @@ export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
         signal: controller.signal,
         maxNewTokens: options.maxNewTokens,
         truncate: options.truncate,
-        language: options.language,
       };
       const query = $("query").value;
-      const result = pairwise
-        ? await judge.pairwise(
-            { query, response1: $("response1").value, response2: $("response2").value },
-            { ...common, swap: options.swap },
-          )
-        : await judge.single({ query, response: $("response").value }, common);
+      const responses = pairwise
+        ? { response1: $("response1").value, response2: $("response2").value }
+        : { response: $("response").value };
+      let result;
+      if (options.prometheus) {
+        // An empty reference answer is none: the protocol without one.
+        const reference = $("reference-answer").value;
+        const input = { query, ...responses, rubric: options.rubric, ...(reference ? { referenceAnswer: reference } : {}) };
+        result = pairwise
+          ? await judge.compare(input, { ...common, swap: options.swap })
+          : await judge.rubric(input, common);
+      } else {
+        const autoj = { ...common, language: options.language };
+        result = pairwise
+          ? await judge.pairwise({ query, ...responses }, { ...autoj, swap: options.swap })
+          : await judge.single({ query, ...responses }, autoj);
+      }
+      last = result;
       showResult(result);
     } catch (error) {
       showError(error);
@@ -53,6 +69,9 @@ export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
   });
 
   $("cancel").addEventListener("click", () => controller?.abort());
+  $("download-result").addEventListener("click", () => {
+    if (last) download(JSON.stringify(last, null, 2) + "\n", "webjudge-judgement.json", "application/json");
+  });
 }
 
 function fill(example, pairwise) {

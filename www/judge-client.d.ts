@@ -5,6 +5,10 @@ import type {
   BatchOptions,
   BatchRecord,
   BatchRow,
+  BuiltInRubric,
+  CompareInput,
+  CompareOptions,
+  CompareResult,
   GenerateOptions,
   GenerateResult,
   JudgeOptions,
@@ -13,6 +17,11 @@ import type {
   PairInput,
   PairwiseMetrics,
   PairwiseResult,
+  PreferenceMetrics,
+  RubricInput,
+  RubricOptions,
+  ScoreMetrics,
+  ScoreResult,
   SingleInput,
   SingleResult,
 } from "./pkg/webjudge.js";
@@ -27,9 +36,13 @@ export declare class Judge {
   static clearCache(modelUrl?: string): Promise<void>;
   pairwise(input: PairInput, options?: JudgeOptions): Promise<PairwiseResult>;
   single(input: SingleInput, options?: JudgeOptions): Promise<SingleResult>;
+  /** Prometheus 2's absolute grading: one response against a rubric, 1 to 5. */
+  rubric(input: RubricInput, options?: RubricOptions): Promise<ScoreResult>;
+  /** Prometheus 2's relative grading: the better of two responses under a rubric. */
+  compare(input: CompareInput, options?: CompareOptions): Promise<CompareResult>;
   /** Judges many items together (up to the load's batch size at a time); each row's record
    * reaches `options.onJudged` as it finishes, in any order. */
-  judgeBatch(items: (PairInput | SingleInput | BatchRow)[], options: BatchOptions): Promise<void>;
+  judgeBatch(items: (PairInput | SingleInput | RubricInput | CompareInput | BatchRow)[], options: BatchOptions): Promise<void>;
   generate(prompt: string, options?: GenerateOptions): Promise<GenerateResult>;
   info(): Promise<ModelInfo>;
   /** Unloads the model for everything on the page that shares it, and stops its worker. */
@@ -39,5 +52,14 @@ export declare class Judge {
 /** Auto-J's pairwise metrics of batch records, computed in a worker by the wasm export. */
 export declare function pairwiseMetrics(records: BatchRecord[]): Promise<PairwiseMetrics>;
 
-/** The rows of an Auto-J test-data JSONL file, read in a worker by the wasm export. */
+/** Prometheus 2's relative-grading accuracy of batch records, computed in a worker by the wasm export. */
+export declare function preferenceMetrics(records: BatchRecord[]): Promise<PreferenceMetrics>;
+
+/** Prometheus 2's absolute-grading correlations of batch records, computed in a worker by the wasm export. */
+export declare function scoreMetrics(records: BatchRecord[]): Promise<ScoreMetrics>;
+
+/** The rows of a test-data JSONL file (Auto-J's or Prometheus 2's), read in a worker by the wasm export. */
 export declare function parseRows(text: string): Promise<BatchRow[]>;
+
+/** prometheus-eval's built-in rubrics with their texts, from the wasm export. */
+export declare function builtInRubrics(): Promise<{ name: BuiltInRubric; text: string }[]>;

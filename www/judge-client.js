@@ -1,5 +1,6 @@
 // The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
-// judgeBatch, generate, info, unload, clearCache) and its pairwiseMetrics, with the engine running in a
+// rubric, compare, judgeBatch, generate, info, unload, clearCache) and its pairwiseMetrics,
+// parseRows and builtInRubrics, with the engine running in a
 // dedicated worker so the page stays responsive while a model loads or a critique streams.
 //
 // One worker per model URL serves everything on the page: two <web-judge> elements, or the page
@@ -139,10 +140,26 @@ export function pairwiseMetrics(records) {
   return anyWorker(undefined, { op: "pairwiseMetrics", records });
 }
 
-// The rows of an Auto-J test-data file, read by the wasm export of the same name (the CLI's
-// reader); rejects with InvalidInput naming the line.
+// The rows of a test-data file (Auto-J's or Prometheus 2's), read by the wasm export of the
+// same name (the CLI's reader), each with the protocol it was read for; rejects with
+// InvalidInput naming the line.
 export function parseRows(text) {
   return anyWorker(undefined, { op: "parseRows", text });
+}
+
+// Prometheus 2's metrics of batch records, by the wasm exports of the same names (the CLI's
+// Rust): accuracy against "A"/"B" labels, and Pearson/Spearman/Kendall against gold scores.
+export function preferenceMetrics(records) {
+  return anyWorker(undefined, { op: "preferenceMetrics", records });
+}
+
+export function scoreMetrics(records) {
+  return anyWorker(undefined, { op: "scoreMetrics", records });
+}
+
+// prometheus-eval's built-in rubrics, [{ name, text }], from the wasm export of the same name.
+export function builtInRubrics() {
+  return anyWorker(undefined, { op: "builtInRubrics" });
 }
 
 export class Judge {
@@ -174,13 +191,25 @@ export class Judge {
   }
 
   pairwise(input, options) {
-    const [rest, callbacks] = split(options);
-    return this.session.request({ op: "pairwise", input, options: rest }, callbacks);
+    return this.#judge("pairwise", input, options);
   }
 
   single(input, options) {
+    return this.#judge("single", input, options);
+  }
+
+  rubric(input, options) {
+    return this.#judge("rubric", input, options);
+  }
+
+  compare(input, options) {
+    return this.#judge("compare", input, options);
+  }
+
+  // One item, judged in the worker by the wasm method `op`.
+  #judge(op, input, options) {
     const [rest, callbacks] = split(options);
-    return this.session.request({ op: "single", input, options: rest }, callbacks);
+    return this.session.request({ op, input, options: rest }, callbacks);
   }
 
   // onJudged runs on this side for each item as the worker reports it; the promise settles

@@ -59,11 +59,24 @@ export function verdictBadge(result) {
       ? { text: "no rating found", kind: "none" }
       : { text: `rating ${result.rating} / 10`, kind: "rating" };
   }
+  // Prometheus 2's absolute grading.
+  if ("score" in result) {
+    return result.score === null
+      ? { text: "no score found", kind: "none" }
+      : { text: `score ${result.score} / 5`, kind: "rating" };
+  }
+  // Auto-J's winner, or Prometheus 2's preference ("A", "B"; "tie" when two orders disagree).
   const winner = result.combined === undefined ? result.winner : result.combined;
-  const label = { response1: "Response 1 wins", response2: "Response 2 wins", tie: "Tie" }[winner];
-  const text = label ?? "no decision found";
+  const verdicts = {
+    response1: ["Response 1 wins", "response1"],
+    response2: ["Response 2 wins", "response2"],
+    A: ["Response A wins", "response1"],
+    B: ["Response B wins", "response2"],
+    tie: ["Tie", "tie"],
+  };
+  const [text, kind] = verdicts[winner] ?? ["no decision found", "none"];
   if (result.consistent === false) return { text: `${text} (orders disagree)`, kind: "inconsistent" };
-  return { text, kind: winner ?? "none" };
+  return { text, kind };
 }
 
 // Two significant digits below 10 tok/s (software GPUs manage a fraction of one), one decimal above.

@@ -2,7 +2,7 @@
 // the <web-judge> element; its attributes are listed at the top of web-judge.js.
 
 import type { Judge } from "./judge-client.js";
-import type { PairwiseResult, SingleResult } from "./pkg/webjudge.js";
+import type { CompareResult, PairwiseResult, ScoreResult, SingleResult } from "./pkg/webjudge.js";
 
 /** The element's own methods (the class itself is not exported). */
 export interface WebJudgeElement extends HTMLElement {
@@ -17,8 +17,8 @@ declare global {
     "web-judge": WebJudgeElement;
   }
   interface HTMLElementEventMap {
-    /** A judgement finished: the result of `pairwise` or `single`. */
-    judged: CustomEvent<PairwiseResult | SingleResult>;
+    /** A judgement finished: the result of `pairwise`, `single`, `rubric` or `compare`. */
+    judged: CustomEvent<PairwiseResult | SingleResult | ScoreResult | CompareResult>;
     /** Loading or judging failed, with the Error (its `name` as in docs/web-api.md). */
     "judge-error": CustomEvent<Error>;
   }

@@ -1,12 +1,17 @@
-// <web-judge>: a compact Auto-J judge for docs and tutorials. One script include:
+// <web-judge>: a compact judge (Auto-J or Prometheus 2) for docs and tutorials. One script include:
 //
 //   <script type="module" src="web-judge.js"></script>
 //   <web-judge mode="pairwise" query="…" response1="…" response2="…" max-new-tokens="256"></web-judge>
 //   <web-judge mode="single" query="…" response="…" model="https://host/models/autoj/"></web-judge>
+//   <web-judge protocol="prometheus_absolute" rubric="helpfulness" query="…" response="…"></web-judge>
 //
 // Attributes: model (the model directory URL, default ./models/default/ relative to the page),
-// mode (pairwise | single), query, response1 and response2 or response, max-new-tokens,
-// language (en | zh). The model loads on the first click of Judge; elements naming the same
+// mode (pairwise | single: Auto-J's protocols), or protocol (any protocol's name:
+// prometheus_absolute grades one response, prometheus_relative compares two), query (or
+// instruction), response1 and response2 or response, max-new-tokens, language (en | zh, Auto-J);
+// for Prometheus 2 rubric (a built-in rubric's name: helpfulness, harmlessness, honesty,
+// factual_validity, reasoning; or a rubric's text) and reference-answer (optional; the _ref
+// protocols need it). The model loads on the first click of Judge; elements naming the same
 // model share one worker, one download and one copy in GPU memory (judge-client.js). When a
 // judgement finishes the element fires a "judged" event whose detail is the result; a failure
 // fires "judge-error" with the Error. element.load() loads the model ahead of the first click.
@@ -16,6 +21,19 @@ import { el } from "./dom.js";
 import { explain, progressText, statsText, verdictBadge } from "./messages.js";
 
 const DEFAULT_MODEL = "./models/default/";
+
+// The `protocol` attribute: the Judge method that runs it, and whether it judges a pair. The
+// API picks Prometheus' _ref protocols itself when a reference answer is given.
+const PROTOCOLS = {
+  pairwise_tie: { method: "pairwise", pairwise: true, language: "en" },
+  single: { method: "single", pairwise: false, language: "en" },
+  zh_pairwise_tie: { method: "pairwise", pairwise: true, language: "zh" },
+  zh_single: { method: "single", pairwise: false, language: "zh" },
+  prometheus_absolute: { method: "rubric", pairwise: false },
+  prometheus_absolute_ref: { method: "rubric", pairwise: false, reference: true },
+  prometheus_relative: { method: "compare", pairwise: true },
+  prometheus_relative_ref: { method: "compare", pairwise: true, reference: true },
+};
 
 // A constructed stylesheet: unlike a <style> element it is not blocked by a strict style-src.
 const sheet = new CSSStyleSheet();
@@ -40,7 +58,9 @@ sheet.replaceSync(`
 `);
 
 class WebJudge extends HTMLElement {
-  static observedAttributes = ["mode", "query", "response", "response1", "response2"];
+  static observedAttributes = [
+    "mode", "protocol", "query", "instruction", "response", "response1", "response2", "rubric", "reference-answer",
+  ];
 
   constructor() {
     super();
@@ -75,20 +95,63 @@ class WebJudge extends HTMLElement {
   }
 
   get pairwise() {
-    return this.getAttribute("mode") !== "single";
+    return this.protocol?.pairwise ?? this.getAttribute("mode") !== "single";
+  }
+
+  // The `protocol` attribute's entry in PROTOCOLS; null without one (Auto-J, by mode and
+  // language), undefined for an unknown name.
+  get protocol() {
+    const name = this.getAttribute("protocol");
+    return name === null ? null : PROTOCOLS[name];
+  }
+
+  get prometheus() {
+    return ["rubric", "compare"].includes(this.protocol?.method);
   }
 
   // The item being judged, shown as text so a docs reader sees what the judge sees.
   renderInputs() {
-    const fields = this.pairwise
-      ? [["Query", "query"], ["Response 1", "response1"], ["Response 2", "response2"]]
-      : [["Query", "query"], ["Response", "response"]];
+    const [first, second] = this.prometheus ? ["Response A", "Response B"] : ["Response 1", "Response 2"];
+    const fields = [
+      [this.prometheus ? "Instruction" : "Query", this.hasAttribute("query") ? "query" : "instruction"],
+      ...(this.pairwise ? [[first, "response1"], [second, "response2"]] : [["Response", "response"]]),
+      ...(this.prometheus ? [["Rubric", "rubric"]] : []),
+      ...(this.prometheus && this.hasAttribute("reference-answer") ? [["Reference answer", "reference-answer"]] : []),
+    ];
     this.inputs.replaceChildren(
       ...fields.flatMap(([title, name]) => [
         el("div", { className: "label" }, title),
         el("div", { className: "text" }, this.getAttribute(name) ?? ""),
       ]),
     );
+  }
+
+  // The Judge call for the element's attributes: [method, input, options without callbacks].
+  call() {
+    const protocol = this.protocol;
+    if (protocol === undefined) {
+      const names = Object.keys(PROTOCOLS).join(", ");
+      throw Object.assign(new Error(`protocol must be one of ${names}`), { name: "InvalidInput" });
+    }
+    const text = (name) => this.getAttribute(name) ?? "";
+    const query = this.getAttribute("query") ?? text("instruction");
+    const responses = this.pairwise
+      ? { response1: text("response1"), response2: text("response2") }
+      : { response: text("response") };
+    const maxNewTokens = Number(this.getAttribute("max-new-tokens")) || undefined;
+    if (!this.prometheus) {
+      const language = protocol?.language ?? (this.getAttribute("language") === "zh" ? "zh" : "en");
+      return [this.pairwise ? "pairwise" : "single", { query, ...responses }, { maxNewTokens, language }];
+    }
+    const reference = this.getAttribute("reference-answer");
+    if (protocol.reference && reference === null) {
+      const error = new Error(`protocol ${this.getAttribute("protocol")} needs a reference-answer attribute`);
+      throw Object.assign(error, { name: "InvalidInput" });
+    }
+    // The rubric attribute as given: the API names the built-ins when it is missing.
+    const input = { query, ...responses, rubric: this.getAttribute("rubric") ?? undefined };
+    if (reference !== null) input.referenceAnswer = reference;
+    return [protocol.method, input, { maxNewTokens }];
   }
 
   async judge() {
@@ -101,22 +164,15 @@ class WebJudge extends HTMLElement {
     const text = document.createTextNode("");
     this.critique.replaceChildren(text);
     try {
+      const [method, input, options] = this.call();
       const judge = await this.load();
       this.critique.hidden = false;
       this.status.textContent = "judging…";
-      const options = {
+      const result = await judge[method](input, {
+        ...options,
         onToken: (piece) => text.appendData(piece),
         signal: this.controller.signal,
-        maxNewTokens: Number(this.getAttribute("max-new-tokens")) || undefined,
-        language: this.getAttribute("language") === "zh" ? "zh" : "en",
-      };
-      const query = this.getAttribute("query") ?? "";
-      const result = this.pairwise
-        ? await judge.pairwise(
-            { query, response1: this.getAttribute("response1") ?? "", response2: this.getAttribute("response2") ?? "" },
-            options,
-          )
-        : await judge.single({ query, response: this.getAttribute("response") ?? "" }, options);
+      });
       const badge = verdictBadge(result);
       this.badge.textContent = badge.text;
       this.badge.dataset.kind = badge.kind;

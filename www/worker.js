@@ -3,13 +3,15 @@
 // with the messages below; every request carries an id that its replies repeat.
 //
 //   page → worker  { id, op: "load", modelUrl, options }        options without callbacks
-//                  { id, op: "pairwise" | "single", input, options }
+//                  { id, op: "pairwise" | "single" | "rubric" | "compare", input, options }
 //                  { id, op: "judgeBatch", items, options }
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
-//                  { id, op: "pairwiseMetrics", records }       needs no model
+//                  { id, op: "pairwiseMetrics" | "preferenceMetrics" | "scoreMetrics", records }
+//                                                                needs no model
 //                  { id, op: "parseRows", text }                 needs no model
+//                  { id, op: "builtInRubrics" }                  needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
 //                  { id, type: "token", text, order }            judgeBatch's also carry index
@@ -17,7 +19,7 @@
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge, pairwiseMetrics, parseRows } from "./pkg/webjudge.js";
+import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -65,12 +67,19 @@ async function handle(message, signal) {
       return Judge.clearCache(message.modelUrl);
     case "pairwiseMetrics":
       return pairwiseMetrics(message.records);
+    case "preferenceMetrics":
+      return preferenceMetrics(message.records);
+    case "scoreMetrics":
+      return scoreMetrics(message.records);
     case "parseRows":
       return parseRows(message.text);
+    case "builtInRubrics":
+      return builtInRubrics();
     case "pairwise":
-      return loaded().pairwise(message.input, { ...options, onToken, signal });
     case "single":
-      return loaded().single(message.input, { ...options, onToken, signal });
+    case "rubric":
+    case "compare":
+      return loaded()[op](message.input, { ...options, onToken, signal });
     case "judgeBatch":
       return loaded().judgeBatch(message.items, {
         ...options,

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use webjudge::engine::native::read_metadata;
 use webjudge::judge::dataset::{detect_protocol, parse_rows, resume_output, Record, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
-use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, Preference};
+use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
-use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric, Winner};
+use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
 use webjudge::model::{LoadOptions, MAX_SEQUENCES};
 use webjudge::weights::writer::hex;
 
@@ -364,20 +364,7 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
             serde_json::to_string(&metrics)?
         }
         (JudgeFamily::Prometheus, true) => {
-            let preference = |value: &Value| match value.as_str() {
-                Some("A") => Some(Winner::Response1),
-                Some("B") => Some(Winner::Response2),
-                Some("tie") => Some(Winner::Tie),
-                _ => None,
-            };
-            let rows: Vec<Preference> = judged()
-                .map(|r| Preference {
-                    label: preference(&r["label"]),
-                    // With both orders judged, their combined verdict.
-                    verdict: preference(r.get("combined").unwrap_or(&r["winner"])),
-                    consistent: r["consistent"].as_bool(),
-                })
-                .collect();
+            let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
             let metrics = preference_metrics(&rows);
             if metrics.rows > 0 {
                 outln!(
@@ -390,8 +377,7 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
             serde_json::to_string(&metrics)?
         }
         (JudgeFamily::Prometheus, false) => {
-            let rows: Vec<(Option<f64>, Option<f64>)> =
-                judged().map(|r| (r["label"].as_f64(), r["score"].as_f64())).collect();
+            let rows: Vec<(Option<f64>, Option<f64>)> = records.iter().filter_map(scores_of_record).collect();
             let metrics = score_metrics(&rows);
             let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
             if metrics.rows > 0 {

@@ -136,10 +136,16 @@ fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
 
 /// The row's gold verdict, in the encoding of the protocol's family.
 fn label(object: &Map<String, Value>, protocol: Protocol) -> Result<Option<Verdict>, Problem> {
-    let value = match object.get("label") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(value) => value,
-    };
+    match object.get("label") {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => parse_label(value, protocol).map(Some),
+    }
+}
+
+/// A gold `label` in the encoding of the protocol's family (Auto-J's 0, 1, 2; `"A"`/`"B"`, or a
+/// score 1 to 5, for Prometheus: as records write them, so the wasm `judgeBatch` reads rows'
+/// labels with it too).
+pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem> {
     let (label, expected) = match (protocol.family(), protocol.is_pairwise()) {
         (JudgeFamily::AutoJ, true) => (
             value.as_i64().and_then(Winner::from_autoj_label).map(|w| Verdict::Pairwise(Some(w))),
@@ -159,7 +165,7 @@ fn label(object: &Map<String, Value>, protocol: Protocol) -> Result<Option<Verdi
             "a score from 1 to 5",
         ),
     };
-    label.map(Some).ok_or_else(|| Problem::Label { expected, found: value.to_string() })
+    label.ok_or_else(|| Problem::Label { expected, found: value.to_string() })
 }
 
 /// A record's `label`: the verdict's value alone.

@@ -11,6 +11,7 @@
 //! of rows whose two orders agree.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::verdict::Winner;
 
@@ -34,6 +35,34 @@ pub struct Preference {
     pub label: Option<Winner>,
     pub verdict: Option<Winner>,
     pub consistent: Option<bool>,
+}
+
+impl Preference {
+    /// A judged record's row (`webjudge judge --output`'s, the wasm `judgeBatch`'s): its gold
+    /// `label`, its verdict (with both orders judged, their combined one) and whether the orders
+    /// agreed; `None` for a row that could not be judged (`error`).
+    pub fn from_record(record: &Value) -> Option<Preference> {
+        if record.get("error").is_some() {
+            return None;
+        }
+        let preference = |value: &Value| match value.as_str() {
+            Some("A") => Some(Winner::Response1),
+            Some("B") => Some(Winner::Response2),
+            Some("tie") => Some(Winner::Tie),
+            _ => None,
+        };
+        Some(Preference {
+            label: preference(&record["label"]),
+            verdict: preference(record.get("combined").unwrap_or(&record["winner"])),
+            consistent: record["consistent"].as_bool(),
+        })
+    }
+}
+
+/// A judged record's `(gold, predicted)` scores for [`score_metrics`]; `None` for a row that
+/// could not be judged (`error`).
+pub fn scores_of_record(record: &Value) -> Option<(Option<f64>, Option<f64>)> {
+    record.get("error").is_none().then(|| (record["label"].as_f64(), record["score"].as_f64()))
 }
 
 pub fn preference_metrics(rows: &[Preference]) -> PreferenceMetrics {

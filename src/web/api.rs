@@ -12,14 +12,17 @@ use wasm_bindgen::JsCast;
 use web_sys::AbortSignal;
 
 use super::loader::{self, ShardOptions, ShardStats};
-use super::types::{self, ArchitectureInfo, GenerateResult, ModelInfo, PairwiseMetrics, ProfileResult};
+use super::types::{
+    self, ArchitectureInfo, BatchRow, BuiltInRubric, GenerateResult, ModelInfo, PairwiseMetrics, ProfileResult,
+};
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
 use crate::judge::dataset::{self, Record, Row};
 use crate::judge::metrics::{self, Judged, ScenarioGroups};
+use crate::judge::rubric_metrics::{self, Preference};
 use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, Verdict, AUTOJ_MAX_NEW_TOKENS};
-use crate::judge::{Item, Protocol, Winner};
+use crate::judge::{render, Item, JudgeFamily, Protocol, Rubric, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
 use crate::model::{LlamaModel, ShardUploader};
 use crate::tokenizer::Tokenizer;
@@ -43,7 +46,7 @@ struct Shared {
     stats: ShardStats,
 }
 
-/// A loaded Auto-J (or any webjudge) model.
+/// A loaded judge model (Auto-J, Prometheus 2, or any webjudge model).
 #[wasm_bindgen]
 pub struct Judge {
     shared: Rc<Shared>,
@@ -169,7 +172,7 @@ where
     }
 }
 
-/// The settings of one `pairwise` / `single` call.
+/// The settings of one `pairwise` / `single` / `rubric` / `compare` / `judgeBatch` call.
 struct JudgeCall {
     protocol: Protocol,
     options: JudgeOptions,
@@ -179,14 +182,14 @@ struct JudgeCall {
 }
 
 impl JudgeCall {
-    fn parse(o: Option<&Object>, pairwise: bool) -> Result<Self, WebError> {
+    fn parse(o: Option<&Object>, protocol: Protocol) -> Result<Self, WebError> {
         let swap = options::opt_bool(o, "swap")?.unwrap_or(false);
-        if swap && !pairwise {
+        if swap && !protocol.is_pairwise() {
             return Err(WebError::InvalidInput("swap applies to pairwise judging only".into()));
         }
         let abort = Abort::new(options::opt_signal(o, "signal")?);
         Ok(Self {
-            protocol: options::protocol(o, pairwise)?,
+            protocol,
             options: JudgeOptions {
                 max_new_tokens: options::opt_count(o, "maxNewTokens", 1)?.unwrap_or(AUTOJ_MAX_NEW_TOKENS),
                 truncate: options::opt_bool(o, "truncate")?.unwrap_or(false),
@@ -206,20 +209,50 @@ impl JudgeCall {
 pub fn pairwise_metrics(
     #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
 ) -> Result<JsValue, JsValue> {
-    let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records).map_err(|error| {
-        WebError::InvalidInput(format!("pairwiseMetrics: records must be an array of objects: {error}"))
-    })?;
-    if let Some(position) = records.iter().position(|record| !record.is_object()) {
-        return Err(WebError::InvalidInput(format!("pairwiseMetrics: record {position} is not an object")).into());
-    }
+    let records = records_of(records, "pairwiseMetrics")?;
     let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
     let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
     Ok(types::to_js(&PairwiseMetrics::new(&figures)))
 }
 
-/// The rows of an Auto-J test-data file (JSON Lines), read by the same code as `webjudge
-/// judge --input`: pairs or single responses by their fields, every row of one kind.
-/// Needs no model (and no GPU).
+/// Prometheus 2's relative grading against gold `"A"`/`"B"` labels (accuracy, and consistency
+/// of rows judged in both orders) of batch records, computed by the same code as `webjudge
+/// judge`'s metrics. Needs no model.
+#[wasm_bindgen(js_name = preferenceMetrics, unchecked_return_type = "PreferenceMetrics")]
+pub fn preference_metrics(
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
+) -> Result<JsValue, JsValue> {
+    let records = records_of(records, "preferenceMetrics")?;
+    let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
+    Ok(types::to_js(&rubric_metrics::preference_metrics(&rows)))
+}
+
+/// Prometheus 2's absolute grading against gold scores (Pearson, Spearman, Kendall's tau-b) of
+/// batch records, computed by the same code as `webjudge judge`'s metrics. Needs no model.
+#[wasm_bindgen(js_name = scoreMetrics, unchecked_return_type = "ScoreMetrics")]
+pub fn score_metrics(
+    #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
+) -> Result<JsValue, JsValue> {
+    let records = records_of(records, "scoreMetrics")?;
+    let rows: Vec<_> = records.iter().filter_map(rubric_metrics::scores_of_record).collect();
+    Ok(types::to_js(&rubric_metrics::score_metrics(&rows)))
+}
+
+/// The records a metrics export was given, as JSON objects.
+fn records_of(records: JsValue, function: &str) -> Result<Vec<serde_json::Value>, WebError> {
+    let records: Vec<serde_json::Value> = serde_wasm_bindgen::from_value(records)
+        .map_err(|error| WebError::InvalidInput(format!("{function}: records must be an array of objects: {error}")))?;
+    if let Some(position) = records.iter().position(|record| !record.is_object()) {
+        return Err(WebError::InvalidInput(format!("{function}: record {position} is not an object")));
+    }
+    Ok(records)
+}
+
+/// The rows of a test-data file (JSON Lines), read by the same code as `webjudge judge
+/// --input`: Auto-J's rows, or Prometheus 2's (prometheus-eval's field names, by
+/// `instruction`); pairs or single responses by their fields, every row of one kind. Each row
+/// carries the protocol it was read for (Prometheus': with a reference answer when the first row
+/// has one), which `judgeBatch` takes. Needs no model (and no GPU).
 #[wasm_bindgen(js_name = parseRows, unchecked_return_type = "BatchRow[]")]
 pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     let rows: Vec<Row> = dataset::parse_rows(text.lines(), None)
@@ -228,14 +261,47 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     let Some(first) = rows.first() else {
         return Err(WebError::InvalidInput("the file has no rows".into()).into());
     };
-    let pairwise = |row: &Row| matches!(row.item, Item::Pair { .. });
-    if let Some(other) = rows.iter().find(|row| pairwise(row) != pairwise(first)) {
-        let kind = |row: &Row| if pairwise(row) { "a pair" } else { "a single response" };
-        let message =
-            format!("row {} is {}, but row 0 is {}: a file holds one kind", other.index, kind(other), kind(first));
+    // Each row's protocol by its fields (the rows are the file's non-empty lines, in order).
+    let lines = text.trim_start_matches('\u{feff}').lines().filter(|line| !line.trim().is_empty());
+    let protocols: Vec<Protocol> = lines.filter_map(dataset::detect_protocol).collect();
+    let kind = |protocol: Protocol| match (protocol.family(), protocol.is_pairwise()) {
+        (JudgeFamily::AutoJ, true) => "a pair",
+        (JudgeFamily::AutoJ, false) => "a single response",
+        (JudgeFamily::Prometheus, true) => "a Prometheus pair (by its instruction field)",
+        (JudgeFamily::Prometheus, false) => "a Prometheus single response (by its instruction field)",
+    };
+    if let Some(other) = protocols.iter().position(|&protocol| protocol != protocols[0]) {
+        let message = format!(
+            "row {other} is {}, but row 0 is {}: a file holds one kind",
+            kind(protocols[other]),
+            kind(protocols[0])
+        );
         return Err(WebError::InvalidInput(message).into());
     }
-    Ok(types::to_js(&rows))
+    let protocol = match protocols[0].family() {
+        JudgeFamily::AutoJ => protocols[0],
+        JudgeFamily::Prometheus => prometheus(first.item.is_pair(), first.item.reference_answer().is_some()),
+    };
+    Ok(types::to_js(&rows.iter().map(|row| BatchRow { protocol, row }).collect::<Vec<_>>()))
+}
+
+/// prometheus-eval's built-in rubrics (`load_rubric`'s names), each with the text absolute
+/// grading shows the judge (relative grading takes its first line: the criteria). Needs no
+/// model.
+#[wasm_bindgen(js_name = builtInRubrics, unchecked_return_type = "{ name: BuiltInRubric; text: string }[]")]
+pub fn built_in_rubrics() -> JsValue {
+    types::to_js(&Rubric::BUILT_IN.iter().map(|&(name, text)| BuiltInRubric { name, text }).collect::<Vec<_>>())
+}
+
+/// Prometheus 2's protocol for a pair (relative grading) or one response (absolute grading),
+/// with a reference answer or without.
+fn prometheus(pairwise: bool, reference: bool) -> Protocol {
+    match (pairwise, reference) {
+        (false, false) => Protocol::PrometheusAbsolute,
+        (false, true) => Protocol::PrometheusAbsoluteRef,
+        (true, false) => Protocol::PrometheusRelative,
+        (true, true) => Protocol::PrometheusRelativeRef,
+    }
 }
 
 #[wasm_bindgen]
@@ -265,7 +331,7 @@ impl Judge {
         input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, true)
+        self.judge(input, options, JudgeFamily::AutoJ, true)
     }
 
     /// Critiques and rates one response with Auto-J's single-response protocol.
@@ -275,36 +341,60 @@ impl Judge {
         #[wasm_bindgen(unchecked_param_type = "{ query: string; response: string }")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, false)
+        self.judge(input, options, JudgeFamily::AutoJ, false)
+    }
+
+    /// Grades one response against a rubric, 1 to 5, with Prometheus 2's absolute protocol
+    /// (`prometheus_absolute`, or `prometheus_absolute_ref` with a reference answer).
+    #[wasm_bindgen(unchecked_return_type = "Promise<ScoreResult>")]
+    pub fn rubric(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RubricInput")] input: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "RubricOptions")] options: Option<Object>,
+    ) -> Promise {
+        self.judge(input, options, JudgeFamily::Prometheus, false)
+    }
+
+    /// Chooses the better of two responses under a rubric with Prometheus 2's relative
+    /// protocol (`prometheus_relative`, or `prometheus_relative_ref` with a reference answer).
+    #[wasm_bindgen(unchecked_return_type = "Promise<CompareResult>")]
+    pub fn compare(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "CompareInput")] input: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "CompareOptions")] options: Option<Object>,
+    ) -> Promise {
+        self.judge(input, options, JudgeFamily::Prometheus, true)
     }
 
     /// Judges many items together, up to the loaded batch size at a time (with `swap`, each
-    /// pair in both orders as two sequences of the batch): pairs when the first item is one,
-    /// else single responses; `parseRows`' rows carry their index, scenario and label into
-    /// the records. Each item's record goes to `onJudged` as it finishes, in any order; the
-    /// promise resolves when every item has been reported, and rejects only when the whole
-    /// batch fails (a lost device, a throwing callback).
+    /// pair in both orders as two sequences of the batch) with one protocol ([`batch_protocol`]):
+    /// pairs when the first item is one, else single responses; `parseRows`' rows carry their
+    /// index, scenario and label into the records. Each item's record goes to `onJudged` as it
+    /// finishes, in any order; the promise resolves when every item has been reported, and
+    /// rejects only when the whole batch fails (a lost device, a throwing callback).
     #[wasm_bindgen(js_name = judgeBatch, unchecked_return_type = "Promise<void>")]
     pub fn judge_batch(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(PairInput | SingleInput | BatchRow)[]")] items: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(PairInput | SingleInput | RubricInput | CompareInput | BatchRow)[]")]
+        items: JsValue,
         #[wasm_bindgen(unchecked_param_type = "BatchOptions")] options: Object,
     ) -> Promise {
         let shared = Rc::clone(&self.shared);
         promise((|| {
             let items: js_sys::Array =
                 items.dyn_into().map_err(|_| WebError::InvalidInput("items must be an array".into()))?;
-            let first = items.get(0);
-            let pairwise = first.is_object() && options::field(first.dyn_ref(), "response1").is_some();
+            let o = Some(&options);
+            let protocol = batch_protocol(o, items.get(0).dyn_ref(), shared.family())?;
+            protocol.check_served_by(shared.family())?;
+            let rubric = options::field(o, "rubric").map(options::rubric).transpose()?;
             let rows: Vec<Row> = items
                 .iter()
                 .enumerate()
-                .map(|(position, input)| row(&input, position, pairwise))
+                .map(|(position, input)| row(&input, position, protocol, rubric.as_ref()))
                 .collect::<Result<_, _>>()?;
-            let o = Some(&options);
             let on_judged = options::opt_function(o, "onJudged")?
                 .ok_or_else(|| WebError::InvalidInput("onJudged must be a function".into()))?;
-            let call = JudgeCall::parse(o, pairwise)?;
+            let call = JudgeCall::parse(o, protocol)?;
             Ok(async move { shared.judge_batch(rows, call, on_judged).await })
         })())
     }
@@ -375,38 +465,104 @@ impl Judge {
     }
 }
 
-/// A pair (`{ query, response1, response2 }`) or a single response (`{ query, response }`);
-/// `name` is how errors call it.
-fn item(input: &JsValue, name: &str, pairwise: bool) -> Result<Item, WebError> {
+/// An item for `protocol`: a pair (`{ query, response1, response2 }`) or a single response
+/// (`{ query, response }`); for Prometheus 2 also `instruction` for `query` and `responseA`,
+/// `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
+/// `rubric`) and a reference answer (`referenceAnswer`, or `reference_answer` as `parseRows`'
+/// rows have it). `name` is how errors call it.
+fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rubric>) -> Result<Item, WebError> {
     let input = options::object(input, name)?;
-    let text = |field: &str| options::string(Some(&input), field).map_err(|_| named(name, field));
-    let query = text("query")?;
-    Ok(match pairwise {
-        true => Item::pair(query, text("response1")?, text("response2")?),
-        false => Item::single(query, text("response")?),
+    let fields = Some(&input);
+    let prometheus = protocol.family() == JudgeFamily::Prometheus;
+    // The first of the field's names present (Auto-J knows only the first).
+    let text = |names: &[&str]| {
+        let names = if prometheus { names } else { &names[..1] };
+        let present = names.iter().copied().find(|field| options::field(fields, field).is_some());
+        options::string(fields, present.unwrap_or(names[0]))
+            .map_err(|_| named(name, &present.map_or_else(|| names.join(" or "), str::to_string)))
+    };
+    let query = text(&["query", "instruction"])?;
+    let item = match protocol.is_pairwise() {
+        true => Item::pair(query, text(&["response1", "responseA"])?, text(&["response2", "responseB"])?),
+        false => Item::single(query, text(&["response"])?),
+    };
+    if !prometheus {
+        return Ok(item);
+    }
+    let item = match options::field(fields, "rubric") {
+        Some(value) => item.with_rubric(options::rubric(value).map_err(|error| in_item(name, error))?),
+        None => match rubric {
+            Some(rubric) => item.with_rubric(rubric.clone()),
+            None => item,
+        },
+    };
+    Ok(match reference_field(fields) {
+        Some(field) => item.with_reference_answer(options::string(fields, field).map_err(|_| named(name, field))?),
+        None => item,
     })
+}
+
+/// The field of `input` holding a reference answer, if it has one.
+fn reference_field(input: Option<&Object>) -> Option<&'static str> {
+    ["referenceAnswer", "reference_answer"].into_iter().find(|&field| options::field(input, field).is_some())
+}
+
+/// `judgeBatch`'s protocol: the `protocol` option; else the first item's (`parseRows`' rows
+/// carry the one they were read for; Auto-J's in the `language` asked for); else the model's
+/// judge family's for the first item's kind (Auto-J's, by `language`, for a model of no known
+/// family; Prometheus' with a reference answer when the first item has one).
+fn batch_protocol(
+    o: Option<&Object>,
+    first: Option<&Object>,
+    model: Option<JudgeFamily>,
+) -> Result<Protocol, WebError> {
+    let given = options::opt_protocol(o, "protocol")?;
+    let of_rows = options::opt_protocol(first, "protocol").map_err(|error| in_item("items[0]", error))?;
+    let pairwise = match of_rows {
+        Some(protocol) => protocol.is_pairwise(),
+        None => ["response1", "responseA"].iter().any(|field| options::field(first, field).is_some()),
+    };
+    let family = of_rows.map(|protocol| protocol.family()).or(model).unwrap_or(JudgeFamily::AutoJ);
+    let language = options::field(o, "language").is_some();
+    match (given, family) {
+        (Some(_), _) if language => Err(WebError::InvalidInput(
+            "give protocol or language, not both (Auto-J's Chinese protocols are zh_pairwise_tie and zh_single)".into(),
+        )),
+        (Some(protocol), _) => Ok(protocol),
+        (None, JudgeFamily::AutoJ) => options::protocol(o, pairwise),
+        (None, JudgeFamily::Prometheus) if language => Err(language_is_autoj()),
+        (None, JudgeFamily::Prometheus) => {
+            Ok(of_rows.unwrap_or_else(|| prometheus(pairwise, reference_field(first).is_some())))
+        }
+    }
+}
+
+fn language_is_autoj() -> WebError {
+    WebError::InvalidInput("language applies to Auto-J's protocols only".into())
 }
 
 /// An item of `judgeBatch`: a pair or single response, with a row's `index` (default: its
 /// `position`), `scenario` and `label` where it has them.
-fn row(input: &JsValue, position: usize, pairwise: bool) -> Result<Row, WebError> {
+fn row(input: &JsValue, position: usize, protocol: Protocol, rubric: Option<&Rubric>) -> Result<Row, WebError> {
     let name = format!("items[{position}]");
-    let item = item(input, &name, pairwise)?;
+    let item = item(input, &name, protocol, rubric)?;
     let fields = input.dyn_ref::<Object>();
     let scenario = options::opt_string(fields, "scenario").map_err(|_| named(&name, "scenario"))?;
-    let label = options::field(fields, "label")
-        .map(|label| {
-            serde_wasm_bindgen::from_value::<Winner>(label).map(|winner| Verdict::Pairwise(Some(winner))).map_err(
-                |_| {
-                    WebError::InvalidInput(format!(
-                        "{name}.label must be \"response1\", \"response2\", \"tie\" or null"
-                    ))
-                },
-            )
-        })
-        .transpose()?;
+    let label = options::field(fields, "label").map(|label| row_label(label, protocol, &name)).transpose()?;
     let index = options::opt_count(fields, "index", 0)?.unwrap_or(position);
     Ok(Row { index, item, label, scenario })
+}
+
+/// A row's gold label: Auto-J's as `parseRows` names it, Prometheus' as its files and records
+/// write it (`"A"`/`"B"`, a score 1 to 5).
+fn row_label(label: JsValue, protocol: Protocol, name: &str) -> Result<Verdict, WebError> {
+    if protocol.family() == JudgeFamily::AutoJ {
+        return serde_wasm_bindgen::from_value::<Winner>(label).map(|winner| Verdict::Pairwise(Some(winner))).map_err(
+            |_| WebError::InvalidInput(format!("{name}.label must be \"response1\", \"response2\", \"tie\" or null")),
+        );
+    }
+    let value = serde_wasm_bindgen::from_value::<serde_json::Value>(label).unwrap_or(serde_json::Value::Null);
+    dataset::parse_label(&value, protocol).map_err(|problem| WebError::InvalidInput(format!("{name}: {problem}")))
 }
 
 /// "response1 must be a string", or "items[3].response1 …" for an item of a batch.
@@ -415,13 +571,33 @@ fn named(item: &str, field: &str) -> WebError {
     WebError::InvalidInput(format!("{field} must be a string"))
 }
 
+/// An argument error about an item of a batch, prefixed with which.
+fn in_item(item: &str, error: WebError) -> WebError {
+    match error {
+        WebError::InvalidInput(message) if item != "input" => WebError::InvalidInput(format!("{item}: {message}")),
+        other => other,
+    }
+}
+
 /// Rust-side access (not exported to JavaScript).
 impl Judge {
-    fn judge(&self, input: JsValue, options: Option<Object>, pairwise: bool) -> Promise {
+    /// One item: Auto-J's `pairwise`/`single` (its protocol by `language`), Prometheus'
+    /// `compare`/`rubric` (with a reference answer when the input has one). A protocol of the
+    /// other family than the model's, a missing rubric or reference answer are refused before
+    /// the call waits its turn.
+    fn judge(&self, input: JsValue, options: Option<Object>, family: JudgeFamily, pairwise: bool) -> Promise {
         let shared = Rc::clone(&self.shared);
         promise((|| {
-            let item = item(&input, "input", pairwise)?;
-            let call = JudgeCall::parse(options.as_ref(), pairwise)?;
+            let o = options.as_ref();
+            let protocol = match family {
+                JudgeFamily::AutoJ => options::protocol(o, pairwise)?,
+                JudgeFamily::Prometheus if options::field(o, "language").is_some() => return Err(language_is_autoj()),
+                JudgeFamily::Prometheus => prometheus(pairwise, reference_field(input.dyn_ref()).is_some()),
+            };
+            protocol.check_served_by(shared.family())?;
+            let item = item(&input, "input", protocol, None)?;
+            render(protocol, &item)?;
+            let call = JudgeCall::parse(o, protocol)?;
             Ok(async move { shared.judge_item(item, call).await })
         })())
     }
@@ -441,7 +617,13 @@ impl Judge {
 }
 
 impl Shared {
-    /// `pairwise` and `single`: one item, a pair in both orders with `swap`.
+    /// The loaded model's judge family (its manifest's `judge`); `None` for a model of no known
+    /// family, and once unloaded.
+    fn family(&self) -> Option<JudgeFamily> {
+        self.info.borrow().as_ref().and_then(|info| info.judge)
+    }
+
+    /// `pairwise`, `single`, `rubric` and `compare`: one item, a pair in both orders with `swap`.
     async fn judge_item(&self, item: Item, call: JudgeCall) -> Result<JsValue, JsValue> {
         let mut state = self.state.lock().await;
         let judge = ready(&mut state)?;
@@ -630,6 +812,7 @@ async fn load(model_url: &str, settings: LoadSettings) -> Result<Judge, WebError
         kv_cache_bytes: estimate.kv_cache,
         from_cache: stats.downloaded == 0,
         downloaded_bytes: stats.downloaded_bytes,
+        judge: manifest.judge,
         architecture: ArchitectureInfo {
             layers: a.n_layers,
             hidden: a.hidden,

@@ -4,6 +4,7 @@
 
 use crate::engine::EngineError;
 use crate::judge::session::JudgeError;
+use crate::judge::ProtocolError;
 use crate::kernels::GpuError;
 use crate::model::{LoadError, StepError};
 
@@ -25,6 +26,9 @@ pub enum WebError {
     Unloaded,
     #[error("{0}")]
     InvalidInput(String),
+    /// A protocol of the other judge family than the model's (its manifest's `judge`).
+    #[error("{0}")]
+    WrongJudge(String),
     #[error("{0}")]
     Model(String),
 }
@@ -49,6 +53,7 @@ impl WebError {
             WebError::InputTooLong(_) => "InputTooLong",
             WebError::Unloaded => "Unloaded",
             WebError::InvalidInput(_) => "InvalidInput",
+            WebError::WrongJudge(_) => "WrongJudge",
             WebError::Model(_) => "ModelError",
         }
     }
@@ -102,7 +107,17 @@ impl From<JudgeError> for WebError {
     fn from(error: JudgeError) -> Self {
         match error {
             JudgeError::Engine(engine) => engine.into(),
+            JudgeError::Protocol(protocol) => protocol.into(),
             JudgeError::TooLong { .. } | JudgeError::QueryTooLong { .. } => WebError::InputTooLong(error.to_string()),
+            other => WebError::InvalidInput(other.to_string()),
+        }
+    }
+}
+
+impl From<ProtocolError> for WebError {
+    fn from(error: ProtocolError) -> Self {
+        match error {
+            ProtocolError::NotServed { .. } => WebError::WrongJudge(error.to_string()),
             other => WebError::InvalidInput(other.to_string()),
         }
     }

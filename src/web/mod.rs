@@ -10,5 +10,5 @@ pub mod loader;
 mod options;
 mod types;
 
-pub use api::{pairwise_metrics, Judge};
+pub use api::{pairwise_metrics, preference_metrics, score_metrics, Judge};
 pub use error::WebError;

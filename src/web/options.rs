@@ -6,7 +6,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
 
 use super::WebError;
-use crate::judge::Protocol;
+use crate::judge::{Protocol, ProtocolError, Rubric, ScoreRubric};
 
 /// A field of `object`; `None` when absent, `undefined` or `null`.
 pub fn field(object: Option<&Object>, name: &str) -> Option<JsValue> {
@@ -52,6 +52,22 @@ pub fn opt_signal(object: Option<&Object>, name: &str) -> Result<Option<AbortSig
 /// An argument that must be an object.
 pub fn object(value: &JsValue, name: &str) -> Result<Object, WebError> {
     value.dyn_ref::<Object>().cloned().ok_or_else(|| wrong(name, "an object"))
+}
+
+/// A protocol by its name (`prometheus_absolute`, …).
+pub fn opt_protocol(object: Option<&Object>, name: &str) -> Result<Option<Protocol>, WebError> {
+    let Some(protocol) = opt_string(object, name)? else { return Ok(None) };
+    protocol.parse().map(Some).map_err(|e: ProtocolError| WebError::InvalidInput(format!("{name}: {e}")))
+}
+
+/// A rubric: a built-in rubric's name or a rubric's text (a string), or an object with
+/// `criteria` and `score1_description` to `score5_description`; the message is the CLI's.
+pub fn rubric(value: JsValue) -> Result<Rubric, WebError> {
+    if let Some(text) = value.as_string() {
+        return Ok(Rubric::Text(text));
+    }
+    let fields = value.is_object().then(|| serde_wasm_bindgen::from_value::<ScoreRubric>(value).ok()).flatten();
+    fields.map(Rubric::Fields).ok_or_else(|| ProtocolError::BadRubric.into())
 }
 
 /// Auto-J's English or Chinese protocol for a pair or a single response.

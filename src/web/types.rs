@@ -7,7 +7,9 @@ use wasm_bindgen::prelude::*;
 
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
+use crate::judge::dataset::Row;
 use crate::judge::metrics::{GroupMetrics, Metrics};
+use crate::judge::{JudgeFamily, Protocol};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -31,9 +33,30 @@ export interface LoadOptions {
 
 export type Order = "forward" | "swapped";
 export type Winner = "response1" | "response2" | "tie";
+/** Prometheus 2's preference: response A (the first) or B; "tie" only where two orders disagree. */
+export type Preference = "A" | "B";
 export type Finish = "eos" | "length" | "cancelled";
+export type JudgeFamily = "autoj" | "prometheus";
+export type Protocol =
+  | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single"
+  | "prometheus_absolute" | "prometheus_absolute_ref" | "prometheus_relative" | "prometheus_relative_ref";
 
-/** Options of `pairwise` and `single`. */
+/** prometheus-eval's built-in rubrics (`builtInRubrics()` gives their texts). */
+export type BuiltInRubric = "helpfulness" | "harmlessness" | "honesty" | "factual_validity" | "reasoning";
+/** A custom rubric's fields, as prometheus-eval's SCORE_RUBRIC_TEMPLATE names them. */
+export interface ScoreRubric {
+  criteria: string;
+  score1_description: string;
+  score2_description: string;
+  score3_description: string;
+  score4_description: string;
+  score5_description: string;
+}
+/** What Prometheus grades against: a built-in rubric by name, a rubric's text as the prompt
+ *  shows it, or a custom rubric's fields. */
+export type Rubric = BuiltInRubric | (string & {}) | ScoreRubric;
+
+/** Options of `pairwise` and `single` (Auto-J); `rubric` and `compare` take them without `language`. */
 export interface JudgeOptions {
   /** Each newly completed piece of critique text, with the order it belongs to. */
   onToken?: (text: string, order: Order) => void;
@@ -42,7 +65,7 @@ export interface JudgeOptions {
   /** pairwise only: judge the pair in both orders (together, as one batch, when the model was
    *  loaded with `batchSize` 2 or more). */
   swap?: boolean;
-  /** Critique tokens at most; default 1024 (Auto-J's). */
+  /** Critique tokens at most; default 1024 (Auto-J's; the CLI's for Prometheus too). */
   maxNewTokens?: number;
   /** Cut the responses from the middle when the input does not fit the context. */
   truncate?: boolean;
@@ -53,8 +76,31 @@ export interface JudgeOptions {
 export interface PairInput { query: string; response1: string; response2: string }
 export interface SingleInput { query: string; response: string }
 
+/** Options of `rubric` (Prometheus 2's absolute grading). */
+export type RubricOptions = Omit<JudgeOptions, "language" | "swap">;
+/** Options of `compare` (Prometheus 2's relative grading). */
+export type CompareOptions = Omit<JudgeOptions, "language">;
+
+/** The instruction (prometheus-eval's name; `query` works too). */
+type Instruction = { instruction: string } | { query: string };
+interface Graded {
+  rubric: Rubric;
+  /** A response that would score 5: picks the `_ref` protocol. */
+  referenceAnswer?: string;
+}
+/** `rubric`'s input: one response to grade 1 to 5. */
+export type RubricInput = Instruction & Graded & { response: string };
+/** `compare`'s input: responses A and B (`response1`, `response2` work too). */
+export type CompareInput = Instruction & Graded & ({ responseA: string; responseB: string } | { response1: string; response2: string });
+
 /** Options of `judgeBatch`: `JudgeOptions` apply to every item, with per-item callbacks. */
 export interface BatchOptions extends Omit<JudgeOptions, "onToken"> {
+  /** Default: the first item's (`parseRows`' rows carry it; Auto-J's in `language`), else the
+   *  model's judge family's for the first item's kind (Auto-J's for a model of no known family;
+   *  Prometheus' `_ref` protocols when the first item has a reference answer). */
+  protocol?: Protocol;
+  /** Prometheus: the rubric of items without their own. */
+  rubric?: Rubric;
   /** Each item's record as soon as it is judged (items finish in any order; `position` is the
    *  item's place in the array, `record.index` the row's own index), and for an item that could
    *  not be judged (`InputTooLong`: too long for the context) the typed error too. Items cut
@@ -75,7 +121,7 @@ export interface GenerateOptions {
 /** A judgement, with the field names of `webjudge judge --output`'s records (one Rust type
  *  serializes both), so results can be stored, exported and scored as they are. */
 export interface Judgement {
-  protocol: "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single";
+  protocol: Protocol;
   critique: string;
   prompt_tokens: number;
   /** Prompt tokens taken from the KV cache instead of being computed again. */
@@ -114,14 +160,43 @@ export interface SingleResult extends Judgement {
   rating: number | null;
 }
 
-/** A row of an Auto-J test-data file as `parseRows` reads it: a pair or a single response, and
- *  what identifies and labels it. */
+/** Prometheus 2's absolute grading (`rubric`). */
+export interface ScoreResult extends Judgement {
+  protocol: "prometheus_absolute" | "prometheus_absolute_ref";
+  /** 1 to 5; null when the feedback names no score. */
+  score: number | null;
+}
+
+export interface PreferenceJudgement extends Judgement {
+  protocol: "prometheus_relative" | "prometheus_relative_ref";
+  /** As the model saw the pair; null when the feedback names no choice. */
+  winner: Preference | null;
+}
+
+/** Prometheus 2's relative grading (`compare`); the swap fields as for `PairwiseResult`. */
+export interface CompareResult extends PreferenceJudgement {
+  swapped?: PreferenceJudgement;
+  swapped_winner_mapped?: Preference | null;
+  consistent?: boolean;
+  /** "tie" when the two orders disagree. */
+  combined?: Preference | "tie" | null;
+  shared_prefix_tokens?: number;
+  prefill_saved_s?: number;
+}
+
+/** A row of a test-data file as `parseRows` reads it: a pair or a single response, and what
+ *  identifies and labels it. */
 export type BatchRow = (PairInput | SingleInput) & {
   /** 0-based among the file's non-empty lines. */
   index: number;
   scenario: string | null;
-  /** The human label (Auto-J's 0, 1, 2 as names). */
-  label: Winner | null;
+  /** The human label: Auto-J's 0, 1, 2 as names; Prometheus' "A"/"B" or score 1 to 5. */
+  label: Winner | Preference | number | null;
+  /** Prometheus rows: their own rubric and reference answer, where they have them. */
+  rubric?: Rubric;
+  reference_answer?: string;
+  /** The protocol the row was read for (`judgeBatch` takes it). */
+  protocol: Protocol;
 };
 
 export interface GenerateResult {
@@ -194,8 +269,8 @@ export type BatchRecord = {
   index: number;
   scenario: string | null;
   /** The human label; rows without one are not scored. */
-  label: Winner | null;
-} & (PairwiseResult | SingleResult | {
+  label: Winner | Preference | number | null;
+} & (PairwiseResult | SingleResult | ScoreResult | CompareResult | {
   /** Why the row could not be judged: it is left out of every figure. */
   error: string;
 });
@@ -224,6 +299,31 @@ export interface PairwiseMetrics {
   ungrouped: number;
 }
 
+/** `preferenceMetrics`: Prometheus 2's relative grading against gold "A"/"B" labels. */
+export interface PreferenceMetrics {
+  /** Labelled rows scored. */
+  rows: number;
+  /** Percent of them whose verdict (the combined one, for rows judged in both orders) is the label. */
+  accuracy: number;
+  /** Percent of rows judged in both orders whose two verdicts agree; null when none was. */
+  consistency: number | null;
+  unparsed: number;
+  unlabelled: number;
+}
+
+/** `scoreMetrics`: Prometheus 2's absolute grading against gold scores (as scipy computes them). */
+export interface ScoreMetrics {
+  /** Rows with both a gold and a parsed score: the correlations' sample. */
+  rows: number;
+  /** null when undefined: fewer than two rows, or one side constant. */
+  pearson: number | null;
+  spearman: number | null;
+  kendall_tau_b: number | null;
+  /** Labelled rows whose score did not parse. */
+  unparsed: number;
+  unlabelled: number;
+}
+
 export interface ModelInfo {
   /** The model directory's absolute URL, ending in "/". */
   modelUrl: string;
@@ -239,6 +339,10 @@ export interface ModelInfo {
   /** No shard was downloaded: every one came from the cache. */
   fromCache: boolean;
   downloadedBytes: number;
+  /** The judge family the model was converted as (its manifest's `judge`), whose protocols it
+   *  serves: `pairwise`/`single` for Auto-J, `rubric`/`compare` for Prometheus; the other
+   *  family's calls reject with `WrongJudge`. null: no known judge, every protocol runs. */
+  judge: JudgeFamily | null;
   architecture: Architecture;
 }
 "#;
@@ -309,7 +413,23 @@ pub struct ModelInfo {
     pub kv_cache_bytes: u64,
     pub from_cache: bool,
     pub downloaded_bytes: u64,
+    pub judge: Option<JudgeFamily>,
     pub architecture: ArchitectureInfo,
+}
+
+/// A `parseRows` row: the row and the protocol it was read for.
+#[derive(Serialize)]
+pub struct BatchRow<'a> {
+    #[serde(flatten)]
+    pub row: &'a Row,
+    pub protocol: Protocol,
+}
+
+/// A built-in rubric for `builtInRubrics`.
+#[derive(Serialize)]
+pub struct BuiltInRubric {
+    pub name: &'static str,
+    pub text: &'static str,
 }
 
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
 // The page end to end in headless Chromium with WebGPU on SwiftShader (issue 4 §6): judge a pair
-// and match the native CLI token for token, show markup as text, load again from the cache (and
+// and match the native CLI token for token, show markup as text, grade a response against a
+// rubric (Prometheus 2, in the page and in <web-judge>), load again from the cache (and
 // offline), reject a corrupted shard, stay on the origin, and share one model between
 // <web-judge> elements.
 //
@@ -42,6 +43,11 @@ const PAIR = {
   response2: "Guten Tag, wie geht's?",
 };
 const XSS = '<img src=x onerror="window.__xss = true">';
+// Graded with Prometheus 2's absolute protocol and the helpfulness rubric: a 381-token prompt,
+// prefilled once (the element's judgement reuses the page's). The test model is no judge: a
+// few tokens of feedback name no score, which is fine.
+const RUBRIC_ITEM = { instruction: "What is 2 + 2?", response: "4" };
+const RUBRIC_TOKENS = 4;
 // Software WebGPU is slow: one load plus one judgement can take minutes.
 const SLOW = 8 * 60_000;
 
@@ -189,6 +195,64 @@ test("markup in a batch row shows as text, and the results export", { timeout: S
   assert.ok(exported[0].reused_tokens > 0, "the pair's prompt prefix was reused");
 });
 
+test("a response graded against a rubric in the page and in <web-judge>", { timeout: SLOW }, async () => {
+  const started = Date.now();
+  await page.click('.tab[data-tab="single"]');
+  await page.selectOption("#family", "prometheus");
+  // The menu's built-in rubrics come from the wasm; the first is chosen.
+  await page.waitForSelector('#rubric-choice option[value="helpfulness"]', { state: "attached" });
+  assert.equal(await page.inputValue("#rubric-choice"), "helpfulness");
+  assert.match(await page.textContent("#rubric-text"), /^\[Does the model provide relevant and useful responses/);
+  await page.fill("#query", RUBRIC_ITEM.instruction);
+  await page.fill("#response", RUBRIC_ITEM.response);
+  await page.fill("#max-new-tokens", String(RUBRIC_TOKENS));
+  await page.click("#judge");
+  await page.waitForSelector("#verdict:not([hidden]), #error:not([hidden])");
+  await failOnPageError();
+  const critique = await page.textContent("#critique");
+  assert.ok(critique.length > 0, "the feedback streamed");
+  assert.match(await page.textContent("#verdict"), /^(score [1-5] \/ 5|no score found)$/);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#download-result")]);
+  const record = JSON.parse(await readFile(await download.path(), "utf8"));
+  assert.equal(record.protocol, "prometheus_absolute");
+  assert.ok("score" in record, `a score field: ${JSON.stringify(record)}`);
+  assert.equal(record.critique, critique);
+  console.log(`page: graded in ${((Date.now() - started) / 1000).toFixed(1)} s (${await page.textContent("#stats")})`);
+
+  // The element on the same page shares its worker, and the page's prompt: only the feedback
+  // is generated again.
+  const result = await page.evaluate(async ({ item, tokens }) => {
+    await import("./web-judge.js");
+    const element = document.createElement("web-judge");
+    const attributes = { protocol: "prometheus_absolute", rubric: "helpfulness", instruction: item.instruction,
+      response: item.response, "max-new-tokens": String(tokens) };
+    for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, value);
+    document.body.append(element);
+    return new Promise((done, fail) => {
+      element.addEventListener("judged", (e) => done(e.detail), { once: true });
+      element.addEventListener("judge-error", (e) => fail(new Error(`${e.detail.name}: ${e.detail.message}`)), { once: true });
+      element.shadowRoot.querySelector("button").click();
+    });
+  }, { item: RUBRIC_ITEM, tokens: RUBRIC_TOKENS });
+  assert.equal(result.protocol, "prometheus_absolute");
+  assert.ok("score" in result);
+  assert.equal(result.critique, critique, "greedy: the page's feedback again");
+  assert.ok(result.reused_tokens > 0, "the page's prompt was reused");
+  assert.equal(await page.locator("web-judge >> .critique").textContent(), result.critique);
+  assert.equal(await page.locator("web-judge >> .badge:not([hidden])").count(), 1);
+  assert.match(await page.locator("web-judge >> div").first().textContent(), /Instruction/);
+
+  // A rubric call without a rubric is refused before it waits its turn, naming the built-ins.
+  const refusal = await page.evaluate(async () => {
+    const { Judge } = await import("./judge-client.js");
+    const judge = await Judge.load("./models/default/");
+    return judge.rubric({ instruction: "q", response: "a" }).then(() => null, (e) => ({ name: e.name, message: e.message }));
+  });
+  assert.equal(refusal?.name, "InvalidInput");
+  assert.match(refusal.message, /grades against a rubric: give "rubric" \(a built-in name: helpfulness, harmlessness, honesty, factual_validity or reasoning/);
+  console.log(`rubric test: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+});
+
 test("reopened, the browser loads the model with no shard request", { timeout: SLOW }, async () => {
   await launch();
   const mark = server.log.length;
@@ -236,15 +300,15 @@ function cachedSha256(file) {
   }, file);
 }
 
-test("two <web-judge> elements on the docs page share one model load", { timeout: SLOW }, async () => {
+test("the <web-judge> elements on the docs page share one model load", { timeout: SLOW }, async () => {
   const mark = server.log.length;
   await page.goto(`${server.origin}/docs-example.html`);
-  // Both load at once; they must end up with one worker and one download of the manifest.
+  // All load at once; they must end up with one worker and one download of the manifest.
   const models = await page.evaluate(async () => {
     const judges = await Promise.all([...document.querySelectorAll("web-judge")].map((element) => element.load()));
     return Promise.all(judges.map(async (judge) => (await judge.info()).modelUrl));
   });
-  assert.deepEqual(models, [`${server.origin}/models/default/`, `${server.origin}/models/default/`]);
+  assert.deepEqual(models, Array(3).fill(`${server.origin}/models/default/`));
   assert.equal(server.requests(mark, (p) => p === "/models/default/manifest.json").length, 1);
   assert.equal(server.requests(mark, (p) => p === "/worker.js").length, 1);
 

@@ -1,14 +1,15 @@
 // The page's modules under Node, no browser: the wasm pairwiseMetrics export the page's batch
 // metrics come from (www/pkg, run here without a worker) against the same independent reference
-// the native metrics are checked with (golden-metrics.mjs), Auto-J test-data parsing (the wasm
-// parseRows, the CLI's reader), the export formats, and the advice the page shows without WebGPU.
+// the native metrics are checked with (golden-metrics.mjs), Auto-J and Prometheus 2 test-data
+// parsing (the wasm parseRows, the CLI's reader), the built-in rubrics the page offers, the
+// export formats, and the advice the page shows without WebGPU.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import init, { Judge, pairwiseMetrics, parseRows } from "../../www/pkg/webjudge.js";
+import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "../../www/pkg/webjudge.js";
 import { toCsv, toJsonl } from "../../www/batch-data.js";
 import { explain } from "../../www/messages.js";
 import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
@@ -40,6 +41,26 @@ test("rows that could not be judged are left out of the metrics", () => {
   assert.throws(() => pairwiseMetrics([3]), (error) => error.name === "InvalidInput");
 });
 
+test("Prometheus 2's metrics of batch records: accuracy, and correlations with gold scores", () => {
+  const preference = preferenceMetrics([
+    { label: "A", winner: "A" },
+    { label: "B", winner: "A", combined: "tie", consistent: false },
+    { label: "B", winner: null },
+    { label: null, winner: "B" },
+    { label: "A", error: "InputTooLong: 5000 tokens" },
+  ]);
+  assert.deepEqual(preference, { rows: 3, accuracy: 100 / 3, consistency: 0, unparsed: 1, unlabelled: 1 });
+  const scores = scoreMetrics([
+    { label: 1, score: 1 }, { label: 3, score: 2 }, { label: 5, score: 5 }, { label: 4, score: null }, { label: null, score: 3 },
+  ]);
+  assert.equal(scores.rows, 3);
+  assert.ok(Math.abs(scores.pearson - 0.9607689228305226) < 1e-12, `pearson ${scores.pearson}`);
+  assert.ok(Math.abs(scores.spearman - 1) < 1e-12, `spearman ${scores.spearman}`);
+  assert.equal(scores.kendall_tau_b, 1);
+  assert.deepEqual([scores.unparsed, scores.unlabelled], [1, 1]);
+  assert.throws(() => scoreMetrics([3]), (error) => error.name === "InvalidInput" && /^scoreMetrics: record 0/.test(error.message));
+});
+
 test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `needs Auto-J's original files, not found in ${AUTOJ_DIR} (set WEBJUDGE_AUTOJ_DIR)` }, () => {
   const pairs = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_pairwise.jsonl"), "utf8"));
   assert.equal(pairs.length, 1392);
@@ -50,6 +71,7 @@ test("Auto-J's test files parse, with their labels", { skip: AUTOJ_MISSING && `n
     query: 'translate "good day, how are you" to swiss german',
     response1: '"Guete Tag, wie geits dir?"',
     response2: "Guten Tag, wie geht's?",
+    protocol: "pairwise_tie",
   });
   const singles = parseRows(readFileSync(join(AUTOJ_DATA, "testdata_critique.jsonl"), "utf8"));
   assert.equal(singles.length, 232);
@@ -66,7 +88,35 @@ test("malformed batch files are refused with the line", () => {
   refused('{"prompt": "q", "response": "a"}\n{"prompt": "q", "response 1": "a", "response 2": "b"}', /row 1 is a pair, but row 0 is a single response/);
   refused("\n", /no rows/);
   const [row] = parseRows('\ufeff{"scenario": "chitchat", "label": 1, "prompt": "q", "response 1": "a", "response 2": "b"}');
-  assert.deepEqual(row, { index: 0, scenario: "chitchat", label: "response2", query: "q", response1: "a", response2: "b" });
+  assert.deepEqual(row, { index: 0, scenario: "chitchat", label: "response2", query: "q", response1: "a", response2: "b", protocol: "pairwise_tie" });
+  refused('{"instruction": "q", "response": "a", "label": 6}', /^line 1 \(row 0\): field "label" must be a score from 1 to 5/);
+  refused('{"instruction": "q", "response": "a"}\n{"prompt": "q", "response": "a"}', /row 1 is a single response, but row 0 is a Prometheus single response/);
+});
+
+test("Prometheus 2 rows parse by prometheus-eval's names, with the protocol judgeBatch takes", () => {
+  const rubric = { criteria: "c", score1_description: "1", score2_description: "2", score3_description: "3", score4_description: "4", score5_description: "5" };
+  const rows = parseRows([
+    JSON.stringify({ instruction: "q", response_A: "a", response_B: "b", label: "B", rubric: "honesty", reference_answer: "r" }),
+    JSON.stringify({ instruction: "q2", response_A: "a2", response_B: "b2", rubric }),
+  ].join("\n"));
+  assert.deepEqual(rows, [
+    { index: 0, query: "q", response1: "a", response2: "b", rubric: "honesty", reference_answer: "r", label: "B", scenario: null, protocol: "prometheus_relative_ref" },
+    { index: 1, query: "q2", response1: "a2", response2: "b2", rubric, label: null, scenario: null, protocol: "prometheus_relative_ref" },
+  ]);
+  const [single] = parseRows('{"instruction": "q", "response": "a", "label": 4}');
+  assert.deepEqual(single, { index: 0, query: "q", response: "a", label: 4, scenario: null, protocol: "prometheus_absolute" });
+});
+
+test("the built-in rubrics come from the wasm, named as the declarations name them", () => {
+  const rubrics = builtInRubrics();
+  const names = rubrics.map((rubric) => rubric.name);
+  assert.deepEqual(names, ["helpfulness", "harmlessness", "honesty", "factual_validity", "reasoning"]);
+  assert.match(rubrics[0].text, /^\[Does the model provide relevant and useful responses/);
+  assert.match(rubrics[0].text, /Score 5: /);
+  // The BuiltInRubric union of webjudge.d.ts lists the same names.
+  const declarations = readFileSync(join(REPO, "www/pkg/webjudge.d.ts"), "utf8");
+  const union = declarations.match(/export type BuiltInRubric = ([^;]+);/)[1];
+  assert.deepEqual(union.split("|").map((name) => JSON.parse(name.trim())), names);
 });
 
 test("exports: records as JSONL, and CSV that a spreadsheet cannot run", () => {
@@ -87,7 +137,7 @@ test("exports: records as JSONL, and CSV that a spreadsheet cannot run", () => {
 
   const csv = toCsv([judged, failed]);
   const lines = csv.split("\r\n");
-  assert.equal(lines[0], "index,scenario,label,winner,rating,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
+  assert.equal(lines[0], "index,scenario,label,winner,rating,score,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
   assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
   assert.ok(csv.includes("the judge input has 6000 tokens"));
 });
