@@ -9,7 +9,8 @@
 // row, so weights are read in contiguous runs. The LANES partial sums of each output meet in
 // workgroup memory. No subgroup operations: the result does not depend on the adapter's
 // subgroup size, and browsers without subgroups run the same code. A quantized block's dot
-// product applies its scale and offset once per block, not once per weight (`dot_block`).
+// product applies its scale and offset once per block, not once per weight, and the sum of
+// x the offset multiplies is taken once per x block for all the lane's rows (`dot_block`).
 // Every output is summed in the same order whatever the batch, so a sequence's numbers do
 // not depend on the sequences decoded beside it.
 
@@ -67,9 +68,10 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
             let xb = (first_token + t) * params.cols / 4u + b * 8u;
             let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+            let x_sum = x_block_sum(xs);
             for (var r = 0u; r < ROWS_PER_LANE; r++) {
                 let row = min(my_rows + r, last_row);
-                acc[t * ROWS_PER_LANE + r] += dot_block(row * blocks + b, params.params_offset, params.group, xs);
+                acc[t * ROWS_PER_LANE + r] += dot_block(row * blocks + b, params.params_offset, params.group, xs, x_sum);
             }
         }
     }

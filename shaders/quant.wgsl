@@ -1,6 +1,7 @@
 // Weight decoding: `load_quarter` returns 8 consecutive values of a tensor part as f32
 // (quarter q of a 32-value block: values 8q..8q+7), `load_block` all 32, `dot_block` their
-// dot product with 32 values of x (scale and offset applied once per block). Exactly one
+// dot product with 32 values of x (scale and offset applied once per block; `x_sum`, the
+// block's `x_block_sum`, serves only the q4 offset). Exactly one
 // WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
 // The including shader binds `weights: array<vec4<u32>>`; `block` counts 32-value
 // blocks from the start of the part, `params_offset` is the word where a quantized
@@ -16,21 +17,29 @@ fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> arr
     return array<vec4<f32>, 2>(low * scale_offset.x + scale_offset.y, high * scale_offset.x + scale_offset.y);
 }
 
-// scale * dot(q, x) + offset * sum(x): the offset is applied once per block.
-fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+// scale * dot(q, x) + offset * sum(x): the offset is applied once per block, and sum(x)
+// (`x_block_sum`) is taken once per x block for all the rows that multiply it.
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     let packed = weights[block];
     let word = params_offset + block * 32u / group;
     let scale_offset = unpack2x16float(weights[word / 4u][word % 4u]);
     var qx = vec4<f32>(0.0);
-    var sum_x = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         let w = packed[i];
         let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
         let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
         qx += low * xs[2u * i] + high * xs[2u * i + 1u];
+    }
+    return scale_offset.x * dot(qx, vec4<f32>(1.0)) + scale_offset.y * x_sum;
+}
+
+// The sum of an x block, as `dot_block` needs it.
+fn x_block_sum(xs: array<vec4<f32>, 8>) -> f32 {
+    var sum_x = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
         sum_x += xs[2u * i] + xs[2u * i + 1u];
     }
-    return scale_offset.x * dot(qx, vec4<f32>(1.0)) + scale_offset.y * dot(sum_x, vec4<f32>(1.0));
+    return dot(sum_x, vec4<f32>(1.0));
 }
 #endif
 
@@ -52,7 +61,7 @@ fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> arr
 }
 
 // scale * dot(q, x): the scale is applied once per block.
-fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     let g = block * 32u / group;
     let word = params_offset + g / 2u;
     let scales = unpack2x16float(weights[word / 4u][word % 4u]);
@@ -98,9 +107,16 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
 }
 
 // Unquantized weights have no per-block parameters to factor out: decode, then multiply.
+// Only q4 blocks have an offset to multiply by sum(x).
+#ifndef WEIGHTS_Q4
+fn x_block_sum(xs: array<vec4<f32>, 8>) -> f32 {
+    return 0.0;
+}
+#endif
+
 #ifndef WEIGHTS_Q4
 #ifndef WEIGHTS_Q8
-fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>) -> f32 {
+fn dot_block(block: u32, params_offset: u32, group: u32, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     let w = load_block(block, params_offset, group);
     var acc = vec4<f32>(0.0);
     for (var i = 0u; i < 8u; i++) {
