@@ -3,8 +3,7 @@
 //! made by tools/reference/prometheus_reference.py), the metrics against scipy, and the rows,
 //! errors and CLI commands around them.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod test_model;
 
 use serde_json::{json, Value};
 use webjudge::judge::dataset::{parse_row_as, Problem};
@@ -15,10 +14,8 @@ use webjudge::judge::{
 };
 use webjudge::model::ChatTemplate;
 
-const GOLDEN: &str = include_str!("golden/prometheus.json");
-
 fn golden() -> Value {
-    serde_json::from_str(GOLDEN).expect("prometheus.json")
+    test_model::golden("prometheus.json")
 }
 
 fn protocol(name: &str) -> Protocol {
@@ -27,15 +24,7 @@ fn protocol(name: &str) -> Protocol {
 
 /// Runs `webjudge ARGS` with `stdin`, returning stdout; fails the test on a non-zero exit.
 fn webjudge(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("webjudge runs");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("stdin written");
-    let output = child.wait_with_output().expect("webjudge finishes");
+    let output = test_model::webjudge(args, stdin);
     assert!(output.status.success(), "webjudge {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8 output")
 }

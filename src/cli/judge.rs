@@ -10,14 +10,16 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use webjudge::engine::native::read_metadata;
 use webjudge::judge::dataset::{detect_protocol, parse_rows, resume_output, Record, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
 use webjudge::model::{LoadOptions, MAX_SEQUENCES};
+use webjudge::tokenizer::Tokenizer;
+use webjudge::weights::manifest::TOKENIZER_FILE;
 use webjudge::weights::writer::hex;
+use webjudge::weights::Manifest;
 
 use super::load::{read_manifest, ModelArgs};
 use super::{outln, CliResult};
@@ -80,12 +82,13 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let options =
         JudgeOptions { max_new_tokens: args.max_new_tokens, truncate: args.truncate, ..JudgeOptions::default() };
-    let (manifest, _) = read_manifest(&args.model.model)?;
+    let (manifest, manifest_bytes) = read_manifest(&args.model.model)?;
     let rubric = args.rubric.as_deref().map(rubric_argument).transpose()?;
     match (&args.input, &args.query) {
         (Some(input), _) => {
             let output = args.output.clone().expect("clap requires --output with --input");
-            batch(&args, manifest.judge, rubric, &options, input, &output)
+            let model = ModelFiles { manifest: &manifest, bytes: &manifest_bytes };
+            batch(&args, model, rubric, &options, input, &output)
         }
         (None, Some(query)) => single_item(&args, manifest.judge, rubric, &options, query),
         (None, None) => {
@@ -171,15 +174,24 @@ fn single_item(
     Ok(())
 }
 
+/// The model directory's manifest as `run` read it once, and its bytes (which name the model
+/// in a batch output's records).
+#[derive(Clone, Copy)]
+struct ModelFiles<'a> {
+    manifest: &'a Manifest,
+    bytes: &'a [u8],
+}
+
 fn batch(
     args: &Args,
-    model: Option<JudgeFamily>,
+    files: ModelFiles,
     rubric: Option<Rubric>,
     options: &JudgeOptions,
     input: &Path,
     output: &Path,
 ) -> CliResult {
     let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let model = files.manifest.judge;
     let protocol = match args.protocol {
         Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,
         None => {
@@ -199,7 +211,7 @@ fn batch(
         render(protocol, &row.item).map_err(|e| format!("{}: row {}: {e}", input.display(), row.index))?;
     }
 
-    let run = run_options(args, protocol, rubric)?;
+    let run = run_options(args, files, protocol, rubric);
     let done = resume(output, &run)?;
     let todo: Vec<&Row> = rows.iter().filter(|row| !done.contains(&row.index)).collect();
     if !done.is_empty() {
@@ -211,7 +223,7 @@ fn batch(
     if !todo.is_empty() {
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
-        let context = slot_context(args, protocol, &todo, run.context)?;
+        let context = slot_context(args, files.manifest, protocol, &todo, run.context)?;
         let mut judge = Judge::new(args.model.load_batch(sequences, Some(context))?);
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("judging {bar:40} {pos}/{len} rows, {elapsed} elapsed, ETA {eta} {msg}")
@@ -248,11 +260,12 @@ fn batch(
 /// row needs it all (too long, or truncated to fit): rows are judged as with one slot.
 fn slot_context(
     args: &Args,
+    manifest: &Manifest,
     protocol: Protocol,
     rows: &[&Row],
     context: usize,
 ) -> Result<usize, Box<dyn std::error::Error>> {
-    let (manifest, tokenizer) = read_metadata(&args.model.model)?;
+    let tokenizer = Tokenizer::from_file(args.model.model.join(TOKENIZER_FILE))?;
     let mut longest = 0;
     for row in rows {
         let mut items = vec![row.item.clone()];
@@ -299,23 +312,18 @@ fn replace_file(path: &Path, content: &[u8]) -> CliResult {
 }
 
 /// What this run's records are made with: the model is named by its manifest's hash.
-fn run_options(
-    args: &Args,
-    protocol: Protocol,
-    rubric: Option<Rubric>,
-) -> Result<RunOptions, Box<dyn std::error::Error>> {
-    let (manifest, bytes) = read_manifest(&args.model.model)?;
-    let a = &manifest.architecture;
+fn run_options(args: &Args, files: ModelFiles, protocol: Protocol, rubric: Option<Rubric>) -> RunOptions {
+    let a = &files.manifest.architecture;
     let context = args.model.load_options(LoadOptions::for_model(a)).fitted(a).context;
-    Ok(RunOptions {
+    RunOptions {
         protocol,
         rubric,
         swap: args.swap,
-        model: hex(&Sha256::digest(&bytes))[..16].to_string(),
+        model: hex(&Sha256::digest(files.bytes))[..16].to_string(),
         max_new_tokens: args.max_new_tokens,
         context,
         truncate: args.truncate,
-    })
+    }
 }
 
 /// The indices an existing output file holds, after dropping a record cut off by an
