@@ -6,7 +6,7 @@
 mod test_model;
 
 use serde_json::{json, Value};
-use webjudge::judge::dataset::{parse_row_as, Problem};
+use webjudge::judge::dataset::{parse_row, parse_row_as, Problem};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, Preference};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{
@@ -191,8 +191,8 @@ fn rows_carry_gold_labels_in_prometheus_encoding() {
     assert_eq!(row.label, Some(Verdict::Score(Some(4))));
     assert_eq!(row.item.reference_answer(), Some("r"));
     // Detected from the field names without a protocol.
-    assert_eq!(webjudge::judge::dataset::detect_protocol(relative), Some(Protocol::PrometheusRelative));
-    assert_eq!(webjudge::judge::dataset::detect_protocol(absolute), Some(Protocol::PrometheusAbsolute));
+    assert_eq!(parse_row(relative, 0).unwrap().protocol, Protocol::PrometheusRelative);
+    assert_eq!(parse_row(absolute, 0).unwrap().protocol, Protocol::PrometheusAbsolute);
 
     for (line, protocol) in [
         (r#"{"instruction": "q", "response": "a", "label": 6}"#, Protocol::PrometheusAbsolute),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use webjudge::judge::dataset::{detect_protocol, parse_rows, resume_output, Record, Row, RunOptions};
+use webjudge::judge::dataset::{parse_rows, resume_output, Record, Row, RunOptions};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
@@ -195,8 +195,9 @@ fn batch(
     let protocol = match args.protocol {
         Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,
         None => {
-            let first = text.lines().map(|line| line.trim_start_matches('\u{feff}')).find(|l| !l.trim().is_empty());
-            let suggested = first.and_then(detect_protocol).unwrap_or(Protocol::PairwiseTie);
+            // The first row's fields suggest one (a bad row is reported when read for it).
+            let first = parse_rows(text.lines(), None).next().and_then(Result::ok);
+            let suggested = first.map_or(Protocol::PairwiseTie, |row| row.protocol);
             chosen_protocol(args, model, suggested.family(), suggested.is_pairwise())?
         }
     };

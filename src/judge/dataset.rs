@@ -38,6 +38,9 @@ use super::verdict::Winner;
 pub struct Row {
     /// 0-based position among the file's non-empty lines.
     pub index: usize,
+    /// The protocol the row was read for: the one asked for, or the one its fields suggest.
+    #[serde(skip)]
+    pub protocol: Protocol,
     #[serde(flatten)]
     pub item: Item,
     /// The human (gold) verdict, where the row has one.
@@ -111,13 +114,8 @@ pub fn parse_row_as(line: &str, index: usize, protocol: Option<Protocol>) -> Res
         None => detected_protocol(object).ok_or_else(|| fail(Problem::NoResponse))?,
     };
     let item = Item::from_row(&value, protocol).map_err(|error| fail(Problem::Item(error)))?;
-    Ok(Row { index, item, label: label(object, protocol).map_err(fail)?, scenario: scenario(object).map_err(fail)? })
-}
-
-/// The protocol the fields of a row (one line of a test-data file) suggest; `None` for a line
-/// that is no row with a response.
-pub fn detect_protocol(line: &str) -> Option<Protocol> {
-    detected_protocol(serde_json::from_str::<Value>(line).ok()?.as_object()?)
+    let (label, scenario) = (label(object, protocol).map_err(fail)?, scenario(object).map_err(fail)?);
+    Ok(Row { index, protocol, item, label, scenario })
 }
 
 /// The protocol a row's fields suggest: Prometheus' by `instruction`, else Auto-J's; pairwise

@@ -261,9 +261,7 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     let Some(first) = rows.first() else {
         return Err(WebError::InvalidInput("the file has no rows".into()).into());
     };
-    // Each row's protocol by its fields (the rows are the file's non-empty lines, in order).
-    let lines = text.trim_start_matches('\u{feff}').lines().filter(|line| !line.trim().is_empty());
-    let protocols: Vec<Protocol> = lines.filter_map(dataset::detect_protocol).collect();
+    let protocols: Vec<Protocol> = rows.iter().map(|row| row.protocol).collect();
     let kind = |protocol: Protocol| match (protocol.family(), protocol.is_pairwise()) {
         (JudgeFamily::AutoJ, true) => "a pair",
         (JudgeFamily::AutoJ, false) => "a single response",
@@ -550,7 +548,7 @@ fn row(input: &JsValue, position: usize, protocol: Protocol, rubric: Option<&Rub
     let scenario = options::opt_string(fields, "scenario").map_err(|_| named(&name, "scenario"))?;
     let label = options::field(fields, "label").map(|label| row_label(label, protocol, &name)).transpose()?;
     let index = options::opt_count(fields, "index", 0)?.unwrap_or(position);
-    Ok(Row { index, item, label, scenario })
+    Ok(Row { index, protocol, item, label, scenario })
 }
 
 /// A row's gold label: Auto-J's as `parseRows` names it, Prometheus' as its files and records
