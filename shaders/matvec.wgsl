@@ -20,6 +20,7 @@
 // MATVEC_WORKGROUP, MATVEC_ROWS and MATVEC_MAX_TOKENS come from src/kernels/variants.rs.
 const WG: u32 = MATVEC_WORKGROUP;
 const ROWS: u32 = MATVEC_ROWS;
+// A lane's rows are the components of a vec4 accumulator.
 const ROWS_PER_LANE: u32 = 4u;
 const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
 const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
@@ -59,8 +60,14 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let first_token = select(0u, step.n_tokens - 1u, last_only);
     // Rows past the end read the last row (no branch in the loop) and are never written.
     let last_row = params.rows - 1u;
-    var acc = array<f32, MAX_TOKENS * ROWS_PER_LANE>();
+    // acc[t][r]: token t's sum for the lane's row r.
+    var acc = array<vec4<f32>, MAX_TOKENS>();
     for (var b = first_block; b < blocks; b += LANES) {
+        // The lane's rows of this block are read once, before the tokens that multiply them.
+        var packed: array<PackedBlock, ROWS_PER_LANE>;
+        for (var r = 0u; r < ROWS_PER_LANE; r++) {
+            packed[r] = load_packed(min(my_rows + r, last_row) * blocks + b, params.params_offset, params.group);
+        }
         // Constant trip counts (not `tokens`) let compilers unroll and keep `acc` in registers.
         for (var t = 0u; t < MAX_TOKENS; t++) {
             if t >= tokens {
@@ -69,14 +76,16 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let xb = (first_token + t) * params.cols / 4u + b * 8u;
             let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
             let x_sum = x_block_sum(xs);
-            for (var r = 0u; r < ROWS_PER_LANE; r++) {
-                let row = min(my_rows + r, last_row);
-                acc[t * ROWS_PER_LANE + r] += dot_block(row * blocks + b, params.params_offset, params.group, xs, x_sum);
-            }
+            acc[t] += vec4<f32>(
+                dot_block(packed[0], xs, x_sum),
+                dot_block(packed[1], xs, x_sum),
+                dot_block(packed[2], xs, x_sum),
+                dot_block(packed[3], xs, x_sum),
+            );
         }
     }
     for (var i = 0u; i < MAX_TOKENS * ROWS_PER_LANE; i++) {
-        partial_sums[i * WG + lane.index] = acc[i];
+        partial_sums[i * WG + lane.index] = acc[i / ROWS_PER_LANE][i % ROWS_PER_LANE];
     }
     workgroupBarrier();
     // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order.

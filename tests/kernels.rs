@@ -424,21 +424,26 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
 
 /// Several sequences, each in its own cache slot: prompts of different lengths prefilled
 /// one slot at a time, then decode steps with one token per sequence (each at its own
-/// position), in the adapter's mode and split into key ranges. Each row must attend only
-/// to its own sequence's keys.
+/// position), in the adapter's mode and split into key ranges, then a step of single-token
+/// rows as batched generation mixes them: the first sequence's next token and the last
+/// one's next three (a prompt's rest), which attend to each other's keys stored in the same
+/// step. Each row must attend only to its own sequence's keys, up to its own position.
 fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_steps: usize, seed: u64) {
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
     let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
     let slots = prompts.len();
-    let context = prompts.iter().max().unwrap() + decode_steps;
+    let context = prompts.iter().max().unwrap() + decode_steps + 3;
     let cache = KvCache::new(r.gpu, heads, context, slots);
-    let scratches = [SplitScratch::new(r.gpu, heads, slots), SplitScratch::with_splits(r.gpu, heads, 4, slots)];
+    let rows = slots.max(4);
+    let scratches = [SplitScratch::new(r.gpu, heads, rows), SplitScratch::with_splits(r.gpu, heads, 4, rows)];
     let mut rng = rng(seed);
     let mut keys = vec![Vec::new(); slots];
     let mut values = vec![Vec::new(); slots];
-    // Rows of (slot, tokens): each prompt alone, then every slot together per decode step.
+    // Rows of (slot, tokens): each prompt alone, then every slot together per decode step,
+    // then the mixed step.
     let mut steps: Vec<Vec<(usize, usize)>> = prompts.iter().enumerate().map(|(s, &n)| vec![(s, n)]).collect();
     steps.extend((0..decode_steps).map(|_| (0..slots).map(|s| (s, 1)).collect()));
+    steps.push(vec![(0, 1), (slots - 1, 3)]);
     for rows in steps {
         let n: usize = rows.iter().map(|&(_, tokens)| tokens).sum();
         let q_values = uniform(&mut rng, n * q_dim, 4.0);

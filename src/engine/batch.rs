@@ -94,16 +94,22 @@ impl Engine {
                 break;
             }
 
-            // One prefill chunk of each sequence still prefilling: newly admitted prompts
-            // join the decode batch together, and a long prompt holds the others back by one
-            // chunk per step.
+            // One prefill chunk of whole matmul tiles for each sequence with at least a tile
+            // of prompt to go: newly admitted prompts join the decode batch together, and a
+            // long prompt holds the others back by one chunk per step.
+            let tile = self.model.prefill_tile();
             for i in 0..running.len() {
-                if running[i].prefilled == prompts[running[i].index].len() || !self.take_prefix(&mut running[i]) {
+                if !self.take_prefix(&mut running[i]) {
+                    continue;
+                }
+                let rest = prompts[running[i].index].len() - running[i].prefilled;
+                let whole_tiles = rest.min(self.model.prefill_chunk()) / tile * tile;
+                if whole_tiles == 0 {
                     continue;
                 }
                 let sequence = &mut running[i];
                 let prompt = &prompts[sequence.index];
-                let end = prompt.len().min(sequence.prefilled + self.model.prefill_chunk());
+                let end = sequence.prefilled + whole_tiles;
                 let chunk = &prompt[sequence.prefilled..end];
                 // Only the prompt's last chunk chooses a token: the others are not waited for.
                 let chosen = match end < prompt.len() {
@@ -116,25 +122,52 @@ impl Engine {
                 self.cached[sequence.slot].extend_from_slice(chunk);
                 sequence.prefilled = end;
                 if let Some(id) = chosen {
-                    sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
-                    sequence.decoding_since = Some(Instant::now());
-                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
+                    self.start_decoding(sequence, id, max_tokens, &eos, on_event)?;
                 }
             }
 
-            // One decode step for every sequence whose last token is still to be fed.
-            let decoding: Vec<usize> = (0..running.len())
-                .filter(|&i| running[i].decoding_since.is_some() && running[i].finish.is_none())
-                .collect();
-            if !decoding.is_empty() {
-                let rows: Vec<(usize, u32)> = decoding
-                    .iter()
-                    .map(|&i| (running[i].slot, *running[i].ids.last().expect("a chosen token")))
-                    .collect();
-                let next = self.model.decode_batch(&rows, options.sampling).await?;
-                for (&i, (&(slot, fed), id)) in decoding.iter().zip(rows.iter().zip(next)) {
-                    self.cached[slot].push(fed);
-                    self.push_token(&mut running[i], id, max_tokens, &eos, on_event)?;
+            // One step of single-token rows: the last token of every decoding sequence, then
+            // the rest of prompts shorter than a tile, as many as the step has rows for (a
+            // matmul tile is never run partly empty). Each row's token is chosen, and the row
+            // of a prompt's last token starts its generation.
+            let mut rows: Vec<(usize, u32)> = Vec::new();
+            let mut fed: Vec<(usize, usize)> = Vec::new();
+            for (i, sequence) in running.iter().enumerate() {
+                if sequence.decoding_since.is_some() && sequence.finish.is_none() {
+                    rows.push((sequence.slot, *sequence.ids.last().expect("a chosen token")));
+                    fed.push((i, 1));
+                }
+            }
+            for i in 0..running.len() {
+                let rest = prompts[running[i].index].len() - running[i].prefilled;
+                let room = self.model.sequences() - rows.len();
+                // Sequences waiting for a donor's prefix have not taken it above.
+                if rest == 0 || rest >= tile || room == 0 || running[i].donor.is_some() {
+                    continue;
+                }
+                let sequence = &running[i];
+                let count = rest.min(room);
+                let ids = &prompts[sequence.index][sequence.prefilled..sequence.prefilled + count];
+                rows.extend(ids.iter().map(|&id| (sequence.slot, id)));
+                fed.push((i, count));
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let chosen = self.model.decode_batch(&rows, options.sampling).await?;
+            let mut row = 0;
+            for (i, count) in fed {
+                let sequence = &mut running[i];
+                self.cached[sequence.slot].extend(rows[row..row + count].iter().map(|&(_, id)| id));
+                row += count;
+                let id = chosen[row - 1];
+                if sequence.decoding_since.is_some() {
+                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
+                    continue;
+                }
+                sequence.prefilled += count;
+                if sequence.prefilled == sequence.prompt_tokens {
+                    self.start_decoding(sequence, id, max_tokens, &eos, on_event)?;
                 }
             }
         }
@@ -197,6 +230,20 @@ impl Engine {
         self.cached[sequence.slot] = self.cached[from][..len].to_vec();
         (sequence.prefilled, sequence.reused, sequence.donor) = (len, len, None);
         true
+    }
+
+    /// Starts `sequence`'s generation with the token chosen after its prompt.
+    fn start_decoding(
+        &self,
+        sequence: &mut Sequence,
+        id: u32,
+        max_tokens: usize,
+        eos: &[u32],
+        on_event: &mut dyn FnMut(usize, BatchEvent),
+    ) -> Result<(), EngineError> {
+        sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
+        sequence.decoding_since = Some(Instant::now());
+        self.push_token(sequence, id, max_tokens, eos, on_event)
     }
 
     /// Appends a chosen token to `sequence`, streams its text and notes whether it ends it.

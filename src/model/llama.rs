@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::kernels::variants::MATVEC_MAX_TOKENS;
+use crate::kernels::variants::{MATMUL_TILE_TOKENS, MATVEC_MAX_TOKENS};
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, time_dispatches,
     AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
@@ -459,31 +459,38 @@ impl LlamaModel {
         Ok(())
     }
 
+    /// Prompt tokens one prefill matmul tile holds: batched generation runs a shorter rest of
+    /// a prompt as decode rows instead of a tile left partly empty.
+    pub fn prefill_tile(&self) -> usize {
+        MATMUL_TILE_TOKENS as usize
+    }
+
     /// The id chosen by the oldest submitted, unread step.
     pub async fn next_token(&mut self) -> Result<u32, StepError> {
         let (staging, _) = self.pending.pop_front().expect("a submitted step to read");
         Ok(self.read_ids(staging, 1).await?[0])
     }
 
-    /// One decode step for several sequences at once: each `(slot, id)` appends `id` to
-    /// its slot's context; returns the token chosen next for each, in order. Every weight
-    /// is read once for the whole batch. The slots must differ.
+    /// One step of single-token rows, up to the model's sequences: each `(slot, id)` appends
+    /// `id` to its slot's context; returns the token chosen after each row, in order. Every
+    /// weight is read once for all rows. A slot may have several rows, in context order (a
+    /// prompt's last tokens): each attends to those before it, stored in the same step.
     pub async fn decode_batch(&mut self, rows: &[(usize, u32)], sampling: Sampling) -> Result<Vec<u32>, StepError> {
         assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
         self.discard_pending();
         let ids: Vec<u32> = rows.iter().map(|&(_, id)| id).collect();
         self.check_ids(&ids)?;
+        let mut positions = self.positions.clone();
         let mut places = Vec::with_capacity(rows.len());
         for &(slot, _) in rows {
-            self.reserve(slot, 1)?;
-            places.push(TokenPlace { slot: slot as u32, position: self.positions[slot] as u32 });
+            self.reserve(slot, positions[slot] - self.positions[slot] + 1)?;
+            places.push(TokenPlace { slot: slot as u32, position: positions[slot] as u32 });
+            positions[slot] += 1;
         }
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
         let staging = self.rotate_staging();
         self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, rows.len())));
-        for &(slot, _) in rows {
-            self.positions[slot] += 1;
-        }
+        self.positions = positions;
         self.read_ids(staging, rows.len()).await
     }
 
