@@ -122,7 +122,7 @@ impl Engine {
                 self.cached[sequence.slot].extend_from_slice(chunk);
                 sequence.prefilled = end;
                 if let Some(id) = chosen {
-                    self.start_decoding(sequence, id, max_tokens, &eos, on_event)?;
+                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
                 }
             }
 
@@ -160,14 +160,12 @@ impl Engine {
                 let sequence = &mut running[i];
                 self.cached[sequence.slot].extend(rows[row..row + count].iter().map(|&(_, id)| id));
                 row += count;
-                let id = chosen[row - 1];
-                if sequence.decoding_since.is_some() {
-                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
-                    continue;
+                if sequence.decoding_since.is_none() {
+                    sequence.prefilled += count;
                 }
-                sequence.prefilled += count;
+                // A decoding sequence's row, or a prompt's last: the token it chose is kept.
                 if sequence.prefilled == sequence.prompt_tokens {
-                    self.start_decoding(sequence, id, max_tokens, &eos, on_event)?;
+                    self.push_token(sequence, chosen[row - 1], max_tokens, &eos, on_event)?;
                 }
             }
         }
@@ -232,21 +230,8 @@ impl Engine {
         true
     }
 
-    /// Starts `sequence`'s generation with the token chosen after its prompt.
-    fn start_decoding(
-        &self,
-        sequence: &mut Sequence,
-        id: u32,
-        max_tokens: usize,
-        eos: &[u32],
-        on_event: &mut dyn FnMut(usize, BatchEvent),
-    ) -> Result<(), EngineError> {
-        sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
-        sequence.decoding_since = Some(Instant::now());
-        self.push_token(sequence, id, max_tokens, eos, on_event)
-    }
-
-    /// Appends a chosen token to `sequence`, streams its text and notes whether it ends it.
+    /// Appends a chosen token to `sequence` (the first starts its decode time), streams its
+    /// text and notes whether it ends it.
     fn push_token(
         &self,
         sequence: &mut Sequence,
@@ -255,6 +240,10 @@ impl Engine {
         eos: &[u32],
         on_event: &mut dyn FnMut(usize, BatchEvent),
     ) -> Result<(), EngineError> {
+        if sequence.decoding_since.is_none() {
+            sequence.prefill_seconds = sequence.admitted.elapsed().as_secs_f64();
+            sequence.decoding_since = Some(Instant::now());
+        }
         sequence.ids.push(id);
         on_event(sequence.index, BatchEvent::Text(&sequence.stream.push(&self.tokenizer, id)?));
         if eos.contains(&id) {
