@@ -110,7 +110,8 @@ fn check_uniforms(shader: &str, module: &naga::Module) -> Result<(), String> {
 }
 
 /// The fields of `#[repr(C)] struct NAME` in Rust source formatted by rustfmt (one
-/// `name: type,` per line; types u32, i32, f32 and arrays of them) and its size.
+/// `name: type,` per line, comment lines skipped; types u32, i32, f32 and arrays of them)
+/// and its size.
 fn rust_fields(source: &str, name: &str) -> Result<(Vec<Field>, u32), String> {
     let lines: Vec<&str> = source.lines().map(str::trim).collect();
     let start = lines
@@ -122,7 +123,7 @@ fn rust_fields(source: &str, name: &str) -> Result<(Vec<Field>, u32), String> {
     }
     let mut fields = Vec::new();
     let mut offset = 0;
-    for line in lines[start + 1..].iter().take_while(|l| **l != "}") {
+    for line in lines[start + 1..].iter().take_while(|l| **l != "}").filter(|l| !l.starts_with("//")) {
         let (field, ty) = line
             .trim_start_matches("pub ")
             .trim_end_matches(',')

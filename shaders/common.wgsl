@@ -8,6 +8,7 @@ struct Step {
     seed: u32,         // sampling seed
     temperature: f32,  // sampling temperature (sampling.wgsl)
     top_p: f32,        // nucleus mass (sampling.wgsl)
+    choosing: u32,     // leading tokens that choose a next token; the others only extend their context
 }
 
 // Where a token of the step belongs: its sequence's KV cache slot and its position in that

@@ -32,8 +32,9 @@ struct Params {
     group: u32,
     params_offset: u32,
     out_offset: u32,
-    // 1: only the step's last token (the lm_head after a prefill chunk), written to row 0.
-    x_last_row: u32,
+    // Which tokens: MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST (the lm_head after a prefill
+    // chunk, written to row 0) or MATVEC_TOKENS_CHOOSING (the leading `step.choosing`).
+    tokens: u32,
     // src/kernels/linear.rs's `Epilogue`: store, add (the residual), or SwiGLU.
     epilogue: u32,
     // Outputs per token in y.
@@ -55,8 +56,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let my_rows = first_row + lane.index / LANES * ROWS_PER_LANE;
     let first_block = lane.index % LANES;
     let blocks = params.cols / 32u;
-    let last_only = params.x_last_row == 1u;
-    let tokens = select(min(step.n_tokens, MAX_TOKENS), 1u, last_only);
+    let last_only = params.tokens == MATVEC_TOKENS_LAST;
+    let used = select(step.n_tokens, step.choosing, params.tokens == MATVEC_TOKENS_CHOOSING);
+    let tokens = select(min(used, MAX_TOKENS), 1u, last_only);
     let first_token = select(0u, step.n_tokens - 1u, last_only);
     // Rows past the end read the last row (no branch in the loop) and are never written.
     let last_row = params.rows - 1u;

@@ -56,9 +56,17 @@ fn logit(i: u32) -> f32 {
     return logits[row * params.vocab + i];
 }
 
+// A row past the step's choosing tokens has no logits (the whole workgroup returns).
+fn skipped_row() -> bool {
+    return params.last_token_only == 0u && row >= step.choosing;
+}
+
 @compute @workgroup_size(WG)
 fn argmax(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     row = wid.y;
+    if skipped_row() {
+        return;
+    }
     var value = -3.4e38;
     var index = 0xffffffffu;
     for (var i = lane.index; i < params.vocab; i += WG) {
@@ -100,6 +108,9 @@ fn mass_at_least(threshold: f32, max_logit: f32, inv_total: f32, lane: Lane) -> 
 @compute @workgroup_size(WG)
 fn sample(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     row = wid.y;
+    if skipped_row() {
+        return;
+    }
     let token = select(row, step.n_tokens - 1u, params.last_token_only == 1u);
     let next_position = places[token].position + 1u;
     var local_max = -3.4e38;

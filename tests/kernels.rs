@@ -589,7 +589,7 @@ fn sample_tokens(r: &Runner, logits: &[f32], temperature: f32, top_p: f32, seeds
     let drawn = gpu.storage("drawn tokens", seeds.len() as u64 * 4);
     let dispatch = choose_token(gpu, &r.step, &r.storage_f32(logits), &tokens, logits.len(), false, true);
     for (i, &seed) in seeds.iter().enumerate() {
-        let step = Step { n_tokens: 1, seed, temperature, top_p };
+        let step = Step { n_tokens: 1, seed, temperature, top_p, choosing: 1 };
         r.step.write(gpu, &step, &TokenPlace::run(0, 17, 1));
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, [&dispatch], 1);

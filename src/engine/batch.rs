@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use web_time::Instant;
 
 use super::{reusable_prefix, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
-use crate::model::StepError;
+use crate::model::{Row, StepError};
 use crate::tokenizer::TextStream;
 
 /// What a batch reports as it runs, for the prompt at an index of the batch.
@@ -126,46 +126,55 @@ impl Engine {
                 }
             }
 
-            // One step of single-token rows: the last token of every decoding sequence, then
-            // the rest of prompts shorter than a tile, as many as the step has rows for (a
-            // matmul tile is never run partly empty). Each row's token is chosen, and the row
-            // of a prompt's last token starts its generation.
-            let mut rows: Vec<(usize, u32)> = Vec::new();
+            // One step of single-token rows: the rest of prompts shorter than a tile (a
+            // matmul tile is never run partly empty), then the last token of every decoding
+            // sequence, as many as the step has rows for. Prompts go first so that all
+            // sequences start early and finish together: a batch's last steps, with only
+            // the longest generations left, are its least full. A prompt's last row and a
+            // decoding sequence's row choose a token; the row of a prompt's last token starts
+            // its generation.
+            let mut rows: Vec<Row> = Vec::new();
             let mut fed: Vec<(usize, usize)> = Vec::new();
             for (i, sequence) in running.iter().enumerate() {
-                if sequence.decoding_since.is_some() && sequence.finish.is_none() {
-                    rows.push((sequence.slot, *sequence.ids.last().expect("a chosen token")));
-                    fed.push((i, 1));
-                }
-            }
-            for i in 0..running.len() {
-                let rest = prompts[running[i].index].len() - running[i].prefilled;
+                let rest = prompts[sequence.index].len() - sequence.prefilled;
                 let room = self.model.sequences() - rows.len();
                 // Sequences waiting for a donor's prefix have not taken it above.
-                if rest == 0 || rest >= tile || room == 0 || running[i].donor.is_some() {
+                if rest == 0 || rest >= tile || room == 0 || sequence.donor.is_some() {
                     continue;
                 }
-                let sequence = &running[i];
                 let count = rest.min(room);
                 let ids = &prompts[sequence.index][sequence.prefilled..sequence.prefilled + count];
-                rows.extend(ids.iter().map(|&id| (sequence.slot, id)));
+                let last = sequence.prefilled + count == prompts[sequence.index].len();
+                rows.extend(ids.iter().enumerate().map(|(k, &id)| Row {
+                    slot: sequence.slot,
+                    id,
+                    choose: last && k + 1 == count,
+                }));
                 fed.push((i, count));
+            }
+            for (i, sequence) in running.iter().enumerate() {
+                if sequence.decoding_since.is_some() && sequence.finish.is_none() && rows.len() < self.model.sequences()
+                {
+                    let id = *sequence.ids.last().expect("a chosen token");
+                    rows.push(Row { slot: sequence.slot, id, choose: true });
+                    fed.push((i, 1));
+                }
             }
             if rows.is_empty() {
                 continue;
             }
-            let chosen = self.model.decode_batch(&rows, options.sampling).await?;
-            let mut row = 0;
+            let mut chosen = self.model.decode_batch(&rows, options.sampling).await?.into_iter();
+            let mut fed_rows = rows.chunks(1);
             for (i, count) in fed {
                 let sequence = &mut running[i];
-                self.cached[sequence.slot].extend(rows[row..row + count].iter().map(|&(_, id)| id));
-                row += count;
+                let sequence_rows: Vec<&Row> = fed_rows.by_ref().take(count).flatten().collect();
+                self.cached[sequence.slot].extend(sequence_rows.iter().map(|row| row.id));
                 if sequence.decoding_since.is_none() {
                     sequence.prefilled += count;
                 }
-                // A decoding sequence's row, or a prompt's last: the token it chose is kept.
-                if sequence.prefilled == sequence.prompt_tokens {
-                    self.push_token(sequence, chosen[row - 1], max_tokens, &eos, on_event)?;
+                if sequence_rows.last().is_some_and(|row| row.choose) {
+                    let id = chosen.next().expect("an id for each choosing row");
+                    self.push_token(sequence, id, max_tokens, &eos, on_event)?;
                 }
             }
         }

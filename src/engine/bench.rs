@@ -107,7 +107,7 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
 /// Weight bytes read per second by the decode matvec over `weight`.
 async fn matvec_bandwidth(gpu: &Gpu, weight: &GpuTensor, repeats: usize) -> Result<f64, StepError> {
     let step = StepBuffers::new(gpu, 1);
-    step.write(gpu, &Step { n_tokens: 1, ..Default::default() }, &TokenPlace::run(0, 0, 1));
+    step.write(gpu, &Step { n_tokens: 1, choosing: 1, ..Default::default() }, &TokenPlace::run(0, 0, 1));
     let x = gpu.storage("bench x", (weight.cols * 4) as u64);
     let y = gpu.storage("bench y", (weight.rows * 4) as u64);
     let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, Epilogue::Store);

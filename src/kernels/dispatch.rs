@@ -12,6 +12,9 @@ pub struct Step {
     pub seed: u32,
     pub temperature: f32,
     pub top_p: f32,
+    /// The leading tokens that choose a next token ([`LinearMode::Choosing`](super::LinearMode));
+    /// the others only extend their sequence's context.
+    pub choosing: u32,
 }
 
 /// Where one token of a step belongs (`TokenPlace` in shaders/common.wgsl): the sequence

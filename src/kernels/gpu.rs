@@ -165,9 +165,13 @@ impl Gpu {
     }
 
     pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+        // Sized in whole 16-byte units: browsers take a uniform struct's binding size
+        // rounded up to 16 bytes (WGSL's uniform layout), whatever its fields add up to.
+        let mut contents = bytemuck::bytes_of(value).to_vec();
+        contents.resize(contents.len().next_multiple_of(16), 0);
         self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some(label),
-            contents: bytemuck::bytes_of(value),
+            contents: &contents,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         })
     }

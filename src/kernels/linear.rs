@@ -3,6 +3,7 @@
 
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS,
+    MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
@@ -15,6 +16,9 @@ pub enum LinearMode {
     Prefill,
     /// Only the step's last token (the lm_head after a prefill chunk): matrix-vector.
     LastToken,
+    /// The step's leading tokens that choose a next token (`Step::choosing`; the lm_head of a
+    /// decode step, whose other tokens only extend a prompt): matrix-vector.
+    Choosing,
 }
 
 /// What a linear layer does with its product `W x` for each output.
@@ -47,7 +51,7 @@ struct MatvecParams {
     group: u32,
     params_offset: u32,
     out_offset: u32,
-    x_last_row: u32,
+    tokens: u32,
     epilogue: u32,
     out_stride: u32,
 }
@@ -78,7 +82,7 @@ pub fn linear(
 ) -> Vec<Dispatch> {
     let (shader, wide) = match mode {
         LinearMode::Prefill => ("matmul.wgsl", true),
-        LinearMode::Decode | LinearMode::LastToken => ("matvec.wgsl", false),
+        LinearMode::Decode | LinearMode::LastToken | LinearMode::Choosing => ("matvec.wgsl", false),
     };
     let pipeline = gpu.pipeline(shader, "main", Some(weight.dtype));
     weight
@@ -108,7 +112,11 @@ pub fn linear(
                     group,
                     params_offset,
                     out_offset,
-                    x_last_row: (mode == LinearMode::LastToken).into(),
+                    tokens: match mode {
+                        LinearMode::LastToken => MATVEC_TOKENS_LAST,
+                        LinearMode::Choosing => MATVEC_TOKENS_CHOOSING,
+                        _ => MATVEC_TOKENS_EACH,
+                    },
                     epilogue: epilogue.code(),
                     out_stride: weight.rows as u32,
                 };

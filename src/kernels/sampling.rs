@@ -41,14 +41,13 @@ pub fn choose_token(
         "sampling params",
         &Params { vocab: vocab as u32, last_token_only: last_token_only.into(), _pad: [0; 2] },
     );
-    // `argmax` reads neither the step uniform nor the places: its derived layout has
-    // neither binding.
+    // `argmax` does not read the places: its derived layout has no such binding.
     let bindings: &[(u32, &wgpu::Buffer)] =
-        &[(1, &params), (2, logits), (3, tokens), (0, &step.uniform), (4, &step.places)];
+        &[(0, &step.uniform), (1, &params), (2, logits), (3, tokens), (4, &step.places)];
     Dispatch {
         label: entry.into(),
         weight_bytes: 0,
-        bind_group: gpu.bind(&pipeline, if greedy { &bindings[..3] } else { bindings }),
+        bind_group: gpu.bind(&pipeline, if greedy { &bindings[..4] } else { bindings }),
         pipeline,
         workgroups: if last_token_only { Workgroups::Fixed(1, 1) } else { Workgroups::PerToken(1) },
     }

@@ -37,6 +37,11 @@ pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
 pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
 
+/// Which of the step's tokens a decode matvec multiplies (`LinearMode` in src/kernels/linear.rs).
+pub const MATVEC_TOKENS_EACH: u32 = 0;
+pub const MATVEC_TOKENS_LAST: u32 = 1;
+pub const MATVEC_TOKENS_CHOOSING: u32 = 2;
+
 /// What a linear kernel does with its product (`Epilogue` in src/kernels/linear.rs).
 pub const EPILOGUE_STORE: u32 = 0;
 pub const EPILOGUE_ACCUMULATE: u32 = 1;
@@ -53,6 +58,9 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
     ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),
     ("ATTENTION_MAX_ACC", ATTENTION_MAX_ACC),
+    ("MATVEC_TOKENS_EACH", MATVEC_TOKENS_EACH),
+    ("MATVEC_TOKENS_LAST", MATVEC_TOKENS_LAST),
+    ("MATVEC_TOKENS_CHOOSING", MATVEC_TOKENS_CHOOSING),
     ("EPILOGUE_STORE", EPILOGUE_STORE),
     ("EPILOGUE_ACCUMULATE", EPILOGUE_ACCUMULATE),
     ("EPILOGUE_SWIGLU", EPILOGUE_SWIGLU),

@@ -40,6 +40,15 @@ pub struct LoadOptions {
     pub sequences: usize,
 }
 
+/// One token of a [`LlamaModel::decode_batch`] step: appended to `slot`'s context, and with
+/// `choose`, the token after it is chosen.
+#[derive(Clone, Copy, Debug)]
+pub struct Row {
+    pub slot: usize,
+    pub id: u32,
+    pub choose: bool,
+}
+
 /// The largest decode batch: the tokens a decode matvec multiplies per weight read.
 pub const MAX_SEQUENCES: usize = MATVEC_MAX_TOKENS as usize;
 
@@ -276,7 +285,7 @@ impl LlamaModel {
         let prefill = body(LinearMode::Prefill);
         let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
         let head = |last_token_only: bool, greedy: bool| {
-            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Decode };
+            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Choosing };
             let mut list =
                 vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
             list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
@@ -471,27 +480,34 @@ impl LlamaModel {
         Ok(self.read_ids(staging, 1).await?[0])
     }
 
-    /// One step of single-token rows, up to the model's sequences: each `(slot, id)` appends
-    /// `id` to its slot's context; returns the token chosen after each row, in order. Every
-    /// weight is read once for all rows. A slot may have several rows, in context order (a
-    /// prompt's last tokens): each attends to those before it, stored in the same step.
-    pub async fn decode_batch(&mut self, rows: &[(usize, u32)], sampling: Sampling) -> Result<Vec<u32>, StepError> {
+    /// One step of single-token rows, up to the model's sequences: each [`Row`] appends its
+    /// id to its slot's context; returns the token chosen after each row that chooses one, in
+    /// order. Every weight is read once for all rows. A slot may have several rows, in
+    /// context order (a prompt's last tokens): each attends to those before it, stored in the
+    /// same step. Only choosing rows pay for the lm_head.
+    pub async fn decode_batch(&mut self, rows: &[Row], sampling: Sampling) -> Result<Vec<u32>, StepError> {
         assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
         self.discard_pending();
-        let ids: Vec<u32> = rows.iter().map(|&(_, id)| id).collect();
+        let ids: Vec<u32> = rows.iter().map(|row| row.id).collect();
         self.check_ids(&ids)?;
         let mut positions = self.positions.clone();
         let mut places = Vec::with_capacity(rows.len());
-        for &(slot, _) in rows {
-            self.reserve(slot, positions[slot] - self.positions[slot] + 1)?;
-            places.push(TokenPlace { slot: slot as u32, position: positions[slot] as u32 });
-            positions[slot] += 1;
+        for row in rows {
+            self.reserve(row.slot, positions[row.slot] - self.positions[row.slot] + 1)?;
+            places.push(TokenPlace { slot: row.slot as u32, position: positions[row.slot] as u32 });
+            positions[row.slot] += 1;
         }
+        // Choosing rows lead the step: the lm_head multiplies only them.
+        let order: Vec<usize> =
+            (0..rows.len()).filter(|&i| rows[i].choose).chain((0..rows.len()).filter(|&i| !rows[i].choose)).collect();
+        let choosing = rows.iter().filter(|row| row.choose).count();
+        let ids: Vec<u32> = order.iter().map(|&i| ids[i]).collect();
+        let places: Vec<TokenPlace> = order.iter().map(|&i| places[i]).collect();
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
         let staging = self.rotate_staging();
-        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, rows.len())));
+        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, choosing)));
         self.positions = positions;
-        self.read_ids(staging, rows.len()).await
+        self.read_ids(staging, choosing).await
     }
 
     /// The first `n` ids a step copied into staging buffer `staging`.
@@ -562,22 +578,24 @@ impl LlamaModel {
         };
         let places: Vec<TokenPlace> = places;
         let dispatches: Vec<&Dispatch> = body.iter().chain(head.get(sampling)).collect();
-        self.write_step(&places, sampling);
+        self.write_step(&places, places.len(), sampling);
         let (seconds, clock) = time_dispatches(&self.gpu, &dispatches, places.len() as u32).await?;
         Ok(StepProfile { n_tokens: places.len(), clock, dispatches: dispatches.into_iter().zip(seconds).collect() })
     }
 
-    fn write_step(&self, places: &[TokenPlace], sampling: Sampling) {
+    /// Writes the step's uniform and token places; the first `choosing` tokens choose a
+    /// next token.
+    fn write_step(&self, places: &[TokenPlace], choosing: usize, sampling: Sampling) {
         let (temperature, top_p, seed) = match sampling {
             Sampling::Greedy => (0.0, 1.0, 0),
             Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
         };
-        let step = Step { n_tokens: places.len() as u32, seed, temperature, top_p };
+        let step = Step { n_tokens: places.len() as u32, seed, temperature, top_p, choosing: choosing as u32 };
         self.step.write(&self.gpu, &step, places);
     }
 
     /// Records and submits one step of `places.len()` tokens; with `staging`, the first
-    /// `n` chosen ids are copied into that staging buffer.
+    /// `n` tokens choose a next token and their ids are copied into that staging buffer.
     fn submit(
         &self,
         body: &[Dispatch],
@@ -586,7 +604,7 @@ impl LlamaModel {
         sampling: Sampling,
         staging: Option<(usize, usize)>,
     ) {
-        self.write_step(places, sampling);
+        self.write_step(places, staging.map_or(places.len(), |(_, n)| n), sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), places.len() as u32);
         if let Some((staging, n)) = staging {

@@ -9,7 +9,8 @@ pub mod reference;
 
 pub use config::{Architecture, ChatTemplate};
 pub use llama::{
-    expected_tensors, LlamaModel, LoadOptions, ProfiledStep, StepError, StepProfile, TensorCountError, MAX_SEQUENCES,
+    expected_tensors, LlamaModel, LoadOptions, ProfiledStep, Row, StepError, StepProfile, TensorCountError,
+    MAX_SEQUENCES,
 };
 pub use load::{verify_shard, LoadError, ShardUploader};
 pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};

@@ -195,7 +195,10 @@ pub fn binding_parts(dtype: DType, rows: usize, cols: usize, group: usize) -> Ve
 
 /// A step of `n_tokens` consecutive tokens of sequence slot 0, the first at `position`.
 pub fn step(n_tokens: usize, position: usize) -> (Step, Vec<TokenPlace>) {
-    (Step { n_tokens: n_tokens as u32, ..Default::default() }, TokenPlace::run(0, position, n_tokens))
+    (
+        Step { n_tokens: n_tokens as u32, choosing: n_tokens as u32, ..Default::default() },
+        TokenPlace::run(0, position, n_tokens),
+    )
 }
 
 /// The most tokens a test step has.
