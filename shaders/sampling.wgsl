@@ -56,15 +56,16 @@ fn logit(i: u32) -> f32 {
     return logits[row * params.vocab + i];
 }
 
-// A row past the step's choosing tokens has no logits (the whole workgroup returns).
-fn skipped_row() -> bool {
-    return params.last_token_only == 0u && row >= step.choosing;
+// A row past the step's choosing tokens has no logits (the whole workgroup returns). Taken
+// from the workgroup id, not `row`: a private variable is not uniform to WGSL's analysis.
+fn skipped_row(workgroup_row: u32) -> bool {
+    return params.last_token_only == 0u && workgroup_row >= step.choosing;
 }
 
 @compute @workgroup_size(WG)
 fn argmax(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     row = wid.y;
-    if skipped_row() {
+    if skipped_row(wid.y) {
         return;
     }
     var value = -3.4e38;
@@ -108,7 +109,7 @@ fn mass_at_least(threshold: f32, max_logit: f32, inv_total: f32, lane: Lane) -> 
 @compute @workgroup_size(WG)
 fn sample(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     row = wid.y;
-    if skipped_row() {
+    if skipped_row(wid.y) {
         return;
     }
     let token = select(row, step.n_tokens - 1u, params.last_token_only == 1u);
