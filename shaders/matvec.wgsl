@@ -1,5 +1,5 @@
 // Matrix-vector product for decode: y[t, out_offset + r] (+)= W[r, :] . x[t] for each token t
-// of the step, one per sequence of a batch (up to MATVEC_MAX_TOKENS): a weight block is read
+// of the step, single-token rows of a batch (up to MATVEC_MAX_TOKENS): a weight block is read
 // once for all of them, which is what batching gains, since decode is bound by reading the
 // weights.
 //

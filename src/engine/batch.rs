@@ -1,9 +1,9 @@
 //! Continuous batching: many prompts generated together, one KV cache slot each. A decode
 //! step feeds every running sequence at once (one weight read for all of them, which is
-//! what decode is bound by); a new prompt is admitted as soon as a slot frees up, its
-//! prefill runs a chunk per decode step, and it starts from the longest
-//! prompt prefix any slot already holds (a pair and its swap share everything before the
-//! first response; the Auto-J template is shared by all).
+//! what decode is bound by); a new prompt is admitted as soon as a slot frees up, starts
+//! from the longest prompt prefix any slot already holds (a pair and its swap share
+//! everything before the first response; the Auto-J template is shared by all), and is
+//! prefilled a chunk of whole matmul tiles per step, its rest as rows of the decode steps.
 
 use std::collections::VecDeque;
 
@@ -47,7 +47,7 @@ impl Engine {
     /// GPU failure ends the batch early. With one slot the prompts run one after another on
     /// the single-sequence path. A prompt's greedy output does not depend on the prompts
     /// beside it (each row of a batched step is computed as it would be alone), up to the
-    /// rounding of where its prefill chunks start.
+    /// rounding of where its prefill chunks start and which of its tokens run as rows.
     pub async fn generate_batch(
         &mut self,
         prompts: &[Vec<u32>],
@@ -164,10 +164,11 @@ impl Engine {
                 continue;
             }
             let mut chosen = self.model.decode_batch(&rows, options.sampling).await?.into_iter();
-            let mut fed_rows = rows.chunks(1);
+            let mut first_row = 0;
             for (i, count) in fed {
                 let sequence = &mut running[i];
-                let sequence_rows: Vec<&Row> = fed_rows.by_ref().take(count).flatten().collect();
+                let sequence_rows = &rows[first_row..first_row + count];
+                first_row += count;
                 self.cached[sequence.slot].extend(sequence_rows.iter().map(|row| row.id));
                 if sequence.decoding_since.is_none() {
                     sequence.prefilled += count;

@@ -19,7 +19,8 @@ pub struct Step {
 
 /// Where one token of a step belongs (`TokenPlace` in shaders/common.wgsl): the sequence
 /// (its KV cache slot) and its position in that sequence. A prefill chunk's tokens share a
-/// slot at consecutive positions; a batched decode step has one token per sequence.
+/// slot at consecutive positions; a batched decode step has one token per decoding sequence
+/// and may add the last tokens of prompts, several of one slot at consecutive positions.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct TokenPlace {

@@ -9,8 +9,9 @@ use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearMode {
-    /// One token per sequence, up to [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS): matrix-vector, one weight read
-    /// for all of them.
+    /// Single-token rows (one per decoding sequence, or a prompt's last tokens), up to
+    /// [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS): matrix-vector, one weight
+    /// read for all of them.
     Decode,
     /// All the step's tokens: tiled matrix-matrix.
     Prefill,

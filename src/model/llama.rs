@@ -488,8 +488,13 @@ impl LlamaModel {
     pub async fn decode_batch(&mut self, rows: &[Row], sampling: Sampling) -> Result<Vec<u32>, StepError> {
         assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
         self.discard_pending();
-        let ids: Vec<u32> = rows.iter().map(|row| row.id).collect();
+        // Choosing rows lead the step: the lm_head multiplies only them.
+        let order: Vec<usize> =
+            (0..rows.len()).filter(|&i| rows[i].choose).chain((0..rows.len()).filter(|&i| !rows[i].choose)).collect();
+        let choosing = rows.iter().filter(|row| row.choose).count();
+        let ids: Vec<u32> = order.iter().map(|&i| rows[i].id).collect();
         self.check_ids(&ids)?;
+        // Positions in context order, whatever the order of the step.
         let mut positions = self.positions.clone();
         let mut places = Vec::with_capacity(rows.len());
         for row in rows {
@@ -497,11 +502,6 @@ impl LlamaModel {
             places.push(TokenPlace { slot: row.slot as u32, position: positions[row.slot] as u32 });
             positions[row.slot] += 1;
         }
-        // Choosing rows lead the step: the lm_head multiplies only them.
-        let order: Vec<usize> =
-            (0..rows.len()).filter(|&i| rows[i].choose).chain((0..rows.len()).filter(|&i| !rows[i].choose)).collect();
-        let choosing = rows.iter().filter(|row| row.choose).count();
-        let ids: Vec<u32> = order.iter().map(|&i| ids[i]).collect();
         let places: Vec<TokenPlace> = order.iter().map(|&i| places[i]).collect();
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
         let staging = self.rotate_staging();
