@@ -1,6 +1,6 @@
 // Causal attention over the KV cache, with grouped-query heads.
 //
-// `store_kv` appends the step's keys and values to the cache as f16 pairs.
+// The step's keys and values are already in the cache (rope.wgsl stores them).
 // `attend` gives each workgroup a tile of query rows that share one KV head: the query
 // heads of (part of) one GQA group, for one or more consecutive tokens of one sequence. It walks the
 // cached keys in tiles of WG with an online softmax (running max and sum per row), so
@@ -31,10 +31,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> k: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read> v: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(5) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read_write> out: array<vec2<f32>>;
 // Per split: unnormalized sums (row x pair), and each row's (max, sum).
 @group(0) @binding(8) var<storage, read_write> split_acc: array<vec2<f32>>;
@@ -44,20 +42,6 @@ struct Params {
 // Cache word of pair `i` of KV head `head` at position `pos` of sequence slot `slot`.
 fn cache_word(slot: u32, pos: u32, head: u32, i: u32) -> u32 {
     return ((slot * params.slot_positions + pos) * params.n_kv_heads + head) * (params.head_dim / 2u) + i;
-}
-
-@compute @workgroup_size(WG)
-fn store_kv(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let kv_pairs = params.n_kv_heads * params.head_dim / 2u;
-    let index = flat_invocation(wid, nwg, lane);
-    let t = index / kv_pairs;
-    if t >= step.n_tokens {
-        return;
-    }
-    let place = places[t];
-    let word = (place.slot * params.slot_positions + place.position) * kv_pairs + index % kv_pairs;
-    k_cache[word] = pack2x16float(k[index]);
-    v_cache[word] = pack2x16float(v[index]);
 }
 
 // The tile's query rows (scaled), row-major by pair.

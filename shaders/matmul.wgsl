@@ -57,7 +57,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         let quarter = lane.index % 4u;
         var values = array<vec4<f32>, 2>();
         if row0 + tile_row < params.rows {
-            values = load_quarter((row0 + tile_row) * blocks + b, quarter, params.params_offset, params.group);
+            let row = gate_up_row(row0 + tile_row, params.rows, params.epilogue);
+            values = load_quarter(row * blocks + b, quarter, params.params_offset, params.group);
         }
         for (var k = 0u; k < 8u; k++) {
             w_tile[(quarter * 8u + k) * ROW_LANES + tile_row / 4u][tile_row % 4u] = values[k / 4u][k % 4u];
@@ -85,6 +86,19 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
             acc[3] += xs.w * w;
         }
         workgroupBarrier();
+    }
+    if params.epilogue == EPILOGUE_GATE_UP {
+        // The invocation's rows are the gate rows, then the up rows, of two outputs.
+        for (var i = 0u; i < 4u; i++) {
+            let t = token0 + my_tokens * 4u + i;
+            for (var j = 0u; j < 2u; j++) {
+                let r = (row0 + my_rows * 4u) / 2u + j;
+                if t < step.n_tokens && r < params.rows / 2u {
+                    y[t * params.out_stride + params.out_offset + r] = silu(acc[i][j]) * acc[i][j + 2u];
+                }
+            }
+        }
+        return;
     }
     for (var i = 0u; i < 4u; i++) {
         let t = token0 + my_tokens * 4u + i;

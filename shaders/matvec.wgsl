@@ -68,7 +68,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         // The lane's rows of this block are read once, before the tokens that multiply them.
         var packed: array<PackedBlock, ROWS_PER_LANE>;
         for (var r = 0u; r < ROWS_PER_LANE; r++) {
-            packed[r] = load_packed(min(my_rows + r, last_row) * blocks + b, params.params_offset, params.group);
+            let row = gate_up_row(min(my_rows + r, last_row), params.rows, params.epilogue);
+            packed[r] = load_packed(row * blocks + b, params.params_offset, params.group);
         }
         // Constant trip counts (not `tokens`) let compilers unroll and keep `acc` in registers.
         for (var t = 0u; t < MAX_TOKENS; t++) {
@@ -86,24 +87,46 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             );
         }
     }
-    for (var i = 0u; i < MAX_TOKENS * ROWS_PER_LANE; i++) {
-        partial_sums[i * WG + lane.index] = acc[i / ROWS_PER_LANE][i % ROWS_PER_LANE];
+    // Only the step's tokens: software adapters pay for every store.
+    for (var t = 0u; t < MAX_TOKENS; t++) {
+        if t >= tokens {
+            break;
+        }
+        for (var r = 0u; r < ROWS_PER_LANE; r++) {
+            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t][r];
+        }
     }
     workgroupBarrier();
-    // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order.
-    for (var o = lane.index; o < tokens * ROWS; o += WG) {
-        let t = o / ROWS;
-        let row_in_group = o % ROWS;
-        let r = row_in_group % ROWS_PER_LANE;
-        let first_lane = row_in_group / ROWS_PER_LANE * LANES;
-        var total = 0.0;
-        for (var i = 0u; i < LANES; i++) {
-            total += partial_sums[(t * ROWS_PER_LANE + r) * WG + first_lane + i];
+    // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order. A
+    // gate/up output sums its gate row and its up row (two further) and applies SwiGLU.
+    let gate_up = params.epilogue == EPILOGUE_GATE_UP;
+    let outputs = select(ROWS, ROWS / 2u, gate_up);
+    for (var o = lane.index; o < tokens * outputs; o += WG) {
+        let t = o / outputs;
+        let j = o % outputs;
+        let row_in_group = select(j, j / 2u * 4u + j % 2u, gate_up);
+        var value = lane_total(t, row_in_group);
+        var row = first_row + row_in_group;
+        var rows = params.rows;
+        if gate_up {
+            value = silu(value) * lane_total(t, row_in_group + 2u);
+            row = first_row / 2u + j;
+            rows /= 2u;
         }
-        let row = first_row + row_in_group;
-        if row < params.rows {
+        if row < rows {
             let out = t * params.out_stride + params.out_offset + row;
-            y[out] = finish_output(y[out], total, params.epilogue);
+            y[out] = finish_output(y[out], value, params.epilogue);
         }
     }
+}
+
+// Token t's sum for row `row_in_group` of the workgroup: its lanes' parts, in lane order.
+fn lane_total(t: u32, row_in_group: u32) -> f32 {
+    let r = row_in_group % ROWS_PER_LANE;
+    let first_lane = row_in_group / ROWS_PER_LANE * LANES;
+    var total = 0.0;
+    for (var i = 0u; i < LANES; i++) {
+        total += partial_sums[(t * ROWS_PER_LANE + r) * WG + first_lane + i];
+    }
+    return total;
 }

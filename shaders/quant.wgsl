@@ -180,16 +180,33 @@ fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
 #endif
 #endif
 
+fn silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
 // A linear layer's product `value` for an output that holds `old` (src/kernels/linear.rs,
 // `Epilogue`): stored, added (the residual connection), or gating it as SwiGLU's up
 // projection over the gate projection already there. `old` is ignored when storing, NaN
-// included.
+// included; EPILOGUE_GATE_UP's value is already SwiGLU's output (`gate_up_row`).
 fn finish_output(old: f32, value: f32, epilogue: u32) -> f32 {
     if epilogue == EPILOGUE_ACCUMULATE {
         return old + value;
     }
     if epilogue == EPILOGUE_SWIGLU {
-        return old / (1.0 + exp(-old)) * value;
+        return silu(old) * value;
     }
     return value;
+}
+
+// The weight row of a linear kernel's row `v`. With EPILOGUE_GATE_UP the weight is the gate
+// projection's `rows / 2` rows stacked over the up projection's, and row v is the gate
+// (v % 4 < 2) or up row of output v / 4 * 2 + v % 2: the four neighbouring rows a matvec
+// lane or matmul invocation owns hold both halves of two outputs, so SwiGLU is applied
+// where the sums are, with no second pass.
+fn gate_up_row(v: u32, rows: u32, epilogue: u32) -> u32 {
+    if epilogue != EPILOGUE_GATE_UP {
+        return v;
+    }
+    let out = v / 4u * 2u + v % 2u;
+    return select(out, rows / 2u + out, v % 4u >= 2u);
 }

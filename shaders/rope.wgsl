@@ -1,7 +1,10 @@
-// Rotary position embedding, in place on the step's queries and keys. Adjacent
-// pairs (2i, 2i+1) of each head rotate by position * theta^(-2i/head_dim); the
-// converters permute Hugging Face checkpoints into this convention. cos/sin come
-// from a table computed on the CPU, since large angles lose precision in GPU sin().
+// Rotary position embedding and the KV cache store, in one pass over the step's q/k/v
+// projection (`qkv`: per token its queries, then keys, then values). Adjacent pairs
+// (2i, 2i+1) of each head rotate by position * theta^(-2i/head_dim); the converters
+// permute Hugging Face checkpoints into this convention. cos/sin come from a table
+// computed on the CPU, since large angles lose precision in GPU sin(). Rotated queries go
+// to `q` for attention; rotated keys and the values go, as f16 pairs, to the token's
+// sequence slot and position of the cache (the layout attention.wgsl's `cache_word` reads).
 
 #include "common.wgsl"
 
@@ -11,37 +14,44 @@ struct Params {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    _pad0: u32,
+    slot_positions: u32,  // positions each sequence's slot of the cache holds
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read> cos_sin: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read_write> q: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read_write> k: array<vec2<f32>>;
-@group(0) @binding(5) var<storage, read> places: array<TokenPlace>;
+@group(0) @binding(3) var<storage, read> qkv: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> q: array<vec2<f32>>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(7) var<storage, read> places: array<TokenPlace>;
 
 fn rotate(v: vec2<f32>, cs: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
 }
 
+// One invocation per query pair and per key/value pair of each token.
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let pairs = params.head_dim / 2u;
-    let per_token = (params.n_heads + params.n_kv_heads) * pairs;
+    let q_pairs = params.n_heads * pairs;
+    let kv_pairs = params.n_kv_heads * pairs;
+    let per_token = q_pairs + kv_pairs;
     let index = flat_invocation(wid, nwg, lane);
     let t = index / per_token;
     if t >= step.n_tokens {
         return;
     }
-    let head = (index % per_token) / pairs;
-    let i = index % pairs;
-    let cs = cos_sin[places[t].position * pairs + i];
-    if head < params.n_heads {
-        let at = (t * params.n_heads + head) * pairs + i;
-        q[at] = rotate(q[at], cs);
+    let i = index % per_token;
+    let place = places[t];
+    let cs = cos_sin[place.position * pairs + i % pairs];
+    let token = t * (q_pairs + 2u * kv_pairs);
+    if i < q_pairs {
+        q[t * q_pairs + i] = rotate(qkv[token + i], cs);
     } else {
-        let at = (t * params.n_kv_heads + head - params.n_heads) * pairs + i;
-        k[at] = rotate(k[at], cs);
+        let kv = i - q_pairs;
+        let word = (place.slot * params.slot_positions + place.position) * kv_pairs + kv;
+        k_cache[word] = pack2x16float(rotate(qkv[token + q_pairs + kv], cs));
+        v_cache[word] = pack2x16float(qkv[token + q_pairs + kv_pairs + kv]);
     }
 }

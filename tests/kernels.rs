@@ -21,7 +21,7 @@
 //! - RMSNorm: the sum of squares has relative error ~`EPS * sqrt(cols)` (random walk),
 //!   inverseSqrt at most 2 ulp, then two products: `|want| * EPS * (2 sqrt(cols) + 8)`.
 //! - RoPE: against the same f32 cos/sin table computed on the CPU, two products and a
-//!   sum: `2 EPS (|a| + |b|)`. Against the reference's f64 angle: the table's f32 angle
+//!   sum: `2 EPS (|a| + |b|)`, and for the cached keys half an f16 ulp more. Against the reference's f64 angle: the table's f32 angle
 //!   `position * inv_freq` carries up to ~2 EPS relative error (inverse frequency and
 //!   product roundings) and f32 cos/sin one more ulp, so the rotated pair may move by
 //!   `|(a, b)| * (2 EPS * angle + 4 EPS)`: about 7e-4 relative at angle 3000, which is
@@ -49,8 +49,8 @@ use half::f16;
 use rand::Rng;
 use webjudge::kernels::preprocess;
 use webjudge::kernels::{
-    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, AttentionMode, Epilogue,
-    Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step, TokenPlace,
+    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table, AttentionMode,
+    Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step, TokenPlace,
 };
 use webjudge::model::reference;
 use webjudge::model::MAX_SEQUENCES;
@@ -85,6 +85,7 @@ for_both_variants!(
     embedding_all_dtypes_and_parts,
     rmsnorm_rows,
     linear_all_dtypes_modes_and_parts,
+    projections_stacked_in_one_dispatch,
     matvec_more_rows_than_one_grid_dimension,
     #[ignore = "full tier: make test"]
     linear_auto_j_13b_shapes,
@@ -187,6 +188,7 @@ fn check_linear(
         Epilogue::Store => vec![f32::NAN; outputs * rows],
         Epilogue::Accumulate => uniform(&mut rng, outputs * rows, 100.0),
         Epilogue::SwiGlu => uniform(&mut rng, outputs * rows, 4.0),
+        Epilogue::GateUp => panic!("stacked gate/up weights are checked by check_gate_up"),
     };
     let y = r.storage_f32(&y0);
     let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode, epilogue);
@@ -206,7 +208,7 @@ fn check_linear(
                 (want[at], tolerance[at]) = match epilogue {
                     Epilogue::Store => (product, dot),
                     Epilogue::Accumulate => (y0[at] + product, dot + 2.0 * EPS * (y0[at].abs() + product.abs())),
-                    Epilogue::SwiGlu => {
+                    Epilogue::SwiGlu | Epilogue::GateUp => {
                         let gate = reference::swiglu(&[y0[at]], &[1.0])[0];
                         (gate * product, dot * gate.abs() + 4.0 * EPS * (gate * product).abs())
                     }
@@ -251,6 +253,92 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     }
 }
 
+/// The gate and up projections stacked into one tensor and run as `Epilogue::GateUp` give
+/// bit for bit what the two separate dispatches give (gate stored, up with `SwiGlu`, checked
+/// against the reference by `check_linear`): each row's sum runs in the same order.
+fn check_gate_up(r: &Runner, gate: &Packed, up: &Packed, runs: &[(LinearMode, usize)], seed: u64) {
+    let (ffn, cols) = (gate.rows(), gate.cols());
+    let (gate_tensor, up_tensor) = (gate.upload(r.gpu), up.upload(r.gpu));
+    let stacked = GpuTensor::stack(r.gpu, "gate_up", &[&gate_tensor, &up_tensor]).expect("gate and up stack");
+    assert_eq!((stacked.rows, stacked.parts.len()), (2 * ffn, 1));
+    let mut rng = rng(seed);
+    for &(mode, n_tokens) in runs {
+        let outputs = if mode == LinearMode::LastToken { 1 } else { n_tokens };
+        let x = r.storage_f32(&uniform(&mut rng, n_tokens * cols, 1.0));
+        let (apart, together) =
+            (r.storage_f32(&vec![f32::NAN; outputs * ffn]), r.storage_f32(&vec![f32::NAN; outputs * ffn]));
+        let mut dispatches = linear(r.gpu, &r.step, &gate_tensor, &x, &apart, mode, Epilogue::Store);
+        dispatches.extend(linear(r.gpu, &r.step, &up_tensor, &x, &apart, mode, Epilogue::SwiGlu));
+        dispatches.extend(linear(r.gpu, &r.step, &stacked, &x, &together, mode, Epilogue::GateUp));
+        r.run(step(n_tokens, 0), &dispatches);
+        let (want, got) = (r.read_u32(&apart, outputs * ffn), r.read_u32(&together, outputs * ffn));
+        let what = format!("gate/up {} {ffn}x{cols} {mode:?} x{n_tokens}", gate.entry.name);
+        if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
+            panic!("{what}: output {i} is {} stacked, {} apart", f32::from_bits(got[i]), f32::from_bits(want[i]));
+        }
+    }
+}
+
+/// q, k and v stacked into one tensor, or apart and each placed at its rows of the stack's
+/// output (`GpuTensor::into_rows_of`, for those that cannot stack), write the same bits.
+fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(LinearMode, usize)], seed: u64) {
+    let (rows, cols) = (projections.iter().map(|p| p.rows()).sum::<usize>(), projections[0].cols());
+    let uploaded = projections.map(|p| p.upload(r.gpu));
+    let stacked = GpuTensor::stack(r.gpu, "qkv", &uploaded.each_ref()).expect("q, k and v stack");
+    let mut first_row = 0;
+    let apart = uploaded.map(|tensor| {
+        let own_rows = tensor.rows;
+        first_row += own_rows;
+        tensor.into_rows_of(first_row - own_rows, rows)
+    });
+    let mut rng = rng(seed);
+    for &(mode, n_tokens) in runs {
+        let x = r.storage_f32(&uniform(&mut rng, n_tokens * cols, 1.0));
+        let (one, three) =
+            (r.storage_f32(&vec![f32::NAN; n_tokens * rows]), r.storage_f32(&vec![f32::NAN; n_tokens * rows]));
+        let mut dispatches = linear(r.gpu, &r.step, &stacked, &x, &one, mode, Epilogue::Store);
+        for tensor in &apart {
+            dispatches.extend(linear(r.gpu, &r.step, tensor, &x, &three, mode, Epilogue::Store));
+        }
+        r.run(step(n_tokens, 0), &dispatches);
+        let (want, got) = (r.read_u32(&three, n_tokens * rows), r.read_u32(&one, n_tokens * rows));
+        let what = format!("q/k/v {} {rows}x{cols} {mode:?} x{n_tokens}", projections[0].entry.name);
+        assert!(want.iter().all(|&w| !f32::from_bits(w).is_nan()), "{what}: apart, some rows were not written");
+        if let Some(i) = (0..want.len()).find(|&i| want[i] != got[i]) {
+            panic!("{what}: output {i} is {} stacked, {} apart", f32::from_bits(got[i]), f32::from_bits(want[i]));
+        }
+    }
+}
+
+fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(11);
+    let runs = [
+        (LinearMode::Decode, 1),
+        (LinearMode::Decode, MAX_SEQUENCES),
+        (LinearMode::LastToken, 3),
+        (LinearMode::Prefill, 5),
+        (LinearMode::Prefill, 70),
+    ];
+    for (dtype, group) in DTYPES {
+        // 102 outputs: not a multiple of a matvec workgroup's 8 or a matmul tile's 32.
+        let gate = Packed::random(&mut rng, dtype, 192, group, &[102]);
+        let up = Packed::random(&mut rng, dtype, 192, group, &[102]);
+        check_gate_up(&r, &gate, &up, &runs, rng.random());
+        let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, 192, group, &[rows]));
+        let steps = [(LinearMode::Decode, 1), (LinearMode::Decode, MAX_SEQUENCES), (LinearMode::Prefill, 70)];
+        check_qkv(&r, [&q, &k, &v], &steps, rng.random());
+    }
+    // What cannot stack is left apart: several parts, two dtypes, or q8 scales that end
+    // inside a word (37 rows of 3 groups).
+    let stacks = |a: &Packed, b: &Packed| GpuTensor::stack(gpu, "s", &[&a.upload(gpu), &b.upload(gpu)]).is_some();
+    let q4 = Packed::random(&mut rng, DType::Q4, 192, 32, &[64]);
+    assert!(!stacks(&q4, &Packed::random(&mut rng, DType::Q4, 192, 32, &[32, 32])));
+    assert!(!stacks(&q4, &Packed::random(&mut rng, DType::Q8, 192, 32, &[64])));
+    let odd_scales = Packed::random(&mut rng, DType::Q8, 192, 64, &[37]);
+    assert!(!stacks(&odd_scales, &odd_scales));
+}
+
 fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
     // 70,000 rows need 70,000 workgroups: more than one dispatch dimension allows, so
     // the grid folds into two dimensions.
@@ -280,6 +368,9 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     check_linear(&r, &up, &tensor, LinearMode::Decode, 1, Epilogue::SwiGlu, 1);
     check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, Epilogue::SwiGlu, 2);
     drop(tensor);
+    let gate = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
+    check_gate_up(&r, &gate, &up, &[(LinearMode::Decode, 2), (LinearMode::Prefill, 3)], 5);
+    drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
     // A batch of four sequences.
     check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 4, Epilogue::Accumulate, 3);
@@ -305,22 +396,52 @@ fn linear_yi_6b_shapes(gpu: &'static Gpu) {
     check_argmax(&r, &logits);
 }
 
-/// Rotates random queries and keys at each `(position, n_tokens)` chunk and checks them
-/// against the CPU (same table) and the reference RoPE (f64 angles).
+/// Per token, its queries, keys and values side by side, as the q/k/v projection writes them.
+fn qkv_rows(heads: Heads, n: usize, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+    let (q_dim, kv_dim) = (heads.n_heads * heads.head_dim, heads.n_kv_heads * heads.head_dim);
+    (0..n)
+        .flat_map(|t| [&q[t * q_dim..][..q_dim], &k[t * kv_dim..][..kv_dim], &v[t * kv_dim..][..kv_dim]])
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// Rotates random queries and keys at each `(position, n_tokens)` chunk, in sequence slot 1
+/// of two, and checks the queries and the cached keys against the CPU (same table) and the
+/// reference RoPE (f64 angles); the cached values must be the f16-rounded inputs.
 fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(usize, usize)], seed: u64) {
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
-    let pairs = head_dim / 2;
+    let (pairs, kv_dim) = (head_dim / 2, n_kv_heads * head_dim);
     let table = rope_table(context, head_dim, theta);
     let table_buffer = r.storage_f32(&table);
+    let cache = KvCache::new(r.gpu, heads, context, 2);
+    let slot = 1;
     let mut rng = rng(seed);
     for &(position, n) in chunks {
         let q = uniform(&mut rng, n * n_heads * head_dim, 1.0);
-        let k = uniform(&mut rng, n * n_kv_heads * head_dim, 1.0);
-        let (q_buffer, k_buffer) = (r.storage_f32(&q), r.storage_f32(&k));
-        let dispatch = rope(r.gpu, &r.step, &table_buffer, &q_buffer, &k_buffer, n_heads, n_kv_heads, head_dim);
-        r.run(step(n, position), [&dispatch]);
-        for (name, x, buffer, count) in [("q", &q, &q_buffer, n_heads), ("k", &k, &k_buffer, n_kv_heads)] {
-            let got = r.read_f32(buffer, x.len());
+        let k = uniform(&mut rng, n * kv_dim, 1.0);
+        let v = uniform(&mut rng, n * kv_dim, 1.0);
+        let qkv = r.storage_f32(&qkv_rows(heads, n, &q, &k, &v));
+        let q_buffer = r.zeros(q.len());
+        let dispatch = rope_and_store(r.gpu, &r.step, &table_buffer, heads, &qkv, &q_buffer, &cache);
+        let places = TokenPlace::run(slot, position, n);
+        r.run((Step { n_tokens: n as u32, ..Default::default() }, places), [&dispatch]);
+        let cached = |buffer: &wgpu::Buffer| {
+            let words = r.read_u32(buffer, (slot * context + position + n) * kv_dim / 2);
+            let halves =
+                words[(slot * context + position) * kv_dim / 2..].iter().flat_map(|&w| [w as u16, (w >> 16) as u16]);
+            halves.map(|h| f16::from_bits(h).to_f32()).collect::<Vec<_>>()
+        };
+        let want_v = reference::round_f16(&v);
+        let got_v = cached(&cache.v);
+        assert!(
+            got_v.iter().zip(&want_v).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "v cache at {position} is not the f16-rounded values"
+        );
+        // Keys are rotated, then rounded to f16: one more rounding, half an f16 ulp.
+        for (name, x, got, count, f16_ulps) in
+            [("q", &q, r.read_f32(&q_buffer, q.len()), n_heads, 0.0), ("k", &k, cached(&cache.k), n_kv_heads, 0.5)]
+        {
             let width = count * head_dim;
             // The same table on the CPU.
             let mut same_table = x.clone();
@@ -331,8 +452,9 @@ fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(u
                 pair.copy_from_slice(&[a * cos - b * sin, a * sin + b * cos]);
             }
             let pair_size = |i: usize| x[i & !1].abs() + x[i | 1].abs();
+            let rounding = |i: usize| f16_ulps * (same_table[i].abs() * f32::powi(2.0, -10) + f32::powi(2.0, -24));
             let what = format!("rope {name} theta {theta} position {position}");
-            assert_close(&what, &got, &same_table, |i| 2.0 * EPS * pair_size(i) + f32::MIN_POSITIVE);
+            assert_close(&what, &got, &same_table, |i| 2.0 * EPS * pair_size(i) + rounding(i) + f32::MIN_POSITIVE);
             // The reference, with f64 angles.
             let mut exact = x.clone();
             for (t, row) in exact.chunks_exact_mut(width).enumerate() {
@@ -341,11 +463,29 @@ fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(u
             let tolerance = |i: usize| {
                 let (t, pair) = (i / width, (i % head_dim) / 2);
                 let angle = (position + t) as f32 * theta.powf(-2.0 * pair as f32 / head_dim as f32);
-                pair_size(i) * (2.0 * EPS * angle + 4.0 * EPS) + f32::MIN_POSITIVE
+                pair_size(i) * (2.0 * EPS * angle + 4.0 * EPS) + rounding(i) + f32::MIN_POSITIVE
             };
             assert_close(&format!("{what} vs f64 angles"), &got, &exact, tolerance);
         }
     }
+}
+
+/// Queries into `q`, and keys and values into the cache at the step's places, unrotated
+/// (a table of cos 1, sin 0): what attention reads, as the layer's RoPE pass leaves it.
+fn store_unrotated(
+    r: &Runner,
+    heads: Heads,
+    cache: &KvCache,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+) -> (wgpu::Buffer, Dispatch) {
+    let n = q.len() / (heads.n_heads * heads.head_dim);
+    let identity: Vec<f32> = (0..cache.context * heads.head_dim / 2).flat_map(|_| [1.0, 0.0]).collect();
+    let q_buffer = r.zeros(q.len());
+    let qkv = r.storage_f32(&qkv_rows(heads, n, q, k, v));
+    let dispatch = rope_and_store(r.gpu, &r.step, &r.storage_f32(&identity), heads, &qkv, &q_buffer, cache);
+    (q_buffer, dispatch)
 }
 
 fn rope_positions_and_thetas(gpu: &'static Gpu) {
@@ -360,7 +500,7 @@ fn rope_positions_and_thetas(gpu: &'static Gpu) {
     check_rope(&r, heads(32, 4, 128), 5e6, 4096, &[(3000, 2), (4095, 1)], 4);
 }
 
-/// Feeds chunks of tokens through store_kv + attend (a prefill of several tokens, then
+/// Feeds chunks of tokens through the KV store and attention (a prefill of several tokens, then
 /// decode steps) and checks each output and finally the f16 cache contents.
 fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
@@ -379,7 +519,7 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
         let v_values = uniform(&mut rng, n * kv_dim, 1.0);
         let modes =
             if n == 1 { scratches.iter().map(AttentionMode::Decode).collect() } else { vec![AttentionMode::Prefill] };
-        let (q, k, v) = (r.storage_f32(&q_values), r.storage_f32(&k_values), r.storage_f32(&v_values));
+        let (q, store) = store_unrotated(r, heads, &cache, &q_values, &k_values, &v_values);
         let mut want = Vec::with_capacity(n * q_dim);
         for t in 0..n {
             keys.push(reference::round_f16(&k_values[t * kv_dim..][..kv_dim]));
@@ -390,8 +530,8 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
         for (index, mode) in modes.into_iter().enumerate() {
             // A second one-token run stores the same keys and values again: no change.
             let out = r.zeros(n * q_dim);
-            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &k, &v, &cache, &out);
-            r.run(step(n, position), &dispatches);
+            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &cache, &out);
+            r.run(step(n, position), std::iter::once(&store).chain(&dispatches));
             let got = r.read_f32(&out, n * q_dim);
             let what = format!("attention {heads:?} {n} tokens at position {position} (mode {index})");
             assert_close(&what, &got, &want, tolerance);
@@ -465,12 +605,13 @@ fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_s
         } else {
             vec![AttentionMode::Prefill]
         };
-        let (q, k, v) = (r.storage_f32(&q_values), r.storage_f32(&k_values), r.storage_f32(&v_values));
+        let (q, store) = store_unrotated(r, heads, &cache, &q_values, &k_values, &v_values);
         let tolerance = |i: usize| (context + 4 * head_dim + i / q_dim) as f32 * EPS;
         for (index, mode) in modes.into_iter().enumerate() {
             let out = r.zeros(n * q_dim);
-            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &k, &v, &cache, &out);
-            r.run((Step { n_tokens: n as u32, ..Default::default() }, places.clone()), &dispatches);
+            let dispatches = attention(r.gpu, &r.step, heads, mode, &q, &cache, &out);
+            let step = Step { n_tokens: n as u32, ..Default::default() };
+            r.run((step, places.clone()), std::iter::once(&store).chain(&dispatches));
             let got = r.read_f32(&out, n * q_dim);
             assert_close(&format!("attention {heads:?} rows {rows:?} (mode {index})"), &got, &want, tolerance);
         }

@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     prompts: Option<PathBuf>,
     /// With --prompts: sequences decoded together, at most (default: what the adapter's
-    /// buffers hold, up to 16).
+    /// buffers hold, up to 8).
     #[arg(long, requires = "prompts", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
     batch: Option<u16>,
     /// Wrap the prompt as a user message in the model's chat template (from its manifest);

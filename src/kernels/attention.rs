@@ -144,17 +144,15 @@ pub enum AttentionMode<'a> {
     Decode(&'a SplitScratch),
 }
 
-/// Appends the step's keys and values to the cache, then attends: `out` gets one
-/// `n_heads x head_dim` row per token.
-#[allow(clippy::too_many_arguments)]
+/// Attends the step's queries `q` over the cache, which holds the step's own keys and
+/// values already ([`super::rope_and_store`]): `out` gets one `n_heads x head_dim` row per
+/// token.
 pub fn attention(
     gpu: &Gpu,
     step: &StepBuffers,
     heads: Heads,
     mode: AttentionMode,
     q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    v: &wgpu::Buffer,
     cache: &KvCache,
     out: &wgpu::Buffer,
 ) -> Vec<Dispatch> {
@@ -182,20 +180,7 @@ pub fn attention(
         },
     );
     let blocks = (heads.n_heads / heads_per_block) as u32;
-    let store = gpu.pipeline("attention.wgsl", "store_kv", None);
-    let mut dispatches = vec![Dispatch {
-        label: "store_kv".into(),
-        weight_bytes: 0,
-        bind_group: gpu.bind(
-            &store,
-            &[(0, &step.uniform), (1, &params), (3, k), (4, v), (5, &cache.k), (6, &cache.v), (10, &step.places)],
-        ),
-        pipeline: store,
-        workgroups: Workgroups::Flat {
-            items_per_token: (heads.n_kv_heads * heads.head_dim / 2) as u32,
-            workgroup: WORKGROUP as u32,
-        },
-    }];
+    let mut dispatches = Vec::new();
     let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
     match split {
         None => {

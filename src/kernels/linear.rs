@@ -2,8 +2,8 @@
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
 use super::variants::{
-    EPILOGUE_ACCUMULATE, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS, MATVEC_ROWS,
-    MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
+    EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
+    MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
@@ -32,6 +32,10 @@ pub enum Epilogue {
     /// `y = silu(y) * W x`: the up projection finishing SwiGLU over the gate projection
     /// already in `y`, so no separate activation pass or `up` buffer is needed.
     SwiGlu,
+    /// `y = silu(W_gate x) * W_up x`: the weight is the gate projection's rows stacked over
+    /// the up projection's ([`GpuTensor::stack`](super::GpuTensor::stack)), an even count
+    /// in one part, and `y` has half as many outputs. SwiGLU in one dispatch.
+    GateUp,
 }
 
 impl Epilogue {
@@ -40,6 +44,7 @@ impl Epilogue {
             Epilogue::Store => EPILOGUE_STORE,
             Epilogue::Accumulate => EPILOGUE_ACCUMULATE,
             Epilogue::SwiGlu => EPILOGUE_SWIGLU,
+            Epilogue::GateUp => EPILOGUE_GATE_UP,
         }
     }
 }
@@ -86,6 +91,13 @@ pub fn linear(
         LinearMode::Decode | LinearMode::LastToken | LinearMode::Choosing => ("matvec.wgsl", false),
     };
     let pipeline = gpu.pipeline(shader, "main", Some(weight.dtype));
+    let out_stride = match epilogue {
+        Epilogue::GateUp => {
+            assert!(weight.parts.len() == 1 && weight.rows.is_multiple_of(2), "{}: not a gate/up stack", weight.name);
+            weight.rows as u32 / 2
+        }
+        _ => weight.rows as u32,
+    };
     weight
         .parts
         .iter()
@@ -100,7 +112,7 @@ pub fn linear(
                     group,
                     params_offset,
                     out_offset,
-                    out_stride: weight.rows as u32,
+                    out_stride,
                     epilogue: epilogue.code(),
                     _pad: 0,
                 };
@@ -119,7 +131,7 @@ pub fn linear(
                         _ => MATVEC_TOKENS_EACH,
                     },
                     epilogue: epilogue.code(),
-                    out_stride: weight.rows as u32,
+                    out_stride,
                 };
                 (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))
             };

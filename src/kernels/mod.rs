@@ -25,6 +25,6 @@ pub use gpu::{storage_size, Gpu, GpuError, GpuOptions};
 pub use linear::{linear, Epilogue, LinearMode};
 pub use profile::{time_dispatches, Clock};
 pub use rmsnorm::rmsnorm;
-pub use rope::{rope, rope_table};
+pub use rope::{rope_and_store, rope_table};
 pub use sampling::{choose_token, Sampling};
 pub use tensor::{GpuPart, GpuTensor};

@@ -1,6 +1,7 @@
-//! Rotary position embedding (shaders/rope.wgsl) and its cos/sin table.
+//! Rotary position embedding with the KV cache store (shaders/rope.wgsl), and its cos/sin
+//! table.
 
-use super::{Dispatch, Gpu, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, Heads, KvCache, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -8,7 +9,7 @@ struct Params {
     n_heads: u32,
     n_kv_heads: u32,
     head_dim: u32,
-    _pad: u32,
+    slot_positions: u32,
 }
 
 /// `(cos, sin)` for every position and pair, computed as Hugging Face does (f32
@@ -27,31 +28,42 @@ pub fn rope_table(context: usize, head_dim: usize, theta: f32) -> Vec<f32> {
     table
 }
 
-/// Rotates the step's queries `q` and keys `k` in place.
-#[allow(clippy::too_many_arguments)]
-pub fn rope(
+/// Rotates the step's queries from `qkv` (per token: queries, keys, values) into `q`, and
+/// stores its rotated keys and its values in `cache` at each token's slot and position.
+pub fn rope_and_store(
     gpu: &Gpu,
     step: &StepBuffers,
     table: &wgpu::Buffer,
+    heads: Heads,
+    qkv: &wgpu::Buffer,
     q: &wgpu::Buffer,
-    k: &wgpu::Buffer,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
+    cache: &KvCache,
 ) -> Dispatch {
     let pipeline = gpu.pipeline("rope.wgsl", "main", None);
-    let params = gpu.uniform(
-        "rope params",
-        &Params { n_heads: n_heads as u32, n_kv_heads: n_kv_heads as u32, head_dim: head_dim as u32, _pad: 0 },
-    );
+    let params = Params {
+        n_heads: heads.n_heads as u32,
+        n_kv_heads: heads.n_kv_heads as u32,
+        head_dim: heads.head_dim as u32,
+        slot_positions: cache.context as u32,
+    };
+    let params = gpu.uniform("rope params", &params);
+    let bindings = [
+        (0, &step.uniform),
+        (1, &params),
+        (2, table),
+        (3, qkv),
+        (4, q),
+        (5, &cache.k),
+        (6, &cache.v),
+        (7, &step.places),
+    ];
     Dispatch {
-        label: "rope".into(),
+        label: "rope and kv store".into(),
         weight_bytes: 0,
-        bind_group: gpu
-            .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, table), (3, q), (4, k), (5, &step.places)]),
+        bind_group: gpu.bind(&pipeline, &bindings),
         pipeline,
         workgroups: Workgroups::Flat {
-            items_per_token: ((n_heads + n_kv_heads) * head_dim / 2) as u32,
+            items_per_token: ((heads.n_heads + heads.n_kv_heads) * heads.head_dim / 2) as u32,
             workgroup: 256,
         },
     }

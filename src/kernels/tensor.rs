@@ -63,4 +63,69 @@ impl GpuTensor {
     pub fn params_offset(&self, part: &GpuPart) -> u32 {
         self.dtype.params_word_offset(part.rows as u64, self.cols as u64) as u32
     }
+
+    /// This tensor as rows `first_row..` of a projection of `rows` rows whose outputs it
+    /// shares: a linear layer writes its outputs at those rows of each token's `rows`.
+    pub fn into_rows_of(mut self, first_row: usize, rows: usize) -> Self {
+        for part in &mut self.parts {
+            part.row_start += first_row;
+        }
+        self.rows = rows;
+        self
+    }
+
+    /// The rows of `tensors`, in order, as one single-part tensor named `name`, copied on
+    /// the GPU: one dispatch then reads what several would (q/k/v, gate/up). `None` when
+    /// they differ in dtype, columns, group or input order, any has several parts, the
+    /// stack would not fit one binding, or their parameter words would not simply follow
+    /// each other (a q8 part with an odd number of scales ends inside a word).
+    pub fn stack(gpu: &Gpu, name: &str, tensors: &[&GpuTensor]) -> Option<GpuTensor> {
+        let first = tensors.first()?;
+        let same = |t: &&GpuTensor| {
+            (t.dtype, t.cols, t.group, &t.input_order) == (first.dtype, first.cols, first.group, &first.input_order)
+                && t.parts.len() == 1
+        };
+        if !tensors.iter().all(same) {
+            return None;
+        }
+        let (dtype, cols, group) = (first.dtype, first.cols as u64, first.group as u64);
+        let rows: Vec<u64> = tensors.iter().map(|t| t.rows as u64).collect();
+        let total_rows = rows.iter().sum();
+        let bytes = dtype.part_bytes(total_rows, cols, group);
+        // Unquantized parts are all values, no parameters.
+        let code_bytes = |rows| match dtype.is_quantized() {
+            true => 4 * dtype.params_word_offset(rows, cols),
+            false => dtype.part_bytes(rows, cols, group),
+        };
+        let adds_up = bytes == rows.iter().map(|&r| dtype.part_bytes(r, cols, group)).sum::<u64>()
+            && code_bytes(total_rows) == rows.iter().map(|&r| code_bytes(r)).sum::<u64>();
+        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        if !adds_up || bytes > limit {
+            return None;
+        }
+        let buffer = gpu.storage(name, bytes);
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        // Codes of every tensor, then parameters of every tensor (dtype.rs's part layout).
+        let (mut codes_at, mut params_at) = (0, code_bytes(total_rows));
+        for (tensor, &rows) in tensors.iter().zip(&rows) {
+            let (codes, part) = (code_bytes(rows), dtype.part_bytes(rows, cols, group));
+            let source = &tensor.parts[0].buffer;
+            encoder.copy_buffer_to_buffer(source, 0, &buffer, codes_at, codes);
+            if part > codes {
+                encoder.copy_buffer_to_buffer(source, codes, &buffer, params_at, part - codes);
+            }
+            codes_at += codes;
+            params_at += part - codes;
+        }
+        gpu.queue.submit([encoder.finish()]);
+        Some(Self {
+            name: name.into(),
+            dtype,
+            rows: total_rows as usize,
+            cols: first.cols,
+            group: first.group,
+            input_order: first.input_order.clone(),
+            parts: vec![GpuPart { buffer, row_start: 0, rows: total_rows as usize }],
+        })
+    }
 }

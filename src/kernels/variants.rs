@@ -46,6 +46,7 @@ pub const MATVEC_TOKENS_CHOOSING: u32 = 2;
 pub const EPILOGUE_STORE: u32 = 0;
 pub const EPILOGUE_ACCUMULATE: u32 = 1;
 pub const EPILOGUE_SWIGLU: u32 = 2;
+pub const EPILOGUE_GATE_UP: u32 = 3;
 
 /// Numeric constants every shader is compiled with (as `const NAME: u32 = VALUE;`), so the
 /// Rust that sizes a grid and the WGSL that fills it read one definition.
@@ -64,6 +65,7 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("EPILOGUE_STORE", EPILOGUE_STORE),
     ("EPILOGUE_ACCUMULATE", EPILOGUE_ACCUMULATE),
     ("EPILOGUE_SWIGLU", EPILOGUE_SWIGLU),
+    ("EPILOGUE_GATE_UP", EPILOGUE_GATE_UP),
 ];
 
 /// Each uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it:

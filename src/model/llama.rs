@@ -17,9 +17,9 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::kernels::variants::{MATMUL_TILE_TOKENS, MATVEC_MAX_TOKENS};
 use crate::kernels::{
-    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope, rope_table, time_dispatches,
-    AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling, SplitScratch, Step,
-    StepBuffers, TokenPlace,
+    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table,
+    time_dispatches, AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling,
+    SplitScratch, Step, StepBuffers, TokenPlace,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -105,9 +105,10 @@ pub struct StepProfile<'a> {
 struct Activations {
     x: wgpu::Buffer,
     normed: wgpu::Buffer,
+    /// Per token: the q/k/v projection's queries, keys and values.
+    qkv: wgpu::Buffer,
+    /// The rotated queries.
     q: wgpu::Buffer,
-    k: wgpu::Buffer,
-    v: wgpu::Buffer,
     attended: wgpu::Buffer,
     /// The gate projection, then SwiGLU's output (the up projection's epilogue).
     gate: wgpu::Buffer,
@@ -171,6 +172,7 @@ impl LlamaModel {
         let a = &architecture;
         let mut options = options.fitted(a);
         check_shapes(a, &weights)?;
+        let weights = stack_projections(&gpu, a.n_layers, weights);
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
         let limit = gpu.limits.max_storage_buffer_binding_size;
@@ -191,9 +193,8 @@ impl LlamaModel {
         let act = Activations {
             x: gpu.storage("residual", plan.residual),
             normed: gpu.storage("normed", plan.normed),
+            qkv: gpu.storage("qkv", plan.qkv),
             q: gpu.storage("q", plan.q),
-            k: gpu.storage("k", plan.k),
-            v: gpu.storage("v", plan.v),
             attended: gpu.storage("attended", plan.attended),
             gate: gpu.storage("gate", plan.gate),
             gathered: gpu.storage("gathered input", plan.gathered),
@@ -244,39 +245,35 @@ impl LlamaModel {
                         }
                     };
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
-                linears(
-                    &mut list,
-                    &act.normed,
-                    &[
-                        ("attn_q", &act.q, Epilogue::Store),
-                        ("attn_k", &act.k, Epilogue::Store),
-                        ("attn_v", &act.v, Epilogue::Store),
+                // Stacked or apart, the projections write each token's queries, keys and
+                // values side by side (see `stack_projections`).
+                let qkv: &[_] = match weights.contains_key(&t(QKV)) {
+                    true => &[(QKV, &act.qkv, Epilogue::Store)],
+                    false => &[
+                        ("attn_q", &act.qkv, Epilogue::Store),
+                        ("attn_k", &act.qkv, Epilogue::Store),
+                        ("attn_v", &act.qkv, Epilogue::Store),
                     ],
-                );
-                list.push(rope(&gpu, &step, &rope_buffer, &act.q, &act.k, a.n_heads, a.n_kv_heads, a.head_dim));
+                };
+                linears(&mut list, &act.normed, qkv);
+                list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
                 let attention_mode = match mode {
                     LinearMode::Decode => AttentionMode::Decode(&split_scratch),
                     _ => AttentionMode::Prefill,
                 };
-                list.extend(attention(
-                    &gpu,
-                    &step,
-                    heads,
-                    attention_mode,
-                    &act.q,
-                    &act.k,
-                    &act.v,
-                    cache,
-                    &act.attended,
-                ));
+                list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
                 linears(&mut list, &act.attended, &[("attn_output", &act.x, Epilogue::Accumulate)]);
                 list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
-                // The up projection's epilogue applies SwiGLU to the gate projection in place.
-                linears(
-                    &mut list,
-                    &act.normed,
-                    &[("ffn_gate", &act.gate, Epilogue::Store), ("ffn_up", &act.gate, Epilogue::SwiGlu)],
-                );
+                if weights.contains_key(&t(GATE_UP)) {
+                    linears(&mut list, &act.normed, &[(GATE_UP, &act.gate, Epilogue::GateUp)]);
+                } else {
+                    // The up projection's epilogue applies SwiGLU to the gate projection in place.
+                    linears(
+                        &mut list,
+                        &act.normed,
+                        &[("ffn_gate", &act.gate, Epilogue::Store), ("ffn_up", &act.gate, Epilogue::SwiGlu)],
+                    );
+                }
                 linears(&mut list, &act.gate, &[("ffn_down", &act.x, Epilogue::Accumulate)]);
             }
             list
@@ -654,6 +651,48 @@ pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String,
 pub struct TensorCountError {
     pub n_layers: usize,
     pub present: usize,
+}
+
+/// Each layer's q, k and v projections stacked into one tensor, `blk.N.attn_qkv`.
+const QKV: &str = "attn_qkv";
+/// Each layer's gate and up projections stacked into one tensor, `blk.N.ffn_gate_up`.
+const GATE_UP: &str = "ffn_gate_up";
+
+/// Stacks the projections of each layer that read one input into one tensor read by one
+/// dispatch ([`QKV`], [`GATE_UP`]), one layer at a time, so the copies never hold more
+/// than one layer's weights twice. Those that cannot stack ([`GpuTensor::stack`]) stay
+/// apart; q, k and v then write their rows of the stack's output
+/// ([`GpuTensor::into_rows_of`]), so what follows reads the same buffer either way.
+fn stack_projections(
+    gpu: &Gpu,
+    n_layers: usize,
+    mut weights: HashMap<String, GpuTensor>,
+) -> HashMap<String, GpuTensor> {
+    for layer in 0..n_layers {
+        let name = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
+        for (stack, parts) in [(QKV, &["attn_q", "attn_k", "attn_v"][..]), (GATE_UP, &["ffn_gate", "ffn_up"])] {
+            let parts: Vec<String> = parts.iter().map(|part| name(part)).collect();
+            let tensors: Vec<&GpuTensor> = parts.iter().map(|part| &weights[part]).collect();
+            // `Epilogue::GateUp` pairs the gate's rows with the up's: an even count.
+            let pairs_whole = stack != GATE_UP || tensors[0].rows.is_multiple_of(2);
+            if let Some(stacked) = pairs_whole.then(|| GpuTensor::stack(gpu, &name(stack), &tensors)).flatten() {
+                for part in &parts {
+                    weights.remove(part);
+                }
+                weights.insert(stacked.name.clone(), stacked);
+            } else if stack == QKV {
+                let rows = tensors.iter().map(|t| t.rows).sum();
+                let mut first_row = 0;
+                for part in &parts {
+                    let tensor = weights.remove(part).expect("present");
+                    let own_rows = tensor.rows;
+                    weights.insert(part.clone(), tensor.into_rows_of(first_row, rows));
+                    first_row += own_rows;
+                }
+            }
+        }
+    }
+    weights
 }
 
 fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Result<(), LoadError> {

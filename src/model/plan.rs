@@ -15,9 +15,9 @@ pub struct BufferPlan {
     /// each `tokens x width`.
     pub residual: u64,
     pub normed: u64,
+    /// The q/k/v projection's output, then the rotated queries.
+    pub qkv: u64,
     pub q: u64,
-    pub k: u64,
-    pub v: u64,
     pub attended: u64,
     /// The gate projection, then SwiGLU's output.
     pub gate: u64,
@@ -52,9 +52,8 @@ impl BufferPlan {
         Self {
             residual: f32s(a.hidden),
             normed: f32s(a.hidden),
+            qkv: f32s(a.q_dim() + 2 * a.kv_dim()),
             q: f32s(a.q_dim()),
-            k: f32s(a.kv_dim()),
-            v: f32s(a.kv_dim()),
             attended: f32s(a.q_dim()),
             gate: f32s(a.ffn),
             gathered: f32s(widest_ordered_input),
@@ -75,9 +74,8 @@ impl BufferPlan {
         let buffers = [
             self.residual,
             self.normed,
+            self.qkv,
             self.q,
-            self.k,
-            self.v,
             self.attended,
             self.gate,
             self.gathered,
