@@ -4,7 +4,8 @@
 // columns one 32-value block at a time; each weight block is decoded once into workgroup
 // memory and reused by every token of the tile. Each invocation owns 4 tokens x 4 rows, so
 // every pair of vec4 loads from workgroup memory feeds 16 multiply-adds. The two tiles
-// take exactly WebGPU's default 16 KiB of workgroup memory.
+// take exactly WebGPU's default 16 KiB of workgroup memory, so the next block is staged in
+// registers, not in a second pair of tiles: its reads are in flight during the products.
 
 #include "common.wgsl"
 #include "quant.wgsl"
@@ -43,6 +44,50 @@ struct Params {
 var<workgroup> w_tile: array<vec4<f32>, 32u * ROW_LANES>;
 var<workgroup> x_tile: array<vec4<f32>, 32u * TOKEN_LANES>;
 
+// X_PASSES vec4s of x per invocation: the block's TILE_T x 8.
+const X_PASSES: u32 = TILE_T * 8u / WG;
+
+// What one invocation brings of a block into the tiles: a quarter of one row's weights,
+// decoded (values 8q..8q+7 of row lane / 4, q = lane % 4), and X_PASSES vec4s of x.
+struct Share {
+    w: array<vec4<f32>, 2>,
+    x: array<vec4<f32>, X_PASSES>,
+}
+
+fn load_share(lane: Lane, row0: u32, token0: u32, b: u32) -> Share {
+    var share: Share;
+    let blocks = params.cols / 32u;
+    let tile_row = lane.index / 4u;
+    if row0 + tile_row < params.rows {
+        let row = gate_up_row(row0 + tile_row, params.rows, params.epilogue);
+        share.w = load_quarter(row * blocks + b, lane.index % 4u, params.params_offset, params.group);
+    }
+    for (var pass_ = 0u; pass_ < X_PASSES; pass_++) {
+        let item = lane.index + pass_ * WG;
+        let t = item / 8u;
+        if token0 + t < step.n_tokens {
+            share.x[pass_] = x[((token0 + t) * params.cols + b * 32u) / 4u + item % 8u];
+        }
+    }
+    return share;
+}
+
+fn store_share(lane: Lane, share: Share) {
+    let tile_row = lane.index / 4u;
+    let quarter = lane.index % 4u;
+    for (var k = 0u; k < 8u; k++) {
+        w_tile[(quarter * 8u + k) * ROW_LANES + tile_row / 4u][tile_row % 4u] = share.w[k / 4u][k % 4u];
+    }
+    for (var pass_ = 0u; pass_ < X_PASSES; pass_++) {
+        let item = lane.index + pass_ * WG;
+        let t = item / 8u;
+        let k4 = item % 8u;
+        for (var j = 0u; j < 4u; j++) {
+            x_tile[(k4 * 4u + j) * TOKEN_LANES + t / 4u][t % 4u] = share.x[pass_][j];
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.x * TILE_R;
@@ -51,32 +96,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let my_rows = lane.index % ROW_LANES;
     let my_tokens = lane.index / ROW_LANES;
     var acc: array<vec4<f32>, 4>;
+    // Double-buffered through registers: block b + 1 is read from memory before block b's
+    // products, so its loads are in flight while they run, and the tiles stay in 16 KiB.
+    var share = load_share(lane, row0, token0, 0u);
     for (var b = 0u; b < blocks; b++) {
-        // Every invocation decodes a quarter of one row's block: values 8q..8q+7, q = lane % 4.
-        let tile_row = lane.index / 4u;
-        let quarter = lane.index % 4u;
-        var values = array<vec4<f32>, 2>();
-        if row0 + tile_row < params.rows {
-            let row = gate_up_row(row0 + tile_row, params.rows, params.epilogue);
-            values = load_quarter(row * blocks + b, quarter, params.params_offset, params.group);
-        }
-        for (var k = 0u; k < 8u; k++) {
-            w_tile[(quarter * 8u + k) * ROW_LANES + tile_row / 4u][tile_row % 4u] = values[k / 4u][k % 4u];
-        }
-        // TILE_T tokens x 8 vec4s of this block.
-        for (var pass_ = 0u; pass_ < TILE_T * 8u / WG; pass_++) {
-            let item = lane.index + pass_ * WG;
-            let t = item / 8u;
-            let k4 = item % 8u;
-            var xv = vec4<f32>(0.0);
-            if token0 + t < step.n_tokens {
-                xv = x[((token0 + t) * params.cols + b * 32u) / 4u + k4];
-            }
-            for (var j = 0u; j < 4u; j++) {
-                x_tile[(k4 * 4u + j) * TOKEN_LANES + t / 4u][t % 4u] = xv[j];
-            }
-        }
+        store_share(lane, share);
         workgroupBarrier();
+        if b + 1u < blocks {
+            share = load_share(lane, row0, token0, b + 1u);
+        }
         for (var k = 0u; k < 32u; k++) {
             let w = w_tile[k * ROW_LANES + my_rows];
             let xs = x_tile[k * TOKEN_LANES + my_tokens];
