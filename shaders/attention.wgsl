@@ -12,7 +12,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 64u;
+const WG: u32 = ATTENTION_KEYS;
 // Shared with Rust: ATTENTION_MAX_ROWS query rows per workgroup, ATTENTION_Q_PAIRS value
 // pairs of them staged (rows x head_dim / 2), ATTENTION_MAX_ACC accumulators per
 // invocation (= ATTENTION_Q_PAIRS / WG).
@@ -39,9 +39,8 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> split_stats: array<vec2<f32>>;
 @group(0) @binding(10) var<storage, read> places: array<TokenPlace>;
 
-// Cache word of pair `i` of KV head `head` at position `pos` of sequence slot `slot`.
-fn cache_word(slot: u32, pos: u32, head: u32, i: u32) -> u32 {
-    return ((slot * params.slot_positions + pos) * params.n_kv_heads + head) * (params.head_dim / 2u) + i;
+fn cache_shape() -> CacheShape {
+    return CacheShape(params.n_kv_heads, params.head_dim / 2u, params.slot_positions);
 }
 
 // The tile's query rows (scaled), row-major by pair.
@@ -146,7 +145,7 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
         scores = array<f32, ATTENTION_MAX_ROWS>();
         if key < last_key {
             for (var i = 0u; i < pairs; i++) {
-                let k_pair = unpack2x16float(k_cache[cache_word(tile.slot, key, tile.kv_head, i)]);
+                let k_pair = unpack2x16float(k_cache[key_word(cache_shape(), tile.slot, key, tile.kv_head, i)]);
                 for (var r = 0u; r < tile.rows; r++) {
                     scores[r] += dot(q_tile[r * pairs + i], k_pair);
                 }
@@ -216,7 +215,7 @@ fn attend_keys(lane: Lane, tile: Tile, first_key: u32, last_key: u32) {
                     a += pair_chunks();
                 }
                 for (var j = 0u; j < in_tile; j++) {
-                    let v_pair = unpack2x16float(v_cache[cache_word(tile.slot, start + j, tile.kv_head, i)]);
+                    let v_pair = unpack2x16float(v_cache[value_word(cache_shape(), tile.slot, start + j, tile.kv_head, i)]);
                     a = c;
                     for (var r = first_row; r < tile.rows; r += row_step()) {
                         acc[a] += probs[r * WG + j] * v_pair;

@@ -18,6 +18,26 @@ struct TokenPlace {
     position: u32,
 }
 
+// One layer's KV cache (src/kernels/attention.rs, `KvCache`): f16 pairs, a slot of
+// `slot_positions` positions (whole tiles of ATTENTION_KEYS) per sequence. Values are
+// position-major, as attention reads them with an invocation per pair. Keys are pair-major
+// within each tile, as attention reads them with an invocation per key: the invocations of
+// one load read consecutive words, and a prefix of whole tiles is one contiguous range.
+struct CacheShape {
+    kv_heads: u32,
+    pairs: u32,
+    slot_positions: u32,
+}
+
+fn value_word(c: CacheShape, slot: u32, pos: u32, head: u32, i: u32) -> u32 {
+    return ((slot * c.slot_positions + pos) * c.kv_heads + head) * c.pairs + i;
+}
+
+fn key_word(c: CacheShape, slot: u32, pos: u32, head: u32, i: u32) -> u32 {
+    let tile = (slot * c.slot_positions + pos) / ATTENTION_KEYS;
+    return ((tile * c.kv_heads + head) * c.pairs + i) * ATTENTION_KEYS + pos % ATTENTION_KEYS;
+}
+
 #ifdef SUBGROUPS
 struct Lane {
     @builtin(local_invocation_index) index: u32,

@@ -4,7 +4,7 @@
 // permute Hugging Face checkpoints into this convention. cos/sin come from a table
 // computed on the CPU, since large angles lose precision in GPU sin(). Rotated queries go
 // to `q` for attention; rotated keys and the values go, as f16 pairs, to the token's
-// sequence slot and position of the cache (the layout attention.wgsl's `cache_word` reads).
+// sequence slot and position of the cache (`key_word`, `value_word` in common.wgsl).
 
 #include "common.wgsl"
 
@@ -50,8 +50,12 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         q[t * q_pairs + i] = rotate(qkv[token + i], cs);
     } else {
         let kv = i - q_pairs;
-        let word = (place.slot * params.slot_positions + place.position) * kv_pairs + kv;
-        k_cache[word] = pack2x16float(rotate(qkv[token + q_pairs + kv], cs));
-        v_cache[word] = pack2x16float(qkv[token + q_pairs + kv_pairs + kv]);
+        let shape = CacheShape(params.n_kv_heads, pairs, params.slot_positions);
+        let head = kv / pairs;
+        let pair = kv % pairs;
+        let key = rotate(qkv[token + q_pairs + kv], cs);
+        k_cache[key_word(shape, place.slot, place.position, head, pair)] = pack2x16float(key);
+        let value = qkv[token + q_pairs + kv_pairs + kv];
+        v_cache[value_word(shape, place.slot, place.position, head, pair)] = pack2x16float(value);
     }
 }

@@ -42,12 +42,14 @@
 
 mod common;
 
+use std::ops::Range;
 use std::time::Instant;
 
 use common::*;
 use half::f16;
 use rand::Rng;
 use webjudge::kernels::preprocess;
+use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table, AttentionMode,
     Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step, TokenPlace,
@@ -426,21 +428,20 @@ fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(u
         let dispatch = rope_and_store(r.gpu, &r.step, &table_buffer, heads, &qkv, &q_buffer, &cache);
         let places = TokenPlace::run(slot, position, n);
         r.run((Step { n_tokens: n as u32, ..Default::default() }, places), [&dispatch]);
-        let cached = |buffer: &wgpu::Buffer| {
-            let words = r.read_u32(buffer, (slot * context + position + n) * kv_dim / 2);
-            let halves =
-                words[(slot * context + position) * kv_dim / 2..].iter().flat_map(|&w| [w as u16, (w >> 16) as u16]);
+        let cached = |keys: bool| {
+            let words = cache_words(r, &cache, heads, keys, slot, position..position + n);
+            let halves = words.into_iter().flat_map(|w| [w as u16, (w >> 16) as u16]);
             halves.map(|h| f16::from_bits(h).to_f32()).collect::<Vec<_>>()
         };
         let want_v = reference::round_f16(&v);
-        let got_v = cached(&cache.v);
+        let got_v = cached(false);
         assert!(
             got_v.iter().zip(&want_v).all(|(a, b)| a.to_bits() == b.to_bits()),
             "v cache at {position} is not the f16-rounded values"
         );
         // Keys are rotated, then rounded to f16: one more rounding, half an f16 ulp.
         for (name, x, got, count, f16_ulps) in
-            [("q", &q, r.read_f32(&q_buffer, q.len()), n_heads, 0.0), ("k", &k, cached(&cache.k), n_kv_heads, 0.5)]
+            [("q", &q, r.read_f32(&q_buffer, q.len()), n_heads, 0.0), ("k", &k, cached(true), n_kv_heads, 0.5)]
         {
             let width = count * head_dim;
             // The same table on the CPU.
@@ -468,6 +469,32 @@ fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(u
             assert_close(&format!("{what} vs f64 angles"), &got, &exact, tolerance);
         }
     }
+}
+
+/// The words of `slot`'s `positions` in the key (`keys`) or value cache, position-major
+/// (heads, then pairs), read through the layout shaders/common.wgsl documents: values
+/// position-major, keys pair-major within each tile of ATTENTION_KEYS positions.
+fn cache_words(
+    r: &Runner,
+    cache: &KvCache,
+    heads: Heads,
+    keys: bool,
+    slot: usize,
+    positions: Range<usize>,
+) -> Vec<u32> {
+    let pairs = heads.head_dim / 2;
+    let kv_pairs = heads.n_kv_heads * pairs;
+    let all = r.read_u32(if keys { &cache.k } else { &cache.v }, (slot + 1) * cache.context * kv_pairs);
+    let tile = ATTENTION_KEYS as usize;
+    let word = |position: usize, j: usize| {
+        let (at, head, i) = (slot * cache.context + position, j / pairs, j % pairs);
+        match keys {
+            true => ((at / tile * heads.n_kv_heads + head) * pairs + i) * tile + at % tile,
+            false => at * kv_pairs + j,
+        }
+    };
+    let (all, word) = (&all, &word);
+    positions.flat_map(|position| (0..kv_pairs).map(move |j| all[word(position, j)])).collect()
 }
 
 /// Queries into `q`, and keys and values into the cache at the step's places, unrotated
@@ -538,8 +565,8 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
         }
         position += n;
     }
-    for (name, buffer, expected) in [("k", &cache.k, &keys), ("v", &cache.v, &values)] {
-        let got = r.read_u32(buffer, position * kv_dim / 2);
+    for (name, is_keys, expected) in [("k", true, &keys), ("v", false, &values)] {
+        let got = cache_words(r, &cache, heads, is_keys, 0, 0..position);
         let halves: Vec<f16> = expected.iter().flatten().map(|&x| f16::from_f32(x)).collect();
         let want: Vec<u32> = webjudge::weights::pack_f16_words(&halves).collect();
         assert!(got == want, "{name} cache of {heads:?} differs from the f16-rounded inputs");
@@ -836,7 +863,7 @@ fn reductions_with_subgroups_larger_than_the_workgroup() {
         "common.wgsl" => Some(include_str!("../shaders/common.wgsl")),
         _ => None,
     };
-    let expanded = preprocess::expand("probe.wgsl", &["SUBGROUPS"], &[], &lookup).expect("probe shader");
+    let expanded = preprocess::expand("probe.wgsl", &["SUBGROUPS"], SHADER_CONSTANTS, &lookup).expect("probe shader");
     let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("reduction probe"),
         source: wgpu::ShaderSource::Wgsl(expanded.text.into()),

@@ -5,11 +5,11 @@
 //! step has only `n_heads` rows: it splits the keys among workgroups as well
 //! (flash-decoding) so that a GPU is filled, and a second pass merges the splits.
 
-use super::variants::{ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
+use super::variants::{ATTENTION_KEYS, ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
 use super::{Dispatch, Gpu, StepBuffers, Workgroups};
 
 /// Invocations per attention workgroup (`WG` in shaders/attention.wgsl): one key each.
-const WORKGROUP: usize = 64;
+const WORKGROUP: usize = ATTENTION_KEYS as usize;
 
 /// Workgroups a decode step aims for: enough to fill a large GPU (one per SM or more);
 /// empty key ranges cost a workgroup that exits at once.
@@ -68,27 +68,42 @@ impl Heads {
     }
 }
 
-/// One layer's KV cache: `slots x context x n_kv_heads x head_dim` f16 values each, a
-/// fixed slot of `context` positions per sequence decoded together. Fixed slots rather
-/// than pages of a shared pool: a sequence's keys stay contiguous, so attention walks them
-/// without an indirection per key tile, and a judge's sequences (prompt plus critique) have
-/// a known bound; a shared prompt prefix is copied between slots in one range copy.
+/// One layer's KV cache: `n_kv_heads x head_dim` f16 values per position, a fixed slot of
+/// `context` positions (rounded up to whole key tiles) per sequence decoded together. Fixed
+/// slots rather than pages of a shared pool: a sequence's keys stay contiguous, so attention
+/// walks them without an indirection per key tile, and a judge's sequences (prompt plus
+/// critique) have a known bound; a shared prompt prefix is copied between slots in one range
+/// copy per buffer. Values are position-major; keys are pair-major within each tile of
+/// [`ATTENTION_KEYS`] positions, so the invocations that read a tile's keys, one key each,
+/// read consecutive words (`key_word` in shaders/common.wgsl).
 pub struct KvCache {
     pub k: wgpu::Buffer,
     pub v: wgpu::Buffer,
-    /// Positions per slot.
+    /// Positions per slot: whole key tiles.
     pub context: usize,
 }
 
 impl KvCache {
     pub fn new(gpu: &Gpu, heads: Heads, context: usize, slots: usize) -> Self {
         let bytes = Self::layer_bytes(heads, context, slots);
+        let context = Self::slot_positions(context);
         Self { k: gpu.storage("k cache", bytes), v: gpu.storage("v cache", bytes), context }
+    }
+
+    /// Positions a slot for `context` positions holds: whole key tiles.
+    pub fn slot_positions(context: usize) -> usize {
+        context.next_multiple_of(WORKGROUP)
     }
 
     /// Bytes of one layer's key (or value) buffer.
     pub fn layer_bytes(heads: Heads, context: usize, slots: usize) -> u64 {
-        (slots * context) as u64 * Self::position_bytes(heads)
+        (slots * Self::slot_positions(context)) as u64 * Self::position_bytes(heads)
+    }
+
+    /// Bytes at the start of a slot of the keys and of the values that hold its first
+    /// `len` positions: whole key tiles, whole value positions.
+    pub fn prefix_bytes(heads: Heads, len: usize) -> [u64; 2] {
+        [Self::slot_positions(len), len].map(|positions| positions as u64 * Self::position_bytes(heads))
     }
 
     /// Bytes one position takes in one layer's key (or value) buffer.

@@ -30,6 +30,10 @@ pub const MATVEC_MAX_TOKENS: u32 = 8;
 pub const MATMUL_TILE_TOKENS: u32 = 64;
 pub const MATMUL_TILE_ROWS: u32 = 64;
 
+/// Keys one attention workgroup scores at a time, one per invocation (shaders/attention.wgsl),
+/// and the positions of one tile of the key cache (`key_word` in common.wgsl).
+pub const ATTENTION_KEYS: u32 = 64;
+
 /// Attention (shaders/attention.wgsl): query rows one workgroup holds, value pairs of them
 /// staged in workgroup memory (8 KiB), and value accumulators per invocation (the staged
 /// pairs over the 64 invocations).
@@ -56,6 +60,7 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
     ("MATMUL_TILE_ROWS", MATMUL_TILE_ROWS),
+    ("ATTENTION_KEYS", ATTENTION_KEYS),
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
     ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),
     ("ATTENTION_MAX_ACC", ATTENTION_MAX_ACC),

@@ -2,7 +2,10 @@
 //!
 //! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
-//! final norm, the lm_head and the token choice. Every launch is built once here; a step
+//! final norm, the lm_head and the token choice. The projections that read one input are
+//! stacked at load into one weight each (q/k/v, gate/up: [`stack_projections`]), and RoPE
+//! runs in the pass that stores keys and values in the cache, so a decode layer is seven
+//! dispatches (plus attention's merge where it splits the keys). Every launch is built once here; a step
 //! writes the `Step` uniform and its tokens' places (and the ids when they come from the
 //! CPU), replays one list into one compute pass, and reads back only the chosen ids. The
 //! chosen id stays on the GPU as the next step's input, so a decode step can be submitted
@@ -376,13 +379,13 @@ impl LlamaModel {
         self.discard_pending();
         let heads =
             Heads { n_heads: 0, n_kv_heads: self.architecture.n_kv_heads, head_dim: self.architecture.head_dim };
-        let position_bytes = KvCache::position_bytes(heads);
-        let slot_bytes = self.options.context as u64 * position_bytes;
-        let bytes = len as u64 * position_bytes;
-        if bytes > 0 && from != to {
+        let slot_bytes = KvCache::layer_bytes(heads, self.options.context, 1);
+        if len > 0 && from != to {
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
             for cache in &self.caches {
-                for buffer in [&cache.k, &cache.v] {
+                // The keys' last tile goes whole: the positions past `len` it brings are
+                // overwritten before `to` reads them, as they would be anyway.
+                for (buffer, bytes) in [&cache.k, &cache.v].into_iter().zip(KvCache::prefix_bytes(heads, len)) {
                     encoder.copy_buffer_to_buffer(buffer, from as u64 * slot_bytes, &self.prefix_scratch, 0, bytes);
                     encoder.copy_buffer_to_buffer(&self.prefix_scratch, 0, buffer, to as u64 * slot_bytes, bytes);
                 }
