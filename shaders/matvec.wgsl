@@ -19,22 +19,12 @@
 
 // MATVEC_WORKGROUP, MATVEC_ROWS and MATVEC_MAX_TOKENS come from src/kernels/variants.rs.
 const WG: u32 = MATVEC_WORKGROUP;
-#ifdef MATVEC_ONE_TOKEN
-// A step of one token: twice the rows per lane, so each x block a lane loads serves eight
-// rows. LANES stays the same, so every output is summed in the same order as in a batch.
-const ROWS: u32 = 2u * MATVEC_ROWS;
-const ROWS_PER_LANE: u32 = 8u;
-const MAX_TOKENS: u32 = 1u;
-#else
 const ROWS: u32 = MATVEC_ROWS;
+// A lane's rows are the components of a vec4 accumulator.
 const ROWS_PER_LANE: u32 = 4u;
-const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
-#endif
-// A lane's rows are the components of vec4 accumulators.
-const QUADS: u32 = ROWS_PER_LANE / 4u;
 const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
+const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
 const_assert ROWS % ROWS_PER_LANE == 0u;
-const_assert ROWS_PER_LANE % 4u == 0u;
 
 struct Params {
     rows: u32,
@@ -72,8 +62,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let first_token = select(0u, step.n_tokens - 1u, last_only);
     // Rows past the end read the last row (no branch in the loop) and are never written.
     let last_row = params.rows - 1u;
-    // acc[t][q][r]: token t's sum for the lane's row 4q + r.
-    var acc = array<array<vec4<f32>, QUADS>, MAX_TOKENS>();
+    // acc[t][r]: token t's sum for the lane's row r.
+    var acc = array<vec4<f32>, MAX_TOKENS>();
     for (var b = first_block; b < blocks; b += LANES) {
         // The lane's rows of this block are read once, before the tokens that multiply them.
         var packed: array<PackedBlock, ROWS_PER_LANE>;
@@ -89,14 +79,12 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let xb = (first_token + t) * params.cols / 4u + b * 8u;
             let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
             let x_sum = x_block_sum(xs);
-            for (var q = 0u; q < QUADS; q++) {
-                acc[t][q] += vec4<f32>(
-                    dot_block(packed[4u * q], xs, x_sum),
-                    dot_block(packed[4u * q + 1u], xs, x_sum),
-                    dot_block(packed[4u * q + 2u], xs, x_sum),
-                    dot_block(packed[4u * q + 3u], xs, x_sum),
-                );
-            }
+            acc[t] += vec4<f32>(
+                dot_block(packed[0], xs, x_sum),
+                dot_block(packed[1], xs, x_sum),
+                dot_block(packed[2], xs, x_sum),
+                dot_block(packed[3], xs, x_sum),
+            );
         }
     }
     // Only the step's tokens: software adapters pay for every store.
@@ -105,7 +93,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             break;
         }
         for (var r = 0u; r < ROWS_PER_LANE; r++) {
-            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t][r / 4u][r % 4u];
+            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t][r];
         }
     }
     workgroupBarrier();
