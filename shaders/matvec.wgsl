@@ -23,7 +23,13 @@ const ROWS: u32 = MATVEC_ROWS;
 // A lane's rows are the components of a vec4 accumulator.
 const ROWS_PER_LANE: u32 = 4u;
 const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
+#ifdef MATVEC_ONE_TOKEN
+// A step of one token (src/kernels/linear.rs, `LinearMode::Single`): accumulators and
+// workgroup memory for one token, not a batch's; the same sums in the same order.
+const MAX_TOKENS: u32 = 1u;
+#else
 const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
+#endif
 const_assert ROWS % ROWS_PER_LANE == 0u;
 
 struct Params {

@@ -231,6 +231,7 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     // groups of 64 so q8 parts of odd row counts have an odd number of scales.
     let runs = [
         (LinearMode::Decode, 1),
+        (LinearMode::Single, 1),
         // A decode batch: one token per sequence, up to the largest batch.
         (LinearMode::Decode, 3),
         (LinearMode::Decode, MAX_SEQUENCES),
@@ -316,7 +317,7 @@ fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(11);
     let runs = [
-        (LinearMode::Decode, 1),
+        (LinearMode::Single, 1),
         (LinearMode::Decode, MAX_SEQUENCES),
         (LinearMode::LastToken, 3),
         (LinearMode::Prefill, 5),
@@ -328,7 +329,7 @@ fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
         let up = Packed::random(&mut rng, dtype, 192, group, &[102]);
         check_gate_up(&r, &gate, &up, &runs, rng.random());
         let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, 192, group, &[rows]));
-        let steps = [(LinearMode::Decode, 1), (LinearMode::Decode, MAX_SEQUENCES), (LinearMode::Prefill, 70)];
+        let steps = [(LinearMode::Single, 1), (LinearMode::Decode, MAX_SEQUENCES), (LinearMode::Prefill, 70)];
         check_qkv(&r, [&q, &k, &v], &steps, rng.random());
     }
     // What cannot stack is left apart: several parts, two dtypes, or q8 scales that end
@@ -367,7 +368,7 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     let mut rng = rng(13);
     let up = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
     let tensor = up.upload(gpu);
-    check_linear(&r, &up, &tensor, LinearMode::Decode, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &tensor, LinearMode::Single, 1, Epilogue::SwiGlu, 1);
     check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, Epilogue::SwiGlu, 2);
     drop(tensor);
     let gate = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
@@ -387,9 +388,9 @@ fn linear_yi_6b_shapes(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(6);
     let up = Packed::random(&mut rng, DType::Q4, 4096, 32, &[11008]);
-    check_linear(&r, &up, &up.upload(gpu), LinearMode::Decode, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &up.upload(gpu), LinearMode::Single, 1, Epilogue::SwiGlu, 1);
     let down = Packed::random(&mut rng, DType::Q4, 11008, 32, &[4096]);
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 1, Epilogue::Accumulate, 2);
+    check_linear(&r, &down, &down.upload(gpu), LinearMode::Single, 1, Epilogue::Accumulate, 2);
     // 64000 x 4096 q4 is 164 MB, over the 128 MiB binding limit: split as a converter would.
     let parts = binding_parts(DType::Q4, 64000, 4096, 32);
     assert!(parts.len() > 1, "the Yi lm_head must need several parts: {parts:?}");
@@ -654,8 +655,9 @@ fn attention_decode_batch_across_slots(gpu: &'static Gpu) {
 }
 
 /// Batching must not change a sequence's numbers: each row of a batched decode matvec is
-/// bit for bit what the same token gives alone (the greedy output of a prompt must not
-/// depend on the batch it ran in), for every dtype.
+/// bit for bit what the same token gives alone, through the one-token variant a single
+/// sequence's decode runs (the greedy output of a prompt must not depend on the batch it
+/// ran in), for every dtype.
 fn decode_batch_rows_match_single_rows(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(14);
@@ -672,7 +674,7 @@ fn decode_batch_rows_match_single_rows(gpu: &'static Gpu) {
         for t in 0..batch {
             let alone_y = r.zeros(rows);
             let alone_x = r.storage_f32(&x[t * cols..][..cols]);
-            let dispatches = linear(gpu, &r.step, &tensor, &alone_x, &alone_y, LinearMode::Decode, Epilogue::Store);
+            let dispatches = linear(gpu, &r.step, &tensor, &alone_x, &alone_y, LinearMode::Single, Epilogue::Store);
             r.run(step(1, 0), &dispatches);
             let alone = r.read_f32(&alone_y, rows);
             let batched = &together[t * rows..][..rows];

@@ -37,7 +37,8 @@ impl Default for GpuOptions {
 }
 
 /// Shader file, entry point and weight dtype: one compiled variant.
-type PipelineKey = (&'static str, &'static str, Option<DType>);
+/// Shader, entry point, weight dtype, and a shader's own variant flag.
+type PipelineKey = (&'static str, &'static str, Option<DType>, Option<&'static str>);
 
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -115,7 +116,19 @@ impl Gpu {
 
     /// The compute pipeline for `entry` of `shader`, compiled for the given weight dtype.
     pub fn pipeline(&self, shader: &'static str, entry: &'static str, weights: Option<DType>) -> wgpu::ComputePipeline {
-        let key = (shader, entry, weights);
+        self.pipeline_variant(shader, entry, weights, None)
+    }
+
+    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, see
+    /// [`variants::all_variants`]) defined as well.
+    pub fn pipeline_variant(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        weights: Option<DType>,
+        flag: Option<&'static str>,
+    ) -> wgpu::ComputePipeline {
+        let key = (shader, entry, weights, flag);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(pipeline) = cache.get(&key) {
             return pipeline.clone();
@@ -127,6 +140,7 @@ impl Gpu {
         if let Some(dtype) = weights {
             defines.push(weight_flag(dtype));
         }
+        defines.extend(flag);
         let expanded = preprocess::expand(shader, &defines, variants::SHADER_CONSTANTS, &shader_source)
             .unwrap_or_else(|e| panic!("shader {shader} (validated at build time): {e}"));
         // Browsers require the extension to be enabled; naga (native) rejects the directive.

@@ -3,7 +3,7 @@
 
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
-    MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
+    MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
 
@@ -13,9 +13,14 @@ pub enum LinearMode {
     /// [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS): matrix-vector, one weight
     /// read for all of them.
     Decode,
+    /// A step's only token (a single sequence's decode step): matrix-vector with
+    /// accumulators and workgroup memory for one token, not a batch's, each output summed
+    /// as in [`LinearMode::Decode`], bit for bit.
+    Single,
     /// All the step's tokens: tiled matrix-matrix.
     Prefill,
-    /// Only the step's last token (the lm_head after a prefill chunk): matrix-vector.
+    /// Only the step's last token (the lm_head after a prefill chunk or a single decode
+    /// token): matrix-vector, as [`LinearMode::Single`].
     LastToken,
     /// The step's leading tokens that choose a next token (`Step::choosing`; the lm_head of a
     /// decode step, whose other tokens only extend a prompt): matrix-vector.
@@ -88,9 +93,12 @@ pub fn linear(
 ) -> Vec<Dispatch> {
     let (shader, wide) = match mode {
         LinearMode::Prefill => ("matmul.wgsl", true),
-        LinearMode::Decode | LinearMode::LastToken | LinearMode::Choosing => ("matvec.wgsl", false),
+        LinearMode::Decode | LinearMode::Single | LinearMode::LastToken | LinearMode::Choosing => {
+            ("matvec.wgsl", false)
+        }
     };
-    let pipeline = gpu.pipeline(shader, "main", Some(weight.dtype));
+    let one_token = matches!(mode, LinearMode::Single | LinearMode::LastToken);
+    let pipeline = gpu.pipeline_variant(shader, "main", Some(weight.dtype), one_token.then_some(MATVEC_ONE_TOKEN));
     let out_stride = match epilogue {
         Epilogue::GateUp => {
             assert!(weight.parts.len() == 1 && weight.rows.is_multiple_of(2), "{}: not a gate/up stack", weight.name);

@@ -17,6 +17,11 @@ pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "
 /// Flag enabling subgroup reductions (with a workgroup-memory fallback without it).
 pub const SUBGROUPS: &str = "SUBGROUPS";
 
+/// matvec.wgsl's variant for a step of one token (`LinearMode::Single`, `LastToken`): room
+/// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
+/// output summed in the same order as the batched variant.
+pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
+
 /// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
 pub const MATVEC_ROWS: u32 = 16;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
@@ -106,6 +111,9 @@ pub fn all_variants() -> Vec<(&'static str, Vec<&'static str>)> {
             for flag in WEIGHT_FLAGS {
                 let mut flags = base.clone();
                 flags.push(flag);
+                if *shader == "matvec.wgsl" {
+                    variants.push((*shader, [&flags[..], &[MATVEC_ONE_TOKEN]].concat()));
+                }
                 variants.push((*shader, flags));
             }
         }

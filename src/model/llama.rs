@@ -148,6 +148,9 @@ pub struct LlamaModel {
     next_staging: usize,
     /// Embedding and layers for one token per sequence (matrix-vector kernels).
     decode: Vec<Dispatch>,
+    /// The same for a step of one token (one sequence), with [`LinearMode::Single`]'s
+    /// matrix-vector kernels; its lm_head is `head_last`'s.
+    decode_one: Vec<Dispatch>,
     /// Embedding and layers for a chunk of one sequence's prompt (tiled matrix-matrix kernels).
     prefill: Vec<Dispatch>,
     /// Final norm, lm_head on the step's last token, token choice (after a prefill chunk).
@@ -261,7 +264,7 @@ impl LlamaModel {
                 linears(&mut list, &act.normed, qkv);
                 list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
                 let attention_mode = match mode {
-                    LinearMode::Decode => AttentionMode::Decode(&split_scratch),
+                    LinearMode::Decode | LinearMode::Single => AttentionMode::Decode(&split_scratch),
                     _ => AttentionMode::Prefill,
                 };
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
@@ -282,6 +285,7 @@ impl LlamaModel {
             list
         };
         let decode = body(LinearMode::Decode);
+        let decode_one = body(LinearMode::Single);
         let prefill = body(LinearMode::Prefill);
         let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
         let head = |last_token_only: bool, greedy: bool| {
@@ -305,6 +309,7 @@ impl LlamaModel {
             pending: VecDeque::new(),
             next_staging: 0,
             decode,
+            decode_one,
             prefill,
             head_last,
             head_each,
@@ -440,7 +445,7 @@ impl LlamaModel {
     /// with `choose`, the step also chooses the next token into that staging buffer.
     fn submit_prefill_chunk(&mut self, slot: usize, chunk: &[u32], choose: Option<(usize, Sampling)>) {
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
-        let body = if chunk.len() == 1 { &self.decode } else { &self.prefill };
+        let body = if chunk.len() == 1 { &self.decode_one } else { &self.prefill };
         let places = TokenPlace::run(slot, self.positions[slot], chunk.len());
         let sampling = choose.map_or(Sampling::Greedy, |(_, sampling)| sampling);
         let head = choose.map(|_| self.head_last.get(sampling));
@@ -463,7 +468,7 @@ impl LlamaModel {
         self.reserve(0, 1)?;
         let staging = self.take_staging(0);
         let places = TokenPlace::run(0, self.positions[0], 1);
-        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, 1)));
+        self.submit(&self.decode_one, Some(self.head_last.get(sampling)), &places, sampling, Some((staging, 1)));
         self.positions[0] += 1;
         Ok(())
     }
@@ -505,7 +510,11 @@ impl LlamaModel {
         let places: Vec<TokenPlace> = order.iter().map(|&i| places[i]).collect();
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(&ids));
         let staging = self.rotate_staging();
-        self.submit(&self.decode, Some(self.head_each.get(sampling)), &places, sampling, Some((staging, choosing)));
+        let (body, head) = match (rows.len(), choosing) {
+            (1, 1) => (&self.decode_one, &self.head_last),
+            _ => (&self.decode, &self.head_each),
+        };
+        self.submit(body, Some(head.get(sampling)), &places, sampling, Some((staging, choosing)));
         self.positions = positions;
         self.read_ids(staging, choosing).await
     }
@@ -567,12 +576,15 @@ impl LlamaModel {
                 self.reserve(0, 1)?;
                 let sequences = sequences.clamp(1, self.options.sequences);
                 let places = (0..sequences).map(|slot| TokenPlace::run(slot, position, 1)[0]).collect();
-                (places, &self.decode, &self.head_each)
+                match sequences {
+                    1 => (places, &self.decode_one, &self.head_last),
+                    _ => (places, &self.decode, &self.head_each),
+                }
             }
             ProfiledStep::Prefill => {
                 let n_tokens = self.options.prefill_chunk.min(self.options.context - position).max(1);
                 self.reserve(0, n_tokens)?;
-                let body = if n_tokens == 1 { &self.decode } else { &self.prefill };
+                let body = if n_tokens == 1 { &self.decode_one } else { &self.prefill };
                 (TokenPlace::run(0, position, n_tokens), body, &self.head_last)
             }
         };
