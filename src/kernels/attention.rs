@@ -195,30 +195,29 @@ pub fn attention(
         },
     );
     let blocks = (heads.n_heads / heads_per_block) as u32;
-    let mut dispatches = Vec::new();
     let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
     match split {
         None => {
             let attend = gpu.pipeline("attention.wgsl", "attend", None);
-            dispatches.push(Dispatch {
+            vec![Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,
                 bind_group: gpu.bind(&attend, &[&cached[..], &[(7, out)]].concat()),
                 pipeline: attend,
                 workgroups: Workgroups::PerTokenTile { x: blocks, tile: tokens_per_tile as u32 },
-            });
+            }]
         }
         Some(scratch) => {
             let attend = gpu.pipeline("attention.wgsl", "attend_split", None);
             let combine = gpu.pipeline("attention.wgsl", "combine_splits", None);
-            dispatches.push(Dispatch {
+            let partials = Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,
                 bind_group: gpu.bind(&attend, &[&cached[..], &[(8, &scratch.acc), (9, &scratch.stats)]].concat()),
                 pipeline: attend,
                 workgroups: Workgroups::PerTokenTile { x: blocks * splits as u32, tile: 1 },
-            });
-            dispatches.push(Dispatch {
+            };
+            let merge = Dispatch {
                 label: "attention merge".into(),
                 weight_bytes: 0,
                 bind_group: gpu.bind(
@@ -227,8 +226,8 @@ pub fn attention(
                 ),
                 pipeline: combine,
                 workgroups: Workgroups::PerToken(heads.n_heads as u32),
-            });
+            };
+            vec![partials, merge]
         }
     }
-    dispatches
 }

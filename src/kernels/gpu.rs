@@ -36,8 +36,8 @@ impl Default for GpuOptions {
     }
 }
 
-/// Shader file, entry point and weight dtype: one compiled variant.
-/// Shader, entry point, weight dtype, and a shader's own variant flag.
+/// Shader file, entry point, weight dtype and one of the shader's own flags: one compiled
+/// variant.
 type PipelineKey = (&'static str, &'static str, Option<DType>, Option<&'static str>);
 
 pub struct Gpu {
@@ -119,8 +119,8 @@ impl Gpu {
         self.pipeline_variant(shader, entry, weights, None)
     }
 
-    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, see
-    /// [`variants::all_variants`]) defined as well.
+    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, [`variants::SHADER_FLAGS`])
+    /// defined as well.
     pub fn pipeline_variant(
         &self,
         shader: &'static str,

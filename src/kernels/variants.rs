@@ -22,6 +22,10 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 
+/// A shader's own flags (beyond the dtype and subgroup ones), each compiled with and
+/// without: (shader, flag).
+pub const SHADER_FLAGS: &[(&str, &str)] = &[("matvec.wgsl", MATVEC_ONE_TOKEN)];
+
 /// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
 pub const MATVEC_ROWS: u32 = 16;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
@@ -111,8 +115,8 @@ pub fn all_variants() -> Vec<(&'static str, Vec<&'static str>)> {
             for flag in WEIGHT_FLAGS {
                 let mut flags = base.clone();
                 flags.push(flag);
-                if *shader == "matvec.wgsl" {
-                    variants.push((*shader, [&flags[..], &[MATVEC_ONE_TOKEN]].concat()));
+                for (_, flag) in SHADER_FLAGS.iter().filter(|(own, _)| own == shader) {
+                    variants.push((*shader, [&flags[..], &[*flag]].concat()));
                 }
                 variants.push((*shader, flags));
             }

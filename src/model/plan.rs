@@ -15,8 +15,9 @@ pub struct BufferPlan {
     /// each `tokens x width`.
     pub residual: u64,
     pub normed: u64,
-    /// The q/k/v projection's output, then the rotated queries.
+    /// The q/k/v projection's output: each token's queries, keys and values.
     pub qkv: u64,
+    /// The rotated queries.
     pub q: u64,
     pub attended: u64,
     /// The gate projection, then SwiGLU's output.
