@@ -6,8 +6,9 @@
 mod autoj;
 
 use serde_json::Value;
-use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, resume_output, Problem, ResumeError, RunOptions};
+use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, Problem};
 use webjudge::judge::metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
+use webjudge::judge::output::{in_input_order, resume_output, InputIdentity, ResumeError, RunOptions};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{Item, Protocol, Winner};
 
@@ -287,6 +288,7 @@ fn run(protocol: Protocol) -> RunOptions {
         max_new_tokens: 12,
         context: 512,
         truncate: false,
+        input: Some(InputIdentity::of("rows.jsonl", b"rows")),
     }
 }
 
@@ -327,6 +329,14 @@ fn resume_reads_finished_rows() {
         let error = resume_output(bad.as_bytes(), &now).unwrap_err();
         assert!(matches!(error, ResumeError::NotAnOutput { line: 1, .. }), "{bad:?}: {error}");
     }
+    // A last line without a newline that is JSON is complete: no record cut off, but a file
+    // of something else (a settings file, a dataset row), refused whole.
+    for json in ["{\"theme\": \"dark\"}", "{\"prompt\": \"q\", \"response\": \"r\"}", "[]", "3"] {
+        for text in [json.to_string(), format!("{complete}{json}")] {
+            let error = resume_output(text.as_bytes(), &now).unwrap_err();
+            assert!(matches!(error, ResumeError::NotAnOutput { .. }), "{text:?}: {error}");
+        }
+    }
     let invalid_utf8 = [record(0, "a", &now).as_bytes(), b"{\"critique\":\"\xe5\xa5\"}\n"].concat();
     assert!(matches!(resume_output(&invalid_utf8, &now), Err(ResumeError::NotAnOutput { line: 2, .. })));
     assert_eq!(resume_output(b"", &now).unwrap(), Default::default());
@@ -340,12 +350,22 @@ fn resume_refuses_to_mix_options_and_retries_errors_made_under_others() {
         (run(Protocol::Single), "--protocol was single, now pairwise_tie"),
         (RunOptions { model: "fedcba9876543210".into(), ..now.clone() }, "was fedcba9876543210"),
         (RunOptions { max_new_tokens: 1024, ..now.clone() }, "--max-new-tokens was 1024, now 12"),
+        (
+            RunOptions { input: Some(InputIdentity::of("other.jsonl", b"other rows")), ..now.clone() },
+            "--input was other.jsonl (sha256 ",
+        ),
     ] {
         let text = [record(0, "a", &now), record(1, "b", &other)].concat();
         let error = resume_output(text.as_bytes(), &now).unwrap_err();
         assert!(matches!(error, ResumeError::OptionsDiffer { line: 2, .. }), "{error}");
         assert!(error.to_string().contains(option) && error.to_string().contains("start over"), "{error}");
     }
+    // The same rows under another name are the same input; records that name no input (made
+    // before webjudge recorded it) resume with any.
+    let renamed = RunOptions { input: Some(InputIdentity::of("copy.jsonl", b"rows")), ..now.clone() };
+    let unnamed = RunOptions { input: None, ..now.clone() };
+    let text = [record(0, "a", &renamed), record(1, "b", &unnamed)].concat();
+    assert_eq!(resume_output(text.as_bytes(), &now).unwrap().done.len(), 2);
     // A finished row stays valid under another context or truncation setting.
     let wider = RunOptions { context: 4096, truncate: true, ..now.clone() };
     assert_eq!(resume_output(record(0, "a", &wider).as_bytes(), &now).unwrap().done.len(), 1);
@@ -393,4 +413,19 @@ fn resume_after_any_cut_loses_and_duplicates_nothing() {
         lines.sort_by_key(|line| records.iter().position(|r| r.trim_end() == *line));
         assert_eq!(lines, records.iter().map(|r| r.trim_end()).collect::<Vec<_>>(), "cut at {cut}");
     }
+}
+
+/// A run's records end in input order, however the rows of its batches finished; a byte order
+/// mark an editor put at the start stays, and an output already in order is left alone.
+#[test]
+fn outputs_are_put_in_input_order() {
+    let now = run(Protocol::PairwiseTie);
+    let sorted = [record(0, "a", &now), record(1, "b", &now), record(2, "c", &now)].concat();
+    let shuffled = [record(2, "c", &now), "\n".into(), record(0, "a", &now), record(1, "b", &now)].concat();
+    assert_eq!(in_input_order(shuffled.as_bytes()).unwrap(), Some(sorted.clone().into_bytes()));
+    assert_eq!(in_input_order(sorted.as_bytes()).unwrap(), None);
+    let bom = format!("\u{feff}{shuffled}");
+    assert_eq!(in_input_order(bom.as_bytes()).unwrap(), Some(format!("\u{feff}{sorted}").into_bytes()));
+    let resume = resume_output(bom.as_bytes(), &now).unwrap();
+    assert_eq!((resume.done.len(), resume.rewrite), (3, None));
 }

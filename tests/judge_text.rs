@@ -25,12 +25,11 @@ use serde_json::{json, Value};
 use webjudge::judge::{
     model_input, parse_pairwise, parse_rating, render, Item, JudgeFamily, Protocol, ProtocolError, Winner,
 };
-use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
-use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
-use webjudge::weights::{DType, Manifest};
+use webjudge::model::ChatTemplate;
+use webjudge::weights::manifest::MANIFEST_FILE;
 
 use autoj::{excerpt_row, excerpt_rows, excerpt_set, Originals, RENDERED_EXAMPLES};
-use test_model::webjudge;
+use test_model::{manifest_only_model, webjudge};
 
 fn llama2() -> ChatTemplate {
     ChatTemplate::llama2()
@@ -710,45 +709,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A model directory holding only a manifest (a ChatML model of one small layer): enough for
-/// the commands that read the chat template or the model's identity, not for generating.
-fn manifest_only_model(dir: &Path) -> Manifest {
-    let mut manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        architecture: Architecture {
-            n_layers: 1,
-            hidden: 8,
-            n_heads: 2,
-            n_kv_heads: 1,
-            head_dim: 4,
-            ffn: 16,
-            vocab: 32,
-            rope_theta: 10000.0,
-            norm_eps: 1e-5,
-            context_length: 64,
-            tied_embeddings: true,
-            bos_id: None,
-            eos_ids: vec![2],
-            add_bos: false,
-        },
-        chat_template: ChatTemplate::chatml(Some("You are a judge.")),
-        judge: None,
-        tensors: vec![],
-        shards: vec![],
-    };
-    let mut offset = 0;
-    for (name, shape) in expected_tensors(&manifest.architecture, usize::MAX).unwrap() {
-        let rows = if shape.len() == 2 { shape[0] } else { 1 };
-        let length = 4 * shape.iter().product::<usize>() as u64;
-        let parts = vec![TensorPart { row_start: 0, rows, shard: 0, offset, length }];
-        manifest.tensors.push(TensorEntry { name, dtype: DType::F32, shape, group_size: 0, parts, input_order: None });
-        offset += length;
-    }
-    manifest.shards.push(ShardEntry { file: "weights-00001.bin".into(), size: offset, sha256: "0".repeat(64) });
-    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
-    manifest
-}
-
 #[test]
 fn cli_prompt_uses_the_models_chat_template() {
     let dir = temp_dir("chatml");
@@ -853,85 +813,6 @@ fn cli_prompt_then_parse_round_trip() {
         .collect();
     let verdicts = json_lines(&["parse", "--protocol", "pairwise"], &jsonl(&with_output));
     assert_eq!(verdicts, vec![json!({"winner": "response1"}), json!({"winner": "response2"}), json!({"winner": null})]);
-}
-
-/// A batch output is the user's data: resuming never empties, truncates in place, mixes
-/// options into or duplicates rows of it. `--limit 0` resumes without judging anything.
-#[test]
-fn cli_batch_output_is_never_emptied_or_mixed() {
-    let dir = temp_dir("resume");
-    let manifest_bytes = {
-        manifest_only_model(&dir);
-        std::fs::read(dir.join(MANIFEST_FILE)).unwrap()
-    };
-    let model_id = webjudge::weights::writer::hex(&<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)[..8]);
-    let input = dir.join("rows.jsonl");
-    // From Auto-J's pairwise test data format; two short rows.
-    let row = json!({"prompt": "q", "response 1": "a", "response 2": "b", "label": 0, "scenario": "default"});
-    std::fs::write(&input, format!("\u{feff}{row}\n{row}\n")).unwrap();
-    let output = dir.join("out.jsonl");
-    let judge = |extra: &str| {
-        let script = format!(
-            "{extra} {} judge --model {} --input {} --output {} --limit 0",
-            env!("CARGO_BIN_EXE_webjudge"),
-            dir.display(),
-            input.display(),
-            output.display()
-        );
-        Command::new("bash").args(["-c", &script]).output().unwrap()
-    };
-
-    // A file that is not a judge output is refused, not emptied.
-    std::fs::write(&output, "my notes, no newline").unwrap();
-    let refused = judge("");
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a judge output"), "{refused:?}");
-    assert_eq!(std::fs::read(&output).unwrap(), b"my notes, no newline");
-
-    // Two finished records and one torn inside a UTF-8 character.
-    let run = json!({"protocol": "pairwise_tie", "swap": false, "model": model_id, "max_new_tokens": 1024,
-                     "context": 64, "truncate": false});
-    let finished: String = (0..2)
-        .map(|index| {
-            json!({"index": index, "critique": "评分", "winner": "response1", "label": "response1",
-                            "scenario": "default", "run": run})
-            .to_string()
-                + "\n"
-        })
-        .collect();
-    let torn = [finished.as_bytes(), b"{\"critique\":\"\xe5\xa5"].concat();
-    std::fs::write(&output, &torn).unwrap();
-    // The repair cannot be written (file size limit): the file stays as it was.
-    let limited = judge("ulimit -f 0;");
-    assert_eq!(limited.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&limited.stderr);
-    assert!(stderr.contains("File too large") && stderr.contains("out.jsonl was left as it was"), "{stderr}");
-    assert_eq!(std::fs::read(&output).unwrap(), torn);
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3, "no temporary file is left");
-    let resumed = judge("");
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("dropping the incomplete record on line 3"), "{stderr}");
-    assert!(stderr.contains("2 rows already judged, 0 to go"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&output).unwrap(), finished);
-    assert!(String::from_utf8_lossy(&resumed.stdout).contains("2 rows judged"), "{resumed:?}");
-
-    // Other options are refused, naming the option and how to start over.
-    for (option, says) in
-        [("--swap", "--swap was false, now true"), ("--max-new-tokens 12", "--max-new-tokens was 1024")]
-    {
-        let refused = Command::new(env!("CARGO_BIN_EXE_webjudge"))
-            .args(["judge", "--model", dir.to_str().unwrap(), "--input", input.to_str().unwrap()])
-            .args(["--output", output.to_str().unwrap(), "--limit", "0"])
-            .args(option.split(' '))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert_eq!(refused.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains(says) && stderr.contains("start over"), "{stderr}");
-        assert_eq!(std::fs::read_to_string(&output).unwrap(), finished);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The parsers read model output, which can be anything: linear time on the worst inputs

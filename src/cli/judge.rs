@@ -3,15 +3,17 @@
 //! accuracy or score correlations).
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use webjudge::judge::dataset::{parse_rows, resume_output, Record, Row, RunOptions};
+use webjudge::engine::Cancel;
+use webjudge::judge::dataset::{parse_rows, Record, Row};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
+use webjudge::judge::output::file::OutputFile;
+use webjudge::judge::output::{InputIdentity, RunOptions};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
@@ -46,7 +48,9 @@ pub struct Args {
     /// field names for Prometheus).
     #[arg(long, requires = "output", conflicts_with = "query")]
     input: Option<PathBuf>,
-    /// Where batch results go, one JSON object per line; an existing file is resumed.
+    /// Where batch results go, one JSON object per line: a file (an existing one is resumed,
+    /// held by one run at a time and left in input order), or `-` for standard output (as
+    /// rows finish, no resume; the report goes to standard error).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Judge only the first N rows of the input.
@@ -190,7 +194,8 @@ fn batch(
     input: &Path,
     output: &Path,
 ) -> CliResult {
-    let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", input.display()))?;
     let model = files.manifest.judge;
     let protocol = match args.protocol {
         Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,
@@ -212,15 +217,12 @@ fn batch(
         render(protocol, &row.item).map_err(|e| format!("{}: row {}: {e}", input.display(), row.index))?;
     }
 
-    let run = run_options(args, files, protocol, rubric);
-    let done = resume(output, &run)?;
+    let run = run_options(args, files, protocol, rubric, InputIdentity::of(&input.display().to_string(), &bytes));
+    let (mut sink, done) = Sink::open(output, &run, input)?;
     let todo: Vec<&Row> = rows.iter().filter(|row| !done.contains(&row.index)).collect();
     if !done.is_empty() {
         eprintln!("resuming {}: {} rows already judged, {} to go", output.display(), done.len(), todo.len());
     }
-    let open = OpenOptions::new().create(true).append(true).open(output);
-    let mut writer = BufWriter::new(open.map_err(|e| format!("{}: {e}", output.display()))?);
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
     if !todo.is_empty() {
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
@@ -231,29 +233,91 @@ fn batch(
                 .expect("valid template"),
         );
         let items: Vec<Item> = todo.iter().map(|row| row.item.clone()).collect();
-        let mut failed = Ok(());
+        // A record that cannot be written stops the run at once: judging on would only
+        // discard the results.
+        let stop = Cancel::default();
+        let options = JudgeOptions { cancel: Some(stop.clone()), ..options.clone() };
+        let mut failed = None;
         let mut on_event = |i: usize, event: JudgeEvent| {
             let JudgeEvent::Judged(result) = event else { return };
+            if failed.is_some() {
+                return;
+            }
             let row = todo[i];
             // A row that cannot be judged (too long for the context) is recorded, not fatal.
-            let record = Record::new(row, result, Some(&run));
-            // Appended and flushed as each row finishes (rows finish out of order), so an
-            // interrupted run loses nothing finished and resumes where it stopped.
-            if failed.is_ok() {
-                failed = serde_json::to_writer(&mut writer, &record)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| writeln!(writer))
-                    .and_then(|()| writer.flush());
+            // Written as each row finishes (rows finish out of order), so an interrupted
+            // run loses nothing finished and resumes where it stopped.
+            match sink.append(&Record::new(row, result, Some(&run))) {
+                Ok(()) => bar.inc(1),
+                Err(error) => {
+                    failed = Some(error);
+                    stop.cancel();
+                }
             }
-            bar.inc(1);
         };
-        pollster::block_on(judge.judge_batch(protocol, &items, args.swap, options, &mut on_event))?;
-        failed.map_err(|e| at(&e))?;
+        let judged = pollster::block_on(judge.judge_batch(protocol, &items, args.swap, &options, &mut on_event));
         bar.finish_and_clear();
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        judged?;
     }
-    drop(writer);
-    rewrite_in_input_order(output)?;
-    report(protocol, output)
+    sink.finish(protocol)
+}
+
+/// Where `--output` sends the records: a file this run holds (resumed, then put in input
+/// order), or standard output (`-`), where they stream as rows finish and the report goes
+/// to standard error.
+enum Sink {
+    File(OutputFile),
+    Stdout(Vec<u8>),
+}
+
+impl Sink {
+    /// The sink and the rows an earlier run already judged into it.
+    fn open(
+        output: &Path,
+        run: &RunOptions,
+        input: &Path,
+    ) -> Result<(Sink, BTreeSet<usize>), Box<dyn std::error::Error>> {
+        if output == Path::new("-") {
+            return Ok((Sink::Stdout(Vec::new()), BTreeSet::new()));
+        }
+        let (file, resume) = OutputFile::open(output, run, Some(input))?;
+        if let Some(line) = resume.torn_line {
+            eprintln!("{}: dropping the incomplete record on line {line}", output.display());
+        }
+        if !resume.retried.is_empty() {
+            eprintln!(
+                "{}: judging again {} rows that failed under other options",
+                output.display(),
+                resume.retried.len()
+            );
+        }
+        Ok((Sink::File(file), resume.done))
+    }
+
+    fn append(&mut self, record: &Record) -> Result<(), Box<dyn std::error::Error>> {
+        match self {
+            Sink::File(file) => Ok(file.append(record)?),
+            Sink::Stdout(records) => {
+                let start = records.len();
+                serde_json::to_writer(&mut *records, record)?;
+                records.push(b'\n');
+                let mut stdout = std::io::stdout().lock();
+                // The io::Error itself, so a closed pipe ends the command quietly.
+                Ok(stdout.write_all(&records[start..]).and_then(|()| stdout.flush())?)
+            }
+        }
+    }
+
+    /// Ends the run and prints the judge's metrics over every record of the output.
+    fn finish(self, protocol: Protocol) -> CliResult {
+        match self {
+            Sink::File(file) => report(protocol, &file.finish()?, &mut std::io::stdout()),
+            Sink::Stdout(records) => report(protocol, &records, &mut std::io::stderr()),
+        }
+    }
 }
 
 /// KV cache positions per sequence slot: what the longest row and its critique need, not
@@ -279,41 +343,14 @@ fn slot_context(
     Ok((longest + args.max_new_tokens).saturating_sub(1).clamp(1, context))
 }
 
-/// Rewrites the output with its records in input order (rows of a batch finish out of
-/// order); written beside it and renamed over it, so a failure leaves it as it was.
-fn rewrite_in_input_order(output: &Path) -> CliResult {
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
-    let text = std::fs::read_to_string(output).map_err(|e| at(&e))?;
-    let mut lines: Vec<(u64, &str)> = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let record: Value = serde_json::from_str(line).map_err(|e| at(&e))?;
-        lines.push((record["index"].as_u64().unwrap_or(u64::MAX), line));
-    }
-    if lines.is_sorted_by_key(|&(index, _)| index) {
-        return Ok(());
-    }
-    lines.sort_by_key(|&(index, _)| index);
-    let sorted: String = lines.iter().map(|(_, line)| format!("{line}\n")).collect();
-    replace_file(output, sorted.as_bytes())
-}
-
-/// Replaces `path` with `content` written beside it, then renamed over it.
-fn replace_file(path: &Path, content: &[u8]) -> CliResult {
-    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", path.display()))?;
-    let temp = path.with_file_name(format!(".{}.rewriting", name.to_string_lossy()));
-    let replaced = File::create(&temp)
-        .and_then(|mut file| file.write_all(content).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&temp, path));
-    if let Err(error) = replaced {
-        let _ = std::fs::remove_file(&temp);
-        let (path, temp) = (path.display(), temp.display());
-        return Err(format!("{path}: writing its new copy {temp} failed: {error}; {path} was left as it was").into());
-    }
-    Ok(())
-}
-
 /// What this run's records are made with: the model is named by its manifest's hash.
-fn run_options(args: &Args, files: ModelFiles, protocol: Protocol, rubric: Option<Rubric>) -> RunOptions {
+fn run_options(
+    args: &Args,
+    files: ModelFiles,
+    protocol: Protocol,
+    rubric: Option<Rubric>,
+    input: InputIdentity,
+) -> RunOptions {
     let a = &files.manifest.architecture;
     let context = args.model.load_options(LoadOptions::for_model(a)).fitted(a).context;
     RunOptions {
@@ -324,51 +361,32 @@ fn run_options(args: &Args, files: ModelFiles, protocol: Protocol, rubric: Optio
         max_new_tokens: args.max_new_tokens,
         context,
         truncate: args.truncate,
+        input: Some(input),
     }
 }
 
-/// The indices an existing output file holds, after dropping a record cut off by an
-/// interruption and error records to retry. The file is never truncated in place: its new
-/// content is written beside it and renamed over it, so a failure leaves it as it was.
-fn resume(output: &Path, run: &RunOptions) -> Result<BTreeSet<usize>, Box<dyn std::error::Error>> {
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", output.display());
-    let bytes = match std::fs::read(output) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => return Err(at(&e).into()),
-    };
-    let resume = resume_output(&bytes, run).map_err(|e| at(&e))?;
-    if let Some(line) = resume.torn_line {
-        eprintln!("{}: dropping the incomplete record on line {line}", output.display());
-    }
-    if !resume.retried.is_empty() {
-        eprintln!("{}: judging again {} rows that failed under other options", output.display(), resume.retried.len());
-    }
-    if let Some(content) = resume.rewrite {
-        replace_file(output, &content)?;
-    }
-    Ok(resume.done)
-}
-
-/// Prints the judge's metrics over every labelled record of the output file.
-fn report(protocol: Protocol, output: &Path) -> CliResult {
-    let text = std::fs::read_to_string(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let records: Vec<Value> =
-        text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()?;
+/// Prints the judge's metrics over every labelled record of the output (JSON Lines) to `out`.
+fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
+    let output = output.strip_prefix(b"\xef\xbb\xbf").unwrap_or(output);
+    let records: Vec<Value> = output
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()?;
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();
-    outln!("{} rows judged ({} could not be judged)", records.len(), errors)?;
+    writeln!(out, "{} rows judged ({} could not be judged)", records.len(), errors)?;
     let judged = || records.iter().filter(|r| r.get("error").is_none());
     let summary = match (protocol.family(), protocol.is_pairwise()) {
         (JudgeFamily::AutoJ, false) => {
             let ratings = judged().filter(|r| r["rating"].is_number()).count();
-            outln!("{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
+            writeln!(out, "{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
             return Ok(());
         }
         (JudgeFamily::AutoJ, true) => {
             let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
             let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
             if metrics.rows > 0 {
-                std::io::stdout().write_all(metrics.original_table().as_bytes())?;
+                out.write_all(metrics.original_table().as_bytes())?;
             }
             serde_json::to_string(&metrics)?
         }
@@ -376,11 +394,10 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
             let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
             let metrics = preference_metrics(&rows);
             if metrics.rows > 0 {
-                outln!(
+                writeln!(
+                    out,
                     "accuracy {:.2}% over {} labelled rows ({} unparsed)",
-                    metrics.accuracy,
-                    metrics.rows,
-                    metrics.unparsed
+                    metrics.accuracy, metrics.rows, metrics.unparsed
                 )?;
             }
             serde_json::to_string(&metrics)?
@@ -390,7 +407,8 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
             let metrics = score_metrics(&rows);
             let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
             if metrics.rows > 0 {
-                outln!(
+                writeln!(
+                    out,
                     "over {} rows with gold and parsed scores: Pearson {}, Spearman {}, Kendall tau-b {} ({} unparsed)",
                     metrics.rows,
                     show(metrics.pearson),
@@ -402,6 +420,6 @@ fn report(protocol: Protocol, output: &Path) -> CliResult {
             serde_json::to_string(&metrics)?
         }
     };
-    outln!("{summary}")?;
+    writeln!(out, "{summary}")?;
     Ok(())
 }

@@ -20,15 +20,15 @@
 //! Rows are numbered as Auto-J's `read_jsonl` reads them: lines that are empty after trimming are
 //! skipped, and [`Row::index`] counts the others from 0, so it matches the position Auto-J's
 //! evaluation pairs predictions with. Nothing here touches files, so the module builds for
-//! wasm32 too; the CLI reads and rewrites them.
+//! wasm32 too; a batch output's file is [`super::output`]'s.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::protocol::{Item, JudgeFamily, Protocol, ProtocolError, Rubric};
+use super::output::RunOptions;
+use super::protocol::{Item, JudgeFamily, Protocol, ProtocolError};
 use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
 
@@ -235,145 +235,6 @@ impl<'a> Record<'a> {
     }
 }
 
-/// What a batch output is made with. Every record carries it (as `"run"`), so a resumed
-/// run can refuse to mix records that would not be comparable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunOptions {
-    pub protocol: Protocol,
-    /// The rubric given for rows without their own (Prometheus).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rubric: Option<Rubric>,
-    pub swap: bool,
-    /// The model's identity: the start of its manifest's sha256.
-    pub model: String,
-    pub max_new_tokens: usize,
-    /// KV cache positions the model was loaded with.
-    pub context: usize,
-    pub truncate: bool,
-}
-
-impl RunOptions {
-    /// The options that decide a finished record's verdict, by their CLI names, with their
-    /// values here and in `other`, where they differ. Context and truncation only decide
-    /// whether a row fits: a row that was judged stays valid when they change.
-    fn verdict_differences(&self, other: &RunOptions) -> Vec<String> {
-        let options = |o: &RunOptions| {
-            [
-                ("--protocol", o.protocol.name().to_string()),
-                ("--rubric", o.rubric.as_ref().map_or("none".into(), |r| serde_json::to_string(r).unwrap_or_default())),
-                ("--swap", o.swap.to_string()),
-                ("--model (manifest sha256)", o.model.clone()),
-                ("--max-new-tokens", o.max_new_tokens.to_string()),
-            ]
-        };
-        options(other)
-            .into_iter()
-            .zip(options(self))
-            .filter(|((_, was), (_, now))| was != now)
-            .map(|((name, was), (_, now))| format!("{name} was {was}, now {now}"))
-            .collect()
-    }
-}
-
-/// What an existing output file says about an interrupted run.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Resume {
-    /// The `index` of every record kept: these rows are not judged again.
-    pub done: BTreeSet<usize>,
-    /// The 1-based line of a last record cut off mid-write, dropped.
-    pub torn_line: Option<usize>,
-    /// Rows recorded as errors under other options, dropped to be judged again.
-    pub retried: Vec<usize>,
-    /// The file's new content when it must change (records dropped, a final newline
-    /// added); `None` when appending to it as it is is right.
-    pub rewrite: Option<Vec<u8>>,
-}
-
-/// Why an existing output cannot be resumed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ResumeError {
-    #[error(
-        "line {line} is not a judge output record ({problem}); refusing to change a file that is not a judge output"
-    )]
-    NotAnOutput { line: usize, problem: String },
-    #[error("line {line} was made with other options ({}); use another --output, or delete the file to start over", differences.join(", "))]
-    OptionsDiffer { line: usize, differences: Vec<String> },
-}
-
-/// Reads an existing batch output (JSON Lines, one record per row with `"index"` and
-/// `"run"`) before a run with `current` options appends to it.
-///
-/// Works on bytes: an interruption can cut a record inside a UTF-8 character. Only the last
-/// line can be cut off, and only one that starts a record (`{`) and has no newline is taken
-/// for one; any other unreadable line means the file is no judge output, and it is refused,
-/// never rewritten. Records of another protocol, order swapping, model or critique length
-/// are refused too; error records made under other options are dropped so their rows are
-/// judged again.
-pub fn resume_output(bytes: &[u8], current: &RunOptions) -> Result<Resume, ResumeError> {
-    let mut resume = Resume::default();
-    let mut kept = Vec::with_capacity(bytes.len() + 1);
-    let mut changed = false;
-    let mut lines = bytes.split_inclusive(|&b| b == b'\n').enumerate().peekable();
-    while let Some((line_index, raw)) = lines.next() {
-        let line = line_index + 1;
-        let complete = raw.ends_with(b"\n");
-        let content = raw.strip_suffix(b"\n").unwrap_or(raw);
-        if content.trim_ascii().is_empty() {
-            kept.extend_from_slice(raw);
-            continue;
-        }
-        let record = match record_of(content) {
-            Ok(record) => record,
-            Err(_) if !complete && lines.peek().is_none() && content.starts_with(b"{") => {
-                resume.torn_line = Some(line);
-                changed = true;
-                break;
-            }
-            Err(problem) => return Err(ResumeError::NotAnOutput { line, problem }),
-        };
-        if record.error {
-            if record.run != *current {
-                resume.retried.push(record.index);
-                changed = true;
-                continue;
-            }
-        } else {
-            let differences = current.verdict_differences(&record.run);
-            if !differences.is_empty() {
-                return Err(ResumeError::OptionsDiffer { line, differences });
-            }
-        }
-        resume.done.insert(record.index);
-        kept.extend_from_slice(raw);
-        if !complete {
-            kept.push(b'\n');
-            changed = true;
-        }
-    }
-    resume.retried.retain(|index| !resume.done.contains(index));
-    resume.rewrite = changed.then_some(kept);
-    Ok(resume)
-}
-
-/// The parts of an output record that resuming reads.
-struct OutputRecord {
-    index: usize,
-    run: RunOptions,
-    error: bool,
-}
-
-fn record_of(line: &[u8]) -> Result<OutputRecord, String> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let index = value
-        .get("index")
-        .and_then(Value::as_u64)
-        .and_then(|index| usize::try_from(index).ok())
-        .ok_or("no non-negative integer \"index\"")?;
-    let run = value.get("run").ok_or("no \"run\" options (made by an older webjudge?)")?;
-    let run = RunOptions::deserialize(run).map_err(|e| format!("\"run\": {e}"))?;
-    Ok(OutputRecord { index, run, error: value.get("error").is_some() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,6 +282,7 @@ mod tests {
             max_new_tokens: 8,
             context: 64,
             truncate: false,
+            input: None,
         };
         let record = serde_json::to_value(Record::new(&row, Ok::<_, String>(Outcome::Both(pair)), Some(&run))).unwrap();
         let judged = serde_json::json!({

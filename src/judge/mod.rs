@@ -4,6 +4,7 @@
 
 pub mod dataset;
 pub mod metrics;
+pub mod output;
 pub mod protocol;
 pub mod rubric_metrics;
 pub mod session;

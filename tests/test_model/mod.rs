@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
+use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
+use webjudge::weights::{DType, Manifest};
+
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Path of the test model's GGUF.
@@ -91,4 +95,43 @@ pub fn scratch(group: &str, name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A model directory holding only a manifest (a ChatML model of one small layer): enough for
+/// the commands that read the chat template or the model's identity, not for generating.
+pub fn manifest_only_model(dir: &Path) -> Manifest {
+    let mut manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        architecture: Architecture {
+            n_layers: 1,
+            hidden: 8,
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 4,
+            ffn: 16,
+            vocab: 32,
+            rope_theta: 10000.0,
+            norm_eps: 1e-5,
+            context_length: 64,
+            tied_embeddings: true,
+            bos_id: None,
+            eos_ids: vec![2],
+            add_bos: false,
+        },
+        chat_template: ChatTemplate::chatml(Some("You are a judge.")),
+        judge: None,
+        tensors: vec![],
+        shards: vec![],
+    };
+    let mut offset = 0;
+    for (name, shape) in expected_tensors(&manifest.architecture, usize::MAX).unwrap() {
+        let rows = if shape.len() == 2 { shape[0] } else { 1 };
+        let length = 4 * shape.iter().product::<usize>() as u64;
+        let parts = vec![TensorPart { row_start: 0, rows, shard: 0, offset, length }];
+        manifest.tensors.push(TensorEntry { name, dtype: DType::F32, shape, group_size: 0, parts, input_order: None });
+        offset += length;
+    }
+    manifest.shards.push(ShardEntry { file: "weights-00001.bin".into(), size: offset, sha256: "0".repeat(64) });
+    std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
+    manifest
 }
