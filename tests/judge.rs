@@ -113,6 +113,39 @@ fn batch_run_resumes_and_reports_metrics() {
     assert!(stderr.contains("--swap was false, now true") && !stderr.contains("adapter"), "{stderr}");
     assert_eq!(records(&output), resumed);
 
+    // `--output -`: the records on stdout as rows finish, the report on stderr.
+    let model = converted_dir();
+    let streamed = Command::new(env!("CARGO_BIN_EXE_webjudge"))
+        .args(["judge", "--model", model.to_str().unwrap(), "--max-new-tokens", "12"])
+        .args(["--input", input.to_str().unwrap(), "--output", "-", "--limit", "1"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&streamed.stdout), String::from_utf8_lossy(&streamed.stderr));
+    assert!(streamed.status.success(), "{stderr}");
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!((&lines[0]["critique"], &lines[0]["index"]), (&first[0]["critique"], &first[0]["index"]));
+    assert!(stderr.contains("1 rows judged"), "{stderr}");
+
+    // A record that cannot be written (the file size limit) stops the run: an error naming
+    // the file, nothing but whole records in it, and a rerun resumes.
+    let limited = dir.join("limited.jsonl");
+    let script = format!(
+        "ulimit -f 0; exec {} judge --model {} --max-new-tokens 12 --input {} --output {} --limit 2 --batch 1",
+        env!("CARGO_BIN_EXE_webjudge"),
+        model.display(),
+        input.display(),
+        limited.display()
+    );
+    let failed = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("limited.jsonl: writing a record failed: File too large"), "{stderr}");
+    assert_eq!(std::fs::read(&limited).unwrap(), b"");
+    let (_, stderr) = judge_file(&input, &limited, &["--limit", "1"]);
+    assert!(!stderr.contains("already judged"), "{stderr}");
+    assert_eq!(records(&limited)[0]["critique"], first[0]["critique"]);
+
     // Rows that failed are judged again once the options that failed them change.
     let small = dir.join("small.jsonl");
     judge_file(&input, &small, &["--limit", "1", "--context", "64"]);
