@@ -623,6 +623,212 @@ fn force_never_replaces_the_input_or_a_directory_that_is_not_a_model() {
     assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
 }
 
+/// Every file under `dir` (symlinks followed) with its bytes; directories as `name/`.
+fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            files.extend(listing(&path).into_iter().map(|(inner, bytes)| (format!("{name}/{inner}"), bytes)));
+            files.insert(format!("{name}/"), Vec::new());
+        } else {
+            files.insert(name, std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// Runs `webjudge convert INPUT --out OUT [--force]`: its exit status and stderr.
+fn convert_cli(input: &Path, out: &Path, force: bool) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webjudge"));
+    command.arg("convert").arg(input).arg("--out").arg(out);
+    if force {
+        command.arg("--force");
+    }
+    let output = command.output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// The id of a process that has exited (and been waited for).
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
+
+/// `--force` replaced any directory with a `manifest.json` (a web extension's, a PWA's) and
+/// deleted a user's files kept in a model directory: it replaces only what a conversion wrote.
+#[test]
+fn force_replaces_only_the_files_a_conversion_wrote() {
+    let dir = scratch("force-foreign");
+    let path = write_gguf(&dir, "tiny.gguf", &tiny_model(4, true).bytes());
+    let force = ConvertOptions { overwrite: true, ..ConvertOptions::default() };
+    let refused = |out: &Path| match convert_gguf(&path, out, &force, &mut |_, _| {}) {
+        Err(ConvertError::Output { problem, .. }) => problem,
+        other => panic!("{} was not refused: {other:?}", out.display()),
+    };
+
+    let extension = dir.join("extension");
+    std::fs::create_dir_all(extension.join("icons")).unwrap();
+    std::fs::write(extension.join("manifest.json"), r#"{"manifest_version": 3, "name": "notes"}"#).unwrap();
+    std::fs::write(extension.join("background.js"), "chrome.runtime;").unwrap();
+    std::fs::write(extension.join("icons").join("icon.png"), "png").unwrap();
+    let before = listing(&extension);
+    let problem = refused(&extension);
+    assert!(matches!(problem, OutputProblem::ForeignManifest(_)), "{problem:?}");
+    assert!(problem.to_string().contains("not a webjudge manifest"), "{problem}");
+    assert_eq!(listing(&extension), before);
+
+    // A model directory holding the user's results and notes: named, kept, with or without --force.
+    let model = dir.join("model");
+    convert(&path, &model, 1 << 16).unwrap();
+    std::fs::write(model.join("results.jsonl"), "{\"index\": 0}\n").unwrap();
+    std::fs::create_dir(model.join("notes")).unwrap();
+    let before = listing(&model);
+    let problem = refused(&model);
+    assert_eq!(problem, OutputProblem::ForeignFiles(vec!["notes/".into(), "results.jsonl".into()]));
+    let without_force = convert(&path, &model, 1 << 16).unwrap_err().to_string();
+    assert!(without_force.contains(": notes/, results.jsonl ("), "{without_force}");
+    assert_eq!(listing(&model), before);
+
+    // A tokenizer.json that links to the user's file is not one a conversion wrote.
+    std::fs::remove_file(model.join("results.jsonl")).unwrap();
+    std::fs::remove_dir(model.join("notes")).unwrap();
+    let user_file = write_gguf(&dir, "user.json", b"{}");
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    std::os::unix::fs::symlink(&user_file, model.join("tokenizer.json")).unwrap();
+    assert_eq!(refused(&model), OutputProblem::ForeignFiles(vec!["tokenizer.json".into()]));
+    assert_eq!(std::fs::read(&user_file).unwrap(), b"{}");
+
+    // Many: the first few by name, and a count.
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    for n in 1..=7 {
+        std::fs::write(model.join(format!("note-{n}.txt")), "n").unwrap();
+    }
+    let problem = refused(&model).to_string();
+    assert!(problem.contains("note-1.txt, note-2.txt, note-3.txt, note-4.txt, note-5.txt and 2 more"), "{problem}");
+
+    // A file that appears while converting is seen before anything is replaced.
+    for n in 1..=7 {
+        std::fs::remove_file(model.join(format!("note-{n}.txt"))).unwrap();
+    }
+    let late = model.join("late.txt");
+    let mut add_late = |_, _| std::fs::write(&late, "late").unwrap();
+    match convert_gguf(&path, &model, &force, &mut add_late) {
+        Err(ConvertError::Output { problem, .. }) => {
+            assert_eq!(problem, OutputProblem::ForeignFiles(vec!["late.txt".into()]))
+        }
+        other => panic!("a file added while converting was replaced: {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&late).unwrap(), "late");
+    std::fs::remove_file(&late).unwrap();
+
+    // Only what a conversion wrote (the tokenizer.json is gone, which is fine): replaced.
+    convert_gguf(&path, &model, &force, &mut |_, _| {}).expect("a model directory is replaced");
+    assert!(model.join("tokenizer.json").is_file());
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(names.iter().all(|name| !name.to_string_lossy().starts_with('.')), "{names:?}");
+}
+
+/// `--out` a link to a model directory: the directory it points to is replaced, the link kept.
+#[test]
+fn force_through_a_link_replaces_the_directory_it_points_to() {
+    let dir = scratch("force-link");
+    let old = write_gguf(&dir, "old.gguf", &tiny_model(5, true).bytes());
+    let new = write_gguf(&dir, "new.gguf", &tiny_model(4, true).bytes());
+    let real = dir.join("real");
+    convert(&old, &real, 1 << 16).unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let force = ConvertOptions { overwrite: true, ..ConvertOptions::default() };
+    let manifest = convert_gguf(&new, &link, &force, &mut |_, _| {}).unwrap().manifest;
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    assert_eq!(Manifest::from_json(&std::fs::read_to_string(real.join("manifest.json")).unwrap()).unwrap(), manifest);
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["link", "new.gguf", "old.gguf", "real"]);
+}
+
+/// A conversion killed with SIGKILL leaves `.NAME.converting-PID` (tens of MB) beside its
+/// output: the next conversion into it removes those of dead processes holding only files a
+/// conversion writes, and says what it removed and what it left.
+#[test]
+fn leftovers_of_killed_conversions_are_removed_by_the_next() {
+    let dir = scratch("leftovers");
+    let path = write_gguf(&dir, "tiny.gguf", &tiny_model(4, true).bytes());
+    let model = dir.join("m");
+    let manifest = convert(&path, &model, 1 << 16).unwrap();
+    assert!(manifest.shards.len() > 1, "the test needs several shards");
+    let leftover = |what: &str, pid: u32| dir.join(format!(".m.{what}-{pid}"));
+    let copy = |to: &Path, files: &[&str]| {
+        std::fs::create_dir(to).unwrap();
+        for file in files {
+            std::fs::copy(model.join(file), to.join(file)).unwrap();
+        }
+    };
+    let shard = manifest.shards[0].file.as_str();
+    // Killed while writing shards: complete ones and a partial one, no manifest yet.
+    let writing = leftover("converting", dead_pid());
+    copy(&writing, &[shard]);
+    std::fs::write(writing.join("weights-00002.partial"), [0u8; 100]).unwrap();
+    // Killed after its two renames, before removing the old model.
+    let replaced = leftover("replaced", dead_pid());
+    let all: Vec<&str> =
+        manifest.shards.iter().map(|s| s.file.as_str()).chain(["manifest.json", "tokenizer.json"]).collect();
+    copy(&replaced, &all);
+    // A dead process's, but holding something a conversion does not write: kept.
+    let foreign = leftover("converting", dead_pid());
+    copy(&foreign, &[shard]);
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    // A running process's (this test's parent): kept.
+    let running = leftover("converting", std::os::unix::process::parent_id());
+    copy(&running, &[shard]);
+    // Another output's: not looked at.
+    let other = dir.join(format!(".m2.converting-{}", dead_pid()));
+    copy(&other, &[shard]);
+
+    let (status, stderr) = convert_cli(&path, &model, true);
+    assert_eq!(status, Some(0), "{stderr}");
+    for gone in [&writing, &replaced] {
+        assert!(!gone.exists(), "{} is left", gone.display());
+        assert!(stderr.contains(&format!("removed {}", gone.display())), "{stderr}");
+    }
+    for kept in [&foreign, &running, &other] {
+        assert!(kept.is_dir(), "{} was removed", kept.display());
+    }
+    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "mine");
+    assert!(stderr.contains(&format!("left {}", foreign.display())) && stderr.contains("notes.txt"), "{stderr}");
+    assert!(stderr.contains(&format!("left {}", running.display())) && stderr.contains("still running"), "{stderr}");
+    assert!(!stderr.contains(".m2."), "{stderr}");
+}
+
+/// Killed between the two renames that replace a model directory, a conversion leaves no
+/// output directory, the old model moved aside and the new one complete: the next
+/// conversion puts the old one back before anything else.
+#[test]
+fn a_model_moved_aside_by_a_killed_conversion_is_put_back() {
+    let dir = scratch("put-back");
+    let old = write_gguf(&dir, "old.gguf", &tiny_model(5, true).bytes());
+    let new = write_gguf(&dir, "new.gguf", &tiny_model(4, true).bytes());
+    let model = dir.join("m");
+    convert(&old, &model, 1 << 16).unwrap();
+    let old_files = listing(&model);
+    let pid = dead_pid();
+    let aside = dir.join(format!(".m.replaced-{pid}"));
+    std::fs::rename(&model, &aside).unwrap();
+    convert(&new, &dir.join(format!(".m.converting-{pid}")), 1 << 16).unwrap();
+
+    let (status, stderr) = convert_cli(&new, &model, false);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("restored {} from {}", model.display(), aside.display())), "{stderr}");
+    assert!(stderr.contains("--force replaces it"), "{stderr}");
+    assert_eq!(listing(&model), old_files);
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["m", "new.gguf", "old.gguf"]);
+}
+
 #[test]
 fn chat_templates_are_recognized() {
     assert_eq!(default_system_message(SMOLLM_TEMPLATE).as_deref(), Some(SMOLLM_SYSTEM));

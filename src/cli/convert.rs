@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use webjudge::judge::JudgeFamily;
 use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
 use webjudge::weights::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
-use webjudge::weights::import::{ConvertError, JudgeChoice, OutputProblem};
+use webjudge::weights::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
 use webjudge::weights::Quant as Quantizer;
 
 use super::{outln, CliResult};
@@ -28,8 +28,9 @@ pub struct Args {
     /// Largest shard to write, in MiB.
     #[arg(long, default_value_t = 64)]
     pub shard_mb: u64,
-    /// Replace the output directory if it is a model directory (one with a manifest.json);
-    /// a directory holding the input or anything else is never replaced.
+    /// Replace the output directory if it is a model directory holding only what a
+    /// conversion wrote (its manifest.json, tokenizer.json and the shards the manifest
+    /// lists); a directory holding the input or anything else is never replaced.
     #[arg(long)]
     pub force: bool,
     /// Hugging Face input only: the dtype of 2-D weights (default q4).
@@ -66,6 +67,10 @@ pub fn run(args: Args) -> CliResult {
     let hf = args.input.is_dir();
     if !hf && (args.quant.is_some() || args.group.is_some()) {
         return Err("--quant and --group apply to Hugging Face checkpoint directories; a GGUF file is converted without requantizing".into());
+    }
+    // Said on stderr even if the conversion then fails: a model may have been put back.
+    for tidied in tidy_leftovers(&args.out) {
+        eprintln!("{tidied}");
     }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("converting {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")

@@ -12,7 +12,7 @@ use crate::weights::Manifest;
 
 /// `manifest.json` and `tokenizer.json` are far smaller than this; a larger one (or a
 /// device such as /dev/zero in its place) is refused before it is read.
-const MAX_METADATA_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_METADATA_BYTES: u64 = 256 << 20;
 
 /// Checks that `path` is a regular file of the size expected (a shard's, from the manifest)
 /// or of at most [`MAX_METADATA_BYTES`], and returns its size.

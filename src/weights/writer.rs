@@ -103,7 +103,7 @@ impl ModelWriter {
         let fits = self.open.as_ref().is_some_and(|s| s.size + bytes.len() as u64 <= self.max_shard_bytes);
         if !fits {
             self.close_shard()?;
-            let path = self.dir.join(format!("weights-{:05}.partial", self.shards.len() + 1));
+            let path = self.dir.join(partial_shard_file_name(self.shards.len()));
             let file = BufWriter::new(File::create(&path).map_err(|e| io_error_at(&path, e))?);
             self.open = Some(OpenShard { file, path, hasher: Sha256::new(), size: 0 });
         }
@@ -157,6 +157,50 @@ fn shard_file_name(index: usize, sha256: &str) -> String {
     format!("weights-{:05}-{}.bin", index + 1, &sha256[..16])
 }
 
+/// Where shard `index` is written until its hash is known.
+fn partial_shard_file_name(index: usize) -> String {
+    format!("weights-{:05}.partial", index + 1)
+}
+
+/// Whether `name` is one the writer gives a shard, written ([`shard_file_name`]) or being
+/// written: how a conversion's files are known before it has written its manifest.
+pub fn is_shard_file_name(name: &str) -> bool {
+    let Some(numbered) = name.strip_prefix("weights-") else { return false };
+    let digits = numbered.bytes().take_while(u8::is_ascii_digit).count();
+    let is_hash = |hash: &str| hash.len() == 16 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    digits >= 5
+        && match &numbered[digits..] {
+            ".partial" => true,
+            rest => rest.strip_prefix('-').and_then(|rest| rest.strip_suffix(".bin")).is_some_and(is_hash),
+        }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_are_known_written_or_partial() {
+        let sha256 = hex(&Sha256::digest(b"shard"));
+        for index in [0, 41, 99_999, 123_456] {
+            assert!(is_shard_file_name(&shard_file_name(index, &sha256)));
+            assert!(is_shard_file_name(&partial_shard_file_name(index)));
+        }
+        for name in [
+            "weights-0001-0123456789abcdef.bin",
+            "weights-00001-0123456789ABCDEF.bin",
+            "weights-00001-0123456789abcde.bin",
+            "weights-00001-0123456789abcdef.bin.txt",
+            "weights-00001.bin",
+            "weights-00001.partial.old",
+            "weights-+0001.partial",
+            "results.jsonl",
+        ] {
+            assert!(!is_shard_file_name(name), "{name}");
+        }
+    }
 }
