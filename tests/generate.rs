@@ -18,9 +18,10 @@ use std::sync::{Mutex, OnceLock};
 
 use webjudge::engine::native::load_dir;
 use webjudge::engine::{Engine, GenerateOptions};
-use webjudge::kernels::{GpuOptions, Sampling};
+use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
+use webjudge::weights::Manifest;
 
-use test_model::{converted_dir, golden, ids};
+use test_model::{converted_dir, golden, ids, webjudge};
 
 /// Largest allowed |ours - reference| for a recorded logit.
 const LOGIT_TOLERANCE: f32 = 0.02;
@@ -207,4 +208,43 @@ fn goldens_match_when_generated_together_in_one_batch() {
     let generated: usize = cases.iter().map(|c| ids(&c["ids"]).len()).sum();
     assert_eq!(summary["generated_tokens"].as_u64().unwrap() as usize, generated);
     assert!(summary["tok_s"].as_f64().unwrap() > 0.0);
+}
+
+/// The library checks the same numbers, whoever calls it.
+#[test]
+fn sampling_numbers_are_checked_by_the_library() {
+    assert_eq!(Sampling::new(0.0, 0.9, 7), Ok(Sampling::Greedy), "temperature 0 is greedy decoding");
+    assert_ne!(Sampling::new(0.7, 0.9, 7).unwrap(), Sampling::Greedy);
+    for (temperature, top_p) in
+        [(f32::NAN, 1.0), (-1.0, 1.0), (f32::INFINITY, 1.0), (1e-9, 1.0), (1.0, 0.0), (1.0, 1.5), (1.0, f32::NAN)]
+    {
+        let refused = Sampling::new(temperature, top_p, 0).expect_err("out of range");
+        let named = if temperature.is_finite() && temperature >= MIN_TEMPERATURE { "top_p" } else { "temperature" };
+        assert!(refused.to_string().starts_with(named), "T {temperature} top_p {top_p}: {refused}");
+    }
+}
+
+/// Limits that depend on the model are checked once its manifest is read (the prefill
+/// chunk against the adapter's buffers, before any weight is uploaded), with a typed
+/// error naming the flag and both numbers, never a raw GPU error or a silent clamp.
+#[test]
+fn model_dependent_limits_are_refused_by_name_with_both_numbers() {
+    let model = converted_dir();
+    let context = Manifest::from_json(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+        .unwrap()
+        .architecture
+        .context_length;
+    let model = model.to_str().unwrap();
+    let run = |flag_args: &[&str]| {
+        let out =
+            webjudge(&[&["generate", "--model", model, "--prompt", "hi", "--max-tokens", "1"], flag_args].concat(), "");
+        assert_eq!(out.status.code(), Some(1), "{flag_args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let too_long = (context + 1).to_string();
+    let stderr = run(&["--context", &too_long]);
+    assert!(stderr.contains(&format!("--context {too_long}")) && stderr.contains(&context.to_string()), "{stderr}");
+    let stderr = run(&["--prefill-chunk", "65535"]);
+    assert!(stderr.contains("--prefill-chunk 65535") && stderr.contains("1..="), "{stderr}");
+    assert!(!stderr.contains("wgpu") && !stderr.contains("Buffer"), "a raw GPU error: {stderr}");
 }

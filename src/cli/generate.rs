@@ -54,7 +54,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     let sampling = match args.temperature {
-        Some(temperature) => Sampling::TopP { temperature, top_p: args.top_p, seed: args.seed },
+        Some(temperature) => Sampling::new(temperature, args.top_p, args.seed)?,
         None => Sampling::Greedy,
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling, cancel: None };

@@ -54,8 +54,11 @@ impl ModelArgs {
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
             |defaults| {
+                // A context sized for the prompts is at most the model's; --context is
+                // taken as given, and refused when the model has less.
+                let fitting = context.map(|context| context.min(defaults.context));
                 let options = self.load_options(LoadOptions { sequences, ..defaults });
-                LoadOptions { context: self.context.or(context).unwrap_or(options.context), ..options }
+                LoadOptions { context: self.context.or(fitting).unwrap_or(options.context), ..options }
             },
             &mut |done, total| {
                 bar.set_length(total);
