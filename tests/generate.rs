@@ -210,6 +210,85 @@ fn goldens_match_when_generated_together_in_one_batch() {
     assert!(summary["tok_s"].as_f64().unwrap() > 0.0);
 }
 
+/// Runs `args` (refused before any model is read) and returns stderr, which must name
+/// `flag` and show `range`.
+fn refusal(args: &[&str], flag: &str, range: &str) -> String {
+    let out = webjudge(args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} is not a usage error: {stderr}");
+    assert!(stderr.contains(&format!("'{flag} <")) && stderr.contains(range), "{args:?}: {stderr}");
+    stderr
+}
+
+/// Every numeric flag of every command is checked as the command line is parsed, with a
+/// message naming the flag and the accepted range: no GPU, no model needed.
+#[test]
+fn numeric_flags_out_of_range_are_refused_by_name_with_the_range() {
+    let generate = ["generate", "--model", "/no/model", "--prompt", "hi"];
+    let temperature = "0 (greedy decoding) or from 0.000001 up";
+    let top_p = "above 0 and at most 1";
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--temperature", "nan"], "--temperature", temperature),
+        (&["--temperature", "-1"], "--temperature", temperature),
+        (&["--temperature=-0.5"], "--temperature", temperature),
+        (&["--temperature", "inf"], "--temperature", temperature),
+        (&["--temperature", "1e39"], "--temperature", temperature),
+        (&["--temperature", "1e-9"], "--temperature", temperature),
+        (&["--temperature", "warm"], "--temperature", temperature),
+        (&["--top-p", "0"], "--top-p", top_p),
+        (&["--top-p", "1.01"], "--top-p", top_p),
+        (&["--top-p", "NaN"], "--top-p", top_p),
+        (&["--top-p", "-0.5"], "--top-p", top_p),
+        (&["--max-tokens", "0"], "--max-tokens", "1..=4294967295"),
+        (&["--max-tokens", "-1"], "--max-tokens", "1..=4294967295"),
+        (&["--max-tokens", "4294967296"], "--max-tokens", "1..=4294967295"),
+        (&["--seed", "-1"], "--seed", "0..=4294967295"),
+        (&["--seed", "4294967296"], "--seed", "0..=4294967295"),
+        (&["--prefill-chunk", "0"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "-1"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "65536"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "1000000000000000000000"], "--prefill-chunk", "1..=65535"),
+        (&["--context", "0"], "--context", "1..=4294967295"),
+        (&["--context", "-5"], "--context", "1..=4294967295"),
+    ];
+    for (flag_args, flag, range) in cases {
+        refusal(&[&generate[..], flag_args].concat(), flag, range);
+    }
+
+    let bench = ["bench", "--model", "/no/model", "--profile"];
+    for flag in ["--prompt-tokens", "--decode-tokens", "--repeats", "--profile-runs", "--context"] {
+        refusal(&[&bench[..], &[flag, "0"]].concat(), flag, "1..=4294967295");
+    }
+    refusal(&[&bench[..], &["--batch", "0"]].concat(), "--batch", "1..=8");
+    let judge = ["judge", "--model", "/no/model", "--query", "q", "--response", "r"];
+    for flag in ["--max-new-tokens", "--limit"] {
+        refusal(&[&judge[..], &[flag, "0"]].concat(), flag, "1..=4294967295");
+        refusal(&[&judge[..], &[flag, "-3"]].concat(), flag, "1..=4294967295");
+    }
+    let convert = ["convert", "/no/model.gguf", "--out", "/no/out"];
+    for shard_mb in ["0", "2049", "-64", "18446744073709551615"] {
+        refusal(&[&convert[..], &["--shard-mb", shard_mb]].concat(), "--shard-mb", "1..=2048");
+    }
+    refusal(&[&convert[..], &["--context", "0"]].concat(), "--context", "1..=4294967295");
+    for port in ["-1", "65536"] {
+        refusal(&["serve", "--port", port], "--port", "0..=65535");
+    }
+    refusal(&["serve", "--write-stall-secs", "0"], "--write-stall-secs", "1..=86400");
+}
+
+/// `--temperature 0` is greedy decoding (said in --help), not a division by zero: it passes
+/// the command line and the run goes on to read the model.
+#[test]
+fn temperature_zero_means_greedy() {
+    let out = webjudge(&["generate", "--model", "/no/model", "--prompt", "hi", "--temperature", "0"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/no/model"), "{stderr}");
+    let help = webjudge(&["generate", "--help"], "");
+    let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("0 decodes greedily"), "{help}");
+}
+
 /// The library checks the same numbers, whoever calls it.
 #[test]
 fn sampling_numbers_are_checked_by_the_library() {

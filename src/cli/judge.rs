@@ -50,20 +50,34 @@ pub struct Args {
     #[arg(long)]
     output: Option<PathBuf>,
     /// Judge only the first N rows of the input.
-    #[arg(long)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
+    )]
     limit: Option<usize>,
     /// Judge each pair in both orders and report whether the verdicts agree.
     #[arg(long)]
     swap: bool,
     /// With --input: rows judged together, at most (with --swap each row is two sequences);
     /// default: as many as the engine decodes together (8) or the adapter's buffers hold.
-    #[arg(long, requires = "input", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
+    #[arg(
+        long,
+        requires = "input",
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<u16>(1..=MAX_SEQUENCES as u64)
+    )]
     batch: Option<u16>,
     /// Shorten responses from the middle when the input does not fit the context.
     #[arg(long)]
     truncate: bool,
     /// Critique tokens at most.
-    #[arg(long, default_value_t = AUTOJ_MAX_NEW_TOKENS)]
+    #[arg(
+        long,
+        default_value_t = AUTOJ_MAX_NEW_TOKENS,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
+    )]
     max_new_tokens: usize,
     /// One item: the user's query.
     #[arg(long)]

@@ -7,20 +7,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::kernels::GpuOptions;
-use webjudge::model::LoadOptions;
+use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
 use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::Manifest;
+
+use super::flags::{whole, MAX_COUNT};
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
     /// Model directory (manifest.json, tokenizer.json, weight shards).
     #[arg(long)]
     pub model: PathBuf,
-    /// KV cache positions to allocate (default: the model's context length).
-    #[arg(long)]
+    /// KV cache positions to allocate, at most the model's context length (the default).
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     pub context: Option<usize>,
-    /// Prompt tokens per prefill submission.
-    #[arg(long, default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK)]
+    /// Prompt tokens per prefill submission: at most 65535, and as many as the adapter's
+    /// buffers hold for the model (the error says how many).
+    #[arg(
+        long,
+        default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK,
+        allow_negative_numbers = true,
+        value_parser = whole::<usize>(1..=MAX_STEP_TOKENS as u64)
+    )]
     pub prefill_chunk: usize,
     /// Use the workgroup-reduction kernels even where the adapter has subgroups.
     #[arg(long)]

@@ -55,6 +55,10 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// is dropped. No total limit: a multi-GiB shard takes long, but it keeps moving.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest `--write-stall-secs`: a day is no limit already, and much more would
+/// overflow the timer's clock.
+const MAX_WRITE_STALL_SECS: u64 = 24 * 60 * 60;
+
 /// Connections served at once. A page loads a few files at a time (browsers open at most
 /// six connections per host); the cap bounds the sockets that idle or slow clients can
 /// pin, for up to the two timeouts above.
@@ -78,7 +82,7 @@ const READ_AHEAD_BYTES: usize = 512 << 10;
 #[derive(clap::Args)]
 pub struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, allow_negative_numbers = true, value_parser = super::flags::whole::<u16>(0..=u16::MAX.into()))]
     port: u16,
     /// Model directory to serve at /models/default/.
     #[arg(long)]
@@ -91,7 +95,8 @@ pub struct Args {
         long,
         hide = true,
         default_value_t = WRITE_STALL_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<u64>(1..=MAX_WRITE_STALL_SECS)
     )]
     write_stall_secs: u64,
 }
