@@ -252,6 +252,28 @@ fn repairs_keep_links_modes_and_names() {
     refused(&setup.judge(&setup.input, &dangling, ""), "a symlink to a missing file");
 }
 
+/// A context the model does not have is refused before the output is opened: nothing is
+/// created or locked.
+#[test]
+fn a_context_beyond_the_models_is_refused_before_the_output_is_opened() {
+    let setup = setup("context");
+    let output = setup.dir.join("out.jsonl");
+    let before = names_in(&setup.dir);
+    let script = format!(
+        "exec {} judge --model '{}' --input '{}' --output '{}' --limit 0 --context 65",
+        env!("CARGO_BIN_EXE_webjudge"),
+        setup.dir.display(),
+        setup.input.display(),
+        output.display()
+    );
+    let run = within(
+        Duration::from_secs(60),
+        Command::new("bash").args(["-c", &script]).stderr(Stdio::piped()).spawn().unwrap(),
+    );
+    refused(&run, "--context 65");
+    assert_eq!(names_in(&setup.dir), before);
+}
+
 /// `--output -` writes the records to standard output as rows finish (nothing to resume or
 /// lock), and the report to standard error.
 #[test]

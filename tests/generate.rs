@@ -18,9 +18,10 @@ use std::sync::{Mutex, OnceLock};
 
 use webjudge::engine::native::load_dir;
 use webjudge::engine::{Engine, GenerateOptions};
-use webjudge::kernels::{GpuOptions, Sampling};
+use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
+use webjudge::weights::Manifest;
 
-use test_model::{converted_dir, golden, ids};
+use test_model::{converted_dir, golden, ids, webjudge};
 
 /// Largest allowed |ours - reference| for a recorded logit.
 const LOGIT_TOLERANCE: f32 = 0.02;
@@ -207,4 +208,122 @@ fn goldens_match_when_generated_together_in_one_batch() {
     let generated: usize = cases.iter().map(|c| ids(&c["ids"]).len()).sum();
     assert_eq!(summary["generated_tokens"].as_u64().unwrap() as usize, generated);
     assert!(summary["tok_s"].as_f64().unwrap() > 0.0);
+}
+
+/// Runs `args` (refused before any model is read) and returns stderr, which must name
+/// `flag` and show `range`.
+fn refusal(args: &[&str], flag: &str, range: &str) -> String {
+    let out = webjudge(args, "");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?} is not a usage error: {stderr}");
+    assert!(stderr.contains(&format!("'{flag} <")) && stderr.contains(range), "{args:?}: {stderr}");
+    stderr
+}
+
+/// Every numeric flag of every command is checked as the command line is parsed, with a
+/// message naming the flag and the accepted range: no GPU, no model needed.
+#[test]
+fn numeric_flags_out_of_range_are_refused_by_name_with_the_range() {
+    let generate = ["generate", "--model", "/no/model", "--prompt", "hi"];
+    let temperature = "0 (greedy decoding) or from 0.000001 up";
+    let top_p = "above 0 and at most 1";
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["--temperature", "nan"], "--temperature", temperature),
+        (&["--temperature", "-1"], "--temperature", temperature),
+        (&["--temperature=-0.5"], "--temperature", temperature),
+        (&["--temperature", "inf"], "--temperature", temperature),
+        (&["--temperature", "1e39"], "--temperature", temperature),
+        (&["--temperature", "1e-9"], "--temperature", temperature),
+        (&["--temperature", "warm"], "--temperature", temperature),
+        (&["--top-p", "0"], "--top-p", top_p),
+        (&["--top-p", "1.01"], "--top-p", top_p),
+        (&["--top-p", "NaN"], "--top-p", top_p),
+        (&["--top-p", "-0.5"], "--top-p", top_p),
+        (&["--max-tokens", "0"], "--max-tokens", "1..=4294967295"),
+        (&["--max-tokens", "-1"], "--max-tokens", "1..=4294967295"),
+        (&["--max-tokens", "4294967296"], "--max-tokens", "1..=4294967295"),
+        (&["--seed", "-1"], "--seed", "0..=4294967295"),
+        (&["--seed", "4294967296"], "--seed", "0..=4294967295"),
+        (&["--prefill-chunk", "0"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "-1"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "65536"], "--prefill-chunk", "1..=65535"),
+        (&["--prefill-chunk", "1000000000000000000000"], "--prefill-chunk", "1..=65535"),
+        (&["--context", "0"], "--context", "1..=4294967295"),
+        (&["--context", "-5"], "--context", "1..=4294967295"),
+    ];
+    for (flag_args, flag, range) in cases {
+        refusal(&[&generate[..], flag_args].concat(), flag, range);
+    }
+
+    let bench = ["bench", "--model", "/no/model", "--profile"];
+    for flag in ["--prompt-tokens", "--decode-tokens", "--repeats", "--profile-runs", "--context"] {
+        refusal(&[&bench[..], &[flag, "0"]].concat(), flag, "1..=4294967295");
+    }
+    refusal(&[&bench[..], &["--batch", "0"]].concat(), "--batch", "1..=8");
+    let judge = ["judge", "--model", "/no/model", "--query", "q", "--response", "r"];
+    refusal(&[&judge[..], &["--max-new-tokens", "0"]].concat(), "--max-new-tokens", "1..=4294967295");
+    refusal(&[&judge[..], &["--max-new-tokens", "-3"]].concat(), "--max-new-tokens", "1..=4294967295");
+    // `--limit 0` resumes, reorders and reports without judging.
+    refusal(&[&judge[..], &["--limit", "-3"]].concat(), "--limit", "0..=4294967295");
+    let convert = ["convert", "/no/model.gguf", "--out", "/no/out"];
+    for shard_mb in ["0", "2049", "-64", "18446744073709551615"] {
+        refusal(&[&convert[..], &["--shard-mb", shard_mb]].concat(), "--shard-mb", "1..=2048");
+    }
+    refusal(&[&convert[..], &["--context", "0"]].concat(), "--context", "1..=4294967295");
+    for port in ["-1", "65536"] {
+        refusal(&["serve", "--port", port], "--port", "0..=65535");
+    }
+    refusal(&["serve", "--write-stall-secs", "0"], "--write-stall-secs", "1..=86400");
+}
+
+/// `--temperature 0` is greedy decoding (said in --help), not a division by zero: it passes
+/// the command line and the run goes on to read the model.
+#[test]
+fn temperature_zero_means_greedy() {
+    let out = webjudge(&["generate", "--model", "/no/model", "--prompt", "hi", "--temperature", "0"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/no/model"), "{stderr}");
+    let help = webjudge(&["generate", "--help"], "");
+    let help = String::from_utf8_lossy(&help.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("0 decodes greedily"), "{help}");
+}
+
+/// The library checks the same numbers, whoever calls it.
+#[test]
+fn sampling_numbers_are_checked_by_the_library() {
+    assert_eq!(Sampling::new(0.0, 0.9, 7), Ok(Sampling::Greedy), "temperature 0 is greedy decoding");
+    assert_ne!(Sampling::new(0.7, 0.9, 7).unwrap(), Sampling::Greedy);
+    for (temperature, top_p) in
+        [(f32::NAN, 1.0), (-1.0, 1.0), (f32::INFINITY, 1.0), (1e-9, 1.0), (1.0, 0.0), (1.0, 1.5), (1.0, f32::NAN)]
+    {
+        let refused = Sampling::new(temperature, top_p, 0).expect_err("out of range");
+        let named = if temperature.is_finite() && temperature >= MIN_TEMPERATURE { "top_p" } else { "temperature" };
+        assert!(refused.to_string().starts_with(named), "T {temperature} top_p {top_p}: {refused}");
+    }
+}
+
+/// Limits that depend on the model are checked once its manifest is read (the prefill
+/// chunk against the adapter's buffers, before any weight is uploaded), with a typed
+/// error naming the flag and both numbers, never a raw GPU error or a silent clamp.
+#[test]
+fn model_dependent_limits_are_refused_by_name_with_both_numbers() {
+    let model = converted_dir();
+    let context = Manifest::from_json(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+        .unwrap()
+        .architecture
+        .context_length;
+    let model = model.to_str().unwrap();
+    let run = |flag_args: &[&str]| {
+        let out =
+            webjudge(&[&["generate", "--model", model, "--prompt", "hi", "--max-tokens", "1"], flag_args].concat(), "");
+        assert_eq!(out.status.code(), Some(1), "{flag_args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let too_long = (context + 1).to_string();
+    let stderr = run(&["--context", &too_long]);
+    assert!(stderr.contains(&format!("--context {too_long}")) && stderr.contains(&context.to_string()), "{stderr}");
+    let stderr = run(&["--prefill-chunk", "65535"]);
+    assert!(stderr.contains("--prefill-chunk 65535") && stderr.contains("1..="), "{stderr}");
+    assert!(!stderr.contains("wgpu") && !stderr.contains("Buffer"), "a raw GPU error: {stderr}");
 }

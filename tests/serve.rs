@@ -199,6 +199,22 @@ fn serves_the_model_with_cors_ranges_and_immutable_shards() {
 }
 
 #[test]
+fn serves_a_file_of_many_reads_whole_and_by_ranges() {
+    let (site, model) = fixture("large");
+    // Several of the server's reads (512 KiB each), and not a whole number of them.
+    let bytes: Vec<u8> = (0..3_000_017u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(model.join("large.bin"), &bytes).unwrap();
+    let server = start(&site, &model);
+    let url = "/models/default/large.bin";
+    assert!(get(&server, url).body == bytes, "the whole file");
+    for (first, last) in [(524_000, 1_049_000), (1, 2_999_999), (2_621_440, 3_000_016)] {
+        let part = request(&server, "GET", url, &[("Range", &format!("bytes={first}-{last}"))]);
+        assert_eq!(part.status, 206);
+        assert!(part.body == bytes[first..=last], "bytes {first}-{last}");
+    }
+}
+
+#[test]
 fn serves_the_wasm_precompressed_with_a_validator_per_encoding() {
     let (site, model) = fixture("encoding");
     let wasm = site.join("pkg/webjudge_bg.wasm");
@@ -435,4 +451,54 @@ fn status_line(server: &Server, target: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", server.port)).ok()?;
     stream.write_all(format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
     BufReader::new(stream).lines().next()?.ok()
+}
+
+/// The status of the answer to a request, which must come within the slack: a request the
+/// server never answers fails the test instead of hanging it.
+fn status_within_slack(server: &Server, method: &str, target: &str) -> u16 {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.set_read_timeout(Some(SLACK)).unwrap();
+    stream.write_all(format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    let read = BufReader::new(stream).read_line(&mut line);
+    assert!(matches!(read, Ok(n) if n > 0), "no answer to {method} {target} within {SLACK:?}: {read:?}");
+    line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a status line: {line:?}"))
+}
+
+/// Clients requesting the FIFOs at once, each in turn: in all more requests than tokio's
+/// blocking pool has threads (512), which an open waiting for a writer would each pin.
+const FIFO_CLIENTS: usize = 32;
+const FIFO_REQUESTS_EACH: usize = 20;
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_a_root_is_not_found_and_holds_nothing() {
+    let (site, model) = fixture("fifo");
+    for fifo in [model.join("pipe.bin"), site.join("pipe.js")] {
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0, "mkfifo {}", fifo.display());
+    }
+    let server = start(&site, &model);
+    // (method, target, status): the FIFOs by GET and HEAD, and the page between them.
+    let requests = [
+        ("GET", "/models/default/pipe.bin", 404),
+        ("HEAD", "/models/default/pipe.bin", 404),
+        ("GET", "/pipe.js", 404),
+        ("HEAD", "/pipe.js", 404),
+        ("GET", "/", 200),
+    ];
+    std::thread::scope(|scope| {
+        for client in 0..FIFO_CLIENTS {
+            let server = &server;
+            scope.spawn(move || {
+                for n in 0..FIFO_REQUESTS_EACH {
+                    let (method, target, status) = requests[(client + n) % requests.len()];
+                    assert_eq!(status_within_slack(server, method, target), status, "{method} {target}");
+                }
+            });
+        }
+    });
+    assert_not_found(&server, &["/models/default/pipe.bin", "/pipe.js"]);
+    assert_eq!(status_within_slack(&server, "GET", "/models/default/manifest.json"), 200);
 }

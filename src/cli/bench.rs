@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use webjudge::engine::bench::{self, BenchConfig, BenchReport};
 
+use super::flags::{whole, MAX_COUNT};
 use super::load::ModelArgs;
 use super::{outln, CliResult};
 
@@ -12,13 +13,13 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// Prompt tokens to prefill.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     prompt_tokens: usize,
     /// Tokens to decode after the prompt.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     decode_tokens: usize,
     /// Kernel launches per bandwidth measurement.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     repeats: usize,
     /// Take the prompt text from this file (default: bench::PROMPT_TEXT).
     #[arg(long)]
@@ -34,10 +35,21 @@ pub struct Args {
     #[arg(long)]
     profile: bool,
     /// Profile the decode step with this many sequences decoded together (one token each).
-    #[arg(long, default_value_t = 1, requires = "profile", value_parser = clap::value_parser!(u16).range(1..=webjudge::model::MAX_SEQUENCES as i64))]
+    #[arg(
+        long,
+        default_value_t = 1,
+        requires = "profile",
+        allow_negative_numbers = true,
+        value_parser = whole::<u16>(1..=webjudge::model::MAX_SEQUENCES as u64)
+    )]
     batch: u16,
     /// Timed runs of each profiled step (averaged, after one warm-up).
-    #[arg(long, default_value_t = bench::PROFILE_RUNS)]
+    #[arg(
+        long,
+        default_value_t = bench::PROFILE_RUNS,
+        allow_negative_numbers = true,
+        value_parser = whole::<usize>(1..=MAX_COUNT)
+    )]
     profile_runs: usize,
 }
 

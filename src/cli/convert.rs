@@ -26,7 +26,12 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Largest shard to write, in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(
+        long,
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<u64>(1..=MAX_SHARD_MB)
+    )]
     pub shard_mb: u64,
     /// Replace the output directory if it is a model directory holding only what a
     /// conversion wrote (its manifest.json, tokenizer.json and the shards the manifest
@@ -42,7 +47,11 @@ pub struct Args {
     pub group: Option<usize>,
     /// The context to record, in positions, when smaller than the model's own (the engine
     /// never attends further); needed for a sliding-window model, whose window must cover it.
-    #[arg(long)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
+    )]
     pub context: Option<usize>,
     /// The judge family to record in the manifest: autoj, prometheus or none. Default:
     /// inferred from the checkpoint's names (directory name or _name_or_path, GGUF
@@ -50,6 +59,10 @@ pub struct Args {
     #[arg(long, value_parser = parse_judge)]
     pub judge: Option<JudgeChoice>,
 }
+
+/// The largest `--shard-mb`: a shard is held whole in memory as it loads, in the browser
+/// in wasm's 32-bit memory beside the shards loading with it.
+const MAX_SHARD_MB: u64 = 2048;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Quant {

@@ -11,6 +11,7 @@ use webjudge::model::MAX_SEQUENCES;
 use webjudge::tokenizer::{Tokenizer, TokenizerError};
 use webjudge::weights::Manifest;
 
+use super::flags::{number, whole, MAX_COUNT};
 use super::load::ModelArgs;
 use super::CliResult;
 
@@ -27,23 +28,29 @@ pub struct Args {
     prompts: Option<PathBuf>,
     /// With --prompts: sequences decoded together, at most (default: what the adapter's
     /// buffers hold, up to 8).
-    #[arg(long, requires = "prompts", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
+    #[arg(
+        long,
+        requires = "prompts",
+        allow_negative_numbers = true,
+        value_parser = whole::<u16>(1..=MAX_SEQUENCES as u64)
+    )]
     batch: Option<u16>,
     /// Wrap the prompt as a user message in the model's chat template (from its manifest);
     /// the message is tokenized as text, special tokens only where the template puts them.
     #[arg(long)]
     chat: bool,
     /// Most tokens to generate, EOS included.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     max_tokens: usize,
-    /// Sample with this temperature instead of greedy decoding.
-    #[arg(long)]
+    /// Sample at this temperature (finite, from 0.000001 up) instead of decoding greedily;
+    /// 0 decodes greedily, as leaving it out does.
+    #[arg(long, allow_negative_numbers = true, value_parser = number(Sampling::check_temperature))]
     temperature: Option<f32>,
-    /// Nucleus mass when sampling.
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus mass when sampling: above 0, at most 1.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = number(Sampling::check_top_p))]
     top_p: f32,
     /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = whole::<u32>(0..=u32::MAX.into()))]
     seed: u32,
     /// After the text, print one JSON line: ids, text, prompt_tokens, prefill_tok_s, decode_tok_s, finish.
     /// With --prompts: one line per prompt (index, ids, text, prompt_tokens, finish) in input
@@ -54,7 +61,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> CliResult {
     let sampling = match args.temperature {
-        Some(temperature) => Sampling::TopP { temperature, top_p: args.top_p, seed: args.seed },
+        Some(temperature) => Sampling::new(temperature, args.top_p, args.seed)?,
         None => Sampling::Greedy,
     };
     let options = GenerateOptions { max_tokens: args.max_tokens, sampling, cancel: None };

@@ -17,7 +17,7 @@ use webjudge::judge::output::{InputIdentity, RunOptions};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
-use webjudge::model::{LoadOptions, MAX_SEQUENCES};
+use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 use webjudge::tokenizer::Tokenizer;
 use webjudge::weights::manifest::TOKENIZER_FILE;
 use webjudge::weights::writer::hex;
@@ -53,21 +53,35 @@ pub struct Args {
     /// rows finish, no resume; the report goes to standard error).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Judge only the first N rows of the input.
-    #[arg(long)]
+    /// Judge only the first N rows of the input (0: none; resume, reorder and report only).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<usize>(0..=super::flags::MAX_COUNT)
+    )]
     limit: Option<usize>,
     /// Judge each pair in both orders and report whether the verdicts agree.
     #[arg(long)]
     swap: bool,
     /// With --input: rows judged together, at most (with --swap each row is two sequences);
     /// default: as many as the engine decodes together (8) or the adapter's buffers hold.
-    #[arg(long, requires = "input", value_parser = clap::value_parser!(u16).range(1..=MAX_SEQUENCES as i64))]
+    #[arg(
+        long,
+        requires = "input",
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<u16>(1..=MAX_SEQUENCES as u64)
+    )]
     batch: Option<u16>,
     /// Shorten responses from the middle when the input does not fit the context.
     #[arg(long)]
     truncate: bool,
     /// Critique tokens at most.
-    #[arg(long, default_value_t = AUTOJ_MAX_NEW_TOKENS)]
+    #[arg(
+        long,
+        default_value_t = AUTOJ_MAX_NEW_TOKENS,
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
+    )]
     max_new_tokens: usize,
     /// One item: the user's query.
     #[arg(long)]
@@ -217,7 +231,7 @@ fn batch(
         render(protocol, &row.item).map_err(|e| format!("{}: row {}: {e}", input.display(), row.index))?;
     }
 
-    let run = run_options(args, files, protocol, rubric, InputIdentity::of(&input.display().to_string(), &bytes));
+    let run = run_options(args, files, protocol, rubric, InputIdentity::of(&input.display().to_string(), &bytes))?;
     let (mut sink, done) = Sink::open(output, &run, input)?;
     let todo: Vec<&Row> = rows.iter().filter(|row| !done.contains(&row.index)).collect();
     if !done.is_empty() {
@@ -350,19 +364,21 @@ fn run_options(
     protocol: Protocol,
     rubric: Option<Rubric>,
     input: InputIdentity,
-) -> RunOptions {
+) -> Result<RunOptions, LoadError> {
     let a = &files.manifest.architecture;
-    let context = args.model.load_options(LoadOptions::for_model(a)).fitted(a).context;
-    RunOptions {
+    // Refused before the output is opened, let alone the model loaded.
+    let load = args.model.load_options(LoadOptions::for_model(a));
+    load.check_context(a)?;
+    Ok(RunOptions {
         protocol,
         rubric,
         swap: args.swap,
         model: hex(&Sha256::digest(files.bytes))[..16].to_string(),
         max_new_tokens: args.max_new_tokens,
-        context,
+        context: load.context,
         truncate: args.truncate,
         input: Some(input),
-    }
+    })
 }
 
 /// Prints the judge's metrics over every labelled record of the output (JSON Lines) to `out`.

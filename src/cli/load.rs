@@ -7,20 +7,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::kernels::GpuOptions;
-use webjudge::model::LoadOptions;
+use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
 use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::Manifest;
+
+use super::flags::{whole, MAX_COUNT};
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
     /// Model directory (manifest.json, tokenizer.json, weight shards).
     #[arg(long)]
     pub model: PathBuf,
-    /// KV cache positions to allocate (default: the model's context length).
-    #[arg(long)]
+    /// KV cache positions to allocate, at most the model's context length (the default).
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     pub context: Option<usize>,
-    /// Prompt tokens per prefill submission.
-    #[arg(long, default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK)]
+    /// Prompt tokens per prefill submission: at most 65535, and as many as the adapter's
+    /// buffers hold for the model (the error says how many).
+    #[arg(
+        long,
+        default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK,
+        allow_negative_numbers = true,
+        value_parser = whole::<usize>(1..=MAX_STEP_TOKENS as u64)
+    )]
     pub prefill_chunk: usize,
     /// Use the workgroup-reduction kernels even where the adapter has subgroups.
     #[arg(long)]
@@ -54,8 +62,11 @@ impl ModelArgs {
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
             |defaults| {
+                // A context sized for the prompts is at most the model's; --context is
+                // taken as given, and refused when the model has less.
+                let fitting = context.map(|context| context.min(defaults.context));
                 let options = self.load_options(LoadOptions { sequences, ..defaults });
-                LoadOptions { context: self.context.or(context).unwrap_or(options.context), ..options }
+                LoadOptions { context: self.context.or(fitting).unwrap_or(options.context), ..options }
             },
             &mut |done, total| {
                 bar.set_length(total);

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod convert;
+mod flags;
 mod generate;
 mod judge;
 mod load;

@@ -6,17 +6,19 @@
 //! kept forever.
 //!
 //! HTTP/1.1 is hyper's and files are tower-http's `ServeDir` (ranges, validators,
-//! precompressed variants). This module adds the policy: only files whose real path
-//! (symlinks resolved) lies inside their root are served, never a dotfile; headers by what
-//! is served; and no client holds a connection beyond the limits below: any web page the
-//! browser opens can reach 127.0.0.1.
+//! precompressed variants). This module adds the policy: only regular files whose real
+//! path (symlinks resolved) lies inside their root are served, never a dotfile; headers by
+//! what is served; no client holds a connection beyond the limits below (any web page the
+//! browser opens can reach 127.0.0.1); and no file, however slow or odd, holds a thread
+//! beyond a deadline or takes every thread that reads files.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use http_body_util::{Either, Full};
@@ -27,12 +29,11 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use percent_encoding::percent_decode_str;
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_io_timeout::TimeoutStream;
-use tower_http::services::fs::{
-    Backend, DefaultServeDirFallback, ServeDir, ServeFileSystemResponseBody, TokioBackend, TokioFile,
-};
+use tower_http::services::fs::{Backend, DefaultServeDirFallback, ServeDir, ServeFileSystemResponseBody};
 
 use super::{outln, CliResult};
 
@@ -54,15 +55,34 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// is dropped. No total limit: a multi-GiB shard takes long, but it keeps moving.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest `--write-stall-secs`: a day is no limit already, and much more would
+/// overflow the timer's clock.
+const MAX_WRITE_STALL_SECS: u64 = 24 * 60 * 60;
+
 /// Connections served at once. A page loads a few files at a time (browsers open at most
 /// six connections per host); the cap bounds the sockets that idle or slow clients can
 /// pin, for up to the two timeouts above.
 const MAX_CONNECTIONS: usize = 64;
 
+/// File operations (resolving a path, its metadata, an open, a read) running at once, at
+/// most: each holds a thread of the blocking pool, and one the file system never finishes
+/// (a hung network mount) holds it for good. Twice the connections, which run one each at
+/// a time; the pool has no more threads, so stuck operations cannot grow it without bound.
+const MAX_FILE_OPERATIONS: usize = 2 * MAX_CONNECTIONS;
+
+/// How long one file operation may take, its wait for a free slot included. Past it the
+/// request is answered 503, or a response already started ends; a read of a local file
+/// takes milliseconds.
+const FILE_OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Bytes each read of a served file asks for: a response body takes 64 KiB at a time, and
+/// each read is a trip to the blocking pool.
+const READ_AHEAD_BYTES: usize = 512 << 10;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, default_value_t = 8080, allow_negative_numbers = true, value_parser = super::flags::whole::<u16>(0..=u16::MAX.into()))]
     port: u16,
     /// Model directory to serve at /models/default/.
     #[arg(long)]
@@ -75,7 +95,8 @@ pub struct Args {
         long,
         hide = true,
         default_value_t = WRITE_STALL_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..)
+        allow_negative_numbers = true,
+        value_parser = super::flags::whole::<u64>(1..=MAX_WRITE_STALL_SECS)
     )]
     write_stall_secs: u64,
 }
@@ -104,10 +125,11 @@ pub fn run(args: Args) -> CliResult {
             return Err(format!("{} has no manifest.json: make one with `webjudge convert`", model.display()).into());
         }
     }
-    let pages = files(&args.root)?.precompressed_gzip().precompressed_br();
+    let operations = FileOperations::new(MAX_FILE_OPERATIONS, FILE_OPERATION_DEADLINE);
+    let pages = files(&args.root, &operations)?.precompressed_gzip().precompressed_br();
     let model = match &args.model {
         Some(dir) => Some(
-            files(dir)?
+            files(dir, &operations)?
                 // A model directory is flat; its files are served as they are.
                 .append_index_html_on_directories(false)
                 // One range per request, as the loader asks; a multi-range request gets the whole file.
@@ -116,8 +138,9 @@ pub fn run(args: Args) -> CliResult {
         None => None,
     };
     let site = Arc::new(Site { pages, model, write_stall_timeout: Duration::from_secs(args.write_stall_secs) });
-    // One thread serves every connection; file reads run on tokio's blocking pool.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // One thread serves every connection; file operations run on tokio's blocking pool.
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().max_blocking_threads(MAX_FILE_OPERATIONS).enable_all().build()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(("127.0.0.1", args.port))
             .await
@@ -133,9 +156,10 @@ pub fn run(args: Args) -> CliResult {
     })
 }
 
-fn files(root: &Path) -> Result<Files, String> {
+fn files(root: &Path, operations: &FileOperations) -> Result<Files, String> {
     let real_root = root.canonicalize().map_err(|e| format!("cannot resolve {}: {e}", root.display()))?;
-    Ok(ServeDir::with_backend(&real_root, InsideRoot { real_root: real_root.clone().into() }))
+    let backend = InsideRoot { real_root: real_root.clone().into(), operations: operations.clone() };
+    Ok(ServeDir::with_backend(&real_root, backend))
 }
 
 async fn accept_forever(listener: TcpListener, site: Arc<Site>) -> CliResult {
@@ -207,6 +231,12 @@ async fn answer(site: Arc<Site>, mut request: Request<Incoming>) -> Result<Respo
         Ok(response) if response.status() == StatusCode::NOT_FOUND => return Ok(not_found()),
         Ok(response) => response,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(not_found()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            eprintln!("warning: cannot serve {path}: {e}");
+            let mut refusal = text(StatusCode::SERVICE_UNAVAILABLE, "the file system is slow, retry\n");
+            refusal.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(FILE_OPERATION_DEADLINE.as_secs()));
+            return Ok(refusal);
+        }
         Err(e) => {
             eprintln!("warning: cannot serve {path}: {e}");
             return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n"));
@@ -302,57 +332,256 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
 
-/// tokio's file system as `ServeDir` sees it, less what must not be served: a path whose
+/// Runs file operations on tokio's blocking pool, each within a deadline and at most
+/// `slots` at once: an operation holds its slot until it returns, however long past its
+/// deadline that is, so operations that never return cannot take every thread.
+#[derive(Clone)]
+struct FileOperations {
+    slots: Arc<Semaphore>,
+    deadline: Duration,
+}
+
+impl FileOperations {
+    fn new(slots: usize, deadline: Duration) -> Self {
+        Self { slots: Arc::new(Semaphore::new(slots)), deadline }
+    }
+
+    /// `operation`'s result, or a TimedOut error when it has not returned by the deadline.
+    fn run<T: Send + 'static>(
+        &self,
+        operation: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> impl Future<Output = io::Result<T>> + Send + 'static {
+        let (slots, deadline) = (Arc::clone(&self.slots), self.deadline);
+        let finished = async move {
+            let slot = slots.acquire_owned().await.map_err(io::Error::other)?;
+            let operation = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                operation()
+            });
+            operation.await.map_err(io::Error::other)?
+        };
+        async move {
+            tokio::time::timeout(deadline, finished).await.map_err(|_| {
+                let message = format!("a file operation did not finish within {} s", deadline.as_secs_f32());
+                io::Error::new(io::ErrorKind::TimedOut, message)
+            })?
+        }
+    }
+}
+
+/// The file system as `ServeDir` sees it, less what must not be served: a path whose
 /// real path leaves the root or passes through a dot-directory or dotfile there (a
-/// symlink inside the root may point at one), and a `.gz`/`.br` copy older than the file
-/// it compresses (a wasm rebuilt without its copies is served uncompressed, never stale).
-/// Such paths read as missing, and `ServeDir` falls back from a missing copy to the file.
+/// symlink inside the root may point at one), anything but a regular file or a directory
+/// (a FIFO, a device), and a `.gz`/`.br` copy older than the file it compresses (a wasm
+/// rebuilt without its copies is served uncompressed, never stale). Such paths read as
+/// missing, and `ServeDir` falls back from a missing copy to the file. Every operation
+/// runs as one of [`FileOperations`].
 #[derive(Clone)]
 struct InsideRoot {
     real_root: Arc<Path>,
+    operations: FileOperations,
 }
 
-impl InsideRoot {
-    /// The real path to open for `path`, or a NotFound error.
-    async fn permitted(&self, path: PathBuf) -> io::Result<PathBuf> {
-        let missing = || io::Error::from(io::ErrorKind::NotFound);
-        let real = tokio::fs::canonicalize(&path).await.map_err(|_| missing())?;
-        let below_root = real.strip_prefix(&self.real_root).map_err(|_| missing())?;
-        let hidden = |part: Component| part.as_os_str().as_encoded_bytes().starts_with(b".");
-        if below_root.components().any(hidden) || is_stale_copy(&real).await {
-            return Err(missing());
-        }
-        Ok(real)
+fn missing() -> io::Error {
+    io::Error::from(io::ErrorKind::NotFound)
+}
+
+/// The real path to open for `path`, or a NotFound error.
+fn permitted(real_root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let real = path.canonicalize().map_err(|_| missing())?;
+    let below_root = real.strip_prefix(real_root).map_err(|_| missing())?;
+    let hidden = |part: Component| part.as_os_str().as_encoded_bytes().starts_with(b".");
+    if below_root.components().any(hidden) || is_stale_copy(&real) {
+        return Err(missing());
     }
+    Ok(real)
 }
 
 /// Compressors that keep the file's time may keep it to the second (brotli -k does).
 const COPY_TIME_SLACK: Duration = Duration::from_secs(1);
 
-async fn is_stale_copy(path: &Path) -> bool {
+fn is_stale_copy(path: &Path) -> bool {
     if !matches!(path.extension().and_then(|e| e.to_str()), Some("gz" | "br")) {
         return false;
     }
-    let modified = |path: PathBuf| async move { tokio::fs::metadata(path).await.and_then(|m| m.modified()).ok() };
-    match (modified(path.with_extension("")).await, modified(path.to_path_buf()).await) {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (modified(&path.with_extension("")), modified(path)) {
         (Some(original), Some(copy)) => copy + COPY_TIME_SLACK < original,
         _ => false,
     }
 }
 
+/// `path` opened for reading if it is a regular file, else a NotFound error. Opened
+/// without waiting (a FIFO's open would wait for a writer) and checked once open, so
+/// nothing can be swapped in between; a regular file's reads ignore O_NONBLOCK.
+fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(missing());
+    }
+    Ok((file, metadata))
+}
+
 impl Backend for InsideRoot {
-    type File = TokioFile;
+    type File = ServedFile;
     type Metadata = std::fs::Metadata;
-    type OpenFuture = BoxFuture<TokioFile>;
+    type OpenFuture = BoxFuture<ServedFile>;
     type MetadataFuture = BoxFuture<std::fs::Metadata>;
 
     fn open(&self, path: PathBuf) -> Self::OpenFuture {
-        let this = self.clone();
-        Box::pin(async move { TokioBackend.open(this.permitted(path).await?).await })
+        let (real_root, operations) = (Arc::clone(&self.real_root), self.operations.clone());
+        let opened = self.operations.run(move || open_regular(&permitted(&real_root, &path)?));
+        Box::pin(async move {
+            let (file, metadata) = opened.await?;
+            Ok(ServedFile::new(file, metadata, operations))
+        })
     }
 
+    /// A directory's too: `ServeDir` asks whether a path is one (and serves its index.html).
     fn metadata(&self, path: PathBuf) -> Self::MetadataFuture {
-        let this = self.clone();
-        Box::pin(async move { tokio::fs::metadata(this.permitted(path).await?).await })
+        let real_root = Arc::clone(&self.real_root);
+        Box::pin(self.operations.run(move || {
+            let metadata = std::fs::metadata(permitted(&real_root, &path)?)?;
+            match metadata.is_file() || metadata.is_dir() {
+                true => Ok(metadata),
+                false => Err(missing()),
+            }
+        }))
+    }
+}
+
+/// A regular file opened by [`InsideRoot`], read ahead [`READ_AHEAD_BYTES`] at a time, each
+/// read one of [`FileOperations`]: a read that misses the deadline fails, which ends the
+/// response.
+struct ServedFile {
+    file: Arc<std::fs::File>,
+    metadata: std::fs::Metadata,
+    /// Where the next byte given to the caller is.
+    position: u64,
+    /// Bytes read ahead, of which the first `given` have been given: the rest start at
+    /// `position`.
+    ahead: Vec<u8>,
+    given: usize,
+    operations: FileOperations,
+    /// The read in flight, from `position`. In a Mutex only to make the file `Sync`, as
+    /// `ServeDir` asks: reached through `&mut self` alone, it is never locked.
+    read: Mutex<Option<BoxFuture<Vec<u8>>>>,
+}
+
+impl ServedFile {
+    fn new(file: std::fs::File, metadata: std::fs::Metadata, operations: FileOperations) -> Self {
+        let (ahead, given, read) = (Vec::new(), 0, Mutex::new(None));
+        Self { file: Arc::new(file), metadata, position: 0, ahead, given, operations, read }
+    }
+}
+
+impl AsyncRead for ServedFile {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.given == this.ahead.len() {
+            let in_flight = this.read.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let read = in_flight.get_or_insert_with(|| {
+                let (file, position) = (Arc::clone(&this.file), this.position);
+                // The last read's buffer, whole again (zeroed only where it grows).
+                let mut bytes = std::mem::take(&mut this.ahead);
+                this.given = 0;
+                Box::pin(this.operations.run(move || {
+                    bytes.resize(READ_AHEAD_BYTES, 0);
+                    let read = read_at(&file, &mut bytes, position)?;
+                    bytes.truncate(read);
+                    Ok(bytes)
+                }))
+            });
+            let bytes = ready!(read.as_mut().poll(cx));
+            *in_flight = None;
+            (this.ahead, this.given) = (bytes?, 0);
+        }
+        let given = (this.ahead.len() - this.given).min(buf.remaining());
+        buf.put_slice(&this.ahead[this.given..][..given]);
+        this.given += given;
+        this.position += given as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for ServedFile {
+    fn start_seek(self: Pin<&mut Self>, seek: io::SeekFrom) -> io::Result<()> {
+        let this = self.get_mut();
+        let position = match seek {
+            io::SeekFrom::Start(offset) => Some(offset),
+            io::SeekFrom::End(offset) => this.metadata.len().checked_add_signed(offset),
+            io::SeekFrom::Current(offset) => this.position.checked_add_signed(offset),
+        };
+        this.position = position.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
+        // What was read ahead, or is being read, was from the old position.
+        this.given = this.ahead.len();
+        *this.read.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(self.position))
+    }
+}
+
+impl tower_http::services::fs::File for ServedFile {
+    type Metadata = std::fs::Metadata;
+    type MetadataFuture<'a> = std::future::Ready<io::Result<std::fs::Metadata>>;
+
+    /// As it was when opened.
+    fn metadata(&self) -> Self::MetadataFuture<'_> {
+        std::future::ready(Ok(self.metadata.clone()))
+    }
+}
+
+/// Reads at `offset` without moving a shared cursor.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// Operations that never return (a hung mount) end at the deadline but keep their
+    /// slots; with every slot held, the next operation fails at its deadline without
+    /// running, and runs again once they return.
+    #[test]
+    fn stuck_file_operations_time_out_and_cannot_take_more_than_their_slots() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let operations = FileOperations::new(2, Duration::from_millis(200));
+            let mut releases = Vec::new();
+            for _ in 0..2 {
+                let (release, released) = mpsc::channel::<()>();
+                releases.push(release);
+                let stuck = operations.run(move || Ok(released.recv()));
+                assert_eq!(stuck.await.unwrap_err().kind(), io::ErrorKind::TimedOut);
+            }
+            let ran = Arc::new(AtomicBool::new(false));
+            let runs = Arc::clone(&ran);
+            let waiting = operations.run(move || {
+                runs.store(true, Ordering::SeqCst);
+                Ok(())
+            });
+            assert_eq!(waiting.await.unwrap_err().kind(), io::ErrorKind::TimedOut);
+            assert!(!ran.load(Ordering::SeqCst), "an operation ran beyond the slots");
+
+            drop(releases);
+            // Both slots come back as the stuck operations return.
+            drop(operations.slots.acquire_many(2).await.unwrap());
+            assert_eq!(operations.run(|| Ok(7)).await.unwrap(), 7);
+        });
     }
 }

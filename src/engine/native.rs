@@ -54,7 +54,8 @@ pub fn read_metadata(dir: &Path) -> Result<(Manifest, Tokenizer), EngineError> {
 }
 
 /// Reads and verifies `dir`'s manifest, tokenizer and shards onto a new GPU context.
-/// `options` adjusts the context length and prefill chunk (default: the model's);
+/// `options` adjusts the context length and prefill chunk (default: the model's), which
+/// are checked ([`LoadOptions::check`]) before any weight is read;
 /// `on_progress(done, total)` reports shard bytes as they are uploaded.
 pub fn load_dir(
     dir: &Path,
@@ -63,11 +64,15 @@ pub fn load_dir(
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Engine, EngineError> {
     let (manifest, tokenizer) = read_metadata(dir)?;
+    let architecture = manifest.architecture.clone();
+    let options = options(LoadOptions::for_model(&architecture));
     // Every shard is there and of its size before the GPU is touched.
     for shard in &manifest.shards {
         checked_size(&dir.join(&shard.file), Some(shard.size))?;
     }
     let gpu = pollster::block_on(Gpu::new(gpu_options)).map_err(LoadError::from)?;
+    // Refused before the weights are read, not after (the model checks them again).
+    options.check(&architecture, manifest.widest_ordered_input(), &gpu.limits)?;
     let mut uploader = ShardUploader::new(&gpu, &manifest)?;
     let total = manifest.total_bytes();
     let mut done = 0;
@@ -79,8 +84,6 @@ pub fn load_dir(
         on_progress(done, total);
     }
     let weights = uploader.finish()?;
-    let architecture = manifest.architecture.clone();
-    let options = options(LoadOptions::for_model(&architecture));
     let model = LlamaModel::new(gpu, architecture, weights, options)?;
     Ok(Engine::new(model, tokenizer, manifest))
 }

@@ -60,7 +60,7 @@ impl StepBuffers {
 }
 
 /// Most workgroups one dispatch dimension may have (WebGPU's guaranteed limit).
-const MAX_WORKGROUPS_PER_DIM: u32 = 65535;
+pub const MAX_WORKGROUPS_PER_DIM: u32 = 65535;
 
 /// How many workgroups a dispatch needs, given the step's token count.
 #[derive(Clone, Copy, Debug)]

@@ -18,7 +18,7 @@ mod tensor;
 pub mod variants;
 
 pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};
-pub use dispatch::{record_all, Dispatch, Step, StepBuffers, TokenPlace, Workgroups};
+pub use dispatch::{record_all, Dispatch, Step, StepBuffers, TokenPlace, Workgroups, MAX_WORKGROUPS_PER_DIM};
 pub use embedding::embedding;
 pub use gather::gather;
 pub use gpu::{storage_size, Gpu, GpuError, GpuOptions};
@@ -26,5 +26,5 @@ pub use linear::{linear, Epilogue, LinearMode};
 pub use profile::{time_dispatches, Clock};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope_and_store, rope_table};
-pub use sampling::{choose_token, Sampling};
+pub use sampling::{choose_token, Sampling, SamplingError, TopP, MIN_TEMPERATURE};
 pub use tensor::{GpuPart, GpuTensor};

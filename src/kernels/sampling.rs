@@ -14,12 +14,56 @@ struct Params {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampling {
     Greedy,
-    /// Temperature and nucleus sampling; the seed makes runs repeatable.
-    TopP {
-        temperature: f32,
-        top_p: f32,
-        seed: u32,
-    },
+    /// Temperature and nucleus sampling, made by [`Sampling::new`].
+    TopP(TopP),
+}
+
+/// Checked numbers of temperature and nucleus sampling; the seed makes runs repeatable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopP {
+    pub(crate) temperature: f32,
+    pub(crate) top_p: f32,
+    pub(crate) seed: u32,
+}
+
+/// The lowest temperature sampled at, well above f32's subnormals: the sampler divides
+/// logits by it, and a GPU may flush a subnormal divisor to zero.
+pub const MIN_TEMPERATURE: f32 = 1e-6;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SamplingError {
+    #[error("temperature must be 0 (greedy decoding) or from {MIN_TEMPERATURE} up, and finite")]
+    Temperature(f32),
+    #[error("top_p must be above 0 and at most 1")]
+    TopP(f32),
+}
+
+impl Sampling {
+    /// Sampling at `temperature` from the fewest most probable tokens whose mass reaches
+    /// `top_p`; temperature 0, its limit, is greedy decoding.
+    pub fn new(temperature: f32, top_p: f32, seed: u32) -> Result<Self, SamplingError> {
+        let (temperature, top_p) = (Self::check_temperature(temperature)?, Self::check_top_p(top_p)?);
+        Ok(match temperature == 0.0 {
+            true => Sampling::Greedy,
+            false => Sampling::TopP(TopP { temperature, top_p, seed }),
+        })
+    }
+
+    /// `temperature` if [`Sampling::new`] takes it: 0, or finite from [`MIN_TEMPERATURE`] up.
+    pub fn check_temperature(temperature: f32) -> Result<f32, SamplingError> {
+        match temperature == 0.0 || (MIN_TEMPERATURE..=f32::MAX).contains(&temperature) {
+            true => Ok(temperature),
+            false => Err(SamplingError::Temperature(temperature)),
+        }
+    }
+
+    /// `top_p` if [`Sampling::new`] takes it: above 0, at most 1.
+    pub fn check_top_p(top_p: f32) -> Result<f32, SamplingError> {
+        match top_p > 0.0 && top_p <= 1.0 {
+            true => Ok(top_p),
+            false => Err(SamplingError::TopP(top_p)),
+        }
+    }
 }
 
 /// Writes the chosen token id of each logits row to `tokens[row]`: one row for the step's

@@ -22,7 +22,7 @@ use crate::kernels::variants::{MATMUL_TILE_TOKENS, MATVEC_MAX_TOKENS};
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table,
     time_dispatches, AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling,
-    SplitScratch, Step, StepBuffers, TokenPlace,
+    SplitScratch, Step, StepBuffers, TokenPlace, TopP,
 };
 
 use super::config::TENSORS_PER_LAYER;
@@ -59,6 +59,34 @@ impl LoadOptions {
     /// The model's full context, the default prefill chunk, one sequence.
     pub fn for_model(architecture: &Architecture) -> Self {
         Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
+    }
+
+    /// Refuses a context outside 1 to the model's, and a prefill chunk outside 1 to the
+    /// most tokens a step can have on an adapter with `limits`
+    /// ([`BufferPlan::max_step_tokens`]); `widest_ordered_input` as for [`BufferPlan::new`].
+    pub fn check(
+        &self,
+        architecture: &Architecture,
+        widest_ordered_input: usize,
+        limits: &wgpu::Limits,
+    ) -> Result<(), LoadError> {
+        self.check_context(architecture)?;
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, max_binding);
+        if !(1..=max).contains(&self.prefill_chunk) {
+            return Err(LoadError::PrefillChunk { chunk: self.prefill_chunk, max });
+        }
+        Ok(())
+    }
+
+    /// Refuses a context outside 1 to the model's (needs no adapter: callers can refuse it
+    /// before anything else, as [`Self::check`] does when loading).
+    pub fn check_context(&self, architecture: &Architecture) -> Result<(), LoadError> {
+        let max = architecture.context_length;
+        match (1..=max).contains(&self.context) {
+            true => Ok(()),
+            false => Err(LoadError::Context { context: self.context, max }),
+        }
     }
 
     /// The options a model loads with: a context of at least one position and at most the
@@ -129,7 +157,7 @@ impl Head {
     fn get(&self, sampling: Sampling) -> &[Dispatch] {
         match sampling {
             Sampling::Greedy => &self.greedy,
-            Sampling::TopP { .. } => &self.sampled,
+            Sampling::TopP(_) => &self.sampled,
         }
     }
 }
@@ -176,6 +204,9 @@ impl LlamaModel {
         options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let a = &architecture;
+        let widest_ordered_input =
+            weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
+        options.check(a, widest_ordered_input, &gpu.limits)?;
         let mut options = options.fitted(a);
         check_shapes(a, &weights)?;
         let weights = stack_projections(&gpu, a.n_layers, weights);
@@ -192,8 +223,6 @@ impl LlamaModel {
             });
         }
         options.sequences = options.sequences.min((limit / slot_bytes) as usize);
-        let widest_ordered_input =
-            weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
         let plan = BufferPlan::new(a, &options, widest_ordered_input);
 
         let act = Activations {
@@ -600,7 +629,7 @@ impl LlamaModel {
     fn write_step(&self, places: &[TokenPlace], choosing: usize, sampling: Sampling) {
         let (temperature, top_p, seed) = match sampling {
             Sampling::Greedy => (0.0, 1.0, 0),
-            Sampling::TopP { temperature, top_p, seed } => (temperature, top_p, seed),
+            Sampling::TopP(TopP { temperature, top_p, seed }) => (temperature, top_p, seed),
         };
         let step = Step { n_tokens: places.len() as u32, seed, temperature, top_p, choosing: choosing as u32 };
         self.step.write(&self.gpu, &step, places);

@@ -35,6 +35,13 @@ pub enum LoadError {
     Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("norm weight {name} is {found:?}; the kernels read norm weights as f32")]
     NormDType { name: String, found: crate::weights::DType },
+    #[error("--context {context} is not within the model's context of 1..={max} positions")]
+    Context { context: usize, max: usize },
+    #[error(
+        "--prefill-chunk {chunk} is not within 1..={max} tokens, the most one step of this model takes on this \
+         adapter (its dispatch grid and buffer bindings)"
+    )]
+    PrefillChunk { chunk: usize, max: usize },
     #[error(
         "the KV cache for {sequences} sequence(s) of {context} positions needs {needed} bytes per layer buffer, \
          the adapter binds at most {limit}; load with a shorter context or fewer sequences"

@@ -13,4 +13,4 @@ pub use llama::{
     MAX_SEQUENCES,
 };
 pub use load::{verify_shard, LoadError, ShardUploader};
-pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
+pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};

@@ -3,10 +3,14 @@
 //! the browser's fit check (src/web/fit.rs) adds it up, so the two cannot disagree.
 
 use super::{Architecture, LoadOptions};
-use crate::kernels::{storage_size, Heads, KvCache, SplitScratch, TokenPlace};
+use crate::kernels::{storage_size, Heads, KvCache, SplitScratch, TokenPlace, MAX_WORKGROUPS_PER_DIM};
 
 /// Prompt tokens per prefill submission unless asked otherwise.
 pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+
+/// The most tokens one step (a prefill chunk) may have on any adapter: kernels dispatch
+/// a row of workgroups per token.
+pub const MAX_STEP_TOKENS: usize = MAX_WORKGROUPS_PER_DIM as usize;
 
 /// Bytes of each buffer, as asked of the GPU (before [`storage_size`]'s rounding).
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +52,8 @@ impl BufferPlan {
     /// when none has one; see [`crate::weights::Manifest::widest_ordered_input`]).
     pub fn new(a: &Architecture, options: &LoadOptions, widest_ordered_input: usize) -> Self {
         let step_tokens = options.prefill_chunk.max(options.sequences);
-        let f32s = |width: usize| (step_tokens * width) as u64 * 4;
+        // In u64: a step's buffers may exceed a 32-bit usize (wasm), and are refused then.
+        let f32s = |width: usize| step_tokens as u64 * width as u64 * 4;
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         Self {
             residual: f32s(a.hidden),
@@ -61,13 +66,25 @@ impl BufferPlan {
             step_tokens,
             tokens: step_tokens as u64 * 4,
             places: step_tokens as u64 * std::mem::size_of::<TokenPlace>() as u64,
-            logits: (a.vocab * options.sequences) as u64 * 4,
+            logits: a.vocab as u64 * options.sequences as u64 * 4,
             rope_table: options.context as u64 * a.head_dim as u64 * 4,
             kv_layer: KvCache::layer_bytes(heads, options.context, options.sequences),
             kv_buffers: 2 * a.n_layers as u64,
             split_scratch: SplitScratch::max_bytes(heads, options.sequences),
             prefix_scratch: KvCache::layer_bytes(heads, options.context, 1),
         }
+    }
+
+    /// The most tokens a step may have when each of its activation buffers (one binding
+    /// each) may take at most `max_binding` bytes as allocated, and at most
+    /// [`MAX_STEP_TOKENS`].
+    pub fn max_step_tokens(a: &Architecture, widest_ordered_input: usize, max_binding: u64) -> usize {
+        let one = Self::new(a, &LoadOptions { context: 1, prefill_chunk: 1, sequences: 1 }, widest_ordered_input);
+        let per_token = [one.residual, one.normed, one.qkv, one.q, one.attended, one.gate, one.gathered];
+        let per_token = per_token.into_iter().max().unwrap_or(0).max(1);
+        // Allocations are rounded up to 16 bytes (`storage_size`).
+        let fits = max_binding / 16 * 16 / per_token;
+        fits.min(MAX_STEP_TOKENS as u64) as usize
     }
 
     /// Everything but the KV cache, as allocated.
