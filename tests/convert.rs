@@ -853,6 +853,11 @@ fn wrong_tensors_and_metadata_are_named() {
     assert!(matches!(scaled, Err(ConvertError::Unsupported(_))));
     let bad_eos = convert_variant(&|g| g.set("tokenizer.ggml.eos_token_id", GgufValue::U32(VOCAB as u32)));
     assert!(matches!(bad_eos, Err(ConvertError::InvalidArchitecture(_))));
+    // 1e39 is infinity in f32.
+    let infinite_eps = convert_variant(&|g| g.set("llama.attention.layer_norm_rms_epsilon", GgufValue::F64(1e39)));
+    assert!(matches!(infinite_eps, Err(ConvertError::InvalidArchitecture(m)) if m.contains("norm_eps inf")));
+    let infinite_theta = convert_variant(&|g| g.set("llama.rope.freq_base", GgufValue::F32(f32::INFINITY)));
+    assert!(matches!(infinite_theta, Err(ConvertError::InvalidArchitecture(m)) if m.contains("rope_theta inf")));
 }
 
 #[test]
@@ -956,6 +961,11 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     refused(&|m| m["architecture"]["ffn"] = 1024.into(), "the architecture needs [1024");
     refused(&|m| m["tensors"][0]["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]), "more than 2^40 values");
     refused(&|m| m["tensors"][0]["parts"][0]["rows"] = usize::MAX.into(), "do not cover the rows");
+    // 1e39 is infinity in f32: every norm would divide by it.
+    refused(&|m| m["architecture"]["norm_eps"] = 1e39.into(), "norm_eps inf is not within (0, 0.01]");
+    refused(&|m| m["architecture"]["norm_eps"] = 0.5.into(), "norm_eps 0.5 is not within (0, 0.01]");
+    refused(&|m| m["architecture"]["rope_theta"] = 1e39.into(), "rope_theta inf is not within [1, 1e12]");
+    refused(&|m| m["architecture"]["rope_theta"] = 0.5.into(), "rope_theta 0.5 is not within [1, 1e12]");
     // Through the CLI: a clear error (exit 1), nothing opened.
     let generate_fails = |manifest: &serde_json::Value| {
         std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();

@@ -651,6 +651,16 @@ mod tests {
         assert!(matches!(theta(yarn), Err(HfError::Unsupported(_))));
     }
 
+    #[test]
+    fn floats_must_be_finite_and_in_range() {
+        let problem = |extra| architecture(&config(extra), false, None).unwrap_err().to_string();
+        // 1e39 is infinity in f32.
+        assert!(problem(serde_json::json!({"rms_norm_eps": 1e39})).contains("norm_eps inf is not within (0, 0.01]"));
+        assert!(problem(serde_json::json!({"rms_norm_eps": 0.0})).contains("norm_eps 0 is not within"));
+        assert!(problem(serde_json::json!({"rope_theta": 1e39})).contains("rope_theta inf is not within [1, 1e12]"));
+        assert!(problem(serde_json::json!({"rope_theta": -1.0})).contains("rope_theta -1 is not within"));
+    }
+
     /// transformers 5 writes the template to `chat_template.jinja`, not into the config.
     #[test]
     fn chat_template_from_the_config_or_its_own_file() {
