@@ -8,6 +8,8 @@
 mod common;
 mod test_model;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -20,8 +22,8 @@ use sha2::{Digest, Sha256};
 use webjudge::judge::JudgeFamily;
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::gguf::{
-    GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
-    GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
+    GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32,
+    GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
 use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
 use webjudge::weights::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
@@ -97,11 +99,30 @@ fn put_value(out: &mut Vec<u8>, value: &GgufValue) {
         GgufValue::F64(v) => out.extend(v.to_le_bytes()),
         GgufValue::Bool(v) => out.push(u8::from(*v)),
         GgufValue::String(s) => put_string(out, s),
-        GgufValue::Array(items) => {
-            out.extend(items.first().map_or(0, value_type).to_le_bytes());
-            out.extend((items.len() as u64).to_le_bytes());
-            items.iter().for_each(|item| put_value(out, item));
-        }
+        GgufValue::Array(array) => put_array(out, array),
+    }
+}
+
+fn put_array(out: &mut Vec<u8>, array: &GgufArray) {
+    fn items<T>(out: &mut Vec<u8>, item_type: u32, items: &[T], put: impl Fn(&mut Vec<u8>, &T)) {
+        out.extend(item_type.to_le_bytes());
+        out.extend((items.len() as u64).to_le_bytes());
+        items.iter().for_each(|item| put(out, item));
+    }
+    match array {
+        GgufArray::U8(v) => items(out, 0, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I8(v) => items(out, 1, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::U16(v) => items(out, 2, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I16(v) => items(out, 3, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::U32(v) => items(out, 4, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I32(v) => items(out, 5, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::F32(v) => items(out, 6, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::Bool(v) => items(out, 7, v, |out, x| out.push(u8::from(*x))),
+        GgufArray::String(v) => items(out, 8, &v.iter().collect::<Vec<_>>(), |out, x| put_string(out, x)),
+        GgufArray::Array(v) => items(out, 9, v, put_array),
+        GgufArray::U64(v) => items(out, 10, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I64(v) => items(out, 11, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::F64(v) => items(out, 12, v, |out, x| out.extend(x.to_le_bytes())),
     }
 }
 
@@ -268,13 +289,13 @@ fn tokenizer_metadata() -> Vec<(String, GgufValue)> {
     tokens.extend(byte_level_chars().iter().map(|c| c.to_string()));
     let merges = ["h e", "Ġ t", "Ġt he"];
     tokens.extend(merges.iter().map(|m| m.replace(' ', "")));
-    let token_type = (0..tokens.len()).map(|i| GgufValue::I32(if i < 3 { 3 } else { 1 })).collect();
+    let token_type = (0..tokens.len()).map(|i| if i < 3 { 3 } else { 1 }).collect();
     vec![
         ("tokenizer.ggml.model".into(), string("gpt2")),
         ("tokenizer.ggml.pre".into(), string("smollm")),
-        ("tokenizer.ggml.tokens".into(), GgufValue::Array(tokens.iter().map(|t| string(t)).collect())),
-        ("tokenizer.ggml.token_type".into(), GgufValue::Array(token_type)),
-        ("tokenizer.ggml.merges".into(), GgufValue::Array(merges.iter().map(|m| string(m)).collect())),
+        ("tokenizer.ggml.tokens".into(), GgufArray::String(tokens.iter().collect()).into()),
+        ("tokenizer.ggml.token_type".into(), GgufArray::I32(token_type).into()),
+        ("tokenizer.ggml.merges".into(), GgufArray::String(merges.iter().collect()).into()),
         ("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), GgufValue::U32(2)),
         ("tokenizer.ggml.eot_token_id".into(), GgufValue::U32(0)),
@@ -341,10 +362,7 @@ fn tiny_model(seed: u64, tied: bool) -> Gguf {
         ("test.utf8".into(), string("héllo wörld ✓")),
         (
             "test.nested".into(),
-            GgufValue::Array(vec![
-                GgufValue::Array(vec![GgufValue::F32(1.5), GgufValue::F32(-2.0)]),
-                GgufValue::Array(vec![GgufValue::F32(0.25)]),
-            ]),
+            GgufArray::Array(vec![GgufArray::F32(vec![1.5, -2.0]), GgufArray::F32(vec![0.25])]).into(),
         ),
     ];
     metadata.extend(tokenizer_metadata());
@@ -723,7 +741,7 @@ fn absurd_counts_and_lengths_are_rejected_before_allocating() {
 
     // An array claiming more items than the file holds.
     let mut one_array = gguf.clone();
-    one_array.metadata = vec![("big".into(), GgufValue::Array(vec![GgufValue::U64(1)]))];
+    one_array.metadata = vec![("big".into(), GgufArray::U64(vec![1]).into())];
     one_array.tensors.clear();
     let mut bytes = one_array.bytes();
     let count_at = 24 + 8 + 3 + 4 + 4;
@@ -734,11 +752,11 @@ fn absurd_counts_and_lengths_are_rejected_before_allocating() {
     let mut bytes = one_array.bytes();
     bytes[24 + 8 + 3..24 + 8 + 3 + 4].copy_from_slice(&13u32.to_le_bytes());
     assert!(matches!(parse(&bytes), Err(GgufError::Malformed { .. })));
-    let mut deep = GgufValue::U8(0);
+    let mut deep = GgufArray::U8(vec![0]);
     for _ in 0..8 {
-        deep = GgufValue::Array(vec![deep]);
+        deep = GgufArray::Array(vec![deep]);
     }
-    one_array.metadata = vec![("deep".into(), deep)];
+    one_array.metadata = vec![("deep".into(), deep.into())];
     assert!(matches!(parse(&one_array.bytes()), Err(GgufError::Malformed { .. })));
     let mut five_dims = tiny_model(8, true);
     five_dims.tensors[0].dims = vec![1, 1, 1, 1, 1];
@@ -989,4 +1007,84 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     std::os::unix::fs::symlink("/dev/zero", &shard).unwrap();
     let stderr = generate_fails(&original);
     assert!(stderr.contains("not a regular file") && stderr.contains(&*shard.to_string_lossy()), "{stderr}");
+}
+
+/// Counts the bytes each thread holds allocated, and the most it has held, so a test can
+/// bound what one call takes while other tests run beside it.
+struct CountingAllocator;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+thread_local! {
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: a thread's counters are gone while it exits.
+    let _ = HELD.try_with(|held| {
+        held.set(held.get() + delta);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+    });
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        new
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        count(-(layout.size() as isize));
+    }
+}
+
+/// What `f` returns, and the most bytes it held allocated at once on this thread.
+fn peak_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = HELD.with(Cell::get);
+    PEAK.with(|peak| peak.set(start));
+    let value = f();
+    (value, (PEAK.with(Cell::get) - start) as usize)
+}
+
+/// Metadata arrays take memory in proportion to their bytes in the file: a 40 MB array of
+/// bytes or a 36 MB array of one-byte strings is read into about as much, not 31 or 7 times
+/// as much.
+#[test]
+fn large_metadata_arrays_take_memory_in_proportion_to_the_file() {
+    let arrays = [
+        ("bytes", GgufArray::U8(vec![7; 40 << 20])),
+        ("strings", GgufArray::String(std::iter::repeat_n("a", 4 << 20).collect())),
+    ];
+    for (name, array) in arrays {
+        let gguf =
+            Gguf { version: 3, metadata: vec![("big".into(), array.into())], tensors: Vec::new(), alignment: 32 };
+        let bytes = gguf.bytes();
+        let (file, peak) = peak_allocation(|| parse(&bytes));
+        assert!(file.unwrap().metadata.contains_key("big"));
+        let bound = bytes.len() + bytes.len() / 4 + (1 << 20);
+        assert!(peak < bound, "{name}: {peak} bytes held for a {}-byte file (at most {bound})", bytes.len());
+    }
 }
