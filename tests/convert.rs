@@ -984,6 +984,17 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     refused(&|m| m["architecture"]["norm_eps"] = 0.5.into(), "norm_eps 0.5 is not within (0, 0.01]");
     refused(&|m| m["architecture"]["rope_theta"] = 1e39.into(), "rope_theta inf is not within [1, 1e12]");
     refused(&|m| m["architecture"]["rope_theta"] = 0.5.into(), "rope_theta 0.5 is not within [1, 1e12]");
+    // Every byte of a shard is read into memory: each must be backed by the tensor parts in it.
+    let unused = |m: &mut serde_json::Value| {
+        let shard = serde_json::json!({"file": "unused.bin", "size": 1u64 << 40, "sha256": "0".repeat(64)});
+        m["shards"].as_array_mut().unwrap().push(shard);
+    };
+    refused(&unused, "shard unused.bin holds no tensor part");
+    let first_shard_size = original["shards"][0]["size"].as_u64().unwrap();
+    refused(
+        &|m| m["shards"][0]["size"] = (first_shard_size + 4096).into(),
+        &format!("is {} bytes, more than the", first_shard_size + 4096),
+    );
     // Through the CLI: a clear error (exit 1), nothing opened.
     let generate_fails = |manifest: &serde_json::Value| {
         std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
@@ -1007,6 +1018,13 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     std::os::unix::fs::symlink("/dev/zero", &shard).unwrap();
     let stderr = generate_fails(&original);
     assert!(stderr.contains("not a regular file") && stderr.contains(&*shard.to_string_lossy()), "{stderr}");
+
+    // A 1 TiB sparse shard that no tensor uses: refused, not an allocation that aborts.
+    let mut manifest = original.clone();
+    unused(&mut manifest);
+    std::fs::File::create(model.join("unused.bin")).unwrap().set_len(1 << 40).unwrap();
+    let stderr = generate_fails(&manifest);
+    assert!(stderr.contains("shard unused.bin holds no tensor part"), "{stderr}");
 }
 
 /// Counts the bytes each thread holds allocated, and the most it has held, so a test can
