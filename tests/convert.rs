@@ -11,8 +11,11 @@ mod test_model;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::read_tensor;
 use half::f16;
@@ -1025,6 +1028,106 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     std::fs::File::create(model.join("unused.bin")).unwrap().set_len(1 << 40).unwrap();
     let stderr = generate_fails(&manifest);
     assert!(stderr.contains("shard unused.bin holds no tensor part"), "{stderr}");
+}
+
+/// Runs the webjudge binary bounded as a hostile file needs: within 2 GiB of address space (a
+/// read without end fails fast instead of taking the machine's memory) and 60 seconds (a read
+/// that blocks fails the test instead of hanging it). Its output must fit a pipe's buffer.
+fn webjudge_bounded(args: &[&OsStr]) -> Output {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 2097152 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_webjudge")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("webjudge {args:?} still ran after 60 s: a read blocks");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A FIFO or a device in place of any file a command reads is refused at once, by name:
+/// nothing blocks on a FIFO or reads /dev/zero without end; nor is a huge file read.
+#[test]
+fn special_files_are_refused_without_reading_them() {
+    let dir = scratch("special-files");
+    let gguf = write_gguf(&dir, "tiny.gguf", &tiny_model(4, true).bytes());
+    let model = dir.join("model");
+    convert(&gguf, &model, 1 << 20).unwrap();
+    let hf = dir.join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    common::hf::write_metadata(&hf, &tiny_architecture(true));
+    let (manifest, tokenizer) = (model.join("manifest.json"), model.join("tokenizer.json"));
+    let (prompts, input, verdicts) = (dir.join("prompts.jsonl"), dir.join("rows.jsonl"), dir.join("verdicts.jsonl"));
+    let out = dir.join("out");
+    let o = OsStr::new;
+    let m = model.as_os_str();
+    let cases: [(&Path, Vec<&OsStr>); 13] = [
+        (&manifest, vec![o("judge"), o("--model"), m, o("--query"), o("q"), o("--response"), o("r")]),
+        (&manifest, vec![o("prompt"), o("--protocol"), o("single"), o("--model"), m]),
+        (&manifest, vec![o("generate"), o("--model"), m, o("--prompt"), o("hi")]),
+        (&tokenizer, vec![o("tokenize"), o("--model"), m, o("--text"), o("hi")]),
+        (&tokenizer, vec![o("prompt"), o("--protocol"), o("single"), o("--model"), m, o("--ids")]),
+        (&prompts, vec![o("generate"), o("--model"), m, o("--prompts"), prompts.as_os_str()]),
+        (&prompts, vec![o("bench"), o("--model"), m, o("--text-file"), prompts.as_os_str()]),
+        (
+            &input,
+            vec![o("judge"), o("--model"), m, o("--input"), input.as_os_str(), o("--output"), verdicts.as_os_str()],
+        ),
+        (&gguf, vec![o("convert"), gguf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("config.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("tokenizer_config.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("tokenizer.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("model.safetensors"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+    ];
+    for (file, args) in &cases {
+        let saved = file.with_extension("saved");
+        let existed = std::fs::rename(file, &saved).is_ok();
+        for (described, make) in [("a FIFO", make_fifo as fn(&Path)), ("a character device", link_to_dev_zero)] {
+            make(file);
+            let run = webjudge_bounded(args);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            let expected = format!("{}: {described}, not a regular file", file.display());
+            assert!(stderr.contains(&expected), "{args:?} with {described} as {}: {stderr}", file.display());
+            assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+            std::fs::remove_file(file).unwrap();
+        }
+        if existed {
+            std::fs::rename(&saved, file).unwrap();
+        }
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+
+    // A file read whole must be within the limit of its kind: refused before it is read.
+    for ((file, args), limit) in
+        [(&cases[0], "64 MiB (67108864 bytes) a manifest"), (&cases[3], "128 MiB (134217728 bytes) a tokenizer")]
+    {
+        let saved = file.with_extension("saved");
+        std::fs::rename(file, &saved).unwrap();
+        std::fs::File::create(file).unwrap().set_len(300 << 20).unwrap();
+        let run = webjudge_bounded(args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let expected = format!("{}: 314572800 bytes, more than the {limit} may have", file.display());
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        std::fs::rename(&saved, file).unwrap();
+    }
+}
+
+fn make_fifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success(), "mkfifo {}", path.display());
+}
+
+fn link_to_dev_zero(path: &Path) {
+    std::os::unix::fs::symlink("/dev/zero", path).unwrap();
 }
 
 /// Counts the bytes each thread holds allocated, and the most it has held, so a test can

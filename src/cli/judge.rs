@@ -190,7 +190,7 @@ fn batch(
     input: &Path,
     output: &Path,
 ) -> CliResult {
-    let text = std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let text = webjudge::weights::checked_file::read_to_string(input, webjudge::weights::checked_file::TEXT_INPUT)?;
     let model = files.manifest.judge;
     let protocol = match args.protocol {
         Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,

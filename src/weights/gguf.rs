@@ -12,10 +12,8 @@
 //! where the data section starts.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::path::Path;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -246,8 +244,6 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 pub enum GgufError {
     #[error("I/O error reading GGUF: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{}: {source}", path.display())]
-    Open { path: std::path::PathBuf, source: std::io::Error },
     #[error("not a GGUF file: the first bytes are {found:02x?} ({}), not \"GGUF\"", String::from_utf8_lossy(found).escape_debug())]
     BadMagic { found: Vec<u8> },
     #[error(
@@ -276,6 +272,9 @@ pub enum GgufError {
     MetadataType { key: String, expected: &'static str, found: String },
     #[error("GGUF {what} at offset {offset} needs {bytes} bytes of memory, more than can be allocated")]
     OutOfMemory { what: String, offset: u64, bytes: u64 },
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error(transparent)]
+    Read(#[from] super::checked_file::ReadError),
 }
 
 /// One entry of the tensor directory.
@@ -338,9 +337,10 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
-        let path = path.as_ref();
-        Self::read(File::open(path).map_err(|source| GgufError::Open { path: path.to_owned(), source })?)
+    /// Parses the header of the GGUF file at `path`, a regular file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, GgufError> {
+        Self::read(super::checked_file::open(path.as_ref())?.file)
     }
 
     /// Parses the header of a GGUF stream (from its start) and checks that every

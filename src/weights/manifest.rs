@@ -23,6 +23,9 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const DEFAULT_SHARD_BYTES: u64 = 64 << 20;
 /// The WebGPU default `maxStorageBufferBindingSize`: no tensor part may exceed it.
 pub const MAX_BINDING_BYTES: u64 = 128 << 20;
+/// The largest `manifest.json` a reader accepts and a converter writes: a 70B model in the
+/// smallest shards `convert` writes (1 MiB, about 42k of them) has a manifest of about 14 MB.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 /// A shard may pad each tensor part up to this alignment (WebGPU's default
 /// `minStorageBufferOffsetAlignment`), and hold nothing else: every byte of a shard is read
 /// into memory, so each must be backed by the tensors that need it.
