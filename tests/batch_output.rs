@@ -242,10 +242,10 @@ fn repairs_keep_links_modes_and_names() {
 
     let fifo = setup.dir.join("fifo.jsonl");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    refused(&setup.judge(&setup.input, &fifo, ""), "is a pipe, not a regular file");
+    refused(&setup.judge(&setup.input, &fifo, ""), "is a FIFO, not a regular file");
     // Standard output is a pipe here; `--output -` is the way to write there.
-    refused(&setup.judge(&setup.input, Path::new("/dev/stdout"), ""), "is a pipe, not a regular file");
-    refused(&setup.judge(&setup.input, Path::new("/dev/null"), ""), "is a device, not a regular file");
+    refused(&setup.judge(&setup.input, Path::new("/dev/stdout"), ""), "is a FIFO, not a regular file");
+    refused(&setup.judge(&setup.input, Path::new("/dev/null"), ""), "is a character device, not a regular file");
     refused(&setup.judge(&setup.input, &data, ""), "is a directory, not a regular file");
     let dangling = setup.dir.join("dangling.jsonl");
     std::os::unix::fs::symlink("missing/out.jsonl", &dangling).unwrap();

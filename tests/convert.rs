@@ -8,9 +8,14 @@
 mod common;
 mod test_model;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::read_tensor;
 use half::f16;
@@ -20,8 +25,8 @@ use sha2::{Digest, Sha256};
 use webjudge::judge::JudgeFamily;
 use webjudge::model::{expected_tensors, Architecture, ChatTemplate};
 use webjudge::weights::gguf::{
-    GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0,
-    GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
+    GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32,
+    GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
 use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
 use webjudge::weights::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
@@ -97,11 +102,30 @@ fn put_value(out: &mut Vec<u8>, value: &GgufValue) {
         GgufValue::F64(v) => out.extend(v.to_le_bytes()),
         GgufValue::Bool(v) => out.push(u8::from(*v)),
         GgufValue::String(s) => put_string(out, s),
-        GgufValue::Array(items) => {
-            out.extend(items.first().map_or(0, value_type).to_le_bytes());
-            out.extend((items.len() as u64).to_le_bytes());
-            items.iter().for_each(|item| put_value(out, item));
-        }
+        GgufValue::Array(array) => put_array(out, array),
+    }
+}
+
+fn put_array(out: &mut Vec<u8>, array: &GgufArray) {
+    fn items<T>(out: &mut Vec<u8>, item_type: u32, items: &[T], put: impl Fn(&mut Vec<u8>, &T)) {
+        out.extend(item_type.to_le_bytes());
+        out.extend((items.len() as u64).to_le_bytes());
+        items.iter().for_each(|item| put(out, item));
+    }
+    match array {
+        GgufArray::U8(v) => items(out, 0, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I8(v) => items(out, 1, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::U16(v) => items(out, 2, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I16(v) => items(out, 3, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::U32(v) => items(out, 4, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I32(v) => items(out, 5, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::F32(v) => items(out, 6, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::Bool(v) => items(out, 7, v, |out, x| out.push(u8::from(*x))),
+        GgufArray::String(v) => items(out, 8, &v.iter().collect::<Vec<_>>(), |out, x| put_string(out, x)),
+        GgufArray::Array(v) => items(out, 9, v, put_array),
+        GgufArray::U64(v) => items(out, 10, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::I64(v) => items(out, 11, v, |out, x| out.extend(x.to_le_bytes())),
+        GgufArray::F64(v) => items(out, 12, v, |out, x| out.extend(x.to_le_bytes())),
     }
 }
 
@@ -268,13 +292,13 @@ fn tokenizer_metadata() -> Vec<(String, GgufValue)> {
     tokens.extend(byte_level_chars().iter().map(|c| c.to_string()));
     let merges = ["h e", "Ġ t", "Ġt he"];
     tokens.extend(merges.iter().map(|m| m.replace(' ', "")));
-    let token_type = (0..tokens.len()).map(|i| GgufValue::I32(if i < 3 { 3 } else { 1 })).collect();
+    let token_type = (0..tokens.len()).map(|i| if i < 3 { 3 } else { 1 }).collect();
     vec![
         ("tokenizer.ggml.model".into(), string("gpt2")),
         ("tokenizer.ggml.pre".into(), string("smollm")),
-        ("tokenizer.ggml.tokens".into(), GgufValue::Array(tokens.iter().map(|t| string(t)).collect())),
-        ("tokenizer.ggml.token_type".into(), GgufValue::Array(token_type)),
-        ("tokenizer.ggml.merges".into(), GgufValue::Array(merges.iter().map(|m| string(m)).collect())),
+        ("tokenizer.ggml.tokens".into(), GgufArray::String(tokens.iter().collect()).into()),
+        ("tokenizer.ggml.token_type".into(), GgufArray::I32(token_type).into()),
+        ("tokenizer.ggml.merges".into(), GgufArray::String(merges.iter().collect()).into()),
         ("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(1)),
         ("tokenizer.ggml.eos_token_id".into(), GgufValue::U32(2)),
         ("tokenizer.ggml.eot_token_id".into(), GgufValue::U32(0)),
@@ -341,10 +365,7 @@ fn tiny_model(seed: u64, tied: bool) -> Gguf {
         ("test.utf8".into(), string("héllo wörld ✓")),
         (
             "test.nested".into(),
-            GgufValue::Array(vec![
-                GgufValue::Array(vec![GgufValue::F32(1.5), GgufValue::F32(-2.0)]),
-                GgufValue::Array(vec![GgufValue::F32(0.25)]),
-            ]),
+            GgufArray::Array(vec![GgufArray::F32(vec![1.5, -2.0]), GgufArray::F32(vec![0.25])]).into(),
         ),
     ];
     metadata.extend(tokenizer_metadata());
@@ -929,7 +950,7 @@ fn absurd_counts_and_lengths_are_rejected_before_allocating() {
 
     // An array claiming more items than the file holds.
     let mut one_array = gguf.clone();
-    one_array.metadata = vec![("big".into(), GgufValue::Array(vec![GgufValue::U64(1)]))];
+    one_array.metadata = vec![("big".into(), GgufArray::U64(vec![1]).into())];
     one_array.tensors.clear();
     let mut bytes = one_array.bytes();
     let count_at = 24 + 8 + 3 + 4 + 4;
@@ -940,11 +961,11 @@ fn absurd_counts_and_lengths_are_rejected_before_allocating() {
     let mut bytes = one_array.bytes();
     bytes[24 + 8 + 3..24 + 8 + 3 + 4].copy_from_slice(&13u32.to_le_bytes());
     assert!(matches!(parse(&bytes), Err(GgufError::Malformed { .. })));
-    let mut deep = GgufValue::U8(0);
+    let mut deep = GgufArray::U8(vec![0]);
     for _ in 0..8 {
-        deep = GgufValue::Array(vec![deep]);
+        deep = GgufArray::Array(vec![deep]);
     }
-    one_array.metadata = vec![("deep".into(), deep)];
+    one_array.metadata = vec![("deep".into(), deep.into())];
     assert!(matches!(parse(&one_array.bytes()), Err(GgufError::Malformed { .. })));
     let mut five_dims = tiny_model(8, true);
     five_dims.tensors[0].dims = vec![1, 1, 1, 1, 1];
@@ -1059,6 +1080,11 @@ fn wrong_tensors_and_metadata_are_named() {
     assert!(matches!(scaled, Err(ConvertError::Unsupported(_))));
     let bad_eos = convert_variant(&|g| g.set("tokenizer.ggml.eos_token_id", GgufValue::U32(VOCAB as u32)));
     assert!(matches!(bad_eos, Err(ConvertError::InvalidArchitecture(_))));
+    // 1e39 is infinity in f32.
+    let infinite_eps = convert_variant(&|g| g.set("llama.attention.layer_norm_rms_epsilon", GgufValue::F64(1e39)));
+    assert!(matches!(infinite_eps, Err(ConvertError::InvalidArchitecture(m)) if m.contains("norm_eps inf")));
+    let infinite_theta = convert_variant(&|g| g.set("llama.rope.freq_base", GgufValue::F32(f32::INFINITY)));
+    assert!(matches!(infinite_theta, Err(ConvertError::InvalidArchitecture(m)) if m.contains("rope_theta inf")));
 }
 
 #[test]
@@ -1162,6 +1188,22 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     refused(&|m| m["architecture"]["ffn"] = 1024.into(), "the architecture needs [1024");
     refused(&|m| m["tensors"][0]["shape"] = serde_json::json!([1u64 << 32, 1u64 << 32]), "more than 2^40 values");
     refused(&|m| m["tensors"][0]["parts"][0]["rows"] = usize::MAX.into(), "do not cover the rows");
+    // 1e39 is infinity in f32: every norm would divide by it.
+    refused(&|m| m["architecture"]["norm_eps"] = 1e39.into(), "norm_eps inf is not within (0, 0.01]");
+    refused(&|m| m["architecture"]["norm_eps"] = 0.5.into(), "norm_eps 0.5 is not within (0, 0.01]");
+    refused(&|m| m["architecture"]["rope_theta"] = 1e39.into(), "rope_theta inf is not within [1, 1e12]");
+    refused(&|m| m["architecture"]["rope_theta"] = 0.5.into(), "rope_theta 0.5 is not within [1, 1e12]");
+    // Every byte of a shard is read into memory: each must be backed by the tensor parts in it.
+    let unused = |m: &mut serde_json::Value| {
+        let shard = serde_json::json!({"file": "unused.bin", "size": 1u64 << 40, "sha256": "0".repeat(64)});
+        m["shards"].as_array_mut().unwrap().push(shard);
+    };
+    refused(&unused, "shard unused.bin holds no tensor part");
+    let first_shard_size = original["shards"][0]["size"].as_u64().unwrap();
+    refused(
+        &|m| m["shards"][0]["size"] = (first_shard_size + 4096).into(),
+        &format!("is {} bytes, more than the", first_shard_size + 4096),
+    );
     // Through the CLI: a clear error (exit 1), nothing opened.
     let generate_fails = |manifest: &serde_json::Value| {
         std::fs::write(model.join("manifest.json"), manifest.to_string()).unwrap();
@@ -1185,4 +1227,191 @@ fn hostile_manifests_are_refused_before_reading_or_allocating() {
     std::os::unix::fs::symlink("/dev/zero", &shard).unwrap();
     let stderr = generate_fails(&original);
     assert!(stderr.contains("not a regular file") && stderr.contains(&*shard.to_string_lossy()), "{stderr}");
+
+    // A 1 TiB sparse shard that no tensor uses: refused, not an allocation that aborts.
+    let mut manifest = original.clone();
+    unused(&mut manifest);
+    std::fs::File::create(model.join("unused.bin")).unwrap().set_len(1 << 40).unwrap();
+    let stderr = generate_fails(&manifest);
+    assert!(stderr.contains("shard unused.bin holds no tensor part"), "{stderr}");
+}
+
+/// Runs the webjudge binary bounded as a hostile file needs: within 2 GiB of address space (a
+/// read without end fails fast instead of taking the machine's memory) and 60 seconds (a read
+/// that blocks fails the test instead of hanging it). Its output must fit a pipe's buffer.
+fn webjudge_bounded(args: &[&OsStr]) -> Output {
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -v 2097152 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_webjudge")])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let _ = child.wait();
+            panic!("webjudge {args:?} still ran after 60 s: a read blocks");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A FIFO or a device in place of any file a command reads is refused at once, by name:
+/// nothing blocks on a FIFO or reads /dev/zero without end; nor is a huge file read.
+#[test]
+fn special_files_are_refused_without_reading_them() {
+    let dir = scratch("special-files");
+    let gguf = write_gguf(&dir, "tiny.gguf", &tiny_model(4, true).bytes());
+    let model = dir.join("model");
+    convert(&gguf, &model, 1 << 20).unwrap();
+    let hf = dir.join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    common::hf::write_metadata(&hf, &tiny_architecture(true));
+    let (manifest, tokenizer) = (model.join("manifest.json"), model.join("tokenizer.json"));
+    let (prompts, input, verdicts) = (dir.join("prompts.jsonl"), dir.join("rows.jsonl"), dir.join("verdicts.jsonl"));
+    let out = dir.join("out");
+    let o = OsStr::new;
+    let m = model.as_os_str();
+    let cases: [(&Path, Vec<&OsStr>); 13] = [
+        (&manifest, vec![o("judge"), o("--model"), m, o("--query"), o("q"), o("--response"), o("r")]),
+        (&manifest, vec![o("prompt"), o("--protocol"), o("single"), o("--model"), m]),
+        (&manifest, vec![o("generate"), o("--model"), m, o("--prompt"), o("hi")]),
+        (&tokenizer, vec![o("tokenize"), o("--model"), m, o("--text"), o("hi")]),
+        (&tokenizer, vec![o("prompt"), o("--protocol"), o("single"), o("--model"), m, o("--ids")]),
+        (&prompts, vec![o("generate"), o("--model"), m, o("--prompts"), prompts.as_os_str()]),
+        (&prompts, vec![o("bench"), o("--model"), m, o("--text-file"), prompts.as_os_str()]),
+        (
+            &input,
+            vec![o("judge"), o("--model"), m, o("--input"), input.as_os_str(), o("--output"), verdicts.as_os_str()],
+        ),
+        (&gguf, vec![o("convert"), gguf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("config.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("tokenizer_config.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("tokenizer.json"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+        (&hf.join("model.safetensors"), vec![o("convert"), hf.as_os_str(), o("--out"), out.as_os_str()]),
+    ];
+    for (file, args) in &cases {
+        let saved = file.with_extension("saved");
+        let existed = std::fs::rename(file, &saved).is_ok();
+        for (described, make) in [("a FIFO", make_fifo as fn(&Path)), ("a character device", link_to_dev_zero)] {
+            make(file);
+            let run = webjudge_bounded(args);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            let expected = format!("{}: {described}, not a regular file", file.display());
+            assert!(stderr.contains(&expected), "{args:?} with {described} as {}: {stderr}", file.display());
+            assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+            std::fs::remove_file(file).unwrap();
+        }
+        if existed {
+            std::fs::rename(&saved, file).unwrap();
+        }
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+
+    // A file read whole must be within the limit of its kind: refused before it is read.
+    for ((file, args), limit) in
+        [(&cases[0], "64 MiB (67108864 bytes) a manifest"), (&cases[3], "128 MiB (134217728 bytes) a tokenizer")]
+    {
+        let saved = file.with_extension("saved");
+        std::fs::rename(file, &saved).unwrap();
+        std::fs::File::create(file).unwrap().set_len(300 << 20).unwrap();
+        let run = webjudge_bounded(args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let expected = format!("{}: 314572800 bytes, more than the {limit} may have", file.display());
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert_eq!(run.status.code(), Some(1), "{args:?}: {stderr}");
+        std::fs::rename(&saved, file).unwrap();
+    }
+}
+
+fn make_fifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success(), "mkfifo {}", path.display());
+}
+
+fn link_to_dev_zero(path: &Path) {
+    std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+}
+
+/// Counts the bytes each thread holds allocated, and the most it has held, so a test can
+/// bound what one call takes while other tests run beside it.
+struct CountingAllocator;
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+thread_local! {
+    static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: a thread's counters are gone while it exits.
+    let _ = HELD.try_with(|held| {
+        held.set(held.get() + delta);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+    });
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        new
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        count(-(layout.size() as isize));
+    }
+}
+
+/// What `f` returns, and the most bytes it held allocated at once on this thread.
+fn peak_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let start = HELD.with(Cell::get);
+    PEAK.with(|peak| peak.set(start));
+    let value = f();
+    (value, (PEAK.with(Cell::get) - start) as usize)
+}
+
+/// Metadata arrays take memory in proportion to their bytes in the file: a 40 MB array of
+/// bytes or a 36 MB array of one-byte strings is read into about as much, not 31 or 7 times
+/// as much.
+#[test]
+fn large_metadata_arrays_take_memory_in_proportion_to_the_file() {
+    let arrays = [
+        ("bytes", GgufArray::U8(vec![7; 40 << 20])),
+        ("strings", GgufArray::String(std::iter::repeat_n("a", 4 << 20).collect())),
+    ];
+    for (name, array) in arrays {
+        let gguf =
+            Gguf { version: 3, metadata: vec![("big".into(), array.into())], tensors: Vec::new(), alignment: 32 };
+        let bytes = gguf.bytes();
+        let (file, peak) = peak_allocation(|| parse(&bytes));
+        assert!(file.unwrap().metadata.contains_key("big"));
+        let bound = bytes.len() + bytes.len() / 4 + (1 << 20);
+        assert!(peak < bound, "{name}: {peak} bytes held for a {}-byte file (at most {bound})", bytes.len());
+    }
 }

@@ -12,7 +12,7 @@ use webjudge::tokenizer::{
     tokenizer_json_from_gguf, tokenizer_json_from_sentencepiece, SentencePieceModel, TextStream, Tokenizer,
     TokenizerError,
 };
-use webjudge::weights::gguf::{GgufFile, GgufMetadata, GgufValue};
+use webjudge::weights::gguf::{GgufArray, GgufFile, GgufMetadata, GgufValue};
 
 #[derive(Deserialize)]
 struct Golden {
@@ -188,7 +188,7 @@ fn llama_uses_stored_merges() {
     let error = tokenizer_json_from_gguf(&metadata).unwrap_err();
     assert!(matches!(&error, TokenizerError::MissingKey(key) if key == "tokenizer.ggml.scores"), "{error}");
 
-    metadata.insert("tokenizer.ggml.merges".into(), GgufValue::Array(vec![GgufValue::String("h e".into())]));
+    metadata.insert("tokenizer.ggml.merges".into(), GgufArray::String(["h e"].into_iter().collect()).into());
     let tokenizer = build(&metadata);
     let id = |token: &str| tokenizer.token_to_id(token).unwrap();
     assert_eq!(tokenizer.encode("he").unwrap(), [1, id("\u{2581}"), id("he")]);
@@ -231,7 +231,7 @@ fn metadata_errors_name_the_problem() {
     assert!(message.contains("tokenizer.ggml.tokens") && message.contains("array of strings"), "{message}");
 
     let message = error_for(|m| {
-        m.insert("tokenizer.ggml.scores".into(), GgufValue::Array(vec![GgufValue::F32(0.0)]));
+        m.insert("tokenizer.ggml.scores".into(), GgufArray::F32(vec![0.0]).into());
     });
     assert!(message.contains("tokenizer.ggml.scores") && message.contains("536 tokens"), "{message}");
 
@@ -241,7 +241,7 @@ fn metadata_errors_name_the_problem() {
     assert!(message.contains("tokenizer.ggml.eos_token_id") && message.contains("536"), "{message}");
 
     let message = error_for(|m| {
-        m.insert("tokenizer.ggml.merges".into(), GgufValue::Array(vec![GgufValue::String("a b c".into())]));
+        m.insert("tokenizer.ggml.merges".into(), GgufArray::String(["a b c"].into_iter().collect()).into());
     });
     assert!(message.contains("\"a b c\""), "{message}");
 }

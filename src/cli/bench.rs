@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use webjudge::engine::bench::{self, BenchConfig, BenchReport};
+use webjudge::weights::checked_file;
 
 use super::flags::{whole, MAX_COUNT};
 use super::load::ModelArgs;
@@ -54,11 +55,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let mut engine = args.model.load_batch(args.batch.into(), None)?;
     let text = match &args.text_file {
-        Some(path) => std::fs::read_to_string(path)?,
+        Some(path) => checked_file::read_to_string(path, checked_file::TEXT_INPUT)?,
         None => bench::PROMPT_TEXT.to_string(),
     };
+    let mut engine = args.model.load_batch(args.batch.into(), None)?;
     let prompt_ids = engine.tokenizer.encode(&text)?;
     if prompt_ids.is_empty() {
         return Err("the prompt text has no tokens".into());
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> CliResult {
         false => None,
     };
     if let Some(path) = &args.record {
-        record(path, &row, profile.as_deref()).map_err(|e| format!("{}: {e}", path.display()))?;
+        record(path, &row, profile.as_deref())?;
         eprintln!("recorded in {}", path.display());
     }
     Ok(())
@@ -94,11 +95,8 @@ const RESULTS_HEADER: &str = "| date | adapter | model |";
 
 /// Adds `row` after the last row of the results table (at the end when the file has none)
 /// and `profile` at the end of the file, where the profiles are kept.
-fn record(path: &Path, row: &str, profile: Option<&str>) -> std::io::Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        read => read?,
-    };
+fn record(path: &Path, row: &str, profile: Option<&str>) -> CliResult {
+    let text = checked_file::read_to_string_if_present(path, checked_file::TEXT_INPUT)?.unwrap_or_default();
     let mut lines: Vec<&str> = text.lines().collect();
     let table_end = lines
         .iter()
@@ -107,7 +105,8 @@ fn record(path: &Path, row: &str, profile: Option<&str>) -> std::io::Result<()> 
     lines.insert(table_end.unwrap_or(lines.len()), row);
     let mut updated = lines.join("\n") + "\n";
     updated += profile.unwrap_or_default();
-    std::fs::write(path, updated)
+    std::fs::write(path, updated).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
 }
 
 /// One row of BENCH.md's results table (columns documented there).

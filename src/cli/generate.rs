@@ -9,7 +9,7 @@ use webjudge::engine::{BatchEvent, GenerateOptions};
 use webjudge::kernels::Sampling;
 use webjudge::model::MAX_SEQUENCES;
 use webjudge::tokenizer::{Tokenizer, TokenizerError};
-use webjudge::weights::Manifest;
+use webjudge::weights::{checked_file, Manifest};
 
 use super::flags::{number, whole, MAX_COUNT};
 use super::load::ModelArgs;
@@ -111,7 +111,7 @@ fn tokenize(tokenizer: &Tokenizer, manifest: &Manifest, prompt: &str, chat: bool
 
 /// The prompts of a JSONL file: one `{"prompt": "..."}` object per non-empty line.
 fn read_prompts(path: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = checked_file::read_to_string(path, checked_file::TEXT_INPUT)?;
     let mut prompts = Vec::new();
     for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
         let at = |problem: &dyn std::fmt::Display| format!("{} line {}: {problem}", path.display(), number + 1);

@@ -208,7 +208,7 @@ fn batch(
     input: &Path,
     output: &Path,
 ) -> CliResult {
-    let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let bytes = webjudge::weights::checked_file::read(input, webjudge::weights::checked_file::TEXT_INPUT)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", input.display()))?;
     let model = files.manifest.judge;
     let protocol = match args.protocol {

@@ -8,6 +8,7 @@ use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::kernels::GpuOptions;
 use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
+use webjudge::weights::checked_file;
 use webjudge::weights::manifest::MANIFEST_FILE;
 use webjudge::weights::Manifest;
 
@@ -83,7 +84,7 @@ impl ModelArgs {
 /// A model directory's manifest, and its bytes (a batch output names the model by their hash).
 pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), String> {
     let path = dir.join(MANIFEST_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = checked_file::read(&path, checked_file::MANIFEST).map_err(|e| e.to_string())?;
     let manifest =
         Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((manifest, bytes))

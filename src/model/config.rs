@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 /// Weight tensors of one layer: two norms, four attention and three feed-forward matrices.
 pub const TENSORS_PER_LAYER: usize = 9;
 
+/// RMSNorm's epsilon: models use 1e-5 or 1e-6; a larger one than this would swamp the mean
+/// square of small activations, and infinity (1e39 in an f32) zeroes every one.
+const MAX_NORM_EPS: f32 = 0.01;
+/// RoPE's base: models use 1e4 to 1e8; an infinite one computes garbage without a sign.
+const MAX_ROPE_THETA: f32 = 1e12;
+
 /// Everything the forward pass needs to know about a LLaMA-family model's shapes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -56,8 +62,11 @@ impl Architecture {
         if !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
             return Err(format!("head dim {} must be even and at most 256", self.head_dim));
         }
-        if !(self.rope_theta > 0.0 && self.norm_eps > 0.0) {
-            return Err("rope theta and norm eps must be positive".into());
+        if !(self.norm_eps > 0.0 && self.norm_eps <= MAX_NORM_EPS) {
+            return Err(format!("norm_eps {} is not within (0, {MAX_NORM_EPS}]", self.norm_eps));
+        }
+        if !(1.0..=MAX_ROPE_THETA).contains(&self.rope_theta) {
+            return Err(format!("rope_theta {} is not within [1, {MAX_ROPE_THETA:e}]", self.rope_theta));
         }
         // The sizes come from files and size allocations: every product the engine forms
         // must be representable, here and in 32-bit wasm.

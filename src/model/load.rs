@@ -49,8 +49,9 @@ pub enum LoadError {
     ContextTooLong { context: usize, sequences: usize, needed: u64, limit: u64 },
     #[error("input order {tensor} is not a permutation of its {inputs} inputs: entry {index} is {value}, {problem}")]
     InputOrder { tensor: String, inputs: usize, index: usize, value: u32, problem: &'static str },
-    #[error("reading the model failed: {0}")]
-    Io(String),
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error(transparent)]
+    Read(#[from] crate::weights::checked_file::ReadError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::TokenizerError;
-use crate::weights::gguf::{GgufError, GgufMetadata, GgufMetadataExt, GgufValue};
+use crate::weights::gguf::{GgufMetadata, GgufMetadataExt};
 
 const MODEL: &str = "tokenizer.ggml.model";
 const PRE: &str = "tokenizer.ggml.pre";
@@ -268,20 +268,7 @@ fn parse_merges<'a>(merges: &[&'a str]) -> Result<Vec<(&'a str, &'a str)>, Token
 }
 
 fn scores(metadata: &GgufMetadata, n_tokens: usize) -> Result<Vec<f32>, TokenizerError> {
-    let items = metadata.get_array(SCORES)?.ok_or_else(|| missing(SCORES))?;
-    let scores = items
-        .iter()
-        .map(|item| match *item {
-            GgufValue::F32(x) => Some(x),
-            GgufValue::F64(x) => Some(x as f32),
-            _ => None,
-        })
-        .collect::<Option<Vec<f32>>>()
-        .ok_or_else(|| GgufError::MetadataType {
-            key: SCORES.into(),
-            expected: "an array of floats",
-            found: metadata[SCORES].describe(),
-        })?;
+    let scores = metadata.get_f32_array(SCORES)?.ok_or_else(|| missing(SCORES))?;
     check_len(SCORES, scores.len(), n_tokens)?;
     Ok(scores)
 }

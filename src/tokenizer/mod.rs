@@ -31,8 +31,9 @@ use crate::weights::gguf::GgufError;
 pub enum TokenizerError {
     #[error("invalid tokenizer.json: {0}")]
     InvalidJson(String),
-    #[error("reading {path}: {message}")]
-    Io { path: String, message: String },
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error(transparent)]
+    Read(#[from] crate::weights::checked_file::ReadError),
     #[error("GGUF metadata has no {0}, which the tokenizer needs")]
     MissingKey(String),
     /// A key of the wrong type (the GGUF reader's error names the key and both types).
@@ -91,10 +92,8 @@ impl Tokenizer {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, TokenizerError> {
-        let path = path.as_ref();
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| TokenizerError::Io { path: path.display().to_string(), message: e.to_string() })?;
-        Self::from_json(&json)
+        use crate::weights::checked_file;
+        Self::from_json(&checked_file::read_to_string(path.as_ref(), checked_file::TOKENIZER)?)
     }
 
     /// Ids of a raw prompt as Hugging Face's `add_special_tokens=True` gives them: special

@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::{tokenizer_json_from_gguf, TokenizerError};
-use crate::weights::gguf::{GgufMetadata, GgufValue};
+use crate::weights::gguf::{GgufArray, GgufMetadata, GgufValue};
 
 const WIRE_VARINT: u64 = 0;
 const WIRE_FIXED64: u64 = 1;
@@ -138,9 +138,9 @@ impl SentencePieceModel {
             metadata.insert(format!("tokenizer.ggml.{key}"), value);
         };
         set("model", GgufValue::String("llama".into()));
-        set("tokens", GgufValue::Array(self.pieces.iter().cloned().map(GgufValue::String).collect()));
-        set("scores", GgufValue::Array(self.scores.iter().copied().map(GgufValue::F32).collect()));
-        set("token_type", GgufValue::Array(self.types.iter().copied().map(GgufValue::I32).collect()));
+        set("tokens", GgufArray::String(self.pieces.iter().collect()).into());
+        set("scores", GgufArray::F32(self.scores.clone()).into());
+        set("token_type", GgufArray::I32(self.types.clone()).into());
         for (key, id) in [
             ("bos_token_id", self.bos_id),
             ("eos_token_id", self.eos_id),

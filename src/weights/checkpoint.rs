@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
+use super::checked_file::{self, ReadError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("{}: {source}", path.display())]
@@ -20,6 +22,8 @@ pub enum CheckpointError {
     Tensor { path: PathBuf, name: String, problem: String },
     #[error("tensor {0} is listed twice")]
     Duplicate(String),
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 /// The dtypes webjudge reads from a checkpoint: the float ones and I32 for the packed
@@ -176,7 +180,7 @@ pub(crate) fn open_dir<E: From<CheckpointError>>(
 ) -> Result<Checkpoint, E> {
     let index = dir.join(index_file);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(io_error(&index))?;
+        let text = checked_file::read_to_string(&index, checked_file::JSON_METADATA).map_err(CheckpointError::from)?;
         let map = parse_weight_map(&text).map_err(index_error)?;
         let checkpoint = open_files(&shard_paths(dir, &map))?;
         checkpoint.check_weight_map(dir, &map).map_err(index_error)?;

@@ -12,10 +12,8 @@
 //! where the data section starts.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::path::Path;
 
 /// One metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,7 +30,146 @@ pub enum GgufValue {
     F64(f64),
     Bool(bool),
     String(String),
-    Array(Vec<GgufValue>),
+    /// Boxed: values stay as small as a string, whatever the array.
+    Array(Box<GgufArray>),
+}
+
+impl From<GgufArray> for GgufValue {
+    fn from(array: GgufArray) -> Self {
+        GgufValue::Array(Box::new(array))
+    }
+}
+
+/// A metadata array, held about as compactly as the file holds it: one typed vector (a
+/// [`GgufValue`] per item would take 32 bytes for a one-byte item), strings back to back in
+/// one buffer. Only arrays of arrays, which no real file has, take a few times their bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GgufArray {
+    U8(Vec<u8>),
+    I8(Vec<i8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+    U64(Vec<u64>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    Bool(Vec<bool>),
+    String(GgufStrings),
+    Array(Vec<GgufArray>),
+}
+
+/// Strings back to back in one buffer, with where each ends (both exactly as long as needed).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GgufStrings {
+    text: Box<str>,
+    ends: Box<[usize]>,
+}
+
+impl GgufStrings {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.text[start..end])
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for GgufStrings {
+    fn from_iter<I: IntoIterator<Item = S>>(strings: I) -> Self {
+        let (mut text, mut ends) = (String::new(), Vec::new());
+        for string in strings {
+            text.push_str(string.as_ref());
+            ends.push(text.len());
+        }
+        Self { text: text.into(), ends: ends.into() }
+    }
+}
+
+impl GgufArray {
+    pub fn len(&self) -> usize {
+        match self {
+            GgufArray::U8(items) => items.len(),
+            GgufArray::I8(items) => items.len(),
+            GgufArray::U16(items) => items.len(),
+            GgufArray::I16(items) => items.len(),
+            GgufArray::U32(items) => items.len(),
+            GgufArray::I32(items) => items.len(),
+            GgufArray::U64(items) => items.len(),
+            GgufArray::I64(items) => items.len(),
+            GgufArray::F32(items) => items.len(),
+            GgufArray::F64(items) => items.len(),
+            GgufArray::Bool(items) => items.len(),
+            GgufArray::String(items) => items.len(),
+            GgufArray::Array(items) => items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of the item type, for error messages.
+    pub fn item_type(&self) -> &'static str {
+        match self {
+            GgufArray::U8(_) => "u8",
+            GgufArray::I8(_) => "i8",
+            GgufArray::U16(_) => "u16",
+            GgufArray::I16(_) => "i16",
+            GgufArray::U32(_) => "u32",
+            GgufArray::I32(_) => "i32",
+            GgufArray::U64(_) => "u64",
+            GgufArray::I64(_) => "i64",
+            GgufArray::F32(_) => "f32",
+            GgufArray::F64(_) => "f64",
+            GgufArray::Bool(_) => "bool",
+            GgufArray::String(_) => "string",
+            GgufArray::Array(_) => "array",
+        }
+    }
+
+    /// The items of a string array (none of an empty array of any type).
+    pub fn strings(&self) -> Option<Vec<&str>> {
+        match self {
+            GgufArray::String(strings) => Some(strings.iter().collect()),
+            other => other.is_empty().then(Vec::new),
+        }
+    }
+
+    /// The items of an integer array converted to `T`, if every one fits (none of an empty
+    /// array of any type): writers differ in the width they use.
+    pub fn integers<T: TryFrom<i128>>(&self) -> Option<Vec<T>> {
+        fn each<S: Copy + Into<i128>, T: TryFrom<i128>>(items: &[S]) -> Option<Vec<T>> {
+            items.iter().map(|&item| T::try_from(item.into()).ok()).collect()
+        }
+        match self {
+            GgufArray::U8(items) => each(items),
+            GgufArray::I8(items) => each(items),
+            GgufArray::U16(items) => each(items),
+            GgufArray::I16(items) => each(items),
+            GgufArray::U32(items) => each(items),
+            GgufArray::I32(items) => each(items),
+            GgufArray::U64(items) => each(items),
+            GgufArray::I64(items) => each(items),
+            other => other.is_empty().then(Vec::new),
+        }
+    }
+
+    /// The items of an F32 or F64 (narrowed) array (none of an empty array of any type).
+    pub fn floats(&self) -> Option<Vec<f32>> {
+        match self {
+            GgufArray::F32(items) => Some(items.clone()),
+            GgufArray::F64(items) => Some(items.iter().map(|&x| x as f32).collect()),
+            other => other.is_empty().then(Vec::new),
+        }
+    }
 }
 
 /// Metadata keys in file order are not needed; sorted access is.
@@ -107,8 +244,6 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 pub enum GgufError {
     #[error("I/O error reading GGUF: {0}")]
     Io(#[from] std::io::Error),
-    #[error("{}: {source}", path.display())]
-    Open { path: std::path::PathBuf, source: std::io::Error },
     #[error("not a GGUF file: the first bytes are {found:02x?} ({}), not \"GGUF\"", String::from_utf8_lossy(found).escape_debug())]
     BadMagic { found: Vec<u8> },
     #[error(
@@ -135,6 +270,11 @@ pub enum GgufError {
     BadShape { tensor: String, dims: Vec<u64>, problem: String },
     #[error("metadata {key} is {found}, expected {expected}")]
     MetadataType { key: String, expected: &'static str, found: String },
+    #[error("GGUF {what} at offset {offset} needs {bytes} bytes of memory, more than can be allocated")]
+    OutOfMemory { what: String, offset: u64, bytes: u64 },
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error(transparent)]
+    Read(#[from] super::checked_file::ReadError),
 }
 
 /// One entry of the tensor directory.
@@ -197,9 +337,10 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
-        let path = path.as_ref();
-        Self::read(File::open(path).map_err(|source| GgufError::Open { path: path.to_owned(), source })?)
+    /// Parses the header of the GGUF file at `path`, a regular file.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self, GgufError> {
+        Self::read(super::checked_file::open(path.as_ref())?.file)
     }
 
     /// Parses the header of a GGUF stream (from its start) and checks that every
@@ -229,7 +370,7 @@ impl GgufFile {
             let at = r.pos;
             let key = r.name("metadata key")?;
             let value_type = r.u32("metadata value type")?;
-            let value = r.value(value_type, &key, 0)?;
+            let value = r.value(value_type, &key)?;
             if metadata.insert(key.clone(), value).is_some() {
                 return Err(GgufError::Malformed { offset: at, problem: format!("metadata key {key} appears twice") });
             }
@@ -307,9 +448,11 @@ pub trait GgufMetadataExt {
     fn get_f32(&self, key: &str) -> Result<Option<f32>, GgufError>;
     fn get_bool(&self, key: &str) -> Result<Option<bool>, GgufError>;
     fn get_str(&self, key: &str) -> Result<Option<&str>, GgufError>;
-    fn get_array(&self, key: &str) -> Result<Option<&[GgufValue]>, GgufError>;
+    fn get_array(&self, key: &str) -> Result<Option<&GgufArray>, GgufError>;
     fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError>;
     fn get_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, GgufError>;
+    /// F32 or F64 (narrowed) items.
+    fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, GgufError>;
 }
 
 impl GgufMetadataExt for GgufMetadata {
@@ -343,31 +486,30 @@ impl GgufMetadataExt for GgufMetadata {
         })
     }
 
-    fn get_array(&self, key: &str) -> Result<Option<&[GgufValue]>, GgufError> {
+    fn get_array(&self, key: &str) -> Result<Option<&GgufArray>, GgufError> {
         typed(self, key, "an array", |v| match v {
-            GgufValue::Array(items) => Some(items.as_slice()),
+            GgufValue::Array(array) => Some(array.as_ref()),
             _ => None,
         })
     }
 
     fn get_str_array(&self, key: &str) -> Result<Option<Vec<&str>>, GgufError> {
         typed(self, key, "an array of strings", |v| match v {
-            GgufValue::Array(items) => items
-                .iter()
-                .map(|item| match item {
-                    GgufValue::String(s) => Some(s.as_str()),
-                    _ => None,
-                })
-                .collect(),
+            GgufValue::Array(array) => array.strings(),
             _ => None,
         })
     }
 
     fn get_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, GgufError> {
         typed(self, key, "an array of 32-bit integers", |v| match v {
-            GgufValue::Array(items) => {
-                items.iter().map(|item| item.as_i128().and_then(|i| i32::try_from(i).ok())).collect()
-            }
+            GgufValue::Array(array) => array.integers(),
+            _ => None,
+        })
+    }
+
+    fn get_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, GgufError> {
+        typed(self, key, "an array of floats", |v| match v {
+            GgufValue::Array(array) => array.floats(),
             _ => None,
         })
     }
@@ -408,7 +550,7 @@ impl GgufValue {
         match self {
             GgufValue::String(s) if s.chars().count() > 40 => format!("a string of {} bytes", s.len()),
             GgufValue::String(s) => format!("the string {s:?}"),
-            GgufValue::Array(items) => format!("an array of {} values", items.len()),
+            GgufValue::Array(array) => format!("an array of {} {} values", array.len(), array.item_type()),
             other => format!("{other:?}"),
         }
     }
@@ -484,10 +626,25 @@ impl<R: Read> Reader<R> {
         Ok(count)
     }
 
+    /// An empty vector with room for `count` items, which the caller has checked the bytes
+    /// left in the file can hold: an error, not an abort, where memory cannot.
+    fn allocate<T>(&self, count: u64, what: &str) -> Result<Vec<T>, GgufError> {
+        let mut items = Vec::new();
+        match usize::try_from(count) {
+            Ok(count) if items.try_reserve_exact(count).is_ok() => Ok(items),
+            _ => Err(GgufError::OutOfMemory {
+                what: what.into(),
+                offset: self.pos,
+                bytes: count.saturating_mul(std::mem::size_of::<T>() as u64),
+            }),
+        }
+    }
+
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
         let offset = self.pos;
         let len = self.count(&format!("{what} length"), 1)?;
-        let mut bytes = vec![0u8; len as usize];
+        let mut bytes = self.allocate(len, what)?;
+        bytes.resize(len as usize, 0);
         self.read_into(&mut bytes, what)?;
         String::from_utf8(bytes)
             .map_err(|e| GgufError::Malformed { offset, problem: format!("{what} is not UTF-8: {e}") })
@@ -507,7 +664,7 @@ impl<R: Read> Reader<R> {
         Ok(name)
     }
 
-    fn value(&mut self, value_type: u32, key: &str, depth: u32) -> Result<GgufValue, GgufError> {
+    fn value(&mut self, value_type: u32, key: &str) -> Result<GgufValue, GgufError> {
         let what = format!("value of {key}");
         Ok(match value_type {
             0 => GgufValue::U8(u8::from_le_bytes(self.take_array(&what)?)),
@@ -519,36 +676,102 @@ impl<R: Read> Reader<R> {
             6 => GgufValue::F32(f32::from_le_bytes(self.take_array(&what)?)),
             7 => GgufValue::Bool(self.take_array::<1>(&what)?[0] != 0),
             8 => GgufValue::String(self.string(&what)?),
-            9 => {
-                let at = self.pos;
-                if depth >= MAX_ARRAY_DEPTH {
-                    return Err(GgufError::Malformed {
-                        offset: at,
-                        problem: format!("{key}: arrays nest deeper than {MAX_ARRAY_DEPTH} levels"),
-                    });
-                }
-                let item_type = self.u32(&format!("array item type of {key}"))?;
-                let min_item_bytes = match item_type {
-                    0 | 1 | 7 => 1,
-                    2 | 3 => 2,
-                    4..=6 => 4,
-                    8 | 10..=12 => 8,
-                    9 => 12,
-                    other => return Err(unknown_value_type(at, key, other)),
-                };
-                let count = self.count(&format!("array length of {key}"), min_item_bytes)?;
-                // Capacity grows with what is actually read, not with the claimed count.
-                let mut items = Vec::with_capacity(count.min(1 << 16) as usize);
-                for _ in 0..count {
-                    items.push(self.value(item_type, key, depth + 1)?);
-                }
-                GgufValue::Array(items)
-            }
+            9 => self.array(key, 0)?.into(),
             10 => GgufValue::U64(u64::from_le_bytes(self.take_array(&what)?)),
             11 => GgufValue::I64(i64::from_le_bytes(self.take_array(&what)?)),
             12 => GgufValue::F64(f64::from_le_bytes(self.take_array(&what)?)),
             other => return Err(unknown_value_type(self.pos, key, other)),
         })
+    }
+
+    /// An array (its item type, count and items) at nesting `depth`, into one typed vector.
+    fn array(&mut self, key: &str, depth: u32) -> Result<GgufArray, GgufError> {
+        let at = self.pos;
+        if depth >= MAX_ARRAY_DEPTH {
+            return Err(GgufError::Malformed {
+                offset: at,
+                problem: format!("{key}: arrays nest deeper than {MAX_ARRAY_DEPTH} levels"),
+            });
+        }
+        let item_type = self.u32(&format!("array item type of {key}"))?;
+        let min_item_bytes = match item_type {
+            0 | 1 | 7 => 1,
+            2 | 3 => 2,
+            4..=6 => 4,
+            8 | 10..=12 => 8,
+            9 => 12,
+            other => return Err(unknown_value_type(at, key, other)),
+        };
+        let count = self.count(&format!("array length of {key}"), min_item_bytes)?;
+        let what = format!("array of {key}");
+        Ok(match item_type {
+            0 => GgufArray::U8(self.numbers(count, &what, u8::from_le_bytes)?),
+            1 => GgufArray::I8(self.numbers(count, &what, i8::from_le_bytes)?),
+            2 => GgufArray::U16(self.numbers(count, &what, u16::from_le_bytes)?),
+            3 => GgufArray::I16(self.numbers(count, &what, i16::from_le_bytes)?),
+            4 => GgufArray::U32(self.numbers(count, &what, u32::from_le_bytes)?),
+            5 => GgufArray::I32(self.numbers(count, &what, i32::from_le_bytes)?),
+            6 => GgufArray::F32(self.numbers(count, &what, f32::from_le_bytes)?),
+            7 => GgufArray::Bool(self.numbers(count, &what, |[byte]: [u8; 1]| byte != 0)?),
+            8 => GgufArray::String(self.strings(count, &what)?),
+            9 => {
+                let mut items = self.allocate(count, &what)?;
+                for _ in 0..count {
+                    items.push(self.array(key, depth + 1)?);
+                }
+                GgufArray::Array(items)
+            }
+            10 => GgufArray::U64(self.numbers(count, &what, u64::from_le_bytes)?),
+            11 => GgufArray::I64(self.numbers(count, &what, i64::from_le_bytes)?),
+            12 => GgufArray::F64(self.numbers(count, &what, f64::from_le_bytes)?),
+            _ => unreachable!("the item type was checked above"),
+        })
+    }
+
+    /// `count` numbers of `N` bytes each, which the caller has checked the file holds, read
+    /// a block at a time.
+    fn numbers<T, const N: usize>(
+        &mut self,
+        count: u64,
+        what: &str,
+        decode: fn([u8; N]) -> T,
+    ) -> Result<Vec<T>, GgufError> {
+        let mut items = self.allocate(count, what)?;
+        let mut block = [0u8; 4096];
+        let mut left = items.capacity(); // exactly `count`
+        while left > 0 {
+            let n = left.min(block.len() / N);
+            let bytes = &mut block[..n * N];
+            self.read_into(bytes, what)?;
+            items.extend(bytes.chunks_exact(N).map(|item| decode(item.try_into().expect("chunks of N bytes"))));
+            left -= n;
+        }
+        Ok(items)
+    }
+
+    /// `count` strings, each a `u64` length and UTF-8 bytes, into one buffer.
+    fn strings(&mut self, count: u64, what: &str) -> Result<GgufStrings, GgufError> {
+        let mut ends = self.allocate(count, what)?;
+        let mut text: Vec<u8> = Vec::new();
+        for index in 0..count {
+            let len = self.count(what, 1)?;
+            let start = text.len();
+            if text.try_reserve(len as usize).is_err() {
+                return Err(GgufError::OutOfMemory { what: what.into(), offset: self.pos, bytes: len });
+            }
+            text.resize(start + len as usize, 0);
+            let offset = self.pos;
+            self.read_into(&mut text[start..], what)?;
+            if let Err(e) = std::str::from_utf8(&text[start..]) {
+                return Err(GgufError::Malformed {
+                    offset,
+                    problem: format!("{what}: string {index} is not UTF-8: {e}"),
+                });
+            }
+            ends.push(text.len());
+        }
+        let text = String::from_utf8(text).expect("every string was checked to be UTF-8");
+        Ok(GgufStrings { text: text.into(), ends: ends.into() })
     }
 }
 

@@ -29,8 +29,9 @@ use std::path::Path;
 
 use half::f16;
 
+use super::checked_file;
 use super::gguf::{
-    GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
+    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_0,
 };
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
@@ -82,7 +83,9 @@ pub fn convert_gguf(
     }
     let output = OutputDir::prepare(out_dir, gguf_path, options.overwrite)?;
 
-    let gguf = GgufFile::open(gguf_path)?;
+    // One open file for the header and the tensors: nothing can replace it in between.
+    let mut source = checked_file::open(gguf_path).map_err(GgufError::from)?.file;
+    let gguf = GgufFile::read(&source)?;
     let mut architecture = architecture(&gguf)?;
     let sliding_window = gguf.metadata.get_u32("llama.attention.sliding_window")?.map(|w| w as usize);
     architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
@@ -92,7 +95,6 @@ pub fn convert_gguf(
     let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
 
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
-    let mut source = File::open(gguf_path)?;
     let total: u64 = plan.iter().map(|t| t.range.end - t.range.start).sum();
     let mut done = 0;
     progress(done, total);

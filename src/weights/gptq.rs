@@ -37,6 +37,7 @@ use std::path::Path;
 use half::f16;
 use serde_json::Value;
 
+use super::checked_file::{self, ReadError};
 use super::checkpoint::{Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
 use super::pack_q4_words;
 
@@ -76,6 +77,8 @@ pub enum GptqError {
     Offset { tensor: String, row: usize, group: usize, scale: f32, zero: u32 },
     #[error(transparent)]
     Read(#[from] CheckpointError),
+    #[error(transparent)]
+    ConfigFile(#[from] ReadError),
 }
 
 fn config_problem(source_name: &str, problem: impl Into<String>) -> GptqError {
@@ -87,19 +90,16 @@ fn config_problem(source_name: &str, problem: impl Into<String>) -> GptqError {
 /// checkpoint; another quantization method is an error naming it.
 pub fn read_config(dir: &Path, config_json: &Value) -> Result<Option<GptqConfig>, GptqError> {
     let path = dir.join(CONFIG_FILE);
-    let (source_name, settings) = match std::fs::read_to_string(&path) {
-        Ok(text) => {
+    let (source_name, settings) = match checked_file::read_to_string_if_present(&path, checked_file::JSON_METADATA)? {
+        Some(text) => {
             let value =
                 serde_json::from_str(&text).map_err(|e| config_problem(CONFIG_FILE, format!("invalid JSON: {e}")))?;
             (CONFIG_FILE, value)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            match config_json.get("quantization_config").filter(|q| !q.is_null()) {
-                None => return Ok(None),
-                Some(q) => ("config.json quantization_config", q.clone()),
-            }
-        }
-        Err(e) => return Err(config_problem(CONFIG_FILE, e.to_string())),
+        None => match config_json.get("quantization_config").filter(|q| !q.is_null()) {
+            None => return Ok(None),
+            Some(q) => ("config.json quantization_config", q.clone()),
+        },
     };
     parse_config(source_name, &settings).map(Some)
 }

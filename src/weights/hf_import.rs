@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::checked_file::{self, ReadError};
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
@@ -89,6 +90,8 @@ pub enum HfError {
     Gptq(#[from] GptqError),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("config.json: {0}")]
     Config(String),
     #[error("{0}")]
@@ -152,13 +155,10 @@ pub fn engine_name(hf: &str) -> Option<Option<String>> {
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
-    match fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| HfError::Config(format!("{}: invalid JSON: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(HfError::Io { path: path.to_owned(), source }),
-    }
+    let Some(text) = checked_file::read_to_string_if_present(path, checked_file::JSON_METADATA)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| HfError::Config(format!("{}: invalid JSON: {e}", path.display())))
 }
 
 fn config_usize(config: &Value, key: &str) -> Result<Option<usize>, HfError> {
@@ -527,20 +527,17 @@ pub fn convert_hf(
         .ok_or_else(|| HfError::Config(format!("{} has no config.json", hf_dir.display())))?;
     let tokenizer_config = read_json(&hf_dir.join("tokenizer_config.json"))?;
     let tokenizer_path = hf_dir.join(TOKENIZER_FILE);
-    let tokenizer_json = match fs::read_to_string(&tokenizer_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && hf_dir.join("tokenizer.model").is_file() => {
+    let tokenizer_json = match checked_file::read_to_string_if_present(&tokenizer_path, checked_file::TOKENIZER)? {
+        Some(text) => text,
+        None if hf_dir.join("tokenizer.model").is_file() => {
             // Only a SentencePiece model: build the tokenizer.json transformers would convert it to.
             let model_path = hf_dir.join("tokenizer.model");
-            let model = fs::read(&model_path).map_err(|source| HfError::Io { path: model_path.clone(), source })?;
+            let model = checked_file::read(&model_path, checked_file::TOKENIZER)?;
             let (add_bos, add_eos) = crate::tokenizer::add_flags(tokenizer_config.as_ref());
             crate::tokenizer::tokenizer_json_from_sentencepiece(&model, add_bos, add_eos)
                 .map_err(|e| HfError::Tokenizer(format!("{}: {e}", model_path.display())))?
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(HfError::Tokenizer(format!("{} has no tokenizer.json", hf_dir.display())))
-        }
-        Err(source) => return Err(HfError::Io { path: tokenizer_path, source }),
+        None => return Err(HfError::Tokenizer(format!("{} has no tokenizer.json", hf_dir.display()))),
     };
     crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
 
@@ -554,11 +551,7 @@ pub fn convert_hf(
     let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();
     let judge = options.judge.decide(&names);
     let template_path = hf_dir.join("chat_template.jinja");
-    let template_file = match std::fs::read_to_string(&template_path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => return Err(HfError::Io { path: template_path, source }),
-    };
+    let template_file = checked_file::read_to_string_if_present(&template_path, checked_file::CHAT_TEMPLATE)?;
     let has_sentencepiece_model = hf_dir.join("tokenizer.model").is_file();
     let chat_template = chat_template(tokenizer_config.as_ref(), template_file.as_deref(), has_sentencepiece_model)?;
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
@@ -649,6 +642,16 @@ mod tests {
         assert_eq!(theta(v5).unwrap(), 100000.0);
         let yarn = serde_json::json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "yarn"}});
         assert!(matches!(theta(yarn), Err(HfError::Unsupported(_))));
+    }
+
+    #[test]
+    fn floats_must_be_finite_and_in_range() {
+        let problem = |extra| architecture(&config(extra), false, None).unwrap_err().to_string();
+        // 1e39 is infinity in f32.
+        assert!(problem(serde_json::json!({"rms_norm_eps": 1e39})).contains("norm_eps inf is not within (0, 0.01]"));
+        assert!(problem(serde_json::json!({"rms_norm_eps": 0.0})).contains("norm_eps 0 is not within"));
+        assert!(problem(serde_json::json!({"rope_theta": 1e39})).contains("rope_theta inf is not within [1, 1e12]"));
+        assert!(problem(serde_json::json!({"rope_theta": -1.0})).contains("rope_theta -1 is not within"));
     }
 
     /// transformers 5 writes the template to `chat_template.jinja`, not into the config.

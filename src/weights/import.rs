@@ -7,14 +7,14 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use super::checked_file::{self, ReadError};
 use super::gguf::GgufError;
 use super::io_error_at;
 use super::manifest::{Manifest, MANIFEST_FILE, TOKENIZER_FILE};
 use super::writer::is_shard_file_name;
-use crate::engine::native::MAX_METADATA_BYTES;
 use crate::judge::JudgeFamily;
 use crate::model::ChatTemplate;
 
@@ -325,12 +325,11 @@ fn written_files(dir: &Path, manifest_required: bool) -> Result<Result<Vec<OsStr
 
 /// The manifest at `path`, or why it is not a webjudge manifest.
 fn read_manifest(path: &Path) -> Result<Result<Manifest, String>, ConvertError> {
-    let mut bytes = Vec::new();
-    let file = fs::File::open(path).map_err(|e| io_at(path, e))?;
-    file.take(MAX_METADATA_BYTES + 1).read_to_end(&mut bytes).map_err(|e| io_at(path, e))?;
-    if bytes.len() as u64 > MAX_METADATA_BYTES {
-        return Ok(Err(format!("more than {MAX_METADATA_BYTES} bytes")));
-    }
+    let bytes = match checked_file::read(path, checked_file::MANIFEST) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io { source, .. }) => return Err(io_at(path, source)),
+        Err(why) => return Ok(Err(why.to_string())),
+    };
     Ok(Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|error| error.to_string()))
 }
 

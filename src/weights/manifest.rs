@@ -23,6 +23,13 @@ pub const TOKENIZER_FILE: &str = "tokenizer.json";
 pub const DEFAULT_SHARD_BYTES: u64 = 64 << 20;
 /// The WebGPU default `maxStorageBufferBindingSize`: no tensor part may exceed it.
 pub const MAX_BINDING_BYTES: u64 = 128 << 20;
+/// The largest `manifest.json` a reader accepts and a converter writes: a 70B model in the
+/// smallest shards `convert` writes (1 MiB, about 42k of them) has a manifest of about 14 MB.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+/// A shard may pad each tensor part up to this alignment (WebGPU's default
+/// `minStorageBufferOffsetAlignment`), and hold nothing else: every byte of a shard is read
+/// into memory, so each must be backed by the tensors that need it.
+pub const PART_ALIGNMENT: u64 = 256;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -90,6 +97,13 @@ pub enum ManifestError {
     TensorCount(#[from] TensorCountError),
     #[error("shard name {0:?} is not a plain file name (letters, digits, '-', '_' and '.', not starting with '.')")]
     ShardName(String),
+    #[error("shard {0} holds no tensor part")]
+    UnusedShard(String),
+    #[error(
+        "shard {file} is {size} bytes, more than the {needed} its tensor parts need \
+         (each padded to {PART_ALIGNMENT} bytes at most)"
+    )]
+    ShardSize { file: String, size: u64, needed: u64 },
 }
 
 impl TensorEntry {
@@ -152,6 +166,7 @@ impl Manifest {
             return Err(ManifestError::ShardName(shard.file.clone()));
         }
         let mut seen = HashMap::new();
+        let mut shard_needs = vec![0u64; self.shards.len()];
         for tensor in &self.tensors {
             if seen.insert(tensor.name.as_str(), tensor).is_some() {
                 return Err(tensor.problem("appears twice"));
@@ -188,9 +203,19 @@ impl Manifest {
                 if part.offset % 4 != 0 || part.offset.checked_add(part.length).is_none_or(|end| end > shard.size) {
                     return Err(tensor.problem(format!("part lies outside shard {}", shard.file)));
                 }
+                let padded = part.length.next_multiple_of(PART_ALIGNMENT);
+                shard_needs[part.shard] = shard_needs[part.shard].saturating_add(padded);
             }
             if next_row as u64 != rows {
                 return Err(tensor.problem(format!("parts cover {next_row} of {rows} rows")));
+            }
+        }
+        for (shard, &needed) in self.shards.iter().zip(&shard_needs) {
+            if needed == 0 {
+                return Err(ManifestError::UnusedShard(shard.file.clone()));
+            }
+            if shard.size > needed {
+                return Err(ManifestError::ShardSize { file: shard.file.clone(), size: shard.size, needed });
             }
         }
         for (name, shape) in expected_tensors(&self.architecture, self.tensors.len())? {

@@ -1,6 +1,9 @@
 //! Weight formats: the model directory webjudge runs from, and importers into it.
 
-// The importers (native only: the browser loads model directories they wrote).
+// Reading files, and the importers (native only: the browser fetches the model directories
+// they wrote).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checked_file;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 mod dtype;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensorError};
 
+use super::checked_file::{self, ReadError, RegularFile};
 use super::checkpoint::{self, Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
 
 /// The largest header accepted: the `safetensors` crate's own limit.
@@ -47,6 +48,8 @@ pub enum SafetensorsError {
     NoWeights(PathBuf),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SafetensorsError + '_ {
@@ -76,8 +79,8 @@ pub fn open_files(paths: &[PathBuf]) -> Result<Checkpoint, SafetensorsError> {
     let mut files = Vec::with_capacity(paths.len());
     let mut located = Vec::new();
     for (index, path) in paths.iter().enumerate() {
-        let mut file = File::open(path).map_err(io_error(path))?;
-        located.extend(read_header(&mut file, path, index)?);
+        let RegularFile { mut file, size, .. } = checked_file::open(path)?;
+        located.extend(read_header(&mut file, size, path, index)?);
         files.push((path.clone(), file));
     }
     Ok(Checkpoint::new(files, located)?)
@@ -104,10 +107,14 @@ fn checkpoint_dtype(dtype: Dtype) -> Option<CheckpointDType> {
     }
 }
 
-/// Locates the tensors of one file; `index` becomes their `file`.
-fn read_header(file: &mut File, path: &Path, index: usize) -> Result<Vec<CheckpointTensor>, SafetensorsError> {
+/// Locates the tensors of one file of `size` bytes; `index` becomes their `file`.
+fn read_header(
+    file: &mut File,
+    size: u64,
+    path: &Path,
+    index: usize,
+) -> Result<Vec<CheckpointTensor>, SafetensorsError> {
     let problem = |problem: String| SafetensorsError::Header { path: path.to_owned(), problem };
-    let size = file.metadata().map_err(io_error(path))?.len();
     if size < 8 {
         return Err(problem(format!("{size} bytes cannot hold the 8-byte header length")));
     }

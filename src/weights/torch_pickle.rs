@@ -28,6 +28,7 @@ use std::rc::Rc;
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
+use super::checked_file::{self, ReadError, RegularFile};
 use super::checkpoint::{self, Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
 
 /// Sharded checkpoints list their files here.
@@ -55,6 +56,8 @@ pub enum TorchError {
     Checkpoint(#[from] CheckpointError),
     #[error("{} holds neither {SINGLE_FILE}, {INDEX_FILE} nor any *.bin file", .0.display())]
     NoWeights(PathBuf),
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TorchError + '_ {
@@ -116,8 +119,7 @@ struct Archive<'a> {
 
 impl<'a> Archive<'a> {
     fn open(path: &'a Path) -> Result<Self, TorchError> {
-        let file = File::open(path).map_err(io_error(path))?;
-        let size = file.metadata().map_err(io_error(path))?.len();
+        let RegularFile { file, size, .. } = checked_file::open(path)?;
         let zip = ZipArchive::new(file).map_err(|source| TorchError::NotZip { path: path.to_owned(), source })?;
         Ok(Self { path, zip, size })
     }

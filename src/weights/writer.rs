@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{
     Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, INPUT_ORDER_FORMAT_VERSION, MANIFEST_FILE,
-    MAX_BINDING_BYTES,
+    MAX_BINDING_BYTES, MAX_MANIFEST_BYTES,
 };
 use super::{io_error_at, DType};
 use crate::judge::JudgeFamily;
@@ -145,8 +145,21 @@ impl ModelWriter {
             shards: self.shards,
         };
         manifest.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let json = manifest.to_json();
+        if json.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the manifest of {} tensor parts in {} shards takes {} bytes, more than the {MAX_MANIFEST_BYTES} \
+                     a reader accepts: write larger shards",
+                    manifest.tensors.iter().map(|t| t.parts.len()).sum::<usize>(),
+                    manifest.shards.len(),
+                    json.len()
+                ),
+            ));
+        }
         let path = self.dir.join(MANIFEST_FILE);
-        std::fs::write(&path, manifest.to_json()).map_err(|e| io_error_at(&path, e))?;
+        std::fs::write(&path, json).map_err(|e| io_error_at(&path, e))?;
         Ok(manifest)
     }
 }

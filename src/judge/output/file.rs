@@ -17,6 +17,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{in_input_order, resume_output, Resume, ResumeError, RunOptions};
+use crate::weights::checked_file::describe;
 use crate::weights::writer::hex;
 use platform::OpenOptionsExt;
 
@@ -185,10 +186,9 @@ fn real_path(path: &Path) -> Result<PathBuf, OutputError> {
 }
 
 fn check_regular(path: &Path, metadata: &Metadata) -> Result<(), OutputError> {
-    match metadata.file_type() {
-        kind if kind.is_file() => Ok(()),
-        kind if kind.is_dir() => Err(OutputError::NotARegularFile { path: path.to_owned(), kind: "a directory" }),
-        kind => Err(OutputError::NotARegularFile { path: path.to_owned(), kind: platform::special_kind(&kind) }),
+    match metadata.is_file() {
+        true => Ok(()),
+        false => Err(OutputError::NotARegularFile { path: path.to_owned(), kind: describe(metadata.file_type()) }),
     }
 }
 
@@ -288,29 +288,17 @@ impl Drop for OutputLock {
     }
 }
 
-/// Where Unix and other systems differ: pipes and devices, hard links, owners, and opening
+/// Where Unix and other systems differ: hard links, owners, and opening
 /// without following a link or waiting for a pipe's other end.
 #[cfg(unix)]
 mod platform {
-    use std::fs::{File, FileType, Metadata};
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::fs::{File, Metadata};
+    use std::os::unix::fs::MetadataExt;
 
     pub use std::os::unix::fs::OpenOptionsExt;
 
     pub const DO_NOT_WAIT: i32 = libc::O_NONBLOCK;
     pub const NO_FOLLOW: i32 = libc::O_NOFOLLOW;
-
-    pub fn special_kind(kind: &FileType) -> &'static str {
-        if kind.is_fifo() {
-            "a pipe"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "a special file"
-        }
-    }
 
     pub fn hard_links(metadata: &Metadata) -> u64 {
         metadata.nlink()
@@ -324,7 +312,7 @@ mod platform {
 
 #[cfg(not(unix))]
 mod platform {
-    use std::fs::{File, FileType, Metadata, OpenOptions};
+    use std::fs::{File, Metadata, OpenOptions};
 
     pub const DO_NOT_WAIT: i32 = 0;
     pub const NO_FOLLOW: i32 = 0;
@@ -337,10 +325,6 @@ mod platform {
         fn custom_flags(&mut self, _: i32) -> &mut Self {
             self
         }
-    }
-
-    pub fn special_kind(_: &FileType) -> &'static str {
-        "a special file"
     }
 
     pub fn hard_links(_: &Metadata) -> u64 {
