@@ -381,6 +381,10 @@ fn resume_refuses_to_mix_options_and_retries_errors_made_under_others() {
     assert_eq!(resume.retried, [1]);
     assert_eq!(resume.rewrite.unwrap(), [record(0, "a", &small), error(2, &now)].concat().into_bytes());
     assert_eq!(resume_output(text.as_bytes(), &small).unwrap().retried, [2]);
+    // Rows of another input are refused, errors too: their indices name other rows.
+    let other = RunOptions { input: Some(InputIdentity::of("other.jsonl", b"other rows")), ..now.clone() };
+    let error = resume_output(error(0, &other).as_bytes(), &now).unwrap_err();
+    assert!(error.to_string().contains("--input was other.jsonl"), "{error}");
 }
 
 /// Every cut point of a file of multi-byte records (bytes, not characters), resumed and

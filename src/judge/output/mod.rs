@@ -73,21 +73,21 @@ impl RunOptions {
                 ("--max-new-tokens", o.max_new_tokens.to_string()),
             ]
         };
-        let mut differences: Vec<String> = options(other)
+        options(other)
             .into_iter()
             .zip(options(self))
             .filter(|((_, was), (_, now))| was != now)
             .map(|((name, was), (_, now))| format!("{name} was {was}, now {now}"))
-            .collect();
-        if let (Some(was), Some(now)) = (&other.input, &self.input) {
-            if was.sha256 != now.sha256 {
-                differences.push(format!(
-                    "--input was {} (sha256 {}…), now {} (sha256 {}…)",
-                    was.file, was.sha256, now.file, now.sha256
-                ));
-            }
-        }
-        differences
+            .collect()
+    }
+
+    /// How `other`'s input differs from this run's, if both are known and differ: another
+    /// file's rows, whose indices name other rows.
+    fn input_difference(&self, other: &RunOptions) -> Option<String> {
+        let (was, now) = (other.input.as_ref()?, self.input.as_ref()?);
+        (was.sha256 != now.sha256).then(|| {
+            format!("--input was {} (sha256 {}…), now {} (sha256 {}…)", was.file, was.sha256, now.file, now.sha256)
+        })
     }
 }
 
@@ -151,6 +151,10 @@ pub fn resume_output(bytes: &[u8], current: &RunOptions) -> Result<Resume, Resum
             }
             Err(problem) => return Err(ResumeError::NotAnOutput { line, problem }),
         };
+        // Another input's rows are other rows, whatever became of them.
+        if let Some(difference) = current.input_difference(&record.run) {
+            return Err(ResumeError::OptionsDiffer { line, differences: vec![difference] });
+        }
         if record.error {
             if record.run != *current {
                 resume.retried.push(record.index);
