@@ -603,6 +603,7 @@ fn output_directory_is_replaced_only_when_asked() {
     let out = dir.join("model");
     std::fs::create_dir_all(&out).unwrap();
     convert(&path, &out, 1 << 20).expect("an empty directory is fine");
+    convert(&path, &dir.join("new/folders/model"), 1 << 20).expect("a directory in folders yet to be made");
     assert!(matches!(convert(&path, &out, 1 << 20), Err(ConvertError::Output { .. })));
     let options = ConvertOptions { overwrite: true, ..ConvertOptions::default() };
     convert_gguf(&path, &out, &options, &mut |_, _| {}).expect("overwrite replaces it");

@@ -223,6 +223,10 @@ impl OutputDir {
             }
             replaceable(&out_dir, overwrite)?;
         }
+        // `--out` may name a directory in folders yet to be made (`target/models/m`).
+        if let Some(parent) = temp.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| io_at(parent, e))?;
+        }
         fs::create_dir(&temp).map_err(|error| match error.kind() {
             ErrorKind::AlreadyExists => refuse(OutputProblem::TemporaryTaken(temp.clone())),
             _ => io_at(&temp, error),
