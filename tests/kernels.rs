@@ -82,7 +82,7 @@ macro_rules! for_both_variants {
 }
 
 // The linear layers at real shapes (weights up to ~90 MB, ~10 s each on lavapipe) run in the
-// full tier only (`make test`; README, "Tests and goldens").
+// full tier only (`make test`; docs/testing.md).
 for_both_variants!(
     embedding_all_dtypes_and_parts,
     rmsnorm_rows,
