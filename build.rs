@@ -2,49 +2,42 @@
 //! `cargo build` with its file and line, and checks that each uniform struct's WGSL
 //! layout equals the `#[repr(C)]` Rust struct written into it.
 
-use std::collections::HashMap;
-use std::path::Path;
-
 #[path = "src/kernels/preprocess.rs"]
 mod preprocess;
 #[path = "src/kernels/variants.rs"]
 mod variants;
 
+use variants::{Role, Shader, Uniform};
+
 fn main() {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=src/kernels/variants.rs");
-    for (_, _, rust_file, _) in variants::UNIFORM_STRUCTS {
-        println!("cargo:rerun-if-changed={rust_file}");
+    for uniform in Shader::ALL.iter().filter_map(|shader| shader.uniform()) {
+        println!("cargo:rerun-if-changed={}", uniform.rust_file);
     }
-    let mut sources = HashMap::new();
-    for entry in std::fs::read_dir("shaders").expect("shaders/ exists") {
-        let path = entry.expect("readable shaders/").path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            sources.insert(name, std::fs::read_to_string(&path).expect("readable shader"));
-        }
-    }
-    let lookup = |name: &str| sources.get(name).map(String::as_str);
     let mut failures = Vec::new();
     for (shader, defines) in variants::all_variants() {
-        if let Err(message) = validate(shader, &defines, &lookup) {
-            failures.push(format!("shaders/{shader} with {defines:?}:\n{message}"));
+        if let Err(message) = validate(shader, &defines) {
+            failures.push(format!("shaders/{} with {defines:?}:\n{message}", shader.file()));
         }
     }
-    for (name, _) in sources.iter().filter(|(name, _)| !variants::is_known_shader(name)) {
-        failures.push(format!("{}: not listed in src/kernels/variants.rs", Path::new("shaders").join(name).display()));
+    // The registry's `include_str!` fails the build on a listed file that is missing; this
+    // catches the other way round.
+    for entry in std::fs::read_dir("shaders").expect("shaders/ exists") {
+        let path = entry.expect("readable shaders/").path();
+        let file = path.file_name().unwrap().to_string_lossy();
+        if path.extension().is_some_and(|e| e == "wgsl") && Shader::from_file(&file).is_none() {
+            failures.push(format!("{}: not in the registry in src/kernels/variants.rs", path.display()));
+        }
     }
     if !failures.is_empty() {
         panic!("WGSL validation failed:\n{}", failures.join("\n\n"));
     }
 }
 
-fn validate<'a>(
-    shader: &str,
-    defines: &[&'static str],
-    lookup: &dyn Fn(&str) -> Option<&'a str>,
-) -> Result<(), String> {
-    let expanded = preprocess::expand(shader, defines, variants::SHADER_CONSTANTS, lookup)?;
+fn validate(shader: Shader, defines: &[&'static str]) -> Result<(), String> {
+    let source = |file: &str| Shader::from_file(file).map(Shader::source);
+    let expanded = preprocess::expand(shader.file(), defines, variants::SHADER_CONSTANTS, &source)?;
     let origin = |line: usize| {
         expanded.origins.get(line.saturating_sub(1)).map(|(f, l)| format!("shaders/{f}:{l}")).unwrap_or_default()
     };
@@ -64,8 +57,9 @@ fn validate<'a>(
 /// One field: name, byte offset, byte size, scalar kind ("u32", "i32", "f32").
 type Field = (String, u32, u32, &'static str);
 
-/// Compares every uniform buffer struct of `module` with its Rust counterpart.
-fn check_uniforms(shader: &str, module: &naga::Module) -> Result<(), String> {
+/// Compares every uniform buffer struct of `module` with its Rust counterpart: `shader`'s own
+/// uniform or an included file's.
+fn check_uniforms(shader: Shader, module: &naga::Module) -> Result<(), String> {
     for (_, global) in module.global_variables.iter() {
         if global.space != naga::AddressSpace::Uniform {
             continue;
@@ -75,13 +69,12 @@ fn check_uniforms(shader: &str, module: &naga::Module) -> Result<(), String> {
         let naga::TypeInner::Struct { members, span } = &ty.inner else {
             return Err(format!("uniform {:?} is not a struct", global.name));
         };
-        let entry = variants::UNIFORM_STRUCTS
+        let Uniform { rust_file, rust_struct, .. } = Shader::ALL
             .iter()
-            .find(|(s, n, _, _)| *n == name && (*s == shader || *s == "common.wgsl"))
-            .ok_or_else(|| {
-                format!("uniform struct {name} is not listed in UNIFORM_STRUCTS (src/kernels/variants.rs)")
-            })?;
-        let (_, _, rust_file, rust_struct) = *entry;
+            .filter(|s| **s == shader || s.role() == Role::Include)
+            .filter_map(|s| s.uniform())
+            .find(|uniform| uniform.wgsl_struct == name)
+            .ok_or_else(|| format!("uniform struct {name} is not in the registry (src/kernels/variants.rs)"))?;
         let wgsl: Vec<Field> = members
             .iter()
             .map(|m| {
@@ -101,8 +94,9 @@ fn check_uniforms(shader: &str, module: &naga::Module) -> Result<(), String> {
         let named = |fields: &[Field]| fields.iter().filter(|f| !f.0.starts_with('_')).cloned().collect::<Vec<_>>();
         if named(&wgsl) != named(&rust) || *span != rust_size {
             return Err(format!(
-                "uniform {name} ({span} bytes) in shaders/{shader} differs from {rust_struct} ({rust_size} bytes) in \
-                 {rust_file}:\n  WGSL: {wgsl:?}\n  Rust: {rust:?}"
+                "uniform {name} ({span} bytes) in shaders/{} differs from {rust_struct} ({rust_size} bytes) in \
+                 {rust_file}:\n  WGSL: {wgsl:?}\n  Rust: {rust:?}",
+                shader.file()
             ));
         }
     }

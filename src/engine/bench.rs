@@ -8,8 +8,8 @@ use web_time::Instant;
 
 use super::{Engine, EngineError};
 use crate::kernels::{
-    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Step, StepBuffers, TokenPlace,
-    Workgroups,
+    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Shader, Step, StepBuffers,
+    TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
 
@@ -121,7 +121,7 @@ async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, St
     let bytes = bytes.min(gpu.limits.max_storage_buffer_binding_size).next_multiple_of(16);
     let src = gpu.storage("bench copy source", bytes);
     let dst = gpu.storage("bench copy destination", bytes);
-    let pipeline = gpu.pipeline("copy.wgsl", "main", None);
+    let pipeline = gpu.pipeline(Shader::Copy, "main", None);
     let copy = Dispatch {
         label: "copy".into(),
         weight_bytes: 0,

@@ -1,6 +1,6 @@
 //! Token embedding lookup (shaders/embedding.wgsl).
 
-use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -21,7 +21,7 @@ pub fn embedding(
     tokens: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Vec<Dispatch> {
-    let pipeline = gpu.pipeline("embedding.wgsl", "main", Some(table.dtype));
+    let pipeline = gpu.pipeline(Shader::Embedding, "main", Some(table.dtype));
     table
         .parts
         .iter()

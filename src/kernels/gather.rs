@@ -7,7 +7,7 @@
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 
-use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,7 +20,7 @@ struct Params {
 /// one index per input (a permutation, checked when it was loaded).
 pub fn gather(gpu: &Gpu, step: &StepBuffers, order: &GpuTensor, x: &wgpu::Buffer, gathered: &wgpu::Buffer) -> Dispatch {
     let inputs = order.cols as u32;
-    let pipeline = gpu.pipeline("gather.wgsl", "main", None);
+    let pipeline = gpu.pipeline(Shader::Gather, "main", None);
     let params = gpu.uniform("gather params", &Params { inputs, _pad: [0; 3] });
     Dispatch {
         label: "gather".into(),

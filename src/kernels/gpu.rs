@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::preprocess;
-use super::variants::{self, SUBGROUPS};
+use super::variants::{self, Shader, SUBGROUPS};
 use crate::weights::DType;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,9 +36,8 @@ impl Default for GpuOptions {
     }
 }
 
-/// Shader file, entry point, weight dtype and one of the shader's own flags: one compiled
-/// variant.
-type PipelineKey = (&'static str, &'static str, Option<DType>, Option<&'static str>);
+/// Shader, entry point, weight dtype and one of the shader's own flags: one compiled variant.
+type PipelineKey = (Shader, &'static str, Option<DType>, Option<&'static str>);
 
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -115,19 +114,20 @@ impl Gpu {
     }
 
     /// The compute pipeline for `entry` of `shader`, compiled for the given weight dtype.
-    pub fn pipeline(&self, shader: &'static str, entry: &'static str, weights: Option<DType>) -> wgpu::ComputePipeline {
+    pub fn pipeline(&self, shader: Shader, entry: &'static str, weights: Option<DType>) -> wgpu::ComputePipeline {
         self.pipeline_variant(shader, entry, weights, None)
     }
 
-    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, [`variants::SHADER_FLAGS`])
-    /// defined as well.
+    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, [`Shader::own_flags`], whose
+    /// variants build.rs validated) defined as well.
     pub fn pipeline_variant(
         &self,
-        shader: &'static str,
+        shader: Shader,
         entry: &'static str,
         weights: Option<DType>,
         flag: Option<&'static str>,
     ) -> wgpu::ComputePipeline {
+        debug_assert!(flag.is_none_or(|flag| shader.own_flags().contains(&flag)), "{shader:?} has no flag {flag:?}");
         let key = (shader, entry, weights, flag);
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(pipeline) = cache.get(&key) {
@@ -141,12 +141,13 @@ impl Gpu {
             defines.push(weight_flag(dtype));
         }
         defines.extend(flag);
-        let expanded = preprocess::expand(shader, &defines, variants::SHADER_CONSTANTS, &shader_source)
-            .unwrap_or_else(|e| panic!("shader {shader} (validated at build time): {e}"));
+        let source = |file: &str| Shader::from_file(file).map(Shader::source);
+        let expanded = preprocess::expand(shader.file(), &defines, variants::SHADER_CONSTANTS, &source)
+            .unwrap_or_else(|e| panic!("shader {} (validated at build time): {e}", shader.file()));
         // Browsers require the extension to be enabled; naga (native) rejects the directive.
         let prefix = if cfg!(target_arch = "wasm32") && self.subgroups { "enable subgroups;\n" } else { "" };
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(shader),
+            label: Some(shader.file()),
             source: wgpu::ShaderSource::Wgsl(format!("{prefix}{}", expanded.text).into()),
         });
         let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -265,30 +266,6 @@ fn weight_flag(dtype: DType) -> &'static str {
         DType::F32 => variants::WEIGHT_FLAGS[3],
         DType::U32 => unreachable!("Manifest::validate keeps u32 indices out of the weights shaders read"),
     }
-}
-
-fn shader_source(name: &str) -> Option<&'static str> {
-    macro_rules! shaders {
-        ($($file:literal),*) => {
-            match name {
-                $($file => Some(include_str!(concat!("../../shaders/", $file))),)*
-                _ => None,
-            }
-        };
-    }
-    shaders!(
-        "common.wgsl",
-        "quant.wgsl",
-        "embedding.wgsl",
-        "matvec.wgsl",
-        "matmul.wgsl",
-        "rmsnorm.wgsl",
-        "rope.wgsl",
-        "attention.wgsl",
-        "sampling.wgsl",
-        "copy.wgsl",
-        "gather.wgsl"
-    )
 }
 
 /// The size [`Gpu::storage`] allocates for `bytes`: at least 16, a multiple of 16 (vec4

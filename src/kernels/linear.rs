@@ -5,7 +5,7 @@ use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
-use super::{Dispatch, Gpu, GpuTensor, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearMode {
@@ -92,9 +92,9 @@ pub fn linear(
     epilogue: Epilogue,
 ) -> Vec<Dispatch> {
     let (shader, wide) = match mode {
-        LinearMode::Prefill => ("matmul.wgsl", true),
+        LinearMode::Prefill => (Shader::Matmul, true),
         LinearMode::Decode | LinearMode::Single | LinearMode::LastToken | LinearMode::Choosing => {
-            ("matvec.wgsl", false)
+            (Shader::Matvec, false)
         }
     };
     let one_token = matches!(mode, LinearMode::Single | LinearMode::LastToken);
@@ -144,7 +144,12 @@ pub fn linear(
                 (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))
             };
             Dispatch {
-                label: format!("{} {} {}", shader.trim_end_matches(".wgsl"), weight.dtype.name(), role(&weight.name)),
+                label: format!(
+                    "{} {} {}",
+                    shader.file().trim_end_matches(".wgsl"),
+                    weight.dtype.name(),
+                    role(&weight.name)
+                ),
                 weight_bytes: part.buffer.size(),
                 bind_group: gpu.bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
                 pipeline: pipeline.clone(),

@@ -28,3 +28,4 @@ pub use rmsnorm::rmsnorm;
 pub use rope::{rope_and_store, rope_table};
 pub use sampling::{choose_token, Sampling, SamplingError, TopP, MIN_TEMPERATURE};
 pub use tensor::{GpuPart, GpuTensor};
+pub use variants::Shader;

@@ -1,7 +1,7 @@
 //! Rotary position embedding with the KV cache store (shaders/rope.wgsl), and its cos/sin
 //! table.
 
-use super::{Dispatch, Gpu, Heads, KvCache, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, Heads, KvCache, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -39,7 +39,7 @@ pub fn rope_and_store(
     q: &wgpu::Buffer,
     cache: &KvCache,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline("rope.wgsl", "main", None);
+    let pipeline = gpu.pipeline(Shader::Rope, "main", None);
     let params = Params {
         n_heads: heads.n_heads as u32,
         n_kv_heads: heads.n_kv_heads as u32,

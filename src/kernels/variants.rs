@@ -1,15 +1,94 @@
-//! Which shader files exist and the flag sets each is compiled with. Shared with
-//! build.rs, which validates every combination listed here.
+//! The kernel registry: every shader file, how it is compiled and the uniform it reads, in
+//! one table (`registry!` below), plus the flags and constants shaders are compiled with. Shared
+//! with build.rs, which validates every variant and uniform listed here.
 
-/// Files only ever included by other shaders.
-pub const INCLUDES: &[&str] = &["common.wgsl", "quant.wgsl"];
+/// How a shader file is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Only ever `#include`d by other shaders.
+    Include,
+    /// Reads no weights: compiled once (per subgroup setting).
+    Plain,
+    /// Reads quantized weights: compiled once per weight dtype ([`WEIGHT_FLAGS`]).
+    Weights,
+}
 
-/// Shaders that read quantized weights, compiled once per weight dtype.
-pub const WEIGHT_SHADERS: &[&str] = &["embedding.wgsl", "matvec.wgsl", "matmul.wgsl"];
+/// The uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it;
+/// build.rs compares both layouts field by field (names, offsets, sizes, scalar kinds).
+#[derive(Clone, Copy, Debug)]
+pub struct Uniform {
+    pub wgsl_struct: &'static str,
+    pub rust_file: &'static str,
+    pub rust_struct: &'static str,
+}
 
-/// Shaders that read no weights.
-pub const PLAIN_SHADERS: &[&str] =
-    &["rmsnorm.wgsl", "rope.wgsl", "attention.wgsl", "sampling.wgsl", "copy.wgsl", "gather.wgsl"];
+/// Builds [`Shader`] from the table below: one line per file in shaders/, so a shader's
+/// name, source (`include_str!`, checked at compile time), role, own flags and uniform
+/// cannot disagree, and a shader missing from the table cannot be named.
+macro_rules! registry {
+    ($($(#[doc = $doc:literal])* $name:ident => $file:literal, $role:ident, flags [$($flag:expr),*], $uniform:expr;)*) => {
+        /// A shader file in shaders/, as [`Gpu::pipeline`](super::Gpu::pipeline) takes it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Shader {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Shader {
+            pub const ALL: &[Shader] = &[$(Shader::$name),*];
+
+            pub fn file(self) -> &'static str {
+                match self { $(Shader::$name => $file,)* }
+            }
+
+            pub fn source(self) -> &'static str {
+                match self { $(Shader::$name => include_str!(concat!("../../shaders/", $file)),)* }
+            }
+
+            pub fn role(self) -> Role {
+                match self { $(Shader::$name => Role::$role,)* }
+            }
+
+            /// The shader's own flags (beyond the dtype and subgroup ones), each compiled
+            /// with and without.
+            pub fn own_flags(self) -> &'static [&'static str] {
+                match self { $(Shader::$name => &[$($flag),*],)* }
+            }
+
+            pub fn uniform(self) -> Option<Uniform> {
+                match self { $(Shader::$name => $uniform,)* }
+            }
+        }
+    };
+}
+
+const fn uniform(wgsl_struct: &'static str, rust_file: &'static str, rust_struct: &'static str) -> Option<Uniform> {
+    Some(Uniform { wgsl_struct, rust_file, rust_struct })
+}
+
+#[rustfmt::skip]
+registry! {
+    /// `Step`, token places and reductions; its `Step` uniform serves every shader.
+    Common => "common.wgsl", Include, flags [], uniform("Step", "src/kernels/dispatch.rs", "Step");
+    /// The weight decoders, one per [`WEIGHT_FLAGS`] flag.
+    Quant => "quant.wgsl", Include, flags [], None;
+    Embedding => "embedding.wgsl", Weights, flags [], uniform("Params", "src/kernels/embedding.rs", "Params");
+    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN], uniform("Params", "src/kernels/linear.rs", "MatvecParams");
+    Matmul => "matmul.wgsl", Weights, flags [], uniform("Params", "src/kernels/linear.rs", "MatmulParams");
+    Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform("Params", "src/kernels/rmsnorm.rs", "Params");
+    Rope => "rope.wgsl", Plain, flags [], uniform("Params", "src/kernels/rope.rs", "Params");
+    Attention => "attention.wgsl", Plain, flags [], uniform("Params", "src/kernels/attention.rs", "Params");
+    Sampling => "sampling.wgsl", Plain, flags [], uniform("Params", "src/kernels/sampling.rs", "Params");
+    /// A plain copy, the memory-bandwidth yardstick of `bench`.
+    Copy => "copy.wgsl", Plain, flags [], None;
+    Gather => "gather.wgsl", Plain, flags [], uniform("Params", "src/kernels/gather.rs", "Params");
+}
+
+impl Shader {
+    /// The shader whose file is `file` (the name `#include` uses).
+    pub fn from_file(file: &str) -> Option<Shader> {
+        Shader::ALL.iter().copied().find(|shader| shader.file() == file)
+    }
+}
 
 /// The flag naming each weight dtype's decoder in quant.wgsl.
 pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "WEIGHTS_F32"];
@@ -21,10 +100,6 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
-
-/// A shader's own flags (beyond the dtype and subgroup ones), each compiled with and
-/// without: (shader, flag).
-pub const SHADER_FLAGS: &[(&str, &str)] = &[("matvec.wgsl", MATVEC_ONE_TOKEN)];
 
 /// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
 pub const MATVEC_ROWS: u32 = 16;
@@ -82,43 +157,23 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("EPILOGUE_GATE_UP", EPILOGUE_GATE_UP),
 ];
 
-/// Each uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it:
-/// (shader, WGSL struct, Rust file, Rust struct). build.rs checks that every uniform is
-/// listed and that both sides agree field by field (names, offsets, sizes, scalar kinds).
-/// `Step` lives in common.wgsl and serves every shader.
-pub const UNIFORM_STRUCTS: &[(&str, &str, &str, &str)] = &[
-    ("common.wgsl", "Step", "src/kernels/dispatch.rs", "Step"),
-    ("attention.wgsl", "Params", "src/kernels/attention.rs", "Params"),
-    ("embedding.wgsl", "Params", "src/kernels/embedding.rs", "Params"),
-    ("gather.wgsl", "Params", "src/kernels/gather.rs", "Params"),
-    ("matvec.wgsl", "Params", "src/kernels/linear.rs", "MatvecParams"),
-    ("matmul.wgsl", "Params", "src/kernels/linear.rs", "MatmulParams"),
-    ("rmsnorm.wgsl", "Params", "src/kernels/rmsnorm.rs", "Params"),
-    ("rope.wgsl", "Params", "src/kernels/rope.rs", "Params"),
-    ("sampling.wgsl", "Params", "src/kernels/sampling.rs", "Params"),
-];
-
-pub fn is_known_shader(name: &str) -> bool {
-    INCLUDES.iter().chain(WEIGHT_SHADERS).chain(PLAIN_SHADERS).any(|s| *s == name)
-}
-
 /// Every (shader, flags) combination the engine can ask for.
 #[allow(dead_code)] // used by build.rs only
-pub fn all_variants() -> Vec<(&'static str, Vec<&'static str>)> {
+pub fn all_variants() -> Vec<(Shader, Vec<&'static str>)> {
     let mut variants = Vec::new();
     for subgroups in [false, true] {
         let base: Vec<&str> = if subgroups { vec![SUBGROUPS] } else { vec![] };
-        for shader in PLAIN_SHADERS {
-            variants.push((*shader, base.clone()));
-        }
-        for shader in WEIGHT_SHADERS {
-            for flag in WEIGHT_FLAGS {
-                let mut flags = base.clone();
-                flags.push(flag);
-                for (_, flag) in SHADER_FLAGS.iter().filter(|(own, _)| own == shader) {
-                    variants.push((*shader, [&flags[..], &[*flag]].concat()));
+        for &shader in Shader::ALL {
+            let per_dtype: Vec<Vec<&str>> = match shader.role() {
+                Role::Include => continue,
+                Role::Plain => vec![base.clone()],
+                Role::Weights => WEIGHT_FLAGS.iter().map(|dtype| [&base[..], &[*dtype]].concat()).collect(),
+            };
+            for flags in per_dtype {
+                for flag in shader.own_flags() {
+                    variants.push((shader, [&flags[..], &[*flag]].concat()));
                 }
-                variants.push((*shader, flags));
+                variants.push((shader, flags));
             }
         }
     }
