@@ -2,7 +2,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 
 @group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read_write> dst: array<vec4<u32>>;

@@ -4,7 +4,7 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 
-const WG: u32 = 64u;
+const WG: u32 = EMBEDDING_WORKGROUP;
 
 struct Params {
     row_start: u32,
@@ -25,7 +25,7 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let blocks = params.cols / 32u;
+    let blocks = params.cols / BLOCK_VALUES;
     let index = flat_invocation(wid, nwg, lane);
     let t = index / blocks;
     let b = index % blocks;
@@ -37,7 +37,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let values = load_block((id - params.row_start) * blocks + b, params.params_offset, params.group);
-    let base = (t * params.cols + b * 32u) / 4u;
+    let base = (t * params.cols + b * BLOCK_VALUES) / 4u;
     for (var i = 0u; i < 8u; i++) {
         x[base + i] = values[i];
     }

@@ -4,7 +4,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 
 struct Params {
     inputs: u32,

@@ -10,7 +10,7 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 const TILE_T: u32 = MATMUL_TILE_TOKENS;
 const TILE_R: u32 = MATMUL_TILE_ROWS;
 // Invocations along the rows and the tokens of the tile; each owns 4 of each.
@@ -41,8 +41,8 @@ struct Params {
 
 // w_tile[k * ROW_LANES + i] holds W[4i..4i+4, k] of the tile; x_tile[k * TOKEN_LANES + j]
 // holds X[4j..4j+4, k].
-var<workgroup> w_tile: array<vec4<f32>, 32u * ROW_LANES>;
-var<workgroup> x_tile: array<vec4<f32>, 32u * TOKEN_LANES>;
+var<workgroup> w_tile: array<vec4<f32>, BLOCK_VALUES * ROW_LANES>;
+var<workgroup> x_tile: array<vec4<f32>, BLOCK_VALUES * TOKEN_LANES>;
 
 // X_PASSES vec4s of x per invocation: the block's TILE_T x 8.
 const X_PASSES: u32 = TILE_T * 8u / WG;
@@ -56,7 +56,7 @@ struct Share {
 
 fn load_share(lane: Lane, row0: u32, token0: u32, b: u32) -> Share {
     var share: Share;
-    let blocks = params.cols / 32u;
+    let blocks = params.cols / BLOCK_VALUES;
     let tile_row = lane.index / 4u;
     if row0 + tile_row < params.rows {
         let row = gate_up_row(row0 + tile_row, params.rows, params.epilogue);
@@ -66,7 +66,7 @@ fn load_share(lane: Lane, row0: u32, token0: u32, b: u32) -> Share {
         let item = lane.index + pass_ * WG;
         let t = item / 8u;
         if token0 + t < step.n_tokens {
-            share.x[pass_] = x[((token0 + t) * params.cols + b * 32u) / 4u + item % 8u];
+            share.x[pass_] = x[((token0 + t) * params.cols + b * BLOCK_VALUES) / 4u + item % 8u];
         }
     }
     return share;
@@ -92,7 +92,7 @@ fn store_share(lane: Lane, share: Share) {
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
     let row0 = wid.x * TILE_R;
     let token0 = wid.y * TILE_T;
-    let blocks = params.cols / 32u;
+    let blocks = params.cols / BLOCK_VALUES;
     let my_rows = lane.index % ROW_LANES;
     let my_tokens = lane.index / ROW_LANES;
     var acc: array<vec4<f32>, 4>;
@@ -105,7 +105,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>) {
         if b + 1u < blocks {
             share = load_share(lane, row0, token0, b + 1u);
         }
-        for (var k = 0u; k < 32u; k++) {
+        for (var k = 0u; k < BLOCK_VALUES; k++) {
             let w = w_tile[k * ROW_LANES + my_rows];
             let xs = x_tile[k * TOKEN_LANES + my_tokens];
             acc[0] += xs.x * w;

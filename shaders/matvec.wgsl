@@ -61,7 +61,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let first_row = flat_workgroup(wid, nwg) * ROWS;
     let my_rows = first_row + lane.index / LANES * ROWS_PER_LANE;
     let first_block = lane.index % LANES;
-    let blocks = params.cols / 32u;
+    let blocks = params.cols / BLOCK_VALUES;
     let last_only = params.tokens == MATVEC_TOKENS_LAST;
     let used = select(step.n_tokens, step.choosing, params.tokens == MATVEC_TOKENS_CHOOSING);
     let tokens = select(min(used, MAX_TOKENS), 1u, last_only);

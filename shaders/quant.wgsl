@@ -10,7 +10,7 @@
 
 #ifdef WEIGHTS_Q4
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
-    let word = params_offset + block * 32u / group;
+    let word = params_offset + block * BLOCK_VALUES / group;
     let scale_offset = unpack2x16float(weights[word / 4u][word % 4u]);
     let w = weights[block][quarter];
     let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
@@ -26,7 +26,7 @@ struct PackedBlock {
 }
 
 fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
-    let word = params_offset + block * 32u / group;
+    let word = params_offset + block * BLOCK_VALUES / group;
     return PackedBlock(weights[block], unpack2x16float(weights[word / 4u][word % 4u]));
 }
 
@@ -61,7 +61,7 @@ fn unpack_i8x4(w: u32) -> vec4<f32> {
 }
 
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
-    let g = block * 32u / group;
+    let g = block * BLOCK_VALUES / group;
     let word = params_offset + g / 2u;
     let scales = unpack2x16float(weights[word / 4u][word % 4u]);
     let scale = select(scales.x, scales.y, g % 2u == 1u);
@@ -76,7 +76,7 @@ struct PackedBlock {
 }
 
 fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
-    let g = block * 32u / group;
+    let g = block * BLOCK_VALUES / group;
     let word = params_offset + g / 2u;
     let scales = unpack2x16float(weights[word / 4u][word % 4u]);
     return PackedBlock(array<vec4<u32>, 2>(weights[2u * block], weights[2u * block + 1u]), select(scales.x, scales.y, g % 2u == 1u));

@@ -3,7 +3,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 
 struct Params {
     cols: u32,

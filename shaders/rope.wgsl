@@ -8,7 +8,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 
 struct Params {
     n_heads: u32,

@@ -10,7 +10,7 @@
 
 #include "common.wgsl"
 
-const WG: u32 = 256u;
+const WG: u32 = DEFAULT_WORKGROUP;
 const BISECTION_STEPS: u32 = 24u;
 
 struct Params {

@@ -7,6 +7,7 @@
 use web_time::Instant;
 
 use super::{Engine, EngineError};
+use crate::kernels::variants::DEFAULT_WORKGROUP;
 use crate::kernels::{
     linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Shader, Step, StepBuffers,
     TokenPlace, Workgroups,
@@ -127,7 +128,7 @@ async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, St
         weight_bytes: 0,
         bind_group: gpu.bind(&pipeline, &[(0, &src), (1, &dst)]),
         pipeline,
-        workgroups: Workgroups::Flat { items_per_token: (bytes / 16) as u32, workgroup: 256 },
+        workgroups: Workgroups::Flat { items_per_token: (bytes / 16) as u32, workgroup: DEFAULT_WORKGROUP },
     };
     let seconds = time_repeated(gpu, std::slice::from_ref(&copy), repeats).await?;
     Ok((2 * bytes * repeats as u64) as f64 / seconds / 1e9)

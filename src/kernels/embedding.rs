@@ -1,5 +1,6 @@
 //! Token embedding lookup (shaders/embedding.wgsl).
 
+use super::variants::{BLOCK_VALUES, EMBEDDING_WORKGROUP};
 use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
@@ -44,7 +45,10 @@ pub fn embedding(
                 bind_group: gpu
                     .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, tokens), (4, x)]),
                 pipeline: pipeline.clone(),
-                workgroups: Workgroups::Flat { items_per_token: table.cols as u32 / 32, workgroup: 64 },
+                workgroups: Workgroups::Flat {
+                    items_per_token: table.cols as u32 / BLOCK_VALUES,
+                    workgroup: EMBEDDING_WORKGROUP,
+                },
             }
         })
         .collect()

@@ -7,6 +7,7 @@
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 
+use super::variants::DEFAULT_WORKGROUP;
 use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
@@ -28,6 +29,6 @@ pub fn gather(gpu: &Gpu, step: &StepBuffers, order: &GpuTensor, x: &wgpu::Buffer
         bind_group: gpu
             .bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &order.parts[0].buffer), (3, x), (4, gathered)]),
         pipeline,
-        workgroups: Workgroups::Flat { items_per_token: inputs, workgroup: 256 },
+        workgroups: Workgroups::Flat { items_per_token: inputs, workgroup: DEFAULT_WORKGROUP },
     }
 }

@@ -1,6 +1,7 @@
 //! Rotary position embedding with the KV cache store (shaders/rope.wgsl), and its cos/sin
 //! table.
 
+use super::variants::DEFAULT_WORKGROUP;
 use super::{Dispatch, Gpu, Heads, KvCache, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
@@ -64,7 +65,7 @@ pub fn rope_and_store(
         pipeline,
         workgroups: Workgroups::Flat {
             items_per_token: ((heads.n_heads + heads.n_kv_heads) * heads.head_dim / 2) as u32,
-            workgroup: 256,
+            workgroup: DEFAULT_WORKGROUP,
         },
     }
 }

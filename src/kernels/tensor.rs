@@ -2,6 +2,7 @@
 
 use crate::weights::{DType, TensorEntry};
 
+use super::variants::BLOCK_VALUES;
 use super::Gpu;
 
 pub struct GpuPart {
@@ -39,7 +40,7 @@ impl GpuTensor {
             dtype: entry.dtype,
             rows: entry.rows(),
             cols: entry.cols(),
-            group: entry.group_size.max(32),
+            group: entry.group_size.max(BLOCK_VALUES as usize),
             input_order: entry.input_order.clone(),
             parts,
         }

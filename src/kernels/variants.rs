@@ -101,6 +101,16 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 
+/// Values in one weight block: the unit every weight decoder reads (shaders/quant.wgsl) and
+/// every weight row's length divides.
+pub const BLOCK_VALUES: u32 = 32;
+
+/// Invocations of a workgroup of every kernel without a size of its own (copy, gather,
+/// matmul, rmsnorm, rope, sampling).
+pub const DEFAULT_WORKGROUP: u32 = 256;
+/// Invocations of an embedding workgroup (shaders/embedding.wgsl), one block each.
+pub const EMBEDDING_WORKGROUP: u32 = 64;
+
 /// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
 pub const MATVEC_ROWS: u32 = 16;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
@@ -139,6 +149,9 @@ pub const EPILOGUE_GATE_UP: u32 = 3;
 /// Numeric constants every shader is compiled with (as `const NAME: u32 = VALUE;`), so the
 /// Rust that sizes a grid and the WGSL that fills it read one definition.
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
+    ("BLOCK_VALUES", BLOCK_VALUES),
+    ("DEFAULT_WORKGROUP", DEFAULT_WORKGROUP),
+    ("EMBEDDING_WORKGROUP", EMBEDDING_WORKGROUP),
     ("MATVEC_ROWS", MATVEC_ROWS),
     ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
     ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
