@@ -25,11 +25,10 @@ use crate::kernels::{
     SplitScratch, Step, StepBuffers, TokenPlace, TopP,
 };
 
-use super::config::TENSORS_PER_LAYER;
 use super::load::LoadError;
 use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
 use super::Architecture;
-use crate::weights::DType;
+use crate::weights::schema::{GlobalWeight, LayerWeight, StackedWeight};
 
 /// Per-load choices that trade GPU memory against capability.
 #[derive(Clone, Debug)]
@@ -208,7 +207,6 @@ impl LlamaModel {
             weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
         options.check(a, widest_ordered_input, &gpu.limits)?;
         let mut options = options.fitted(a);
-        check_shapes(a, &weights)?;
         let weights = stack_projections(&gpu, a.n_layers, weights);
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
@@ -255,17 +253,16 @@ impl LlamaModel {
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
         let body = |mode: LinearMode| {
-            let mut list = embedding(&gpu, &step, w("token_embd.weight"), &tokens, &act.x);
+            let mut list = embedding(&gpu, &step, w(GlobalWeight::TokenEmbedding.name()), &tokens, &act.x);
             for (layer, cache) in caches.iter().enumerate() {
-                let t = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-                // The weights reading one input, each `(suffix, y, epilogue)`. An
+                // The weights reading one input, each `(name, y, epilogue)`. An
                 // act-order weight reads the input gathered into its column order, once
                 // per distinct order (q/k/v, like gate/up, normally share one).
                 let linears =
-                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(&str, &wgpu::Buffer, Epilogue)]| {
+                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(String, &wgpu::Buffer, Epilogue)]| {
                         let mut gathered_order = None;
-                        for &(suffix, y, epilogue) in outputs {
-                            let weight = w(&t(suffix));
+                        for (name, y, epilogue) in outputs {
+                            let weight = w(name);
                             let input = match weight.input_order.as_deref() {
                                 None => x,
                                 Some(order) => {
@@ -276,51 +273,62 @@ impl LlamaModel {
                                     &act.gathered
                                 }
                             };
-                            list.extend(linear(&gpu, &step, weight, input, y, mode, epilogue));
+                            list.extend(linear(&gpu, &step, weight, input, y, mode, *epilogue));
                         }
                     };
-                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
+                let attn_norm = norm(&LayerWeight::AttnNorm.name(layer));
+                list.push(rmsnorm(&gpu, &step, &act.x, attn_norm, &act.normed, a.hidden, a.norm_eps));
                 // Stacked or apart, the projections write each token's queries, keys and
                 // values side by side (see `stack_projections`).
-                let qkv: &[_] = match weights.contains_key(&t(QKV)) {
-                    true => &[(QKV, &act.qkv, Epilogue::Store)],
-                    false => &[
-                        ("attn_q", &act.qkv, Epilogue::Store),
-                        ("attn_k", &act.qkv, Epilogue::Store),
-                        ("attn_v", &act.qkv, Epilogue::Store),
-                    ],
+                let qkv = StackedWeight::Qkv.name(layer);
+                let qkv = match weights.contains_key(&qkv) {
+                    true => vec![(qkv, &act.qkv, Epilogue::Store)],
+                    false => StackedWeight::Qkv
+                        .parts()
+                        .iter()
+                        .map(|part| (part.name(layer), &act.qkv, Epilogue::Store))
+                        .collect(),
                 };
-                linears(&mut list, &act.normed, qkv);
+                linears(&mut list, &act.normed, &qkv);
                 list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
                 let attention_mode = match mode {
                     LinearMode::Decode | LinearMode::Single => AttentionMode::Decode(&split_scratch),
                     _ => AttentionMode::Prefill,
                 };
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
-                linears(&mut list, &act.attended, &[("attn_output", &act.x, Epilogue::Accumulate)]);
-                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
-                if weights.contains_key(&t(GATE_UP)) {
-                    linears(&mut list, &act.normed, &[(GATE_UP, &act.gate, Epilogue::GateUp)]);
+                let attn_output = LayerWeight::AttnOutput.name(layer);
+                linears(&mut list, &act.attended, &[(attn_output, &act.x, Epilogue::Accumulate)]);
+                let ffn_norm = norm(&LayerWeight::FfnNorm.name(layer));
+                list.push(rmsnorm(&gpu, &step, &act.x, ffn_norm, &act.normed, a.hidden, a.norm_eps));
+                let gate_up = StackedWeight::GateUp.name(layer);
+                if weights.contains_key(&gate_up) {
+                    linears(&mut list, &act.normed, &[(gate_up, &act.gate, Epilogue::GateUp)]);
                 } else {
                     // The up projection's epilogue applies SwiGLU to the gate projection in place.
-                    linears(
-                        &mut list,
-                        &act.normed,
-                        &[("ffn_gate", &act.gate, Epilogue::Store), ("ffn_up", &act.gate, Epilogue::SwiGlu)],
-                    );
+                    let gate = (LayerWeight::FfnGate.name(layer), &act.gate, Epilogue::Store);
+                    let up = (LayerWeight::FfnUp.name(layer), &act.gate, Epilogue::SwiGlu);
+                    linears(&mut list, &act.normed, &[gate, up]);
                 }
-                linears(&mut list, &act.gate, &[("ffn_down", &act.x, Epilogue::Accumulate)]);
+                let ffn_down = LayerWeight::FfnDown.name(layer);
+                linears(&mut list, &act.gate, &[(ffn_down, &act.x, Epilogue::Accumulate)]);
             }
             list
         };
         let decode = body(LinearMode::Decode);
         let decode_one = body(LinearMode::Single);
         let prefill = body(LinearMode::Prefill);
-        let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
+        let lm_head = GlobalWeight::lm_head(a).name();
         let head = |last_token_only: bool, greedy: bool| {
             let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Choosing };
-            let mut list =
-                vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
+            let mut list = vec![rmsnorm(
+                &gpu,
+                &step,
+                &act.x,
+                norm(GlobalWeight::OutputNorm.name()),
+                &act.normed,
+                a.hidden,
+                a.norm_eps,
+            )];
             list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
             list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
             list
@@ -655,55 +663,8 @@ impl LlamaModel {
     }
 }
 
-/// The tensor names and shapes the forward pass reads (GGUF naming). `present` is how many
-/// tensors the checkpoint or model directory holds: a layer count read from a file is
-/// believed only as far as its tensors can back it (each layer has tensors of its own),
-/// before anything is allocated for it. Which tensor is missing is for the caller to name.
-pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String, Vec<usize>)>, TensorCountError> {
-    let needed = a.tensor_count().filter(|_| a.n_layers <= present);
-    let Some(needed) = needed else {
-        return Err(TensorCountError { n_layers: a.n_layers, present });
-    };
-    let mut expected = Vec::with_capacity(needed);
-    expected.extend([
-        ("token_embd.weight".to_string(), vec![a.vocab, a.hidden]),
-        ("output_norm.weight".to_string(), vec![a.hidden]),
-    ]);
-    if !a.tied_embeddings {
-        expected.push(("output.weight".into(), vec![a.vocab, a.hidden]));
-    }
-    for layer in 0..a.n_layers {
-        let shapes: [_; TENSORS_PER_LAYER] = [
-            ("attn_norm", vec![a.hidden]),
-            ("attn_q", vec![a.q_dim(), a.hidden]),
-            ("attn_k", vec![a.kv_dim(), a.hidden]),
-            ("attn_v", vec![a.kv_dim(), a.hidden]),
-            ("attn_output", vec![a.hidden, a.q_dim()]),
-            ("ffn_norm", vec![a.hidden]),
-            ("ffn_gate", vec![a.ffn, a.hidden]),
-            ("ffn_up", vec![a.ffn, a.hidden]),
-            ("ffn_down", vec![a.hidden, a.ffn]),
-        ];
-        expected.extend(shapes.into_iter().map(|(name, shape)| (format!("blk.{layer}.{name}.weight"), shape)));
-    }
-    Ok(expected)
-}
-
-/// A layer count that the tensors present cannot back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{n_layers} layers, but only {present} tensors are present")]
-pub struct TensorCountError {
-    pub n_layers: usize,
-    pub present: usize,
-}
-
-/// Each layer's q, k and v projections stacked into one tensor, `blk.N.attn_qkv`.
-const QKV: &str = "attn_qkv";
-/// Each layer's gate and up projections stacked into one tensor, `blk.N.ffn_gate_up`.
-const GATE_UP: &str = "ffn_gate_up";
-
 /// Stacks the projections of each layer that read one input into one tensor read by one
-/// dispatch ([`QKV`], [`GATE_UP`]), one layer at a time, so the copies never hold more
+/// dispatch ([`StackedWeight`]), one layer at a time, so the copies never hold more
 /// than one layer's weights twice. Those that cannot stack ([`GpuTensor::stack`]) stay
 /// apart; q, k and v then write their rows of the stack's output
 /// ([`GpuTensor::into_rows_of`]), so what follows reads the same buffer either way.
@@ -713,18 +674,17 @@ fn stack_projections(
     mut weights: HashMap<String, GpuTensor>,
 ) -> HashMap<String, GpuTensor> {
     for layer in 0..n_layers {
-        let name = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-        for (stack, parts) in [(QKV, &["attn_q", "attn_k", "attn_v"][..]), (GATE_UP, &["ffn_gate", "ffn_up"])] {
-            let parts: Vec<String> = parts.iter().map(|part| name(part)).collect();
+        for stack in StackedWeight::ALL {
+            let parts: Vec<String> = stack.parts().iter().map(|part| part.name(layer)).collect();
             let tensors: Vec<&GpuTensor> = parts.iter().map(|part| &weights[part]).collect();
             // `Epilogue::GateUp` pairs the gate's rows with the up's: an even count.
-            let pairs_whole = stack != GATE_UP || tensors[0].rows.is_multiple_of(2);
-            if let Some(stacked) = pairs_whole.then(|| GpuTensor::stack(gpu, &name(stack), &tensors)).flatten() {
+            let pairs_whole = stack != StackedWeight::GateUp || tensors[0].rows.is_multiple_of(2);
+            if let Some(stacked) = pairs_whole.then(|| GpuTensor::stack(gpu, &stack.name(layer), &tensors)).flatten() {
                 for part in &parts {
                     weights.remove(part);
                 }
                 weights.insert(stacked.name.clone(), stacked);
-            } else if stack == QKV {
+            } else if stack == StackedWeight::Qkv {
                 let rows = tensors.iter().map(|t| t.rows).sum();
                 let mut first_row = 0;
                 for part in &parts {
@@ -737,28 +697,4 @@ fn stack_projections(
         }
     }
     weights
-}
-
-fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Result<(), LoadError> {
-    for (name, shape) in expected_tensors(a, weights.len()).map_err(|e| LoadError::Manifest(e.into()))? {
-        let tensor = weights.get(&name).ok_or_else(|| crate::weights::ManifestError::Missing(name.clone()))?;
-        let found = if shape.len() == 1 { vec![tensor.cols] } else { vec![tensor.rows, tensor.cols] };
-        if found != shape {
-            return Err(LoadError::Shape { name, expected: shape, found });
-        }
-        if shape.len() == 1 && tensor.dtype != DType::F32 {
-            return Err(LoadError::NormDType { name, found: tensor.dtype });
-        }
-        if let Some(order) = &tensor.input_order {
-            let cols = weights.get(order).filter(|o| o.dtype == DType::U32).map(|o| o.cols);
-            if cols != Some(tensor.cols) {
-                return Err(LoadError::Shape {
-                    name: order.clone(),
-                    expected: vec![tensor.cols],
-                    found: Vec::from_iter(cols),
-                });
-            }
-        }
-    }
-    Ok(())
 }

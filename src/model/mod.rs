@@ -8,9 +8,6 @@ mod plan;
 pub mod reference;
 
 pub use config::{Architecture, ChatTemplate};
-pub use llama::{
-    expected_tensors, LlamaModel, LoadOptions, ProfiledStep, Row, StepError, StepProfile, TensorCountError,
-    MAX_SEQUENCES,
-};
+pub use llama::{LlamaModel, LoadOptions, ProfiledStep, Row, StepError, StepProfile, MAX_SEQUENCES};
 pub use load::{verify_shard, LoadError, ShardUploader};
 pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};
