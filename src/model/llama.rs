@@ -35,7 +35,7 @@ pub use profile::{ProfiledStep, StepProfile};
 /// One token of a [`LlamaModel::decode_batch`] step: appended to `slot`'s context, and with
 /// `choose`, the token after it is chosen.
 #[derive(Clone, Copy, Debug)]
-pub struct Row {
+pub struct DecodeRow {
     pub slot: usize,
     pub id: u32,
     pub choose: bool,
@@ -263,12 +263,12 @@ impl LlamaModel {
         MATMUL_TILE_TOKENS as usize
     }
 
-    /// One step of single-token rows, up to the model's sequences: each [`Row`] appends its
+    /// One step of single-token rows, up to the model's sequences: each [`DecodeRow`] appends its
     /// id to its slot's context; returns the token chosen after each row that chooses one, in
     /// order. Every weight is read once for all rows. A slot may have several rows, in
     /// context order (a prompt's last tokens): each attends to those before it, stored in the
     /// same step. Only choosing rows pay for the lm_head.
-    pub async fn decode_batch(&mut self, rows: &[Row], sampling: Sampling) -> Result<Vec<u32>, StepError> {
+    pub async fn decode_batch(&mut self, rows: &[DecodeRow], sampling: Sampling) -> Result<Vec<u32>, StepError> {
         assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
         self.discard_pending();
         // Choosing rows lead the step: the lm_head multiplies only them.

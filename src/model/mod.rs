@@ -10,7 +10,7 @@ pub mod reference;
 mod stack;
 
 pub use config::{Architecture, ChatTemplate};
-pub use llama::{LlamaModel, ProfiledStep, Row, StepError, StepProfile};
+pub use llama::{DecodeRow, LlamaModel, ProfiledStep, StepError, StepProfile};
 pub use load::{verify_shard, LoadError, ShardUploader};
 pub use options::{LoadOptions, MAX_SEQUENCES};
 pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};
