@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use web_time::Instant;
 
 use super::{reusable_prefix, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
-use crate::model::{Row, StepError};
+use crate::model::{DecodeRow, StepError};
 use crate::tokenizer::TextStream;
 
 /// What a batch reports as it runs, for the prompt at an index of the batch.
@@ -133,7 +133,7 @@ impl Engine {
             // the longest generations left, are its least full. A prompt's last row and a
             // decoding sequence's row choose a token; the row of a prompt's last token starts
             // its generation.
-            let mut rows: Vec<Row> = Vec::new();
+            let mut rows: Vec<DecodeRow> = Vec::new();
             let mut fed: Vec<(usize, usize)> = Vec::new();
             for (i, sequence) in running.iter().enumerate() {
                 let rest = prompts[sequence.index].len() - sequence.prefilled;
@@ -145,7 +145,7 @@ impl Engine {
                 let count = rest.min(room);
                 let ids = &prompts[sequence.index][sequence.prefilled..sequence.prefilled + count];
                 let last = sequence.prefilled + count == prompts[sequence.index].len();
-                rows.extend(ids.iter().enumerate().map(|(k, &id)| Row {
+                rows.extend(ids.iter().enumerate().map(|(k, &id)| DecodeRow {
                     slot: sequence.slot,
                     id,
                     choose: last && k + 1 == count,
@@ -156,7 +156,7 @@ impl Engine {
                 if sequence.decoding_since.is_some() && sequence.finish.is_none() && rows.len() < self.model.sequences()
                 {
                     let id = *sequence.ids.last().expect("a chosen token");
-                    rows.push(Row { slot: sequence.slot, id, choose: true });
+                    rows.push(DecodeRow { slot: sequence.slot, id, choose: true });
                     fed.push((i, 1));
                 }
             }

@@ -13,6 +13,7 @@ use crate::kernels::{
     TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
+use crate::weights::schema::LayerWeight;
 
 /// The benchmark's and profile's prompt, cycled to the prompt length (the peer benchmarks'
 /// copy is tools/peers/prompt.mjs).
@@ -82,9 +83,9 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
     let decode_seconds = started.elapsed().as_secs_f64();
 
     // The largest 4-bit matrix of the first layer: the decode-dominant shape.
-    let name = ["ffn_down", "ffn_gate", "ffn_up", "attn_q"]
+    let name = [LayerWeight::FfnDown, LayerWeight::FfnGate, LayerWeight::FfnUp, LayerWeight::AttnQ]
         .iter()
-        .map(|suffix| format!("blk.0.{suffix}.weight"))
+        .map(|weight| weight.name(0))
         .find(|name| model.weight(name).is_some())
         .expect("layer 0 weights are present (checked at load)");
     let weight = model.weight(&name).expect("present");

@@ -6,6 +6,7 @@ use super::variants::{
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use crate::weights::schema;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearMode {
@@ -148,7 +149,7 @@ pub fn linear(
                     "{} {} {}",
                     shader.file().trim_end_matches(".wgsl"),
                     weight.dtype.name(),
-                    role(&weight.name)
+                    schema::role(&weight.name)
                 ),
                 weight_bytes: part.buffer.size(),
                 bind_group: gpu.bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
@@ -157,13 +158,4 @@ pub fn linear(
             }
         })
         .collect()
-}
-
-/// A weight's role in every layer: `blk.3.ffn_down.weight` → `ffn_down`.
-fn role(name: &str) -> &str {
-    let name = name.strip_suffix(".weight").unwrap_or(name);
-    match name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) {
-        Some((_layer, role)) => role,
-        None => name,
-    }
 }

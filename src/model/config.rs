@@ -2,9 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Weight tensors of one layer: two norms, four attention and three feed-forward matrices.
-pub const TENSORS_PER_LAYER: usize = 9;
-
 /// RMSNorm's epsilon: models use 1e-5 or 1e-6; a larger one than this would swamp the mean
 /// square of small activations, and infinity (1e39 in an f32) zeroes every one.
 const MAX_NORM_EPS: f32 = 0.01;
@@ -93,12 +90,6 @@ impl Architecture {
             ));
         }
         Ok(())
-    }
-
-    /// How many weight tensors the architecture has, or `None` if the count overflows.
-    pub fn tensor_count(&self) -> Option<usize> {
-        let global = if self.tied_embeddings { 2 } else { 3 };
-        self.n_layers.checked_mul(TENSORS_PER_LAYER)?.checked_add(global)
     }
 }
 

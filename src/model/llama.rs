@@ -3,13 +3,14 @@
 //! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
 //! final norm, the lm_head and the token choice. The projections that read one input are
-//! stacked at load into one weight each (q/k/v, gate/up: [`stack_projections`]), and RoPE
+//! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), and RoPE
 //! runs in the pass that stores keys and values in the cache, so a decode layer is seven
-//! dispatches (plus attention's merge where it splits the keys). Every launch is built once here; a step
-//! writes the `Step` uniform and its tokens' places (and the ids when they come from the
-//! CPU), replays one list into one compute pass, and reads back only the chosen ids. The
-//! chosen id stays on the GPU as the next step's input, so a decode step can be submitted
-//! before the previous step's id has been read ([`LlamaModel::submit_decode`]).
+//! dispatches (plus attention's merge where it splits the keys). Every launch is built once
+//! at load (`llama/graph.rs`); a step writes the `Step` uniform and its tokens' places (and
+//! the ids when they come from the CPU), replays one list into one compute pass, and reads
+//! back only the chosen ids (`llama/readback.rs`). The chosen id stays on the GPU as the
+//! next step's input, so a decode step can be submitted before the previous step's id has
+//! been read ([`LlamaModel::submit_decode`]).
 //!
 //! Several sequences can be decoded together: the KV cache has a slot per sequence
 //! ([`LoadOptions::sequences`]), every token of a step carries its slot and position, and a
@@ -18,86 +19,26 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::kernels::variants::{MATMUL_TILE_TOKENS, MATVEC_MAX_TOKENS};
+use crate::kernels::variants::MATMUL_TILE_TOKENS;
 use crate::kernels::{
-    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table,
-    time_dispatches, AttentionMode, Clock, Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, Sampling,
-    SplitScratch, Step, StepBuffers, TokenPlace, TopP,
+    record_all, Dispatch, Gpu, GpuTensor, Heads, KvCache, Sampling, Step, StepBuffers, TokenPlace, TopP,
 };
 
-use super::config::TENSORS_PER_LAYER;
-use super::load::LoadError;
-use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
-use super::Architecture;
-use crate::weights::DType;
+use super::{Architecture, LoadOptions};
 
-/// Per-load choices that trade GPU memory against capability.
-#[derive(Clone, Debug)]
-pub struct LoadOptions {
-    /// KV cache positions (prompt plus generated tokens); at most the model's context.
-    pub context: usize,
-    /// Prompt tokens processed per prefill submission.
-    pub prefill_chunk: usize,
-    /// Sequences that can be decoded together, each with a KV cache slot of `context`
-    /// positions: the largest decode batch.
-    pub sequences: usize,
-}
+mod graph;
+mod profile;
+mod readback;
+
+pub use profile::{ProfiledStep, StepProfile};
 
 /// One token of a [`LlamaModel::decode_batch`] step: appended to `slot`'s context, and with
 /// `choose`, the token after it is chosen.
 #[derive(Clone, Copy, Debug)]
-pub struct Row {
+pub struct DecodeRow {
     pub slot: usize,
     pub id: u32,
     pub choose: bool,
-}
-
-/// The largest decode batch: the tokens a decode matvec multiplies per weight read.
-pub const MAX_SEQUENCES: usize = MATVEC_MAX_TOKENS as usize;
-
-impl LoadOptions {
-    /// The model's full context, the default prefill chunk, one sequence.
-    pub fn for_model(architecture: &Architecture) -> Self {
-        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
-    }
-
-    /// Refuses a context outside 1 to the model's, and a prefill chunk outside 1 to the
-    /// most tokens a step can have on an adapter with `limits`
-    /// ([`BufferPlan::max_step_tokens`]); `widest_ordered_input` as for [`BufferPlan::new`].
-    pub fn check(
-        &self,
-        architecture: &Architecture,
-        widest_ordered_input: usize,
-        limits: &wgpu::Limits,
-    ) -> Result<(), LoadError> {
-        self.check_context(architecture)?;
-        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, max_binding);
-        if !(1..=max).contains(&self.prefill_chunk) {
-            return Err(LoadError::PrefillChunk { chunk: self.prefill_chunk, max });
-        }
-        Ok(())
-    }
-
-    /// Refuses a context outside 1 to the model's (needs no adapter: callers can refuse it
-    /// before anything else, as [`Self::check`] does when loading).
-    pub fn check_context(&self, architecture: &Architecture) -> Result<(), LoadError> {
-        let max = architecture.context_length;
-        match (1..=max).contains(&self.context) {
-            true => Ok(()),
-            false => Err(LoadError::Context { context: self.context, max }),
-        }
-    }
-
-    /// The options a model loads with: a context of at least one position and at most the
-    /// model's, a prefill chunk of at least one token, 1 to [`MAX_SEQUENCES`] sequences.
-    pub fn fitted(self, architecture: &Architecture) -> Self {
-        Self {
-            context: self.context.clamp(1, architecture.context_length),
-            prefill_chunk: self.prefill_chunk.max(1),
-            sequences: self.sequences.clamp(1, MAX_SEQUENCES),
-        }
-    }
 }
 
 /// Decode steps that may be submitted before the oldest one's id is read: two keep the GPU
@@ -114,37 +55,6 @@ pub enum StepError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error(transparent)]
     Gpu(#[from] crate::kernels::GpuError),
-}
-
-/// A step [`LlamaModel::profile_step`] times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProfiledStep {
-    /// One token for each of `sequences` sequences.
-    Decode { sequences: usize },
-    /// A prefill chunk.
-    Prefill,
-}
-
-/// One step's dispatches with the seconds each took (see [`LlamaModel::profile_step`]).
-pub struct StepProfile<'a> {
-    pub n_tokens: usize,
-    pub clock: Clock,
-    pub dispatches: Vec<(&'a Dispatch, f64)>,
-}
-
-/// Activations for up to `chunk` tokens, reused by every layer.
-struct Activations {
-    x: wgpu::Buffer,
-    normed: wgpu::Buffer,
-    /// Per token: the q/k/v projection's queries, keys and values.
-    qkv: wgpu::Buffer,
-    /// The rotated queries.
-    q: wgpu::Buffer,
-    attended: wgpu::Buffer,
-    /// The gate projection, then SwiGLU's output (the up projection's epilogue).
-    gate: wgpu::Buffer,
-    /// A layer input gathered into an act-order weight's column order.
-    gathered: wgpu::Buffer,
 }
 
 /// The lm_head and token choice, for greedy and for sampled steps.
@@ -196,161 +106,6 @@ pub struct LlamaModel {
 }
 
 impl LlamaModel {
-    /// Builds the forward pass over uploaded weights (see [`super::ShardUploader`]).
-    pub fn new(
-        gpu: Gpu,
-        architecture: Architecture,
-        weights: HashMap<String, GpuTensor>,
-        options: LoadOptions,
-    ) -> Result<Self, LoadError> {
-        let a = &architecture;
-        let widest_ordered_input =
-            weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
-        options.check(a, widest_ordered_input, &gpu.limits)?;
-        let mut options = options.fitted(a);
-        check_shapes(a, &weights)?;
-        let weights = stack_projections(&gpu, a.n_layers, weights);
-        let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
-        // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
-        let limit = gpu.limits.max_storage_buffer_binding_size;
-        let slot_bytes = KvCache::layer_bytes(heads, options.context, 1);
-        if slot_bytes > limit {
-            return Err(LoadError::ContextTooLong {
-                context: options.context,
-                sequences: 1,
-                needed: slot_bytes,
-                limit,
-            });
-        }
-        options.sequences = options.sequences.min((limit / slot_bytes) as usize);
-        let plan = BufferPlan::new(a, &options, widest_ordered_input);
-
-        let act = Activations {
-            x: gpu.storage("residual", plan.residual),
-            normed: gpu.storage("normed", plan.normed),
-            qkv: gpu.storage("qkv", plan.qkv),
-            q: gpu.storage("q", plan.q),
-            attended: gpu.storage("attended", plan.attended),
-            gate: gpu.storage("gate", plan.gate),
-            gathered: gpu.storage("gathered input", plan.gathered),
-        };
-        let step = StepBuffers::new(&gpu, plan.step_tokens);
-        let tokens = gpu.storage("tokens", plan.tokens);
-        let logits = gpu.storage("logits", plan.logits);
-        let token_staging = std::array::from_fn(|_| {
-            gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("token readback"),
-                size: plan.tokens,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
-        let rope_buffer = gpu
-            .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
-        let caches: Vec<_> =
-            (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context, options.sequences)).collect();
-        let prefix_scratch = gpu.storage("shared prefix", plan.prefix_scratch);
-        let split_scratch = SplitScratch::new(&gpu, heads, options.sequences);
-
-        let w = |name: &str| &weights[name];
-        let norm = |name: &str| &weights[name].parts[0].buffer;
-        let body = |mode: LinearMode| {
-            let mut list = embedding(&gpu, &step, w("token_embd.weight"), &tokens, &act.x);
-            for (layer, cache) in caches.iter().enumerate() {
-                let t = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-                // The weights reading one input, each `(suffix, y, epilogue)`. An
-                // act-order weight reads the input gathered into its column order, once
-                // per distinct order (q/k/v, like gate/up, normally share one).
-                let linears =
-                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(&str, &wgpu::Buffer, Epilogue)]| {
-                        let mut gathered_order = None;
-                        for &(suffix, y, epilogue) in outputs {
-                            let weight = w(&t(suffix));
-                            let input = match weight.input_order.as_deref() {
-                                None => x,
-                                Some(order) => {
-                                    if gathered_order != Some(order) {
-                                        list.push(gather(&gpu, &step, w(order), x, &act.gathered));
-                                        gathered_order = Some(order);
-                                    }
-                                    &act.gathered
-                                }
-                            };
-                            list.extend(linear(&gpu, &step, weight, input, y, mode, epilogue));
-                        }
-                    };
-                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("attn_norm")), &act.normed, a.hidden, a.norm_eps));
-                // Stacked or apart, the projections write each token's queries, keys and
-                // values side by side (see `stack_projections`).
-                let qkv: &[_] = match weights.contains_key(&t(QKV)) {
-                    true => &[(QKV, &act.qkv, Epilogue::Store)],
-                    false => &[
-                        ("attn_q", &act.qkv, Epilogue::Store),
-                        ("attn_k", &act.qkv, Epilogue::Store),
-                        ("attn_v", &act.qkv, Epilogue::Store),
-                    ],
-                };
-                linears(&mut list, &act.normed, qkv);
-                list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
-                let attention_mode = match mode {
-                    LinearMode::Decode | LinearMode::Single => AttentionMode::Decode(&split_scratch),
-                    _ => AttentionMode::Prefill,
-                };
-                list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
-                linears(&mut list, &act.attended, &[("attn_output", &act.x, Epilogue::Accumulate)]);
-                list.push(rmsnorm(&gpu, &step, &act.x, norm(&t("ffn_norm")), &act.normed, a.hidden, a.norm_eps));
-                if weights.contains_key(&t(GATE_UP)) {
-                    linears(&mut list, &act.normed, &[(GATE_UP, &act.gate, Epilogue::GateUp)]);
-                } else {
-                    // The up projection's epilogue applies SwiGLU to the gate projection in place.
-                    linears(
-                        &mut list,
-                        &act.normed,
-                        &[("ffn_gate", &act.gate, Epilogue::Store), ("ffn_up", &act.gate, Epilogue::SwiGlu)],
-                    );
-                }
-                linears(&mut list, &act.gate, &[("ffn_down", &act.x, Epilogue::Accumulate)]);
-            }
-            list
-        };
-        let decode = body(LinearMode::Decode);
-        let decode_one = body(LinearMode::Single);
-        let prefill = body(LinearMode::Prefill);
-        let lm_head = if a.tied_embeddings { "token_embd.weight" } else { "output.weight" };
-        let head = |last_token_only: bool, greedy: bool| {
-            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Choosing };
-            let mut list =
-                vec![rmsnorm(&gpu, &step, &act.x, norm("output_norm.weight"), &act.normed, a.hidden, a.norm_eps)];
-            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
-            list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
-            list
-        };
-        let head_last = Head { greedy: head(true, true), sampled: head(true, false) };
-        let head_each = Head { greedy: head(false, true), sampled: head(false, false) };
-        gpu.check()?;
-        Ok(Self {
-            gpu,
-            architecture,
-            step,
-            tokens,
-            logits,
-            token_staging,
-            pending: VecDeque::new(),
-            next_staging: 0,
-            decode,
-            decode_one,
-            prefill,
-            head_last,
-            head_each,
-            weights,
-            caches,
-            prefix_scratch,
-            _rope: rope_buffer,
-            positions: vec![0; options.sequences],
-            options,
-        })
-    }
-
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
     }
@@ -508,18 +263,12 @@ impl LlamaModel {
         MATMUL_TILE_TOKENS as usize
     }
 
-    /// The id chosen by the oldest submitted, unread step.
-    pub async fn next_token(&mut self) -> Result<u32, StepError> {
-        let (staging, _) = self.pending.pop_front().expect("a submitted step to read");
-        Ok(self.read_ids(staging, 1).await?[0])
-    }
-
-    /// One step of single-token rows, up to the model's sequences: each [`Row`] appends its
+    /// One step of single-token rows, up to the model's sequences: each [`DecodeRow`] appends its
     /// id to its slot's context; returns the token chosen after each row that chooses one, in
     /// order. Every weight is read once for all rows. A slot may have several rows, in
     /// context order (a prompt's last tokens): each attends to those before it, stored in the
     /// same step. Only choosing rows pay for the lm_head.
-    pub async fn decode_batch(&mut self, rows: &[Row], sampling: Sampling) -> Result<Vec<u32>, StepError> {
+    pub async fn decode_batch(&mut self, rows: &[DecodeRow], sampling: Sampling) -> Result<Vec<u32>, StepError> {
         assert!(!rows.is_empty() && rows.len() <= self.options.sequences, "1 to {} rows", self.options.sequences);
         self.discard_pending();
         // Choosing rows lead the step: the lm_head multiplies only them.
@@ -548,36 +297,6 @@ impl LlamaModel {
         self.read_ids(staging, choosing).await
     }
 
-    /// The first `n` ids a step copied into staging buffer `staging`.
-    async fn read_ids(&self, staging: usize, n: usize) -> Result<Vec<u32>, StepError> {
-        let bytes = self.gpu.read_staging(&self.token_staging[staging]).await?;
-        let ids: Vec<u32> = bytemuck::cast_slice(&bytes[..n * 4]).to_vec();
-        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
-            return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
-        }
-        Ok(ids)
-    }
-
-    /// The staging buffer for the next step.
-    fn rotate_staging(&mut self) -> usize {
-        let staging = self.next_staging;
-        self.next_staging = (staging + 1) % STEPS_IN_FLIGHT;
-        staging
-    }
-
-    /// The staging buffer for the next step of `slot`, registered as pending.
-    fn take_staging(&mut self, slot: usize) -> usize {
-        let staging = self.rotate_staging();
-        self.pending.push_back((staging, slot));
-        staging
-    }
-
-    /// The lm_head output of the last step's first row (for tests and diagnostics).
-    pub async fn logits(&self) -> Result<Vec<f32>, StepError> {
-        let bytes = self.gpu.read(&self.logits, (self.architecture.vocab * 4) as u64).await?;
-        Ok(bytemuck::cast_slice(&bytes).to_vec())
-    }
-
     fn check_ids(&self, ids: &[u32]) -> Result<(), StepError> {
         match ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
             Some(&id) => Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab }),
@@ -591,37 +310,6 @@ impl LlamaModel {
             return Err(StepError::ContextFull { needed, context: self.options.context });
         }
         Ok(())
-    }
-
-    /// Times every dispatch of one step at slot 0's current position, leaving the context
-    /// as it was: a decode step of `sequences` tokens (one per slot, each slot taken at that
-    /// position, whatever it holds), or a prefill chunk of as many prompt tokens as a chunk
-    /// holds and the context has room for (whatever ids the token buffer holds). Each
-    /// dispatch is timed on its own.
-    pub async fn profile_step(&self, step: ProfiledStep, sampling: Sampling) -> Result<StepProfile<'_>, StepError> {
-        let position = self.positions[0];
-        let (places, body, head) = match step {
-            ProfiledStep::Decode { sequences } => {
-                self.reserve(0, 1)?;
-                let sequences = sequences.clamp(1, self.options.sequences);
-                let places = (0..sequences).map(|slot| TokenPlace::run(slot, position, 1)[0]).collect();
-                match sequences {
-                    1 => (places, &self.decode_one, &self.head_last),
-                    _ => (places, &self.decode, &self.head_each),
-                }
-            }
-            ProfiledStep::Prefill => {
-                let n_tokens = self.options.prefill_chunk.min(self.options.context - position).max(1);
-                self.reserve(0, n_tokens)?;
-                let body = if n_tokens == 1 { &self.decode_one } else { &self.prefill };
-                (TokenPlace::run(0, position, n_tokens), body, &self.head_last)
-            }
-        };
-        let places: Vec<TokenPlace> = places;
-        let dispatches: Vec<&Dispatch> = body.iter().chain(head.get(sampling)).collect();
-        self.write_step(&places, places.len(), sampling);
-        let (seconds, clock) = time_dispatches(&self.gpu, &dispatches, places.len() as u32).await?;
-        Ok(StepProfile { n_tokens: places.len(), clock, dispatches: dispatches.into_iter().zip(seconds).collect() })
     }
 
     /// Writes the step's uniform and token places; the first `choosing` tokens choose a
@@ -653,112 +341,4 @@ impl LlamaModel {
         }
         self.gpu.queue.submit([encoder.finish()]);
     }
-}
-
-/// The tensor names and shapes the forward pass reads (GGUF naming). `present` is how many
-/// tensors the checkpoint or model directory holds: a layer count read from a file is
-/// believed only as far as its tensors can back it (each layer has tensors of its own),
-/// before anything is allocated for it. Which tensor is missing is for the caller to name.
-pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String, Vec<usize>)>, TensorCountError> {
-    let needed = a.tensor_count().filter(|_| a.n_layers <= present);
-    let Some(needed) = needed else {
-        return Err(TensorCountError { n_layers: a.n_layers, present });
-    };
-    let mut expected = Vec::with_capacity(needed);
-    expected.extend([
-        ("token_embd.weight".to_string(), vec![a.vocab, a.hidden]),
-        ("output_norm.weight".to_string(), vec![a.hidden]),
-    ]);
-    if !a.tied_embeddings {
-        expected.push(("output.weight".into(), vec![a.vocab, a.hidden]));
-    }
-    for layer in 0..a.n_layers {
-        let shapes: [_; TENSORS_PER_LAYER] = [
-            ("attn_norm", vec![a.hidden]),
-            ("attn_q", vec![a.q_dim(), a.hidden]),
-            ("attn_k", vec![a.kv_dim(), a.hidden]),
-            ("attn_v", vec![a.kv_dim(), a.hidden]),
-            ("attn_output", vec![a.hidden, a.q_dim()]),
-            ("ffn_norm", vec![a.hidden]),
-            ("ffn_gate", vec![a.ffn, a.hidden]),
-            ("ffn_up", vec![a.ffn, a.hidden]),
-            ("ffn_down", vec![a.hidden, a.ffn]),
-        ];
-        expected.extend(shapes.into_iter().map(|(name, shape)| (format!("blk.{layer}.{name}.weight"), shape)));
-    }
-    Ok(expected)
-}
-
-/// A layer count that the tensors present cannot back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{n_layers} layers, but only {present} tensors are present")]
-pub struct TensorCountError {
-    pub n_layers: usize,
-    pub present: usize,
-}
-
-/// Each layer's q, k and v projections stacked into one tensor, `blk.N.attn_qkv`.
-const QKV: &str = "attn_qkv";
-/// Each layer's gate and up projections stacked into one tensor, `blk.N.ffn_gate_up`.
-const GATE_UP: &str = "ffn_gate_up";
-
-/// Stacks the projections of each layer that read one input into one tensor read by one
-/// dispatch ([`QKV`], [`GATE_UP`]), one layer at a time, so the copies never hold more
-/// than one layer's weights twice. Those that cannot stack ([`GpuTensor::stack`]) stay
-/// apart; q, k and v then write their rows of the stack's output
-/// ([`GpuTensor::into_rows_of`]), so what follows reads the same buffer either way.
-fn stack_projections(
-    gpu: &Gpu,
-    n_layers: usize,
-    mut weights: HashMap<String, GpuTensor>,
-) -> HashMap<String, GpuTensor> {
-    for layer in 0..n_layers {
-        let name = |suffix: &str| format!("blk.{layer}.{suffix}.weight");
-        for (stack, parts) in [(QKV, &["attn_q", "attn_k", "attn_v"][..]), (GATE_UP, &["ffn_gate", "ffn_up"])] {
-            let parts: Vec<String> = parts.iter().map(|part| name(part)).collect();
-            let tensors: Vec<&GpuTensor> = parts.iter().map(|part| &weights[part]).collect();
-            // `Epilogue::GateUp` pairs the gate's rows with the up's: an even count.
-            let pairs_whole = stack != GATE_UP || tensors[0].rows.is_multiple_of(2);
-            if let Some(stacked) = pairs_whole.then(|| GpuTensor::stack(gpu, &name(stack), &tensors)).flatten() {
-                for part in &parts {
-                    weights.remove(part);
-                }
-                weights.insert(stacked.name.clone(), stacked);
-            } else if stack == QKV {
-                let rows = tensors.iter().map(|t| t.rows).sum();
-                let mut first_row = 0;
-                for part in &parts {
-                    let tensor = weights.remove(part).expect("present");
-                    let own_rows = tensor.rows;
-                    weights.insert(part.clone(), tensor.into_rows_of(first_row, rows));
-                    first_row += own_rows;
-                }
-            }
-        }
-    }
-    weights
-}
-
-fn check_shapes(a: &Architecture, weights: &HashMap<String, GpuTensor>) -> Result<(), LoadError> {
-    for (name, shape) in expected_tensors(a, weights.len()).map_err(|e| LoadError::Manifest(e.into()))? {
-        let tensor = weights.get(&name).ok_or_else(|| crate::weights::ManifestError::Missing(name.clone()))?;
-        let found = if shape.len() == 1 { vec![tensor.cols] } else { vec![tensor.rows, tensor.cols] };
-        if found != shape {
-            return Err(LoadError::Shape { name, expected: shape, found });
-        }
-        if shape.len() == 1 && tensor.dtype != DType::F32 {
-            return Err(LoadError::NormDType { name, found: tensor.dtype });
-        }
-        if let Some(order) = &tensor.input_order {
-            let cols = weights.get(order).filter(|o| o.dtype == DType::U32).map(|o| o.cols);
-            if cols != Some(tensor.cols) {
-                return Err(LoadError::Shape {
-                    name: order.clone(),
-                    expected: vec![tensor.cols],
-                    found: Vec::from_iter(cols),
-                });
-            }
-        }
-    }
-    Ok(())
 }

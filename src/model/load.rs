@@ -31,10 +31,6 @@ pub enum LoadError {
          (convert with smaller parts: webjudge splits tensors at {MAX_BINDING_BYTES} bytes)"
     )]
     BindingTooLarge { tensor: String, bytes: u64, limit: u64 },
-    #[error("tensor {name} has shape {found:?}, the architecture needs {expected:?}")]
-    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("norm weight {name} is {found:?}; the kernels read norm weights as f32")]
-    NormDType { name: String, found: crate::weights::DType },
     #[error("--context {context} is not within the model's context of 1..={max} positions")]
     Context { context: usize, max: usize },
     #[error(

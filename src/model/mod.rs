@@ -4,13 +4,13 @@
 mod config;
 mod llama;
 mod load;
+mod options;
 mod plan;
 pub mod reference;
+mod stack;
 
 pub use config::{Architecture, ChatTemplate};
-pub use llama::{
-    expected_tensors, LlamaModel, LoadOptions, ProfiledStep, Row, StepError, StepProfile, TensorCountError,
-    MAX_SEQUENCES,
-};
+pub use llama::{DecodeRow, LlamaModel, ProfiledStep, StepError, StepProfile};
 pub use load::{verify_shard, LoadError, ShardUploader};
+pub use options::{LoadOptions, MAX_SEQUENCES};
 pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};

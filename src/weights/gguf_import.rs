@@ -36,9 +36,10 @@ use super::gguf::{
 };
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use super::schema::{expected_tensors, GlobalWeight};
 use super::writer::ModelWriter;
 use super::{dequantize, io_error_at, pack_q4, pack_q8, DType, Manifest};
-use crate::model::{expected_tensors, Architecture, ChatTemplate};
+use crate::model::{Architecture, ChatTemplate};
 
 /// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
 const GROUP: usize = 32;
@@ -159,15 +160,15 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
             )));
         }
     }
-    let embedding =
-        gguf.tensor("token_embd.weight").ok_or_else(|| ConvertError::MissingTensor("token_embd.weight".into()))?;
+    let embedding_name = GlobalWeight::TokenEmbedding.name();
+    let embedding = gguf.tensor(embedding_name).ok_or_else(|| ConvertError::MissingTensor(embedding_name.into()))?;
     let vocab = match embedding.dims[..] {
         [_, rows] => rows as usize,
         _ => 0, // the shape check of every tensor names the problem
     };
     if let Some(declared) = m.get_u32("llama.vocab_size")?.filter(|&v| v as usize != vocab) {
         return Err(ConvertError::InvalidArchitecture(format!(
-            "llama.vocab_size {declared} differs from the {vocab} rows of token_embd.weight"
+            "llama.vocab_size {declared} differs from the {vocab} rows of {embedding_name}"
         )));
     }
     let eos = m.get_u32("tokenizer.ggml.eos_token_id")?;
@@ -187,7 +188,7 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
             m.get_f32("llama.attention.layer_norm_rms_epsilon")?,
         )?,
         context_length: required_usize(gguf, "llama.context_length")?,
-        tied_embeddings: gguf.tensor("output.weight").is_none(),
+        tied_embeddings: gguf.tensor(GlobalWeight::Output.name()).is_none(),
         bos_id: m.get_u32("tokenizer.ggml.bos_token_id")?,
         eos_ids: eos.into_iter().chain(eot).collect(),
         // SentencePiece LLaMA tokenizers prepend BOS unless told otherwise; byte-level

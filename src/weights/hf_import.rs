@@ -43,10 +43,11 @@ use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use super::safetensors::{self, SafetensorsError};
+use super::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use super::{io_error_at, DType, Manifest, Quant};
-use crate::model::{expected_tensors, Architecture, ChatTemplate};
+use crate::model::{Architecture, ChatTemplate};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
@@ -128,30 +129,33 @@ pub fn rope_source_row(j: usize, head_dim: usize) -> usize {
 /// The engine's GGUF-style name of a Hugging Face tensor; `Ok(None)` for tensors that
 /// carry nothing the engine needs (precomputed rotary frequencies).
 pub fn engine_name(hf: &str) -> Option<Option<String>> {
-    match hf {
-        "model.embed_tokens.weight" => return Some(Some("token_embd.weight".into())),
-        "model.norm.weight" => return Some(Some("output_norm.weight".into())),
-        "lm_head.weight" => return Some(Some("output.weight".into())),
-        _ => {}
+    let global = match hf {
+        "model.embed_tokens.weight" => Some(GlobalWeight::TokenEmbedding),
+        "model.norm.weight" => Some(GlobalWeight::OutputNorm),
+        "lm_head.weight" => Some(GlobalWeight::Output),
+        _ => None,
+    };
+    if let Some(global) = global {
+        return Some(Some(global.name().into()));
     }
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let name = match rest {
-        "self_attn.q_proj.weight" => "attn_q",
-        "self_attn.k_proj.weight" => "attn_k",
-        "self_attn.v_proj.weight" => "attn_v",
-        "self_attn.o_proj.weight" => "attn_output",
-        "mlp.gate_proj.weight" => "ffn_gate",
-        "mlp.up_proj.weight" => "ffn_up",
-        "mlp.down_proj.weight" => "ffn_down",
+    let weight = match rest {
+        "self_attn.q_proj.weight" => LayerWeight::AttnQ,
+        "self_attn.k_proj.weight" => LayerWeight::AttnK,
+        "self_attn.v_proj.weight" => LayerWeight::AttnV,
+        "self_attn.o_proj.weight" => LayerWeight::AttnOutput,
+        "mlp.gate_proj.weight" => LayerWeight::FfnGate,
+        "mlp.up_proj.weight" => LayerWeight::FfnUp,
+        "mlp.down_proj.weight" => LayerWeight::FfnDown,
         // Yi's first release named its norms ln1 / ln2.
-        "input_layernorm.weight" | "ln1.weight" => "attn_norm",
-        "post_attention_layernorm.weight" | "ln2.weight" => "ffn_norm",
+        "input_layernorm.weight" | "ln1.weight" => LayerWeight::AttnNorm,
+        "post_attention_layernorm.weight" | "ln2.weight" => LayerWeight::FfnNorm,
         "self_attn.rotary_emb.inv_freq" => return Some(None),
         _ => return None,
     };
-    Some(Some(format!("blk.{layer}.{name}.weight")))
+    Some(Some(weight.name(layer)))
 }
 
 fn read_json(path: &Path) -> Result<Option<Value>, HfError> {
@@ -396,7 +400,7 @@ fn plan(
             return Err(HfError::Unsupported(format!("{hf_name} is stored both as GPTQ tensors and as a weight")));
         }
         let shape = expected[index].1.clone();
-        let rope = name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight");
+        let rope = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated());
         let (source, quant, group, keep_gptq_codes) = match source {
             Ok(tensor) => {
                 if tensor.shape != shape {
@@ -454,9 +458,9 @@ fn name_input_orders(planned: &mut [Planned]) {
     for tensor in planned.iter_mut() {
         let Source::Gptq(layer) = &tensor.source else { continue };
         let Some(order) = layer.column_order().filter(|_| tensor.keep_gptq_codes) else { continue };
-        let base = tensor.name.strip_suffix(".weight").expect("layer weights end in .weight");
-        let first_reader = base.replace("attn_k", "attn_q").replace("attn_v", "attn_q").replace("ffn_up", "ffn_gate");
-        let candidates = [format!("{first_reader}.input_order"), format!("{base}.input_order")];
+        let (layer, weight) = LayerWeight::parse(&tensor.name).expect("act-order weights are layer weights");
+        let first_reader = weight.first_reader_of_input().name(layer);
+        let candidates = [input_order_name(&first_reader), input_order_name(&tensor.name)];
         let name = candidates
             .iter()
             .find(|c| named.iter().all(|(n, o)| n != *c || *o == order))

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::schema::{expected_tensors, layer_role, TensorCountError};
 use super::DType;
 use crate::judge::JudgeFamily;
-use crate::model::{expected_tensors, Architecture, ChatTemplate, TensorCountError};
+use crate::model::{Architecture, ChatTemplate};
 
 /// The format of a model without input orders; older builds read it.
 pub const FORMAT_VERSION: u32 = 1;
@@ -226,6 +227,9 @@ impl Manifest {
             if tensor.dtype == DType::U32 {
                 return Err(tensor.problem("is u32: indices, not weights"));
             }
+            if shape.len() == 1 && tensor.dtype != DType::F32 {
+                return Err(tensor.problem(format!("is {}; the kernels read norm weights as f32", tensor.dtype.name())));
+            }
         }
         self.validate_input_orders(&seen)
     }
@@ -243,7 +247,7 @@ impl Manifest {
                     self.format_version
                 )));
             }
-            if !tensor.name.starts_with("blk.") || tensor.shape.len() != 2 || tensor.dtype == DType::U32 {
+            if layer_role(&tensor.name).is_none() || tensor.shape.len() != 2 || tensor.dtype == DType::U32 {
                 return Err(tensor.problem("has an input order, which only a layer's weight matrix may have"));
             }
             let order = tensors

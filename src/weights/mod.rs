@@ -19,6 +19,7 @@ pub mod import;
 pub mod manifest;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod safetensors;
+pub mod schema;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod torch_pickle;
 pub mod writer;

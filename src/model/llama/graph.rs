@@ -1,0 +1,194 @@
+//! Building the forward pass once, at load, as dispatch lists.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::{Head, LlamaModel};
+use crate::kernels::{
+    attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
+    Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, StepBuffers,
+};
+use crate::model::plan::BufferPlan;
+use crate::model::stack::stack_projections;
+use crate::model::{Architecture, LoadError, LoadOptions};
+use crate::weights::schema::{GlobalWeight, LayerWeight, StackedWeight};
+
+/// Activations for up to `chunk` tokens, reused by every layer.
+struct Activations {
+    x: wgpu::Buffer,
+    normed: wgpu::Buffer,
+    /// Per token: the q/k/v projection's queries, keys and values.
+    qkv: wgpu::Buffer,
+    /// The rotated queries.
+    q: wgpu::Buffer,
+    attended: wgpu::Buffer,
+    /// The gate projection, then SwiGLU's output (the up projection's epilogue).
+    gate: wgpu::Buffer,
+    /// A layer input gathered into an act-order weight's column order.
+    gathered: wgpu::Buffer,
+}
+
+impl LlamaModel {
+    /// Builds the forward pass over uploaded weights (see [`crate::model::ShardUploader`]).
+    pub fn new(
+        gpu: Gpu,
+        architecture: Architecture,
+        weights: HashMap<String, GpuTensor>,
+        options: LoadOptions,
+    ) -> Result<Self, LoadError> {
+        let a = &architecture;
+        let widest_ordered_input =
+            weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
+        options.check(a, widest_ordered_input, &gpu.limits)?;
+        let mut options = options.fitted(a);
+        let weights = stack_projections(&gpu, a.n_layers, weights);
+        let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
+        // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
+        let limit = gpu.limits.max_storage_buffer_binding_size;
+        let slot_bytes = KvCache::layer_bytes(heads, options.context, 1);
+        if slot_bytes > limit {
+            return Err(LoadError::ContextTooLong {
+                context: options.context,
+                sequences: 1,
+                needed: slot_bytes,
+                limit,
+            });
+        }
+        options.sequences = options.sequences.min((limit / slot_bytes) as usize);
+        let plan = BufferPlan::new(a, &options, widest_ordered_input);
+
+        let act = Activations {
+            x: gpu.storage("residual", plan.residual),
+            normed: gpu.storage("normed", plan.normed),
+            qkv: gpu.storage("qkv", plan.qkv),
+            q: gpu.storage("q", plan.q),
+            attended: gpu.storage("attended", plan.attended),
+            gate: gpu.storage("gate", plan.gate),
+            gathered: gpu.storage("gathered input", plan.gathered),
+        };
+        let step = StepBuffers::new(&gpu, plan.step_tokens);
+        let tokens = gpu.storage("tokens", plan.tokens);
+        let logits = gpu.storage("logits", plan.logits);
+        let token_staging = std::array::from_fn(|_| {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("token readback"),
+                size: plan.tokens,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
+        let rope_buffer = gpu
+            .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
+        let caches: Vec<_> =
+            (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context, options.sequences)).collect();
+        let prefix_scratch = gpu.storage("shared prefix", plan.prefix_scratch);
+        let split_scratch = SplitScratch::new(&gpu, heads, options.sequences);
+
+        let w = |name: &str| &weights[name];
+        let norm = |name: &str| &weights[name].parts[0].buffer;
+        let body = |mode: LinearMode| {
+            let mut list = embedding(&gpu, &step, w(GlobalWeight::TokenEmbedding.name()), &tokens, &act.x);
+            for (layer, cache) in caches.iter().enumerate() {
+                // The weights reading one input, each `(name, y, epilogue)`. An
+                // act-order weight reads the input gathered into its column order, once
+                // per distinct order (q/k/v, like gate/up, normally share one).
+                let linears =
+                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(String, &wgpu::Buffer, Epilogue)]| {
+                        let mut gathered_order = None;
+                        for (name, y, epilogue) in outputs {
+                            let weight = w(name);
+                            let input = match weight.input_order.as_deref() {
+                                None => x,
+                                Some(order) => {
+                                    if gathered_order != Some(order) {
+                                        list.push(gather(&gpu, &step, w(order), x, &act.gathered));
+                                        gathered_order = Some(order);
+                                    }
+                                    &act.gathered
+                                }
+                            };
+                            list.extend(linear(&gpu, &step, weight, input, y, mode, *epilogue));
+                        }
+                    };
+                let attn_norm = norm(&LayerWeight::AttnNorm.name(layer));
+                list.push(rmsnorm(&gpu, &step, &act.x, attn_norm, &act.normed, a.hidden, a.norm_eps));
+                // Stacked or apart, the projections write each token's queries, keys and
+                // values side by side (see `stack_projections`).
+                let qkv = StackedWeight::Qkv.name(layer);
+                let qkv = match weights.contains_key(&qkv) {
+                    true => vec![(qkv, &act.qkv, Epilogue::Store)],
+                    false => StackedWeight::Qkv
+                        .parts()
+                        .iter()
+                        .map(|part| (part.name(layer), &act.qkv, Epilogue::Store))
+                        .collect(),
+                };
+                linears(&mut list, &act.normed, &qkv);
+                list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
+                let attention_mode = match mode {
+                    LinearMode::Decode | LinearMode::Single => AttentionMode::Decode(&split_scratch),
+                    _ => AttentionMode::Prefill,
+                };
+                list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
+                let attn_output = LayerWeight::AttnOutput.name(layer);
+                linears(&mut list, &act.attended, &[(attn_output, &act.x, Epilogue::Accumulate)]);
+                let ffn_norm = norm(&LayerWeight::FfnNorm.name(layer));
+                list.push(rmsnorm(&gpu, &step, &act.x, ffn_norm, &act.normed, a.hidden, a.norm_eps));
+                let gate_up = StackedWeight::GateUp.name(layer);
+                if weights.contains_key(&gate_up) {
+                    linears(&mut list, &act.normed, &[(gate_up, &act.gate, Epilogue::GateUp)]);
+                } else {
+                    // The up projection's epilogue applies SwiGLU to the gate projection in place.
+                    let gate = (LayerWeight::FfnGate.name(layer), &act.gate, Epilogue::Store);
+                    let up = (LayerWeight::FfnUp.name(layer), &act.gate, Epilogue::SwiGlu);
+                    linears(&mut list, &act.normed, &[gate, up]);
+                }
+                let ffn_down = LayerWeight::FfnDown.name(layer);
+                linears(&mut list, &act.gate, &[(ffn_down, &act.x, Epilogue::Accumulate)]);
+            }
+            list
+        };
+        let decode = body(LinearMode::Decode);
+        let decode_one = body(LinearMode::Single);
+        let prefill = body(LinearMode::Prefill);
+        let lm_head = GlobalWeight::lm_head(a).name();
+        let head = |last_token_only: bool, greedy: bool| {
+            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Choosing };
+            let mut list = vec![rmsnorm(
+                &gpu,
+                &step,
+                &act.x,
+                norm(GlobalWeight::OutputNorm.name()),
+                &act.normed,
+                a.hidden,
+                a.norm_eps,
+            )];
+            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
+            list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
+            list
+        };
+        let head_last = Head { greedy: head(true, true), sampled: head(true, false) };
+        let head_each = Head { greedy: head(false, true), sampled: head(false, false) };
+        gpu.check()?;
+        Ok(Self {
+            gpu,
+            architecture,
+            step,
+            tokens,
+            logits,
+            token_staging,
+            pending: VecDeque::new(),
+            next_staging: 0,
+            decode,
+            decode_one,
+            prefill,
+            head_last,
+            head_each,
+            weights,
+            caches,
+            prefix_scratch,
+            _rope: rope_buffer,
+            positions: vec![0; options.sequences],
+            options,
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! The per-load choices: context, prefill chunk, sequences.
+
+use super::load::LoadError;
+use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
+use super::Architecture;
+use crate::kernels::variants::MATVEC_MAX_TOKENS;
+
+/// Per-load choices that trade GPU memory against capability.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// KV cache positions (prompt plus generated tokens); at most the model's context.
+    pub context: usize,
+    /// Prompt tokens processed per prefill submission.
+    pub prefill_chunk: usize,
+    /// Sequences that can be decoded together, each with a KV cache slot of `context`
+    /// positions: the largest decode batch.
+    pub sequences: usize,
+}
+
+/// The largest decode batch: the tokens a decode matvec multiplies per weight read.
+pub const MAX_SEQUENCES: usize = MATVEC_MAX_TOKENS as usize;
+
+impl LoadOptions {
+    /// The model's full context, the default prefill chunk, one sequence.
+    pub fn for_model(architecture: &Architecture) -> Self {
+        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
+    }
+
+    /// Refuses a context outside 1 to the model's, and a prefill chunk outside 1 to the
+    /// most tokens a step can have on an adapter with `limits`
+    /// ([`BufferPlan::max_step_tokens`]); `widest_ordered_input` as for [`BufferPlan::new`].
+    pub fn check(
+        &self,
+        architecture: &Architecture,
+        widest_ordered_input: usize,
+        limits: &wgpu::Limits,
+    ) -> Result<(), LoadError> {
+        self.check_context(architecture)?;
+        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, max_binding);
+        if !(1..=max).contains(&self.prefill_chunk) {
+            return Err(LoadError::PrefillChunk { chunk: self.prefill_chunk, max });
+        }
+        Ok(())
+    }
+
+    /// Refuses a context outside 1 to the model's (needs no adapter: callers can refuse it
+    /// before anything else, as [`Self::check`] does when loading).
+    pub fn check_context(&self, architecture: &Architecture) -> Result<(), LoadError> {
+        let max = architecture.context_length;
+        match (1..=max).contains(&self.context) {
+            true => Ok(()),
+            false => Err(LoadError::Context { context: self.context, max }),
+        }
+    }
+
+    /// The options a model loads with: a context of at least one position and at most the
+    /// model's, a prefill chunk of at least one token, 1 to [`MAX_SEQUENCES`] sequences.
+    pub fn fitted(self, architecture: &Architecture) -> Self {
+        Self {
+            context: self.context.clamp(1, architecture.context_length),
+            prefill_chunk: self.prefill_chunk.max(1),
+            sequences: self.sequences.clamp(1, MAX_SEQUENCES),
+        }
+    }
+}
