@@ -10,6 +10,7 @@
 //! tensors and input orders are typed errors that name the tensor and the numbers.
 
 mod common;
+mod test_model;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,10 +32,7 @@ use webjudge::weights::{DType, Manifest, Quant};
 const HEAD_DIM: usize = 16;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("gptq").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_model::scratch("gptq", name)
 }
 
 fn fixture(name: &str) -> PathBuf {

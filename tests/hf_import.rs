@@ -11,6 +11,7 @@
 //! (tests/fixtures/mistral_tiny), converts and generates transformers' greedy ids.
 
 mod common;
+mod test_model;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,10 +42,7 @@ const THETA: f32 = 10000.0;
 const EPS: f32 = 1e-5;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hf_import").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_model::scratch("hf_import", name)
 }
 
 /// Random weights (rounded to their stored dtype) for every Hugging Face tensor.

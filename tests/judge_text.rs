@@ -17,7 +17,6 @@ mod autoj;
 mod test_model;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
@@ -29,7 +28,7 @@ use webjudge::model::ChatTemplate;
 use webjudge::weights::manifest::MANIFEST_FILE;
 
 use autoj::{excerpt_row, excerpt_rows, excerpt_set, Originals, RENDERED_EXAMPLES};
-use test_model::{manifest_only_model, webjudge};
+use test_model::{manifest_only_model, scratch, webjudge};
 
 fn llama2() -> ChatTemplate {
     ChatTemplate::llama2()
@@ -702,16 +701,9 @@ fn cli_prompt_writes_the_exact_inputs() {
     assert_eq!(json_lines(&["prompt", "--protocol", "pairwise"], &jsonl(std::slice::from_ref(row))), out);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("judge_text-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn cli_prompt_uses_the_models_chat_template() {
-    let dir = temp_dir("chatml");
+    let dir = scratch("judge_text", "chatml");
     let manifest = manifest_only_model(&dir);
     let row = json!({"prompt": "q [/INST]", "response": "r {response}"});
     let out = json_lines(
@@ -732,7 +724,7 @@ fn cli_prompt_uses_the_models_chat_template() {
 /// family's, or a rubric grading without a rubric, is refused before the model loads.
 #[test]
 fn cli_judge_refuses_another_familys_protocol_before_loading() {
-    let dir = temp_dir("prometheus-model");
+    let dir = scratch("judge_text", "prometheus-model");
     let mut manifest = manifest_only_model(&dir);
     manifest.judge = Some(JudgeFamily::Prometheus);
     std::fs::write(dir.join(MANIFEST_FILE), manifest.to_json()).unwrap();
@@ -836,7 +828,7 @@ fn parsers_are_linear_on_hostile_critiques() {
 /// shell gives a writer killed by SIGPIPE: no panic, no backtrace.
 #[test]
 fn cli_ends_quietly_when_stdout_is_closed() {
-    let dir = temp_dir("closed-stdout");
+    let dir = scratch("judge_text", "closed-stdout");
     let vocab: serde_json::Map<String, Value> =
         ["<unk>", "hi", "there"].iter().enumerate().map(|(i, w)| (w.to_string(), json!(i))).collect();
     let tokenizer = json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],

@@ -2,6 +2,8 @@
 //! ranges, conditional requests, precompressed copies, paths that try to leave the served
 //! roots (by `..`, symlinks or dotfiles), and clients that try to hold a connection forever.
 
+mod test_model;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -34,10 +36,7 @@ impl Response {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("webjudge-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_model::scratch("serve", name)
 }
 
 const SHARD: &str = "weights-00001-0123456789abcdef.bin";
