@@ -55,8 +55,13 @@ impl Setup {
     /// `webjudge judge --limit 0` into `output` (after `shell`, e.g. a ulimit), given up on
     /// after a minute so that a run that blocks fails instead of hanging the suite.
     fn judge(&self, input: &Path, output: &Path, shell: &str) -> Output {
+        self.judge_with(input, output, shell, "")
+    }
+
+    /// [`Self::judge`] with `flags` added.
+    fn judge_with(&self, input: &Path, output: &Path, shell: &str, flags: &str) -> Output {
         let script = format!(
-            "{shell} exec {} judge --model '{}' --input '{}' --output '{}' --limit 0",
+            "{shell} exec {} judge --model '{}' --input '{}' --output '{}' --limit 0 {flags}",
             env!("CARGO_BIN_EXE_webjudge"),
             self.dir.display(),
             input.display(),
@@ -259,17 +264,7 @@ fn a_context_beyond_the_models_is_refused_before_the_output_is_opened() {
     let setup = setup("context");
     let output = setup.dir.join("out.jsonl");
     let before = names_in(&setup.dir);
-    let script = format!(
-        "exec {} judge --model '{}' --input '{}' --output '{}' --limit 0 --context 65",
-        env!("CARGO_BIN_EXE_webjudge"),
-        setup.dir.display(),
-        setup.input.display(),
-        output.display()
-    );
-    let run = within(
-        Duration::from_secs(60),
-        Command::new("bash").args(["-c", &script]).stderr(Stdio::piped()).spawn().unwrap(),
-    );
+    let run = setup.judge_with(&setup.input, &output, "", "--context 65");
     refused(&run, "--context 65");
     assert_eq!(names_in(&setup.dir), before);
 }

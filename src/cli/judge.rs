@@ -13,7 +13,7 @@ use webjudge::engine::Cancel;
 use webjudge::judge::dataset::{parse_rows, Record, Row};
 use webjudge::judge::metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::output::file::OutputFile;
-use webjudge::judge::output::{InputIdentity, RunOptions};
+use webjudge::judge::output::{without_bom, InputIdentity, RunOptions};
 use webjudge::judge::rubric_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
@@ -383,8 +383,7 @@ fn run_options(
 
 /// Prints the judge's metrics over every labelled record of the output (JSON Lines) to `out`.
 fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
-    let output = output.strip_prefix(b"\xef\xbb\xbf").unwrap_or(output);
-    let records: Vec<Value> = output
+    let records: Vec<Value> = without_bom(output)
         .split(|&b| b == b'\n')
         .filter(|line| !line.trim_ascii().is_empty())
         .map(serde_json::from_slice)

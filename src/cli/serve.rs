@@ -34,6 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_io_timeout::TimeoutStream;
 use tower_http::services::fs::{Backend, DefaultServeDirFallback, ServeDir, ServeFileSystemResponseBody};
+use webjudge::weights::checked_file::{self, ReadError};
 
 use super::{outln, CliResult};
 
@@ -411,20 +412,15 @@ fn is_stale_copy(path: &Path) -> bool {
     }
 }
 
-/// `path` opened for reading if it is a regular file, else a NotFound error. Opened
-/// without waiting (a FIFO's open would wait for a writer) and checked once open, so
-/// nothing can be swapped in between; a regular file's reads ignore O_NONBLOCK.
+/// `path` opened for reading if it is a regular file ([`checked_file::open`]: without
+/// waiting on a FIFO, checked once open), else a NotFound error.
 fn open_regular(path: &Path) -> io::Result<(std::fs::File, std::fs::Metadata)> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(missing());
-    }
-    Ok((file, metadata))
+    let opened = checked_file::open(path).map_err(|error| match error {
+        ReadError::Io { source, .. } => source,
+        _ => missing(),
+    })?;
+    let metadata = opened.file.metadata()?;
+    Ok((opened.file, metadata))
 }
 
 impl Backend for InsideRoot {

@@ -53,14 +53,4 @@ impl LoadOptions {
             false => Err(LoadError::Context { context: self.context, max }),
         }
     }
-
-    /// The options a model loads with: a context of at least one position and at most the
-    /// model's, a prefill chunk of at least one token, 1 to [`MAX_SEQUENCES`] sequences.
-    pub fn fitted(self, architecture: &Architecture) -> Self {
-        Self {
-            context: self.context.clamp(1, architecture.context_length),
-            prefill_chunk: self.prefill_chunk.max(1),
-            sequences: self.sequences.clamp(1, MAX_SEQUENCES),
-        }
-    }
 }

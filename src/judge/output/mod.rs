@@ -211,6 +211,11 @@ pub fn in_input_order(bytes: &[u8]) -> Result<Option<Vec<u8>>, ResumeError> {
     Ok(Some(sorted))
 }
 
+/// An output's bytes past the byte order mark an editor may have put first.
+pub fn without_bom(bytes: &[u8]) -> &[u8] {
+    split_bom(bytes).1
+}
+
 fn split_bom(bytes: &[u8]) -> (&[u8], &[u8]) {
     match bytes.strip_prefix(BOM) {
         Some(body) => (BOM, body),

@@ -9,7 +9,7 @@ use crate::kernels::{
 };
 use crate::model::plan::BufferPlan;
 use crate::model::stack::stack_projections;
-use crate::model::{Architecture, LoadError, LoadOptions};
+use crate::model::{Architecture, LoadError, LoadOptions, MAX_SEQUENCES};
 use crate::weights::schema::{GlobalWeight, LayerWeight, StackedWeight};
 
 /// Activations for up to `chunk` tokens, reused by every layer.
@@ -39,7 +39,8 @@ impl LlamaModel {
         let widest_ordered_input =
             weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
         options.check(a, widest_ordered_input, &gpu.limits)?;
-        let mut options = options.fitted(a);
+        let mut options = options;
+        options.sequences = options.sequences.clamp(1, MAX_SEQUENCES);
         let weights = stack_projections(&gpu, a.n_layers, weights);
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
