@@ -12,7 +12,7 @@ pub struct Step {
     pub seed: u32,
     pub temperature: f32,
     pub top_p: f32,
-    /// The leading tokens that choose a next token ([`LinearMode::Choosing`](super::LinearMode));
+    /// The leading tokens that choose a next token ([`LinearTokens::Choosing`](super::LinearTokens));
     /// the others only extend their sequence's context.
     pub choosing: u32,
 }

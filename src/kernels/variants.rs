@@ -96,7 +96,7 @@ pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "
 /// Flag enabling subgroup reductions (with a workgroup-memory fallback without it).
 pub const SUBGROUPS: &str = "SUBGROUPS";
 
-/// matvec.wgsl's variant for a step of one token (`LinearMode::Single`, `LastToken`): room
+/// matvec.wgsl's variant for a step of one token (`LinearKernel::MatvecOneToken`): room
 /// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
@@ -135,7 +135,7 @@ pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
 pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
 
-/// Which of the step's tokens a decode matvec multiplies (`LinearMode` in src/kernels/linear.rs).
+/// Which of the step's tokens a decode matvec multiplies (`LinearTokens` in src/kernels/linear.rs).
 pub const MATVEC_TOKENS_EACH: u32 = 0;
 pub const MATVEC_TOKENS_LAST: u32 = 1;
 pub const MATVEC_TOKENS_CHOOSING: u32 = 2;
