@@ -9,8 +9,8 @@ use web_time::Instant;
 use super::{Engine, EngineError};
 use crate::kernels::variants::DEFAULT_WORKGROUP;
 use crate::kernels::{
-    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearKernel, LinearTokens, Sampling, Shader, Step,
-    StepBuffers, TokenPlace, Workgroups,
+    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearKernel, LinearTokens, PipelineKey, Sampling,
+    Shader, Step, StepBuffers, TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
 use crate::weights::schema::LayerWeight;
@@ -123,7 +123,7 @@ async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, St
     let bytes = bytes.min(gpu.limits.max_storage_buffer_binding_size).next_multiple_of(16);
     let src = gpu.storage("bench copy source", bytes);
     let dst = gpu.storage("bench copy destination", bytes);
-    let pipeline = gpu.pipeline(Shader::Copy, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Copy, "main"));
     let copy = Dispatch {
         label: "copy".into(),
         weight_bytes: 0,

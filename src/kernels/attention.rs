@@ -6,7 +6,7 @@
 //! (flash-decoding) so that a GPU is filled, and a second pass merges the splits.
 
 use super::variants::{ATTENTION_KEYS, ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
 /// Invocations per attention workgroup (`WG` in shaders/attention.wgsl): one key each.
 const WORKGROUP: usize = ATTENTION_KEYS as usize;
@@ -198,7 +198,7 @@ pub fn attention(
     let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
     match split {
         None => {
-            let attend = gpu.pipeline(Shader::Attention, "attend", None);
+            let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend"));
             vec![Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,
@@ -208,8 +208,8 @@ pub fn attention(
             }]
         }
         Some(scratch) => {
-            let attend = gpu.pipeline(Shader::Attention, "attend_split", None);
-            let combine = gpu.pipeline(Shader::Attention, "combine_splits", None);
+            let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend_split"));
+            let combine = gpu.pipeline(PipelineKey::new(Shader::Attention, "combine_splits"));
             let partials = Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,

@@ -1,7 +1,7 @@
 //! Token embedding lookup (shaders/embedding.wgsl).
 
 use super::variants::{BLOCK_VALUES, EMBEDDING_WORKGROUP};
-use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -22,7 +22,7 @@ pub fn embedding(
     tokens: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Vec<Dispatch> {
-    let pipeline = gpu.pipeline(Shader::Embedding, "main", Some(table.dtype));
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Embedding, "main").weights(table.dtype));
     table
         .parts
         .iter()

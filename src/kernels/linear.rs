@@ -5,7 +5,7 @@ use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
-use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 use crate::weights::schema;
 
 /// Which kernel a linear layer runs.
@@ -104,8 +104,11 @@ pub fn linear(
     let wide = kernel == LinearKernel::Matmul;
     assert!(!wide || tokens == LinearTokens::Each, "the matmul kernel multiplies each token, not {tokens:?}");
     let shader = if wide { Shader::Matmul } else { Shader::Matvec };
-    let one_token = kernel == LinearKernel::MatvecOneToken;
-    let pipeline = gpu.pipeline_variant(shader, "main", Some(weight.dtype), one_token.then_some(MATVEC_ONE_TOKEN));
+    let key = PipelineKey::new(shader, "main").weights(weight.dtype);
+    let pipeline = gpu.pipeline(match kernel {
+        LinearKernel::MatvecOneToken => key.define(MATVEC_ONE_TOKEN),
+        LinearKernel::Matvec | LinearKernel::Matmul => key,
+    });
     let out_stride = match epilogue {
         Epilogue::GateUp => {
             assert!(weight.parts.len() == 1 && weight.rows.is_multiple_of(2), "{}: not a gate/up stack", weight.name);

@@ -1,6 +1,6 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,7 +20,7 @@ pub fn rmsnorm(
     cols: usize,
     eps: f32,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline(Shader::Rmsnorm, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Rmsnorm, "main"));
     let params = gpu.uniform("rmsnorm params", &Params { cols: cols as u32, eps, _pad: [0; 2] });
     Dispatch {
         label: "rmsnorm".into(),

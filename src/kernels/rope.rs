@@ -2,7 +2,7 @@
 //! table.
 
 use super::variants::DEFAULT_WORKGROUP;
-use super::{Dispatch, Gpu, Heads, KvCache, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, Heads, KvCache, PipelineKey, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -40,7 +40,7 @@ pub fn rope_and_store(
     q: &wgpu::Buffer,
     cache: &KvCache,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline(Shader::Rope, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Rope, "main"));
     let params = Params {
         n_heads: heads.n_heads as u32,
         n_kv_heads: heads.n_kv_heads as u32,

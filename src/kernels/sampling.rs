@@ -1,6 +1,6 @@
 //! Choosing the next token on the GPU (shaders/sampling.wgsl).
 
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -80,7 +80,7 @@ pub fn choose_token(
     last_token_only: bool,
 ) -> Dispatch {
     let entry = if greedy { "argmax" } else { "sample" };
-    let pipeline = gpu.pipeline(Shader::Sampling, entry, None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Sampling, entry));
     let params = gpu.uniform(
         "sampling params",
         &Params { vocab: vocab as u32, last_token_only: last_token_only.into(), _pad: [0; 2] },

@@ -27,7 +27,7 @@ pub struct Uniform {
 /// cannot disagree, and a shader missing from the table cannot be named.
 macro_rules! registry {
     ($($(#[doc = $doc:literal])* $name:ident => $file:literal, $role:ident, flags [$($flag:expr),*], $uniform:expr;)*) => {
-        /// A shader file in shaders/, as [`Gpu::pipeline`](super::Gpu::pipeline) takes it.
+        /// A shader file in shaders/, as a [`PipelineKey`](super::PipelineKey) names it.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Shader {
             $($(#[doc = $doc])* $name,)*
@@ -130,10 +130,10 @@ pub const ATTENTION_KEYS: u32 = 64;
 
 /// Attention (shaders/attention.wgsl): query rows one workgroup holds, value pairs of them
 /// staged in workgroup memory (8 KiB), and value accumulators per invocation (the staged
-/// pairs over the 64 invocations).
+/// pairs over the ATTENTION_KEYS invocations).
 pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
-pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
+pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / ATTENTION_KEYS;
 
 /// Which of the step's tokens a decode matvec multiplies (`LinearTokens` in src/kernels/linear.rs).
 pub const MATVEC_TOKENS_EACH: u32 = 0;
