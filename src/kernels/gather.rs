@@ -7,14 +7,15 @@
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 
+use super::uniform::uniform_struct;
 use super::variants::DEFAULT_WORKGROUP;
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    inputs: u32,
-    _pad: [u32; 3],
+uniform_struct! {
+    pub(super) struct Params {
+        inputs: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `gathered[t, i] = x[t, order[i]]` for the step's tokens; `order` is a u32 tensor of

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 use super::preprocess;
+use super::uniform::Uniform;
 use super::variants::{self, Role, Shader, SUBGROUPS, WEIGHT_FLAGS};
 use crate::weights::DType;
 
@@ -194,7 +195,8 @@ impl Gpu {
         buffer
     }
 
-    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+    /// A uniform buffer holding `value` (a [`Uniform`] struct, whose layout build.rs checked).
+    pub fn uniform<T: Uniform>(&self, label: &str, value: &T) -> wgpu::Buffer {
         // Sized in whole 16-byte units: browsers take a uniform struct's binding size
         // rounded up to 16 bytes (WGSL's uniform layout), whatever its fields add up to.
         let mut contents = bytemuck::bytes_of(value).to_vec();

@@ -1,6 +1,7 @@
 //! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
+use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
@@ -62,30 +63,30 @@ impl Epilogue {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatvecParams {
-    rows: u32,
-    cols: u32,
-    group: u32,
-    params_offset: u32,
-    out_offset: u32,
-    tokens: u32,
-    epilogue: u32,
-    out_stride: u32,
+uniform_struct! {
+    pub(super) struct MatvecParams {
+        rows: u32,
+        cols: u32,
+        group: u32,
+        params_offset: u32,
+        out_offset: u32,
+        tokens: u32,
+        epilogue: u32,
+        out_stride: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
-    rows: u32,
-    cols: u32,
-    group: u32,
-    params_offset: u32,
-    out_offset: u32,
-    out_stride: u32,
-    epilogue: u32,
-    _pad: u32,
+uniform_struct! {
+    pub(super) struct MatmulParams {
+        rows: u32,
+        cols: u32,
+        group: u32,
+        params_offset: u32,
+        out_offset: u32,
+        out_stride: u32,
+        epilogue: u32,
+        _pad: u32,
+    }
 }
 
 /// `y = W x` by `kernel` for the step's `tokens`, combined with what `y` holds as `epilogue`

@@ -15,6 +15,7 @@ mod rmsnorm;
 mod rope;
 mod sampling;
 mod tensor;
+mod uniform;
 pub mod variants;
 
 pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};

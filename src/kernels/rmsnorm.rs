@@ -1,13 +1,14 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
+use super::uniform::uniform_struct;
 use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    cols: u32,
-    eps: f32,
-    _pad: [u32; 2],
+uniform_struct! {
+    pub(super) struct Params {
+        cols: u32,
+        eps: f32,
+        _pad: [u32; 2],
+    }
 }
 
 /// Normalizes each of the step's rows of `x` (width `cols`) into `out`.

@@ -1,13 +1,14 @@
 //! Choosing the next token on the GPU (shaders/sampling.wgsl).
 
+use super::uniform::uniform_struct;
 use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    vocab: u32,
-    last_token_only: u32,
-    _pad: [u32; 2],
+uniform_struct! {
+    pub(super) struct Params {
+        vocab: u32,
+        last_token_only: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// How the next token is chosen.
