@@ -1,24 +1,25 @@
 //! Validates every WGSL shader variant with naga so that a shader error fails
-//! `cargo build` with its file and line, and checks that each uniform struct's WGSL
-//! layout equals the `#[repr(C)]` Rust struct written into it.
+//! `cargo build` with its file and line, and writes each uniform struct's WGSL layout into
+//! a compile-time check of the Rust struct written into it (src/kernels/uniform.rs).
+
+use std::collections::BTreeSet;
 
 #[path = "src/kernels/preprocess.rs"]
 mod preprocess;
 #[path = "src/kernels/variants.rs"]
 mod variants;
 
-use variants::{Role, Shader, Uniform};
+use variants::{Role, Shader, ShaderUniform};
 
 fn main() {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=src/kernels/variants.rs");
-    for uniform in Shader::ALL.iter().filter_map(|shader| shader.uniform()) {
-        println!("cargo:rerun-if-changed={}", uniform.rust_file);
-    }
     let mut failures = Vec::new();
+    let mut checks = BTreeSet::new();
     for (shader, defines) in variants::all_variants() {
-        if let Err(message) = validate(shader, &defines) {
-            failures.push(format!("shaders/{} with {defines:?}:\n{message}", shader.file()));
+        match validate(shader, &defines).and_then(|module| uniform_checks(shader, &module)) {
+            Ok(module_checks) => checks.extend(module_checks),
+            Err(message) => failures.push(format!("shaders/{} with {defines:?}:\n{message}", shader.file())),
         }
     }
     // The registry's `include_str!` fails the build on a listed file that is missing; this
@@ -33,9 +34,12 @@ fn main() {
     if !failures.is_empty() {
         panic!("WGSL validation failed:\n{}", failures.join("\n\n"));
     }
+    let out = std::path::Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("uniform_checks.rs");
+    let checks: Vec<String> = checks.into_iter().collect();
+    std::fs::write(&out, checks.join("\n")).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
 }
 
-fn validate(shader: Shader, defines: &[&'static str]) -> Result<(), String> {
+fn validate(shader: Shader, defines: &[&'static str]) -> Result<naga::Module, String> {
     let source = |file: &str| Shader::from_file(file).map(Shader::source);
     let expanded = preprocess::expand(shader.file(), defines, variants::SHADER_CONSTANTS, &source)?;
     let origin = |line: usize| {
@@ -51,15 +55,13 @@ fn validate(shader: Shader, defines: &[&'static str]) -> Result<(), String> {
         let at = e.location(&expanded.text).map(|l| origin(l.line_number as usize)).unwrap_or_default();
         format!("{at}: {}", e.emit_to_string(&expanded.text))
     })?;
-    check_uniforms(shader, &module)
+    Ok(module)
 }
 
-/// One field: name, byte offset, byte size, scalar kind ("u32", "i32", "f32").
-type Field = (String, u32, u32, &'static str);
-
-/// Compares every uniform buffer struct of `module` with its Rust counterpart: `shader`'s own
-/// uniform or an included file's.
-fn check_uniforms(shader: Shader, module: &naga::Module) -> Result<(), String> {
+/// The checks (src/kernels/uniform.rs) that every uniform buffer struct of `module` has the
+/// layout of its Rust struct: `shader`'s own uniform or an included file's.
+fn uniform_checks(shader: Shader, module: &naga::Module) -> Result<Vec<String>, String> {
+    let mut checks = Vec::new();
     for (_, global) in module.global_variables.iter() {
         if global.space != naga::AddressSpace::Uniform {
             continue;
@@ -69,73 +71,36 @@ fn check_uniforms(shader: Shader, module: &naga::Module) -> Result<(), String> {
         let naga::TypeInner::Struct { members, span } = &ty.inner else {
             return Err(format!("uniform {:?} is not a struct", global.name));
         };
-        let Uniform { rust_file, rust_struct, .. } = Shader::ALL
+        let (owner, ShaderUniform { rust_type, .. }) = Shader::ALL
             .iter()
             .filter(|s| **s == shader || s.role() == Role::Include)
-            .filter_map(|s| s.uniform())
-            .find(|uniform| uniform.wgsl_struct == name)
+            .find_map(|s| s.uniform().filter(|uniform| uniform.wgsl_struct == name).map(|uniform| (s, uniform)))
             .ok_or_else(|| format!("uniform struct {name} is not in the registry (src/kernels/variants.rs)"))?;
-        let wgsl: Vec<Field> = members
-            .iter()
-            .map(|m| {
-                let inner = &module.types[m.ty].inner;
-                let kind = inner.scalar().map_or("?", |s| match s.kind {
-                    naga::ScalarKind::Uint => "u32",
-                    naga::ScalarKind::Sint => "i32",
-                    naga::ScalarKind::Float => "f32",
-                    _ => "?",
-                });
-                (m.name.clone().unwrap_or_default(), m.offset, inner.size(module.to_ctx()), kind)
-            })
-            .collect();
-        let source = std::fs::read_to_string(rust_file).map_err(|e| format!("{rust_file}: {e}"))?;
-        let (rust, rust_size) = rust_fields(&source, rust_struct).map_err(|e| format!("{rust_file}: {e}"))?;
-        // Padding (names starting with `_`) may be split differently; the sizes must match.
-        let named = |fields: &[Field]| fields.iter().filter(|f| !f.0.starts_with('_')).cloned().collect::<Vec<_>>();
-        if named(&wgsl) != named(&rust) || *span != rust_size {
-            return Err(format!(
-                "uniform {name} ({span} bytes) in shaders/{} differs from {rust_struct} ({rust_size} bytes) in \
-                 {rust_file}:\n  WGSL: {wgsl:?}\n  Rust: {rust:?}",
-                shader.file()
-            ));
+        let mut fields = Vec::new();
+        let mut described = Vec::new();
+        for member in members {
+            let inner = &module.types[member.ty].inner;
+            let kind = inner.scalar().map_or("?", |s| match s.kind {
+                naga::ScalarKind::Uint => "u32",
+                naga::ScalarKind::Sint => "i32",
+                naga::ScalarKind::Float => "f32",
+                _ => "?",
+            });
+            let (field, offset, size) =
+                (member.name.clone().unwrap_or_default(), member.offset, inner.size(module.to_ctx()));
+            fields.push(format!("Field {{ name: {field:?}, offset: {offset}, size: {size}, kind: {kind:?} }}"));
+            described.push(format!("{field}: {kind} at {offset}"));
         }
+        let message = format!(
+            "uniform struct {name} in shaders/{} differs from {rust_type}, the Rust struct its line in \
+             src/kernels/variants.rs names: the WGSL has {} ({span} bytes)",
+            owner.file(),
+            described.join(", ")
+        );
+        checks.push(format!(
+            "const _: () = assert!(matches::<super::{rust_type}>(&[{}], {span}), {message:?});",
+            fields.join(", ")
+        ));
     }
-    Ok(())
-}
-
-/// The fields of `#[repr(C)] struct NAME` in Rust source formatted by rustfmt (one
-/// `name: type,` per line, comment lines skipped; types u32, i32, f32 and arrays of them)
-/// and its size.
-fn rust_fields(source: &str, name: &str) -> Result<(Vec<Field>, u32), String> {
-    let lines: Vec<&str> = source.lines().map(str::trim).collect();
-    let start = lines
-        .iter()
-        .position(|l| l.trim_start_matches("pub ").strip_prefix("struct ") == Some(&format!("{name} {{")))
-        .ok_or_else(|| format!("no struct {name}"))?;
-    if !lines[..start].iter().rev().take_while(|l| l.starts_with("#[")).any(|l| *l == "#[repr(C)]") {
-        return Err(format!("struct {name} is not #[repr(C)]"));
-    }
-    let mut fields = Vec::new();
-    let mut offset = 0;
-    for line in lines[start + 1..].iter().take_while(|l| **l != "}").filter(|l| !l.starts_with("//")) {
-        let (field, ty) = line
-            .trim_start_matches("pub ")
-            .trim_end_matches(',')
-            .split_once(": ")
-            .ok_or_else(|| format!("struct {name}: cannot read field `{line}`"))?;
-        let (scalar, count) = match ty.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
-            Some(array) => {
-                let (scalar, count) = array.split_once("; ").ok_or_else(|| format!("field {field}: `{ty}`"))?;
-                (scalar, count.parse::<u32>().map_err(|e| format!("field {field}: {e}"))?)
-            }
-            None => (ty, 1),
-        };
-        let kind = ["u32", "i32", "f32"]
-            .into_iter()
-            .find(|k| *k == scalar)
-            .ok_or_else(|| format!("field {field}: type `{ty}` is not u32, i32, f32 or an array of them"))?;
-        fields.push((field.to_string(), offset, 4 * count, kind));
-        offset += 4 * count;
-    }
-    Ok((fields, offset))
+    Ok(checks)
 }

@@ -6,8 +6,8 @@
 mod autoj;
 
 use serde_json::Value;
+use webjudge::judge::autoj_metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
 use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, Problem};
-use webjudge::judge::metrics::{pairwise_metrics, python_round2, GroupMetrics, Judged, ScenarioGroups};
 use webjudge::judge::output::{in_input_order, resume_output, InputIdentity, ResumeError, RunOptions};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{Item, Protocol, Winner};

@@ -52,7 +52,7 @@ use webjudge::kernels::preprocess;
 use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
     attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table, AttentionMode,
-    Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, Step, TokenPlace,
+    Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearKernel, LinearTokens, SplitScratch, Step, TokenPlace,
 };
 use webjudge::model::reference;
 use webjudge::model::MAX_SEQUENCES;
@@ -168,6 +168,13 @@ fn rmsnorm_rows(gpu: &'static Gpu) {
     }
 }
 
+/// Which kernel a `linear` call runs, over which tokens, and the pairs the model runs.
+type Linear = (LinearKernel, LinearTokens);
+const MATVEC: Linear = (LinearKernel::Matvec, LinearTokens::Each);
+const MATVEC_ONE: Linear = (LinearKernel::MatvecOneToken, LinearTokens::Each);
+const MATVEC_LAST: Linear = (LinearKernel::MatvecOneToken, LinearTokens::Last);
+const MATMUL: Linear = (LinearKernel::Matmul, LinearTokens::Each);
+
 /// Runs `linear` once on random inputs and checks every output against the reference
 /// matvec of the dequantized weights; returns what the GPU wrote.
 #[allow(clippy::too_many_arguments)]
@@ -175,7 +182,7 @@ fn check_linear(
     r: &Runner,
     weights: &Packed,
     tensor: &GpuTensor,
-    mode: LinearMode,
+    mode: Linear,
     n_tokens: usize,
     epilogue: Epilogue,
     seed: u64,
@@ -183,7 +190,7 @@ fn check_linear(
     let (rows, cols) = (weights.rows(), weights.cols());
     let mut rng = rng(seed);
     let x = uniform(&mut rng, n_tokens * cols, 1.0);
-    let outputs = if mode == LinearMode::LastToken { 1 } else { n_tokens };
+    let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
     // Storing must ignore the old contents, NaN included; SwiGLU gates over gate values of
     // order 1 (where silu bends).
     let y0 = match epilogue {
@@ -193,7 +200,7 @@ fn check_linear(
         Epilogue::GateUp => panic!("stacked gate/up weights are checked by check_gate_up"),
     };
     let y = r.storage_f32(&y0);
-    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode, epilogue);
+    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode.0, mode.1, epilogue);
     r.run(step(n_tokens, 0), &dispatches);
     let got = r.read_f32(&y, outputs * rows);
 
@@ -202,7 +209,7 @@ fn check_linear(
     weights.for_each_rows(512, |first, chunk| {
         let chunk_rows = chunk.len() / cols;
         for o in 0..outputs {
-            let t = if mode == LinearMode::LastToken { n_tokens - 1 } else { o };
+            let t = if mode.1 == LinearTokens::Last { n_tokens - 1 } else { o };
             let xt = &x[t * cols..][..cols];
             for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
                 let at = o * rows + first + i;
@@ -230,18 +237,18 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     // 100 rows: not a multiple of the matmul's 64-row tile; 192 columns: 6 blocks, and 3
     // groups of 64 so q8 parts of odd row counts have an odd number of scales.
     let runs = [
-        (LinearMode::Decode, 1),
-        (LinearMode::Single, 1),
+        (MATVEC, 1),
+        (MATVEC_ONE, 1),
         // A decode batch: one token per sequence, up to the largest batch.
-        (LinearMode::Decode, 3),
-        (LinearMode::Decode, MAX_SEQUENCES),
-        (LinearMode::LastToken, 1),
-        (LinearMode::LastToken, 5),
-        (LinearMode::Prefill, 1),
-        (LinearMode::Prefill, 5),
-        (LinearMode::Prefill, 32),
-        (LinearMode::Prefill, 33),
-        (LinearMode::Prefill, 70),
+        (MATVEC, 3),
+        (MATVEC, MAX_SEQUENCES),
+        (MATVEC_LAST, 1),
+        (MATVEC_LAST, 5),
+        (MATMUL, 1),
+        (MATMUL, 5),
+        (MATMUL, 32),
+        (MATMUL, 33),
+        (MATMUL, 70),
     ];
     for (dtype, group) in DTYPES {
         for parts in [&[100][..], &[37, 27, 36]] {
@@ -259,20 +266,20 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
 /// The gate and up projections stacked into one tensor and run as `Epilogue::GateUp` give
 /// bit for bit what the two separate dispatches give (gate stored, up with `SwiGlu`, checked
 /// against the reference by `check_linear`): each row's sum runs in the same order.
-fn check_gate_up(r: &Runner, gate: &Packed, up: &Packed, runs: &[(LinearMode, usize)], seed: u64) {
+fn check_gate_up(r: &Runner, gate: &Packed, up: &Packed, runs: &[(Linear, usize)], seed: u64) {
     let (ffn, cols) = (gate.rows(), gate.cols());
     let (gate_tensor, up_tensor) = (gate.upload(r.gpu), up.upload(r.gpu));
     let stacked = GpuTensor::stack(r.gpu, "gate_up", &[&gate_tensor, &up_tensor]).expect("gate and up stack");
     assert_eq!((stacked.rows, stacked.parts.len()), (2 * ffn, 1));
     let mut rng = rng(seed);
     for &(mode, n_tokens) in runs {
-        let outputs = if mode == LinearMode::LastToken { 1 } else { n_tokens };
+        let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
         let x = r.storage_f32(&uniform(&mut rng, n_tokens * cols, 1.0));
         let (apart, together) =
             (r.storage_f32(&vec![f32::NAN; outputs * ffn]), r.storage_f32(&vec![f32::NAN; outputs * ffn]));
-        let mut dispatches = linear(r.gpu, &r.step, &gate_tensor, &x, &apart, mode, Epilogue::Store);
-        dispatches.extend(linear(r.gpu, &r.step, &up_tensor, &x, &apart, mode, Epilogue::SwiGlu));
-        dispatches.extend(linear(r.gpu, &r.step, &stacked, &x, &together, mode, Epilogue::GateUp));
+        let mut dispatches = linear(r.gpu, &r.step, &gate_tensor, &x, &apart, mode.0, mode.1, Epilogue::Store);
+        dispatches.extend(linear(r.gpu, &r.step, &up_tensor, &x, &apart, mode.0, mode.1, Epilogue::SwiGlu));
+        dispatches.extend(linear(r.gpu, &r.step, &stacked, &x, &together, mode.0, mode.1, Epilogue::GateUp));
         r.run(step(n_tokens, 0), &dispatches);
         let (want, got) = (r.read_u32(&apart, outputs * ffn), r.read_u32(&together, outputs * ffn));
         let what = format!("gate/up {} {ffn}x{cols} {mode:?} x{n_tokens}", gate.entry.name);
@@ -284,7 +291,7 @@ fn check_gate_up(r: &Runner, gate: &Packed, up: &Packed, runs: &[(LinearMode, us
 
 /// q, k and v stacked into one tensor, or apart and each placed at its rows of the stack's
 /// output (`GpuTensor::into_rows_of`, for those that cannot stack), write the same bits.
-fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(LinearMode, usize)], seed: u64) {
+fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(Linear, usize)], seed: u64) {
     let (rows, cols) = (projections.iter().map(|p| p.rows()).sum::<usize>(), projections[0].cols());
     let uploaded = projections.map(|p| p.upload(r.gpu));
     let stacked = GpuTensor::stack(r.gpu, "qkv", &uploaded.each_ref()).expect("q, k and v stack");
@@ -299,9 +306,9 @@ fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(LinearMode, usize)]
         let x = r.storage_f32(&uniform(&mut rng, n_tokens * cols, 1.0));
         let (one, three) =
             (r.storage_f32(&vec![f32::NAN; n_tokens * rows]), r.storage_f32(&vec![f32::NAN; n_tokens * rows]));
-        let mut dispatches = linear(r.gpu, &r.step, &stacked, &x, &one, mode, Epilogue::Store);
+        let mut dispatches = linear(r.gpu, &r.step, &stacked, &x, &one, mode.0, mode.1, Epilogue::Store);
         for tensor in &apart {
-            dispatches.extend(linear(r.gpu, &r.step, tensor, &x, &three, mode, Epilogue::Store));
+            dispatches.extend(linear(r.gpu, &r.step, tensor, &x, &three, mode.0, mode.1, Epilogue::Store));
         }
         r.run(step(n_tokens, 0), &dispatches);
         let (want, got) = (r.read_u32(&three, n_tokens * rows), r.read_u32(&one, n_tokens * rows));
@@ -316,20 +323,14 @@ fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(LinearMode, usize)]
 fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(11);
-    let runs = [
-        (LinearMode::Single, 1),
-        (LinearMode::Decode, MAX_SEQUENCES),
-        (LinearMode::LastToken, 3),
-        (LinearMode::Prefill, 5),
-        (LinearMode::Prefill, 70),
-    ];
+    let runs = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 3), (MATMUL, 5), (MATMUL, 70)];
     for (dtype, group) in DTYPES {
         // 102 outputs: not a multiple of a matvec workgroup's 8 or a matmul tile's 32.
         let gate = Packed::random(&mut rng, dtype, 192, group, &[102]);
         let up = Packed::random(&mut rng, dtype, 192, group, &[102]);
         check_gate_up(&r, &gate, &up, &runs, rng.random());
         let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, 192, group, &[rows]));
-        let steps = [(LinearMode::Single, 1), (LinearMode::Decode, MAX_SEQUENCES), (LinearMode::Prefill, 70)];
+        let steps = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATMUL, 70)];
         check_qkv(&r, [&q, &k, &v], &steps, rng.random());
     }
     // What cannot stack is left apart: several parts, two dtypes, or q8 scales that end
@@ -348,8 +349,8 @@ fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let weights = Packed::random(&mut rng(4), DType::F32, 32, 0, &[70_000]);
     let tensor = weights.upload(gpu);
-    check_linear(&r, &weights, &tensor, LinearMode::Decode, 1, Epilogue::Store, 5);
-    check_linear(&r, &weights, &tensor, LinearMode::LastToken, 2, Epilogue::Accumulate, 6);
+    check_linear(&r, &weights, &tensor, MATVEC, 1, Epilogue::Store, 5);
+    check_linear(&r, &weights, &tensor, MATVEC_LAST, 2, Epilogue::Accumulate, 6);
 }
 
 /// The GPU's greedy choice among `logits`, which must be the reference argmax.
@@ -368,18 +369,18 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     let mut rng = rng(13);
     let up = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
     let tensor = up.upload(gpu);
-    check_linear(&r, &up, &tensor, LinearMode::Single, 1, Epilogue::SwiGlu, 1);
-    check_linear(&r, &up, &tensor, LinearMode::Prefill, 3, Epilogue::SwiGlu, 2);
+    check_linear(&r, &up, &tensor, MATVEC_ONE, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &tensor, MATMUL, 3, Epilogue::SwiGlu, 2);
     drop(tensor);
     let gate = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
-    check_gate_up(&r, &gate, &up, &[(LinearMode::Decode, 2), (LinearMode::Prefill, 3)], 5);
+    check_gate_up(&r, &gate, &up, &[(MATVEC, 2), (MATMUL, 3)], 5);
     drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
     // A batch of four sequences.
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Decode, 4, Epilogue::Accumulate, 3);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC, 4, Epilogue::Accumulate, 3);
     // The lm_head row-split into three parts, read from the last of a prefill's tokens.
     let head = Packed::random(&mut rng, DType::Q4, 5120, 128, &[12000, 12000, 8000]);
-    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::LastToken, 3, Epilogue::Store, 4);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, 4);
     check_argmax(&r, &logits);
 }
 
@@ -388,14 +389,14 @@ fn linear_yi_6b_shapes(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(6);
     let up = Packed::random(&mut rng, DType::Q4, 4096, 32, &[11008]);
-    check_linear(&r, &up, &up.upload(gpu), LinearMode::Single, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC_ONE, 1, Epilogue::SwiGlu, 1);
     let down = Packed::random(&mut rng, DType::Q4, 11008, 32, &[4096]);
-    check_linear(&r, &down, &down.upload(gpu), LinearMode::Single, 1, Epilogue::Accumulate, 2);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 2);
     // 64000 x 4096 q4 is 164 MB, over the 128 MiB binding limit: split as a converter would.
     let parts = binding_parts(DType::Q4, 64000, 4096, 32);
     assert!(parts.len() > 1, "the Yi lm_head must need several parts: {parts:?}");
     let head = Packed::random(&mut rng, DType::Q4, 4096, 32, &parts);
-    let logits = check_linear(&r, &head, &head.upload(gpu), LinearMode::Decode, 1, Epilogue::Store, 3);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC, 1, Epilogue::Store, 3);
     check_argmax(&r, &logits);
 }
 
@@ -668,13 +669,14 @@ fn decode_batch_rows_match_single_rows(gpu: &'static Gpu) {
         let x = uniform(&mut rng, batch * cols, 1.0);
         let y = r.zeros(batch * rows);
         let x_buffer = r.storage_f32(&x);
-        let dispatches = linear(gpu, &r.step, &tensor, &x_buffer, &y, LinearMode::Decode, Epilogue::Store);
+        let dispatches = linear(gpu, &r.step, &tensor, &x_buffer, &y, MATVEC.0, MATVEC.1, Epilogue::Store);
         r.run(step(batch, 0), &dispatches);
         let together = r.read_f32(&y, batch * rows);
         for t in 0..batch {
             let alone_y = r.zeros(rows);
             let alone_x = r.storage_f32(&x[t * cols..][..cols]);
-            let dispatches = linear(gpu, &r.step, &tensor, &alone_x, &alone_y, LinearMode::Single, Epilogue::Store);
+            let dispatches =
+                linear(gpu, &r.step, &tensor, &alone_x, &alone_y, MATVEC_ONE.0, MATVEC_ONE.1, Epilogue::Store);
             r.run(step(1, 0), &dispatches);
             let alone = r.read_f32(&alone_y, rows);
             let batched = &together[t * rows..][..rows];

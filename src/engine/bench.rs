@@ -9,8 +9,8 @@ use web_time::Instant;
 use super::{Engine, EngineError};
 use crate::kernels::variants::DEFAULT_WORKGROUP;
 use crate::kernels::{
-    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Shader, Step, StepBuffers,
-    TokenPlace, Workgroups,
+    linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearKernel, LinearTokens, PipelineKey, Sampling,
+    Shader, Step, StepBuffers, TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
 use crate::weights::schema::LayerWeight;
@@ -112,7 +112,7 @@ async fn matvec_bandwidth(gpu: &Gpu, weight: &GpuTensor, repeats: usize) -> Resu
     step.write(gpu, &Step { n_tokens: 1, choosing: 1, ..Default::default() }, &TokenPlace::run(0, 0, 1));
     let x = gpu.storage("bench x", (weight.cols * 4) as u64);
     let y = gpu.storage("bench y", (weight.rows * 4) as u64);
-    let dispatches = linear(gpu, &step, weight, &x, &y, LinearMode::Decode, Epilogue::Store);
+    let dispatches = linear(gpu, &step, weight, &x, &y, LinearKernel::Matvec, LinearTokens::Each, Epilogue::Store);
     let bytes: u64 = weight.parts.iter().map(|p| p.buffer.size()).sum();
     let seconds = time_repeated(gpu, &dispatches, repeats).await?;
     Ok((bytes * repeats as u64) as f64 / seconds / 1e9)
@@ -123,7 +123,7 @@ async fn copy_bandwidth(gpu: &Gpu, bytes: u64, repeats: usize) -> Result<f64, St
     let bytes = bytes.min(gpu.limits.max_storage_buffer_binding_size).next_multiple_of(16);
     let src = gpu.storage("bench copy source", bytes);
     let dst = gpu.storage("bench copy destination", bytes);
-    let pipeline = gpu.pipeline(Shader::Copy, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Copy, "main"));
     let copy = Dispatch {
         label: "copy".into(),
         weight_bytes: 0,

@@ -2,11 +2,11 @@
 //! critiques end with; judging a pair (optionally in both orders) or a single response; batch
 //! metrics.
 
+pub mod autoj_metrics;
 pub mod dataset;
-pub mod metrics;
 pub mod output;
+pub mod prometheus_metrics;
 pub mod protocol;
-pub mod rubric_metrics;
 pub mod session;
 pub mod verdict;
 

@@ -5,8 +5,9 @@
 //! step has only `n_heads` rows: it splits the keys among workgroups as well
 //! (flash-decoding) so that a GPU is filled, and a second pass merges the splits.
 
+use super::uniform::uniform_struct;
 use super::variants::{ATTENTION_KEYS, ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
 /// Invocations per attention workgroup (`WG` in shaders/attention.wgsl): one key each.
 const WORKGROUP: usize = ATTENTION_KEYS as usize;
@@ -17,17 +18,17 @@ const DECODE_WORKGROUPS: usize = 128;
 /// At most this many key ranges per row (each costs a partial row in the merge).
 const MAX_SPLITS: usize = 32;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    scale: f32,
-    heads_per_block: u32,
-    tokens_per_tile: u32,
-    splits: u32,
-    slot_positions: u32,
+uniform_struct! {
+    pub(super) struct Params {
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        scale: f32,
+        heads_per_block: u32,
+        tokens_per_tile: u32,
+        splits: u32,
+        slot_positions: u32,
+    }
 }
 
 /// Attention shapes.
@@ -198,7 +199,7 @@ pub fn attention(
     let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
     match split {
         None => {
-            let attend = gpu.pipeline(Shader::Attention, "attend", None);
+            let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend"));
             vec![Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,
@@ -208,8 +209,8 @@ pub fn attention(
             }]
         }
         Some(scratch) => {
-            let attend = gpu.pipeline(Shader::Attention, "attend_split", None);
-            let combine = gpu.pipeline(Shader::Attention, "combine_splits", None);
+            let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend_split"));
+            let combine = gpu.pipeline(PipelineKey::new(Shader::Attention, "combine_splits"));
             let partials = Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,

@@ -2,19 +2,21 @@
 //! load time (pipelines and bind groups included) and replayed into one compute pass
 //! per step; only the [`StepBuffers`] change between submissions.
 
+use super::uniform::uniform_struct;
 use super::Gpu;
 
-/// Per-submission values every kernel can read (`Step` in shaders/common.wgsl).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct Step {
-    pub n_tokens: u32,
-    pub seed: u32,
-    pub temperature: f32,
-    pub top_p: f32,
-    /// The leading tokens that choose a next token ([`LinearMode::Choosing`](super::LinearMode));
-    /// the others only extend their sequence's context.
-    pub choosing: u32,
+uniform_struct! {
+    /// Per-submission values every kernel can read (`Step` in shaders/common.wgsl).
+    #[derive(Debug, Default)]
+    pub struct Step {
+        pub n_tokens: u32,
+        pub seed: u32,
+        pub temperature: f32,
+        pub top_p: f32,
+        /// The leading tokens that choose a next token ([`LinearTokens::Choosing`](super::LinearTokens));
+        /// the others only extend their sequence's context.
+        pub choosing: u32,
+    }
 }
 
 /// Where one token of a step belongs (`TokenPlace` in shaders/common.wgsl): the sequence

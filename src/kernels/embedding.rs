@@ -1,17 +1,18 @@
 //! Token embedding lookup (shaders/embedding.wgsl).
 
+use super::uniform::uniform_struct;
 use super::variants::{BLOCK_VALUES, EMBEDDING_WORKGROUP};
-use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    row_start: u32,
-    rows: u32,
-    cols: u32,
-    group: u32,
-    params_offset: u32,
-    _pad: [u32; 3],
+uniform_struct! {
+    pub(super) struct Params {
+        row_start: u32,
+        rows: u32,
+        cols: u32,
+        group: u32,
+        params_offset: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `x[t] = table[tokens[t]]` for the step's tokens: one dispatch per tensor part.
@@ -22,7 +23,7 @@ pub fn embedding(
     tokens: &wgpu::Buffer,
     x: &wgpu::Buffer,
 ) -> Vec<Dispatch> {
-    let pipeline = gpu.pipeline(Shader::Embedding, "main", Some(table.dtype));
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Embedding, "main").weights(table.dtype));
     table
         .parts
         .iter()

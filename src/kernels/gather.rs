@@ -7,21 +7,22 @@
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 
+use super::uniform::uniform_struct;
 use super::variants::DEFAULT_WORKGROUP;
-use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    inputs: u32,
-    _pad: [u32; 3],
+uniform_struct! {
+    pub(super) struct Params {
+        inputs: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `gathered[t, i] = x[t, order[i]]` for the step's tokens; `order` is a u32 tensor of
 /// one index per input (a permutation, checked when it was loaded).
 pub fn gather(gpu: &Gpu, step: &StepBuffers, order: &GpuTensor, x: &wgpu::Buffer, gathered: &wgpu::Buffer) -> Dispatch {
     let inputs = order.cols as u32;
-    let pipeline = gpu.pipeline(Shader::Gather, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Gather, "main"));
     let params = gpu.uniform("gather params", &Params { inputs, _pad: [0; 3] });
     Dispatch {
         label: "gather".into(),

@@ -1,13 +1,14 @@
 //! The GPU context: adapter and device selection, buffers, pipelines (built once per
 //! shader variant and cached), and reading results back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
 use super::preprocess;
-use super::variants::{self, Shader, SUBGROUPS};
+use super::uniform::Uniform;
+use super::variants::{self, Role, Shader, SUBGROUPS, WEIGHT_FLAGS};
 use crate::weights::DType;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +37,41 @@ impl Default for GpuOptions {
     }
 }
 
-/// Shader, entry point, weight dtype and one of the shader's own flags: one compiled variant.
-type PipelineKey = (Shader, &'static str, Option<DType>, Option<&'static str>);
+/// One compiled variant and the pipeline cache's key: a shader's entry point and the flags
+/// (`#ifdef` names) it is compiled with, as web-rwkv's `PipelineKey` with its macros.
+/// [`Gpu::pipeline`] adds [`SUBGROUPS`] where the device uses them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PipelineKey {
+    shader: Shader,
+    entry: &'static str,
+    defines: BTreeSet<&'static str>,
+}
+
+impl PipelineKey {
+    pub fn new(shader: Shader, entry: &'static str) -> Self {
+        Self { shader, entry, defines: BTreeSet::new() }
+    }
+
+    /// Compiled to read weights of `dtype` (a [`Role::Weights`] shader).
+    pub fn weights(self, dtype: DType) -> Self {
+        self.define(weight_flag(dtype))
+    }
+
+    /// With `flag` defined: one of the shader's own ([`Shader::own_flags`]).
+    pub fn define(mut self, flag: &'static str) -> Self {
+        self.defines.insert(flag);
+        self
+    }
+
+    /// Whether build.rs validated this variant (`variants::all_variants`).
+    fn validated(&self) -> bool {
+        self.defines.iter().all(|flag| {
+            *flag == SUBGROUPS
+                || self.shader.own_flags().contains(flag)
+                || (self.shader.role() == Role::Weights && WEIGHT_FLAGS.contains(flag))
+        })
+    }
+}
 
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -113,34 +147,16 @@ impl Gpu {
         }
     }
 
-    /// The compute pipeline for `entry` of `shader`, compiled for the given weight dtype.
-    pub fn pipeline(&self, shader: Shader, entry: &'static str, weights: Option<DType>) -> wgpu::ComputePipeline {
-        self.pipeline_variant(shader, entry, weights, None)
-    }
-
-    /// [`Gpu::pipeline`], with `flag` (one of the shader's own, [`Shader::own_flags`], whose
-    /// variants build.rs validated) defined as well.
-    pub fn pipeline_variant(
-        &self,
-        shader: Shader,
-        entry: &'static str,
-        weights: Option<DType>,
-        flag: Option<&'static str>,
-    ) -> wgpu::ComputePipeline {
-        debug_assert!(flag.is_none_or(|flag| shader.own_flags().contains(&flag)), "{shader:?} has no flag {flag:?}");
-        let key = (shader, entry, weights, flag);
+    /// The compute pipeline of `key`, compiled once.
+    pub fn pipeline(&self, key: PipelineKey) -> wgpu::ComputePipeline {
+        let key = if self.subgroups { key.define(SUBGROUPS) } else { key };
+        debug_assert!(key.validated(), "{key:?} is not a variant build.rs validated");
         let mut cache = self.pipelines.lock().unwrap();
         if let Some(pipeline) = cache.get(&key) {
             return pipeline.clone();
         }
-        let mut defines = Vec::new();
-        if self.subgroups {
-            defines.push(SUBGROUPS);
-        }
-        if let Some(dtype) = weights {
-            defines.push(weight_flag(dtype));
-        }
-        defines.extend(flag);
+        let PipelineKey { shader, entry, ref defines } = key;
+        let defines: Vec<&str> = defines.iter().copied().collect();
         let source = |file: &str| Shader::from_file(file).map(Shader::source);
         let expanded = preprocess::expand(shader.file(), &defines, variants::SHADER_CONSTANTS, &source)
             .unwrap_or_else(|e| panic!("shader {} (validated at build time): {e}", shader.file()));
@@ -179,7 +195,8 @@ impl Gpu {
         buffer
     }
 
-    pub fn uniform<T: bytemuck::Pod>(&self, label: &str, value: &T) -> wgpu::Buffer {
+    /// A uniform buffer holding `value` (a [`Uniform`] struct, whose layout build.rs checked).
+    pub fn uniform<T: Uniform>(&self, label: &str, value: &T) -> wgpu::Buffer {
         // Sized in whole 16-byte units: browsers take a uniform struct's binding size
         // rounded up to 16 bytes (WGSL's uniform layout), whatever its fields add up to.
         let mut contents = bytemuck::bytes_of(value).to_vec();
@@ -260,10 +277,10 @@ impl Gpu {
 
 fn weight_flag(dtype: DType) -> &'static str {
     match dtype {
-        DType::Q4 => variants::WEIGHT_FLAGS[0],
-        DType::Q8 => variants::WEIGHT_FLAGS[1],
-        DType::F16 => variants::WEIGHT_FLAGS[2],
-        DType::F32 => variants::WEIGHT_FLAGS[3],
+        DType::Q4 => WEIGHT_FLAGS[0],
+        DType::Q8 => WEIGHT_FLAGS[1],
+        DType::F16 => WEIGHT_FLAGS[2],
+        DType::F32 => WEIGHT_FLAGS[3],
         DType::U32 => unreachable!("Manifest::validate keeps u32 indices out of the weights shaders read"),
     }
 }

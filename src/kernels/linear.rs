@@ -1,30 +1,38 @@
 //! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
+use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
-use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 use crate::weights::schema;
 
+/// Which kernel a linear layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinearMode {
-    /// Single-token rows (one per decoding sequence, or a prompt's last tokens), up to
-    /// [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS): matrix-vector, one weight
-    /// read for all of them.
-    Decode,
-    /// A step's only token (a single sequence's decode step): matrix-vector with
-    /// accumulators and workgroup memory for one token, not a batch's, each output summed
-    /// as in [`LinearMode::Decode`], bit for bit.
-    Single,
-    /// All the step's tokens: tiled matrix-matrix.
-    Prefill,
-    /// Only the step's last token (the lm_head after a prefill chunk or a single decode
-    /// token): matrix-vector, as [`LinearMode::Single`].
-    LastToken,
-    /// The step's leading tokens that choose a next token (`Step::choosing`; the lm_head of a
-    /// decode step, whose other tokens only extend a prompt): matrix-vector.
+pub enum LinearKernel {
+    /// Tiled matrix-matrix (shaders/matmul.wgsl): a prefill chunk's tokens.
+    Matmul,
+    /// Matrix-vector (shaders/matvec.wgsl) for up to
+    /// [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS) tokens (one per decoding
+    /// sequence, or a prompt's last tokens), one weight read for all of them.
+    Matvec,
+    /// [`LinearKernel::Matvec`] with accumulators and workgroup memory for one token, not a
+    /// batch's (`MATVEC_ONE_TOKEN`), each output summed as in the batched kernel, bit for bit.
+    MatvecOneToken,
+}
+
+/// Which of the step's tokens a linear layer multiplies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearTokens {
+    /// Every token, each output row in its token's place.
+    Each,
+    /// Only the last token (the lm_head after a prefill chunk or a single decode token),
+    /// written to row 0: a matrix-vector kernel's.
+    Last,
+    /// The leading tokens that choose a next token (`Step::choosing`; the lm_head of a
+    /// decode step, whose other tokens only extend a prompt): a matrix-vector kernel's.
     Choosing,
 }
 
@@ -55,51 +63,53 @@ impl Epilogue {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatvecParams {
-    rows: u32,
-    cols: u32,
-    group: u32,
-    params_offset: u32,
-    out_offset: u32,
-    tokens: u32,
-    epilogue: u32,
-    out_stride: u32,
+uniform_struct! {
+    pub(super) struct MatvecParams {
+        rows: u32,
+        cols: u32,
+        group: u32,
+        params_offset: u32,
+        out_offset: u32,
+        tokens: u32,
+        epilogue: u32,
+        out_stride: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct MatmulParams {
-    rows: u32,
-    cols: u32,
-    group: u32,
-    params_offset: u32,
-    out_offset: u32,
-    out_stride: u32,
-    epilogue: u32,
-    _pad: u32,
+uniform_struct! {
+    pub(super) struct MatmulParams {
+        rows: u32,
+        cols: u32,
+        group: u32,
+        params_offset: u32,
+        out_offset: u32,
+        out_stride: u32,
+        epilogue: u32,
+        _pad: u32,
+    }
 }
 
-/// `y = W x` for the step's tokens, combined with what `y` holds as `epilogue` says.
-/// One dispatch per tensor part.
+/// `y = W x` by `kernel` for the step's `tokens`, combined with what `y` holds as `epilogue`
+/// says. One dispatch per tensor part.
+#[allow(clippy::too_many_arguments)]
 pub fn linear(
     gpu: &Gpu,
     step: &StepBuffers,
     weight: &GpuTensor,
     x: &wgpu::Buffer,
     y: &wgpu::Buffer,
-    mode: LinearMode,
+    kernel: LinearKernel,
+    tokens: LinearTokens,
     epilogue: Epilogue,
 ) -> Vec<Dispatch> {
-    let (shader, wide) = match mode {
-        LinearMode::Prefill => (Shader::Matmul, true),
-        LinearMode::Decode | LinearMode::Single | LinearMode::LastToken | LinearMode::Choosing => {
-            (Shader::Matvec, false)
-        }
-    };
-    let one_token = matches!(mode, LinearMode::Single | LinearMode::LastToken);
-    let pipeline = gpu.pipeline_variant(shader, "main", Some(weight.dtype), one_token.then_some(MATVEC_ONE_TOKEN));
+    let wide = kernel == LinearKernel::Matmul;
+    assert!(!wide || tokens == LinearTokens::Each, "the matmul kernel multiplies each token, not {tokens:?}");
+    let shader = if wide { Shader::Matmul } else { Shader::Matvec };
+    let key = PipelineKey::new(shader, "main").weights(weight.dtype);
+    let pipeline = gpu.pipeline(match kernel {
+        LinearKernel::MatvecOneToken => key.define(MATVEC_ONE_TOKEN),
+        LinearKernel::Matvec | LinearKernel::Matmul => key,
+    });
     let out_stride = match epilogue {
         Epilogue::GateUp => {
             assert!(weight.parts.len() == 1 && weight.rows.is_multiple_of(2), "{}: not a gate/up stack", weight.name);
@@ -134,10 +144,10 @@ pub fn linear(
                     group,
                     params_offset,
                     out_offset,
-                    tokens: match mode {
-                        LinearMode::LastToken => MATVEC_TOKENS_LAST,
-                        LinearMode::Choosing => MATVEC_TOKENS_CHOOSING,
-                        _ => MATVEC_TOKENS_EACH,
+                    tokens: match tokens {
+                        LinearTokens::Each => MATVEC_TOKENS_EACH,
+                        LinearTokens::Last => MATVEC_TOKENS_LAST,
+                        LinearTokens::Choosing => MATVEC_TOKENS_CHOOSING,
                     },
                     epilogue: epilogue.code(),
                     out_stride,

@@ -15,14 +15,15 @@ mod rmsnorm;
 mod rope;
 mod sampling;
 mod tensor;
+mod uniform;
 pub mod variants;
 
 pub use attention::{attention, AttentionMode, Heads, KvCache, SplitScratch};
 pub use dispatch::{record_all, Dispatch, Step, StepBuffers, TokenPlace, Workgroups, MAX_WORKGROUPS_PER_DIM};
 pub use embedding::embedding;
 pub use gather::gather;
-pub use gpu::{storage_size, Gpu, GpuError, GpuOptions};
-pub use linear::{linear, Epilogue, LinearMode};
+pub use gpu::{storage_size, Gpu, GpuError, GpuOptions, PipelineKey};
+pub use linear::{linear, Epilogue, LinearKernel, LinearTokens};
 pub use profile::{time_dispatches, Clock};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope_and_store, rope_table};

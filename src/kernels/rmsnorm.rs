@@ -1,13 +1,14 @@
 //! RMSNorm (shaders/rmsnorm.wgsl).
 
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::uniform::uniform_struct;
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    cols: u32,
-    eps: f32,
-    _pad: [u32; 2],
+uniform_struct! {
+    pub(super) struct Params {
+        cols: u32,
+        eps: f32,
+        _pad: [u32; 2],
+    }
 }
 
 /// Normalizes each of the step's rows of `x` (width `cols`) into `out`.
@@ -20,7 +21,7 @@ pub fn rmsnorm(
     cols: usize,
     eps: f32,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline(Shader::Rmsnorm, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Rmsnorm, "main"));
     let params = gpu.uniform("rmsnorm params", &Params { cols: cols as u32, eps, _pad: [0; 2] });
     Dispatch {
         label: "rmsnorm".into(),

@@ -1,16 +1,17 @@
 //! Rotary position embedding with the KV cache store (shaders/rope.wgsl), and its cos/sin
 //! table.
 
+use super::uniform::uniform_struct;
 use super::variants::DEFAULT_WORKGROUP;
-use super::{Dispatch, Gpu, Heads, KvCache, Shader, StepBuffers, Workgroups};
+use super::{Dispatch, Gpu, Heads, KvCache, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n_heads: u32,
-    n_kv_heads: u32,
-    head_dim: u32,
-    slot_positions: u32,
+uniform_struct! {
+    pub(super) struct Params {
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        slot_positions: u32,
+    }
 }
 
 /// `(cos, sin)` for every position and pair, computed as Hugging Face does (f32
@@ -40,7 +41,7 @@ pub fn rope_and_store(
     q: &wgpu::Buffer,
     cache: &KvCache,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline(Shader::Rope, "main", None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Rope, "main"));
     let params = Params {
         n_heads: heads.n_heads as u32,
         n_kv_heads: heads.n_kv_heads as u32,

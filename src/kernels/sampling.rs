@@ -1,13 +1,14 @@
 //! Choosing the next token on the GPU (shaders/sampling.wgsl).
 
-use super::{Dispatch, Gpu, Shader, StepBuffers, Workgroups};
+use super::uniform::uniform_struct;
+use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    vocab: u32,
-    last_token_only: u32,
-    _pad: [u32; 2],
+uniform_struct! {
+    pub(super) struct Params {
+        vocab: u32,
+        last_token_only: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// How the next token is chosen.
@@ -80,7 +81,7 @@ pub fn choose_token(
     last_token_only: bool,
 ) -> Dispatch {
     let entry = if greedy { "argmax" } else { "sample" };
-    let pipeline = gpu.pipeline(Shader::Sampling, entry, None);
+    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Sampling, entry));
     let params = gpu.uniform(
         "sampling params",
         &Params { vocab: vocab as u32, last_token_only: last_token_only.into(), _pad: [0; 2] },

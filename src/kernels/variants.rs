@@ -13,21 +13,29 @@ pub enum Role {
     Weights,
 }
 
-/// The uniform struct a shader declares and the `#[repr(C)]` Rust struct written into it;
-/// build.rs compares both layouts field by field (names, offsets, sizes, scalar kinds).
+/// The uniform struct a shader declares and the Rust struct written into it (a path from
+/// src/kernels/, made by `uniform_struct!`): build.rs writes naga's layout of the one into
+/// a compile-time check of the other's (src/kernels/uniform.rs).
 #[derive(Clone, Copy, Debug)]
-pub struct Uniform {
+pub struct ShaderUniform {
     pub wgsl_struct: &'static str,
-    pub rust_file: &'static str,
-    pub rust_struct: &'static str,
+    pub rust_type: &'static str,
 }
 
 /// Builds [`Shader`] from the table below: one line per file in shaders/, so a shader's
 /// name, source (`include_str!`, checked at compile time), role, own flags and uniform
 /// cannot disagree, and a shader missing from the table cannot be named.
 macro_rules! registry {
-    ($($(#[doc = $doc:literal])* $name:ident => $file:literal, $role:ident, flags [$($flag:expr),*], $uniform:expr;)*) => {
-        /// A shader file in shaders/, as [`Gpu::pipeline`](super::Gpu::pipeline) takes it.
+    (@uniform) => { None };
+    (@uniform $wgsl:ident = $rust:ident $(:: $path:ident)*) => {
+        Some(ShaderUniform { wgsl_struct: stringify!($wgsl), rust_type: concat!(stringify!($rust) $(, "::", stringify!($path))*) })
+    };
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident => $file:literal, $role:ident, flags [$($flag:expr),*]
+        $(, uniform $wgsl:ident = $rust:ident $(:: $path:ident)*)?;
+    )*) => {
+        /// A shader file in shaders/, as a [`PipelineKey`](super::PipelineKey) names it.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Shader {
             $($(#[doc = $doc])* $name,)*
@@ -54,33 +62,29 @@ macro_rules! registry {
                 match self { $(Shader::$name => &[$($flag),*],)* }
             }
 
-            pub fn uniform(self) -> Option<Uniform> {
-                match self { $(Shader::$name => $uniform,)* }
+            pub fn uniform(self) -> Option<ShaderUniform> {
+                match self { $(Shader::$name => registry!(@uniform $($wgsl = $rust $(:: $path)*)?),)* }
             }
         }
     };
 }
 
-const fn uniform(wgsl_struct: &'static str, rust_file: &'static str, rust_struct: &'static str) -> Option<Uniform> {
-    Some(Uniform { wgsl_struct, rust_file, rust_struct })
-}
-
 #[rustfmt::skip]
 registry! {
     /// `Step`, token places and reductions; its `Step` uniform serves every shader.
-    Common => "common.wgsl", Include, flags [], uniform("Step", "src/kernels/dispatch.rs", "Step");
+    Common => "common.wgsl", Include, flags [], uniform Step = dispatch::Step;
     /// The weight decoders, one per [`WEIGHT_FLAGS`] flag.
-    Quant => "quant.wgsl", Include, flags [], None;
-    Embedding => "embedding.wgsl", Weights, flags [], uniform("Params", "src/kernels/embedding.rs", "Params");
-    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN], uniform("Params", "src/kernels/linear.rs", "MatvecParams");
-    Matmul => "matmul.wgsl", Weights, flags [], uniform("Params", "src/kernels/linear.rs", "MatmulParams");
-    Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform("Params", "src/kernels/rmsnorm.rs", "Params");
-    Rope => "rope.wgsl", Plain, flags [], uniform("Params", "src/kernels/rope.rs", "Params");
-    Attention => "attention.wgsl", Plain, flags [], uniform("Params", "src/kernels/attention.rs", "Params");
-    Sampling => "sampling.wgsl", Plain, flags [], uniform("Params", "src/kernels/sampling.rs", "Params");
+    Quant => "quant.wgsl", Include, flags [];
+    Embedding => "embedding.wgsl", Weights, flags [], uniform Params = embedding::Params;
+    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN], uniform Params = linear::MatvecParams;
+    Matmul => "matmul.wgsl", Weights, flags [], uniform Params = linear::MatmulParams;
+    Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform Params = rmsnorm::Params;
+    Rope => "rope.wgsl", Plain, flags [], uniform Params = rope::Params;
+    Attention => "attention.wgsl", Plain, flags [], uniform Params = attention::Params;
+    Sampling => "sampling.wgsl", Plain, flags [], uniform Params = sampling::Params;
     /// A plain copy, the memory-bandwidth yardstick of `bench`.
-    Copy => "copy.wgsl", Plain, flags [], None;
-    Gather => "gather.wgsl", Plain, flags [], uniform("Params", "src/kernels/gather.rs", "Params");
+    Copy => "copy.wgsl", Plain, flags [];
+    Gather => "gather.wgsl", Plain, flags [], uniform Params = gather::Params;
 }
 
 impl Shader {
@@ -96,7 +100,7 @@ pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "
 /// Flag enabling subgroup reductions (with a workgroup-memory fallback without it).
 pub const SUBGROUPS: &str = "SUBGROUPS";
 
-/// matvec.wgsl's variant for a step of one token (`LinearMode::Single`, `LastToken`): room
+/// matvec.wgsl's variant for a step of one token (`LinearKernel::MatvecOneToken`): room
 /// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
@@ -130,12 +134,12 @@ pub const ATTENTION_KEYS: u32 = 64;
 
 /// Attention (shaders/attention.wgsl): query rows one workgroup holds, value pairs of them
 /// staged in workgroup memory (8 KiB), and value accumulators per invocation (the staged
-/// pairs over the 64 invocations).
+/// pairs over the ATTENTION_KEYS invocations).
 pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
-pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / 64;
+pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / ATTENTION_KEYS;
 
-/// Which of the step's tokens a decode matvec multiplies (`LinearMode` in src/kernels/linear.rs).
+/// Which of the step's tokens a decode matvec multiplies (`LinearTokens` in src/kernels/linear.rs).
 pub const MATVEC_TOKENS_EACH: u32 = 0;
 pub const MATVEC_TOKENS_LAST: u32 = 1;
 pub const MATVEC_TOKENS_CHOOSING: u32 = 2;

@@ -86,8 +86,8 @@ pub struct LlamaModel {
     next_staging: usize,
     /// Embedding and layers for one token per sequence (matrix-vector kernels).
     decode: Vec<Dispatch>,
-    /// The same for a step of one token (one sequence), with [`LinearMode::Single`]'s
-    /// matrix-vector kernels; its lm_head is `head_last`'s.
+    /// The same for a step of one token (one sequence), with
+    /// [`LinearKernel::MatvecOneToken`](crate::kernels::LinearKernel)'s matrix-vector kernels; its lm_head is `head_last`'s.
     decode_one: Vec<Dispatch>,
     /// Embedding and layers for a chunk of one sequence's prompt (tiled matrix-matrix kernels).
     prefill: Vec<Dispatch>,

@@ -18,9 +18,9 @@ use super::types::{
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
+use crate::judge::autoj_metrics::{self, Judged, ScenarioGroups};
 use crate::judge::dataset::{self, Record, Row};
-use crate::judge::metrics::{self, Judged, ScenarioGroups};
-use crate::judge::rubric_metrics::{self, Preference};
+use crate::judge::prometheus_metrics::{self, Preference};
 use crate::judge::session::{self, JudgeEvent, JudgeOptions, Order, Verdict, AUTOJ_MAX_NEW_TOKENS};
 use crate::judge::{render, Item, JudgeFamily, Protocol, Rubric, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
@@ -211,7 +211,7 @@ pub fn pairwise_metrics(
 ) -> Result<JsValue, JsValue> {
     let records = records_of(records, "pairwiseMetrics")?;
     let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
-    let figures = metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
+    let figures = autoj_metrics::pairwise_metrics(&judged, &ScenarioGroups::autoj());
     Ok(types::to_js(&PairwiseMetrics::new(&figures)))
 }
 
@@ -224,7 +224,7 @@ pub fn preference_metrics(
 ) -> Result<JsValue, JsValue> {
     let records = records_of(records, "preferenceMetrics")?;
     let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
-    Ok(types::to_js(&rubric_metrics::preference_metrics(&rows)))
+    Ok(types::to_js(&prometheus_metrics::preference_metrics(&rows)))
 }
 
 /// Prometheus 2's absolute grading against gold scores (Pearson, Spearman, Kendall's tau-b) of
@@ -234,8 +234,8 @@ pub fn score_metrics(
     #[wasm_bindgen(unchecked_param_type = "Partial<BatchRecord>[]")] records: JsValue,
 ) -> Result<JsValue, JsValue> {
     let records = records_of(records, "scoreMetrics")?;
-    let rows: Vec<_> = records.iter().filter_map(rubric_metrics::scores_of_record).collect();
-    Ok(types::to_js(&rubric_metrics::score_metrics(&rows)))
+    let rows: Vec<_> = records.iter().filter_map(prometheus_metrics::scores_of_record).collect();
+    Ok(types::to_js(&prometheus_metrics::score_metrics(&rows)))
 }
 
 /// The records a metrics export was given, as JSON objects.

@@ -7,8 +7,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::engine::bench::Profile;
 use crate::engine::{Finish, Generation};
+use crate::judge::autoj_metrics::{GroupMetrics, Metrics};
 use crate::judge::dataset::Row;
-use crate::judge::metrics::{GroupMetrics, Metrics};
 use crate::judge::{JudgeFamily, Protocol};
 
 #[wasm_bindgen(typescript_custom_section)]

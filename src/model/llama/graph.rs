@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use super::{Head, LlamaModel};
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
-    Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, StepBuffers,
+    Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearKernel, LinearTokens, SplitScratch, StepBuffers,
 };
 use crate::model::plan::BufferPlan;
 use crate::model::stack::stack_projections;
@@ -86,7 +86,7 @@ impl LlamaModel {
 
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
-        let body = |mode: LinearMode| {
+        let body = |kernel: LinearKernel| {
             let mut list = embedding(&gpu, &step, w(GlobalWeight::TokenEmbedding.name()), &tokens, &act.x);
             for (layer, cache) in caches.iter().enumerate() {
                 // The weights reading one input, each `(name, y, epilogue)`. An
@@ -107,7 +107,7 @@ impl LlamaModel {
                                     &act.gathered
                                 }
                             };
-                            list.extend(linear(&gpu, &step, weight, input, y, mode, *epilogue));
+                            list.extend(linear(&gpu, &step, weight, input, y, kernel, LinearTokens::Each, *epilogue));
                         }
                     };
                 let attn_norm = norm(&LayerWeight::AttnNorm.name(layer));
@@ -125,9 +125,9 @@ impl LlamaModel {
                 };
                 linears(&mut list, &act.normed, &qkv);
                 list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
-                let attention_mode = match mode {
-                    LinearMode::Decode | LinearMode::Single => AttentionMode::Decode(&split_scratch),
-                    _ => AttentionMode::Prefill,
+                let attention_mode = match kernel {
+                    LinearKernel::Matvec | LinearKernel::MatvecOneToken => AttentionMode::Decode(&split_scratch),
+                    LinearKernel::Matmul => AttentionMode::Prefill,
                 };
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
                 let attn_output = LayerWeight::AttnOutput.name(layer);
@@ -148,12 +148,15 @@ impl LlamaModel {
             }
             list
         };
-        let decode = body(LinearMode::Decode);
-        let decode_one = body(LinearMode::Single);
-        let prefill = body(LinearMode::Prefill);
+        let decode = body(LinearKernel::Matvec);
+        let decode_one = body(LinearKernel::MatvecOneToken);
+        let prefill = body(LinearKernel::Matmul);
         let lm_head = GlobalWeight::lm_head(a).name();
         let head = |last_token_only: bool, greedy: bool| {
-            let mode = if last_token_only { LinearMode::LastToken } else { LinearMode::Choosing };
+            let (kernel, which_tokens) = match last_token_only {
+                true => (LinearKernel::MatvecOneToken, LinearTokens::Last),
+                false => (LinearKernel::Matvec, LinearTokens::Choosing),
+            };
             let mut list = vec![rmsnorm(
                 &gpu,
                 &step,
@@ -163,7 +166,7 @@ impl LlamaModel {
                 a.hidden,
                 a.norm_eps,
             )];
-            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, mode, Epilogue::Store));
+            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, kernel, which_tokens, Epilogue::Store));
             list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
             list
         };
