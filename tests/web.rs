@@ -25,12 +25,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
+use webjudge::format::schema::expected_tensors;
+use webjudge::format::Architecture;
+use webjudge::format::{dequantize, encode, DType, Manifest, TensorEntry, TensorPart};
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, LayerWeights, ModelWeights};
-use webjudge::model::{verify_shard, Architecture, LlamaModel, LoadOptions};
+use webjudge::model::{verify_shard, LlamaModel, LoadOptions};
 use webjudge::web::{fit, loader, Judge};
-use webjudge::weights::schema::expected_tensors;
-use webjudge::weights::{dequantize, encode, DType, Manifest, TensorEntry, TensorPart};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 

@@ -7,13 +7,13 @@
 use web_time::Instant;
 
 use super::{Engine, EngineError};
+use crate::format::schema::LayerWeight;
 use crate::kernels::variants::DEFAULT_WORKGROUP;
 use crate::kernels::{
     linear, record_all, Clock, Dispatch, Epilogue, Gpu, GpuTensor, LinearMode, Sampling, Shader, Step, StepBuffers,
     TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
-use crate::weights::schema::LayerWeight;
 
 /// The benchmark's and profile's prompt, cycled to the prompt length (the peer benchmarks'
 /// copy is tools/peers/prompt.mjs).

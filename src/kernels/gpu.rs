@@ -8,7 +8,7 @@ use wgpu::util::DeviceExt;
 
 use super::preprocess;
 use super::variants::{self, Shader, SUBGROUPS};
-use crate::weights::DType;
+use crate::format::DType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {

@@ -6,7 +6,7 @@ use super::variants::{
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, Shader, StepBuffers, Workgroups};
-use crate::weights::schema;
+use crate::format::schema;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearMode {

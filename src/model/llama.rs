@@ -24,7 +24,8 @@ use crate::kernels::{
     record_all, Dispatch, Gpu, GpuTensor, Heads, KvCache, Sampling, Step, StepBuffers, TokenPlace, TopP,
 };
 
-use super::{Architecture, LoadOptions};
+use super::LoadOptions;
+use crate::format::Architecture;
 
 mod graph;
 mod profile;

@@ -3,7 +3,7 @@
 
 use half::f16;
 
-use super::Architecture;
+use crate::format::Architecture;
 
 /// `y = W x` for a row-major `rows x cols` matrix.
 pub fn matvec(weight: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
+use crate::format::schema::StackedWeight;
 use crate::kernels::{Gpu, GpuTensor};
-use crate::weights::schema::StackedWeight;
 
 /// Stacks the projections of each layer that read one input into one tensor read by one
 /// dispatch ([`StackedWeight`]), one layer at a time, so the copies never hold more

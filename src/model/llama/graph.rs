@@ -3,14 +3,15 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::{Head, LlamaModel};
+use crate::format::schema::{GlobalWeight, LayerWeight, StackedWeight};
+use crate::format::Architecture;
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
     Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearMode, SplitScratch, StepBuffers,
 };
 use crate::model::plan::BufferPlan;
 use crate::model::stack::stack_projections;
-use crate::model::{Architecture, LoadError, LoadOptions, MAX_SEQUENCES};
-use crate::weights::schema::{GlobalWeight, LayerWeight, StackedWeight};
+use crate::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 
 /// Activations for up to `chunk` tokens, reused by every layer.
 struct Activations {

@@ -2,7 +2,7 @@
 //! naming), the names of the input orders and of the projections the model stacks at load.
 //! Every other module names tensors through this one.
 
-use crate::model::Architecture;
+use super::Architecture;
 
 /// Where a layer's tensor names start: `blk.{layer}.{suffix}.weight`.
 const LAYER_PREFIX: &str = "blk.";

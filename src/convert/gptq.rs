@@ -37,9 +37,9 @@ use std::path::Path;
 use half::f16;
 use serde_json::Value;
 
-use super::checked_file::{self, ReadError};
 use super::checkpoint::{Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
-use super::pack_q4_words;
+use crate::format::checked_file::{self, ReadError};
+use crate::format::pack_q4_words;
 
 /// AutoGPTQ's quantization settings file.
 pub const CONFIG_FILE: &str = "quantize_config.json";
