@@ -134,6 +134,38 @@ impl LayerWeight {
     }
 }
 
+/// One layer's weights, each a field named once (after [`LayerWeight`]); `T` is what a weight
+/// is to its reader: a `GpuTensor`, the CPU reference's `Vec<f32>`, a name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeights<T> {
+    pub attention_norm: T,
+    pub wq: T,
+    pub wk: T,
+    pub wv: T,
+    pub wo: T,
+    pub feed_forward_norm: T,
+    pub gate: T,
+    pub up: T,
+    pub down: T,
+}
+
+impl<T> LayerWeights<T> {
+    /// Each weight from its kind, asked for in [`LayerWeight::ALL`]'s order.
+    pub fn from_fn(mut weight: impl FnMut(LayerWeight) -> T) -> Self {
+        Self {
+            attention_norm: weight(LayerWeight::AttnNorm),
+            wq: weight(LayerWeight::AttnQ),
+            wk: weight(LayerWeight::AttnK),
+            wv: weight(LayerWeight::AttnV),
+            wo: weight(LayerWeight::AttnOutput),
+            feed_forward_norm: weight(LayerWeight::FfnNorm),
+            gate: weight(LayerWeight::FfnGate),
+            up: weight(LayerWeight::FfnUp),
+            down: weight(LayerWeight::FfnDown),
+        }
+    }
+}
+
 /// The projections of a layer that read one input, stacked by the model at load into one
 /// tensor read by one dispatch (no model directory holds them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
