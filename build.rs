@@ -6,12 +6,16 @@
 mod preprocess;
 #[path = "src/kernels/variants.rs"]
 mod variants;
+// The weight block, where variants.rs finds it in the library.
+#[path = "src/format/block.rs"]
+mod format;
 
 use variants::{Role, Shader, Uniform};
 
 fn main() {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=src/kernels/variants.rs");
+    println!("cargo:rerun-if-changed=src/format/block.rs");
     for uniform in Shader::ALL.iter().filter_map(|shader| shader.uniform()) {
         println!("cargo:rerun-if-changed={}", uniform.rust_file);
     }

@@ -39,10 +39,13 @@ use crate::format::gguf::{
 };
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, GlobalWeight};
-use crate::format::{dequantize, pack_q4, pack_q8, Architecture, ChatTemplate, DType, Manifest};
+use crate::format::{dequantize, pack_q4, pack_q8, Architecture, ChatTemplate, DType, Manifest, BLOCK_VALUES};
 
-/// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
+/// Values per block of ggml's Q4_0, Q4_1 and Q8_0 (GGUF's, as in
+/// [`crate::format::gguf::ggml_block_layout`]); each block becomes one q4/q8 group, which
+/// must hold whole weight blocks.
 const GROUP: usize = 32;
+const _: () = assert!(GROUP.is_multiple_of(BLOCK_VALUES as usize));
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {

@@ -524,9 +524,7 @@ pub fn convert_hf(
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes).into());
     }
-    if options.quant.dtype().is_quantized() && (options.group == 0 || !options.group.is_multiple_of(32)) {
-        return Err(HfError::Unsupported(format!("group size {} is not a positive multiple of 32", options.group)));
-    }
+    options.quant.dtype().check_group(options.group as u64).map_err(HfError::Unsupported)?;
     let config = read_json(&hf_dir.join("config.json"))?
         .ok_or_else(|| HfError::Config(format!("{} has no config.json", hf_dir.display())))?;
     let tokenizer_config = read_json(&hf_dir.join("tokenizer_config.json"))?;

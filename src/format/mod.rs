@@ -4,6 +4,7 @@
 //! write it live above it, in `convert/` (native only).
 
 mod architecture;
+mod block;
 mod chat_template;
 // Reading files (native only: the browser fetches a model directory's files).
 #[cfg(not(target_arch = "wasm32"))]
@@ -15,6 +16,7 @@ pub mod manifest;
 pub mod schema;
 
 pub use architecture::Architecture;
+pub use block::BLOCK_VALUES;
 pub use chat_template::ChatTemplate;
 pub use dtype::{
     dequantize, encode, pack_f16_words, pack_q4, pack_q4_words, pack_q8, quantize_q4, quantize_q4_sym, quantize_q8,
