@@ -8,12 +8,16 @@ use std::collections::BTreeSet;
 mod preprocess;
 #[path = "src/kernels/variants.rs"]
 mod variants;
+// The weight block, where variants.rs finds it in the library.
+#[path = "src/format/block.rs"]
+mod format;
 
 use variants::{Role, Shader, ShaderUniform};
 
 fn main() {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=src/kernels/variants.rs");
+    println!("cargo:rerun-if-changed=src/format/block.rs");
     let mut failures = Vec::new();
     let mut checks = BTreeSet::new();
     for (shader, defines) in variants::all_variants() {

@@ -11,11 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
+use webjudge::convert::hf_import::{convert_hf, HfOptions};
 use webjudge::engine::native::load_dir;
+use webjudge::format::Quant;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::hf_import::{convert_hf, HfOptions};
-use webjudge::weights::Quant;
 
 type Error = Box<dyn std::error::Error>;
 

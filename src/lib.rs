@@ -1,18 +1,21 @@
 //! webjudge: the Auto-J generative judge on WebGPU, in the browser and natively.
 //!
-//! - [`weights`]: the model directory format and checkpoint importers;
+//! - [`format`](mod@format): the model directory format both engines read;
 //! - [`kernels`]: WGSL compute kernels and the GPU context they run on;
-//! - [`model`]: architecture, the GPU forward pass and its CPU reference;
+//! - [`model`]: weight upload, the GPU forward pass and its CPU reference;
 //! - [`tokenizer`]: text to ids and back, streaming;
 //! - [`engine`]: a loaded model and the generation loop;
 //! - [`judge`]: Auto-J protocols, verdicts, judging and evaluation metrics;
+//! - `convert` (native only): GGUF and Hugging Face checkpoints into that format;
 //! - `web` (wasm32 only): the JavaScript API and the model loader of the browser build.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
 pub mod engine;
+pub mod format;
 pub mod judge;
 pub mod kernels;
 pub mod model;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
-pub mod weights;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use webjudge::format::hex;
+use webjudge::format::manifest::MANIFEST_FILE;
 use webjudge::judge::output::file::OutputFile;
 use webjudge::judge::output::{InputIdentity, RunOptions};
 use webjudge::judge::Protocol;
-use webjudge::weights::manifest::MANIFEST_FILE;
-use webjudge::weights::writer::hex;
 
 use test_model::{manifest_only_model, scratch};
 
@@ -290,7 +290,7 @@ fn cli_batch_output_is_never_emptied_or_mixed() {
         manifest_only_model(&dir);
         std::fs::read(dir.join(MANIFEST_FILE)).unwrap()
     };
-    let model_id = webjudge::weights::writer::hex(&<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)[..8]);
+    let model_id = webjudge::format::hex(&<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)[..8]);
     let input = dir.join("rows.jsonl");
     // From Auto-J's pairwise test data format; two short rows.
     let row = json!({"prompt": "q", "response 1": "a", "response 2": "b", "label": 0, "scenario": "default"});

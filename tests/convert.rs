@@ -22,16 +22,15 @@ use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use webjudge::judge::JudgeFamily;
-use webjudge::model::{Architecture, ChatTemplate};
-use webjudge::weights::gguf::{
+use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
+use webjudge::convert::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
+use webjudge::format::gguf::{
     GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32,
     GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
-use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::weights::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
-use webjudge::weights::schema::expected_tensors;
-use webjudge::weights::{DType, Manifest};
+use webjudge::format::schema::expected_tensors;
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
+use webjudge::judge::JudgeFamily;
 
 /// A type the converter refuses (it would need requantizing).
 const Q4_K: u32 = 12;

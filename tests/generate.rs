@@ -18,8 +18,8 @@ use std::sync::{Mutex, OnceLock};
 
 use webjudge::engine::native::load_dir;
 use webjudge::engine::{Engine, GenerateOptions};
+use webjudge::format::Manifest;
 use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
-use webjudge::weights::Manifest;
 
 use test_model::{converted_dir, golden, ids, webjudge};
 

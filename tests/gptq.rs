@@ -21,13 +21,12 @@ use common::hf::*;
 use half::f16;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use webjudge::convert::gptq::GptqError;
+use webjudge::convert::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
+use webjudge::convert::import::ConvertError;
 use webjudge::engine::native::load_dir;
+use webjudge::format::{Architecture, DType, Manifest, Quant};
 use webjudge::kernels::{GpuOptions, Sampling};
-use webjudge::model::Architecture;
-use webjudge::weights::gptq::GptqError;
-use webjudge::weights::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
-use webjudge::weights::import::ConvertError;
-use webjudge::weights::{DType, Manifest, Quant};
 
 const HEAD_DIM: usize = 16;
 
@@ -179,7 +178,7 @@ fn act_order_keeps_its_codes_with_columns_sorted_by_group() {
     let kept = convert_hf(&hf, &out, &options(Quant::Q4, 64), &mut |done, total| last = (done, total)).unwrap();
     assert!(last.0 == last.1 && last.1 > 0, "{last:?}");
     assert_eq!((kept.gptq_kept, kept.gptq_reordered, kept.gptq_requantized.len()), (7, 7, 0));
-    assert_eq!(kept.manifest.format_version, webjudge::weights::manifest::INPUT_ORDER_FORMAT_VERSION);
+    assert_eq!(kept.manifest.format_version, webjudge::format::manifest::INPUT_ORDER_FORMAT_VERSION);
     for (weight, order) in [
         ("attn_q", "attn_q"),
         ("attn_k", "attn_q"),

@@ -22,14 +22,13 @@ use half::{bf16, f16};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use webjudge::convert::checkpoint::Checkpoint;
+use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
+use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
+use webjudge::convert::safetensors::{self, SafetensorsError};
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Quant};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
-use webjudge::model::{Architecture, ChatTemplate};
-use webjudge::weights::checkpoint::Checkpoint;
-use webjudge::weights::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
-use webjudge::weights::import::{ConvertError, JudgeChoice, OutputProblem};
-use webjudge::weights::safetensors::{self, SafetensorsError};
-use webjudge::weights::{DType, Manifest, Quant};
 
 const LAYERS: usize = 2;
 const HIDDEN: usize = 64;
@@ -654,7 +653,7 @@ fn torch_checkpoints_convert_like_safetensors() {
         std::fs::create_dir_all(&pt).unwrap();
         write_torch_checkpoint(&pt, &tensors, shards);
         // Every tensor reads back exactly.
-        let mut checkpoint = webjudge::weights::hf_import::open_checkpoint(&pt).unwrap();
+        let mut checkpoint = webjudge::convert::hf_import::open_checkpoint(&pt).unwrap();
         for (name, t) in &tensors {
             let located = checkpoint.tensor(name).unwrap().clone();
             assert_eq!(located.shape, t.shape, "{name}");
@@ -673,7 +672,7 @@ fn torch_checkpoints_convert_like_safetensors() {
 }
 
 fn pickle_error(bytes: &[u8]) -> String {
-    let (offset, problem) = webjudge::weights::torch_pickle::parse_state_dict(bytes).unwrap_err();
+    let (offset, problem) = webjudge::convert::torch_pickle::parse_state_dict(bytes).unwrap_err();
     assert!(offset <= bytes.len(), "{offset}: {problem}");
     format!("at {offset}: {problem}")
 }
@@ -692,10 +691,10 @@ fn one_tensor_bin(stride: Vec<usize>, storages: &[&str]) -> Vec<u8> {
     zip_bytes(&entries)
 }
 
-fn open_torch(dir: &Path, bytes: &[u8]) -> Result<Checkpoint, webjudge::weights::torch_pickle::TorchError> {
+fn open_torch(dir: &Path, bytes: &[u8]) -> Result<Checkpoint, webjudge::convert::torch_pickle::TorchError> {
     let path = dir.join("pytorch_model.bin");
     std::fs::write(&path, bytes).unwrap();
-    webjudge::weights::torch_pickle::open_files(&[path])
+    webjudge::convert::torch_pickle::open_files(&[path])
 }
 
 #[test]
@@ -728,7 +727,7 @@ fn malformed_torch_checkpoints_are_errors() {
     assert!(pickle_error(&deep).contains("nest"), "{}", pickle_error(&deep));
     // Every truncation of a valid pickle.
     let pickle = torch_pickle(&[matrix("BF16", 0, vec![4, 1])]);
-    assert!(webjudge::weights::torch_pickle::parse_state_dict(&pickle).is_ok());
+    assert!(webjudge::convert::torch_pickle::parse_state_dict(&pickle).is_ok());
     for len in 0..pickle.len() {
         pickle_error(&pickle[..len]);
     }
@@ -757,7 +756,7 @@ fn malformed_torch_checkpoints_are_errors() {
     let mut padded = valid.clone();
     padded.extend(vec![0; 70 << 10]);
     let error = open_torch(&dir, &padded).err().unwrap();
-    assert!(matches!(error, webjudge::weights::torch_pickle::TorchError::NotZip { .. }), "{error}");
+    assert!(matches!(error, webjudge::convert::torch_pickle::TorchError::NotZip { .. }), "{error}");
     assert!(error.to_string().contains("truncated"), "{error}");
 
     // Every truncation of the archive, and corrupted bytes, are errors or reads, never panics.
@@ -807,7 +806,7 @@ fn real_torch_save_output_reads_exactly() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("torch_tiny.json")).unwrap()).unwrap();
-    let mut checkpoint = webjudge::weights::torch_pickle::open_files(&[fixtures.join("torch_tiny.bin")]).unwrap();
+    let mut checkpoint = webjudge::convert::torch_pickle::open_files(&[fixtures.join("torch_tiny.bin")]).unwrap();
     let expected = expected.as_object().unwrap();
     assert_eq!(checkpoint.tensors().count(), expected.len());
     for (name, e) in expected {

@@ -21,11 +21,11 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use webjudge::format::manifest::MANIFEST_FILE;
+use webjudge::format::ChatTemplate;
 use webjudge::judge::{
     model_input, parse_pairwise, parse_rating, render, Item, JudgeFamily, Protocol, ProtocolError, Winner,
 };
-use webjudge::model::ChatTemplate;
-use webjudge::weights::manifest::MANIFEST_FILE;
 
 use autoj::{excerpt_row, excerpt_rows, excerpt_set, Originals, RENDERED_EXAMPLES};
 use test_model::{manifest_only_model, scratch, webjudge};

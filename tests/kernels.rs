@@ -10,7 +10,7 @@
 //!   `q < 16`, so the product is exact in f32 and the one rounding of the sum is the same
 //!   with or without a fused multiply-add; q8 products (f16 x i8) are exact too.
 //! - Linear (matvec, matmul, all dtypes): the reference multiplies the *dequantized*
-//!   weights (`weights::dequantize`, bit-identical to the shader's decoding for the
+//!   weights (`format::dequantize`, bit-identical to the shader's decoding for the
 //!   reason above), so only the f32 summation order differs. Each partial sum is
 //!   rounded once and those errors add up like a random walk over the partial sums,
 //!   which for these zero-mean inputs stay near `sqrt(k) ||w x||_2 + k |mean w x|`: the
@@ -48,6 +48,7 @@ use std::time::Instant;
 use common::*;
 use half::f16;
 use rand::Rng;
+use webjudge::format::{DType, TensorEntry, TensorPart};
 use webjudge::kernels::preprocess;
 use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
@@ -56,7 +57,6 @@ use webjudge::kernels::{
 };
 use webjudge::model::reference;
 use webjudge::model::MAX_SEQUENCES;
-use webjudge::weights::{DType, TensorEntry, TensorPart};
 
 /// Runs each listed test once per shader variant: `fallback::NAME` and `subgroups::NAME`,
 /// with the attributes given before its name.
@@ -570,7 +570,7 @@ fn check_attention(r: &Runner, heads: Heads, chunks: &[usize], seed: u64) {
     for (name, is_keys, expected) in [("k", true, &keys), ("v", false, &values)] {
         let got = cache_words(r, &cache, heads, is_keys, 0, 0..position);
         let halves: Vec<f16> = expected.iter().flatten().map(|&x| f16::from_f32(x)).collect();
-        let want: Vec<u32> = webjudge::weights::pack_f16_words(&halves).collect();
+        let want: Vec<u32> = webjudge::format::pack_f16_words(&halves).collect();
         assert!(got == want, "{name} cache of {heads:?} differs from the f16-rounded inputs");
     }
 }

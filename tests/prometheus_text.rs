@@ -6,13 +6,13 @@
 mod test_model;
 
 use serde_json::{json, Value};
+use webjudge::format::ChatTemplate;
 use webjudge::judge::dataset::{parse_row, parse_row_as, Problem};
 use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, Preference};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{
     model_input, parse_preference, parse_score, Item, JudgeFamily, Protocol, ProtocolError, Rubric, Winner,
 };
-use webjudge::model::ChatTemplate;
 
 fn golden() -> Value {
     test_model::golden("prometheus.json")

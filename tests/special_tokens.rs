@@ -9,13 +9,12 @@ mod test_model;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+use webjudge::format::gguf::GgufFile;
+use webjudge::format::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
+use webjudge::format::{ChatTemplate, Manifest};
 use webjudge::judge::session::tokenized_input;
 use webjudge::judge::{Item, Protocol};
-use webjudge::model::ChatTemplate;
 use webjudge::tokenizer::{tokenizer_json_from_gguf, tokenizer_json_from_sentencepiece, Tokenizer};
-use webjudge::weights::gguf::GgufFile;
-use webjudge::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
-use webjudge::weights::Manifest;
 
 use test_model::webjudge;
 

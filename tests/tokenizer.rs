@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 mod test_model;
 
 use serde::Deserialize;
+use webjudge::format::gguf::{GgufArray, GgufFile, GgufMetadata, GgufValue};
 use webjudge::tokenizer::{
     tokenizer_json_from_gguf, tokenizer_json_from_sentencepiece, SentencePieceModel, TextStream, Tokenizer,
     TokenizerError,
 };
-use webjudge::weights::gguf::{GgufArray, GgufFile, GgufMetadata, GgufValue};
 
 #[derive(Deserialize)]
 struct Golden {

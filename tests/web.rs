@@ -25,12 +25,12 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
+use webjudge::format::schema::{expected_tensors, GlobalWeight, LayerWeights};
+use webjudge::format::{dequantize, encode, Architecture, DType, Manifest, TensorEntry, TensorPart};
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
-use webjudge::model::reference::{self, CpuModel, LayerWeights, ModelWeights};
-use webjudge::model::{verify_shard, Architecture, LlamaModel, LoadOptions};
+use webjudge::model::reference::{self, CpuModel, ModelWeights};
+use webjudge::model::{verify_shard, LlamaModel, LoadOptions};
 use webjudge::web::{fit, loader, Judge};
-use webjudge::weights::schema::expected_tensors;
-use webjudge::weights::{dequantize, encode, DType, Manifest, TensorEntry, TensorPart};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
@@ -194,7 +194,7 @@ fn tiny_model(gpu: &Gpu, a: &Architecture) -> (HashMap<String, GpuTensor>, Model
         let (rows, cols) = if shape.len() == 2 { (shape[0], shape[1]) } else { (1, shape[0]) };
         let (dtype, group, values) = if shape.len() == 1 {
             (DType::F32, 0, random.uniform(cols, 0.5).into_iter().map(|v| 1.0 + v).collect())
-        } else if name == "token_embd.weight" {
+        } else if name == GlobalWeight::TokenEmbedding.name() {
             (DType::Q8, 32, random.uniform(rows * cols, 1.0))
         } else {
             (DType::Q4, 32, random.uniform(rows * cols, 2.0 / (cols as f32).sqrt()))
@@ -212,26 +212,11 @@ fn tiny_model(gpu: &Gpu, a: &Architecture) -> (HashMap<String, GpuTensor>, Model
         cpu.insert(name, dequantize(dtype, &words, rows, cols, group.max(1)));
     }
     let mut take = |name: &str| cpu.remove(name).unwrap();
-    let layers = (0..a.n_layers)
-        .map(|l| {
-            let mut t = |s: &str| take(&format!("blk.{l}.{s}.weight"));
-            LayerWeights {
-                attn_norm: t("attn_norm"),
-                wq: t("attn_q"),
-                wk: t("attn_k"),
-                wv: t("attn_v"),
-                wo: t("attn_output"),
-                ffn_norm: t("ffn_norm"),
-                gate: t("ffn_gate"),
-                up: t("ffn_up"),
-                down: t("ffn_down"),
-            }
-        })
-        .collect();
+    let layers = (0..a.n_layers).map(|layer| LayerWeights::from_fn(|weight| take(&weight.name(layer)))).collect();
     let weights = ModelWeights {
-        embedding: take("token_embd.weight"),
+        embedding: take(GlobalWeight::TokenEmbedding.name()),
         layers,
-        final_norm: take("output_norm.weight"),
+        final_norm: take(GlobalWeight::OutputNorm.name()),
         lm_head: None,
     };
     (gpu_weights, weights)

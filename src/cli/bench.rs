@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use webjudge::engine::bench::{self, BenchConfig, BenchReport};
-use webjudge::weights::checked_file;
+use webjudge::format::checked_file;
 
 use super::flags::{whole, MAX_COUNT};
 use super::load::ModelArgs;

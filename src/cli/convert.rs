@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
+use webjudge::convert::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
+use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
+use webjudge::format::Quant as Quantizer;
 use webjudge::judge::JudgeFamily;
-use webjudge::weights::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
-use webjudge::weights::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
-use webjudge::weights::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
-use webjudge::weights::Quant as Quantizer;
 
 use super::{outln, CliResult};
 

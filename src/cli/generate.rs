@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use webjudge::engine::native::read_metadata;
 use webjudge::engine::{BatchEvent, GenerateOptions};
+use webjudge::format::{checked_file, Manifest};
 use webjudge::kernels::Sampling;
 use webjudge::model::MAX_SEQUENCES;
 use webjudge::tokenizer::{Tokenizer, TokenizerError};
-use webjudge::weights::{checked_file, Manifest};
 
 use super::flags::{number, whole, MAX_COUNT};
 use super::load::ModelArgs;

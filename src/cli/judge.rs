@@ -10,6 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webjudge::engine::Cancel;
+use webjudge::format::manifest::TOKENIZER_FILE;
+use webjudge::format::{hex, Manifest};
 use webjudge::judge::autoj_metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::dataset::{parse_rows, Record, Row};
 use webjudge::judge::output::file::OutputFile;
@@ -19,9 +21,6 @@ use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions,
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::manifest::TOKENIZER_FILE;
-use webjudge::weights::writer::hex;
-use webjudge::weights::Manifest;
 
 use super::load::{read_manifest, ModelArgs};
 use super::{outln, CliResult};
@@ -208,7 +207,7 @@ fn batch(
     input: &Path,
     output: &Path,
 ) -> CliResult {
-    let bytes = webjudge::weights::checked_file::read(input, webjudge::weights::checked_file::TEXT_INPUT)?;
+    let bytes = webjudge::format::checked_file::read(input, webjudge::format::checked_file::TEXT_INPUT)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", input.display()))?;
     let model = files.manifest.judge;
     let protocol = match args.protocol {

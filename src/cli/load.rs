@@ -6,11 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
+use webjudge::format::checked_file;
+use webjudge::format::manifest::MANIFEST_FILE;
+use webjudge::format::Manifest;
 use webjudge::kernels::GpuOptions;
 use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
-use webjudge::weights::checked_file;
-use webjudge::weights::manifest::MANIFEST_FILE;
-use webjudge::weights::Manifest;
 
 use super::flags::{whole, MAX_COUNT};
 

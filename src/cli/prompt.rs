@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 
 use serde_json::json;
+use webjudge::format::manifest::TOKENIZER_FILE;
+use webjudge::format::ChatTemplate;
 use webjudge::judge::session::tokenized_input;
 use webjudge::judge::{model_input, Item, Protocol, Rubric};
-use webjudge::model::ChatTemplate;
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::manifest::TOKENIZER_FILE;
 
 use super::load::read_manifest;
 use super::parse::map_jsonl;

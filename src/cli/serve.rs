@@ -34,7 +34,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_io_timeout::TimeoutStream;
 use tower_http::services::fs::{Backend, DefaultServeDirFallback, ServeDir, ServeFileSystemResponseBody};
-use webjudge::weights::checked_file::{self, ReadError};
+use webjudge::format::checked_file::{self, ReadError};
 
 use super::{outln, CliResult};
 

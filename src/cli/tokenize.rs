@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use webjudge::format::manifest::TOKENIZER_FILE;
 use webjudge::tokenizer::Tokenizer;
-use webjudge::weights::manifest::TOKENIZER_FILE;
 
 use super::{outln, CliResult};
 

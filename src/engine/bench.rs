@@ -13,7 +13,6 @@ use crate::kernels::{
     Shader, Step, StepBuffers, TokenPlace, Workgroups,
 };
 use crate::model::{LlamaModel, ProfiledStep, StepError};
-use crate::weights::schema::LayerWeight;
 
 /// The benchmark's and profile's prompt, cycled to the prompt length (the peer benchmarks'
 /// copy is tools/peers/prompt.mjs).
@@ -83,13 +82,8 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
     let decode_seconds = started.elapsed().as_secs_f64();
 
     // The largest 4-bit matrix of the first layer: the decode-dominant shape.
-    let name = [LayerWeight::FfnDown, LayerWeight::FfnGate, LayerWeight::FfnUp, LayerWeight::AttnQ]
-        .iter()
-        .map(|weight| weight.name(0))
-        .find(|name| model.weight(name).is_some())
-        .expect("layer 0 weights are present (checked at load)");
-    let weight = model.weight(&name).expect("present");
-    let matvec_tensor = format!("{name} {:?} {}x{}", weight.dtype, weight.rows, weight.cols);
+    let weight = model.down_projection(0);
+    let matvec_tensor = format!("{} {:?} {}x{}", weight.name, weight.dtype, weight.rows, weight.cols);
     let gpu = model.gpu();
     let matvec_gb_s = matvec_bandwidth(gpu, weight, config.kernel_repeats).await?;
     let copy_gb_s =

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use web_time::Instant;
 
+use crate::format::Manifest;
 use crate::kernels::Sampling;
 use crate::model::{LlamaModel, StepError};
 use crate::tokenizer::{TextStream, Tokenizer, TokenizerError};
-use crate::weights::Manifest;
 
 pub use batch::BatchEvent;
 

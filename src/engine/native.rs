@@ -3,12 +3,12 @@
 use std::path::Path;
 
 use super::{Engine, EngineError};
+use crate::format::checked_file::{self, RegularFile};
+use crate::format::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
+use crate::format::{Manifest, ShardEntry};
 use crate::kernels::{Gpu, GpuOptions};
 use crate::model::{LlamaModel, LoadError, LoadOptions, ShardUploader};
 use crate::tokenizer::Tokenizer;
-use crate::weights::checked_file::{self, RegularFile};
-use crate::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
-use crate::weights::{Manifest, ShardEntry};
 
 /// Opens a shard of `dir`, checked to be a regular file of the manifest's size.
 fn open_shard(dir: &Path, shard: &ShardEntry) -> Result<RegularFile, LoadError> {

@@ -28,9 +28,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::output::RunOptions;
-use super::protocol::{Item, JudgeFamily, Protocol, ProtocolError};
+use super::protocol::{Item, Protocol, ProtocolError};
 use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
+use crate::format::JudgeFamily;
 
 /// One test-data row. Serialized (for the page, through the wasm `parseRows`): `index`,
 /// `query`, `response1` and `response2` or `response`, `label`, `scenario`.

@@ -10,5 +10,7 @@ pub mod protocol;
 pub mod session;
 pub mod verdict;
 
-pub use protocol::{model_input, render, Item, JudgeFamily, Protocol, ProtocolError, Rubric, ScoreRubric};
+// The family is the format's (a manifest records it); the judge layer is where callers choose by it.
+pub use crate::format::JudgeFamily;
+pub use protocol::{model_input, render, Item, Protocol, ProtocolError, Rubric, ScoreRubric};
 pub use verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};

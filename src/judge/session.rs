@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use super::protocol::{render, Item, JudgeFamily, Protocol, ProtocolError};
+use super::protocol::{render, Item, Protocol, ProtocolError};
 use super::verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
+use crate::format::{ChatTemplate, JudgeFamily};
 use crate::kernels::Sampling;
-use crate::model::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 
 /// Auto-J's own generation limit.

@@ -3,7 +3,7 @@
 //! An act-order GPTQ layer groups its input columns in an order of its own. The converter
 //! stores its columns sorted by group, so every group is a contiguous run the q4 kernels
 //! read like any other, and records the order (see
-//! [`crate::weights::manifest::TensorEntry::input_order`]); at run time the input is
+//! [`crate::format::manifest::TensorEntry::input_order`]); at run time the input is
 //! gathered into that order once per distinct input and order, not once per weight, and
 //! the matrix kernels stay unchanged.
 

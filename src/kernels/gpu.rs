@@ -9,7 +9,7 @@ use wgpu::util::DeviceExt;
 use super::preprocess;
 use super::uniform::Uniform;
 use super::variants::{self, Role, Shader, SUBGROUPS, WEIGHT_FLAGS};
-use crate::weights::DType;
+use crate::format::DType;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {

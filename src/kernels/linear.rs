@@ -7,7 +7,7 @@ use super::variants::{
     MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
-use crate::weights::schema;
+use crate::format::schema;
 
 /// Which kernel a linear layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! A weight tensor resident on the GPU: one storage buffer per row part.
 
-use crate::weights::{DType, TensorEntry};
+use crate::format::{DType, TensorEntry};
 
 use super::variants::BLOCK_VALUES;
 use super::Gpu;
@@ -60,7 +60,7 @@ impl GpuTensor {
         gpu.queue.write_buffer(&self.parts[index].buffer, 0, bytes);
     }
 
-    /// Word where a part's quantization parameters start (see src/weights/dtype.rs).
+    /// Word where a part's quantization parameters start (see src/format/dtype.rs).
     pub fn params_offset(&self, part: &GpuPart) -> u32 {
         self.dtype.params_word_offset(part.rows as u64, self.cols as u64) as u32
     }

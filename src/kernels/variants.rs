@@ -105,9 +105,8 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 
-/// Values in one weight block: the unit every weight decoder reads (shaders/quant.wgsl) and
-/// every weight row's length divides.
-pub const BLOCK_VALUES: u32 = 32;
+/// The format's weight block (src/format/block.rs).
+pub use crate::format::BLOCK_VALUES;
 
 /// Invocations of a workgroup of every kernel without a size of its own (copy, gather,
 /// matmul, rmsnorm, rope, sampling).

@@ -24,7 +24,9 @@ use crate::kernels::{
     record_all, Dispatch, Gpu, GpuTensor, Heads, KvCache, Sampling, Step, StepBuffers, TokenPlace, TopP,
 };
 
-use super::{Architecture, LoadOptions};
+use super::stack::StackedLayer;
+use super::LoadOptions;
+use crate::format::Architecture;
 
 mod graph;
 mod profile;
@@ -95,7 +97,9 @@ pub struct LlamaModel {
     head_last: Head,
     /// The same for every token of the step (a decode step, one token per sequence).
     head_each: Head,
-    weights: HashMap<String, GpuTensor>,
+    layers: Vec<StackedLayer>,
+    /// The tensors outside the layers and the input orders, held like the layers'.
+    _weights: HashMap<String, GpuTensor>,
     caches: Vec<KvCache>,
     /// Where a shared prefix passes between slots: one slot of one layer's keys or values
     /// (WebGPU copies only between distinct buffers).
@@ -110,9 +114,9 @@ impl LlamaModel {
         &self.gpu
     }
 
-    /// An uploaded weight tensor by its manifest name.
-    pub fn weight(&self, name: &str) -> Option<&GpuTensor> {
-        self.weights.get(name)
+    /// Layer `layer`'s down projection (never stacked).
+    pub fn down_projection(&self, layer: usize) -> &GpuTensor {
+        &self.layers[layer].down
     }
 
     pub fn architecture(&self) -> &Architecture {

@@ -9,10 +9,9 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::format::manifest::MAX_BINDING_BYTES;
+use crate::format::{hex, DType, Manifest, ManifestError};
 use crate::kernels::{Gpu, GpuError, GpuTensor};
-use crate::weights::manifest::MAX_BINDING_BYTES;
-use crate::weights::writer::hex;
-use crate::weights::{DType, Manifest, ManifestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -47,7 +46,7 @@ pub enum LoadError {
     InputOrder { tensor: String, inputs: usize, index: usize, value: u32, problem: &'static str },
     #[cfg(not(target_arch = "wasm32"))]
     #[error(transparent)]
-    Read(#[from] crate::weights::checked_file::ReadError),
+    Read(#[from] crate::format::checked_file::ReadError),
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }

@@ -1,7 +1,6 @@
 //! The LLaMA-family model: its configuration, weight loading, the GPU forward pass and
 //! the plain CPU reference the kernels are tested against.
 
-mod config;
 mod llama;
 mod load;
 mod options;
@@ -9,7 +8,6 @@ mod plan;
 pub mod reference;
 mod stack;
 
-pub use config::{Architecture, ChatTemplate};
 pub use llama::{DecodeRow, LlamaModel, ProfiledStep, StepError, StepProfile};
 pub use load::{verify_shard, LoadError, ShardUploader};
 pub use options::{LoadOptions, MAX_SEQUENCES};

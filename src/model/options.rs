@@ -2,7 +2,7 @@
 
 use super::load::LoadError;
 use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
-use super::Architecture;
+use crate::format::Architecture;
 use crate::kernels::variants::MATVEC_MAX_TOKENS;
 
 /// Per-load choices that trade GPU memory against capability.

@@ -2,7 +2,8 @@
 //! architecture and the load options. [`super::LlamaModel`] allocates from this plan and
 //! the browser's fit check (src/web/fit.rs) adds it up, so the two cannot disagree.
 
-use super::{Architecture, LoadOptions};
+use super::LoadOptions;
+use crate::format::Architecture;
 use crate::kernels::{storage_size, Heads, KvCache, SplitScratch, TokenPlace, MAX_WORKGROUPS_PER_DIM};
 
 /// Prompt tokens per prefill submission unless asked otherwise.
@@ -49,7 +50,7 @@ pub struct BufferPlan {
 
 impl BufferPlan {
     /// `widest_ordered_input`: the columns of the widest weight with an input order (0
-    /// when none has one; see [`crate::weights::Manifest::widest_ordered_input`]).
+    /// when none has one; see [`crate::format::Manifest::widest_ordered_input`]).
     pub fn new(a: &Architecture, options: &LoadOptions, widest_ordered_input: usize) -> Self {
         let step_tokens = options.prefill_chunk.max(options.sequences);
         // In u64: a step's buffers may exceed a 32-bit usize (wasm), and are refused then.

@@ -3,7 +3,8 @@
 
 use half::f16;
 
-use super::Architecture;
+use crate::format::schema::LayerWeights;
+use crate::format::Architecture;
 
 /// `y = W x` for a row-major `rows x cols` matrix.
 pub fn matvec(weight: &[f32], x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -69,22 +70,10 @@ pub fn argmax(values: &[f32]) -> usize {
     values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }
 
-/// One transformer layer's weights, dequantized.
-pub struct LayerWeights {
-    pub attn_norm: Vec<f32>,
-    pub wq: Vec<f32>,
-    pub wk: Vec<f32>,
-    pub wv: Vec<f32>,
-    pub wo: Vec<f32>,
-    pub ffn_norm: Vec<f32>,
-    pub gate: Vec<f32>,
-    pub up: Vec<f32>,
-    pub down: Vec<f32>,
-}
-
 pub struct ModelWeights {
     pub embedding: Vec<f32>,
-    pub layers: Vec<LayerWeights>,
+    /// Each layer's weights, dequantized.
+    pub layers: Vec<LayerWeights<Vec<f32>>>,
     pub final_norm: Vec<f32>,
     /// `None` when tied to the embedding.
     pub lm_head: Option<Vec<f32>>,
@@ -110,7 +99,7 @@ impl<'a> CpuModel<'a> {
         let position = self.keys[0].len();
         let mut x = w.embedding[token as usize * a.hidden..(token as usize + 1) * a.hidden].to_vec();
         for (l, layer) in w.layers.iter().enumerate() {
-            let xn = rmsnorm(&x, &layer.attn_norm, a.norm_eps);
+            let xn = rmsnorm(&x, &layer.attention_norm, a.norm_eps);
             let mut q = matvec(&layer.wq, &xn, a.q_dim(), a.hidden);
             let mut k = matvec(&layer.wk, &xn, a.kv_dim(), a.hidden);
             let v = matvec(&layer.wv, &xn, a.kv_dim(), a.hidden);
@@ -121,7 +110,7 @@ impl<'a> CpuModel<'a> {
             let attended = attend(&q, &self.keys[l], &self.values[l], a.n_heads, a.n_kv_heads);
             let o = matvec(&layer.wo, &attended, a.hidden, a.q_dim());
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
-            let xn = rmsnorm(&x, &layer.ffn_norm, a.norm_eps);
+            let xn = rmsnorm(&x, &layer.feed_forward_norm, a.norm_eps);
             let gate = matvec(&layer.gate, &xn, a.ffn, a.hidden);
             let up = matvec(&layer.up, &xn, a.ffn, a.hidden);
             let down = matvec(&layer.down, &swiglu(&gate, &up), a.hidden, a.ffn);

@@ -1,42 +1,56 @@
 //! Stacking the projections that read one input into one weight at load.
 
-use std::collections::HashMap;
-
+use crate::format::schema::{LayerWeights, StackedWeight};
 use crate::kernels::{Gpu, GpuTensor};
-use crate::weights::schema::StackedWeight;
 
-/// Stacks the projections of each layer that read one input into one tensor read by one
-/// dispatch ([`StackedWeight`]), one layer at a time, so the copies never hold more
-/// than one layer's weights twice. Those that cannot stack ([`GpuTensor::stack`]) stay
-/// apart; q, k and v then write their rows of the stack's output
+/// The `N` projections of a layer that read one input (a [`StackedWeight`]'s parts, in
+/// its row order).
+pub(super) enum Projections<const N: usize> {
+    /// One tensor, read by one dispatch.
+    Stacked(GpuTensor),
+    /// Each read by its own dispatch.
+    Apart([GpuTensor; N]),
+}
+
+/// A layer's weights as the forward pass reads them: its [`LayerWeights`] with q/k/v and
+/// gate/up stacked where they can be.
+pub(super) struct StackedLayer {
+    pub attention_norm: GpuTensor,
+    pub qkv: Projections<3>,
+    pub wo: GpuTensor,
+    pub feed_forward_norm: GpuTensor,
+    pub gate_up: Projections<2>,
+    pub down: GpuTensor,
+}
+
+/// Stacks the projections of layer `layer` that read one input into one tensor read by
+/// one dispatch ([`StackedWeight`]); called a layer at a time, so the copies never hold
+/// more than one layer's weights twice. Those that cannot stack ([`GpuTensor::stack`])
+/// stay apart; q, k and v then write their rows of the stack's output
 /// ([`GpuTensor::into_rows_of`]), so what follows reads the same buffer either way.
-pub(super) fn stack_projections(
-    gpu: &Gpu,
-    n_layers: usize,
-    mut weights: HashMap<String, GpuTensor>,
-) -> HashMap<String, GpuTensor> {
-    for layer in 0..n_layers {
-        for stack in StackedWeight::ALL {
-            let parts: Vec<String> = stack.parts().iter().map(|part| part.name(layer)).collect();
-            let tensors: Vec<&GpuTensor> = parts.iter().map(|part| &weights[part]).collect();
-            // `Epilogue::GateUp` pairs the gate's rows with the up's: an even count.
-            let pairs_whole = stack != StackedWeight::GateUp || tensors[0].rows.is_multiple_of(2);
-            if let Some(stacked) = pairs_whole.then(|| GpuTensor::stack(gpu, &stack.name(layer), &tensors)).flatten() {
-                for part in &parts {
-                    weights.remove(part);
-                }
-                weights.insert(stacked.name.clone(), stacked);
-            } else if stack == StackedWeight::Qkv {
-                let rows = tensors.iter().map(|t| t.rows).sum();
-                let mut first_row = 0;
-                for part in &parts {
-                    let tensor = weights.remove(part).expect("present");
-                    let own_rows = tensor.rows;
-                    weights.insert(part.clone(), tensor.into_rows_of(first_row, rows));
-                    first_row += own_rows;
-                }
-            }
+pub(super) fn stack_projections(gpu: &Gpu, layer: usize, weights: LayerWeights<GpuTensor>) -> StackedLayer {
+    let LayerWeights { attention_norm, wq, wk, wv, wo, feed_forward_norm, gate, up, down } = weights;
+    let qkv = match GpuTensor::stack(gpu, &StackedWeight::Qkv.name(layer), &[&wq, &wk, &wv]) {
+        Some(stacked) => {
+            drop([wq, wk, wv]);
+            Projections::Stacked(stacked)
         }
-    }
-    weights
+        None => {
+            let rows = wq.rows + wk.rows + wv.rows;
+            let mut first_row = 0;
+            Projections::Apart([wq, wk, wv].map(|part| {
+                let own_rows = part.rows;
+                let part = part.into_rows_of(first_row, rows);
+                first_row += own_rows;
+                part
+            }))
+        }
+    };
+    // `Epilogue::GateUp` pairs the gate's rows with the up's: an even count.
+    let pairs_whole = gate.rows.is_multiple_of(2);
+    let gate_up = match pairs_whole.then(|| GpuTensor::stack(gpu, &StackedWeight::GateUp.name(layer), &[&gate, &up])) {
+        Some(Some(stacked)) => Projections::Stacked(stacked),
+        _ => Projections::Apart([gate, up]),
+    };
+    StackedLayer { attention_norm, qkv, wo, feed_forward_norm, gate_up, down }
 }

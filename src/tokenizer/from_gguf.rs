@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::TokenizerError;
-use crate::weights::gguf::{GgufMetadata, GgufMetadataExt};
+use crate::format::gguf::{GgufMetadata, GgufMetadataExt};
 
 const MODEL: &str = "tokenizer.ggml.model";
 const PRE: &str = "tokenizer.ggml.pre";

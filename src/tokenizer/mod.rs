@@ -24,8 +24,8 @@ use std::ops::Range;
 use tokenizers::normalizer::Range as OriginalRange;
 use tokenizers::{Model, Normalizer, OffsetType, PreTokenizedString, PreTokenizer, Token};
 
-use crate::model::ChatTemplate;
-use crate::weights::gguf::GgufError;
+use crate::format::gguf::GgufError;
+use crate::format::ChatTemplate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -33,7 +33,7 @@ pub enum TokenizerError {
     InvalidJson(String),
     #[cfg(not(target_arch = "wasm32"))]
     #[error(transparent)]
-    Read(#[from] crate::weights::checked_file::ReadError),
+    Read(#[from] crate::format::checked_file::ReadError),
     #[error("GGUF metadata has no {0}, which the tokenizer needs")]
     MissingKey(String),
     /// A key of the wrong type (the GGUF reader's error names the key and both types).
@@ -92,7 +92,7 @@ impl Tokenizer {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, TokenizerError> {
-        use crate::weights::checked_file;
+        use crate::format::checked_file;
         Self::from_json(&checked_file::read_to_string(path.as_ref(), checked_file::TOKENIZER)?)
     }
 

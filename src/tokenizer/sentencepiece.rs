@@ -13,7 +13,7 @@
 use serde_json::Value;
 
 use super::{tokenizer_json_from_gguf, TokenizerError};
-use crate::weights::gguf::{GgufArray, GgufMetadata, GgufValue};
+use crate::format::gguf::{GgufArray, GgufMetadata, GgufValue};
 
 const WIRE_VARINT: u64 = 0;
 const WIRE_FIXED64: u64 = 1;

@@ -18,6 +18,8 @@ use super::types::{
 use super::{fit, options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Cancel, Engine, EngineError, GenerateOptions};
+use crate::format::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
+use crate::format::Manifest;
 use crate::judge::autoj_metrics::{self, Judged, ScenarioGroups};
 use crate::judge::dataset::{self, Record, Row};
 use crate::judge::prometheus_metrics::{self, Preference};
@@ -26,8 +28,6 @@ use crate::judge::{render, Item, JudgeFamily, Protocol, Rubric, Winner};
 use crate::kernels::{Gpu, GpuOptions, Sampling};
 use crate::model::{LlamaModel, ShardUploader};
 use crate::tokenizer::Tokenizer;
-use crate::weights::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
-use crate::weights::Manifest;
 
 /// `generate`'s default token limit.
 const GENERATE_MAX_NEW_TOKENS: usize = 256;

@@ -3,9 +3,9 @@
 //! (WebGPU does not say how much memory an adapter has; the allocation itself, made up
 //! front by the loader, is the real test and this estimate explains its failure).
 
+use crate::format::{Architecture, Manifest};
 use crate::kernels::storage_size;
-use crate::model::{Architecture, BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK, MAX_SEQUENCES};
-use crate::weights::Manifest;
+use crate::model::{BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK, MAX_SEQUENCES};
 
 use super::WebError;
 

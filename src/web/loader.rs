@@ -14,8 +14,8 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, CacheStorage, ReadableStreamDefaultReader, RequestCache, RequestInit, Response};
 
 use super::WebError;
+use crate::format::Manifest;
 use crate::model::LoadError;
-use crate::weights::Manifest;
 
 /// The Cache API cache every webjudge model file goes into. A new layout of what is
 /// stored gets a new name; [`clear`] without a model removes every `webjudge-` cache.

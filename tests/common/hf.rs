@@ -14,10 +14,10 @@ use half::{bf16, f16};
 use serde_json::json;
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
+use webjudge::format::{dequantize, Architecture, Quant};
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::reference::{argmax, attend, matvec, rmsnorm, round_f16, swiglu};
-use webjudge::model::{Architecture, LoadOptions};
-use webjudge::weights::{dequantize, Quant};
+use webjudge::model::LoadOptions;
 
 /// Little-endian bytes of values in a safetensors dtype (`F32`, `F16`, `BF16`, `I32`;
 /// I32 values must be integers).

@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 use half::f16;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use webjudge::format::manifest::MAX_BINDING_BYTES;
+use webjudge::format::{dequantize, DType, Manifest, TensorEntry, TensorPart};
 use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, Step, StepBuffers, TokenPlace};
-use webjudge::weights::manifest::MAX_BINDING_BYTES;
-use webjudge::weights::{dequantize, DType, Manifest, TensorEntry, TensorPart};
 
 pub const EPS: f32 = f32::EPSILON;
 
@@ -94,7 +94,7 @@ impl Packed {
     }
 
     /// Rows `start..end` of part `index` (part-relative), decoded by the documented
-    /// layout (`weights::dequantize`) applied to just those rows' words.
+    /// layout (`format::dequantize`) applied to just those rows' words.
     pub fn part_rows(&self, index: usize, start: usize, end: usize) -> Vec<f32> {
         let (dtype, cols, group) = (self.entry.dtype, self.cols(), self.entry.group_size);
         let words = &self.parts[index];
@@ -166,12 +166,12 @@ fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<
         }
         DType::Q8 => {
             let scales = f16s(n / group, 1.0 / 127.0);
-            codes.extend(webjudge::weights::pack_f16_words(&scales));
+            codes.extend(webjudge::format::pack_f16_words(&scales));
             codes
         }
         DType::F16 => {
             let values: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-1.0f32..1.0))).collect();
-            webjudge::weights::pack_f16_words(&values).collect()
+            webjudge::format::pack_f16_words(&values).collect()
         }
         DType::F32 => (0..n).map(|_| rng.random_range(-1.0f32..1.0).to_bits()).collect(),
         DType::U32 => panic!("u32 tensors hold indices, not random weights"),
@@ -179,7 +179,7 @@ fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<
 }
 
 /// Row counts of the parts a converter makes for a `rows x cols` tensor: as many rows
-/// per part as fit one storage binding (the rule of weights/writer.rs).
+/// per part as fit one storage binding (the rule of convert/writer.rs).
 pub fn binding_parts(dtype: DType, rows: usize, cols: usize, group: usize) -> Vec<usize> {
     let row_bytes = dtype.part_bytes(1, cols as u64, group.max(1) as u64);
     let per_part = ((MAX_BINDING_BYTES - 4) / row_bytes) as usize;

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use webjudge::model::{Architecture, ChatTemplate};
-use webjudge::weights::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
-use webjudge::weights::schema::expected_tensors;
-use webjudge::weights::{DType, Manifest};
+use webjudge::format::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
+use webjudge::format::schema::expected_tensors;
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 

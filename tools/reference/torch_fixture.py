@@ -1,6 +1,6 @@
 """Writes tests/fixtures/torch_tiny.bin, a real torch.save of a small state dict, and
 tests/fixtures/torch_tiny.json with its tensors (dtype, shape, values), so that
-tests/hf_import.rs checks src/weights/torch_pickle.rs against PyTorch's own output.
+tests/hf_import.rs checks src/convert/torch_pickle.rs against PyTorch's own output.
 
 The state dict is an nn.Linear's (an OrderedDict with `_metadata`) plus tensors of each
 accepted dtype, a 0-d scalar, and two views into one shared storage (the second at a

@@ -17,8 +17,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{in_input_order, resume_output, Resume, ResumeError, RunOptions};
-use crate::weights::checked_file::describe;
-use crate::weights::writer::hex;
+use crate::format::checked_file::describe;
+use crate::format::hex;
 use platform::OpenOptionsExt;
 
 /// The longest file name most file systems take (NAME_MAX).

@@ -17,7 +17,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::protocol::{Protocol, Rubric};
-use crate::weights::writer::hex;
+use crate::format::hex;
 
 /// The byte order mark some editors put at the start of a UTF-8 file.
 const BOM: &[u8] = b"\xef\xbb\xbf";

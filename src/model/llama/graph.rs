@@ -3,14 +3,15 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::{Head, LlamaModel};
+use crate::format::schema::{GlobalWeight, LayerWeights};
+use crate::format::Architecture;
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
     Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearKernel, LinearTokens, SplitScratch, StepBuffers,
 };
 use crate::model::plan::BufferPlan;
-use crate::model::stack::stack_projections;
-use crate::model::{Architecture, LoadError, LoadOptions, MAX_SEQUENCES};
-use crate::weights::schema::{GlobalWeight, LayerWeight, StackedWeight};
+use crate::model::stack::{stack_projections, Projections};
+use crate::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 
 /// Activations for up to `chunk` tokens, reused by every layer.
 struct Activations {
@@ -32,7 +33,7 @@ impl LlamaModel {
     pub fn new(
         gpu: Gpu,
         architecture: Architecture,
-        weights: HashMap<String, GpuTensor>,
+        mut weights: HashMap<String, GpuTensor>,
         options: LoadOptions,
     ) -> Result<Self, LoadError> {
         let a = &architecture;
@@ -41,7 +42,15 @@ impl LlamaModel {
         options.check(a, widest_ordered_input, &gpu.limits)?;
         let mut options = options;
         options.sequences = options.sequences.clamp(1, MAX_SEQUENCES);
-        let weights = stack_projections(&gpu, a.n_layers, weights);
+        // What remains in `weights` are the tensors outside the layers and the input orders.
+        let layers: Vec<_> = (0..a.n_layers)
+            .map(|layer| {
+                let weights = LayerWeights::from_fn(|weight| {
+                    weights.remove(&weight.name(layer)).expect("every layer weight is present (checked at load)")
+                });
+                stack_projections(&gpu, layer, weights)
+            })
+            .collect();
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
         let limit = gpu.limits.max_storage_buffer_binding_size;
@@ -88,15 +97,14 @@ impl LlamaModel {
         let norm = |name: &str| &weights[name].parts[0].buffer;
         let body = |kernel: LinearKernel| {
             let mut list = embedding(&gpu, &step, w(GlobalWeight::TokenEmbedding.name()), &tokens, &act.x);
-            for (layer, cache) in caches.iter().enumerate() {
-                // The weights reading one input, each `(name, y, epilogue)`. An
+            for (layer, cache) in layers.iter().zip(&caches) {
+                // The weights reading one input, each `(weight, y, epilogue)`. An
                 // act-order weight reads the input gathered into its column order, once
                 // per distinct order (q/k/v, like gate/up, normally share one).
                 let linears =
-                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(String, &wgpu::Buffer, Epilogue)]| {
+                    |list: &mut Vec<Dispatch>, x: &wgpu::Buffer, outputs: &[(&GpuTensor, &wgpu::Buffer, Epilogue)]| {
                         let mut gathered_order = None;
-                        for (name, y, epilogue) in outputs {
-                            let weight = w(name);
+                        for &(weight, y, epilogue) in outputs {
                             let input = match weight.input_order.as_deref() {
                                 None => x,
                                 Some(order) => {
@@ -107,21 +115,16 @@ impl LlamaModel {
                                     &act.gathered
                                 }
                             };
-                            list.extend(linear(&gpu, &step, weight, input, y, kernel, LinearTokens::Each, *epilogue));
+                            list.extend(linear(&gpu, &step, weight, input, y, kernel, LinearTokens::Each, epilogue));
                         }
                     };
-                let attn_norm = norm(&LayerWeight::AttnNorm.name(layer));
-                list.push(rmsnorm(&gpu, &step, &act.x, attn_norm, &act.normed, a.hidden, a.norm_eps));
+                let attention_norm = &layer.attention_norm.parts[0].buffer;
+                list.push(rmsnorm(&gpu, &step, &act.x, attention_norm, &act.normed, a.hidden, a.norm_eps));
                 // Stacked or apart, the projections write each token's queries, keys and
                 // values side by side (see `stack_projections`).
-                let qkv = StackedWeight::Qkv.name(layer);
-                let qkv = match weights.contains_key(&qkv) {
-                    true => vec![(qkv, &act.qkv, Epilogue::Store)],
-                    false => StackedWeight::Qkv
-                        .parts()
-                        .iter()
-                        .map(|part| (part.name(layer), &act.qkv, Epilogue::Store))
-                        .collect(),
+                let qkv: Vec<_> = match &layer.qkv {
+                    Projections::Stacked(qkv) => vec![(qkv, &act.qkv, Epilogue::Store)],
+                    Projections::Apart(parts) => parts.iter().map(|part| (part, &act.qkv, Epilogue::Store)).collect(),
                 };
                 linears(&mut list, &act.normed, &qkv);
                 list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
@@ -130,21 +133,21 @@ impl LlamaModel {
                     LinearKernel::Matmul => AttentionMode::Prefill,
                 };
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
-                let attn_output = LayerWeight::AttnOutput.name(layer);
-                linears(&mut list, &act.attended, &[(attn_output, &act.x, Epilogue::Accumulate)]);
-                let ffn_norm = norm(&LayerWeight::FfnNorm.name(layer));
-                list.push(rmsnorm(&gpu, &step, &act.x, ffn_norm, &act.normed, a.hidden, a.norm_eps));
-                let gate_up = StackedWeight::GateUp.name(layer);
-                if weights.contains_key(&gate_up) {
-                    linears(&mut list, &act.normed, &[(gate_up, &act.gate, Epilogue::GateUp)]);
-                } else {
+                linears(&mut list, &act.attended, &[(&layer.wo, &act.x, Epilogue::Accumulate)]);
+                let feed_forward_norm = &layer.feed_forward_norm.parts[0].buffer;
+                list.push(rmsnorm(&gpu, &step, &act.x, feed_forward_norm, &act.normed, a.hidden, a.norm_eps));
+                match &layer.gate_up {
+                    Projections::Stacked(gate_up) => {
+                        linears(&mut list, &act.normed, &[(gate_up, &act.gate, Epilogue::GateUp)])
+                    }
                     // The up projection's epilogue applies SwiGLU to the gate projection in place.
-                    let gate = (LayerWeight::FfnGate.name(layer), &act.gate, Epilogue::Store);
-                    let up = (LayerWeight::FfnUp.name(layer), &act.gate, Epilogue::SwiGlu);
-                    linears(&mut list, &act.normed, &[gate, up]);
+                    Projections::Apart([gate, up]) => linears(
+                        &mut list,
+                        &act.normed,
+                        &[(gate, &act.gate, Epilogue::Store), (up, &act.gate, Epilogue::SwiGlu)],
+                    ),
                 }
-                let ffn_down = LayerWeight::FfnDown.name(layer);
-                linears(&mut list, &act.gate, &[(ffn_down, &act.x, Epilogue::Accumulate)]);
+                linears(&mut list, &act.gate, &[(&layer.down, &act.x, Epilogue::Accumulate)]);
             }
             list
         };
@@ -187,7 +190,8 @@ impl LlamaModel {
             prefill,
             head_last,
             head_each,
-            weights,
+            layers,
+            _weights: weights,
             caches,
             prefix_scratch,
             _rope: rope_buffer,

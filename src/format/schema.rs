@@ -2,7 +2,7 @@
 //! naming), the names of the input orders and of the projections the model stacks at load.
 //! Every other module names tensors through this one.
 
-use crate::model::Architecture;
+use super::Architecture;
 
 /// Where a layer's tensor names start: `blk.{layer}.{suffix}.weight`.
 const LAYER_PREFIX: &str = "blk.";
@@ -131,6 +131,38 @@ impl LayerWeight {
     /// for gate/up), or this one where no other reads it.
     pub fn first_reader_of_input(self) -> Self {
         StackedWeight::ALL.into_iter().find(|s| s.parts().contains(&self)).map_or(self, |s| s.parts()[0])
+    }
+}
+
+/// One layer's weights, each a field named once (after [`LayerWeight`]); `T` is what a weight
+/// is to its reader: a `GpuTensor`, the CPU reference's `Vec<f32>`, a name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerWeights<T> {
+    pub attention_norm: T,
+    pub wq: T,
+    pub wk: T,
+    pub wv: T,
+    pub wo: T,
+    pub feed_forward_norm: T,
+    pub gate: T,
+    pub up: T,
+    pub down: T,
+}
+
+impl<T> LayerWeights<T> {
+    /// Each weight from its kind, asked for in [`LayerWeight::ALL`]'s order.
+    pub fn from_fn(mut weight: impl FnMut(LayerWeight) -> T) -> Self {
+        Self {
+            attention_norm: weight(LayerWeight::AttnNorm),
+            wq: weight(LayerWeight::AttnQ),
+            wk: weight(LayerWeight::AttnK),
+            wv: weight(LayerWeight::AttnV),
+            wo: weight(LayerWeight::AttnOutput),
+            feed_forward_norm: weight(LayerWeight::FfnNorm),
+            gate: weight(LayerWeight::FfnGate),
+            up: weight(LayerWeight::FfnUp),
+            down: weight(LayerWeight::FfnDown),
+        }
     }
 }
 

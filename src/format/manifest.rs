@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{expected_tensors, layer_role, TensorCountError};
-use super::DType;
-use crate::judge::JudgeFamily;
-use crate::model::{Architecture, ChatTemplate};
+use super::{Architecture, ChatTemplate, DType, JudgeFamily};
 
 /// The format of a model without input orders; older builds read it.
 pub const FORMAT_VERSION: u32 = 1;
@@ -237,7 +235,7 @@ impl Manifest {
     /// Input orders are named by layer weights only (the embedding has no input columns,
     /// the lm_head none permuted), need the newer format, and name a `u32` vector with
     /// one index per column. That the indices form a permutation is checked when the
-    /// shard holding them arrives ([`crate::model::ShardUploader`]).
+    /// shard holding them arrives (the model's `ShardUploader`).
     fn validate_input_orders(&self, tensors: &HashMap<&str, &TensorEntry>) -> Result<(), ManifestError> {
         for tensor in &self.tensors {
             let Some(order_name) = &tensor.input_order else { continue };

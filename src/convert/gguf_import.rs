@@ -1,7 +1,7 @@
 //! GGUF import: a llama-architecture GGUF file becomes a model directory, losslessly.
 //!
 //! Tensor data maps onto the model directory's dtypes without requantizing (see
-//! [`DType`](super::DType) for the layouts): F32 stays f32, F16 stays f16, Q8_0
+//! [`DType`] for the layouts): F32 stays f32, F16 stays f16, Q8_0
 //! becomes q8 with groups of 32, Q4_0 becomes q4 with `(d, -8d)` and Q4_1 q4 with
 //! `(d, m)`. Every converted value equals the value GGUF's dequantization gives. Vectors
 //! (the norm weights) become f32, dequantized if needed, because the RMSNorm kernel
@@ -29,20 +29,23 @@ use std::path::Path;
 
 use half::f16;
 
-use super::checked_file;
-use super::gguf::{
+use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
+use super::io_error_at;
+use super::writer::ModelWriter;
+use crate::format::checked_file;
+use crate::format::gguf::{
     GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_0,
 };
-use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
-use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use super::schema::{expected_tensors, GlobalWeight};
-use super::writer::ModelWriter;
-use super::{dequantize, io_error_at, pack_q4, pack_q8, DType, Manifest};
-use crate::model::{Architecture, ChatTemplate};
+use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use crate::format::schema::{expected_tensors, GlobalWeight};
+use crate::format::{dequantize, pack_q4, pack_q8, Architecture, ChatTemplate, DType, Manifest, BLOCK_VALUES};
 
-/// Values per block of Q4_0, Q4_1 and Q8_0, which become the q4/q8 group size.
+/// Values per block of ggml's Q4_0, Q4_1 and Q8_0 (GGUF's, as in
+/// [`crate::format::gguf::ggml_block_layout`]); each block becomes one q4/q8 group, which
+/// must hold whole weight blocks.
 const GROUP: usize = 32;
+const _: () = assert!(GROUP.is_multiple_of(BLOCK_VALUES as usize));
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::{Dtype, SafeTensorError};
 
-use super::checked_file::{self, ReadError, RegularFile};
 use super::checkpoint::{self, Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
+use crate::format::checked_file::{self, ReadError, RegularFile};
 
 /// The largest header accepted: the `safetensors` crate's own limit.
 pub const MAX_HEADER_BYTES: u64 = 100_000_000;

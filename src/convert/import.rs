@@ -10,13 +10,12 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::checked_file::{self, ReadError};
-use super::gguf::GgufError;
 use super::io_error_at;
-use super::manifest::{Manifest, MANIFEST_FILE, TOKENIZER_FILE};
 use super::writer::is_shard_file_name;
-use crate::judge::JudgeFamily;
-use crate::model::ChatTemplate;
+use crate::format::checked_file::{self, ReadError};
+use crate::format::gguf::GgufError;
+use crate::format::manifest::{Manifest, MANIFEST_FILE, TOKENIZER_FILE};
+use crate::format::{ChatTemplate, JudgeFamily};
 
 /// Smaller shards gain nothing and could not even hold one row of most tensors.
 pub const MIN_SHARD_BYTES: u64 = 4096;

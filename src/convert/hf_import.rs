@@ -37,17 +37,17 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::checked_file::{self, ReadError};
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
-use super::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use super::io_error_at;
 use super::safetensors::{self, SafetensorsError};
-use super::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
-use super::{io_error_at, DType, Manifest, Quant};
-use crate::model::{Architecture, ChatTemplate};
+use crate::format::checked_file::{self, ReadError};
+use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
+use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
+use crate::format::{Architecture, ChatTemplate, DType, Manifest, Quant};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
@@ -524,9 +524,7 @@ pub fn convert_hf(
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes).into());
     }
-    if options.quant.dtype().is_quantized() && (options.group == 0 || !options.group.is_multiple_of(32)) {
-        return Err(HfError::Unsupported(format!("group size {} is not a positive multiple of 32", options.group)));
-    }
+    options.quant.dtype().check_group(options.group as u64).map_err(HfError::Unsupported)?;
     let config = read_json(&hf_dir.join("config.json"))?
         .ok_or_else(|| HfError::Config(format!("{} has no config.json", hf_dir.display())))?;
     let tokenizer_config = read_json(&hf_dir.join("tokenizer_config.json"))?;

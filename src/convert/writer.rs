@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{
+use super::io_error_at;
+use crate::format::manifest::{
     Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, INPUT_ORDER_FORMAT_VERSION, MANIFEST_FILE,
     MAX_BINDING_BYTES, MAX_MANIFEST_BYTES,
 };
-use super::{io_error_at, DType};
-use crate::judge::JudgeFamily;
-use crate::model::{Architecture, ChatTemplate};
+use crate::format::{hex, Architecture, ChatTemplate, DType, JudgeFamily};
 
 pub struct ModelWriter {
     dir: PathBuf,
@@ -186,10 +185,6 @@ pub fn is_shard_file_name(name: &str) -> bool {
             ".partial" => true,
             rest => rest.strip_prefix('-').and_then(|rest| rest.strip_suffix(".bin")).is_some_and(is_hash),
         }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use half::{bf16, f16};
 
-use super::checked_file::{self, ReadError};
+use crate::format::checked_file::{self, ReadError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

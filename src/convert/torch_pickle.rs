@@ -28,8 +28,8 @@ use std::rc::Rc;
 use zip::result::ZipError;
 use zip::{CompressionMethod, ZipArchive};
 
-use super::checked_file::{self, ReadError, RegularFile};
 use super::checkpoint::{self, Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
+use crate::format::checked_file::{self, ReadError, RegularFile};
 
 /// Sharded checkpoints list their files here.
 pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";

@@ -37,9 +37,9 @@ use std::path::Path;
 use half::f16;
 use serde_json::Value;
 
-use super::checked_file::{self, ReadError};
 use super::checkpoint::{Checkpoint, CheckpointDType, CheckpointError, CheckpointTensor};
-use super::pack_q4_words;
+use crate::format::checked_file::{self, ReadError};
+use crate::format::{pack_q4_words, BLOCK_VALUES};
 
 /// AutoGPTQ's quantization settings file.
 pub const CONFIG_FILE: &str = "quantize_config.json";
@@ -344,9 +344,9 @@ impl GptqPlan {
     /// cannot.
     pub fn q4_group(&self) -> Result<usize, String> {
         let size = self.size;
-        if !size.is_multiple_of(32) || !self.inputs.is_multiple_of(size) {
+        if !size.is_multiple_of(BLOCK_VALUES as usize) || !self.inputs.is_multiple_of(size) {
             return Err(format!(
-                "group size {size} is not a multiple of 32 dividing its {} input columns",
+                "group size {size} is not a multiple of {BLOCK_VALUES} dividing its {} input columns",
                 self.inputs
             ));
         }

@@ -19,6 +19,8 @@
 use half::f16;
 use serde::{Deserialize, Serialize};
 
+use super::BLOCK_VALUES;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
@@ -67,14 +69,20 @@ impl DType {
         }
     }
 
+    /// Checks that a quantized dtype's groups hold whole weight blocks.
+    pub fn check_group(self, group: u64) -> Result<(), String> {
+        if self.is_quantized() && (group == 0 || !group.is_multiple_of(u64::from(BLOCK_VALUES))) {
+            return Err(format!("group size {group} is not a positive multiple of {BLOCK_VALUES}"));
+        }
+        Ok(())
+    }
+
     /// Checks that a matrix of `cols` columns can use this dtype and group size.
     pub fn check_shape(self, cols: u64, group: u64) -> Result<(), String> {
         if !self.is_quantized() {
             return Ok(());
         }
-        if group == 0 || !group.is_multiple_of(32) {
-            return Err(format!("group size {group} is not a positive multiple of 32"));
-        }
+        self.check_group(group)?;
         if !cols.is_multiple_of(group) {
             return Err(format!("{cols} columns are not a multiple of the group size {group}"));
         }

@@ -1,0 +1,31 @@
+//! The model directory format both engines read: the manifest and its validation, weight
+//! dtypes, the tensor schema, the architecture, chat template and judge family a manifest
+//! records, and the GGUF reader. It imports nothing else of the crate; the converters that
+//! write it live above it, in `convert/` (native only).
+
+mod architecture;
+mod block;
+mod chat_template;
+// Reading files (native only: the browser fetches a model directory's files).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod checked_file;
+mod dtype;
+pub mod gguf;
+mod judge_family;
+pub mod manifest;
+pub mod schema;
+
+pub use architecture::Architecture;
+pub use block::BLOCK_VALUES;
+pub use chat_template::ChatTemplate;
+pub use dtype::{
+    dequantize, encode, pack_f16_words, pack_q4, pack_q4_words, pack_q8, quantize_q4, quantize_q4_sym, quantize_q8,
+    DType, Quant,
+};
+pub use judge_family::JudgeFamily;
+pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};
+
+/// Lowercase hex, as the manifest records a shard's sha256.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
