@@ -5,6 +5,7 @@
 pub mod dataset;
 pub mod metrics;
 pub mod output;
+pub mod policy;
 pub mod protocol;
 pub mod rubric_metrics;
 pub mod session;
