@@ -162,6 +162,18 @@ export function builtInRubrics() {
   return anyWorker(undefined, { op: "builtInRubrics" });
 }
 
+// The settings a call gets when it names none ({ maxNewTokens, generateMaxNewTokens }, the
+// CLI's too), from the wasm export of the same name.
+export function defaults() {
+  return anyWorker(undefined, { op: "defaults" });
+}
+
+// Every protocol, [{ name, family, pairwise, reference, language, method }], from the wasm
+// export of the same name: the Judge method (and Auto-J's language) that runs each.
+export function protocols() {
+  return anyWorker(undefined, { op: "protocols" });
+}
+
 export class Judge {
   constructor(session) {
     this.session = session;
