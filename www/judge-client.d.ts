@@ -67,5 +67,6 @@ export declare function builtInRubrics(): Promise<{ name: BuiltInRubric; text: s
 /** The settings a call gets when it names none, from the wasm export. */
 export declare function defaults(): Promise<Defaults>;
 
-/** Every protocol with the `Judge` method (and Auto-J's `language`) that runs it, from the wasm export. */
-export declare function protocols(): Promise<ProtocolInfo[]>;
+/** Every protocol with the `Judge` method (and Auto-J's `language`) that runs it, from the wasm export
+ *  (in the worker of `modelUrl`'s model when given, started for it if none runs). */
+export declare function protocols(modelUrl?: string): Promise<ProtocolInfo[]>;

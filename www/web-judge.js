@@ -24,10 +24,11 @@ const DEFAULT_MODEL = "./models/default/";
 
 // The protocols by name (the `protocol` attribute), from the wasm once: each with the Judge
 // method that runs it, whether it judges a pair, and Auto-J's language. The API picks
-// Prometheus' _ref protocols itself when a reference answer is given.
+// Prometheus' _ref protocols itself when a reference answer is given. Asked of the worker of
+// the first element's model, which its loads then share.
 let protocolTable = null;
-function protocolsByName() {
-  protocolTable ??= protocols().then(
+function protocolsByName(modelUrl) {
+  protocolTable ??= protocols(modelUrl).then(
     (list) => new Map(list.map((protocol) => [protocol.name, protocol])),
     (error) => {
       protocolTable = null;
@@ -100,7 +101,11 @@ class WebJudge extends HTMLElement {
   // language), undefined for an unknown name.
   async protocol() {
     const name = this.getAttribute("protocol");
-    return name === null ? null : (await protocolsByName()).get(name);
+    return name === null ? null : (await protocolsByName(this.model)).get(name);
+  }
+
+  get model() {
+    return this.getAttribute("model") || DEFAULT_MODEL;
   }
 
   pairwise(protocol) {
@@ -133,7 +138,7 @@ class WebJudge extends HTMLElement {
   async call() {
     const protocol = await this.protocol();
     if (protocol === undefined) {
-      const names = [...(await protocolsByName()).keys()].join(", ");
+      const names = [...(await protocolsByName(this.model)).keys()].join(", ");
       throw Object.assign(new Error(`protocol must be one of ${names}`), { name: "InvalidInput" });
     }
     const pairwise = this.pairwise(protocol);
@@ -202,7 +207,7 @@ class WebJudge extends HTMLElement {
     const startedAt = performance.now();
     this.status.textContent = "loading the model…";
     try {
-      const judge = await Judge.load(this.getAttribute("model") || DEFAULT_MODEL, {
+      const judge = await Judge.load(this.model, {
         onProgress: (loaded, total) => {
           this.progress.hidden = false;
           this.progress.max = total || 1;
