@@ -30,7 +30,9 @@ use webjudge::format::{dequantize, encode, Architecture, DType, Manifest, Tensor
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, ModelWeights};
 use webjudge::model::{verify_shard, LlamaModel, LoadOptions};
-use webjudge::web::{fit, loader, Judge};
+use webjudge::web::{
+    defaults, fit, loader, pairwise_metrics, preference_metrics, protocols, score_metrics, JsJudge as Judge,
+};
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
@@ -90,6 +92,41 @@ fn string(value: &JsValue, name: &str) -> String {
 }
 
 /// The JS error a promise rejected with: (name, message).
+/// The TypeScript declarations of the API's results (wasm-bindgen writes them into
+/// `webjudge.d.ts`).
+const DECLARATIONS: &str = include_str!("../src/web/types.d.ts");
+
+/// The fields `interface` declares, with those of the interface it extends (nested object
+/// types' fields count too: the check below is one-sided).
+fn declared(interface: &str) -> Vec<String> {
+    let head = format!("export interface {interface} ");
+    let start = DECLARATIONS.find(&head).unwrap_or_else(|| panic!("src/web/types.d.ts declares no {interface}"));
+    let (header, body) = DECLARATIONS[start + head.len()..].split_once('{').unwrap();
+    let body = &body[..body.find("\n}").unwrap()];
+    let mut fields: Vec<String> = body
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let name: String = line.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            (!name.is_empty() && line[name.len()..].starts_with(['?', ':'])).then_some(name)
+        })
+        .collect();
+    if let Some(parent) = header.trim().strip_prefix("extends ") {
+        fields.extend(declared(parent.trim()));
+    }
+    fields
+}
+
+/// Fails when a result has a field its TypeScript interface does not declare: a field added
+/// to a Rust result type must be added to src/web/types.d.ts too.
+fn assert_declared(value: &JsValue, interface: &str) {
+    let fields = declared(interface);
+    for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
+        let key = key.as_string().unwrap();
+        assert!(fields.contains(&key), "a {interface} has {key:?}, which src/web/types.d.ts does not declare");
+    }
+}
+
 async fn rejection(promise: Promise) -> (String, String) {
     let error = JsFuture::from(promise).await.expect_err("the call should have failed");
     let error: js_sys::Error = error.dyn_into().expect("rejected with an Error");
@@ -287,6 +324,8 @@ async fn load_generate_cache_and_clear() {
     let judge = load(&url, &[("onProgress", on_progress.as_ref().clone()), ("contextLength", 512.into())]).await;
     let network_ms = started.elapsed().as_millis();
     let info = judge.info().unwrap();
+    assert_declared(&info, "ModelInfo");
+    assert_declared(&get(&info, "architecture"), "Architecture");
     let total = number(&info, "weightBytes");
     let events = progress.borrow().clone();
     assert!(events.len() > 10, "byte-level progress: {} events", events.len());
@@ -404,17 +443,21 @@ async fn api_stream_cancel_serialize_and_errors() {
     let single = object(&[("query", "Say hi.".into()), ("response", "Hi!".into())]);
     let options = object(&[("signal", aborted.clone().into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.single(single.into(), Some(options))).await.unwrap();
+    assert_declared(&result, "SingleResult");
     assert!(get(&result, "rating").is_null());
     assert!(number(&result, "prompt_tokens") > 50.0);
     assert_eq!((string(&result, "finish").as_str(), number(&result, "generated_tokens")), ("cancelled", 0.0));
     let options = object(&[("signal", aborted.clone().into()), ("swap", true.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.pairwise(input.clone().into(), Some(options))).await.unwrap();
     let swapped = get(&result, "swapped");
+    assert_declared(&result, "PairwiseResult");
+    assert_declared(&swapped, "PairJudgement");
     assert_eq!(string(&swapped, "finish"), "cancelled");
     assert!(get(&result, "winner").is_null() && get(&result, "swapped_winner_mapped").is_null());
     assert!(get(&result, "combined").is_null() && get(&result, "consistent").as_bool() == Some(false));
     let options = object(&[("signal", aborted.into()), ("maxNewTokens", 8.into())]);
     let result = JsFuture::from(judge.generate("Hello".into(), Some(options))).await.unwrap();
+    assert_declared(&result, "GenerateResult");
     assert_eq!(string(&result, "finish"), "cancelled");
     assert_eq!(get(&result, "ids").unchecked_into::<js_sys::Array>().length(), 0);
 
@@ -557,6 +600,9 @@ async fn profile_times_every_kernel() {
 
     let options = object(&[("contextTokens", 4.into()), ("runs", 1.into())]);
     let profile = JsFuture::from(judge.profile(Some(options))).await.unwrap();
+    assert_declared(&profile, "Profile");
+    let decode: js_sys::Array = get(&profile, "decode").unchecked_into();
+    decode.iter().for_each(|kernel| assert_declared(&kernel, "KernelTime"));
     let profile: serde_json::Value = serde_wasm_bindgen::from_value(profile).unwrap();
     let markdown = profile["markdown"].as_str().unwrap();
     web_sys::console::log_1(&markdown.into());
@@ -670,4 +716,25 @@ async fn fit_refusals() {
     assert_eq!(fit::batch_size(&manifest, 512, Some(3), binding), 3);
     // Two 3 MiB slots per layer buffer in a 7 MiB binding.
     assert_eq!(fit::batch_size(&manifest, 8192, Some(8), 7 << 20), 2);
+}
+
+/// The exports that need no model: the defaults and the protocol table the page reads (the
+/// CLI's), and the metrics of no records, each as its declarations say.
+#[wasm_bindgen_test]
+fn model_free_exports_match_their_declarations() {
+    let settings = defaults();
+    assert_declared(&settings, "Defaults");
+    assert_eq!((number(&settings, "maxNewTokens"), number(&settings, "generateMaxNewTokens")), (1024.0, 256.0));
+    let table: js_sys::Array = protocols().unchecked_into();
+    let names: Vec<String> = table.iter().map(|protocol| string(&protocol, "name")).collect();
+    assert_eq!(names, webjudge::judge::Protocol::ALL.map(|protocol| protocol.name().to_string()));
+    for protocol in table.iter() {
+        assert_declared(&protocol, "ProtocolInfo");
+    }
+    let compare = table.iter().find(|protocol| string(protocol, "name") == "prometheus_relative_ref").unwrap();
+    assert_eq!((string(&compare, "method"), get(&compare, "reference").as_bool()), ("compare".into(), Some(true)));
+    let none = || js_sys::Array::new().into();
+    assert_declared(&pairwise_metrics(none()).unwrap(), "PairwiseMetrics");
+    assert_declared(&preference_metrics(none()).unwrap(), "PreferenceMetrics");
+    assert_declared(&score_metrics(none()).unwrap(), "ScoreMetrics");
 }

@@ -2,7 +2,7 @@
 // family (Auto-J, or Prometheus 2 with its rubric) and the shared options; the one-item judge
 // lives in item.js and the batch judge in batch.js.
 
-import { Judge, builtInRubrics } from "./judge-client.js";
+import { Judge, builtInRubrics, defaults } from "./judge-client.js";
 import { el } from "./dom.js";
 import { explain, megabytes, progressText } from "./messages.js";
 import { setupItem } from "./item.js";
@@ -96,7 +96,8 @@ function clearError() {
 
 function readOptions() {
   return {
-    maxNewTokens: Math.max(1, Number($("max-new-tokens").value) || 1024),
+    // Empty (or 0): the wasm's default.
+    maxNewTokens: Number($("max-new-tokens").value) ? Math.max(1, Number($("max-new-tokens").value)) : undefined,
     language: $("language").value,
     swap: $("swap").checked,
     truncate: $("truncate").checked,
@@ -177,6 +178,14 @@ for (const tab of document.querySelectorAll(".tab")) {
 
 // The choice the browser restored with the form, until a model names its own.
 setFamily($("family").value);
+
+// The critique limit shown is the wasm's default (the CLI's), unless one is typed first.
+defaults().then(
+  ({ maxNewTokens }) => {
+    if ($("max-new-tokens").value === "") $("max-new-tokens").value = String(maxNewTokens);
+  },
+  (error) => console.warn("no defaults from the wasm:", error),
+);
 
 const shared = { ensureJudge, readOptions, showError, clearError, setFamily };
 setupItem(shared);

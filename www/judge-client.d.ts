@@ -63,3 +63,10 @@ export declare function parseRows(text: string): Promise<BatchRow[]>;
 
 /** prometheus-eval's built-in rubrics with their texts, from the wasm export. */
 export declare function builtInRubrics(): Promise<{ name: BuiltInRubric; text: string }[]>;
+
+/** The settings a call gets when it names none, from the wasm export. */
+export declare function defaults(): Promise<Defaults>;
+
+/** Every protocol with the `Judge` method (and Auto-J's `language`) that runs it, from the wasm export
+ *  (in the worker of `modelUrl`'s model when given, started for it if none runs). */
+export declare function protocols(modelUrl?: string): Promise<ProtocolInfo[]>;

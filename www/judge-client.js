@@ -1,6 +1,6 @@
 // The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
 // rubric, compare, judgeBatch, generate, info, unload, clearCache) and its pairwiseMetrics,
-// parseRows and builtInRubrics, with the engine running in a
+// parseRows, builtInRubrics, defaults and protocols, with the engine running in a
 // dedicated worker so the page stays responsive while a model loads or a critique streams.
 //
 // One worker per model URL serves everything on the page: two <web-judge> elements, or the page
@@ -116,6 +116,17 @@ class Session {
   }
 }
 
+// The session of the model at `modelUrl`: its worker, started (not loaded) when none runs.
+function sessionFor(modelUrl) {
+  const base = modelBase(modelUrl);
+  let session = sessions.get(base);
+  if (!session) {
+    session = new Session(base);
+    sessions.set(base, session);
+  }
+  return session;
+}
+
 // Splits the callbacks and the signal from the options that travel to the worker.
 function split(options = {}) {
   const { onToken, signal, ...rest } = options;
@@ -162,18 +173,28 @@ export function builtInRubrics() {
   return anyWorker(undefined, { op: "builtInRubrics" });
 }
 
+// The settings a call gets when it names none ({ maxNewTokens, generateMaxNewTokens }, the
+// CLI's too), from the wasm export of the same name.
+export function defaults() {
+  return anyWorker(undefined, { op: "defaults" });
+}
+
+// Every protocol, [{ name, family, pairwise, reference, language, method }], from the wasm
+// export of the same name: the Judge method (and Auto-J's language) that runs each. With
+// `modelUrl`, asked of that model's worker, started for it (not loaded) when none runs: a
+// caller that will load the model (<web-judge>) starts one worker, not two.
+export function protocols(modelUrl) {
+  if (modelUrl === undefined) return anyWorker(undefined, { op: "protocols" });
+  return sessionFor(modelUrl).request({ op: "protocols" });
+}
+
 export class Judge {
   constructor(session) {
     this.session = session;
   }
 
   static async load(modelUrl, options = {}) {
-    const base = modelBase(modelUrl);
-    let session = sessions.get(base);
-    if (!session) {
-      session = new Session(base);
-      sessions.set(base, session);
-    }
+    const session = sessionFor(modelUrl);
     const { onProgress } = options;
     if (onProgress) session.progressListeners.add(onProgress);
     try {

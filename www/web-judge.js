@@ -16,24 +16,27 @@
 // judgement finishes the element fires a "judged" event whose detail is the result; a failure
 // fires "judge-error" with the Error. element.load() loads the model ahead of the first click.
 
-import { Judge } from "./judge-client.js";
+import { Judge, protocols } from "./judge-client.js";
 import { el } from "./dom.js";
 import { explain, progressText, statsText, verdictBadge } from "./messages.js";
 
 const DEFAULT_MODEL = "./models/default/";
 
-// The `protocol` attribute: the Judge method that runs it, and whether it judges a pair. The
-// API picks Prometheus' _ref protocols itself when a reference answer is given.
-const PROTOCOLS = {
-  pairwise_tie: { method: "pairwise", pairwise: true, language: "en" },
-  single: { method: "single", pairwise: false, language: "en" },
-  zh_pairwise_tie: { method: "pairwise", pairwise: true, language: "zh" },
-  zh_single: { method: "single", pairwise: false, language: "zh" },
-  prometheus_absolute: { method: "rubric", pairwise: false },
-  prometheus_absolute_ref: { method: "rubric", pairwise: false, reference: true },
-  prometheus_relative: { method: "compare", pairwise: true },
-  prometheus_relative_ref: { method: "compare", pairwise: true, reference: true },
-};
+// The protocols by name (the `protocol` attribute), from the wasm once: each with the Judge
+// method that runs it, whether it judges a pair, and Auto-J's language. The API picks
+// Prometheus' _ref protocols itself when a reference answer is given. Asked of the worker of
+// the first element's model, which its loads then share.
+let protocolTable = null;
+function protocolsByName(modelUrl) {
+  protocolTable ??= protocols(modelUrl).then(
+    (list) => new Map(list.map((protocol) => [protocol.name, protocol])),
+    (error) => {
+      protocolTable = null;
+      throw error;
+    },
+  );
+  return protocolTable;
+}
 
 // A constructed stylesheet: unlike a <style> element it is not blocked by a strict style-src.
 const sheet = new CSSStyleSheet();
@@ -94,29 +97,34 @@ class WebJudge extends HTMLElement {
     if (this.isConnected) this.renderInputs();
   }
 
-  get pairwise() {
-    return this.protocol?.pairwise ?? this.getAttribute("mode") !== "single";
-  }
-
-  // The `protocol` attribute's entry in PROTOCOLS; null without one (Auto-J, by mode and
+  // The `protocol` attribute's entry in the wasm's table; null without one (Auto-J, by mode and
   // language), undefined for an unknown name.
-  get protocol() {
+  async protocol() {
     const name = this.getAttribute("protocol");
-    return name === null ? null : PROTOCOLS[name];
+    return name === null ? null : (await protocolsByName(this.model)).get(name);
   }
 
-  get prometheus() {
-    return ["rubric", "compare"].includes(this.protocol?.method);
+  get model() {
+    return this.getAttribute("model") || DEFAULT_MODEL;
   }
 
-  // The item being judged, shown as text so a docs reader sees what the judge sees.
-  renderInputs() {
-    const [first, second] = this.prometheus ? ["Response A", "Response B"] : ["Response 1", "Response 2"];
+  pairwise(protocol) {
+    return protocol?.pairwise ?? this.getAttribute("mode") !== "single";
+  }
+
+  // The item being judged, shown as text so a docs reader sees what the judge sees (as Auto-J's
+  // until the protocol table arrives, if it cannot: judging then says why).
+  async renderInputs() {
+    const turn = (this.renders = (this.renders ?? 0) + 1);
+    const protocol = await this.protocol().catch(() => null);
+    if (turn !== this.renders) return; // a later change renders instead
+    const prometheus = protocol?.family === "prometheus";
+    const [first, second] = prometheus ? ["Response A", "Response B"] : ["Response 1", "Response 2"];
     const fields = [
-      [this.prometheus ? "Instruction" : "Query", this.hasAttribute("query") ? "query" : "instruction"],
-      ...(this.pairwise ? [[first, "response1"], [second, "response2"]] : [["Response", "response"]]),
-      ...(this.prometheus ? [["Rubric", "rubric"]] : []),
-      ...(this.prometheus && this.hasAttribute("reference-answer") ? [["Reference answer", "reference-answer"]] : []),
+      [prometheus ? "Instruction" : "Query", this.hasAttribute("query") ? "query" : "instruction"],
+      ...(this.pairwise(protocol) ? [[first, "response1"], [second, "response2"]] : [["Response", "response"]]),
+      ...(prometheus ? [["Rubric", "rubric"]] : []),
+      ...(prometheus && this.hasAttribute("reference-answer") ? [["Reference answer", "reference-answer"]] : []),
     ];
     this.inputs.replaceChildren(
       ...fields.flatMap(([title, name]) => [
@@ -127,21 +135,22 @@ class WebJudge extends HTMLElement {
   }
 
   // The Judge call for the element's attributes: [method, input, options without callbacks].
-  call() {
-    const protocol = this.protocol;
+  async call() {
+    const protocol = await this.protocol();
     if (protocol === undefined) {
-      const names = Object.keys(PROTOCOLS).join(", ");
+      const names = [...(await protocolsByName(this.model)).keys()].join(", ");
       throw Object.assign(new Error(`protocol must be one of ${names}`), { name: "InvalidInput" });
     }
+    const pairwise = this.pairwise(protocol);
     const text = (name) => this.getAttribute(name) ?? "";
     const query = this.getAttribute("query") ?? text("instruction");
-    const responses = this.pairwise
+    const responses = pairwise
       ? { response1: text("response1"), response2: text("response2") }
       : { response: text("response") };
     const maxNewTokens = Number(this.getAttribute("max-new-tokens")) || undefined;
-    if (!this.prometheus) {
+    if (protocol?.family !== "prometheus") {
       const language = protocol?.language ?? (this.getAttribute("language") === "zh" ? "zh" : "en");
-      return [this.pairwise ? "pairwise" : "single", { query, ...responses }, { maxNewTokens, language }];
+      return [pairwise ? "pairwise" : "single", { query, ...responses }, { maxNewTokens, language }];
     }
     const reference = this.getAttribute("reference-answer");
     if (protocol.reference && reference === null) {
@@ -164,7 +173,7 @@ class WebJudge extends HTMLElement {
     const text = document.createTextNode("");
     this.critique.replaceChildren(text);
     try {
-      const [method, input, options] = this.call();
+      const [method, input, options] = await this.call();
       const judge = await this.load();
       this.critique.hidden = false;
       this.status.textContent = "judging…";
@@ -198,7 +207,7 @@ class WebJudge extends HTMLElement {
     const startedAt = performance.now();
     this.status.textContent = "loading the model…";
     try {
-      const judge = await Judge.load(this.getAttribute("model") || DEFAULT_MODEL, {
+      const judge = await Judge.load(this.model, {
         onProgress: (loaded, total) => {
           this.progress.hidden = false;
           this.progress.max = total || 1;

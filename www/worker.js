@@ -12,6 +12,7 @@
 //                                                                needs no model
 //                  { id, op: "parseRows", text }                 needs no model
 //                  { id, op: "builtInRubrics" }                  needs no model
+//                  { id, op: "defaults" | "protocols" }          needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
 //                  { id, type: "token", text, order }            judgeBatch's also carry index
@@ -19,7 +20,9 @@
 //                  { id, type: "result", value }
 //                  { id, type: "error", name, message }
 
-import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "./pkg/webjudge.js";
+import init, {
+  Judge, builtInRubrics, defaults, pairwiseMetrics, parseRows, preferenceMetrics, protocols, scoreMetrics,
+} from "./pkg/webjudge.js";
 
 // init() compiles the wasm once per worker; every request waits for it.
 const ready = init();
@@ -75,6 +78,10 @@ async function handle(message, signal) {
       return parseRows(message.text);
     case "builtInRubrics":
       return builtInRubrics();
+    case "defaults":
+      return defaults();
+    case "protocols":
+      return protocols();
     case "pairwise":
     case "single":
     case "rubric":

@@ -16,8 +16,9 @@ use webjudge::judge::autoj_metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::dataset::{parse_rows, Record, Row};
 use webjudge::judge::output::file::OutputFile;
 use webjudge::judge::output::{without_bom, InputIdentity, RunOptions};
+use webjudge::judge::policy::{slot_context, ProtocolRequest, DEFAULTS};
 use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
-use webjudge::judge::session::{tokenized_input, Judge, JudgeEvent, JudgeOptions, Order, AUTOJ_MAX_NEW_TOKENS};
+use webjudge::judge::session::{Judge, JudgeEvent, JudgeOptions, Order};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 use webjudge::tokenizer::Tokenizer;
@@ -77,7 +78,7 @@ pub struct Args {
     /// Critique tokens at most.
     #[arg(
         long,
-        default_value_t = AUTOJ_MAX_NEW_TOKENS,
+        default_value_t = DEFAULTS.max_new_tokens,
         allow_negative_numbers = true,
         value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
     )]
@@ -124,17 +125,13 @@ fn rubric_argument(text: &str) -> Result<Rubric, String> {
     Ok(Rubric::Fields(fields))
 }
 
-/// The protocol to judge with: `--protocol`, else the default of the model's family (or of
-/// the family the data suggests, for a model that is no known judge); checked against the
-/// model's family and `--swap`.
-fn chosen_protocol(
-    args: &Args,
-    model: Option<JudgeFamily>,
-    suggested: JudgeFamily,
-    pairwise: bool,
-) -> Result<Protocol, Box<dyn std::error::Error>> {
-    let protocol = args.protocol.unwrap_or_else(|| model.unwrap_or(suggested).default_protocol(pairwise));
-    protocol.check_served_by(model)?;
+/// The protocol to judge with ([`ProtocolRequest::choose`], the page's rule): `--protocol`,
+/// else the model's family's (or the family the data suggests, for a model that is no known
+/// judge), `_ref` when there is a reference answer; checked against the model's family and
+/// `--swap`.
+fn chosen_protocol(args: &Args, request: ProtocolRequest) -> Result<Protocol, Box<dyn std::error::Error>> {
+    let protocol = ProtocolRequest { named: args.protocol, ..request }.choose()?;
+    protocol.check_served_by(request.model)?;
     if args.swap && !protocol.is_pairwise() {
         return Err(format!("--swap needs a pairwise protocol, not {}", protocol.name()).into());
     }
@@ -153,8 +150,16 @@ fn single_item(
         (None, None, Some(response)) => Item::single(query, response),
         _ => return Err("give --response1 and --response2, or --response".into()),
     };
-    let suggested = if rubric.is_some() { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
-    let protocol = chosen_protocol(args, model, suggested, item.is_pair())?;
+    let protocol = chosen_protocol(
+        args,
+        ProtocolRequest {
+            model,
+            suggested: rubric.is_some().then_some(JudgeFamily::Prometheus),
+            pairwise: item.is_pair(),
+            reference: args.reference_answer.is_some(),
+            ..ProtocolRequest::default()
+        },
+    )?;
     let item = match rubric {
         Some(rubric) => item.with_rubric(rubric),
         None => item,
@@ -210,15 +215,18 @@ fn batch(
     let bytes = webjudge::format::checked_file::read(input, webjudge::format::checked_file::TEXT_INPUT)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| format!("{}: not UTF-8 text: {e}", input.display()))?;
     let model = files.manifest.judge;
-    let protocol = match args.protocol {
-        Some(protocol) => chosen_protocol(args, model, protocol.family(), protocol.is_pairwise())?,
-        None => {
-            // The first row's fields suggest one (a bad row is reported when read for it).
-            let first = parse_rows(text.lines(), None).next().and_then(Result::ok);
-            let suggested = first.map_or(Protocol::PairwiseTie, |row| row.protocol);
-            chosen_protocol(args, model, suggested.family(), suggested.is_pairwise())?
-        }
-    };
+    // The first row's fields suggest a protocol (a bad row is reported when read for it).
+    let first = parse_rows(text.lines(), None).next().and_then(Result::ok);
+    let protocol = chosen_protocol(
+        args,
+        ProtocolRequest {
+            model,
+            suggested: first.as_ref().map(|row| row.protocol.family()),
+            pairwise: first.as_ref().is_none_or(|row| row.protocol.is_pairwise()),
+            reference: first.as_ref().is_some_and(|row| row.item.reference_answer().is_some()),
+            ..ProtocolRequest::default()
+        },
+    )?;
     let mut rows: Vec<Row> = parse_rows(text.lines(), Some(protocol))
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", input.display()))?;
@@ -239,7 +247,10 @@ fn batch(
     if !todo.is_empty() {
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
-        let context = slot_context(args, files.manifest, protocol, &todo, run.context)?;
+        let tokenizer = Tokenizer::from_file(args.model.model.join(TOKENIZER_FILE))?;
+        let template = &files.manifest.chat_template;
+        let items = todo.iter().map(|row| &row.item);
+        let context = slot_context(&tokenizer, template, protocol, items, args.swap, args.max_new_tokens, run.context)?;
         let mut judge = Judge::new(args.model.load_batch(sequences, Some(context))?);
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("judging {bar:40} {pos}/{len} rows, {elapsed} elapsed, ETA {eta} {msg}")
@@ -331,29 +342,6 @@ impl Sink {
             Sink::Stdout(records) => report(protocol, &records, &mut std::io::stderr()),
         }
     }
-}
-
-/// KV cache positions per sequence slot: what the longest row and its critique need, not
-/// the whole context, so that more rows fit beside each other. The whole context when some
-/// row needs it all (too long, or truncated to fit): rows are judged as with one slot.
-fn slot_context(
-    args: &Args,
-    manifest: &Manifest,
-    protocol: Protocol,
-    rows: &[&Row],
-    context: usize,
-) -> Result<usize, Box<dyn std::error::Error>> {
-    let tokenizer = Tokenizer::from_file(args.model.model.join(TOKENIZER_FILE))?;
-    let mut longest = 0;
-    for row in rows {
-        let mut items = vec![row.item.clone()];
-        items.extend(row.item.swapped().filter(|_| args.swap));
-        for item in &items {
-            let (_, ids) = tokenized_input(&tokenizer, &manifest.chat_template, protocol, item)?;
-            longest = longest.max(ids.len());
-        }
-    }
-    Ok((longest + args.max_new_tokens).saturating_sub(1).clamp(1, context))
 }
 
 /// What this run's records are made with: the model is named by its manifest's hash.

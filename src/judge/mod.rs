@@ -5,6 +5,7 @@
 pub mod autoj_metrics;
 pub mod dataset;
 pub mod output;
+pub mod policy;
 pub mod prometheus_metrics;
 pub mod protocol;
 pub mod session;

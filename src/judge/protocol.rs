@@ -19,6 +19,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::policy::ProtocolRequest;
 use crate::format::{ChatTemplate, JudgeFamily};
 
 /// What a family means to the judge layer: its protocols.
@@ -29,14 +30,10 @@ impl JudgeFamily {
     }
 
     /// The protocol a judge of the family runs when none is named: Auto-J's English ones,
-    /// Prometheus' without a reference answer.
+    /// Prometheus' without a reference answer ([`ProtocolRequest::choose`]'s rule).
     pub fn default_protocol(self, pairwise: bool) -> Protocol {
-        match (self, pairwise) {
-            (JudgeFamily::AutoJ, true) => Protocol::PairwiseTie,
-            (JudgeFamily::AutoJ, false) => Protocol::Single,
-            (JudgeFamily::Prometheus, true) => Protocol::PrometheusRelative,
-            (JudgeFamily::Prometheus, false) => Protocol::PrometheusAbsolute,
-        }
+        let request = ProtocolRequest { asked: Some(self), pairwise, ..ProtocolRequest::default() };
+        request.choose().expect("a request with no language always has a protocol")
     }
 }
 
@@ -439,6 +436,12 @@ pub enum ProtocolError {
     BadRubric,
     #[error("protocol {protocol} shows the judge a reference answer: give \"reference_answer\" (or use {without})")]
     NoReferenceAnswer { protocol: &'static str, without: &'static str },
+    #[error("language must be \"en\" or \"zh\", not {0:?}")]
+    UnknownLanguage(String),
+    #[error("language applies to Auto-J's protocols only")]
+    LanguageIsAutoJ,
+    #[error("give protocol or language, not both (Auto-J's Chinese protocols are zh_pairwise_tie and zh_single)")]
+    ProtocolAndLanguage,
 }
 
 /// The user message for `item`: for Auto-J exactly `TEMPLATE.format(prompt=query,

@@ -1,14 +1,20 @@
-//! The browser build's JavaScript API (wasm-bindgen): [`Judge`] loads a model directory
-//! over HTTP — verified, cached, resumable ([`loader`]), refused up front when it cannot
-//! fit the adapter ([`fit`]) — and judges with the same engine as the CLI.
-//! docs/web-api.md is the reference for JavaScript callers.
+//! The browser build's JavaScript API (wasm-bindgen): [`JsJudge`] (`Judge` in JavaScript)
+//! loads a model directory over HTTP — verified, cached, resumable ([`loader`]), refused up
+//! front when it cannot fit the adapter ([`fit`]) — and judges with the same engine and the
+//! same choices ([`crate::judge::policy`]) as the CLI. docs/web-api.md is the reference for
+//! JavaScript callers.
 
-mod api;
+mod arguments;
+mod callbacks;
+mod class;
 mod error;
+mod exports;
 pub mod fit;
+mod load;
 pub mod loader;
 mod options;
 mod types;
 
-pub use api::{pairwise_metrics, preference_metrics, score_metrics, Judge};
+pub use class::JsJudge;
 pub use error::WebError;
+pub use exports::{defaults, pairwise_metrics, preference_metrics, protocols, score_metrics};

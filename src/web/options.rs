@@ -69,15 +69,3 @@ pub fn rubric(value: JsValue) -> Result<Rubric, WebError> {
     let fields = value.is_object().then(|| serde_wasm_bindgen::from_value::<ScoreRubric>(value).ok()).flatten();
     fields.map(Rubric::Fields).ok_or_else(|| ProtocolError::BadRubric.into())
 }
-
-/// Auto-J's English or Chinese protocol for a pair or a single response.
-pub fn protocol(options: Option<&Object>, pairwise: bool) -> Result<Protocol, WebError> {
-    let language = opt_string(options, "language")?;
-    Ok(match (language.as_deref().unwrap_or("en"), pairwise) {
-        ("en", true) => Protocol::PairwiseTie,
-        ("en", false) => Protocol::Single,
-        ("zh", true) => Protocol::ZhPairwiseTie,
-        ("zh", false) => Protocol::ZhSingle,
-        (other, _) => return Err(WebError::InvalidInput(format!("language must be \"en\" or \"zh\", not {other:?}"))),
-    })
-}
