@@ -1,6 +1,6 @@
 //! The model directory format both engines read: the manifest and its validation, weight
 //! dtypes, the tensor schema, the architecture, chat template and judge family a manifest
-//! records, and the GGUF reader. It imports nothing else of the crate; the converters that
+//! records, the GGUF reader and GGML's block types. It imports nothing else of the crate; the converters that
 //! write it live above it, in `convert/` (native only).
 
 mod architecture;
@@ -10,6 +10,7 @@ mod chat_template;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checked_file;
 mod dtype;
+pub mod ggml_blocks;
 pub mod gguf;
 mod judge_family;
 pub mod manifest;
