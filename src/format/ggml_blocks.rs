@@ -137,7 +137,7 @@ fn legacy(block: &[u8], out: &mut Vec<f32>, has_min: bool, has_fifth_bit: bool, 
 }
 
 /// Sub-block `j`'s 6-bit scale and min (`get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -188,13 +188,14 @@ fn q6_k(block: &[u8], out: &mut Vec<f32>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// gguf-py's dequantization of raw blocks of every type (tools/reference/ggml_blocks_fixture.py).
     const FIXTURE: &str = include_str!("../../tests/fixtures/ggml_blocks.json");
 
-    fn hex(text: &str) -> Vec<u8> {
+    /// Bytes from the fixtures' hex strings.
+    pub(crate) fn hex(text: &str) -> Vec<u8> {
         (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
     }
 

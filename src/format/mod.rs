@@ -12,6 +12,7 @@ pub mod checked_file;
 mod dtype;
 pub mod ggml_blocks;
 pub mod gguf;
+pub mod k_quants;
 mod judge_family;
 pub mod manifest;
 pub mod schema;

@@ -1,0 +1,336 @@
+//! llama.cpp's reference quantizers for the K-quants (`quantize_row_q4_K_ref`,
+//! `quantize_row_q5_K_ref`, `quantize_row_q6_K_ref` in ggml-quants.c), written so that the same
+//! f32 rows give the same blocks byte for byte: the same searches, the same f32 operations in
+//! the same order (no fused multiply-adds; Rust never contracts them), the same rounding
+//! (`nearest_int` rounds half to even) and the same f16 conversion (round to nearest even).
+//!
+//! Q4_K and Q5_K fit each sub-block of 32 values with a scale and a minimum chosen by a
+//! weighted least-squares search over candidate scales (`make_qkx2_quants`), then quantize
+//! the eight scales and mins to 6 bits under one f16 `d` and `dmin`; Q6_K fits 16 sub-blocks
+//! of 16 symmetric values (`make_qx_quants`) under 8-bit scales and one f16 `d`. The blocks
+//! are laid out as [`GgmlType::dequantize`](super::ggml_blocks::GgmlType::dequantize) reads them.
+
+use half::f16;
+
+/// Values per super-block (`QK_K`).
+pub const SUPER_BLOCK: usize = 256;
+/// Below this, a Q6_K super-block is all zero (`GROUP_MAX_EPS`).
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// llama.cpp's `nearest_int`: round half to even (it adds 1.5 * 2^23 and reads the mantissa).
+fn nearest_int(value: f32) -> i32 {
+    value.round_ties_even() as i32
+}
+
+fn f16_bytes(value: f32) -> [u8; 2] {
+    f16::from_f32(value).to_le_bytes()
+}
+
+fn f16_value(bytes: [u8; 2]) -> f32 {
+    f16::from_le_bytes(bytes).to_f32()
+}
+
+/// Quantizes rows (a multiple of 256 values) to Q4_K blocks as `quantize_row_q4_K_ref` does.
+pub fn quantize_q4_k(values: &[f32]) -> Vec<u8> {
+    quantize_scale_min(values, 15, -1.0, 20)
+}
+
+/// Quantizes rows (a multiple of 256 values) to Q5_K blocks as `quantize_row_q5_K_ref` does.
+pub fn quantize_q5_k(values: &[f32]) -> Vec<u8> {
+    quantize_scale_min(values, 31, -0.5, 15)
+}
+
+/// Q4_K (`max_code` 15) and Q5_K (31): a super-block is `d`, `dmin`, 12 bytes of packed 6-bit
+/// scales and mins, (Q5_K: 32 bytes of fifth bits), 128 bytes of nibbles.
+fn quantize_scale_min(values: &[f32], max_code: u8, search_start: f32, search_steps: i32) -> Vec<u8> {
+    assert!(values.len().is_multiple_of(SUPER_BLOCK), "{} values are not whole super-blocks", values.len());
+    let five_bits = max_code == 31;
+    let mut out = Vec::with_capacity(values.len() / SUPER_BLOCK * if five_bits { 176 } else { 144 });
+    for x in values.chunks_exact(SUPER_BLOCK) {
+        let mut codes = [0u8; SUPER_BLOCK];
+        let mut fits = [(0f32, 0f32); 8];
+        let (mut max_scale, mut max_min) = (0f32, 0f32);
+        for (j, fit) in fits.iter_mut().enumerate() {
+            let sub = &x[32 * j..][..32];
+            let sum_x2 = sub.iter().fold(0f32, |sum, &v| sum + v * v);
+            let av_x = (sum_x2 / 32.0).sqrt();
+            let weights: [f32; 32] = std::array::from_fn(|l| av_x + sub[l].abs());
+            let codes_j: &mut [u8; 32] = (&mut codes[32 * j..][..32]).try_into().unwrap();
+            *fit = fit_scale_min(sub, &weights, max_code, codes_j, search_start, 0.1, search_steps);
+            max_scale = if fit.0 > max_scale { fit.0 } else { max_scale };
+            max_min = if fit.1 > max_min { fit.1 } else { max_min };
+        }
+        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        let mut scales = [0u8; 12];
+        for (j, &(scale, min)) in fits.iter().enumerate() {
+            // C stores the int in a uint8_t before MIN(63, ·): negative values wrap.
+            let ls = (nearest_int(inv_scale * scale) as u8).min(63);
+            let lm = (nearest_int(inv_min * min) as u8).min(63);
+            if j < 4 {
+                scales[j] = ls;
+                scales[j + 4] = lm;
+            } else {
+                scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+                scales[j - 4] |= (ls >> 4) << 6;
+                scales[j] |= (lm >> 4) << 6;
+            }
+        }
+        let d = f16_bytes(max_scale / 63.0);
+        let dmin = f16_bytes(max_min / 63.0);
+        for j in 0..8 {
+            let (sc, m) = super::ggml_blocks::scale_min_k4(j, &scales);
+            let step = f16_value(d) * f32::from(sc);
+            if step == 0.0 {
+                continue;
+            }
+            let shift = f16_value(dmin) * f32::from(m);
+            for (code, &v) in codes[32 * j..][..32].iter_mut().zip(&x[32 * j..][..32]) {
+                *code = nearest_int((v + shift) / step).clamp(0, i32::from(max_code)) as u8;
+            }
+        }
+        out.extend_from_slice(&d);
+        out.extend_from_slice(&dmin);
+        out.extend_from_slice(&scales);
+        let mut fifth_bits = [0u8; 32];
+        let mut nibbles = [0u8; 128];
+        for chunk in 0..4 {
+            for l in 0..32 {
+                let (low, high) = (codes[64 * chunk + l], codes[64 * chunk + 32 + l]);
+                fifth_bits[l] |= ((low >> 4) << (2 * chunk)) | ((high >> 4) << (2 * chunk + 1));
+                nibbles[32 * chunk + l] = (low & 0xF) | ((high & 0xF) << 4);
+            }
+        }
+        if five_bits {
+            out.extend_from_slice(&fifth_bits);
+        }
+        out.extend_from_slice(&nibbles);
+    }
+    out
+}
+
+/// `make_qkx2_quants` for 32 values: the scale and the minimum (returned negated, as a
+/// non-negative number to subtract) that minimize the weighted squared error, starting from
+/// min/max and trying `steps + 1` candidate scales `(start + 0.1 * step + max_code) / range`,
+/// each refined by weighted least squares. Writes the codes of the best fit.
+fn fit_scale_min(
+    x: &[f32],
+    weights: &[f32; 32],
+    max_code: u8,
+    codes: &mut [u8; 32],
+    start: f32,
+    delta: f32,
+    steps: i32,
+) -> (f32, f32) {
+    let n_max = f32::from(max_code);
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..32 {
+        min = if x[i] < min { x[i] } else { min };
+        max = if x[i] > max { x[i] } else { max };
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        codes.fill(0);
+        return (0.0, -min);
+    }
+    let code_at = |inverse_scale: f32, v: f32, min: f32| {
+        nearest_int(inverse_scale * (v - min)).clamp(0, i32::from(max_code)) as u8
+    };
+    let mut inverse_scale = n_max / (max - min);
+    let mut scale = 1.0 / inverse_scale;
+    let mut best_error = 0f32;
+    for i in 0..32 {
+        codes[i] = code_at(inverse_scale, x[i], min);
+        let diff = scale * f32::from(codes[i]) + min - x[i];
+        best_error += weights[i] * (diff * diff);
+    }
+    let mut trial = [0u8; 32];
+    for step in 0..=steps {
+        inverse_scale = (start + delta * step as f32 + n_max) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
+        for i in 0..32 {
+            trial[i] = code_at(inverse_scale, x[i], min);
+            let (w, l) = (weights[i], f32::from(trial[i]));
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut error = 0f32;
+            for i in 0..32 {
+                let diff = this_scale * f32::from(trial[i]) + this_min - x[i];
+                error += weights[i] * (diff * diff);
+            }
+            if error < best_error {
+                *codes = trial;
+                best_error = error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Quantizes rows (a multiple of 256 values) to Q6_K blocks as `quantize_row_q6_K_ref` does:
+/// 128 bytes of low nibbles, 64 bytes of high bit pairs, 16 signed 8-bit scales, f16 `d`.
+pub fn quantize_q6_k(values: &[f32]) -> Vec<u8> {
+    assert!(values.len().is_multiple_of(SUPER_BLOCK), "{} values are not whole super-blocks", values.len());
+    let mut out = Vec::with_capacity(values.len() / SUPER_BLOCK * 210);
+    for x in values.chunks_exact(SUPER_BLOCK) {
+        let mut codes = [0u8; SUPER_BLOCK];
+        let mut fits = [0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+        for (j, fit) in fits.iter_mut().enumerate() {
+            let codes_j: &mut [u8; 16] = (&mut codes[16 * j..][..16]).try_into().unwrap();
+            *fit = fit_symmetric(&x[16 * j..][..16], codes_j);
+            if fit.abs() > max_abs_scale {
+                max_abs_scale = fit.abs();
+                max_scale = *fit;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            out.extend_from_slice(&[0; 208]);
+            out.extend_from_slice(&f16_bytes(0.0));
+            continue;
+        }
+        let inverse_scale = -128.0 / max_scale;
+        let d = f16_bytes(1.0 / inverse_scale);
+        let scales: [i8; 16] = std::array::from_fn(|j| nearest_int(inverse_scale * fits[j]).min(127) as i8);
+        for (j, &scale) in scales.iter().enumerate() {
+            let step = f16_value(d) * f32::from(scale);
+            if step == 0.0 {
+                continue;
+            }
+            for (code, &v) in codes[16 * j..][..16].iter_mut().zip(&x[16 * j..][..16]) {
+                *code = (nearest_int(v / step).clamp(-32, 31) + 32) as u8;
+            }
+        }
+        let mut ql = [0u8; 128];
+        let mut qh = [0u8; 64];
+        for half in 0..2 {
+            let codes = &codes[128 * half..];
+            for l in 0..32 {
+                let q: [u8; 4] = std::array::from_fn(|i| codes[l + 32 * i]);
+                ql[64 * half + l] = (q[0] & 0xF) | ((q[2] & 0xF) << 4);
+                ql[64 * half + l + 32] = (q[1] & 0xF) | ((q[3] & 0xF) << 4);
+                qh[32 * half + l] = (q[0] >> 4) | ((q[1] >> 4) << 2) | ((q[2] >> 4) << 4) | ((q[3] >> 4) << 6);
+            }
+        }
+        out.extend_from_slice(&ql);
+        out.extend_from_slice(&qh);
+        out.extend(scales.iter().map(|&s| s as u8));
+        out.extend_from_slice(&d);
+    }
+    out
+}
+
+/// `make_qx_quants(16, 32, x, L, 1, NULL)`: a symmetric scale for 16 values (codes `-32..32`
+/// stored `+32`), weighted by `x²`, refined over 18 candidate scales around `-32 / max`.
+fn fit_symmetric(x: &[f32], codes: &mut [u8; 16]) -> f32 {
+    const N_MAX: i32 = 32;
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        codes.fill(0);
+        return 0.0;
+    }
+    let code_at = |inverse_scale: f32, v: f32| nearest_int(inverse_scale * v).clamp(-N_MAX, N_MAX - 1);
+    let sums = |inverse_scale: f32| {
+        let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
+        for &v in x {
+            let l = code_at(inverse_scale, v) as f32;
+            let w = v * v;
+            sum_lx += w * v * l;
+            sum_l2 += w * l * l;
+        }
+        (sum_lx, sum_l2)
+    };
+    let mut inverse_scale = -(N_MAX as f32) / max;
+    for (code, &v) in codes.iter_mut().zip(x) {
+        *code = (code_at(inverse_scale, v) + N_MAX) as u8;
+    }
+    let (sum_lx, sum_l2) = sums(inverse_scale);
+    let mut scale = if sum_l2 != 0.0 { sum_lx / sum_l2 } else { 0.0 };
+    let mut best = scale * sum_lx;
+    for step in (-9..=9).filter(|&s| s != 0) {
+        inverse_scale = -(N_MAX as f32 + 0.1 * step as f32) / max;
+        let (sum_lx, sum_l2) = sums(inverse_scale);
+        if sum_l2 > 0.0 && sum_lx * sum_lx > best * sum_l2 {
+            for (code, &v) in codes.iter_mut().zip(x) {
+                *code = (code_at(inverse_scale, v) + N_MAX) as u8;
+            }
+            scale = sum_lx / sum_l2;
+            best = scale * sum_lx;
+        }
+    }
+    scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::ggml_blocks::tests::hex;
+    use crate::format::ggml_blocks::GgmlType;
+
+    type Quantizer = fn(&[f32]) -> Vec<u8>;
+
+    /// f32 rows and llama.cpp's blocks of them (tools/reference/k_quants_fixture.py).
+    const FIXTURE: &str = include_str!("../../tests/fixtures/k_quants.json");
+
+    #[test]
+    fn blocks_are_llama_cpp_reference_blocks() {
+        let fixture: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+        let values: Vec<f32> = hex(fixture["values"].as_str().unwrap())
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let quantizers: [(&str, GgmlType, Quantizer); 3] = [
+            ("Q4_K", GgmlType::Q4K, quantize_q4_k),
+            ("Q5_K", GgmlType::Q5K, quantize_q5_k),
+            ("Q6_K", GgmlType::Q6K, quantize_q6_k),
+        ];
+        for (name, ggml_type, quantize) in quantizers {
+            let expected = hex(fixture["types"][name]["blocks"].as_str().unwrap());
+            let got = quantize(&values);
+            assert_eq!(got.len(), expected.len(), "{name}");
+            for (block, (g, e)) in got.chunks(ggml_type.bytes()).zip(expected.chunks(ggml_type.bytes())).enumerate() {
+                assert_eq!(g, e, "{name} super-block {block}");
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_decode_close_to_their_rows() {
+        let values: Vec<f32> = (0..2 * SUPER_BLOCK).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.03).collect();
+        for (ggml_type, quantize, tolerance) in [
+            (GgmlType::Q4K, quantize_q4_k as Quantizer, 0.06 / 15.0),
+            (GgmlType::Q5K, quantize_q5_k, 0.06 / 31.0),
+            (GgmlType::Q6K, quantize_q6_k, 0.03 / 31.0),
+        ] {
+            let back = ggml_type.dequantize(&quantize(&values));
+            for (a, b) in values.iter().zip(&back) {
+                assert!((a - b).abs() <= tolerance, "{}: {a} vs {b}", ggml_type.name());
+            }
+        }
+    }
+}
