@@ -2,32 +2,118 @@
 // (quarter q of a 32-value block: values 8q..8q+7), `load_block` all 32. `load_packed`
 // reads a block as stored (a `PackedBlock`) and `dot_block` takes its dot product with 32
 // values of x (scale and offset applied once per block; `x_sum`, the block's
-// `x_block_sum`, serves only the q4 offset), so a block read once serves the x of several
-// tokens. Exactly one WEIGHTS_* flag selects the layout (see src/weights/dtype.rs).
-// The including shader binds `weights: array<vec4<u32>>`; `block` counts 32-value
-// blocks from the start of the part, `params_offset` is the word where a quantized
-// part's group parameters start.
+// `x_block_sum`, serves only the offsets of q4, q5, q4_k and q5_k), so a block read once
+// serves the x of several tokens. Exactly one WEIGHTS_* flag selects the layout (see
+// src/weights/dtype.rs). The including shader binds `weights: array<vec4<u32>>`; `block`
+// counts 32-value blocks from the start of the part, `params_offset` is the word where a
+// quantized part's parameters start (always a multiple of 4: a plane of nibbles of whole
+// 32-value blocks ends there).
 
+// Block parameters of the dtypes whose blocks are nibbles (plus fifth bits) with a scale
+// and an offset: `block_scale_offset`, and `block_fifth_bits` for the 5-bit ones.
 #ifdef WEIGHTS_Q4
-fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+fn block_scale_offset(block: u32, params_offset: u32, group: u32) -> vec2<f32> {
     let word = params_offset + block * BLOCK_VALUES / group;
-    let scale_offset = unpack2x16float(weights[word / 4u][word % 4u]);
-    let w = weights[block][quarter];
-    let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
-    let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
-    return array<vec4<f32>, 2>(low * scale_offset.x + scale_offset.y, high * scale_offset.x + scale_offset.y);
+    return unpack2x16float(weights[word / 4u][word % 4u]);
+}
+#endif
+
+#ifdef WEIGHTS_Q5
+// Two words per block: (scale, offset), then the fifth bits.
+fn block_scale_offset(block: u32, params_offset: u32, group: u32) -> vec2<f32> {
+    let word = params_offset + 2u * block;
+    return unpack2x16float(weights[word / 4u][word % 4u]);
 }
 
-// A block as stored: its 32 nibbles and its (scale, offset), read once and then multiplied
-// with the x of every token of a decode step (`dot_block`).
+fn block_fifth_bits(block: u32, params_offset: u32) -> u32 {
+    let word = params_offset + 2u * block + 1u;
+    return weights[word / 4u][word % 4u];
+}
+#endif
+
+#ifdef WEIGHTS_Q4_K | WEIGHTS_Q5_K
+// Sub-block j's scale d * sc and offset -(dmin * m) from a super-block's first four words:
+// (d, dmin) and Q4_K's 12 bytes of 6-bit scales and mins (llama.cpp's get_scale_min_k4).
+fn k_scale_offset(p: vec4<u32>, j: u32) -> vec2<f32> {
+    let d_dmin = unpack2x16float(p.x);
+    let shift = 8u * (j % 4u);
+    var sc = (p.y >> shift) & 63u;
+    var m = (p.z >> shift) & 63u;
+    if j >= 4u {
+        sc = ((p.w >> shift) & 15u) | (((p.y >> (shift + 6u)) & 3u) << 4u);
+        m = ((p.w >> (shift + 4u)) & 15u) | (((p.z >> (shift + 6u)) & 3u) << 4u);
+    }
+    return vec2<f32>(d_dmin.x * f32(sc), -(d_dmin.y * f32(m)));
+}
+#endif
+
+#ifdef WEIGHTS_Q4_K
+// Four words per super-block of K_SUB_BLOCKS blocks.
+fn block_scale_offset(block: u32, params_offset: u32, group: u32) -> vec2<f32> {
+    return k_scale_offset(weights[params_offset / 4u + block / K_SUB_BLOCKS], block % K_SUB_BLOCKS);
+}
+#endif
+
+#ifdef WEIGHTS_Q5_K
+// Q5_K_PARAM_WORDS per super-block: as q4_k's four, then one word of fifth bits per block.
+fn block_scale_offset(block: u32, params_offset: u32, group: u32) -> vec2<f32> {
+    return k_scale_offset(weights[(params_offset + block / K_SUB_BLOCKS * Q5_K_PARAM_WORDS) / 4u], block % K_SUB_BLOCKS);
+}
+
+fn block_fifth_bits(block: u32, params_offset: u32) -> u32 {
+    let word = params_offset + block / K_SUB_BLOCKS * Q5_K_PARAM_WORDS + 4u + block % K_SUB_BLOCKS;
+    return weights[word / 4u][word % 4u];
+}
+#endif
+
+#ifdef WEIGHTS_Q4 | WEIGHTS_Q5 | WEIGHTS_Q4_K | WEIGHTS_Q5_K
+// Codes of the 8 values of nibble word `w` (value 8i + k at bits 4k..), as two vec4s.
+fn nibbles(w: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)),
+        vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)),
+    );
+}
+
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+// 16 times the fifth bits of values 8i..8i+7 (bit 8i + k of `bits`), as two vec4s.
+fn fifth_bits(bits: u32, i: u32) -> array<vec4<f32>, 2> {
+    let byte = bits >> (8u * i);
+    return array<vec4<f32>, 2>(
+        vec4<f32>(((vec4<u32>(byte) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u)),
+        vec4<f32>(((vec4<u32>(byte) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) << vec4<u32>(4u)),
+    );
+}
+#endif
+
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+    let scale_offset = block_scale_offset(block, params_offset, group);
+    var q = nibbles(weights[block][quarter]);
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+    let fifth = fifth_bits(block_fifth_bits(block, params_offset), quarter);
+    q = array<vec4<f32>, 2>(q[0] + fifth[0], q[1] + fifth[1]);
+#endif
+    return array<vec4<f32>, 2>(q[0] * scale_offset.x + scale_offset.y, q[1] * scale_offset.x + scale_offset.y);
+}
+
+// A block as stored: its 32 nibbles (and fifth bits) and its (scale, offset), read once
+// and then multiplied with the x of every token of a decode step (`dot_block`).
 struct PackedBlock {
     nibbles: vec4<u32>,
     scale_offset: vec2<f32>,
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+    fifth_bits: u32,
+#endif
 }
 
 fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
-    let word = params_offset + block * BLOCK_VALUES / group;
-    return PackedBlock(weights[block], unpack2x16float(weights[word / 4u][word % 4u]));
+    return PackedBlock(
+        weights[block],
+        block_scale_offset(block, params_offset, group),
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+        block_fifth_bits(block, params_offset),
+#endif
+    );
 }
 
 // scale * dot(q, x) + offset * sum(x): the offset is applied once per block, and sum(x)
@@ -35,10 +121,12 @@ fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
 fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     var qx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        let w = packed.nibbles[i];
-        let low = vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
-        let high = vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
-        qx += low * xs[2u * i] + high * xs[2u * i + 1u];
+        let q = nibbles(packed.nibbles[i]);
+        qx += q[0] * xs[2u * i] + q[1] * xs[2u * i + 1u];
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+        let fifth = fifth_bits(packed.fifth_bits, i);
+        qx += fifth[0] * xs[2u * i] + fifth[1] * xs[2u * i + 1u];
+#endif
     }
     return packed.scale_offset.x * dot(qx, vec4<f32>(1.0)) + packed.scale_offset.y * x_sum;
 }
@@ -50,6 +138,61 @@ fn x_block_sum(xs: array<vec4<f32>, 8>) -> f32 {
         sum_x += xs[2u * i] + xs[2u * i + 1u];
     }
     return dot(sum_x, vec4<f32>(1.0));
+}
+#endif
+
+#ifdef WEIGHTS_Q6_K
+// A block's 32 values: low nibbles in the plane, two high bits each and the two 16-value
+// sub-blocks' scales in the super-block's 21 parameter words (d; 16 signed 8-bit scales in
+// 4 words; 2 high words per block). A value is (d * scale) * (code - 32), as llama.cpp's.
+struct PackedBlock {
+    nibbles: vec4<u32>,
+    high: vec2<u32>,
+    scales: vec2<f32>,
+}
+
+fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
+    let base = params_offset + block / K_SUB_BLOCKS * Q6_K_PARAM_WORDS;
+    let j = block % K_SUB_BLOCKS;
+    let d = unpack2x16float(weights[base / 4u][base % 4u]).x;
+    let scale_word = base + 1u + j / 2u;
+    // Bytes 2j and 2j + 1 of the scales, sign-extended.
+    let pair = bitcast<i32>(weights[scale_word / 4u][scale_word % 4u] << (16u - 16u * (j % 2u)));
+    let scales = vec2<f32>(f32((pair << 8u) >> 24u), f32(pair >> 24u));
+    let high = base + 5u + 2u * j;
+    return PackedBlock(
+        weights[block],
+        vec2<u32>(weights[high / 4u][high % 4u], weights[(high + 1u) / 4u][(high + 1u) % 4u]),
+        vec2<f32>(d * scales.x, d * scales.y),
+    );
+}
+
+// Codes minus 32 of values 8i..8i+7 of a block, as two vec4s.
+fn q6_codes(packed: PackedBlock, i: u32) -> array<vec4<f32>, 2> {
+    let w = packed.nibbles[i];
+    let h = packed.high[i / 2u] >> (16u * (i % 2u));
+    let low = ((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u))
+        | (((vec4<u32>(h) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
+    let high = ((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u))
+        | (((vec4<u32>(h) >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u)) << vec4<u32>(4u));
+    return array<vec4<f32>, 2>(vec4<f32>(low) - 32.0, vec4<f32>(high) - 32.0);
+}
+
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+    let packed = load_packed(block, params_offset, group);
+    let q = q6_codes(packed, quarter);
+    let scale = packed.scales[quarter / 2u];
+    return array<vec4<f32>, 2>(scale * q[0], scale * q[1]);
+}
+
+// Each 16-value half's dot product times its own scale.
+fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
+    var halves = vec2<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        let q = q6_codes(packed, i);
+        halves[i / 2u] += dot(q[0], xs[2u * i]) + dot(q[1], xs[2u * i + 1u]);
+    }
+    return packed.scales.x * halves.x + packed.scales.y * halves.y;
 }
 #endif
 
@@ -127,6 +270,39 @@ fn unpack_block(packed: PackedBlock) -> array<vec4<f32>, 8> {
 }
 #endif
 
+#ifdef WEIGHTS_BF16
+fn unpack_bf16(packed: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        bitcast<vec4<f32>>(vec4<u32>(packed.x << 16u, packed.x & 0xFFFF0000u, packed.y << 16u, packed.y & 0xFFFF0000u)),
+        bitcast<vec4<f32>>(vec4<u32>(packed.z << 16u, packed.z & 0xFFFF0000u, packed.w << 16u, packed.w & 0xFFFF0000u)),
+    );
+}
+
+fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
+    return unpack_bf16(weights[4u * block + quarter]);
+}
+
+// Kept as stored (16 words) while it serves several tokens, as f16 is.
+struct PackedBlock {
+    quarters: array<vec4<u32>, 4>,
+}
+
+fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
+    let first = 4u * block;
+    return PackedBlock(array<vec4<u32>, 4>(weights[first], weights[first + 1u], weights[first + 2u], weights[first + 3u]));
+}
+
+fn unpack_block(packed: PackedBlock) -> array<vec4<f32>, 8> {
+    var out: array<vec4<f32>, 8>;
+    for (var quarter = 0u; quarter < 4u; quarter++) {
+        let values = unpack_bf16(packed.quarters[quarter]);
+        out[2u * quarter] = values[0];
+        out[2u * quarter + 1u] = values[1];
+    }
+    return out;
+}
+#endif
+
 #ifdef WEIGHTS_F32
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(
@@ -160,14 +336,14 @@ fn load_block(block: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 8>
 }
 
 // Unquantized weights have no per-block parameters to factor out: decode, then multiply.
-// Only q4 blocks have an offset to multiply by sum(x).
-#ifndef WEIGHTS_Q4
+// Only the nibble dtypes' blocks have an offset to multiply by sum(x).
+#ifndef WEIGHTS_Q4 | WEIGHTS_Q5 | WEIGHTS_Q4_K | WEIGHTS_Q5_K
 fn x_block_sum(xs: array<vec4<f32>, 8>) -> f32 {
     return 0.0;
 }
 #endif
 
-#ifndef WEIGHTS_Q4
+#ifndef WEIGHTS_Q4 | WEIGHTS_Q5 | WEIGHTS_Q4_K | WEIGHTS_Q5_K | WEIGHTS_Q6_K
 #ifndef WEIGHTS_Q8
 fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     let w = unpack_block(packed);

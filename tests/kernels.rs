@@ -6,9 +6,12 @@
 //!
 //! Tolerances, and why (EPS = f32::EPSILON):
 //!
-//! - Embedding lookup: exact. A q4 value is `scale * q + offset` with an f16 scale and
-//!   `q < 16`, so the product is exact in f32 and the one rounding of the sum is the same
-//!   with or without a fused multiply-add; q8 products (f16 x i8) are exact too.
+//! - Embedding lookup: exact. A q4 or q5 value is `scale * q + offset` with an f16 scale and
+//!   `q < 32`, so the product is exact in f32 and the one rounding of the sum is the same
+//!   with or without a fused multiply-add; q8 products (f16 x i8) are exact too, and so
+//!   are q4_k's and q5_k's (`d * sc` with a 6-bit `sc`, times `q < 32`); a q6_k value
+//!   `(d * scale) * (q - 32)` is one correctly rounded product of an exact one; bf16 is a
+//!   shift.
 //! - Linear (matvec, matmul, all dtypes): the reference multiplies the *dequantized*
 //!   weights (`format::dequantize`, bit-identical to the shader's decoding for the
 //!   reason above), so only the f32 summation order differs. Each partial sum is
@@ -93,6 +96,8 @@ for_both_variants!(
     linear_auto_j_13b_shapes,
     #[ignore = "full tier: make test"]
     linear_yi_6b_shapes,
+    #[ignore = "full tier: make test"]
+    k_quants_at_real_shapes,
     rope_positions_and_thetas,
     attention_prefill_then_decode,
     attention_decode_batch_across_slots,
@@ -113,9 +118,22 @@ fn timed(name: &str, subgroups: bool, test: fn(&'static Gpu)) {
     eprintln!("{name} (subgroups: {subgroups}): {:.2?}", start.elapsed());
 }
 
-/// The weight dtypes and group sizes the small tests cycle through.
-const DTYPES: [(DType, usize); 6] =
-    [(DType::Q4, 32), (DType::Q4, 64), (DType::Q8, 32), (DType::Q8, 64), (DType::F16, 0), (DType::F32, 0)];
+/// The weight dtypes, group sizes and column counts the small tests cycle through: 192
+/// columns (6 blocks; 3 groups of 64, so q8 parts of odd row counts have an odd number of
+/// scales), and 512 (two super-blocks) for the K-quants.
+const DTYPES: [(DType, usize, usize); 11] = [
+    (DType::Q4, 32, 192),
+    (DType::Q4, 64, 192),
+    (DType::Q8, 32, 192),
+    (DType::Q8, 64, 192),
+    (DType::F16, 0, 192),
+    (DType::F32, 0, 192),
+    (DType::Bf16, 0, 192),
+    (DType::Q5, 32, 192),
+    (DType::Q4K, 256, 512),
+    (DType::Q5K, 256, 512),
+    (DType::Q6K, 256, 512),
+];
 
 fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
     gpu.storage_with("test u32s", bytemuck::cast_slice(values))
@@ -124,11 +142,10 @@ fn u32_buffer(gpu: &Gpu, values: &[u32]) -> wgpu::Buffer {
 fn embedding_all_dtypes_and_parts(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(1);
-    let cols = 192;
     // First and last rows, both sides of every part boundary, repeats.
     let tokens: Vec<u32> = vec![0, 36, 37, 99, 5, 37, 63, 64, 98, 0];
     let ids = u32_buffer(gpu, &tokens);
-    for (dtype, group) in DTYPES {
+    for (dtype, group, cols) in DTYPES {
         for parts in [&[100][..], &[37, 27, 36]] {
             let table = Packed::random(&mut rng, dtype, cols, group, parts);
             let all = table.dequantized();
@@ -234,8 +251,7 @@ fn check_linear(
 fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(3);
-    // 100 rows: not a multiple of the matmul's 64-row tile; 192 columns: 6 blocks, and 3
-    // groups of 64 so q8 parts of odd row counts have an odd number of scales.
+    // 100 rows: not a multiple of the matmul's 64-row tile.
     let runs = [
         (MATVEC, 1),
         (MATVEC_ONE, 1),
@@ -250,9 +266,9 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
         (MATMUL, 33),
         (MATMUL, 70),
     ];
-    for (dtype, group) in DTYPES {
+    for (dtype, group, cols) in DTYPES {
         for parts in [&[100][..], &[37, 27, 36]] {
-            let weights = Packed::random(&mut rng, dtype, 192, group, parts);
+            let weights = Packed::random(&mut rng, dtype, cols, group, parts);
             let tensor = weights.upload(gpu);
             for (mode, n_tokens) in runs {
                 for epilogue in [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu] {
@@ -324,12 +340,12 @@ fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(11);
     let runs = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 3), (MATMUL, 5), (MATMUL, 70)];
-    for (dtype, group) in DTYPES {
+    for (dtype, group, cols) in DTYPES {
         // 102 outputs: not a multiple of a matvec workgroup's 8 or a matmul tile's 32.
-        let gate = Packed::random(&mut rng, dtype, 192, group, &[102]);
-        let up = Packed::random(&mut rng, dtype, 192, group, &[102]);
+        let gate = Packed::random(&mut rng, dtype, cols, group, &[102]);
+        let up = Packed::random(&mut rng, dtype, cols, group, &[102]);
         check_gate_up(&r, &gate, &up, &runs, rng.random());
-        let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, 192, group, &[rows]));
+        let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, cols, group, &[rows]));
         let steps = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATMUL, 70)];
         check_qkv(&r, [&q, &k, &v], &steps, rng.random());
     }
@@ -655,6 +671,62 @@ fn attention_decode_batch_across_slots(gpu: &'static Gpu) {
     check_batched_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[9, 3], 1, 9);
 }
 
+/// The types of llama.cpp's Q4_K_M and Q5_K_M files at Auto-J-13B's and Yi-6B's shapes, as
+/// those mixes place them: Q4_K and Q5_K projections, Q6_K for the down projection and the
+/// lm_head, Q5 and BF16 where a GGUF has them; every kernel that reads weights.
+fn k_quants_at_real_shapes(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(15);
+    // Auto-J-13B: the gate and up projections (5120 -> 13824) stacked, and down (13824 -> 5120).
+    let gate = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
+    let up = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
+    check_gate_up(&r, &gate, &up, &[(MATVEC_ONE, 1), (MATMUL, 3)], 1);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC, 4, Epilogue::SwiGlu, 2);
+    drop((gate, up));
+    let down = Packed::random(&mut rng, DType::Q6K, 13824, 256, &[5120]);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 3);
+    check_linear(&r, &down, &down.upload(gpu), MATMUL, 3, Epilogue::Accumulate, 4);
+    drop(down);
+    let up = Packed::random(&mut rng, DType::Q5K, 5120, 256, &[13824]);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC, 2, Epilogue::Store, 5);
+    drop(up);
+    // The lm_head in Q6_K, read from the last of a prefill's tokens, then its argmax.
+    let head = Packed::random(&mut rng, DType::Q6K, 5120, 256, &[32000]);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, 6);
+    check_argmax(&r, &logits);
+    // Yi-6B: the FFN in Q5 (Q5_0/Q5_1 files), the embedding in BF16 and Q4_K.
+    let down = Packed::random(&mut rng, DType::Q5, 11008, 32, &[4096]);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 7);
+    check_linear(&r, &down, &down.upload(gpu), MATMUL, 5, Epilogue::Accumulate, 8);
+    drop(down);
+    for (dtype, group) in [(DType::Bf16, 0), (DType::Q4K, 256)] {
+        let parts = binding_parts(dtype, 64000, 4096, group);
+        let table = Packed::random(&mut rng, dtype, 4096, group, &parts);
+        let tokens: Vec<u32> = vec![0, 63999, parts[0] as u32 - 1, parts[0] as u32, 31337];
+        let x = r.storage_f32(&vec![0.0; tokens.len() * 4096]);
+        r.run(step(tokens.len(), 0), &embedding(gpu, &r.step, &table.upload(gpu), &u32_buffer(gpu, &tokens), &x));
+        let got = r.read_f32(&x, tokens.len() * 4096);
+        let mut want = Vec::new();
+        for &t in &tokens {
+            let (index, start) = part_of_row(&parts, t as usize);
+            want.extend(table.part_rows(index, t as usize - start, t as usize - start + 1));
+        }
+        assert_close(&format!("embedding {dtype:?} 64000 x 4096"), &got, &want, |_| 0.0);
+    }
+}
+
+/// The part holding `row` and the part's first row.
+fn part_of_row(parts: &[usize], row: usize) -> (usize, usize) {
+    let mut start = 0;
+    for (index, &rows) in parts.iter().enumerate() {
+        if row < start + rows {
+            return (index, start);
+        }
+        start += rows;
+    }
+    panic!("row {row} is past {start} rows");
+}
+
 /// Batching must not change a sequence's numbers: each row of a batched decode matvec is
 /// bit for bit what the same token gives alone, through the one-token variant a single
 /// sequence's decode runs (the greedy output of a prompt must not depend on the batch it
@@ -662,8 +734,8 @@ fn attention_decode_batch_across_slots(gpu: &'static Gpu) {
 fn decode_batch_rows_match_single_rows(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(14);
-    for (dtype, group) in DTYPES {
-        let weights = Packed::random(&mut rng, dtype, 192, group, &[37, 27, 36]);
+    for (dtype, group, cols) in DTYPES {
+        let weights = Packed::random(&mut rng, dtype, cols, group, &[37, 27, 36]);
         let tensor = weights.upload(gpu);
         let (rows, cols, batch) = (weights.rows(), weights.cols(), 5);
         let x = uniform(&mut rng, batch * cols, 1.0);

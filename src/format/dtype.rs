@@ -15,10 +15,32 @@
 //! - `f32`: `n` words.
 //! - `u32`: `n` words of indices, not weights (an act-order weight's input column order,
 //!   see [`super::manifest::TensorEntry::input_order`]); no shader decodes them as values.
+//! - `bf16`: `ceil(n/2)` words, value `i` in the low half of word `i/2` when `i` is even; a
+//!   value is its 16 bits over 16 zero bits of f32 (GGUF BF16 exactly).
+//!
+//! The 5-bit and K-quant layouts keep q4's plane of nibbles (`rows*cols/8` words, in value
+//! order) and put everything else in a plane of parameters after it, in row order, so
+//! parts and stacked projections concatenate plane by plane. Each maps a GGUF type value
+//! for value (`super::ggml_blocks`: the same f32 operations as llama.cpp's
+//! `dequantize_row_*`):
+//!
+//! - `q5` (groups of 32; GGUF Q5_0 and Q5_1): per group two words: the f16 scale and offset
+//!   as in q4, then the fifth bits (value `j`'s at bit `j`). A value is
+//!   `scale * (nibble + 16 * bit) + offset`; Q5_1 maps to (d, m), Q5_0 to (d, -16d).
+//! - `q4_k` (super-blocks of 256 = 8 blocks of 32; GGUF Q4_K): per super-block four words:
+//!   f16 `d` (low half) and `dmin` (high half), then Q4_K's 12 bytes of 6-bit scales and
+//!   mins as they are. Block `j` has scale `d * sc_j` and offset `-(dmin * m_j)`.
+//! - `q5_k` (GGUF Q5_K): as `q4_k`, then one word of fifth bits per block (12 words).
+//! - `q6_k` (super-blocks of 256 = 16 sub-blocks of 16; GGUF Q6_K): the nibble plane holds
+//!   each value's low four bits; per super-block 21 words: f16 `d` (low half), the 16 signed
+//!   8-bit scales (4 words), then two bits per value (value `l` of block `j` at bits
+//!   `2*(l%16)..` of word `2j + l/16`). A value is `(d * scale) * (code - 32)`.
 
-use half::f16;
+use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
+use super::ggml_blocks::GgmlType;
+use super::k_quants::{self, SUPER_BLOCK};
 use super::BLOCK_VALUES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,7 +51,22 @@ pub enum DType {
     F16,
     F32,
     U32,
+    Q5,
+    #[serde(rename = "q4_k")]
+    Q4K,
+    #[serde(rename = "q5_k")]
+    Q5K,
+    #[serde(rename = "q6_k")]
+    Q6K,
+    Bf16,
 }
+
+/// Parameter words per K-quant super-block (see the module's layouts).
+const Q4K_PARAM_WORDS: u64 = 4;
+const Q5K_PARAM_WORDS: u64 = 12;
+const Q6K_PARAM_WORDS: u64 = 21;
+/// Values per q5 group: its fifth bits are one word per 32 values.
+const Q5_GROUP: u64 = 32;
 
 impl DType {
     /// The lowercase name the manifest uses (`q4`).
@@ -40,12 +77,27 @@ impl DType {
             DType::F16 => "f16",
             DType::F32 => "f32",
             DType::U32 => "u32",
+            DType::Q5 => "q5",
+            DType::Q4K => "q4_k",
+            DType::Q5K => "q5_k",
+            DType::Q6K => "q6_k",
+            DType::Bf16 => "bf16",
         }
     }
 
     /// Whether values come in groups that share quantization parameters.
     pub fn is_quantized(self) -> bool {
-        matches!(self, DType::Q4 | DType::Q8)
+        matches!(self, DType::Q4 | DType::Q8 | DType::Q5 | DType::Q4K | DType::Q5K | DType::Q6K)
+    }
+
+    /// The group size the layout fixes, for the dtypes that fix one (q5's 32, the
+    /// K-quants' 256-value super-blocks); q4 and q8 take any multiple of 32.
+    pub fn fixed_group(self) -> Option<u64> {
+        match self {
+            DType::Q5 => Some(Q5_GROUP),
+            DType::Q4K | DType::Q5K | DType::Q6K => Some(SUPER_BLOCK as u64),
+            DType::Q4 | DType::Q8 | DType::F16 | DType::F32 | DType::U32 | DType::Bf16 => None,
+        }
     }
 
     /// Bytes of one part holding `rows x cols` values with the given group size.
@@ -54,8 +106,12 @@ impl DType {
         4 * match self {
             DType::Q4 => n / 8 + n / group,
             DType::Q8 => n / 4 + (n / group).div_ceil(2),
-            DType::F16 => n.div_ceil(2),
+            DType::F16 | DType::Bf16 => n.div_ceil(2),
             DType::F32 | DType::U32 => n,
+            DType::Q5 => n / 8 + 2 * (n / Q5_GROUP),
+            DType::Q4K => n / 8 + Q4K_PARAM_WORDS * (n / SUPER_BLOCK as u64),
+            DType::Q5K => n / 8 + Q5K_PARAM_WORDS * (n / SUPER_BLOCK as u64),
+            DType::Q6K => n / 8 + Q6K_PARAM_WORDS * (n / SUPER_BLOCK as u64),
         }
     }
 
@@ -63,14 +119,55 @@ impl DType {
     pub fn params_word_offset(self, rows: u64, cols: u64) -> u64 {
         let n = rows * cols;
         match self {
-            DType::Q4 => n / 8,
+            DType::Q4 | DType::Q5 | DType::Q4K | DType::Q5K | DType::Q6K => n / 8,
             DType::Q8 => n / 4,
-            DType::F16 | DType::F32 | DType::U32 => 0,
+            DType::F16 | DType::F32 | DType::U32 | DType::Bf16 => 0,
         }
     }
 
-    /// Checks that a quantized dtype's groups hold whole weight blocks.
+    /// Parameter words per group (0 when not quantized; q8's come two groups to a word).
+    pub fn params_words_per_group(self) -> u64 {
+        match self {
+            DType::Q4 => 1,
+            DType::Q5 => 2,
+            DType::Q4K => Q4K_PARAM_WORDS,
+            DType::Q5K => Q5K_PARAM_WORDS,
+            DType::Q6K => Q6K_PARAM_WORDS,
+            DType::Q8 | DType::F16 | DType::F32 | DType::U32 | DType::Bf16 => 0,
+        }
+    }
+
+    /// The words of values `range` of a part of `n` values: the range's share of every
+    /// plane, itself a part of `range.len()` values. The range must start and end on group
+    /// boundaries (q8: on an even group, whose scale starts a word; f16: an even value).
+    pub fn part_slice(self, words: &[u32], n: usize, range: std::ops::Range<usize>, group: usize) -> Vec<u32> {
+        let (a, b) = (range.start, range.end);
+        match self {
+            DType::F32 | DType::U32 => words[a..b].to_vec(),
+            DType::F16 | DType::Bf16 => {
+                assert!(a.is_multiple_of(2), "16-bit ranges start at an even value");
+                words[a / 2..b.div_ceil(2)].to_vec()
+            }
+            DType::Q8 => {
+                assert!((a / group).is_multiple_of(2), "q8 ranges start at an even group");
+                let scales = n / 4 + a / group / 2..n / 4 + (b / group).div_ceil(2);
+                [&words[a / 4..b / 4], &words[scales]].concat()
+            }
+            DType::Q4 | DType::Q5 | DType::Q4K | DType::Q5K | DType::Q6K => {
+                assert!(a.is_multiple_of(group) && b.is_multiple_of(group), "ranges are whole groups");
+                let per_group = self.params_words_per_group() as usize;
+                let params = n / 8 + a / group * per_group..n / 8 + b / group * per_group;
+                [&words[a / 8..b / 8], &words[params]].concat()
+            }
+        }
+    }
+
+    /// Checks that a quantized dtype's groups hold whole weight blocks (and are the size its
+    /// layout fixes, where it fixes one).
     pub fn check_group(self, group: u64) -> Result<(), String> {
+        if let Some(fixed) = self.fixed_group().filter(|&fixed| fixed != group) {
+            return Err(format!("{} needs groups of {fixed} values, not {group}", self.name()));
+        }
         if self.is_quantized() && (group == 0 || !group.is_multiple_of(u64::from(BLOCK_VALUES))) {
             return Err(format!("group size {group} is not a positive multiple of {BLOCK_VALUES}"));
         }
@@ -95,15 +192,15 @@ impl DType {
 pub fn pack_q4(codes: &[u8], params: &[(f16, f16)], group: usize) -> Vec<u32> {
     assert_eq!(codes.len(), params.len() * group, "q4 codes and groups disagree");
     let mut words = Vec::with_capacity(codes.len() / 8 + params.len());
-    for chunk in codes.chunks_exact(8) {
-        let mut word = 0u32;
-        for (i, &q) in chunk.iter().enumerate() {
-            debug_assert!(q < 16);
-            word |= u32::from(q & 15) << (4 * i);
-        }
-        words.push(word);
-    }
+    words.extend(nibble_words(codes));
     pack_q4_words(words, params)
+}
+
+/// The plane of nibbles of codes (only their low four bits), eight to a word in value order.
+pub(crate) fn nibble_words(codes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    codes
+        .chunks_exact(8)
+        .map(|chunk| chunk.iter().enumerate().fold(0u32, |word, (i, &q)| word | u32::from(q & 15) << (4 * i)))
 }
 
 /// Builds a q4 part from codes already packed 8 to a word (value `i` at bits `4*(i%8)..`
@@ -129,7 +226,7 @@ pub fn pack_f16_words(values: &[f16]) -> impl Iterator<Item = u32> + '_ {
     values.chunks(2).map(|pair| pack_f16_pair(pair[0], pair.get(1).copied().unwrap_or(f16::ZERO)))
 }
 
-fn pack_f16_pair(low: f16, high: f16) -> u32 {
+pub(crate) fn pack_f16_pair(low: f16, high: f16) -> u32 {
     u32::from(low.to_bits()) | (u32::from(high.to_bits()) << 16)
 }
 
@@ -165,7 +262,65 @@ pub fn dequantize(dtype: DType, words: &[u32], rows: usize, cols: usize, group: 
                 })
                 .collect()
         }
+        DType::Bf16 => (0..n).map(|i| f32::from_bits(bf16_bits(words[i / 2], i % 2 == 1))).collect(),
+        DType::Q5 => {
+            let params = &words[n / 8..];
+            (0..n)
+                .map(|i| {
+                    let (scale_offset, fifth_bits) = (params[2 * (i / 32)], params[2 * (i / 32) + 1]);
+                    let q = nibble(words, i) | (((fifth_bits >> (i % 32)) & 1) << 4);
+                    f16_half(scale_offset, false) * q as f32 + f16_half(scale_offset, true)
+                })
+                .collect()
+        }
+        DType::Q4K | DType::Q5K => {
+            let per_block = dtype.params_words_per_group() as usize;
+            (0..n)
+                .map(|i| {
+                    let params = &words[n / 8 + i / SUPER_BLOCK * per_block..][..per_block];
+                    let block = i % SUPER_BLOCK / 32;
+                    let (scale, offset) = k_block_scale_offset(params, block);
+                    let fifth = if dtype == DType::Q5K { ((params[4 + block] >> (i % 32)) & 1) << 4 } else { 0 };
+                    scale * (nibble(words, i) | fifth) as f32 + offset
+                })
+                .collect()
+        }
+        DType::Q6K => (0..n)
+            .map(|i| {
+                let params = &words[n / 8 + i / SUPER_BLOCK * Q6K_PARAM_WORDS as usize..][..Q6K_PARAM_WORDS as usize];
+                let (v, l) = (i % SUPER_BLOCK, i % 32);
+                let high = (params[5 + 2 * (v / 32) + l / 16] >> (2 * (l % 16))) & 3;
+                let code = (nibble(words, i) | (high << 4)) as i32 - 32;
+                let scale = (params[1 + v / 64] >> (8 * (v / 16 % 4))) as u8 as i8;
+                f16_half(params[0], false) * f32::from(scale) * code as f32
+            })
+            .collect(),
     }
+}
+
+/// Value `i`'s nibble in a quantized part's plane of nibbles.
+fn nibble(words: &[u32], i: usize) -> u32 {
+    (words[i / 8] >> (4 * (i % 8))) & 15
+}
+
+/// A bf16 value's f32 bits: the low or high half of a word over 16 zero bits.
+fn bf16_bits(word: u32, high: bool) -> u32 {
+    if high {
+        word & 0xFFFF_0000
+    } else {
+        word << 16
+    }
+}
+
+/// Block `block`'s scale `d * sc` and offset `-(dmin * m)` in a q4_k or q5_k super-block's
+/// parameters (products exact in f32, as llama.cpp forms them).
+pub(crate) fn k_block_scale_offset(params: &[u32], block: usize) -> (f32, f32) {
+    let mut packed = [0u8; 12];
+    for (bytes, word) in packed.chunks_exact_mut(4).zip(&params[1..4]) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    let (sc, m) = super::ggml_blocks::scale_min_k4(block, &packed);
+    (f16_half(params[0], false) * f32::from(sc), -(f16_half(params[0], true) * f32::from(m)))
 }
 
 /// Quantizes f32 rows to q4 (asymmetric: per group min and range), as the converter
@@ -260,7 +415,42 @@ pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
         }
         DType::Q4 => quantize_q4(values, group),
         DType::Q8 => quantize_q8(values, group),
+        DType::Bf16 => values
+            .chunks(2)
+            .map(|pair| {
+                let bits = |v: Option<&f32>| u32::from(v.map_or(0, |&v| bf16::from_f32(v).to_bits()));
+                bits(pair.first()) | (bits(pair.get(1)) << 16)
+            })
+            .collect(),
+        DType::Q5 => quantize_q5(values),
+        DType::Q4K => pack_ggml(GgmlType::Q4K, &k_quants::quantize_q4_k(values)),
+        DType::Q5K => pack_ggml(GgmlType::Q5K, &k_quants::quantize_q5_k(values)),
+        DType::Q6K => pack_ggml(GgmlType::Q6K, &k_quants::quantize_q6_k(values)),
     }
+}
+
+fn pack_ggml(ggml_type: GgmlType, blocks: &[u8]) -> Vec<u32> {
+    ggml_type.pack(blocks).expect("K-quant blocks always have an exact form")
+}
+
+/// Quantizes f32 rows to q5 (groups of 32, per group minimum and range), as q4 does with
+/// 32 levels.
+pub fn quantize_q5(values: &[f32]) -> Vec<u32> {
+    let group = Q5_GROUP as usize;
+    let mut codes = Vec::with_capacity(values.len());
+    let mut params = Vec::with_capacity(2 * values.len() / group);
+    for block in values.chunks_exact(group) {
+        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let (scale, offset) = (f16::from_f32((max - min) / 31.0), f16::from_f32(min));
+        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
+        let block_codes: Vec<u8> =
+            block.iter().map(|&v| ((v - offset.to_f32()) * inv).round().clamp(0.0, 31.0) as u8).collect();
+        let fifth_bits = block_codes.iter().enumerate().fold(0u32, |bits, (j, &q)| bits | u32::from(q >> 4) << j);
+        params.extend([pack_f16_pair(scale, offset), fifth_bits]);
+        codes.extend(block_codes);
+    }
+    nibble_words(&codes).chain(params).collect()
 }
 
 #[cfg(test)]
@@ -269,22 +459,40 @@ mod tests {
 
     #[test]
     fn layouts_round_trip_and_sizes_agree() {
-        let (rows, cols, group) = (3usize, 64usize, 32usize);
+        let (rows, cols) = (4usize, 512usize);
         let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
-        for dtype in [DType::F32, DType::F16, DType::Q8, DType::Q4] {
+        let dtypes =
+            [DType::F32, DType::F16, DType::Bf16, DType::Q8, DType::Q4, DType::Q5, DType::Q4K, DType::Q5K, DType::Q6K];
+        for dtype in dtypes {
+            let group = dtype.fixed_group().unwrap_or(32) as usize;
             let words = encode(dtype, &values, group);
             assert_eq!(words.len() as u64 * 4, dtype.part_bytes(rows as u64, cols as u64, group as u64));
             let back = dequantize(dtype, &words, rows, cols, group);
             let tolerance = match dtype {
                 DType::F32 | DType::U32 => 0.0,
                 DType::F16 => 1e-3,
+                DType::Bf16 => 1e-2,
                 DType::Q8 => 2.0 / 127.0,
-                DType::Q4 => 4.0 / 15.0,
+                DType::Q4 | DType::Q4K => 4.0 / 15.0,
+                DType::Q5 | DType::Q5K => 4.0 / 31.0,
+                DType::Q6K => 4.0 / 63.0,
             };
             for (a, b) in values.iter().zip(&back) {
                 assert!((a - b).abs() <= tolerance, "{dtype:?}: {a} vs {b}");
             }
+            // Rows 1..3 sliced out of the part decode as those rows of the whole.
+            let slice = dtype.part_slice(&words, rows * cols, cols..3 * cols, group);
+            assert_eq!(dequantize(dtype, &slice, 2, cols, group), back[cols..3 * cols], "{dtype:?}");
         }
+    }
+
+    #[test]
+    fn fixed_groups_are_enforced() {
+        assert!(DType::Q4K.check_shape(512, 256).is_ok());
+        assert_eq!(DType::Q4K.check_shape(512, 32).unwrap_err(), "q4_k needs groups of 256 values, not 32");
+        assert!(DType::Q6K.check_shape(576, 256).is_err());
+        assert!(DType::Q5.check_shape(96, 32).is_ok());
+        assert!(DType::Q5.check_shape(128, 64).is_err());
     }
 
     #[test]

@@ -281,6 +281,11 @@ fn weight_flag(dtype: DType) -> &'static str {
         DType::Q8 => WEIGHT_FLAGS[1],
         DType::F16 => WEIGHT_FLAGS[2],
         DType::F32 => WEIGHT_FLAGS[3],
+        DType::Q5 => WEIGHT_FLAGS[4],
+        DType::Q4K => WEIGHT_FLAGS[5],
+        DType::Q5K => WEIGHT_FLAGS[6],
+        DType::Q6K => WEIGHT_FLAGS[7],
+        DType::Bf16 => WEIGHT_FLAGS[8],
         DType::U32 => unreachable!("Manifest::validate keeps u32 indices out of the weights shaders read"),
     }
 }

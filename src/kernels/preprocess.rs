@@ -1,5 +1,6 @@
 //! A tiny WGSL preprocessor: `#include "file.wgsl"`, `#ifdef NAME`, `#ifndef NAME`,
-//! `#else`, `#endif`, and numeric constants defined from Rust (`const NAME: u32 = VALUE;`
+//! `#else`, `#endif` (`#ifdef A | B`: any of the names is defined; `#ifndef A | B`: none
+//! is), and numeric constants defined from Rust (`const NAME: u32 = VALUE;`
 //! before the source, so Rust and WGSL read one definition). Shared with build.rs, which
 //! validates every variant with naga.
 
@@ -44,10 +45,11 @@ fn expand_into<'a>(
         let at = |problem: &str| format!("{name}:{}: {problem}", index + 1);
         let active = conditions.last().is_none_or(|&(this, outer)| this && outer);
         let directive = line.trim_start();
-        if let Some(flag) = directive.strip_prefix("#ifdef ") {
-            conditions.push((defines.contains(&flag.trim()), active));
-        } else if let Some(flag) = directive.strip_prefix("#ifndef ") {
-            conditions.push((!defines.contains(&flag.trim()), active));
+        let any_defined = |flags: &str| flags.split('|').any(|flag| defines.contains(&flag.trim()));
+        if let Some(flags) = directive.strip_prefix("#ifdef ") {
+            conditions.push((any_defined(flags), active));
+        } else if let Some(flags) = directive.strip_prefix("#ifndef ") {
+            conditions.push((!any_defined(flags), active));
         } else if directive.starts_with("#else") {
             let branch = conditions.last_mut().ok_or_else(|| at("#else without #ifdef"))?;
             branch.0 = !branch.0;
@@ -70,4 +72,19 @@ fn expand_into<'a>(
     }
     stack.pop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn ifdef_with_several_names_means_any_of_them() {
+        let source = "#ifdef A | B\nany\n#else\nneither\n#endif\n#ifndef A | B\nnone\n#endif\n";
+        let lookup = |_: &str| Some(source);
+        let lines = |defines: &[&str]| expand("x.wgsl", defines, &[], &lookup).unwrap().text;
+        assert_eq!(lines(&["B"]), "any\n");
+        assert_eq!(lines(&["A", "B"]), "any\n");
+        assert_eq!(lines(&["C"]), "neither\nnone\n");
+    }
 }

@@ -95,7 +95,17 @@ impl Shader {
 }
 
 /// The flag naming each weight dtype's decoder in quant.wgsl.
-pub const WEIGHT_FLAGS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8", "WEIGHTS_F16", "WEIGHTS_F32"];
+pub const WEIGHT_FLAGS: &[&str] = &[
+    "WEIGHTS_Q4",
+    "WEIGHTS_Q8",
+    "WEIGHTS_F16",
+    "WEIGHTS_F32",
+    "WEIGHTS_Q5",
+    "WEIGHTS_Q4_K",
+    "WEIGHTS_Q5_K",
+    "WEIGHTS_Q6_K",
+    "WEIGHTS_BF16",
+];
 
 /// Flag enabling subgroup reductions (with a workgroup-memory fallback without it).
 pub const SUBGROUPS: &str = "SUBGROUPS";
@@ -107,6 +117,12 @@ pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 
 /// The format's weight block (src/format/block.rs).
 pub use crate::format::BLOCK_VALUES;
+
+/// The K-quants' layouts (src/weights/dtype.rs, which checks these against its own): blocks
+/// per 256-value super-block, and parameter words per super-block of q5_k and q6_k.
+pub const K_SUB_BLOCKS: u32 = 8;
+pub const Q5_K_PARAM_WORDS: u32 = 12;
+pub const Q6_K_PARAM_WORDS: u32 = 21;
 
 /// Invocations of a workgroup of every kernel without a size of its own (copy, gather,
 /// matmul, rmsnorm, rope, sampling).
@@ -153,6 +169,9 @@ pub const EPILOGUE_GATE_UP: u32 = 3;
 /// Rust that sizes a grid and the WGSL that fills it read one definition.
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("BLOCK_VALUES", BLOCK_VALUES),
+    ("K_SUB_BLOCKS", K_SUB_BLOCKS),
+    ("Q5_K_PARAM_WORDS", Q5_K_PARAM_WORDS),
+    ("Q6_K_PARAM_WORDS", Q6_K_PARAM_WORDS),
     ("DEFAULT_WORKGROUP", DEFAULT_WORKGROUP),
     ("EMBEDDING_WORKGROUP", EMBEDDING_WORKGROUP),
     ("MATVEC_ROWS", MATVEC_ROWS),

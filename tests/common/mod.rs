@@ -99,20 +99,7 @@ impl Packed {
         let (dtype, cols, group) = (self.entry.dtype, self.cols(), self.entry.group_size);
         let words = &self.parts[index];
         let n = self.entry.parts[index].rows * cols;
-        let (a, b) = (start * cols, end * cols);
-        let sub: Vec<u32> = match dtype {
-            DType::F32 | DType::U32 => words[a..b].to_vec(),
-            DType::F16 => {
-                assert!(a.is_multiple_of(2));
-                words[a / 2..b.div_ceil(2)].to_vec()
-            }
-            DType::Q4 => [&words[a / 8..b / 8], &words[n / 8 + a / group..n / 8 + b / group]].concat(),
-            DType::Q8 => {
-                assert!((a / group).is_multiple_of(2), "q8 row ranges must start at an even group");
-                let scales = n / 4 + a / group / 2..n / 4 + (b / group).div_ceil(2);
-                [&words[a / 4..b / 4], &words[scales]].concat()
-            }
-        };
+        let sub = dtype.part_slice(words, n, start * cols..end * cols, group.max(1));
         dequantize(dtype, &sub, end - start, cols, group.max(1))
     }
 
@@ -139,29 +126,49 @@ impl Packed {
 }
 
 fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<u32> {
-    let mut codes = vec![
-        0u32;
-        match dtype {
-            DType::Q4 => n / 8,
-            DType::Q8 => n / 4,
-            DType::F16 | DType::F32 | DType::U32 => 0,
-        }
-    ];
+    let mut codes = vec![0u32; dtype.params_word_offset(n as u64, 1) as usize];
     rng.fill(&mut codes[..]);
     let mut f16s = |count: usize, base: f32| -> Vec<f16> {
         (0..count).map(|_| f16::from_f32(base * rng.random_range(0.5f32..1.5))).collect()
     };
+    let pairs = |low: Vec<f16>, high: Vec<f16>| -> Vec<u32> {
+        low.iter().zip(&high).map(|(l, h)| u32::from(l.to_bits()) | (u32::from(h.to_bits()) << 16)).collect()
+    };
+    let super_blocks = n / 256;
     match dtype {
-        DType::Q4 => {
-            // Value = scale * q + offset with q in 0..16: offsets near -7.5 scale centre
-            // the values on zero.
-            let scales = f16s(n / group, 1.0 / 7.5);
-            let shifts = f16s(n / group, -7.5);
-            let params = scales.iter().zip(&shifts).map(|(&s, &k)| {
-                let offset = f16::from_f32(s.to_f32() * k.to_f32());
-                u32::from(s.to_bits()) | (u32::from(offset.to_bits()) << 16)
-            });
-            codes.extend(params);
+        DType::Q4 | DType::Q5 => {
+            // Value = scale * q + offset with q in 0..16 (0..32): offsets near -7.5 (-15.5)
+            // scale centre the values on zero.
+            let levels = if dtype == DType::Q4 { 7.5 } else { 15.5 };
+            let scales = f16s(n / group, 1.0 / levels);
+            let shifts = f16s(n / group, -levels);
+            let offsets = scales.iter().zip(&shifts).map(|(&s, &k)| f16::from_f32(s.to_f32() * k.to_f32())).collect();
+            let params = pairs(scales, offsets);
+            if dtype == DType::Q4 {
+                codes.extend(params);
+            } else {
+                let fifth_bits: Vec<u32> = (0..params.len()).map(|_| rng.random()).collect();
+                codes.extend(params.iter().zip(fifth_bits).flat_map(|(&p, f)| [p, f]));
+            }
+            codes
+        }
+        DType::Q4K | DType::Q5K => {
+            // Value = d * sc * q - dmin * m with 6-bit sc and m: about [-1, 1].
+            let levels = if dtype == DType::Q4K { 15.0 } else { 31.0 };
+            let d_dmin = pairs(f16s(super_blocks, 2.0 / (levels * 63.0)), f16s(super_blocks, 1.0 / 63.0));
+            let words = dtype.params_words_per_group() as usize;
+            for d_dmin in d_dmin {
+                codes.push(d_dmin);
+                codes.extend((1..words).map(|_| rng.random::<u32>()));
+            }
+            codes
+        }
+        DType::Q6K => {
+            // Value = d * scale * (q - 32) with signed 8-bit scales: about [-1, 1].
+            for d in f16s(super_blocks, 1.0 / (32.0 * 127.0)) {
+                codes.push(u32::from(d.to_bits()));
+                codes.extend((1..dtype.params_words_per_group()).map(|_| rng.random::<u32>()));
+            }
             codes
         }
         DType::Q8 => {
@@ -172,6 +179,10 @@ fn random_part(rng: &mut SmallRng, dtype: DType, n: usize, group: usize) -> Vec<
         DType::F16 => {
             let values: Vec<f16> = (0..n).map(|_| f16::from_f32(rng.random_range(-1.0f32..1.0))).collect();
             webjudge::format::pack_f16_words(&values).collect()
+        }
+        DType::Bf16 => {
+            let values: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            webjudge::format::encode(DType::Bf16, &values, 0)
         }
         DType::F32 => (0..n).map(|_| rng.random_range(-1.0f32..1.0).to_bits()).collect(),
         DType::U32 => panic!("u32 tensors hold indices, not random weights"),
