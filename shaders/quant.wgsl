@@ -48,9 +48,9 @@ fn k_scale_offset(p: vec4<u32>, j: u32) -> vec2<f32> {
 #endif
 
 #ifdef WEIGHTS_Q4_K
-// Four words per super-block of K_SUB_BLOCKS blocks.
+// Q4_K_PARAM_WORDS (one vec4) per super-block of K_SUB_BLOCKS blocks.
 fn block_scale_offset(block: u32, params_offset: u32, group: u32) -> vec2<f32> {
-    return k_scale_offset(weights[params_offset / 4u + block / K_SUB_BLOCKS], block % K_SUB_BLOCKS);
+    return k_scale_offset(weights[(params_offset + block / K_SUB_BLOCKS * Q4_K_PARAM_WORDS) / 4u], block % K_SUB_BLOCKS);
 }
 #endif
 

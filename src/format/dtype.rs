@@ -40,8 +40,8 @@ use half::{bf16, f16};
 use serde::{Deserialize, Serialize};
 
 use super::ggml_blocks::GgmlType;
-use super::k_quants::{self, SUPER_BLOCK};
-use super::BLOCK_VALUES;
+use super::k_quants;
+use super::{BLOCK_VALUES, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,12 +61,12 @@ pub enum DType {
     Bf16,
 }
 
-/// Parameter words per K-quant super-block (see the module's layouts).
-const Q4K_PARAM_WORDS: u64 = 4;
-const Q5K_PARAM_WORDS: u64 = 12;
-const Q6K_PARAM_WORDS: u64 = 21;
-/// Values per q5 group: its fifth bits are one word per 32 values.
-const Q5_GROUP: u64 = 32;
+const SUPER_BLOCK: usize = SUPER_BLOCK_VALUES as usize;
+const Q4K_PARAM_WORDS: u64 = Q4_K_PARAM_WORDS as u64;
+const Q5K_PARAM_WORDS: u64 = Q5_K_PARAM_WORDS as u64;
+const Q6K_PARAM_WORDS: u64 = Q6_K_PARAM_WORDS as u64;
+/// Values per q5 group: one word of fifth bits per weight block.
+const Q5_GROUP: u64 = BLOCK_VALUES as u64;
 
 impl DType {
     /// The lowercase name the manifest uses (`q4`).
@@ -278,7 +278,7 @@ pub fn dequantize(dtype: DType, words: &[u32], rows: usize, cols: usize, group: 
             (0..n)
                 .map(|i| {
                     let params = &words[n / 8 + i / SUPER_BLOCK * per_block..][..per_block];
-                    let block = i % SUPER_BLOCK / 32;
+                    let block = i % SUPER_BLOCK / BLOCK_VALUES as usize;
                     let (scale, offset) = k_block_scale_offset(params, block);
                     let fifth = if dtype == DType::Q5K { ((params[4 + block] >> (i % 32)) & 1) << 4 } else { 0 };
                     scale * (nibble(words, i) | fifth) as f32 + offset

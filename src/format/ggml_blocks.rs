@@ -11,7 +11,6 @@ use half::f16;
 
 use super::dtype::{nibble_words, pack_f16_pair};
 use super::gguf::{ggml_block_layout, ggml_type_name};
-use super::k_quants::SUPER_BLOCK;
 use super::{pack_q8, DType};
 
 /// The GGML types webjudge reads values of.
@@ -115,7 +114,7 @@ impl GgmlType {
         }
     }
 
-    /// Repacks whole blocks into one part of [`Self::dtype`]'s layout (src/weights/dtype.rs),
+    /// Repacks whole blocks into one part of [`Self::dtype`]'s layout (src/format/dtype.rs),
     /// value for value: every value decodes to the f32 [`Self::dequantize`] gives. Fails
     /// only where a legacy symmetric type's implied offset (`-8d`, `-16d`) overflows f16.
     pub fn pack(self, raw: &[u8]) -> Result<Vec<u32>, String> {
@@ -177,7 +176,7 @@ impl GgmlType {
             GgmlType::Q6K => {
                 let mut codes = vec![0u8; n];
                 let mut params = Vec::new();
-                for (block, codes) in blocks.zip(codes.chunks_exact_mut(SUPER_BLOCK)) {
+                for (block, codes) in blocks.zip(codes.chunks_exact_mut(super::SUPER_BLOCK_VALUES as usize)) {
                     let mut high = [0u32; 16];
                     for half in 0..2 {
                         let (ql, qh) = (&block[64 * half..][..64], &block[128 + 32 * half..][..32]);

@@ -12,8 +12,7 @@
 
 use half::f16;
 
-/// Values per super-block (`QK_K`).
-pub const SUPER_BLOCK: usize = 256;
+const SUPER_BLOCK: usize = super::SUPER_BLOCK_VALUES as usize;
 /// Below this, a Q6_K super-block is all zero (`GROUP_MAX_EPS`).
 const GROUP_MAX_EPS: f32 = 1e-15;
 

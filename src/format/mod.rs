@@ -12,13 +12,13 @@ pub mod checked_file;
 mod dtype;
 pub mod ggml_blocks;
 pub mod gguf;
-pub mod k_quants;
 mod judge_family;
+pub mod k_quants;
 pub mod manifest;
 pub mod schema;
 
 pub use architecture::Architecture;
-pub use block::BLOCK_VALUES;
+pub use block::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 pub use chat_template::ChatTemplate;
 pub use dtype::{
     dequantize, encode, pack_f16_words, pack_q4, pack_q4_words, pack_q8, quantize_q4, quantize_q4_sym, quantize_q8,

@@ -115,14 +115,8 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 
-/// The format's weight block (src/format/block.rs).
-pub use crate::format::BLOCK_VALUES;
-
-/// The K-quants' layouts (src/weights/dtype.rs, which checks these against its own): blocks
-/// per 256-value super-block, and parameter words per super-block of q5_k and q6_k.
-pub const K_SUB_BLOCKS: u32 = 8;
-pub const Q5_K_PARAM_WORDS: u32 = 12;
-pub const Q6_K_PARAM_WORDS: u32 = 21;
+/// The format's weight block and the K-quants' layouts (src/format/block.rs).
+pub use crate::format::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS};
 
 /// Invocations of a workgroup of every kernel without a size of its own (copy, gather,
 /// matmul, rmsnorm, rope, sampling).
@@ -170,6 +164,7 @@ pub const EPILOGUE_GATE_UP: u32 = 3;
 pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("BLOCK_VALUES", BLOCK_VALUES),
     ("K_SUB_BLOCKS", K_SUB_BLOCKS),
+    ("Q4_K_PARAM_WORDS", Q4_K_PARAM_WORDS),
     ("Q5_K_PARAM_WORDS", Q5_K_PARAM_WORDS),
     ("Q6_K_PARAM_WORDS", Q6_K_PARAM_WORDS),
     ("DEFAULT_WORKGROUP", DEFAULT_WORKGROUP),
