@@ -10,7 +10,7 @@ mod test_model;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -24,16 +24,24 @@ use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
 use webjudge::convert::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
+use webjudge::format::ggml_blocks::GgmlType;
 use webjudge::format::gguf::{
-    GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16, GGML_TYPE_F32 as F32,
-    GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
+    ggml_block_layout, GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16,
+    GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
+use webjudge::format::manifest::{INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
 use webjudge::judge::JudgeFamily;
 
 /// A type the converter refuses (it would need requantizing).
+const Q3_K: u32 = 11;
+const Q5_0: u32 = 6;
+const Q5_1: u32 = 7;
 const Q4_K: u32 = 12;
+const Q5_K: u32 = 13;
+const Q6_K: u32 = 14;
+const BF16: u32 = 30;
 
 const LAYERS: usize = 2;
 const HIDDEN: u64 = 64;
@@ -217,7 +225,24 @@ fn random_tensor(rng: &mut SmallRng, name: &str, dims: &[u64], ggml_type: u32) -
                 data.extend((0..16).map(|_| rng.random::<u8>()));
             }
         }
-        Q4_K => data.extend((0..n / 256 * 144).map(|_| rng.random::<u8>())),
+        BF16 => (0..n).for_each(|_| data.extend(&rng.random_range(-1.0f32..1.0).to_le_bytes()[2..])),
+        // Random codes (and 6-bit scales) under sane f16 scales at each type's offsets.
+        Q5_0 | Q5_1 | Q4_K | Q5_K | Q6_K | Q3_K => {
+            let (values, bytes) = ggml_block_layout(ggml_type).unwrap();
+            for _ in 0..n as u64 / values {
+                let mut block: Vec<u8> = (0..bytes).map(|_| rng.random()).collect();
+                match ggml_type {
+                    Q5_0 => block[..2].copy_from_slice(&random_f16(rng, -0.06, 0.06)),
+                    Q5_1 | Q4_K | Q5_K => {
+                        block[..2].copy_from_slice(&random_f16(rng, 0.0, 0.003));
+                        block[2..4].copy_from_slice(&random_f16(rng, 0.0, 0.02));
+                    }
+                    Q6_K => block[208..].copy_from_slice(&random_f16(rng, -0.0003, 0.0003)),
+                    _ => {}
+                }
+                data.extend(block);
+            }
+        }
         other => panic!("no generator for ggml type {other}"),
     }
     Tensor { name: name.into(), dims: dims.to_vec(), ggml_type, data }
@@ -262,7 +287,9 @@ fn spec_dequantize(tensor: &Tensor) -> Vec<f32> {
                 })
             })
             .collect(),
-        other => panic!("no dequantization for ggml type {other}"),
+        // llama.cpp's own dequantization of these is checked bit for bit against gguf-py's
+        // (src/format/ggml_blocks.rs); here it only checks the importer's plumbing.
+        other => GgmlType::from_id(other).expect("a type the importer reads").dequantize(d),
     }
 }
 
@@ -473,16 +500,13 @@ fn check_model_dir(dir: &Path, manifest: &Manifest, gguf: &Gguf) {
     assert!(tokenizer.is_object());
     for tensor in &gguf.tensors {
         let entry = manifest.tensor(&tensor.name).unwrap();
-        let expected_dtype = match (tensor.dims.len(), tensor.ggml_type) {
-            (1, _) | (_, F32) => DType::F32,
-            (_, F16) => DType::F16,
-            (_, Q8_0) => DType::Q8,
-            _ => DType::Q4,
-        };
+        let ggml_type = GgmlType::from_id(tensor.ggml_type).unwrap();
+        let expected_dtype = if tensor.dims.len() == 1 { DType::F32 } else { ggml_type.dtype() };
         assert_eq!(entry.dtype, expected_dtype, "{}", tensor.name);
         let shape: Vec<usize> = tensor.dims.iter().rev().map(|&d| d as usize).collect();
         assert_eq!(entry.shape, shape, "{}", tensor.name);
-        assert_eq!(entry.group_size, if expected_dtype.is_quantized() { 32 } else { 0 }, "{}", tensor.name);
+        let group = if expected_dtype.is_quantized() { ggml_type.values() } else { 0 };
+        assert_eq!(entry.group_size, group, "{}", tensor.name);
         assert_same_values(&tensor.name, &read_tensor(dir, manifest, &tensor.name), &spec_dequantize(tensor));
     }
 }
@@ -539,6 +563,42 @@ fn converts_every_supported_type_exactly() {
         assert_eq!(calls.first(), Some(&(0, total)));
         assert_eq!(calls.last(), Some(&(total, total)));
         assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "progress goes forward");
+    }
+}
+
+/// The types of llama.cpp's K-quant mixes keep their own layouts, value for value: Q4_K, Q5_K
+/// and Q6_K on the rows that are whole super-blocks (the feed-forward down projections here),
+/// Q5_0, Q5_1 and BF16 elsewhere, as a Q4_K_M file of a model with such rows has them.
+#[test]
+fn converts_k_quant_mixes_exactly() {
+    for (down_types, seed) in [([Q4_K, Q6_K], 21), ([Q5_K, Q4_K], 22)] {
+        let dir = scratch(&format!("k-quants-{seed}"));
+        let mut gguf = tiny_model(seed, false);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut replace = |name: &str, ggml_type: u32| {
+            let tensor = gguf.tensor_mut(name);
+            *tensor = random_tensor(&mut rng, name, &tensor.dims.clone(), ggml_type);
+        };
+        for (layer, down) in down_types.into_iter().enumerate() {
+            replace(&format!("blk.{layer}.ffn_down.weight"), down);
+            replace(&format!("blk.{layer}.attn_q.weight"), Q5_0);
+            replace(&format!("blk.{layer}.attn_k.weight"), Q5_1);
+            replace(&format!("blk.{layer}.attn_v.weight"), BF16);
+        }
+        replace("token_embd.weight", Q5_1);
+        replace("output.weight", BF16);
+        let path = write_gguf(&dir, "k.gguf", &gguf.bytes());
+        let out = dir.join("model");
+        let manifest = convert_gguf(&path, &out, &ConvertOptions::default(), &mut |_, _| ()).unwrap().manifest;
+        check_model_dir(&out, &manifest, &gguf);
+        let dtypes: BTreeSet<&str> = manifest.tensors.iter().map(|t| t.dtype.name()).collect();
+        assert!(dtypes.is_superset(&["q5", "bf16"].into()), "{dtypes:?}");
+        // Older builds refuse it by its version, not by an unknown dtype name.
+        assert_eq!(manifest.format_version, K_QUANT_FORMAT_VERSION);
+        let mut older = manifest.clone();
+        older.format_version = INPUT_ORDER_FORMAT_VERSION;
+        let refused = older.validate().unwrap_err().to_string();
+        assert!(refused.contains("which needs format version 3, not 2"), "{refused}");
     }
 }
 
@@ -1047,11 +1107,11 @@ fn wrong_tensors_and_metadata_are_named() {
     assert!(matches!(split_block, Err(ConvertError::Gguf(GgufError::BadShape { .. }))));
 
     let mut rng = SmallRng::seed_from_u64(11);
-    let k_quant = random_tensor(&mut rng, "blk.1.ffn_down.weight", &[FFN, HIDDEN], Q4_K);
+    let k_quant = random_tensor(&mut rng, "blk.1.ffn_down.weight", &[FFN, HIDDEN], Q3_K);
     match convert_variant(&|g| *g.tensor_mut("blk.1.ffn_down.weight") = k_quant.clone()) {
         Err(e @ ConvertError::UnsupportedType { .. }) => {
             let message = e.to_string();
-            assert!(message.contains("Q4_K") && message.contains("blk.1.ffn_down.weight"), "{message}");
+            assert!(message.contains("Q3_K") && message.contains("blk.1.ffn_down.weight"), "{message}");
         }
         other => panic!("{other:?}"),
     }

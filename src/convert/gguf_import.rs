@@ -1,12 +1,14 @@
 //! GGUF import: a llama-architecture GGUF file becomes a model directory, losslessly.
 //!
-//! Tensor data maps onto the model directory's dtypes without requantizing (see
-//! [`DType`] for the layouts): F32 stays f32, F16 stays f16, Q8_0
-//! becomes q8 with groups of 32, Q4_0 becomes q4 with `(d, -8d)` and Q4_1 q4 with
-//! `(d, m)`. Every converted value equals the value GGUF's dequantization gives. Vectors
-//! (the norm weights) become f32, dequantized if needed, because the RMSNorm kernel
-//! reads f32. Any other ggml type is an error naming it: converting it would need
-//! requantizing, which this importer never does silently.
+//! Tensor data maps onto the model directory's dtypes without requantizing
+//! ([`GgmlType::dtype`]; see [`DType`] for the layouts): F32, F16 and BF16 stay as they are,
+//! Q8_0 becomes q8 with groups of 32, Q4_0 and Q4_1 q4 with `(d, -8d)` and `(d, m)`, Q5_0 and
+//! Q5_1 q5 likewise, and Q4_K, Q5_K and Q6_K keep their super-blocks as q4_k, q5_k and q6_k,
+//! so a Q4_K_M or Q5_K_M file keeps every tensor in its own type. Every converted value
+//! equals the value llama.cpp's dequantization gives ([`GgmlType::pack`]). Vectors (the norm
+//! weights) become f32, dequantized if needed, because the RMSNorm kernel reads f32. Any
+//! other ggml type is an error naming it: converting it would need requantizing, which this
+//! importer never does silently.
 //!
 //! RoPE convention: the engine rotates adjacent pairs `(x[2i], x[2i+1])` of each head
 //! (`shaders/rope.wgsl`, [`crate::model::reference::rope`]). llama.cpp's converter
@@ -27,25 +29,15 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 
-use half::f16;
-
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::io_error_at;
 use super::writer::ModelWriter;
 use crate::format::checked_file;
-use crate::format::gguf::{
-    GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo, GGML_TYPE_F16, GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q4_1,
-    GGML_TYPE_Q8_0,
-};
+use crate::format::ggml_blocks::GgmlType;
+use crate::format::gguf::{GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, GlobalWeight};
-use crate::format::{dequantize, pack_q4, pack_q8, Architecture, ChatTemplate, DType, Manifest, BLOCK_VALUES};
-
-/// Values per block of ggml's Q4_0, Q4_1 and Q8_0 (GGUF's, as in
-/// [`crate::format::gguf::ggml_block_layout`]); each block becomes one q4/q8 group, which
-/// must hold whole weight blocks.
-const GROUP: usize = 32;
-const _: () = assert!(GROUP.is_multiple_of(BLOCK_VALUES as usize));
+use crate::format::{Architecture, ChatTemplate, DType, Manifest};
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -218,11 +210,10 @@ fn chat_template(gguf: &GgufFile) -> Result<ChatTemplate, ConvertError> {
 /// One tensor to convert: where its bytes are and what it becomes.
 struct PlannedTensor<'a> {
     info: &'a GgufTensorInfo,
+    ggml_type: GgmlType,
     /// `[rows, cols]` or `[n]`.
     shape: Vec<usize>,
-    /// The dtype the GGUF type maps onto without loss.
-    native: DType,
-    /// The dtype written (f32 for vectors).
+    /// The dtype written: the one the GGUF type maps onto without loss (f32 for vectors).
     dtype: DType,
     range: Range<u64>,
     /// GGUF bytes of one row.
@@ -245,21 +236,17 @@ fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<V
             if found.len() != shape.len() || found.iter().zip(&shape).any(|(&f, &e)| f != e as u64) {
                 return Err(ConvertError::Shape { name, dims: info.dims.clone(), found, expected: shape });
             }
-            let native = match info.ggml_type {
-                GGML_TYPE_F32 => DType::F32,
-                GGML_TYPE_F16 => DType::F16,
-                GGML_TYPE_Q8_0 => DType::Q8,
-                GGML_TYPE_Q4_0 | GGML_TYPE_Q4_1 => DType::Q4,
-                ggml_type => {
-                    return Err(ConvertError::UnsupportedType { tensor: name, ggml_type, type_name: info.type_name() })
-                }
-            };
+            let ggml_type = GgmlType::from_id(info.ggml_type).ok_or_else(|| ConvertError::UnsupportedType {
+                tensor: name.clone(),
+                ggml_type: info.ggml_type,
+                type_name: info.type_name(),
+            })?;
             let range = gguf.tensor_range(info)?;
             let rows = if shape.len() == 2 { shape[0] as u64 } else { 1 };
             Ok(PlannedTensor {
                 info,
-                dtype: if shape.len() == 1 { DType::F32 } else { native },
-                native,
+                ggml_type,
+                dtype: if shape.len() == 1 { DType::F32 } else { ggml_type.dtype() },
                 row_bytes: (range.end - range.start) / rows,
                 range,
                 shape,
@@ -271,14 +258,10 @@ fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<V
 impl PlannedTensor<'_> {
     fn group_size(&self) -> usize {
         if self.dtype.is_quantized() {
-            GROUP
+            self.ggml_type.group()
         } else {
             0
         }
-    }
-
-    fn cols(&self) -> usize {
-        *self.shape.last().expect("shapes are checked to be non-empty")
     }
 
     /// Reads rows of the GGUF data and returns them packed in the output dtype.
@@ -286,64 +269,9 @@ impl PlannedTensor<'_> {
         let mut raw = vec![0u8; (rows.len() as u64 * self.row_bytes) as usize];
         source.seek(SeekFrom::Start(self.range.start + rows.start as u64 * self.row_bytes))?;
         source.read_exact(&mut raw)?;
-        let native = self.repack(&raw)?;
-        if self.dtype == self.native {
-            return Ok(native);
+        if self.dtype != self.ggml_type.dtype() {
+            return Ok(self.ggml_type.dequantize(&raw).iter().map(|v| v.to_bits()).collect());
         }
-        let values = dequantize(self.native, &native, rows.len(), self.cols(), GROUP);
-        Ok(values.iter().map(|v| v.to_bits()).collect())
-    }
-
-    /// Repacks GGUF bytes into the layout of [`Self::native`], value for value.
-    fn repack(&self, raw: &[u8]) -> Result<Vec<u32>, ConvertError> {
-        let f16_at = |bytes: &[u8], at: usize| f16::from_le_bytes([bytes[at], bytes[at + 1]]);
-        Ok(match self.info.ggml_type {
-            // Both are already little-endian words (f16 pairs share one, an odd tail
-            // gets a zero high half).
-            GGML_TYPE_F32 | GGML_TYPE_F16 => raw
-                .chunks(4)
-                .map(|c| {
-                    let mut word = [0u8; 4];
-                    word[..c.len()].copy_from_slice(c);
-                    u32::from_le_bytes(word)
-                })
-                .collect(),
-            GGML_TYPE_Q8_0 => {
-                let blocks = raw.chunks_exact(2 + GROUP);
-                let scales: Vec<f16> = blocks.clone().map(|b| f16_at(b, 0)).collect();
-                let codes: Vec<i8> = blocks.flat_map(|b| b[2..].iter().map(|&q| q as i8)).collect();
-                pack_q8(&codes, &scales, GROUP)
-            }
-            GGML_TYPE_Q4_0 | GGML_TYPE_Q4_1 => {
-                let q4_1 = self.info.ggml_type == GGML_TYPE_Q4_1;
-                let header = if q4_1 { 4 } else { 2 };
-                let mut codes = Vec::with_capacity(raw.len() * 2);
-                let mut params = Vec::with_capacity(raw.len() / (header + GROUP / 2));
-                for block in raw.chunks_exact(header + GROUP / 2) {
-                    let d = f16_at(block, 0);
-                    let offset = if q4_1 { f16_at(block, 2) } else { self.q4_0_offset(d)? };
-                    params.push((d, offset));
-                    // Low nibbles are values 0..16 of the block, high nibbles 16..32.
-                    let qs = &block[header..];
-                    codes.extend(qs.iter().map(|q| q & 15));
-                    codes.extend(qs.iter().map(|q| q >> 4));
-                }
-                pack_q4(&codes, &params, GROUP)
-            }
-            other => unreachable!("plan_tensors admitted ggml type {other}"),
-        })
-    }
-
-    /// Q4_0 values are `d * (q - 8)`; as q4 that is scale `d` and offset `-8d`, exact in
-    /// f16 (a power-of-two multiple) unless it overflows.
-    fn q4_0_offset(&self, d: f16) -> Result<f16, ConvertError> {
-        let offset = f16::from_f32(-8.0 * d.to_f32());
-        if !offset.is_finite() {
-            return Err(ConvertError::Value {
-                tensor: self.info.name.clone(),
-                problem: format!("Q4_0 scale {d} makes the offset -8d overflow f16, so it has no exact q4 form"),
-            });
-        }
-        Ok(offset)
+        self.ggml_type.pack(&raw).map_err(|problem| ConvertError::Value { tensor: self.info.name.clone(), problem })
     }
 }

@@ -135,8 +135,9 @@ impl ModelWriter {
     ) -> std::io::Result<Manifest> {
         self.close_shard()?;
         let has_orders = self.tensors.iter().any(|t| t.input_order.is_some());
+        let dtypes_need = self.tensors.iter().map(|t| t.dtype.format_version()).max().unwrap_or(FORMAT_VERSION);
         let manifest = Manifest {
-            format_version: if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION },
+            format_version: dtypes_need.max(if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION }),
             architecture,
             chat_template,
             judge,

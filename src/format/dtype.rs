@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ggml_blocks::GgmlType;
 use super::k_quants;
+use super::manifest::{FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
 use super::{BLOCK_VALUES, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,6 +83,15 @@ impl DType {
             DType::Q5K => "q5_k",
             DType::Q6K => "q6_k",
             DType::Bf16 => "bf16",
+        }
+    }
+
+    /// The manifest format version that introduced the dtype: a build older than it refuses
+    /// the model by its version instead of failing on an unknown dtype name.
+    pub fn format_version(self) -> u32 {
+        match self {
+            DType::Q4 | DType::Q8 | DType::F16 | DType::F32 | DType::U32 => FORMAT_VERSION,
+            DType::Q5 | DType::Q4K | DType::Q5K | DType::Q6K | DType::Bf16 => K_QUANT_FORMAT_VERSION,
         }
     }
 

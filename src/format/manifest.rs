@@ -16,6 +16,11 @@ pub const FORMAT_VERSION: u32 = 1;
 /// ([`TensorEntry::input_order`]), written only then: a build older than it refuses such
 /// a model by its version instead of ignoring the orders and computing garbage.
 pub const INPUT_ORDER_FORMAT_VERSION: u32 = 2;
+/// The format of a model with a tensor in a dtype added with the K-quants (q5, q4_k, q5_k,
+/// q6_k, bf16; [`DType::format_version`]), written only then, for the same reason.
+pub const K_QUANT_FORMAT_VERSION: u32 = 3;
+/// The newest format this build reads.
+pub const LATEST_FORMAT_VERSION: u32 = K_QUANT_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -83,7 +88,7 @@ pub enum ManifestError {
     #[error("manifest is not valid JSON for format version {FORMAT_VERSION}: {0}")]
     Parse(#[from] serde_json::Error),
     #[error(
-        "manifest format version {found} is not supported (this build reads versions {FORMAT_VERSION} to {INPUT_ORDER_FORMAT_VERSION})"
+        "manifest format version {found} is not supported (this build reads versions {FORMAT_VERSION} to {LATEST_FORMAT_VERSION})"
     )]
     Version { found: u32 },
     #[error("invalid architecture: {0}")]
@@ -130,7 +135,7 @@ impl Manifest {
             format_version: u32,
         }
         let version: VersionOnly = serde_json::from_str(text)?;
-        if !(FORMAT_VERSION..=INPUT_ORDER_FORMAT_VERSION).contains(&version.format_version) {
+        if !(FORMAT_VERSION..=LATEST_FORMAT_VERSION).contains(&version.format_version) {
             return Err(ManifestError::Version { found: version.format_version });
         }
         let manifest: Manifest = serde_json::from_str(text)?;
@@ -179,6 +184,14 @@ impl Manifest {
             let (rows, cols) = (tensor.rows() as u64, tensor.cols() as u64);
             let group = tensor.group_size as u64;
             tensor.dtype.check_shape(cols, group).map_err(|p| tensor.problem(p))?;
+            if tensor.dtype.format_version() > self.format_version {
+                return Err(tensor.problem(format!(
+                    "is {}, which needs format version {}, not {}",
+                    tensor.dtype.name(),
+                    tensor.dtype.format_version(),
+                    self.format_version
+                )));
+            }
             let mut next_row = 0;
             for part in &tensor.parts {
                 if part.row_start != next_row || part.rows == 0 || part.rows as u64 > rows - next_row as u64 {
