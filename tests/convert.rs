@@ -29,10 +29,11 @@ use webjudge::format::gguf::{
     ggml_block_layout, GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16,
     GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
-use webjudge::format::manifest::{INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
+use webjudge::format::manifest::{DEFAULT_SHARD_BYTES, INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
 use webjudge::judge::JudgeFamily;
+use webjudge::kernels::Sampling;
 
 /// A type the converter refuses (it would need requantizing).
 const Q3_K: u32 = 11;
@@ -599,6 +600,55 @@ fn converts_k_quant_mixes_exactly() {
         older.format_version = INPUT_ORDER_FORMAT_VERSION;
         let refused = older.validate().unwrap_err().to_string();
         assert!(refused.contains("which needs format version 3, not 2"), "{refused}");
+    }
+}
+
+/// A tiny LLaMA whose rows are whole super-blocks, quantized by llama.cpp's own quantizer to
+/// Q4_K_M and Q5_K_M (tests/fixtures/kquant_tiny, tools/reference/kquant_model_fixture.py),
+/// converts without requantizing and generates the greedy ids of a float64 forward over its
+/// dequantized weights. Tolerance: every step's top-5 logits (values ~15-30) within 0.05, 5
+/// times the worst measured on lavapipe (1.0e-2: f32 sums, f16 KV cache) and under a quarter
+/// of the golden's smallest top-1/top-2 margin (0.2 or more), so equal ids are no coincidence.
+#[test]
+fn llama_cpp_k_quant_files_generate_the_reference_greedy_ids() {
+    const LOGIT_TOLERANCE: f32 = 0.05;
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kquant_tiny");
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("golden.json")).unwrap()).unwrap();
+    let ids = |value: &serde_json::Value| -> Vec<u32> {
+        value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    };
+    for (mix, case) in golden["files"].as_object().unwrap() {
+        let margins = case["margins"].as_array().unwrap().iter().map(|m| m.as_f64().unwrap() as f32);
+        assert!(margins.fold(f32::INFINITY, f32::min) > 4.0 * LOGIT_TOLERANCE, "{mix}");
+        let out = scratch(&format!("llama-cpp-{mix}")).join("model");
+        let manifest = convert(&fixture.join(format!("{mix}.gguf")), &out, DEFAULT_SHARD_BYTES).unwrap();
+        let written: BTreeSet<&str> = manifest.tensors.iter().map(|t| t.dtype.name()).collect();
+        let k_type = if mix == "q4_k_m" { "q4_k" } else { "q5_k" };
+        assert_eq!(written, ["f32", k_type, "q6_k"].into(), "{mix}: every tensor in its own type");
+
+        let mut engine = common::hf::load_short_context(&out);
+        let model = engine.model_mut();
+        let (prompt, want) = (ids(&case["prompt"]), ids(&case["greedy"]));
+        let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
+        let mut worst = 0f32;
+        for (step, top5) in case["top5"].as_array().unwrap().iter().enumerate() {
+            let logits = pollster::block_on(model.logits()).unwrap();
+            for top in top5.as_array().unwrap() {
+                let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
+                let difference = (logits[id] - logit).abs();
+                assert!(difference <= LOGIT_TOLERANCE, "{mix} step {step}: logit of {id} differs by {difference}");
+                worst = worst.max(difference);
+            }
+            assert_eq!(got[step], want[step], "{mix} step {step}: greedy id differs from the reference's");
+            if got.len() < want.len() {
+                got.push(pollster::block_on(model.decode(Sampling::Greedy)).unwrap());
+            }
+        }
+        assert_eq!(got, want);
+        println!(
+            "{mix} (llama.cpp's quantizer): greedy ids equal the reference's; max top-5 logit difference {worst:.2e}"
+        );
     }
 }
 
