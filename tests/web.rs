@@ -221,21 +221,31 @@ fn tiny_architecture() -> Architecture {
     }
 }
 
-/// Random weights in the dtypes real models use (q8 embedding, q4 matrices, f32
-/// norms), uploaded to the GPU, and the same values dequantized for the CPU.
-fn tiny_model(gpu: &Gpu, a: &Architecture) -> (HashMap<String, GpuTensor>, ModelWeights) {
+/// The dtypes real models use: q8 embedding, q4 matrices (f32 norms).
+fn q4_model_dtype(name: &str) -> DType {
+    if name == GlobalWeight::TokenEmbedding.name() {
+        DType::Q8
+    } else {
+        DType::Q4
+    }
+}
+
+/// Random weights in the dtypes `dtype_of` names for each matrix (f32 norms), uploaded to
+/// the GPU, and the same values dequantized for the CPU.
+fn tiny_model(gpu: &Gpu, a: &Architecture, dtype_of: fn(&str) -> DType) -> (HashMap<String, GpuTensor>, ModelWeights) {
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let mut gpu_weights = HashMap::new();
     let mut cpu: HashMap<String, Vec<f32>> = HashMap::new();
     for (name, shape) in expected_tensors(a, usize::MAX).unwrap() {
         let (rows, cols) = if shape.len() == 2 { (shape[0], shape[1]) } else { (1, shape[0]) };
-        let (dtype, group, values) = if shape.len() == 1 {
-            (DType::F32, 0, random.uniform(cols, 0.5).into_iter().map(|v| 1.0 + v).collect())
+        let (dtype, values) = if shape.len() == 1 {
+            (DType::F32, random.uniform(cols, 0.5).into_iter().map(|v| 1.0 + v).collect())
         } else if name == GlobalWeight::TokenEmbedding.name() {
-            (DType::Q8, 32, random.uniform(rows * cols, 1.0))
+            (dtype_of(&name), random.uniform(rows * cols, 1.0))
         } else {
-            (DType::Q4, 32, random.uniform(rows * cols, 2.0 / (cols as f32).sqrt()))
+            (dtype_of(&name), random.uniform(rows * cols, 2.0 / (cols as f32).sqrt()))
         };
+        let group = if dtype.is_quantized() { dtype.fixed_group().unwrap_or(32) as usize } else { 0 };
         let words = encode(dtype, &values, group);
         let entry = TensorEntry {
             name: name.clone(),
@@ -266,11 +276,10 @@ fn worst_deviation(gpu: &[f32], cpu: &[f32]) -> f32 {
     gpu.iter().zip(cpu).map(|(g, c)| (g - c).abs() / scale).fold(0.0, f32::max)
 }
 
-async fn check_forward(allow_subgroups: bool) {
+async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str) -> DType) {
     let gpu = Gpu::new(GpuOptions { allow_subgroups }).await.expect("WebGPU adapter");
     let subgroups = gpu.subgroups;
-    let a = tiny_architecture();
-    let (gpu_weights, cpu_weights) = tiny_model(&gpu, &a);
+    let (gpu_weights, cpu_weights) = tiny_model(&gpu, &a, dtype_of);
     // Chunks of 16: the 70-token prompt takes four tiled chunks and a 6-token one, and
     // attention walks keys past its first 64-key tile in prefill and decode.
     let mut model =
@@ -293,18 +302,42 @@ async fn check_forward(allow_subgroups: bool) {
         want = cpu.forward(id);
         id = model.decode(Sampling::Greedy).await.unwrap();
     }
-    web_sys::console::log_1(&format!("forward vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into());
+    let dtypes = format!("{:?}", [GlobalWeight::TokenEmbedding.name(), "blk.0.attn_q.weight"].map(dtype_of));
+    web_sys::console::log_1(&format!("forward {dtypes} vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into());
 }
 
 #[wasm_bindgen_test]
 async fn forward_matches_cpu_reference_workgroup_reductions() {
-    check_forward(false).await;
+    check_forward(false, tiny_architecture(), q4_model_dtype).await;
 }
 
 /// With subgroup reductions where the browser exposes them (otherwise the same path).
 #[wasm_bindgen_test]
 async fn forward_matches_cpu_reference_subgroups() {
-    check_forward(true).await;
+    check_forward(true, tiny_architecture(), q4_model_dtype).await;
+}
+
+/// The dtypes of the GGUF files `convert` keeps as they are: K-quants, q5 and bf16, one per
+/// kind of weight, on rows of whole 256-value super-blocks.
+fn k_quant_model_dtype(name: &str) -> DType {
+    use webjudge::format::schema::{layer_role, LayerWeight};
+    let role = |weight: LayerWeight| layer_role(name) == Some(weight.suffix());
+    match () {
+        _ if name == GlobalWeight::TokenEmbedding.name() => DType::Q4K,
+        _ if role(LayerWeight::AttnQ) || role(LayerWeight::AttnK) => DType::Q4K,
+        _ if role(LayerWeight::AttnV) || role(LayerWeight::FfnDown) => DType::Q6K,
+        _ if role(LayerWeight::AttnOutput) => DType::Q5K,
+        _ if role(LayerWeight::FfnGate) => DType::Q5,
+        _ => DType::Bf16,
+    }
+}
+
+/// The forward pass over every dtype a K-quant GGUF brings, on the browser's WebGPU (no
+/// `shader-f16`), against the CPU reference.
+#[wasm_bindgen_test]
+async fn k_quant_forward_matches_cpu_reference() {
+    let a = Architecture { hidden: 256, head_dim: 64, ffn: 512, ..tiny_architecture() };
+    check_forward(true, a, k_quant_model_dtype).await;
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# webjudge next to llama.cpp on the same adapter and the same GGUF (the SmolLM2 test model):
+# webjudge next to llama.cpp on the same adapter and the same GGUF (the SmolLM2 test model, or
+# the GGUF given, e.g. a K-quant of it):
 # `webjudge bench` and llama.cpp's Vulkan backend (npm node-llama-cpp 3.21.1, prebuilt)
 # run alternately RUNS times; the best run of each is appended to BENCH.md's peer table,
 # with webjudge's ratio to llama.cpp.
-# Usage: tools/bench_peers.sh [PROMPT_TOKENS] [DECODE_TOKENS] [RUNS] [NOTE]
+# Usage: tools/bench_peers.sh [PROMPT_TOKENS] [DECODE_TOKENS] [RUNS] [NOTE] [GGUF]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ PROMPT=${1:-256}
 DECODE=${2:-64}
 RUNS=${3:-2}
 NOTE=${4:-}
+GGUF=${5:-}
 source tools/peers/common.sh
 # llama.cpp's Vulkan backend hides CPU-type devices (lavapipe) unless told to use device 0.
 export GGML_VK_VISIBLE_DEVICES=${GGML_VK_VISIBLE_DEVICES:-0}

@@ -5,9 +5,15 @@ MODEL=target/models/smollm2-135m-instruct
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/webjudge-runtime-$(id -u)}
 mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 
-# Builds webjudge, converts the test model's GGUF if needed; sets $gguf to the GGUF's path.
+# Builds webjudge, converts the GGUF ($GGUF if set, else the test model's) if needed; sets
+# $gguf to the GGUF's path and $MODEL to its model directory.
 prepare_webjudge() {
-    gguf=$(tools/fetch_test_model.sh)
+    if [[ -n ${GGUF:-} ]]; then
+        gguf=$GGUF
+        MODEL=target/models/$(basename "$gguf" .gguf)
+    else
+        gguf=$(tools/fetch_test_model.sh)
+    fi
     cargo build --release --quiet
     [[ -f $MODEL/manifest.json ]] || target/release/webjudge convert "$gguf" --out "$MODEL"
 }
