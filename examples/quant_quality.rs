@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use webjudge::convert::hf_import::{convert_hf, HfOptions};
+use webjudge::convert::quant::Quant;
 use webjudge::engine::native::load_dir;
-use webjudge::format::Quant;
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::tokenizer::Tokenizer;
 
@@ -23,6 +23,11 @@ const CHOICES: &[(Quant, usize)] = &[
     (Quant::F16, 0),
     (Quant::Q8, 32),
     (Quant::Q4, 32),
+    (Quant::Q4MinMax, 32),
+    (Quant::Q4KM, 0),
+    (Quant::Q5KM, 0),
+    (Quant::Q4K, 0),
+    (Quant::Q6K, 0),
     (Quant::Q4, 64),
     (Quant::Q4, 128),
     (Quant::Q4Sym, 32),
@@ -81,7 +86,7 @@ fn main() -> Result<(), Error> {
             kl_max = kl_max.max(kl);
         }
         let n = reference.len() as f64;
-        let group = if quant.dtype().is_quantized() { group.to_string() } else { "-".into() };
+        let group = if quant.takes_group() { group.to_string() } else { "-".into() };
         println!(
             "| {quant:?} | {group} | {mib:.1} | {:.1}% | {:.5} | {kl_max:.4} |",
             100.0 * agree as f64 / n,

@@ -24,8 +24,9 @@ use sha2::{Digest, Sha256};
 use webjudge::convert::gptq::GptqError;
 use webjudge::convert::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
 use webjudge::convert::import::ConvertError;
+use webjudge::convert::quant::Quant;
 use webjudge::engine::native::load_dir;
-use webjudge::format::{Architecture, DType, Manifest, Quant};
+use webjudge::format::{Architecture, DType, Manifest};
 use webjudge::kernels::{GpuOptions, Sampling};
 
 const HEAD_DIM: usize = 16;

@@ -25,8 +25,9 @@ use serde_json::json;
 use webjudge::convert::checkpoint::Checkpoint;
 use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
 use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
+use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
-use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Quant};
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -151,6 +152,8 @@ fn converted_checkpoints_run_like_hugging_face() {
         ("q4 tied", Quant::Q4, 32, true, 1),
         ("q4 group 64", Quant::Q4, 64, false, 2),
         ("q4sym", Quant::Q4Sym, 32, false, 1),
+        // Rows of 64 and 128 values are not Q4_K super-blocks: llama.cpp's fallback, q5.
+        ("q4_k as q5", Quant::Q4K, 32, false, 1),
     ];
     for (case, quant, group, tied, shards) in cases {
         let dir = scratch(&case.replace(' ', "_"));
@@ -171,7 +174,10 @@ fn converted_checkpoints_run_like_hugging_face() {
             manifest
         );
         for tensor in &manifest.tensors {
-            let want = if tensor.shape.len() == 1 { DType::F32 } else { quant.dtype() };
+            let want = match tensor.shape[..] {
+                [_, cols] => uniform_encoding(quant, cols, group).dtype,
+                _ => DType::F32,
+            };
             assert_eq!(tensor.dtype, want, "{case}: {}", tensor.name);
             if want.is_quantized() {
                 assert_eq!(tensor.group_size, group, "{case}: {}", tensor.name);

@@ -303,7 +303,9 @@ async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str
         id = model.decode(Sampling::Greedy).await.unwrap();
     }
     let dtypes = format!("{:?}", [GlobalWeight::TokenEmbedding.name(), "blk.0.attn_q.weight"].map(dtype_of));
-    web_sys::console::log_1(&format!("forward {dtypes} vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into());
+    web_sys::console::log_1(
+        &format!("forward {dtypes} vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into(),
+    );
 }
 
 #[wasm_bindgen_test]

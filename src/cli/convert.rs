@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
 use webjudge::convert::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
 use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
-use webjudge::format::Quant as Quantizer;
+use webjudge::convert::quant::Quant;
 use webjudge::judge::JudgeFamily;
 
 use super::{outln, CliResult};
@@ -38,11 +37,14 @@ pub struct Args {
     /// lists); a directory holding the input or anything else is never replaced.
     #[arg(long)]
     pub force: bool,
-    /// Hugging Face input only: the dtype of 2-D weights (default q4).
-    #[arg(long, value_enum)]
+    /// Hugging Face input only: how 2-D weights are stored (default q4): f32, f16, q8, q4
+    /// (4-bit, each group's scale and offset searched), q4minmax (q4 by each group's min and
+    /// max), q4sym (like GGUF Q4_0), q4_k, q5_k, q6_k (every weight one K-quant), q4_k_m,
+    /// q5_k_m (llama.cpp's mixes). docs/quantization.md measures each.
+    #[arg(long)]
     pub quant: Option<Quant>,
-    /// Hugging Face input only: values per quantization group (32, 64 or 128; default 32).
-    /// GPTQ layers kept as q4 keep their own group size.
+    /// Hugging Face input only, with q4, q4minmax, q4sym or q8: values per quantization
+    /// group (32, 64 or 128; default 32). GPTQ layers kept as q4 keep their own group size.
     #[arg(long, value_parser = parse_group)]
     pub group: Option<usize>,
     /// The context to record, in positions, when smaller than the model's own (the engine
@@ -64,22 +66,17 @@ pub struct Args {
 /// in wasm's 32-bit memory beside the shards loading with it.
 const MAX_SHARD_MB: u64 = 2048;
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum Quant {
-    /// 4-bit with a per-group f16 scale and offset.
-    Q4,
-    /// 4-bit symmetric like GGUF Q4_0 (scale from the largest magnitude, offset -8 scales).
-    Q4sym,
-    /// 8-bit with a per-group f16 scale.
-    Q8,
-    F16,
-}
-
 pub fn run(args: Args) -> CliResult {
     let max_shard_bytes = args.shard_mb.saturating_mul(1 << 20);
     let hf = args.input.is_dir();
     if !hf && (args.quant.is_some() || args.group.is_some()) {
         return Err("--quant and --group apply to Hugging Face checkpoint directories; a GGUF file is converted without requantizing".into());
+    }
+    let quant = args.quant.unwrap_or(HfOptions::default().quant);
+    if args.group.is_some() && !quant.takes_group() {
+        return Err(
+            format!("--group applies to q4, q4minmax, q4sym and q8; {} has its own block sizes", quant.name()).into()
+        );
     }
     // Said on stderr even if the conversion then fails: a model may have been put back.
     for tidied in tidy_leftovers(&args.out) {
@@ -95,12 +92,6 @@ pub fn run(args: Args) -> CliResult {
         bar.set_position(done);
     };
     let result: Result<HfConversion, Box<dyn std::error::Error>> = if hf {
-        let quant = match args.quant.unwrap_or(Quant::Q4) {
-            Quant::Q4 => Quantizer::Q4,
-            Quant::Q4sym => Quantizer::Q4Sym,
-            Quant::Q8 => Quantizer::Q8,
-            Quant::F16 => Quantizer::F16,
-        };
         let options = HfOptions {
             quant,
             group: args.group.unwrap_or(32),
@@ -127,13 +118,9 @@ pub fn run(args: Args) -> CliResult {
     };
     bar.finish_and_clear();
     let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason } = result?;
-    let quant = match args.quant.unwrap_or(Quant::Q4) {
-        Quant::F16 => "f16".to_string(),
-        quant => format!(
-            "{} with groups of {}",
-            quant.to_possible_value().expect("no skipped values").get_name(),
-            args.group.unwrap_or(32)
-        ),
+    let quant = match quant.takes_group() {
+        true => format!("{} with groups of {}", quant.name(), args.group.unwrap_or(32)),
+        false => quant.name().to_string(),
     };
     print_gptq(gptq_kept, gptq_reordered, &gptq_requantized, &quant)?;
 

@@ -41,13 +41,14 @@ use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::io_error_at;
+use super::quant::{Encoding, MixContext, Quant, WeightRole};
 use super::safetensors::{self, SafetensorsError};
 use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use crate::format::checked_file::{self, ReadError};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
-use crate::format::{Architecture, ChatTemplate, DType, Manifest, Quant};
+use crate::format::{Architecture, ChatTemplate, DType, Manifest};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
@@ -305,8 +306,7 @@ struct Planned {
     source: Source,
     name: String,
     shape: Vec<usize>,
-    quant: Quant,
-    group: usize,
+    encoding: Encoding,
     /// GPTQ codes copied as q4 instead of requantizing.
     keep_gptq_codes: bool,
     /// The name of the input order the kept codes' columns are in (act-order).
@@ -347,21 +347,23 @@ impl Planned {
             }
             values
         };
-        Ok(self.quant.encode(&values, self.group.max(1)))
+        Ok(self.encoding.encode(&values))
     }
 }
 
-/// Plans a 2-D dense weight's storage.
-fn quant_for(name: &str, shape: &[usize], options: &HfOptions) -> Result<(Quant, usize), HfError> {
-    if !options.quant.dtype().is_quantized() {
-        return Ok((options.quant, 0));
-    }
+/// Plans a 2-D weight's storage (`name` the engine's, `hf_name` the checkpoint's).
+fn encoding_for(
+    name: &str,
+    hf_name: &str,
+    cols: usize,
+    options: &HfOptions,
+    mix: MixContext,
+) -> Result<Encoding, HfError> {
+    let role = WeightRole::of(name).expect("planned tensors have engine names");
     options
         .quant
-        .dtype()
-        .check_shape(shape[1] as u64, options.group as u64)
-        .map_err(|problem| HfError::Quant { name: name.into(), problem })?;
-    Ok((options.quant, options.group))
+        .encoding(role, cols, options.group, mix)
+        .map_err(|problem| HfError::Quant { name: hf_name.into(), problem })
 }
 
 fn plan(
@@ -372,6 +374,7 @@ fn plan(
 ) -> Result<Vec<Planned>, HfError> {
     let expected = expected_tensors(a, checkpoint.tensors().count()).map_err(|e| HfError::Config(e.to_string()))?;
     let mut planned: Vec<Option<Planned>> = expected.iter().map(|_| None).collect();
+    let mix = MixContext { n_layers: a.n_layers, tied_embeddings: a.tied_embeddings };
     let (layers, dense) = match gptq {
         Some(_) => gptq::split_layers(checkpoint.tensors())?,
         None => (Vec::new(), checkpoint.tensors().collect()),
@@ -401,7 +404,7 @@ fn plan(
         }
         let shape = expected[index].1.clone();
         let rope = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated());
-        let (source, quant, group, keep_gptq_codes) = match source {
+        let (source, encoding, keep_gptq_codes) = match source {
             Ok(tensor) => {
                 if tensor.shape != shape {
                     return Err(HfError::Shape { name: hf_name, found: tensor.shape.clone(), expected: shape });
@@ -410,21 +413,24 @@ fn plan(
                     let problem = format!("holds {:?} values; only GPTQ layers may hold integers", tensor.dtype);
                     return Err(HfError::Quant { name: hf_name, problem });
                 }
-                let (quant, group) =
-                    if shape.len() == 1 { (Quant::F32, 0) } else { quant_for(&hf_name, &shape, options)? };
-                (Source::Dense(tensor), quant, group, false)
+                let encoding = match shape[..] {
+                    [_, cols] => encoding_for(&name, &hf_name, cols, options, mix)?,
+                    _ => Encoding::new(DType::F32, 0),
+                };
+                (Source::Dense(tensor), encoding, false)
             }
             Err(layer) => {
                 let Some(config) = gptq.filter(|_| shape.len() == 2) else {
                     return Err(HfError::UnexpectedTensor(hf_name));
                 };
                 let layer = layer.plan(config, checkpoint, shape[0], shape[1])?;
-                let q4 = options.quant.dtype() == DType::Q4;
                 match layer.q4_group() {
-                    Ok(group) if q4 => (Source::Gptq(Box::new(layer)), Quant::Q4, group, true),
+                    Ok(group) if options.quant.keeps_gptq_codes() => {
+                        (Source::Gptq(Box::new(layer)), Encoding::new(DType::Q4, group), true)
+                    }
                     _ => {
-                        let (quant, group) = quant_for(&hf_name, &shape, options)?;
-                        (Source::Gptq(Box::new(layer)), quant, group, false)
+                        let encoding = encoding_for(&name, &hf_name, shape[1], options, mix)?;
+                        (Source::Gptq(Box::new(layer)), encoding, false)
                     }
                 }
             }
@@ -433,8 +439,7 @@ fn plan(
             source,
             name,
             shape,
-            quant,
-            group,
+            encoding,
             keep_gptq_codes,
             input_order: None,
             rope_head_dim: rope.then_some(a.head_dim),
@@ -524,7 +529,9 @@ pub fn convert_hf(
     if options.max_shard_bytes < MIN_SHARD_BYTES {
         return Err(ConvertError::ShardSize(options.max_shard_bytes).into());
     }
-    options.quant.dtype().check_group(options.group as u64).map_err(HfError::Unsupported)?;
+    if options.quant.takes_group() {
+        DType::Q4.check_group(options.group as u64).map_err(HfError::Unsupported)?;
+    }
     let config = read_json(&hf_dir.join("config.json"))?
         .ok_or_else(|| HfError::Config(format!("{} has no config.json", hf_dir.display())))?;
     let tokenizer_config = read_json(&hf_dir.join("tokenizer_config.json"))?;
@@ -564,8 +571,10 @@ pub fn convert_hf(
         match &tensor.source {
             Source::Gptq(_) if tensor.keep_gptq_codes => gptq_kept += 1,
             Source::Gptq(layer) => {
-                let why =
-                    layer.q4_group().err().unwrap_or_else(|| format!("{:?} was chosen instead of q4", options.quant));
+                let why = layer
+                    .q4_group()
+                    .err()
+                    .unwrap_or_else(|| format!("{} was chosen instead of q4", options.quant.name()));
                 gptq_requantized.push((tensor.name.clone(), why));
             }
             Source::Dense(_) => {}
@@ -581,9 +590,9 @@ pub fn convert_hf(
         let rows = if tensor.shape.len() == 2 { tensor.shape[0] } else { 1 };
         let bytes = tensor.bytes();
         let mut report = |end: usize| progress(done + bytes * end as u64 / rows as u64, total);
-        let dtype = tensor.quant.dtype();
+        let (dtype, group) = (tensor.encoding.dtype, tensor.encoding.group);
         match &tensor.source {
-            Source::Dense(source) => writer.write_tensor(&tensor.name, dtype, &tensor.shape, tensor.group, |rows| {
+            Source::Dense(source) => writer.write_tensor(&tensor.name, dtype, &tensor.shape, group, |rows| {
                 let words = tensor.dense_rows(source, &mut checkpoint, rows.clone())?;
                 report(rows.end);
                 Ok::<_, HfError>(words)
@@ -597,12 +606,12 @@ pub fn convert_hf(
                         })?;
                     }
                 }
-                writer.write_tensor(&tensor.name, dtype, &tensor.shape, tensor.group, |rows| {
+                writer.write_tensor(&tensor.name, dtype, &tensor.shape, group, |rows| {
                     let source_rows = tensor.source_rows(rows.clone());
                     let words = if tensor.keep_gptq_codes {
-                        weights.rows_q4(&source_rows, tensor.group)?
+                        weights.rows_q4(&source_rows, group)?
                     } else {
-                        tensor.quant.encode(&weights.rows_f32(&source_rows), tensor.group.max(1))
+                        tensor.encoding.encode(&weights.rows_f32(&source_rows))
                     };
                     report(rows.end);
                     Ok::<_, HfError>(words)

@@ -7,6 +7,7 @@ pub mod gguf_import;
 pub mod gptq;
 pub mod hf_import;
 pub mod import;
+pub mod quant;
 pub mod safetensors;
 pub mod torch_pickle;
 pub mod writer;

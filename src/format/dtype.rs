@@ -36,11 +36,9 @@
 //!   8-bit scales (4 words), then two bits per value (value `l` of block `j` at bits
 //!   `2*(l%16)..` of word `2j + l/16`). A value is `(d * scale) * (code - 32)`.
 
-use half::{bf16, f16};
+use half::f16;
 use serde::{Deserialize, Serialize};
 
-use super::ggml_blocks::GgmlType;
-use super::k_quants;
 use super::manifest::{FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
 use super::{BLOCK_VALUES, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 
@@ -67,7 +65,7 @@ const Q4K_PARAM_WORDS: u64 = Q4_K_PARAM_WORDS as u64;
 const Q5K_PARAM_WORDS: u64 = Q5_K_PARAM_WORDS as u64;
 const Q6K_PARAM_WORDS: u64 = Q6_K_PARAM_WORDS as u64;
 /// Values per q5 group: one word of fifth bits per weight block.
-const Q5_GROUP: u64 = BLOCK_VALUES as u64;
+pub(super) const Q5_GROUP: u64 = BLOCK_VALUES as u64;
 
 impl DType {
     /// The lowercase name the manifest uses (`q4`).
@@ -240,7 +238,7 @@ pub(crate) fn pack_f16_pair(low: f16, high: f16) -> u32 {
     u32::from(low.to_bits()) | (u32::from(high.to_bits()) << 16)
 }
 
-fn f16_half(word: u32, high: bool) -> f32 {
+pub(super) fn f16_half(word: u32, high: bool) -> f32 {
     f16::from_bits(if high { (word >> 16) as u16 } else { word as u16 }).to_f32()
 }
 
@@ -333,139 +331,10 @@ pub(crate) fn k_block_scale_offset(params: &[u32], block: usize) -> (f32, f32) {
     (f16_half(params[0], false) * f32::from(sc), -(f16_half(params[0], true) * f32::from(m)))
 }
 
-/// Quantizes f32 rows to q4 (asymmetric: per group min and range), as the converter
-/// and the kernel tests do.
-pub fn quantize_q4(values: &[f32], group: usize) -> Vec<u32> {
-    let mut codes = Vec::with_capacity(values.len());
-    let mut params = Vec::with_capacity(values.len() / group);
-    for block in values.chunks_exact(group) {
-        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let scale = f16::from_f32((max - min) / 15.0);
-        let offset = f16::from_f32(min);
-        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
-        codes.extend(block.iter().map(|&v| ((v - offset.to_f32()) * inv).round().clamp(0.0, 15.0) as u8));
-        params.push((scale, offset));
-    }
-    pack_q4(&codes, &params, group)
-}
-
-/// Quantizes f32 rows to q4 symmetrically, as GGUF's Q4_0 does: per group the value of
-/// largest magnitude `m` gives the scale `d = m / -8`, codes are `clamp(round(v/d) + 8, 0, 15)`
-/// and the offset `-8d` is exact in f16 (a power-of-two multiple). `m` itself is code 0,
-/// so the range is `[-8|d|, 7|d|]` with the sign of `m` on the long side.
-pub fn quantize_q4_sym(values: &[f32], group: usize) -> Vec<u32> {
-    let mut codes = Vec::with_capacity(values.len());
-    let mut params = Vec::with_capacity(values.len() / group);
-    for block in values.chunks_exact(group) {
-        let extreme = block.iter().copied().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
-        let scale = f16::from_f32(extreme / -8.0);
-        let inv = if scale.to_f32() != 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
-        codes.extend(block.iter().map(|&v| ((v * inv).round() + 8.0).clamp(0.0, 15.0) as u8));
-        params.push((scale, f16::from_f32(-8.0 * scale.to_f32())));
-    }
-    pack_q4(&codes, &params, group)
-}
-
-/// Quantizes f32 rows to q8 (symmetric, per group absmax).
-pub fn quantize_q8(values: &[f32], group: usize) -> Vec<u32> {
-    let mut codes = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(values.len() / group);
-    for block in values.chunks_exact(group) {
-        let absmax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let scale = f16::from_f32(absmax / 127.0);
-        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
-        codes.extend(block.iter().map(|&v| (v * inv).round().clamp(-127.0, 127.0) as i8));
-        scales.push(scale);
-    }
-    pack_q8(&codes, &scales, group)
-}
-
-/// How the Hugging Face importer stores f32 weights: a dtype and, for q4, the rounding
-/// scheme (both q4 choices write the same [`DType::Q4`] layout).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Quant {
-    F32,
-    F16,
-    Q8,
-    /// Asymmetric: per group minimum and range ([`quantize_q4`]).
-    Q4,
-    /// Symmetric around zero like GGUF Q4_0 ([`quantize_q4_sym`]).
-    Q4Sym,
-}
-
-impl Quant {
-    /// The dtype written.
-    pub fn dtype(self) -> DType {
-        match self {
-            Quant::F32 => DType::F32,
-            Quant::F16 => DType::F16,
-            Quant::Q8 => DType::Q8,
-            Quant::Q4 | Quant::Q4Sym => DType::Q4,
-        }
-    }
-
-    /// Encodes f32 values (`group` is ignored for f16 and f32).
-    pub fn encode(self, values: &[f32], group: usize) -> Vec<u32> {
-        match self {
-            Quant::Q4Sym => quantize_q4_sym(values, group),
-            other => encode(other.dtype(), values, group),
-        }
-    }
-}
-
-/// Encodes f32 values in the given dtype (quantizing when needed).
-pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
-    match dtype {
-        DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
-        DType::U32 => values.iter().map(|&v| v as u32).collect(),
-        DType::F16 => {
-            let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
-            pack_f16_words(&halves).collect()
-        }
-        DType::Q4 => quantize_q4(values, group),
-        DType::Q8 => quantize_q8(values, group),
-        DType::Bf16 => values
-            .chunks(2)
-            .map(|pair| {
-                let bits = |v: Option<&f32>| u32::from(v.map_or(0, |&v| bf16::from_f32(v).to_bits()));
-                bits(pair.first()) | (bits(pair.get(1)) << 16)
-            })
-            .collect(),
-        DType::Q5 => quantize_q5(values),
-        DType::Q4K => pack_ggml(GgmlType::Q4K, &k_quants::quantize_q4_k(values)),
-        DType::Q5K => pack_ggml(GgmlType::Q5K, &k_quants::quantize_q5_k(values)),
-        DType::Q6K => pack_ggml(GgmlType::Q6K, &k_quants::quantize_q6_k(values)),
-    }
-}
-
-fn pack_ggml(ggml_type: GgmlType, blocks: &[u8]) -> Vec<u32> {
-    ggml_type.pack(blocks).expect("K-quant blocks always have an exact form")
-}
-
-/// Quantizes f32 rows to q5 (groups of 32, per group minimum and range), as q4 does with
-/// 32 levels.
-pub fn quantize_q5(values: &[f32]) -> Vec<u32> {
-    let group = Q5_GROUP as usize;
-    let mut codes = Vec::with_capacity(values.len());
-    let mut params = Vec::with_capacity(2 * values.len() / group);
-    for block in values.chunks_exact(group) {
-        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let (scale, offset) = (f16::from_f32((max - min) / 31.0), f16::from_f32(min));
-        let inv = if scale.to_f32() > 0.0 { 1.0 / scale.to_f32() } else { 0.0 };
-        let block_codes: Vec<u8> =
-            block.iter().map(|&v| ((v - offset.to_f32()) * inv).round().clamp(0.0, 31.0) as u8).collect();
-        let fifth_bits = block_codes.iter().enumerate().fold(0u32, |bits, (j, &q)| bits | u32::from(q >> 4) << j);
-        params.extend([pack_f16_pair(scale, offset), fifth_bits]);
-        codes.extend(block_codes);
-    }
-    nibble_words(&codes).chain(params).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::encode;
 
     #[test]
     fn layouts_round_trip_and_sizes_agree() {
@@ -503,24 +372,6 @@ mod tests {
         assert!(DType::Q6K.check_shape(576, 256).is_err());
         assert!(DType::Q5.check_shape(96, 32).is_ok());
         assert!(DType::Q5.check_shape(128, 64).is_err());
-    }
-
-    #[test]
-    fn q4_sym_is_q4_0() {
-        let mut values: Vec<f32> = (0..32).map(|i| (i as f32 - 10.0) * 0.125).collect();
-        values[3] = -4.0; // the extreme: d = 0.5, code 0
-        let words = Quant::Q4Sym.encode(&values, 32);
-        assert_eq!(words.len() as u64 * 4, DType::Q4.part_bytes(1, 32, 32));
-        let (scale, offset) = (f16_half(words[4], false), f16_half(words[4], true));
-        assert_eq!((scale, offset), (0.5, -4.0));
-        let back = dequantize(DType::Q4, &words, 1, 32, 32);
-        assert_eq!(back[3], -4.0);
-        for (a, b) in values.iter().zip(&back) {
-            assert!((a - b).abs() <= 0.25, "{a} vs {b}");
-            // Every value is d * (q - 8).
-            assert_eq!(((b / 0.5) + 8.0).fract(), 0.0);
-        }
-        assert_eq!(dequantize(DType::Q4, &Quant::Q4Sym.encode(&[0.0; 32], 32), 1, 32, 32), [0.0; 32]);
     }
 
     #[test]

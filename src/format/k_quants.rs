@@ -13,6 +13,8 @@
 use half::f16;
 
 const SUPER_BLOCK: usize = super::SUPER_BLOCK_VALUES as usize;
+/// The largest block [`fit_scale_min`] fits: q4's largest group.
+pub(super) const MAX_FIT_VALUES: usize = 128;
 /// Below this, a Q6_K super-block is all zero (`GROUP_MAX_EPS`).
 const GROUP_MAX_EPS: f32 = 1e-15;
 
@@ -54,8 +56,7 @@ fn quantize_scale_min(values: &[f32], max_code: u8, search_start: f32, search_st
             let sum_x2 = sub.iter().fold(0f32, |sum, &v| sum + v * v);
             let av_x = (sum_x2 / 32.0).sqrt();
             let weights: [f32; 32] = std::array::from_fn(|l| av_x + sub[l].abs());
-            let codes_j: &mut [u8; 32] = (&mut codes[32 * j..][..32]).try_into().unwrap();
-            *fit = fit_scale_min(sub, &weights, max_code, codes_j, search_start, 0.1, search_steps);
+            *fit = fit_scale_min(sub, &weights, max_code, &mut codes[32 * j..][..32], search_start, 0.1, search_steps);
             max_scale = if fit.0 > max_scale { fit.0 } else { max_scale };
             max_min = if fit.1 > max_min { fit.1 } else { max_min };
         }
@@ -108,24 +109,28 @@ fn quantize_scale_min(values: &[f32], max_code: u8, search_start: f32, search_st
     out
 }
 
-/// `make_qkx2_quants` for 32 values: the scale and the minimum (returned negated, as a
-/// non-negative number to subtract) that minimize the weighted squared error, starting from
-/// min/max and trying `steps + 1` candidate scales `(start + 0.1 * step + max_code) / range`,
-/// each refined by weighted least squares. Writes the codes of the best fit.
-fn fit_scale_min(
+/// `make_qkx2_quants` for a block of up to [`MAX_FIT_VALUES`] values: the scale and the
+/// minimum (returned negated, as a non-negative number to subtract) that minimize the
+/// weighted squared error, starting from min/max and trying `steps + 1` candidate scales
+/// `(start + delta * step + max_code) / range`, each refined by weighted least squares.
+/// Writes the codes of the best fit. The minimum is never above zero (K-quants subtract it
+/// as an unsigned 6-bit multiple).
+pub(super) fn fit_scale_min(
     x: &[f32],
-    weights: &[f32; 32],
+    weights: &[f32],
     max_code: u8,
-    codes: &mut [u8; 32],
+    codes: &mut [u8],
     start: f32,
     delta: f32,
     steps: i32,
 ) -> (f32, f32) {
+    let n = x.len();
+    assert!(n <= MAX_FIT_VALUES && weights.len() == n && codes.len() == n, "a block of up to {MAX_FIT_VALUES} values");
     let n_max = f32::from(max_code);
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
     let mut sum_x = sum_w * x[0];
-    for i in 1..32 {
+    for i in 1..n {
         min = if x[i] < min { x[i] } else { min };
         max = if x[i] > max { x[i] } else { max };
         let w = weights[i];
@@ -145,16 +150,17 @@ fn fit_scale_min(
     let mut inverse_scale = n_max / (max - min);
     let mut scale = 1.0 / inverse_scale;
     let mut best_error = 0f32;
-    for i in 0..32 {
+    for i in 0..n {
         codes[i] = code_at(inverse_scale, x[i], min);
         let diff = scale * f32::from(codes[i]) + min - x[i];
         best_error += weights[i] * (diff * diff);
     }
-    let mut trial = [0u8; 32];
+    let mut trial = [0u8; MAX_FIT_VALUES];
+    let trial = &mut trial[..n];
     for step in 0..=steps {
         inverse_scale = (start + delta * step as f32 + n_max) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0f32, 0f32, 0f32);
-        for i in 0..32 {
+        for i in 0..n {
             trial[i] = code_at(inverse_scale, x[i], min);
             let (w, l) = (weights[i], f32::from(trial[i]));
             sum_l += w * l;
@@ -170,12 +176,12 @@ fn fit_scale_min(
                 this_scale = sum_xl / sum_l2;
             }
             let mut error = 0f32;
-            for i in 0..32 {
+            for i in 0..n {
                 let diff = this_scale * f32::from(trial[i]) + this_min - x[i];
                 error += weights[i] * (diff * diff);
             }
             if error < best_error {
-                *codes = trial;
+                codes.copy_from_slice(trial);
                 best_error = error;
                 scale = this_scale;
                 min = this_min;

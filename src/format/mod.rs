@@ -15,17 +15,16 @@ pub mod gguf;
 mod judge_family;
 pub mod k_quants;
 pub mod manifest;
+mod quantize;
 pub mod schema;
 
 pub use architecture::Architecture;
 pub use block::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 pub use chat_template::ChatTemplate;
-pub use dtype::{
-    dequantize, encode, pack_f16_words, pack_q4, pack_q4_words, pack_q8, quantize_q4, quantize_q4_sym, quantize_q8,
-    DType, Quant,
-};
+pub use dtype::{dequantize, pack_f16_words, pack_q4, pack_q4_words, pack_q8, DType};
 pub use judge_family::JudgeFamily;
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};
+pub use quantize::{encode, quantize_q4, quantize_q4_sym, quantize_q5, quantize_q8, AffineRule};
 
 /// Lowercase hex, as the manifest records a shard's sha256.
 pub fn hex(bytes: &[u8]) -> String {

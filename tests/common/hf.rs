@@ -12,9 +12,11 @@ use std::path::Path;
 
 use half::{bf16, f16};
 use serde_json::json;
+use webjudge::convert::quant::{Encoding, MixContext, Quant, WeightRole};
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
-use webjudge::format::{dequantize, Architecture, Quant};
+use webjudge::format::schema::GlobalWeight;
+use webjudge::format::{dequantize, Architecture};
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::reference::{argmax, attend, matvec, rmsnorm, round_f16, swiglu};
 use webjudge::model::LoadOptions;
@@ -404,7 +406,15 @@ pub fn torch_bin_bytes(entries: &[Entry]) -> Vec<u8> {
 /// weight encoded and decoded with the chosen quant (groups lie within rows, so this
 /// commutes with the importer's row permutation).
 pub fn as_converted(values: &[f32], rows: usize, cols: usize, quant: Quant, group: usize) -> Vec<f32> {
-    dequantize(quant.dtype(), &quant.encode(values, group.max(1)), rows, cols, group.max(1))
+    let encoding = uniform_encoding(quant, cols, group);
+    dequantize(encoding.dtype, &encoding.encode(values), rows, cols, encoding.group.max(1))
+}
+
+/// The encoding a `--quant` choice other than a mix gives every 2-D weight of `cols` columns.
+pub fn uniform_encoding(quant: Quant, cols: usize, group: usize) -> Encoding {
+    assert!(!matches!(quant, Quant::Q4KM | Quant::Q5KM), "a mix types each weight by its role");
+    let any = MixContext { n_layers: 1, tied_embeddings: false };
+    quant.encoding(WeightRole::Global(GlobalWeight::TokenEmbedding), cols, group, any).unwrap()
 }
 
 /// `rows` values made by `make` over row ranges, the rows split among the machine's cores

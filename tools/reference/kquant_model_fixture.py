@@ -54,6 +54,17 @@ def vocabulary():
     return tokens, scores, types, ids
 
 
+def add_vocabulary(writer: gguf.GGUFWriter) -> None:
+    tokens, scores, types, ids = vocabulary()
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(ids["bos_token_id"])
+    writer.add_eos_token_id(ids["eos_token_id"])
+    writer.add_unk_token_id(ids["unknown_token_id"])
+
+
 def random_weights(seed: int, vocab: int) -> dict:
     rng = np.random.default_rng(seed)
     normal = lambda shape, std: (rng.standard_normal(shape) * std).astype(np.float32)
@@ -77,7 +88,6 @@ def random_weights(seed: int, vocab: int) -> dict:
 
 
 def write_f32_gguf(path: Path, weights: dict) -> None:
-    tokens, scores, types, ids = vocabulary()
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("kquant-tiny")
     writer.add_context_length(CONTEXT)
@@ -89,13 +99,7 @@ def write_f32_gguf(path: Path, weights: dict) -> None:
     writer.add_layer_norm_rms_eps(EPS)
     writer.add_rope_dimension_count(HEAD_DIM)
     writer.add_rope_freq_base(ROPE_BASE)
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores(scores)
-    writer.add_token_types(types)
-    writer.add_bos_token_id(ids["bos_token_id"])
-    writer.add_eos_token_id(ids["eos_token_id"])
-    writer.add_unk_token_id(ids["unknown_token_id"])
+    add_vocabulary(writer)
     for name, array in weights.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()
