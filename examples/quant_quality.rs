@@ -115,7 +115,7 @@ fn log_softmaxes(dir: &Path, sequences: &[Vec<u32>], tokens: usize) -> Result<Ve
         model.reset();
         for &id in &ids[..ids.len() - 1] {
             pollster::block_on(model.prefill(&[id], Sampling::Greedy))?;
-            let logits = pollster::block_on(model.logits())?;
+            let logits = pollster::block_on(model.logits(1))?;
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let log_sum = logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln() + max;
             out.push(logits.iter().map(|&l| l as f64 - log_sum).collect());

@@ -294,7 +294,7 @@ async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str
     let mut id = model.prefill(&prompt, Sampling::Greedy).await.unwrap();
     let mut worst = 0.0f32;
     for step in 0..6 {
-        let logits = model.logits().await.unwrap();
+        let logits = model.logits(1).await.unwrap();
         let deviation = worst_deviation(&logits, &want);
         assert!(deviation < 1e-3, "step {step} (subgroups {subgroups}): logits deviate by {deviation} of the largest");
         worst = worst.max(deviation);
@@ -303,7 +303,9 @@ async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str
         id = model.decode(Sampling::Greedy).await.unwrap();
     }
     let dtypes = format!("{:?}", [GlobalWeight::TokenEmbedding.name(), "blk.0.attn_q.weight"].map(dtype_of));
-    web_sys::console::log_1(&format!("forward {dtypes} vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into());
+    web_sys::console::log_1(
+        &format!("forward {dtypes} vs CPU reference (subgroups {subgroups}): worst {worst:.2e}").into(),
+    );
 }
 
 #[wasm_bindgen_test]
