@@ -62,14 +62,15 @@ fn compare_with_llama_cpp(context: u64, chunks: usize) {
 
 /// Relative difference allowed from llama.cpp's perplexity. llama.cpp's CPU backend rounds
 /// activations to 8 bits in its quantized dot products; webjudge keeps them f32 (with an f16
-/// KV cache). Measured on lavapipe: 0.195% at context 128 over 2 chunks (8.9267 against
-/// 8.9441). 1% is 5 times that; an off-by-one position or a missed BOS moves it by tens of
-/// percent.
+/// KV cache). Measured on lavapipe: 0.245% at context 128 over 1 chunk (3.8450 against
+/// 3.8356), 0.195% over 2 (8.9267 against 8.9441). 1% is 4 times the larger; an off-by-one
+/// position or a missed BOS moves it by tens of percent.
 const PERPLEXITY_TOLERANCE: f64 = 0.01;
 
+/// One chunk of 128 (63 scored tokens): the fast tier's check, about 10 s on a quiet lavapipe.
 #[test]
-fn perplexity_of_two_chunks_matches_llama_cpp() {
-    compare_with_llama_cpp(128, 2);
+fn perplexity_of_one_chunk_matches_llama_cpp() {
+    compare_with_llama_cpp(128, 1);
 }
 
 /// The whole text at llama-perplexity's default context (2 chunks of 512).
