@@ -633,7 +633,7 @@ fn llama_cpp_k_quant_files_generate_the_reference_greedy_ids() {
         let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
         let mut worst = 0f32;
         for (step, top5) in case["top5"].as_array().unwrap().iter().enumerate() {
-            let logits = pollster::block_on(model.logits()).unwrap();
+            let logits = pollster::block_on(model.logits(1)).unwrap();
             for top in top5.as_array().unwrap() {
                 let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
                 let difference = (logits[id] - logit).abs();

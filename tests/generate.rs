@@ -86,7 +86,7 @@ fn greedy_generation_matches_reference() {
 
         // The last step's logits are still on the GPU.
         let last = want.len() - 1;
-        let logits = pollster::block_on(engine.model().logits()).unwrap();
+        let logits = pollster::block_on(engine.model().logits(1)).unwrap();
         worst = worst.max(compare_logits(name, logits_record(&case, last), &logits));
     }
     assert!(reused > 0, "the ChatML cases share a prefix that should have been reused");
@@ -98,7 +98,7 @@ fn greedy_generation_matches_reference() {
         model.reset();
         let chosen = pollster::block_on(model.prefill(&ids(&case["prompt_ids"]), Sampling::Greedy)).unwrap();
         assert_eq!(chosen, ids(&case["ids"])[0], "{name}: first token");
-        let logits = pollster::block_on(model.logits()).unwrap();
+        let logits = pollster::block_on(model.logits(1)).unwrap();
         worst = worst.max(compare_logits(name, logits_record(&case, 0), &logits));
     }
     eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
@@ -129,7 +129,7 @@ fn first_step_top5_without_subgroups() {
     let case = &cases()[0];
     let prompt_ids = ids(&case["prompt_ids"]);
     let chosen = pollster::block_on(engine.model_mut().prefill(&prompt_ids, Sampling::Greedy)).unwrap();
-    let logits = pollster::block_on(engine.model().logits()).unwrap();
+    let logits = pollster::block_on(engine.model().logits(1)).unwrap();
     assert_eq!(chosen, ids(&case["ids"])[0]);
     compare_logits("plain (no subgroups)", logits_record(case, 0), &logits);
 }

@@ -239,7 +239,7 @@ fn act_order_generates_transformers_greedy_ids() {
         let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
         for (step, logits) in case["logits"].as_array().unwrap().iter().enumerate() {
             let reference: Vec<f32> = logits.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-            let ours = pollster::block_on(model.logits()).unwrap();
+            let ours = pollster::block_on(model.logits(1)).unwrap();
             let difference = max_difference(&ours, &reference);
             assert!(difference <= LOGIT_TOLERANCE, "prompt {prompt:?} step {step}: logits differ by {difference}");
             worst = worst.max(difference);

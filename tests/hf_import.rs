@@ -573,7 +573,7 @@ fn mistral_checkpoint_generates_transformers_greedy_ids() {
         model.reset();
         let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
         for (step, reference) in case["steps"].as_array().unwrap().iter().enumerate() {
-            let logits = pollster::block_on(model.logits()).unwrap();
+            let logits = pollster::block_on(model.logits(1)).unwrap();
             for top in reference["top5"].as_array().unwrap() {
                 let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
                 let difference = (logits[id] - logit).abs();

@@ -294,7 +294,7 @@ async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str
     let mut id = model.prefill(&prompt, Sampling::Greedy).await.unwrap();
     let mut worst = 0.0f32;
     for step in 0..6 {
-        let logits = model.logits().await.unwrap();
+        let logits = model.logits(1).await.unwrap();
         let deviation = worst_deviation(&logits, &want);
         assert!(deviation < 1e-3, "step {step} (subgroups {subgroups}): logits deviate by {deviation} of the largest");
         worst = worst.max(deviation);

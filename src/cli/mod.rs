@@ -12,6 +12,7 @@ mod generate;
 mod judge;
 mod load;
 mod parse;
+mod perplexity;
 mod prompt;
 mod serve;
 mod tokenize;
@@ -50,6 +51,9 @@ enum Command {
     Bench(bench::Args),
     /// Judge one item (streaming the critique) or a test-data file (with resume and metrics).
     Judge(judge::Args),
+    /// A text's perplexity as llama.cpp's llama-perplexity scores it; with --reference, the
+    /// KL divergence from the same checkpoint at higher precision.
+    Perplexity(perplexity::Args),
     /// Print the exact model input for Auto-J test-data rows (JSONL on stdin).
     Prompt(prompt::Args),
     /// Print the verdicts of critiques (JSONL with an `output` field on stdin).
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Judge(args) => judge::run(args),
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Prompt(args) => prompt::run(args),
         Command::Parse(args) => parse::run(args),
         Command::Serve(args) => serve::run(args),

@@ -7,6 +7,7 @@ mod batch;
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+pub mod perplexity;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -536,7 +536,7 @@ pub fn check_decode(
     let mut engine = load_short_context(out);
     let model = engine.model_mut();
     let chosen = pollster::block_on(model.prefill(prompt, Sampling::Greedy)).unwrap();
-    let logits = pollster::block_on(model.logits()).unwrap();
+    let logits = pollster::block_on(model.logits(1)).unwrap();
     let mut ids = prompt.to_vec();
     ids.push(chosen);
     let expected = hf_forward(a, w, embed, &ids, Rope::HalfSplit, prompt.len() - 1);
@@ -546,7 +546,7 @@ pub fn check_decode(
 
     // One decode step feeding the chosen token.
     pollster::block_on(model.decode(Sampling::Greedy)).unwrap();
-    let logits = pollster::block_on(model.logits()).unwrap();
+    let logits = pollster::block_on(model.logits(1)).unwrap();
     let worst = max_difference(&logits, expected.last().unwrap());
     assert!(worst <= tolerance, "{case}: decode logits differ by {worst}");
 

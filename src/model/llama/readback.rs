@@ -33,9 +33,12 @@ impl LlamaModel {
         staging
     }
 
-    /// The lm_head output of the last step's first row (for tests and diagnostics).
-    pub async fn logits(&self) -> Result<Vec<f32>, StepError> {
-        let bytes = self.gpu.read(&self.logits, (self.architecture.vocab * 4) as u64).await?;
+    /// The lm_head output of the last step's first `rows` choosing rows, row after row in
+    /// the step's row order (choosing rows lead a step): one row after a prefill chunk or a
+    /// single decode token, up to one per row of a [`Self::decode_batch`] step.
+    pub async fn logits(&self, rows: usize) -> Result<Vec<f32>, StepError> {
+        assert!((1..=self.options.sequences).contains(&rows), "1 to {} logits rows", self.options.sequences);
+        let bytes = self.gpu.read(&self.logits, (rows * self.architecture.vocab * 4) as u64).await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }
 }
