@@ -690,8 +690,9 @@ fn k_quants_at_real_shapes(gpu: &'static Gpu) {
     let up = Packed::random(&mut rng, DType::Q5K, 5120, 256, &[13824]);
     check_linear(&r, &up, &up.upload(gpu), MATVEC, 2, Epilogue::Store, 5);
     drop(up);
-    // The lm_head in Q6_K, read from the last of a prefill's tokens, then its argmax.
-    let head = Packed::random(&mut rng, DType::Q6K, 5120, 256, &[32000]);
+    // The lm_head in Q6_K (135.7 MB: two parts under WebGPU's default 128 MiB binding), read
+    // from the last of a prefill's tokens, then its argmax.
+    let head = Packed::random(&mut rng, DType::Q6K, 5120, 256, &binding_parts(DType::Q6K, 32000, 5120, 256));
     let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, 6);
     check_argmax(&r, &logits);
     // Yi-6B: the FFN in Q5 (Q5_0/Q5_1 files), the embedding in BF16 and Q4_K.
