@@ -237,6 +237,7 @@ fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
 }
 #endif
 
+// f16 and bf16: two 16-bit values to a word, eight words to a block.
 #ifdef WEIGHTS_F16
 fn unpack_halves(packed: vec4<u32>) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(
@@ -244,7 +245,19 @@ fn unpack_halves(packed: vec4<u32>) -> array<vec4<f32>, 2> {
         vec4<f32>(unpack2x16float(packed.z), unpack2x16float(packed.w)),
     );
 }
+#endif
 
+#ifdef WEIGHTS_BF16
+// A bf16 value is its 16 bits over 16 zero bits of f32.
+fn unpack_halves(packed: vec4<u32>) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(
+        bitcast<vec4<f32>>(vec4<u32>(packed.x << 16u, packed.x & 0xFFFF0000u, packed.y << 16u, packed.y & 0xFFFF0000u)),
+        bitcast<vec4<f32>>(vec4<u32>(packed.z << 16u, packed.z & 0xFFFF0000u, packed.w << 16u, packed.w & 0xFFFF0000u)),
+    );
+}
+#endif
+
+#ifdef WEIGHTS_F16 | WEIGHTS_BF16
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
     return unpack_halves(weights[4u * block + quarter]);
 }
@@ -263,39 +276,6 @@ fn unpack_block(packed: PackedBlock) -> array<vec4<f32>, 8> {
     var out: array<vec4<f32>, 8>;
     for (var quarter = 0u; quarter < 4u; quarter++) {
         let values = unpack_halves(packed.quarters[quarter]);
-        out[2u * quarter] = values[0];
-        out[2u * quarter + 1u] = values[1];
-    }
-    return out;
-}
-#endif
-
-#ifdef WEIGHTS_BF16
-fn unpack_bf16(packed: vec4<u32>) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        bitcast<vec4<f32>>(vec4<u32>(packed.x << 16u, packed.x & 0xFFFF0000u, packed.y << 16u, packed.y & 0xFFFF0000u)),
-        bitcast<vec4<f32>>(vec4<u32>(packed.z << 16u, packed.z & 0xFFFF0000u, packed.w << 16u, packed.w & 0xFFFF0000u)),
-    );
-}
-
-fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
-    return unpack_bf16(weights[4u * block + quarter]);
-}
-
-// Kept as stored (16 words) while it serves several tokens, as f16 is.
-struct PackedBlock {
-    quarters: array<vec4<u32>, 4>,
-}
-
-fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
-    let first = 4u * block;
-    return PackedBlock(array<vec4<u32>, 4>(weights[first], weights[first + 1u], weights[first + 2u], weights[first + 3u]));
-}
-
-fn unpack_block(packed: PackedBlock) -> array<vec4<f32>, 8> {
-    var out: array<vec4<f32>, 8>;
-    for (var quarter = 0u; quarter < 4u; quarter++) {
-        let values = unpack_bf16(packed.quarters[quarter]);
         out[2u * quarter] = values[0];
         out[2u * quarter + 1u] = values[1];
     }
