@@ -74,8 +74,9 @@ pub fn run(args: Args) -> CliResult {
     }
     let quant = args.quant.unwrap_or(HfOptions::default().quant);
     if args.group.is_some() && !quant.takes_group() {
+        let grouped: Vec<&str> = Quant::ALL.iter().filter(|(q, _)| q.takes_group()).map(|(_, name)| *name).collect();
         return Err(
-            format!("--group applies to q4, q4minmax, q4sym and q8; {} has its own block sizes", quant.name()).into()
+            format!("--group applies to {}; {} has its own block sizes", grouped.join(", "), quant.name()).into()
         );
     }
     // Said on stderr even if the conversion then fails: a model may have been put back.
