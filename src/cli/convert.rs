@@ -10,6 +10,7 @@ use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions, GgufConversio
 use webjudge::convert::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
 use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
 use webjudge::convert::quant::Quant;
+use webjudge::format::checked_file;
 use webjudge::judge::JudgeFamily;
 
 use super::{outln, CliResult};
@@ -47,6 +48,12 @@ pub struct Args {
     /// group (32, 64 or 128; default 32). GPTQ layers kept as q4 keep their own group size.
     #[arg(long, value_parser = parse_group)]
     pub group: Option<usize>,
+    /// Hugging Face input only: a calibration text (UTF-8; e.g. the prompts the judge will
+    /// see) to collect an importance matrix from, as llama.cpp's llama-imatrix does (chunks
+    /// of up to 512 tokens, a CPU forward pass over the checkpoint's own weights), which then
+    /// weighs the quantizers' error as llama.cpp's do. With q4 and the K-quant choices.
+    #[arg(long)]
+    pub imatrix_text: Option<PathBuf>,
     /// The context to record, in positions, when smaller than the model's own (the engine
     /// never attends further); needed for a sliding-window model, whose window must cover it.
     #[arg(
@@ -69,8 +76,8 @@ const MAX_SHARD_MB: u64 = 2048;
 pub fn run(args: Args) -> CliResult {
     let max_shard_bytes = args.shard_mb.saturating_mul(1 << 20);
     let hf = args.input.is_dir();
-    if !hf && (args.quant.is_some() || args.group.is_some()) {
-        return Err("--quant and --group apply to Hugging Face checkpoint directories; a GGUF file is converted without requantizing".into());
+    if !hf && (args.quant.is_some() || args.group.is_some() || args.imatrix_text.is_some()) {
+        return Err("--quant, --group and --imatrix-text apply to Hugging Face checkpoint directories; a GGUF file is converted without requantizing".into());
     }
     let quant = args.quant.unwrap_or(HfOptions::default().quant);
     if args.group.is_some() && !quant.takes_group() {
@@ -79,6 +86,20 @@ pub fn run(args: Args) -> CliResult {
             format!("--group applies to {}; {} has its own block sizes", grouped.join(", "), quant.name()).into()
         );
     }
+    if args.imatrix_text.is_some() && !quant.weighs_importance() {
+        let weighing: Vec<&str> =
+            Quant::ALL.iter().filter(|(q, _)| q.weighs_importance()).map(|(_, name)| *name).collect();
+        return Err(format!(
+            "--imatrix-text applies to {}; {} does not weigh its rounding by importance",
+            weighing.join(", "),
+            quant.name()
+        )
+        .into());
+    }
+    let imatrix_text = match &args.imatrix_text {
+        Some(path) => Some(checked_file::read_to_string(path, checked_file::TEXT_INPUT)?),
+        None => None,
+    };
     // Said on stderr even if the conversion then fails: a model may have been put back.
     for tidied in tidy_leftovers(&args.out) {
         eprintln!("{tidied}");
@@ -100,6 +121,7 @@ pub fn run(args: Args) -> CliResult {
             overwrite: args.force,
             context: args.context,
             judge,
+            imatrix_text,
         };
         convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
             HfError::Convert(error) => output_hint(error),
@@ -114,11 +136,15 @@ pub fn run(args: Args) -> CliResult {
                 gptq_reordered: 0,
                 gptq_requantized: Vec::new(),
                 judge_reason,
+                importance: None,
             })
             .map_err(output_hint)
     };
     bar.finish_and_clear();
-    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason } = result?;
+    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason, importance } = result?;
+    if let Some((weights, tokens)) = importance {
+        outln!("importance matrix: {weights} weights, from {tokens} calibration tokens")?;
+    }
     let quant = match quant.takes_group() {
         true => format!("{} with groups of {}", quant.name(), args.group.unwrap_or(32)),
         false => quant.name().to_string(),

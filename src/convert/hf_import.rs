@@ -39,6 +39,7 @@ use serde_json::Value;
 
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
+use super::imatrix::{self, ImatrixError, ImportanceMatrix};
 use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
 use super::io_error_at;
 use super::quant::{Encoding, MixContext, Quant, WeightRole};
@@ -63,6 +64,9 @@ pub struct HfOptions {
     pub context: Option<usize>,
     /// The judge family the manifest names.
     pub judge: JudgeChoice,
+    /// Calibration text: when given, an importance matrix is collected from it and weighs
+    /// the quantizers' searches ([`super::imatrix`]).
+    pub imatrix_text: Option<String>,
 }
 
 impl Default for HfOptions {
@@ -74,6 +78,7 @@ impl Default for HfOptions {
             overwrite: false,
             context: None,
             judge: JudgeChoice::Infer,
+            imatrix_text: None,
         }
     }
 }
@@ -108,6 +113,8 @@ pub enum HfError {
     Shape { name: String, found: Vec<usize>, expected: Vec<usize> },
     #[error("tensor {name}: {problem}")]
     Quant { name: String, problem: String },
+    #[error(transparent)]
+    Imatrix(#[from] ImatrixError),
 }
 
 impl From<std::io::Error> for HfError {
@@ -331,24 +338,63 @@ impl Planned {
         }
     }
 
-    /// Reads and encodes rows of a dense tensor.
+    /// Reads rows of a dense tensor as f32, Q and K rows in the engine's RoPE order.
     fn dense_rows(
         &self,
         tensor: &CheckpointTensor,
         checkpoint: &mut Checkpoint,
         rows: Range<usize>,
-    ) -> Result<Vec<u32>, HfError> {
-        let values = if self.rope_head_dim.is_none() {
-            checkpoint.read_rows(tensor, rows)?
-        } else {
-            let mut values = Vec::with_capacity(rows.len() * tensor.cols());
-            for row in self.source_rows(rows) {
-                values.extend(checkpoint.read_rows(tensor, row..row + 1)?);
-            }
-            values
-        };
-        Ok(self.encoding.encode(&values))
+    ) -> Result<Vec<f32>, HfError> {
+        if self.rope_head_dim.is_none() {
+            return Ok(checkpoint.read_rows(tensor, rows)?);
+        }
+        let mut values = Vec::with_capacity(rows.len() * tensor.cols());
+        for row in self.source_rows(rows) {
+            values.extend(checkpoint.read_rows(tensor, row..row + 1)?);
+        }
+        Ok(values)
     }
+
+    /// The given rows (all where `None`) as f32, in the engine's order: what the importance
+    /// matrix's forward pass reads.
+    fn values(&self, checkpoint: &mut Checkpoint, rows: Option<&[usize]>) -> Result<Vec<f32>, HfError> {
+        let all = 0..self.shape.first().copied().filter(|_| self.shape.len() == 2).unwrap_or(1);
+        match (&self.source, rows) {
+            (Source::Dense(tensor), None) => self.dense_rows(tensor, checkpoint, all),
+            (Source::Dense(tensor), Some(rows)) => {
+                let mut values = Vec::with_capacity(rows.len() * tensor.cols());
+                for &row in rows {
+                    values.extend(self.dense_rows(tensor, checkpoint, row..row + 1)?);
+                }
+                Ok(values)
+            }
+            (Source::Gptq(layer), rows) => {
+                let source_rows = match rows {
+                    Some(rows) => rows.iter().flat_map(|&row| self.source_rows(row..row + 1)).collect(),
+                    None => self.source_rows(all),
+                };
+                Ok(layer.load(checkpoint)?.rows_f32(&source_rows))
+            }
+        }
+    }
+}
+
+/// The importance matrix of the planned checkpoint, from the calibration text, the forward
+/// pass reading each planned tensor through `progress` (bytes read, of `total`).
+fn collect_importance(
+    plan: &[Planned],
+    checkpoint: &mut Checkpoint,
+    architecture: &Architecture,
+    chunks: &[Vec<u32>],
+    progress: &mut dyn FnMut(u64),
+) -> Result<ImportanceMatrix, HfError> {
+    let mut read = |name: &str, rows: Option<&[usize]>| {
+        let tensor = plan.iter().find(|t| t.name == name).expect("the forward pass reads planned tensors");
+        let values = tensor.values(checkpoint, rows)?;
+        progress(tensor.bytes());
+        Ok::<_, HfError>(values)
+    };
+    imatrix::collect(architecture, chunks, &mut read)
 }
 
 /// Plans a 2-D weight's storage (`name` the engine's, `hf_name` the checkpoint's).
@@ -516,6 +562,8 @@ pub struct HfConversion {
     pub gptq_requantized: Vec<(String, String)>,
     /// Why the manifest names the judge family it does (or none).
     pub judge_reason: String,
+    /// With calibration text: the weights the importance matrix covered, and its tokens.
+    pub importance: Option<(usize, usize)>,
 }
 
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
@@ -548,7 +596,8 @@ pub fn convert_hf(
         }
         None => return Err(HfError::Tokenizer(format!("{} has no tokenizer.json", hf_dir.display()))),
     };
-    crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
+    let tokenizer =
+        crate::tokenizer::Tokenizer::from_json(&tokenizer_json).map_err(|e| HfError::Tokenizer(e.to_string()))?;
 
     let gptq = gptq::read_config(hf_dir, &config)?;
     let mut checkpoint = open_checkpoint(hf_dir)?;
@@ -581,11 +630,26 @@ pub fn convert_hf(
         }
     }
 
+    let calibration = match &options.imatrix_text {
+        Some(text) => Some(imatrix::calibration_chunks(&tokenizer, &architecture, text)?),
+        None => None,
+    };
+
     let output = OutputDir::prepare(out_dir, hf_dir, options.overwrite)?;
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
-    let total: u64 = plan.iter().map(Planned::bytes).sum();
+    let checkpoint_bytes: u64 = plan.iter().map(Planned::bytes).sum();
+    // The importance matrix's pass reads the checkpoint once more.
+    let total = checkpoint_bytes * if calibration.is_some() { 2 } else { 1 };
     let mut done = 0;
     progress(done, total);
+    let importance = match &calibration {
+        Some(chunks) => collect_importance(&plan, &mut checkpoint, &architecture, chunks, &mut |bytes| {
+            done += bytes;
+            progress(done.min(checkpoint_bytes), total);
+        })?,
+        None => ImportanceMatrix::default(),
+    };
+    done = total - checkpoint_bytes;
     for tensor in &plan {
         let rows = if tensor.shape.len() == 2 { tensor.shape[0] } else { 1 };
         let bytes = tensor.bytes();
@@ -593,7 +657,8 @@ pub fn convert_hf(
         let (dtype, group) = (tensor.encoding.dtype, tensor.encoding.group);
         match &tensor.source {
             Source::Dense(source) => writer.write_tensor(&tensor.name, dtype, &tensor.shape, group, |rows| {
-                let words = tensor.dense_rows(source, &mut checkpoint, rows.clone())?;
+                let values = tensor.dense_rows(source, &mut checkpoint, rows.clone())?;
+                let words = tensor.encoding.encode(&values, importance.get(&tensor.name));
                 report(rows.end);
                 Ok::<_, HfError>(words)
             })?,
@@ -611,7 +676,7 @@ pub fn convert_hf(
                     let words = if tensor.keep_gptq_codes {
                         weights.rows_q4(&source_rows, group)?
                     } else {
-                        tensor.encoding.encode(&weights.rows_f32(&source_rows))
+                        tensor.encoding.encode(&weights.rows_f32(&source_rows), importance.get(&tensor.name))
                     };
                     report(rows.end);
                     Ok::<_, HfError>(words)
@@ -627,7 +692,14 @@ pub fn convert_hf(
     let written_tokenizer = output.path().join(TOKENIZER_FILE);
     fs::write(&written_tokenizer, tokenizer_json).map_err(|e| io_error_at(&written_tokenizer, e))?;
     output.commit()?;
-    Ok(HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason: judge.reason })
+    Ok(HfConversion {
+        manifest,
+        gptq_kept,
+        gptq_reordered,
+        gptq_requantized,
+        judge_reason: judge.reason,
+        importance: calibration.map(|_| (importance.len(), importance.tokens)),
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod gguf_import;
 pub mod gptq;
 pub mod hf_import;
+pub mod imatrix;
 pub mod import;
 pub mod quant;
 pub mod safetensors;

@@ -4,7 +4,7 @@
 //! rows that are not whole 256-value super-blocks.
 
 use crate::format::schema::{GlobalWeight, LayerWeight};
-use crate::format::{encode, quantize_q4, quantize_q4_sym, AffineRule, DType, SUPER_BLOCK_VALUES};
+use crate::format::{encode_weighted, quantize_q4, quantize_q4_sym, AffineRule, DType, SUPER_BLOCK_VALUES};
 
 /// The user's choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,19 +55,22 @@ impl Encoding {
     }
 
     /// Encodes rows of f32 values, spread over the machine's cores (the searches cost about
-    /// ten times min/max: one thread would take most of an hour over a 13B model).
-    pub fn encode(&self, values: &[f32]) -> Vec<u32> {
+    /// ten times min/max: one thread would take most of an hour over a 13B model), under an
+    /// importance matrix's entry for the weight where given (one value per column).
+    pub fn encode(&self, values: &[f32], importance: Option<&[f32]>) -> Vec<u32> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         // Whole super-blocks and an even count of groups of up to 128 values, so each piece's
-        // planes (and q8's scales, two to a word) join end to end.
-        let piece = values.len().div_ceil(threads).next_multiple_of(1 << 16);
+        // planes (and q8's scales, two to a word) join end to end; whole rows under an
+        // importance matrix, whose values go by column.
+        let unit = importance.map_or(1 << 16, |columns| lcm(1 << 16, columns.len()));
+        let piece = values.len().div_ceil(threads).next_multiple_of(unit);
         if piece >= values.len() {
-            return self.encode_serially(values);
+            return self.encode_serially(values, importance);
         }
         let encoded: Vec<(usize, Vec<u32>)> = std::thread::scope(|scope| {
             let workers: Vec<_> = values
                 .chunks(piece)
-                .map(|chunk| scope.spawn(move || (chunk.len(), self.encode_serially(chunk))))
+                .map(|chunk| scope.spawn(move || (chunk.len(), self.encode_serially(chunk, importance))))
                 .collect();
             workers.into_iter().map(|worker| worker.join().expect("an encoding thread panicked")).collect()
         });
@@ -80,13 +83,23 @@ impl Encoding {
         codes.chain(planes.iter().flat_map(|(_, params)| params.iter().copied())).collect()
     }
 
-    fn encode_serially(&self, values: &[f32]) -> Vec<u32> {
+    fn encode_serially(&self, values: &[f32], importance: Option<&[f32]>) -> Vec<u32> {
         match (self.dtype, self.q4_rule) {
-            (DType::Q4, Q4Rule::Affine(rule)) => quantize_q4(values, self.group, rule),
+            (DType::Q4, Q4Rule::Affine(rule)) => quantize_q4(values, self.group, rule, importance),
             (DType::Q4, Q4Rule::Symmetric) => quantize_q4_sym(values, self.group),
-            (dtype, _) => encode(dtype, values, self.group.max(1)),
+            (dtype, _) => encode_weighted(dtype, values, self.group.max(1), importance),
         }
     }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    a / gcd(a, b) * b
 }
 
 /// Which weight of the model, as llama.cpp's rule tells them apart.
@@ -146,6 +159,13 @@ impl Quant {
     /// Whether `--group` applies (the K-quant choices have their own block sizes).
     pub fn takes_group(self) -> bool {
         matches!(self, Quant::Q8 | Quant::Q4 | Quant::Q4MinMax | Quant::Q4Sym)
+    }
+
+    /// Whether an importance matrix weighs this choice's quantizers (q4's search and the
+    /// K-quants with their fallbacks; min/max, q4sym and q8 have nothing to weigh, as
+    /// llama.cpp's Q8_0 does not).
+    pub fn weighs_importance(self) -> bool {
+        matches!(self, Quant::Q4 | Quant::Q4K | Quant::Q5K | Quant::Q6K | Quant::Q4KM | Quant::Q5KM)
     }
 
     /// Whether a GPTQ layer whose group suits the engine keeps its codes as q4.
@@ -272,7 +292,12 @@ mod tests {
         for dtype in [DType::Q4, DType::Q8, DType::Q5, DType::Q4K, DType::Q6K, DType::F16] {
             let group = dtype.fixed_group().unwrap_or(if dtype.is_quantized() { 32 } else { 0 }) as usize;
             let encoding = Encoding::new(dtype, group);
-            assert_eq!(encoding.encode(&values), encoding.encode_serially(&values), "{dtype:?}");
+            assert_eq!(encoding.encode(&values, None), encoding.encode_serially(&values, None), "{dtype:?}");
+            // Under an importance matrix the pieces are whole rows (here of 768 values).
+            let importance: Vec<f32> = (0..768).map(|i| 0.01 + (i % 13) as f32).collect();
+            let values = &values[..values.len() / 768 * 768];
+            let weighted = encoding.encode(values, Some(&importance));
+            assert_eq!(weighted, encoding.encode_serially(values, Some(&importance)), "{dtype:?} weighted");
         }
     }
 

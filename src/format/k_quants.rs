@@ -31,53 +31,114 @@ fn f16_value(bytes: [u8; 2]) -> f32 {
     f16::from_le_bytes(bytes).to_f32()
 }
 
-/// Quantizes rows (a multiple of 256 values) to Q4_K blocks as `quantize_row_q4_K_ref` does.
-pub fn quantize_q4_k(values: &[f32]) -> Vec<u8> {
-    quantize_scale_min(values, 15, -1.0, 20)
+/// Quantizes rows (a multiple of 256 values) to Q4_K blocks as llama.cpp's `quantize_q4_K`
+/// does: `quantize_row_q4_K_ref` without an importance matrix, `quantize_row_q4_K_impl` with
+/// one (`importance`: one value per column of a row, its length the row's).
+pub fn quantize_q4_k(values: &[f32], importance: Option<&[f32]>) -> Vec<u8> {
+    quantize_scale_min(values, importance, 15)
 }
 
-/// Quantizes rows (a multiple of 256 values) to Q5_K blocks as `quantize_row_q5_K_ref` does.
-pub fn quantize_q5_k(values: &[f32]) -> Vec<u8> {
-    quantize_scale_min(values, 31, -0.5, 15)
+/// Quantizes rows (a multiple of 256 values) to Q5_K blocks as llama.cpp's `quantize_q5_K`
+/// does (the reference quantizer, or with `importance` the weighted one).
+pub fn quantize_q5_k(values: &[f32], importance: Option<&[f32]>) -> Vec<u8> {
+    quantize_scale_min(values, importance, 31)
+}
+
+/// The part of a row's importance that weighs super-block `index` of `values` (rows of
+/// `importance.len()` values, each a whole number of super-blocks).
+fn super_block_importance(importance: Option<&[f32]>, index: usize) -> Option<&[f32]> {
+    importance.map(|columns| {
+        assert!(
+            columns.len().is_multiple_of(SUPER_BLOCK),
+            "rows of {} values are not whole super-blocks",
+            columns.len()
+        );
+        &columns[index * SUPER_BLOCK % columns.len()..][..SUPER_BLOCK]
+    })
+}
+
+/// A super-block's 6-bit scales and mins packed as `get_scale_min_k4` reads them, and its
+/// f16 `d` and `dmin`.
+struct ScalesMins {
+    packed: [u8; 12],
+    d: [u8; 2],
+    dmin: [u8; 2],
+}
+
+impl ScalesMins {
+    fn pack(scales: &[u8; 8], mins: &[u8; 8], d: f32, dmin: f32) -> Self {
+        let mut packed = [0u8; 12];
+        for j in 0..8 {
+            let (ls, lm) = (scales[j], mins[j]);
+            if j < 4 {
+                packed[j] = ls;
+                packed[j + 4] = lm;
+            } else {
+                packed[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+                packed[j - 4] |= (ls >> 4) << 6;
+                packed[j] |= (lm >> 4) << 6;
+            }
+        }
+        Self { packed, d: f16_bytes(d), dmin: f16_bytes(dmin) }
+    }
+}
+
+/// `quantize_row_q{4,5}_K_ref`'s scales: each sub-block fitted by `make_qkx2_quants` with
+/// weights `rms + |x|`, the scales and mins then rounded against the largest of each.
+fn reference_scales(x: &[f32], max_code: u8, codes: &mut [u8; SUPER_BLOCK]) -> ScalesMins {
+    let (search_start, search_steps) = if max_code == 31 { (-0.5, 15) } else { (-1.0, 20) };
+    let mut fits = [(0f32, 0f32); 8];
+    let (mut max_scale, mut max_min) = (0f32, 0f32);
+    for (j, fit) in fits.iter_mut().enumerate() {
+        let sub = &x[32 * j..][..32];
+        let sum_x2 = sub.iter().fold(0f32, |sum, &v| sum + v * v);
+        let av_x = (sum_x2 / 32.0).sqrt();
+        let weights: [f32; 32] = std::array::from_fn(|l| av_x + sub[l].abs());
+        *fit = fit_scale_min(sub, &weights, max_code, &mut codes[32 * j..][..32], search_start, 0.1, search_steps);
+        max_scale = if fit.0 > max_scale { fit.0 } else { max_scale };
+        max_min = if fit.1 > max_min { fit.1 } else { max_min };
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    // C stores the int in a uint8_t before MIN(63, ·): negative values wrap.
+    let scales = fits.map(|(scale, _)| (nearest_int(inv_scale * scale) as u8).min(63));
+    let mins = fits.map(|(_, min)| (nearest_int(inv_min * min) as u8).min(63));
+    ScalesMins::pack(&scales, &mins, max_scale / 63.0, max_min / 63.0)
+}
+
+/// `quantize_row_q{4,5}_K_impl`'s scales under an importance matrix: each sub-block fitted by
+/// `make_qkx3_quants` with weights `importance * sqrt(sigma² + x²)`, the scales and mins
+/// then fitted to 6 bits by `make_qp_quants`, weighted by each sub-block's total weight.
+fn weighted_scales(x: &[f32], importance: &[f32], max_code: u8, codes: &mut [u8; SUPER_BLOCK]) -> ScalesMins {
+    let sum_x2 = x.iter().fold(0f32, |sum, &v| sum + v * v);
+    let sigma2 = 2.0 * sum_x2 / SUPER_BLOCK as f32;
+    let mut scales = [0f32; 8];
+    let mut mins = [0f32; 8];
+    let mut sub_weights = [0f32; 8];
+    for j in 0..8 {
+        let sub = &x[32 * j..][..32];
+        let weights: [f32; 32] = std::array::from_fn(|l| importance[32 * j + l] * (sigma2 + sub[l] * sub[l]).sqrt());
+        sub_weights[j] = weights.iter().fold(0f32, |sum, &w| sum + w);
+        (scales[j], mins[j]) = fit_scale_min(sub, &weights, max_code, &mut codes[32 * j..][..32], -0.9, 0.05, 36);
+    }
+    let (mut scale_codes, mut min_codes) = ([0u8; 8], [0u8; 8]);
+    let d = fit_unsigned_codes(&scales, 63, &sub_weights, &mut scale_codes);
+    let dmin = fit_unsigned_codes(&mins, 63, &sub_weights, &mut min_codes);
+    ScalesMins::pack(&scale_codes, &min_codes, d, dmin)
 }
 
 /// Q4_K (`max_code` 15) and Q5_K (31): a super-block is `d`, `dmin`, 12 bytes of packed 6-bit
 /// scales and mins, (Q5_K: 32 bytes of fifth bits), 128 bytes of nibbles.
-fn quantize_scale_min(values: &[f32], max_code: u8, search_start: f32, search_steps: i32) -> Vec<u8> {
+fn quantize_scale_min(values: &[f32], importance: Option<&[f32]>, max_code: u8) -> Vec<u8> {
     assert!(values.len().is_multiple_of(SUPER_BLOCK), "{} values are not whole super-blocks", values.len());
     let five_bits = max_code == 31;
     let mut out = Vec::with_capacity(values.len() / SUPER_BLOCK * if five_bits { 176 } else { 144 });
-    for x in values.chunks_exact(SUPER_BLOCK) {
+    for (index, x) in values.chunks_exact(SUPER_BLOCK).enumerate() {
         let mut codes = [0u8; SUPER_BLOCK];
-        let mut fits = [(0f32, 0f32); 8];
-        let (mut max_scale, mut max_min) = (0f32, 0f32);
-        for (j, fit) in fits.iter_mut().enumerate() {
-            let sub = &x[32 * j..][..32];
-            let sum_x2 = sub.iter().fold(0f32, |sum, &v| sum + v * v);
-            let av_x = (sum_x2 / 32.0).sqrt();
-            let weights: [f32; 32] = std::array::from_fn(|l| av_x + sub[l].abs());
-            *fit = fit_scale_min(sub, &weights, max_code, &mut codes[32 * j..][..32], search_start, 0.1, search_steps);
-            max_scale = if fit.0 > max_scale { fit.0 } else { max_scale };
-            max_min = if fit.1 > max_min { fit.1 } else { max_min };
-        }
-        let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let mut scales = [0u8; 12];
-        for (j, &(scale, min)) in fits.iter().enumerate() {
-            // C stores the int in a uint8_t before MIN(63, ·): negative values wrap.
-            let ls = (nearest_int(inv_scale * scale) as u8).min(63);
-            let lm = (nearest_int(inv_min * min) as u8).min(63);
-            if j < 4 {
-                scales[j] = ls;
-                scales[j + 4] = lm;
-            } else {
-                scales[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
-                scales[j - 4] |= (ls >> 4) << 6;
-                scales[j] |= (lm >> 4) << 6;
-            }
-        }
-        let d = f16_bytes(max_scale / 63.0);
-        let dmin = f16_bytes(max_min / 63.0);
+        let ScalesMins { packed: scales, d, dmin } = match super_block_importance(importance, index) {
+            None => reference_scales(x, max_code, &mut codes),
+            Some(importance) => weighted_scales(x, importance, max_code, &mut codes),
+        };
         for j in 0..8 {
             let (sc, m) = super::ggml_blocks::scale_min_k4(j, &scales);
             let step = f16_value(d) * f32::from(sc);
@@ -107,6 +168,72 @@ fn quantize_scale_min(values: &[f32], max_code: u8, search_start: f32, search_st
         out.extend_from_slice(&nibbles);
     }
     out
+}
+
+/// `make_qp_quants`: codes `0..=max_code` for non-negative values (a super-block's sub-block
+/// scales or mins) under one scale, returned: the weighted best of nine candidate scales
+/// around `max_code / max`, then up to five passes moving single codes while that lowers
+/// the weighted error.
+fn fit_unsigned_codes(x: &[f32; 8], max_code: u8, weights: &[f32; 8], codes: &mut [u8; 8]) -> f32 {
+    let n_max = f32::from(max_code);
+    let max = x.iter().fold(0f32, |max, &v| if max > v { max } else { v });
+    if max == 0.0 {
+        codes.fill(0);
+        return 0.0;
+    }
+    let mut inverse_scale = n_max / max;
+    let code_at = |inverse_scale: f32, v: f32| nearest_int(inverse_scale * v).min(i32::from(max_code));
+    let scale = 1.0 / inverse_scale;
+    let mut best_error = 0f32;
+    for i in 0..8 {
+        let diff = x[i] - scale * nearest_int(inverse_scale * x[i]) as f32;
+        best_error += weights[i] * diff * diff;
+    }
+    for step in (-4..=4).filter(|&s| s != 0) {
+        let candidate = (0.1 * step as f32 + n_max) / max;
+        let candidate_scale = 1.0 / candidate;
+        let mut error = 0f32;
+        for i in 0..8 {
+            let diff = x[i] - candidate_scale * code_at(candidate, x[i]) as f32;
+            error += weights[i] * diff * diff;
+        }
+        if error < best_error {
+            best_error = error;
+            inverse_scale = candidate;
+        }
+    }
+    let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
+    for i in 0..8 {
+        let l = code_at(inverse_scale, x[i]);
+        codes[i] = l as u8;
+        let (w, l) = (weights[i], l as f32);
+        sum_lx += w * x[i] * l;
+        sum_l2 += w * l * l;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for i in 0..8 {
+            let (w, l) = (weights[i], f32::from(codes[i]));
+            let mut slx = sum_lx - w * x[i] * l;
+            let mut sl2 = sum_l2 - w * l * l;
+            if slx > 0.0 && sl2 > 0.0 {
+                let new_l = nearest_int(x[i] * sl2 / slx).min(i32::from(max_code));
+                if new_l != i32::from(codes[i]) {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if slx * slx * sum_l2 > sum_lx * sum_lx * sl2 {
+                        codes[i] = new_l as u8;
+                        (sum_lx, sum_l2) = (slx, sl2);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    sum_lx / sum_l2
 }
 
 /// `make_qkx2_quants` for a block of up to [`MAX_FIT_VALUES`] values: the scale and the
@@ -191,18 +318,21 @@ pub(super) fn fit_scale_min(
     (scale, -min)
 }
 
-/// Quantizes rows (a multiple of 256 values) to Q6_K blocks as `quantize_row_q6_K_ref` does:
-/// 128 bytes of low nibbles, 64 bytes of high bit pairs, 16 signed 8-bit scales, f16 `d`.
-pub fn quantize_q6_k(values: &[f32]) -> Vec<u8> {
+/// Quantizes rows (a multiple of 256 values) to Q6_K blocks as llama.cpp's `quantize_q6_K`
+/// does (`quantize_row_q6_K_ref`, or with `importance` `quantize_row_q6_K_impl`, which
+/// weighs each value's error by its column's importance alone): 128 bytes of low nibbles,
+/// 64 bytes of high bit pairs, 16 signed 8-bit scales, f16 `d`.
+pub fn quantize_q6_k(values: &[f32], importance: Option<&[f32]>) -> Vec<u8> {
     assert!(values.len().is_multiple_of(SUPER_BLOCK), "{} values are not whole super-blocks", values.len());
     let mut out = Vec::with_capacity(values.len() / SUPER_BLOCK * 210);
-    for x in values.chunks_exact(SUPER_BLOCK) {
+    for (index, x) in values.chunks_exact(SUPER_BLOCK).enumerate() {
+        let importance = super_block_importance(importance, index);
         let mut codes = [0u8; SUPER_BLOCK];
         let mut fits = [0f32; 16];
         let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
         for (j, fit) in fits.iter_mut().enumerate() {
             let codes_j: &mut [u8; 16] = (&mut codes[16 * j..][..16]).try_into().unwrap();
-            *fit = fit_symmetric(&x[16 * j..][..16], codes_j);
+            *fit = fit_symmetric(&x[16 * j..][..16], importance.map(|w| &w[16 * j..][..16]), codes_j);
             if fit.abs() > max_abs_scale {
                 max_abs_scale = fit.abs();
                 max_scale = *fit;
@@ -244,9 +374,10 @@ pub fn quantize_q6_k(values: &[f32]) -> Vec<u8> {
     out
 }
 
-/// `make_qx_quants(16, 32, x, L, 1, NULL)`: a symmetric scale for 16 values (codes `-32..32`
-/// stored `+32`), weighted by `x²`, refined over 18 candidate scales around `-32 / max`.
-fn fit_symmetric(x: &[f32], codes: &mut [u8; 16]) -> f32 {
+/// `make_qx_quants(16, 32, x, L, 1, weights)`: a symmetric scale for 16 values (codes
+/// `-32..32` stored `+32`), weighted by `weights` or else by `x²`, refined over 18 candidate
+/// scales around `-32 / max`.
+fn fit_symmetric(x: &[f32], weights: Option<&[f32]>, codes: &mut [u8; 16]) -> f32 {
     const N_MAX: i32 = 32;
     let (mut max, mut amax) = (0f32, 0f32);
     for &v in x {
@@ -262,9 +393,9 @@ fn fit_symmetric(x: &[f32], codes: &mut [u8; 16]) -> f32 {
     let code_at = |inverse_scale: f32, v: f32| nearest_int(inverse_scale * v).clamp(-N_MAX, N_MAX - 1);
     let sums = |inverse_scale: f32| {
         let (mut sum_lx, mut sum_l2) = (0f32, 0f32);
-        for &v in x {
+        for (i, &v) in x.iter().enumerate() {
             let l = code_at(inverse_scale, v) as f32;
-            let w = v * v;
+            let w = weights.map_or(v * v, |weights| weights[i]);
             sum_lx += w * v * l;
             sum_l2 += w * l * l;
         }
@@ -292,34 +423,48 @@ fn fit_symmetric(x: &[f32], codes: &mut [u8; 16]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::ggml_blocks::tests::hex;
     use crate::format::ggml_blocks::GgmlType;
 
-    type Quantizer = fn(&[f32]) -> Vec<u8>;
+    type Quantizer = fn(&[f32], Option<&[f32]>) -> Vec<u8>;
 
-    /// f32 rows and llama.cpp's blocks of them (tools/reference/k_quants_fixture.py).
+    /// f32 rows and llama.cpp's blocks of them, without and with an importance matrix
+    /// (tools/reference/k_quants_fixture.py).
     const FIXTURE: &str = include_str!("../../tests/fixtures/k_quants.json");
 
-    #[test]
-    fn blocks_are_llama_cpp_reference_blocks() {
-        let fixture: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-        let values: Vec<f32> = hex(fixture["values"].as_str().unwrap())
+    pub(crate) fn fixture_floats(fixture: &serde_json::Value, key: &str) -> Vec<f32> {
+        hex(fixture[key].as_str().unwrap())
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+            .collect()
+    }
+
+    pub(crate) fn fixture() -> serde_json::Value {
+        serde_json::from_str(FIXTURE).unwrap()
+    }
+
+    #[test]
+    fn blocks_are_llama_cpp_blocks() {
+        let fixture = fixture();
+        let values = fixture_floats(&fixture, "values");
+        let importance = fixture_floats(&fixture, "importance");
+        assert_eq!(importance.len(), fixture["row"].as_u64().unwrap() as usize);
         let quantizers: [(&str, GgmlType, Quantizer); 3] = [
             ("Q4_K", GgmlType::Q4K, quantize_q4_k),
             ("Q5_K", GgmlType::Q5K, quantize_q5_k),
             ("Q6_K", GgmlType::Q6K, quantize_q6_k),
         ];
         for (name, ggml_type, quantize) in quantizers {
-            let expected = hex(fixture["types"][name]["blocks"].as_str().unwrap());
-            let got = quantize(&values);
-            assert_eq!(got.len(), expected.len(), "{name}");
-            for (block, (g, e)) in got.chunks(ggml_type.bytes()).zip(expected.chunks(ggml_type.bytes())).enumerate() {
-                assert_eq!(g, e, "{name} super-block {block}");
+            for (key, importance) in [("blocks", None), ("weighted_blocks", Some(&importance[..]))] {
+                let expected = hex(fixture["types"][name][key].as_str().unwrap());
+                let got = quantize(&values, importance);
+                assert_eq!(got.len(), expected.len(), "{name}");
+                for (block, (g, e)) in got.chunks(ggml_type.bytes()).zip(expected.chunks(ggml_type.bytes())).enumerate()
+                {
+                    assert_eq!(g, e, "{name} {key}: super-block {block}");
+                }
             }
         }
     }
@@ -332,7 +477,7 @@ mod tests {
             (GgmlType::Q5K, quantize_q5_k, 0.06 / 31.0),
             (GgmlType::Q6K, quantize_q6_k, 0.03 / 31.0),
         ] {
-            let back = ggml_type.dequantize(&quantize(&values));
+            let back = ggml_type.dequantize(&quantize(&values, None));
             for (a, b) in values.iter().zip(&back) {
                 assert!((a - b).abs() <= tolerance, "{}: {a} vs {b}", ggml_type.name());
             }

@@ -24,7 +24,7 @@ pub use chat_template::ChatTemplate;
 pub use dtype::{dequantize, pack_f16_words, pack_q4, pack_q4_words, pack_q8, DType};
 pub use judge_family::JudgeFamily;
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};
-pub use quantize::{encode, quantize_q4, quantize_q4_sym, quantize_q5, quantize_q8, AffineRule};
+pub use quantize::{encode, encode_weighted, quantize_q4, quantize_q4_sym, quantize_q5, quantize_q8, AffineRule};
 
 /// Lowercase hex, as the manifest records a shard's sha256.
 pub fn hex(bytes: &[u8]) -> String {

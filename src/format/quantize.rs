@@ -3,6 +3,12 @@
 //! scale and offset by the same weighted least-squares search (`make_qkx2_quants`) that
 //! Q4_K and Q5_K use for their sub-blocks, keeping the min/max fit where it does better
 //! once both are rounded to f16.
+//!
+//! With an importance matrix (one value per input column: the mean square of the activation
+//! that column multiplies, collected from calibration text), the searches weigh each value's
+//! error as llama.cpp's `_impl` quantizers do: the K-quants exactly as theirs, q4 and q5 as
+//! Q4_1's and Q5_1's (`make_qkx3_quants` over `importance * sqrt(sigma² + x²)`). q8, q4sym and
+//! the min/max rule ignore it, as llama.cpp's Q8_0 does.
 
 use half::{bf16, f16};
 
@@ -22,6 +28,12 @@ pub enum AffineRule {
 
 /// Encodes f32 values in the given dtype with its default rule (the search for q4 and q5).
 pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
+    encode_weighted(dtype, values, group, None)
+}
+
+/// [`encode`] under an importance matrix: `importance` has one value per column of the rows
+/// `values` holds (its length is the row length).
+pub fn encode_weighted(dtype: DType, values: &[f32], group: usize, importance: Option<&[f32]>) -> Vec<u32> {
     match dtype {
         DType::F32 => values.iter().map(|v| v.to_bits()).collect(),
         DType::U32 => values.iter().map(|&v| v as u32).collect(),
@@ -29,7 +41,7 @@ pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
             let halves: Vec<f16> = values.iter().map(|&v| f16::from_f32(v)).collect();
             pack_f16_words(&halves).collect()
         }
-        DType::Q4 => quantize_q4(values, group, AffineRule::Search),
+        DType::Q4 => quantize_q4(values, group, AffineRule::Search, importance),
         DType::Q8 => quantize_q8(values, group),
         DType::Bf16 => values
             .chunks(2)
@@ -38,10 +50,10 @@ pub fn encode(dtype: DType, values: &[f32], group: usize) -> Vec<u32> {
                 bits(pair.first()) | (bits(pair.get(1)) << 16)
             })
             .collect(),
-        DType::Q5 => quantize_q5(values),
-        DType::Q4K => pack_ggml(GgmlType::Q4K, &k_quants::quantize_q4_k(values)),
-        DType::Q5K => pack_ggml(GgmlType::Q5K, &k_quants::quantize_q5_k(values)),
-        DType::Q6K => pack_ggml(GgmlType::Q6K, &k_quants::quantize_q6_k(values)),
+        DType::Q5 => quantize_q5(values, importance),
+        DType::Q4K => pack_ggml(GgmlType::Q4K, &k_quants::quantize_q4_k(values, importance)),
+        DType::Q5K => pack_ggml(GgmlType::Q5K, &k_quants::quantize_q5_k(values, importance)),
+        DType::Q6K => pack_ggml(GgmlType::Q6K, &k_quants::quantize_q6_k(values, importance)),
     }
 }
 
@@ -49,16 +61,24 @@ fn pack_ggml(ggml_type: GgmlType, blocks: &[u8]) -> Vec<u32> {
     ggml_type.pack(blocks).expect("K-quant blocks always have an exact form")
 }
 
-/// Quantizes f32 rows to q4 (asymmetric: per group an f16 scale and offset).
-pub fn quantize_q4(values: &[f32], group: usize, rule: AffineRule) -> Vec<u32> {
-    let (codes, params) = affine_groups(values, group, 15, rule);
+/// Quantizes f32 rows to q4 (asymmetric: per group an f16 scale and offset), the search
+/// weighted by `importance` where given.
+pub fn quantize_q4(values: &[f32], group: usize, rule: AffineRule, importance: Option<&[f32]>) -> Vec<u32> {
+    let (codes, params) = match (rule, importance) {
+        (AffineRule::Search, Some(importance)) => weighted_affine_groups(values, group, 15, importance),
+        _ => affine_groups(values, group, 15, rule),
+    };
     pack_q4(&codes, &params, group)
 }
 
-/// Quantizes f32 rows to q5 (groups of 32, asymmetric, 32 levels), with the search.
-pub fn quantize_q5(values: &[f32]) -> Vec<u32> {
+/// Quantizes f32 rows to q5 (groups of 32, asymmetric, 32 levels), with the search,
+/// weighted by `importance` where given.
+pub fn quantize_q5(values: &[f32], importance: Option<&[f32]>) -> Vec<u32> {
     let group = Q5_GROUP as usize;
-    let (codes, params) = affine_groups(values, group, 31, AffineRule::Search);
+    let (codes, params) = match importance {
+        Some(importance) => weighted_affine_groups(values, group, 31, importance),
+        None => affine_groups(values, group, 31, AffineRule::Search),
+    };
     let params = codes.chunks_exact(group).zip(params).flat_map(|(block_codes, (scale, offset))| {
         let fifth_bits = block_codes.iter().enumerate().fold(0u32, |bits, (j, &q)| bits | u32::from(q >> 4) << j);
         [pack_f16_pair(scale, offset), fifth_bits]
@@ -98,6 +118,37 @@ fn affine_groups(values: &[f32], group: usize, max_code: u8, rule: AffineRule) -
             *code = affine_code(v, fit, max_code);
         }
         params.push(fit);
+    }
+    (codes, params)
+}
+
+/// llama.cpp's `quantize_row_q4_1_impl` / `quantize_row_q5_1_impl` for groups of any size up
+/// to [`MAX_FIT_VALUES`]: each group fitted by `make_qkx3_quants` with weights
+/// `importance * sqrt(sigma² + x²)` (`sigma²` the row's mean square), its codes kept as the
+/// search chose them.
+fn weighted_affine_groups(
+    values: &[f32],
+    group: usize,
+    max_code: u8,
+    importance: &[f32],
+) -> (Vec<u8>, Vec<(f16, f16)>) {
+    assert!(group <= MAX_FIT_VALUES, "groups of at most {MAX_FIT_VALUES} values");
+    let cols = importance.len();
+    assert!(
+        cols.is_multiple_of(group) && values.len().is_multiple_of(cols),
+        "rows of {cols} values in groups of {group}"
+    );
+    let mut codes = vec![0u8; values.len()];
+    let mut params = Vec::with_capacity(values.len() / group);
+    for (row, row_codes) in values.chunks_exact(cols).zip(codes.chunks_exact_mut(cols)) {
+        let sigma2 = row.iter().fold(0f32, |sum, &v| sum + v * v) / cols as f32;
+        let groups = row.chunks_exact(group).zip(row_codes.chunks_exact_mut(group)).zip(importance.chunks_exact(group));
+        for ((block, block_codes), block_importance) in groups {
+            let weights: Vec<f32> =
+                block.iter().zip(block_importance).map(|(&v, &w)| w * (sigma2 + v * v).sqrt()).collect();
+            let (scale, negated_min) = fit_scale_min(block, &weights, max_code, block_codes, -0.9, 0.05, 36);
+            params.push((f16::from_f32(scale), f16::from_f32(-negated_min)));
+        }
     }
     (codes, params)
 }
@@ -156,6 +207,7 @@ mod tests {
     use super::*;
     use crate::format::dequantize;
     use crate::format::dtype::f16_half;
+    use crate::format::ggml_blocks::GgmlType;
 
     /// Weight-like rows: Gaussian and heavy-tailed groups of varied scale, an all-positive
     /// and a constant group.
@@ -193,19 +245,39 @@ mod tests {
         let values = rows(64 * 128);
         for group in [32, 64, 128] {
             let decode = |words: Vec<u32>| dequantize(DType::Q4, &words, 1, values.len(), group);
-            let searched = squared_error(&values, &decode(quantize_q4(&values, group, AffineRule::Search)));
-            let min_max = squared_error(&values, &decode(quantize_q4(&values, group, AffineRule::MinMax)));
+            let searched = squared_error(&values, &decode(quantize_q4(&values, group, AffineRule::Search, None)));
+            let min_max = squared_error(&values, &decode(quantize_q4(&values, group, AffineRule::MinMax, None)));
             // Measured: 0.71, 0.69 and 0.76 of min/max's squared error.
             assert!(searched < 0.85 * min_max, "group {group}: {searched} vs min/max {min_max}");
         }
-        let back = dequantize(DType::Q4, &quantize_q4(&values[32..64], 32, AffineRule::Search), 1, 32, 32);
+        let back = dequantize(DType::Q4, &quantize_q4(&values[32..64], 32, AffineRule::Search, None), 1, 32, 32);
         assert_eq!(back, [-0.25; 32], "a constant group is exact");
+    }
+
+    #[test]
+    fn weighted_q4_and_q5_are_llama_cpps_weighted_q4_1_and_q5_1() {
+        let fixture = k_quants::tests::fixture();
+        let values = k_quants::tests::fixture_floats(&fixture, "values");
+        let importance = k_quants::tests::fixture_floats(&fixture, "importance");
+        let blocks = |name: &str| {
+            crate::format::ggml_blocks::tests::hex(fixture["types"][name]["weighted_blocks"].as_str().unwrap())
+        };
+        let q4 = dequantize(
+            DType::Q4,
+            &quantize_q4(&values, 32, AffineRule::Search, Some(&importance)),
+            1,
+            values.len(),
+            32,
+        );
+        assert_eq!(q4, GgmlType::Q4_1.dequantize(&blocks("Q4_1")));
+        let q5 = dequantize(DType::Q5, &quantize_q5(&values, Some(&importance)), 1, values.len(), 32);
+        assert_eq!(q5, GgmlType::Q5_1.dequantize(&blocks("Q5_1")));
     }
 
     #[test]
     fn q5_searches_too() {
         let values = rows(64 * 32);
-        let back = dequantize(DType::Q5, &quantize_q5(&values), 1, values.len(), 32);
+        let back = dequantize(DType::Q5, &quantize_q5(&values, None), 1, values.len(), 32);
         for (group, decoded) in values.chunks(32).zip(back.chunks(32)) {
             // Within one of the group's 31 steps of min/max, for every value.
             let max = group.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -407,7 +407,7 @@ pub fn torch_bin_bytes(entries: &[Entry]) -> Vec<u8> {
 /// commutes with the importer's row permutation).
 pub fn as_converted(values: &[f32], rows: usize, cols: usize, quant: Quant, group: usize) -> Vec<f32> {
     let encoding = uniform_encoding(quant, cols, group);
-    dequantize(encoding.dtype, &encoding.encode(values), rows, cols, encoding.group.max(1))
+    dequantize(encoding.dtype, &encoding.encode(values, None), rows, cols, encoding.group.max(1))
 }
 
 /// The encoding a `--quant` choice other than a mix gives every 2-D weight of `cols` columns.
