@@ -142,8 +142,8 @@ pub fn run(args: Args) -> CliResult {
     };
     bar.finish_and_clear();
     let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason, importance } = result?;
-    if let Some((weights, tokens)) = importance {
-        outln!("importance matrix: {weights} weights, from {tokens} calibration tokens")?;
+    if let Some(importance) = importance {
+        outln!("importance matrix: {} weights, from {} calibration tokens", importance.len(), importance.tokens)?;
     }
     let quant = match quant.takes_group() {
         true => format!("{} with groups of {}", quant.name(), args.group.unwrap_or(32)),

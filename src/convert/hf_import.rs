@@ -562,8 +562,8 @@ pub struct HfConversion {
     pub gptq_requantized: Vec<(String, String)>,
     /// Why the manifest names the judge family it does (or none).
     pub judge_reason: String,
-    /// With calibration text: the weights the importance matrix covered, and its tokens.
-    pub importance: Option<(usize, usize)>,
+    /// The importance matrix collected from the calibration text, if one was given.
+    pub importance: Option<ImportanceMatrix>,
 }
 
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
@@ -698,7 +698,7 @@ pub fn convert_hf(
         gptq_reordered,
         gptq_requantized,
         judge_reason: judge.reason,
-        importance: calibration.map(|_| (importance.len(), importance.tokens)),
+        importance: calibration.map(|_| importance),
     })
 }
 
