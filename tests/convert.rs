@@ -1526,3 +1526,36 @@ fn large_metadata_arrays_take_memory_in_proportion_to_the_file() {
         assert!(peak < bound, "{name}: {peak} bytes held for a {}-byte file (at most {bound})", bytes.len());
     }
 }
+
+/// `--imatrix-text` where it cannot weigh anything is refused before any work: with a GGUF
+/// input (imported without requantizing) and with a choice that has no search to weigh.
+#[test]
+fn imatrix_text_is_refused_where_it_does_not_apply() {
+    let dir = scratch("imatrix-refused");
+    let gguf = write_gguf(&dir, "tiny.gguf", &tiny_model(5, true).bytes());
+    let text = dir.join("calibration.txt");
+    std::fs::write(&text, "The response is correct.").unwrap();
+    let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mistral_tiny");
+    let run = |input: &Path, quant: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .arg("convert")
+            .arg(input)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(quant)
+            .arg("--imatrix-text")
+            .arg(&text)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let gguf_error = run(&gguf, &[]);
+    assert!(gguf_error.contains("--imatrix-text apply to Hugging Face checkpoint directories"), "{gguf_error}");
+    let q8_error = run(&hf, &["--quant", "q8"]);
+    assert!(
+        q8_error.contains("--imatrix-text applies to q4, q4_k, q5_k, q6_k, q4_k_m, q5_k_m; q8 does not"),
+        "{q8_error}"
+    );
+    assert!(!dir.join("out").exists());
+}

@@ -860,6 +860,13 @@ fn importance_matrix_is_llama_imatrixs_and_weighs_the_search() {
         }
     }
 
+    let empty = HfOptions { imatrix_text: Some(String::new()), ..options(Quant::Q4, 32) };
+    let error = convert_error(&hf, &hf.with_file_name("empty"), &empty);
+    assert_eq!(
+        error.to_string(),
+        "the calibration text is empty: an importance matrix needs at least 2 tokens, BOS included"
+    );
+
     let mut checkpoint = webjudge::convert::hf_import::open_checkpoint(&hf).unwrap();
     for quant in [Quant::Q4, Quant::Q4K] {
         let (mut weighed_total, mut unweighed_total) = (0.0, 0.0);

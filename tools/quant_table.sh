@@ -34,7 +34,7 @@ row() { # NAME
 }
 
 convert f32 "$HF" --quant f32
-for choice in q8 q4 q4minmax q4_k_m q6_k; do
+for choice in q4 q4minmax q4_k_m; do
     convert "$choice" "$HF" --quant "$choice"
     row "$choice"
 done
@@ -42,7 +42,7 @@ for choice in q4 q4_k_m; do
     convert "$choice-imatrix" "$HF" --quant "$choice" --imatrix-text "$CALIBRATION"
     row "$choice-imatrix"
 done
-for type in q4_1 q4_k_m; do
+for type in q4_k_m; do
     convert "llama-$type" "$LLAMA/smollm2-$type.gguf"
     row "llama-$type"
 done

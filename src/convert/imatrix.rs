@@ -49,8 +49,8 @@ impl ImportanceMatrix {
 /// Why no importance matrix could be collected.
 #[derive(Debug, thiserror::Error)]
 pub enum ImatrixError {
-    #[error("the calibration text has {0} tokens; it needs at least 2")]
-    TooShort(usize),
+    #[error("the calibration text is empty: an importance matrix needs at least 2 tokens, BOS included")]
+    Empty,
     #[error("calibration text: {0}")]
     Tokenize(String),
 }
@@ -63,7 +63,7 @@ pub fn calibration_chunks(
 ) -> Result<Vec<Vec<u32>>, ImatrixError> {
     let tokens = text_tokens(tokenizer, architecture, text).map_err(|e| ImatrixError::Tokenize(e.to_string()))?;
     if tokens.len() < 2 {
-        return Err(ImatrixError::TooShort(tokens.len()));
+        return Err(ImatrixError::Empty);
     }
     let context = CONTEXT.min(tokens.len());
     Ok(chunks(&tokens, context, added_bos(architecture)).expect("a context the tokens fill"))
