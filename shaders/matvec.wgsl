@@ -3,10 +3,11 @@
 // once for all of them, which is what batching gains, since decode is bound by reading the
 // weights.
 //
-// A workgroup computes ROWS rows. An invocation owns ROWS_PER_LANE neighbouring rows and
-// every LANES-th 32-value block of them: each x block it loads serves all its rows (software
-// adapters pay for every load), and neighbouring invocations read neighbouring blocks of a
-// row, so weights are read in contiguous runs. The LANES partial sums of each output meet in
+// A workgroup computes ROWS rows. An invocation owns ROWS_PER_LANE neighbouring rows (4 for
+// one token, 8 for a batch) and every LANES-th 32-value block of them: each x block it loads
+// serves all its rows (software adapters pay for every load; on lavapipe loading each
+// token's x is most of a batched step), and neighbouring invocations read neighbouring
+// blocks of a row, so weights are read in contiguous runs. The LANES partial sums of each output meet in
 // workgroup memory. No subgroup operations: the result does not depend on the adapter's
 // subgroup size, and browsers without subgroups run the same code. A quantized block's dot
 // product applies its scale and offset once per block, not once per weight, and the sum of
@@ -17,20 +18,27 @@
 #include "common.wgsl"
 #include "quant.wgsl"
 
-// MATVEC_WORKGROUP, MATVEC_ROWS and MATVEC_MAX_TOKENS come from src/kernels/variants.rs.
+// MATVEC_WORKGROUP, MATVEC_ROWS, MATVEC_BATCH_ROWS and MATVEC_MAX_TOKENS come from
+// src/kernels/variants.rs.
 const WG: u32 = MATVEC_WORKGROUP;
-const ROWS: u32 = MATVEC_ROWS;
-// A lane's rows are the components of a vec4 accumulator.
-const ROWS_PER_LANE: u32 = 4u;
-const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
 #ifdef MATVEC_ONE_TOKEN
-// A step of one token (src/kernels/linear.rs, `LinearMode::Single`): accumulators and
-// workgroup memory for one token, not a batch's; the same sums in the same order.
+// A step of one token (src/kernels/linear.rs, `LinearKernel::MatvecOneToken`): accumulators
+// and workgroup memory for one token, not a batch's; the same sums in the same order.
 const MAX_TOKENS: u32 = 1u;
+const ROWS: u32 = MATVEC_ROWS;
+const ROWS_PER_LANE: u32 = 4u;
 #else
 const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
+const ROWS: u32 = MATVEC_BATCH_ROWS;
+const ROWS_PER_LANE: u32 = 8u;
 #endif
+const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
+// A lane's rows in fours, each four the components of a vec4 accumulator.
+const QUADS: u32 = ROWS_PER_LANE / 4u;
 const_assert ROWS % ROWS_PER_LANE == 0u;
+const_assert ROWS_PER_LANE % 4u == 0u;
+// Both variants give a row's blocks to as many lanes alike: the same sums, bit for bit.
+const_assert LANES == WG / (MATVEC_ROWS / 4u);
 
 struct Params {
     rows: u32,
@@ -68,8 +76,8 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let first_token = select(0u, step.n_tokens - 1u, last_only);
     // Rows past the end read the last row (no branch in the loop) and are never written.
     let last_row = params.rows - 1u;
-    // acc[t][r]: token t's sum for the lane's row r.
-    var acc = array<vec4<f32>, MAX_TOKENS>();
+    // acc[t * QUADS + r / 4][r % 4]: token t's sum for the lane's row r.
+    var acc = array<vec4<f32>, MAX_TOKENS * QUADS>();
     for (var b = first_block; b < blocks; b += LANES) {
         // The lane's rows of this block are read once, before the tokens that multiply them.
         var packed: array<PackedBlock, ROWS_PER_LANE>;
@@ -85,12 +93,14 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let xb = (first_token + t) * params.cols / 4u + b * 8u;
             let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
             let x_sum = x_block_sum(xs);
-            acc[t] += vec4<f32>(
-                dot_block(packed[0], xs, x_sum),
-                dot_block(packed[1], xs, x_sum),
-                dot_block(packed[2], xs, x_sum),
-                dot_block(packed[3], xs, x_sum),
-            );
+            for (var q = 0u; q < QUADS; q++) {
+                acc[t * QUADS + q] += vec4<f32>(
+                    dot_block(packed[4u * q], xs, x_sum),
+                    dot_block(packed[4u * q + 1u], xs, x_sum),
+                    dot_block(packed[4u * q + 2u], xs, x_sum),
+                    dot_block(packed[4u * q + 3u], xs, x_sum),
+                );
+            }
         }
     }
     // Only the step's tokens: software adapters pay for every store.
@@ -99,7 +109,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             break;
         }
         for (var r = 0u; r < ROWS_PER_LANE; r++) {
-            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t][r];
+            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t * QUADS + r / 4u][r % 4u];
         }
     }
     workgroupBarrier();

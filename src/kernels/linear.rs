@@ -4,7 +4,7 @@
 use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
-    MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
+    MATVEC_BATCH_ROWS, MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 use crate::format::schema;
@@ -152,7 +152,11 @@ pub fn linear(
                     epilogue: epilogue.code(),
                     out_stride,
                 };
-                (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(MATVEC_ROWS)))
+                let rows_per_workgroup = match kernel {
+                    LinearKernel::MatvecOneToken => MATVEC_ROWS,
+                    _ => MATVEC_BATCH_ROWS,
+                };
+                (gpu.uniform("matvec params", &params), Workgroups::Groups(rows.div_ceil(rows_per_workgroup)))
             };
             Dispatch {
                 label: format!(

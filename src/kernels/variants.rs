@@ -124,8 +124,13 @@ pub const DEFAULT_WORKGROUP: u32 = 256;
 /// Invocations of an embedding workgroup (shaders/embedding.wgsl), one block each.
 pub const EMBEDDING_WORKGROUP: u32 = 64;
 
-/// Rows one decode matvec workgroup computes (shaders/matvec.wgsl).
+/// Rows one decode matvec workgroup computes (shaders/matvec.wgsl) in a step of one token:
+/// four per invocation.
 pub const MATVEC_ROWS: u32 = 16;
+/// The same for a batched step, eight per invocation: each x value an invocation loads
+/// serves twice the rows (a software adapter spends most of a batched step loading x). The
+/// invocations along a row stay as many, so each output is summed in the same order.
+pub const MATVEC_BATCH_ROWS: u32 = 2 * MATVEC_ROWS;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
 pub const MATVEC_WORKGROUP: u32 = 64;
 /// Tokens (one per sequence) a decode matvec multiplies with each weight read: the largest
@@ -170,6 +175,7 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("DEFAULT_WORKGROUP", DEFAULT_WORKGROUP),
     ("EMBEDDING_WORKGROUP", EMBEDDING_WORKGROUP),
     ("MATVEC_ROWS", MATVEC_ROWS),
+    ("MATVEC_BATCH_ROWS", MATVEC_BATCH_ROWS),
     ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
     ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
