@@ -42,6 +42,11 @@ for choice in q4 q4_k_m; do
     convert "$choice-imatrix" "$HF" --quant "$choice" --imatrix-text "$CALIBRATION"
     row "$choice-imatrix"
 done
+# Groups of 64 do not line up with the 32-value groups this model's weights were quantized in.
+convert q4-64 "$HF" --quant q4 --group 64
+row q4-64
+convert q4-64-imatrix "$HF" --quant q4 --group 64 --imatrix-text "$CALIBRATION"
+row q4-64-imatrix
 for type in q4_k_m; do
     convert "llama-$type" "$LLAMA/smollm2-$type.gguf"
     row "llama-$type"
