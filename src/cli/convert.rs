@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
 use webjudge::convert::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
-use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem};
+use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::convert::quant::Quant;
 use webjudge::format::checked_file;
 use webjudge::judge::JudgeFamily;
@@ -67,6 +67,11 @@ pub struct Args {
     /// general.name or file name).
     #[arg(long, value_parser = parse_judge)]
     pub judge: Option<JudgeChoice>,
+    /// A Jinja chat template (a `chat_template.jinja` as transformers writes one) to record
+    /// instead of the checkpoint's own, or for a checkpoint without one. Rendered at prompt
+    /// time as transformers' apply_chat_template renders it.
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
 }
 
 /// The largest `--shard-mb`: a shard is held whole in memory as it loads, in the browser
@@ -100,6 +105,13 @@ pub fn run(args: Args) -> CliResult {
         Some(path) => Some(checked_file::read_to_string(path, checked_file::TEXT_INPUT)?),
         None => None,
     };
+    let chat_template = match &args.chat_template {
+        Some(path) => Some(TemplateText {
+            origin: path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            jinja: checked_file::read_to_string(path, checked_file::CHAT_TEMPLATE)?,
+        }),
+        None => None,
+    };
     // Said on stderr even if the conversion then fails: a model may have been put back.
     for tidied in tidy_leftovers(&args.out) {
         eprintln!("{tidied}");
@@ -122,13 +134,15 @@ pub fn run(args: Args) -> CliResult {
             context: args.context,
             judge,
             imatrix_text,
+            chat_template,
         };
         convert_hf(&args.input, &args.out, &options, &mut progress).map_err(|error| match error {
             HfError::Convert(error) => output_hint(error),
             error => error.into(),
         })
     } else {
-        let options = ConvertOptions { max_shard_bytes, overwrite: args.force, context: args.context, judge };
+        let options =
+            ConvertOptions { max_shard_bytes, overwrite: args.force, context: args.context, judge, chat_template };
         convert_gguf(&args.input, &args.out, &options, &mut progress)
             .map(|GgufConversion { manifest, judge_reason }| HfConversion {
                 manifest,
@@ -159,6 +173,12 @@ pub fn run(args: Args) -> CliResult {
     let judge = manifest.judge.map_or("none", |family| family.name());
     let hint = if args.judge.is_none() { "; --judge overrides it" } else { "" };
     outln!("judge family: {judge} ({judge_reason}{hint})")?;
+    match &manifest.chat_template {
+        Some(template) => outln!("chat template: {}", template.origin())?,
+        None => {
+            outln!("chat template: none (generation from plain text works; judging needs one: --chat-template FILE)")?
+        }
+    }
     outln!(
         "wrote {}: {} tensors ({}) in {} shards, {:.1} MiB",
         args.out.display(),

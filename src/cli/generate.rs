@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use webjudge::engine::native::read_metadata;
 use webjudge::engine::{BatchEvent, GenerateOptions};
-use webjudge::format::{checked_file, Manifest};
+use webjudge::format::{checked_file, Manifest, Message};
 use webjudge::kernels::Sampling;
 use webjudge::model::MAX_SEQUENCES;
-use webjudge::tokenizer::{Tokenizer, TokenizerError};
+use webjudge::tokenizer::Tokenizer;
 
 use super::flags::{number, whole, MAX_COUNT};
 use super::load::ModelArgs;
@@ -101,12 +101,22 @@ pub fn run(args: Args) -> CliResult {
     Ok(())
 }
 
-fn tokenize(tokenizer: &Tokenizer, manifest: &Manifest, prompt: &str, chat: bool) -> Result<Vec<u32>, TokenizerError> {
-    if chat {
-        tokenizer.encode_chat(&manifest.chat_template, prompt)
-    } else {
-        tokenizer.encode(prompt)
+/// The prompt's ids: as given, or with `chat` as the one user message of the model's chat
+/// template, which a model converted without one lacks.
+fn tokenize(
+    tokenizer: &Tokenizer,
+    manifest: &Manifest,
+    prompt: &str,
+    chat: bool,
+) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+    if !chat {
+        return Ok(tokenizer.encode(prompt)?);
     }
+    let template = manifest.chat_template.as_ref().ok_or(
+        "--chat: the model directory has no chat template (convert the checkpoint again with --chat-template FILE, \
+         or leave out --chat to generate from the prompt as given)",
+    )?;
+    Ok(tokenizer.encode_chat(&template.render(&[Message::user(prompt)])?)?)
 }
 
 /// The prompts of a JSONL file: one `{"prompt": "..."}` object per non-empty line.

@@ -248,7 +248,7 @@ fn batch(
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
         let tokenizer = Tokenizer::from_file(args.model.model.join(TOKENIZER_FILE))?;
-        let template = &files.manifest.chat_template;
+        let template = files.manifest.chat_template.as_ref();
         let items = todo.iter().map(|row| &row.item);
         let context = slot_context(&tokenizer, template, protocol, items, args.swap, args.max_new_tokens, run.context)?;
         let mut judge = Judge::new(args.model.load_batch(sequences, Some(context))?);

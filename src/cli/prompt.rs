@@ -40,7 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> CliResult {
     let template = match &args.model {
         Some(dir) => read_manifest(dir)?.0.chat_template,
-        None => ChatTemplate::llama2(),
+        None => Some(ChatTemplate::llama2()),
     };
     let tokenizer = match (&args.model, args.ids) {
         (Some(dir), true) => Some(Tokenizer::from_file(dir.join(TOKENIZER_FILE))?),
@@ -53,10 +53,10 @@ pub fn run(args: Args) -> CliResult {
         }
         Ok(match &tokenizer {
             Some(tokenizer) => {
-                let (input, ids) = tokenized_input(tokenizer, &template, args.protocol, &item)?;
+                let (input, ids) = tokenized_input(tokenizer, template.as_ref(), args.protocol, &item)?;
                 json!({ "input": input, "ids": ids })
             }
-            None => json!({ "input": model_input(args.protocol, &item, &template)? }),
+            None => json!({ "input": model_input(args.protocol, &item, template.as_ref())? }),
         })
     })
 }

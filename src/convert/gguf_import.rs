@@ -29,7 +29,10 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 
-use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
+use super::import::{
+    chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, OutputDir, TemplateText,
+    MIN_SHARD_BYTES,
+};
 use super::io_error_at;
 use super::writer::ModelWriter;
 use crate::format::checked_file;
@@ -38,6 +41,7 @@ use crate::format::gguf::{GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, GlobalWeight};
 use crate::format::{Architecture, ChatTemplate, DType, Manifest};
+use crate::tokenizer::Tokenizer;
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -50,11 +54,19 @@ pub struct ConvertOptions {
     pub context: Option<usize>,
     /// The judge family the manifest names.
     pub judge: JudgeChoice,
+    /// A chat template to record instead of the file's (`--chat-template FILE`).
+    pub chat_template: Option<TemplateText>,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        Self { max_shard_bytes: DEFAULT_SHARD_BYTES, overwrite: false, context: None, judge: JudgeChoice::Infer }
+        Self {
+            max_shard_bytes: DEFAULT_SHARD_BYTES,
+            overwrite: false,
+            context: None,
+            judge: JudgeChoice::Infer,
+            chat_template: None,
+        }
     }
 }
 
@@ -86,9 +98,10 @@ pub fn convert_gguf(
     let sliding_window = gguf.metadata.get_u32("llama.attention.sliding_window")?.map(|w| w as usize);
     architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
     let judge = options.judge.decide(&checkpoint_names(&gguf, gguf_path)?);
-    let chat_template = chat_template(&gguf)?;
     let plan = plan_tensors(&gguf, &architecture)?;
     let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
+    let tokenizer = Tokenizer::from_json(&tokenizer_json)?;
+    let chat_template = chat_template(&gguf, options.chat_template.as_ref(), &architecture, &tokenizer)?;
 
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
     let total: u64 = plan.iter().map(|t| t.range.end - t.range.start).sum();
@@ -199,12 +212,20 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
     Ok(architecture)
 }
 
-/// The GGUF's prompt wrapper: `tokenizer.chat_template` under [`chat_template_policy`];
-/// the SentencePiece tokenizer (`tokenizer.ggml.model` "llama") is LLaMA's.
-fn chat_template(gguf: &GgufFile) -> Result<ChatTemplate, ConvertError> {
-    let template = gguf.metadata.get_str("tokenizer.chat_template")?;
-    let tokenizer_model = gguf.metadata.get_str("tokenizer.ggml.model")?;
-    chat_template_policy(template, tokenizer_model == Some("llama"), tokenizer_model.unwrap_or("unnamed"))
+/// The GGUF's chat template, `tokenizer.chat_template`, under [`chat_template_policy`],
+/// with the tokens of its BOS and EOS ids; the SentencePiece tokenizer
+/// (`tokenizer.ggml.model` "llama") is LLaMA's.
+fn chat_template(
+    gguf: &GgufFile,
+    given: Option<&TemplateText>,
+    architecture: &Architecture,
+    tokenizer: &Tokenizer,
+) -> Result<Option<ChatTemplate>, ConvertError> {
+    let key = "tokenizer.chat_template";
+    let own =
+        gguf.metadata.get_str(key)?.map(|jinja| TemplateText { origin: format!("GGUF {key}"), jinja: jinja.into() });
+    let llama = gguf.metadata.get_str("tokenizer.ggml.model")? == Some("llama");
+    chat_template_policy(given, own, special_token_strings((None, None), architecture, tokenizer), llama)
 }
 
 /// One tensor to convert: where its bytes are and what it becomes.

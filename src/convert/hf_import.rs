@@ -40,7 +40,10 @@ use serde_json::Value;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::imatrix::{self, ImatrixError, ImportanceMatrix};
-use super::import::{chat_template_policy, recorded_context, ConvertError, JudgeChoice, OutputDir, MIN_SHARD_BYTES};
+use super::import::{
+    chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, OutputDir, TemplateText,
+    MIN_SHARD_BYTES,
+};
 use super::io_error_at;
 use super::quant::{Encoding, MixContext, Quant, WeightRole};
 use super::safetensors::{self, SafetensorsError};
@@ -67,6 +70,8 @@ pub struct HfOptions {
     /// Calibration text: when given, an importance matrix is collected from it and weighs
     /// the quantizers' searches ([`super::imatrix`]).
     pub imatrix_text: Option<String>,
+    /// A chat template to record instead of the checkpoint's (`--chat-template FILE`).
+    pub chat_template: Option<TemplateText>,
 }
 
 impl Default for HfOptions {
@@ -79,6 +84,7 @@ impl Default for HfOptions {
             context: None,
             judge: JudgeChoice::Infer,
             imatrix_text: None,
+            chat_template: None,
         }
     }
 }
@@ -284,20 +290,42 @@ fn checkpoint_names(hf_dir: &Path, config: &Value) -> Vec<(&'static str, String)
     names
 }
 
-/// The prompt wrapper from the checkpoint's chat template, under the importers' one policy
-/// ([`chat_template_policy`]): LLaMA's SentencePiece tokenizer is a `tokenizer.model` or a
-/// `LlamaTokenizer` class. The template is `tokenizer_config.json`'s `chat_template`, or
-/// `chat_template.jinja` beside it, where transformers 4.43 and later save it.
+/// The checkpoint's chat template under the importers' one policy
+/// ([`chat_template_policy`]), as transformers 5 loads it: `chat_template.jinja` (`file`,
+/// where transformers 4.43 and later save it) before `tokenizer_config.json`'s
+/// `chat_template` (a string, or a list of named templates of which the "default" one);
+/// `bos_token` and `eos_token` from the config (a string or an added token's `content`).
+/// LLaMA's SentencePiece tokenizer is a `tokenizer.model` or a `LlamaTokenizer` class.
 fn chat_template(
     tokenizer_config: Option<&Value>,
-    template_file: Option<&str>,
+    file: Option<String>,
     has_sentencepiece_model: bool,
-) -> Result<ChatTemplate, HfError> {
-    let field = |key: &str| tokenizer_config.and_then(|t| t.get(key)).and_then(Value::as_str);
-    let class = field("tokenizer_class");
+    given: Option<&TemplateText>,
+    special_tokens: impl FnOnce((Option<String>, Option<String>)) -> (Option<String>, Option<String>),
+) -> Result<Option<ChatTemplate>, HfError> {
+    let field = |key: &str| tokenizer_config.and_then(|t| t.get(key));
+    let class = field("tokenizer_class").and_then(Value::as_str);
     let llama = has_sentencepiece_model || class.is_some_and(|c| c.starts_with("LlamaTokenizer"));
-    let template = field("chat_template").or(template_file);
-    Ok(chat_template_policy(template, llama, class.unwrap_or("no tokenizer_class"))?)
+    let configured = match field("chat_template") {
+        Some(Value::Array(named)) => named
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template")),
+        template => template,
+    };
+    let own = match (file, configured.and_then(Value::as_str)) {
+        (Some(jinja), _) => Some(TemplateText { origin: "chat_template.jinja".into(), jinja }),
+        (None, Some(jinja)) => {
+            Some(TemplateText { origin: "tokenizer_config.json chat_template".into(), jinja: jinja.to_owned() })
+        }
+        (None, None) => None,
+    };
+    let token = |key: &str| {
+        let value = field(key)?;
+        value.as_str().or_else(|| value.get("content").and_then(Value::as_str)).map(str::to_owned)
+    };
+    let tokens = special_tokens((token("bos_token"), token("eos_token")));
+    Ok(chat_template_policy(given, own, tokens, llama)?)
 }
 
 /// Where a tensor's values come from.
@@ -611,7 +639,13 @@ pub fn convert_hf(
     let template_path = hf_dir.join("chat_template.jinja");
     let template_file = checked_file::read_to_string_if_present(&template_path, checked_file::CHAT_TEMPLATE)?;
     let has_sentencepiece_model = hf_dir.join("tokenizer.model").is_file();
-    let chat_template = chat_template(tokenizer_config.as_ref(), template_file.as_deref(), has_sentencepiece_model)?;
+    let chat_template = chat_template(
+        tokenizer_config.as_ref(),
+        template_file,
+        has_sentencepiece_model,
+        options.chat_template.as_ref(),
+        |named| special_token_strings(named, &architecture, &tokenizer),
+    )?;
     let plan = plan(&mut checkpoint, &architecture, gptq.as_ref(), options)?;
     let mut gptq_kept = 0;
     let gptq_reordered = plan.iter().filter(|t| t.input_order.is_some()).count();
@@ -705,6 +739,7 @@ pub fn convert_hf(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Message;
 
     fn config(extra: Value) -> Value {
         let mut config = serde_json::json!({
@@ -737,16 +772,34 @@ mod tests {
         assert!(problem(serde_json::json!({"rope_theta": -1.0})).contains("rope_theta -1 is not within"));
     }
 
-    /// transformers 5 writes the template to `chat_template.jinja`, not into the config.
+    /// transformers 5 writes the template to `chat_template.jinja`, which it reads before
+    /// the config's `chat_template`.
     #[test]
-    fn chat_template_from_the_config_or_its_own_file() {
+    fn chat_template_from_its_own_file_or_the_config() {
         let chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-        let config = serde_json::json!({"tokenizer_class": "GPT2Tokenizer"});
-        let from_file = chat_template(Some(&config), Some(chatml), false).unwrap();
-        assert!(from_file.template.starts_with("<|im_start|>user\n"), "{from_file:?}");
+        let tokens = |named| named;
+        let read = |config: &Value, file: Option<&str>| {
+            chat_template(Some(config), file.map(str::to_owned), false, None, tokens).unwrap().unwrap()
+        };
+        let config = serde_json::json!({"tokenizer_class": "GPT2Tokenizer", "eos_token": {"content": "<|im_end|>"}});
+        let from_file = read(&config, Some(chatml));
+        assert_eq!(from_file.origin(), "chat_template.jinja");
+        let ChatTemplate::Jinja(jinja) = &from_file else { panic!("{from_file:?}") };
+        assert_eq!((jinja.bos_token.as_deref(), jinja.eos_token.as_deref()), (None, Some("<|im_end|>")));
         let mut with_field = config.clone();
         with_field["chat_template"] = chatml.into();
-        assert_eq!(chat_template(Some(&with_field), Some("ignored"), false).unwrap(), from_file);
-        assert!(chat_template(Some(&config), None, false).is_err(), "no template and no LLaMA tokenizer");
+        assert_eq!(read(&with_field, Some(chatml)), from_file);
+        assert_eq!(read(&with_field, None).origin(), "tokenizer_config.json chat_template");
+        with_field["chat_template"] =
+            serde_json::json!([{"name": "tool_use", "template": "x"}, {"name": "default", "template": chatml}]);
+        assert_eq!(
+            read(&with_field, None).render(&[Message::user("hi")]).unwrap().text,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(
+            chat_template(Some(&config), None, false, None, tokens).unwrap(),
+            None,
+            "no template, no LLaMA tokenizer"
+        );
     }
 }

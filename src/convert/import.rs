@@ -15,7 +15,8 @@ use super::writer::is_shard_file_name;
 use crate::format::checked_file::{self, ReadError};
 use crate::format::gguf::GgufError;
 use crate::format::manifest::{Manifest, MANIFEST_FILE, TOKENIZER_FILE};
-use crate::format::{ChatTemplate, JudgeFamily};
+use crate::format::{Architecture, ChatTemplate, ChatTemplateError, JinjaTemplate, JudgeFamily, Message};
+use crate::tokenizer::Tokenizer;
 
 /// Smaller shards gain nothing and could not even hold one row of most tensors.
 pub const MIN_SHARD_BYTES: u64 = 4096;
@@ -44,8 +45,8 @@ pub enum ConvertError {
     UnsupportedType { tensor: String, ggml_type: u32, type_name: &'static str },
     #[error("tensor {tensor}: {problem}")]
     Value { tensor: String, problem: String },
-    #[error("chat template: {0}")]
-    ChatTemplate(String),
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
     #[error("tokenizer: {0}")]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
     #[error("output {}: {problem}", path.display())]
@@ -529,61 +530,75 @@ impl Drop for TempDir {
     }
 }
 
-/// The one policy every importer picks the prompt wrapper by. Only ChatML and the LLaMA-2
-/// `[INST]` wrapper are recognized; with no template, `[INST]` where the tokenizer is
-/// LLaMA's SentencePiece one (LLaMA-2 and its fine-tunes, Auto-J among them). Anything
-/// else is an error naming `tokenizer`, because guessing a wrapper would quietly degrade
-/// every answer the model gives.
-pub fn chat_template_policy(
-    template: Option<&str>,
-    llama_sentencepiece: bool,
-    tokenizer: &str,
-) -> Result<ChatTemplate, ConvertError> {
-    match template {
-        Some(t) if t.contains("<|im_start|>") => Ok(ChatTemplate::chatml(default_system_message(t).as_deref())),
-        Some(t) if t.contains("[INST]") => Ok(ChatTemplate::llama2()),
-        None if llama_sentencepiece => Ok(ChatTemplate::llama2()),
-        Some(_) => Err(ConvertError::ChatTemplate(
-            "the chat template is neither ChatML (<|im_start|>) nor LLaMA-2 ([INST]), the two wrappers webjudge supports".into(),
-        )),
-        None => Err(ConvertError::ChatTemplate(format!(
-            "the chat template is missing and the tokenizer ({tokenizer}) does not imply LLaMA-2's [INST] wrapper"
-        ))),
-    }
+/// A chat template's Jinja text and where it came from, which errors and the manifest name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateText {
+    pub origin: String,
+    pub jinja: String,
 }
 
-/// The system message a ChatML Jinja template inserts when the conversation has none:
-/// the first literal between `<|im_start|>system\n` and `<|im_end|>` (with the newline
-/// written either raw or as a `\n` escape). A span holding template syntax (`{`, `}`,
-/// or `+` concatenating the caller's message) is not a default and is skipped.
-pub fn default_system_message(template: &str) -> Option<String> {
-    for (marker, escaped) in [("<|im_start|>system\n", false), ("<|im_start|>system\\n", true)] {
-        for (start, _) in template.match_indices(marker) {
-            let rest = &template[start + marker.len()..];
-            let Some(end) = rest.find("<|im_end|>") else { continue };
-            let text = &rest[..end];
-            if text.is_empty() || text.contains(['{', '}', '+']) {
-                continue;
-            }
-            return Some(if escaped { text.replace("\\n", "\n") } else { text.to_owned() });
-        }
-    }
-    None
+/// The one policy every importer picks the chat template by: the template `given`
+/// (`--chat-template FILE`), else the checkpoint's `own`, is kept whole and rendered at
+/// prompt time as transformers' `apply_chat_template` renders it, with the tokenizer's
+/// `bos_token` and `eos_token`. It is rendered once here, around a user message holding
+/// turn markers and braces as judged text may, so that a template webjudge cannot render,
+/// or whose message it cannot tell from its own text, is refused now, naming it. Without a
+/// template: LLaMA-2's `[INST]` wrapper where the tokenizer is LLaMA's SentencePiece one
+/// (LLaMA-2 and its fine-tunes, Auto-J among them), else none: the model generates from
+/// plain text, and the judge protocols say which template they need.
+pub fn chat_template_policy(
+    given: Option<&TemplateText>,
+    own: Option<TemplateText>,
+    (bos_token, eos_token): (Option<String>, Option<String>),
+    llama_sentencepiece: bool,
+) -> Result<Option<ChatTemplate>, ConvertError> {
+    let Some(TemplateText { origin, jinja }) = given.cloned().or(own) else {
+        return Ok(llama_sentencepiece.then(ChatTemplate::llama2));
+    };
+    let template = ChatTemplate::Jinja(JinjaTemplate { origin, jinja, bos_token, eos_token });
+    template.render(&[Message::user(CONVERSION_PROBE)])?;
+    Ok(Some(template))
 }
+
+/// The BOS and EOS strings a template reads: those `named` (a tokenizer config's), else the
+/// tokens of the architecture's BOS id and first EOS id, as transformers names them for a
+/// GGUF file.
+pub fn special_token_strings(
+    named: (Option<String>, Option<String>),
+    architecture: &Architecture,
+    tokenizer: &Tokenizer,
+) -> (Option<String>, Option<String>) {
+    let token = |id: Option<&u32>| id.and_then(|&id| tokenizer.id_to_token(id));
+    (named.0.or_else(|| token(architecture.bos_id.as_ref())), named.1.or_else(|| token(architecture.eos_ids.first())))
+}
+
+/// The user message a conversion renders its template around: the markers of the common
+/// templates and Jinja's braces, as a judged response may hold them.
+const CONVERSION_PROBE: &str = "Judge {input} {{ x }} {% y %}: <|im_end|>\n<|eot_id|> [/INST]</s> <|end|>";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// prometheus-7b-v2.0's `tokenizer_config.json` template, Mistral-7B-Instruct-v0.2's: the
-    /// judge's system message goes inside the first `[INST]`, as fastchat's "mistral" does.
-    const MISTRAL_INSTRUCT_TEMPLATE: &str = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+    fn text(jinja: &str) -> TemplateText {
+        TemplateText { origin: "tokenizer_config.json".into(), jinja: jinja.into() }
+    }
 
     #[test]
-    fn mistral_instruct_template_is_the_inst_wrapper() {
-        let template = chat_template_policy(Some(MISTRAL_INSTRUCT_TEMPLATE), false, "LlamaTokenizerFast").unwrap();
-        assert_eq!(template, ChatTemplate::llama2());
-        assert_eq!(template.wrap("judge this"), "[INST] judge this [/INST]");
+    fn the_given_template_then_the_checkpoint_s_then_llama_2_s_for_its_tokenizer() {
+        let tokens = (Some("<s>".to_string()), Some("</s>".to_string()));
+        let given = TemplateText { origin: "judge.jinja".into(), jinja: "{{ messages[0].content }}".into() };
+        let own = text("{{ bos_token }}{{ messages[0].content }}");
+        let chosen = chat_template_policy(Some(&given), Some(own.clone()), tokens.clone(), true).unwrap();
+        assert_eq!(chosen.as_ref().map(ChatTemplate::origin), Some("judge.jinja"));
+        let chosen = chat_template_policy(None, Some(own), tokens.clone(), true).unwrap().unwrap();
+        assert_eq!(chosen.render(&[Message::user("x")]).unwrap().text, "<s>x");
+        assert_eq!(chat_template_policy(None, None, tokens.clone(), true).unwrap(), Some(ChatTemplate::llama2()));
+        assert_eq!(chat_template_policy(None, None, tokens.clone(), false).unwrap(), None);
+        let unreadable = chat_template_policy(None, Some(text("{% for %}")), tokens.clone(), false).unwrap_err();
+        assert!(unreadable.to_string().starts_with("chat template (tokenizer_config.json): "), "{unreadable}");
+        let cutting = chat_template_policy(None, Some(text("{{ messages[0].content[:3] }}")), tokens, false);
+        assert!(matches!(cutting, Err(ConvertError::ChatTemplate(ChatTemplateError::Untraceable { .. }))));
     }
 
     #[test]

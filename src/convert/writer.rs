@@ -130,14 +130,16 @@ impl ModelWriter {
     pub fn finish(
         mut self,
         architecture: Architecture,
-        chat_template: ChatTemplate,
+        chat_template: Option<ChatTemplate>,
         judge: Option<JudgeFamily>,
     ) -> std::io::Result<Manifest> {
         self.close_shard()?;
         let has_orders = self.tensors.iter().any(|t| t.input_order.is_some());
         let dtypes_need = self.tensors.iter().map(|t| t.dtype.format_version()).max().unwrap_or(FORMAT_VERSION);
+        let orders_need = if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION };
+        let template_needs = Manifest::chat_template_format_version(chat_template.as_ref());
         let manifest = Manifest {
-            format_version: dtypes_need.max(if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION }),
+            format_version: dtypes_need.max(orders_need).max(template_needs),
             architecture,
             chat_template,
             judge,

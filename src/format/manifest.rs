@@ -19,8 +19,12 @@ pub const INPUT_ORDER_FORMAT_VERSION: u32 = 2;
 /// The format of a model with a tensor in a dtype added with the K-quants (q5, q4_k, q5_k,
 /// q6_k, bf16; [`DType::format_version`]), written only then, for the same reason.
 pub const K_QUANT_FORMAT_VERSION: u32 = 3;
+/// The format of a model whose chat template is a Jinja template, or that has none
+/// ([`Manifest::chat_template`]), written only then: a build older than it would refuse such
+/// a manifest as JSON it cannot read; the version says why.
+pub const CHAT_TEMPLATE_FORMAT_VERSION: u32 = 4;
 /// The newest format this build reads.
-pub const LATEST_FORMAT_VERSION: u32 = K_QUANT_FORMAT_VERSION;
+pub const LATEST_FORMAT_VERSION: u32 = CHAT_TEMPLATE_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -39,7 +43,10 @@ pub const PART_ALIGNMENT: u64 = 256;
 pub struct Manifest {
     pub format_version: u32,
     pub architecture: Architecture,
-    pub chat_template: ChatTemplate,
+    /// How a conversation becomes the prompt; absent for a model converted without one
+    /// (it generates from plain text; the judge protocols refuse it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<ChatTemplate>,
     /// The judge family the model was trained as, whose protocols it serves; absent for a
     /// model that is no known judge (any protocol runs, Auto-J's by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +106,8 @@ pub enum ManifestError {
     Missing(String),
     #[error(transparent)]
     TensorCount(#[from] TensorCountError),
+    #[error("the chat template needs format version {needed}, not {found}")]
+    ChatTemplateVersion { needed: u32, found: u32 },
     #[error("shard name {0:?} is not a plain file name (letters, digits, '-', '_' and '.', not starting with '.')")]
     ShardName(String),
     #[error("shard {0} holds no tensor part")]
@@ -162,10 +171,22 @@ impl Manifest {
         self.tensors.iter().filter(|t| t.input_order.is_some()).map(TensorEntry::cols).max().unwrap_or(0)
     }
 
+    /// The format version `chat_template` needs: a `{input}` wrapper reads in every version.
+    pub fn chat_template_format_version(chat_template: Option<&ChatTemplate>) -> u32 {
+        match chat_template {
+            Some(ChatTemplate::Wrapper { .. }) => FORMAT_VERSION,
+            Some(ChatTemplate::Jinja(_)) | None => CHAT_TEMPLATE_FORMAT_VERSION,
+        }
+    }
+
     /// Checks every size, offset, shape and name so loading never reads out of bounds or
     /// outside the model directory, and the architecture's sizes are backed by tensors.
     pub fn validate(&self) -> Result<(), ManifestError> {
         self.architecture.validate().map_err(ManifestError::Architecture)?;
+        let needed = Self::chat_template_format_version(self.chat_template.as_ref());
+        if needed > self.format_version {
+            return Err(ManifestError::ChatTemplateVersion { needed, found: self.format_version });
+        }
         if let Some(shard) = self.shards.iter().find(|s| !is_plain_file_name(&s.file)) {
             return Err(ManifestError::ShardName(shard.file.clone()));
         }

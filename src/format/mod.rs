@@ -12,6 +12,7 @@ pub mod checked_file;
 mod dtype;
 pub mod ggml_blocks;
 pub mod gguf;
+mod jinja;
 mod judge_family;
 pub mod k_quants;
 pub mod manifest;
@@ -20,7 +21,7 @@ pub mod schema;
 
 pub use architecture::Architecture;
 pub use block::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
-pub use chat_template::ChatTemplate;
+pub use chat_template::{ChatTemplate, ChatTemplateError, JinjaTemplate, Message, RenderedChat, Role};
 pub use dtype::{dequantize, pack_f16_words, pack_q4, pack_q4_words, pack_q8, DType};
 pub use judge_family::JudgeFamily;
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};

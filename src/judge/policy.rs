@@ -84,7 +84,7 @@ impl ProtocolRequest<'_> {
 /// needs it all (too long, or truncated to fit): rows are then judged as with one slot.
 pub fn slot_context<'a>(
     tokenizer: &Tokenizer,
-    template: &ChatTemplate,
+    template: Option<&ChatTemplate>,
     protocol: Protocol,
     items: impl IntoIterator<Item = &'a Item>,
     swap: bool,

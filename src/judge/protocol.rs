@@ -20,7 +20,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::policy::ProtocolRequest;
-use crate::format::{ChatTemplate, JudgeFamily};
+use crate::format::{ChatTemplate, ChatTemplateError, JudgeFamily, Message, RenderedChat};
 
 /// What a family means to the judge layer: its protocols.
 impl JudgeFamily {
@@ -442,6 +442,13 @@ pub enum ProtocolError {
     LanguageIsAutoJ,
     #[error("give protocol or language, not both (Auto-J's Chinese protocols are zh_pairwise_tie and zh_single)")]
     ProtocolAndLanguage,
+    #[error(
+        "protocol {protocol} needs the model's chat template ({wrapper}), and the model directory has none: \
+         convert the checkpoint again with --chat-template FILE"
+    )]
+    NoChatTemplate { protocol: &'static str, wrapper: &'static str },
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
 }
 
 /// The user message for `item`: for Auto-J exactly `TEMPLATE.format(prompt=query,
@@ -487,10 +494,26 @@ pub fn render(protocol: Protocol, item: &Item) -> Result<String, ProtocolError> 
     Ok(format!("{system}\n{message}"))
 }
 
-/// The whole model input: the rendered user message wrapped in `template` (Auto-J and
-/// Prometheus models: [`ChatTemplate::llama2`]).
-pub fn model_input(protocol: Protocol, item: &Item, template: &ChatTemplate) -> Result<String, ProtocolError> {
-    Ok(template.wrap(&render(protocol, item)?))
+/// The whole model input: the rendered user message, the conversation's one message, in
+/// the model's chat template (Auto-J: LLaMA-2's `[INST]` wrapper; Prometheus 2:
+/// Mistral-7B-Instruct-v0.2's template). A model without a template cannot be judged with:
+/// the error names the template its judges were trained with.
+pub fn chat_input(
+    protocol: Protocol,
+    item: &Item,
+    template: Option<&ChatTemplate>,
+) -> Result<RenderedChat, ProtocolError> {
+    let wrapper = match protocol.family() {
+        JudgeFamily::AutoJ => "Auto-J's: LLaMA-2's \"[INST] {input} [/INST]\"",
+        JudgeFamily::Prometheus => "Prometheus 2's: Mistral-7B-Instruct-v0.2's \"<s>[INST] {input} [/INST]\"",
+    };
+    let template = template.ok_or(ProtocolError::NoChatTemplate { protocol: protocol.name(), wrapper })?;
+    Ok(template.render(&[Message::user(&render(protocol, item)?)])?)
+}
+
+/// The text of [`chat_input`].
+pub fn model_input(protocol: Protocol, item: &Item, template: Option<&ChatTemplate>) -> Result<String, ProtocolError> {
+    Ok(chat_input(protocol, item, template)?.text)
 }
 
 /// Python `str.format` restricted to what the templates use: `{name}` fields and `{{`/`}}`

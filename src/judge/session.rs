@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::protocol::{render, Item, Protocol, ProtocolError};
+use super::protocol::{chat_input, Item, Protocol, ProtocolError};
 use super::verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::format::{ChatTemplate, JudgeFamily};
@@ -171,7 +171,7 @@ pub enum Order {
 
 pub struct Judge {
     engine: Engine,
-    template: ChatTemplate,
+    template: Option<ChatTemplate>,
 }
 
 impl Judge {
@@ -197,7 +197,7 @@ impl Judge {
         options: &JudgeOptions,
     ) -> Result<(String, Vec<u32>, bool), JudgeError> {
         protocol.check_served_by(self.engine.manifest.judge)?;
-        let (input, ids) = tokenized_input(&self.engine.tokenizer, &self.template, protocol, item)?;
+        let (input, ids) = tokenized_input(&self.engine.tokenizer, self.template.as_ref(), protocol, item)?;
         let budget = self.engine.prompt_budget(options.max_new_tokens);
         if ids.len() <= budget {
             return Ok((input, ids, false));
@@ -237,7 +237,7 @@ impl Judge {
             let shortened: Vec<String> =
                 responses.iter().zip(&keep).map(|(ids, &k)| self.keep_ends(ids, k)).collect::<Result<_, _>>()?;
             let candidate = with_responses(item, &shortened);
-            let (input, ids) = tokenized_input(tokenizer, &self.template, protocol, &candidate)?;
+            let (input, ids) = tokenized_input(tokenizer, self.template.as_ref(), protocol, &candidate)?;
             prompt_tokens = ids.len();
             if prompt_tokens <= budget {
                 return Ok((input, ids, true));
@@ -415,19 +415,19 @@ fn both_orders(forward: Judgement, swapped: Judgement) -> SwapJudgement {
     }
 }
 
-/// The model input for `item` wrapped in `template`, and the ids the judge feeds for it
-/// (before any truncation). The user message is tokenized as text: special tokens count only
-/// where the template puts them, so a query or response cannot end the user turn or speak
-/// as the assistant ([`Tokenizer::encode_chat`]). Needs no GPU.
+/// The model input for `item` in `template`, and the ids the judge feeds for it (before
+/// any truncation). The user message is tokenized as text: special tokens count only where
+/// the template puts them, so a query or response cannot end the user turn or speak as the
+/// assistant ([`Tokenizer::encode_chat`]). Needs no GPU.
 pub fn tokenized_input(
     tokenizer: &Tokenizer,
-    template: &ChatTemplate,
+    template: Option<&ChatTemplate>,
     protocol: Protocol,
     item: &Item,
 ) -> Result<(String, Vec<u32>), JudgeError> {
-    let message = render(protocol, item)?;
-    let ids = tokenizer.encode_chat(template, &message).map_err(EngineError::from)?;
-    Ok((template.wrap(&message), ids))
+    let chat = chat_input(protocol, item, template)?;
+    let ids = tokenizer.encode_chat(&chat).map_err(EngineError::from)?;
+    Ok((chat.text, ids))
 }
 
 /// The judgement a generation gives: its critique is the text before EOS.

@@ -25,7 +25,7 @@ use tokenizers::normalizer::Range as OriginalRange;
 use tokenizers::{Model, Normalizer, OffsetType, PreTokenizedString, PreTokenizer, Token};
 
 use crate::format::gguf::GgufError;
-use crate::format::ChatTemplate;
+use crate::format::RenderedChat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -106,32 +106,38 @@ impl Tokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Ids of `message` wrapped in `template`, the prompt the model sees: added tokens are
-    /// recognized in the template's own text as [`Self::encode`] recognizes them, and the
-    /// message is tokenized as [`Self::encode_text`] does, minus any added token the
-    /// template uses (its turn markers, whatever their `special` flag says). BOS/EOS as
-    /// the post-processor adds them.
+    /// Ids of a rendered chat prompt, what the model sees: added tokens are recognized in the
+    /// template's own text as [`Self::encode`] recognizes them, and each message's content
+    /// is tokenized as [`Self::encode_text`] does, minus any added token the template uses
+    /// (its turn markers, whatever their `special` flag says). BOS/EOS as the post-processor
+    /// adds them where `chat.add_special_tokens` says so (a wrapper), else only where the
+    /// template wrote them (a Jinja template, as transformers tokenizes its output).
     ///
-    /// Where the message holds no added token's text (and none straddles its edges) the ids
-    /// equal `encode(&template.wrap(message))`: `tokenizers` splits the prompt at added
-    /// tokens before normalizing and pre-tokenizing, so each piece between them is
+    /// Where the contents hold no added token's text (and none straddles their edges) the
+    /// ids equal those of the whole text tokenized at once: `tokenizers` splits the prompt
+    /// at added tokens before normalizing and pre-tokenizing, so each piece between them is
     /// processed on its own there too, and the pieces here keep their offsets in the whole
     /// prompt (a Metaspace pre-tokenizer with `prepend_scheme: "first"` prefixes only the
     /// piece at offset 0, as there). Matching is by exact text, leftmost-longest; the
     /// `lstrip`, `rstrip` and `single_word` flags and matching after normalization are not
     /// reproduced (the tokenizer.json files webjudge builds set none of them; an imported
     /// Hugging Face one may, and then ids can differ next to such a token).
-    pub fn encode_chat(&self, template: &ChatTemplate, message: &str) -> Result<Vec<u32>, TokenizerError> {
-        let (before, after) = template.parts();
-        let prompt = template.wrap(message);
-        let mut markers = self.find_added(before, 0, |_| true);
-        let after_markers = self.find_added(after, before.len() + message.len(), |_| true);
-        let template_ids: HashSet<u32> = markers.iter().chain(&after_markers).map(|(_, id)| *id).collect();
-        markers.extend(
-            self.find_added(message, before.len(), |token| !token.special && !template_ids.contains(&token.id)),
-        );
-        markers.extend(after_markers);
-        self.encode_marked(&prompt, &markers, true)
+    pub fn encode_chat(&self, chat: &RenderedChat) -> Result<Vec<u32>, TokenizerError> {
+        let text = chat.text.as_str();
+        let end = text.len()..text.len();
+        let mut markers = Vec::new();
+        let mut start = 0;
+        for content in chat.contents.iter().chain([&end]) {
+            markers.extend(self.find_added(&text[start..content.start], start, |_| true));
+            start = content.end;
+        }
+        let template_ids: HashSet<u32> = markers.iter().map(|(_, id)| *id).collect();
+        for content in &chat.contents {
+            let admit = |token: &AddedToken| !token.special && !template_ids.contains(&token.id);
+            markers.extend(self.find_added(&text[content.clone()], content.start, admit));
+        }
+        markers.sort_by_key(|(range, _)| range.start);
+        self.encode_marked(text, &markers, chat.add_special_tokens)
     }
 
     /// Ids of `text` tokenized as text, without BOS/EOS (Hugging Face's
@@ -213,6 +219,10 @@ impl Tokenizer {
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     /// Number of ids, added tokens included.
