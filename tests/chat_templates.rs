@@ -189,7 +189,9 @@ fn special_tokens_come_only_from_the_template_s_own_text() {
         assert_eq!(special_ids, own, "case {number} ({}): special ids other than the template's", case.template);
         hostile += usize::from(specials_in(&chat.text).len() > own.len());
         // Jinja templates write BOS themselves: nothing is added in front.
-        if let Some(bos) = case.bos_token.as_deref().filter(|_| chat.text.starts_with(case.bos_token.as_deref().unwrap())) {
+        if let Some(bos) =
+            case.bos_token.as_deref().filter(|_| chat.text.starts_with(case.bos_token.as_deref().unwrap()))
+        {
             assert_eq!(ids[0], 256 + SPECIALS.iter().position(|s| *s == bos).unwrap() as u32);
             assert_ne!(ids[1], ids[0], "case {number}: BOS twice");
         }

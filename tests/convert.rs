@@ -23,15 +23,19 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::convert::import::{default_system_message, ConvertError, JudgeChoice, OutputProblem};
+use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::format::ggml_blocks::GgmlType;
 use webjudge::format::gguf::{
     ggml_block_layout, GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16,
     GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
-use webjudge::format::manifest::{DEFAULT_SHARD_BYTES, INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION};
+use webjudge::format::manifest::{
+    CHAT_TEMPLATE_FORMAT_VERSION, DEFAULT_SHARD_BYTES, INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION,
+};
 use webjudge::format::schema::expected_tensors;
-use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
+
+use test_model::smollm2_template;
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -52,7 +56,6 @@ const HEAD_DIM: u64 = 16;
 const FFN: u64 = 256;
 
 const SMOLLM_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 // ---------------------------------------------------------------------------------
 // A GGUF writer, straight from the spec.
@@ -552,7 +555,7 @@ fn converts_every_supported_type_exactly() {
                 .manifest;
 
         assert_eq!(manifest.architecture, tiny_architecture(tied));
-        assert_eq!(manifest.chat_template, ChatTemplate::chatml(Some(SMOLLM_SYSTEM)));
+        assert_eq!(manifest.chat_template, Some(smollm2_template()));
         let names: Vec<&str> = manifest.tensors.iter().map(|t| t.name.as_str()).collect();
         let expected: Vec<String> =
             expected_tensors(&manifest.architecture, usize::MAX).unwrap().into_iter().map(|(n, _)| n).collect();
@@ -595,8 +598,11 @@ fn converts_k_quant_mixes_exactly() {
         let dtypes: BTreeSet<&str> = manifest.tensors.iter().map(|t| t.dtype.name()).collect();
         assert!(dtypes.is_superset(&["q5", "bf16"].into()), "{dtypes:?}");
         // Older builds refuse it by its version, not by an unknown dtype name.
-        assert_eq!(manifest.format_version, K_QUANT_FORMAT_VERSION);
+        assert_eq!(manifest.format_version, CHAT_TEMPLATE_FORMAT_VERSION, "the Jinja template needs the newest");
         let mut older = manifest.clone();
+        older.chat_template = Some(ChatTemplate::llama2());
+        older.format_version = K_QUANT_FORMAT_VERSION;
+        older.validate().unwrap();
         older.format_version = INPUT_ORDER_FORMAT_VERSION;
         let refused = older.validate().unwrap_err().to_string();
         assert!(refused.contains("which needs format version 3, not 2"), "{refused}");
@@ -962,28 +968,34 @@ fn a_model_moved_aside_by_a_killed_conversion_is_put_back() {
 }
 
 #[test]
-fn chat_templates_are_recognized() {
-    assert_eq!(default_system_message(SMOLLM_TEMPLATE).as_deref(), Some(SMOLLM_SYSTEM));
-    let escaped = r"{{ '<|im_start|>system\nBe brief.\nReally.<|im_end|>\n' }}";
-    assert_eq!(default_system_message(escaped).as_deref(), Some("Be brief.\nReally."));
-    let only_callers = "{{ '<|im_start|>system\n' + message['content'] + '<|im_end|>\n' }}";
-    assert_eq!(default_system_message(only_callers), None);
-    let both = format!("{only_callers}{{% else %}}{{{{ '<|im_start|>system\nDefault.<|im_end|>' }}}}");
-    assert_eq!(default_system_message(&both).as_deref(), Some("Default."));
-
+fn chat_templates_are_kept_checked_or_given() {
     let dir = scratch("templates");
     let mut gguf = tiny_model(5, true);
-    gguf.set("tokenizer.chat_template", string(only_callers));
-    assert_eq!(convert_bytes(&dir, &gguf.bytes()).unwrap().chat_template, ChatTemplate::chatml(None));
-    gguf.set("tokenizer.chat_template", string("{{ '[INST] ' + message['content'] + ' [/INST]' }}"));
+    let inst =
+        "{{ bos_token }}{% for message in messages %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endfor %}";
+    gguf.set("tokenizer.chat_template", string(inst));
     gguf.remove("tokenizer.ggml.add_bos_token");
     let manifest = convert_bytes(&dir, &gguf.bytes()).unwrap();
-    assert_eq!(manifest.chat_template, ChatTemplate::llama2());
+    let template = manifest.chat_template.expect("the file's template");
+    assert_eq!(template.render(&[Message::user("x")]).unwrap().text, "<|im_start|>[INST] x [/INST]");
+    assert_eq!(manifest.format_version, CHAT_TEMPLATE_FORMAT_VERSION);
     assert!(!manifest.architecture.add_bos, "byte-level BPE tokenizers add no BOS by default");
+
+    // A template webjudge cannot render is refused when converting, naming where it was.
     gguf.set("tokenizer.chat_template", string("{{ '### User: ' + message['content'] }}"));
-    assert!(matches!(convert_bytes(&dir, &gguf.bytes()), Err(ConvertError::ChatTemplate(_))));
+    let error = convert_bytes(&dir, &gguf.bytes()).unwrap_err();
+    assert!(matches!(error, ConvertError::ChatTemplate(_)), "{error}");
+    assert!(error.to_string().starts_with("chat template (GGUF tokenizer.chat_template): "), "{error}");
+
+    // Without one the model converts; --chat-template supplies one.
     gguf.remove("tokenizer.chat_template");
-    assert!(matches!(convert_bytes(&dir, &gguf.bytes()), Err(ConvertError::ChatTemplate(_))));
+    let manifest = convert_bytes(&dir, &gguf.bytes()).unwrap();
+    assert_eq!((manifest.chat_template, manifest.format_version), (None, CHAT_TEMPLATE_FORMAT_VERSION));
+    let path = write_gguf(&dir, "untemplated.gguf", &gguf.bytes());
+    let given = TemplateText { origin: "judge.jinja".into(), jinja: inst.into() };
+    let options = ConvertOptions { overwrite: true, chat_template: Some(given), ..Default::default() };
+    let manifest = convert_gguf(&path, &dir.join("given"), &options, &mut |_, _| {}).unwrap().manifest;
+    assert_eq!(manifest.chat_template.as_ref().map(ChatTemplate::origin), Some("judge.jinja"));
 }
 
 // ---------------------------------------------------------------------------------
@@ -1244,7 +1256,7 @@ fn converts_the_test_model() {
         add_bos: false,
     };
     assert_eq!(manifest.architecture, expected);
-    assert_eq!(manifest.chat_template, ChatTemplate::chatml(Some(SMOLLM_SYSTEM)));
+    assert_eq!(manifest.chat_template, Some(smollm2_template()));
     assert_eq!(manifest.tensors.len(), 2 + 9 * 30);
     let mut dtypes = BTreeMap::new();
     for tensor in &manifest.tensors {

@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 
 use webjudge::engine::native::load_dir;
 use webjudge::engine::{Engine, GenerateOptions};
-use webjudge::format::Manifest;
+use webjudge::format::{Manifest, Message};
 use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
 
 use test_model::{converted_dir, golden, ids, webjudge};
@@ -117,7 +117,8 @@ fn chat_template_matches_reference() {
         let prompt = case["prompt"].as_str().unwrap();
         let (_, user) = prompt.split_once("<|im_start|>user\n").expect("a user turn");
         let user = user.strip_suffix("<|im_end|>\n<|im_start|>assistant\n").expect("an open assistant turn");
-        assert_eq!(engine.manifest.chat_template.wrap(user), prompt);
+        let template = engine.manifest.chat_template.as_ref().expect("the GGUF's template");
+        assert_eq!(template.render(&[Message::user(user)]).unwrap().text, prompt);
     }
 }
 

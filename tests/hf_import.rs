@@ -27,7 +27,8 @@ use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptio
 use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
 use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
-use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
+use webjudge::format::manifest::CHAT_TEMPLATE_FORMAT_VERSION;
+use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -168,7 +169,7 @@ fn converted_checkpoints_run_like_hugging_face() {
         assert_eq!(last.0, last.1, "{case}: progress ends at the total");
         assert!(last.1 > 0);
         assert_eq!(manifest.architecture, expected_architecture(tied), "{case}");
-        assert_eq!(manifest.chat_template, ChatTemplate::llama2(), "{case}");
+        assert_eq!(manifest.chat_template, Some(ChatTemplate::llama2()), "{case}");
         assert_eq!(
             Manifest::from_json(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap(),
             manifest
@@ -475,22 +476,27 @@ fn unusable_checkpoints_are_named() {
     std::fs::remove_file(hf.join("tokenizer.model")).unwrap();
     std::fs::remove_file(hf.join("tokenizer_config.json")).unwrap();
 
-    // A ChatML template is recognized; an unsupported architecture is named.
+    // The checkpoint's template is kept and rendered; an unsupported architecture is named.
     write_checkpoint(&hf, &checkpoint(5, false), false, 1);
     let chatml = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
-    std::fs::write(hf.join("tokenizer_config.json"), json!({"chat_template": chatml}).to_string()).unwrap();
+    let tokenizer_config = json!({"chat_template": chatml, "eos_token": "</s>"});
+    std::fs::write(hf.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
     let manifest = convert_hf(&hf, &out, &options(Quant::Q8, 32), &mut |_, _| {}).unwrap().manifest;
-    assert_eq!(manifest.chat_template, ChatTemplate::chatml(None));
-    // The GGUF importer's policy: another template, or none without LLaMA's tokenizer, is
-    // refused rather than guessed.
-    for (tokenizer_config, expected) in [
-        (json!({"chat_template": "{{ '<start_of_turn>user' }}"}), "neither ChatML"),
-        (json!({"tokenizer_class": "GPT2Tokenizer"}), "tokenizer (GPT2Tokenizer) does not imply"),
-    ] {
-        std::fs::write(hf.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
-        let error = convert_error(&hf, &dir.join("out_refused"), &options(Quant::Q8, 32));
-        assert!(error.to_string().contains(expected), "{error}");
-    }
+    let Some(ChatTemplate::Jinja(template)) = &manifest.chat_template else { panic!("{:?}", manifest.chat_template) };
+    assert_eq!((template.jinja.as_str(), template.origin.as_str()), (chatml, "tokenizer_config.json chat_template"));
+    // BOS from the config's bos_token_id (the tokenizer config names none), EOS as named.
+    assert_eq!((template.bos_token.as_deref(), template.eos_token.as_deref()), (Some("<s>"), Some("</s>")));
+    // A template that drops the user's message is refused, naming it.
+    let dropping = json!({"chat_template": "{{ '<start_of_turn>user' }}"});
+    std::fs::write(hf.join("tokenizer_config.json"), dropping.to_string()).unwrap();
+    let error = convert_error(&hf, &dir.join("out_refused"), &options(Quant::Q8, 32)).to_string();
+    assert!(error.contains("chat template (tokenizer_config.json chat_template) leaves out"), "{error}");
+    // A tokenizer.json-only checkpoint without a template, as transformers 5 writes one,
+    // converts: no template recorded, in the format that says so.
+    let backend = json!({"tokenizer_class": "TokenizersBackend", "bos_token": "<s>", "eos_token": "</s>"});
+    std::fs::write(hf.join("tokenizer_config.json"), backend.to_string()).unwrap();
+    let manifest = convert_hf(&hf, &dir.join("untemplated"), &options(Quant::Q8, 32), &mut |_, _| {}).unwrap().manifest;
+    assert_eq!((manifest.chat_template, manifest.format_version), (None, CHAT_TEMPLATE_FORMAT_VERSION));
     write_tokenizer_config(&hf);
     let mut config = config(&expected_architecture(false));
     config["model_type"] = json!("qwen2");
@@ -556,7 +562,8 @@ fn mistral_checkpoint_generates_transformers_greedy_ids() {
     let a = &manifest.architecture;
     assert_eq!((a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim), (1e6, 4, 2, 16));
     assert_eq!((a.context_length, a.vocab, a.bos_id, &a.eos_ids[..], a.add_bos), (32768, 400, Some(1), &[2][..], true));
-    assert_eq!(manifest.chat_template, ChatTemplate::llama2());
+    let Some(ChatTemplate::Jinja(template)) = &manifest.chat_template else { panic!("{:?}", manifest.chat_template) };
+    assert_eq!((template.bos_token.as_deref(), template.eos_token.as_deref()), (Some("<s>"), Some("</s>")));
     assert_eq!(Manifest::from_json(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap(), *manifest);
 
     let mut engine = load_short_context(&out);
@@ -567,7 +574,8 @@ fn mistral_checkpoint_generates_transformers_greedy_ids() {
         };
         let (prompt, want) = (ids(&case["prompt_ids"]), ids(&case["ids"]));
         let text = case["text"].as_str().unwrap();
-        let wrapped = engine.tokenizer.encode_chat(&engine.manifest.chat_template, text).unwrap();
+        let chat = engine.manifest.chat_template.as_ref().unwrap().render(&[Message::user(text)]).unwrap();
+        let wrapped = engine.tokenizer.encode_chat(&chat).unwrap();
         assert_eq!(wrapped, prompt, "{text:?}: wrapped prompt ids differ from transformers' apply_chat_template");
         let model = engine.model_mut();
         model.reset();

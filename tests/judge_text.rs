@@ -28,7 +28,7 @@ use webjudge::judge::{
 };
 
 use autoj::{excerpt_row, excerpt_rows, excerpt_set, Originals, RENDERED_EXAMPLES};
-use test_model::{manifest_only_model, scratch, webjudge};
+use test_model::{manifest_only_model, scratch, smollm2_template, webjudge};
 
 fn llama2() -> ChatTemplate {
     ChatTemplate::llama2()
@@ -72,7 +72,7 @@ fn embedded_templates_are_auto_js_byte_for_byte() {
         let original = originals.text(&format!("templates/{}.txt", protocol.name()));
         assert_same_text(protocol.template(), &original, protocol.name());
     }
-    assert_eq!(llama2().template, originals.text("templates/llama2_wrapper.txt"));
+    assert_eq!(llama2(), ChatTemplate::Wrapper { template: originals.text("templates/llama2_wrapper.txt") });
     // `single` keeps its line of two spaces.
     assert!(Protocol::Single.template().contains("grade the response:\n  \n[BEGIN DATA]"));
 }
@@ -92,7 +92,7 @@ fn renders_the_original_example_byte_for_byte() {
         } else {
             Item::single("instruction", "resp1")
         };
-        assert_same_text(&model_input(protocol, &item, &llama2()).unwrap(), want, name);
+        assert_same_text(&model_input(protocol, &item, Some(&llama2())).unwrap(), want, name);
     }
 }
 
@@ -144,7 +144,7 @@ fn renders_like_python_str_format_on_test_rows_and_adversarial_text() {
             }
             _ => panic!("golden case without an item or a row"),
         };
-        assert_same_text(&model_input(protocol, &item, &llama2()).unwrap(), &case.input, &label);
+        assert_same_text(&model_input(protocol, &item, Some(&llama2())).unwrap(), &case.input, &label);
     }
     assert!(rows >= 15 && adversarial >= 12, "golden has {rows} rows and {adversarial} adversarial cases");
 }
@@ -195,7 +195,7 @@ fn every_test_set_row_renders_as_plain_concatenation() {
         for (index, row) in rows.iter().enumerate() {
             for &protocol in protocols {
                 let item = Item::from_row(row, protocol).unwrap();
-                let got = model_input(protocol, &item, &llama2()).unwrap();
+                let got = model_input(protocol, &item, Some(&llama2())).unwrap();
                 let want = match &item {
                     Item::Pair { query, response1, response2, .. } => {
                         concatenated(protocol, &[query, response1, response2])
@@ -205,7 +205,7 @@ fn every_test_set_row_renders_as_plain_concatenation() {
                 assert_same_text(&got, &want, &format!("{name} line {} ({protocol})", index + 1));
                 if let Some(swapped) = item.swapped() {
                     let Item::Pair { query, response1, response2, .. } = &item else { unreachable!() };
-                    let got = model_input(protocol, &swapped, &llama2()).unwrap();
+                    let got = model_input(protocol, &swapped, Some(&llama2())).unwrap();
                     let want = concatenated(protocol, &[query, response2, response1]);
                     assert_same_text(&got, &want, &format!("{name} line {} swapped ({protocol})", index + 1));
                 }
@@ -242,7 +242,7 @@ fn user_text_is_substituted_once_and_never_rescanned() {
             } else {
                 (Item::single(a.to_string(), b), vec![*a, b])
             };
-            let got = model_input(protocol, &item, &llama2()).unwrap();
+            let got = model_input(protocol, &item, Some(&llama2())).unwrap();
             assert_same_text(&got, &concatenated(protocol, &values), &format!("{protocol} with {values:?}"));
             assert_eq!(render(protocol, &item).unwrap(), got["[INST] ".len()..got.len() - " [/INST]".len()]);
         }
@@ -252,12 +252,29 @@ fn user_text_is_substituted_once_and_never_rescanned() {
 #[test]
 fn other_chat_templates_wrap_the_same_user_message() {
     let item = Item::single("q {input}", "r");
-    let chatml = ChatTemplate::chatml(None);
     let message = render(Protocol::Single, &item).unwrap();
     assert_eq!(
-        model_input(Protocol::Single, &item, &chatml).unwrap(),
-        format!("<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n")
+        model_input(Protocol::Single, &item, Some(&smollm2_template())).unwrap(),
+        format!(
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+             <|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+        )
     );
+}
+
+#[test]
+fn a_model_without_a_chat_template_names_the_one_its_protocol_needs() {
+    for (protocol, needed) in [
+        (Protocol::PairwiseTie, "LLaMA-2's \"[INST] {input} [/INST]\""),
+        (Protocol::PrometheusAbsolute, "Mistral-7B-Instruct-v0.2's"),
+    ] {
+        let item = Item::single("q", "r").with_rubric(webjudge::judge::Rubric::Text("Is it right?".into()));
+        let item = if protocol.is_pairwise() { Item::pair("q", "a", "b") } else { item };
+        let error = model_input(protocol, &item, None).unwrap_err();
+        assert!(matches!(error, ProtocolError::NoChatTemplate { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains(needed) && message.contains("--chat-template FILE"), "{message}");
+    }
 }
 
 #[test]
@@ -272,7 +289,7 @@ fn an_item_of_the_wrong_kind_is_an_error_naming_both() {
         assert!(message.contains(protocol.name()), "{message}");
         let found = if protocol.is_pairwise() { "single response" } else { "pair of responses" };
         assert!(message.contains(found), "{message}");
-        assert_eq!(model_input(protocol, wrong, &llama2()).unwrap_err(), error);
+        assert_eq!(model_input(protocol, wrong, Some(&llama2())).unwrap_err(), error);
     }
 }
 
@@ -687,7 +704,7 @@ fn cli_prompt_writes_the_exact_inputs() {
         let out = json_lines(&["prompt", "--protocol", protocol.name()], &(jsonl(&rows) + "\n"));
         assert_eq!(out.len(), rows.len(), "{set}");
         for (row, line) in rows.iter().zip(&out) {
-            let want = model_input(protocol, &Item::from_row(row, protocol).unwrap(), &llama2()).unwrap();
+            let want = model_input(protocol, &Item::from_row(row, protocol).unwrap(), Some(&llama2())).unwrap();
             assert_eq!(line, &json!({ "input": want }), "{set} {protocol}");
         }
     }
@@ -711,7 +728,7 @@ fn cli_prompt_uses_the_models_chat_template() {
         &jsonl(std::slice::from_ref(&row)),
     );
     let item = Item::from_row(&row, Protocol::Single).unwrap();
-    let want = model_input(Protocol::Single, &item, &manifest.chat_template).unwrap();
+    let want = model_input(Protocol::Single, &item, manifest.chat_template.as_ref()).unwrap();
     assert!(want.starts_with("<|im_start|>system\nYou are a judge.<|im_end|>\n<|im_start|>user\nWrite critiques"));
     assert_eq!(out, vec![json!({ "input": want })]);
 

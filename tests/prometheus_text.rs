@@ -37,7 +37,7 @@ fn every_rendering_is_prometheus_evals_byte_for_byte() {
     for (index, case) in cases.iter().enumerate() {
         let protocol = protocol(case["protocol"].as_str().unwrap());
         let item = Item::from_row(&case["row"], protocol).unwrap();
-        let input = model_input(protocol, &item, &ChatTemplate::llama2()).unwrap();
+        let input = model_input(protocol, &item, Some(&ChatTemplate::llama2())).unwrap();
         assert!(input == case["input"].as_str().unwrap(), "case {index} ({protocol}) differs:\n{input}");
     }
 }
@@ -160,16 +160,16 @@ fn accuracy_counts_unparsed_as_wrong_and_leaves_out_unlabelled() {
 #[test]
 fn missing_rubric_reference_or_family_is_named() {
     let item = Item::single("q", "r");
-    let error = model_input(Protocol::PrometheusAbsolute, &item, &ChatTemplate::llama2()).unwrap_err();
+    let error = model_input(Protocol::PrometheusAbsolute, &item, Some(&ChatTemplate::llama2())).unwrap_err();
     assert_eq!(error, ProtocolError::NoRubric { protocol: "prometheus_absolute" });
     assert!(error.to_string().contains("helpfulness"), "{error}");
     let item = item.with_rubric(Rubric::Text("honesty".into()));
-    let error = model_input(Protocol::PrometheusAbsoluteRef, &item, &ChatTemplate::llama2()).unwrap_err();
+    let error = model_input(Protocol::PrometheusAbsoluteRef, &item, Some(&ChatTemplate::llama2())).unwrap_err();
     assert!(
         error.to_string().contains("reference_answer") && error.to_string().contains("prometheus_absolute)"),
         "{error}"
     );
-    assert!(model_input(Protocol::PrometheusAbsolute, &item, &ChatTemplate::llama2()).is_ok());
+    assert!(model_input(Protocol::PrometheusAbsolute, &item, Some(&ChatTemplate::llama2())).is_ok());
 
     let error = Protocol::PairwiseTie.check_served_by(Some(JudgeFamily::Prometheus)).unwrap_err();
     let message = error.to_string();

@@ -556,7 +556,9 @@ pub fn chat_template_policy(
         return Ok(llama_sentencepiece.then(ChatTemplate::llama2));
     };
     let template = ChatTemplate::Jinja(JinjaTemplate { origin, jinja, bos_token, eos_token });
-    template.render(&[Message::user(CONVERSION_PROBE)])?;
+    if template.render(&[Message::user(CONVERSION_PROBE)])?.contents.is_empty() {
+        return Err(ChatTemplateError::DropsMessage { origin: template.origin().to_owned() }.into());
+    }
     Ok(Some(template))
 }
 

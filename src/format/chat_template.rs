@@ -88,6 +88,8 @@ pub enum ChatTemplateError {
          read special tokens in it"
     )]
     Untraceable { origin: String },
+    #[error("chat template ({origin}) leaves out the user's message")]
+    DropsMessage { origin: String },
     #[error("the chat template {template:?} wraps one user message, not a conversation of {roles}")]
     WrapperConversation { template: String, roles: String },
 }

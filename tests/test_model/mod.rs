@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use webjudge::format::manifest::{ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, MANIFEST_FILE};
 use webjudge::format::schema::expected_tensors;
-use webjudge::format::{Architecture, ChatTemplate, DType, Manifest};
+use webjudge::format::{Architecture, ChatTemplate, DType, JinjaTemplate, Manifest};
 
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -97,6 +97,26 @@ pub fn scratch(group: &str, name: &str) -> PathBuf {
     dir
 }
 
+/// ChatML around one user message, after `system`'s turn if given, as a `{input}` wrapper
+/// (the form manifests of format versions 1 to 3 hold).
+pub fn chatml_wrapper(system: Option<&str>) -> ChatTemplate {
+    let system = system.map(|s| format!("<|im_start|>system\n{s}<|im_end|>\n")).unwrap_or_default();
+    ChatTemplate::Wrapper {
+        template: format!("{system}<|im_start|>user\n{{input}}<|im_end|>\n<|im_start|>assistant\n"),
+    }
+}
+
+/// The test model's own chat template, as converting its GGUF records it.
+pub fn smollm2_template() -> ChatTemplate {
+    let path = Path::new(REPO).join("tests/fixtures/chat_templates/smollm2-135m-instruct.jinja");
+    ChatTemplate::Jinja(JinjaTemplate {
+        origin: "GGUF tokenizer.chat_template".into(),
+        jinja: std::fs::read_to_string(path).unwrap(),
+        bos_token: Some("<|im_start|>".into()),
+        eos_token: Some("<|im_end|>".into()),
+    })
+}
+
 /// A model directory holding only a manifest (a ChatML model of one small layer): enough for
 /// the commands that read the chat template or the model's identity, not for generating.
 pub fn manifest_only_model(dir: &Path) -> Manifest {
@@ -118,7 +138,7 @@ pub fn manifest_only_model(dir: &Path) -> Manifest {
             eos_ids: vec![2],
             add_bos: false,
         },
-        chat_template: ChatTemplate::chatml(Some("You are a judge.")),
+        chat_template: Some(chatml_wrapper(Some("You are a judge."))),
         judge: None,
         tensors: vec![],
         shards: vec![],
