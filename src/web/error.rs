@@ -118,6 +118,8 @@ impl From<ProtocolError> for WebError {
     fn from(error: ProtocolError) -> Self {
         match error {
             ProtocolError::NotServed { .. } => WebError::WrongJudge(error.to_string()),
+            // The model directory's chat template is missing or refuses the conversation.
+            ProtocolError::NoChatTemplate { .. } | ProtocolError::ChatTemplate(_) => WebError::Model(error.to_string()),
             other => WebError::InvalidInput(other.to_string()),
         }
     }
