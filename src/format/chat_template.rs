@@ -110,10 +110,10 @@ impl ChatTemplate {
             ChatTemplate::Wrapper { template } => match messages {
                 [Message { role: Role::User, content }] => {
                     let (before, after) = template.split_once(Self::PLACEHOLDER).unwrap_or((template, ""));
-                    let start = before.len();
+                    let placed = before.len()..before.len() + content.len();
                     Ok(RenderedChat {
                         text: format!("{before}{content}{after}"),
-                        contents: vec![start..start + content.len()],
+                        contents: vec![placed],
                         add_special_tokens: true,
                     })
                 }
