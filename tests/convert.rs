@@ -998,6 +998,56 @@ fn chat_templates_are_kept_checked_or_given() {
     assert_eq!(manifest.chat_template.as_ref().map(ChatTemplate::origin), Some("judge.jinja"));
 }
 
+/// Through the CLI: a GGUF without a template converts and says so, a judge protocol then
+/// names the template it needs, and `--chat-template FILE` supplies one.
+#[test]
+fn chat_template_flag_and_its_absence_through_the_cli() {
+    let dir = scratch("template-cli");
+    let mut gguf = tiny_model(5, true);
+    gguf.remove("tokenizer.chat_template");
+    let path = write_gguf(&dir, "untemplated.gguf", &gguf.bytes());
+    let webjudge = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
+    };
+    let (bare, templated) = (dir.join("bare"), dir.join("templated"));
+    let (ok, stdout, stderr) = webjudge(&["convert", path.to_str().unwrap(), "--out", bare.to_str().unwrap()], "");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "chat template: none (generation from plain text works; judging needs one: --chat-template FILE)"
+        ),
+        "{stdout}"
+    );
+    let row = r#"{"prompt": "q", "response": "r"}"#;
+    let (ok, _, stderr) = webjudge(&["prompt", "--protocol", "single", "--model", bare.to_str().unwrap()], row);
+    assert!(!ok);
+    assert!(stderr.contains("protocol single needs the model's chat template (Auto-J's: LLaMA-2's"), "{stderr}");
+
+    let template = dir.join("judge.jinja");
+    std::fs::write(&template, "{{ bos_token }}{% for m in messages %}<user>{{ m.content }}</user>{% endfor %}")
+        .unwrap();
+    let args = ["convert", path.to_str().unwrap(), "--out", templated.to_str().unwrap(), "--chat-template"];
+    let (ok, stdout, stderr) = webjudge(&[&args[..], &[template.to_str().unwrap()]].concat(), "");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("chat template: judge.jinja"), "{stdout}");
+    let (ok, stdout, stderr) =
+        webjudge(&["prompt", "--protocol", "single", "--model", templated.to_str().unwrap()], row);
+    assert!(ok, "{stderr}");
+    let input: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let input = input["input"].as_str().unwrap();
+    assert!(input.starts_with("<|im_start|><user>Write critiques") && input.ends_with("</user>"), "{input}");
+}
+
 // ---------------------------------------------------------------------------------
 // Malformed files.
 
