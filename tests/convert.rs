@@ -34,10 +34,10 @@ use webjudge::format::manifest::{
 };
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
-
-use test_model::smollm2_template;
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
+
+use test_model::smollm2_template;
 
 /// A type the converter refuses (it would need requantizing).
 const Q3_K: u32 = 11;

@@ -542,7 +542,8 @@ pub struct TemplateText {
 /// prompt time as transformers' `apply_chat_template` renders it, with the tokenizer's
 /// `bos_token` and `eos_token`. It is rendered once here, around a user message holding
 /// turn markers and braces as judged text may, so that a template webjudge cannot render,
-/// or whose message it cannot tell from its own text, is refused now, naming it. Without a
+/// that leaves the message out, or whose message it cannot tell from its own text, is
+/// refused now, naming it. Without a
 /// template: LLaMA-2's `[INST]` wrapper where the tokenizer is LLaMA's SentencePiece one
 /// (LLaMA-2 and its fine-tunes, Auto-J among them), else none: the model generates from
 /// plain text, and the judge protocols say which template they need.

@@ -241,6 +241,7 @@ fn placed_forms(content: &str) -> Vec<&str> {
         content.trim_start_matches(is_python_space),
         content.trim_matches(is_python_space),
     ];
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
     forms.dedup();
     forms
 }
