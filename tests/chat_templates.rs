@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::json;
+use webjudge::convert::import::{chat_template_policy, TemplateText};
 use webjudge::format::{ChatTemplate, JinjaTemplate, Message, RenderedChat, Role};
 use webjudge::tokenizer::Tokenizer;
 
@@ -197,4 +198,24 @@ fn special_tokens_come_only_from_the_template_s_own_text() {
         }
     }
     assert!(hostile >= 15, "only {hostile} cases put special-token strings in a message");
+}
+
+/// `convert` keeps each published template: its check (one render around a hostile message)
+/// passes, and the manifest's template is the file's text with the model's BOS and EOS.
+#[test]
+fn convert_keeps_every_published_template() {
+    let cases = cases();
+    let mut seen: Vec<&str> = Vec::new();
+    for case in &cases {
+        if seen.contains(&case.template.as_str()) {
+            continue;
+        }
+        seen.push(&case.template);
+        let ChatTemplate::Jinja(expected) = case.template() else { unreachable!() };
+        let own = TemplateText { origin: case.template.clone(), jinja: expected.jinja.clone() };
+        let tokens = (case.bos_token.clone(), case.eos_token.clone());
+        let kept = chat_template_policy(None, Some(own), tokens, false).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(kept, Some(ChatTemplate::Jinja(expected)), "{}", case.template);
+    }
+    assert_eq!(seen.len(), 5);
 }
