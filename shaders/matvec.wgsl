@@ -27,16 +27,21 @@ const WG: u32 = MATVEC_WORKGROUP;
 const MAX_TOKENS: u32 = 1u;
 const ROWS: u32 = MATVEC_ROWS;
 const ROWS_PER_LANE: u32 = 4u;
+const PASS_TOKENS: u32 = 1u;
 #else
 const MAX_TOKENS: u32 = MATVEC_MAX_TOKENS;
 const ROWS: u32 = MATVEC_BATCH_ROWS;
-const ROWS_PER_LANE: u32 = 8u;
+const ROWS_PER_LANE: u32 = 16u;
+// The lanes' parts of every token do not fit in workgroup memory at once: they meet a few
+// tokens at a time.
+const PASS_TOKENS: u32 = MATVEC_PASS_TOKENS;
 #endif
 const LANES: u32 = WG / (ROWS / ROWS_PER_LANE);
 // A lane's rows in fours, each four the components of a vec4 accumulator.
 const QUADS: u32 = ROWS_PER_LANE / 4u;
 const_assert ROWS % ROWS_PER_LANE == 0u;
 const_assert ROWS_PER_LANE % 4u == 0u;
+const_assert MAX_TOKENS % PASS_TOKENS == 0u;
 // Both variants give a row's blocks to as many lanes alike: the same sums, bit for bit.
 const_assert LANES == WG / (MATVEC_ROWS / 4u);
 
@@ -61,8 +66,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// partial_sums[(t * ROWS_PER_LANE + r) * WG + lane]: lane's share of its row r for token t.
-var<workgroup> partial_sums: array<f32, MAX_TOKENS * ROWS_PER_LANE * WG>;
+// partial_sums[(t * ROWS_PER_LANE + r) * WG + lane]: lane's share of its row r for the
+// pass's token t.
+var<workgroup> partial_sums: array<f32, PASS_TOKENS * ROWS_PER_LANE * WG>;
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -103,35 +109,45 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
     }
-    // Only the step's tokens: software adapters pay for every store.
-    for (var t = 0u; t < MAX_TOKENS; t++) {
-        if t >= tokens {
-            break;
-        }
-        for (var r = 0u; r < ROWS_PER_LANE; r++) {
-            partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[t * QUADS + r / 4u][r % 4u];
-        }
-    }
-    workgroupBarrier();
-    // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order. A
-    // gate/up output sums its gate row and its up row (two further) and applies SwiGLU.
     let gate_up = params.epilogue == EPILOGUE_GATE_UP;
     let outputs = select(ROWS, ROWS / 2u, gate_up);
-    for (var o = lane.index; o < tokens * outputs; o += WG) {
-        let t = o / outputs;
-        let j = o % outputs;
-        let row_in_group = select(j, j / 2u * 4u + j % 2u, gate_up);
-        var value = lane_total(t, row_in_group);
-        var row = first_row + row_in_group;
-        var rows = params.rows;
-        if gate_up {
-            value = silu(value) * lane_total(t, row_in_group + 2u);
-            row = first_row / 2u + j;
-            rows /= 2u;
+    for (var pass_first = 0u; pass_first < MAX_TOKENS; pass_first += PASS_TOKENS) {
+        if pass_first >= tokens {
+            break;
         }
-        if row < rows {
-            let out = t * params.out_stride + params.out_offset + row;
-            y[out] = finish_output(y[out], value, params.epilogue);
+        if pass_first > 0u {
+            // The previous pass's sums are read before they are overwritten.
+            workgroupBarrier();
+        }
+        let pass_tokens = min(tokens - pass_first, PASS_TOKENS);
+        // Only the step's tokens: software adapters pay for every store.
+        for (var t = 0u; t < PASS_TOKENS; t++) {
+            if t >= pass_tokens {
+                break;
+            }
+            for (var r = 0u; r < ROWS_PER_LANE; r++) {
+                partial_sums[(t * ROWS_PER_LANE + r) * WG + lane.index] = acc[(pass_first + t) * QUADS + r / 4u][r % 4u];
+            }
+        }
+        workgroupBarrier();
+        // Each output (token, row of the workgroup) sums its LANES parts, in a fixed order. A
+        // gate/up output sums its gate row and its up row (two further) and applies SwiGLU.
+        for (var o = lane.index; o < pass_tokens * outputs; o += WG) {
+            let t = o / outputs;
+            let j = o % outputs;
+            let row_in_group = select(j, j / 2u * 4u + j % 2u, gate_up);
+            var value = lane_total(t, row_in_group);
+            var row = first_row + row_in_group;
+            var rows = params.rows;
+            if gate_up {
+                value = silu(value) * lane_total(t, row_in_group + 2u);
+                row = first_row / 2u + j;
+                rows /= 2u;
+            }
+            if row < rows {
+                let out = (pass_first + t) * params.out_stride + params.out_offset + row;
+                y[out] = finish_output(y[out], value, params.epilogue);
+            }
         }
     }
 }

@@ -127,15 +127,18 @@ pub const EMBEDDING_WORKGROUP: u32 = 64;
 /// Rows one decode matvec workgroup computes (shaders/matvec.wgsl) in a step of one token:
 /// four per invocation.
 pub const MATVEC_ROWS: u32 = 16;
-/// The same for a batched step, eight per invocation: each x value an invocation loads
-/// serves twice the rows (a software adapter spends most of a batched step loading x). The
-/// invocations along a row stay as many, so each output is summed in the same order.
-pub const MATVEC_BATCH_ROWS: u32 = 2 * MATVEC_ROWS;
+/// The same for a batched step, sixteen per invocation: each x value an invocation loads
+/// serves four times the rows (a software adapter spends most of a batched step loading x).
+/// The invocations along a row stay as many, so each output is summed in the same order.
+pub const MATVEC_BATCH_ROWS: u32 = 4 * MATVEC_ROWS;
 /// Invocations of a decode matvec workgroup; MATVEC_ROWS divides it.
 pub const MATVEC_WORKGROUP: u32 = 64;
 /// Tokens (one per sequence) a decode matvec multiplies with each weight read: the largest
 /// decode batch.
 pub const MATVEC_MAX_TOKENS: u32 = 8;
+/// Tokens of a batched matvec whose lanes' parts meet in workgroup memory at once: the
+/// parts of its 16 rows per invocation for 4 tokens fill WebGPU's default 16 KiB.
+pub const MATVEC_PASS_TOKENS: u32 = 4;
 
 /// Tokens and rows of one prefill matmul tile (shaders/matmul.wgsl): 256 invocations of
 /// 4 x 4 outputs each, and two 32-column tiles of 8 KiB.
@@ -176,6 +179,7 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("EMBEDDING_WORKGROUP", EMBEDDING_WORKGROUP),
     ("MATVEC_ROWS", MATVEC_ROWS),
     ("MATVEC_BATCH_ROWS", MATVEC_BATCH_ROWS),
+    ("MATVEC_PASS_TOKENS", MATVEC_PASS_TOKENS),
     ("MATVEC_WORKGROUP", MATVEC_WORKGROUP),
     ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
