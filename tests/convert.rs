@@ -31,6 +31,7 @@ use webjudge::format::gguf::{
 };
 use webjudge::format::manifest::{
     CHAT_TEMPLATE_FORMAT_VERSION, DEFAULT_SHARD_BYTES, INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION,
+    ROPE_SCALING_FORMAT_VERSION,
 };
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
@@ -433,6 +434,7 @@ fn tiny_architecture(tied: bool) -> Architecture {
         ffn: FFN as usize,
         vocab: VOCAB as usize,
         rope_theta: 100000.0,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: 1e-5,
         context_length: 512,
         tied_embeddings: tied,
@@ -1048,6 +1050,37 @@ fn chat_template_flag_and_its_absence_through_the_cli() {
     assert!(input.starts_with("<|im_start|><user>Write critiques") && input.ends_with("</user>"), "{input}");
 }
 
+/// Llama 3's RoPE scaling arrives in a GGUF as llama.cpp's `rope_freqs.weight` (one f32
+/// divisor per rotated pair), a linear scaling as metadata: both become the architecture's
+/// divisors (a model directory of format version 5), and the tensor is not kept as a weight.
+/// A scaling webjudge does not implement, or both at once, is refused by name.
+#[test]
+fn rope_scaling_becomes_the_architecture_s_divisors() {
+    let divisors: Vec<f32> = (0..HEAD_DIM / 2).map(|i| 1.0 + i as f32 * 0.75).collect();
+    let mut llama3 = tiny_model(9, false);
+    let data = divisors.iter().flat_map(|d| d.to_le_bytes()).collect();
+    llama3.tensors.push(Tensor { name: "rope_freqs.weight".into(), dims: vec![HEAD_DIM / 2], ggml_type: F32, data });
+    let manifest = convert_bytes(&scratch("rope-llama3"), &llama3.bytes()).unwrap();
+    assert_eq!(manifest.architecture.rope_frequency_divisors, divisors);
+    assert_eq!(manifest.format_version, ROPE_SCALING_FORMAT_VERSION);
+    assert!(manifest.tensors.iter().all(|t| t.name != "rope_freqs.weight"));
+
+    let mut linear = tiny_model(9, false);
+    linear.set("llama.rope.scaling.type", string("linear"));
+    linear.set("llama.rope.scaling.factor", GgufValue::F32(4.0));
+    let manifest = convert_bytes(&scratch("rope-linear"), &linear.bytes()).unwrap();
+    assert_eq!(manifest.architecture.rope_frequency_divisors, vec![4.0; HEAD_DIM as usize / 2]);
+
+    let mut both = linear.clone();
+    both.tensors.push(llama3.tensors.last().unwrap().clone());
+    let error = convert_bytes(&scratch("rope-both"), &both.bytes()).unwrap_err().to_string();
+    assert!(error.contains("both linear RoPE scaling and rope_freqs.weight"), "{error}");
+    let mut yarn = tiny_model(9, false);
+    yarn.set("llama.rope.scaling.type", string("yarn"));
+    let error = convert_bytes(&scratch("rope-yarn"), &yarn.bytes()).unwrap_err().to_string();
+    assert!(error.contains("RoPE scaling \"yarn\" is not supported"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------
 // Malformed files.
 
@@ -1298,6 +1331,7 @@ fn converts_the_test_model() {
         ffn: 1536,
         vocab: 49152,
         rope_theta: 100000.0,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: 1e-5,
         context_length: 8192,
         tied_embeddings: true,

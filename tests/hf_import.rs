@@ -27,7 +27,7 @@ use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptio
 use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
 use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
-use webjudge::format::manifest::CHAT_TEMPLATE_FORMAT_VERSION;
+use webjudge::format::manifest::{CHAT_TEMPLATE_FORMAT_VERSION, ROPE_SCALING_FORMAT_VERSION};
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
@@ -127,6 +127,7 @@ fn expected_architecture(tied: bool) -> Architecture {
         ffn: FFN,
         vocab: VOCAB,
         rope_theta: THETA,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: EPS,
         context_length: 128,
         tied_embeddings: tied,
@@ -530,8 +531,13 @@ fn unusable_checkpoints_are_named() {
 /// tests/fixtures/mistral_tiny (tools/reference/mistral_fixture.py) copied into a directory
 /// of the given name, which the judge family is inferred from.
 fn mistral_fixture(name: &str) -> PathBuf {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mistral_tiny");
-    let hf = scratch(&format!("mistral-{name}")).join(name);
+    fixture_copy("mistral_tiny", name)
+}
+
+/// A copy of `tests/fixtures/{fixture}` in a scratch folder named `name`.
+fn fixture_copy(fixture: &str, name: &str) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+    let hf = scratch(&format!("{}-{name}", fixture.file_name().unwrap().to_str().unwrap())).join(name);
     std::fs::create_dir_all(&hf).unwrap();
     for entry in std::fs::read_dir(&fixture).unwrap() {
         let path = entry.unwrap().path();
@@ -540,20 +546,61 @@ fn mistral_fixture(name: &str) -> PathBuf {
     hf
 }
 
-/// The Mistral fixture, converted to f16 (its bfloat16 weights are all exact in f16 but for
-/// a few subnormal ones), wraps each prompt in `[INST] … [/INST]` to transformers' ids
-/// (apply_chat_template over Prometheus's template) and generates transformers' greedy
-/// ids. Tolerance: the top-5 logits of every step (values ~3-5) within 0.01, 3.5 times the
-/// 2.8e-3 measured on lavapipe (f16 weights and KV cache, f32 summation order) and less
-/// than half the smallest top-1/top-2 margin in the golden (at least 0.05), so equal ids
-/// are no coincidence of rounding.
+/// Largest difference allowed between a top-5 logit of transformers' (values ~3-5) and
+/// ours, for a checkpoint converted to f16 (bfloat16 weights are exact in f16 but for a few
+/// subnormal ones): 3.5 times the 2.8e-3 measured on lavapipe for the Mistral fixture (f16
+/// weights and KV cache, f32 summation order) and less than half the smallest top-1/top-2
+/// margin of every golden (at least 0.05), so equal ids are no coincidence of rounding.
+const F16_LOGIT_TOLERANCE: f32 = 0.01;
+
+/// Renders each golden case's prompt with the converted model's chat template to
+/// transformers' ids (apply_chat_template, then its tokenizer), then generates its greedy
+/// ids, each step's top-5 logits within `tolerance`. Returns the largest logit difference.
+fn generates_transformers_greedy_ids(model_dir: &Path, golden: &serde_json::Value, tolerance: f32) -> f32 {
+    assert!(golden["smallest_margin"].as_f64().unwrap() as f32 > 2.0 * tolerance);
+    let mut engine = load_with_context(model_dir, 160);
+    let mut worst = 0f32;
+    for case in golden["cases"].as_array().unwrap() {
+        let ids = |value: &serde_json::Value| -> Vec<u32> {
+            value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+        };
+        let (prompt, want) = (ids(&case["prompt_ids"]), ids(&case["ids"]));
+        let text = case["text"].as_str().unwrap();
+        let chat = engine.manifest.chat_template.as_ref().unwrap().render(&[Message::user(text)]).unwrap();
+        assert_eq!(chat.text, case["wrapped"].as_str().unwrap(), "{text:?}: rendered prompt differs");
+        let wrapped = engine.tokenizer.encode_chat(&chat).unwrap();
+        assert_eq!(wrapped, prompt, "{text:?}: wrapped prompt ids differ from transformers' apply_chat_template");
+        let model = engine.model_mut();
+        model.reset();
+        let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
+        for (step, reference) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let logits = pollster::block_on(model.logits(1)).unwrap();
+            for top in reference["top5"].as_array().unwrap() {
+                let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
+                let difference = (logits[id] - logit).abs();
+                assert!(difference <= tolerance, "{text:?} step {step}: logit of {id} differs by {difference}");
+                worst = worst.max(difference);
+            }
+            assert_eq!(got[step], want[step], "{text:?} step {step}: greedy id differs from transformers'");
+            if got.len() < want.len() {
+                got.push(pollster::block_on(model.decode(Sampling::Greedy)).unwrap());
+            }
+        }
+        assert_eq!(got, want);
+    }
+    worst
+}
+
+fn golden_of(hf: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(hf.join("golden.json")).unwrap()).unwrap()
+}
+
+/// The Mistral fixture, converted to f16, wraps each prompt in `[INST] … [/INST]` to
+/// transformers' ids (apply_chat_template over Prometheus's template) and generates
+/// transformers' greedy ids.
 #[test]
 fn mistral_checkpoint_generates_transformers_greedy_ids() {
-    const LOGIT_TOLERANCE: f32 = 0.01;
     let hf = mistral_fixture("prometheus-tiny");
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(hf.join("golden.json")).unwrap()).unwrap();
-    assert!(golden["smallest_margin"].as_f64().unwrap() as f32 > 2.0 * LOGIT_TOLERANCE);
     let out = hf.with_file_name("out");
     let conversion = convert_hf(&hf, &out, &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
     let manifest = &conversion.manifest;
@@ -565,39 +612,38 @@ fn mistral_checkpoint_generates_transformers_greedy_ids() {
     let Some(ChatTemplate::Jinja(template)) = &manifest.chat_template else { panic!("{:?}", manifest.chat_template) };
     assert_eq!((template.bos_token.as_deref(), template.eos_token.as_deref()), (Some("<s>"), Some("</s>")));
     assert_eq!(Manifest::from_json(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap(), *manifest);
-
-    let mut engine = load_short_context(&out);
-    let mut worst = 0f32;
-    for case in golden["cases"].as_array().unwrap() {
-        let ids = |value: &serde_json::Value| -> Vec<u32> {
-            value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
-        };
-        let (prompt, want) = (ids(&case["prompt_ids"]), ids(&case["ids"]));
-        let text = case["text"].as_str().unwrap();
-        let chat = engine.manifest.chat_template.as_ref().unwrap().render(&[Message::user(text)]).unwrap();
-        let wrapped = engine.tokenizer.encode_chat(&chat).unwrap();
-        assert_eq!(wrapped, prompt, "{text:?}: wrapped prompt ids differ from transformers' apply_chat_template");
-        let model = engine.model_mut();
-        model.reset();
-        let mut got = vec![pollster::block_on(model.prefill(&prompt, Sampling::Greedy)).unwrap()];
-        for (step, reference) in case["steps"].as_array().unwrap().iter().enumerate() {
-            let logits = pollster::block_on(model.logits(1)).unwrap();
-            for top in reference["top5"].as_array().unwrap() {
-                let (id, logit) = (top[0].as_u64().unwrap() as usize, top[1].as_f64().unwrap() as f32);
-                let difference = (logits[id] - logit).abs();
-                assert!(difference <= LOGIT_TOLERANCE, "{text:?} step {step}: logit of {id} differs by {difference}");
-                worst = worst.max(difference);
-            }
-            assert_eq!(got[step], want[step], "{text:?} step {step}: greedy id differs from transformers'");
-            if got.len() < want.len() {
-                got.push(pollster::block_on(model.decode(Sampling::Greedy)).unwrap());
-            }
-        }
-        assert_eq!(got, want);
-    }
+    let worst = generates_transformers_greedy_ids(&out, &golden_of(&hf), F16_LOGIT_TOLERANCE);
     println!(
         "Mistral (Prometheus 2 structure), f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}"
     );
+}
+
+/// A Llama-3.1-structured checkpoint (tools/reference/llama31_fixture.py: Llama 3's RoPE
+/// scaling over all three of its regimes, a byte-level BPE tokenizer with header-style
+/// special tokens, Llama-3.1-8B-Instruct's chat template with its default system block),
+/// converted to f16, renders transformers' prompts and generates its greedy ids; its RoPE
+/// frequencies are transformers' `inv_freq` within f32 rounding (transformers blends
+/// `inv_freq / factor` and `inv_freq`, llama.cpp and we divide by one factor).
+#[test]
+fn llama31_checkpoint_generates_transformers_greedy_ids() {
+    let hf = fixture_copy("llama31_tiny", "skywork-critic-tiny");
+    let golden = golden_of(&hf);
+    let out = hf.with_file_name("out");
+    let conversion = convert_hf(&hf, &out, &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
+    let a = &conversion.manifest.architecture;
+    assert_eq!((a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim, a.vocab), (500000.0, 4, 2, 16, 512));
+    assert_eq!(conversion.manifest.format_version, ROPE_SCALING_FORMAT_VERSION);
+    let inverse_frequencies = a.rope_inverse_frequencies();
+    let want: Vec<f32> = golden["inv_freq"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect();
+    assert_eq!(inverse_frequencies.len(), want.len());
+    for (pair, (got, want)) in inverse_frequencies.iter().zip(&want).enumerate() {
+        assert!((got - want).abs() <= 4.0 * f32::EPSILON * want, "pair {pair}: inv_freq {got}, transformers {want}");
+    }
+    // All three regimes: kept, divided by the factor, blended.
+    let divisors = &a.rope_frequency_divisors;
+    assert!(divisors.contains(&1.0) && divisors.contains(&8.0) && divisors.iter().any(|d| *d > 1.0 && *d < 8.0));
+    let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
+    println!("Llama-3.1 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
 }
 
 /// `--judge` overrides the inferred family, and a name that names no judge records none.

@@ -51,7 +51,7 @@ use std::time::Instant;
 use common::*;
 use half::f16;
 use rand::Rng;
-use webjudge::format::{DType, TensorEntry, TensorPart};
+use webjudge::format::{Architecture, DType, TensorEntry, TensorPart};
 use webjudge::kernels::preprocess;
 use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
@@ -429,10 +429,12 @@ fn qkv_rows(heads: Heads, n: usize, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32>
 /// Rotates random queries and keys at each `(position, n_tokens)` chunk, in sequence slot 1
 /// of two, and checks the queries and the cached keys against the CPU (same table) and the
 /// reference RoPE (f64 angles); the cached values must be the f16-rounded inputs.
-fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(usize, usize)], seed: u64) {
+fn check_rope(r: &Runner, a: &Architecture, context: usize, chunks: &[(usize, usize)], seed: u64) {
+    let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
+    let theta = a.rope_theta;
     let (pairs, kv_dim) = (head_dim / 2, n_kv_heads * head_dim);
-    let table = rope_table(context, head_dim, theta);
+    let table = rope_table(context, &a.rope_inverse_frequencies());
     let table_buffer = r.storage_f32(&table);
     let cache = KvCache::new(r.gpu, heads, context, 2);
     let slot = 1;
@@ -477,8 +479,9 @@ fn check_rope(r: &Runner, heads: Heads, theta: f32, context: usize, chunks: &[(u
             // The reference, with f64 angles.
             let mut exact = x.clone();
             for (t, row) in exact.chunks_exact_mut(width).enumerate() {
-                reference::rope(row, head_dim, position + t, theta);
+                reference::rope(row, a, position + t);
             }
+            // Divisors of at least 1 (all that any scaling here has) only shrink the angle.
             let tolerance = |i: usize| {
                 let (t, pair) = (i / width, (i % head_dim) / 2);
                 let angle = (position + t) as f32 * theta.powf(-2.0 * pair as f32 / head_dim as f32);
@@ -535,14 +538,25 @@ fn store_unrotated(
 
 fn rope_positions_and_thetas(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
-    let heads = |n_heads, n_kv_heads, head_dim| Heads { n_heads, n_kv_heads, head_dim };
+    let rope = |n_heads, n_kv_heads, head_dim, rope_theta| Architecture {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        rope_theta,
+        ..hf::yi_6b_layer()
+    };
     // Small GQA shapes: position 0 (identity), one token, chunks at later positions.
-    check_rope(&r, heads(6, 2, 64), 10000.0, 256, &[(0, 3), (1, 1), (61, 5), (240, 16)], 1);
-    check_rope(&r, heads(9, 3, 64), 100000.0, 256, &[(7, 2)], 2);
+    check_rope(&r, &rope(6, 2, 64, 10000.0), 256, &[(0, 3), (1, 1), (61, 5), (240, 16)], 1);
+    check_rope(&r, &rope(9, 3, 64, 100000.0), 256, &[(7, 2)], 2);
     // Auto-J-13B: 40 heads x 128, theta 1e4, to the end of its 4096 context.
-    check_rope(&r, heads(40, 40, 128), 10000.0, 4096, &[(5, 3), (4090, 6)], 3);
+    check_rope(&r, &rope(40, 40, 128, 10000.0), 4096, &[(5, 3), (4090, 6)], 3);
     // Yi-6B: 32 / 4 heads x 128, theta 5e6, far into the context.
-    check_rope(&r, heads(32, 4, 128), 5e6, 4096, &[(3000, 2), (4095, 1)], 4);
+    check_rope(&r, &rope(32, 4, 128, 5e6), 4096, &[(3000, 2), (4095, 1)], 4);
+    // Llama-3.1-8B: 32 / 8 heads x 128, theta 5e5, its RoPE scaling (factor 8, original
+    // context 8192), far into the context.
+    let mut llama31 = rope(32, 8, 128, 500000.0);
+    llama31.rope_frequency_divisors = llama31.llama3_rope_divisors(hf::LLAMA31_ROPE_SCALING);
+    check_rope(&r, &llama31, 8192, &[(2, 3), (8190, 2)], 5);
 }
 
 /// Feeds chunks of tokens through the KV store and attention (a prefill of several tokens, then

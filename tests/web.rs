@@ -212,6 +212,7 @@ fn tiny_architecture() -> Architecture {
         ffn: 128,
         vocab: 256,
         rope_theta: 10000.0,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: 1e-5,
         context_length: 96,
         tied_embeddings: true,

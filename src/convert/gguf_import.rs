@@ -39,7 +39,7 @@ use crate::format::checked_file;
 use crate::format::ggml_blocks::GgmlType;
 use crate::format::gguf::{GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use crate::format::schema::{expected_tensors, GlobalWeight};
+use crate::format::schema::{expected_tensors, GlobalWeight, ROPE_FREQUENCIES};
 use crate::format::{Architecture, ChatTemplate, DType, Manifest};
 use crate::tokenizer::Tokenizer;
 
@@ -95,6 +95,8 @@ pub fn convert_gguf(
     let mut source = checked_file::open(gguf_path).map_err(GgufError::from)?.file;
     let gguf = GgufFile::read(&source)?;
     let mut architecture = architecture(&gguf)?;
+    architecture.rope_frequency_divisors = rope_frequency_divisors(&gguf, &mut source, &architecture)?;
+    architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
     let sliding_window = gguf.metadata.get_u32("llama.attention.sliding_window")?.map(|w| w as usize);
     architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
     let judge = options.judge.decide(&checkpoint_names(&gguf, gguf_path)?);
@@ -147,9 +149,15 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
     if name != "llama" {
         return Err(ConvertError::Architecture(name.into()));
     }
-    if let Some(scaling) = m.get_str("llama.rope.scaling.type")?.filter(|s| *s != "none") {
-        return Err(ConvertError::Unsupported(format!("RoPE scaling {scaling:?} is not supported")));
-    }
+    let linear_scaling = match m.get_str("llama.rope.scaling.type")? {
+        None | Some("none") => None,
+        Some("linear") => Some(required("llama.rope.scaling.factor", m.get_f32("llama.rope.scaling.factor")?)?),
+        Some(scaling) => {
+            return Err(ConvertError::Unsupported(format!(
+                "RoPE scaling {scaling:?} is not supported (webjudge supports \"linear\" and Llama 3's rope_freqs)"
+            )))
+        }
+    };
     let hidden = required_usize(gguf, "llama.embedding_length")?;
     let n_heads = required_usize(gguf, "llama.attention.head_count")?;
     let head_dim = match m.get_u32("llama.rope.dimension_count")? {
@@ -191,6 +199,7 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
         ffn: required_usize(gguf, "llama.feed_forward_length")?,
         vocab,
         rope_theta: m.get_f32("llama.rope.freq_base")?.unwrap_or(10000.0),
+        rope_frequency_divisors: linear_scaling.map(|factor| vec![factor; head_dim / 2]).unwrap_or_default(),
         norm_eps: required(
             "llama.attention.layer_norm_rms_epsilon",
             m.get_f32("llama.attention.layer_norm_rms_epsilon")?,
@@ -243,10 +252,37 @@ struct PlannedTensor<'a> {
 
 /// Checks that the file holds exactly the tensors the architecture needs, with their
 /// shapes and convertible types, before anything is written.
+/// The divisor of each rotated pair's frequency that llama.cpp's converter writes as the
+/// `rope_freqs.weight` tensor for Llama 3's RoPE scaling (f32, one per pair); without it,
+/// the linear scaling's the metadata gave, if any.
+fn rope_frequency_divisors(gguf: &GgufFile, source: &mut File, a: &Architecture) -> Result<Vec<f32>, ConvertError> {
+    let Some(info) = gguf.tensor(ROPE_FREQUENCIES) else { return Ok(a.rope_frequency_divisors.clone()) };
+    if !a.rope_frequency_divisors.is_empty() {
+        return Err(ConvertError::Unsupported(format!("both linear RoPE scaling and {ROPE_FREQUENCIES}")));
+    }
+    let pairs = a.head_dim / 2;
+    if info.ggml_type != GgmlType::F32.id() || info.dims[..] != [pairs as u64] {
+        return Err(ConvertError::Shape {
+            name: ROPE_FREQUENCIES.into(),
+            dims: info.dims.clone(),
+            found: info.dims.clone(),
+            expected: vec![pairs],
+        });
+    }
+    let range = gguf.tensor_range(info)?;
+    let mut raw = vec![0u8; (range.end - range.start) as usize];
+    source.seek(SeekFrom::Start(range.start))?;
+    source.read_exact(&mut raw)?;
+    Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
 fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<Vec<PlannedTensor<'a>>, ConvertError> {
     let expected = expected_tensors(architecture, gguf.tensors.len())
         .map_err(|e| ConvertError::InvalidArchitecture(e.to_string()))?;
-    if let Some(extra) = gguf.tensors.iter().find(|t| !expected.iter().any(|(name, _)| *name == t.name)) {
+    let read_apart = |name: &str| name == ROPE_FREQUENCIES;
+    if let Some(extra) =
+        gguf.tensors.iter().find(|t| !read_apart(&t.name) && !expected.iter().any(|(name, _)| *name == t.name))
+    {
         return Err(ConvertError::UnexpectedTensor(extra.name.clone()));
     }
     expected

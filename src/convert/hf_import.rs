@@ -52,7 +52,7 @@ use super::writer::ModelWriter;
 use crate::format::checked_file::{self, ReadError};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
-use crate::format::{Architecture, ChatTemplate, DType, Manifest};
+use crate::format::{Architecture, ChatTemplate, DType, Llama3RopeScaling, Manifest};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
@@ -225,14 +225,12 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
              MistralForCausalLM and Yi checkpoints"
         )));
     }
-    if config.get("rope_scaling").is_some_and(|s| !s.is_null()) {
-        return Err(HfError::Unsupported("config.json sets rope_scaling, which webjudge does not support".into()));
-    }
-    // transformers 5 writes `rope_parameters` (`rope_theta`, `rope_type`) instead of a top-level `rope_theta`.
+    // transformers 5 writes `rope_parameters` (`rope_theta`, `rope_type` and the scaling's
+    // parameters) instead of a top-level `rope_theta` and `rope_scaling`.
     let rope = config.get("rope_parameters").filter(|r| !r.is_null());
-    if let Some(kind) = rope.and_then(|r| r.get("rope_type")).and_then(Value::as_str).filter(|&k| k != "default") {
-        return Err(HfError::Unsupported(format!("rope_type {kind:?}: webjudge supports the default RoPE only")));
-    }
+    let scaling = config.get("rope_scaling").filter(|s| !s.is_null()).or(rope);
+    let scaling_kind =
+        scaling.and_then(|s| s.get("rope_type").or_else(|| s.get("type"))).and_then(Value::as_str).unwrap_or("default");
     let rope_theta = match rope.map(|r| config_f32(r, "rope_theta")).transpose()?.flatten() {
         Some(theta) => theta,
         None => config_f32(config, "rope_theta")?.unwrap_or(10000.0),
@@ -250,7 +248,7 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         return Err(HfError::MissingTensor("lm_head.weight".into()));
     }
     let bos = token_ids(config, "bos_token_id")?;
-    let architecture = Architecture {
+    let mut architecture = Architecture {
         n_layers: required(config, "num_hidden_layers")?,
         hidden,
         n_heads,
@@ -259,6 +257,7 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         ffn: required(config, "intermediate_size")?,
         vocab,
         rope_theta,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: config_f32(config, "rms_norm_eps")?
             .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
         context_length: required(config, "max_position_embeddings")?,
@@ -268,11 +267,38 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         // LLaMA's Hugging Face tokenizer prepends BOS unless its config says otherwise.
         add_bos: tokenizer_config.and_then(|t| t.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true),
     };
+    if let Some(scaling) = scaling {
+        architecture.rope_frequency_divisors = rope_frequency_divisors(&architecture, scaling_kind, scaling)?;
+    }
     architecture.validate().map_err(HfError::Config)?;
     if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
         return Err(HfError::Config(format!("special token id {id} is outside the vocabulary of {vocab}")));
     }
     Ok(architecture)
+}
+
+/// The RoPE scaling `kind` of a config's `rope_scaling` (or transformers 5's
+/// `rope_parameters`) as each pair's frequency divisor: none for the default RoPE, the factor
+/// for linear scaling, Llama 3's per-frequency blend. Scalings that depend on the position
+/// reached (dynamic, YaRN, LongRoPE) are refused by name.
+fn rope_frequency_divisors(a: &Architecture, kind: &str, scaling: &Value) -> Result<Vec<f32>, HfError> {
+    let parameter = |key: &str| {
+        config_f32(scaling, key)?
+            .ok_or_else(|| HfError::Config(format!("rope_type {kind:?} needs {key}, which is missing")))
+    };
+    match kind {
+        "default" => Ok(Vec::new()),
+        "linear" => Ok(vec![parameter("factor")?; a.head_dim / 2]),
+        "llama3" => Ok(a.llama3_rope_divisors(Llama3RopeScaling {
+            factor: parameter("factor")?,
+            low_freq_factor: parameter("low_freq_factor")?,
+            high_freq_factor: parameter("high_freq_factor")?,
+            original_context: parameter("original_max_position_embeddings")?,
+        })),
+        other => Err(HfError::Unsupported(format!(
+            "rope_type {other:?}: webjudge supports the default RoPE, \"linear\" and Llama 3's \"llama3\" scaling"
+        ))),
+    }
 }
 
 /// The names a Hugging Face model directory carries, for [`JudgeChoice::Infer`]: the
@@ -760,6 +786,29 @@ mod tests {
         assert_eq!(theta(v5).unwrap(), 100000.0);
         let yarn = serde_json::json!({"rope_parameters": {"rope_theta": 1e4, "rope_type": "yarn"}});
         assert!(matches!(theta(yarn), Err(HfError::Unsupported(_))));
+    }
+
+    #[test]
+    fn rope_scaling_from_either_config_style() {
+        let divisors = |extra| architecture(&config(extra), false, None).map(|a| a.rope_frequency_divisors);
+        let llama3 = serde_json::json!({"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64, "rope_type": "llama3"});
+        let v4 = divisors(serde_json::json!({"rope_theta": 5e5, "rope_scaling": llama3})).unwrap();
+        let mut parameters = llama3.clone();
+        parameters["rope_theta"] = 5e5.into();
+        let v5 = divisors(serde_json::json!({"rope_parameters": parameters})).unwrap();
+        assert_eq!(v4, v5);
+        assert_eq!(v4.len(), 8);
+        let linear = serde_json::json!({"rope_scaling": {"type": "linear", "factor": 2.0}});
+        assert_eq!(divisors(linear).unwrap(), vec![2.0; 8]);
+        assert_eq!(divisors(serde_json::json!({"rope_scaling": null})).unwrap(), Vec::<f32>::new());
+        for kind in ["longrope", "dynamic", "yarn"] {
+            let error = divisors(serde_json::json!({"rope_scaling": {"rope_type": kind, "factor": 4.0}})).unwrap_err();
+            assert!(error.to_string().contains(&format!("rope_type \"{kind}\"")), "{error}");
+        }
+        let missing =
+            divisors(serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})).unwrap_err();
+        assert!(missing.to_string().contains("needs low_freq_factor"), "{missing}");
     }
 
     #[test]

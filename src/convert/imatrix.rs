@@ -104,8 +104,8 @@ pub fn collect<E>(
             let end = start + chunk.len();
             let (q, k) = (&mut q[start * a.q_dim()..end * a.q_dim()], &mut k[start * a.kv_dim()..end * a.kv_dim()]);
             for (position, (q, k)) in q.chunks_exact_mut(a.q_dim()).zip(k.chunks_exact_mut(a.kv_dim())).enumerate() {
-                rope(q, a.head_dim, position, a.rope_theta);
-                rope(k, a.head_dim, position, a.rope_theta);
+                rope(q, a, position);
+                rope(k, a, position);
             }
             let keys: Vec<Vec<f32>> = k.chunks_exact(a.kv_dim()).map(<[f32]>::to_vec).collect();
             let values: Vec<Vec<f32>> =

@@ -138,8 +138,9 @@ impl ModelWriter {
         let dtypes_need = self.tensors.iter().map(|t| t.dtype.format_version()).max().unwrap_or(FORMAT_VERSION);
         let orders_need = if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION };
         let template_needs = Manifest::chat_template_format_version(chat_template.as_ref());
+        let architecture_needs = Manifest::architecture_format_version(&architecture);
         let manifest = Manifest {
-            format_version: dtypes_need.max(orders_need).max(template_needs),
+            format_version: dtypes_need.max(orders_need).max(template_needs).max(architecture_needs),
             architecture,
             chat_template,
             judge,

@@ -8,6 +8,17 @@ const MAX_NORM_EPS: f32 = 0.01;
 /// RoPE's base: models use 1e4 to 1e8; an infinite one computes garbage without a sign.
 const MAX_ROPE_THETA: f32 = 1e12;
 
+/// Llama 3's RoPE scaling parameters (`rope_scaling` / `rope_parameters` with
+/// `rope_type: "llama3"` in a Hugging Face config).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Llama3RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    /// `original_max_position_embeddings`.
+    pub original_context: f32,
+}
+
 /// Everything the forward pass needs to know about a LLaMA-family model's shapes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -19,6 +30,11 @@ pub struct Architecture {
     pub ffn: usize,
     pub vocab: usize,
     pub rope_theta: f32,
+    /// RoPE scaling as a divisor of each rotated pair's frequency (`head_dim / 2` of them),
+    /// as llama.cpp's `rope_freqs` tensor holds Llama 3's (`rope_type: "llama3"`) and a
+    /// linear scaling's; empty without scaling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rope_frequency_divisors: Vec<f32>,
     pub norm_eps: f32,
     pub context_length: usize,
     /// The output projection reuses the token embedding matrix.
@@ -36,6 +52,40 @@ impl Architecture {
 
     pub fn kv_dim(&self) -> usize {
         self.n_kv_heads * self.head_dim
+    }
+
+    /// Each rotated pair's angle per position: `rope_theta^(-2i / head_dim)` over its
+    /// divisor, in f32 as Hugging Face computes `inv_freq`.
+    pub fn rope_inverse_frequencies(&self) -> Vec<f32> {
+        let divisor = |i| self.rope_frequency_divisors.get(i).copied().unwrap_or(1.0);
+        (0..self.head_dim / 2).map(|i| self.unscaled_inverse_frequency(i) / divisor(i)).collect()
+    }
+
+    fn unscaled_inverse_frequency(&self, pair: usize) -> f32 {
+        1.0 / self.rope_theta.powf((2 * pair) as f32 / self.head_dim as f32)
+    }
+
+    /// Llama 3's divisors (`rope_type: "llama3"`), as llama.cpp's converter computes its
+    /// `rope_freqs` tensor: none for wavelengths under `original_context / high_freq_factor`,
+    /// `factor` over `original_context / low_freq_factor`, a smooth blend between.
+    pub fn llama3_rope_divisors(&self, scaling: Llama3RopeScaling) -> Vec<f32> {
+        let Llama3RopeScaling { factor, low_freq_factor, high_freq_factor, original_context } = scaling;
+        let low_freq_wavelength = original_context / low_freq_factor;
+        let high_freq_wavelength = original_context / high_freq_factor;
+        (0..self.head_dim / 2)
+            .map(|i| {
+                let wavelength = 2.0 * std::f32::consts::PI / self.unscaled_inverse_frequency(i);
+                if wavelength < high_freq_wavelength {
+                    1.0
+                } else if wavelength > low_freq_wavelength {
+                    factor
+                } else {
+                    let smooth =
+                        (original_context / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                }
+            })
+            .collect()
     }
 
     /// Checks the invariants the kernels rely on.
@@ -64,6 +114,13 @@ impl Architecture {
         }
         if !(1.0..=MAX_ROPE_THETA).contains(&self.rope_theta) {
             return Err(format!("rope_theta {} is not within [1, {MAX_ROPE_THETA:e}]", self.rope_theta));
+        }
+        let divisors = &self.rope_frequency_divisors;
+        if !divisors.is_empty() && divisors.len() != self.head_dim / 2 {
+            return Err(format!("{} RoPE frequency divisors for {} rotated pairs", divisors.len(), self.head_dim / 2));
+        }
+        if let Some(bad) = divisors.iter().find(|d| !(d.is_finite() && **d >= 1e-3 && **d <= 1e6)) {
+            return Err(format!("RoPE frequency divisor {bad} is not within [0.001, 1e6]"));
         }
         // The sizes come from files and size allocations: every product the engine forms
         // must be representable, here and in 32-bit wasm.

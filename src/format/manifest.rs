@@ -23,8 +23,11 @@ pub const K_QUANT_FORMAT_VERSION: u32 = 3;
 /// ([`Manifest::chat_template`]), written only then: a build older than it would refuse such
 /// a manifest as JSON it cannot read; the version says why.
 pub const CHAT_TEMPLATE_FORMAT_VERSION: u32 = 4;
+/// The format of a model whose RoPE is scaled ([`Architecture::rope_frequency_divisors`]),
+/// written only then: a build older than it would ignore the scaling and rotate wrongly.
+pub const ROPE_SCALING_FORMAT_VERSION: u32 = 5;
 /// The newest format this build reads.
-pub const LATEST_FORMAT_VERSION: u32 = CHAT_TEMPLATE_FORMAT_VERSION;
+pub const LATEST_FORMAT_VERSION: u32 = ROPE_SCALING_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -179,6 +182,14 @@ impl Manifest {
         }
     }
 
+    /// The format version `architecture` needs: a scaled RoPE needs its own.
+    pub fn architecture_format_version(architecture: &Architecture) -> u32 {
+        match architecture.rope_frequency_divisors.is_empty() {
+            true => FORMAT_VERSION,
+            false => ROPE_SCALING_FORMAT_VERSION,
+        }
+    }
+
     /// Checks every size, offset, shape and name so loading never reads out of bounds or
     /// outside the model directory, and the architecture's sizes are backed by tensors.
     pub fn validate(&self) -> Result<(), ManifestError> {
@@ -186,6 +197,13 @@ impl Manifest {
         let needed = Self::chat_template_format_version(self.chat_template.as_ref());
         if needed > self.format_version {
             return Err(ManifestError::ChatTemplateVersion { needed, found: self.format_version });
+        }
+        let needed = Self::architecture_format_version(&self.architecture);
+        if needed > self.format_version {
+            return Err(ManifestError::Architecture(format!(
+                "a scaled RoPE needs format version {needed}, not {}",
+                self.format_version
+            )));
         }
         if let Some(shard) = self.shards.iter().find(|s| !is_plain_file_name(&s.file)) {
             return Err(ManifestError::ShardName(shard.file.clone()));

@@ -19,7 +19,7 @@ pub mod manifest;
 mod quantize;
 pub mod schema;
 
-pub use architecture::Architecture;
+pub use architecture::{Architecture, Llama3RopeScaling};
 pub use block::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 pub use chat_template::{ChatTemplate, ChatTemplateError, JinjaTemplate, Message, RenderedChat, Role};
 pub use dtype::{dequantize, pack_f16_words, pack_q4, pack_q4_words, pack_q8, DType};

@@ -9,6 +9,10 @@ const LAYER_PREFIX: &str = "blk.";
 const WEIGHT_SUFFIX: &str = ".weight";
 const INPUT_ORDER_SUFFIX: &str = ".input_order";
 
+/// llama.cpp's tensor of per-pair RoPE frequency divisors (Llama 3's scaling): read into
+/// [`Architecture::rope_frequency_divisors`], never kept as a tensor.
+pub const ROPE_FREQUENCIES: &str = "rope_freqs.weight";
+
 /// Weight tensors of one layer.
 pub const TENSORS_PER_LAYER: usize = LayerWeight::ALL.len();
 

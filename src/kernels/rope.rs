@@ -14,14 +14,13 @@ uniform_struct! {
     }
 }
 
-/// `(cos, sin)` for every position and pair, computed as Hugging Face does (f32
-/// inverse frequencies, f32 angle), so positions far into the context stay exact.
-pub fn rope_table(context: usize, head_dim: usize, theta: f32) -> Vec<f32> {
-    let pairs = head_dim / 2;
-    let inv_freq: Vec<f32> = (0..pairs).map(|i| 1.0 / theta.powf((2 * i) as f32 / head_dim as f32)).collect();
-    let mut table = Vec::with_capacity(context * pairs * 2);
+/// `(cos, sin)` for every position and pair of the pairs' `inverse_frequencies`
+/// ([`crate::format::Architecture::rope_inverse_frequencies`]), computed as Hugging Face
+/// does (f32 inverse frequencies, f32 angle), so positions far into the context stay exact.
+pub fn rope_table(context: usize, inverse_frequencies: &[f32]) -> Vec<f32> {
+    let mut table = Vec::with_capacity(context * inverse_frequencies.len() * 2);
     for position in 0..context {
-        for &f in &inv_freq {
+        for &f in inverse_frequencies {
             let angle = position as f32 * f;
             table.push(angle.cos());
             table.push(angle.sin());

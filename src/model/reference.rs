@@ -17,11 +17,13 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
     x.iter().zip(weight).map(|(v, w)| v * inv * w).collect()
 }
 
-/// Rotates adjacent pairs of each head in place (the engine's RoPE convention).
-pub fn rope(x: &mut [f32], head_dim: usize, position: usize, theta: f32) {
-    for head in x.chunks_exact_mut(head_dim) {
-        for i in 0..head_dim / 2 {
-            let angle = position as f64 * (theta as f64).powf(-((2 * i) as f64) / head_dim as f64);
+/// Rotates adjacent pairs of each head in place (the engine's RoPE convention), angles in
+/// f64 with the architecture's frequency divisors.
+pub fn rope(x: &mut [f32], a: &Architecture, position: usize) {
+    for head in x.chunks_exact_mut(a.head_dim) {
+        for i in 0..a.head_dim / 2 {
+            let divisor = a.rope_frequency_divisors.get(i).map_or(1.0, |&d| d as f64);
+            let angle = position as f64 * (a.rope_theta as f64).powf(-((2 * i) as f64) / a.head_dim as f64) / divisor;
             let (sin, cos) = (angle.sin() as f32, angle.cos() as f32);
             let (a, b) = (head[2 * i], head[2 * i + 1]);
             head[2 * i] = a * cos - b * sin;
@@ -103,8 +105,8 @@ impl<'a> CpuModel<'a> {
             let mut q = matvec(&layer.wq, &xn, a.q_dim(), a.hidden);
             let mut k = matvec(&layer.wk, &xn, a.kv_dim(), a.hidden);
             let v = matvec(&layer.wv, &xn, a.kv_dim(), a.hidden);
-            rope(&mut q, a.head_dim, position, a.rope_theta);
-            rope(&mut k, a.head_dim, position, a.rope_theta);
+            rope(&mut q, a, position);
+            rope(&mut k, a, position);
             self.keys[l].push(round_f16(&k));
             self.values[l].push(round_f16(&v));
             let attended = attend(&q, &self.keys[l], &self.values[l], a.n_heads, a.n_kv_heads);

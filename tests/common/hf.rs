@@ -16,7 +16,7 @@ use webjudge::convert::quant::{Encoding, MixContext, Quant, WeightRole};
 use webjudge::engine::native::load_dir;
 use webjudge::engine::Engine;
 use webjudge::format::schema::GlobalWeight;
-use webjudge::format::{dequantize, Architecture};
+use webjudge::format::{dequantize, Architecture, Llama3RopeScaling};
 use webjudge::kernels::{GpuOptions, Sampling};
 use webjudge::model::reference::{argmax, attend, matvec, rmsnorm, round_f16, swiglu};
 use webjudge::model::LoadOptions;
@@ -513,11 +513,16 @@ pub fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 /// Loads a converted model directory on the GPU with a context of 64 positions (small
 /// test models need no more).
 pub fn load_short_context(dir: &Path) -> Engine {
-    let short = |mut options: LoadOptions| {
-        options.context = 64;
+    load_with_context(dir, 64)
+}
+
+/// Loads a converted model directory with a KV cache of `context` positions.
+pub fn load_with_context(dir: &Path, context: usize) -> Engine {
+    let with_context = |mut options: LoadOptions| {
+        options.context = context;
         options
     };
-    load_dir(dir, GpuOptions::default(), short, &mut |_, _| {}).unwrap()
+    load_dir(dir, GpuOptions::default(), with_context, &mut |_, _| {}).unwrap()
 }
 
 /// Loads a converted model directory on the GPU, prefills `prompt` and decodes one token,
@@ -571,6 +576,10 @@ pub fn yi_6b_layer() -> Architecture {
     real_architecture(4096, 32, 4, 11008, 64000, 5_000_000.0)
 }
 
+/// Llama-3.1-8B's `rope_scaling` (its config.json).
+pub const LLAMA31_ROPE_SCALING: Llama3RopeScaling =
+    Llama3RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_context: 8192.0 };
+
 fn real_architecture(
     hidden: usize,
     n_heads: usize,
@@ -588,6 +597,7 @@ fn real_architecture(
         ffn,
         vocab,
         rope_theta: theta,
+        rope_frequency_divisors: Vec::new(),
         norm_eps: 1e-5,
         context_length: 4096,
         tied_embeddings: false,

@@ -131,6 +131,7 @@ pub fn manifest_only_model(dir: &Path) -> Manifest {
             ffn: 16,
             vocab: 32,
             rope_theta: 10000.0,
+            rope_frequency_divisors: Vec::new(),
             norm_eps: 1e-5,
             context_length: 64,
             tied_embeddings: true,

@@ -28,6 +28,7 @@ import tempfile
 
 import torch
 import transformers
+from tiny_model import generate, random_model
 from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -68,36 +69,6 @@ def config():
     )
 
 
-def random_model(seed):
-    """Weights of scale 1/sqrt(fan_in) (transformers' 0.02 gives near-uniform logits) and norm
-    weights around 1, rounded to bfloat16."""
-    torch.manual_seed(seed)
-    model = MistralForCausalLM(config()).eval()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.dim() == 1:
-                parameter.copy_(1 + 0.2 * (2 * torch.rand_like(parameter) - 1))
-            elif "embed_tokens" in name:
-                parameter.normal_(0, 1)
-            else:
-                parameter.normal_(0, 1.5 / parameter.shape[1] ** 0.5)
-    return model.to(torch.bfloat16)
-
-
-def generate(model, prompt_ids):
-    ids, steps = list(prompt_ids), []
-    with torch.no_grad():
-        for _ in range(NEW_TOKENS):
-            logits = model(torch.tensor([ids])).logits[0, -1]
-            top = torch.topk(logits, 5)
-            steps.append({
-                "margin": round(float(top.values[0] - top.values[1]), 5),
-                "top5": [[int(i), round(float(v), 5)] for i, v in zip(top.indices, top.values)],
-            })
-            ids.append(int(top.indices[0]))
-    return ids[len(prompt_ids):], steps
-
-
 def as_published(directory):
     """Rewrites transformers 5's files as prometheus-7b-v2.0 has them (written by transformers
     4): a top-level rope_theta instead of rope_parameters, the chat template and `legacy`
@@ -135,13 +106,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(1000):
             # Saved and loaded back, so the reference runs on exactly the stored bfloat16 values.
-            random_model(seed).save_pretrained(tmp)
+            random_model(lambda: MistralForCausalLM(config()), seed).save_pretrained(tmp)
             as_published(pathlib.Path(tmp))
             model = MistralForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
             assert model.config.rope_parameters["rope_theta"] == 1e6 and model.config.sliding_window is None
             cases = []
             for text, wrapped, prompt_ids in prompts:
-                ids, steps = generate(model, prompt_ids)
+                ids, steps = generate(model, prompt_ids, NEW_TOKENS)
                 cases.append({"text": text, "wrapped": wrapped, "prompt_ids": prompt_ids, "ids": ids, "steps": steps})
             smallest = min(s["margin"] for c in cases for s in c["steps"])
             if smallest >= MIN_MARGIN:

@@ -86,8 +86,10 @@ impl LlamaModel {
                 mapped_at_creation: false,
             })
         });
-        let rope_buffer = gpu
-            .storage_with("rope table", bytemuck::cast_slice(&rope_table(options.context, a.head_dim, a.rope_theta)));
+        let rope_buffer = gpu.storage_with(
+            "rope table",
+            bytemuck::cast_slice(&rope_table(options.context, &a.rope_inverse_frequencies())),
+        );
         let caches: Vec<_> =
             (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context, options.sequences)).collect();
         let prefix_scratch = gpu.storage("shared prefix", plan.prefix_scratch);
