@@ -145,6 +145,15 @@ fn embedding_all_dtypes_and_parts(gpu: &'static Gpu) {
     // First and last rows, both sides of every part boundary, repeats.
     let tokens: Vec<u32> = vec![0, 36, 37, 99, 5, 37, 63, 64, 98, 0];
     let ids = u32_buffer(gpu, &tokens);
+    // Rows past 65,536 (Llama 3's and Qwen2's vocabularies), across a part boundary.
+    let wide = Packed::random(&mut rng, DType::Q4, 64, 32, &[70000, 81936]);
+    let wide_tokens: Vec<u32> = vec![65535, 65536, 69999, 70000, 151935, 0];
+    let all = wide.dequantized();
+    let x = r.storage_f32(&vec![0.0; wide_tokens.len() * 64]);
+    let dispatches = embedding(gpu, &r.step, &wide.upload(gpu), &u32_buffer(gpu, &wide_tokens), &x);
+    r.run(step(wide_tokens.len(), 0), &dispatches);
+    let want: Vec<f32> = wide_tokens.iter().flat_map(|&t| all[t as usize * 64..][..64].iter().copied()).collect();
+    assert_close("embedding rows past 65,536", &r.read_f32(&x, want.len()), &want, |_| 0.0);
     for (dtype, group, cols) in DTYPES {
         for parts in [&[100][..], &[37, 27, 36]] {
             let table = Packed::random(&mut rng, dtype, cols, group, parts);
@@ -820,7 +829,8 @@ fn argmax_ties_go_to_lowest_index(gpu: &'static Gpu) {
     check_argmax(&r, &[-1e30; 300]);
     // `(vocab, indices holding the maximum)`: ties within one lane's stride (5, 261) and
     // across lanes in both orders, at the ends of the vocabulary.
-    let cases: [(usize, &[usize]); 7] = [
+    // Vocabularies past 65,536 (Llama 3's 128,256, Qwen2's padded 151,936): ids past 16 bits.
+    let cases: [(usize, &[usize]); 9] = [
         (1000, &[900, 13, 500]),
         (1000, &[261, 5]),
         (1000, &[262, 5]),
@@ -828,6 +838,8 @@ fn argmax_ties_go_to_lowest_index(gpu: &'static Gpu) {
         (1000, &[0, 999]),
         (32000, &[31999, 257, 256]),
         (64000, &[63999, 40000]),
+        (128256, &[128255, 65536]),
+        (151936, &[151935, 100000]),
     ];
     for (vocab, peaks) in cases {
         let mut logits = uniform(&mut rng, vocab, 10.0);
@@ -916,6 +928,12 @@ fn sampling_nucleus_and_temperature(gpu: &'static Gpu) {
     // A full Yi-6B vocabulary: picks stay in the nucleus.
     let logits = uniform(&mut rng, 64000, 8.0);
     check_nucleus(&r, &logits, 0.8, top_p_keeping(&logits, 0.8, 40), 50);
+    // Qwen2's padded 151,936: a nucleus of ids past 65,536 only.
+    let mut logits = uniform(&mut rng, 151936, 1.0);
+    for id in [70000, 151935, 99999] {
+        logits[id] = 30.0;
+    }
+    check_nucleus(&r, &logits, 1.0, top_p_keeping(&logits, 1.0, 3), 50);
 }
 
 /// A workgroup of 4 invocations: smaller than lavapipe's subgroups (8 lanes at 256 bits),
