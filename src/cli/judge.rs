@@ -19,7 +19,7 @@ use webjudge::judge::output::{without_bom, InputIdentity, RunOptions};
 use webjudge::judge::policy::{slot_context, ProtocolRequest, DEFAULTS};
 use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{Judge, JudgeEvent, JudgeOptions, Order};
-use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
+use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric, VerdictKind};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 use webjudge::tokenizer::Tokenizer;
 
@@ -378,13 +378,13 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();
     writeln!(out, "{} rows judged ({} could not be judged)", records.len(), errors)?;
     let judged = || records.iter().filter(|r| r.get("error").is_none());
-    let summary = match (protocol.family(), protocol.is_pairwise()) {
-        (JudgeFamily::AutoJ, false) => {
+    let summary = match protocol.verdict_kind() {
+        VerdictKind::AutoJRating => {
             let ratings = judged().filter(|r| r["rating"].is_number()).count();
             writeln!(out, "{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
             return Ok(());
         }
-        (JudgeFamily::AutoJ, true) => {
+        VerdictKind::AutoJWinner => {
             let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
             let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
             if metrics.rows > 0 {
@@ -392,7 +392,7 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
             }
             serde_json::to_string(&metrics)?
         }
-        (JudgeFamily::Prometheus, true) => {
+        VerdictKind::Preference => {
             let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
             let metrics = preference_metrics(&rows);
             if metrics.rows > 0 {
@@ -404,7 +404,7 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
             }
             serde_json::to_string(&metrics)?
         }
-        (JudgeFamily::Prometheus, false) => {
+        VerdictKind::Score => {
             let rows: Vec<(Option<f64>, Option<f64>)> = records.iter().filter_map(scores_of_record).collect();
             let metrics = score_metrics(&rows);
             let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));

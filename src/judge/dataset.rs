@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::output::RunOptions;
-use super::protocol::{Item, Protocol, ProtocolError};
+use super::protocol::{Item, Protocol, ProtocolError, VerdictKind};
 use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
 use crate::format::JudgeFamily;
@@ -125,9 +125,9 @@ fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
     let family = if object.contains_key("instruction") { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
     let has = |fields: [&str; 4]| fields.iter().any(|field| object.contains_key(*field));
     if has(["response 1", "response 2", "response_A", "response_B"]) {
-        Some(family.default_protocol(true))
+        family.default_protocol(true).ok()
     } else if object.contains_key("response") {
-        Some(family.default_protocol(false))
+        family.default_protocol(false).ok()
     } else {
         None
     }
@@ -142,16 +142,16 @@ fn label(object: &Map<String, Value>, protocol: Protocol) -> Result<Option<Verdi
 }
 
 /// A gold `label` in the encoding of the protocol's family (Auto-J's 0, 1, 2; `"A"`/`"B"`, or a
-/// score 1 to 5, for Prometheus: as records write them, so the wasm `judgeBatch` reads rows'
-/// labels with it too).
+/// score 1 to 5 (Flow-Judge's 0 to 5), for the others: as records write them, so the wasm
+/// `judgeBatch` reads rows' labels with it too).
 pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem> {
-    let (label, expected) = match (protocol.family(), protocol.is_pairwise()) {
-        (JudgeFamily::AutoJ, true) => (
+    let (label, expected) = match protocol.verdict_kind() {
+        VerdictKind::AutoJWinner => (
             value.as_i64().and_then(Winner::from_autoj_label).map(|w| Verdict::Pairwise(Some(w))),
             "0 (response 1 better), 1 (response 2 better), 2 (tie)",
         ),
-        (JudgeFamily::AutoJ, false) => (None, "absent (Auto-J's single-response rows carry no label)"),
-        (JudgeFamily::Prometheus, true) => (
+        VerdictKind::AutoJRating => (None, "absent (Auto-J's single-response rows carry no label)"),
+        VerdictKind::Preference => (
             match value.as_str() {
                 Some("A") => Some(Verdict::Preference(Some(Winner::Response1))),
                 Some("B") => Some(Verdict::Preference(Some(Winner::Response2))),
@@ -159,10 +159,15 @@ pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem
             },
             "\"A\" or \"B\"",
         ),
-        (JudgeFamily::Prometheus, false) => (
-            value.as_u64().filter(|score| (1..=5).contains(score)).map(|score| Verdict::Score(Some(score as u8))),
-            "a score from 1 to 5",
-        ),
+        VerdictKind::Score => {
+            let scores = protocol.label_scores();
+            let score =
+                value.as_u64().and_then(|score| u8::try_from(score).ok()).filter(|score| scores.contains(score));
+            (
+                score.map(|score| Verdict::Score(Some(score))),
+                if *scores.start() == 0 { "a score from 0 to 5" } else { "a score from 1 to 5" },
+            )
+        }
     };
     label.ok_or_else(|| Problem::Label { expected, found: value.to_string() })
 }

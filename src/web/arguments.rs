@@ -44,7 +44,8 @@ impl JudgeCall {
 }
 
 /// The protocol of a one-item call: its method's family (`pairwise`/`single` Auto-J's, by
-/// `language`; `rubric`/`compare` Prometheus', `_ref` when the input has a reference answer).
+/// `language`; `rubric`/`compare` Prometheus' or the model's, `_ref` when the input has a
+/// reference answer).
 pub fn item_protocol(
     o: Option<&Object>,
     input: &JsValue,
@@ -103,17 +104,17 @@ fn language(o: Option<&Object>, autoj: bool) -> Result<Option<String>, WebError>
 }
 
 /// An item for `protocol`: a pair (`{ query, response1, response2 }`) or a single response
-/// (`{ query, response }`); for Prometheus 2 also `instruction` for `query` and `responseA`,
-/// `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
+/// (`{ query, response }`); for the other judges also `instruction` for `query` and
+/// `responseA`, `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
 /// `rubric`) and a reference answer (`referenceAnswer`, or `reference_answer` as `parseRows`'
 /// rows have it). `name` is how errors call it.
 pub fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rubric>) -> Result<Item, WebError> {
     let input = options::object(input, name)?;
     let fields = Some(&input);
-    let prometheus = protocol.family() == JudgeFamily::Prometheus;
+    let rubric_judge = protocol.family() != JudgeFamily::AutoJ;
     // The first of the field's names present (Auto-J knows only the first).
     let text = |names: &[&str]| {
-        let names = if prometheus { names } else { &names[..1] };
+        let names = if rubric_judge { names } else { &names[..1] };
         let present = names.iter().copied().find(|field| options::field(fields, field).is_some());
         options::string(fields, present.unwrap_or(names[0]))
             .map_err(|_| named(name, &present.map_or_else(|| names.join(" or "), str::to_string)))
@@ -123,7 +124,7 @@ pub fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rub
         true => Item::pair(query, text(&["response1", "responseA"])?, text(&["response2", "responseB"])?),
         false => Item::single(query, text(&["response"])?),
     };
-    if !prometheus {
+    if !rubric_judge {
         return Ok(item);
     }
     let item = match options::field(fields, "rubric") {

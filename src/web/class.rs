@@ -123,7 +123,8 @@ impl JsJudge {
     }
 
     /// Grades one response against a rubric, 1 to 5, with Prometheus 2's absolute protocol
-    /// (`prometheus_absolute`, or `prometheus_absolute_ref` with a reference answer).
+    /// (`prometheus_absolute`, or `prometheus_absolute_ref` with a reference answer); on a
+    /// Selene Mini or Flow-Judge model with its own (`selene_absolute`, `flowjudge`, `_ref`).
     #[wasm_bindgen(unchecked_return_type = "Promise<ScoreResult>")]
     pub fn rubric(
         &self,
@@ -134,7 +135,9 @@ impl JsJudge {
     }
 
     /// Chooses the better of two responses under a rubric with Prometheus 2's relative
-    /// protocol (`prometheus_relative`, or `prometheus_relative_ref` with a reference answer).
+    /// protocol (`prometheus_relative`, or `prometheus_relative_ref` with a reference answer);
+    /// on a Skywork-Critic, CompassJudger-1 or Selene Mini model with its own (`skywork`,
+    /// `compassjudger`, `selene_pairwise`).
     #[wasm_bindgen(unchecked_return_type = "Promise<CompareResult>")]
     pub fn compare(
         &self,
@@ -253,6 +256,12 @@ impl JsJudge {
         let shared = Rc::clone(&self.shared);
         promise((|| {
             let o = options.as_ref();
+            // `rubric` and `compare` run the model's own protocols when it is a rubric judge
+            // other than Prometheus 2.
+            let family = match (family, shared.family()) {
+                (JudgeFamily::Prometheus, Some(model)) if model != JudgeFamily::AutoJ => model,
+                _ => family,
+            };
             let protocol = arguments::item_protocol(o, &input, family, pairwise)?;
             protocol.check_served_by(shared.family())?;
             let item = arguments::item(&input, "input", protocol, None)?;

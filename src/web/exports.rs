@@ -76,8 +76,8 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     let kind = |protocol: Protocol| match (protocol.family(), protocol.is_pairwise()) {
         (JudgeFamily::AutoJ, true) => "a pair",
         (JudgeFamily::AutoJ, false) => "a single response",
-        (JudgeFamily::Prometheus, true) => "a Prometheus pair (by its instruction field)",
-        (JudgeFamily::Prometheus, false) => "a Prometheus single response (by its instruction field)",
+        (_, true) => "a Prometheus pair (by its instruction field)",
+        (_, false) => "a Prometheus single response (by its instruction field)",
     };
     if let Some(other) = protocols.iter().position(|&protocol| protocol != protocols[0]) {
         let message = format!(
@@ -142,8 +142,8 @@ pub fn protocols() -> JsValue {
         method: match (protocol.family(), protocol.is_pairwise()) {
             (JudgeFamily::AutoJ, true) => "pairwise",
             (JudgeFamily::AutoJ, false) => "single",
-            (JudgeFamily::Prometheus, true) => "compare",
-            (JudgeFamily::Prometheus, false) => "rubric",
+            (_, true) => "compare",
+            (_, false) => "rubric",
         },
     };
     types::to_js(&Protocol::ALL.map(info))
