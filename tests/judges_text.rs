@@ -7,7 +7,7 @@ mod test_model;
 
 use serde_json::{json, Value};
 use webjudge::format::{ChatTemplate, JinjaTemplate, Message};
-use webjudge::judge::dataset::parse_row_as;
+use webjudge::judge::dataset::{parse_row, parse_row_as};
 use webjudge::judge::flow_metric::PRESETS;
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{model_input, render, Item, JudgeFamily, Protocol, ProtocolError, Rubric};
@@ -210,6 +210,22 @@ fn rows_read_each_references_field_names_and_labels() {
     let row = r#"{"user_input": "q", "assistant_response": "a", "label": 0}"#;
     let error = parse_row_as(row, 0, Some(Protocol::SeleneAbsolute)).unwrap_err();
     assert!(error.to_string().contains("a score from 1 to 5"), "{error}");
+}
+
+#[test]
+fn rows_suggest_their_judge_by_field_names() {
+    for (row, protocol) in [
+        (r#"{"question": "q", "response_A": "a", "response_B": "b"}"#, Protocol::Skywork),
+        (r#"{"user_input": "q", "assistant_response": "a"}"#, Protocol::SeleneAbsolute),
+        (r#"{"user_input": "q", "assistant_response_a": "a", "assistant_response_b": "b"}"#, Protocol::SelenePairwise),
+        (r#"{"query": "q", "response": "a", "reference_answer": "r"}"#, Protocol::FlowJudge),
+        (r#"{"prompt": "q", "response": "a"}"#, Protocol::Single),
+        (r#"{"instruction": "q", "response_A": "a", "response_B": "b"}"#, Protocol::PrometheusRelative),
+    ] {
+        assert_eq!(parse_row(row, 0).unwrap().protocol, protocol, "{row}");
+    }
+    let read = parse_row(r#"{"query": "q", "response": "a", "reference_answer": "r"}"#, 0).unwrap();
+    assert_eq!(read.item.reference_answer(), Some("r"), "read for the batch's _ref choice");
 }
 
 #[test]

@@ -9,8 +9,10 @@ import type {
   CompareInput,
   CompareOptions,
   CompareResult,
+  FlowPreset,
   GenerateOptions,
   GenerateResult,
+  JudgeFamily,
   JudgeOptions,
   LoadOptions,
   ModelInfo,
@@ -61,8 +63,9 @@ export declare function scoreMetrics(records: BatchRecord[]): Promise<ScoreMetri
 /** The rows of a test-data JSONL file (Auto-J's or Prometheus 2's), read in a worker by the wasm export. */
 export declare function parseRows(text: string): Promise<BatchRow[]>;
 
-/** prometheus-eval's built-in rubrics with their texts, from the wasm export. */
-export declare function builtInRubrics(): Promise<{ name: BuiltInRubric; text: string }[]>;
+/** A judge's built-in rubrics with their texts (by default prometheus-eval's; Flow-Judge's preset
+ *  metrics for "flowjudge"), from the wasm export. */
+export declare function builtInRubrics(family?: JudgeFamily): Promise<{ name: BuiltInRubric | FlowPreset; text: string }[]>;
 
 /** The settings a call gets when it names none, from the wasm export. */
 export declare function defaults(): Promise<Defaults>;

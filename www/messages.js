@@ -63,7 +63,8 @@ export function verdictBadge(result) {
   if ("score" in result) {
     return result.score === null
       ? { text: "no score found", kind: "none" }
-      : { text: `score ${result.score} / 5`, kind: "rating" };
+      : // Flow-Judge's scale is its metric's (0-1, 1-3, 1-5); the others' 1-5.
+        { text: `score ${result.score}${result.protocol.startsWith("flowjudge") ? "" : " / 5"}`, kind: "rating" };
   }
   // Auto-J's winner, or Prometheus 2's preference ("A", "B"; "tie" when two orders disagree).
   const winner = result.combined === undefined ? result.winner : result.combined;

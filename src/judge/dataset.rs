@@ -119,14 +119,27 @@ pub fn parse_row_as(line: &str, index: usize, protocol: Option<Protocol>) -> Res
     Ok(Row { index, protocol, item, label, scenario })
 }
 
-/// The protocol a row's fields suggest: Prometheus' by `instruction`, else Auto-J's; pairwise
-/// when it has a second response.
+/// The protocol a row's fields suggest: the family whose query field it has (Auto-J's
+/// `prompt`, prometheus-eval's `instruction`, JudgeBench's `question` (read as Skywork-Critic's),
+/// Selene's `user_input`, flow-judge's `query`; Auto-J's when none), that family's default
+/// protocol for a pair when it has one of the family's second-response fields, else for a
+/// single response when it has the family's response field.
 fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
-    let family = if object.contains_key("instruction") { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
-    let has = |fields: [&str; 4]| fields.iter().any(|field| object.contains_key(*field));
-    if has(["response 1", "response 2", "response_A", "response_B"]) {
+    let by_query = [JudgeFamily::Prometheus, JudgeFamily::Skywork, JudgeFamily::Selene, JudgeFamily::FlowJudge];
+    let family = by_query
+        .into_iter()
+        .find(|family| object.contains_key(family.row_fields().query))
+        .unwrap_or(JudgeFamily::AutoJ);
+    let fields = family.row_fields();
+    // Auto-J's and prometheus-eval's rows are told apart by the query field alone: either
+    // family's response fields make a pair.
+    let pair_fields = match family {
+        JudgeFamily::AutoJ | JudgeFamily::Prometheus => vec!["response 1", "response 2", "response_A", "response_B"],
+        _ => vec![fields.first, fields.second],
+    };
+    if pair_fields.iter().any(|field| object.contains_key(*field)) {
         family.default_protocol(true).ok()
-    } else if object.contains_key("response") {
+    } else if object.contains_key(fields.single) {
         family.default_protocol(false).ok()
     } else {
         None

@@ -60,6 +60,29 @@ impl FromStr for JudgeFamily {
     }
 }
 
+/// The field names of a family's test-data rows: its reference's own.
+#[derive(Clone, Copy, Debug)]
+pub struct RowFields {
+    pub query: &'static str,
+    pub first: &'static str,
+    pub second: &'static str,
+    pub single: &'static str,
+}
+
+impl JudgeFamily {
+    /// The field names of the family's rows ([`Item::from_row`]).
+    pub fn row_fields(self) -> RowFields {
+        let [query, first, second, single] = match self {
+            JudgeFamily::AutoJ => ["prompt", "response 1", "response 2", "response"],
+            JudgeFamily::Prometheus => ["instruction", "response_A", "response_B", "response"],
+            JudgeFamily::Skywork | JudgeFamily::CompassJudger => ["question", "response_A", "response_B", "response"],
+            JudgeFamily::Selene => ["user_input", "assistant_response_a", "assistant_response_b", "assistant_response"],
+            JudgeFamily::FlowJudge => ["query", "response_A", "response_B", "response"],
+        };
+        RowFields { query, first, second, single }
+    }
+}
+
 /// A judging protocol: what the judge is shown and how its verdict reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -433,13 +456,7 @@ impl Item {
             Some(_) => Err(ProtocolError::NotText { field }),
             None => Err(ProtocolError::MissingField { field, protocol: protocol.name() }),
         };
-        let [query, first, second, single] = match protocol.family() {
-            JudgeFamily::AutoJ => ["prompt", "response 1", "response 2", "response"],
-            JudgeFamily::Prometheus => ["instruction", "response_A", "response_B", "response"],
-            JudgeFamily::Skywork | JudgeFamily::CompassJudger => ["question", "response_A", "response_B", "response"],
-            JudgeFamily::Selene => ["user_input", "assistant_response_a", "assistant_response_b", "assistant_response"],
-            JudgeFamily::FlowJudge => ["query", "response_A", "response_B", "response"],
-        };
+        let RowFields { query, first, second, single } = protocol.family().row_fields();
         let item = if protocol.is_pairwise() {
             Item::pair(text(query)?, text(first)?, text(second)?)
         } else {

@@ -256,11 +256,18 @@ impl JsJudge {
         let shared = Rc::clone(&self.shared);
         promise((|| {
             let o = options.as_ref();
-            // `rubric` and `compare` run the model's own protocols when it is a rubric judge
-            // other than Prometheus 2.
-            let family = match (family, shared.family()) {
-                (JudgeFamily::Prometheus, Some(model)) if model != JudgeFamily::AutoJ => model,
-                _ => family,
+            // `rubric` and `compare` run the judge named by the `family` option, else the
+            // model's own protocols when it is a rubric judge other than Prometheus 2.
+            let family = match (family, options::opt_family(o, "family")?, shared.family()) {
+                (JudgeFamily::AutoJ, _, _) => JudgeFamily::AutoJ,
+                (_, Some(JudgeFamily::AutoJ), _) => {
+                    return Err(WebError::InvalidInput(
+                        "family: Auto-J's protocols run with pairwise and single".into(),
+                    ))
+                }
+                (_, Some(named), _) => named,
+                (_, None, Some(model)) if model != JudgeFamily::AutoJ => model,
+                (family, None, _) => family,
             };
             let protocol = arguments::item_protocol(o, &input, family, pairwise)?;
             protocol.check_served_by(shared.family())?;

@@ -9,6 +9,7 @@ use super::types::{self, BatchRow, BuiltInRubric, PairwiseMetrics};
 use super::WebError;
 use crate::judge::autoj_metrics::{self, Judged, ScenarioGroups};
 use crate::judge::dataset::{self, Row};
+use crate::judge::flow_metric::PRESETS;
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::prometheus_metrics::{self, Preference};
 use crate::judge::{JudgeFamily, Protocol, Rubric};
@@ -99,12 +100,30 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     Ok(types::to_js(&rows.iter().map(|row| BatchRow { protocol, row }).collect::<Vec<_>>()))
 }
 
-/// prometheus-eval's built-in rubrics (`load_rubric`'s names), each with the text absolute
-/// grading shows the judge (relative grading takes its first line: the criteria). Needs no
-/// model.
-#[wasm_bindgen(js_name = builtInRubrics, unchecked_return_type = "{ name: BuiltInRubric; text: string }[]")]
-pub fn built_in_rubrics() -> JsValue {
-    types::to_js(&Rubric::BUILT_IN.iter().map(|&(name, text)| BuiltInRubric { name, text }).collect::<Vec<_>>())
+/// A judge's built-in rubrics by name, each with the text the judge is shown: by default
+/// prometheus-eval's (`load_rubric`'s names; absolute grading's text, of which relative grading
+/// takes the first line: the criteria); for `flowjudge` flow-judge's preset metrics (criteria,
+/// a blank line, the rubric); none for the other judges. Needs no model.
+#[wasm_bindgen(js_name = builtInRubrics, unchecked_return_type = "{ name: BuiltInRubric | FlowPreset; text: string }[]")]
+pub fn built_in_rubrics(
+    #[wasm_bindgen(unchecked_param_type = "JudgeFamily")] family: Option<String>,
+) -> Result<JsValue, JsValue> {
+    let family = family.map(|name| name.parse::<JudgeFamily>()).transpose().map_err(WebError::from)?;
+    let rubrics: Vec<BuiltInRubric> = match family.unwrap_or(JudgeFamily::Prometheus) {
+        JudgeFamily::Prometheus => Rubric::BUILT_IN
+            .iter()
+            .map(|&(name, text)| BuiltInRubric { name: name.into(), text: text.into() })
+            .collect(),
+        JudgeFamily::FlowJudge => PRESETS
+            .iter()
+            .map(|preset| BuiltInRubric {
+                name: preset.name.clone(),
+                text: format!("{}\n\n{}", preset.metric.criteria, preset.metric.rubric_text()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(types::to_js(&rubrics))
 }
 
 /// The settings a call gets when it names none (`maxNewTokens`, `generateMaxNewTokens`), the

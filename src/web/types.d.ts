@@ -18,13 +18,19 @@ export interface LoadOptions {
 
 export type Order = "forward" | "swapped";
 export type Winner = "response1" | "response2" | "tie";
-/** Prometheus 2's preference: response A (the first) or B; "tie" only where two orders disagree. */
+/** A preference (Prometheus 2's, and Skywork-Critic's, CompassJudger-1's and Selene Mini's
+ *  pairwise verdicts): response A (the first) or B; "tie" only where two orders disagree. */
 export type Preference = "A" | "B";
 export type Finish = "eos" | "length" | "cancelled";
-export type JudgeFamily = "autoj" | "prometheus";
-export type Protocol =
-  | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single"
-  | "prometheus_absolute" | "prometheus_absolute_ref" | "prometheus_relative" | "prometheus_relative_ref";
+export type JudgeFamily = "autoj" | "prometheus" | "skywork" | "selene" | "compassjudger" | "flowjudge";
+/** The protocols `rubric` runs: one response, scored. */
+export type ScoreProtocol =
+  | "prometheus_absolute" | "prometheus_absolute_ref" | "selene_absolute" | "selene_absolute_ref"
+  | "flowjudge" | "flowjudge_ref";
+/** The protocols `compare` runs: response A or B. */
+export type PreferenceProtocol =
+  | "prometheus_relative" | "prometheus_relative_ref" | "skywork" | "selene_pairwise" | "compassjudger";
+export type Protocol = "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single" | ScoreProtocol | PreferenceProtocol;
 
 /** prometheus-eval's built-in rubrics (`builtInRubrics()` gives their texts). */
 export type BuiltInRubric = "helpfulness" | "harmlessness" | "honesty" | "factual_validity" | "reasoning";
@@ -37,9 +43,18 @@ export interface ScoreRubric {
   score4_description: string;
   score5_description: string;
 }
-/** What Prometheus grades against: a built-in rubric by name, a rubric's text as the prompt
- *  shows it, or a custom rubric's fields. */
-export type Rubric = BuiltInRubric | (string & {}) | ScoreRubric;
+/** Flow-Judge's preset metrics (flow-judge's, for a query and a reference answer). */
+export type FlowPreset = "response_correctness_binary" | "response_correctness_3point" | "response_correctness_5point";
+/** A Flow-Judge metric: criteria and the description of each score. */
+export interface FlowMetric {
+  criteria: string;
+  rubric: { score: number; description: string }[];
+}
+/** What a rubric judge grades against. Prometheus 2: a built-in rubric by name, a rubric's text
+ *  as the prompt shows it, or a custom rubric's fields. Selene Mini: the fields (its pairwise
+ *  protocol also the criteria's text). Flow-Judge: a preset's name, a metric, or the fields as a
+ *  1-5 metric. Skywork-Critic and CompassJudger-1 take none. */
+export type Rubric = BuiltInRubric | FlowPreset | (string & {}) | ScoreRubric | FlowMetric;
 
 /** Options of `pairwise` and `single` (Auto-J); `rubric` and `compare` take them without `language`. */
 export interface JudgeOptions {
@@ -61,15 +76,23 @@ export interface JudgeOptions {
 export interface PairInput { query: string; response1: string; response2: string }
 export interface SingleInput { query: string; response: string }
 
-/** Options of `rubric` (Prometheus 2's absolute grading). */
-export type RubricOptions = Omit<JudgeOptions, "language" | "swap">;
-/** Options of `compare` (Prometheus 2's relative grading). */
-export type CompareOptions = Omit<JudgeOptions, "language">;
+/** Options of `rubric` (Prometheus 2's absolute grading, or the model's own: Selene Mini's,
+ *  Flow-Judge's). */
+export type RubricOptions = Omit<JudgeOptions, "language" | "swap"> & RubricJudge;
+/** Options of `compare` (Prometheus 2's relative grading, or the model's own: Skywork-Critic's,
+ *  CompassJudger-1's, Selene Mini's). */
+export type CompareOptions = Omit<JudgeOptions, "language"> & RubricJudge;
+interface RubricJudge {
+  /** The judge whose protocol runs (not "autoj"); default: the model's family when it is a
+   *  rubric judge, else "prometheus". */
+  family?: Exclude<JudgeFamily, "autoj">;
+}
 
 /** The instruction (prometheus-eval's name; `query` works too). */
 type Instruction = { instruction: string } | { query: string };
 interface Graded {
-  rubric: Rubric;
+  /** Required but for Skywork-Critic and CompassJudger-1, which take none. */
+  rubric?: Rubric;
   /** A response that would score 5: picks the `_ref` protocol. */
   referenceAnswer?: string;
 }
@@ -145,20 +168,20 @@ export interface SingleResult extends Judgement {
   rating: number | null;
 }
 
-/** Prometheus 2's absolute grading (`rubric`). */
+/** A score (`rubric`). */
 export interface ScoreResult extends Judgement {
-  protocol: "prometheus_absolute" | "prometheus_absolute_ref";
-  /** 1 to 5; null when the feedback names no score. */
+  protocol: ScoreProtocol;
+  /** 1 to 5 (Flow-Judge: on its metric's scale); null when the feedback names no score. */
   score: number | null;
 }
 
 export interface PreferenceJudgement extends Judgement {
-  protocol: "prometheus_relative" | "prometheus_relative_ref";
+  protocol: PreferenceProtocol;
   /** As the model saw the pair; null when the feedback names no choice. */
   winner: Preference | null;
 }
 
-/** Prometheus 2's relative grading (`compare`); the swap fields as for `PairwiseResult`. */
+/** A preference (`compare`); the swap fields as for `PairwiseResult`. */
 export interface CompareResult extends PreferenceJudgement {
   swapped?: PreferenceJudgement;
   swapped_winner_mapped?: Preference | null;
