@@ -90,6 +90,22 @@ fn cli_prompt_renders_every_protocol_as_its_reference() {
 }
 
 #[test]
+fn cli_prompt_takes_metrics_and_presets_for_rows_without_a_rubric() {
+    let row = json!({"query": "q", "response": "a", "reference_answer": "r"}).to_string();
+    let metric =
+        r#"{"criteria": "Right?", "rubric": [{"score": 1, "description": "yes"}, {"score": 0, "description": "no"}]}"#;
+    let input = &json_lines(&["prompt", "--protocol", "flowjudge_ref", "--rubric", metric], &row)[0]["input"];
+    assert!(input
+        .as_str()
+        .unwrap()
+        .contains("Right?\n</evaluation_criteria>\n\n<scoring_rubric>\n- Score 0: no\n- Score 1: yes\n"));
+    let preset = "response_correctness_binary";
+    let input = &json_lines(&["prompt", "--protocol", "flowjudge_ref", "--rubric", preset], &row)[0]["input"];
+    assert!(input.as_str().unwrap().contains(&PRESETS[0].metric.criteria));
+    assert_eq!(Rubric::Text(preset.into()).suggested_family(), JudgeFamily::FlowJudge);
+}
+
+#[test]
 fn flowjudge_presets_are_flow_judges() {
     let golden = golden();
     let presets = golden["flowjudge_presets"].as_array().unwrap();

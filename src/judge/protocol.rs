@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::flow_metric::{self, FlowMetric};
+use super::flow_metric::{self, FlowMetric, PRESETS};
 use super::policy::ProtocolRequest;
 use crate::format::{ChatTemplate, ChatTemplateError, JudgeFamily, Message, RenderedChat};
 
@@ -511,6 +511,16 @@ impl Rubric {
         ("factual_validity", include_str!("templates/rubric_factual_validity.txt")),
         ("reasoning", include_str!("templates/rubric_reasoning.txt")),
     ];
+
+    /// The judge a rubric suggests for a model of no known family: Flow-Judge for its metrics
+    /// and presets, else Prometheus 2.
+    pub fn suggested_family(&self) -> JudgeFamily {
+        match self {
+            Rubric::Metric(_) => JudgeFamily::FlowJudge,
+            Rubric::Text(name) if PRESETS.iter().any(|preset| &preset.name == name) => JudgeFamily::FlowJudge,
+            _ => JudgeFamily::Prometheus,
+        }
+    }
 
     /// The rubric's text in the prompt. The relative protocols take only the first line of a
     /// built-in rubric (its criteria), as `load_rubric(name, "relative")` does, and likewise of
