@@ -17,8 +17,8 @@
 //! The Llama-3.1, Qwen2.5 and Phi-3.5 judges take one user message, filled as their references
 //! fill it (docs/judges.md): Skywork-Critic as rm-gallery 0.1.7's `SkyworkCriticTemplate`
 //! renders JudgeBench's `skywork_critic_prompt.jinja2` (plain substitution; Jinja drops the
-//! file's final newline); Selene Mini's templates from its model card (`atla-ai/selene-mini`'s
-//! `prompt-templates/*.yaml`) with `str.format`; CompassJudger-1 with opencompass' JudgerBench
+//! file's final newline); Selene Mini's training templates (atla-ai/selene-mini's
+//! `prompt-templates/*.yaml`, which its model card points to) with `str.format`; CompassJudger-1 with opencompass' JudgerBench
 //! `alignbench_judge_prompt`; Flow-Judge with flow-judge 0.1.2's `format_user_prompt`
 //! ([`super::flow_metric`]).
 
