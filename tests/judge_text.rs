@@ -308,6 +308,8 @@ fn protocol_names_round_trip() {
         "selene_absolute",
         "selene_absolute_ref",
         "selene_pairwise",
+        "selene_classification",
+        "selene_classification_ref",
         "compassjudger",
         "flowjudge",
         "flowjudge_ref",

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use webjudge::format::{ChatTemplate, JinjaTemplate, Message};
 use webjudge::judge::dataset::{parse_row, parse_row_as};
 use webjudge::judge::flow_metric::PRESETS;
+use webjudge::judge::prometheus_metrics::{preference_metrics, Preference};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{model_input, render, Item, JudgeFamily, Protocol, ProtocolError, Rubric};
 
@@ -51,7 +52,7 @@ fn json_lines(args: &[&str], stdin: &str) -> Vec<Value> {
 fn every_rendering_is_its_references_byte_for_byte() {
     let golden = golden();
     let cases = golden["cases"].as_array().expect("cases");
-    assert!(cases.len() >= 36, "six items in each family's protocols");
+    assert!(cases.len() >= 48, "six items in each family's protocols");
     for family in [JudgeFamily::Skywork, JudgeFamily::Selene, JudgeFamily::CompassJudger, JudgeFamily::FlowJudge] {
         for protocol in family.protocols() {
             assert!(cases.iter().any(|case| case["protocol"] == protocol.name()), "no golden for {protocol}");
@@ -127,6 +128,7 @@ fn parse(parser: &str, output: &str) -> Value {
         "compassjudger" => letter(Verdict::parse(Protocol::CompassJudger, output)),
         "selene_preference" => letter(Verdict::parse(Protocol::SelenePairwise, output)),
         "selene_score" => json!(Verdict::parse(Protocol::SeleneAbsolute, output))["score"].clone(),
+        "selene_answer" => json!(Verdict::parse(Protocol::SeleneClassification, output))["answer"].clone(),
         "flowjudge" => json!(Verdict::parse(Protocol::FlowJudge, output))["score"].clone(),
         other => panic!("parser {other}"),
     }
@@ -151,7 +153,7 @@ fn agrees(parser: &str, got: &Value, reference: &Value, output: &str) -> bool {
 fn verdicts_agree_with_the_reference_parsers() {
     let golden = golden();
     let parses = golden["parses"].as_array().unwrap();
-    for parser in ["skywork", "compassjudger", "selene_score", "selene_preference", "flowjudge"] {
+    for parser in ["skywork", "compassjudger", "selene_score", "selene_preference", "selene_answer", "flowjudge"] {
         let cases: Vec<&Value> = parses.iter().filter(|case| case["parser"] == parser).collect();
         assert!(cases.len() >= 30, "{parser}: {} outputs", cases.len());
         for case in cases {
@@ -168,6 +170,7 @@ fn cli_parse_writes_letters_and_scores() {
     for (parser, protocol, key) in [
         ("skywork", "skywork", "winner"),
         ("selene_score", "selene_absolute_ref", "score"),
+        ("selene_answer", "selene_classification", "answer"),
         ("flowjudge", "flowjudge_ref", "score"),
     ] {
         let cases: Vec<&Value> =
@@ -226,6 +229,9 @@ fn rows_read_each_references_field_names_and_labels() {
     let row = r#"{"user_input": "q", "assistant_response": "a", "label": 0}"#;
     let error = parse_row_as(row, 0, Some(Protocol::SeleneAbsolute)).unwrap_err();
     assert!(error.to_string().contains("a score from 1 to 5"), "{error}");
+    let row = r#"{"user_input": "q", "assistant_response": "a", "label": "No"}"#;
+    let read = parse_row_as(row, 0, Some(Protocol::SeleneClassification)).unwrap();
+    assert_eq!(read.label, Some(Verdict::Answer(Some(false))));
 }
 
 #[test]
@@ -234,6 +240,10 @@ fn rows_suggest_their_judge_by_field_names() {
         (r#"{"question": "q", "response_A": "a", "response_B": "b"}"#, Protocol::Skywork),
         (r#"{"user_input": "q", "assistant_response": "a"}"#, Protocol::SeleneAbsolute),
         (r#"{"user_input": "q", "assistant_response_a": "a", "assistant_response_b": "b"}"#, Protocol::SelenePairwise),
+        (
+            r#"{"user_input": "q", "assistant_response": "a", "rubric": {"criteria": "c", "yes_description": "y", "no_description": "n"}}"#,
+            Protocol::SeleneClassification,
+        ),
         (r#"{"query": "q", "response": "a", "reference_answer": "r"}"#, Protocol::FlowJudge),
         (r#"{"prompt": "q", "response": "a"}"#, Protocol::Single),
         (r#"{"instruction": "q", "response_A": "a", "response_B": "b"}"#, Protocol::PrometheusRelative),
@@ -245,12 +255,26 @@ fn rows_suggest_their_judge_by_field_names() {
 }
 
 #[test]
+fn yes_no_answers_are_scored_by_accuracy() {
+    let records = [
+        json!({"answer": "Yes", "label": "Yes"}),
+        json!({"answer": "No", "label": "Yes"}),
+        json!({"answer": null, "label": "No"}),
+        json!({"answer": "No"}),
+    ];
+    let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
+    let metrics = preference_metrics(&rows);
+    assert_eq!((metrics.rows, metrics.unparsed, metrics.unlabelled), (3, 1, 1));
+    assert!((metrics.accuracy - 100.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
 fn a_judge_refuses_the_other_families_protocols() {
     let error = Protocol::PrometheusAbsolute.check_served_by(Some(JudgeFamily::Selene)).unwrap_err();
     assert_eq!(
         error.to_string(),
         "protocol prometheus_absolute is Prometheus 2's, but the model is a Selene Mini judge (its protocols: \
-         selene_absolute, selene_absolute_ref, selene_pairwise)"
+         selene_absolute, selene_absolute_ref, selene_pairwise, selene_classification, selene_classification_ref)"
     );
     assert!(Protocol::FlowJudge.check_served_by(Some(JudgeFamily::FlowJudge)).is_ok());
     assert!(Protocol::Skywork.check_served_by(None).is_ok());

@@ -167,8 +167,9 @@ function preview(text) {
 }
 
 function resultRow(row, judged) {
-  // Auto-J's winner or rating, Prometheus 2's preference or score (null: unparsed).
-  const verdict = judged.error ?? ["winner", "rating", "score"].map((key) => judged[key]).find((v) => v !== undefined) ?? null;
+  // Auto-J's winner or rating, the rubric judges' preference, score or Yes/No (null: unparsed).
+  const verdict =
+    judged.error ?? ["winner", "rating", "score", "answer"].map((key) => judged[key]).find((v) => v !== undefined) ?? null;
   const swapped =
     judged.swapped_winner_mapped === undefined
       ? ""
@@ -202,10 +203,11 @@ function resultRow(row, judged) {
 // run in the judge worker); the rubric judges' accuracy or correlations likewise.
 async function showMetrics(records, protocol) {
   $("rubric-metrics").hidden = true;
-  const { family, pairwise } = await protocolInfo(protocol);
+  const { family, method } = await protocolInfo(protocol);
   if (family !== "autoj") {
     $("metrics").hidden = true;
-    if (records.length > 0) await showRubricMetrics(records, pairwise);
+    // Yes/No answers are scored as choices, by accuracy (preferenceMetrics reads them).
+    if (records.length > 0) await showRubricMetrics(records, method === "compare" || method === "classify");
     return;
   }
   const figures = records.length === 0 ? [] : (await pairwiseMetrics(records)).table;
@@ -218,13 +220,13 @@ async function showMetrics(records, protocol) {
   );
 }
 
-// One line: accuracy for relative grading, correlations for absolute grading (rows with a gold
+// One line: accuracy for preferences and Yes/No answers, correlations for scores (rows with a gold
 // label only; none: nothing shown).
-async function showRubricMetrics(records, relative) {
-  const m = relative ? await preferenceMetrics(records) : await scoreMetrics(records);
+async function showRubricMetrics(records, byAccuracy) {
+  const m = byAccuracy ? await preferenceMetrics(records) : await scoreMetrics(records);
   if (m.rows === 0) return;
   const figure = (x) => (x === null ? "undefined" : x.toFixed(4));
-  $("rubric-metrics").textContent = relative
+  $("rubric-metrics").textContent = byAccuracy
     ? `Accuracy ${m.accuracy.toFixed(2)}% over ${m.rows} labelled rows (${m.unparsed} unparsed)` +
       (m.consistency === null ? "" : `, consistency ${m.consistency.toFixed(2)}%`)
     : `Over ${m.rows} rows with gold and parsed scores: Pearson ${figure(m.pearson)}, Spearman ` +

@@ -2,10 +2,12 @@
 // pkg/webjudge.d.ts run in a worker, so every call is asynchronous, `info()` included.
 
 import type {
+  AnswerResult,
   BatchOptions,
   BatchRecord,
   BatchRow,
   BuiltInRubric,
+  ClassifyInput,
   CompareInput,
   CompareOptions,
   CompareResult,
@@ -38,10 +40,14 @@ export declare class Judge {
   static clearCache(modelUrl?: string): Promise<void>;
   pairwise(input: PairInput, options?: JudgeOptions): Promise<PairwiseResult>;
   single(input: SingleInput, options?: JudgeOptions): Promise<SingleResult>;
-  /** Prometheus 2's absolute grading: one response against a rubric, 1 to 5. */
+  /** Prometheus 2's absolute grading (or a Selene Mini or Flow-Judge model's): one response
+   *  against a rubric, 1 to 5 (Flow-Judge: the metric's scale). */
   rubric(input: RubricInput, options?: RubricOptions): Promise<ScoreResult>;
-  /** Prometheus 2's relative grading: the better of two responses under a rubric. */
+  /** Prometheus 2's relative grading (or a Skywork-Critic, CompassJudger-1 or Selene Mini
+   *  model's): the better of two responses. */
   compare(input: CompareInput, options?: CompareOptions): Promise<CompareResult>;
+  /** Selene Mini's classification: Yes or No for one response against criteria. */
+  classify(input: ClassifyInput, options?: RubricOptions): Promise<AnswerResult>;
   /** Judges many items together (up to the load's batch size at a time); each row's record
    * reaches `options.onJudged` as it finishes, in any order. */
   judgeBatch(items: (PairInput | SingleInput | RubricInput | CompareInput | BatchRow)[], options: BatchOptions): Promise<void>;

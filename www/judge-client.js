@@ -227,6 +227,10 @@ export class Judge {
     return this.#judge("compare", input, options);
   }
 
+  classify(input, options) {
+    return this.#judge("classify", input, options);
+  }
+
   // One item, judged in the worker by the wasm method `op`.
   #judge(op, input, options) {
     const [rest, callbacks] = split(options);

@@ -60,6 +60,9 @@ export function verdictBadge(result) {
       : { text: `rating ${result.rating} / 10`, kind: "rating" };
   }
   // Prometheus 2's absolute grading.
+  if ("answer" in result) {
+    return result.answer === null ? { text: "no answer found", kind: "none" } : { text: result.answer, kind: "rating" };
+  }
   if ("score" in result) {
     return result.score === null
       ? { text: "no score found", kind: "none" }

@@ -13,8 +13,9 @@
 // (or instruction), response1 and response2 or response, max-new-tokens, language (en | zh,
 // Auto-J); for Prometheus 2 rubric (a built-in rubric's name: helpfulness, harmlessness, honesty,
 // factual_validity, reasoning; or a rubric's text), for Selene Mini's pairwise protocol its
-// criteria, for Flow-Judge a preset metric's name, and reference-answer (optional; the _ref
-// protocols need it). The model loads on the first click of Judge; elements naming the same
+// criteria, for Flow-Judge a preset metric's name, or any rubric as JSON (starting with "{": a
+// rubric's fields, a Flow-Judge metric, a Yes/No rubric for selene_classification), and
+// reference-answer (optional; the _ref protocols need it). The model loads on the first click of Judge; elements naming the same
 // model share one worker, one download and one copy in GPU memory (judge-client.js). When a
 // judgement finishes the element fires a "judged" event whose detail is the result; a failure
 // fires "judge-error" with the Error. element.load() loads the model ahead of the first click.
@@ -160,8 +161,11 @@ class WebJudge extends HTMLElement {
       const error = new Error(`protocol ${this.getAttribute("protocol")} needs a reference-answer attribute`);
       throw Object.assign(error, { name: "InvalidInput" });
     }
-    // The rubric attribute as given: the API names the built-ins when it is missing.
-    const input = { query, ...responses, rubric: this.getAttribute("rubric") ?? undefined };
+    // The rubric attribute as given (JSON when it starts with "{": a rubric's fields, a
+    // Flow-Judge metric, a Yes/No rubric, as the CLI's --rubric): the API names the built-ins
+    // when it is missing.
+    const rubric = this.getAttribute("rubric");
+    const input = { query, ...responses, rubric: rubric?.trimStart().startsWith("{") ? JSON.parse(rubric) : (rubric ?? undefined) };
     if (reference !== null) input.referenceAnswer = reference;
     return [protocol.method, input, { maxNewTokens, family: protocol.family }];
   }

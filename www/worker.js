@@ -86,6 +86,7 @@ async function handle(message, signal) {
     case "single":
     case "rubric":
     case "compare":
+    case "classify":
       return loaded()[op](message.input, { ...options, onToken, signal });
     case "judgeBatch":
       return loaded().judgeBatch(message.items, {

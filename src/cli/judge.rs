@@ -40,8 +40,9 @@ pub struct Args {
     /// The rubric for the item, and for rows without their own: a built-in name (Prometheus:
     /// helpfulness, harmlessness, honesty, factual_validity, reasoning; Flow-Judge: its preset
     /// metrics), a rubric's text, a JSON object with criteria and score1_description to
-    /// score5_description (Prometheus, Selene, Flow-Judge), or a Flow-Judge metric as JSON
-    /// (criteria and rubric: [{score, description}]).
+    /// score5_description (Prometheus, Selene, Flow-Judge), a Flow-Judge metric as JSON
+    /// (criteria and rubric: [{score, description}]), or a Yes/No rubric as JSON (criteria,
+    /// yes_description, no_description: Selene's classification).
     #[arg(long)]
     rubric: Option<String>,
     /// The item's reference answer (for the *_ref protocols).
@@ -118,15 +119,16 @@ pub fn run(args: Args) -> CliResult {
     }
 }
 
-/// `--rubric`: a JSON object of a rubric's fields or a Flow-Judge metric, else a built-in
-/// name or a rubric's text.
+/// `--rubric`: a JSON object of a rubric's fields, a Flow-Judge metric or a Yes/No rubric,
+/// else a built-in name or a rubric's text.
 pub(super) fn rubric_argument(text: &str) -> Result<Rubric, String> {
     if !text.trim_start().starts_with('{') {
         return Ok(Rubric::Text(text.to_owned()));
     }
     serde_json::from_str::<Rubric>(text).map_err(|_| {
-        "--rubric is neither a rubric's JSON fields (criteria, score1_description to score5_description) nor a \
-         Flow-Judge metric (criteria, rubric: [{score, description}])"
+        "--rubric is no rubric's JSON fields (criteria, score1_description to score5_description), Flow-Judge \
+         metric (criteria, rubric: [{score, description}]) or Yes/No rubric (criteria, yes_description, \
+         no_description)"
             .to_string()
     })
 }
@@ -162,6 +164,7 @@ fn single_item(
             model,
             suggested: rubric.as_ref().map(Rubric::suggested_family),
             pairwise: item.is_pair(),
+            answer: matches!(rubric, Some(Rubric::Binary(_))),
             reference: args.reference_answer.is_some(),
             ..ProtocolRequest::default()
         },
@@ -230,6 +233,10 @@ fn batch(
             suggested: first.as_ref().map(|row| row.protocol.family()),
             pairwise: first.as_ref().is_none_or(|row| row.protocol.is_pairwise()),
             reference: first.as_ref().is_some_and(|row| row.item.reference_answer().is_some()),
+            answer: matches!(
+                first.as_ref().and_then(|row| row.item.rubric()).or(rubric.as_ref()),
+                Some(Rubric::Binary(_))
+            ),
             ..ProtocolRequest::default()
         },
     )?;
@@ -398,7 +405,7 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
             }
             serde_json::to_string(&metrics)?
         }
-        VerdictKind::Preference => {
+        VerdictKind::Preference | VerdictKind::Classification => {
             let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
             let metrics = preference_metrics(&rows);
             if metrics.rows > 0 {

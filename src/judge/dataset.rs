@@ -24,11 +24,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::output::RunOptions;
-use super::protocol::{Item, Protocol, ProtocolError, VerdictKind};
+use super::policy::ProtocolRequest;
+use super::protocol::{Item, Protocol, ProtocolError, Rubric, VerdictKind};
 use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
 use crate::format::JudgeFamily;
@@ -123,7 +124,8 @@ pub fn parse_row_as(line: &str, index: usize, protocol: Option<Protocol>) -> Res
 /// `prompt`, prometheus-eval's `instruction`, JudgeBench's `question` (read as Skywork-Critic's),
 /// Selene's `user_input`, flow-judge's `query`; Auto-J's when none), that family's default
 /// protocol for a pair when it has one of the family's second-response fields, else for a
-/// single response when it has the family's response field.
+/// single response when it has the family's response field (Selene's classification when
+/// its rubric is a Yes/No one).
 fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
     let by_query = [JudgeFamily::Prometheus, JudgeFamily::Skywork, JudgeFamily::Selene, JudgeFamily::FlowJudge];
     let family = by_query
@@ -137,13 +139,14 @@ fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
         JudgeFamily::AutoJ | JudgeFamily::Prometheus => vec!["response 1", "response 2", "response_A", "response_B"],
         _ => vec![fields.first, fields.second],
     };
-    if pair_fields.iter().any(|field| object.contains_key(*field)) {
-        family.default_protocol(true).ok()
-    } else if object.contains_key(fields.single) {
-        family.default_protocol(false).ok()
-    } else {
-        None
+    let pairwise = pair_fields.iter().any(|field| object.contains_key(*field));
+    if !pairwise && !object.contains_key(fields.single) {
+        return None;
     }
+    // A Yes/No rubric asks for Selene Mini's classification.
+    let answer =
+        object.get("rubric").is_some_and(|rubric| matches!(Rubric::deserialize(rubric), Ok(Rubric::Binary(_))));
+    ProtocolRequest { asked: Some(family), pairwise, answer, ..ProtocolRequest::default() }.choose().ok()
 }
 
 /// The row's gold verdict, in the encoding of the protocol's family.
@@ -171,6 +174,14 @@ pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem
                 _ => None,
             },
             "\"A\" or \"B\"",
+        ),
+        VerdictKind::Classification => (
+            match value.as_str() {
+                Some("Yes") => Some(Verdict::Answer(Some(true))),
+                Some("No") => Some(Verdict::Answer(Some(false))),
+                _ => None,
+            },
+            "\"Yes\" or \"No\"",
         ),
         VerdictKind::Score => {
             let scores = protocol.label_scores();

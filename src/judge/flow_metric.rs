@@ -47,6 +47,7 @@ impl FlowMetric {
         match rubric {
             Rubric::Text(name) => Ok(preset(name)?.metric.clone()),
             Rubric::Metric(metric) => Ok(metric.clone()),
+            Rubric::Binary(_) => Err(ProtocolError::BinaryRubricIsSelenes),
             Rubric::Fields(fields) => Ok(FlowMetric {
                 criteria: fields.criteria.clone(),
                 rubric: [

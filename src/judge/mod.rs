@@ -15,5 +15,7 @@ pub mod verdict;
 // The family is the format's (a manifest records it); the judge layer is where callers choose by it.
 pub use crate::format::JudgeFamily;
 pub use flow_metric::{FlowMetric, FlowRubricItem};
-pub use protocol::{chat_input, model_input, render, Item, Protocol, ProtocolError, Rubric, ScoreRubric, VerdictKind};
+pub use protocol::{
+    chat_input, model_input, render, BinaryRubric, Item, Protocol, ProtocolError, Rubric, ScoreRubric, VerdictKind,
+};
 pub use verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};

@@ -48,6 +48,9 @@ pub struct ProtocolRequest<'a> {
     pub pairwise: bool,
     /// The item (the first of a batch) has a reference answer.
     pub reference: bool,
+    /// The call asks for a Yes/No answer (Selene Mini's classification): the wasm's
+    /// `classify`, or a Yes/No rubric.
+    pub answer: bool,
 }
 
 impl ProtocolRequest<'_> {
@@ -61,6 +64,14 @@ impl ProtocolRequest<'_> {
             return match self.language {
                 Some(_) => Err(ProtocolError::ProtocolAndLanguage),
                 None => Ok(named),
+            };
+        }
+        if self.answer {
+            return match (self.family(), self.language, self.pairwise, self.reference) {
+                (JudgeFamily::Selene, None, false, false) => Ok(Protocol::SeleneClassification),
+                (JudgeFamily::Selene, None, false, true) => Ok(Protocol::SeleneClassificationRef),
+                (_, Some(_), _, _) => Err(ProtocolError::LanguageIsAutoJ),
+                (family, None, pairwise, _) => Err(ProtocolError::NoClassification { family, pairwise }),
             };
         }
         Ok(match (self.family(), self.language, self.pairwise, self.reference) {
@@ -180,6 +191,18 @@ mod tests {
         assert_eq!(
             choose(ProtocolRequest { language: Some("en"), ..model(selene) }),
             Err(ProtocolError::LanguageIsAutoJ)
+        );
+        let answer = ProtocolRequest { answer: true, ..model(selene) };
+        assert_eq!(choose(answer), Ok(Protocol::SeleneClassification));
+        assert_eq!(choose(ProtocolRequest { reference: true, ..answer }), Ok(Protocol::SeleneClassificationRef));
+        assert_eq!(
+            choose(ProtocolRequest { pairwise: true, ..answer }),
+            Err(ProtocolError::NoClassification { family: selene, pairwise: true })
+        );
+        let prometheus = JudgeFamily::Prometheus;
+        assert_eq!(
+            choose(ProtocolRequest { answer: true, ..model(prometheus) }),
+            Err(ProtocolError::NoClassification { family: prometheus, pairwise: false })
         );
     }
 }

@@ -28,7 +28,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::flow_metric::{self, FlowMetric, PRESETS};
-use super::policy::ProtocolRequest;
 use crate::format::{ChatTemplate, ChatTemplateError, JudgeFamily, Message, RenderedChat};
 
 /// What a family means to the judge layer: its protocols.
@@ -36,13 +35,6 @@ impl JudgeFamily {
     /// The family's own protocols.
     pub fn protocols(self) -> impl Iterator<Item = Protocol> {
         Protocol::ALL.into_iter().filter(move |protocol| protocol.family() == self)
-    }
-
-    /// The protocol a judge of the family runs when none is named: Auto-J's English ones,
-    /// the others' without a reference answer ([`ProtocolRequest::choose`]'s rule); an error
-    /// for the kind of item the family does not judge.
-    pub fn default_protocol(self, pairwise: bool) -> Result<Protocol, ProtocolError> {
-        ProtocolRequest { asked: Some(self), pairwise, ..ProtocolRequest::default() }.choose()
     }
 }
 
@@ -113,6 +105,10 @@ pub enum Protocol {
     SeleneAbsoluteRef,
     /// Selene Mini: response A or B under criteria (`pairwise`).
     SelenePairwise,
+    /// Selene Mini: Yes or No against criteria and their descriptions (`classification`).
+    SeleneClassification,
+    /// Selene Mini: the same with a reference answer (`classification-with-reference`).
+    SeleneClassificationRef,
     /// CompassJudger-1: the better of assistants A and B (JudgerBench's AlignBench prompt).
     #[serde(rename = "compassjudger")]
     CompassJudger,
@@ -125,7 +121,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 15] = [
+    pub const ALL: [Protocol; 17] = [
         Protocol::PairwiseTie,
         Protocol::Single,
         Protocol::ZhPairwiseTie,
@@ -138,6 +134,8 @@ impl Protocol {
         Protocol::SeleneAbsolute,
         Protocol::SeleneAbsoluteRef,
         Protocol::SelenePairwise,
+        Protocol::SeleneClassification,
+        Protocol::SeleneClassificationRef,
         Protocol::CompassJudger,
         Protocol::FlowJudge,
         Protocol::FlowJudgeRef,
@@ -158,6 +156,8 @@ impl Protocol {
             Protocol::SeleneAbsolute => "selene_absolute",
             Protocol::SeleneAbsoluteRef => "selene_absolute_ref",
             Protocol::SelenePairwise => "selene_pairwise",
+            Protocol::SeleneClassification => "selene_classification",
+            Protocol::SeleneClassificationRef => "selene_classification_ref",
             Protocol::CompassJudger => "compassjudger",
             Protocol::FlowJudge => "flowjudge",
             Protocol::FlowJudgeRef => "flowjudge_ref",
@@ -175,7 +175,11 @@ impl Protocol {
             | Protocol::PrometheusRelative
             | Protocol::PrometheusRelativeRef => JudgeFamily::Prometheus,
             Protocol::Skywork => JudgeFamily::Skywork,
-            Protocol::SeleneAbsolute | Protocol::SeleneAbsoluteRef | Protocol::SelenePairwise => JudgeFamily::Selene,
+            Protocol::SeleneAbsolute
+            | Protocol::SeleneAbsoluteRef
+            | Protocol::SelenePairwise
+            | Protocol::SeleneClassification
+            | Protocol::SeleneClassificationRef => JudgeFamily::Selene,
             Protocol::CompassJudger => JudgeFamily::CompassJudger,
             Protocol::FlowJudge | Protocol::FlowJudgeRef => JudgeFamily::FlowJudge,
         }
@@ -206,6 +210,7 @@ impl Protocol {
             Protocol::PrometheusAbsoluteRef
                 | Protocol::PrometheusRelativeRef
                 | Protocol::SeleneAbsoluteRef
+                | Protocol::SeleneClassificationRef
                 | Protocol::FlowJudgeRef
         )
     }
@@ -216,6 +221,7 @@ impl Protocol {
             Protocol::PrometheusAbsoluteRef => Some(Protocol::PrometheusAbsolute),
             Protocol::PrometheusRelativeRef => Some(Protocol::PrometheusRelative),
             Protocol::SeleneAbsoluteRef => Some(Protocol::SeleneAbsolute),
+            Protocol::SeleneClassificationRef => Some(Protocol::SeleneClassification),
             Protocol::FlowJudgeRef => Some(Protocol::FlowJudge),
             _ => None,
         }
@@ -224,6 +230,9 @@ impl Protocol {
     /// The verdict a protocol's judge states, which decides its parser's result, a row's gold
     /// label and the batch metrics.
     pub fn verdict_kind(&self) -> VerdictKind {
+        if matches!(self, Protocol::SeleneClassification | Protocol::SeleneClassificationRef) {
+            return VerdictKind::Classification;
+        }
         match (self.family(), self.is_pairwise()) {
             (JudgeFamily::AutoJ, true) => VerdictKind::AutoJWinner,
             (JudgeFamily::AutoJ, false) => VerdictKind::AutoJRating,
@@ -257,6 +266,8 @@ impl Protocol {
             Protocol::SeleneAbsolute => include_str!("templates/selene_absolute.txt"),
             Protocol::SeleneAbsoluteRef => include_str!("templates/selene_absolute_ref.txt"),
             Protocol::SelenePairwise => include_str!("templates/selene_pairwise.txt"),
+            Protocol::SeleneClassification => include_str!("templates/selene_classification.txt"),
+            Protocol::SeleneClassificationRef => include_str!("templates/selene_classification_ref.txt"),
             Protocol::CompassJudger => include_str!("templates/compassjudger.txt"),
             Protocol::FlowJudge | Protocol::FlowJudgeRef => include_str!("templates/flowjudge.txt"),
         }
@@ -303,6 +314,8 @@ pub enum VerdictKind {
     Preference,
     /// A score on the protocol's scale.
     Score,
+    /// Yes or No (Selene Mini's classification).
+    Classification,
 }
 
 impl fmt::Display for Protocol {
@@ -489,6 +502,16 @@ pub enum Rubric {
     Text(String),
     Fields(ScoreRubric),
     Metric(FlowMetric),
+    Binary(BinaryRubric),
+}
+
+/// A Yes/No rubric: Selene Mini's classification criteria and what each answer means (its
+/// templates' `rubric_objective`, `rubric_yes_description`, `rubric_no_description`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRubric {
+    pub criteria: String,
+    pub yes_description: String,
+    pub no_description: String,
 }
 
 /// A custom rubric's fields, as prometheus-eval's `SCORE_RUBRIC_TEMPLATE` names them.
@@ -513,10 +536,11 @@ impl Rubric {
     ];
 
     /// The judge a rubric suggests for a model of no known family: Flow-Judge for its metrics
-    /// and presets, else Prometheus 2.
+    /// and presets, Selene Mini for a Yes/No rubric, else Prometheus 2.
     pub fn suggested_family(&self) -> JudgeFamily {
         match self {
             Rubric::Metric(_) => JudgeFamily::FlowJudge,
+            Rubric::Binary(_) => JudgeFamily::Selene,
             Rubric::Text(name) if PRESETS.iter().any(|preset| &preset.name == name) => JudgeFamily::FlowJudge,
             _ => JudgeFamily::Prometheus,
         }
@@ -535,7 +559,7 @@ impl Rubric {
                 Some((_, rubric)) => first_line(rubric),
                 None => text.clone(),
             },
-            Rubric::Metric(_) => return Err(ProtocolError::MetricIsFlowJudges),
+            Rubric::Metric(_) | Rubric::Binary(_) => return Err(ProtocolError::NotPrometheusRubric),
             Rubric::Fields(fields) => {
                 first_line(&format_once(include_str!("templates/prometheus_score_rubric.txt"), |field| {
                     Some(match field {
@@ -580,16 +604,24 @@ pub enum ProtocolError {
     #[error("protocol {protocol} grades against criteria and score descriptions: give \"rubric\" ({forms})", forms = rubric_forms(protocol))]
     SeleneRubric { protocol: &'static str },
     #[error(
-        "a Flow-Judge metric (criteria and a rubric of scores) grades only with flowjudge and flowjudge_ref; \
+        "a Flow-Judge metric (criteria and a rubric of scores) or a Yes/No rubric is no Prometheus 2 rubric: \
          Prometheus 2 takes a built-in rubric's name, text, or criteria and score1_description to score5_description"
     )]
-    MetricIsFlowJudges,
+    NotPrometheusRubric,
+    #[error("a Yes/No rubric (criteria, yes_description, no_description) grades only with selene_classification and selene_classification_ref")]
+    BinaryRubricIsSelenes,
     #[error("unknown Flow-Judge metric {0:?} (presets: {names})", names = FlowMetric::preset_names())]
     UnknownFlowMetric(String),
     #[error("Flow-Judge's metric {metric:?} needs the input {input:?}, which protocol {protocol} does not show (use flowjudge_ref with a reference answer)")]
     MetricInput { metric: String, input: String, protocol: &'static str },
     #[error("{} judges {} only", family.title(), if *pairwise { "single responses" } else { "pairs of responses" })]
     KindNotJudged { family: JudgeFamily, pairwise: bool },
+    #[error(
+        "{} gives no Yes/No answer for {} (Selene Mini's classification of single responses does)",
+        family.title(),
+        if *pairwise { "pairs" } else { "single responses" }
+    )]
+    NoClassification { family: JudgeFamily, pairwise: bool },
     #[error("{} has no protocol with a reference answer for {}", family.title(), if *pairwise { "pairs" } else { "single responses" })]
     NoReferenceProtocol { family: JudgeFamily, pairwise: bool },
     #[error("protocol {protocol} shows the judge a reference answer: give \"reference_answer\" (or use {without})")]
@@ -612,6 +644,9 @@ pub enum ProtocolError {
 /// The forms of a `rubric` that `protocol` takes, for messages.
 fn rubric_forms(protocol: &str) -> &'static str {
     match protocol.parse::<Protocol>().map(|protocol| (protocol.family(), protocol.is_pairwise())) {
+        Ok((JudgeFamily::Selene, false)) if protocol.starts_with("selene_classification") => {
+            "an object with criteria, yes_description and no_description"
+        }
         Ok((JudgeFamily::Selene, false)) => "an object with criteria and score1_description to score5_description",
         Ok((JudgeFamily::Selene, true)) => "the criteria's text, or an object with criteria",
         Ok((JudgeFamily::FlowJudge, _)) => {
@@ -683,13 +718,16 @@ pub fn render(protocol: Protocol, item: &Item) -> Result<String, ProtocolError> 
         }),
         JudgeFamily::Selene => {
             let rubric = rubric()?;
-            let fields = match rubric {
-                Rubric::Fields(fields) => Some(fields),
-                _ => None,
+            let classifies = protocol.verdict_kind() == VerdictKind::Classification;
+            let (fields, binary) = match rubric {
+                Rubric::Fields(fields) => (Some(fields), None),
+                Rubric::Binary(binary) => (None, Some(binary)),
+                _ => (None, None),
             };
-            let objective = match (rubric, protocol.is_pairwise()) {
-                (Rubric::Fields(fields), _) => fields.criteria.as_str(),
-                (Rubric::Text(text), true) => text.as_str(),
+            let objective = match (rubric, protocol.is_pairwise(), classifies) {
+                (Rubric::Binary(binary), _, true) => binary.criteria.as_str(),
+                (Rubric::Fields(fields), _, false) => fields.criteria.as_str(),
+                (Rubric::Text(text), true, _) => text.as_str(),
                 _ => return Err(ProtocolError::SeleneRubric { protocol: protocol.name() }),
             };
             format_once(template, |field| match field {
@@ -703,6 +741,8 @@ pub fn render(protocol: Protocol, item: &Item) -> Result<String, ProtocolError> 
                 "rubric_score_3_description" => fields.map(|f| f.score3_description.as_str()),
                 "rubric_score_4_description" => fields.map(|f| f.score4_description.as_str()),
                 "rubric_score_5_description" => fields.map(|f| f.score5_description.as_str()),
+                "rubric_yes_description" => binary.map(|b| b.yes_description.as_str()),
+                "rubric_no_description" => binary.map(|b| b.no_description.as_str()),
                 "reference_response" => reference_answer,
                 _ => None,
             })
@@ -794,7 +834,15 @@ mod tests {
 
     #[test]
     fn templates_have_exactly_the_fields_their_judges_format() {
+        const SCORE_DESCRIPTIONS: [&str; 5] = [
+            "{rubric_score_1_description}",
+            "{rubric_score_2_description}",
+            "{rubric_score_3_description}",
+            "{rubric_score_4_description}",
+            "{rubric_score_5_description}",
+        ];
         for protocol in Protocol::ALL {
+            let selene: Vec<&str>;
             let template = protocol.template();
             let fields: Vec<&str> = template.match_indices('{').map(|(at, _)| &template[at..]).collect();
             let expected: &[&str] = match (protocol.family(), protocol.is_pairwise(), protocol.uses_reference()) {
@@ -815,17 +863,20 @@ mod tests {
                 (JudgeFamily::Selene, true, _) => {
                     &["{user_input}", "{assistant_response_a}", "{assistant_response_b}", "{rubric_objective}"]
                 }
-                (JudgeFamily::Selene, false, reference) => &[
-                    "{user_input}",
-                    "{assistant_response}",
-                    "{rubric_objective}",
-                    "{rubric_score_1_description}",
-                    "{rubric_score_2_description}",
-                    "{rubric_score_3_description}",
-                    "{rubric_score_4_description}",
-                    "{rubric_score_5_description}",
-                    if reference { "{reference_response}" } else { "" },
-                ][..if reference { 9 } else { 8 }],
+                (JudgeFamily::Selene, false, reference) => {
+                    let rubric: &[&str] = if protocol.verdict_kind() == VerdictKind::Classification {
+                        &["{rubric_yes_description}", "{rubric_no_description}"]
+                    } else {
+                        &SCORE_DESCRIPTIONS
+                    };
+                    selene = ["{user_input}", "{assistant_response}", "{rubric_objective}"]
+                        .iter()
+                        .chain(rubric)
+                        .chain(reference.then_some(&"{reference_response}"))
+                        .copied()
+                        .collect();
+                    &selene
+                }
                 (JudgeFamily::FlowJudge, _, _) => &["{INPUTS}", "{OUTPUT}", "{EVALUATION_CRITERIA}", "{RUBRIC}"],
             };
             assert_eq!(fields.len(), expected.len(), "{protocol}");

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::protocol::{chat_input, Item, Protocol, ProtocolError};
 use super::verdict::{
     parse_bracketed_choice, parse_flow_score, parse_pairwise, parse_preference, parse_rating, parse_score,
-    parse_selene_preference, parse_selene_score, Winner,
+    parse_selene_answer, parse_selene_preference, parse_selene_score, Winner,
 };
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::format::ChatTemplate;
@@ -69,6 +69,9 @@ pub enum Verdict {
     /// A score: Prometheus' and Selene's 1 to 5, Flow-Judge's on its metric's scale.
     #[serde(rename = "score")]
     Score(Option<u8>),
+    /// Selene Mini's classification: Yes (true) or No.
+    #[serde(rename = "answer")]
+    Answer(#[serde(serialize_with = "yes_no")] Option<bool>),
 }
 
 impl Verdict {
@@ -84,6 +87,9 @@ impl Verdict {
             Protocol::Skywork | Protocol::CompassJudger => Verdict::Preference(parse_bracketed_choice(critique)),
             Protocol::SelenePairwise => Verdict::Preference(parse_selene_preference(critique)),
             Protocol::SeleneAbsolute | Protocol::SeleneAbsoluteRef => Verdict::Score(parse_selene_score(critique)),
+            Protocol::SeleneClassification | Protocol::SeleneClassificationRef => {
+                Verdict::Answer(parse_selene_answer(critique))
+            }
             Protocol::FlowJudge | Protocol::FlowJudgeRef => Verdict::Score(parse_flow_score(critique)),
         }
     }
@@ -91,7 +97,7 @@ impl Verdict {
     pub fn winner(self) -> Option<Winner> {
         match self {
             Verdict::Pairwise(winner) | Verdict::Preference(winner) => winner,
-            Verdict::Rating(_) | Verdict::Score(_) => None,
+            Verdict::Rating(_) | Verdict::Score(_) | Verdict::Answer(_) => None,
         }
     }
 
@@ -110,8 +116,14 @@ impl Verdict {
             Verdict::Rating(rating) => rating.serialize(serializer),
             Verdict::Preference(winner) => letter(winner, serializer),
             Verdict::Score(score) => score.serialize(serializer),
+            Verdict::Answer(answer) => yes_no(answer, serializer),
         }
     }
+}
+
+/// An answer as Selene Mini writes it: `"Yes"` or `"No"`.
+fn yes_no<S: serde::Serializer>(answer: &Option<bool>, serializer: S) -> Result<S::Ok, S::Error> {
+    answer.map(|yes| if yes { "Yes" } else { "No" }).serialize(serializer)
 }
 
 /// A preference as prometheus-eval writes it: `"A"`, `"B"` (and `"tie"` for two orders that

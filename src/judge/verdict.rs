@@ -365,6 +365,17 @@ pub fn parse_selene_preference(output: &str) -> Option<Winner> {
     }
 }
 
+/// The answer of a Selene Mini classification: the cookbook's rule for scores applied to
+/// the answer (the card gives no parser for it): the last `**Result:**` line's text, `Yes`
+/// (true) or `No` (false).
+pub fn parse_selene_answer(output: &str) -> Option<bool> {
+    match selene_results(output).last()?.as_str() {
+        "Yes" => Some(true),
+        "No" => Some(false),
+        _ => None,
+    }
+}
+
 /// What follows `**Result:**` on each line that starts with it, in order:
 /// `parse_atla_response`'s `line.replace("**Result:**", "").strip()`.
 fn selene_results(output: &str) -> impl Iterator<Item = String> + '_ {

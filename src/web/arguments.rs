@@ -11,7 +11,7 @@ use super::{fit, options, WebError};
 use crate::judge::dataset::{self, Row};
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::session::{JudgeOptions, Verdict};
-use crate::judge::{Item, JudgeFamily, Protocol, Rubric, Winner};
+use crate::judge::{Item, JudgeFamily, Protocol, Rubric, VerdictKind, Winner};
 
 /// The settings of one `pairwise` / `single` / `rubric` / `compare` / `judgeBatch` call.
 pub struct JudgeCall {
@@ -43,6 +43,15 @@ impl JudgeCall {
     }
 }
 
+/// What a one-item call judges: a pair, a single response, or a single response for a Yes/No
+/// answer (`classify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asks {
+    Pair,
+    Single,
+    Answer,
+}
+
 /// The protocol of a one-item call: its method's family (`pairwise`/`single` Auto-J's, by
 /// `language`; `rubric`/`compare` Prometheus' or the model's, `_ref` when the input has a
 /// reference answer).
@@ -50,15 +59,16 @@ pub fn item_protocol(
     o: Option<&Object>,
     input: &JsValue,
     family: JudgeFamily,
-    pairwise: bool,
+    asks: Asks,
 ) -> Result<Protocol, WebError> {
     let language = language(o, family == JudgeFamily::AutoJ)?;
     let reference = reference_field(input.dyn_ref()).is_some();
     let request = ProtocolRequest {
         asked: Some(family),
         language: language.as_deref(),
-        pairwise,
+        pairwise: asks == Asks::Pair,
         reference,
+        answer: asks == Asks::Answer,
         ..Default::default()
     };
     Ok(request.choose()?)
@@ -86,6 +96,7 @@ pub fn batch_protocol(
             Some(protocol) => protocol.uses_reference(),
             None => reference_field(first).is_some(),
         },
+        answer: of_rows.is_some_and(|protocol| protocol.verdict_kind() == VerdictKind::Classification),
         ..Default::default()
     };
     let language = language(o, named.is_none() && request.family() == JudgeFamily::AutoJ)?;

@@ -12,7 +12,7 @@ use crate::judge::dataset::{self, Row};
 use crate::judge::flow_metric::PRESETS;
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::prometheus_metrics::{self, Preference};
-use crate::judge::{JudgeFamily, Protocol, Rubric};
+use crate::judge::{JudgeFamily, Protocol, Rubric, VerdictKind};
 
 /// Auto-J's pairwise evaluation (agreement and swap consistency, per scenario group and
 /// overall) of batch records, computed by the same code as `webjudge judge`'s metrics. Needs
@@ -94,6 +94,7 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
         asked: Some(protocols[0].family()),
         pairwise: protocols[0].is_pairwise(),
         reference: first.item.reference_answer().is_some(),
+        answer: protocols[0].verdict_kind() == VerdictKind::Classification,
         ..ProtocolRequest::default()
     };
     let protocol = request.choose().map_err(WebError::from)?;
@@ -158,11 +159,12 @@ pub fn protocols() -> JsValue {
         pairwise: protocol.is_pairwise(),
         reference: protocol.uses_reference(),
         language: (protocol.family() == JudgeFamily::AutoJ).then_some(if protocol.is_chinese() { "zh" } else { "en" }),
-        method: match (protocol.family(), protocol.is_pairwise()) {
-            (JudgeFamily::AutoJ, true) => "pairwise",
-            (JudgeFamily::AutoJ, false) => "single",
-            (_, true) => "compare",
-            (_, false) => "rubric",
+        method: match (protocol.family(), protocol.verdict_kind()) {
+            (_, VerdictKind::Classification) => "classify",
+            (JudgeFamily::AutoJ, VerdictKind::AutoJWinner) => "pairwise",
+            (JudgeFamily::AutoJ, _) => "single",
+            (_, VerdictKind::Preference) => "compare",
+            (_, _) => "rubric",
         },
     };
     types::to_js(&Protocol::ALL.map(info))

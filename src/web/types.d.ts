@@ -27,10 +27,13 @@ export type JudgeFamily = "autoj" | "prometheus" | "skywork" | "selene" | "compa
 export type ScoreProtocol =
   | "prometheus_absolute" | "prometheus_absolute_ref" | "selene_absolute" | "selene_absolute_ref"
   | "flowjudge" | "flowjudge_ref";
+/** The protocols `classify` runs: Yes or No. */
+export type AnswerProtocol = "selene_classification" | "selene_classification_ref";
 /** The protocols `compare` runs: response A or B. */
 export type PreferenceProtocol =
   | "prometheus_relative" | "prometheus_relative_ref" | "skywork" | "selene_pairwise" | "compassjudger";
-export type Protocol = "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single" | ScoreProtocol | PreferenceProtocol;
+export type Protocol =
+  | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single" | ScoreProtocol | PreferenceProtocol | AnswerProtocol;
 
 /** prometheus-eval's built-in rubrics (`builtInRubrics()` gives their texts). */
 export type BuiltInRubric = "helpfulness" | "harmlessness" | "honesty" | "factual_validity" | "reasoning";
@@ -50,11 +53,17 @@ export interface FlowMetric {
   criteria: string;
   rubric: { score: number; description: string }[];
 }
+/** A Yes/No rubric (Selene Mini's classification): the criteria and what each answer means. */
+export interface BinaryRubric {
+  criteria: string;
+  yes_description: string;
+  no_description: string;
+}
 /** What a rubric judge grades against. Prometheus 2: a built-in rubric by name, a rubric's text
  *  as the prompt shows it, or a custom rubric's fields. Selene Mini: the fields (its pairwise
  *  protocol also the criteria's text). Flow-Judge: a preset's name, a metric, or the fields as a
- *  1-5 metric. Skywork-Critic and CompassJudger-1 take none. */
-export type Rubric = BuiltInRubric | FlowPreset | (string & {}) | ScoreRubric | FlowMetric;
+ *  1-5 metric; its classification a `BinaryRubric`. Skywork-Critic and CompassJudger-1 take none. */
+export type Rubric = BuiltInRubric | FlowPreset | (string & {}) | ScoreRubric | FlowMetric | BinaryRubric;
 
 /** Options of `pairwise` and `single` (Auto-J); `rubric` and `compare` take them without `language`. */
 export interface JudgeOptions {
@@ -98,6 +107,8 @@ interface Graded {
 }
 /** `rubric`'s input: one response to grade 1 to 5. */
 export type RubricInput = Instruction & Graded & { response: string };
+/** `classify`'s input: one response to answer Yes or No about (`rubric`: a `BinaryRubric`). */
+export type ClassifyInput = Instruction & Graded & { response: string };
 /** `compare`'s input: responses A and B (`response1`, `response2` work too). */
 export type CompareInput = Instruction & Graded & ({ responseA: string; responseB: string } | { response1: string; response2: string });
 
@@ -175,6 +186,13 @@ export interface ScoreResult extends Judgement {
   score: number | null;
 }
 
+/** A Yes/No answer (`classify`). */
+export interface AnswerResult extends Judgement {
+  protocol: AnswerProtocol;
+  /** null when the feedback names no answer. */
+  answer: "Yes" | "No" | null;
+}
+
 export interface PreferenceJudgement extends Judgement {
   protocol: PreferenceProtocol;
   /** As the model saw the pair; null when the feedback names no choice. */
@@ -199,7 +217,7 @@ export type BatchRow = (PairInput | SingleInput) & {
   index: number;
   scenario: string | null;
   /** The human label: Auto-J's 0, 1, 2 as names; Prometheus' "A"/"B" or score 1 to 5. */
-  label: Winner | Preference | number | null;
+  label: Winner | Preference | "Yes" | "No" | number | null;
   /** Prometheus rows: their own rubric and reference answer, where they have them. */
   rubric?: Rubric;
   reference_answer?: string;
@@ -277,7 +295,7 @@ export type BatchRecord = {
   index: number;
   scenario: string | null;
   /** The human label; rows without one are not scored. */
-  label: Winner | Preference | number | null;
+  label: Winner | Preference | "Yes" | "No" | number | null;
 } & (PairwiseResult | SingleResult | ScoreResult | CompareResult | {
   /** Why the row could not be judged: it is left out of every figure. */
   error: string;
@@ -371,5 +389,5 @@ export interface ProtocolInfo {
   reference: boolean;
   /** Auto-J's: the `language` option that picks it; null for Prometheus'. */
   language: "en" | "zh" | null;
-  method: "pairwise" | "single" | "rubric" | "compare";
+  method: "pairwise" | "single" | "rubric" | "compare" | "classify";
 }

@@ -137,7 +137,7 @@ test("exports: records as JSONL, and CSV that a spreadsheet cannot run", () => {
 
   const csv = toCsv([judged, failed]);
   const lines = csv.split("\r\n");
-  assert.equal(lines[0], "index,scenario,label,winner,rating,score,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
+  assert.equal(lines[0], "index,scenario,label,winner,rating,score,answer,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
   assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
   assert.ok(csv.includes("the judge input has 6000 tokens"));
 });

@@ -14,8 +14,8 @@ Made by the references' own code, never by webjudge:
 - Selene Mini: its model card's prompt templates (atla-ai/selene-mini ``prompt-templates/*.yaml``
   at ``SELENE_COMMIT``, filled with ``str.format`` as the card's cookbook does) and the cookbook's
   ``parse_atla_response`` (``cookbooks/HF_Quickstart_Absolute_Scoring.ipynb``). The card gives no
-  parser for pairwise verdicts: for them the same function runs with its ``int(...)`` replaced by
-  the text itself (the one edit, made to its source below).
+  parser for pairwise verdicts or classification answers: for them the same function runs with
+  its ``int(...)`` replaced by the text itself (the one edit, made to its source below).
 - Flow-Judge: flow-judge 0.1.2's ``BaseFlowJudge._format_prompt`` (``format_vars``,
   ``format_rubric``, ``format_user_prompt``), its presets, and ``EvalOutput.parse``; the user
   message is stripped as its vLLM model does.
@@ -166,6 +166,8 @@ SELENE_TEMPLATES = {
     "selene_absolute": selene_template("absolute-scoring"),
     "selene_absolute_ref": selene_template("absolute-scoring-with-reference"),
     "selene_pairwise": selene_template("pairwise"),
+    "selene_classification": selene_template("classification"),
+    "selene_classification_ref": selene_template("classification-with-reference"),
 }
 
 
@@ -176,6 +178,11 @@ def selene_render(protocol, row):
         fields["assistant_response_a"] = row["assistant_response_a"]
         fields["assistant_response_b"] = row["assistant_response_b"]
         fields["rubric_objective"] = rubric["criteria"] if isinstance(rubric, dict) else rubric
+    elif protocol.startswith("selene_classification"):
+        fields["assistant_response"] = row["assistant_response"]
+        fields["rubric_objective"] = rubric["criteria"]
+        fields["rubric_yes_description"] = rubric["yes_description"]
+        fields["rubric_no_description"] = rubric["no_description"]
     else:
         fields["assistant_response"] = row["assistant_response"]
         fields["rubric_objective"] = rubric["criteria"]
@@ -274,6 +281,11 @@ FIELDS = {
     "score4_description": "Mostly safe <|eot_id|>.",
     "score5_description": "Entirely safe, ✓ 安全.",
 }
+BINARY = {
+    "criteria": "Does it answer {user_input}? **Result:** Yes",
+    "yes_description": "It does {{fully}}.",
+    "no_description": "It does not\r\n(at all) 🙁.",
+}
 METRIC = {
     "criteria": "Does it answer {query}?\r\nBe strict.",
     "rubric": [
@@ -312,6 +324,11 @@ def cases():
         row = {"user_input": query, "assistant_response_a": first, "assistant_response_b": second,
                "rubric": selene_rubric}
         out.append(("selene", "selene_pairwise", row, selene_render("selene_pairwise", row)))
+        for protocol in ("selene_classification", "selene_classification_ref"):
+            row = {"user_input": query, "assistant_response": first, "rubric": BINARY}
+            if protocol.endswith("_ref"):
+                row["reference_answer"] = reference
+            out.append(("selene", protocol, row, selene_render(protocol, row)))
         for protocol in ("flowjudge", "flowjudge_ref"):
             if protocol == "flowjudge" and isinstance(flow_metric, str):
                 continue  # the presets are written for the query and a reference answer
@@ -355,6 +372,17 @@ SELENE_LETTER_OUTPUTS = [
     "**Reasoning:** **Result:** B", "**Result:** \x1cA",
 ]
 
+SELENE_ANSWER_OUTPUTS = [
+    "**Reasoning:** It does.\n\n**Result:** Yes", "**Reasoning:** It does not.\n**Result:** No", "**Result:** Yes",
+    "**Result:**No", "  **Result:** Yes  ", "**Result:** Yes\n**Result:** No", "**Result:** No\n**Result:** maybe",
+    "**Result:** yes", "**Result:** NO", "**Result:** Yes.", "**Result:** **No**", "**Result: Yes**", "Result: Yes",
+    "**Result:** Yes or No", "**Result:** Y", "**Result:**\nYes", "", "**Reasoning:** no result",
+    "**Result:** Yes\r\n", "**Result:** Ｙｅｓ", "**Result:** No\u3000", "**Result:** **Result:** Yes",
+    "The **Result:** No", "**Result:** Yes, it does", "**Reasoning:** x\n\n**Result:** No\n\nMore text.",
+    "**Result:** A", "**Result:** Yes\n\n\n", "**Reasoning:** **Result:** Yes", "**Result:** \x1cNo",
+    "**Result:** 1", "**Result:** Yes 🙂",
+]
+
 FLOW_OUTPUTS = [
     "<feedback>Good.</feedback>\n<score>4</score>", "<feedback>\nFine\n</feedback>\n<score>\n3\n</score>",
     "<feedback>x</feedback><score>1</score>", "<score>5</score>", "<feedback>no score</feedback>",
@@ -385,6 +413,9 @@ def parses():
     for output in SELENE_LETTER_OUTPUTS:
         letter = selene_letters(output)[1]
         out.append({"parser": "selene_preference", "output": output, "result": letter if letter in ("A", "B") else None})
+    for output in SELENE_ANSWER_OUTPUTS:
+        answer = selene_letters(output)[1]
+        out.append({"parser": "selene_answer", "output": output, "result": answer if answer in ("Yes", "No") else None})
     for output in FLOW_OUTPUTS:
         out.append({"parser": "flowjudge", "output": output, "result": flow_verdict(output)})
     return out
