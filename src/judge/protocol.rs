@@ -53,7 +53,7 @@ impl FromStr for JudgeFamily {
 }
 
 /// The field names of a family's test-data rows: its reference's own.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowFields {
     pub query: &'static str,
     pub first: &'static str,

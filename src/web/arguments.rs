@@ -84,9 +84,15 @@ pub fn batch_protocol(
 ) -> Result<Protocol, WebError> {
     let named = options::opt_protocol(o, "protocol")?;
     let of_rows = options::opt_protocol(first, "protocol").map_err(|error| in_item("items[0]", error))?;
+    // Rows read by the same field names as the model's own (JudgeBench's, for Skywork-Critic
+    // and CompassJudger-1) are the model's: parseRows cannot tell the two apart.
+    let asked = of_rows.map(|protocol| match model {
+        Some(model) if model.row_fields() == protocol.family().row_fields() => model,
+        _ => protocol.family(),
+    });
     let mut request = ProtocolRequest {
         named,
-        asked: of_rows.map(|protocol| protocol.family()),
+        asked,
         model,
         pairwise: match of_rows {
             Some(protocol) => protocol.is_pairwise(),
