@@ -311,6 +311,7 @@ fn protocol_names_round_trip() {
         "selene_classification",
         "selene_classification_ref",
         "compassjudger",
+        "compassjudger_arena",
         "flowjudge",
         "flowjudge_ref",
     ];

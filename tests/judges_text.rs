@@ -126,6 +126,7 @@ fn parse(parser: &str, output: &str) -> Value {
     match parser {
         "skywork" => letter(Verdict::parse(Protocol::Skywork, output)),
         "compassjudger" => letter(Verdict::parse(Protocol::CompassJudger, output)),
+        "compassjudger_arena" => letter(Verdict::parse(Protocol::CompassJudgerArena, output)),
         "selene_preference" => letter(Verdict::parse(Protocol::SelenePairwise, output)),
         "selene_score" => json!(Verdict::parse(Protocol::SeleneAbsolute, output))["score"].clone(),
         "selene_answer" => json!(Verdict::parse(Protocol::SeleneClassification, output))["answer"].clone(),
@@ -135,8 +136,17 @@ fn parse(parser: &str, output: &str) -> Value {
 }
 
 /// webjudge's listed differences (docs/judges.md): a score outside the scale webjudge keeps
-/// (Selene's 1-5, Flow-Judge's 0-255) is no score, nor is one in non-ASCII digits.
+/// (Selene's 1-5, Flow-Judge's 0-255) is no score, nor is one in non-ASCII digits; of
+/// opencompass' Arena-Hard scores (2 to -2) webjudge keeps the direction.
 fn agrees(parser: &str, got: &Value, reference: &Value, output: &str) -> bool {
+    if parser == "compassjudger_arena" {
+        let direction = reference.as_i64().map(|score| match score.signum() {
+            1 => "A",
+            0 => "tie",
+            _ => "B",
+        });
+        return *got == json!(direction);
+    }
     if got == reference {
         return true;
     }
@@ -153,7 +163,15 @@ fn agrees(parser: &str, got: &Value, reference: &Value, output: &str) -> bool {
 fn verdicts_agree_with_the_reference_parsers() {
     let golden = golden();
     let parses = golden["parses"].as_array().unwrap();
-    for parser in ["skywork", "compassjudger", "selene_score", "selene_preference", "selene_answer", "flowjudge"] {
+    for parser in [
+        "skywork",
+        "compassjudger",
+        "compassjudger_arena",
+        "selene_score",
+        "selene_preference",
+        "selene_answer",
+        "flowjudge",
+    ] {
         let cases: Vec<&Value> = parses.iter().filter(|case| case["parser"] == parser).collect();
         assert!(cases.len() >= 30, "{parser}: {} outputs", cases.len());
         for case in cases {

@@ -18,8 +18,9 @@
 //! fill it (docs/judges.md): Skywork-Critic as rm-gallery 0.1.7's `SkyworkCriticTemplate`
 //! renders JudgeBench's `skywork_critic_prompt.jinja2` (plain substitution; Jinja drops the
 //! file's final newline); Selene Mini's training templates (atla-ai/selene-mini's
-//! `prompt-templates/*.yaml`, which its model card points to) with `str.format`; CompassJudger-1 with opencompass' JudgerBench
-//! `alignbench_judge_prompt`; Flow-Judge with flow-judge 0.1.2's `format_user_prompt`
+//! `prompt-templates/*.yaml`, which its model card points to) with `str.format`;
+//! CompassJudger-1 with opencompass' JudgerBench `alignbench_judge_prompt` or
+//! `arenahard_judge_prompt`; Flow-Judge with flow-judge 0.1.2's `format_user_prompt`
 //! ([`super::flow_metric`]).
 
 use std::fmt;
@@ -112,6 +113,10 @@ pub enum Protocol {
     /// CompassJudger-1: the better of assistants A and B (JudgerBench's AlignBench prompt).
     #[serde(rename = "compassjudger")]
     CompassJudger,
+    /// CompassJudger-1: A or B much or slightly better, or a tie (JudgerBench's Arena-Hard
+    /// prompt).
+    #[serde(rename = "compassjudger_arena")]
+    CompassJudgerArena,
     /// Flow-Judge: a score on a metric's rubric, the query as the task's input.
     #[serde(rename = "flowjudge")]
     FlowJudge,
@@ -121,7 +126,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 17] = [
+    pub const ALL: [Protocol; 18] = [
         Protocol::PairwiseTie,
         Protocol::Single,
         Protocol::ZhPairwiseTie,
@@ -137,6 +142,7 @@ impl Protocol {
         Protocol::SeleneClassification,
         Protocol::SeleneClassificationRef,
         Protocol::CompassJudger,
+        Protocol::CompassJudgerArena,
         Protocol::FlowJudge,
         Protocol::FlowJudgeRef,
     ];
@@ -159,6 +165,7 @@ impl Protocol {
             Protocol::SeleneClassification => "selene_classification",
             Protocol::SeleneClassificationRef => "selene_classification_ref",
             Protocol::CompassJudger => "compassjudger",
+            Protocol::CompassJudgerArena => "compassjudger_arena",
             Protocol::FlowJudge => "flowjudge",
             Protocol::FlowJudgeRef => "flowjudge_ref",
         }
@@ -180,7 +187,7 @@ impl Protocol {
             | Protocol::SelenePairwise
             | Protocol::SeleneClassification
             | Protocol::SeleneClassificationRef => JudgeFamily::Selene,
-            Protocol::CompassJudger => JudgeFamily::CompassJudger,
+            Protocol::CompassJudger | Protocol::CompassJudgerArena => JudgeFamily::CompassJudger,
             Protocol::FlowJudge | Protocol::FlowJudgeRef => JudgeFamily::FlowJudge,
         }
     }
@@ -196,6 +203,7 @@ impl Protocol {
                 | Protocol::Skywork
                 | Protocol::SelenePairwise
                 | Protocol::CompassJudger
+                | Protocol::CompassJudgerArena
         )
     }
 
@@ -269,6 +277,7 @@ impl Protocol {
             Protocol::SeleneClassification => include_str!("templates/selene_classification.txt"),
             Protocol::SeleneClassificationRef => include_str!("templates/selene_classification_ref.txt"),
             Protocol::CompassJudger => include_str!("templates/compassjudger.txt"),
+            Protocol::CompassJudgerArena => include_str!("templates/compassjudger_arena.txt"),
             Protocol::FlowJudge | Protocol::FlowJudgeRef => include_str!("templates/flowjudge.txt"),
         }
     }

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::protocol::{chat_input, Item, Protocol, ProtocolError};
 use super::verdict::{
-    parse_bracketed_choice, parse_flow_score, parse_pairwise, parse_preference, parse_rating, parse_score,
-    parse_selene_answer, parse_selene_preference, parse_selene_score, Winner,
+    parse_arena_verdict, parse_bracketed_choice, parse_flow_score, parse_pairwise, parse_preference, parse_rating,
+    parse_score, parse_selene_answer, parse_selene_preference, parse_selene_score, Winner,
 };
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
 use crate::format::ChatTemplate;
@@ -85,6 +85,7 @@ impl Verdict {
             }
             Protocol::PrometheusAbsolute | Protocol::PrometheusAbsoluteRef => Verdict::Score(parse_score(critique)),
             Protocol::Skywork | Protocol::CompassJudger => Verdict::Preference(parse_bracketed_choice(critique)),
+            Protocol::CompassJudgerArena => Verdict::Preference(parse_arena_verdict(critique)),
             Protocol::SelenePairwise => Verdict::Preference(parse_selene_preference(critique)),
             Protocol::SeleneAbsolute | Protocol::SeleneAbsoluteRef => Verdict::Score(parse_selene_score(critique)),
             Protocol::SeleneClassification | Protocol::SeleneClassificationRef => {

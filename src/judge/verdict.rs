@@ -426,3 +426,24 @@ pub fn parse_flow_score(output: &str) -> Option<u8> {
     FLOW_FEEDBACK.find(output)?;
     FLOW_SCORE.captures(output)?.get(1)?.as_str().parse().ok()
 }
+
+/// opencompass' JudgerBench pattern for Arena-Hard verdicts (`get_judge_result`).
+static ARENA_VERDICT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[\[([AB<>=]+)\]\]").expect("valid pattern"));
+
+/// The response CompassJudger-1 prefers under JudgerBench's Arena-Hard prompt, as opencompass'
+/// `JudgerBenchEvaluator.get_judge_result` reads it: the first `[[…]]` of `A`, `B`, `<`, `>`,
+/// `=`, tested for `A>>B`, `A>B`, `A=B`, `B>A`, `B>>A` in that order (as substrings); `None`
+/// when none matches. opencompass scores the five 2, 1, 0, -1, -2; webjudge keeps the
+/// direction: A for 2 and 1, a tie for 0, B for -1 and -2 (docs/judges.md).
+pub fn parse_arena_verdict(output: &str) -> Option<Winner> {
+    let verdict = ARENA_VERDICT.captures(output)?.get(1)?.as_str();
+    [
+        ("A>>B", Winner::Response1),
+        ("A>B", Winner::Response1),
+        ("A=B", Winner::Tie),
+        ("B>A", Winner::Response2),
+        ("B>>A", Winner::Response2),
+    ]
+    .into_iter()
+    .find_map(|(label, winner)| verdict.contains(label).then_some(winner))
+}

@@ -31,7 +31,8 @@ export type ScoreProtocol =
 export type AnswerProtocol = "selene_classification" | "selene_classification_ref";
 /** The protocols `compare` runs: response A or B. */
 export type PreferenceProtocol =
-  | "prometheus_relative" | "prometheus_relative_ref" | "skywork" | "selene_pairwise" | "compassjudger";
+  | "prometheus_relative" | "prometheus_relative_ref" | "skywork" | "selene_pairwise" | "compassjudger"
+  | "compassjudger_arena";
 export type Protocol =
   | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single" | ScoreProtocol | PreferenceProtocol | AnswerProtocol;
 
@@ -195,8 +196,9 @@ export interface AnswerResult extends Judgement {
 
 export interface PreferenceJudgement extends Judgement {
   protocol: PreferenceProtocol;
-  /** As the model saw the pair; null when the feedback names no choice. */
-  winner: Preference | null;
+  /** As the model saw the pair; null when the feedback names no choice; "tie" for
+   *  compassjudger_arena's `[[A=B]]`. */
+  winner: Preference | "tie" | null;
 }
 
 /** A preference (`compare`); the swap fields as for `PairwiseResult`. */

@@ -8,9 +8,9 @@ Made by the references' own code, never by webjudge:
   ``SkyworkCriticTemplate.format``) over JudgeBench's ``utils/templates/skywork_critic_prompt.jinja2``
   (ScalerLab/JudgeBench at ``JUDGEBENCH_COMMIT``: rm-gallery reads the template from a JudgeBench
   checkout), and ``SkyworkCriticTemplate.parse``.
-- CompassJudger-1: opencompass 0.5.4's JudgerBench ``alignbench_judge_prompt`` (filled with
-  ``str.format`` as ``JudgerBenchDataset.load`` does) and ``JudgerBenchEvaluator.get_judge_result``
-  for ``alignment_bench_v1_1``.
+- CompassJudger-1: opencompass 0.5.4's JudgerBench ``alignbench_judge_prompt`` and
+  ``arenahard_judge_prompt`` (filled with ``str.format`` as ``JudgerBenchDataset.load`` does) and
+  ``JudgerBenchEvaluator.get_judge_result`` for ``alignment_bench_v1_1`` and ``arenahard``.
 - Selene Mini: its model card's prompt templates (atla-ai/selene-mini ``prompt-templates/*.yaml``
   at ``SELENE_COMMIT``, filled with ``str.format`` as the card's cookbook does) and the cookbook's
   ``parse_atla_response`` (``cookbooks/HF_Quickstart_Absolute_Scoring.ipynb``). The card gives no
@@ -143,17 +143,25 @@ def skywork_verdict(output):
 
 
 judgerbench_py = OPENCOMPASS / "opencompass" / "datasets" / "subjective" / "judgerbench.py"
-ALIGNBENCH_PROMPT = ast.literal_eval(compiled(judgerbench_py, "alignbench_judge_prompt")["alignbench_judge_prompt"].value)
+JUDGERBENCH_PROMPTS = {name: ast.literal_eval(node.value) for name, node in
+                       compiled(judgerbench_py, "alignbench_judge_prompt", "arenahard_judge_prompt").items()}
 get_judge_result = class_method(judgerbench_py, "JudgerBenchEvaluator", "get_judge_result", {"re": __import__("re")})
 
 
-def compassjudger_render(row):
-    """`JudgerBenchDataset.load` for `alignment_bench_v1_1`: the answer judged is A, the other B."""
-    return ALIGNBENCH_PROMPT.format(question=row["question"], prediction=row["response_A"], ref=row["response_B"])
+def compassjudger_render(prompt, row):
+    """`JudgerBenchDataset.load` for `alignment_bench_v1_1` or `arenahard`: the answer judged is A,
+    the other B."""
+    return JUDGERBENCH_PROMPTS[prompt].format(question=row["question"], prediction=row["response_A"],
+                                              ref=row["response_B"])
 
 
 def compassjudger_verdict(output):
     return {1: "A", -1: "B", None: None}[get_judge_result(None, output, "alignment_bench_v1_1")]
+
+
+def arena_verdict(output):
+    """opencompass' score for the Arena-Hard verdict: 2, 1, 0, -1, -2 or None."""
+    return get_judge_result(None, output, "arenahard")
 
 
 def selene_template(name):
@@ -314,7 +322,8 @@ def cases():
     for query, first, second, reference, selene_rubric, flow_metric in ITEMS:
         pair = {"question": query, "response_A": first, "response_B": second}
         out.append(("skywork", "skywork", pair, skywork_render(pair)))
-        out.append(("compassjudger", "compassjudger", pair, compassjudger_render(pair)))
+        out.append(("compassjudger", "compassjudger", pair, compassjudger_render("alignbench_judge_prompt", pair)))
+        out.append(("compassjudger", "compassjudger_arena", pair, compassjudger_render("arenahard_judge_prompt", pair)))
         rubric = selene_rubric if isinstance(selene_rubric, dict) else FIELDS
         for protocol in ("selene_absolute", "selene_absolute_ref"):
             row = {"user_input": query, "assistant_response": first, "rubric": rubric}
@@ -348,6 +357,14 @@ BRACKETED_OUTPUTS = [
     "Assistant A is better.", "", "[[C]]", "[[[A]]]", "**[[B]]**", "`[[A]]`", "[[A]].", "［［A］］",
     "[[A]\n]", "Verdict: [[B]]\r\n", "[[AB]]", "[[A]][[B]]", "\"[[B]]\" if assistant B is better", "[[Β]]",
     "[[A]] 🙂", "no verdict at all",
+]
+
+ARENA_OUTPUTS = [
+    "My final verdict is tie: [[A=B]]", "[[A>>B]]", "[[A>B]]", "[[B>A]]", "[[B>>A]]", "[[A]]", "[[B]]",
+    "[[A>B]] then [[B>>A]]", "[[C>A]] [[A>B]]", "[[a>b]]", "[[ A>B ]]", "[[A > B]]", "[[A>>>B]]", "[[A>B>A]]",
+    "[[AA>B]]", "[[B<A]]", "[[A<B]]", "[[A=B=A]]", "[[B>>A]]\n", "**[[B>A]]**", "\"[[A>>B]]\"", "", "no verdict",
+    "1. Assistant A is significantly better: [[A>>B]]\n2. ... [[B>>A]]", "[[A>B]", "[A>B]", "[[＝]]", "[[=]]",
+    "[[>]]", "[[B>A]] 🙂", "Final verdict: [[A=B]].\r\n",
 ]
 
 SELENE_SCORE_OUTPUTS = [
@@ -408,6 +425,8 @@ def parses():
     for output in BRACKETED_OUTPUTS:
         out.append({"parser": "skywork", "output": output, "result": skywork_verdict(output)})
         out.append({"parser": "compassjudger", "output": output, "result": compassjudger_verdict(output)})
+    for output in ARENA_OUTPUTS:
+        out.append({"parser": "compassjudger_arena", "output": output, "result": arena_verdict(output)})
     for output in SELENE_SCORE_OUTPUTS:
         out.append({"parser": "selene_score", "output": output, "result": selene_scores(output)[1]})
     for output in SELENE_LETTER_OUTPUTS:
