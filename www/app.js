@@ -106,14 +106,21 @@ function readOptions() {
   };
 }
 
-// The rubric chosen: a built-in one's name (the wasm knows its text), or the custom fields.
+// The rubric chosen: a built-in one's name (the wasm knows its text), the custom fields, or
+// (Selene Mini) a Yes/No rubric's.
 function readRubric() {
   const choice = $("rubric-choice").value;
+  if (choice === YES_NO) {
+    return { criteria: $("rubric-criteria").value, yes_description: $("rubric-yes").value, no_description: $("rubric-no").value };
+  }
   if (choice !== "custom") return choice;
   const rubric = { criteria: $("rubric-criteria").value };
   for (let score = 1; score <= 5; score++) rubric[`score${score}_description`] = $(`rubric-score${score}`).value;
   return rubric;
 }
+
+// The rubric menu's choice of a Yes/No rubric (Selene Mini's classification).
+const YES_NO = "yes-no";
 
 // The judge families' names for people (the family menu's values are the wasm's).
 const JUDGE_TITLES = Object.fromEntries([...$("family").options].map((o) => [o.value, o.textContent.split(" (")[0]]));
@@ -144,7 +151,9 @@ async function showRubrics(family) {
   if (document.body.dataset.family !== family) return; // another family was chosen meanwhile
   shownTexts = new Map(list.map(({ name, text }) => [name, text]));
   const options = list.map(({ name }) => el("option", { value: name }, name.replaceAll("_", " ")));
-  $("rubric-choice").replaceChildren(...options, el("option", { value: "custom" }, "Custom rubric"));
+  const custom = [el("option", { value: "custom" }, "Custom rubric")];
+  if (family === "selene") custom.push(el("option", { value: YES_NO }, "Yes/No (classification)"));
+  $("rubric-choice").replaceChildren(...options, ...custom);
   $("rubric-choice").value = list[0]?.name ?? "custom";
   showRubric();
 }
@@ -153,7 +162,9 @@ async function showRubrics(family) {
 function showRubric() {
   const choice = $("rubric-choice").value;
   $("rubric-text").textContent = shownTexts.get(choice) ?? "";
-  $("custom-rubric").hidden = choice !== "custom";
+  $("custom-rubric").hidden = choice !== "custom" && choice !== YES_NO;
+  for (const field of document.querySelectorAll(".score-field")) field.hidden = choice === YES_NO;
+  for (const field of document.querySelectorAll(".answer-field")) field.hidden = choice !== YES_NO;
 }
 
 $("rubric-choice").addEventListener("change", showRubric);

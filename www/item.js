@@ -51,9 +51,13 @@ export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
         const reference = $("reference-answer").checkVisibility() ? $("reference-answer").value : "";
         const input = { query, ...responses, rubric: options.rubric, ...(reference ? { referenceAnswer: reference } : {}) };
         const rubricJudge = { ...common, family: options.family };
+        // A Yes/No rubric asks for Selene Mini's classification.
+        const classify = !pairwise && typeof options.rubric === "object" && "yes_description" in options.rubric;
         result = pairwise
           ? await judge.compare(input, { ...rubricJudge, swap: options.swap })
-          : await judge.rubric(input, rubricJudge);
+          : classify
+            ? await judge.classify(input, rubricJudge)
+            : await judge.rubric(input, rubricJudge);
       } else {
         const autoj = { ...common, language: options.language };
         result = pairwise
