@@ -345,8 +345,17 @@ def cases():
             if protocol.endswith("_ref"):
                 row["reference_answer"] = reference
             out.append(("flowjudge", protocol, row, flow_render(protocol, row)))
-    return [{"protocol": protocol, "row": row, "message": message, "input": wrapped(family, message)}
-            for family, protocol, row, message in out]
+    return [case(family, protocol, row, message) for family, protocol, row, message in out]
+
+
+def case(family, protocol, row, message):
+    """A golden case: the row and the whole model input; the reference's message itself only
+    where the chat template changed it (Llama-3.1's trims a message), since elsewhere the
+    input holds it verbatim."""
+    golden = {"protocol": protocol, "row": row, "input": wrapped(family, message)}
+    if message not in golden["input"]:
+        golden["message"] = message
+    return golden
 
 
 # --- Verdict texts ----------------------------------------------------------------------------
