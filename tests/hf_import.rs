@@ -656,7 +656,7 @@ fn mistral_judge_family_is_forced_or_inferred() {
     };
     let inferred = convert("inferred", JudgeChoice::Infer);
     assert_eq!(inferred.manifest.judge, None);
-    assert_eq!(inferred.judge_reason, r#"directory name "mistral-7b-instruct" names neither Prometheus nor Auto-J"#);
+    assert_eq!(inferred.judge_reason, r#"directory name "mistral-7b-instruct" names no known judge"#);
     let forced = convert("forced", JudgeChoice::Given(Some(JudgeFamily::Prometheus)));
     assert_eq!(forced.manifest.judge, Some(JudgeFamily::Prometheus));
     let manifest_json = std::fs::read_to_string(hf.with_file_name("forced").join("manifest.json")).unwrap();

@@ -304,6 +304,16 @@ fn protocol_names_round_trip() {
         "prometheus_absolute_ref",
         "prometheus_relative",
         "prometheus_relative_ref",
+        "skywork",
+        "selene_absolute",
+        "selene_absolute_ref",
+        "selene_pairwise",
+        "selene_classification",
+        "selene_classification_ref",
+        "compassjudger",
+        "compassjudger_arena",
+        "flowjudge",
+        "flowjudge_ref",
     ];
     assert_eq!(Protocol::ALL.len(), names.len());
     for (protocol, name) in Protocol::ALL.into_iter().zip(names) {
@@ -312,7 +322,8 @@ fn protocol_names_round_trip() {
         assert_eq!(name.parse::<Protocol>().unwrap(), protocol);
         assert_eq!(serde_json::to_value(protocol).unwrap(), json!(name));
         assert_eq!(serde_json::from_value::<Protocol>(json!(name)).unwrap(), protocol);
-        assert_eq!(protocol.is_pairwise(), name.contains("pairwise") || name.contains("relative"));
+        let pairwise = ["pairwise", "relative", "skywork", "compassjudger"].iter().any(|kind| name.contains(kind));
+        assert_eq!(protocol.is_pairwise(), pairwise);
         assert_eq!(protocol.is_chinese(), name.starts_with("zh_"));
     }
     assert_eq!("pairwise".parse::<Protocol>().unwrap(), Protocol::PairwiseTie);

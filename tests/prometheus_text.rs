@@ -66,8 +66,8 @@ fn built_in_rubrics_are_load_rubrics() {
     for (name, text) in Rubric::BUILT_IN {
         assert_eq!(text, rubrics[name]["absolute"], "{name}");
         let rubric = Rubric::Text(name.into());
-        assert_eq!(rubric.text(false), rubrics[name]["absolute"], "{name}");
-        assert_eq!(rubric.text(true), rubrics[name]["relative"], "{name}");
+        assert_eq!(rubric.text(false).unwrap(), rubrics[name]["absolute"], "{name}");
+        assert_eq!(rubric.text(true).unwrap(), rubrics[name]["relative"], "{name}");
     }
 }
 

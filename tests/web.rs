@@ -31,7 +31,8 @@ use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, ModelWeights};
 use webjudge::model::{verify_shard, LlamaModel, LoadOptions};
 use webjudge::web::{
-    defaults, fit, loader, pairwise_metrics, preference_metrics, protocols, score_metrics, JsJudge as Judge,
+    built_in_rubrics, defaults, fit, loader, pairwise_metrics, preference_metrics, protocols, score_metrics,
+    JsJudge as Judge,
 };
 
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
@@ -769,6 +770,17 @@ fn model_free_exports_match_their_declarations() {
     }
     let compare = table.iter().find(|protocol| string(protocol, "name") == "prometheus_relative_ref").unwrap();
     assert_eq!((string(&compare, "method"), get(&compare, "reference").as_bool()), ("compare".into(), Some(true)));
+    let method =
+        |name: &str| string(&table.iter().find(|protocol| string(protocol, "name") == name).unwrap(), "method");
+    assert_eq!(
+        ["skywork", "compassjudger_arena", "selene_absolute_ref", "selene_classification", "flowjudge"].map(method),
+        ["compare", "compare", "rubric", "classify", "rubric"]
+    );
+    let presets: js_sys::Array = built_in_rubrics(Some("flowjudge".into())).unwrap().unchecked_into();
+    let names: Vec<String> = presets.iter().map(|preset| string(&preset, "name")).collect();
+    assert_eq!(names, ["response_correctness_binary", "response_correctness_3point", "response_correctness_5point"]);
+    let selene: js_sys::Array = built_in_rubrics(Some("selene".into())).unwrap().unchecked_into();
+    assert_eq!(selene.length(), 0);
     let none = || js_sys::Array::new().into();
     assert_declared(&pairwise_metrics(none()).unwrap(), "PairwiseMetrics");
     assert_declared(&preference_metrics(none()).unwrap(), "PreferenceMetrics");

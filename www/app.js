@@ -73,7 +73,7 @@ function showInfo(info, fallback) {
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],
-    ["Judge", { autoj: "Auto-J", prometheus: "Prometheus 2" }[info.judge] ?? "no known judge (either protocol runs)"],
+    ["Judge", JUDGE_TITLES[info.judge] ?? "no known judge (every protocol runs)"],
   ];
   $("model-info").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   $("model-info").hidden = false;
@@ -101,54 +101,73 @@ function readOptions() {
     language: $("language").value,
     swap: $("swap").checked,
     truncate: $("truncate").checked,
-    prometheus: document.body.dataset.family === "prometheus",
+    family: document.body.dataset.family,
     rubric: readRubric(),
   };
 }
 
-// The rubric chosen: a built-in one's name (the wasm knows its text), or the custom fields.
+// The rubric chosen: a built-in one's name (the wasm knows its text), the custom fields, or
+// (Selene Mini) a Yes/No rubric's.
 function readRubric() {
   const choice = $("rubric-choice").value;
+  if (choice === YES_NO) {
+    return { criteria: $("rubric-criteria").value, yes_description: $("rubric-yes").value, no_description: $("rubric-no").value };
+  }
   if (choice !== "custom") return choice;
   const rubric = { criteria: $("rubric-criteria").value };
   for (let score = 1; score <= 5; score++) rubric[`score${score}_description`] = $(`rubric-score${score}`).value;
   return rubric;
 }
 
-// Built-in rubrics by name → text, from the wasm (prometheus-eval's texts), fetched once.
-let rubrics = null;
+// The rubric menu's choice of a Yes/No rubric (Selene Mini's classification).
+const YES_NO = "yes-no";
+
+// The judge families' names for people (the family menu's values are the wasm's).
+const JUDGE_TITLES = Object.fromEntries([...$("family").options].map((o) => [o.value, o.textContent.split(" (")[0]]));
+
+// Each family's built-in rubrics by name → text, from the wasm (prometheus-eval's texts,
+// flow-judge's preset metrics; none for Selene Mini, which grades against custom criteria),
+// fetched once per family.
+const rubrics = new Map();
+// The texts of the family shown, for the rubric menu's change handler.
+let shownTexts = new Map();
 
 function setFamily(family) {
   $("family").value = family;
   document.body.dataset.family = family;
-  if (family === "prometheus") loadRubrics();
+  if (["prometheus", "selene", "flowjudge"].includes(family)) showRubrics(family);
 }
 
-function loadRubrics() {
-  rubrics ??= builtInRubrics().then(
-    (list) => {
-      const texts = new Map(list.map(({ name, text }) => [name, text]));
-      const options = list.map(({ name }) => el("option", { value: name }, name.replaceAll("_", " ")));
-      $("rubric-choice").prepend(...options);
-      $("rubric-choice").value = list[0].name;
-      showRubric(texts);
-      $("rubric-choice").addEventListener("change", () => showRubric(texts));
-      return texts;
-    },
-    (error) => {
-      rubrics = null;
-      showError(error);
-    },
-  );
-  return rubrics;
+async function showRubrics(family) {
+  if (!rubrics.has(family)) rubrics.set(family, builtInRubrics(family));
+  let list;
+  try {
+    list = await rubrics.get(family);
+  } catch (error) {
+    rubrics.delete(family);
+    showError(error);
+    return;
+  }
+  if (document.body.dataset.family !== family) return; // another family was chosen meanwhile
+  shownTexts = new Map(list.map(({ name, text }) => [name, text]));
+  const options = list.map(({ name }) => el("option", { value: name }, name.replaceAll("_", " ")));
+  const custom = [el("option", { value: "custom" }, "Custom rubric")];
+  if (family === "selene") custom.push(el("option", { value: YES_NO }, "Yes/No (classification)"));
+  $("rubric-choice").replaceChildren(...options, ...custom);
+  $("rubric-choice").value = list[0]?.name ?? "custom";
+  showRubric();
 }
 
 // A built-in rubric's text as the judge sees it, or the custom rubric's fields.
-function showRubric(texts) {
+function showRubric() {
   const choice = $("rubric-choice").value;
-  $("rubric-text").textContent = texts.get(choice) ?? "";
-  $("custom-rubric").hidden = choice !== "custom";
+  $("rubric-text").textContent = shownTexts.get(choice) ?? "";
+  $("custom-rubric").hidden = choice !== "custom" && choice !== YES_NO;
+  for (const field of document.querySelectorAll(".score-field")) field.hidden = choice === YES_NO;
+  for (const field of document.querySelectorAll(".answer-field")) field.hidden = choice !== YES_NO;
 }
+
+$("rubric-choice").addEventListener("change", showRubric);
 
 $("family").addEventListener("change", () => setFamily($("family").value));
 

@@ -14,6 +14,7 @@ const CSV_COLUMNS = [
   "winner",
   "rating",
   "score",
+  "answer",
   "swapped_winner_mapped",
   "consistent",
   "finish",

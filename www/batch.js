@@ -1,12 +1,12 @@
-// Batch mode: every row of a test-data JSONL file (Auto-J's, or Prometheus 2's by
-// prometheus-eval's field names) judged in this browser, several rows at a time (the engine's
+// Batch mode: every row of a test-data JSONL file (Auto-J's, Prometheus 2's by prometheus-eval's
+// field names, or a newer judge's by its reference's: docs/judges.md) judged in this browser, several rows at a time (the engine's
 // batching: as many as the model was loaded for, each swapped pair as two sequences), with
 // progress and ETA, a results table in input order, Auto-J's agreement/consistency where rows
 // have labels, cancel, and export as JSONL (the CLI's records) or CSV.
 
 import { download, el } from "./dom.js";
 import { toCsv, toJsonl } from "./batch-data.js";
-import { pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "./judge-client.js";
+import { pairwiseMetrics, parseRows, preferenceMetrics, protocols, scoreMetrics } from "./judge-client.js";
 import { duration } from "./messages.js";
 
 const $ = (id) => document.getElementById(id);
@@ -14,8 +14,12 @@ const $ = (id) => document.getElementById(id);
 // Cells show the start of long texts; the full critique is one click away.
 const PREVIEW_CHARS = 120;
 
-// Protocols by name: Prometheus 2's all start so (src/judge/protocol.rs).
-const isPrometheus = (protocol) => protocol.startsWith("prometheus_");
+// Protocols by name → { family, pairwise, … }, from the wasm once.
+let protocolTable = null;
+async function protocolInfo(name) {
+  protocolTable ??= protocols().then((list) => new Map(list.map((info) => [info.name, info])));
+  return (await protocolTable).get(name);
+}
 
 export function setupBatch({ ensureJudge, readOptions, showError, clearError, setFamily }) {
   let rows = [];
@@ -38,8 +42,9 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError, se
     }
     const labelled = rows.filter((r) => r.label !== null).length;
     const protocol = rows[0].protocol;
-    // Prometheus rows show the rubric for those without their own.
-    if (isPrometheus(protocol)) setFamily("prometheus");
+    // A rubric judge's rows show the rubric for those without their own.
+    const { family } = await protocolInfo(protocol);
+    if (family !== "autoj") setFamily(family);
     $("batch-summary").textContent =
       `${file.name}: ${rows.length} ${kind(rows[0])} rows (${protocol})` +
       (labelled ? `, ${labelled} with a human label` : "");
@@ -54,8 +59,8 @@ export function setupBatch({ ensureJudge, readOptions, showError, clearError, se
     const swap = options.swap && kind(todo[0]) === "pairwise";
     // The rows' protocol (parseRows read them for it; judgeBatch takes it from the first),
     // Auto-J's in the language chosen; Prometheus' with the rubric chosen for rows without one.
-    const prometheus = isPrometheus(todo[0].protocol);
-    const protocolOptions = prometheus ? { rubric: options.rubric } : { language: options.language };
+    const { family } = await protocolInfo(todo[0].protocol);
+    const protocolOptions = family === "autoj" ? { language: options.language } : { rubric: options.rubric };
     records = [];
     controller = new AbortController();
     setRunning(true);
@@ -162,8 +167,9 @@ function preview(text) {
 }
 
 function resultRow(row, judged) {
-  // Auto-J's winner or rating, Prometheus 2's preference or score (null: unparsed).
-  const verdict = judged.error ?? ["winner", "rating", "score"].map((key) => judged[key]).find((v) => v !== undefined) ?? null;
+  // Auto-J's winner or rating, the rubric judges' preference, score or Yes/No (null: unparsed).
+  const verdict =
+    judged.error ?? ["winner", "rating", "score", "answer"].map((key) => judged[key]).find((v) => v !== undefined) ?? null;
   const swapped =
     judged.swapped_winner_mapped === undefined
       ? ""
@@ -194,12 +200,14 @@ function resultRow(row, judged) {
 }
 
 // Auto-J's agreement and consistency, from the Rust pairwise_eval (the wasm pairwiseMetrics,
-// run in the judge worker); Prometheus 2's accuracy or correlations likewise.
+// run in the judge worker); the rubric judges' accuracy or correlations likewise.
 async function showMetrics(records, protocol) {
   $("rubric-metrics").hidden = true;
-  if (isPrometheus(protocol)) {
+  const { family, method } = await protocolInfo(protocol);
+  if (family !== "autoj") {
     $("metrics").hidden = true;
-    if (records.length > 0) await showRubricMetrics(records, protocol);
+    // Yes/No answers are scored as choices, by accuracy (preferenceMetrics reads them).
+    if (records.length > 0) await showRubricMetrics(records, method === "compare" || method === "classify");
     return;
   }
   const figures = records.length === 0 ? [] : (await pairwiseMetrics(records)).table;
@@ -212,14 +220,13 @@ async function showMetrics(records, protocol) {
   );
 }
 
-// One line: accuracy for relative grading, correlations for absolute grading (rows with a gold
+// One line: accuracy for preferences and Yes/No answers, correlations for scores (rows with a gold
 // label only; none: nothing shown).
-async function showRubricMetrics(records, protocol) {
-  const relative = protocol.startsWith("prometheus_relative");
-  const m = relative ? await preferenceMetrics(records) : await scoreMetrics(records);
+async function showRubricMetrics(records, byAccuracy) {
+  const m = byAccuracy ? await preferenceMetrics(records) : await scoreMetrics(records);
   if (m.rows === 0) return;
   const figure = (x) => (x === null ? "undefined" : x.toFixed(4));
-  $("rubric-metrics").textContent = relative
+  $("rubric-metrics").textContent = byAccuracy
     ? `Accuracy ${m.accuracy.toFixed(2)}% over ${m.rows} labelled rows (${m.unparsed} unparsed)` +
       (m.consistency === null ? "" : `, consistency ${m.consistency.toFixed(2)}%`)
     : `Over ${m.rows} rows with gold and parsed scores: Pearson ${figure(m.pearson)}, Spearman ` +

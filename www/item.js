@@ -1,5 +1,6 @@
-// Judging one item: a pair (Auto-J's pairwise, Prometheus 2's relative grading) or one response
-// (Auto-J's single rating, Prometheus 2's absolute grading), the critique streamed as it is
+// Judging one item: a pair (Auto-J's pairwise, Prometheus 2's relative grading, the newer judges'
+// A-or-B) or one response (Auto-J's single rating, Prometheus 2's, Selene's or Flow-Judge's
+// score), the critique streamed as it is
 // generated, then the verdict badge and timings; the judgement record downloads as JSON. Text
 // goes in through text nodes only.
 
@@ -45,13 +46,18 @@ export function setupItem({ ensureJudge, readOptions, showError, clearError }) {
         ? { response1: $("response1").value, response2: $("response2").value }
         : { response: $("response").value };
       let result;
-      if (options.prometheus) {
-        // An empty reference answer is none: the protocol without one.
-        const reference = $("reference-answer").value;
+      if (options.family !== "autoj") {
+        // An empty (or hidden: a judge that takes none) reference answer is none.
+        const reference = $("reference-answer").checkVisibility() ? $("reference-answer").value : "";
         const input = { query, ...responses, rubric: options.rubric, ...(reference ? { referenceAnswer: reference } : {}) };
+        const rubricJudge = { ...common, family: options.family };
+        // A Yes/No rubric asks for Selene Mini's classification.
+        const classify = !pairwise && typeof options.rubric === "object" && "yes_description" in options.rubric;
         result = pairwise
-          ? await judge.compare(input, { ...common, swap: options.swap })
-          : await judge.rubric(input, common);
+          ? await judge.compare(input, { ...rubricJudge, swap: options.swap })
+          : classify
+            ? await judge.classify(input, rubricJudge)
+            : await judge.rubric(input, rubricJudge);
       } else {
         const autoj = { ...common, language: options.language };
         result = pairwise

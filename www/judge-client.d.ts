@@ -2,15 +2,19 @@
 // pkg/webjudge.d.ts run in a worker, so every call is asynchronous, `info()` included.
 
 import type {
+  AnswerResult,
   BatchOptions,
   BatchRecord,
   BatchRow,
   BuiltInRubric,
+  ClassifyInput,
   CompareInput,
   CompareOptions,
   CompareResult,
+  FlowPreset,
   GenerateOptions,
   GenerateResult,
+  JudgeFamily,
   JudgeOptions,
   LoadOptions,
   ModelInfo,
@@ -36,10 +40,14 @@ export declare class Judge {
   static clearCache(modelUrl?: string): Promise<void>;
   pairwise(input: PairInput, options?: JudgeOptions): Promise<PairwiseResult>;
   single(input: SingleInput, options?: JudgeOptions): Promise<SingleResult>;
-  /** Prometheus 2's absolute grading: one response against a rubric, 1 to 5. */
+  /** Prometheus 2's absolute grading (or a Selene Mini or Flow-Judge model's): one response
+   *  against a rubric, 1 to 5 (Flow-Judge: the metric's scale). */
   rubric(input: RubricInput, options?: RubricOptions): Promise<ScoreResult>;
-  /** Prometheus 2's relative grading: the better of two responses under a rubric. */
+  /** Prometheus 2's relative grading (or a Skywork-Critic, CompassJudger-1 or Selene Mini
+   *  model's): the better of two responses. */
   compare(input: CompareInput, options?: CompareOptions): Promise<CompareResult>;
+  /** Selene Mini's classification: Yes or No for one response against criteria. */
+  classify(input: ClassifyInput, options?: RubricOptions): Promise<AnswerResult>;
   /** Judges many items together (up to the load's batch size at a time); each row's record
    * reaches `options.onJudged` as it finishes, in any order. */
   judgeBatch(items: (PairInput | SingleInput | RubricInput | CompareInput | BatchRow)[], options: BatchOptions): Promise<void>;
@@ -61,8 +69,9 @@ export declare function scoreMetrics(records: BatchRecord[]): Promise<ScoreMetri
 /** The rows of a test-data JSONL file (Auto-J's or Prometheus 2's), read in a worker by the wasm export. */
 export declare function parseRows(text: string): Promise<BatchRow[]>;
 
-/** prometheus-eval's built-in rubrics with their texts, from the wasm export. */
-export declare function builtInRubrics(): Promise<{ name: BuiltInRubric; text: string }[]>;
+/** A judge's built-in rubrics with their texts (by default prometheus-eval's; Flow-Judge's preset
+ *  metrics for "flowjudge"), from the wasm export. */
+export declare function builtInRubrics(family?: JudgeFamily): Promise<{ name: BuiltInRubric | FlowPreset; text: string }[]>;
 
 /** The settings a call gets when it names none, from the wasm export. */
 export declare function defaults(): Promise<Defaults>;

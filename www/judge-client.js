@@ -169,8 +169,8 @@ export function scoreMetrics(records) {
 }
 
 // prometheus-eval's built-in rubrics, [{ name, text }], from the wasm export of the same name.
-export function builtInRubrics() {
-  return anyWorker(undefined, { op: "builtInRubrics" });
+export function builtInRubrics(family) {
+  return anyWorker(undefined, { op: "builtInRubrics", family });
 }
 
 // The settings a call gets when it names none ({ maxNewTokens, generateMaxNewTokens }, the
@@ -225,6 +225,10 @@ export class Judge {
 
   compare(input, options) {
     return this.#judge("compare", input, options);
+  }
+
+  classify(input, options) {
+    return this.#judge("classify", input, options);
   }
 
   // One item, judged in the worker by the wasm method `op`.

@@ -59,13 +59,19 @@ export function verdictBadge(result) {
       ? { text: "no rating found", kind: "none" }
       : { text: `rating ${result.rating} / 10`, kind: "rating" };
   }
-  // Prometheus 2's absolute grading.
+  // Selene Mini's classification.
+  if ("answer" in result) {
+    return result.answer === null ? { text: "no answer found", kind: "none" } : { text: result.answer, kind: "rating" };
+  }
+  // A rubric judge's score.
   if ("score" in result) {
     return result.score === null
       ? { text: "no score found", kind: "none" }
-      : { text: `score ${result.score} / 5`, kind: "rating" };
+      : // Flow-Judge's scale is its metric's (0-1, 1-3, 1-5); the others' 1-5.
+        { text: `score ${result.score}${result.protocol.startsWith("flowjudge") ? "" : " / 5"}`, kind: "rating" };
   }
-  // Auto-J's winner, or Prometheus 2's preference ("A", "B"; "tie" when two orders disagree).
+  // Auto-J's winner, or a preference ("A", "B"; "tie" when two orders disagree, or for
+  // compassjudger_arena's [[A=B]]).
   const winner = result.combined === undefined ? result.winner : result.combined;
   const verdicts = {
     response1: ["Response 1 wins", "response1"],

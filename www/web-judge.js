@@ -1,4 +1,5 @@
-// <web-judge>: a compact judge (Auto-J or Prometheus 2) for docs and tutorials. One script include:
+// <web-judge>: a compact judge (Auto-J, Prometheus 2 or a newer judge) for docs and tutorials. One
+// script include:
 //
 //   <script type="module" src="web-judge.js"></script>
 //   <web-judge mode="pairwise" query="…" response1="…" response2="…" max-new-tokens="256"></web-judge>
@@ -7,11 +8,14 @@
 //
 // Attributes: model (the model directory URL, default ./models/default/ relative to the page),
 // mode (pairwise | single: Auto-J's protocols), or protocol (any protocol's name:
-// prometheus_absolute grades one response, prometheus_relative compares two), query (or
-// instruction), response1 and response2 or response, max-new-tokens, language (en | zh, Auto-J);
-// for Prometheus 2 rubric (a built-in rubric's name: helpfulness, harmlessness, honesty,
-// factual_validity, reasoning; or a rubric's text) and reference-answer (optional; the _ref
-// protocols need it). The model loads on the first click of Judge; elements naming the same
+// prometheus_absolute grades one response, prometheus_relative compares two; skywork,
+// compassjudger and selene_pairwise compare two, selene_absolute and flowjudge grade one), query
+// (or instruction), response1 and response2 or response, max-new-tokens, language (en | zh,
+// Auto-J); for Prometheus 2 rubric (a built-in rubric's name: helpfulness, harmlessness, honesty,
+// factual_validity, reasoning; or a rubric's text), for Selene Mini's pairwise protocol its
+// criteria, for Flow-Judge a preset metric's name, or any rubric as JSON (starting with "{": a
+// rubric's fields, a Flow-Judge metric, a Yes/No rubric for selene_classification), and
+// reference-answer (optional; the _ref protocols need it). The model loads on the first click of Judge; elements naming the same
 // model share one worker, one download and one copy in GPU memory (judge-client.js). When a
 // judgement finishes the element fires a "judged" event whose detail is the result; a failure
 // fires "judge-error" with the Error. element.load() loads the model ahead of the first click.
@@ -118,13 +122,13 @@ class WebJudge extends HTMLElement {
     const turn = (this.renders = (this.renders ?? 0) + 1);
     const protocol = await this.protocol().catch(() => null);
     if (turn !== this.renders) return; // a later change renders instead
-    const prometheus = protocol?.family === "prometheus";
-    const [first, second] = prometheus ? ["Response A", "Response B"] : ["Response 1", "Response 2"];
+    const autoj = !protocol || protocol.family === "autoj";
+    const [first, second] = autoj ? ["Response 1", "Response 2"] : ["Response A", "Response B"];
     const fields = [
-      [prometheus ? "Instruction" : "Query", this.hasAttribute("query") ? "query" : "instruction"],
+      [autoj ? "Query" : "Instruction", this.hasAttribute("query") ? "query" : "instruction"],
       ...(this.pairwise(protocol) ? [[first, "response1"], [second, "response2"]] : [["Response", "response"]]),
-      ...(prometheus ? [["Rubric", "rubric"]] : []),
-      ...(prometheus && this.hasAttribute("reference-answer") ? [["Reference answer", "reference-answer"]] : []),
+      ...(!autoj && this.hasAttribute("rubric") ? [["Rubric", "rubric"]] : []),
+      ...(!autoj && this.hasAttribute("reference-answer") ? [["Reference answer", "reference-answer"]] : []),
     ];
     this.inputs.replaceChildren(
       ...fields.flatMap(([title, name]) => [
@@ -148,7 +152,7 @@ class WebJudge extends HTMLElement {
       ? { response1: text("response1"), response2: text("response2") }
       : { response: text("response") };
     const maxNewTokens = Number(this.getAttribute("max-new-tokens")) || undefined;
-    if (protocol?.family !== "prometheus") {
+    if (!protocol || protocol.family === "autoj") {
       const language = protocol?.language ?? (this.getAttribute("language") === "zh" ? "zh" : "en");
       return [pairwise ? "pairwise" : "single", { query, ...responses }, { maxNewTokens, language }];
     }
@@ -157,10 +161,13 @@ class WebJudge extends HTMLElement {
       const error = new Error(`protocol ${this.getAttribute("protocol")} needs a reference-answer attribute`);
       throw Object.assign(error, { name: "InvalidInput" });
     }
-    // The rubric attribute as given: the API names the built-ins when it is missing.
-    const input = { query, ...responses, rubric: this.getAttribute("rubric") ?? undefined };
+    // The rubric attribute as given (JSON when it starts with "{": a rubric's fields, a
+    // Flow-Judge metric, a Yes/No rubric, as the CLI's --rubric): the API names the built-ins
+    // when it is missing.
+    const rubric = this.getAttribute("rubric");
+    const input = { query, ...responses, rubric: rubric?.trimStart().startsWith("{") ? JSON.parse(rubric) : (rubric ?? undefined) };
     if (reference !== null) input.referenceAnswer = reference;
-    return [protocol.method, input, { maxNewTokens }];
+    return [protocol.method, input, { maxNewTokens, family: protocol.family }];
   }
 
   async judge() {

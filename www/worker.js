@@ -11,7 +11,7 @@
 //                  { id, op: "pairwiseMetrics" | "preferenceMetrics" | "scoreMetrics", records }
 //                                                                needs no model
 //                  { id, op: "parseRows", text }                 needs no model
-//                  { id, op: "builtInRubrics" }                  needs no model
+//                  { id, op: "builtInRubrics", family }          needs no model
 //                  { id, op: "defaults" | "protocols" }          needs no model
 //                  { op: "cancel", target }                      aborts request `target`
 //   worker → page  { id, type: "progress", loaded, total }
@@ -77,7 +77,7 @@ async function handle(message, signal) {
     case "parseRows":
       return parseRows(message.text);
     case "builtInRubrics":
-      return builtInRubrics();
+      return builtInRubrics(message.family);
     case "defaults":
       return defaults();
     case "protocols":
@@ -86,6 +86,7 @@ async function handle(message, signal) {
     case "single":
     case "rubric":
     case "compare":
+    case "classify":
       return loaded()[op](message.input, { ...options, onToken, signal });
     case "judgeBatch":
       return loaded().judgeBatch(message.items, {

@@ -62,7 +62,8 @@ pub struct Args {
         value_parser = super::flags::whole::<usize>(1..=super::flags::MAX_COUNT)
     )]
     pub context: Option<usize>,
-    /// The judge family to record in the manifest: autoj, prometheus or none. Default:
+    /// The judge family to record in the manifest: autoj, prometheus, skywork, selene,
+    /// compassjudger, flowjudge or none. Default:
     /// inferred from the checkpoint's names (directory name or _name_or_path, GGUF
     /// general.name or file name).
     #[arg(long, value_parser = parse_judge)]
@@ -219,7 +220,7 @@ fn parse_judge(text: &str) -> Result<JudgeChoice, String> {
         family => family
             .parse::<JudgeFamily>()
             .map(|family| JudgeChoice::Given(Some(family)))
-            .map_err(|_| format!("{text:?} is not one of autoj, prometheus or none")),
+            .map_err(|error| format!("{error}, or none")),
     }
 }
 

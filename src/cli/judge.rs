@@ -19,7 +19,7 @@ use webjudge::judge::output::{without_bom, InputIdentity, RunOptions};
 use webjudge::judge::policy::{slot_context, ProtocolRequest, DEFAULTS};
 use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
 use webjudge::judge::session::{Judge, JudgeEvent, JudgeOptions, Order};
-use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, ScoreRubric};
+use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, VerdictKind};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 use webjudge::tokenizer::Tokenizer;
 
@@ -31,21 +31,25 @@ pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
     /// pairwise_tie (or pairwise), single, zh_pairwise_tie, zh_single, prometheus_absolute,
-    /// prometheus_absolute_ref, prometheus_relative, prometheus_relative_ref. Default: the
-    /// model's judge family's (from its manifest; Auto-J's for other models), pairwise or not
-    /// as the item or the first row is.
+    /// prometheus_absolute_ref, prometheus_relative, prometheus_relative_ref, skywork,
+    /// selene_absolute, selene_absolute_ref, selene_pairwise, compassjudger, flowjudge,
+    /// flowjudge_ref. Default: the model's judge family's (from its manifest; Auto-J's for
+    /// other models), pairwise or not as the item or the first row is.
     #[arg(long)]
     protocol: Option<Protocol>,
-    /// Prometheus: the rubric for the item, and for rows without their own: a built-in name
-    /// (helpfulness, harmlessness, honesty, factual_validity, reasoning), a rubric's text, or
-    /// a JSON object with criteria and score1_description to score5_description.
+    /// The rubric for the item, and for rows without their own: a built-in name (Prometheus:
+    /// helpfulness, harmlessness, honesty, factual_validity, reasoning; Flow-Judge: its preset
+    /// metrics), a rubric's text, a JSON object with criteria and score1_description to
+    /// score5_description (Prometheus, Selene, Flow-Judge), a Flow-Judge metric as JSON
+    /// (criteria and rubric: [{score, description}]), or a Yes/No rubric as JSON (criteria,
+    /// yes_description, no_description: Selene's classification).
     #[arg(long)]
     rubric: Option<String>,
-    /// Prometheus: the item's reference answer (for the *_ref protocols).
+    /// The item's reference answer (for the *_ref protocols).
     #[arg(long, conflicts_with = "input")]
     reference_answer: Option<String>,
-    /// Judge every row of this test-data JSONL file (Auto-J's rows, or prometheus-eval's
-    /// field names for Prometheus).
+    /// Judge every row of this test-data JSONL file (Auto-J's rows, or each judge's
+    /// reference's field names: docs/judges.md).
     #[arg(long, requires = "output", conflicts_with = "query")]
     input: Option<PathBuf>,
     /// Where batch results go, one JSON object per line: a file (an existing one is resumed,
@@ -115,14 +119,18 @@ pub fn run(args: Args) -> CliResult {
     }
 }
 
-/// `--rubric`: a JSON object of a rubric's fields, else a built-in name or a rubric's text.
-fn rubric_argument(text: &str) -> Result<Rubric, String> {
+/// `--rubric`: a JSON object of a rubric's fields, a Flow-Judge metric or a Yes/No rubric,
+/// else a built-in name or a rubric's text.
+pub(super) fn rubric_argument(text: &str) -> Result<Rubric, String> {
     if !text.trim_start().starts_with('{') {
         return Ok(Rubric::Text(text.to_owned()));
     }
-    let fields: ScoreRubric =
-        serde_json::from_str(text).map_err(|e| format!("--rubric is not a rubric's JSON fields: {e}"))?;
-    Ok(Rubric::Fields(fields))
+    serde_json::from_str::<Rubric>(text).map_err(|_| {
+        "--rubric is no rubric's JSON fields (criteria, score1_description to score5_description), Flow-Judge \
+         metric (criteria, rubric: [{score, description}]) or Yes/No rubric (criteria, yes_description, \
+         no_description)"
+            .to_string()
+    })
 }
 
 /// The protocol to judge with ([`ProtocolRequest::choose`], the page's rule): `--protocol`,
@@ -154,8 +162,9 @@ fn single_item(
         args,
         ProtocolRequest {
             model,
-            suggested: rubric.is_some().then_some(JudgeFamily::Prometheus),
+            suggested: rubric.as_ref().map(Rubric::suggested_family),
             pairwise: item.is_pair(),
+            answer: matches!(rubric, Some(Rubric::Binary(_))),
             reference: args.reference_answer.is_some(),
             ..ProtocolRequest::default()
         },
@@ -224,6 +233,10 @@ fn batch(
             suggested: first.as_ref().map(|row| row.protocol.family()),
             pairwise: first.as_ref().is_none_or(|row| row.protocol.is_pairwise()),
             reference: first.as_ref().is_some_and(|row| row.item.reference_answer().is_some()),
+            answer: matches!(
+                first.as_ref().and_then(|row| row.item.rubric()).or(rubric.as_ref()),
+                Some(Rubric::Binary(_))
+            ),
             ..ProtocolRequest::default()
         },
     )?;
@@ -378,13 +391,13 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
     let errors = records.iter().filter(|r| r.get("error").is_some()).count();
     writeln!(out, "{} rows judged ({} could not be judged)", records.len(), errors)?;
     let judged = || records.iter().filter(|r| r.get("error").is_none());
-    let summary = match (protocol.family(), protocol.is_pairwise()) {
-        (JudgeFamily::AutoJ, false) => {
+    let summary = match protocol.verdict_kind() {
+        VerdictKind::AutoJRating => {
             let ratings = judged().filter(|r| r["rating"].is_number()).count();
             writeln!(out, "{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
             return Ok(());
         }
-        (JudgeFamily::AutoJ, true) => {
+        VerdictKind::AutoJWinner => {
             let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
             let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
             if metrics.rows > 0 {
@@ -392,7 +405,7 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
             }
             serde_json::to_string(&metrics)?
         }
-        (JudgeFamily::Prometheus, true) => {
+        VerdictKind::Preference | VerdictKind::Classification => {
             let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
             let metrics = preference_metrics(&rows);
             if metrics.rows > 0 {
@@ -404,7 +417,7 @@ fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
             }
             serde_json::to_string(&metrics)?
         }
-        (JudgeFamily::Prometheus, false) => {
+        VerdictKind::Score => {
             let rows: Vec<(Option<f64>, Option<f64>)> = records.iter().filter_map(scores_of_record).collect();
             let metrics = score_metrics(&rows);
             let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));

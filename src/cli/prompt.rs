@@ -1,7 +1,7 @@
 //! `webjudge prompt`: the exact model input for test-data rows. Reads JSONL rows (Auto-J's
 //! `prompt`, `response 1`, `response 2` or `response`; prometheus-eval's `instruction`,
-//! `response_A`, `response_B` or `response`, `rubric`, `reference_answer`; other fields
-//! ignored) on stdin and
+//! `response_A`, `response_B` or `response`; the newer judges' references' names (see
+//! docs/judges.md); `rubric`, `reference_answer`; other fields ignored) on stdin and
 //! writes `{"input": <text>}` per line, with `--ids` `{"input": <text>, "ids": [...]}`.
 //! Scripts depend on this format.
 
@@ -11,9 +11,10 @@ use serde_json::json;
 use webjudge::format::manifest::TOKENIZER_FILE;
 use webjudge::format::ChatTemplate;
 use webjudge::judge::session::tokenized_input;
-use webjudge::judge::{model_input, Item, Protocol, Rubric};
+use webjudge::judge::{model_input, Item, Protocol};
 use webjudge::tokenizer::Tokenizer;
 
+use super::judge::rubric_argument;
 use super::load::read_manifest;
 use super::parse::map_jsonl;
 use super::CliResult;
@@ -24,7 +25,7 @@ pub struct Args {
     /// prometheus_absolute_ref, prometheus_relative or prometheus_relative_ref.
     #[arg(long)]
     pub protocol: Protocol,
-    /// Prometheus: the rubric for rows without their own (a built-in name or a rubric's text).
+    /// The rubric for rows without their own, as `judge --rubric` takes it.
     #[arg(long)]
     pub rubric: Option<String>,
     /// Wrap in this model directory's chat template (its manifest.json) instead of the
@@ -49,7 +50,7 @@ pub fn run(args: Args) -> CliResult {
     map_jsonl(|row| {
         let mut item = Item::from_row(row, args.protocol)?;
         if let (None, Some(rubric)) = (item.rubric(), &args.rubric) {
-            item = item.with_rubric(Rubric::Text(rubric.clone()));
+            item = item.with_rubric(rubric_argument(rubric)?);
         }
         Ok(match &tokenizer {
             Some(tokenizer) => {

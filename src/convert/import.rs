@@ -110,24 +110,32 @@ impl JudgeChoice {
     }
 }
 
+/// The name fragments that mark each judge family in a checkpoint's names, ignoring case. A
+/// bare "skywork" is not enough: Skywork's reward models are no generative judges.
+const FAMILY_MARKERS: [(JudgeFamily, &[&str]); 6] = [
+    (JudgeFamily::Prometheus, &["prometheus"]),
+    (JudgeFamily::AutoJ, &["auto-j", "autoj", "auto_j"]),
+    (JudgeFamily::Skywork, &["skywork-critic", "skywork_critic", "skyworkcritic"]),
+    (JudgeFamily::Selene, &["selene"]),
+    (JudgeFamily::CompassJudger, &["compassjudger", "compass-judger", "compass_judger"]),
+    (JudgeFamily::FlowJudge, &["flow-judge", "flow_judge", "flowjudge"]),
+];
+
 /// The judge family named by the first of `names` (`(what the name is, the name)`, most
-/// telling first) that contains "prometheus" (Prometheus 2) or "auto-j", "autoj" or "auto_j"
-/// (Auto-J), ignoring case; no family when none does.
+/// telling first) that contains one of a family's [`FAMILY_MARKERS`]; no family when none does.
 pub fn infer_judge(names: &[(&str, &str)]) -> JudgeDecision {
     for (what, name) in names {
         let lower = name.to_lowercase();
-        let found = if lower.contains("prometheus") {
-            Some((JudgeFamily::Prometheus, "prometheus"))
-        } else {
-            ["auto-j", "autoj", "auto_j"].into_iter().find(|m| lower.contains(m)).map(|m| (JudgeFamily::AutoJ, m))
-        };
+        let found = FAMILY_MARKERS
+            .iter()
+            .find_map(|(family, markers)| markers.iter().find(|m| lower.contains(*m)).map(|m| (*family, *m)));
         if let Some((family, marker)) = found {
             return JudgeDecision { family: Some(family), reason: format!("{what} {name:?} contains {marker:?}") };
         }
     }
     let searched: Vec<String> = names.iter().map(|(what, name)| format!("{what} {name:?}")).collect();
     let searched = if searched.is_empty() { "no name".to_string() } else { searched.join(", ") };
-    JudgeDecision { family: None, reason: format!("{searched} names neither Prometheus nor Auto-J") }
+    JudgeDecision { family: None, reason: format!("{searched} names no known judge") }
 }
 
 /// The output directory of a conversion, written under a temporary sibling name and
@@ -647,7 +655,16 @@ mod tests {
         assert_eq!(infer(&[("directory name", "GAIR--Auto-J-13B")]).family, Some(JudgeFamily::AutoJ));
         let none = infer(&[("directory name", "llama-2-13b")]);
         assert_eq!(none.family, None);
-        assert_eq!(none.reason, r#"directory name "llama-2-13b" names neither Prometheus nor Auto-J"#);
+        assert_eq!(none.reason, r#"directory name "llama-2-13b" names no known judge"#);
+        for (name, family) in [
+            ("Skywork-Critic-Llama-3.1-8B", JudgeFamily::Skywork),
+            ("Selene-1-Mini-Llama-3.1-8B", JudgeFamily::Selene),
+            ("CompassJudger-1-1.5B-Instruct", JudgeFamily::CompassJudger),
+            ("Flow-Judge-v0.1", JudgeFamily::FlowJudge),
+        ] {
+            assert_eq!(infer(&[("general.name", name)]).family, Some(family), "{name}");
+        }
+        assert_eq!(infer(&[("general.name", "Skywork-Reward-Llama-3.1-8B")]).family, None);
         let given = JudgeChoice::Given(None).decide(&[("directory name", "prometheus")]);
         assert_eq!(given.family, None);
     }

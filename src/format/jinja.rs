@@ -23,7 +23,7 @@ pub(super) fn environment() -> Environment<'static> {
 
 /// Python's `str.isspace`: Unicode's White_Space and the separators U+001C to U+001F,
 /// which Rust's `char::is_whitespace` leaves out.
-pub(super) fn is_python_space(c: char) -> bool {
+pub fn is_python_space(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 

@@ -23,6 +23,7 @@ pub use architecture::{Architecture, Llama3RopeScaling};
 pub use block::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS, SUPER_BLOCK_VALUES};
 pub use chat_template::{ChatTemplate, ChatTemplateError, JinjaTemplate, Message, RenderedChat, Role};
 pub use dtype::{dequantize, pack_f16_words, pack_q4, pack_q4_words, pack_q8, DType};
+pub use jinja::is_python_space;
 pub use judge_family::JudgeFamily;
 pub use manifest::{Manifest, ManifestError, ShardEntry, TensorEntry, TensorPart};
 pub use quantize::{encode, encode_weighted, quantize_q4, quantize_q4_sym, quantize_q5, quantize_q8, AffineRule};

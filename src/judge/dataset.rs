@@ -24,11 +24,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::output::RunOptions;
-use super::protocol::{Item, Protocol, ProtocolError};
+use super::policy::ProtocolRequest;
+use super::protocol::{Item, Protocol, ProtocolError, Rubric, VerdictKind};
 use super::session::{Outcome, Verdict};
 use super::verdict::Winner;
 use crate::format::JudgeFamily;
@@ -119,18 +120,33 @@ pub fn parse_row_as(line: &str, index: usize, protocol: Option<Protocol>) -> Res
     Ok(Row { index, protocol, item, label, scenario })
 }
 
-/// The protocol a row's fields suggest: Prometheus' by `instruction`, else Auto-J's; pairwise
-/// when it has a second response.
+/// The protocol a row's fields suggest: the family whose query field it has (Auto-J's
+/// `prompt`, prometheus-eval's `instruction`, JudgeBench's `question` (read as Skywork-Critic's),
+/// Selene's `user_input`, flow-judge's `query`; Auto-J's when none), that family's default
+/// protocol for a pair when it has one of the family's second-response fields, else for a
+/// single response when it has the family's response field (Selene's classification when
+/// its rubric is a Yes/No one).
 fn detected_protocol(object: &Map<String, Value>) -> Option<Protocol> {
-    let family = if object.contains_key("instruction") { JudgeFamily::Prometheus } else { JudgeFamily::AutoJ };
-    let has = |fields: [&str; 4]| fields.iter().any(|field| object.contains_key(*field));
-    if has(["response 1", "response 2", "response_A", "response_B"]) {
-        Some(family.default_protocol(true))
-    } else if object.contains_key("response") {
-        Some(family.default_protocol(false))
-    } else {
-        None
+    let by_query = [JudgeFamily::Prometheus, JudgeFamily::Skywork, JudgeFamily::Selene, JudgeFamily::FlowJudge];
+    let family = by_query
+        .into_iter()
+        .find(|family| object.contains_key(family.row_fields().query))
+        .unwrap_or(JudgeFamily::AutoJ);
+    let fields = family.row_fields();
+    // Auto-J's and prometheus-eval's rows are told apart by the query field alone: either
+    // family's response fields make a pair.
+    let pair_fields = match family {
+        JudgeFamily::AutoJ | JudgeFamily::Prometheus => vec!["response 1", "response 2", "response_A", "response_B"],
+        _ => vec![fields.first, fields.second],
+    };
+    let pairwise = pair_fields.iter().any(|field| object.contains_key(*field));
+    if !pairwise && !object.contains_key(fields.single) {
+        return None;
     }
+    // A Yes/No rubric asks for Selene Mini's classification.
+    let answer =
+        object.get("rubric").is_some_and(|rubric| matches!(Rubric::deserialize(rubric), Ok(Rubric::Binary(_))));
+    ProtocolRequest { asked: Some(family), pairwise, answer, ..ProtocolRequest::default() }.choose().ok()
 }
 
 /// The row's gold verdict, in the encoding of the protocol's family.
@@ -142,16 +158,16 @@ fn label(object: &Map<String, Value>, protocol: Protocol) -> Result<Option<Verdi
 }
 
 /// A gold `label` in the encoding of the protocol's family (Auto-J's 0, 1, 2; `"A"`/`"B"`, or a
-/// score 1 to 5, for Prometheus: as records write them, so the wasm `judgeBatch` reads rows'
-/// labels with it too).
+/// score 1 to 5 (Flow-Judge's 0 to 5), for the others: as records write them, so the wasm
+/// `judgeBatch` reads rows' labels with it too).
 pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem> {
-    let (label, expected) = match (protocol.family(), protocol.is_pairwise()) {
-        (JudgeFamily::AutoJ, true) => (
+    let (label, expected) = match protocol.verdict_kind() {
+        VerdictKind::AutoJWinner => (
             value.as_i64().and_then(Winner::from_autoj_label).map(|w| Verdict::Pairwise(Some(w))),
             "0 (response 1 better), 1 (response 2 better), 2 (tie)",
         ),
-        (JudgeFamily::AutoJ, false) => (None, "absent (Auto-J's single-response rows carry no label)"),
-        (JudgeFamily::Prometheus, true) => (
+        VerdictKind::AutoJRating => (None, "absent (Auto-J's single-response rows carry no label)"),
+        VerdictKind::Preference => (
             match value.as_str() {
                 Some("A") => Some(Verdict::Preference(Some(Winner::Response1))),
                 Some("B") => Some(Verdict::Preference(Some(Winner::Response2))),
@@ -159,10 +175,23 @@ pub fn parse_label(value: &Value, protocol: Protocol) -> Result<Verdict, Problem
             },
             "\"A\" or \"B\"",
         ),
-        (JudgeFamily::Prometheus, false) => (
-            value.as_u64().filter(|score| (1..=5).contains(score)).map(|score| Verdict::Score(Some(score as u8))),
-            "a score from 1 to 5",
+        VerdictKind::Classification => (
+            match value.as_str() {
+                Some("Yes") => Some(Verdict::Answer(Some(true))),
+                Some("No") => Some(Verdict::Answer(Some(false))),
+                _ => None,
+            },
+            "\"Yes\" or \"No\"",
         ),
+        VerdictKind::Score => {
+            let scores = protocol.label_scores();
+            let score =
+                value.as_u64().and_then(|score| u8::try_from(score).ok()).filter(|score| scores.contains(score));
+            (
+                score.map(|score| Verdict::Score(Some(score))),
+                if *scores.start() == 0 { "a score from 0 to 5" } else { "a score from 1 to 5" },
+            )
+        }
     };
     label.ok_or_else(|| Problem::Label { expected, found: value.to_string() })
 }

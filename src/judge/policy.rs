@@ -26,13 +26,15 @@ pub const DEFAULTS: Defaults = Defaults { max_new_tokens: AUTOJ_MAX_NEW_TOKENS, 
 /// What a front end knows when it picks the protocol for an item or a batch. One rule for
 /// both: a named protocol as it is; else the family the call asks for, else the model's, else
 /// the one the input suggests, else Auto-J; within the family Auto-J's in the language asked
-/// for (English by default), Prometheus' with a reference answer (`_ref`) when one is given.
+/// for (English by default), the others' with a reference answer (`_ref`) when one is given;
+/// an error for a kind of item or a reference answer the family has no protocol for.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProtocolRequest<'a> {
     /// Named by the caller (`--protocol`, `judgeBatch`'s `protocol`).
     pub named: Option<Protocol>,
-    /// The family the call itself asks for: the page's `pairwise`/`single` (Auto-J) and
-    /// `rubric`/`compare` (Prometheus), a `parseRows` row's protocol. Outranks the model's.
+    /// The family the call itself asks for: the page's `pairwise`/`single` (Auto-J),
+    /// `rubric`/`compare` (Prometheus, or the model's family when it is another rubric judge),
+    /// a `parseRows` row's protocol. Outranks the model's.
     pub asked: Option<JudgeFamily>,
     /// The loaded model's judge family (its manifest's `judge`).
     pub model: Option<JudgeFamily>,
@@ -46,6 +48,9 @@ pub struct ProtocolRequest<'a> {
     pub pairwise: bool,
     /// The item (the first of a batch) has a reference answer.
     pub reference: bool,
+    /// The call asks for a Yes/No answer (Selene Mini's classification): the wasm's
+    /// `classify`, or a Yes/No rubric.
+    pub answer: bool,
 }
 
 impl ProtocolRequest<'_> {
@@ -61,6 +66,14 @@ impl ProtocolRequest<'_> {
                 None => Ok(named),
             };
         }
+        if self.answer {
+            return match (self.family(), self.language, self.pairwise, self.reference) {
+                (JudgeFamily::Selene, None, false, false) => Ok(Protocol::SeleneClassification),
+                (JudgeFamily::Selene, None, false, true) => Ok(Protocol::SeleneClassificationRef),
+                (_, Some(_), _, _) => Err(ProtocolError::LanguageIsAutoJ),
+                (family, None, pairwise, _) => Err(ProtocolError::NoClassification { family, pairwise }),
+            };
+        }
         Ok(match (self.family(), self.language, self.pairwise, self.reference) {
             (JudgeFamily::AutoJ, language, pairwise, _) => match (language.unwrap_or("en"), pairwise) {
                 ("en", true) => Protocol::PairwiseTie,
@@ -69,11 +82,25 @@ impl ProtocolRequest<'_> {
                 ("zh", false) => Protocol::ZhSingle,
                 (other, _) => return Err(ProtocolError::UnknownLanguage(other.to_owned())),
             },
-            (JudgeFamily::Prometheus, Some(_), _, _) => return Err(ProtocolError::LanguageIsAutoJ),
+            (_, Some(_), _, _) => return Err(ProtocolError::LanguageIsAutoJ),
             (JudgeFamily::Prometheus, None, false, false) => Protocol::PrometheusAbsolute,
             (JudgeFamily::Prometheus, None, false, true) => Protocol::PrometheusAbsoluteRef,
             (JudgeFamily::Prometheus, None, true, false) => Protocol::PrometheusRelative,
             (JudgeFamily::Prometheus, None, true, true) => Protocol::PrometheusRelativeRef,
+            (JudgeFamily::Selene, None, false, false) => Protocol::SeleneAbsolute,
+            (JudgeFamily::Selene, None, false, true) => Protocol::SeleneAbsoluteRef,
+            (JudgeFamily::Selene, None, true, false) => Protocol::SelenePairwise,
+            (JudgeFamily::Skywork, None, true, false) => Protocol::Skywork,
+            (JudgeFamily::CompassJudger, None, true, false) => Protocol::CompassJudger,
+            (JudgeFamily::FlowJudge, None, false, false) => Protocol::FlowJudge,
+            (JudgeFamily::FlowJudge, None, false, true) => Protocol::FlowJudgeRef,
+            (family @ (JudgeFamily::Skywork | JudgeFamily::CompassJudger), None, false, _) => {
+                return Err(ProtocolError::KindNotJudged { family, pairwise: false })
+            }
+            (family @ JudgeFamily::FlowJudge, None, true, _) => {
+                return Err(ProtocolError::KindNotJudged { family, pairwise: true })
+            }
+            (family, None, pairwise, true) => return Err(ProtocolError::NoReferenceProtocol { family, pairwise }),
         })
     }
 }
@@ -138,5 +165,44 @@ mod tests {
         assert_eq!(choose(both), Err(ProtocolError::ProtocolAndLanguage));
         let french = ProtocolRequest { language: Some("fr"), ..Default::default() };
         assert_eq!(choose(french), Err(ProtocolError::UnknownLanguage("fr".into())));
+    }
+
+    #[test]
+    fn the_newer_judges_refuse_what_they_have_no_protocol_for() {
+        let model = |family| ProtocolRequest { model: Some(family), ..Default::default() };
+        let pair = |family| ProtocolRequest { pairwise: true, ..model(family) };
+        assert_eq!(choose(pair(JudgeFamily::Skywork)), Ok(Protocol::Skywork));
+        assert_eq!(choose(pair(JudgeFamily::CompassJudger)), Ok(Protocol::CompassJudger));
+        assert_eq!(choose(pair(JudgeFamily::Selene)), Ok(Protocol::SelenePairwise));
+        assert_eq!(choose(model(JudgeFamily::Selene)), Ok(Protocol::SeleneAbsolute));
+        assert_eq!(
+            choose(ProtocolRequest { reference: true, ..model(JudgeFamily::FlowJudge) }),
+            Ok(Protocol::FlowJudgeRef)
+        );
+        let skywork = JudgeFamily::Skywork;
+        assert_eq!(choose(model(skywork)), Err(ProtocolError::KindNotJudged { family: skywork, pairwise: false }));
+        let flow = JudgeFamily::FlowJudge;
+        assert_eq!(choose(pair(flow)), Err(ProtocolError::KindNotJudged { family: flow, pairwise: true }));
+        let selene = JudgeFamily::Selene;
+        assert_eq!(
+            choose(ProtocolRequest { reference: true, ..pair(selene) }),
+            Err(ProtocolError::NoReferenceProtocol { family: selene, pairwise: true })
+        );
+        assert_eq!(
+            choose(ProtocolRequest { language: Some("en"), ..model(selene) }),
+            Err(ProtocolError::LanguageIsAutoJ)
+        );
+        let answer = ProtocolRequest { answer: true, ..model(selene) };
+        assert_eq!(choose(answer), Ok(Protocol::SeleneClassification));
+        assert_eq!(choose(ProtocolRequest { reference: true, ..answer }), Ok(Protocol::SeleneClassificationRef));
+        assert_eq!(
+            choose(ProtocolRequest { pairwise: true, ..answer }),
+            Err(ProtocolError::NoClassification { family: selene, pairwise: true })
+        );
+        let prometheus = JudgeFamily::Prometheus;
+        assert_eq!(
+            choose(ProtocolRequest { answer: true, ..model(prometheus) }),
+            Err(ProtocolError::NoClassification { family: prometheus, pairwise: false })
+        );
     }
 }

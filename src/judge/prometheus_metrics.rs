@@ -1,4 +1,5 @@
-//! Prometheus 2's metrics, as its paper reports them: accuracy against gold `A`/`B` labels for
+//! Prometheus 2's metrics, as its paper reports them (and the newer rubric judges', the same
+//! way; Selene Mini's Yes/No answers by accuracy): accuracy against gold `A`/`B` labels for
 //! relative grading; Pearson, Spearman and Kendall correlation with gold scores for absolute
 //! grading (as `scipy.stats.pearsonr`, `spearmanr` and `kendalltau` compute them: Spearman over
 //! average ranks, Kendall's tau-b, both with ties).
@@ -40,10 +41,20 @@ pub struct Preference {
 impl Preference {
     /// A judged record's row (`webjudge judge --output`'s, the wasm `judgeBatch`'s): its gold
     /// `label`, its verdict (with both orders judged, their combined one) and whether the orders
-    /// agreed; `None` for a row that could not be judged (`error`).
+    /// agreed; `None` for a row that could not be judged (`error`). A Yes/No record (Selene
+    /// Mini's classification: an `answer`) reads as a choice between Yes and No, so that its
+    /// accuracy is a preference's.
     pub fn from_record(record: &Value) -> Option<Preference> {
         if record.get("error").is_some() {
             return None;
+        }
+        if let Some(answer) = record.get("answer") {
+            let choice = |value: &Value| match value.as_str() {
+                Some("Yes") => Some(Winner::Response1),
+                Some("No") => Some(Winner::Response2),
+                _ => None,
+            };
+            return Some(Preference { label: choice(&record["label"]), verdict: choice(answer), consistent: None });
         }
         let preference = |value: &Value| match value.as_str() {
             Some("A") => Some(Winner::Response1),

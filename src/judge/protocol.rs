@@ -13,13 +13,22 @@
 //! prompt, a newline and the filled template as the user message, so the model's own
 //! `[INST] {input} [/INST]` template (Mistral's, which has no system turn) produces fastchat's
 //! text exactly. Rubrics are [`Rubric`]s: a built-in one by name, a custom one's fields, or text.
+//!
+//! The Llama-3.1, Qwen2.5 and Phi-3.5 judges take one user message, filled as their references
+//! fill it (docs/judges.md): Skywork-Critic as rm-gallery 0.1.7's `SkyworkCriticTemplate`
+//! renders JudgeBench's `skywork_critic_prompt.jinja2` (plain substitution; Jinja drops the
+//! file's final newline); Selene Mini's training templates (atla-ai/selene-mini's
+//! `prompt-templates/*.yaml`, which its model card points to) with `str.format`;
+//! CompassJudger-1 with opencompass' JudgerBench `alignbench_judge_prompt` or
+//! `arenahard_judge_prompt`; Flow-Judge with flow-judge 0.1.2's `format_user_prompt`
+//! ([`super::flow_metric`]).
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::ProtocolRequest;
+use super::flow_metric::{self, FlowMetric, PRESETS};
 use crate::format::{ChatTemplate, ChatTemplateError, JudgeFamily, Message, RenderedChat};
 
 /// What a family means to the judge layer: its protocols.
@@ -28,13 +37,6 @@ impl JudgeFamily {
     pub fn protocols(self) -> impl Iterator<Item = Protocol> {
         Protocol::ALL.into_iter().filter(move |protocol| protocol.family() == self)
     }
-
-    /// The protocol a judge of the family runs when none is named: Auto-J's English ones,
-    /// Prometheus' without a reference answer ([`ProtocolRequest::choose`]'s rule).
-    pub fn default_protocol(self, pairwise: bool) -> Protocol {
-        let request = ProtocolRequest { asked: Some(self), pairwise, ..ProtocolRequest::default() };
-        request.choose().expect("a request with no language always has a protocol")
-    }
 }
 
 impl FromStr for JudgeFamily {
@@ -42,10 +44,35 @@ impl FromStr for JudgeFamily {
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         match name {
-            "autoj" | "auto-j" | "auto_j" => Ok(JudgeFamily::AutoJ),
-            "prometheus" => Ok(JudgeFamily::Prometheus),
-            _ => Err(ProtocolError::UnknownFamily(name.to_owned())),
+            "auto-j" | "auto_j" => Ok(JudgeFamily::AutoJ),
+            _ => JudgeFamily::ALL
+                .into_iter()
+                .find(|family| family.name() == name)
+                .ok_or_else(|| ProtocolError::UnknownFamily(name.to_owned())),
         }
+    }
+}
+
+/// The field names of a family's test-data rows: its reference's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowFields {
+    pub query: &'static str,
+    pub first: &'static str,
+    pub second: &'static str,
+    pub single: &'static str,
+}
+
+impl JudgeFamily {
+    /// The field names of the family's rows ([`Item::from_row`]).
+    pub fn row_fields(self) -> RowFields {
+        let [query, first, second, single] = match self {
+            JudgeFamily::AutoJ => ["prompt", "response 1", "response 2", "response"],
+            JudgeFamily::Prometheus => ["instruction", "response_A", "response_B", "response"],
+            JudgeFamily::Skywork | JudgeFamily::CompassJudger => ["question", "response_A", "response_B", "response"],
+            JudgeFamily::Selene => ["user_input", "assistant_response_a", "assistant_response_b", "assistant_response"],
+            JudgeFamily::FlowJudge => ["query", "response_A", "response_B", "response"],
+        };
+        RowFields { query, first, second, single }
     }
 }
 
@@ -71,10 +98,35 @@ pub enum Protocol {
     PrometheusRelative,
     /// Prometheus 2: the same with a reference answer (`RELATIVE_PROMPT`).
     PrometheusRelativeRef,
+    /// Skywork-Critic: the better of assistants A and B, `[[A]]` or `[[B]]`.
+    Skywork,
+    /// Selene Mini: a 1-5 score against criteria and score descriptions (`absolute-scoring`).
+    SeleneAbsolute,
+    /// Selene Mini: the same with a reference answer (`absolute-scoring-with-reference`).
+    SeleneAbsoluteRef,
+    /// Selene Mini: response A or B under criteria (`pairwise`).
+    SelenePairwise,
+    /// Selene Mini: Yes or No against criteria and their descriptions (`classification`).
+    SeleneClassification,
+    /// Selene Mini: the same with a reference answer (`classification-with-reference`).
+    SeleneClassificationRef,
+    /// CompassJudger-1: the better of assistants A and B (JudgerBench's AlignBench prompt).
+    #[serde(rename = "compassjudger")]
+    CompassJudger,
+    /// CompassJudger-1: A or B much or slightly better, or a tie (JudgerBench's Arena-Hard
+    /// prompt).
+    #[serde(rename = "compassjudger_arena")]
+    CompassJudgerArena,
+    /// Flow-Judge: a score on a metric's rubric, the query as the task's input.
+    #[serde(rename = "flowjudge")]
+    FlowJudge,
+    /// Flow-Judge: the same with the reference answer as a second input.
+    #[serde(rename = "flowjudge_ref")]
+    FlowJudgeRef,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 8] = [
+    pub const ALL: [Protocol; 18] = [
         Protocol::PairwiseTie,
         Protocol::Single,
         Protocol::ZhPairwiseTie,
@@ -83,6 +135,16 @@ impl Protocol {
         Protocol::PrometheusAbsoluteRef,
         Protocol::PrometheusRelative,
         Protocol::PrometheusRelativeRef,
+        Protocol::Skywork,
+        Protocol::SeleneAbsolute,
+        Protocol::SeleneAbsoluteRef,
+        Protocol::SelenePairwise,
+        Protocol::SeleneClassification,
+        Protocol::SeleneClassificationRef,
+        Protocol::CompassJudger,
+        Protocol::CompassJudgerArena,
+        Protocol::FlowJudge,
+        Protocol::FlowJudgeRef,
     ];
 
     /// The protocol's name (Auto-J's own names for its four).
@@ -96,6 +158,16 @@ impl Protocol {
             Protocol::PrometheusAbsoluteRef => "prometheus_absolute_ref",
             Protocol::PrometheusRelative => "prometheus_relative",
             Protocol::PrometheusRelativeRef => "prometheus_relative_ref",
+            Protocol::Skywork => "skywork",
+            Protocol::SeleneAbsolute => "selene_absolute",
+            Protocol::SeleneAbsoluteRef => "selene_absolute_ref",
+            Protocol::SelenePairwise => "selene_pairwise",
+            Protocol::SeleneClassification => "selene_classification",
+            Protocol::SeleneClassificationRef => "selene_classification_ref",
+            Protocol::CompassJudger => "compassjudger",
+            Protocol::CompassJudgerArena => "compassjudger_arena",
+            Protocol::FlowJudge => "flowjudge",
+            Protocol::FlowJudgeRef => "flowjudge_ref",
         }
     }
 
@@ -105,7 +177,18 @@ impl Protocol {
             Protocol::PairwiseTie | Protocol::Single | Protocol::ZhPairwiseTie | Protocol::ZhSingle => {
                 JudgeFamily::AutoJ
             }
-            _ => JudgeFamily::Prometheus,
+            Protocol::PrometheusAbsolute
+            | Protocol::PrometheusAbsoluteRef
+            | Protocol::PrometheusRelative
+            | Protocol::PrometheusRelativeRef => JudgeFamily::Prometheus,
+            Protocol::Skywork => JudgeFamily::Skywork,
+            Protocol::SeleneAbsolute
+            | Protocol::SeleneAbsoluteRef
+            | Protocol::SelenePairwise
+            | Protocol::SeleneClassification
+            | Protocol::SeleneClassificationRef => JudgeFamily::Selene,
+            Protocol::CompassJudger | Protocol::CompassJudgerArena => JudgeFamily::CompassJudger,
+            Protocol::FlowJudge | Protocol::FlowJudgeRef => JudgeFamily::FlowJudge,
         }
     }
 
@@ -117,6 +200,10 @@ impl Protocol {
                 | Protocol::ZhPairwiseTie
                 | Protocol::PrometheusRelative
                 | Protocol::PrometheusRelativeRef
+                | Protocol::Skywork
+                | Protocol::SelenePairwise
+                | Protocol::CompassJudger
+                | Protocol::CompassJudgerArena
         )
     }
 
@@ -126,7 +213,49 @@ impl Protocol {
 
     /// The protocol shows the judge a reference answer (`reference_answer`).
     pub fn uses_reference(&self) -> bool {
-        matches!(self, Protocol::PrometheusAbsoluteRef | Protocol::PrometheusRelativeRef)
+        matches!(
+            self,
+            Protocol::PrometheusAbsoluteRef
+                | Protocol::PrometheusRelativeRef
+                | Protocol::SeleneAbsoluteRef
+                | Protocol::SeleneClassificationRef
+                | Protocol::FlowJudgeRef
+        )
+    }
+
+    /// The same protocol without the reference answer, for a protocol that shows one.
+    fn without_reference(&self) -> Option<Protocol> {
+        match self {
+            Protocol::PrometheusAbsoluteRef => Some(Protocol::PrometheusAbsolute),
+            Protocol::PrometheusRelativeRef => Some(Protocol::PrometheusRelative),
+            Protocol::SeleneAbsoluteRef => Some(Protocol::SeleneAbsolute),
+            Protocol::SeleneClassificationRef => Some(Protocol::SeleneClassification),
+            Protocol::FlowJudgeRef => Some(Protocol::FlowJudge),
+            _ => None,
+        }
+    }
+
+    /// The verdict a protocol's judge states, which decides its parser's result, a row's gold
+    /// label and the batch metrics.
+    pub fn verdict_kind(&self) -> VerdictKind {
+        if matches!(self, Protocol::SeleneClassification | Protocol::SeleneClassificationRef) {
+            return VerdictKind::Classification;
+        }
+        match (self.family(), self.is_pairwise()) {
+            (JudgeFamily::AutoJ, true) => VerdictKind::AutoJWinner,
+            (JudgeFamily::AutoJ, false) => VerdictKind::AutoJRating,
+            (_, true) => VerdictKind::Preference,
+            (_, false) => VerdictKind::Score,
+        }
+    }
+
+    /// The scores a gold label may hold, for a protocol whose verdict is a score: 1 to 5, and
+    /// for Flow-Judge 0 to 5 (its metrics' rubrics go from 0-1 to 1-5).
+    pub fn label_scores(&self) -> std::ops::RangeInclusive<u8> {
+        match self.family() {
+            JudgeFamily::FlowJudge => 0..=5,
+            _ => 1..=5,
+        }
     }
 
     /// The Python format string, byte-exact as in Auto-J's `constants_prompt.py` /
@@ -141,16 +270,25 @@ impl Protocol {
             Protocol::PrometheusAbsoluteRef => include_str!("templates/prometheus_absolute_ref.txt"),
             Protocol::PrometheusRelative => include_str!("templates/prometheus_relative.txt"),
             Protocol::PrometheusRelativeRef => include_str!("templates/prometheus_relative_ref.txt"),
+            Protocol::Skywork => include_str!("templates/skywork.txt"),
+            Protocol::SeleneAbsolute => include_str!("templates/selene_absolute.txt"),
+            Protocol::SeleneAbsoluteRef => include_str!("templates/selene_absolute_ref.txt"),
+            Protocol::SelenePairwise => include_str!("templates/selene_pairwise.txt"),
+            Protocol::SeleneClassification => include_str!("templates/selene_classification.txt"),
+            Protocol::SeleneClassificationRef => include_str!("templates/selene_classification_ref.txt"),
+            Protocol::CompassJudger => include_str!("templates/compassjudger.txt"),
+            Protocol::CompassJudgerArena => include_str!("templates/compassjudger_arena.txt"),
+            Protocol::FlowJudge | Protocol::FlowJudgeRef => include_str!("templates/flowjudge.txt"),
         }
     }
 
-    /// The system prompt prometheus-eval sets (`ABS_SYSTEM_PROMPT`, `REL_SYSTEM_PROMPT`); Auto-J
-    /// uses none.
+    /// The system prompt prometheus-eval sets (`ABS_SYSTEM_PROMPT`, `REL_SYSTEM_PROMPT`); the
+    /// other judges' references use none.
     pub fn system_prompt(&self) -> Option<&'static str> {
         match (self.family(), self.is_pairwise()) {
-            (JudgeFamily::AutoJ, _) => None,
             (JudgeFamily::Prometheus, false) => Some(include_str!("templates/prometheus_absolute_system.txt")),
             (JudgeFamily::Prometheus, true) => Some(include_str!("templates/prometheus_relative_system.txt")),
+            _ => None,
         }
     }
 
@@ -172,6 +310,21 @@ impl Protocol {
     pub fn names() -> String {
         Protocol::ALL.map(|protocol| protocol.name()).join(", ")
     }
+}
+
+/// What a judge's verdict is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerdictKind {
+    /// Auto-J's pairwise verdict: response 1, response 2 or a tie.
+    AutoJWinner,
+    /// Auto-J's 1-10 rating.
+    AutoJRating,
+    /// Response A or B.
+    Preference,
+    /// A score on the protocol's scale.
+    Score,
+    /// Yes or No (Selene Mini's classification).
+    Classification,
 }
 
 impl fmt::Display for Protocol {
@@ -313,7 +466,10 @@ impl Item {
 
     /// The item of one test-data row for `protocol`, by the field names of the protocol's own
     /// code: Auto-J's `prompt` and `response 1`, `response 2` or `response`; prometheus-eval's
-    /// `instruction` and `response_A`, `response_B` or `response`, with `rubric` and
+    /// `instruction` and `response_A`, `response_B` or `response`; JudgeBench's `question`,
+    /// `response_A` and `response_B` (Skywork-Critic, CompassJudger); Selene's card's
+    /// `user_input` and `assistant_response_a`, `assistant_response_b` or
+    /// `assistant_response`; flow-judge's `query` and `response`; with `rubric` and
     /// `reference_answer` where present. Other fields are ignored.
     pub fn from_row(row: &serde_json::Value, protocol: Protocol) -> Result<Item, ProtocolError> {
         let row = row.as_object().ok_or(ProtocolError::NotAnObject)?;
@@ -322,10 +478,7 @@ impl Item {
             Some(_) => Err(ProtocolError::NotText { field }),
             None => Err(ProtocolError::MissingField { field, protocol: protocol.name() }),
         };
-        let [query, first, second, single] = match protocol.family() {
-            JudgeFamily::AutoJ => ["prompt", "response 1", "response 2", "response"],
-            JudgeFamily::Prometheus => ["instruction", "response_A", "response_B", "response"],
-        };
+        let RowFields { query, first, second, single } = protocol.family().row_fields();
         let item = if protocol.is_pairwise() {
             Item::pair(text(query)?, text(first)?, text(second)?)
         } else {
@@ -347,14 +500,27 @@ impl Item {
 
 /// What Prometheus grades against: a built-in rubric by name (prometheus-eval's
 /// `load_rubric`), a rubric's fields (filled into `SCORE_RUBRIC_TEMPLATE`), or a rubric's text
-/// as it goes into the prompt.
+/// as it goes into the prompt. Selene Mini takes the fields (criteria and score descriptions;
+/// its pairwise protocol the criteria or text); Flow-Judge a metric: a preset's name, a
+/// [`FlowMetric`], or the fields as a 1-5 metric.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Rubric {
     /// A built-in name (`helpfulness`, `harmlessness`, `honesty`, `factual_validity`,
-    /// `reasoning`) or any other text, used as given.
+    /// `reasoning`; for Flow-Judge a preset metric's) or any other text, used as given.
     Text(String),
     Fields(ScoreRubric),
+    Metric(FlowMetric),
+    Binary(BinaryRubric),
+}
+
+/// A Yes/No rubric: Selene Mini's classification criteria and what each answer means (its
+/// templates' `rubric_objective`, `rubric_yes_description`, `rubric_no_description`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRubric {
+    pub criteria: String,
+    pub yes_description: String,
+    pub no_description: String,
 }
 
 /// A custom rubric's fields, as prometheus-eval's `SCORE_RUBRIC_TEMPLATE` names them.
@@ -378,18 +544,31 @@ impl Rubric {
         ("reasoning", include_str!("templates/rubric_reasoning.txt")),
     ];
 
+    /// The judge a rubric suggests for a model of no known family: Flow-Judge for its metrics
+    /// and presets, Selene Mini for a Yes/No rubric, else Prometheus 2.
+    pub fn suggested_family(&self) -> JudgeFamily {
+        match self {
+            Rubric::Metric(_) => JudgeFamily::FlowJudge,
+            Rubric::Binary(_) => JudgeFamily::Selene,
+            Rubric::Text(name) if PRESETS.iter().any(|preset| &preset.name == name) => JudgeFamily::FlowJudge,
+            _ => JudgeFamily::Prometheus,
+        }
+    }
+
     /// The rubric's text in the prompt. The relative protocols take only the first line of a
     /// built-in rubric (its criteria), as `load_rubric(name, "relative")` does, and likewise of
     /// a custom rubric's fields (webjudge's extension: prometheus-eval leaves building a
-    /// relative rubric to the caller); text is used as given.
-    pub fn text(&self, relative: bool) -> String {
+    /// relative rubric to the caller); text is used as given. A Flow-Judge metric is no
+    /// Prometheus rubric.
+    pub fn text(&self, relative: bool) -> Result<String, ProtocolError> {
         let first_line =
             |text: &str| if relative { text.split('\n').next().unwrap_or("").to_owned() } else { text.to_owned() };
-        match self {
+        Ok(match self {
             Rubric::Text(text) => match Rubric::BUILT_IN.iter().find(|(name, _)| name == text) {
                 Some((_, rubric)) => first_line(rubric),
                 None => text.clone(),
             },
+            Rubric::Metric(_) | Rubric::Binary(_) => return Err(ProtocolError::NotPrometheusRubric),
             Rubric::Fields(fields) => {
                 first_line(&format_once(include_str!("templates/prometheus_score_rubric.txt"), |field| {
                     Some(match field {
@@ -403,7 +582,7 @@ impl Rubric {
                     })
                 }))
             }
-        }
+        })
     }
 }
 
@@ -411,7 +590,7 @@ impl Rubric {
 pub enum ProtocolError {
     #[error("protocol {protocol} is {}'s, but the model is a {} judge (its protocols: {served})", family.title(), model.title())]
     NotServed { protocol: &'static str, family: JudgeFamily, model: JudgeFamily, served: String },
-    #[error("unknown judge family {0:?} (expected autoj or prometheus)")]
+    #[error("unknown judge family {0:?} (expected one of {names})", names = JudgeFamily::ALL.map(|f| f.name()).join(", "))]
     UnknownFamily(String),
     #[error("unknown protocol {0:?} (expected one of {names})", names = Protocol::names())]
     UnknownProtocol(String),
@@ -423,17 +602,37 @@ pub enum ProtocolError {
     MissingField { field: &'static str, protocol: &'static str },
     #[error("field {field:?} is not a string")]
     NotText { field: &'static str },
-    #[error(
-        "protocol {protocol} grades against a rubric: give \"rubric\" (a built-in name: helpfulness, \
-         harmlessness, honesty, factual_validity or reasoning; a rubric's text; or its fields criteria and \
-         score1_description to score5_description)"
-    )]
+    #[error("protocol {protocol} grades against a rubric: give \"rubric\" ({forms})", forms = rubric_forms(protocol))]
     NoRubric { protocol: &'static str },
     #[error(
-        "field \"rubric\" must be a built-in rubric's name, a rubric's text, or an object with the fields \
-         criteria and score1_description to score5_description"
+        "field \"rubric\" must be a built-in rubric's name, a rubric's text, an object with the fields \
+         criteria and score1_description to score5_description, or a Flow-Judge metric (criteria and rubric: \
+         [{{score, description}}, …])"
     )]
     BadRubric,
+    #[error("protocol {protocol} grades against criteria and score descriptions: give \"rubric\" ({forms})", forms = rubric_forms(protocol))]
+    SeleneRubric { protocol: &'static str },
+    #[error(
+        "a Flow-Judge metric (criteria and a rubric of scores) or a Yes/No rubric is no Prometheus 2 rubric: \
+         Prometheus 2 takes a built-in rubric's name, text, or criteria and score1_description to score5_description"
+    )]
+    NotPrometheusRubric,
+    #[error("a Yes/No rubric (criteria, yes_description, no_description) grades only with selene_classification and selene_classification_ref")]
+    BinaryRubricIsSelenes,
+    #[error("unknown Flow-Judge metric {0:?} (presets: {names})", names = FlowMetric::preset_names())]
+    UnknownFlowMetric(String),
+    #[error("Flow-Judge's metric {metric:?} needs the input {input:?}, which protocol {protocol} does not show (use flowjudge_ref with a reference answer)")]
+    MetricInput { metric: String, input: String, protocol: &'static str },
+    #[error("{} judges {} only", family.title(), if *pairwise { "single responses" } else { "pairs of responses" })]
+    KindNotJudged { family: JudgeFamily, pairwise: bool },
+    #[error(
+        "{} gives no Yes/No answer for {} (Selene Mini's classification of single responses does)",
+        family.title(),
+        if *pairwise { "pairs" } else { "single responses" }
+    )]
+    NoClassification { family: JudgeFamily, pairwise: bool },
+    #[error("{} has no protocol with a reference answer for {}", family.title(), if *pairwise { "pairs" } else { "single responses" })]
+    NoReferenceProtocol { family: JudgeFamily, pairwise: bool },
     #[error("protocol {protocol} shows the judge a reference answer: give \"reference_answer\" (or use {without})")]
     NoReferenceAnswer { protocol: &'static str, without: &'static str },
     #[error("language must be \"en\" or \"zh\", not {0:?}")]
@@ -451,53 +650,142 @@ pub enum ProtocolError {
     ChatTemplate(#[from] ChatTemplateError),
 }
 
+/// The forms of a `rubric` that `protocol` takes, for messages.
+fn rubric_forms(protocol: &str) -> &'static str {
+    match protocol.parse::<Protocol>().map(|protocol| (protocol.family(), protocol.is_pairwise())) {
+        Ok((JudgeFamily::Selene, false)) if protocol.starts_with("selene_classification") => {
+            "an object with criteria, yes_description and no_description"
+        }
+        Ok((JudgeFamily::Selene, false)) => "an object with criteria and score1_description to score5_description",
+        Ok((JudgeFamily::Selene, true)) => "the criteria's text, or an object with criteria",
+        Ok((JudgeFamily::FlowJudge, _)) => {
+            "a preset metric's name, an object with criteria and rubric: [{score, description}, …], or one with \
+             criteria and score1_description to score5_description"
+        }
+        _ => {
+            "a built-in name: helpfulness, harmlessness, honesty, factual_validity or reasoning; a rubric's text; \
+             or its fields criteria and score1_description to score5_description"
+        }
+    }
+}
+
 /// The user message for `item`: for Auto-J exactly `TEMPLATE.format(prompt=query,
 /// response=response1, response_another=response2)`; for Prometheus the system prompt, a
 /// newline and `TEMPLATE.format(instruction=query, response=response | response_A=response1,
-/// response_B=response2, rubric=…, reference_answer=…)` (see the module documentation).
+/// response_B=response2, rubric=…, reference_answer=…)`; for the others their references'
+/// message (see the module documentation).
 pub fn render(protocol: Protocol, item: &Item) -> Result<String, ProtocolError> {
     let (query, response, response_another) = match (protocol.is_pairwise(), item) {
-        (true, Item::Pair { query, response1, response2, .. }) => (query, response1, Some(response2)),
-        (false, Item::Single { query, response, .. }) => (query, response, None),
+        (true, Item::Pair { query, response1, response2, .. }) => (query.as_str(), response1.as_str(), Some(response2)),
+        (false, Item::Single { query, response, .. }) => (query.as_str(), response.as_str(), None),
         _ => {
             let expected = if protocol.is_pairwise() { "a pair of responses" } else { "a single response" };
             return Err(ProtocolError::Mismatch { protocol: protocol.name(), expected, found: item.kind() });
         }
     };
-    let Some(system) = protocol.system_prompt() else {
-        return Ok(format_once(protocol.template(), |field| match field {
-            "prompt" => Some(query.as_str()),
-            "response" => Some(response.as_str()),
-            "response_another" => response_another.map(String::as_str),
-            _ => None,
-        }));
-    };
-    let rubric =
-        item.rubric().ok_or(ProtocolError::NoRubric { protocol: protocol.name() })?.text(protocol.is_pairwise());
+    let response_another = response_another.map(String::as_str);
     let reference_answer = match (protocol.uses_reference(), item.reference_answer()) {
         (true, None) => {
-            let without =
-                if protocol.is_pairwise() { Protocol::PrometheusRelative } else { Protocol::PrometheusAbsolute };
-            return Err(ProtocolError::NoReferenceAnswer { protocol: protocol.name(), without: without.name() });
+            let without = protocol.without_reference().map_or("", |without| without.name());
+            return Err(ProtocolError::NoReferenceAnswer { protocol: protocol.name(), without });
         }
-        (_, answer) => answer,
+        (true, answer) => answer,
+        (false, _) => None,
     };
-    let message = format_once(protocol.template(), |field| match field {
-        "instruction" => Some(query.as_str()),
-        "response" if response_another.is_none() => Some(response.as_str()),
-        "response_A" => response_another.map(|_| response.as_str()),
-        "response_B" => response_another.map(String::as_str),
-        "rubric" => Some(rubric.as_str()),
-        "reference_answer" => reference_answer,
-        _ => None,
-    });
-    Ok(format!("{system}\n{message}"))
+    let rubric = || item.rubric().ok_or(ProtocolError::NoRubric { protocol: protocol.name() });
+    let template = protocol.template();
+    let message = match protocol.family() {
+        JudgeFamily::AutoJ => format_once(template, |field| match field {
+            "prompt" => Some(query),
+            "response" => Some(response),
+            "response_another" => response_another,
+            _ => None,
+        }),
+        JudgeFamily::Prometheus => {
+            let rubric = rubric()?.text(protocol.is_pairwise())?;
+            format_once(template, |field| match field {
+                "instruction" => Some(query),
+                "response" if response_another.is_none() => Some(response),
+                "response_A" => response_another.map(|_| response),
+                "response_B" => response_another,
+                "rubric" => Some(rubric.as_str()),
+                "reference_answer" => reference_answer,
+                _ => None,
+            })
+        }
+        JudgeFamily::Skywork => format_once(template, |field| match field {
+            "input" => Some(query),
+            "response_a" => Some(response),
+            "response_b" => response_another,
+            _ => None,
+        }),
+        JudgeFamily::CompassJudger => format_once(template, |field| match field {
+            "question" => Some(query),
+            "prediction" => Some(response),
+            "ref" => response_another,
+            _ => None,
+        }),
+        JudgeFamily::Selene => {
+            let rubric = rubric()?;
+            let classifies = protocol.verdict_kind() == VerdictKind::Classification;
+            let (fields, binary) = match rubric {
+                Rubric::Fields(fields) => (Some(fields), None),
+                Rubric::Binary(binary) => (None, Some(binary)),
+                _ => (None, None),
+            };
+            let objective = match (rubric, protocol.is_pairwise(), classifies) {
+                (Rubric::Binary(binary), _, true) => binary.criteria.as_str(),
+                (Rubric::Fields(fields), _, false) => fields.criteria.as_str(),
+                (Rubric::Text(text), true, _) => text.as_str(),
+                _ => return Err(ProtocolError::SeleneRubric { protocol: protocol.name() }),
+            };
+            format_once(template, |field| match field {
+                "user_input" => Some(query),
+                "assistant_response" => Some(response),
+                "assistant_response_a" => Some(response),
+                "assistant_response_b" => response_another,
+                "rubric_objective" => Some(objective),
+                "rubric_score_1_description" => fields.map(|f| f.score1_description.as_str()),
+                "rubric_score_2_description" => fields.map(|f| f.score2_description.as_str()),
+                "rubric_score_3_description" => fields.map(|f| f.score3_description.as_str()),
+                "rubric_score_4_description" => fields.map(|f| f.score4_description.as_str()),
+                "rubric_score_5_description" => fields.map(|f| f.score5_description.as_str()),
+                "rubric_yes_description" => binary.map(|b| b.yes_description.as_str()),
+                "rubric_no_description" => binary.map(|b| b.no_description.as_str()),
+                "reference_response" => reference_answer,
+                _ => None,
+            })
+        }
+        JudgeFamily::FlowJudge => {
+            let rubric = rubric()?;
+            flow_metric::check_inputs(rubric, protocol)?;
+            let metric = FlowMetric::from_rubric(rubric)?;
+            let mut inputs = vec![("query", query)];
+            inputs.extend(reference_answer.map(|answer| ("reference_answer", answer)));
+            let (inputs, output, rubric) = (
+                flow_metric::format_vars(&inputs),
+                flow_metric::format_vars(&[("response", response)]),
+                metric.rubric_text(),
+            );
+            format_once(template, |field| match field {
+                "INPUTS" => Some(inputs.as_str()),
+                "OUTPUT" => Some(output.as_str()),
+                "EVALUATION_CRITERIA" => Some(metric.criteria.as_str()),
+                "RUBRIC" => Some(rubric.as_str()),
+                _ => None,
+            })
+        }
+    };
+    Ok(match protocol.system_prompt() {
+        Some(system) => format!("{system}\n{message}"),
+        None => message,
+    })
 }
 
 /// The whole model input: the rendered user message, the conversation's one message, in
 /// the model's chat template (Auto-J: LLaMA-2's `[INST]` wrapper; Prometheus 2:
-/// Mistral-7B-Instruct-v0.2's template). A model without a template cannot be judged with:
-/// the error names the template its judges were trained with.
+/// Mistral-7B-Instruct-v0.2's template; the others their base model's). A model without a
+/// template cannot be judged with: the error names the template its judges were trained with.
 pub fn chat_input(
     protocol: Protocol,
     item: &Item,
@@ -506,6 +794,9 @@ pub fn chat_input(
     let wrapper = match protocol.family() {
         JudgeFamily::AutoJ => "Auto-J's: LLaMA-2's \"[INST] {input} [/INST]\"",
         JudgeFamily::Prometheus => "Prometheus 2's: Mistral-7B-Instruct-v0.2's \"<s>[INST] {input} [/INST]\"",
+        JudgeFamily::Skywork | JudgeFamily::Selene => "Llama-3.1-Instruct's",
+        JudgeFamily::CompassJudger => "Qwen2.5-Instruct's",
+        JudgeFamily::FlowJudge => "Phi-3.5-mini-instruct's",
     };
     let template = template.ok_or(ProtocolError::NoChatTemplate { protocol: protocol.name(), wrapper })?;
     Ok(template.render(&[Message::user(&render(protocol, item)?)])?)
@@ -552,7 +843,15 @@ mod tests {
 
     #[test]
     fn templates_have_exactly_the_fields_their_judges_format() {
+        const SCORE_DESCRIPTIONS: [&str; 5] = [
+            "{rubric_score_1_description}",
+            "{rubric_score_2_description}",
+            "{rubric_score_3_description}",
+            "{rubric_score_4_description}",
+            "{rubric_score_5_description}",
+        ];
         for protocol in Protocol::ALL {
+            let selene: Vec<&str>;
             let template = protocol.template();
             let fields: Vec<&str> = template.match_indices('{').map(|(at, _)| &template[at..]).collect();
             let expected: &[&str] = match (protocol.family(), protocol.is_pairwise(), protocol.uses_reference()) {
@@ -568,6 +867,26 @@ mod tests {
                 (JudgeFamily::Prometheus, true, true) => {
                     &["{instruction}", "{response_A}", "{response_B}", "{reference_answer}", "{rubric}"]
                 }
+                (JudgeFamily::Skywork, _, _) => &["{input}", "{response_a}", "{response_b}"],
+                (JudgeFamily::CompassJudger, _, _) => &["{question}", "{prediction}", "{ref}"],
+                (JudgeFamily::Selene, true, _) => {
+                    &["{user_input}", "{assistant_response_a}", "{assistant_response_b}", "{rubric_objective}"]
+                }
+                (JudgeFamily::Selene, false, reference) => {
+                    let rubric: &[&str] = if protocol.verdict_kind() == VerdictKind::Classification {
+                        &["{rubric_yes_description}", "{rubric_no_description}"]
+                    } else {
+                        &SCORE_DESCRIPTIONS
+                    };
+                    selene = ["{user_input}", "{assistant_response}", "{rubric_objective}"]
+                        .iter()
+                        .chain(rubric)
+                        .chain(reference.then_some(&"{reference_response}"))
+                        .copied()
+                        .collect();
+                    &selene
+                }
+                (JudgeFamily::FlowJudge, _, _) => &["{INPUTS}", "{OUTPUT}", "{EVALUATION_CRITERIA}", "{RUBRIC}"],
             };
             assert_eq!(fields.len(), expected.len(), "{protocol}");
             for (field, name) in fields.iter().zip(expected) {

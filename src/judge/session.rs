@@ -4,9 +4,12 @@
 use serde::Serialize;
 
 use super::protocol::{chat_input, Item, Protocol, ProtocolError};
-use super::verdict::{parse_pairwise, parse_preference, parse_rating, parse_score, Winner};
+use super::verdict::{
+    parse_arena_verdict, parse_bracketed_choice, parse_flow_score, parse_pairwise, parse_preference, parse_rating,
+    parse_score, parse_selene_answer, parse_selene_preference, parse_selene_score, Winner,
+};
 use crate::engine::{BatchEvent, Cancel, Engine, EngineError, Finish, GenerateOptions, Generation};
-use crate::format::{ChatTemplate, JudgeFamily};
+use crate::format::ChatTemplate;
 use crate::kernels::Sampling;
 use crate::tokenizer::Tokenizer;
 
@@ -59,29 +62,43 @@ pub enum Verdict {
     Pairwise(Option<Winner>),
     #[serde(rename = "rating")]
     Rating(Option<f32>),
-    /// Prometheus relative grading: response A or B (a tie only where two orders disagree).
+    /// Response A or B (Prometheus relative grading and the newer judges' pairwise
+    /// protocols; a tie only where two orders disagree).
     #[serde(rename = "winner")]
     Preference(#[serde(serialize_with = "letter")] Option<Winner>),
-    /// Prometheus absolute grading: 1 to 5.
+    /// A score: Prometheus' and Selene's 1 to 5, Flow-Judge's on its metric's scale.
     #[serde(rename = "score")]
     Score(Option<u8>),
+    /// Selene Mini's classification: Yes (true) or No.
+    #[serde(rename = "answer")]
+    Answer(#[serde(serialize_with = "yes_no")] Option<bool>),
 }
 
 impl Verdict {
     /// The verdict `critique` states under `protocol`.
     pub fn parse(protocol: Protocol, critique: &str) -> Verdict {
-        match (protocol.family(), protocol.is_pairwise()) {
-            (JudgeFamily::AutoJ, true) => Verdict::Pairwise(parse_pairwise(critique)),
-            (JudgeFamily::AutoJ, false) => Verdict::Rating(parse_rating(critique)),
-            (JudgeFamily::Prometheus, true) => Verdict::Preference(parse_preference(critique)),
-            (JudgeFamily::Prometheus, false) => Verdict::Score(parse_score(critique)),
+        match protocol {
+            Protocol::PairwiseTie | Protocol::ZhPairwiseTie => Verdict::Pairwise(parse_pairwise(critique)),
+            Protocol::Single | Protocol::ZhSingle => Verdict::Rating(parse_rating(critique)),
+            Protocol::PrometheusRelative | Protocol::PrometheusRelativeRef => {
+                Verdict::Preference(parse_preference(critique))
+            }
+            Protocol::PrometheusAbsolute | Protocol::PrometheusAbsoluteRef => Verdict::Score(parse_score(critique)),
+            Protocol::Skywork | Protocol::CompassJudger => Verdict::Preference(parse_bracketed_choice(critique)),
+            Protocol::CompassJudgerArena => Verdict::Preference(parse_arena_verdict(critique)),
+            Protocol::SelenePairwise => Verdict::Preference(parse_selene_preference(critique)),
+            Protocol::SeleneAbsolute | Protocol::SeleneAbsoluteRef => Verdict::Score(parse_selene_score(critique)),
+            Protocol::SeleneClassification | Protocol::SeleneClassificationRef => {
+                Verdict::Answer(parse_selene_answer(critique))
+            }
+            Protocol::FlowJudge | Protocol::FlowJudgeRef => Verdict::Score(parse_flow_score(critique)),
         }
     }
 
     pub fn winner(self) -> Option<Winner> {
         match self {
             Verdict::Pairwise(winner) | Verdict::Preference(winner) => winner,
-            Verdict::Rating(_) | Verdict::Score(_) => None,
+            Verdict::Rating(_) | Verdict::Score(_) | Verdict::Answer(_) => None,
         }
     }
 
@@ -100,8 +117,14 @@ impl Verdict {
             Verdict::Rating(rating) => rating.serialize(serializer),
             Verdict::Preference(winner) => letter(winner, serializer),
             Verdict::Score(score) => score.serialize(serializer),
+            Verdict::Answer(answer) => yes_no(answer, serializer),
         }
     }
+}
+
+/// An answer as Selene Mini writes it: `"Yes"` or `"No"`.
+fn yes_no<S: serde::Serializer>(answer: &Option<bool>, serializer: S) -> Result<S::Ok, S::Error> {
+    answer.map(|yes| if yes { "Yes" } else { "No" }).serialize(serializer)
 }
 
 /// A preference as prometheus-eval writes it: `"A"`, `"B"` (and `"tie"` for two orders that

@@ -1,5 +1,6 @@
 //! The verdict a critique ends with: which response won, or the rating (Auto-J); the score or
-//! the preferred response (Prometheus 2, at the end of this file).
+//! the preferred response (Prometheus 2, after Auto-J's); then the newer judges' (Skywork-Critic,
+//! CompassJudger-1, Selene Mini, Flow-Judge), each ported from its reference's parser.
 //!
 //! On well-formed output these agree with Auto-J's own extractors: the pairwise verdict follows
 //! the LAST "final decision is" (or "最终决定是"), the rating is the LAST "Rating: [[x]]". Where those silently
@@ -19,6 +20,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
+
+use crate::format::is_python_space;
 
 /// The pairwise verdict, in the order the responses were shown to the judge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -321,4 +324,126 @@ fn without_emphasis(output: &str) -> String {
         Some(before) => before.to_owned(),
         None => plain,
     }
+}
+
+/// The response Skywork-Critic or CompassJudger-1 prefers, as rm-gallery 0.1.7's
+/// `SkyworkCriticTemplate.parse` and opencompass' `JudgerBenchEvaluator.get_judge_result`
+/// (AlignBench prompts) read it alike: `[[A]]` anywhere in the output is A, else `[[B]]`
+/// anywhere is B; `None` when neither appears.
+pub fn parse_bracketed_choice(output: &str) -> Option<Winner> {
+    if output.contains("[[A]]") {
+        Some(Winner::Response1)
+    } else if output.contains("[[B]]") {
+        Some(Winner::Response2)
+    } else {
+        None
+    }
+}
+
+/// The score of a Selene Mini absolute grading, as its model card's cookbook
+/// (`parse_atla_response`, atla-ai/selene-mini `cookbooks/HF_Quickstart_Absolute_Scoring.ipynb`)
+/// reads it: of the non-blank lines, stripped, the last that starts with `**Result:**`, with
+/// every `**Result:**` removed, as an integer; `None` when there is no such line or when any
+/// such line is no integer (the cookbook's `int()` raises and it returns no score). webjudge
+/// reads ASCII digits only, and a score outside 1-5 is no score (docs/judges.md).
+pub fn parse_selene_score(output: &str) -> Option<u8> {
+    let mut score = None;
+    for result in selene_results(output) {
+        score = Some(python_int(&result)?);
+    }
+    score.and_then(|score| u8::try_from(score).ok()).filter(|score| (1..=5).contains(score))
+}
+
+/// The response a Selene Mini pairwise grading prefers: the cookbook's rule for scores
+/// applied to the letter (the card gives no parser for it): the last `**Result:**` line's
+/// text, `A` or `B`.
+pub fn parse_selene_preference(output: &str) -> Option<Winner> {
+    match selene_results(output).last()?.as_str() {
+        "A" => Some(Winner::Response1),
+        "B" => Some(Winner::Response2),
+        _ => None,
+    }
+}
+
+/// The answer of a Selene Mini classification: the cookbook's rule for scores applied to
+/// the answer (the card gives no parser for it): the last `**Result:**` line's text, `Yes`
+/// (true) or `No` (false).
+pub fn parse_selene_answer(output: &str) -> Option<bool> {
+    match selene_results(output).last()?.as_str() {
+        "Yes" => Some(true),
+        "No" => Some(false),
+        _ => None,
+    }
+}
+
+/// What follows `**Result:**` on each line that starts with it, in order:
+/// `parse_atla_response`'s `line.replace("**Result:**", "").strip()`.
+fn selene_results(output: &str) -> impl Iterator<Item = String> + '_ {
+    const RESULT: &str = "**Result:**";
+    output
+        .split('\n')
+        .map(python_strip)
+        .filter(|line| line.starts_with(RESULT))
+        .map(|line| python_strip(&line.replace(RESULT, "")).to_owned())
+}
+
+/// Python's `str.strip()`.
+fn python_strip(text: &str) -> &str {
+    text.trim_matches(is_python_space)
+}
+
+/// Python's `int()` of a string, for ASCII digits: surrounding whitespace, a sign, and single
+/// underscores between digits.
+fn python_int(text: &str) -> Option<i64> {
+    let text = python_strip(text);
+    let (negative, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.starts_with('_') || digits.ends_with('_') || digits.contains("__") {
+        return None;
+    }
+    if !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
+        return None;
+    }
+    let value: i64 = digits.replace('_', "").parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+/// flow-judge 0.1.2's `EvalOutput.parse` patterns (`eval_data_types.py`, `re.DOTALL`), with
+/// Python's `\s` (which also takes U+001C to U+001F).
+static FLOW_FEEDBACK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)<feedback>[\s\x1c-\x1f]*(.*?)[\s\x1c-\x1f]*</feedback>").expect("valid pattern"));
+static FLOW_SCORE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)<score>[\s\x1c-\x1f]*(\d+)[\s\x1c-\x1f]*</score>").expect("valid pattern"));
+
+/// The score of a Flow-Judge evaluation, as flow-judge's `EvalOutput.parse` reads it: the
+/// first `<score>N</score>`, and only when a `<feedback>…</feedback>` is there too (else its
+/// score is -1, a failure: `None` here). A score in digits other than ASCII 0-9, or over 255,
+/// is no score (docs/judges.md).
+pub fn parse_flow_score(output: &str) -> Option<u8> {
+    FLOW_FEEDBACK.find(output)?;
+    FLOW_SCORE.captures(output)?.get(1)?.as_str().parse().ok()
+}
+
+/// opencompass' JudgerBench pattern for Arena-Hard verdicts (`get_judge_result`).
+static ARENA_VERDICT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[\[([AB<>=]+)\]\]").expect("valid pattern"));
+
+/// The response CompassJudger-1 prefers under JudgerBench's Arena-Hard prompt, as opencompass'
+/// `JudgerBenchEvaluator.get_judge_result` reads it: the first `[[…]]` of `A`, `B`, `<`, `>`,
+/// `=`, tested for `A>>B`, `A>B`, `A=B`, `B>A`, `B>>A` in that order (as substrings); `None`
+/// when none matches. opencompass scores the five 2, 1, 0, -1, -2; webjudge keeps the
+/// direction: A for 2 and 1, a tie for 0, B for -1 and -2 (docs/judges.md).
+pub fn parse_arena_verdict(output: &str) -> Option<Winner> {
+    let verdict = ARENA_VERDICT.captures(output)?.get(1)?.as_str();
+    [
+        ("A>>B", Winner::Response1),
+        ("A>B", Winner::Response1),
+        ("A=B", Winner::Tie),
+        ("B>A", Winner::Response2),
+        ("B>>A", Winner::Response2),
+    ]
+    .into_iter()
+    .find_map(|(label, winner)| verdict.contains(label).then_some(winner))
 }

@@ -11,7 +11,7 @@ use super::{fit, options, WebError};
 use crate::judge::dataset::{self, Row};
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::session::{JudgeOptions, Verdict};
-use crate::judge::{Item, JudgeFamily, Protocol, Rubric, Winner};
+use crate::judge::{Item, JudgeFamily, Protocol, Rubric, VerdictKind, Winner};
 
 /// The settings of one `pairwise` / `single` / `rubric` / `compare` / `judgeBatch` call.
 pub struct JudgeCall {
@@ -43,21 +43,32 @@ impl JudgeCall {
     }
 }
 
+/// What a one-item call judges: a pair, a single response, or a single response for a Yes/No
+/// answer (`classify`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asks {
+    Pair,
+    Single,
+    Answer,
+}
+
 /// The protocol of a one-item call: its method's family (`pairwise`/`single` Auto-J's, by
-/// `language`; `rubric`/`compare` Prometheus', `_ref` when the input has a reference answer).
+/// `language`; `rubric`/`compare` Prometheus' or the model's, `_ref` when the input has a
+/// reference answer).
 pub fn item_protocol(
     o: Option<&Object>,
     input: &JsValue,
     family: JudgeFamily,
-    pairwise: bool,
+    asks: Asks,
 ) -> Result<Protocol, WebError> {
     let language = language(o, family == JudgeFamily::AutoJ)?;
     let reference = reference_field(input.dyn_ref()).is_some();
     let request = ProtocolRequest {
         asked: Some(family),
         language: language.as_deref(),
-        pairwise,
+        pairwise: asks == Asks::Pair,
         reference,
+        answer: asks == Asks::Answer,
         ..Default::default()
     };
     Ok(request.choose()?)
@@ -73,9 +84,15 @@ pub fn batch_protocol(
 ) -> Result<Protocol, WebError> {
     let named = options::opt_protocol(o, "protocol")?;
     let of_rows = options::opt_protocol(first, "protocol").map_err(|error| in_item("items[0]", error))?;
+    // Rows read by the same field names as the model's own (JudgeBench's, for Skywork-Critic
+    // and CompassJudger-1) are the model's: parseRows cannot tell the two apart.
+    let asked = of_rows.map(|protocol| match model {
+        Some(model) if model.row_fields() == protocol.family().row_fields() => model,
+        _ => protocol.family(),
+    });
     let mut request = ProtocolRequest {
         named,
-        asked: of_rows.map(|protocol| protocol.family()),
+        asked,
         model,
         pairwise: match of_rows {
             Some(protocol) => protocol.is_pairwise(),
@@ -85,6 +102,7 @@ pub fn batch_protocol(
             Some(protocol) => protocol.uses_reference(),
             None => reference_field(first).is_some(),
         },
+        answer: of_rows.is_some_and(|protocol| protocol.verdict_kind() == VerdictKind::Classification),
         ..Default::default()
     };
     let language = language(o, named.is_none() && request.family() == JudgeFamily::AutoJ)?;
@@ -103,17 +121,17 @@ fn language(o: Option<&Object>, autoj: bool) -> Result<Option<String>, WebError>
 }
 
 /// An item for `protocol`: a pair (`{ query, response1, response2 }`) or a single response
-/// (`{ query, response }`); for Prometheus 2 also `instruction` for `query` and `responseA`,
-/// `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
+/// (`{ query, response }`); for the other judges also `instruction` for `query` and
+/// `responseA`, `responseB` for the pair (prometheus-eval's names), with `rubric` (else the batch's
 /// `rubric`) and a reference answer (`referenceAnswer`, or `reference_answer` as `parseRows`'
 /// rows have it). `name` is how errors call it.
 pub fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rubric>) -> Result<Item, WebError> {
     let input = options::object(input, name)?;
     let fields = Some(&input);
-    let prometheus = protocol.family() == JudgeFamily::Prometheus;
+    let rubric_judge = protocol.family() != JudgeFamily::AutoJ;
     // The first of the field's names present (Auto-J knows only the first).
     let text = |names: &[&str]| {
-        let names = if prometheus { names } else { &names[..1] };
+        let names = if rubric_judge { names } else { &names[..1] };
         let present = names.iter().copied().find(|field| options::field(fields, field).is_some());
         options::string(fields, present.unwrap_or(names[0]))
             .map_err(|_| named(name, &present.map_or_else(|| names.join(" or "), str::to_string)))
@@ -123,7 +141,7 @@ pub fn item(input: &JsValue, name: &str, protocol: Protocol, rubric: Option<&Rub
         true => Item::pair(query, text(&["response1", "responseA"])?, text(&["response2", "responseB"])?),
         false => Item::single(query, text(&["response"])?),
     };
-    if !prometheus {
+    if !rubric_judge {
         return Ok(item);
     }
     let item = match options::field(fields, "rubric") {

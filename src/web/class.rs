@@ -11,7 +11,7 @@ use js_sys::{Function, Object, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::arguments::{self, JudgeCall, LoadSettings, ProfileSettings};
+use super::arguments::{self, Asks, JudgeCall, LoadSettings, ProfileSettings};
 use super::callbacks::{order_name, Abort, Stream};
 use super::loader::{self, ShardStats};
 use super::types::{self, GenerateResult, ModelInfo, ProfileResult};
@@ -109,7 +109,7 @@ impl JsJudge {
         input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, JudgeFamily::AutoJ, true)
+        self.judge(input, options, JudgeFamily::AutoJ, Asks::Pair)
     }
 
     /// Critiques and rates one response with Auto-J's single-response protocol.
@@ -119,29 +119,43 @@ impl JsJudge {
         #[wasm_bindgen(unchecked_param_type = "{ query: string; response: string }")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "JudgeOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, JudgeFamily::AutoJ, false)
+        self.judge(input, options, JudgeFamily::AutoJ, Asks::Single)
     }
 
     /// Grades one response against a rubric, 1 to 5, with Prometheus 2's absolute protocol
-    /// (`prometheus_absolute`, or `prometheus_absolute_ref` with a reference answer).
+    /// (`prometheus_absolute`, or `prometheus_absolute_ref` with a reference answer); on a
+    /// Selene Mini or Flow-Judge model with its own (`selene_absolute`, `flowjudge`, `_ref`).
     #[wasm_bindgen(unchecked_return_type = "Promise<ScoreResult>")]
     pub fn rubric(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RubricInput")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "RubricOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, JudgeFamily::Prometheus, false)
+        self.judge(input, options, JudgeFamily::Prometheus, Asks::Single)
     }
 
     /// Chooses the better of two responses under a rubric with Prometheus 2's relative
-    /// protocol (`prometheus_relative`, or `prometheus_relative_ref` with a reference answer).
+    /// protocol (`prometheus_relative`, or `prometheus_relative_ref` with a reference answer);
+    /// on a Skywork-Critic, CompassJudger-1 or Selene Mini model with its own (`skywork`,
+    /// `compassjudger`, `selene_pairwise`).
     #[wasm_bindgen(unchecked_return_type = "Promise<CompareResult>")]
     pub fn compare(
         &self,
         #[wasm_bindgen(unchecked_param_type = "CompareInput")] input: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "CompareOptions")] options: Option<Object>,
     ) -> Promise {
-        self.judge(input, options, JudgeFamily::Prometheus, true)
+        self.judge(input, options, JudgeFamily::Prometheus, Asks::Pair)
+    }
+
+    /// Answers Yes or No for one response against criteria with Selene Mini's classification
+    /// (`selene_classification`, or `selene_classification_ref` with a reference answer).
+    #[wasm_bindgen(unchecked_return_type = "Promise<AnswerResult>")]
+    pub fn classify(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ClassifyInput")] input: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "RubricOptions")] options: Option<Object>,
+    ) -> Promise {
+        self.judge(input, options, JudgeFamily::Selene, Asks::Answer)
     }
 
     /// Judges many items together, up to the loaded batch size at a time (with `swap`, each
@@ -249,11 +263,24 @@ impl JsJudge {
     /// `compare`/`rubric` (with a reference answer when the input has one). A protocol of the
     /// other family than the model's, a missing rubric or reference answer are refused before
     /// the call waits its turn.
-    fn judge(&self, input: JsValue, options: Option<Object>, family: JudgeFamily, pairwise: bool) -> Promise {
+    fn judge(&self, input: JsValue, options: Option<Object>, family: JudgeFamily, asks: Asks) -> Promise {
         let shared = Rc::clone(&self.shared);
         promise((|| {
             let o = options.as_ref();
-            let protocol = arguments::item_protocol(o, &input, family, pairwise)?;
+            // `rubric`, `compare` and `classify` run the judge named by the `family` option,
+            // else the model's own protocols when it is a rubric judge other than Prometheus 2.
+            let family = match (family, options::opt_family(o, "family")?, shared.family()) {
+                (JudgeFamily::AutoJ, _, _) => JudgeFamily::AutoJ,
+                (_, Some(JudgeFamily::AutoJ), _) => {
+                    return Err(WebError::InvalidInput(
+                        "family: Auto-J's protocols run with pairwise and single".into(),
+                    ))
+                }
+                (_, Some(named), _) => named,
+                (_, None, Some(model)) if model != JudgeFamily::AutoJ => model,
+                (family, None, _) => family,
+            };
+            let protocol = arguments::item_protocol(o, &input, family, asks)?;
             protocol.check_served_by(shared.family())?;
             let item = arguments::item(&input, "input", protocol, None)?;
             render(protocol, &item)?;

@@ -9,9 +9,10 @@ use super::types::{self, BatchRow, BuiltInRubric, PairwiseMetrics};
 use super::WebError;
 use crate::judge::autoj_metrics::{self, Judged, ScenarioGroups};
 use crate::judge::dataset::{self, Row};
+use crate::judge::flow_metric::PRESETS;
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::prometheus_metrics::{self, Preference};
-use crate::judge::{JudgeFamily, Protocol, Rubric};
+use crate::judge::{JudgeFamily, Protocol, Rubric, VerdictKind};
 
 /// Auto-J's pairwise evaluation (agreement and swap consistency, per scenario group and
 /// overall) of batch records, computed by the same code as `webjudge judge`'s metrics. Needs
@@ -76,8 +77,8 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
     let kind = |protocol: Protocol| match (protocol.family(), protocol.is_pairwise()) {
         (JudgeFamily::AutoJ, true) => "a pair",
         (JudgeFamily::AutoJ, false) => "a single response",
-        (JudgeFamily::Prometheus, true) => "a Prometheus pair (by its instruction field)",
-        (JudgeFamily::Prometheus, false) => "a Prometheus single response (by its instruction field)",
+        (_, true) => "a Prometheus pair (by its instruction field)",
+        (_, false) => "a Prometheus single response (by its instruction field)",
     };
     if let Some(other) = protocols.iter().position(|&protocol| protocol != protocols[0]) {
         let message = format!(
@@ -93,18 +94,37 @@ pub fn parse_rows(text: &str) -> Result<JsValue, JsValue> {
         asked: Some(protocols[0].family()),
         pairwise: protocols[0].is_pairwise(),
         reference: first.item.reference_answer().is_some(),
+        answer: protocols[0].verdict_kind() == VerdictKind::Classification,
         ..ProtocolRequest::default()
     };
     let protocol = request.choose().map_err(WebError::from)?;
     Ok(types::to_js(&rows.iter().map(|row| BatchRow { protocol, row }).collect::<Vec<_>>()))
 }
 
-/// prometheus-eval's built-in rubrics (`load_rubric`'s names), each with the text absolute
-/// grading shows the judge (relative grading takes its first line: the criteria). Needs no
-/// model.
-#[wasm_bindgen(js_name = builtInRubrics, unchecked_return_type = "{ name: BuiltInRubric; text: string }[]")]
-pub fn built_in_rubrics() -> JsValue {
-    types::to_js(&Rubric::BUILT_IN.iter().map(|&(name, text)| BuiltInRubric { name, text }).collect::<Vec<_>>())
+/// A judge's built-in rubrics by name, each with the text the judge is shown: by default
+/// prometheus-eval's (`load_rubric`'s names; absolute grading's text, of which relative grading
+/// takes the first line: the criteria); for `flowjudge` flow-judge's preset metrics (criteria,
+/// a blank line, the rubric); none for the other judges. Needs no model.
+#[wasm_bindgen(js_name = builtInRubrics, unchecked_return_type = "{ name: BuiltInRubric | FlowPreset; text: string }[]")]
+pub fn built_in_rubrics(
+    #[wasm_bindgen(unchecked_param_type = "JudgeFamily")] family: Option<String>,
+) -> Result<JsValue, JsValue> {
+    let family = family.map(|name| name.parse::<JudgeFamily>()).transpose().map_err(WebError::from)?;
+    let rubrics: Vec<BuiltInRubric> = match family.unwrap_or(JudgeFamily::Prometheus) {
+        JudgeFamily::Prometheus => Rubric::BUILT_IN
+            .iter()
+            .map(|&(name, text)| BuiltInRubric { name: name.into(), text: text.into() })
+            .collect(),
+        JudgeFamily::FlowJudge => PRESETS
+            .iter()
+            .map(|preset| BuiltInRubric {
+                name: preset.name.clone(),
+                text: format!("{}\n\n{}", preset.metric.criteria, preset.metric.rubric_text()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(types::to_js(&rubrics))
 }
 
 /// The settings a call gets when it names none (`maxNewTokens`, `generateMaxNewTokens`), the
@@ -139,11 +159,12 @@ pub fn protocols() -> JsValue {
         pairwise: protocol.is_pairwise(),
         reference: protocol.uses_reference(),
         language: (protocol.family() == JudgeFamily::AutoJ).then_some(if protocol.is_chinese() { "zh" } else { "en" }),
-        method: match (protocol.family(), protocol.is_pairwise()) {
-            (JudgeFamily::AutoJ, true) => "pairwise",
-            (JudgeFamily::AutoJ, false) => "single",
-            (JudgeFamily::Prometheus, true) => "compare",
-            (JudgeFamily::Prometheus, false) => "rubric",
+        method: match (protocol.family(), protocol.verdict_kind()) {
+            (_, VerdictKind::Classification) => "classify",
+            (JudgeFamily::AutoJ, VerdictKind::AutoJWinner) => "pairwise",
+            (JudgeFamily::AutoJ, _) => "single",
+            (_, VerdictKind::Preference) => "compare",
+            (_, _) => "rubric",
         },
     };
     types::to_js(&Protocol::ALL.map(info))

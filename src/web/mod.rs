@@ -17,4 +17,4 @@ mod types;
 
 pub use class::JsJudge;
 pub use error::WebError;
-pub use exports::{defaults, pairwise_metrics, preference_metrics, protocols, score_metrics};
+pub use exports::{built_in_rubrics, defaults, pairwise_metrics, preference_metrics, protocols, score_metrics};

@@ -6,7 +6,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::AbortSignal;
 
 use super::WebError;
-use crate::judge::{Protocol, ProtocolError, Rubric, ScoreRubric};
+use crate::judge::{BinaryRubric, FlowMetric, JudgeFamily, Protocol, ProtocolError, Rubric, ScoreRubric};
 
 /// A field of `object`; `None` when absent, `undefined` or `null`.
 pub fn field(object: Option<&Object>, name: &str) -> Option<JsValue> {
@@ -60,12 +60,26 @@ pub fn opt_protocol(object: Option<&Object>, name: &str) -> Result<Option<Protoc
     protocol.parse().map(Some).map_err(|e: ProtocolError| WebError::InvalidInput(format!("{name}: {e}")))
 }
 
-/// A rubric: a built-in rubric's name or a rubric's text (a string), or an object with
-/// `criteria` and `score1_description` to `score5_description`; the message is the CLI's.
+/// A judge family by its name (`selene`, …).
+pub fn opt_family(object: Option<&Object>, name: &str) -> Result<Option<JudgeFamily>, WebError> {
+    let Some(family) = opt_string(object, name)? else { return Ok(None) };
+    family.parse().map(Some).map_err(|e: ProtocolError| WebError::InvalidInput(format!("{name}: {e}")))
+}
+
+/// A rubric: a built-in rubric's name or a rubric's text (a string), an object with
+/// `criteria` and `score1_description` to `score5_description`, or a Flow-Judge metric
+/// (`criteria` and `rubric: [{ score, description }]`), or a Yes/No rubric (`criteria`,
+/// `yes_description`, `no_description`); the message is the CLI's.
 pub fn rubric(value: JsValue) -> Result<Rubric, WebError> {
     if let Some(text) = value.as_string() {
         return Ok(Rubric::Text(text));
     }
-    let fields = value.is_object().then(|| serde_wasm_bindgen::from_value::<ScoreRubric>(value).ok()).flatten();
-    fields.map(Rubric::Fields).ok_or_else(|| ProtocolError::BadRubric.into())
+    if !value.is_object() {
+        return Err(ProtocolError::BadRubric.into());
+    }
+    serde_wasm_bindgen::from_value::<ScoreRubric>(value.clone())
+        .map(Rubric::Fields)
+        .or_else(|_| serde_wasm_bindgen::from_value::<FlowMetric>(value.clone()).map(Rubric::Metric))
+        .or_else(|_| serde_wasm_bindgen::from_value::<BinaryRubric>(value).map(Rubric::Binary))
+        .map_err(|_| ProtocolError::BadRubric.into())
 }

@@ -18,13 +18,23 @@ export interface LoadOptions {
 
 export type Order = "forward" | "swapped";
 export type Winner = "response1" | "response2" | "tie";
-/** Prometheus 2's preference: response A (the first) or B; "tie" only where two orders disagree. */
+/** A preference (Prometheus 2's, and Skywork-Critic's, CompassJudger-1's and Selene Mini's
+ *  pairwise verdicts): response A (the first) or B; "tie" only where two orders disagree. */
 export type Preference = "A" | "B";
 export type Finish = "eos" | "length" | "cancelled";
-export type JudgeFamily = "autoj" | "prometheus";
+export type JudgeFamily = "autoj" | "prometheus" | "skywork" | "selene" | "compassjudger" | "flowjudge";
+/** The protocols `rubric` runs: one response, scored. */
+export type ScoreProtocol =
+  | "prometheus_absolute" | "prometheus_absolute_ref" | "selene_absolute" | "selene_absolute_ref"
+  | "flowjudge" | "flowjudge_ref";
+/** The protocols `classify` runs: Yes or No. */
+export type AnswerProtocol = "selene_classification" | "selene_classification_ref";
+/** The protocols `compare` runs: response A or B. */
+export type PreferenceProtocol =
+  | "prometheus_relative" | "prometheus_relative_ref" | "skywork" | "selene_pairwise" | "compassjudger"
+  | "compassjudger_arena";
 export type Protocol =
-  | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single"
-  | "prometheus_absolute" | "prometheus_absolute_ref" | "prometheus_relative" | "prometheus_relative_ref";
+  | "pairwise_tie" | "single" | "zh_pairwise_tie" | "zh_single" | ScoreProtocol | PreferenceProtocol | AnswerProtocol;
 
 /** prometheus-eval's built-in rubrics (`builtInRubrics()` gives their texts). */
 export type BuiltInRubric = "helpfulness" | "harmlessness" | "honesty" | "factual_validity" | "reasoning";
@@ -37,9 +47,24 @@ export interface ScoreRubric {
   score4_description: string;
   score5_description: string;
 }
-/** What Prometheus grades against: a built-in rubric by name, a rubric's text as the prompt
- *  shows it, or a custom rubric's fields. */
-export type Rubric = BuiltInRubric | (string & {}) | ScoreRubric;
+/** Flow-Judge's preset metrics (flow-judge's, for a query and a reference answer). */
+export type FlowPreset = "response_correctness_binary" | "response_correctness_3point" | "response_correctness_5point";
+/** A Flow-Judge metric: criteria and the description of each score. */
+export interface FlowMetric {
+  criteria: string;
+  rubric: { score: number; description: string }[];
+}
+/** A Yes/No rubric (Selene Mini's classification): the criteria and what each answer means. */
+export interface BinaryRubric {
+  criteria: string;
+  yes_description: string;
+  no_description: string;
+}
+/** What a rubric judge grades against. Prometheus 2: a built-in rubric by name, a rubric's text
+ *  as the prompt shows it, or a custom rubric's fields. Selene Mini: the fields (its pairwise
+ *  protocol also the criteria's text). Flow-Judge: a preset's name, a metric, or the fields as a
+ *  1-5 metric; its classification a `BinaryRubric`. Skywork-Critic and CompassJudger-1 take none. */
+export type Rubric = BuiltInRubric | FlowPreset | (string & {}) | ScoreRubric | FlowMetric | BinaryRubric;
 
 /** Options of `pairwise` and `single` (Auto-J); `rubric` and `compare` take them without `language`. */
 export interface JudgeOptions {
@@ -61,20 +86,30 @@ export interface JudgeOptions {
 export interface PairInput { query: string; response1: string; response2: string }
 export interface SingleInput { query: string; response: string }
 
-/** Options of `rubric` (Prometheus 2's absolute grading). */
-export type RubricOptions = Omit<JudgeOptions, "language" | "swap">;
-/** Options of `compare` (Prometheus 2's relative grading). */
-export type CompareOptions = Omit<JudgeOptions, "language">;
+/** Options of `rubric` (Prometheus 2's absolute grading, or the model's own: Selene Mini's,
+ *  Flow-Judge's). */
+export type RubricOptions = Omit<JudgeOptions, "language" | "swap"> & RubricJudge;
+/** Options of `compare` (Prometheus 2's relative grading, or the model's own: Skywork-Critic's,
+ *  CompassJudger-1's, Selene Mini's). */
+export type CompareOptions = Omit<JudgeOptions, "language"> & RubricJudge;
+interface RubricJudge {
+  /** The judge whose protocol runs (not "autoj"); default: the model's family when it is a
+   *  rubric judge, else "prometheus". */
+  family?: Exclude<JudgeFamily, "autoj">;
+}
 
 /** The instruction (prometheus-eval's name; `query` works too). */
 type Instruction = { instruction: string } | { query: string };
 interface Graded {
-  rubric: Rubric;
+  /** Required but for Skywork-Critic and CompassJudger-1, which take none. */
+  rubric?: Rubric;
   /** A response that would score 5: picks the `_ref` protocol. */
   referenceAnswer?: string;
 }
 /** `rubric`'s input: one response to grade 1 to 5. */
 export type RubricInput = Instruction & Graded & { response: string };
+/** `classify`'s input: one response to answer Yes or No about (`rubric`: a `BinaryRubric`). */
+export type ClassifyInput = Instruction & Graded & { response: string };
 /** `compare`'s input: responses A and B (`response1`, `response2` work too). */
 export type CompareInput = Instruction & Graded & ({ responseA: string; responseB: string } | { response1: string; response2: string });
 
@@ -145,20 +180,28 @@ export interface SingleResult extends Judgement {
   rating: number | null;
 }
 
-/** Prometheus 2's absolute grading (`rubric`). */
+/** A score (`rubric`). */
 export interface ScoreResult extends Judgement {
-  protocol: "prometheus_absolute" | "prometheus_absolute_ref";
-  /** 1 to 5; null when the feedback names no score. */
+  protocol: ScoreProtocol;
+  /** 1 to 5 (Flow-Judge: on its metric's scale); null when the feedback names no score. */
   score: number | null;
 }
 
-export interface PreferenceJudgement extends Judgement {
-  protocol: "prometheus_relative" | "prometheus_relative_ref";
-  /** As the model saw the pair; null when the feedback names no choice. */
-  winner: Preference | null;
+/** A Yes/No answer (`classify`). */
+export interface AnswerResult extends Judgement {
+  protocol: AnswerProtocol;
+  /** null when the feedback names no answer. */
+  answer: "Yes" | "No" | null;
 }
 
-/** Prometheus 2's relative grading (`compare`); the swap fields as for `PairwiseResult`. */
+export interface PreferenceJudgement extends Judgement {
+  protocol: PreferenceProtocol;
+  /** As the model saw the pair; null when the feedback names no choice; "tie" for
+   *  compassjudger_arena's `[[A=B]]`. */
+  winner: Preference | "tie" | null;
+}
+
+/** A preference (`compare`); the swap fields as for `PairwiseResult`. */
 export interface CompareResult extends PreferenceJudgement {
   swapped?: PreferenceJudgement;
   swapped_winner_mapped?: Preference | null;
@@ -176,7 +219,7 @@ export type BatchRow = (PairInput | SingleInput) & {
   index: number;
   scenario: string | null;
   /** The human label: Auto-J's 0, 1, 2 as names; Prometheus' "A"/"B" or score 1 to 5. */
-  label: Winner | Preference | number | null;
+  label: Winner | Preference | "Yes" | "No" | number | null;
   /** Prometheus rows: their own rubric and reference answer, where they have them. */
   rubric?: Rubric;
   reference_answer?: string;
@@ -254,7 +297,7 @@ export type BatchRecord = {
   index: number;
   scenario: string | null;
   /** The human label; rows without one are not scored. */
-  label: Winner | Preference | number | null;
+  label: Winner | Preference | "Yes" | "No" | number | null;
 } & (PairwiseResult | SingleResult | ScoreResult | CompareResult | {
   /** Why the row could not be judged: it is left out of every figure. */
   error: string;
@@ -348,5 +391,5 @@ export interface ProtocolInfo {
   reference: boolean;
   /** Auto-J's: the `language` option that picks it; null for Prometheus'. */
   language: "en" | "zh" | null;
-  method: "pairwise" | "single" | "rubric" | "compare";
+  method: "pairwise" | "single" | "rubric" | "compare" | "classify";
 }

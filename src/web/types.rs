@@ -94,11 +94,11 @@ pub struct BatchRow<'a> {
     pub protocol: Protocol,
 }
 
-/// A built-in rubric for `builtInRubrics`.
+/// A built-in rubric (or Flow-Judge preset metric) for `builtInRubrics`.
 #[derive(Serialize)]
 pub struct BuiltInRubric {
-    pub name: &'static str,
-    pub text: &'static str,
+    pub name: String,
+    pub text: String,
 }
 
 #[derive(Serialize)]

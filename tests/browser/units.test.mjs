@@ -107,6 +107,18 @@ test("Prometheus 2 rows parse by prometheus-eval's names, with the protocol judg
   assert.deepEqual(single, { index: 0, query: "q", response: "a", label: 4, scenario: null, protocol: "prometheus_absolute" });
 });
 
+test("the newer judges' rows parse by their references' names", () => {
+  const [skywork] = parseRows(JSON.stringify({ question: "q", response_A: "a", response_B: "b", label: "A" }));
+  assert.deepEqual(skywork, { index: 0, query: "q", response1: "a", response2: "b", label: "A", scenario: null, protocol: "skywork" });
+  const answer = { criteria: "c", yes_description: "y", no_description: "n" };
+  const [selene] = parseRows(JSON.stringify({ user_input: "q", assistant_response: "a", rubric: answer, label: "No" }));
+  assert.deepEqual(selene, { index: 0, query: "q", response: "a", rubric: answer, label: "No", scenario: null, protocol: "selene_classification" });
+  const [flow] = parseRows(JSON.stringify({ query: "q", response: "a", reference_answer: "r", label: 0 }));
+  assert.equal(flow.protocol, "flowjudge_ref");
+  assert.deepEqual(builtInRubrics("flowjudge").map((preset) => preset.name),
+    ["response_correctness_binary", "response_correctness_3point", "response_correctness_5point"]);
+});
+
 test("the built-in rubrics come from the wasm, named as the declarations name them", () => {
   const rubrics = builtInRubrics();
   const names = rubrics.map((rubric) => rubric.name);
@@ -137,7 +149,7 @@ test("exports: records as JSONL, and CSV that a spreadsheet cannot run", () => {
 
   const csv = toCsv([judged, failed]);
   const lines = csv.split("\r\n");
-  assert.equal(lines[0], "index,scenario,label,winner,rating,score,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
+  assert.equal(lines[0], "index,scenario,label,winner,rating,score,answer,swapped_winner_mapped,consistent,finish,prompt_tokens,generated_tokens,decode_tok_s,error,critique");
   assert.ok(csv.includes(`"'=HYPERLINK(""x""), ""quoted""\nfinal decision is Response 2"`));
   assert.ok(csv.includes("the judge input has 6000 tokens"));
 });
