@@ -1234,12 +1234,20 @@ fn wrong_tensors_and_metadata_are_named() {
     }
     let missing = convert_variant(&|g| g.tensors.retain(|t| t.name != "blk.0.ffn_up.weight"));
     assert!(matches!(missing, Err(ConvertError::MissingTensor(n)) if n == "blk.0.ffn_up.weight"));
+    // Phi-3's LongRoPE factors: a tensor webjudge does not read.
     let extra = convert_variant(&|g| {
+        let mut rope = g.tensor("blk.0.attn_norm.weight").clone();
+        rope.name = "rope_factors_long.weight".into();
+        g.tensors.push(rope);
+    });
+    assert!(matches!(extra, Err(ConvertError::UnexpectedTensor(n)) if n == "rope_factors_long.weight"));
+    // Llama 3's divisors, one per rotated pair, not one per hidden value.
+    let misshapen = convert_variant(&|g| {
         let mut rope = g.tensor("blk.0.attn_norm.weight").clone();
         rope.name = "rope_freqs.weight".into();
         g.tensors.push(rope);
     });
-    assert!(matches!(extra, Err(ConvertError::UnexpectedTensor(n)) if n == "rope_freqs.weight"));
+    assert!(matches!(misshapen, Err(ConvertError::Shape { name, .. }) if name == "rope_freqs.weight"));
     // A name with control bytes would reach the terminal raw: refused, and shown escaped.
     let escape = convert_variant(&|g| g.tensor_mut("blk.0.attn_norm.weight").name = "blk.0\u{1b}[2J".into());
     let message = escape.unwrap_err().to_string();
