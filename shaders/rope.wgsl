@@ -5,6 +5,8 @@
 // computed on the CPU, since large angles lose precision in GPU sin(). Rotated queries go
 // to `q` for attention; rotated keys and the values go, as f16 pairs, to the token's
 // sequence slot and position of the cache (`key_word`, `value_word` in common.wgsl).
+// With QKV_BIAS, each projection's bias (`qkv_bias`: queries', keys', values', as a
+// token's sums lie) is added first, for every weight type and kernel that wrote the sums.
 
 #include "common.wgsl"
 
@@ -25,6 +27,18 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
 @group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read> places: array<TokenPlace>;
+#ifdef QKV_BIAS
+@group(0) @binding(8) var<storage, read> qkv_bias: array<vec2<f32>>;
+#endif
+
+// Pair `i` of a token's q/k/v sums (starting at `token`), with its bias.
+fn projected(token: u32, i: u32) -> vec2<f32> {
+#ifdef QKV_BIAS
+    return qkv[token + i] + qkv_bias[i];
+#else
+    return qkv[token + i];
+#endif
+}
 
 fn rotate(v: vec2<f32>, cs: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(v.x * cs.x - v.y * cs.y, v.x * cs.y + v.y * cs.x);
@@ -47,15 +61,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let cs = cos_sin[place.position * pairs + i % pairs];
     let token = t * (q_pairs + 2u * kv_pairs);
     if i < q_pairs {
-        q[t * q_pairs + i] = rotate(qkv[token + i], cs);
+        q[t * q_pairs + i] = rotate(projected(token, i), cs);
     } else {
         let kv = i - q_pairs;
         let shape = CacheShape(params.n_kv_heads, pairs, params.slot_positions);
         let head = kv / pairs;
         let pair = kv % pairs;
-        let key = rotate(qkv[token + q_pairs + kv], cs);
+        let key = rotate(projected(token, q_pairs + kv), cs);
         k_cache[key_word(shape, place.slot, place.position, head, pair)] = pack2x16float(key);
-        let value = qkv[token + q_pairs + kv_pairs + kv];
+        let value = projected(token, q_pairs + kv_pairs + kv);
         v_cache[value_word(shape, place.slot, place.position, head, pair)] = pack2x16float(value);
     }
 }

@@ -435,6 +435,7 @@ fn tiny_architecture(tied: bool) -> Architecture {
         vocab: VOCAB as usize,
         rope_theta: 100000.0,
         rope_frequency_divisors: Vec::new(),
+        qkv_bias: false,
         norm_eps: 1e-5,
         context_length: 512,
         tied_embeddings: tied,
@@ -1282,8 +1283,8 @@ fn wrong_tensors_and_metadata_are_named() {
     });
     assert!(matches!(overflow, Err(ConvertError::Value { tensor, .. }) if tensor == "blk.0.attn_q.weight"));
 
-    let other_arch = convert_variant(&|g| g.set("general.architecture", string("qwen2")));
-    assert!(matches!(other_arch, Err(ConvertError::Architecture(a)) if a == "qwen2"));
+    let other_arch = convert_variant(&|g| g.set("general.architecture", string("gemma2")));
+    assert!(matches!(other_arch, Err(ConvertError::Architecture(a)) if a == "gemma2"));
     let no_layers = convert_variant(&|g| g.remove("llama.block_count"));
     assert!(matches!(no_layers, Err(ConvertError::MissingKey(k)) if k == "llama.block_count"));
     let wrong_kind = convert_variant(&|g| g.set("llama.block_count", string("two")));
@@ -1340,6 +1341,7 @@ fn converts_the_test_model() {
         vocab: 49152,
         rope_theta: 100000.0,
         rope_frequency_divisors: Vec::new(),
+        qkv_bias: false,
         norm_eps: 1e-5,
         context_length: 8192,
         tied_embeddings: true,

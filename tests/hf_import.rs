@@ -23,11 +23,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::convert::checkpoint::Checkpoint;
+use webjudge::convert::gguf_import::convert_gguf;
 use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
 use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
 use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
-use webjudge::format::manifest::{CHAT_TEMPLATE_FORMAT_VERSION, ROPE_SCALING_FORMAT_VERSION};
+use webjudge::format::manifest::{CHAT_TEMPLATE_FORMAT_VERSION, QKV_BIAS_FORMAT_VERSION, ROPE_SCALING_FORMAT_VERSION};
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
@@ -128,6 +129,7 @@ fn expected_architecture(tied: bool) -> Architecture {
         vocab: VOCAB,
         rope_theta: THETA,
         rope_frequency_divisors: Vec::new(),
+        qkv_bias: false,
         norm_eps: EPS,
         context_length: 128,
         tied_embeddings: tied,
@@ -500,8 +502,8 @@ fn unusable_checkpoints_are_named() {
     assert_eq!((manifest.chat_template, manifest.format_version), (None, CHAT_TEMPLATE_FORMAT_VERSION));
     write_tokenizer_config(&hf);
     let mut config = config(&expected_architecture(false));
-    config["model_type"] = json!("qwen2");
-    config["architectures"] = json!(["Qwen2ForCausalLM"]);
+    config["model_type"] = json!("gemma2");
+    config["architectures"] = json!(["Gemma2ForCausalLM"]);
     std::fs::write(hf.join("config.json"), config.to_string()).unwrap();
     let out2 = dir.join("out2");
     let error = convert_error(&hf, &out2, &options(Quant::Q8, 32));
@@ -644,6 +646,47 @@ fn llama31_checkpoint_generates_transformers_greedy_ids() {
     assert!(divisors.contains(&1.0) && divisors.contains(&8.0) && divisors.iter().any(|d| *d > 1.0 && *d < 8.0));
     let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
     println!("Llama-3.1 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+/// A Qwen2.5-structured checkpoint (tools/reference/qwen2_fixture.py: q/k/v biases,
+/// embedding and lm_head padded past the tokenizer's vocabulary, a byte-level BPE tokenizer that adds
+/// no BOS, ChatML with Qwen2.5's default system message, an unused sliding window shorter
+/// than the context), converted to f16, renders transformers' prompts and generates its
+/// greedy ids.
+#[test]
+fn qwen2_checkpoint_generates_transformers_greedy_ids() {
+    let hf = fixture_copy("qwen2_tiny", "compassjudger-tiny");
+    let out = hf.with_file_name("out");
+    let conversion = convert_hf(&hf, &out, &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
+    check_qwen2_conversion(&conversion.manifest);
+    assert_eq!(conversion.manifest.judge, Some(JudgeFamily::CompassJudger));
+    let worst = generates_transformers_greedy_ids(&out, &golden_of(&hf), F16_LOGIT_TOLERANCE);
+    println!("Qwen2.5 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+/// The same checkpoint as llama.cpp's converter writes it (`qwen2`, bfloat16, Q and K rows
+/// in Hugging Face's order), converted from GGUF, generates transformers' greedy ids too.
+#[test]
+fn qwen2_gguf_generates_transformers_greedy_ids() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = scratch("qwen2-gguf").join("out");
+    let conversion =
+        convert_gguf(&fixtures.join("qwen2_tiny.gguf"), &out, &Default::default(), &mut |_, _| {}).unwrap();
+    check_qwen2_conversion(&conversion.manifest);
+    let golden = golden_of(&fixtures.join("qwen2_tiny"));
+    let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
+    println!("Qwen2.5 structure from llama.cpp's GGUF: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+fn check_qwen2_conversion(manifest: &Manifest) {
+    let a = &manifest.architecture;
+    assert!(a.qkv_bias && !a.tied_embeddings && !a.add_bos, "{a:?}");
+    assert_eq!(
+        (a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim, a.vocab, a.context_length),
+        (1e6, 4, 2, 16, 512, 1024)
+    );
+    assert_eq!(manifest.format_version, QKV_BIAS_FORMAT_VERSION);
+    assert!(manifest.tensors.iter().any(|t| t.name == "blk.1.attn_k.bias" && t.dtype == DType::F32));
 }
 
 /// `--judge` overrides the inferred family, and a name that names no judge records none.

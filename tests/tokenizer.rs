@@ -209,9 +209,9 @@ fn metadata_errors_name_the_problem() {
 
     let message = error_for(|m| {
         m.insert("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into()));
-        m.insert("tokenizer.ggml.pre".into(), GgufValue::String("qwen2".into()));
+        m.insert("tokenizer.ggml.pre".into(), GgufValue::String("deepseek-llm".into()));
     });
-    assert!(message.contains("\"qwen2\""), "{message}");
+    assert!(message.contains("\"deepseek-llm\""), "{message}");
 
     let message = error_for(|m| {
         m.insert("tokenizer.ggml.model".into(), GgufValue::String("gpt2".into()));

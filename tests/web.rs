@@ -25,7 +25,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
-use webjudge::format::schema::{expected_tensors, GlobalWeight, LayerWeights};
+use webjudge::format::schema::{expected_tensors, GlobalWeight, LayerBias, LayerWeights};
 use webjudge::format::{dequantize, encode, Architecture, DType, Manifest, TensorEntry, TensorPart};
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, ModelWeights};
@@ -214,6 +214,7 @@ fn tiny_architecture() -> Architecture {
         vocab: 256,
         rope_theta: 10000.0,
         rope_frequency_divisors: Vec::new(),
+        qkv_bias: false,
         norm_eps: 1e-5,
         context_length: 96,
         tied_embeddings: true,
@@ -262,9 +263,12 @@ fn tiny_model(gpu: &Gpu, a: &Architecture, dtype_of: fn(&str) -> DType) -> (Hash
     }
     let mut take = |name: &str| cpu.remove(name).unwrap();
     let layers = (0..a.n_layers).map(|layer| LayerWeights::from_fn(|weight| take(&weight.name(layer)))).collect();
+    let biases = |layer| LayerBias::ALL.iter().flat_map(|bias| take(&bias.name(layer))).collect();
+    let qkv_biases = a.qkv_bias.then(|| (0..a.n_layers).map(biases).collect());
     let weights = ModelWeights {
         embedding: take(GlobalWeight::TokenEmbedding.name()),
         layers,
+        qkv_biases,
         final_norm: take(GlobalWeight::OutputNorm.name()),
         lm_head: None,
     };
@@ -337,10 +341,10 @@ fn k_quant_model_dtype(name: &str) -> DType {
 }
 
 /// The forward pass over every dtype a K-quant GGUF brings, on the browser's WebGPU (no
-/// `shader-f16`), against the CPU reference.
+/// `shader-f16`), against the CPU reference; with q/k/v biases, as a Qwen2.5 GGUF has.
 #[wasm_bindgen_test]
 async fn k_quant_forward_matches_cpu_reference() {
-    let a = Architecture { hidden: 256, head_dim: 64, ffn: 512, ..tiny_architecture() };
+    let a = Architecture { hidden: 256, head_dim: 64, ffn: 512, qkv_bias: true, ..tiny_architecture() };
     check_forward(true, a, k_quant_model_dtype).await;
 }
 

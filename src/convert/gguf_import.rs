@@ -1,4 +1,4 @@
-//! GGUF import: a llama-architecture GGUF file becomes a model directory, losslessly.
+//! GGUF import: a `llama` or `qwen2` GGUF file becomes a model directory, losslessly.
 //!
 //! Tensor data maps onto the model directory's dtypes without requantizing
 //! ([`GgmlType::dtype`]; see [`DType`] for the layouts): F32, F16 and BF16 stay as they are,
@@ -11,11 +11,15 @@
 //! importer never does silently.
 //!
 //! RoPE convention: the engine rotates adjacent pairs `(x[2i], x[2i+1])` of each head
-//! (`shaders/rope.wgsl`, [`crate::model::reference::rope`]). llama.cpp's converter
-//! already permuted the Q and K rows of a Hugging Face checkpoint into exactly that
-//! convention when it wrote the GGUF, so GGUF weights are copied with no permutation.
-//! This is the one place a checkpoint's RoPE convention is settled; an importer of
-//! Hugging Face weights (which rotate `(x[i], x[i + head_dim/2])`) must permute there.
+//! (`shaders/rope.wgsl`, [`crate::model::reference::rope`]). For `llama` files,
+//! llama.cpp's converter already permuted the Q and K rows of a Hugging Face checkpoint into
+//! exactly that convention, so they are copied with no permutation. For `qwen2` files it did
+//! not (llama.cpp rotates `(x[i], x[i + head_dim/2])` for them, as Hugging Face does), so
+//! their Q and K rows, and the values of their biases, are permuted here with the Hugging
+//! Face importer's [`rope_source_row`]; quantized rows move whole. This is the one place a
+//! GGUF's RoPE convention is settled.
+//!
+//! Qwen2's q/k/v biases (`blk.N.attn_{q,k,v}.bias`) become f32 vectors like the norms.
 //!
 //! Mistral checkpoints arrive as `llama` GGUF files (llama.cpp's converter writes them so);
 //! a `llama.attention.sliding_window` shorter than the recorded context is refused as for
@@ -29,6 +33,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::Path;
 
+use super::hf_import::rope_source_row;
 use super::import::{
     chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, OutputDir, TemplateText,
     MIN_SHARD_BYTES,
@@ -39,7 +44,7 @@ use crate::format::checked_file;
 use crate::format::ggml_blocks::GgmlType;
 use crate::format::gguf::{GgufError, GgufFile, GgufMetadataExt, GgufTensorInfo};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use crate::format::schema::{expected_tensors, GlobalWeight, ROPE_FREQUENCIES};
+use crate::format::schema::{expected_tensors, GlobalWeight, LayerBias, LayerWeight, ROPE_FREQUENCIES};
 use crate::format::{Architecture, ChatTemplate, DType, Manifest};
 use crate::tokenizer::Tokenizer;
 
@@ -94,13 +99,14 @@ pub fn convert_gguf(
     // One open file for the header and the tensors: nothing can replace it in between.
     let mut source = checked_file::open(gguf_path).map_err(GgufError::from)?.file;
     let gguf = GgufFile::read(&source)?;
-    let mut architecture = architecture(&gguf)?;
+    let family = ArchitectureName::of(&gguf)?;
+    let mut architecture = architecture(&gguf, family)?;
     architecture.rope_frequency_divisors = rope_frequency_divisors(&gguf, &mut source, &architecture)?;
     architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
-    let sliding_window = gguf.metadata.get_u32("llama.attention.sliding_window")?.map(|w| w as usize);
+    let sliding_window = gguf.metadata.get_u32(&family.key("attention.sliding_window"))?.map(|w| w as usize);
     architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
     let judge = options.judge.decide(&checkpoint_names(&gguf, gguf_path)?);
-    let plan = plan_tensors(&gguf, &architecture)?;
+    let plan = plan_tensors(&gguf, &architecture, family)?;
     let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
     let tokenizer = Tokenizer::from_json(&tokenizer_json)?;
     let chat_template = chat_template(&gguf, options.chat_template.as_ref(), &architecture, &tokenizer)?;
@@ -141,36 +147,72 @@ fn required_usize(gguf: &GgufFile, key: &str) -> Result<usize, ConvertError> {
     Ok(required(key, gguf.metadata.get_u32(key)?)? as usize)
 }
 
-/// Reads the hyper-parameters from `llama.*` and `tokenizer.ggml.*` metadata; the
-/// vocabulary size and tied embeddings come from the tensors themselves.
-fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
-    let m = &gguf.metadata;
-    let name = required("general.architecture", m.get_str("general.architecture")?)?;
-    if name != "llama" {
-        return Err(ConvertError::Architecture(name.into()));
+/// The llama.cpp architectures this importer reads (`general.architecture`), each the
+/// LLaMA layer with its own metadata prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ArchitectureName {
+    /// LLaMA, and Mistral and Yi as llama.cpp's converter writes them.
+    Llama,
+    /// Qwen2 and Qwen2.5: q/k/v biases, and RoPE over the halves of each head.
+    Qwen2,
+}
+
+impl ArchitectureName {
+    fn of(gguf: &GgufFile) -> Result<Self, ConvertError> {
+        let name = required("general.architecture", gguf.metadata.get_str("general.architecture")?)?;
+        match name {
+            "llama" => Ok(Self::Llama),
+            "qwen2" => Ok(Self::Qwen2),
+            other => Err(ConvertError::Architecture(other.into())),
+        }
     }
-    let linear_scaling = match m.get_str("llama.rope.scaling.type")? {
+
+    /// The metadata key `suffix` of this architecture: `qwen2.embedding_length`.
+    fn key(self, suffix: &str) -> String {
+        let prefix = match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+        };
+        format!("{prefix}.{suffix}")
+    }
+
+    /// llama.cpp rotates `(x[i], x[i + d/2])` for this architecture (its NEOX RoPE), so its
+    /// converter left the Q and K rows in Hugging Face's order: this importer permutes them
+    /// into the engine's (see the module documentation). For `llama` the converter did.
+    fn rotates_halves(self) -> bool {
+        self == Self::Qwen2
+    }
+}
+
+/// Reads the hyper-parameters from the architecture's (`llama.*`, `qwen2.*`) and
+/// `tokenizer.ggml.*` metadata; the vocabulary size and tied embeddings come from the
+/// tensors themselves.
+fn architecture(gguf: &GgufFile, family: ArchitectureName) -> Result<Architecture, ConvertError> {
+    let m = &gguf.metadata;
+    let key = |suffix: &str| family.key(suffix);
+    let linear_scaling = match m.get_str(&key("rope.scaling.type"))? {
         None | Some("none") => None,
-        Some("linear") => Some(required("llama.rope.scaling.factor", m.get_f32("llama.rope.scaling.factor")?)?),
+        Some("linear") => Some(required(&key("rope.scaling.factor"), m.get_f32(&key("rope.scaling.factor"))?)?),
         Some(scaling) => {
             return Err(ConvertError::Unsupported(format!(
                 "RoPE scaling {scaling:?} is not supported (webjudge supports \"linear\" and Llama 3's rope_freqs)"
             )))
         }
     };
-    let hidden = required_usize(gguf, "llama.embedding_length")?;
-    let n_heads = required_usize(gguf, "llama.attention.head_count")?;
-    let head_dim = match m.get_u32("llama.rope.dimension_count")? {
+    let hidden = required_usize(gguf, &key("embedding_length"))?;
+    let n_heads = required_usize(gguf, &key("attention.head_count"))?;
+    let head_dim = match m.get_u32(&key("rope.dimension_count"))? {
         Some(d) => d as usize,
         None if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
         None => {
             return Err(ConvertError::InvalidArchitecture(format!(
-                "hidden size {hidden} is not a multiple of {n_heads} heads and llama.rope.dimension_count is missing"
+                "hidden size {hidden} is not a multiple of {n_heads} heads and {} is missing",
+                key("rope.dimension_count")
             )))
         }
     };
-    for key in ["llama.attention.key_length", "llama.attention.value_length"] {
-        if let Some(length) = m.get_u32(key)?.filter(|&l| l as usize != head_dim) {
+    for key in [key("attention.key_length"), key("attention.value_length")] {
+        if let Some(length) = m.get_u32(&key)?.filter(|&l| l as usize != head_dim) {
             return Err(ConvertError::Unsupported(format!(
                 "{key} {length} differs from the rotary dimension {head_dim} (partial RoPE is not supported)"
             )));
@@ -182,29 +224,31 @@ fn architecture(gguf: &GgufFile) -> Result<Architecture, ConvertError> {
         [_, rows] => rows as usize,
         _ => 0, // the shape check of every tensor names the problem
     };
-    if let Some(declared) = m.get_u32("llama.vocab_size")?.filter(|&v| v as usize != vocab) {
+    if let Some(declared) = m.get_u32(&key("vocab_size"))?.filter(|&v| v as usize != vocab) {
         return Err(ConvertError::InvalidArchitecture(format!(
-            "llama.vocab_size {declared} differs from the {vocab} rows of {embedding_name}"
+            "{} {declared} differs from the {vocab} rows of {embedding_name}",
+            key("vocab_size")
         )));
     }
     let eos = m.get_u32("tokenizer.ggml.eos_token_id")?;
     let eot = m.get_u32("tokenizer.ggml.eot_token_id")?.filter(|&id| Some(id) != eos);
     let tokenizer_model = m.get_str("tokenizer.ggml.model")?;
     let architecture = Architecture {
-        n_layers: required_usize(gguf, "llama.block_count")?,
+        n_layers: required_usize(gguf, &key("block_count"))?,
         hidden,
         n_heads,
-        n_kv_heads: m.get_u32("llama.attention.head_count_kv")?.map_or(n_heads, |n| n as usize),
+        n_kv_heads: m.get_u32(&key("attention.head_count_kv"))?.map_or(n_heads, |n| n as usize),
         head_dim,
-        ffn: required_usize(gguf, "llama.feed_forward_length")?,
+        ffn: required_usize(gguf, &key("feed_forward_length"))?,
         vocab,
-        rope_theta: m.get_f32("llama.rope.freq_base")?.unwrap_or(10000.0),
+        rope_theta: m.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0),
         rope_frequency_divisors: linear_scaling.map(|factor| vec![factor; head_dim / 2]).unwrap_or_default(),
         norm_eps: required(
-            "llama.attention.layer_norm_rms_epsilon",
-            m.get_f32("llama.attention.layer_norm_rms_epsilon")?,
+            &key("attention.layer_norm_rms_epsilon"),
+            m.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
         )?,
-        context_length: required_usize(gguf, "llama.context_length")?,
+        qkv_bias: family == ArchitectureName::Qwen2,
+        context_length: required_usize(gguf, &key("context_length"))?,
         tied_embeddings: gguf.tensor(GlobalWeight::Output.name()).is_none(),
         bos_id: m.get_u32("tokenizer.ggml.bos_token_id")?,
         eos_ids: eos.into_iter().chain(eot).collect(),
@@ -248,6 +292,9 @@ struct PlannedTensor<'a> {
     range: Range<u64>,
     /// GGUF bytes of one row.
     row_bytes: u64,
+    /// Head dimension when the rows (a bias's values) are Q's or K's in Hugging Face's
+    /// order, to be permuted into the engine's ([`ArchitectureName::rotates_halves`]).
+    rope_head_dim: Option<usize>,
 }
 
 /// Checks that the file holds exactly the tensors the architecture needs, with their
@@ -276,7 +323,11 @@ fn rope_frequency_divisors(gguf: &GgufFile, source: &mut File, a: &Architecture)
     Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
-fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<Vec<PlannedTensor<'a>>, ConvertError> {
+fn plan_tensors<'a>(
+    gguf: &'a GgufFile,
+    architecture: &Architecture,
+    family: ArchitectureName,
+) -> Result<Vec<PlannedTensor<'a>>, ConvertError> {
     let expected = expected_tensors(architecture, gguf.tensors.len())
         .map_err(|e| ConvertError::InvalidArchitecture(e.to_string()))?;
     let read_apart = |name: &str| name == ROPE_FREQUENCIES;
@@ -300,7 +351,10 @@ fn plan_tensors<'a>(gguf: &'a GgufFile, architecture: &Architecture) -> Result<V
             })?;
             let range = gguf.tensor_range(info)?;
             let rows = if shape.len() == 2 { shape[0] as u64 } else { 1 };
+            let rotated = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated())
+                || LayerBias::parse(&name).is_some_and(|(_, bias)| bias.weight().is_rotated());
             Ok(PlannedTensor {
+                rope_head_dim: (rotated && family.rotates_halves()).then_some(architecture.head_dim),
                 info,
                 ggml_type,
                 dtype: if shape.len() == 1 { DType::F32 } else { ggml_type.dtype() },
@@ -321,14 +375,40 @@ impl PlannedTensor<'_> {
         }
     }
 
-    /// Reads rows of the GGUF data and returns them packed in the output dtype.
+    /// Reads rows of the GGUF data and returns them packed in the output dtype, Q and K rows
+    /// (and their biases' values) in the engine's RoPE order.
     fn convert_rows(&self, source: &mut File, rows: Range<usize>) -> Result<Vec<u32>, ConvertError> {
+        let raw = match self.rope_head_dim {
+            Some(d) if self.shape.len() == 2 => {
+                // Whole rows are whole blocks: gather them in the engine's order, then pack.
+                let mut raw = Vec::with_capacity((rows.len() as u64 * self.row_bytes) as usize);
+                for row in rows {
+                    let source_row = row / d * d + rope_source_row(row % d, d);
+                    raw.extend(self.read(source, source_row..source_row + 1)?);
+                }
+                raw
+            }
+            _ => self.read(source, rows)?,
+        };
+        let words = if self.dtype != self.ggml_type.dtype() {
+            self.ggml_type.dequantize(&raw).iter().map(|v| v.to_bits()).collect()
+        } else {
+            let packed = self.ggml_type.pack(&raw);
+            packed.map_err(|problem| ConvertError::Value { tensor: self.info.name.clone(), problem })?
+        };
+        match self.rope_head_dim {
+            // A bias (f32, a word per value) permuted like its weight's rows.
+            Some(d) if self.shape.len() == 1 => {
+                Ok((0..words.len()).map(|j| words[j / d * d + rope_source_row(j % d, d)]).collect())
+            }
+            _ => Ok(words),
+        }
+    }
+
+    fn read(&self, source: &mut File, rows: Range<usize>) -> Result<Vec<u8>, ConvertError> {
         let mut raw = vec![0u8; (rows.len() as u64 * self.row_bytes) as usize];
         source.seek(SeekFrom::Start(self.range.start + rows.start as u64 * self.row_bytes))?;
         source.read_exact(&mut raw)?;
-        if self.dtype != self.ggml_type.dtype() {
-            return Ok(self.ggml_type.dequantize(&raw).iter().map(|v| v.to_bits()).collect());
-        }
-        self.ggml_type.pack(&raw).map_err(|problem| ConvertError::Value { tensor: self.info.name.clone(), problem })
+        Ok(raw)
     }
 }

@@ -1,4 +1,4 @@
-//! Hugging Face import: a LLaMA (or LLaMA-compatible Yi or Mistral) checkpoint directory with
+//! Hugging Face import: a LLaMA (or LLaMA-compatible Yi, Mistral or Qwen2) checkpoint directory with
 //! `config.json`, `tokenizer.json` (or only a SentencePiece `tokenizer.model`, converted by
 //! [`crate::tokenizer::tokenizer_json_from_sentencepiece`]) and safetensors weights (or,
 //! when there are none, PyTorch `.bin` weights, read by [`super::torch_pickle`]) becomes
@@ -17,6 +17,10 @@
 //! gather the input by. Any other layer, or every layer when another quant is chosen, is
 //! dequantized and requantized with the chosen quant and group, and
 //! [`HfConversion::gptq_requantized`] says which and why.
+//!
+//! Qwen2 (and Qwen2.5) is the LLaMA layer with biases on the q, k and v projections
+//! (`self_attn.{q,k,v}_proj.bias`, kept as f32 vectors, q's and k's permuted like their
+//! weights' rows); its `sliding_window` counts only where `use_sliding_window` is set.
 //!
 //! Mistral is the LLaMA layer with the same tensor names; its sliding-window attention is
 //! matched by the engine's full attention only within the window, so a `sliding_window`
@@ -51,7 +55,7 @@ use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use crate::format::checked_file::{self, ReadError};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerWeight};
+use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerBias, LayerWeight};
 use crate::format::{Architecture, ChatTemplate, DType, Llama3RopeScaling, Manifest};
 
 #[derive(Clone, Debug)]
@@ -155,6 +159,15 @@ pub fn engine_name(hf: &str) -> Option<Option<String>> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
+    let bias = match rest {
+        "self_attn.q_proj.bias" => Some(LayerBias::Q),
+        "self_attn.k_proj.bias" => Some(LayerBias::K),
+        "self_attn.v_proj.bias" => Some(LayerBias::V),
+        _ => None,
+    };
+    if let Some(bias) = bias {
+        return Some(Some(bias.name(layer)));
+    }
     let weight = match rest {
         "self_attn.q_proj.weight" => LayerWeight::AttnQ,
         "self_attn.k_proj.weight" => LayerWeight::AttnK,
@@ -217,12 +230,14 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
     let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
     let architectures: Vec<&str> =
         config.get("architectures").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-    let known = ["llama", "Yi", "yi", "mistral"].contains(&model_type)
+    let qwen2 = model_type == "qwen2" || architectures.contains(&"Qwen2ForCausalLM");
+    let known = qwen2
+        || ["llama", "Yi", "yi", "mistral"].contains(&model_type)
         || architectures.iter().any(|a| ["LlamaForCausalLM", "YiForCausalLM", "MistralForCausalLM"].contains(a));
     if !known {
         return Err(HfError::Unsupported(format!(
             "model_type {model_type:?} / architectures {architectures:?}: webjudge converts LlamaForCausalLM, \
-             MistralForCausalLM and Yi checkpoints"
+             MistralForCausalLM, Qwen2ForCausalLM and Yi checkpoints"
         )));
     }
     // transformers 5 writes `rope_parameters` (`rope_theta`, `rope_type` and the scaling's
@@ -260,11 +275,14 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         rope_frequency_divisors: Vec::new(),
         norm_eps: config_f32(config, "rms_norm_eps")?
             .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
+        // Qwen2's q/k/v projections always have biases.
+        qkv_bias: qwen2,
         context_length: required(config, "max_position_embeddings")?,
         tied_embeddings: tied,
         bos_id: bos.first().copied(),
         eos_ids: token_ids(config, "eos_token_id")?,
-        // LLaMA's Hugging Face tokenizer prepends BOS unless its config says otherwise.
+        // LLaMA's Hugging Face tokenizer prepends BOS unless its config says otherwise (where
+        // the config is silent, `convert_hf` asks the tokenizer).
         add_bos: tokenizer_config.and_then(|t| t.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true),
     };
     if let Some(scaling) = scaling {
@@ -275,6 +293,15 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         return Err(HfError::Config(format!("special token id {id} is outside the vocabulary of {vocab}")));
     }
     Ok(architecture)
+}
+
+/// The attention window of a config: Mistral's `sliding_window`, or Qwen2's where
+/// `use_sliding_window` turns it on (Qwen2 configs carry a window they do not use).
+fn sliding_window(config: &Value) -> Result<Option<usize>, HfError> {
+    if config.get("use_sliding_window").and_then(Value::as_bool) == Some(false) {
+        return Ok(None);
+    }
+    config_usize(config, "sliding_window")
 }
 
 /// The RoPE scaling `kind` of a config's `rope_scaling` (or transformers 5's
@@ -399,8 +426,11 @@ impl Planned {
         checkpoint: &mut Checkpoint,
         rows: Range<usize>,
     ) -> Result<Vec<f32>, HfError> {
-        if self.rope_head_dim.is_none() {
-            return Ok(checkpoint.read_rows(tensor, rows)?);
+        let Some(d) = self.rope_head_dim else { return Ok(checkpoint.read_rows(tensor, rows)?) };
+        if self.shape.len() == 1 {
+            // A bias: one value per row of its weight, permuted likewise.
+            let bias = checkpoint.read_rows(tensor, rows)?;
+            return Ok((0..bias.len()).map(|j| bias[j / d * d + rope_source_row(j % d, d)]).collect());
         }
         let mut values = Vec::with_capacity(rows.len() * tensor.cols());
         for row in self.source_rows(rows) {
@@ -503,7 +533,8 @@ fn plan(
             return Err(HfError::Unsupported(format!("{hf_name} is stored both as GPTQ tensors and as a weight")));
         }
         let shape = expected[index].1.clone();
-        let rope = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated());
+        let rope = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated())
+            || LayerBias::parse(&name).is_some_and(|(_, bias)| bias.weight().is_rotated());
         let (source, encoding, keep_gptq_codes) = match source {
             Ok(tensor) => {
                 if tensor.shape != shape {
@@ -657,7 +688,12 @@ pub fn convert_hf(
     let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
     let mut architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
-    let sliding_window = config_usize(&config, "sliding_window")?;
+    if tokenizer_config.as_ref().and_then(|t| t.get("add_bos_token")).is_none() {
+        // As in transformers, the tokenizer's post-processor decides (Qwen2's adds none).
+        let first = tokenizer.encode("").map_err(|e| HfError::Tokenizer(e.to_string()))?.first().copied();
+        architecture.add_bos = first.is_some() && first == architecture.bos_id;
+    }
+    let sliding_window = sliding_window(&config)?;
     architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
     let names = checkpoint_names(hf_dir, &config);
     let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use crate::engine::perplexity::{added_bos, chunks, text_tokens};
-use crate::format::schema::{GlobalWeight, LayerWeight};
+use crate::format::schema::{GlobalWeight, LayerBias, LayerWeight};
 use crate::format::Architecture;
 use crate::model::reference::{attend, rmsnorm, rope, swiglu};
 use crate::tokenizer::Tokenizer;
@@ -92,12 +92,19 @@ pub fn collect<E>(
         }
     };
     for layer in 0..a.n_layers {
+        let biases: Vec<Vec<f32>> = match a.qkv_bias {
+            true => LayerBias::ALL.iter().map(|b| read(&b.name(layer), None)).collect::<Result<_, _>>()?,
+            false => Vec::new(),
+        };
         let mut weight = |w: LayerWeight| read(&w.name(layer), None);
         let normed = rms_normed(&hidden, &weight(LayerWeight::AttnNorm)?, a.norm_eps);
         record(&[LayerWeight::AttnQ, LayerWeight::AttnK, LayerWeight::AttnV], layer, &normed, a.hidden);
         let mut q = matmul(&weight(LayerWeight::AttnQ)?, a.hidden, &normed);
         let mut k = matmul(&weight(LayerWeight::AttnK)?, a.hidden, &normed);
-        let v = matmul(&weight(LayerWeight::AttnV)?, a.hidden, &normed);
+        let mut v = matmul(&weight(LayerWeight::AttnV)?, a.hidden, &normed);
+        for (sums, bias) in [&mut q, &mut k, &mut v].into_iter().zip(&biases) {
+            sums.chunks_exact_mut(bias.len()).for_each(|token| add(token, bias));
+        }
         let mut attention = Vec::with_capacity(tokens.len() * a.q_dim());
         let mut start = 0;
         for chunk in chunks {

@@ -36,6 +36,9 @@ pub struct Architecture {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rope_frequency_divisors: Vec<f32>,
     pub norm_eps: f32,
+    /// The q, k and v projections add a bias (Qwen2): `blk.N.attn_{q,k,v}.bias`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qkv_bias: bool,
     pub context_length: usize,
     /// The output projection reuses the token embedding matrix.
     pub tied_embeddings: bool,

@@ -26,8 +26,11 @@ pub const CHAT_TEMPLATE_FORMAT_VERSION: u32 = 4;
 /// The format of a model whose RoPE is scaled ([`Architecture::rope_frequency_divisors`]),
 /// written only then: a build older than it would ignore the scaling and rotate wrongly.
 pub const ROPE_SCALING_FORMAT_VERSION: u32 = 5;
+/// The format of a model with q/k/v biases ([`Architecture::qkv_bias`], Qwen2), written only
+/// then: a build older than it would find tensors it does not know and refuse the model.
+pub const QKV_BIAS_FORMAT_VERSION: u32 = 6;
 /// The newest format this build reads.
-pub const LATEST_FORMAT_VERSION: u32 = ROPE_SCALING_FORMAT_VERSION;
+pub const LATEST_FORMAT_VERSION: u32 = QKV_BIAS_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -182,12 +185,14 @@ impl Manifest {
         }
     }
 
-    /// The format version `architecture` needs: a scaled RoPE needs its own.
+    /// The format version `architecture` needs: a scaled RoPE and q/k/v biases need their own.
     pub fn architecture_format_version(architecture: &Architecture) -> u32 {
-        match architecture.rope_frequency_divisors.is_empty() {
+        let rope = match architecture.rope_frequency_divisors.is_empty() {
             true => FORMAT_VERSION,
             false => ROPE_SCALING_FORMAT_VERSION,
-        }
+        };
+        let bias = if architecture.qkv_bias { QKV_BIAS_FORMAT_VERSION } else { FORMAT_VERSION };
+        rope.max(bias)
     }
 
     /// Checks every size, offset, shape and name so loading never reads out of bounds or

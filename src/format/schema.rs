@@ -7,6 +7,7 @@ use super::Architecture;
 /// Where a layer's tensor names start: `blk.{layer}.{suffix}.weight`.
 const LAYER_PREFIX: &str = "blk.";
 const WEIGHT_SUFFIX: &str = ".weight";
+const BIAS_SUFFIX: &str = ".bias";
 const INPUT_ORDER_SUFFIX: &str = ".input_order";
 
 /// llama.cpp's tensor of per-pair RoPE frequency divisors (Llama 3's scaling): read into
@@ -138,6 +139,47 @@ impl LayerWeight {
     }
 }
 
+/// The biases of the q, k and v projections, in architectures that have them
+/// ([`Architecture::qkv_bias`], Qwen2): f32 vectors, `blk.{layer}.attn_q.bias`. The model
+/// adds them where RoPE reads the projections' sums; q's and k's follow their weights' row
+/// order (the engine's RoPE convention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerBias {
+    Q,
+    K,
+    V,
+}
+
+impl LayerBias {
+    /// In the order of their projections' rows in a token's q/k/v sums.
+    pub const ALL: [Self; 3] = [Self::Q, Self::K, Self::V];
+
+    /// The weight whose sums this bias is added to.
+    pub fn weight(self) -> LayerWeight {
+        match self {
+            Self::Q => LayerWeight::AttnQ,
+            Self::K => LayerWeight::AttnK,
+            Self::V => LayerWeight::AttnV,
+        }
+    }
+
+    /// `blk.3.attn_q.bias`.
+    pub fn name(self, layer: usize) -> String {
+        format!("{LAYER_PREFIX}{layer}.{}{BIAS_SUFFIX}", self.weight().suffix())
+    }
+
+    pub fn shape(self, a: &Architecture) -> Vec<usize> {
+        vec![self.weight().shape(a)[0]]
+    }
+
+    /// The layer and bias a tensor's name names (`blk.3.attn_k.bias`).
+    pub fn parse(name: &str) -> Option<(usize, Self)> {
+        let (layer, suffix) = name.strip_prefix(LAYER_PREFIX)?.strip_suffix(BIAS_SUFFIX)?.split_once('.')?;
+        let bias = Self::ALL.into_iter().find(|b| b.weight().suffix() == suffix)?;
+        Some((layer.parse().ok()?, bias))
+    }
+}
+
 /// One layer's weights, each a field named once (after [`LayerWeight`]); `T` is what a weight
 /// is to its reader: a `GpuTensor`, the CPU reference's `Vec<f32>`, a name.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,7 +273,8 @@ pub fn input_order_name(weight_name: &str) -> String {
 /// missing is for the caller to name.
 pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String, Vec<usize>)>, TensorCountError> {
     let globals = GlobalWeight::present(a);
-    let needed = a.n_layers.checked_mul(TENSORS_PER_LAYER).and_then(|n| n.checked_add(globals.len()));
+    let per_layer = TENSORS_PER_LAYER + if a.qkv_bias { LayerBias::ALL.len() } else { 0 };
+    let needed = a.n_layers.checked_mul(per_layer).and_then(|n| n.checked_add(globals.len()));
     let Some(needed) = needed.filter(|_| a.n_layers <= present) else {
         return Err(TensorCountError { n_layers: a.n_layers, present });
     };
@@ -239,6 +282,9 @@ pub fn expected_tensors(a: &Architecture, present: usize) -> Result<Vec<(String,
     expected.extend(globals.iter().map(|g| (g.name().to_string(), g.shape(a))));
     for layer in 0..a.n_layers {
         expected.extend(LayerWeight::ALL.map(|w| (w.name(layer), w.shape(a))));
+        if a.qkv_bias {
+            expected.extend(LayerBias::ALL.map(|b| (b.name(layer), b.shape(a))));
+        }
     }
     Ok(expected)
 }
@@ -269,5 +315,10 @@ mod tests {
         assert_eq!(LayerWeight::AttnV.first_reader_of_input(), LayerWeight::AttnQ);
         assert_eq!(LayerWeight::FfnUp.first_reader_of_input(), LayerWeight::FfnGate);
         assert_eq!(LayerWeight::FfnDown.first_reader_of_input(), LayerWeight::FfnDown);
+        for bias in LayerBias::ALL {
+            assert_eq!(LayerBias::parse(&bias.name(7)), Some((7, bias)));
+            assert_eq!(LayerWeight::parse(&bias.name(7)), None);
+        }
+        assert_eq!(LayerBias::K.name(2), "blk.2.attn_k.bias");
     }
 }

@@ -2,7 +2,7 @@
 //! table.
 
 use super::uniform::uniform_struct;
-use super::variants::DEFAULT_WORKGROUP;
+use super::variants::{DEFAULT_WORKGROUP, QKV_BIAS};
 use super::{Dispatch, Gpu, Heads, KvCache, PipelineKey, Shader, StepBuffers, Workgroups};
 
 uniform_struct! {
@@ -30,17 +30,21 @@ pub fn rope_table(context: usize, inverse_frequencies: &[f32]) -> Vec<f32> {
 }
 
 /// Rotates the step's queries from `qkv` (per token: queries, keys, values) into `q`, and
-/// stores its rotated keys and its values in `cache` at each token's slot and position.
+/// stores its rotated keys and its values in `cache` at each token's slot and position;
+/// `bias` (the q, k and v biases side by side) is added to `qkv` first.
+#[allow(clippy::too_many_arguments)]
 pub fn rope_and_store(
     gpu: &Gpu,
     step: &StepBuffers,
     table: &wgpu::Buffer,
     heads: Heads,
     qkv: &wgpu::Buffer,
+    bias: Option<&wgpu::Buffer>,
     q: &wgpu::Buffer,
     cache: &KvCache,
 ) -> Dispatch {
-    let pipeline = gpu.pipeline(PipelineKey::new(Shader::Rope, "main"));
+    let key = PipelineKey::new(Shader::Rope, "main");
+    let pipeline = gpu.pipeline(if bias.is_some() { key.define(QKV_BIAS) } else { key });
     let params = Params {
         n_heads: heads.n_heads as u32,
         n_kv_heads: heads.n_kv_heads as u32,
@@ -48,7 +52,7 @@ pub fn rope_and_store(
         slot_positions: cache.context as u32,
     };
     let params = gpu.uniform("rope params", &params);
-    let bindings = [
+    let mut bindings = vec![
         (0, &step.uniform),
         (1, &params),
         (2, table),
@@ -58,6 +62,7 @@ pub fn rope_and_store(
         (6, &cache.v),
         (7, &step.places),
     ];
+    bindings.extend(bias.map(|bias| (8, bias)));
     Dispatch {
         label: "rope and kv store".into(),
         weight_bytes: 0,

@@ -79,7 +79,7 @@ registry! {
     Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN], uniform Params = linear::MatvecParams;
     Matmul => "matmul.wgsl", Weights, flags [], uniform Params = linear::MatmulParams;
     Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform Params = rmsnorm::Params;
-    Rope => "rope.wgsl", Plain, flags [], uniform Params = rope::Params;
+    Rope => "rope.wgsl", Plain, flags [QKV_BIAS], uniform Params = rope::Params;
     Attention => "attention.wgsl", Plain, flags [], uniform Params = attention::Params;
     Sampling => "sampling.wgsl", Plain, flags [], uniform Params = sampling::Params;
     /// A plain copy, the memory-bandwidth yardstick of `bench`.
@@ -114,6 +114,9 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
+
+/// rope.wgsl's variant that adds the q/k/v biases to the projections' sums (Qwen2).
+pub const QKV_BIAS: &str = "QKV_BIAS";
 
 /// The format's weight block and the K-quants' layouts (src/format/block.rs).
 pub use crate::format::{BLOCK_VALUES, K_SUB_BLOCKS, Q4_K_PARAM_WORDS, Q5_K_PARAM_WORDS, Q6_K_PARAM_WORDS};

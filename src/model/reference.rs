@@ -76,6 +76,8 @@ pub struct ModelWeights {
     pub embedding: Vec<f32>,
     /// Each layer's weights, dequantized.
     pub layers: Vec<LayerWeights<Vec<f32>>>,
+    /// Each layer's q, k and v biases side by side, where the architecture has them.
+    pub qkv_biases: Option<Vec<Vec<f32>>>,
     pub final_norm: Vec<f32>,
     /// `None` when tied to the embedding.
     pub lm_head: Option<Vec<f32>>,
@@ -104,7 +106,11 @@ impl<'a> CpuModel<'a> {
             let xn = rmsnorm(&x, &layer.attention_norm, a.norm_eps);
             let mut q = matvec(&layer.wq, &xn, a.q_dim(), a.hidden);
             let mut k = matvec(&layer.wk, &xn, a.kv_dim(), a.hidden);
-            let v = matvec(&layer.wv, &xn, a.kv_dim(), a.hidden);
+            let mut v = matvec(&layer.wv, &xn, a.kv_dim(), a.hidden);
+            if let Some(biases) = &w.qkv_biases {
+                let sums = q.iter_mut().chain(&mut k).chain(&mut v);
+                sums.zip(&biases[l]).for_each(|(sum, bias)| *sum += bias);
+            }
             rope(&mut q, a, position);
             rope(&mut k, a, position);
             self.keys[l].push(round_f16(&k));

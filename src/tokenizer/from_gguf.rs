@@ -45,6 +45,10 @@ const SPACE: &str = "\u{2581}";
 
 /// LLaMA-3's split regex, as transformers applies it for the `llama-bpe` family.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's split regex (LLaMA-3's with single digits), for the `qwen2` family. Qwen2's
+/// tokenizer.json also NFC-normalizes; llama.cpp does not, and neither does this.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Builds a `tokenizer.json` (as a string) from GGUF tokenizer metadata.
 pub fn tokenizer_json_from_gguf(metadata: &GgufMetadata) -> Result<String, TokenizerError> {
@@ -206,6 +210,15 @@ impl Parts {
 
 fn byte_level(metadata: &GgufMetadata) -> Result<Parts, TokenizerError> {
     let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split_then_bytes = |regex: &str| {
+        json!({
+            "type": "Sequence",
+            "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+                byte_level(false),
+            ],
+        })
+    };
     // llama.cpp reads a file without the key as "default".
     let pre_tokenizer = match metadata.get_str(PRE)?.unwrap_or("default") {
         "default" | "gpt-2" => byte_level(true),
@@ -213,13 +226,8 @@ fn byte_level(metadata: &GgufMetadata) -> Result<Parts, TokenizerError> {
             "type": "Sequence",
             "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)],
         }),
-        "llama-bpe" | "llama3" | "llama-v3" => json!({
-            "type": "Sequence",
-            "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
-                byte_level(false),
-            ],
-        }),
+        "llama-bpe" | "llama3" | "llama-v3" => split_then_bytes(LLAMA3_SPLIT),
+        "qwen2" => split_then_bytes(QWEN2_SPLIT),
         other => return Err(TokenizerError::UnknownPreTokenizer(other.into())),
     };
     let decoder = json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true});

@@ -33,7 +33,7 @@ import tempfile
 
 import torch
 import transformers
-from tiny_model import generate, random_model
+from tiny_model import chat_prompts, first_seed_with_margins, random_model, rewrite_as_published
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -86,20 +86,11 @@ def config(tok):
 def as_published(directory):
     """Llama-3.1-8B-Instruct's files as published (by transformers 4): `rope_theta` and
     `rope_scaling` at the top of config.json, the chat template inside tokenizer_config.json."""
-    path = directory / "config.json"
-    if path.exists():
-        config = json.loads(path.read_text())
+    def edit(config):
         rope = config.pop("rope_parameters")
         config["rope_theta"] = rope.pop("rope_theta")
         config["rope_scaling"] = rope
-        path.write_text(json.dumps(config, indent=2) + "\n")
-    template = directory / "chat_template.jinja"
-    if template.exists():
-        path = directory / "tokenizer_config.json"
-        tokenizer_config = json.loads(path.read_text())
-        tokenizer_config["chat_template"] = template.read_text()
-        path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
-        template.unlink()
+    rewrite_as_published(directory, edit)
 
 
 def main():
@@ -110,27 +101,12 @@ def main():
     as_published(OUT)
     tok = AutoTokenizer.from_pretrained(OUT)
     assert tok.chat_template == CHAT_TEMPLATE
-    prompts = []
-    for text in PROMPTS:
-        wrapped = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                          add_generation_prompt=True)
-        prompts.append((text, wrapped, tok(wrapped, add_special_tokens=False)["input_ids"]))
+    prompts = chat_prompts(tok, PROMPTS, add_generation_prompt=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(1000):
-            # Saved and loaded back, so the reference runs on exactly the stored bfloat16 values.
-            random_model(lambda: LlamaForCausalLM(config(tok)), seed).save_pretrained(tmp)
-            as_published(pathlib.Path(tmp))
-            model = LlamaForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
-            assert model.config.rope_parameters["rope_type"] == "llama3"
-            cases = []
-            for text, wrapped, prompt_ids in prompts:
-                ids, steps = generate(model, prompt_ids, NEW_TOKENS)
-                cases.append({"text": text, "wrapped": wrapped, "prompt_ids": prompt_ids, "ids": ids, "steps": steps})
-            smallest = min(s["margin"] for c in cases for s in c["steps"])
-            if smallest >= MIN_MARGIN:
-                break
-        else:
-            raise SystemExit(f"no seed below 1000 has every margin >= {MIN_MARGIN}")
+        make = lambda seed: random_model(lambda: LlamaForCausalLM(config(tok)), seed)  # noqa: E731
+        seed, model, cases, smallest = first_seed_with_margins(make, LlamaForCausalLM, tmp, prompts, NEW_TOKENS,
+                                                               MIN_MARGIN, as_published)
+        assert model.config.rope_parameters["rope_type"] == "llama3"
         inv_freq = [float(f) for f in model.model.rotary_emb.inv_freq]
         for name in ["config.json", "model.safetensors"]:
             shutil.copy(pathlib.Path(tmp) / name, OUT / name)

@@ -28,7 +28,7 @@ import tempfile
 
 import torch
 import transformers
-from tiny_model import generate, random_model
+from tiny_model import chat_prompts, first_seed_with_margins, random_model, rewrite_as_published
 from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -73,20 +73,13 @@ def as_published(directory):
     """Rewrites transformers 5's files as prometheus-7b-v2.0 has them (written by transformers
     4): a top-level rope_theta instead of rope_parameters, the chat template and `legacy`
     inside tokenizer_config.json instead of chat_template.jinja."""
-    path = directory / "config.json"
-    if path.exists():
-        config = json.loads(path.read_text())
+    def edit_config(config):
         config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
-        path.write_text(json.dumps(config, indent=2) + "\n")
-    template = directory / "chat_template.jinja"
-    if template.exists():
-        path = directory / "tokenizer_config.json"
-        tokenizer_config = json.loads(path.read_text())
-        tokenizer_config["chat_template"] = template.read_text()
+
+    def edit_tokenizer_config(tokenizer_config):
         # transformers 5 drops `legacy` when saving, and reads its absence as non-legacy.
         tokenizer_config["legacy"] = True
-        path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
-        template.unlink()
+    rewrite_as_published(directory, edit_config, edit_tokenizer_config)
 
 
 def main():
@@ -99,26 +92,12 @@ def main():
     # The reference reads the fixture's own tokenizer files.
     tok = AutoTokenizer.from_pretrained(OUT)
     assert tok.chat_template == CHAT_TEMPLATE
-    prompts = []
-    for text in PROMPTS:
-        wrapped = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False)
-        prompts.append((text, wrapped, tok(wrapped, add_special_tokens=False)["input_ids"]))
+    prompts = chat_prompts(tok, PROMPTS)
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(1000):
-            # Saved and loaded back, so the reference runs on exactly the stored bfloat16 values.
-            random_model(lambda: MistralForCausalLM(config()), seed).save_pretrained(tmp)
-            as_published(pathlib.Path(tmp))
-            model = MistralForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="eager").eval()
-            assert model.config.rope_parameters["rope_theta"] == 1e6 and model.config.sliding_window is None
-            cases = []
-            for text, wrapped, prompt_ids in prompts:
-                ids, steps = generate(model, prompt_ids, NEW_TOKENS)
-                cases.append({"text": text, "wrapped": wrapped, "prompt_ids": prompt_ids, "ids": ids, "steps": steps})
-            smallest = min(s["margin"] for c in cases for s in c["steps"])
-            if smallest >= MIN_MARGIN:
-                break
-        else:
-            raise SystemExit(f"no seed below 1000 has every margin >= {MIN_MARGIN}")
+        make = lambda seed: random_model(lambda: MistralForCausalLM(config()), seed)  # noqa: E731
+        seed, model, cases, smallest = first_seed_with_margins(make, MistralForCausalLM, tmp, prompts, NEW_TOKENS,
+                                                               MIN_MARGIN, as_published)
+        assert model.config.rope_parameters["rope_theta"] == 1e6 and model.config.sliding_window is None
         for name in ["config.json", "model.safetensors"]:
             shutil.copy(pathlib.Path(tmp) / name, OUT / name)
     source = (f"tools/reference/mistral_fixture.py, seed {seed}: transformers {transformers.__version__}, "

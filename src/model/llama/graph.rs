@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::{Head, LlamaModel};
-use crate::format::schema::{GlobalWeight, LayerWeights};
+use crate::format::schema::{GlobalWeight, LayerBias, LayerWeights};
 use crate::format::Architecture;
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
@@ -45,10 +45,11 @@ impl LlamaModel {
         // What remains in `weights` are the tensors outside the layers and the input orders.
         let layers: Vec<_> = (0..a.n_layers)
             .map(|layer| {
-                let weights = LayerWeights::from_fn(|weight| {
-                    weights.remove(&weight.name(layer)).expect("every layer weight is present (checked at load)")
-                });
-                stack_projections(&gpu, layer, weights)
+                let mut take =
+                    |name: String| weights.remove(&name).expect("every layer tensor is present (checked at load)");
+                let layer_weights = LayerWeights::from_fn(|weight| take(weight.name(layer)));
+                let biases = a.qkv_bias.then(|| LayerBias::ALL.map(|bias| take(bias.name(layer))));
+                stack_projections(&gpu, layer, layer_weights, biases)
             })
             .collect();
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
@@ -129,7 +130,16 @@ impl LlamaModel {
                     Projections::Apart(parts) => parts.iter().map(|part| (part, &act.qkv, Epilogue::Store)).collect(),
                 };
                 linears(&mut list, &act.normed, &qkv);
-                list.push(rope_and_store(&gpu, &step, &rope_buffer, heads, &act.qkv, &act.q, cache));
+                list.push(rope_and_store(
+                    &gpu,
+                    &step,
+                    &rope_buffer,
+                    heads,
+                    &act.qkv,
+                    layer.qkv_bias.as_ref(),
+                    &act.q,
+                    cache,
+                ));
                 let attention_mode = match kernel {
                     LinearKernel::Matvec | LinearKernel::MatvecOneToken => AttentionMode::Decode(&split_scratch),
                     LinearKernel::Matmul => AttentionMode::Prefill,
