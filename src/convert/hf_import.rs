@@ -258,6 +258,7 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         vocab,
         rope_theta,
         rope_frequency_divisors: Vec::new(),
+        rope_attention_factor: 1.0,
         norm_eps: config_f32(config, "rms_norm_eps")?
             .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
         context_length: required(config, "max_position_embeddings")?,

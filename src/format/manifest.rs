@@ -26,8 +26,12 @@ pub const CHAT_TEMPLATE_FORMAT_VERSION: u32 = 4;
 /// The format of a model whose RoPE is scaled ([`Architecture::rope_frequency_divisors`]),
 /// written only then: a build older than it would ignore the scaling and rotate wrongly.
 pub const ROPE_SCALING_FORMAT_VERSION: u32 = 5;
+/// The format of a model whose RoPE cos and sin are scaled
+/// ([`Architecture::rope_attention_factor`], LongRoPE's), written only then: a build older
+/// than it would ignore the factor and compute every attention score wrongly.
+pub const ROPE_ATTENTION_FACTOR_FORMAT_VERSION: u32 = 7;
 /// The newest format this build reads.
-pub const LATEST_FORMAT_VERSION: u32 = ROPE_SCALING_FORMAT_VERSION;
+pub const LATEST_FORMAT_VERSION: u32 = ROPE_ATTENTION_FACTOR_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -182,11 +186,15 @@ impl Manifest {
         }
     }
 
-    /// The format version `architecture` needs: a scaled RoPE needs its own.
+    /// The format version `architecture` needs: a scaled RoPE needs its own, and scaled
+    /// cos and sin theirs.
     pub fn architecture_format_version(architecture: &Architecture) -> u32 {
-        match architecture.rope_frequency_divisors.is_empty() {
-            true => FORMAT_VERSION,
-            false => ROPE_SCALING_FORMAT_VERSION,
+        if architecture.rope_attention_factor != 1.0 {
+            ROPE_ATTENTION_FACTOR_FORMAT_VERSION
+        } else if !architecture.rope_frequency_divisors.is_empty() {
+            ROPE_SCALING_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
         }
     }
 
