@@ -25,10 +25,13 @@ use serde_json::json;
 use webjudge::convert::checkpoint::Checkpoint;
 use webjudge::convert::gguf_import::convert_gguf;
 use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
-use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem};
+use webjudge::convert::import::{ConvertError, JudgeChoice, LongRopeCap, OutputProblem};
 use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
-use webjudge::format::manifest::{CHAT_TEMPLATE_FORMAT_VERSION, QKV_BIAS_FORMAT_VERSION, ROPE_SCALING_FORMAT_VERSION};
+use webjudge::format::manifest::{
+    CHAT_TEMPLATE_FORMAT_VERSION, QKV_BIAS_FORMAT_VERSION, ROPE_ATTENTION_FACTOR_FORMAT_VERSION,
+    ROPE_SCALING_FORMAT_VERSION,
+};
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
@@ -130,6 +133,7 @@ fn expected_architecture(tied: bool) -> Architecture {
         rope_theta: THETA,
         rope_frequency_divisors: Vec::new(),
         qkv_bias: false,
+        rope_attention_factor: 1.0,
         norm_eps: EPS,
         context_length: 128,
         tied_embeddings: tied,
@@ -560,7 +564,8 @@ const F16_LOGIT_TOLERANCE: f32 = 0.01;
 /// ids, each step's top-5 logits within `tolerance`. Returns the largest logit difference.
 fn generates_transformers_greedy_ids(model_dir: &Path, golden: &serde_json::Value, tolerance: f32) -> f32 {
     assert!(golden["smallest_margin"].as_f64().unwrap() as f32 > 2.0 * tolerance);
-    let mut engine = load_with_context(model_dir, 160);
+    let manifest = Manifest::from_json(&std::fs::read_to_string(model_dir.join("manifest.json")).unwrap()).unwrap();
+    let mut engine = load_with_context(model_dir, manifest.architecture.context_length.min(160));
     let mut worst = 0f32;
     for case in golden["cases"].as_array().unwrap() {
         let ids = |value: &serde_json::Value| -> Vec<u32> {
@@ -635,17 +640,129 @@ fn llama31_checkpoint_generates_transformers_greedy_ids() {
     let a = &conversion.manifest.architecture;
     assert_eq!((a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim, a.vocab), (500000.0, 4, 2, 16, 512));
     assert_eq!(conversion.manifest.format_version, ROPE_SCALING_FORMAT_VERSION);
+    assert_golden_inverse_frequencies(a, &golden);
+    // All three regimes: kept, divided by the factor, blended.
+    let divisors = &a.rope_frequency_divisors;
+    assert!(divisors.contains(&1.0) && divisors.contains(&8.0) && divisors.iter().any(|d| *d > 1.0 && *d < 8.0));
+    let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
+    println!("Llama-3.1 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+/// The architecture's RoPE inverse frequencies are the golden's (transformers' `inv_freq`)
+/// within f32 rounding.
+fn assert_golden_inverse_frequencies(a: &Architecture, golden: &serde_json::Value) {
     let inverse_frequencies = a.rope_inverse_frequencies();
     let want: Vec<f32> = golden["inv_freq"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap() as f32).collect();
     assert_eq!(inverse_frequencies.len(), want.len());
     for (pair, (got, want)) in inverse_frequencies.iter().zip(&want).enumerate() {
         assert!((got - want).abs() <= 4.0 * f32::EPSILON * want, "pair {pair}: inv_freq {got}, transformers {want}");
     }
-    // All three regimes: kept, divided by the factor, blended.
-    let divisors = &a.rope_frequency_divisors;
-    assert!(divisors.contains(&1.0) && divisors.contains(&8.0) && divisors.iter().any(|d| *d > 1.0 && *d < 8.0));
+}
+
+/// A Phi-3.5-mini-structured checkpoint (tools/reference/phi3_fixture.py: fused `qkv_proj`
+/// and `gate_up_proj`, LongRoPE within its original context, an embedding padded past the
+/// tokenizer's vocabulary, Phi-3.5's chat markers taking the newline after them (`rstrip`)
+/// and its chat template), converted to f16, records the original context (a longer
+/// `--context` is refused naming LongRoPE's long factors), renders transformers' prompts and
+/// generates its greedy ids; its RoPE frequencies are transformers' `inv_freq` (the short
+/// factors') and its cos/sin factor transformers' `attention_scaling`.
+#[test]
+fn phi3_checkpoint_generates_transformers_greedy_ids() {
+    let hf = fixture_copy("phi3_tiny", "flow-judge-tiny");
+    let golden = golden_of(&hf);
+    let out = hf.with_file_name("out");
+    let conversion = convert_hf(&hf, &out, &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
+    assert_eq!(conversion.longrope, Some(LongRopeCap { original: 64, extended: 1024 }));
+    assert_eq!(conversion.manifest.judge, Some(JudgeFamily::FlowJudge));
+    let a = &conversion.manifest.architecture;
+    assert_eq!((a.rope_theta, a.n_heads, a.n_kv_heads, a.head_dim, a.vocab), (10000.0, 4, 2, 16, 448));
+    // <|endoftext|> from config.json, <|end|> and <|assistant|> from generation_config.json.
+    assert_eq!((a.context_length, a.bos_id, &a.eos_ids[..], a.add_bos), (64, Some(1), &[400, 407, 401][..], false));
+    assert_eq!(conversion.manifest.format_version, ROPE_ATTENTION_FACTOR_FORMAT_VERSION);
+    assert_golden_inverse_frequencies(a, &golden);
+    let attention_factor = golden["attention_factor"].as_f64().unwrap() as f32;
+    assert!((a.rope_attention_factor - attention_factor).abs() <= f32::EPSILON, "{}", a.rope_attention_factor);
+    let tokenizer = webjudge::tokenizer::Tokenizer::from_file(out.join("tokenizer.json")).unwrap();
+    assert!(tokenizer.vocab_size() < a.vocab, "the embedding is padded past the tokenizer's vocabulary");
+    assert_eq!(tokenizer.decode(&[a.vocab as u32 - 1]).unwrap(), "", "a padding id decodes to nothing");
+
+    let error =
+        convert_error(&hf, &hf.with_file_name("refused"), &HfOptions { context: Some(65), ..options(Quant::F16, 0) });
+    assert!(matches!(error, HfError::Convert(ConvertError::LongRope { requested: 65, .. })), "{error}");
+    assert!(error.to_string().contains("LongRoPE's long factors"), "{error}");
+    let within = HfOptions { context: Some(32), ..options(Quant::F16, 0) };
+    let short = convert_hf(&hf, &hf.with_file_name("short"), &within, &mut |_, _| {}).unwrap();
+    assert_eq!(short.manifest.architecture.context_length, 32);
+
     let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
-    println!("Llama-3.1 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+    println!("Phi-3.5 structure, f16: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+/// Phi-3's fused projections are split at import into the tensors a LLaMA checkpoint holds
+/// apart: the phi3 fixture converts, at q4 and at llama.cpp's Q4_K_M mix (whose per-tensor
+/// choices go by the split names), to the same files as the same weights stored unfused as a
+/// LlamaForCausalLM, and from PyTorch `.bin` weights to the same files as from safetensors.
+#[test]
+fn phi3_fused_projections_convert_as_unfused_ones() {
+    let phi3 = fixture_copy("phi3_tiny", "fused");
+    let dir = phi3.parent().unwrap().to_owned();
+    let mut checkpoint = webjudge::convert::hf_import::open_checkpoint(&phi3).unwrap();
+    let located: Vec<_> = checkpoint.tensors().cloned().collect();
+    let (mut fused, mut unfused) = (BTreeMap::new(), BTreeMap::new());
+    for tensor in located {
+        let values = checkpoint.read_rows(&tensor, 0..tensor.rows()).unwrap();
+        let parts: &[(&str, usize)] = if tensor.name.ends_with("self_attn.qkv_proj.weight") {
+            &[("q_proj", HEADS * HEAD_DIM), ("k_proj", KV_HEADS * HEAD_DIM), ("v_proj", KV_HEADS * HEAD_DIM)]
+        } else if tensor.name.ends_with("mlp.gate_up_proj.weight") {
+            &[("gate_proj", FFN), ("up_proj", FFN)]
+        } else {
+            &[]
+        };
+        let cols = tensor.cols();
+        let mut start = 0;
+        for (part, rows) in parts {
+            let module = tensor.name.rsplitn(3, '.').nth(2).unwrap();
+            let name = format!("{module}.{part}.weight");
+            let part_values = values[start * cols..(start + rows) * cols].to_vec();
+            unfused.insert(name, Tensor { dtype: "BF16", shape: vec![*rows, cols], values: part_values });
+            start += rows;
+        }
+        if parts.is_empty() {
+            unfused.insert(
+                tensor.name.clone(),
+                Tensor { dtype: "BF16", shape: tensor.shape.clone(), values: values.clone() },
+            );
+        }
+        fused.insert(tensor.name.clone(), Tensor { dtype: "BF16", shape: tensor.shape.clone(), values });
+    }
+    let llama = dir.join("unfused");
+    let torch = dir.join("torch");
+    for other in [&llama, &torch] {
+        std::fs::create_dir_all(other).unwrap();
+        for file in
+            ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "config.json", "generation_config.json"]
+        {
+            std::fs::copy(phi3.join(file), other.join(file)).unwrap();
+        }
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(phi3.join("config.json")).unwrap()).unwrap();
+    config["model_type"] = json!("llama");
+    config["architectures"] = json!(["LlamaForCausalLM"]);
+    std::fs::write(llama.join("config.json"), config.to_string()).unwrap();
+    write_weights(&llama, &entries(&unfused), 1, SAFETENSORS_NAMES, write_safetensors);
+    write_weights(&torch, &entries(&fused), 2, TORCH_NAMES, write_torch_bin);
+    for quant in [Quant::Q4, Quant::Q4KM] {
+        let options = HfOptions { judge: JudgeChoice::Given(None), ..options(quant, 32) };
+        let convert = |hf: &Path, name: &str| {
+            let out = dir.join(format!("{name}-{quant:?}"));
+            convert_hf(hf, &out, &options, &mut |_, _| {}).unwrap();
+            out
+        };
+        let from_fused = convert(&phi3, "out-fused");
+        assert_same_model_files(&from_fused, &convert(&llama, "out-unfused"));
+        assert_same_model_files(&from_fused, &convert(&torch, "out-torch"));
+    }
 }
 
 /// A Qwen2.5-structured checkpoint (tools/reference/qwen2_fixture.py: q/k/v biases,

@@ -444,7 +444,7 @@ fn check_rope(r: &Runner, a: &Architecture, context: usize, chunks: &[(usize, us
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
     let theta = a.rope_theta;
     let (pairs, kv_dim) = (head_dim / 2, n_kv_heads * head_dim);
-    let table = rope_table(context, &a.rope_inverse_frequencies());
+    let table = rope_table(context, &a.rope_inverse_frequencies(), a.rope_attention_factor);
     let table_buffer = r.storage_f32(&table);
     let cache = KvCache::new(r.gpu, heads, context, 2);
     let slot = 1;
@@ -492,7 +492,7 @@ fn check_rope(r: &Runner, a: &Architecture, context: usize, chunks: &[(usize, us
                 let (a, b) = (pair[0], pair[1]);
                 pair.copy_from_slice(&[a * cos - b * sin, a * sin + b * cos]);
             }
-            let pair_size = |i: usize| x[i & !1].abs() + x[i | 1].abs();
+            let pair_size = |i: usize| (x[i & !1].abs() + x[i | 1].abs()) * a.rope_attention_factor;
             let rounding = |i: usize| f16_ulps * (same_table[i].abs() * f32::powi(2.0, -10) + f32::powi(2.0, -24));
             let what = format!("rope {name} theta {theta} position {position}");
             assert_close(&what, &got, &same_table, |i| 2.0 * EPS * pair_size(i) + rounding(i) + f32::MIN_POSITIVE);
@@ -580,6 +580,13 @@ fn rope_positions_and_thetas(gpu: &'static Gpu) {
     // Qwen2.5-7B (CompassJudger-1-7B): 28 / 4 heads x 128, theta 1e6, q/k/v biases.
     let qwen25 = Architecture { qkv_bias: true, ..rope(28, 4, 128, 1e6) };
     check_rope(&r, &qwen25, 4096, &[(0, 3), (4093, 3)], 6);
+    // Phi-3.5-mini: 32 heads x 96, LongRoPE within its original 4096 positions: short
+    // factors from 1 to 3 (as its own rise) and cos and sin times the attention factor of
+    // its 32-fold extension, to the end of the context.
+    let mut phi35 = rope(32, 32, 96, 10000.0);
+    phi35.rope_frequency_divisors = (0..48).map(|i| 1.0 + 2.0 * (i as f32 / 47.0).powi(2)).collect();
+    phi35.rope_attention_factor = (1.0 + 32f32.ln() / 4096f32.ln()).sqrt();
+    check_rope(&r, &phi35, 4096, &[(0, 2), (4090, 6)], 7);
 }
 
 /// Feeds chunks of tokens through the KV store and attention (a prefill of several tokens, then

@@ -354,3 +354,32 @@ fn malformed_sentencepiece_models_are_errors() {
     assert_eq!(parsed.pieces, ["<unk>", "<s>", "</s>"]);
     assert!(parsed.add_dummy_prefix && !parsed.byte_fallback);
 }
+
+/// Added tokens' `lstrip` and `rstrip` take the whitespace beside them as `tokenizers` does
+/// (Phi-3's chat markers take the newline after them): over the Phi-3 fixture's tokenizer
+/// (tools/reference/phi3_fixture.py; its markers made non-special so that text matches them,
+/// and `<|end|>` given `lstrip` too), the ids of text matched marker by marker equal the
+/// library's own.
+#[test]
+fn added_tokens_strip_whitespace_as_tokenizers_does() {
+    let path = repo_path("tests/fixtures/phi3_tiny/tokenizer.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for token in json["added_tokens"].as_array_mut().unwrap() {
+        token["special"] = false.into();
+        if token["content"] == "<|end|>" {
+            token["lstrip"] = true.into();
+        }
+    }
+    let tokenizer = Tokenizer::from_json(&json.to_string()).unwrap();
+    let texts = [
+        "<|user|>\nHello world<|end|>\n<|assistant|>\n",
+        "a  <|end|>  b",
+        "<|user|> \t\n <|end|><|end|>\n\n",
+        "  <|end|>",
+        "<|assistant|>",
+        "x <|endoftext|> y <|user|>\u{3000}z",
+    ];
+    for text in texts {
+        assert_eq!(tokenizer.encode_text(text).unwrap(), tokenizer.encode(text).unwrap(), "{text:?}");
+    }
+}

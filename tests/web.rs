@@ -215,6 +215,7 @@ fn tiny_architecture() -> Architecture {
         rope_theta: 10000.0,
         rope_frequency_divisors: Vec::new(),
         qkv_bias: false,
+        rope_attention_factor: 1.0,
         norm_eps: 1e-5,
         context_length: 96,
         tied_embeddings: true,

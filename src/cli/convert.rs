@@ -152,11 +152,16 @@ pub fn run(args: Args) -> CliResult {
                 gptq_requantized: Vec::new(),
                 judge_reason,
                 importance: None,
+                longrope: None,
             })
             .map_err(output_hint)
     };
     bar.finish_and_clear();
-    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason, importance } = result?;
+    let HfConversion { manifest, gptq_kept, gptq_reordered, gptq_requantized, judge_reason, importance, longrope } =
+        result?;
+    if let Some(cap) = longrope {
+        outln!("{cap}")?;
+    }
     if let Some(importance) = importance {
         outln!("importance matrix: {} weights, from {} calibration tokens", importance.len(), importance.tokens)?;
     }

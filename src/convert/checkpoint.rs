@@ -81,6 +81,20 @@ impl CheckpointTensor {
     pub fn row_bytes(&self) -> u64 {
         self.cols() as u64 * self.dtype.size()
     }
+
+    /// Rows `rows` of a matrix as a tensor of their own, named `name` (a fused projection's
+    /// part: its rows are contiguous bytes of the same file).
+    pub fn row_slice(&self, rows: Range<usize>, name: String) -> CheckpointTensor {
+        assert!(self.shape.len() == 2 && rows.start <= rows.end && rows.end <= self.rows(), "{rows:?} of {self:?}");
+        let start = self.range.start + rows.start as u64 * self.row_bytes();
+        CheckpointTensor {
+            name,
+            dtype: self.dtype,
+            shape: vec![rows.len(), self.cols()],
+            file: self.file,
+            range: start..start + rows.len() as u64 * self.row_bytes(),
+        }
+    }
 }
 
 /// The tensors of one checkpoint, with open handles to its files.

@@ -243,6 +243,7 @@ fn architecture(gguf: &GgufFile, family: ArchitectureName) -> Result<Architectur
         vocab,
         rope_theta: m.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0),
         rope_frequency_divisors: linear_scaling.map(|factor| vec![factor; head_dim / 2]).unwrap_or_default(),
+        rope_attention_factor: 1.0,
         norm_eps: required(
             &key("attention.layer_norm_rms_epsilon"),
             m.get_f32(&key("attention.layer_norm_rms_epsilon"))?,

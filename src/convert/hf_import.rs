@@ -26,6 +26,11 @@
 //! matched by the engine's full attention only within the window, so a `sliding_window`
 //! shorter than the recorded context is refused ([`recorded_context`]).
 //!
+//! Phi-3 (`Phi3ForCausalLM`) is the LLaMA layer with fused projections, `qkv_proj` and
+//! `gate_up_proj`, split here into the engine's tensors as row ranges of the checkpoint's
+//! ([`fused_parts`]); its LongRoPE runs with the short factors within the original context,
+//! to which the recorded context is capped ([`LongRopeCap`]).
+//!
 //! RoPE convention: Hugging Face's `rotate_half` rotates the pair `(x[i], x[i + d/2])`
 //! of each head of dimension `d`; the engine rotates adjacent pairs `(x[2i], x[2i+1])`
 //! (`shaders/rope.wgsl`). Attention scores are dot products over whole heads, so
@@ -45,8 +50,8 @@ use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::imatrix::{self, ImatrixError, ImportanceMatrix};
 use super::import::{
-    chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, OutputDir, TemplateText,
-    MIN_SHARD_BYTES,
+    chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, LongRopeCap, OutputDir,
+    TemplateText, MIN_SHARD_BYTES,
 };
 use super::io_error_at;
 use super::quant::{Encoding, MixContext, Quant, WeightRole};
@@ -224,28 +229,53 @@ fn token_ids(config: &Value, key: &str) -> Result<Vec<u32>, HfError> {
     }
 }
 
-/// Reads the hyper-parameters of a LLaMA-family `config.json`. `tied` says whether the
-/// checkpoint lacks `lm_head.weight`; `tokenizer_config` supplies `add_bos_token`.
-pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>) -> Result<Architecture, HfError> {
+/// Reads the hyper-parameters of a LLaMA-family `config.json` (Phi-3's included). `tied`
+/// says whether the checkpoint lacks `lm_head.weight`; `tokenizer_config` supplies
+/// `add_bos_token`. A LongRoPE model's `context_length` is its extended one; the
+/// [`LongRopeCap`] says what it may record.
+pub fn architecture(
+    config: &Value,
+    tied: bool,
+    tokenizer_config: Option<&Value>,
+) -> Result<(Architecture, Option<LongRopeCap>), HfError> {
     let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or_default();
     let architectures: Vec<&str> =
         config.get("architectures").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
     let qwen2 = model_type == "qwen2" || architectures.contains(&"Qwen2ForCausalLM");
+    let phi3 = model_type == "phi3" || architectures.contains(&"Phi3ForCausalLM");
     let known = qwen2
+        || phi3
         || ["llama", "Yi", "yi", "mistral"].contains(&model_type)
         || architectures.iter().any(|a| ["LlamaForCausalLM", "YiForCausalLM", "MistralForCausalLM"].contains(a));
     if !known {
         return Err(HfError::Unsupported(format!(
             "model_type {model_type:?} / architectures {architectures:?}: webjudge converts LlamaForCausalLM, \
-             MistralForCausalLM, Qwen2ForCausalLM and Yi checkpoints"
+             MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM and Yi checkpoints"
         )));
+    }
+    if let Some(act) = config.get("hidden_act").and_then(Value::as_str).filter(|act| *act != "silu") {
+        return Err(HfError::Unsupported(format!("hidden_act {act:?}: webjudge's feed-forward is SwiGLU (silu)")));
     }
     // transformers 5 writes `rope_parameters` (`rope_theta`, `rope_type` and the scaling's
     // parameters) instead of a top-level `rope_theta` and `rope_scaling`.
     let rope = config.get("rope_parameters").filter(|r| !r.is_null());
     let scaling = config.get("rope_scaling").filter(|s| !s.is_null()).or(rope);
-    let scaling_kind =
+    for place in [Some(config), scaling] {
+        if let Some(partial) = place.map(|p| config_f32(p, "partial_rotary_factor")).transpose()?.flatten() {
+            if partial != 1.0 {
+                return Err(HfError::Unsupported(format!(
+                    "partial_rotary_factor {partial}: the model rotates only part of each head (as Phi-4-mini); \
+                     webjudge rotates whole heads"
+                )));
+            }
+        }
+    }
+    let mut scaling_kind =
         scaling.and_then(|s| s.get("rope_type").or_else(|| s.get("type"))).and_then(Value::as_str).unwrap_or("default");
+    if phi3 && ["su", "yarn"].contains(&scaling_kind) {
+        // transformers' Phi3Config reads Phi-3's early names of LongRoPE as "longrope".
+        scaling_kind = "longrope";
+    }
     let rope_theta = match rope.map(|r| config_f32(r, "rope_theta")).transpose()?.flatten() {
         Some(theta) => theta,
         None => config_f32(config, "rope_theta")?.unwrap_or(10000.0),
@@ -273,6 +303,7 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         vocab,
         rope_theta,
         rope_frequency_divisors: Vec::new(),
+        rope_attention_factor: 1.0,
         norm_eps: config_f32(config, "rms_norm_eps")?
             .ok_or_else(|| HfError::Config("rms_norm_eps is missing".into()))?,
         // Qwen2's q/k/v projections always have biases.
@@ -285,14 +316,49 @@ pub fn architecture(config: &Value, tied: bool, tokenizer_config: Option<&Value>
         // the config is silent, `convert_hf` asks the tokenizer).
         add_bos: tokenizer_config.and_then(|t| t.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true),
     };
+    let mut longrope = None;
     if let Some(scaling) = scaling {
-        architecture.rope_frequency_divisors = rope_frequency_divisors(&architecture, scaling_kind, scaling)?;
+        let scaled = rope_scaling(&architecture, scaling_kind, scaling, config, phi3)?;
+        architecture.rope_frequency_divisors = scaled.divisors;
+        architecture.rope_attention_factor = scaled.attention_factor;
+        longrope = scaled.longrope;
     }
     architecture.validate().map_err(HfError::Config)?;
     if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
         return Err(HfError::Config(format!("special token id {id} is outside the vocabulary of {vocab}")));
     }
-    Ok(architecture)
+    Ok((architecture, longrope))
+}
+
+/// Adds the end-of-sequence ids of `generation_config.json` that `config.json` lacks, which
+/// transformers' `generate` stops at too: Phi-3.5-mini's `<|end|>` (which ends each turn of
+/// its template) and `<|assistant|>` are there only.
+fn add_generation_eos(architecture: &mut Architecture, generation: &Value) -> Result<(), HfError> {
+    let ids =
+        token_ids(generation, "eos_token_id").map_err(|e| HfError::Config(format!("generation_config.json: {e}")))?;
+    for id in ids {
+        if id as usize >= architecture.vocab {
+            return Err(HfError::Config(format!(
+                "generation_config.json: eos_token_id {id} is outside the vocabulary of {}",
+                architecture.vocab
+            )));
+        }
+        if !architecture.eos_ids.contains(&id) {
+            architecture.eos_ids.push(id);
+        }
+    }
+    Ok(())
+}
+
+/// A config's RoPE scaling as the engine applies it.
+#[derive(Debug, Default)]
+struct RopeScaling {
+    /// Each pair's frequency divisor ([`Architecture::rope_frequency_divisors`]).
+    divisors: Vec<f32>,
+    /// cos and sin's factor ([`Architecture::rope_attention_factor`]).
+    attention_factor: f32,
+    /// LongRoPE's original context, when shorter than the model's.
+    longrope: Option<LongRopeCap>,
 }
 
 /// The attention window of a config: Mistral's `sliding_window`, or Qwen2's where
@@ -305,25 +371,76 @@ fn sliding_window(config: &Value) -> Result<Option<usize>, HfError> {
 }
 
 /// The RoPE scaling `kind` of a config's `rope_scaling` (or transformers 5's
-/// `rope_parameters`) as each pair's frequency divisor: none for the default RoPE, the factor
-/// for linear scaling, Llama 3's per-frequency blend. Scalings that depend on the position
-/// reached (dynamic, YaRN, LongRoPE) are refused by name.
-fn rope_frequency_divisors(a: &Architecture, kind: &str, scaling: &Value) -> Result<Vec<f32>, HfError> {
+/// `rope_parameters`): none for the default RoPE, the factor for linear scaling, Llama 3's
+/// per-frequency blend, LongRoPE's short factors and attention factor (as transformers'
+/// `_compute_longrope_parameters` computes them) within its original context. Scalings that
+/// depend on the position reached otherwise (dynamic, YaRN) are refused by name.
+fn rope_scaling(
+    a: &Architecture,
+    kind: &str,
+    scaling: &Value,
+    config: &Value,
+    phi3: bool,
+) -> Result<RopeScaling, HfError> {
     let parameter = |key: &str| {
         config_f32(scaling, key)?
             .ok_or_else(|| HfError::Config(format!("rope_type {kind:?} needs {key}, which is missing")))
     };
+    let divisors = |divisors| Ok(RopeScaling { divisors, attention_factor: 1.0, longrope: None });
     match kind {
-        "default" => Ok(Vec::new()),
-        "linear" => Ok(vec![parameter("factor")?; a.head_dim / 2]),
-        "llama3" => Ok(a.llama3_rope_divisors(Llama3RopeScaling {
+        "default" => divisors(Vec::new()),
+        "linear" => divisors(vec![parameter("factor")?; a.head_dim / 2]),
+        "llama3" => divisors(a.llama3_rope_divisors(Llama3RopeScaling {
             factor: parameter("factor")?,
             low_freq_factor: parameter("low_freq_factor")?,
             high_freq_factor: parameter("high_freq_factor")?,
             original_context: parameter("original_max_position_embeddings")?,
         })),
+        "longrope" => {
+            let factors = |key: &str| -> Result<Vec<f32>, HfError> {
+                let bad = || {
+                    HfError::Config(format!("rope_type \"longrope\" needs {key}, a list of {} numbers", a.head_dim / 2))
+                };
+                let list = scaling.get(key).and_then(Value::as_array).ok_or_else(bad)?;
+                let factors: Vec<f32> =
+                    list.iter().map(|v| v.as_f64().map(|v| v as f32)).collect::<Option<_>>().ok_or_else(bad)?;
+                if factors.len() != a.head_dim / 2 {
+                    return Err(bad());
+                }
+                Ok(factors)
+            };
+            let short = factors("short_factor")?;
+            factors("long_factor")?;
+            // transformers gives Phi-3's top-level original_max_position_embeddings (default
+            // 4096) priority over rope_scaling's; other models' default to the context.
+            let original = match config_usize(config, "original_max_position_embeddings")? {
+                Some(original) => original,
+                None => match config_usize(scaling, "original_max_position_embeddings")? {
+                    Some(original) => original,
+                    None if phi3 => 4096,
+                    None => a.context_length,
+                },
+            };
+            if original == 0 {
+                return Err(HfError::Config("original_max_position_embeddings must be positive".into()));
+            }
+            let extended = a.context_length;
+            // Phi-3's factor is the extension, when rope_scaling names none.
+            let factor = match config_f32(scaling, "factor")? {
+                Some(factor) => factor as f64,
+                None => extended as f64 / original as f64,
+            };
+            let attention_factor = match config_f32(scaling, "attention_factor")? {
+                Some(factor) => factor,
+                None if factor <= 1.0 => 1.0,
+                None => (1.0 + factor.ln() / (original as f64).ln()).sqrt() as f32,
+            };
+            let longrope = (original < extended).then_some(LongRopeCap { original, extended });
+            Ok(RopeScaling { divisors: short, attention_factor, longrope })
+        }
         other => Err(HfError::Unsupported(format!(
-            "rope_type {other:?}: webjudge supports the default RoPE, \"linear\" and Llama 3's \"llama3\" scaling"
+            "rope_type {other:?}: webjudge supports the default RoPE, \"linear\", Llama 3's \"llama3\" scaling and \
+             \"longrope\" (within its original context)"
         ))),
     }
 }
@@ -509,12 +626,25 @@ fn plan(
         Some(_) => gptq::split_layers(checkpoint.tensors())?,
         None => (Vec::new(), checkpoint.tensors().collect()),
     };
-    let sources: Vec<(String, Result<CheckpointTensor, gptq::GptqLinear>)> = dense
-        .into_iter()
-        .map(|t| (t.name.clone(), Ok(t.clone())))
-        .chain(layers.into_iter().map(|l| (format!("{}.weight", l.prefix), Err(l))))
-        .collect();
+    let mut sources: Vec<(String, Result<CheckpointTensor, gptq::GptqLinear>)> = Vec::new();
+    for tensor in dense {
+        match fused_parts(&tensor.name, a) {
+            Some(parts) => sources.extend(split_fused(tensor, &parts)?.into_iter().map(|(name, t)| (name, Ok(t)))),
+            None => sources.push((tensor.name.clone(), Ok(tensor.clone()))),
+        }
+    }
+    for layer in layers {
+        let name = format!("{}.weight", layer.prefix);
+        if fused_parts(&name, a).is_some() {
+            return Err(HfError::Unsupported(format!(
+                "{name} is a fused projection stored as GPTQ tensors: webjudge splits only float ones"
+            )));
+        }
+        sources.push((name, Err(layer)));
+    }
     for (hf_name, source) in sources {
+        // A fused projection's part is named by its rows of the checkpoint's tensor.
+        let shown = source.as_ref().map_or_else(|_| hf_name.clone(), |tensor| tensor.name.clone());
         let name = match engine_name(&hf_name) {
             Some(Some(name)) => name,
             Some(None) => continue,
@@ -527,16 +657,19 @@ fn plan(
             None => return Err(HfError::UnexpectedTensor(hf_name)),
         };
         let Some(index) = expected.iter().position(|(n, _)| *n == name) else {
-            return Err(HfError::UnexpectedTensor(hf_name));
+            return Err(HfError::UnexpectedTensor(shown));
         };
         if planned[index].is_some() {
-            return Err(HfError::Unsupported(format!("{hf_name} is stored both as GPTQ tensors and as a weight")));
+            return Err(HfError::Unsupported(format!(
+                "{shown}: {name} is stored twice (as GPTQ tensors and as a weight, or fused and apart)"
+            )));
         }
         let shape = expected[index].1.clone();
         let rope = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated())
             || LayerBias::parse(&name).is_some_and(|(_, bias)| bias.weight().is_rotated());
         let (source, encoding, keep_gptq_codes) = match source {
             Ok(tensor) => {
+                let hf_name = shown;
                 if tensor.shape != shape {
                     return Err(HfError::Shape { name: hf_name, found: tensor.shape.clone(), expected: shape });
                 }
@@ -583,6 +716,51 @@ fn plan(
         .collect::<Result<_, _>>()?;
     name_input_orders(&mut planned);
     Ok(planned)
+}
+
+/// The parts of a fused projection of Phi-3 (`Phi3ForCausalLM`), as the LLaMA names of the
+/// projections they are and their rows, in order: `qkv_proj` is the queries, keys and values
+/// (transformers' `Phi3Attention` slices it so), `gate_up_proj` the gate and the up
+/// projections (`Phi3MLP` chunks it so). `None` for any other tensor.
+fn fused_parts(hf: &str, a: &Architecture) -> Option<Vec<(String, usize)>> {
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let (module, parts) = match rest {
+        "self_attn.qkv_proj.weight" => {
+            ("self_attn", vec![("q_proj", a.q_dim()), ("k_proj", a.kv_dim()), ("v_proj", a.kv_dim())])
+        }
+        "mlp.gate_up_proj.weight" => ("mlp", vec![("gate_proj", a.ffn), ("up_proj", a.ffn)]),
+        _ => return None,
+    };
+    Some(parts.iter().map(|(part, rows)| (format!("model.layers.{layer}.{module}.{part}.weight"), *rows)).collect())
+}
+
+/// A fused projection's parts ([`fused_parts`]) as tensors of their own: each the LLaMA
+/// name it maps by, and its rows of the checkpoint's tensor (named by those rows, for
+/// messages), so the planning, the RoPE permutation and the quantizers (a mix's per-tensor
+/// choices included) see ordinary q/k/v and gate/up weights.
+fn split_fused(
+    tensor: &CheckpointTensor,
+    parts: &[(String, usize)],
+) -> Result<Vec<(String, CheckpointTensor)>, HfError> {
+    let rows: usize = parts.iter().map(|(_, rows)| rows).sum();
+    let cols = tensor.shape.get(1).copied().unwrap_or(0);
+    if tensor.shape.len() != 2 || tensor.shape[0] != rows {
+        return Err(HfError::Shape {
+            name: tensor.name.clone(),
+            found: tensor.shape.clone(),
+            expected: vec![rows, cols],
+        });
+    }
+    let mut start = 0;
+    let mut split = Vec::with_capacity(parts.len());
+    for (name, rows) in parts {
+        let part = name.rsplit('.').nth(1).expect("a projection's name");
+        let shown = format!("{} rows {start}..{} ({part})", tensor.name, start + rows);
+        split.push((name.clone(), tensor.row_slice(start..start + rows, shown)));
+        start += rows;
+    }
+    Ok(split)
 }
 
 /// Names the input order of every kept act-order layer: `blk.N.attn_q.input_order` for
@@ -649,6 +827,8 @@ pub struct HfConversion {
     pub judge_reason: String,
     /// The importance matrix collected from the calibration text, if one was given.
     pub importance: Option<ImportanceMatrix>,
+    /// A LongRoPE model's context, capped at its original one.
+    pub longrope: Option<LongRopeCap>,
 }
 
 /// Converts the Hugging Face model directory `hf_dir` into a model directory at
@@ -687,14 +867,21 @@ pub fn convert_hf(
     let gptq = gptq::read_config(hf_dir, &config)?;
     let mut checkpoint = open_checkpoint(hf_dir)?;
     let tied = checkpoint.tensor("lm_head.weight").is_none();
-    let mut architecture = architecture(&config, tied, tokenizer_config.as_ref())?;
+    let (mut architecture, longrope) = architecture(&config, tied, tokenizer_config.as_ref())?;
     if tokenizer_config.as_ref().and_then(|t| t.get("add_bos_token")).is_none() {
         // As in transformers, the tokenizer's post-processor decides (Qwen2's adds none).
         let first = tokenizer.encode("").map_err(|e| HfError::Tokenizer(e.to_string()))?.first().copied();
         architecture.add_bos = first.is_some() && first == architecture.bos_id;
     }
+    if let Some(generation) = read_json(&hf_dir.join("generation_config.json"))? {
+        add_generation_eos(&mut architecture, &generation)?;
+    }
     let sliding_window = sliding_window(&config)?;
-    architecture.context_length = recorded_context(architecture.context_length, options.context, sliding_window)?;
+    let trained = match longrope {
+        Some(cap) => cap.trained_context(options.context)?,
+        None => architecture.context_length,
+    };
+    architecture.context_length = recorded_context(trained, options.context, sliding_window)?;
     let names = checkpoint_names(hf_dir, &config);
     let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();
     let judge = options.judge.decide(&names);
@@ -795,6 +982,7 @@ pub fn convert_hf(
         gptq_requantized,
         judge_reason: judge.reason,
         importance: calibration.map(|_| importance),
+        longrope,
     })
 }
 
@@ -815,7 +1003,7 @@ mod tests {
 
     #[test]
     fn rope_theta_from_either_config_style() {
-        let theta = |extra| architecture(&config(extra), false, None).map(|a| a.rope_theta);
+        let theta = |extra| architecture(&config(extra), false, None).map(|(a, _)| a.rope_theta);
         assert_eq!(theta(serde_json::json!({})).unwrap(), 10000.0);
         assert_eq!(theta(serde_json::json!({"rope_theta": 5e6})).unwrap(), 5e6);
         let v5 = serde_json::json!({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}});
@@ -826,7 +1014,7 @@ mod tests {
 
     #[test]
     fn rope_scaling_from_either_config_style() {
-        let divisors = |extra| architecture(&config(extra), false, None).map(|a| a.rope_frequency_divisors);
+        let divisors = |extra| architecture(&config(extra), false, None).map(|(a, _)| a.rope_frequency_divisors);
         let llama3 = serde_json::json!({"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
             "original_max_position_embeddings": 64, "rope_type": "llama3"});
         let v4 = divisors(serde_json::json!({"rope_theta": 5e5, "rope_scaling": llama3})).unwrap();
@@ -838,13 +1026,53 @@ mod tests {
         let linear = serde_json::json!({"rope_scaling": {"type": "linear", "factor": 2.0}});
         assert_eq!(divisors(linear).unwrap(), vec![2.0; 8]);
         assert_eq!(divisors(serde_json::json!({"rope_scaling": null})).unwrap(), Vec::<f32>::new());
-        for kind in ["longrope", "dynamic", "yarn"] {
+        for kind in ["dynamic", "yarn"] {
             let error = divisors(serde_json::json!({"rope_scaling": {"rope_type": kind, "factor": 4.0}})).unwrap_err();
             assert!(error.to_string().contains(&format!("rope_type \"{kind}\"")), "{error}");
         }
         let missing =
             divisors(serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})).unwrap_err();
         assert!(missing.to_string().contains("needs low_freq_factor"), "{missing}");
+    }
+
+    /// Phi-3.5-mini's LongRoPE: the short factors divide the frequencies, cos and sin are
+    /// scaled by sqrt(1 + ln(32) / ln(4096)) (transformers' default for its 32-fold extension)
+    /// or by the config's own `attention_factor`, and the context is capped at the original
+    /// one; partial rotary (Phi-4-mini), another activation and a malformed LongRoPE are
+    /// refused by name.
+    #[test]
+    fn phi3_longrope_and_what_is_refused() {
+        let short: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 / 4.0).collect();
+        let phi35 = |extra: Value| {
+            let mut config = config(serde_json::json!({
+                "model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "hidden_act": "silu",
+                "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+                "rope_scaling": {"type": "longrope", "short_factor": short, "long_factor": vec![8.0; 8]},
+            }));
+            config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            architecture(&config, false, None)
+        };
+        let (a, cap) = phi35(serde_json::json!({})).unwrap();
+        assert_eq!(a.rope_frequency_divisors, short);
+        assert_eq!(a.rope_attention_factor, 1.190_238_1_f32);
+        assert_eq!(cap, Some(LongRopeCap { original: 4096, extended: 131072 }));
+        assert_eq!(cap.unwrap().trained_context(None).unwrap(), 4096);
+        assert!(matches!(cap.unwrap().trained_context(Some(4097)), Err(ConvertError::LongRope { .. })));
+        let mut own = serde_json::json!({"rope_scaling": {"type": "su", "short_factor": short,
+            "long_factor": vec![8.0; 8], "attention_factor": 1.5}});
+        assert_eq!(phi35(own.clone()).unwrap().0.rope_attention_factor, 1.5);
+        own["rope_scaling"]["long_factor"] = serde_json::json!([1.0]);
+        let error = phi35(own).unwrap_err().to_string();
+        assert!(error.contains("needs long_factor, a list of 8 numbers"), "{error}");
+        let error = phi35(serde_json::json!({"partial_rotary_factor": 0.75})).unwrap_err().to_string();
+        assert!(error.contains("partial_rotary_factor 0.75"), "{error}");
+        let error = phi35(serde_json::json!({"hidden_act": "gelu"})).unwrap_err().to_string();
+        assert!(error.contains("hidden_act \"gelu\""), "{error}");
+        let error = phi35(serde_json::json!({"model_type": "phi3small", "architectures": []})).unwrap_err();
+        assert!(error.to_string().contains("Phi3ForCausalLM"), "{error}");
+        // Without an extension, the short factors apply everywhere and nothing is capped.
+        let (a, cap) = phi35(serde_json::json!({"max_position_embeddings": 4096})).unwrap();
+        assert_eq!((a.rope_attention_factor, cap), (1.0, None));
     }
 
     #[test]

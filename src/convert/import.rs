@@ -60,6 +60,46 @@ pub enum ConvertError {
          to the last {window} positions; convert with --context N <= {window}"
     )]
     SlidingWindow { window: usize, context: usize },
+    #[error(
+        "--context {requested} is past LongRoPE's original context of {} positions: the model reaches its {} \
+         only with LongRoPE's long factors, which webjudge does not apply; convert with --context N <= {}",
+        cap.original, cap.extended, cap.original
+    )]
+    LongRope { requested: usize, cap: LongRopeCap },
+}
+
+/// A LongRoPE model's context as a model directory records it (Phi-3.5's `rope_scaling` of
+/// type `longrope`): transformers rotates by the short factors while the sequence is within
+/// the `original` context and by the long factors past it, up to `extended`
+/// (`max_position_embeddings`); the engine applies only the short factors
+/// ([`crate::format::Architecture::rope_frequency_divisors`]), so it records at most
+/// `original` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongRopeCap {
+    pub original: usize,
+    pub extended: usize,
+}
+
+impl LongRopeCap {
+    /// The context a LongRoPE model may record: `original`, or a smaller one `requested`
+    /// (checked further by [`recorded_context`]).
+    pub fn trained_context(self, requested: Option<usize>) -> Result<usize, ConvertError> {
+        match requested {
+            Some(requested) if requested > self.original => Err(ConvertError::LongRope { requested, cap: self }),
+            _ => Ok(self.original),
+        }
+    }
+}
+
+impl std::fmt::Display for LongRopeCap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "LongRoPE: context capped at its original {} positions (the model's {} need LongRoPE's long factors, \
+             which webjudge does not apply)",
+            self.original, self.extended
+        )
+    }
 }
 
 /// The context a model directory records (the engine never attends further): the model's

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 const MAX_NORM_EPS: f32 = 0.01;
 /// RoPE's base: models use 1e4 to 1e8; an infinite one computes garbage without a sign.
 const MAX_ROPE_THETA: f32 = 1e12;
+/// LongRoPE's cos/sin scale is `sqrt(1 + ln(factor) / ln(original context))`: about 1.19 for
+/// Phi-3.5's 32-fold extension; a config's own `attention_factor` may differ, but one past
+/// this range would swamp or zero the attention scores.
+const ROPE_ATTENTION_FACTOR_RANGE: std::ops::RangeInclusive<f32> = 0.1..=10.0;
 
 /// Llama 3's RoPE scaling parameters (`rope_scaling` / `rope_parameters` with
 /// `rope_type: "llama3"` in a Hugging Face config).
@@ -35,6 +39,10 @@ pub struct Architecture {
     /// linear scaling's; empty without scaling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rope_frequency_divisors: Vec<f32>,
+    /// What RoPE's cos and sin are multiplied by: LongRoPE's attention factor (Phi-3.5's
+    /// `rope_scaling` of type `longrope`), 1 otherwise.
+    #[serde(default = "unscaled", skip_serializing_if = "is_unscaled")]
+    pub rope_attention_factor: f32,
     pub norm_eps: f32,
     /// The q, k and v projections add a bias (Qwen2): `blk.N.attn_{q,k,v}.bias`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -46,6 +54,14 @@ pub struct Architecture {
     pub eos_ids: Vec<u32>,
     /// The tokenizer prepends BOS to every encoded prompt.
     pub add_bos: bool,
+}
+
+fn unscaled() -> f32 {
+    1.0
+}
+
+fn is_unscaled(factor: &f32) -> bool {
+    *factor == 1.0
 }
 
 impl Architecture {
@@ -124,6 +140,10 @@ impl Architecture {
         }
         if let Some(bad) = divisors.iter().find(|d| !(d.is_finite() && **d >= 1e-3 && **d <= 1e6)) {
             return Err(format!("RoPE frequency divisor {bad} is not within [0.001, 1e6]"));
+        }
+        if !ROPE_ATTENTION_FACTOR_RANGE.contains(&self.rope_attention_factor) {
+            let (low, high) = (ROPE_ATTENTION_FACTOR_RANGE.start(), ROPE_ATTENTION_FACTOR_RANGE.end());
+            return Err(format!("RoPE attention factor {} is not within [{low}, {high}]", self.rope_attention_factor));
         }
         // The sizes come from files and size allocations: every product the engine forms
         // must be representable, here and in 32-bit wasm.

@@ -29,8 +29,12 @@ pub const ROPE_SCALING_FORMAT_VERSION: u32 = 5;
 /// The format of a model with q/k/v biases ([`Architecture::qkv_bias`], Qwen2), written only
 /// then: a build older than it would find tensors it does not know and refuse the model.
 pub const QKV_BIAS_FORMAT_VERSION: u32 = 6;
+/// The format of a model whose RoPE cos and sin are scaled
+/// ([`Architecture::rope_attention_factor`], LongRoPE's), written only then: a build older
+/// than it would ignore the factor and compute every attention score wrongly.
+pub const ROPE_ATTENTION_FACTOR_FORMAT_VERSION: u32 = 7;
 /// The newest format this build reads.
-pub const LATEST_FORMAT_VERSION: u32 = QKV_BIAS_FORMAT_VERSION;
+pub const LATEST_FORMAT_VERSION: u32 = ROPE_ATTENTION_FACTOR_FORMAT_VERSION;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Default largest shard a converter writes.
@@ -185,14 +189,15 @@ impl Manifest {
         }
     }
 
-    /// The format version `architecture` needs: a scaled RoPE and q/k/v biases need their own.
+    /// The format version `architecture` needs: a scaled RoPE, scaled cos and sin, and q/k/v
+    /// biases each need their own.
     pub fn architecture_format_version(architecture: &Architecture) -> u32 {
-        let rope = match architecture.rope_frequency_divisors.is_empty() {
-            true => FORMAT_VERSION,
-            false => ROPE_SCALING_FORMAT_VERSION,
-        };
-        let bias = if architecture.qkv_bias { QKV_BIAS_FORMAT_VERSION } else { FORMAT_VERSION };
-        rope.max(bias)
+        let needs = [
+            (!architecture.rope_frequency_divisors.is_empty(), ROPE_SCALING_FORMAT_VERSION),
+            (architecture.qkv_bias, QKV_BIAS_FORMAT_VERSION),
+            (architecture.rope_attention_factor != 1.0, ROPE_ATTENTION_FACTOR_FORMAT_VERSION),
+        ];
+        needs.iter().filter(|(needed, _)| *needed).map(|(_, version)| *version).max().unwrap_or(FORMAT_VERSION)
     }
 
     /// Checks every size, offset, shape and name so loading never reads out of bounds or

@@ -16,14 +16,16 @@ uniform_struct! {
 
 /// `(cos, sin)` for every position and pair of the pairs' `inverse_frequencies`
 /// ([`crate::format::Architecture::rope_inverse_frequencies`]), computed as Hugging Face
-/// does (f32 inverse frequencies, f32 angle), so positions far into the context stay exact.
-pub fn rope_table(context: usize, inverse_frequencies: &[f32]) -> Vec<f32> {
+/// does (f32 inverse frequencies, f32 angle), so positions far into the context stay exact;
+/// both multiplied by `attention_factor` (LongRoPE's,
+/// [`crate::format::Architecture::rope_attention_factor`]; 1 otherwise).
+pub fn rope_table(context: usize, inverse_frequencies: &[f32], attention_factor: f32) -> Vec<f32> {
     let mut table = Vec::with_capacity(context * inverse_frequencies.len() * 2);
     for position in 0..context {
         for &f in inverse_frequencies {
             let angle = position as f32 * f;
-            table.push(angle.cos());
-            table.push(angle.sin());
+            table.push(angle.cos() * attention_factor);
+            table.push(angle.sin() * attention_factor);
         }
     }
     table

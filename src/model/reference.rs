@@ -18,13 +18,14 @@ pub fn rmsnorm(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
 }
 
 /// Rotates adjacent pairs of each head in place (the engine's RoPE convention), angles in
-/// f64 with the architecture's frequency divisors.
+/// f64 with the architecture's frequency divisors, cos and sin times its attention factor.
 pub fn rope(x: &mut [f32], a: &Architecture, position: usize) {
+    let scale = a.rope_attention_factor as f64;
     for head in x.chunks_exact_mut(a.head_dim) {
         for i in 0..a.head_dim / 2 {
             let divisor = a.rope_frequency_divisors.get(i).map_or(1.0, |&d| d as f64);
             let angle = position as f64 * (a.rope_theta as f64).powf(-((2 * i) as f64) / a.head_dim as f64) / divisor;
-            let (sin, cos) = (angle.sin() as f32, angle.cos() as f32);
+            let (sin, cos) = ((angle.sin() * scale) as f32, (angle.cos() * scale) as f32);
             let (a, b) = (head[2 * i], head[2 * i + 1]);
             head[2 * i] = a * cos - b * sin;
             head[2 * i + 1] = a * sin + b * cos;

@@ -68,6 +68,10 @@ struct AddedToken {
     content: String,
     id: u32,
     special: bool,
+    /// The token takes the whitespace before it (`lstrip`) or after it (`rstrip`) with it,
+    /// as Phi-3's chat markers take the newline after them.
+    lstrip: bool,
+    rstrip: bool,
 }
 
 /// A byte range of a prompt that becomes one added token's id.
@@ -80,7 +84,13 @@ impl Tokenizer {
             .get_added_tokens_decoder()
             .into_iter()
             .filter(|(_, token)| !token.content.is_empty())
-            .map(|(id, token)| AddedToken { content: token.content, id, special: token.special })
+            .map(|(id, token)| AddedToken {
+                content: token.content,
+                id,
+                special: token.special,
+                lstrip: token.lstrip,
+                rstrip: token.rstrip,
+            })
             .collect();
         added.sort_by(|a, b| b.content.len().cmp(&a.content.len()).then(a.id.cmp(&b.id)));
         let mut added_first_bytes = [false; 256];
@@ -118,9 +128,10 @@ impl Tokenizer {
     /// at added tokens before normalizing and pre-tokenizing, so each piece between them is
     /// processed on its own there too, and the pieces here keep their offsets in the whole
     /// prompt (a Metaspace pre-tokenizer with `prepend_scheme: "first"` prefixes only the
-    /// piece at offset 0, as there). Matching is by exact text, leftmost-longest; the
-    /// `lstrip`, `rstrip` and `single_word` flags and matching after normalization are not
-    /// reproduced (the tokenizer.json files webjudge builds set none of them; an imported
+    /// piece at offset 0, as there). Matching is by exact text, leftmost-longest; a token's
+    /// `lstrip` and `rstrip` take the whitespace beside it as `tokenizers` does
+    /// ([`Self::strip_whitespace`]); the `single_word` flag and matching after normalization
+    /// are not reproduced (the tokenizer.json files webjudge builds set neither; an imported
     /// Hugging Face one may, and then ids can differ next to such a token).
     pub fn encode_chat(&self, chat: &RenderedChat) -> Result<Vec<u32>, TokenizerError> {
         let text = chat.text.as_str();
@@ -171,6 +182,33 @@ impl Tokenizer {
         markers
     }
 
+    /// `markers` (in order) widened over the whitespace their tokens' `lstrip` and `rstrip`
+    /// take, as `tokenizers`' `AddedVocabulary::find_matches` widens its matches: back to
+    /// the previous marker's end at most, on to the next one's start at most (Unicode
+    /// `White_Space`, the `\s` of its regexes).
+    fn strip_whitespace(&self, prompt: &str, markers: &[Marker]) -> Vec<Marker> {
+        let mut widened: Vec<Marker> = Vec::with_capacity(markers.len());
+        for (index, (range, id)) in markers.iter().enumerate() {
+            let Some(token) = self.added.iter().find(|t| t.id == *id).filter(|t| t.lstrip || t.rstrip) else {
+                widened.push((range.clone(), *id));
+                continue;
+            };
+            let (mut start, mut end) = (range.start, range.end);
+            if token.lstrip {
+                let previous = widened.last().map_or(0, |(r, _)| r.end);
+                let before = &prompt[previous..start];
+                start = previous + before.trim_end_matches(char::is_whitespace).len();
+            }
+            if token.rstrip {
+                let next = markers.get(index + 1).map_or(prompt.len(), |(r, _)| r.start);
+                let after = &prompt[end..next];
+                end = next - after.trim_start_matches(char::is_whitespace).len();
+            }
+            widened.push((start..end, *id));
+        }
+        widened
+    }
+
     /// The `tokenizers` pipeline on `prompt` with the added tokens exactly at `markers`
     /// (in order): the text between them normalized, pre-tokenized and tokenized piece by
     /// piece, each piece keeping its offsets in `prompt`.
@@ -180,6 +218,7 @@ impl Tokenizer {
         markers: &[Marker],
         add_special_tokens: bool,
     ) -> Result<Vec<u32>, TokenizerError> {
+        let markers = &self.strip_whitespace(prompt, markers);
         let encode_error = |e: tokenizers::Error| TokenizerError::Encode(e.to_string());
         let mut pretokenized = PreTokenizedString::from(prompt);
         pretokenized

@@ -599,6 +599,7 @@ fn real_architecture(
         rope_theta: theta,
         rope_frequency_divisors: Vec::new(),
         qkv_bias: false,
+        rope_attention_factor: 1.0,
         norm_eps: 1e-5,
         context_length: 4096,
         tied_embeddings: false,

@@ -133,6 +133,7 @@ pub fn manifest_only_model(dir: &Path) -> Manifest {
             rope_theta: 10000.0,
             rope_frequency_divisors: Vec::new(),
             qkv_bias: false,
+            rope_attention_factor: 1.0,
             norm_eps: 1e-5,
             context_length: 64,
             tied_embeddings: true,

@@ -26,16 +26,16 @@ Run with the reference venv:
     ~/.cache/webjudge/refvenv/bin/python tools/reference/llama31_fixture.py
 """
 
-import json
 import pathlib
 import shutil
 import tempfile
 
 import torch
 import transformers
-from tiny_model import chat_prompts, first_seed_with_margins, random_model, rewrite_as_published
+from tiny_model import (first_seed_with_margins, new_fixture, random_model, rewrite_as_published, wrapped_prompts,
+                        write_golden)
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "llama31_tiny"
@@ -94,14 +94,9 @@ def as_published(directory):
 
 
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    tokenizer().save_pretrained(OUT)
-    as_published(OUT)
-    tok = AutoTokenizer.from_pretrained(OUT)
+    tok = new_fixture(OUT, tokenizer(), as_published)
     assert tok.chat_template == CHAT_TEMPLATE
-    prompts = chat_prompts(tok, PROMPTS, add_generation_prompt=True)
+    prompts = wrapped_prompts(tok, PROMPTS, add_generation_prompt=True)
     with tempfile.TemporaryDirectory() as tmp:
         make = lambda seed: random_model(lambda: LlamaForCausalLM(config(tok)), seed)  # noqa: E731
         seed, model, cases, smallest = first_seed_with_margins(make, LlamaForCausalLM, tmp, prompts, NEW_TOKENS,
@@ -115,11 +110,7 @@ def main():
               f"float32, eager attention, CPU")
     golden = {"source": source, "inv_freq": inv_freq, "min_margin": MIN_MARGIN, "smallest_margin": round(smallest, 5),
               "cases": cases}
-    (OUT / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
-    for case in cases:
-        print(f"{case['wrapped']!r}: {len(case['prompt_ids'])} prompt ids, greedy {case['ids']}")
-    sizes = {p.name: p.stat().st_size for p in sorted(OUT.iterdir())}
-    print(f"seed {seed}, smallest margin {smallest:.4f}; {OUT}: {sizes}")
+    write_golden(OUT, golden, seed)
 
 
 if __name__ == "__main__":

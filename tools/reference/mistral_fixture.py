@@ -28,7 +28,8 @@ import tempfile
 
 import torch
 import transformers
-from tiny_model import chat_prompts, first_seed_with_margins, random_model, rewrite_as_published
+from tiny_model import (first_seed_with_margins, new_fixture, random_model, rewrite_as_published, wrapped_prompts,
+                        write_golden)
 from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -75,24 +76,15 @@ def as_published(directory):
     inside tokenizer_config.json instead of chat_template.jinja."""
     def edit_config(config):
         config["rope_theta"] = config.pop("rope_parameters")["rope_theta"]
-
-    def edit_tokenizer_config(tokenizer_config):
-        # transformers 5 drops `legacy` when saving, and reads its absence as non-legacy.
-        tokenizer_config["legacy"] = True
-    rewrite_as_published(directory, edit_config, edit_tokenizer_config)
+    # transformers 5 drops `legacy` when saving, and reads its absence as non-legacy.
+    rewrite_as_published(directory, edit_config, legacy=True)
 
 
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    tokenizer().save_pretrained(OUT)
-    shutil.copy(SENTENCEPIECE, OUT / "tokenizer.model")
-    as_published(OUT)
     # The reference reads the fixture's own tokenizer files.
-    tok = AutoTokenizer.from_pretrained(OUT)
+    tok = new_fixture(OUT, tokenizer(), as_published, SENTENCEPIECE)
     assert tok.chat_template == CHAT_TEMPLATE
-    prompts = chat_prompts(tok, PROMPTS)
+    prompts = wrapped_prompts(tok, PROMPTS)
     with tempfile.TemporaryDirectory() as tmp:
         make = lambda seed: random_model(lambda: MistralForCausalLM(config()), seed)  # noqa: E731
         seed, model, cases, smallest = first_seed_with_margins(make, MistralForCausalLM, tmp, prompts, NEW_TOKENS,
@@ -103,11 +95,7 @@ def main():
     source = (f"tools/reference/mistral_fixture.py, seed {seed}: transformers {transformers.__version__}, "
               f"torch {torch.__version__}, MistralForCausalLM, bfloat16 weights run in float32, eager attention, CPU")
     golden = {"source": source, "min_margin": MIN_MARGIN, "smallest_margin": round(smallest, 5), "cases": cases}
-    (OUT / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
-    for case in cases:
-        print(f"{case['wrapped']!r}: {len(case['prompt_ids'])} prompt ids, greedy {case['ids']}")
-    sizes = {p.name: p.stat().st_size for p in sorted(OUT.iterdir())}
-    print(f"seed {seed}, smallest margin {smallest:.4f}; {OUT}: {sizes}")
+    write_golden(OUT, golden, seed)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Run with the reference venv, given the unpacked llama-cpp-python sdist:
     ~/.cache/webjudge/refvenv/bin/python tools/reference/qwen2_fixture.py path/to/vendor/llama.cpp
 """
 
-import json
 import pathlib
 import shutil
 import sys
@@ -42,9 +41,10 @@ import tempfile
 import llama_cpp_gguf
 import torch
 import transformers
-from tiny_model import chat_prompts, first_seed_with_margins, random_model, rewrite_as_published
+from tiny_model import (first_seed_with_margins, new_fixture, random_model, rewrite_as_published, wrapped_prompts,
+                        write_golden)
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "qwen2_tiny"
@@ -109,14 +109,9 @@ def as_published(directory):
 
 def main():
     llama_cpp = sys.argv[1]
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    tokenizer().save_pretrained(OUT)
-    as_published(OUT)
-    tok = AutoTokenizer.from_pretrained(OUT)
+    tok = new_fixture(OUT, tokenizer(), as_published)
     assert tok.chat_template == CHAT_TEMPLATE and len(tok) == TOKENS and tok.bos_token is None
-    prompts = chat_prompts(tok, PROMPTS, add_generation_prompt=True)
+    prompts = wrapped_prompts(tok, PROMPTS, add_generation_prompt=True)
     with tempfile.TemporaryDirectory() as tmp:
         make = lambda seed: padding_zeroed(random_model(lambda: Qwen2ForCausalLM(config(tok)), seed), TOKENS)  # noqa: E731
         seed, model, cases, smallest = first_seed_with_margins(make, Qwen2ForCausalLM, tmp, prompts, NEW_TOKENS,
@@ -128,18 +123,13 @@ def main():
     source = (f"tools/reference/qwen2_fixture.py, seed {seed}: transformers {transformers.__version__}, "
               f"torch {torch.__version__}, Qwen2ForCausalLM, bfloat16 weights run in float32, eager attention, CPU")
     golden = {"source": source, "min_margin": MIN_MARGIN, "smallest_margin": round(smallest, 5), "cases": cases}
-    (OUT / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+    write_golden(OUT, golden, seed)
     with tempfile.TemporaryDirectory() as tmp:
         # The converter reads the whole directory: the checkpoint without golden.json.
         checkpoint = pathlib.Path(tmp) / "qwen2-tiny"
         shutil.copytree(OUT, checkpoint, ignore=shutil.ignore_patterns("golden.json"))
         llama_cpp_commit = llama_cpp_gguf.convert(llama_cpp, checkpoint, GGUF, "bf16", pre_tokenizer="qwen2")
-    for case in cases:
-        print(f"{case['wrapped']!r}: {len(case['prompt_ids'])} prompt ids, greedy {case['ids']}")
-    sizes = {p.name: p.stat().st_size for p in sorted(OUT.iterdir())}
-    print(f"seed {seed}, smallest margin {smallest:.4f}; {OUT}: {sizes}; {GGUF.name}: {GGUF.stat().st_size} bytes, "
-          f"llama.cpp {llama_cpp_commit}")
-
+    print(f"{GGUF.name}: {GGUF.stat().st_size} bytes, llama.cpp {llama_cpp_commit}")
 
 if __name__ == "__main__":
     main()

@@ -1,11 +1,14 @@
 """What the tiny random-weight checkpoint fixtures share (mistral_fixture.py,
-llama31_fixture.py, qwen2_fixture.py): their weights, transformers' greedy generation with
-each step's margin and top 5, and the search for a seed whose every step has a clear winner."""
+llama31_fixture.py, qwen2_fixture.py, phi3_fixture.py): their files as published, their weights,
+the search for a seed whose every greedy step has a clear winner, and transformers' greedy
+generation with each step's margin and top 5 in golden.json."""
 
 import json
 import pathlib
+import shutil
 
 import torch
+from transformers import AutoTokenizer
 
 
 def random_model(new_model, seed):
@@ -42,30 +45,9 @@ def generate(model, prompt_ids, new_tokens):
     return ids[len(prompt_ids):], steps
 
 
-def first_seed_with_margins(make_model, model_class, directory, prompts, new_tokens, min_margin, publish=None):
-    """The first seed below 1000 whose model `make_model(seed)`, saved to `directory` (then
-    rewritten by `publish(directory)` as the real checkpoint is published) and loaded back in
-    float32 with eager attention, so the reference runs on exactly the stored bfloat16 values,
-    has every greedy step's top-1/top-2 margin at least `min_margin` on every prompt of
-    `prompts` ((text, wrapped text, prompt ids)). Returns (seed, model, cases, smallest margin)."""
-    for seed in range(1000):
-        make_model(seed).save_pretrained(directory)
-        if publish:
-            publish(pathlib.Path(directory))
-        model = model_class.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
-        cases = []
-        for text, wrapped, prompt_ids in prompts:
-            ids, steps = generate(model, prompt_ids, new_tokens)
-            cases.append({"text": text, "wrapped": wrapped, "prompt_ids": prompt_ids, "ids": ids, "steps": steps})
-        smallest = min(s["margin"] for c in cases for s in c["steps"])
-        if smallest >= min_margin:
-            return seed, model, cases, smallest
-    raise SystemExit(f"no seed below 1000 has every margin >= {min_margin}")
-
-
-def chat_prompts(tok, texts, **template_options):
-    """(text, the text as a user turn wrapped by the chat template, its ids) per text, as
-    transformers renders and tokenizes it."""
+def wrapped_prompts(tok, texts, **template_options):
+    """Each text as the one user message of the tokenizer's chat template: (text, the
+    rendered prompt, its ids as transformers tokenizes it)."""
     prompts = []
     for text in texts:
         wrapped = tok.apply_chat_template([{"role": "user", "content": text}], tokenize=False, **template_options)
@@ -73,12 +55,48 @@ def chat_prompts(tok, texts, **template_options):
     return prompts
 
 
-def rewrite_as_published(directory, edit_config, edit_tokenizer_config=None):
+def greedy_cases(model, prompts, new_tokens):
+    """The golden cases of `wrapped_prompts`' prompts, and their smallest top-1/top-2 margin."""
+    cases = []
+    for text, wrapped, prompt_ids in prompts:
+        ids, steps = generate(model, prompt_ids, new_tokens)
+        cases.append({"text": text, "wrapped": wrapped, "prompt_ids": prompt_ids, "ids": ids, "steps": steps})
+    return cases, min(s["margin"] for c in cases for s in c["steps"])
+
+
+def first_seed_with_margins(make_model, model_class, directory, prompts, new_tokens, min_margin, publish,
+                            accept=None):
+    """The first seed below 1000 whose model `make_model(seed)`, saved to `directory`, rewritten
+    by `publish(directory)` as the real checkpoint is published and loaded back in float32 with
+    eager attention (so the reference runs on exactly the stored bfloat16 values), has every
+    greedy step's top-1/top-2 margin at least `min_margin` on every prompt of `prompts`
+    (`wrapped_prompts`'), and passes `accept(model, cases)` where given.
+    Returns (seed, model, cases, smallest margin)."""
+    for seed in range(1000):
+        make_model(seed).save_pretrained(directory)
+        publish(pathlib.Path(directory))
+        model = model_class.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager").eval()
+        cases, smallest = greedy_cases(model, prompts, new_tokens)
+        if smallest >= min_margin and (accept is None or accept(model, cases)):
+            return seed, model, cases, smallest
+    raise SystemExit(f"no seed below 1000 has every margin >= {min_margin} and passes the fixture's check")
+
+
+def write_golden(out, golden, seed):
+    """golden.json in `out`, and what it holds and the fixture's sizes on stdout."""
+    (out / "golden.json").write_text(json.dumps(golden, indent=1) + "\n")
+    for case in golden["cases"]:
+        print(f"{case['wrapped']!r}: {len(case['prompt_ids'])} prompt ids {case['prompt_ids']}, greedy {case['ids']}")
+    sizes = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
+    print(f"seed {seed}, smallest margin {golden['smallest_margin']:.4f}; {out}: {sizes}")
+
+
+def rewrite_as_published(directory, edit_config, **tokenizer_fields):
     """Rewrites the files transformers 5 saved in `directory` as the real checkpoint has them
     (written by transformers 4): config.json changed by `edit_config(config)` (a top-level
-    rope_theta instead of rope_parameters, and so on), the chat template inside
-    tokenizer_config.json instead of chat_template.jinja, then changed by
-    `edit_tokenizer_config(tokenizer_config)`."""
+    rope_theta instead of rope_parameters, and so on), the chat template moved from
+    chat_template.jinja into tokenizer_config.json's `chat_template`, with `tokenizer_fields`
+    (keys transformers 5 drops)."""
     path = directory / "config.json"
     if path.exists():
         config = json.loads(path.read_text())
@@ -89,7 +107,19 @@ def rewrite_as_published(directory, edit_config, edit_tokenizer_config=None):
         path = directory / "tokenizer_config.json"
         tokenizer_config = json.loads(path.read_text())
         tokenizer_config["chat_template"] = template.read_text()
-        if edit_tokenizer_config:
-            edit_tokenizer_config(tokenizer_config)
+        tokenizer_config.update(tokenizer_fields)
         path.write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         template.unlink()
+
+
+def new_fixture(out, tok, as_published, sentencepiece=None):
+    """An empty `out` holding the tokenizer's files (and the SentencePiece model), rewritten
+    by `as_published`, and the tokenizer read back from them, which the reference uses."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    tok.save_pretrained(out)
+    if sentencepiece:
+        shutil.copy(sentencepiece, out / "tokenizer.model")
+    as_published(out)
+    return AutoTokenizer.from_pretrained(out)

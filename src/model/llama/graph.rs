@@ -89,7 +89,7 @@ impl LlamaModel {
         });
         let rope_buffer = gpu.storage_with(
             "rope table",
-            bytemuck::cast_slice(&rope_table(options.context, &a.rope_inverse_frequencies())),
+            bytemuck::cast_slice(&rope_table(options.context, &a.rope_inverse_frequencies(), a.rope_attention_factor)),
         );
         let caches: Vec<_> =
             (0..a.n_layers).map(|_| KvCache::new(&gpu, heads, options.context, options.sequences)).collect();
