@@ -43,7 +43,7 @@ pub enum TokenizerError {
     InvalidMetadata { key: String, problem: String },
     #[error("tokenizer.ggml.model {0:?} is not supported: webjudge reads \"gpt2\" (byte-level BPE) and \"llama\" (SentencePiece) vocabularies")]
     UnknownModel(String),
-    #[error("tokenizer.ggml.pre {0:?} is not supported: webjudge knows the byte-level pre-tokenizers \"default\", \"gpt-2\", \"smollm\", \"llama-bpe\", \"llama3\" and \"llama-v3\"")]
+    #[error("tokenizer.ggml.pre {0:?} is not supported: webjudge knows the byte-level pre-tokenizers \"default\", \"gpt-2\", \"smollm\", \"llama-bpe\", \"llama3\", \"llama-v3\" and \"qwen2\"")]
     UnknownPreTokenizer(String),
     #[error("invalid SentencePiece model: {0}")]
     SentencePiece(String),
