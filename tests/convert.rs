@@ -1083,6 +1083,20 @@ fn rope_scaling_becomes_the_architecture_s_divisors() {
     assert!(error.contains("RoPE scaling \"yarn\" is not supported"), "{error}");
 }
 
+/// A file whose RoPE rotates only part of each head (Phi-4-mini's `phi3` files) is refused
+/// naming the key, as is a value length other than the key length.
+#[test]
+fn partial_rope_is_refused_by_name() {
+    let mut partial = tiny_model(9, false);
+    partial.set("llama.rope.dimension_count", GgufValue::U32(HEAD_DIM as u32 / 2));
+    let error = convert_bytes(&scratch("rope-partial"), &partial.bytes()).unwrap_err().to_string();
+    assert!(error.contains("llama.rope.dimension_count 8: the model rotates only part of each head of 16"), "{error}");
+    let mut values = tiny_model(9, false);
+    values.set("llama.attention.value_length", GgufValue::U32(HEAD_DIM as u32 * 2));
+    let error = convert_bytes(&scratch("value-length"), &values.bytes()).unwrap_err().to_string();
+    assert!(error.contains("llama.attention.value_length 32 differs from the key length 16"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------
 // Malformed files.
 

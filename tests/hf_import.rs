@@ -23,7 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::convert::checkpoint::Checkpoint;
-use webjudge::convert::gguf_import::convert_gguf;
+use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
 use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
 use webjudge::convert::import::{ConvertError, JudgeChoice, LongRopeCap, OutputProblem};
 use webjudge::convert::quant::Quant;
@@ -793,6 +793,41 @@ fn qwen2_gguf_generates_transformers_greedy_ids() {
     let golden = golden_of(&fixtures.join("qwen2_tiny"));
     let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
     println!("Qwen2.5 structure from llama.cpp's GGUF: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
+}
+
+/// The Phi-3.5 fixture as llama.cpp's converter writes it (`phi3`, f16: fused `attn_qkv` and
+/// `ffn_up`, Q and K rows in Hugging Face's order, LongRoPE's factors as tensors), converted
+/// from GGUF: the same architecture as from Hugging Face (short factors, attention factor,
+/// context capped at the original one, a longer `--context` refused) but for the EOS ids
+/// (llama.cpp's: `<|endoftext|>` and, by its text, `<|end|>`), Phi-3's markers taking the
+/// newline after them as transformers' tokenizer does, and transformers' greedy ids.
+#[test]
+fn phi3_gguf_generates_transformers_greedy_ids() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = scratch("phi3-gguf");
+    let gguf = fixtures.join("phi3_tiny.f16.gguf");
+    let conversion = convert_gguf(&gguf, &dir.join("out"), &Default::default(), &mut |_, _| {}).unwrap();
+    assert_eq!(conversion.longrope, Some(LongRopeCap { original: 64, extended: 1024 }));
+    let a = &conversion.manifest.architecture;
+    assert_eq!((a.context_length, &a.eos_ids[..]), (64, &[400, 407][..]));
+    let hf = convert_hf(&fixtures.join("phi3_tiny"), &dir.join("hf"), &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
+    let from_hf = Architecture { eos_ids: a.eos_ids.clone(), ..hf.manifest.architecture.clone() };
+    assert_eq!(*a, from_hf, "the GGUF's architecture differs from the Hugging Face checkpoint's");
+    assert_eq!(conversion.manifest.format_version, ROPE_ATTENTION_FACTOR_FORMAT_VERSION);
+    let golden = golden_of(&fixtures.join("phi3_tiny"));
+    assert_golden_inverse_frequencies(a, &golden);
+    let tensor = |m: &Manifest, name: &str| m.tensors.iter().find(|t| t.name == name).unwrap().clone();
+    for name in ["blk.1.attn_k.weight", "blk.1.ffn_gate.weight", "blk.1.ffn_up.weight"] {
+        let (split, unfused) = (tensor(&conversion.manifest, name), tensor(&hf.manifest, name));
+        assert_eq!((split.dtype, &split.shape), (unfused.dtype, &unfused.shape), "{name}");
+    }
+
+    let context = ConvertOptions { context: Some(65), ..Default::default() };
+    let error = convert_gguf(&gguf, &dir.join("refused"), &context, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(error, ConvertError::LongRope { requested: 65, .. }), "{error}");
+
+    let worst = generates_transformers_greedy_ids(&dir.join("out"), &golden, F16_LOGIT_TOLERANCE);
+    println!("Phi-3.5 structure from llama.cpp's GGUF: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
 }
 
 fn check_qwen2_conversion(manifest: &Manifest) {

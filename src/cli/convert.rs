@@ -145,14 +145,14 @@ pub fn run(args: Args) -> CliResult {
         let options =
             ConvertOptions { max_shard_bytes, overwrite: args.force, context: args.context, judge, chat_template };
         convert_gguf(&args.input, &args.out, &options, &mut progress)
-            .map(|GgufConversion { manifest, judge_reason }| HfConversion {
+            .map(|GgufConversion { manifest, judge_reason, longrope }| HfConversion {
                 manifest,
                 gptq_kept: 0,
                 gptq_reordered: 0,
                 gptq_requantized: Vec::new(),
                 judge_reason,
                 importance: None,
-                longrope: None,
+                longrope,
             })
             .map_err(output_hint)
     };

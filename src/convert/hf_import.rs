@@ -50,8 +50,8 @@ use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::imatrix::{self, ImatrixError, ImportanceMatrix};
 use super::import::{
-    chat_template_policy, recorded_context, special_token_strings, ConvertError, JudgeChoice, LongRopeCap, OutputDir,
-    TemplateText, MIN_SHARD_BYTES,
+    chat_template_policy, longrope_attention_factor, recorded_context, special_token_strings, ConvertError,
+    JudgeChoice, LongRopeCap, OutputDir, TemplateText, MIN_SHARD_BYTES,
 };
 use super::io_error_at;
 use super::quant::{Encoding, MixContext, Quant, WeightRole};
@@ -60,7 +60,7 @@ use super::torch_pickle::{self, TorchError};
 use super::writer::ModelWriter;
 use crate::format::checked_file::{self, ReadError};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerBias, LayerWeight};
+use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerBias, LayerWeight, StackedWeight};
 use crate::format::{Architecture, ChatTemplate, DType, Llama3RopeScaling, Manifest};
 
 #[derive(Clone, Debug)]
@@ -432,8 +432,7 @@ fn rope_scaling(
             };
             let attention_factor = match config_f32(scaling, "attention_factor")? {
                 Some(factor) => factor,
-                None if factor <= 1.0 => 1.0,
-                None => (1.0 + factor.ln() / (original as f64).ln()).sqrt() as f32,
+                None => longrope_attention_factor(factor, original),
             };
             let longrope = (original < extended).then_some(LongRopeCap { original, extended });
             Ok(RopeScaling { divisors: short, attention_factor, longrope })
@@ -719,20 +718,27 @@ fn plan(
 }
 
 /// The parts of a fused projection of Phi-3 (`Phi3ForCausalLM`), as the LLaMA names of the
-/// projections they are and their rows, in order: `qkv_proj` is the queries, keys and values
-/// (transformers' `Phi3Attention` slices it so), `gate_up_proj` the gate and the up
-/// projections (`Phi3MLP` chunks it so). `None` for any other tensor.
-fn fused_parts(hf: &str, a: &Architecture) -> Option<Vec<(String, usize)>> {
+/// projections they are and their rows ([`StackedWeight::part_rows`]), in order: `qkv_proj`
+/// is the queries, keys and values (transformers' `Phi3Attention` slices it so),
+/// `gate_up_proj` the gate and the up projections (`Phi3MLP` chunks it so). `None` for any
+/// other tensor.
+fn fused_parts(hf: &str, a: &Architecture) -> Option<Vec<(String, Range<usize>)>> {
     let rest = hf.strip_prefix("model.layers.")?;
     let (layer, rest) = rest.split_once('.')?;
-    let (module, parts) = match rest {
-        "self_attn.qkv_proj.weight" => {
-            ("self_attn", vec![("q_proj", a.q_dim()), ("k_proj", a.kv_dim()), ("v_proj", a.kv_dim())])
-        }
-        "mlp.gate_up_proj.weight" => ("mlp", vec![("gate_proj", a.ffn), ("up_proj", a.ffn)]),
+    let stacked = match rest {
+        "self_attn.qkv_proj.weight" => StackedWeight::Qkv,
+        "mlp.gate_up_proj.weight" => StackedWeight::GateUp,
         _ => return None,
     };
-    Some(parts.iter().map(|(part, rows)| (format!("model.layers.{layer}.{module}.{part}.weight"), *rows)).collect())
+    let hf_part = |part| match part {
+        LayerWeight::AttnQ => "self_attn.q_proj",
+        LayerWeight::AttnK => "self_attn.k_proj",
+        LayerWeight::AttnV => "self_attn.v_proj",
+        LayerWeight::FfnGate => "mlp.gate_proj",
+        _ => "mlp.up_proj",
+    };
+    let parts = stacked.part_rows(a).into_iter();
+    Some(parts.map(|(part, rows)| (format!("model.layers.{layer}.{}.weight", hf_part(part)), rows)).collect())
 }
 
 /// A fused projection's parts ([`fused_parts`]) as tensors of their own: each the LLaMA
@@ -741,9 +747,9 @@ fn fused_parts(hf: &str, a: &Architecture) -> Option<Vec<(String, usize)>> {
 /// choices included) see ordinary q/k/v and gate/up weights.
 fn split_fused(
     tensor: &CheckpointTensor,
-    parts: &[(String, usize)],
+    parts: &[(String, Range<usize>)],
 ) -> Result<Vec<(String, CheckpointTensor)>, HfError> {
-    let rows: usize = parts.iter().map(|(_, rows)| rows).sum();
+    let rows = parts.last().map_or(0, |(_, rows)| rows.end);
     let cols = tensor.shape.get(1).copied().unwrap_or(0);
     if tensor.shape.len() != 2 || tensor.shape[0] != rows {
         return Err(HfError::Shape {
@@ -752,15 +758,12 @@ fn split_fused(
             expected: vec![rows, cols],
         });
     }
-    let mut start = 0;
-    let mut split = Vec::with_capacity(parts.len());
-    for (name, rows) in parts {
+    let split = parts.iter().map(|(name, rows)| {
         let part = name.rsplit('.').nth(1).expect("a projection's name");
-        let shown = format!("{} rows {start}..{} ({part})", tensor.name, start + rows);
-        split.push((name.clone(), tensor.row_slice(start..start + rows, shown)));
-        start += rows;
-    }
-    Ok(split)
+        let shown = format!("{} rows {}..{} ({part})", tensor.name, rows.start, rows.end);
+        (name.clone(), tensor.row_slice(rows.clone(), shown))
+    });
+    Ok(split.collect())
 }
 
 /// Names the input order of every kept act-order layer: `blk.N.attn_q.input_order` for
@@ -877,11 +880,8 @@ pub fn convert_hf(
         add_generation_eos(&mut architecture, &generation)?;
     }
     let sliding_window = sliding_window(&config)?;
-    let trained = match longrope {
-        Some(cap) => cap.trained_context(options.context)?,
-        None => architecture.context_length,
-    };
-    architecture.context_length = recorded_context(trained, options.context, sliding_window)?;
+    architecture.context_length =
+        recorded_context(architecture.context_length, longrope, options.context, sliding_window)?;
     let names = checkpoint_names(hf_dir, &config);
     let names: Vec<(&str, &str)> = names.iter().map(|(what, name)| (*what, name.as_str())).collect();
     let judge = options.judge.decide(&names);

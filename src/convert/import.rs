@@ -102,15 +102,31 @@ impl std::fmt::Display for LongRopeCap {
     }
 }
 
+/// LongRoPE's cos and sin factor where a model names none, for a context extended `factor`
+/// times past the `original` one: `sqrt(1 + ln(factor) / ln(original))`, 1 for no extension
+/// (transformers' `_compute_longrope_parameters`, and llama.cpp's converter for Phi-3).
+pub fn longrope_attention_factor(factor: f64, original: usize) -> f32 {
+    if factor <= 1.0 {
+        return 1.0;
+    }
+    (1.0 + factor.ln() / (original as f64).ln()).sqrt() as f32
+}
+
 /// The context a model directory records (the engine never attends further): the model's
-/// own, `trained`, or a smaller one `requested`. A sliding-window model attends to the last
-/// `sliding_window` positions only, which the engine's full attention matches only within
-/// a context no longer than the window, so a longer one is refused.
+/// own, `trained` (a LongRoPE model's capped at its original one, `longrope`), or a smaller
+/// one `requested`. A sliding-window model attends to the last `sliding_window` positions
+/// only, which the engine's full attention matches only within a context no longer than the
+/// window, so a longer one is refused.
 pub fn recorded_context(
     trained: usize,
+    longrope: Option<LongRopeCap>,
     requested: Option<usize>,
     sliding_window: Option<usize>,
 ) -> Result<usize, ConvertError> {
+    let trained = match longrope {
+        Some(cap) => cap.trained_context(requested)?,
+        None => trained,
+    };
     let context = match requested {
         Some(requested) if requested == 0 || requested > trained => {
             return Err(ConvertError::Context { requested, trained })
@@ -654,15 +670,15 @@ mod tests {
 
     #[test]
     fn context_is_the_model_s_unless_smaller_and_within_the_window() {
-        assert_eq!(recorded_context(32768, None, None).unwrap(), 32768);
-        assert_eq!(recorded_context(32768, Some(4096), Some(4096)).unwrap(), 4096);
-        assert_eq!(recorded_context(4096, None, Some(32768)).unwrap(), 4096);
-        let refused = recorded_context(32768, None, Some(4096)).unwrap_err();
+        assert_eq!(recorded_context(32768, None, None, None).unwrap(), 32768);
+        assert_eq!(recorded_context(32768, None, Some(4096), Some(4096)).unwrap(), 4096);
+        assert_eq!(recorded_context(4096, None, None, Some(32768)).unwrap(), 4096);
+        let refused = recorded_context(32768, None, None, Some(4096)).unwrap_err();
         assert!(matches!(refused, ConvertError::SlidingWindow { window: 4096, context: 32768 }));
         assert!(refused.to_string().starts_with("sliding_window 4096 < context 32768: "), "{refused}");
         assert!(refused.to_string().ends_with("convert with --context N <= 4096"), "{refused}");
         for requested in [0, 32769] {
-            let error = recorded_context(32768, Some(requested), None).unwrap_err();
+            let error = recorded_context(32768, None, Some(requested), None).unwrap_err();
             assert!(matches!(error, ConvertError::Context { trained: 32768, .. }), "{error}");
         }
     }

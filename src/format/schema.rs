@@ -2,6 +2,8 @@
 //! naming), the names of the input orders and of the projections the model stacks at load.
 //! Every other module names tensors through this one.
 
+use std::ops::Range;
+
 use super::Architecture;
 
 /// Where a layer's tensor names start: `blk.{layer}.{suffix}.weight`.
@@ -13,6 +15,12 @@ const INPUT_ORDER_SUFFIX: &str = ".input_order";
 /// llama.cpp's tensor of per-pair RoPE frequency divisors (Llama 3's scaling): read into
 /// [`Architecture::rope_frequency_divisors`], never kept as a tensor.
 pub const ROPE_FREQUENCIES: &str = "rope_freqs.weight";
+
+/// llama.cpp's LongRoPE factors of a `phi3` GGUF (f32, one per rotated pair): the short
+/// ones are read into [`Architecture::rope_frequency_divisors`], the long ones (past the
+/// original context, which a model directory never records) only checked; neither is kept.
+pub const ROPE_FACTORS_SHORT: &str = "rope_factors_short.weight";
+pub const ROPE_FACTORS_LONG: &str = "rope_factors_long.weight";
 
 /// Weight tensors of one layer.
 pub const TENSORS_PER_LAYER: usize = LayerWeight::ALL.len();
@@ -231,6 +239,19 @@ impl StackedWeight {
             Self::Qkv => &[LayerWeight::AttnQ, LayerWeight::AttnK, LayerWeight::AttnV],
             Self::GateUp => &[LayerWeight::FfnGate, LayerWeight::FfnUp],
         }
+    }
+
+    /// Each part and its rows of the stack, by the parts' shapes: where a checkpoint that
+    /// stores the projections fused (Phi-3's `qkv_proj` and `gate_up_proj`, llama.cpp's
+    /// `attn_qkv` and `ffn_up` for `phi3`) holds each, in this order too.
+    pub fn part_rows(self, a: &Architecture) -> Vec<(LayerWeight, Range<usize>)> {
+        let mut start = 0;
+        let parts = self.parts().iter().map(|&part| {
+            let rows = part.shape(a)[0];
+            start += rows;
+            (part, start - rows..start)
+        });
+        parts.collect()
     }
 
     pub fn name(self, layer: usize) -> String {

@@ -14,6 +14,13 @@
 //! Control tokens (and the named BOS/EOS/UNK/PAD) become special added tokens and
 //! user-defined ones plain added tokens, so text that spells them out gets their id
 //! instead of pieces, as in llama.cpp.
+//!
+//! Phi-3's added tokens take the whitespace after them (`rstrip`, as its `tokenizer.json`
+//! says): llama.cpp marks them so when `general.name` names Phi-3 (llama-vocab.cpp: every
+//! control, user-defined and unknown token and `</s>`, but not `<unk>`, `<s>` and
+//! `<|endoftext|>`). The same is done here for any `phi3` file with Phi-3's SentencePiece
+//! vocabulary, whatever its name (a fine-tune such as Flow-Judge's need not name Phi-3),
+//! since transformers tokenizes them so; llama.cpp would not strip there.
 
 use std::collections::HashMap;
 
@@ -35,8 +42,11 @@ const PAD_ID: &str = "tokenizer.ggml.padding_token_id";
 const ADD_BOS: &str = "tokenizer.ggml.add_bos_token";
 const ADD_EOS: &str = "tokenizer.ggml.add_eos_token";
 const ADD_SPACE_PREFIX: &str = "tokenizer.ggml.add_space_prefix";
+const NAME: &str = "general.name";
+const ARCHITECTURE: &str = "general.architecture";
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`) that matter here.
+const TYPE_UNKNOWN: i32 = 2;
 const TYPE_CONTROL: i32 = 3;
 const TYPE_USER_DEFINED: i32 = 4;
 
@@ -84,6 +94,8 @@ struct Vocab<'a> {
     pad: Option<u32>,
     add_bos: bool,
     add_eos: bool,
+    /// Phi-3's special tokens take the whitespace after them (see the module documentation).
+    phi3_rstrip: bool,
 }
 
 impl<'a> Vocab<'a> {
@@ -104,7 +116,10 @@ impl<'a> Vocab<'a> {
                 id => Ok(id),
             }
         };
+        let name = metadata.get_str(NAME)?.unwrap_or_default().to_lowercase();
+        let phi3 = metadata.get_str(ARCHITECTURE)? == Some("phi3") && sentencepiece;
         Ok(Self {
+            phi3_rstrip: phi3 || ["phi-3", "phi3"].iter().any(|n| name.contains(n)),
             bos: id(BOS_ID)?,
             eos: id(EOS_ID)?,
             unk: id(UNK_ID)?,
@@ -127,12 +142,15 @@ impl<'a> Vocab<'a> {
             let kind = self.types.get(id).copied();
             let special = kind == Some(TYPE_CONTROL) || named.contains(&Some(id as u32));
             if special || kind == Some(TYPE_USER_DEFINED) {
+                let stripping = [Some(TYPE_CONTROL), Some(TYPE_USER_DEFINED), Some(TYPE_UNKNOWN)].contains(&kind)
+                    || content == "</s>";
+                let rstrip = self.phi3_rstrip && stripping && !["<unk>", "<s>", "<|endoftext|>"].contains(&content);
                 added.push(json!({
                     "id": id,
                     "content": content,
                     "single_word": false,
                     "lstrip": false,
-                    "rstrip": false,
+                    "rstrip": rstrip,
                     "normalized": false,
                     "special": special,
                 }));
