@@ -17,10 +17,11 @@ use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A GGUF file (llama architecture; F32, F16, Q8_0, Q4_0 or Q4_1 tensors, copied
-    /// losslessly) or a Hugging Face model directory (config.json, tokenizer.json,
-    /// safetensors weights in F32, F16 or BF16, or else PyTorch `.bin` weights, whose
-    /// pickle is read without executing it; AutoGPTQ 4-bit checkpoints too).
+    /// A GGUF file (llama, qwen2 or phi3 architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+    /// Q5_0, Q5_1, Q4_K, Q5_K or Q6_K tensors, copied losslessly) or a Hugging Face model
+    /// directory (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Phi3ForCausalLM;
+    /// config.json, tokenizer.json, safetensors weights in F32, F16 or BF16, or else PyTorch
+    /// `.bin` weights, whose pickle is read without executing it; AutoGPTQ 4-bit checkpoints too).
     pub input: PathBuf,
     /// The model directory to create.
     #[arg(long)]
