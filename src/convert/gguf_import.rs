@@ -565,7 +565,7 @@ impl PlannedTensor {
                 // Whole rows are whole blocks: gather them in the engine's order, then pack.
                 let mut raw = Vec::with_capacity((rows.len() as u64 * self.row_bytes) as usize);
                 for row in rows {
-                    let source_row = row / d * d + rope_source_row(row % d, d);
+                    let source_row = rope_source_row(row, d);
                     raw.extend(self.read(source, source_row..source_row + 1)?);
                 }
                 raw
@@ -580,9 +580,7 @@ impl PlannedTensor {
         };
         match self.rope_head_dim {
             // A bias (f32, a word per value) permuted like its weight's rows.
-            Some(d) if self.shape.len() == 1 => {
-                Ok((0..words.len()).map(|j| words[j / d * d + rope_source_row(j % d, d)]).collect())
-            }
+            Some(d) if self.shape.len() == 1 => Ok((0..words.len()).map(|j| words[rope_source_row(j, d)]).collect()),
             _ => Ok(words),
         }
     }

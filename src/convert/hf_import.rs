@@ -138,15 +138,13 @@ impl From<std::io::Error> for HfError {
     }
 }
 
-/// The Hugging Face row that becomes row `j` of an engine head of dimension `head_dim`
-/// (see the module documentation).
+/// The Hugging Face row (or bias value) that becomes row `j` of a Q or K projection whose
+/// heads have dimension `head_dim`: the same head's row by the permutation the module
+/// documentation describes.
 pub fn rope_source_row(j: usize, head_dim: usize) -> usize {
+    let (head_start, i) = (j / head_dim * head_dim, j % head_dim);
     let half = head_dim / 2;
-    if j.is_multiple_of(2) {
-        j / 2
-    } else {
-        j / 2 + half
-    }
+    head_start + if i.is_multiple_of(2) { i / 2 } else { i / 2 + half }
 }
 
 /// The engine's GGUF-style name of a Hugging Face tensor; `Ok(None)` for tensors that
@@ -531,7 +529,7 @@ impl Planned {
     fn source_rows(&self, rows: Range<usize>) -> Vec<usize> {
         match self.rope_head_dim {
             None => rows.collect(),
-            Some(d) => rows.map(|row| row / d * d + rope_source_row(row % d, d)).collect(),
+            Some(d) => rows.map(|row| rope_source_row(row, d)).collect(),
         }
     }
 
@@ -546,7 +544,7 @@ impl Planned {
         if self.shape.len() == 1 {
             // A bias: one value per row of its weight, permuted likewise.
             let bias = checkpoint.read_rows(tensor, rows)?;
-            return Ok((0..bias.len()).map(|j| bias[j / d * d + rope_source_row(j % d, d)]).collect());
+            return Ok((0..bias.len()).map(|j| bias[rope_source_row(j, d)]).collect());
         }
         let mut values = Vec::with_capacity(rows.len() * tensor.cols());
         for row in self.source_rows(rows) {
