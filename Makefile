@@ -48,9 +48,14 @@ check: native-deps
 	$(TEST_GGUF) cargo test --all-targets
 
 # The full tier: the fast tier's ignored tests included, then the wasm and browser suites,
-# which run the release CLI and www/pkg/: build both fresh.
-test: deps model web
-	cargo build --release
+# which run the CLI and www/pkg/: build both fresh. The suites run the dev build of the CLI,
+# which `cargo test` builds anyway: a release build would compile every crate a second time.
+TEST_BIN := target/debug/webjudge
+
+test: deps web
+	cargo build --bin webjudge
+	test -f $(DEMO_MODEL)/manifest.json || \
+		$(TEST_BIN) convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
 	$(TEST_GGUF) cargo test --all-targets -- --include-ignored
 	tools/test_wasm.sh
-	tests/browser/run.sh
+	WEBJUDGE_BIN=$(CURDIR)/$(TEST_BIN) tests/browser/run.sh

@@ -25,7 +25,7 @@ if [[ ! -f "$REPO/www/pkg/webjudge.js" ]]; then
     "$REPO/tools/build_web.sh"
 fi
 if [[ ! -x "$WEBJUDGE_BIN" ]]; then
-    echo "error: no native CLI at $WEBJUDGE_BIN (cargo build --release)" >&2
+    echo "error: no native CLI at $WEBJUDGE_BIN (cargo build --release; or name a dev build in WEBJUDGE_BIN, as make test does)" >&2
     exit 1
 fi
 if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
