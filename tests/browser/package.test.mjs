@@ -2,14 +2,14 @@
 // (tools/build_package.mjs) installed into an empty project folder, a page importing both entry
 // points (`webjudge` and `webjudge/web-judge`) bundled there with esbuild (deployed as the
 // package's README says), with Vite 7 and with Vite 8 (`vite build`, no config), each run in one
-// headless Chromium (WebGPU on SwiftShader) with the test model; the declarations checked by
-// tsc; and the single-script build on a page of its own, generating a few tokens. Every page
-// has the demo's strict CSP. The Vite 8 page judges with <web-judge>; the others load and
-// generate, which costs seconds where a judgement's prefill costs minutes on SwiftShader; the
-// Vite pages also hold the worker client to the API's callback contract (a throwing onToken or
-// onJudged cancels the call and rejects it with what it threw, a throwing onProgress is logged).
-// The test model is no judge: a critique of a few tokens names no rating, which is fine here.
-// Settings: WEBJUDGE_MODEL, CHROMIUM (as in e2e.test.mjs).
+// headless Chromium (WebGPU on SwiftShader) with the test model; Vite's dev servers; the
+// declarations checked by tsc; and the single-script build on a page of its own, generating a
+// few tokens. Every page has the demo's strict CSP. Only the Vite 8 page judges (with
+// <web-judge>): a judgement's prefill costs minutes on SwiftShader, where loading and a token
+// cost seconds. Both Vite pages hold the worker client to the API's callback contract (a
+// throwing onToken or onJudged cancels the call and rejects it with what it threw, a throwing
+// onProgress is logged). The test model is no judge: a critique of a few tokens names no
+// rating, which is fine here. Settings: WEBJUDGE_MODEL, CHROMIUM (as in e2e.test.mjs).
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
