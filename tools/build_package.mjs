@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the npm package `webjudge` (`make package`; nothing is published): stages www/'s
 // client, worker, <web-judge> and the wasm build (www/pkg/, `make web`) with package/'s
-// manifest and README in target/package/webjudge/, bundles the single-script build
+// manifest, README and worker-hint.js, and docs/web-api.md as API.md, in
+// target/package/webjudge/, bundles the single-script build
 // (pkg/webjudge-standalone.js, entry package/standalone.js) with esbuild, and packs
 // target/package/webjudge-<version>.tgz with `npm pack`. The version is Cargo.toml's.
 // esbuild comes from tests/browser/ (its package-lock pins it): `npm ci` there installs it.
@@ -33,6 +34,10 @@ const WWW_FILES = [
   "pkg/webjudge_bg.wasm.d.ts",
 ];
 
+// The package's own worker-hint.js (a bundler's causes of a worker that does not start) takes
+// the place of www/'s (this repository's build) in the staged package and the single-script build.
+const WORKER_HINT = join(REPO, "package/worker-hint.js");
+
 async function cargoVersion() {
   const manifest = await readFile(join(REPO, "Cargo.toml"), "utf8");
   return /^\[package\][^[]*?^version = "([^"]+)"/m.exec(manifest)[1];
@@ -56,13 +61,28 @@ async function bundleStandalone(outfile) {
     logLevel: "warning",
     plugins: [
       {
-        name: "start-self",
+        name: "package-modules",
         setup(build) {
           build.onResolve({ filter: /\/start-worker\.js$/ }, () => ({ path: startSelf }));
+          build.onResolve({ filter: /\/worker-hint\.js$/ }, () => ({ path: WORKER_HINT }));
         },
       },
     ],
   });
+}
+
+// docs/web-api.md as the package's API.md: its link to the package README made relative to the
+// package, links to the repository's other pages left as their text (the note says where).
+function apiReference(markdown) {
+  const note =
+    "> The webjudge repository's docs/web-api.md, as packaged. The other pages it names (cli.md, " +
+    "judges.md) are in that repository's docs/.\n\n";
+  const body = markdown.replace(/\[([^\]]+)\]\(([^)#][^)]*)\)/g, (link, text, target) => {
+    if (/^[a-z]+:/.test(target)) return link;
+    return target === "../package/README.md" ? `[${text}](README.md)` : text;
+  });
+  const [title, ...rest] = body.split("\n");
+  return [title, "", note.trimEnd(), ...rest].join("\n");
 }
 
 export async function buildPackage() {
@@ -75,6 +95,8 @@ export async function buildPackage() {
     });
   }
   await cp(join(REPO, "package/README.md"), join(STAGE, "README.md"));
+  await cp(WORKER_HINT, join(STAGE, "worker-hint.js"));
+  await writeFile(join(STAGE, "API.md"), apiReference(await readFile(join(REPO, "docs/web-api.md"), "utf8")));
   const manifest = JSON.parse(await readFile(join(REPO, "package/package.json"), "utf8"));
   const packageJson = { name: manifest.name, version: await cargoVersion(), ...manifest };
   await writeFile(join(STAGE, "package.json"), `${JSON.stringify(packageJson, null, 2)}\n`);

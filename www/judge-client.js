@@ -9,6 +9,7 @@
 // join it and get its progress too.
 
 import { startWorker } from "./start-worker.js";
+import { WORKER_START_HINT } from "./worker-hint.js";
 
 // Absolute model URL → Session.
 const sessions = new Map();
@@ -28,21 +29,28 @@ function remoteError(name, message) {
   return error;
 }
 
+// Rejects a pending request with what its callback threw when one did, else with `error`.
+function rejectRequest(request, error) {
+  request.reject(request.threw ? request.thrown : error);
+}
+
 class Session {
   constructor(modelUrl) {
     this.modelUrl = modelUrl;
     this.worker = startWorker();
     this.nextId = 1;
-    // id → { resolve, reject, onToken, onProgress, onJudged }
+    // id → { id, resolve, reject, onToken, onProgress, onJudged, threw, thrown }
     this.pending = new Map();
     this.loading = null;
     this.closed = false;
     this.progressListeners = new Set();
     this.worker.onmessage = (event) => this.receive(event.data);
-    // A worker that fails to start (pkg/ missing, a syntax error) fails every request.
+    // An error event without a message is a worker that could not start (its script or a
+    // module it imports not found or refused); with one, an error thrown inside it. Either fails
+    // every request.
     this.worker.onerror = (event) => {
       event.preventDefault();
-      const why = event.message || "could not start (is pkg/, the wasm build, there? `make web` builds it)";
+      const why = event.message || `it could not start. ${WORKER_START_HINT}`;
       this.failAll(remoteError("ModelError", `the judge worker failed: ${why}`));
     };
   }
@@ -54,27 +62,49 @@ class Session {
       case "progress":
         request.onProgress?.(message.loaded, message.total);
         break;
-      case "token":
-        if (message.index === undefined) request.onToken?.(message.text, message.order);
-        else request.onToken?.(message.index, message.text, message.order);
+      case "token": {
+        const piece = [message.text, message.order];
+        this.callBack(request, request.onToken, ...(message.index === undefined ? piece : [message.index, ...piece]));
         break;
-      case "judged":
-        request.onJudged(message.index, message.record, message.error && remoteError(message.error.name, message.error.message));
+      }
+      case "judged": {
+        const error = message.error && remoteError(message.error.name, message.error.message);
+        this.callBack(request, request.onJudged, message.index, message.record, error);
         break;
+      }
       case "result":
         this.pending.delete(message.id);
-        request.resolve(message.value);
+        if (request.threw) request.reject(request.thrown);
+        else request.resolve(message.value);
         break;
       case "error":
         this.pending.delete(message.id);
         if (message.name === "DeviceLost") this.loading = null;
-        request.reject(remoteError(message.name, message.message));
+        rejectRequest(request, remoteError(message.name, message.message));
         break;
     }
   }
 
+  // Calls a streaming callback (onToken, onJudged) of `request` under the wasm API's contract
+  // (docs/web-api.md, src/web/callbacks.rs): the first one to throw cancels the request in the
+  // worker, no callback of it runs again, and the call rejects with what it threw once the
+  // worker has stopped.
+  callBack(request, callback, ...args) {
+    if (!callback || request.threw) return;
+    try {
+      callback(...args);
+    } catch (error) {
+      Object.assign(request, { threw: true, thrown: error });
+      this.cancel(request.id);
+    }
+  }
+
+  cancel(id) {
+    this.worker.postMessage({ op: "cancel", target: id });
+  }
+
   failAll(error) {
-    for (const request of this.pending.values()) request.reject(error);
+    for (const request of this.pending.values()) rejectRequest(request, error);
     this.pending.clear();
     this.loading = null;
   }
@@ -85,10 +115,10 @@ class Session {
     if (this.closed) return Promise.reject(remoteError("Unloaded", "the model was unloaded: load it again"));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onToken, onProgress, onJudged });
+      this.pending.set(id, { id, resolve, reject, onToken, onProgress, onJudged, threw: false });
       this.worker.postMessage({ id, ...fields });
       if (!signal) return;
-      const cancel = () => this.worker.postMessage({ op: "cancel", target: id });
+      const cancel = () => this.cancel(id);
       if (signal.aborted) cancel();
       else signal.addEventListener("abort", cancel, { once: true });
     });
@@ -99,7 +129,7 @@ class Session {
       const { onProgress, ...rest } = options;
       this.loading = this.request(
         { op: "load", modelUrl: this.modelUrl, options: rest },
-        { onProgress: (loaded, total) => this.progressListeners.forEach((listener) => listener(loaded, total)) },
+        { onProgress: (loaded, total) => this.progressListeners.forEach((listener) => progress(listener, loaded, total)) },
       );
       // A failed load is not remembered: the next attempt starts over (after a network error,
       // or with a different context length after DoesNotFit).
@@ -113,6 +143,16 @@ class Session {
     this.failAll(remoteError("Unloaded", "the model was unloaded"));
     this.worker.terminate();
     sessions.delete(this.modelUrl);
+  }
+}
+
+// One load's onProgress, as the wasm API calls it (src/web/load.rs): one that throws is logged
+// and loading goes on, for it and for every other load sharing the model.
+function progress(listener, loaded, total) {
+  try {
+    listener(loaded, total);
+  } catch (error) {
+    console.error("webjudge: onProgress threw", error);
   }
 }
 

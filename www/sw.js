@@ -17,6 +17,7 @@ const SHELL = [
   "./examples.js",
   "./judge-client.js",
   "./start-worker.js",
+  "./worker-hint.js",
   "./worker.js",
   "./web-judge.js",
   "./docs-example.html",

@@ -19,7 +19,7 @@ declare global {
   interface HTMLElementEventMap {
     /** A judgement finished: the result of `pairwise`, `single`, `rubric` or `compare`. */
     judged: CustomEvent<PairwiseResult | SingleResult | ScoreResult | CompareResult>;
-    /** Loading or judging failed, with the Error (its `name` as in docs/web-api.md). */
+    /** Loading or judging failed, with the Error (its `name` as in the API reference: the package's API.md, docs/web-api.md here). */
     "judge-error": CustomEvent<Error>;
   }
 }

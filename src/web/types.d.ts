@@ -393,3 +393,12 @@ export interface ProtocolInfo {
   language: "en" | "zh" | null;
   method: "pairwise" | "single" | "rubric" | "compare" | "classify";
 }
+
+declare global {
+  /** Explicit resource management's symbol, for the `[Symbol.dispose]()` that wasm-bindgen
+   *  declares on `Judge`: declared here too so that these declarations check under TypeScript's
+   *  default libs, not only with `lib: ["esnext"]` (the same declaration as that lib's). */
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
+}

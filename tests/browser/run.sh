@@ -2,10 +2,10 @@
 # The page's tests: units.test.mjs (its modules and the wasm pairwiseMetrics under Node),
 # serve.test.mjs (the page's wasm through `webjudge serve`), e2e.test.mjs (www/ end to end in
 # headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the system
-# Chromium) and package.test.mjs (the npm package installed, bundled with esbuild and judging
-# there) and families.test.mjs (the newer judges on tiny checkpoints of their bases, page against
-# native CLI). Needs the native build and the converted test model (make builds both); builds only
-# www/pkg/ when it is missing.
+# Chromium) and package.test.mjs (the npm package installed, bundled with esbuild, Vite 7 and
+# Vite 8 and run there, its declarations checked by tsc) and families.test.mjs (the newer judges
+# on tiny checkpoints of their bases, page against native CLI). Needs the native build and the
+# converted test model (make builds both); builds only www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
 
@@ -18,9 +18,12 @@ if [[ ! -x /usr/bin/chromium ]]; then
     echo "installing Chromium (apt)" >&2
     apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-if [[ ! -d "$HERE/node_modules/playwright-core" || ! -d "$HERE/node_modules/esbuild" ]]; then
-    (cd "$HERE" && npm ci --no-audit --no-fund)
-fi
+for package in playwright-core esbuild vite7 vite8 typescript; do
+    if [[ ! -d "$HERE/node_modules/$package" ]]; then
+        (cd "$HERE" && npm ci --no-audit --no-fund)
+        break
+    fi
+done
 if [[ ! -f "$REPO/www/pkg/webjudge.js" ]]; then
     "$REPO/tools/build_web.sh"
 fi

@@ -2,7 +2,8 @@
 // metrics come from (www/pkg, run here without a worker) against the same independent reference
 // the native metrics are checked with (golden-metrics.mjs), Auto-J and Prometheus 2 test-data
 // parsing (the wasm parseRows, the CLI's reader), the built-in rubrics the page offers, the
-// export formats, and the advice the page shows without WebGPU.
+// export formats, the advice the page shows without WebGPU, and the service worker's list of
+// the page's modules.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -160,4 +161,21 @@ test("without WebGPU the page shows the wasm's advice, once", async () => {
   assert.equal(error.name, "WebGPUUnavailable");
   assert.match(error.message, /navigator\.gpu is missing; use Chrome or Edge 113\+ .* Firefox 141\+ on Windows/);
   assert.equal(explain(error), `WebGPUUnavailable: ${error.message}`);
+});
+
+// The service worker keeps the page working offline only if its list holds every module the
+// page, its worker and <web-judge> import (e2e.test.mjs's offline test loads them from there).
+test("the service worker's shell lists every module the page imports", () => {
+  const shell = readFileSync(join(REPO, "www/sw.js"), "utf8");
+  const listed = new Set([...shell.matchAll(/^\s*"\.\/([\w/.-]+)",$/gm)].map(([, path]) => path));
+  const pending = ["app.js", "worker.js", "web-judge.js"];
+  const imported = new Set();
+  while (pending.length) {
+    const module = pending.pop();
+    if (imported.has(module)) continue;
+    imported.add(module);
+    const source = readFileSync(join(REPO, "www", module), "utf8");
+    for (const [, path] of source.matchAll(/^(?:import|export)\b[^;]*?from "\.\/([\w/.-]+)";/gms)) pending.push(path);
+  }
+  assert.deepEqual([...imported].filter((module) => !listed.has(module)), []);
 });
