@@ -23,7 +23,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
+use webjudge::engine::native::read_metadata;
 use webjudge::format::ggml_blocks::GgmlType;
 use webjudge::format::gguf::{
     ggml_block_layout, GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16,
@@ -35,6 +35,7 @@ use webjudge::format::manifest::{
 };
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
+use webjudge::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -633,6 +634,8 @@ fn llama_cpp_k_quant_files_generate_the_reference_greedy_ids() {
         assert!(margins.fold(f32::INFINITY, f32::min) > 4.0 * LOGIT_TOLERANCE, "{mix}");
         let out = scratch(&format!("llama-cpp-{mix}")).join("model");
         let manifest = convert(&fixture.join(format!("{mix}.gguf")), &out, DEFAULT_SHARD_BYTES).unwrap();
+        // Loaded directly (`--model file.gguf`), it is the directory written, to the shard bytes.
+        assert_eq!(read_metadata(&fixture.join(format!("{mix}.gguf"))).unwrap().0, manifest, "{mix}");
         let written: BTreeSet<&str> = manifest.tensors.iter().map(|t| t.dtype.name()).collect();
         let k_type = if mix == "q4_k_m" { "q4_k" } else { "q5_k" };
         assert_eq!(written, ["f32", k_type, "q6_k"].into(), "{mix}: every tensor in its own type");
