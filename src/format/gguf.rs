@@ -349,6 +349,24 @@ impl GgufFile {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let file_size = reader.seek(SeekFrom::End(0))?;
         reader.seek(SeekFrom::Start(0))?;
+        Self::read_sized(reader, file_size)
+    }
+
+    /// Parses the header from `prefix`, the first bytes of a file of `file_size` bytes (a
+    /// server's, fetched by a range request): `Ok(None)` where the header runs past the prefix,
+    /// so a longer one is needed.
+    pub fn read_prefix(prefix: &[u8], file_size: u64) -> Result<Option<Self>, GgufError> {
+        match Self::read_sized(prefix, file_size) {
+            Err(GgufError::Truncated { offset, needed, .. })
+                if offset.saturating_add(needed) <= file_size && prefix.len() as u64 <= file_size =>
+            {
+                Ok(None)
+            }
+            parsed => parsed.map(Some),
+        }
+    }
+
+    fn read_sized(reader: impl Read, file_size: u64) -> Result<Self, GgufError> {
         let mut r = Reader { inner: reader, pos: 0, file_size };
 
         let magic = r.take_array::<4>("magic")?;

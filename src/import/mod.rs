@@ -1,7 +1,8 @@
 //! Importing a checkpoint's description into the model format, on both targets: the choices
 //! every importer makes alike ([`policy`]) and a GGUF file's plan ([`gguf`]: its
 //! architecture, tokenizer, chat template and judge family from the metadata, which tensor
-//! becomes which of the format's, and each tensor part repacked from the file's bytes).
+//! becomes which of the format's, and each tensor part repacked from the file's bytes), and
+//! [`stream`]: a GGUF repacked as its bytes arrive in file order, the file's sha256 checked.
 //! Nothing here reads a file: `convert` (native) writes a model directory from the plan,
 //! `engine::native` loads a GGUF file directly by it, and the browser streams a GGUF URL
 //! through it. It sits above `format` and `tokenizer` (it builds `tokenizer.json`) and below
@@ -9,6 +10,7 @@
 
 pub mod gguf;
 pub mod policy;
+pub mod stream;
 
 pub use policy::{
     chat_template_policy, infer_judge, longrope_attention_factor, recorded_context, special_token_strings,

@@ -38,6 +38,12 @@ pub enum ConvertError {
     Value { tensor: String, problem: String },
     #[error("tensor {tensor}: {found} bytes of the file arrived, {expected} were asked for")]
     SourceBytes { tensor: String, expected: u64, found: u64 },
+    #[error("the file is {expected} bytes, {received} arrived")]
+    FileSize { expected: u64, received: u64 },
+    #[error("the file's sha256 is {found}, not the {expected} its host publishes: refused, nothing of it kept")]
+    FileHash { expected: String, found: String },
+    #[error(transparent)]
+    Manifest(#[from] crate::format::ManifestError),
     #[error(transparent)]
     ChatTemplate(#[from] ChatTemplateError),
     #[error("tokenizer: {0}")]
