@@ -95,6 +95,11 @@ impl GgufStream {
         &self.plan
     }
 
+    /// The size of the file, as the stream was told.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
     /// The file's bytes received so far: where a resumed download starts.
     pub fn received(&self) -> u64 {
         self.received

@@ -10,6 +10,7 @@ mod class;
 mod error;
 mod exports;
 pub mod fit;
+mod gguf;
 mod load;
 pub mod loader;
 mod options;
