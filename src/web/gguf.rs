@@ -187,21 +187,23 @@ async fn download(
     progress(0, size);
     while stream.received() < size {
         let from = stream.received();
-        match transfer(url, stream, options.stall_ms, progress, size, stats, upload).await {
-            Ok(()) => {}
-            Err(Attempt::Refused(error)) => return Err(error),
-            Err(Attempt::Broken(message)) => {
-                failures += 1;
-                if failures > options.retries {
-                    return Err(WebError::Network(format!("{message} (gave up after {failures} attempts)")));
-                }
-                stats.retried += 1;
-                loader::sleep(options.backoff_ms.saturating_mul(1i32 << (failures - 1).min(6))).await;
-            }
-        }
-        if stream.received() > from && stream.received() < size {
+        if from > 0 {
             stats.resumed += 1;
         }
+        let ended = match transfer(url, stream, options.stall_ms, progress, size, stats, upload).await {
+            Err(Attempt::Refused(error)) => return Err(error),
+            Ok(()) if stream.received() == size => break,
+            Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
+            Err(Attempt::Broken(message)) => message,
+        };
+        // An attempt that brought bytes starts the count again: a long download over a
+        // flaky network goes on as long as it moves.
+        failures = if stream.received() > from { 1 } else { failures + 1 };
+        if failures > options.retries {
+            return Err(WebError::Network(format!("{ended} (gave up after {failures} attempts without progress)")));
+        }
+        stats.retried += 1;
+        loader::sleep(options.backoff_ms.saturating_mul(1i32 << (failures - 1).min(6))).await;
     }
     progress(size, size);
     Ok(())

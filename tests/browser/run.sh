@@ -4,7 +4,7 @@
 # headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the system
 # Chromium) and package.test.mjs (the npm package installed, bundled with esbuild and judging
 # there) and families.test.mjs (the newer judges on tiny checkpoints of their bases, page against
-# native CLI). Needs the native build and the converted test model (make builds both); builds only
+# native CLI) and gguf.test.mjs (the test model's GGUF loaded by URL, served as the Hub serves it). Needs the native build and the converted test model (make builds both); builds only
 # www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
@@ -35,4 +35,4 @@ if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
 fi
 
 cd "$HERE"
-exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs families.test.mjs package.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs families.test.mjs package.test.mjs gguf.test.mjs

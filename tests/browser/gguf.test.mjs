@@ -1,0 +1,80 @@
+// A GGUF loaded by URL in headless Chromium (issue 25): the test model's GGUF served by
+// `webjudge serve --model FILE.gguf` as the Hugging Face Hub serves one (ranges, CORS, its sha256
+// in X-Linked-Etag), loaded by Judge.load with no conversion step: the header by range requests,
+// the file streamed and repacked in the wasm, verified against the linked hash; it generates the
+// reference's first greedy ids (tests/golden/smollm2_generate.json, transformers', which its
+// converted directory generates too), and a wrong expected sha256 is refused with nothing loaded.
+// One Chromium, one page, two loads of the 92 MB file over the loopback.
+//   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
+//   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
+//   WEBJUDGE_WWW        the site, default www/
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { CHROMIUM_OPTIONS } from "./chromium.mjs";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
+const ROOT = process.env.WEBJUDGE_WWW ?? join(REPO, "www");
+const GGUF =
+  process.env.WEBJUDGE_TEST_GGUF ??
+  execFileSync("bash", [join(REPO, "tools/fetch_test_model.sh")], { encoding: "utf8" }).trim().split("\n").at(-1);
+// Greedy steps compared: each takes seconds on SwiftShader.
+const STEPS = 4;
+
+let server;
+let browser;
+
+before(async () => {
+  server = spawn(BIN, ["serve", "--port", "0", "--root", ROOT, "--model", GGUF], { stdio: ["ignore", "pipe", "inherit"] });
+  const [line] = await createInterface({ input: server.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value]);
+  server.origin = line.match(/http:\/\/127\.0\.0\.1:\d+/)[0];
+  browser = await chromium.launch(CHROMIUM_OPTIONS);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+test("a GGUF URL loads, verified by its linked sha256, and generates the reference's ids; a wrong sha256 is refused", { timeout: 10 * 60_000 }, async () => {
+  const golden = JSON.parse(await readFile(join(REPO, "tests/golden/smollm2_generate.json"), "utf8")).cases[0];
+  const page = await browser.newPage();
+  const warnings = [];
+  page.on("console", (message) => message.type() === "warning" && warnings.push(message.text()));
+  await page.goto(`${server.origin}/index.html`);
+  const url = `/models/default/${basename(GGUF)}`;
+  const started = Date.now();
+  const result = await page.evaluate(
+    async ({ url, prompt, steps }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const progress = [];
+      const judge = await wasm.Judge.load(url, { contextLength: 256, onProgress: (done, total) => progress.push([done, total]) });
+      const generated = await judge.generate(prompt, { maxNewTokens: steps });
+      const info = judge.info();
+      await judge.unload();
+      let refused = null;
+      try {
+        await wasm.Judge.load(url, { contextLength: 256, sha256: "0".repeat(64) });
+      } catch (error) {
+        refused = `${error.name}: ${error.message}`;
+      }
+      return { ids: generated.ids, info, progress: progress.at(-1), refused };
+    },
+    { url, prompt: golden.prompt, steps: STEPS },
+  );
+  console.log(`GGUF: two loads and ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
+  const size = (await import("node:fs")).statSync(GGUF).size;
+  assert.deepEqual(result.progress, [size, size]);
+  assert.equal(result.info.downloadedBytes ?? result.info.downloaded_bytes, size);
+  assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
+  assert.match(result.refused ?? "", /^CorruptShard: .*sha256 is [0-9a-f]{64}, not the 0{64}/);
+});
