@@ -5,7 +5,9 @@
 //! uploaded as it completes, never the whole file in memory. A broken transfer resumes where
 //! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
 //! at the end against the host's (`X-Linked-Etag`, the Hub's LFS hash) or the caller's
-//! (`sha256`), and a mismatch leaves nothing loaded.
+//! (`sha256`), and a mismatch leaves nothing loaded. The repacked model is kept in the Origin
+//! Private File System ([`opfs`]) once verified, and the next load of the URL reads it from
+//! there, fetching no weights (one byte, to see whether the file changed).
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
@@ -15,13 +17,15 @@ use web_sys::{ReadableStreamDefaultReader, RequestCache, Response};
 use super::arguments::LoadSettings;
 use super::class::JsJudge;
 use super::loader::{self, ShardStats, Watchdog};
+use super::opfs::{self, Keeper, Kept, Source};
 use super::WebError;
 use crate::format::gguf::GgufFile;
 use crate::format::manifest::DEFAULT_SHARD_BYTES;
 use crate::format::Manifest;
 use crate::import::gguf::{GgufPlan, ImportOptions};
 use crate::import::stream::GgufStream;
-use crate::model::allocate_tensors;
+use crate::model::{allocate_tensors, ShardUploader};
+use crate::tokenizer::Tokenizer;
 
 /// The first prefix fetched for the header; doubled until it holds the header.
 const FIRST_PREFIX_BYTES: u64 = 4 << 20;
@@ -39,6 +43,17 @@ pub fn is_gguf_url(model_url: &str) -> bool {
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     loader::require_webgpu()?;
     let url = loader::absolute_url(model_url)?;
+    if let Some(kept) = opfs::kept(&url).await {
+        if still_current(&url, &kept.source, settings.sha256.as_deref()).await {
+            match load_kept(&url, &kept, &settings).await {
+                Err(WebError::CorruptShard(why)) => {
+                    let note = format!("webjudge: the kept copy of {url} is damaged ({why}): downloading it again");
+                    web_sys::console::warn_1(&note.into());
+                }
+                loaded => return loaded,
+            }
+        }
+    }
     let (header, file_size, linked_sha256) = fetch_header(&url).await?;
     let mut apart = crate::import::gguf::ApartTensors::new();
     for (name, range) in GgufPlan::apart_ranges(&header).map_err(|e| model_error(&url, e))? {
@@ -70,24 +85,78 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let (weights, estimate) = weights.inspect_err(|_| device.destroy())?;
     let progress = super::load::progress_callback(&settings);
     let mut stats = ShardStats::default();
-    let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut |name, part, bytes| {
-        weights[name].write_part(&prepared.gpu, part, bytes);
-    })
-    .await;
+    let mut keeper = Keeper::start(&url).await;
+    let mut upload = |name: &str, part: usize, bytes: &[u8]| weights[name].write_part(&prepared.gpu, part, bytes);
+    let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
     if let Err(error) = streamed {
         device.destroy();
+        keeper.discard().await;
         return Err(error);
     }
     let model = match stream.finish(expected.as_deref()) {
         Ok(model) => model,
         Err(error) => {
             device.destroy();
+            keeper.discard().await;
             return Err(WebError::CorruptShard(format!("{url}: {error}")));
         }
     };
+    let source =
+        Source { url: url.clone(), size: file_size, sha256: model.sha256.clone(), verified: expected.is_some() };
+    keeper.commit(&model.manifest.to_json(), &model.plan.tokenizer_json, &source).await;
     stats.downloaded = 1;
     let tokenizer = model.plan.tokenizer;
     super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, url, stats).await
+}
+
+/// Whether the model kept for `url` is still the file there: the host's size and hash now
+/// (a one-byte range request) are those recorded, and the page expects no other hash.
+/// Offline, the kept model is used as it is.
+async fn still_current(url: &str, kept: &Source, expected: Option<&str>) -> bool {
+    if expected.is_some_and(|hash| hash != kept.sha256) {
+        return false;
+    }
+    match fetch_range(url, 0, 1).await {
+        Ok((_, size, linked)) => size == kept.size && linked.is_none_or(|hash| hash == kept.sha256),
+        Err(WebError::Network(_)) => true,
+        Err(_) => false,
+    }
+}
+
+/// Loads the model kept for `url`: its shards read from the OPFS, each verified against the
+/// kept manifest (a damaged one is `CorruptShard`, and the kept copy is removed).
+async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<JsJudge, WebError> {
+    let manifest = Manifest::from_json(&kept.manifest).map_err(|e| model_error(url, e))?;
+    let tokenizer = Tokenizer::from_json(&kept.tokenizer).map_err(|e| model_error(url, e))?;
+    let prepared = super::load::prepare(&manifest, settings).await?;
+    let device = prepared.gpu.device.clone();
+    let progress = super::load::progress_callback(settings);
+    let uploaded = async {
+        let make = || ShardUploader::new(&prepared.gpu, &manifest);
+        let (mut uploader, estimate) = super::load::allocate(&prepared, &manifest, make).await?;
+        let total = manifest.total_bytes();
+        let mut done = 0;
+        progress(done, total);
+        for (index, shard) in manifest.shards.iter().enumerate() {
+            let bytes = kept.shard(index).await.map_err(WebError::CorruptShard)?;
+            uploader.upload_shard(index, &bytes).map_err(|e| WebError::CorruptShard(e.to_string()))?;
+            done += shard.size;
+            progress(done, total);
+        }
+        Ok::<_, WebError>((uploader.finish()?, estimate))
+    };
+    let (weights, estimate) = match uploaded.await {
+        Ok(done) => done,
+        Err(error) => {
+            device.destroy();
+            if matches!(error, WebError::CorruptShard(_)) {
+                opfs::forget(url).await;
+            }
+            return Err(error);
+        }
+    };
+    let stats = ShardStats { from_cache: manifest.shards.len(), ..ShardStats::default() };
+    super::load::finish(prepared, estimate, weights, manifest, tokenizer, url.to_string(), stats).await
 }
 
 fn model_error(url: &str, error: impl std::fmt::Display) -> WebError {
@@ -179,6 +248,7 @@ async fn download(
     settings: &LoadSettings,
     progress: &dyn Fn(u64, u64),
     stats: &mut ShardStats,
+    keeper: &mut Keeper,
     upload: &mut dyn FnMut(&str, usize, &[u8]),
 ) -> Result<(), WebError> {
     let options = &settings.shards;
@@ -190,7 +260,7 @@ async fn download(
         if from > 0 {
             stats.resumed += 1;
         }
-        let ended = match transfer(url, stream, options.stall_ms, progress, size, stats, upload).await {
+        let ended = match transfer(url, stream, options.stall_ms, progress, (size, stats), keeper, upload).await {
             Err(Attempt::Refused(error)) => return Err(error),
             Ok(()) if stream.received() == size => break,
             Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
@@ -224,8 +294,8 @@ async fn transfer(
     stream: &mut GgufStream,
     stall_ms: i32,
     progress: &dyn Fn(u64, u64),
-    size: u64,
-    stats: &mut ShardStats,
+    (size, stats): (u64, &mut ShardStats),
+    keeper: &mut Keeper,
     upload: &mut dyn FnMut(&str, usize, &[u8]),
 ) -> Result<(), Attempt> {
     let from = stream.received();
@@ -260,11 +330,18 @@ async fn transfer(
             .unchecked_into();
         let bytes = value.to_vec();
         stats.downloaded_bytes += bytes.len() as u64;
-        let mut on_part =
-            |entry: &crate::format::TensorEntry, part: usize, packed: &[u8]| upload(&entry.name, part, packed);
+        // Parts to keep, written once the (synchronous) push has handed them on.
+        let mut to_keep = Vec::new();
+        let mut on_part = |entry: &crate::format::TensorEntry, part: usize, packed: &[u8]| {
+            upload(&entry.name, part, packed);
+            to_keep.push((entry.parts[part].shard, packed.to_vec()));
+        };
         if let Err(error) = stream.push(&bytes, &mut on_part) {
             let _ = reader.cancel();
             return Err(Attempt::Refused(WebError::CorruptShard(format!("{url}: {error}"))));
+        }
+        for (shard, packed) in to_keep {
+            keeper.write(shard, &packed).await;
         }
         if stream.received() - reported >= loader::PROGRESS_STEP {
             reported = stream.received();

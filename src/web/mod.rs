@@ -13,6 +13,7 @@ pub mod fit;
 mod gguf;
 mod load;
 pub mod loader;
+mod opfs;
 mod options;
 mod types;
 

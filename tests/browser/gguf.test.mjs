@@ -3,8 +3,10 @@
 // in X-Linked-Etag), loaded by Judge.load with no conversion step: the header by range requests,
 // the file streamed and repacked in the wasm, verified against the linked hash; it generates the
 // reference's first greedy ids (tests/golden/smollm2_generate.json, transformers', which its
-// converted directory generates too), and a wrong expected sha256 is refused with nothing loaded.
-// One Chromium, one page, two loads of the 92 MB file over the loopback.
+// converted directory generates too); loaded again, it comes from the Origin Private File System
+// with no weight request (one byte, to see that the file is unchanged) and generates the same; a
+// wrong expected sha256 is refused with nothing loaded and nothing kept. One Chromium, one page,
+// two downloads of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
 //   WEBJUDGE_WWW        the site, default www/
@@ -48,6 +50,9 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   const page = await browser.newPage();
   const warnings = [];
   page.on("console", (message) => message.type() === "warning" && warnings.push(message.text()));
+  // The GGUF's requests, by the load they belong to, with their ranges.
+  const ranges = [];
+  page.on("request", (request) => request.url().endsWith(".gguf") && ranges.push(request.headers()["range"]));
   await page.goto(`${server.origin}/index.html`);
   const url = `/models/default/${basename(GGUF)}`;
   const started = Date.now();
@@ -60,21 +65,39 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
       const generated = await judge.generate(prompt, { maxNewTokens: steps });
       const info = judge.info();
       await judge.unload();
+      const again = await wasm.Judge.load(url, { contextLength: 256 });
+      const regenerated = await again.generate(prompt, { maxNewTokens: steps });
+      const reloaded = again.info();
+      await again.unload();
       let refused = null;
       try {
         await wasm.Judge.load(url, { contextLength: 256, sha256: "0".repeat(64) });
       } catch (error) {
         refused = `${error.name}: ${error.message}`;
       }
-      return { ids: generated.ids, info, progress: progress.at(-1), refused };
+      const kept = [];
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf");
+      for await (const name of root.keys()) kept.push(name);
+      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept };
     },
     { url, prompt: golden.prompt, steps: STEPS },
   );
-  console.log(`GGUF: two loads and ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
   const size = (await import("node:fs")).statSync(GGUF).size;
   assert.deepEqual(result.progress, [size, size]);
-  assert.equal(result.info.downloadedBytes ?? result.info.downloaded_bytes, size);
+  assert.equal(result.info.downloadedBytes, size);
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
   assert.match(result.refused ?? "", /^CorruptShard: .*sha256 is [0-9a-f]{64}, not the 0{64}/);
+  assert.deepEqual(result.kept, [], "nothing of the refused file is kept");
+  // The second load: the kept model, the same ids, and of the file only its first byte.
+  assert.deepEqual(result.again, result.ids);
+  assert.equal(result.reloaded.fromCache, true);
+  assert.equal(result.reloaded.downloadedBytes, 0);
+  // Every request is a range: the headers (4 MiB prefixes), one byte (the second load's check)
+  // and the two downloads from byte 0 (first and refused load), none resumed on the loopback.
+  console.log(`GGUF requests (ranges): ${JSON.stringify(ranges)}`);
+  assert.ok(ranges.every((range) => /^bytes=\d+-\d*$/.test(range ?? "")), "only range requests");
+  assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0"]);
+  assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-", "bytes=0-"]);
 });
