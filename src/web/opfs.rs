@@ -57,9 +57,7 @@ fn create(flag: bool) -> JsValue {
 
 /// The folder of `url`'s kept model (made if `make`), or `None` where there is no OPFS.
 async fn folder(url: &str, make: bool) -> Option<JsValue> {
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-    let storage = Reflect::get(&navigator, &"storage".into()).ok().filter(|s| !s.is_undefined())?;
-    let root = call(&storage, "getDirectory", &[]).await.ok()?;
+    let root = storage_root().await?;
     let models = call(&root, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(make)]).await.ok()?;
     call(&models, "getDirectoryHandle", &[folder_name(url).into(), create(make)]).await.ok()
 }
@@ -103,16 +101,30 @@ fn shard_name(index: usize) -> String {
 /// Removes `url`'s kept model, if any.
 pub async fn forget(url: &str) {
     let Some(models) = models_folder().await else { return };
+    let _ = call(&models, "removeEntry", &[folder_name(url).into(), recursive()]).await;
+}
+
+/// Removes every kept model.
+pub async fn forget_all() {
+    let Some(root) = storage_root().await else { return };
+    let _ = call(&root, "removeEntry", &[ROOT_FOLDER.into(), recursive()]).await;
+}
+
+fn recursive() -> JsValue {
     let options = Object::new();
     let _ = Reflect::set(&options, &"recursive".into(), &true.into());
-    let _ = call(&models, "removeEntry", &[folder_name(url).into(), options.into()]).await;
+    options.into()
+}
+
+/// The origin's OPFS root, where the browser has one.
+async fn storage_root() -> Option<JsValue> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let storage = Reflect::get(&navigator, &"storage".into()).ok().filter(|s| !s.is_undefined())?;
+    call(&storage, "getDirectory", &[]).await.ok()
 }
 
 async fn models_folder() -> Option<JsValue> {
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-    let storage = Reflect::get(&navigator, &"storage".into()).ok().filter(|s| !s.is_undefined())?;
-    let root = call(&storage, "getDirectory", &[]).await.ok()?;
-    call(&root, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(false)]).await.ok()
+    call(&storage_root().await?, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(false)]).await.ok()
 }
 
 /// Writes a model into `url`'s folder as it streams: shard by shard, then (`commit`) the

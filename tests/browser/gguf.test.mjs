@@ -4,8 +4,9 @@
 // the file streamed and repacked in the wasm, verified against the linked hash; it generates the
 // reference's first greedy ids (tests/golden/smollm2_generate.json, transformers', which its
 // converted directory generates too); loaded again, it comes from the Origin Private File System
-// with no weight request (one byte, to see that the file is unchanged) and generates the same; a
-// wrong expected sha256 is refused with nothing loaded and nothing kept. One Chromium, one page,
+// with no weight request (one byte, to see that the file is unchanged) and generates the same, and
+// clearCache(url) removes it; a wrong expected sha256 is refused with nothing loaded and nothing
+// kept. One Chromium, one page,
 // two downloads of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
@@ -69,16 +70,23 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
       const regenerated = await again.generate(prompt, { maxNewTokens: steps });
       const reloaded = again.info();
       await again.unload();
+      const listKept = async () => {
+        const names = [];
+        const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+        for await (const name of root.keys()) names.push(name);
+        return names;
+      };
+      const keptBeforeClear = await listKept();
+      await wasm.Judge.clearCache(url);
+      const keptAfterClear = await listKept();
       let refused = null;
       try {
         await wasm.Judge.load(url, { contextLength: 256, sha256: "0".repeat(64) });
       } catch (error) {
         refused = `${error.name}: ${error.message}`;
       }
-      const kept = [];
-      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf");
-      for await (const name of root.keys()) kept.push(name);
-      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept };
+      const kept = await listKept();
+      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept, keptBeforeClear, keptAfterClear };
     },
     { url, prompt: golden.prompt, steps: STEPS },
   );
@@ -90,6 +98,8 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
   assert.match(result.refused ?? "", /^CorruptShard: .*sha256 is [0-9a-f]{64}, not the 0{64}/);
   assert.deepEqual(result.kept, [], "nothing of the refused file is kept");
+  assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
+  assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
   // The second load: the kept model, the same ids, and of the file only its first byte.
   assert.deepEqual(result.again, result.ids);
   assert.equal(result.reloaded.fromCache, true);
