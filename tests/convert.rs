@@ -1783,3 +1783,46 @@ fn gguf_streamed_in_file_order_repacks_as_convert_writes() {
     let long = stream_gguf(&bytes, &long, 4093, None).1.err().unwrap();
     assert!(matches!(long, ConvertError::FileSize { expected, received } if received == expected + 1), "{long}");
 }
+
+/// llama.cpp's split files (`gguf-split`: `NAME-00001-of-00002.gguf` …) load directly as the
+/// whole file converts (the manifest, to the shard bytes); a missing part, a part that says it
+/// is another, and a first part promising more tensors than the parts hold are refused, naming
+/// the problem.
+#[test]
+fn split_gguf_files_load_as_the_whole_file() {
+    let dir = scratch("split");
+    let gguf = tiny_model(7, false);
+    let manifest = convert(&write_gguf(&dir, "tiny.gguf", &gguf.bytes()), &dir.join("whole"), DEFAULT_SHARD_BYTES);
+    let manifest = manifest.unwrap();
+    let total = gguf.tensors.len();
+    let write_split = |second_no: u16, promised: usize| {
+        let split = [("split.count", 2u16), ("split.no", 0)];
+        let mut first = Gguf { tensors: gguf.tensors[..total / 2].to_vec(), ..gguf.clone() };
+        let alignment = ("general.alignment".to_string(), GgufValue::U32(64));
+        let mut second =
+            Gguf { tensors: gguf.tensors[total / 2..].to_vec(), metadata: vec![alignment], ..gguf.clone() };
+        for (key, value) in split {
+            first.set(key, GgufValue::U16(value));
+            second.set(key, GgufValue::U16(if key == "split.no" { second_no } else { value }));
+        }
+        first.set("split.tensors.count", GgufValue::I32(promised as i32));
+        write_gguf(&dir, "tiny-00002-of-00002.gguf", &second.bytes());
+        write_gguf(&dir, "tiny-00001-of-00002.gguf", &first.bytes())
+    };
+    let first = write_split(1, total);
+    assert_eq!(read_metadata(&first).unwrap().0, manifest);
+
+    let refused = |path: &Path| read_metadata(path).err().expect("refused").to_string();
+    let promising = write_split(1, total + 1);
+    let error = refused(&promising);
+    assert!(
+        error.contains(&format!("split.tensors.count is Some({}), the 2 split parts hold {total}", total + 1)),
+        "{error}"
+    );
+    let misnumbered = write_split(0, total);
+    let error = refused(&misnumbered);
+    assert!(error.contains("split part 2 of 2 says split.no Some(0)"), "{error}");
+    std::fs::remove_file(dir.join("tiny-00002-of-00002.gguf")).unwrap();
+    let error = refused(&first);
+    assert!(error.contains("tiny-00002-of-00002.gguf"), "{error}");
+}

@@ -6,11 +6,12 @@
 //! hashes computed over the repacked bytes as they go by), so the model is the same model by
 //! every measure: ids, a batch output's model hash.
 
+use std::ops::Range;
 use std::path::Path;
 
 use super::{Engine, EngineError};
 use crate::format::checked_file::{self, RegularFile};
-use crate::format::gguf::{GgufError, GgufFile};
+use crate::format::gguf::{split_name, GgufError, GgufFile};
 use crate::format::layout::ShardHashes;
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
 use crate::format::{Manifest, ShardEntry, TensorEntry};
@@ -135,20 +136,39 @@ pub fn load_gguf(
     Ok(Engine::new(model, gguf.plan.tokenizer, manifest))
 }
 
-/// A GGUF file open for reading, and its plan.
+/// A GGUF file open for reading (llama.cpp's split files as one, end to end), and its plan.
 struct GgufSource {
-    file: RegularFile,
+    /// Each file and where it starts in the joined file.
+    files: Vec<(RegularFile, u64)>,
     plan: GgufPlan,
 }
 
 impl GgufSource {
+    /// Opens `path`, and where its name is a split part's (`NAME-00001-of-00003.gguf`) every
+    /// part, each of which must be there.
     fn open(path: &Path) -> Result<Self, ConvertError> {
-        let mut file = checked_file::open(path).map_err(GgufError::from)?;
-        let gguf = GgufFile::read(&file.file)?;
-        let apart = GgufPlan::read_apart(&gguf, |range| file.read_range(range).map_err(GgufError::from))?;
         let file_name = path.file_name().and_then(|n| n.to_str());
+        let paths = match file_name.and_then(split_name) {
+            Some((_, count, name)) => (1..=count).map(|n| path.with_file_name(name(n))).collect(),
+            None => vec![path.to_owned()],
+        };
+        let mut files = Vec::new();
+        let mut headers = Vec::new();
+        let mut start = 0;
+        for path in &paths {
+            let file = checked_file::open(path).map_err(GgufError::from)?;
+            let header = GgufFile::read(&file.file)?;
+            files.push((file, start));
+            start += header.file_size;
+            headers.push(header);
+        }
+        let gguf = match headers.len() {
+            1 => headers.pop().expect("one header"),
+            _ => GgufFile::join_splits(headers)?,
+        };
+        let apart = GgufPlan::read_apart(&gguf, |range| read_joined(&mut files, range))?;
         let plan = GgufPlan::new(&gguf, file_name, &ImportOptions::default(), &apart)?;
-        Ok(Self { file, plan })
+        Ok(Self { files, plan })
     }
 
     /// Reads and repacks every part of `entries` (the plan's layout) in order, giving each
@@ -166,8 +186,8 @@ impl GgufSource {
         for (tensor, entry) in self.plan.tensors.iter().zip(&entries) {
             for (index, part) in entry.parts.iter().enumerate() {
                 let rows = part.row_start..part.row_start + part.rows;
-                let source = self.file.read_range(tensor.source_range(rows.clone())).map_err(GgufError::from);
-                let words = tensor.repack(rows.clone(), &source.map_err(ConvertError::from)?)?;
+                let source = read_joined(&mut self.files, tensor.source_range(rows.clone()))?;
+                let words = tensor.repack(rows.clone(), &source)?;
                 let bytes: &[u8] = bytemuck::cast_slice(&words);
                 hashes.append(part.shard, bytes);
                 on_part(entry, index, bytes);
@@ -185,4 +205,11 @@ impl GgufSource {
         );
         Ok(manifest.map_err(LoadError::from)?)
     }
+}
+
+/// Bytes `range` of files laid end to end (each with where it starts), which lie in one of
+/// them.
+fn read_joined(files: &mut [(RegularFile, u64)], range: Range<u64>) -> Result<Vec<u8>, ConvertError> {
+    let (file, start) = files.iter_mut().rev().find(|(_, start)| *start <= range.start).expect("the first starts at 0");
+    Ok(file.read_range(range.start - *start..range.end - *start).map_err(GgufError::from)?)
 }
