@@ -15,12 +15,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { CHROMIUM_OPTIONS } from "./chromium.mjs";
+import { startServer } from "./server.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
@@ -110,4 +112,51 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   assert.ok(ranges.every((range) => /^bytes=\d+-\d*$/.test(range ?? "")), "only range requests");
   assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0"]);
   assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-", "bytes=0-"]);
+});
+
+// Files that are no GGUF the header promises, refused from the header's range requests alone
+// (no weight fetched), each with a message that says what is wrong, and nothing kept: a file
+// cut short, a header promising one tensor more than it describes, and a server that ignores
+// ranges. A tiny fixture (qwen2_tiny.gguf) from the suites' test server, which logs requests.
+test("a truncated GGUF, a header promising more tensors and a server without ranges are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
+  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
+  await writeFile(join(dir, "truncated.gguf"), bytes.subarray(0, bytes.length - 1000));
+  const promising = Buffer.from(bytes);
+  promising.writeBigUInt64LE(promising.readBigUInt64LE(8) + 1n, 8);
+  await writeFile(join(dir, "promising.gguf"), promising);
+  await writeFile(join(dir, "whole.gguf"), bytes);
+  const faults = await startServer({ root: ROOT, model: dir });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${faults.origin}/index.html`);
+    const outcomes = await page.evaluate(async (urls) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const outcomes = [];
+      for (const url of urls) {
+        try {
+          await wasm.Judge.load(url, { contextLength: 64 });
+          outcomes.push("loaded");
+        } catch (error) {
+          outcomes.push(`${error.name}: ${error.message}`);
+        }
+      }
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      for await (const name of root.keys()) kept.push(name);
+      return { outcomes, kept };
+    }, ["/models/default/truncated.gguf", "/models/default/promising.gguf", "/norange-t1/whole.gguf"]);
+    console.log(outcomes.outcomes.join("\n"));
+    const [truncated, promised, norange] = outcomes.outcomes;
+    assert.match(truncated, /^ModelError: .*truncated\.gguf: .*outside the file/);
+    assert.match(promised, /^ModelError: .*promising\.gguf: /);
+    assert.match(norange, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
+    assert.deepEqual(outcomes.kept, []);
+    const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
+    assert.deepEqual(weights, [], "no weights were fetched");
+  } finally {
+    await faults.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
