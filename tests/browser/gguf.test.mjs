@@ -5,6 +5,7 @@
 // reference's first greedy ids (tests/golden/smollm2_generate.json, transformers', which its
 // converted directory generates too); loaded again, it comes from the Origin Private File System
 // with no weight request (one byte, to see that the file is unchanged) and generates the same, and
+// so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
 // clearCache(url) removes it; a wrong expected sha256 is refused with nothing loaded and nothing
 // kept. One Chromium, one page,
 // two downloads of the 92 MB file over the loopback.
@@ -15,6 +16,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
@@ -60,7 +62,7 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   const url = `/models/default/${basename(GGUF)}`;
   const started = Date.now();
   const result = await page.evaluate(
-    async ({ url, prompt, steps }) => {
+    async ({ url, prompt, steps, sha256 }) => {
       const wasm = await import("/pkg/webjudge.js");
       await wasm.default();
       const progress = [];
@@ -79,6 +81,13 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
         return names;
       };
       const keptBeforeClear = await listKept();
+      // <web-judge model="….gguf" sha256="…">, through judge-client.js and its worker: the kept model.
+      await import("/web-judge.js");
+      const element = document.createElement("web-judge");
+      element.setAttribute("model", url);
+      element.setAttribute("sha256", sha256);
+      document.body.append(element);
+      const elementInfo = await (await element.load()).info();
       await wasm.Judge.clearCache(url);
       const keptAfterClear = await listKept();
       let refused = null;
@@ -88,11 +97,11 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
         refused = `${error.name}: ${error.message}`;
       }
       const kept = await listKept();
-      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept, keptBeforeClear, keptAfterClear };
+      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept, keptBeforeClear, keptAfterClear, elementInfo };
     },
-    { url, prompt: golden.prompt, steps: STEPS },
+    { url, prompt: golden.prompt, steps: STEPS, sha256: createHash("sha256").update(await readFile(GGUF)).digest("hex") },
   );
-  console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`GGUF: four loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
   const size = (await import("node:fs")).statSync(GGUF).size;
   assert.deepEqual(result.progress, [size, size]);
@@ -106,11 +115,13 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   assert.deepEqual(result.again, result.ids);
   assert.equal(result.reloaded.fromCache, true);
   assert.equal(result.reloaded.downloadedBytes, 0);
-  // Every request is a range: the headers (4 MiB prefixes), one byte (the second load's check)
-  // and the two downloads from byte 0 (first and refused load), none resumed on the loopback.
+  assert.equal(result.elementInfo.fromCache, true, "<web-judge> loaded the kept model");
+  // Every request is a range: the headers (4 MiB prefixes), one byte for each load of the kept
+  // model (the page's second and the element's, from its worker) and the two downloads from byte
+  // 0 (the first and the refused load), none resumed on the loopback.
   console.log(`GGUF requests (ranges): ${JSON.stringify(ranges)}`);
   assert.ok(ranges.every((range) => /^bytes=\d+-\d*$/.test(range ?? "")), "only range requests");
-  assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0"]);
+  assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0", "bytes=0-0"]);
   assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-", "bytes=0-"]);
 });
 
