@@ -40,7 +40,7 @@ pub enum ConvertError {
     SourceBytes { tensor: String, expected: u64, found: u64 },
     #[error("the file is {expected} bytes, {received} arrived")]
     FileSize { expected: u64, received: u64 },
-    #[error("the file's sha256 is {found}, not the {expected} its host publishes: refused, nothing of it kept")]
+    #[error("the file's sha256 is {found}, not the {expected} expected (the host's or the page's): refused, nothing of it kept")]
     FileHash { expected: String, found: String },
     #[error(transparent)]
     Manifest(#[from] crate::format::ManifestError),

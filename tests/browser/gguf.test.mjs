@@ -6,9 +6,9 @@
 // converted directory generates too); loaded again, it comes from the Origin Private File System
 // with no weight request (one byte, to see that the file is unchanged) and generates the same, and
 // so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
-// clearCache(url) removes it; a wrong expected sha256 is refused with nothing loaded and nothing
-// kept. One Chromium, one page,
-// two downloads of the 92 MB file over the loopback.
+// clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
+// server without ranges, a wrong sha256) on a tiny fixture, with nothing kept. One Chromium, one page,
+// one download of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
 //   WEBJUDGE_WWW        the site, default www/
@@ -50,7 +50,7 @@ after(async () => {
   server?.kill();
 });
 
-test("a GGUF URL loads, verified by its linked sha256, and generates the reference's ids; a wrong sha256 is refused", { timeout: 10 * 60_000 }, async () => {
+test("a GGUF URL loads, verified by its linked sha256, generates the reference's ids, and loads again from the OPFS", { timeout: 10 * 60_000 }, async () => {
   const golden = JSON.parse(await readFile(join(REPO, "tests/golden/smollm2_generate.json"), "utf8")).cases[0];
   const page = await browser.newPage();
   const warnings = [];
@@ -90,25 +90,16 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
       const elementInfo = await (await element.load()).info();
       await wasm.Judge.clearCache(url);
       const keptAfterClear = await listKept();
-      let refused = null;
-      try {
-        await wasm.Judge.load(url, { contextLength: 256, sha256: "0".repeat(64) });
-      } catch (error) {
-        refused = `${error.name}: ${error.message}`;
-      }
-      const kept = await listKept();
-      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, refused, kept, keptBeforeClear, keptAfterClear, elementInfo };
+      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, keptBeforeClear, keptAfterClear, elementInfo };
     },
     { url, prompt: golden.prompt, steps: STEPS, sha256: createHash("sha256").update(await readFile(GGUF)).digest("hex") },
   );
-  console.log(`GGUF: four loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
   const size = (await import("node:fs")).statSync(GGUF).size;
   assert.deepEqual(result.progress, [size, size]);
   assert.equal(result.info.downloadedBytes, size);
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
-  assert.match(result.refused ?? "", /^CorruptShard: .*sha256 is [0-9a-f]{64}, not the 0{64}/);
-  assert.deepEqual(result.kept, [], "nothing of the refused file is kept");
   assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
   assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
   // The second load: the kept model, the same ids, and of the file only its first byte.
@@ -116,20 +107,21 @@ test("a GGUF URL loads, verified by its linked sha256, and generates the referen
   assert.equal(result.reloaded.fromCache, true);
   assert.equal(result.reloaded.downloadedBytes, 0);
   assert.equal(result.elementInfo.fromCache, true, "<web-judge> loaded the kept model");
-  // Every request is a range: the headers (4 MiB prefixes), one byte for each load of the kept
-  // model (the page's second and the element's, from its worker) and the two downloads from byte
-  // 0 (the first and the refused load), none resumed on the loopback.
+  // Every request is a range: the header (a 4 MiB prefix), one byte for each load of the kept
+  // model (the page's second and the element's, from its worker) and the one download from byte
+  // 0, not resumed on the loopback.
   console.log(`GGUF requests (ranges): ${JSON.stringify(ranges)}`);
   assert.ok(ranges.every((range) => /^bytes=\d+-\d*$/.test(range ?? "")), "only range requests");
   assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0", "bytes=0-0"]);
-  assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-", "bytes=0-"]);
+  assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-"]);
 });
 
 // Files that are no GGUF the header promises, refused from the header's range requests alone
-// (no weight fetched), each with a message that says what is wrong, and nothing kept: a file
-// cut short, a header promising one tensor more than it describes, and a server that ignores
-// ranges. A tiny fixture (qwen2_tiny.gguf) from the suites' test server, which logs requests.
-test("a truncated GGUF, a header promising more tensors and a server without ranges are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
+// (no weight fetched), each with a message that says what is wrong: a file cut short, a header
+// promising one tensor more than it describes, and a server that ignores ranges; and a whole file
+// whose sha256 is not the one expected, refused once streamed. Nothing is kept. A tiny fixture
+// (qwen2_tiny.gguf) from the suites' test server, which logs requests.
+test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
   const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
   await writeFile(join(dir, "truncated.gguf"), bytes.subarray(0, bytes.length - 1000));
@@ -145,9 +137,9 @@ test("a truncated GGUF, a header promising more tensors and a server without ran
       const wasm = await import("/pkg/webjudge.js");
       await wasm.default();
       const outcomes = [];
-      for (const url of urls) {
+      for (const [url, sha256] of urls) {
         try {
-          await wasm.Judge.load(url, { contextLength: 64 });
+          await wasm.Judge.load(url, { contextLength: 64, sha256 });
           outcomes.push("loaded");
         } catch (error) {
           outcomes.push(`${error.name}: ${error.message}`);
@@ -157,15 +149,22 @@ test("a truncated GGUF, a header promising more tensors and a server without ran
       const kept = [];
       for await (const name of root.keys()) kept.push(name);
       return { outcomes, kept };
-    }, ["/models/default/truncated.gguf", "/models/default/promising.gguf", "/norange-t1/whole.gguf"]);
+    }, [
+      ["/models/default/truncated.gguf"],
+      ["/models/default/promising.gguf"],
+      ["/norange-t1/whole.gguf"],
+      ["/models/default/whole.gguf", "0".repeat(64)],
+    ]);
     console.log(outcomes.outcomes.join("\n"));
-    const [truncated, promised, norange] = outcomes.outcomes;
+    const [truncated, promised, norange, wrong] = outcomes.outcomes;
     assert.match(truncated, /^ModelError: .*truncated\.gguf: .*outside the file/);
     assert.match(promised, /^ModelError: .*promising\.gguf: /);
     assert.match(norange, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
-    assert.deepEqual(outcomes.kept, []);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    assert.match(wrong, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
+    assert.deepEqual(outcomes.kept, [], "nothing of a refused file is kept");
     const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
-    assert.deepEqual(weights, [], "no weights were fetched");
+    assert.deepEqual(weights.map((entry) => entry.path), ["/models/default/whole.gguf"], "weights fetched only for the whole file");
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
