@@ -4,6 +4,8 @@
 //! - [`kernels`]: WGSL compute kernels and the GPU context they run on;
 //! - [`model`]: weight upload, the GPU forward pass and its CPU reference;
 //! - [`tokenizer`]: text to ids and back, streaming;
+//! - [`import`]: a checkpoint's description into that format, a GGUF file's plan among it
+//!   (both targets: `convert` writes it, the engine loads a GGUF by it);
 //! - [`engine`]: a loaded model and the generation loop;
 //! - [`judge`]: Auto-J protocols, verdicts, judging and evaluation metrics;
 //! - `convert` (native only): GGUF and Hugging Face checkpoints into that format;
@@ -13,6 +15,7 @@
 pub mod convert;
 pub mod engine;
 pub mod format;
+pub mod import;
 pub mod judge;
 pub mod kernels;
 pub mod model;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::json;
-use webjudge::convert::import::{chat_template_policy, TemplateText};
 use webjudge::format::{ChatTemplate, JinjaTemplate, Message, RenderedChat, Role};
+use webjudge::import::{chat_template_policy, TemplateText};
 use webjudge::tokenizer::Tokenizer;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/chat_templates");

@@ -23,18 +23,22 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::convert::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
+use webjudge::engine::native::read_metadata;
 use webjudge::format::ggml_blocks::GgmlType;
 use webjudge::format::gguf::{
     ggml_block_layout, GgufArray, GgufError, GgufFile, GgufMetadata, GgufValue, GGML_TYPE_F16 as F16,
     GGML_TYPE_F32 as F32, GGML_TYPE_Q4_0 as Q4_0, GGML_TYPE_Q4_1 as Q4_1, GGML_TYPE_Q8_0 as Q8_0,
 };
+use webjudge::format::manifest::TensorEntry;
 use webjudge::format::manifest::{
     CHAT_TEMPLATE_FORMAT_VERSION, DEFAULT_SHARD_BYTES, INPUT_ORDER_FORMAT_VERSION, K_QUANT_FORMAT_VERSION,
     ROPE_SCALING_FORMAT_VERSION,
 };
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
+use webjudge::import::gguf::{GgufPlan, ImportOptions};
+use webjudge::import::stream::{GgufStream, StreamedModel};
+use webjudge::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -633,6 +637,8 @@ fn llama_cpp_k_quant_files_generate_the_reference_greedy_ids() {
         assert!(margins.fold(f32::INFINITY, f32::min) > 4.0 * LOGIT_TOLERANCE, "{mix}");
         let out = scratch(&format!("llama-cpp-{mix}")).join("model");
         let manifest = convert(&fixture.join(format!("{mix}.gguf")), &out, DEFAULT_SHARD_BYTES).unwrap();
+        // Loaded directly (`--model file.gguf`), it is the directory written, to the shard bytes.
+        assert_eq!(read_metadata(&fixture.join(format!("{mix}.gguf"))).unwrap().0, manifest, "{mix}");
         let written: BTreeSet<&str> = manifest.tensors.iter().map(|t| t.dtype.name()).collect();
         let k_type = if mix == "q4_k_m" { "q4_k" } else { "q5_k" };
         assert_eq!(written, ["f32", k_type, "q6_k"].into(), "{mix}: every tensor in its own type");
@@ -1680,4 +1686,143 @@ fn imatrix_text_is_refused_where_it_does_not_apply() {
         "{q8_error}"
     );
     assert!(!dir.join("out").exists());
+}
+
+/// Tensor parts' packed bytes by tensor name and part index.
+type Parts = BTreeMap<(String, usize), Vec<u8>>;
+
+/// Streams the GGUF file `bytes` as a download delivers it, from a header read by growing
+/// prefixes, in chunks of `chunk` bytes, of which `delivered` arrive (all, fewer, or the file
+/// and more): each part handed on, by tensor name and part index, and how the stream ended.
+fn stream_gguf(
+    bytes: &[u8],
+    delivered: &[u8],
+    chunk: usize,
+    expected_sha256: Option<&str>,
+) -> (Parts, Result<StreamedModel, ConvertError>) {
+    let file_size = bytes.len() as u64;
+    let mut prefix = 256;
+    let header = loop {
+        match GgufFile::read_prefix(&bytes[..prefix.min(bytes.len())], file_size).unwrap() {
+            Some(header) => break header,
+            None => prefix *= 2,
+        }
+    };
+    let range = |r: std::ops::Range<u64>| Ok::<_, ConvertError>(bytes[r.start as usize..r.end as usize].to_vec());
+    let apart = GgufPlan::read_apart(&header, range).unwrap();
+    let plan = GgufPlan::new(&header, None, &ImportOptions::default(), &apart).unwrap();
+    let mut stream = GgufStream::new(plan, file_size, DEFAULT_SHARD_BYTES);
+    let mut parts = BTreeMap::new();
+    for piece in delivered.chunks(chunk) {
+        let mut keep = |entry: &TensorEntry, part: usize, packed: &[u8]| {
+            let repeated = parts.insert((entry.name.clone(), part), packed.to_vec()).is_some();
+            assert!(!repeated, "{} part {part} twice", entry.name);
+        };
+        if let Err(error) = stream.push(piece, &mut keep) {
+            return (parts, Err(error));
+        }
+    }
+    (parts, stream.finish(expected_sha256))
+}
+
+/// The parts of a converted directory, by tensor name and part index.
+fn written_parts(dir: &Path, manifest: &Manifest) -> Parts {
+    let shards: Vec<Vec<u8>> = manifest.shards.iter().map(|s| std::fs::read(dir.join(&s.file)).unwrap()).collect();
+    let mut parts = BTreeMap::new();
+    for tensor in &manifest.tensors {
+        for (index, part) in tensor.parts.iter().enumerate() {
+            let bytes = shards[part.shard][part.offset as usize..(part.offset + part.length) as usize].to_vec();
+            parts.insert((tensor.name.clone(), index), bytes);
+        }
+    }
+    parts
+}
+
+/// A GGUF streamed in file order, as the browser downloads it (the header from growing
+/// prefixes, then chunks of any size), hands on every part `convert` writes, byte for byte
+/// (Q4_1 and Q8_0 of the test model; Qwen2's permuted Q/K rows and biases; Phi-3's fused
+/// tensors and LongRoPE factors; Q4_K_M's super-blocks), and the file's sha256; a wrong
+/// hash, a missing last byte and an extra byte are refused.
+#[test]
+fn gguf_streamed_in_file_order_repacks_as_convert_writes() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = scratch("stream");
+    let mut cases = vec![(test_model::gguf(), test_model::converted_dir())];
+    for name in ["qwen2_tiny.gguf", "phi3_tiny.f16.gguf", "kquant_tiny/q4_k_m.gguf"] {
+        let out = dir.join(name.replace('/', "-"));
+        convert(&fixtures.join(name), &out, DEFAULT_SHARD_BYTES).unwrap();
+        cases.push((fixtures.join(name), out));
+    }
+    for (gguf, converted) in &cases {
+        let bytes = std::fs::read(gguf).unwrap();
+        let (manifest, _) = read_metadata(converted).unwrap();
+        let sha256 = sha256_hex(&bytes);
+        let (parts, streamed) = stream_gguf(&bytes, &bytes, 1_000_003, Some(&sha256.to_uppercase()));
+        let streamed = streamed.unwrap_or_else(|e| panic!("{}: {e}", gguf.display()));
+        assert_eq!(streamed.sha256, sha256);
+        assert!(
+            parts == written_parts(converted, &manifest),
+            "{}: streamed parts differ from convert's",
+            gguf.display()
+        );
+        let names = |m: &Manifest| m.tensors.iter().map(|t| t.name.clone()).collect::<BTreeSet<_>>();
+        assert_eq!(names(&streamed.manifest), names(&manifest));
+        assert_eq!(streamed.manifest.architecture, manifest.architecture);
+    }
+
+    let bytes = std::fs::read(&cases[1].0).unwrap();
+    let wrong = "0".repeat(64);
+    let refused = stream_gguf(&bytes, &bytes, 4093, Some(&wrong)).1.err().unwrap();
+    assert!(
+        matches!(&refused, ConvertError::FileHash { expected, found } if *expected == wrong && *found == sha256_hex(&bytes))
+    );
+    assert!(refused.to_string().contains("nothing of it kept"), "{refused}");
+    let short = stream_gguf(&bytes, &bytes[..bytes.len() - 1], 4093, None).1.err().unwrap();
+    assert!(matches!(short, ConvertError::FileSize { expected, received } if received + 1 == expected), "{short}");
+    let long = [&bytes[..], &[0]].concat();
+    let long = stream_gguf(&bytes, &long, 4093, None).1.err().unwrap();
+    assert!(matches!(long, ConvertError::FileSize { expected, received } if received == expected + 1), "{long}");
+}
+
+/// llama.cpp's split files (`gguf-split`: `NAME-00001-of-00002.gguf` …) load directly as the
+/// whole file converts (the manifest, to the shard bytes); a missing part, a part that says it
+/// is another, and a first part promising more tensors than the parts hold are refused, naming
+/// the problem.
+#[test]
+fn split_gguf_files_load_as_the_whole_file() {
+    let dir = scratch("split");
+    let gguf = tiny_model(7, false);
+    let manifest = convert(&write_gguf(&dir, "tiny.gguf", &gguf.bytes()), &dir.join("whole"), DEFAULT_SHARD_BYTES);
+    let manifest = manifest.unwrap();
+    let total = gguf.tensors.len();
+    let write_split = |second_no: u16, promised: usize| {
+        let split = [("split.count", 2u16), ("split.no", 0)];
+        let mut first = Gguf { tensors: gguf.tensors[..total / 2].to_vec(), ..gguf.clone() };
+        let alignment = ("general.alignment".to_string(), GgufValue::U32(64));
+        let mut second =
+            Gguf { tensors: gguf.tensors[total / 2..].to_vec(), metadata: vec![alignment], ..gguf.clone() };
+        for (key, value) in split {
+            first.set(key, GgufValue::U16(value));
+            second.set(key, GgufValue::U16(if key == "split.no" { second_no } else { value }));
+        }
+        first.set("split.tensors.count", GgufValue::I32(promised as i32));
+        write_gguf(&dir, "tiny-00002-of-00002.gguf", &second.bytes());
+        write_gguf(&dir, "tiny-00001-of-00002.gguf", &first.bytes())
+    };
+    let first = write_split(1, total);
+    assert_eq!(read_metadata(&first).unwrap().0, manifest);
+
+    let refused = |path: &Path| read_metadata(path).err().expect("refused").to_string();
+    let promising = write_split(1, total + 1);
+    let error = refused(&promising);
+    assert!(
+        error.contains(&format!("split.tensors.count is Some({}), the 2 split parts hold {total}", total + 1)),
+        "{error}"
+    );
+    let misnumbered = write_split(0, total);
+    let error = refused(&misnumbered);
+    assert!(error.contains("split part 2 of 2 says split.no Some(0)"), "{error}");
+    std::fs::remove_file(dir.join("tiny-00002-of-00002.gguf")).unwrap();
+    let error = refused(&first);
+    assert!(error.contains("tiny-00002-of-00002.gguf"), "{error}");
 }

@@ -1,6 +1,7 @@
 //! The test model end to end against tools/reference/golden.py (Hugging Face
 //! transformers on the same GGUF, dequantized to f32): greedy ids must be identical, and
-//! logits close. Generation takes minutes on lavapipe: those tests run in the full tier only
+//! logits close. The model is its GGUF loaded directly, which is checked to be its converted
+//! directory. Generation takes minutes on lavapipe: those tests run in the full tier only
 //! (`make test`).
 //!
 //! Logit tolerance: the weights are the same numbers on both sides (lossless import), so
@@ -16,21 +17,24 @@ mod test_model;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use webjudge::engine::native::load_dir;
+use webjudge::engine::native::{load_dir, load_path, read_metadata};
 use webjudge::engine::{Engine, GenerateOptions};
 use webjudge::format::{Manifest, Message};
 use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
 
-use test_model::{converted_dir, golden, ids, webjudge};
+use test_model::{converted_dir, gguf, golden, ids, webjudge};
 
 /// Largest allowed |ours - reference| for a recorded logit.
 const LOGIT_TOLERANCE: f32 = 0.02;
 
+/// The test model, its GGUF loaded directly (as `--model file.gguf` loads it): the tests
+/// below check it against the reference, and [`gguf_loads_directly_as_its_converted_directory`]
+/// that it is its converted directory, weights and all.
 fn engine() -> &'static Mutex<Engine> {
     static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let engine = load_dir(&converted_dir(), GpuOptions::default(), |o| o, &mut |_, _| {})
-            .unwrap_or_else(|e| panic!("loading the converted test model: {e}"));
+        let engine = load_path(&gguf(), GpuOptions::default(), |o| o, &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("loading the test model's GGUF: {e}"));
         Mutex::new(engine)
     })
 }
@@ -109,6 +113,24 @@ fn logits_record(case: &serde_json::Value, step: usize) -> &serde_json::Value {
     records.iter().find(|r| r["step"].as_u64() == Some(step as u64)).expect("a logits record for the step")
 }
 
+/// The GGUF loaded directly is its converted directory: the same manifest (every repacked
+/// part hashes as the written shard bytes do, and a batch output names the same model), so the
+/// reference's ids above hold for both; the CLI's `tokenize` reads the GGUF's tokenizer.
+#[test]
+fn gguf_loads_directly_as_its_converted_directory() {
+    let (converted, _) = read_metadata(&converted_dir()).unwrap();
+    assert!(
+        engine().lock().unwrap().manifest == converted,
+        "the GGUF's manifest differs from its converted directory's"
+    );
+
+    let tokenizer_case = &golden("smollm2_tokenizer.json")["cases"][5];
+    let text = tokenizer_case["text"].as_str().unwrap();
+    let out = webjudge(&["tokenize", "--model", gguf().to_str().unwrap(), "--text", text], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ids(&serde_json::from_slice(&out.stdout).unwrap()), ids(&tokenizer_case["ids"]));
+}
+
 /// The imported chat wrapper renders a user message as transformers' chat template did.
 #[test]
 fn chat_template_matches_reference() {
@@ -140,11 +162,12 @@ fn first_step_top5_without_subgroups() {
 fn cli_generate_json_and_tokenize() {
     let dir = converted_dir();
     let case = &cases()[0];
+    // `--model` takes the GGUF as it takes a model directory.
     let out = Command::new(env!("CARGO_BIN_EXE_webjudge"))
         .args(["generate", "--json", "--max-tokens"])
         .arg(case["max_new_tokens"].to_string())
         .arg("--model")
-        .arg(&dir)
+        .arg(gguf())
         .arg("--prompt")
         .arg(case["prompt"].as_str().unwrap())
         .output()

@@ -22,11 +22,12 @@ use half::f16;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use webjudge::convert::gptq::GptqError;
-use webjudge::convert::hf_import::{convert_hf, engine_name, rope_source_row, HfConversion, HfError, HfOptions};
-use webjudge::convert::import::ConvertError;
+use webjudge::convert::hf_import::{convert_hf, engine_name, HfConversion, HfError, HfOptions};
 use webjudge::convert::quant::Quant;
 use webjudge::engine::native::load_dir;
 use webjudge::format::{Architecture, DType, Manifest};
+use webjudge::import::rope_source_row;
+use webjudge::import::ConvertError;
 use webjudge::kernels::{GpuOptions, Sampling};
 
 const HEAD_DIM: usize = 16;

@@ -24,15 +24,17 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use webjudge::convert::checkpoint::Checkpoint;
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions};
-use webjudge::convert::hf_import::{convert_hf, rope_source_row, HfError, HfOptions};
-use webjudge::convert::import::{ConvertError, JudgeChoice, LongRopeCap, OutputProblem};
+use webjudge::convert::hf_import::{convert_hf, HfError, HfOptions};
 use webjudge::convert::quant::Quant;
 use webjudge::convert::safetensors::{self, SafetensorsError};
+use webjudge::engine::native::read_metadata;
 use webjudge::format::manifest::{
     CHAT_TEMPLATE_FORMAT_VERSION, QKV_BIAS_FORMAT_VERSION, ROPE_ATTENTION_FACTOR_FORMAT_VERSION,
     ROPE_SCALING_FORMAT_VERSION,
 };
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
+use webjudge::import::rope_source_row;
+use webjudge::import::{ConvertError, JudgeChoice, LongRopeCap, OutputProblem};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
 
@@ -790,6 +792,8 @@ fn qwen2_gguf_generates_transformers_greedy_ids() {
     let conversion =
         convert_gguf(&fixtures.join("qwen2_tiny.gguf"), &out, &Default::default(), &mut |_, _| {}).unwrap();
     check_qwen2_conversion(&conversion.manifest);
+    // Loaded directly (`--model file.gguf`), it is the directory written, to the shard bytes.
+    assert_eq!(read_metadata(&fixtures.join("qwen2_tiny.gguf")).unwrap().0, conversion.manifest);
     let golden = golden_of(&fixtures.join("qwen2_tiny"));
     let worst = generates_transformers_greedy_ids(&out, &golden, F16_LOGIT_TOLERANCE);
     println!("Qwen2.5 structure from llama.cpp's GGUF: greedy ids equal transformers'; max top-5 logit difference {worst:.2e}");
@@ -810,6 +814,8 @@ fn phi3_gguf_generates_transformers_greedy_ids() {
     assert_eq!(conversion.longrope, Some(LongRopeCap { original: 64, extended: 1024 }));
     let a = &conversion.manifest.architecture;
     assert_eq!((a.context_length, &a.eos_ids[..]), (64, &[400, 407][..]));
+    // Loaded directly (`--model file.gguf`), it is the directory written, to the shard bytes.
+    assert_eq!(read_metadata(&gguf).unwrap().0, conversion.manifest);
     let hf = convert_hf(&fixtures.join("phi3_tiny"), &dir.join("hf"), &options(Quant::F16, 0), &mut |_, _| {}).unwrap();
     let from_hf = Architecture { eos_ids: a.eos_ids.clone(), ..hf.manifest.architecture.clone() };
     assert_eq!(*a, from_hf, "the GGUF's architecture differs from the Hugging Face checkpoint's");

@@ -197,6 +197,30 @@ fn serves_the_model_with_cors_ranges_and_immutable_shards() {
     assert_eq!(preflight.header("access-control-allow-headers"), Some("Range"));
 }
 
+/// A GGUF file is served as the Hub serves one: alone (nothing else of its folder), with
+/// ranges, CORS and its sha256 in `X-Linked-Etag`, which a page may read.
+#[test]
+fn serves_a_gguf_file_alone_with_its_sha256_as_the_hub_does() {
+    use sha2::{Digest, Sha256};
+    let (site, _) = fixture("gguf");
+    let folder = site.with_file_name("ggufs");
+    std::fs::create_dir_all(&folder).unwrap();
+    let gguf = folder.join("judge.Q8_0.gguf");
+    std::fs::copy(Path::new(test_model::REPO).join("tests/fixtures/qwen2_tiny.gguf"), &gguf).unwrap();
+    std::fs::write(folder.join("other.gguf"), b"GGUF").unwrap();
+    let bytes = std::fs::read(&gguf).unwrap();
+    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let server = start(&site, &gguf);
+
+    let part = request(&server, "GET", "/models/default/judge.Q8_0.gguf", &[("Range", "bytes=4-99")]);
+    assert_eq!((part.status, &part.body[..]), (206, &bytes[4..100]));
+    assert_eq!(part.header("x-linked-etag"), Some(format!("\"{sha256}\"").as_str()));
+    assert_eq!(part.header("access-control-allow-origin"), Some("*"));
+    assert!(part.header("access-control-expose-headers").unwrap().contains("X-Linked-Etag"));
+    assert_eq!(get(&server, "/models/default/judge.Q8_0.gguf").body, bytes);
+    assert_not_found(&server, &["/models/default/other.gguf", "/models/default/", "/models/default/manifest.json"]);
+}
+
 #[test]
 fn serves_a_file_of_many_reads_whole_and_by_ranges() {
     let (site, model) = fixture("large");

@@ -14,10 +14,10 @@ import { WORKER_START_HINT } from "./worker-hint.js";
 // Absolute model URL → Session.
 const sessions = new Map();
 
-// A model URL always names a directory; the loader appends file names to it.
+// A model URL names a directory (the loader appends file names to it) or a GGUF file.
 function modelBase(modelUrl) {
   const url = new URL(modelUrl, document.baseURI);
-  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  if (!url.pathname.endsWith("/") && !url.pathname.toLowerCase().endsWith(".gguf")) url.pathname += "/";
   return url.href;
 }
 

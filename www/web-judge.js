@@ -6,7 +6,9 @@
 //   <web-judge mode="single" query="…" response="…" model="https://host/models/autoj/"></web-judge>
 //   <web-judge protocol="prometheus_absolute" rubric="helpfulness" query="…" response="…"></web-judge>
 //
-// Attributes: model (the model directory URL, default ./models/default/ relative to the page),
+// Attributes: model (the model directory URL, default ./models/default/ relative to the page, or
+// a GGUF file's URL: a Hugging Face Hub .../resolve/main/NAME.gguf link), sha256 (a GGUF's
+// expected sha256, where its host publishes none the page can read),
 // mode (pairwise | single: Auto-J's protocols), or protocol (any protocol's name:
 // prometheus_absolute grades one response, prometheus_relative compares two; skywork,
 // compassjudger and selene_pairwise compare two, selene_absolute and flowjudge grade one), query
@@ -215,6 +217,7 @@ class WebJudge extends HTMLElement {
     this.status.textContent = "loading the model…";
     try {
       const judge = await Judge.load(this.model, {
+        sha256: this.getAttribute("sha256") || undefined,
         onProgress: (loaded, total) => {
           this.progress.hidden = false;
           this.progress.max = total || 1;

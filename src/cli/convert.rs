@@ -8,9 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::convert::gguf_import::{convert_gguf, ConvertOptions, GgufConversion};
 use webjudge::convert::hf_import::{convert_hf, HfConversion, HfError, HfOptions};
-use webjudge::convert::import::{tidy_leftovers, ConvertError, JudgeChoice, OutputProblem, TemplateText};
+use webjudge::convert::import::tidy_leftovers;
 use webjudge::convert::quant::Quant;
 use webjudge::format::checked_file;
+use webjudge::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::judge::JudgeFamily;
 
 use super::{outln, CliResult};

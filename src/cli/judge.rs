@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use webjudge::engine::native::read_tokenizer;
 use webjudge::engine::Cancel;
-use webjudge::format::manifest::TOKENIZER_FILE;
 use webjudge::format::{hex, Manifest};
 use webjudge::judge::autoj_metrics::{pairwise_metrics, Judged, ScenarioGroups};
 use webjudge::judge::dataset::{parse_rows, Record, Row};
@@ -21,7 +21,6 @@ use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, sco
 use webjudge::judge::session::{Judge, JudgeEvent, JudgeOptions, Order};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, VerdictKind};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
-use webjudge::tokenizer::Tokenizer;
 
 use super::load::{read_manifest, ModelArgs};
 use super::{outln, CliResult};
@@ -260,7 +259,7 @@ fn batch(
     if !todo.is_empty() {
         let orders = if args.swap { 2 } else { 1 };
         let sequences = args.batch.map_or(MAX_SEQUENCES, |rows| usize::from(rows) * orders).min(todo.len() * orders);
-        let tokenizer = Tokenizer::from_file(args.model.model.join(TOKENIZER_FILE))?;
+        let tokenizer = read_tokenizer(&args.model.model)?;
         let template = files.manifest.chat_template.as_ref();
         let items = todo.iter().map(|row| &row.item);
         let context = slot_context(&tokenizer, template, protocol, items, args.swap, args.max_new_tokens, run.context)?;

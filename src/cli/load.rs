@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::engine::native::load_dir;
+use webjudge::engine::native::{is_gguf, load_path, read_metadata};
 use webjudge::engine::Engine;
 use webjudge::format::checked_file;
 use webjudge::format::manifest::MANIFEST_FILE;
@@ -16,7 +16,8 @@ use super::flags::{whole, MAX_COUNT};
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
-    /// Model directory (manifest.json, tokenizer.json, weight shards).
+    /// Model directory (manifest.json, tokenizer.json, weight shards), or a GGUF file, loaded
+    /// as `webjudge convert` would convert it.
     #[arg(long)]
     pub model: PathBuf,
     /// KV cache positions to allocate, at most the model's context length (the default).
@@ -59,7 +60,7 @@ impl ModelArgs {
             ProgressStyle::with_template("loading {bar:40} {bytes}/{total_bytes} {bytes_per_sec}")
                 .expect("valid template"),
         );
-        let engine = load_dir(
+        let engine = load_path(
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
             |defaults| {
@@ -81,8 +82,14 @@ impl ModelArgs {
     }
 }
 
-/// A model directory's manifest, and its bytes (a batch output names the model by their hash).
+/// A model directory's manifest, and its bytes (a batch output names the model by their hash);
+/// for a GGUF file, those `convert` would write (a pass over the file).
 pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), String> {
+    if is_gguf(dir) {
+        let manifest = read_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?.0;
+        let bytes = manifest.to_json().into_bytes();
+        return Ok((manifest, bytes));
+    }
     let path = dir.join(MANIFEST_FILE);
     let bytes = checked_file::read(&path, checked_file::MANIFEST).map_err(|e| e.to_string())?;
     let manifest =

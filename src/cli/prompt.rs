@@ -8,11 +8,10 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use webjudge::format::manifest::TOKENIZER_FILE;
+use webjudge::engine::native::read_tokenizer;
 use webjudge::format::ChatTemplate;
 use webjudge::judge::session::tokenized_input;
 use webjudge::judge::{model_input, Item, Protocol};
-use webjudge::tokenizer::Tokenizer;
 
 use super::judge::rubric_argument;
 use super::load::read_manifest;
@@ -44,7 +43,7 @@ pub fn run(args: Args) -> CliResult {
         None => Some(ChatTemplate::llama2()),
     };
     let tokenizer = match (&args.model, args.ids) {
-        (Some(dir), true) => Some(Tokenizer::from_file(dir.join(TOKENIZER_FILE))?),
+        (Some(dir), true) => Some(read_tokenizer(dir)?),
         _ => None,
     };
     map_jsonl(|row| {

@@ -1,9 +1,10 @@
-//! `webjudge serve`: the static page (www/) and one model directory over HTTP on
-//! 127.0.0.1, with what a browser needs from a model host: the wasm MIME type, byte
+//! `webjudge serve`: the static page (www/) and one model directory, or one GGUF file, over
+//! HTTP on 127.0.0.1, with what a browser needs from a model host: the wasm MIME type, byte
 //! ranges (the loader resumes interrupted shards), conditional requests (ETag and
 //! Last-Modified), the wasm precompressed (the `.gz`/`.br` copies the web build leaves
 //! beside it), CORS on the model, and cache headers that let content-addressed shards be
-//! kept forever.
+//! kept forever. A GGUF file is served as the Hugging Face Hub serves one: ranges, CORS, and
+//! its sha256 in `X-Linked-Etag` (the Hub's LFS hash), readable by a page.
 //!
 //! HTTP/1.1 is hyper's and files are tower-http's `ServeDir` (ranges, validators,
 //! precompressed variants). This module adds the policy: only regular files whose real
@@ -85,7 +86,8 @@ pub struct Args {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8080, allow_negative_numbers = true, value_parser = super::flags::whole::<u16>(0..=u16::MAX.into()))]
     port: u16,
-    /// Model directory to serve at /models/default/.
+    /// Model directory to serve at /models/default/, or a GGUF file, served alone at
+    /// /models/default/NAME.gguf with its sha256 in X-Linked-Etag.
     #[arg(long)]
     model: Option<PathBuf>,
     /// The static site to serve at /.
@@ -109,6 +111,9 @@ type Files = ServeDir<DefaultServeDirFallback, InsideRoot>;
 struct Site {
     pages: Files,
     model: Option<Files>,
+    /// Where `--model` is a GGUF file: its name, the one file served from its folder, and
+    /// its sha256.
+    gguf: Option<(String, String)>,
     write_stall_timeout: Duration,
 }
 
@@ -121,14 +126,25 @@ pub fn run(args: Args) -> CliResult {
     if !args.root.join("pkg").is_dir() {
         eprintln!("warning: {} has no pkg/ (the wasm build): run `make web`", args.root.display());
     }
-    if let Some(model) = &args.model {
-        if !model.join("manifest.json").is_file() {
-            return Err(format!("{} has no manifest.json: make one with `webjudge convert`", model.display()).into());
+    let gguf = match &args.model {
+        Some(model) if model.is_file() => Some(gguf_identity(model)?),
+        Some(model) if !model.join("manifest.json").is_file() => {
+            return Err(format!(
+                "{} has no manifest.json and is no GGUF file: make a model directory with `webjudge convert`",
+                model.display()
+            )
+            .into());
         }
-    }
+        _ => None,
+    };
     let operations = FileOperations::new(MAX_FILE_OPERATIONS, FILE_OPERATION_DEADLINE);
     let pages = files(&args.root, &operations)?.precompressed_gzip().precompressed_br();
     let model = match &args.model {
+        // The GGUF's folder, of which only the file is served (see `route`).
+        Some(file) if gguf.is_some() => Some(
+            files(file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")), &operations)?
+                .ignore_multi_range_requests(true),
+        ),
         Some(dir) => Some(
             files(dir, &operations)?
                 // A model directory is flat; its files are served as they are.
@@ -138,7 +154,7 @@ pub fn run(args: Args) -> CliResult {
         ),
         None => None,
     };
-    let site = Arc::new(Site { pages, model, write_stall_timeout: Duration::from_secs(args.write_stall_secs) });
+    let site = Arc::new(Site { pages, model, gguf, write_stall_timeout: Duration::from_secs(args.write_stall_secs) });
     // One thread serves every connection; file operations run on tokio's blocking pool.
     let runtime =
         tokio::runtime::Builder::new_current_thread().max_blocking_threads(MAX_FILE_OPERATIONS).enable_all().build()?;
@@ -147,14 +163,29 @@ pub fn run(args: Args) -> CliResult {
             .await
             .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
         let port = listener.local_addr()?.port();
-        let model_note = match &args.model {
-            Some(model) => format!(" (model {} at {MODEL_PREFIX})", model.display()),
-            None => String::new(),
+        let model_note = match (&args.model, &site.gguf) {
+            (Some(model), Some((name, sha256))) => {
+                format!(" (GGUF {} at {MODEL_PREFIX}{name}, sha256 {sha256})", model.display())
+            }
+            (Some(model), None) => format!(" (model {} at {MODEL_PREFIX})", model.display()),
+            _ => String::new(),
         };
         outln!("serving http://127.0.0.1:{port}/{model_note}")?;
         io::stdout().flush()?;
         accept_forever(listener, site).await
     })
+}
+
+/// The name and sha256 of the GGUF file `path` (read once, at start), checked to be one.
+fn gguf_identity(path: &Path) -> Result<(String, String), String> {
+    use sha2::{Digest, Sha256};
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    webjudge::format::gguf::GgufFile::open(path).map_err(|e| at(&e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| at(&"no file name"))?;
+    let mut file = checked_file::open(path).map_err(|e| at(&e))?.file;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(|e| at(&e))?;
+    Ok((name.to_string(), webjudge::format::hex(&hasher.finalize())))
 }
 
 fn files(root: &Path, operations: &FileOperations) -> Result<Files, String> {
@@ -214,6 +245,8 @@ enum Kind {
     ModelIndex,
     /// Weight shards, named by their content hash.
     Shard,
+    /// A GGUF file: its name may stay when its content changes.
+    Gguf,
 }
 
 async fn answer(site: Arc<Site>, mut request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
@@ -228,6 +261,7 @@ async fn answer(site: Arc<Site>, mut request: Request<Incoming>) -> Result<Respo
     }
     let path = request.uri().path().to_string();
     let Some((kind, files)) = route(&site, &mut request) else { return Ok(not_found()) };
+    let linked_etag = site.gguf.as_ref().filter(|_| kind == Kind::Gguf).map(|(_, sha256)| format!("\"{sha256}\""));
     let response = match files.clone().try_call(request).await {
         Ok(response) if response.status() == StatusCode::NOT_FOUND => return Ok(not_found()),
         Ok(response) => response,
@@ -243,7 +277,11 @@ async fn answer(site: Arc<Site>, mut request: Request<Incoming>) -> Result<Respo
             return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n"));
         }
     };
-    Ok(with_policy(response.map(Either::Left), kind, &path))
+    let mut response = with_policy(response.map(Either::Left), kind, &path);
+    if let Some(value) = linked_etag.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert(HeaderName::from_static("x-linked-etag"), value);
+    }
+    Ok(response)
 }
 
 /// The file service for `request` and what it serves, with a model request's URI made
@@ -254,7 +292,15 @@ fn route<'a>(site: &'a Site, request: &mut Request<Incoming>) -> Option<(Kind, &
         return Some((Kind::Site, &site.pages));
     }
     let relative = Uri::try_from(format!("/{}", raw.strip_prefix(MODEL_PREFIX)?)).ok()?;
-    let kind = if relative.path().ends_with(".bin") { Kind::Shard } else { Kind::ModelIndex };
+    let kind = match &site.gguf {
+        // Nothing of the GGUF's folder but the file itself.
+        Some((name, _)) if percent_decode_str(relative.path()).decode_utf8_lossy() != format!("/{name}") => {
+            return None
+        }
+        Some(_) => Kind::Gguf,
+        None if relative.path().ends_with(".bin") => Kind::Shard,
+        None => Kind::ModelIndex,
+    };
     *request.uri_mut() = relative;
     Some((kind, site.model.as_ref()?))
 }
@@ -275,12 +321,12 @@ fn with_policy(mut response: Response<Body>, kind: Kind, requested: &str) -> Res
             set(header::CACHE_CONTROL, "no-cache");
             set(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY);
         }
-        Kind::ModelIndex | Kind::Shard => {
+        Kind::ModelIndex | Kind::Shard | Kind::Gguf => {
             let cache = if kind == Kind::Shard { "public, max-age=31536000, immutable" } else { "no-cache" };
             set(header::CACHE_CONTROL, cache);
             // Models are public files; a page on another origin (or port) may load them.
             set(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-            set(header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Length, Content-Range, ETag");
+            set(header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Length, Content-Range, ETag, X-Linked-Etag");
         }
     }
     response

@@ -3,14 +3,13 @@
 
 use std::path::PathBuf;
 
-use webjudge::format::manifest::TOKENIZER_FILE;
-use webjudge::tokenizer::Tokenizer;
+use webjudge::engine::native::read_tokenizer;
 
 use super::{outln, CliResult};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Model directory (its tokenizer.json is read).
+    /// Model directory (its tokenizer.json is read), or a GGUF file (its metadata's).
     #[arg(long)]
     pub model: PathBuf,
     /// The text, encoded as a prompt is: special tokens in it are recognised, and BOS is
@@ -20,7 +19,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> CliResult {
-    let tokenizer = Tokenizer::from_file(args.model.join(TOKENIZER_FILE))?;
+    let tokenizer = read_tokenizer(&args.model)?;
     let ids = tokenizer.encode(&args.text)?;
     outln!("{}", serde_json::to_string(&ids)?)?;
     Ok(())

@@ -1,64 +1,19 @@
-//! GGUF import: a `llama`, `qwen2` or `phi3` GGUF file becomes a model directory, losslessly.
-//!
-//! Tensor data maps onto the model directory's dtypes without requantizing
-//! ([`GgmlType::dtype`]; see [`DType`] for the layouts): F32, F16 and BF16 stay as they are,
-//! Q8_0 becomes q8 with groups of 32, Q4_0 and Q4_1 q4 with `(d, -8d)` and `(d, m)`, Q5_0 and
-//! Q5_1 q5 likewise, and Q4_K, Q5_K and Q6_K keep their super-blocks as q4_k, q5_k and q6_k,
-//! so a Q4_K_M or Q5_K_M file keeps every tensor in its own type. Every converted value
-//! equals the value llama.cpp's dequantization gives ([`GgmlType::pack`]). Vectors (the norm
-//! weights) become f32, dequantized if needed, because the RMSNorm kernel reads f32. Any
-//! other ggml type is an error naming it: converting it would need requantizing, which this
-//! importer never does silently.
-//!
-//! RoPE convention: the engine rotates adjacent pairs `(x[2i], x[2i+1])` of each head
-//! (`shaders/rope.wgsl`, [`crate::model::reference::rope`]). For `llama` files,
-//! llama.cpp's converter already permuted the Q and K rows of a Hugging Face checkpoint into
-//! exactly that convention, so they are copied with no permutation. For `qwen2` and `phi3`
-//! files it did not (llama.cpp rotates `(x[i], x[i + head_dim/2])` for them, as Hugging Face
-//! does), so
-//! their Q and K rows, and the values of their biases, are permuted here with the Hugging
-//! Face importer's [`rope_source_row`]; quantized rows move whole. This is the one place a
-//! GGUF's RoPE convention is settled.
-//!
-//! Qwen2's q/k/v biases (`blk.N.attn_{q,k,v}.bias`) become f32 vectors like the norms.
-//!
-//! Phi-3's fused projections (`blk.N.attn_qkv.weight`: q, k, then v rows; `blk.N.ffn_up.weight`:
-//! gate, then up rows) are planned as the LLaMA layer's weights, each its rows of the fused
-//! tensor ([`StackedWeight::part_rows`], the split the Hugging Face importer makes), so the
-//! writer gets what a `llama` file gives. Its LongRoPE runs with the short factors within the
-//! original context, to which the recorded context is capped ([`longrope`]); its EOS ids add
-//! `<|end|>`, which llama.cpp stops at by its text ([`end_of_generation_by_text`]). A file
-//! whose RoPE rotates part of each head (Phi-4-mini's) is refused by name.
-//!
-//! Mistral checkpoints arrive as `llama` GGUF files (llama.cpp's converter writes them so);
-//! a `llama.attention.sliding_window` shorter than the recorded context is refused as for
-//! Hugging Face checkpoints ([`recorded_context`]).
-//!
-//! The output directory, the error type, the chat-template policy, the recorded context and
-//! the judge family are shared with the Hugging Face importer ([`super::import`]).
+//! `webjudge convert` of a GGUF file: the file's plan ([`crate::import::gguf`], which says
+//! what becomes what, losslessly) written as a model directory, each tensor part read from
+//! the file and repacked as it is written.
 
-use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
+use std::fs;
 use std::path::Path;
 
-use super::hf_import::rope_source_row;
-use super::import::{
-    chat_template_policy, longrope_attention_factor, recorded_context, special_token_strings, ConvertError,
-    JudgeChoice, LongRopeCap, OutputDir, TemplateText, MIN_SHARD_BYTES,
-};
+use super::import::OutputDir;
 use super::io_error_at;
 use super::writer::ModelWriter;
 use crate::format::checked_file;
-use crate::format::ggml_blocks::GgmlType;
-use crate::format::gguf::{GgufError, GgufFile, GgufMetadataExt};
+use crate::format::gguf::{GgufError, GgufFile};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
-use crate::format::schema::{
-    expected_tensors, GlobalWeight, LayerBias, LayerWeight, StackedWeight, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT,
-    ROPE_FREQUENCIES,
-};
-use crate::format::{Architecture, ChatTemplate, DType, Manifest};
-use crate::tokenizer::Tokenizer;
+use crate::format::Manifest;
+use crate::import::gguf::{GgufPlan, ImportOptions};
+use crate::import::{ConvertError, JudgeChoice, LongRopeCap, TemplateText, MIN_SHARD_BYTES};
 
 #[derive(Clone, Debug)]
 pub struct ConvertOptions {
@@ -67,7 +22,7 @@ pub struct ConvertOptions {
     /// Replace an existing output directory instead of refusing.
     pub overwrite: bool,
     /// The context to record instead of `llama.context_length` (smaller; see
-    /// [`recorded_context`]).
+    /// [`crate::import::recorded_context`]).
     pub context: Option<usize>,
     /// The judge family the manifest names.
     pub judge: JudgeChoice,
@@ -111,484 +66,31 @@ pub fn convert_gguf(
     let output = OutputDir::prepare(out_dir, gguf_path, options.overwrite)?;
 
     // One open file for the header and the tensors: nothing can replace it in between.
-    let mut source = checked_file::open(gguf_path).map_err(GgufError::from)?.file;
-    let gguf = GgufFile::read(&source)?;
-    let family = ArchitectureName::of(&gguf)?;
-    let mut architecture = architecture(&gguf, family)?;
-    architecture.rope_frequency_divisors = rope_frequency_divisors(&gguf, &mut source, &architecture)?;
-    let longrope = match family {
-        ArchitectureName::Phi3 => longrope(&gguf, &mut source, &mut architecture)?,
-        _ => None,
-    };
-    architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
-    // llama.cpp's converter writes 0 for no window (Phi-4's).
-    let sliding_window =
-        gguf.metadata.get_u32(&family.key("attention.sliding_window"))?.filter(|&w| w > 0).map(|w| w as usize);
-    architecture.context_length =
-        recorded_context(architecture.context_length, longrope, options.context, sliding_window)?;
-    let judge = options.judge.decide(&checkpoint_names(&gguf, gguf_path)?);
-    let plan = plan_tensors(&gguf, &architecture, family)?;
-    let tokenizer_json = crate::tokenizer::tokenizer_json_from_gguf(&gguf.metadata)?;
-    let tokenizer = Tokenizer::from_json(&tokenizer_json)?;
-    let chat_template = chat_template(&gguf, options.chat_template.as_ref(), &architecture, &tokenizer)?;
+    let mut source = checked_file::open(gguf_path).map_err(GgufError::from)?;
+    let gguf = GgufFile::read(&source.file)?;
+    let import =
+        ImportOptions { context: options.context, judge: options.judge, chat_template: options.chat_template.as_ref() };
+    let file_name = gguf_path.file_name().and_then(|n| n.to_str());
+    let apart = GgufPlan::read_apart(&gguf, |range| source.read_range(range).map_err(GgufError::from))?;
+    let plan = GgufPlan::new(&gguf, file_name, &import, &apart)?;
 
     let mut writer = ModelWriter::create(output.path(), options.max_shard_bytes)?;
-    let total: u64 = plan.iter().map(|t| t.range.end - t.range.start).sum();
+    let total = plan.source_bytes();
     let mut done = 0;
     progress(done, total);
-    for tensor in &plan {
+    for tensor in &plan.tensors {
         writer.write_tensor(&tensor.name, tensor.dtype, &tensor.shape, tensor.group_size(), |rows| {
-            let words = tensor.convert_rows(&mut source, rows.clone())?;
-            done += tensor.row_bytes * rows.len() as u64;
+            let bytes = source.read_range(tensor.source_range(rows.clone())).map_err(GgufError::from)?;
+            done += tensor.source_bytes(&rows);
+            let words = tensor.repack(rows, &bytes)?;
             progress(done, total);
             Ok::<_, ConvertError>(words)
         })?;
     }
-    let manifest = writer.finish(architecture, chat_template, judge.family)?;
+    let manifest = writer.finish(plan.architecture, plan.chat_template, plan.judge.family)?;
     let tokenizer_path = output.path().join(TOKENIZER_FILE);
-    fs::write(&tokenizer_path, tokenizer_json).map_err(|e| io_error_at(&tokenizer_path, e))?;
+    fs::write(&tokenizer_path, plan.tokenizer_json).map_err(|e| io_error_at(&tokenizer_path, e))?;
 
     output.commit()?;
-    Ok(GgufConversion { manifest, judge_reason: judge.reason, longrope })
-}
-
-/// The names a GGUF file carries, for [`JudgeChoice::Infer`]: `general.name`, then the
-/// file's name.
-fn checkpoint_names<'a>(gguf: &'a GgufFile, path: &'a Path) -> Result<Vec<(&'static str, &'a str)>, ConvertError> {
-    let general_name = gguf.metadata.get_str("general.name")?.map(|n| ("general.name", n));
-    let file_name = path.file_name().and_then(|n| n.to_str()).map(|n| ("file name", n));
-    Ok(general_name.into_iter().chain(file_name).collect())
-}
-
-fn required<T>(key: &str, value: Option<T>) -> Result<T, ConvertError> {
-    value.ok_or_else(|| ConvertError::MissingKey(key.into()))
-}
-
-fn required_usize(gguf: &GgufFile, key: &str) -> Result<usize, ConvertError> {
-    Ok(required(key, gguf.metadata.get_u32(key)?)? as usize)
-}
-
-/// The llama.cpp architectures this importer reads (`general.architecture`), each the
-/// LLaMA layer with its own metadata prefix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ArchitectureName {
-    /// LLaMA, and Mistral and Yi as llama.cpp's converter writes them.
-    Llama,
-    /// Qwen2 and Qwen2.5: q/k/v biases, and RoPE over the halves of each head.
-    Qwen2,
-    /// Phi-3 and Phi-3.5-mini: q/k/v fused into `attn_qkv` and gate/up into `ffn_up`, split
-    /// here into the LLaMA layer's weights ([`StackedWeight::part_rows`]); LongRoPE's
-    /// factors; RoPE over the halves of each head.
-    Phi3,
-}
-
-impl ArchitectureName {
-    fn of(gguf: &GgufFile) -> Result<Self, ConvertError> {
-        let name = required("general.architecture", gguf.metadata.get_str("general.architecture")?)?;
-        match name {
-            "llama" => Ok(Self::Llama),
-            "qwen2" => Ok(Self::Qwen2),
-            "phi3" => Ok(Self::Phi3),
-            other => Err(ConvertError::Architecture(other.into())),
-        }
-    }
-
-    /// The metadata key `suffix` of this architecture: `qwen2.embedding_length`.
-    fn key(self, suffix: &str) -> String {
-        let prefix = match self {
-            Self::Llama => "llama",
-            Self::Qwen2 => "qwen2",
-            Self::Phi3 => "phi3",
-        };
-        format!("{prefix}.{suffix}")
-    }
-
-    /// llama.cpp rotates `(x[i], x[i + d/2])` for this architecture (its NEOX RoPE), so its
-    /// converter left the Q and K rows in Hugging Face's order: this importer permutes them
-    /// into the engine's (see the module documentation). For `llama` the converter did.
-    fn rotates_halves(self) -> bool {
-        matches!(self, Self::Qwen2 | Self::Phi3)
-    }
-
-    /// Where this architecture's GGUF holds the engine's layer weight `weight` of `layer`:
-    /// the tensor's name, its rows there and the tensor's shape. `phi3` files hold q/k/v and
-    /// gate/up fused, their parts' rows one after another (llama.cpp's `attn_qkv`, and
-    /// `ffn_up` with the gate's rows first); the others hold each apart under its own name.
-    fn source(self, a: &Architecture, layer: usize, weight: LayerWeight) -> (String, Range<usize>, Vec<usize>) {
-        let fused = StackedWeight::ALL.into_iter().find(|s| s.parts().contains(&weight));
-        match fused.filter(|_| self == Self::Phi3) {
-            Some(stacked) => {
-                let parts = stacked.part_rows(a);
-                let rows = parts.iter().find(|(part, _)| *part == weight).expect("a part of its stack").1.clone();
-                let name = match stacked {
-                    StackedWeight::Qkv => stacked.name(layer),
-                    StackedWeight::GateUp => LayerWeight::FfnUp.name(layer),
-                };
-                (name, rows, vec![parts.last().expect("parts").1.end, a.hidden])
-            }
-            None => {
-                let shape = weight.shape(a);
-                (weight.name(layer), 0..rows(&shape), shape)
-            }
-        }
-    }
-
-    /// The tensors read into the architecture, not written as tensors.
-    fn read_apart(self) -> &'static [&'static str] {
-        match self {
-            Self::Phi3 => &[ROPE_FREQUENCIES, ROPE_FACTORS_SHORT, ROPE_FACTORS_LONG],
-            _ => &[ROPE_FREQUENCIES],
-        }
-    }
-}
-
-/// Reads the hyper-parameters from the architecture's (`llama.*`, `qwen2.*`) and
-/// `tokenizer.ggml.*` metadata; the vocabulary size and tied embeddings come from the
-/// tensors themselves.
-fn architecture(gguf: &GgufFile, family: ArchitectureName) -> Result<Architecture, ConvertError> {
-    let m = &gguf.metadata;
-    let key = |suffix: &str| family.key(suffix);
-    let linear_scaling = match m.get_str(&key("rope.scaling.type"))? {
-        None | Some("none") => None,
-        Some("linear") => Some(required(&key("rope.scaling.factor"), m.get_f32(&key("rope.scaling.factor"))?)?),
-        Some(scaling) => {
-            return Err(ConvertError::Unsupported(format!(
-                "RoPE scaling {scaling:?} is not supported (webjudge supports \"linear\" and Llama 3's rope_freqs)"
-            )))
-        }
-    };
-    let hidden = required_usize(gguf, &key("embedding_length"))?;
-    let n_heads = required_usize(gguf, &key("attention.head_count"))?;
-    // llama.cpp's head dimension: the key length, else the hidden size per head; RoPE
-    // rotates `rope.dimension_count` of it, which must be all of it here.
-    let head_dim = match m.get_u32(&key("attention.key_length"))? {
-        Some(d) => d as usize,
-        None if n_heads > 0 && hidden % n_heads == 0 => hidden / n_heads,
-        None => {
-            return Err(ConvertError::InvalidArchitecture(format!(
-                "hidden size {hidden} is not a multiple of {n_heads} heads and {} is missing",
-                key("attention.key_length")
-            )))
-        }
-    };
-    if let Some(length) = m.get_u32(&key("attention.value_length"))?.filter(|&l| l as usize != head_dim) {
-        return Err(ConvertError::Unsupported(format!(
-            "{} {length} differs from the key length {head_dim}",
-            key("attention.value_length")
-        )));
-    }
-    if let Some(rotated) = m.get_u32(&key("rope.dimension_count"))?.filter(|&d| d as usize != head_dim) {
-        return Err(ConvertError::Unsupported(format!(
-            "{} {rotated}: the model rotates only part of each head of {head_dim} (partial RoPE, as Phi-4-mini's); \
-             webjudge rotates whole heads",
-            key("rope.dimension_count")
-        )));
-    }
-    let embedding_name = GlobalWeight::TokenEmbedding.name();
-    let embedding = gguf.tensor(embedding_name).ok_or_else(|| ConvertError::MissingTensor(embedding_name.into()))?;
-    let vocab = match embedding.dims[..] {
-        [_, rows] => rows as usize,
-        _ => 0, // the shape check of every tensor names the problem
-    };
-    if let Some(declared) = m.get_u32(&key("vocab_size"))?.filter(|&v| v as usize != vocab) {
-        return Err(ConvertError::InvalidArchitecture(format!(
-            "{} {declared} differs from the {vocab} rows of {embedding_name}",
-            key("vocab_size")
-        )));
-    }
-    let eos = m.get_u32("tokenizer.ggml.eos_token_id")?;
-    let eot = m.get_u32("tokenizer.ggml.eot_token_id")?.filter(|&id| Some(id) != eos);
-    let tokenizer_model = m.get_str("tokenizer.ggml.model")?;
-    let mut architecture = Architecture {
-        n_layers: required_usize(gguf, &key("block_count"))?,
-        hidden,
-        n_heads,
-        n_kv_heads: m.get_u32(&key("attention.head_count_kv"))?.map_or(n_heads, |n| n as usize),
-        head_dim,
-        ffn: required_usize(gguf, &key("feed_forward_length"))?,
-        vocab,
-        rope_theta: m.get_f32(&key("rope.freq_base"))?.unwrap_or(10000.0),
-        rope_frequency_divisors: linear_scaling.map(|factor| vec![factor; head_dim / 2]).unwrap_or_default(),
-        // llama.cpp multiplies RoPE's cos and sin by it, whatever the scaling.
-        rope_attention_factor: m.get_f32(&key("rope.scaling.attn_factor"))?.unwrap_or(1.0),
-        norm_eps: required(
-            &key("attention.layer_norm_rms_epsilon"),
-            m.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
-        )?,
-        qkv_bias: family == ArchitectureName::Qwen2,
-        context_length: required_usize(gguf, &key("context_length"))?,
-        tied_embeddings: gguf.tensor(GlobalWeight::Output.name()).is_none(),
-        bos_id: m.get_u32("tokenizer.ggml.bos_token_id")?,
-        eos_ids: eos.into_iter().chain(eot).collect(),
-        // SentencePiece LLaMA tokenizers prepend BOS unless told otherwise; byte-level
-        // BPE ones do not.
-        add_bos: m.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(tokenizer_model == Some("llama")),
-    };
-    if family == ArchitectureName::Phi3 {
-        for id in end_of_generation_by_text(gguf)? {
-            if !architecture.eos_ids.contains(&id) {
-                architecture.eos_ids.push(id);
-            }
-        }
-    }
-    architecture.validate().map_err(ConvertError::InvalidArchitecture)?;
-    if let Some(id) = architecture.bos_id.iter().chain(&architecture.eos_ids).find(|&&id| id as usize >= vocab) {
-        return Err(ConvertError::InvalidArchitecture(format!(
-            "special token id {id} is outside the vocabulary of {vocab}"
-        )));
-    }
-    Ok(architecture)
-}
-
-/// The texts of the tokens llama.cpp ends generation at whatever the file's EOS id
-/// (llama-vocab.cpp's `special_eog_ids`, found "by the token text").
-const END_OF_GENERATION_TEXTS: [&str; 12] = [
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<|return|>",
-    "<|call|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-];
-
-/// The ids llama.cpp stops at by their text ([`END_OF_GENERATION_TEXTS`]). Read for `phi3`
-/// files: llama.cpp's converter records `<|endoftext|>` as their EOS, while their template
-/// ends each turn with `<|end|>`, which llama.cpp (by its text) and transformers (by
-/// `generation_config.json`) both stop at.
-fn end_of_generation_by_text(gguf: &GgufFile) -> Result<Vec<u32>, ConvertError> {
-    let tokens = gguf.metadata.get_str_array("tokenizer.ggml.tokens")?.unwrap_or_default();
-    let ids = tokens.iter().enumerate().filter(|(_, token)| END_OF_GENERATION_TEXTS.contains(token));
-    Ok(ids.map(|(id, _)| id as u32).collect())
-}
-
-/// The GGUF's chat template, `tokenizer.chat_template`, under [`chat_template_policy`],
-/// with the tokens of its BOS and EOS ids; the SentencePiece tokenizer
-/// (`tokenizer.ggml.model` "llama") is LLaMA's.
-fn chat_template(
-    gguf: &GgufFile,
-    given: Option<&TemplateText>,
-    architecture: &Architecture,
-    tokenizer: &Tokenizer,
-) -> Result<Option<ChatTemplate>, ConvertError> {
-    let key = "tokenizer.chat_template";
-    let own =
-        gguf.metadata.get_str(key)?.map(|jinja| TemplateText { origin: format!("GGUF {key}"), jinja: jinja.into() });
-    let llama = gguf.metadata.get_str("tokenizer.ggml.model")? == Some("llama");
-    chat_template_policy(given, own, special_token_strings((None, None), architecture, tokenizer), llama)
-}
-
-/// One tensor to convert: where its bytes are and what it becomes.
-struct PlannedTensor {
-    /// The engine's name.
-    name: String,
-    /// What messages call it: its name, or a fused tensor's rows and the part they are.
-    shown: String,
-    ggml_type: GgmlType,
-    /// `[rows, cols]` or `[n]`.
-    shape: Vec<usize>,
-    /// The dtype written: the one the GGUF type maps onto without loss (f32 for vectors).
-    dtype: DType,
-    /// Its bytes in the file (a fused tensor's rows of this part).
-    range: Range<u64>,
-    /// GGUF bytes of one row.
-    row_bytes: u64,
-    /// Head dimension when the rows (a bias's values) are Q's or K's in Hugging Face's
-    /// order, to be permuted into the engine's ([`ArchitectureName::rotates_halves`]).
-    rope_head_dim: Option<usize>,
-}
-
-/// The divisor of each rotated pair's frequency that llama.cpp's converter writes as the
-/// `rope_freqs.weight` tensor for Llama 3's RoPE scaling (f32, one per pair); without it,
-/// the linear scaling's the metadata gave, if any.
-fn rope_frequency_divisors(gguf: &GgufFile, source: &mut File, a: &Architecture) -> Result<Vec<f32>, ConvertError> {
-    let Some(divisors) = pair_factors(gguf, source, a, ROPE_FREQUENCIES)? else {
-        return Ok(a.rope_frequency_divisors.clone());
-    };
-    if !a.rope_frequency_divisors.is_empty() {
-        return Err(ConvertError::Unsupported(format!("both linear RoPE scaling and {ROPE_FREQUENCIES}")));
-    }
-    Ok(divisors)
-}
-
-/// A `phi3` file's LongRoPE: within the original context
-/// (`phi3.rope.scaling.original_context_length`, else the whole context) llama.cpp rotates
-/// by `rope_factors_short.weight`, the engine's frequency divisors, with cos and sin
-/// multiplied by `phi3.rope.scaling.attn_factor` (which the architecture read; where a file
-/// lacks it, the value llama.cpp's converter and transformers compute). The recorded context
-/// is capped at the original one, as for the Hugging Face checkpoint ([`LongRopeCap`]).
-/// `None` without factors (Phi-3-mini-4k).
-fn longrope(gguf: &GgufFile, source: &mut File, a: &mut Architecture) -> Result<Option<LongRopeCap>, ConvertError> {
-    let short = pair_factors(gguf, source, a, ROPE_FACTORS_SHORT)?;
-    let long = pair_factors(gguf, source, a, ROPE_FACTORS_LONG)?;
-    let short = match (short, long) {
-        (Some(short), Some(_)) => short,
-        (None, None) => return Ok(None),
-        (Some(_), None) => return Err(ConvertError::MissingTensor(ROPE_FACTORS_LONG.into())),
-        (None, Some(_)) => return Err(ConvertError::MissingTensor(ROPE_FACTORS_SHORT.into())),
-    };
-    if !a.rope_frequency_divisors.is_empty() {
-        return Err(ConvertError::Unsupported(format!("both {ROPE_FREQUENCIES} or linear RoPE scaling and LongRoPE")));
-    }
-    let key = ArchitectureName::Phi3.key("rope.scaling.original_context_length");
-    let original = gguf.metadata.get_u32(&key)?.map_or(a.context_length, |o| o as usize);
-    if original == 0 {
-        return Err(ConvertError::InvalidArchitecture(format!("{key} must be positive")));
-    }
-    a.rope_frequency_divisors = short;
-    if gguf.metadata.get_f32(&ArchitectureName::Phi3.key("rope.scaling.attn_factor"))?.is_none() {
-        a.rope_attention_factor = longrope_attention_factor(a.context_length as f64 / original as f64, original);
-    }
-    Ok((original < a.context_length).then_some(LongRopeCap { original, extended: a.context_length }))
-}
-
-/// An f32 tensor of one value per rotated pair, read whole; `None` where the file lacks it.
-fn pair_factors(
-    gguf: &GgufFile,
-    source: &mut File,
-    a: &Architecture,
-    name: &str,
-) -> Result<Option<Vec<f32>>, ConvertError> {
-    let Some(info) = gguf.tensor(name) else { return Ok(None) };
-    let pairs = a.head_dim / 2;
-    if info.ggml_type != GgmlType::F32.id() || info.dims[..] != [pairs as u64] {
-        return Err(ConvertError::Shape {
-            name: name.into(),
-            dims: info.dims.clone(),
-            found: info.dims.clone(),
-            expected: vec![pairs],
-        });
-    }
-    let range = gguf.tensor_range(info)?;
-    let mut raw = vec![0u8; (range.end - range.start) as usize];
-    source.seek(SeekFrom::Start(range.start))?;
-    source.read_exact(&mut raw)?;
-    Ok(Some(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
-}
-
-/// Checks that the file holds exactly the tensors the architecture needs, with their
-/// shapes and convertible types, before anything is written; a fused tensor (`phi3`'s)
-/// becomes a planned tensor per part, each its rows ([`ArchitectureName::source`]).
-fn plan_tensors(
-    gguf: &GgufFile,
-    architecture: &Architecture,
-    family: ArchitectureName,
-) -> Result<Vec<PlannedTensor>, ConvertError> {
-    let expected = expected_tensors(architecture, gguf.tensors.len())
-        .map_err(|e| ConvertError::InvalidArchitecture(e.to_string()))?;
-    // Each expected tensor's source: the GGUF tensor, its rows there and its whole shape.
-    let sources: Vec<(String, Range<usize>, Vec<usize>)> = expected
-        .iter()
-        .map(|(name, shape)| match LayerWeight::parse(name) {
-            Some((layer, weight)) => family.source(architecture, layer, weight),
-            None => (name.clone(), 0..rows(shape), shape.clone()),
-        })
-        .collect();
-    let read = |name: &str| family.read_apart().contains(&name) || sources.iter().any(|(source, ..)| source == name);
-    if let Some(extra) = gguf.tensors.iter().find(|t| !read(&t.name)) {
-        return Err(ConvertError::UnexpectedTensor(extra.name.clone()));
-    }
-    expected
-        .into_iter()
-        .zip(sources)
-        .map(|((name, shape), (source, part, source_shape))| {
-            let info = gguf.tensor(&source).ok_or_else(|| ConvertError::MissingTensor(source.clone()))?;
-            let found: Vec<u64> = info.dims.iter().rev().copied().collect();
-            if found.len() != source_shape.len() || found.iter().zip(&source_shape).any(|(&f, &e)| f != e as u64) {
-                return Err(ConvertError::Shape {
-                    name: source,
-                    dims: info.dims.clone(),
-                    found,
-                    expected: source_shape,
-                });
-            }
-            let ggml_type = GgmlType::from_id(info.ggml_type).ok_or_else(|| ConvertError::UnsupportedType {
-                tensor: source.clone(),
-                ggml_type: info.ggml_type,
-                type_name: info.type_name(),
-            })?;
-            let range = gguf.tensor_range(info)?;
-            let row_bytes = (range.end - range.start) / rows(&source_shape) as u64;
-            let shown = match source == name {
-                true => name.clone(),
-                false => format!(
-                    "{source} rows {}..{} ({})",
-                    part.start,
-                    part.end,
-                    LayerWeight::parse(&name).map_or("", |(_, w)| w.suffix())
-                ),
-            };
-            let rotated = LayerWeight::parse(&name).is_some_and(|(_, weight)| weight.is_rotated())
-                || LayerBias::parse(&name).is_some_and(|(_, bias)| bias.weight().is_rotated());
-            Ok(PlannedTensor {
-                rope_head_dim: (rotated && family.rotates_halves()).then_some(architecture.head_dim),
-                name,
-                shown,
-                ggml_type,
-                dtype: if shape.len() == 1 { DType::F32 } else { ggml_type.dtype() },
-                range: range.start + part.start as u64 * row_bytes..range.start + part.end as u64 * row_bytes,
-                row_bytes,
-                shape,
-            })
-        })
-        .collect()
-}
-
-/// The rows of a tensor of `shape`: a vector is one.
-fn rows(shape: &[usize]) -> usize {
-    if shape.len() == 2 {
-        shape[0]
-    } else {
-        1
-    }
-}
-
-impl PlannedTensor {
-    fn group_size(&self) -> usize {
-        if self.dtype.is_quantized() {
-            self.ggml_type.group()
-        } else {
-            0
-        }
-    }
-
-    /// Reads rows of the GGUF data and returns them packed in the output dtype, Q and K rows
-    /// (and their biases' values) in the engine's RoPE order.
-    fn convert_rows(&self, source: &mut File, rows: Range<usize>) -> Result<Vec<u32>, ConvertError> {
-        let raw = match self.rope_head_dim {
-            Some(d) if self.shape.len() == 2 => {
-                // Whole rows are whole blocks: gather them in the engine's order, then pack.
-                let mut raw = Vec::with_capacity((rows.len() as u64 * self.row_bytes) as usize);
-                for row in rows {
-                    let source_row = rope_source_row(row, d);
-                    raw.extend(self.read(source, source_row..source_row + 1)?);
-                }
-                raw
-            }
-            _ => self.read(source, rows)?,
-        };
-        let words = if self.dtype != self.ggml_type.dtype() {
-            self.ggml_type.dequantize(&raw).iter().map(|v| v.to_bits()).collect()
-        } else {
-            let packed = self.ggml_type.pack(&raw);
-            packed.map_err(|problem| ConvertError::Value { tensor: self.shown.clone(), problem })?
-        };
-        match self.rope_head_dim {
-            // A bias (f32, a word per value) permuted like its weight's rows.
-            Some(d) if self.shape.len() == 1 => Ok((0..words.len()).map(|j| words[rope_source_row(j, d)]).collect()),
-            _ => Ok(words),
-        }
-    }
-
-    fn read(&self, source: &mut File, rows: Range<usize>) -> Result<Vec<u8>, ConvertError> {
-        let mut raw = vec![0u8; (rows.len() as u64 * self.row_bytes) as usize];
-        source.seek(SeekFrom::Start(self.range.start + rows.start as u64 * self.row_bytes))?;
-        source.read_exact(&mut raw)?;
-        Ok(raw)
-    }
+    Ok(GgufConversion { manifest, judge_reason: plan.judge.reason, longrope: plan.longrope })
 }

@@ -49,10 +49,7 @@ use serde_json::Value;
 use super::checkpoint::{Checkpoint, CheckpointError, CheckpointTensor};
 use super::gptq::{self, GptqConfig, GptqError, GptqPlan};
 use super::imatrix::{self, ImatrixError, ImportanceMatrix};
-use super::import::{
-    chat_template_policy, longrope_attention_factor, recorded_context, special_token_strings, ConvertError,
-    JudgeChoice, LongRopeCap, OutputDir, TemplateText, MIN_SHARD_BYTES,
-};
+use super::import::OutputDir;
 use super::io_error_at;
 use super::quant::{Encoding, MixContext, Quant, WeightRole};
 use super::safetensors::{self, SafetensorsError};
@@ -62,6 +59,10 @@ use crate::format::checked_file::{self, ReadError};
 use crate::format::manifest::{DEFAULT_SHARD_BYTES, TOKENIZER_FILE};
 use crate::format::schema::{expected_tensors, input_order_name, GlobalWeight, LayerBias, LayerWeight, StackedWeight};
 use crate::format::{Architecture, ChatTemplate, DType, Llama3RopeScaling, Manifest};
+use crate::import::{
+    chat_template_policy, longrope_attention_factor, recorded_context, rope_source_row, special_token_strings,
+    ConvertError, JudgeChoice, LongRopeCap, TemplateText, MIN_SHARD_BYTES,
+};
 
 #[derive(Clone, Debug)]
 pub struct HfOptions {
@@ -136,15 +137,6 @@ impl From<std::io::Error> for HfError {
     fn from(error: std::io::Error) -> Self {
         HfError::Convert(ConvertError::Io(error))
     }
-}
-
-/// The Hugging Face row (or bias value) that becomes row `j` of a Q or K projection whose
-/// heads have dimension `head_dim`: the same head's row by the permutation the module
-/// documentation describes.
-pub fn rope_source_row(j: usize, head_dim: usize) -> usize {
-    let (head_start, i) = (j / head_dim * head_dim, j % head_dim);
-    let half = head_dim / 2;
-    head_start + if i.is_multiple_of(2) { i / 2 } else { i / 2 + half }
 }
 
 /// The engine's GGUF-style name of a Hugging Face tensor; `Ok(None)` for tensors that

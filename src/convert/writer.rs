@@ -6,20 +6,16 @@ use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::io_error_at;
-use crate::format::manifest::{
-    Manifest, ShardEntry, TensorEntry, TensorPart, FORMAT_VERSION, INPUT_ORDER_FORMAT_VERSION, MANIFEST_FILE,
-    MAX_BINDING_BYTES, MAX_MANIFEST_BYTES,
-};
-use crate::format::{hex, Architecture, ChatTemplate, DType, JudgeFamily};
+use crate::format::layout::{ShardHashes, ShardLayout};
+use crate::format::manifest::{Manifest, TensorEntry, MANIFEST_FILE, MAX_MANIFEST_BYTES};
+use crate::format::{Architecture, ChatTemplate, DType, JudgeFamily};
 
 pub struct ModelWriter {
     dir: PathBuf,
-    max_shard_bytes: u64,
+    layout: ShardLayout,
     tensors: Vec<TensorEntry>,
-    shards: Vec<ShardEntry>,
+    hashes: ShardHashes,
     open: Option<OpenShard>,
 }
 
@@ -27,19 +23,23 @@ struct OpenShard {
     file: BufWriter<File>,
     /// Where the shard is written until its hash (part of its final name) is known.
     path: PathBuf,
-    hasher: Sha256,
-    size: u64,
 }
 
 impl ModelWriter {
     pub fn create(dir: &Path, max_shard_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| io_error_at(dir, e))?;
-        Ok(Self { dir: dir.to_owned(), max_shard_bytes, tensors: Vec::new(), shards: Vec::new(), open: None })
+        Ok(Self {
+            dir: dir.to_owned(),
+            layout: ShardLayout::new(max_shard_bytes),
+            tensors: Vec::new(),
+            hashes: ShardHashes::default(),
+            open: None,
+        })
     }
 
-    /// Writes one tensor. `encode` returns the packed words of a row range (see
-    /// [`DType`]); it is called once per part so a large tensor never needs to exist
-    /// packed in memory all at once.
+    /// Writes one tensor, its parts where [`ShardLayout::place`] puts them. `encode` returns
+    /// the packed words of a row range (see [`DType`]); it is called once per part so a
+    /// large tensor never needs to exist packed in memory all at once.
     pub fn write_tensor<E>(
         &mut self,
         name: &str,
@@ -51,38 +51,13 @@ impl ModelWriter {
     where
         E: From<std::io::Error>,
     {
-        let (rows, cols) = match shape {
-            [n] => (1, *n),
-            [r, c] => (*r, *c),
-            _ => panic!("tensor {name}: shape {shape:?} is neither a vector nor a matrix"),
-        };
-        let limit = self.max_shard_bytes.min(MAX_BINDING_BYTES);
-        let group = group_size as u64;
-        let row_bytes = dtype.part_bytes(1, cols as u64, group.max(1)).max(1);
-        // q8 scales pad to whole words per part; leave room for that.
-        let rows_per_part = (((limit - 4) / row_bytes) as usize).clamp(1, rows);
-        let mut parts = Vec::new();
-        let mut row_start = 0;
-        while row_start < rows {
-            let part_rows = rows_per_part.min(rows - row_start);
-            let words = encode(row_start..row_start + part_rows)?;
-            assert_eq!(
-                words.len() as u64 * 4,
-                dtype.part_bytes(part_rows as u64, cols as u64, group.max(1)),
-                "tensor {name}: encoder returned a part of the wrong size"
-            );
-            let (shard, offset) = self.append(bytemuck::cast_slice(&words))?;
-            parts.push(TensorPart { row_start, rows: part_rows, shard, offset, length: words.len() as u64 * 4 });
-            row_start += part_rows;
+        let entry = self.layout.place(name, dtype, shape, group_size);
+        for part in &entry.parts {
+            let words = encode(part.row_start..part.row_start + part.rows)?;
+            assert_eq!(words.len() as u64 * 4, part.length, "tensor {name}: encoder returned a part of the wrong size");
+            self.append(part.shard, bytemuck::cast_slice(&words))?;
         }
-        self.tensors.push(TensorEntry {
-            name: name.into(),
-            dtype,
-            shape: shape.to_vec(),
-            group_size,
-            parts,
-            input_order: None,
-        });
+        self.tensors.push(entry);
         Ok(())
     }
 
@@ -98,29 +73,24 @@ impl ModelWriter {
         tensor.input_order = Some(order.into());
     }
 
-    fn append(&mut self, bytes: &[u8]) -> std::io::Result<(usize, u64)> {
-        let fits = self.open.as_ref().is_some_and(|s| s.size + bytes.len() as u64 <= self.max_shard_bytes);
-        if !fits {
-            self.close_shard()?;
-            let path = self.dir.join(partial_shard_file_name(self.shards.len()));
-            let file = BufWriter::new(File::create(&path).map_err(|e| io_error_at(&path, e))?);
-            self.open = Some(OpenShard { file, path, hasher: Sha256::new(), size: 0 });
+    fn append(&mut self, shard: usize, bytes: &[u8]) -> std::io::Result<()> {
+        if let Some(closed) = self.hashes.append(shard, bytes) {
+            self.close_shard(&closed.file)?;
         }
-        let shard = self.open.as_mut().expect("a shard is open");
-        shard.file.write_all(bytes).map_err(|e| io_error_at(&shard.path, e))?;
-        shard.hasher.update(bytes);
-        let offset = shard.size;
-        shard.size += bytes.len() as u64;
-        Ok((self.shards.len(), offset))
+        if self.open.is_none() {
+            let path = self.dir.join(partial_shard_file_name(shard));
+            let file = BufWriter::new(File::create(&path).map_err(|e| io_error_at(&path, e))?);
+            self.open = Some(OpenShard { file, path });
+        }
+        let open = self.open.as_mut().expect("a shard is open");
+        open.file.write_all(bytes).map_err(|e| io_error_at(&open.path, e))
     }
 
-    fn close_shard(&mut self) -> std::io::Result<()> {
+    /// Flushes the open shard and gives it its final name.
+    fn close_shard(&mut self, file: &str) -> std::io::Result<()> {
         if let Some(mut shard) = self.open.take() {
             shard.file.flush().map_err(|e| io_error_at(&shard.path, e))?;
-            let sha256 = hex(&shard.hasher.finalize());
-            let file = shard_file_name(self.shards.len(), &sha256);
-            std::fs::rename(&shard.path, self.dir.join(&file)).map_err(|e| io_error_at(&shard.path, e))?;
-            self.shards.push(ShardEntry { file, size: shard.size, sha256 });
+            std::fs::rename(&shard.path, self.dir.join(file)).map_err(|e| io_error_at(&shard.path, e))?;
         }
         Ok(())
     }
@@ -133,21 +103,12 @@ impl ModelWriter {
         chat_template: Option<ChatTemplate>,
         judge: Option<JudgeFamily>,
     ) -> std::io::Result<Manifest> {
-        self.close_shard()?;
-        let has_orders = self.tensors.iter().any(|t| t.input_order.is_some());
-        let dtypes_need = self.tensors.iter().map(|t| t.dtype.format_version()).max().unwrap_or(FORMAT_VERSION);
-        let orders_need = if has_orders { INPUT_ORDER_FORMAT_VERSION } else { FORMAT_VERSION };
-        let template_needs = Manifest::chat_template_format_version(chat_template.as_ref());
-        let architecture_needs = Manifest::architecture_format_version(&architecture);
-        let manifest = Manifest {
-            format_version: dtypes_need.max(orders_need).max(template_needs).max(architecture_needs),
-            architecture,
-            chat_template,
-            judge,
-            tensors: self.tensors,
-            shards: self.shards,
-        };
-        manifest.validate().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let shards = std::mem::take(&mut self.hashes).finish();
+        if let Some(last) = shards.last() {
+            self.close_shard(&last.file)?;
+        }
+        let manifest = Manifest::assemble(architecture, chat_template, judge, self.tensors, shards)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         let json = manifest.to_json();
         if json.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(std::io::Error::new(
@@ -167,18 +128,12 @@ impl ModelWriter {
     }
 }
 
-/// Shard names carry their content hash, so a server may mark them immutable: a
-/// re-converted model gets new names instead of stale cached bytes.
-fn shard_file_name(index: usize, sha256: &str) -> String {
-    format!("weights-{:05}-{}.bin", index + 1, &sha256[..16])
-}
-
 /// Where shard `index` is written until its hash is known.
 fn partial_shard_file_name(index: usize) -> String {
     format!("weights-{:05}.partial", index + 1)
 }
 
-/// Whether `name` is one the writer gives a shard, written ([`shard_file_name`]) or being
+/// Whether `name` is one the writer gives a shard, written ([`crate::format::layout::shard_file_name`]) or being
 /// written: how a conversion's files are known before it has written its manifest.
 pub fn is_shard_file_name(name: &str) -> bool {
     let Some(numbered) = name.strip_prefix("weights-") else { return false };
@@ -193,7 +148,11 @@ pub fn is_shard_file_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
+    use crate::format::hex;
+    use crate::format::layout::shard_file_name;
 
     #[test]
     fn shard_names_are_known_written_or_partial() {

@@ -29,6 +29,9 @@ pub enum EngineError {
     Tokenizer(#[from] TokenizerError),
     #[error(transparent)]
     Load(#[from] crate::model::LoadError),
+    /// A GGUF file loaded directly that the import refuses.
+    #[error(transparent)]
+    Import(#[from] crate::import::ConvertError),
     #[error(
         "the prompt has {prompt_tokens} tokens; with {max_tokens} new tokens that exceeds the {context}-token \
          context"

@@ -94,6 +94,16 @@ pub fn read_to_string_if_present(path: &Path, kind: FileKind) -> Result<Option<S
 }
 
 impl RegularFile {
+    /// Reads `range` of the file (a GGUF tensor's bytes), naming the file if it cannot:
+    /// one cut short since it was opened ends in an error, not in fewer bytes.
+    pub fn read_range(&mut self, range: std::ops::Range<u64>) -> Result<Vec<u8>, ReadError> {
+        use std::io::{Seek, SeekFrom};
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        let read = self.file.seek(SeekFrom::Start(range.start)).and_then(|_| self.file.read_exact(&mut bytes));
+        read.map_err(|source| ReadError::Io { path: self.path.clone(), source })?;
+        Ok(bytes)
+    }
+
     /// Reads the whole file if it has at most `kind.max_bytes`, refused before reading.
     pub fn read_limited(self, kind: FileKind) -> Result<Vec<u8>, ReadError> {
         if self.size > kind.max_bytes {

@@ -239,6 +239,26 @@ const MAX_DIMS: u32 = 4;
 /// unbounded recursion on crafted input would overflow the stack.
 const MAX_ARRAY_DEPTH: u32 = 4;
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// llama.cpp's split metadata: which part (from 0), of how many, and the tensors of all.
+const SPLIT_NO: &str = "split.no";
+const SPLIT_COUNT: &str = "split.count";
+const SPLIT_TENSORS: &str = "split.tensors.count";
+
+/// The part number and count of a llama.cpp split file's name (`NAME-00002-of-00003.gguf`:
+/// 2 and 3), and the name of its part `n` (from 1).
+pub fn split_name(file_name: &str) -> Option<(usize, usize, impl Fn(usize) -> String + '_)> {
+    let stem = file_name.strip_suffix(".gguf")?;
+    let (rest, count) = stem.rsplit_once("-of-")?;
+    let (prefix, number) = rest.rsplit_once('-')?;
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(count) || !digits(number) {
+        return None;
+    }
+    let (number, count) = (number.parse().ok()?, count.parse::<usize>().ok()?);
+    (1..=count)
+        .contains(&number)
+        .then_some((number, count, move |n: usize| format!("{prefix}-{n:05}-of-{count:05}.gguf")))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
@@ -349,6 +369,24 @@ impl GgufFile {
         let mut reader = BufReader::with_capacity(1 << 16, reader);
         let file_size = reader.seek(SeekFrom::End(0))?;
         reader.seek(SeekFrom::Start(0))?;
+        Self::read_sized(reader, file_size)
+    }
+
+    /// Parses the header from `prefix`, the first bytes of a file of `file_size` bytes (a
+    /// server's, fetched by a range request): `Ok(None)` where the header runs past the prefix,
+    /// so a longer one is needed.
+    pub fn read_prefix(prefix: &[u8], file_size: u64) -> Result<Option<Self>, GgufError> {
+        match Self::read_sized(prefix, file_size) {
+            Err(GgufError::Truncated { offset, needed, .. })
+                if offset.saturating_add(needed) <= file_size && prefix.len() as u64 <= file_size =>
+            {
+                Ok(None)
+            }
+            parsed => parsed.map(Some),
+        }
+    }
+
+    fn read_sized(reader: impl Read, file_size: u64) -> Result<Self, GgufError> {
         let mut r = Reader { inner: reader, pos: 0, file_size };
 
         let magic = r.take_array::<4>("magic")?;
@@ -414,6 +452,48 @@ impl GgufFile {
             }
         }
         Ok(file)
+    }
+
+    /// llama.cpp's split files (`gguf-split`: `NAME-00001-of-00003.gguf` …) as one file: the
+    /// first part's metadata and every part's tensors, each offset as if the parts lay end to
+    /// end (a tensor never spans two). Each part must say it is that part of that many, and
+    /// the first how many tensors they hold in all.
+    pub fn join_splits(parts: Vec<GgufFile>) -> Result<GgufFile, GgufError> {
+        let malformed = |problem: String| GgufError::Malformed { offset: 0, problem };
+        let count = parts.len() as u64;
+        for (index, part) in parts.iter().enumerate() {
+            let (no, of) = (part.metadata.get_u64(SPLIT_NO)?, part.metadata.get_u64(SPLIT_COUNT)?);
+            if (no, of) != (Some(index as u64), Some(count)) {
+                return Err(malformed(format!(
+                    "split part {} of {count} says {SPLIT_NO} {no:?}, {SPLIT_COUNT} {of:?}",
+                    index + 1
+                )));
+            }
+        }
+        let mut parts = parts.into_iter();
+        let mut joined = parts.next().ok_or_else(|| malformed("no split parts".into()))?;
+        let base = joined.data_offset;
+        let mut start = joined.file_size;
+        let mut names: HashSet<String> = joined.tensors.iter().map(|t| t.name.clone()).collect();
+        for part in parts {
+            for mut tensor in part.tensors {
+                if !names.insert(tensor.name.clone()) {
+                    return Err(malformed(format!("tensor {} appears in two split parts", tensor.name)));
+                }
+                tensor.offset = start + part.data_offset + tensor.offset - base;
+                joined.tensors.push(tensor);
+            }
+            start += part.file_size;
+        }
+        joined.file_size = start;
+        let promised = joined.metadata.get_u64(SPLIT_TENSORS)?;
+        if promised != Some(joined.tensors.len() as u64) {
+            return Err(malformed(format!(
+                "{SPLIT_TENSORS} is {promised:?}, the {count} split parts hold {} tensors",
+                joined.tensors.len()
+            )));
+        }
+        Ok(joined)
     }
 
     pub fn tensor(&self, name: &str) -> Option<&GgufTensorInfo> {

@@ -15,6 +15,7 @@ pub mod gguf;
 mod jinja;
 mod judge_family;
 pub mod k_quants;
+pub mod layout;
 pub mod manifest;
 mod quantize;
 pub mod schema;

@@ -3,14 +3,16 @@
 //! Buffers for every tensor part are created up front (so an adapter too small for the
 //! model fails before anything is downloaded); shards then arrive in any order, are
 //! checked against the manifest's size and sha256, and their parts are copied in. The
-//! browser feeds shards as they are fetched, the CLI as it reads files: the same code.
+//! browser feeds shards as they are fetched, the CLI as it reads files: the same code. A GGUF
+//! loaded directly has no shards to verify: its parts are written into the buffers
+//! [`allocate_tensors`] makes as they are repacked.
 
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
 use crate::format::manifest::MAX_BINDING_BYTES;
-use crate::format::{hex, DType, Manifest, ManifestError};
+use crate::format::{hex, DType, Manifest, ManifestError, TensorEntry};
 use crate::kernels::{Gpu, GpuError, GpuTensor};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +64,7 @@ pub struct ShardUploader<'a> {
 impl<'a> ShardUploader<'a> {
     /// Allocates every tensor's buffers after checking each part fits one binding.
     pub fn new(gpu: &'a Gpu, manifest: &'a Manifest) -> Result<Self, LoadError> {
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-        let mut tensors = HashMap::new();
-        for entry in &manifest.tensors {
-            if let Some(part) = entry.parts.iter().find(|p| p.length > limit) {
-                return Err(LoadError::BindingTooLarge { tensor: entry.name.clone(), bytes: part.length, limit });
-            }
-            tensors.insert(entry.name.clone(), GpuTensor::allocate(gpu, entry));
-        }
-        gpu.check()?;
+        let tensors = allocate_tensors(gpu, &manifest.tensors)?;
         Ok(Self { gpu, manifest, tensors, loaded: vec![false; manifest.shards.len()] })
     }
 
@@ -110,6 +104,21 @@ impl<'a> ShardUploader<'a> {
         }
         Ok(self.tensors)
     }
+}
+
+/// Zeroed buffers for every part of `entries`, by name, each part checked to fit one
+/// binding first; [`GpuTensor::write_part`] fills them.
+pub fn allocate_tensors(gpu: &Gpu, entries: &[TensorEntry]) -> Result<HashMap<String, GpuTensor>, LoadError> {
+    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let mut tensors = HashMap::new();
+    for entry in entries {
+        if let Some(part) = entry.parts.iter().find(|p| p.length > limit) {
+            return Err(LoadError::BindingTooLarge { tensor: entry.name.clone(), bytes: part.length, limit });
+        }
+        tensors.insert(entry.name.clone(), GpuTensor::allocate(gpu, entry));
+    }
+    gpu.check()?;
+    Ok(tensors)
 }
 
 /// An input order's indices must be a permutation of `0..n`: a gather through anything

@@ -9,6 +9,6 @@ pub mod reference;
 mod stack;
 
 pub use llama::{DecodeRow, LlamaModel, ProfiledStep, StepError, StepProfile};
-pub use load::{verify_shard, LoadError, ShardUploader};
+pub use load::{allocate_tensors, verify_shard, LoadError, ShardUploader};
 pub use options::{LoadOptions, MAX_SEQUENCES};
 pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};

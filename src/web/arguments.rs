@@ -214,6 +214,8 @@ pub struct LoadSettings {
     pub batch_size: Option<usize>,
     pub shards: ShardOptions,
     pub subgroups: bool,
+    /// A GGUF file's expected sha256 (lowercase hex), the page's `sha256=`.
+    pub sha256: Option<String>,
 }
 
 impl LoadSettings {
@@ -229,6 +231,15 @@ impl LoadSettings {
                 ..defaults
             },
             subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),
+            sha256: match options::opt_string(options, "sha256")? {
+                Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(hash.to_ascii_lowercase())
+                }
+                Some(hash) => {
+                    return Err(WebError::InvalidInput(format!("sha256 {hash:?} is not 64 hexadecimal digits")))
+                }
+                None => None,
+            },
         })
     }
 }

@@ -95,9 +95,14 @@ impl JsJudge {
         Ok(super::load::load(&model_url, settings).await?)
     }
 
-    /// Removes the cached files of the model at `modelUrl`, or every webjudge cache.
+    /// Removes the cached files of the model at `modelUrl` (a GGUF's kept model too), or
+    /// every webjudge cache and kept model.
     #[wasm_bindgen(js_name = clearCache)]
     pub async fn clear_cache(#[wasm_bindgen(js_name = modelUrl)] model_url: Option<String>) -> Result<(), JsValue> {
+        match &model_url {
+            Some(url) => super::opfs::forget(&loader::absolute_url(url)?).await,
+            None => super::opfs::forget_all().await,
+        }
         Ok(loader::clear(model_url.as_deref()).await?)
     }
 

@@ -33,7 +33,7 @@ extern "C" {
     fn clear_timeout(id: &JsValue);
 }
 
-fn js_message(value: &JsValue) -> String {
+pub(super) fn js_message(value: &JsValue) -> String {
     match value.dyn_ref::<js_sys::Error>() {
         Some(error) => String::from(error.message()),
         None => value.as_string().unwrap_or_else(|| format!("{value:?}")),
@@ -58,6 +58,16 @@ pub fn require_webgpu() -> Result<(), WebError> {
 /// `model_url` made absolute (against the page's or worker's location) with a trailing
 /// slash, so shard names resolve inside it.
 pub fn base_url(model_url: &str) -> Result<String, WebError> {
+    let mut base = absolute_url(model_url)?;
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    Ok(base)
+}
+
+/// `model_url` made absolute against the page's or worker's location, without its query
+/// and fragment.
+pub fn absolute_url(model_url: &str) -> Result<String, WebError> {
     let location = global_property("location")
         .and_then(|l| js_sys::Reflect::get(&l, &"href".into()).ok())
         .and_then(|h| h.as_string());
@@ -66,14 +76,11 @@ pub fn base_url(model_url: &str) -> Result<String, WebError> {
         None => web_sys::Url::new(model_url),
     }
     .map_err(|e| WebError::InvalidInput(format!("model URL {model_url:?} is not a URL: {}", js_message(&e))))?;
-    let mut base = url.href();
-    if let Some(cut) = base.find(['?', '#']) {
-        base.truncate(cut);
+    let mut absolute = url.href();
+    if let Some(cut) = absolute.find(['?', '#']) {
+        absolute.truncate(cut);
     }
-    if !base.ends_with('/') {
-        base.push('/');
-    }
-    Ok(base)
+    Ok(absolute)
 }
 
 /// The Cache API cache, or `None` where the context has none (an insecure origin).
@@ -119,7 +126,7 @@ pub async fn clear(model_url: Option<&str>) -> Result<(), WebError> {
     Ok(())
 }
 
-async fn sleep(ms: i32) {
+pub(super) async fn sleep(ms: i32) {
     let promise = Promise::new(&mut |resolve, _| {
         set_timeout(&resolve, ms);
     });
@@ -138,7 +145,7 @@ fn request(cache: RequestCache, range_from: u64) -> RequestInit {
     init
 }
 
-async fn fetch(url: &str, init: &RequestInit) -> Result<Response, JsValue> {
+pub(super) async fn fetch(url: &str, init: &RequestInit) -> Result<Response, JsValue> {
     Ok(JsFuture::from(global_fetch(url, init)).await?.unchecked_into())
 }
 
@@ -196,7 +203,7 @@ impl Default for ShardOptions {
 }
 
 /// Aborts a transfer when it has been silent for `ms`; re-armed on every chunk.
-struct Watchdog {
+pub(super) struct Watchdog {
     ms: i32,
     timer: JsValue,
     fired: std::rc::Rc<Cell<bool>>,
@@ -204,7 +211,7 @@ struct Watchdog {
 }
 
 impl Watchdog {
-    fn new(controller: web_sys::AbortController, ms: i32) -> Self {
+    pub(super) fn new(controller: web_sys::AbortController, ms: i32) -> Self {
         let fired = std::rc::Rc::new(Cell::new(false));
         let flag = std::rc::Rc::clone(&fired);
         let abort = Closure::<dyn FnMut()>::new(move || {
@@ -215,13 +222,13 @@ impl Watchdog {
         Self { ms, timer, fired, abort }
     }
 
-    fn rearm(&mut self) {
+    pub(super) fn rearm(&mut self) {
         clear_timeout(&self.timer);
         self.timer = set_timeout(self.abort.as_ref().unchecked_ref(), self.ms);
     }
 
     /// Why a failed transfer failed: the watchdog's abort, or the network's error.
-    fn explain(&self, error: &JsValue) -> String {
+    pub(super) fn explain(&self, error: &JsValue) -> String {
         match self.fired.get() {
             true => format!("no data for {} ms", self.ms),
             false => js_message(error),
@@ -318,7 +325,7 @@ struct ShardRun<'a> {
 
 /// Progress is reported at most every this many bytes (and at the end): a 7 GB model
 /// arrives in ~100,000 network chunks.
-const PROGRESS_STEP: u64 = 1 << 20;
+pub(super) const PROGRESS_STEP: u64 = 1 << 20;
 
 impl ShardRun<'_> {
     /// Takes shards from the shared queue until none is left or one has failed.

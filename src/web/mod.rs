@@ -10,8 +10,10 @@ mod class;
 mod error;
 mod exports;
 pub mod fit;
+mod gguf;
 mod load;
 pub mod loader;
+mod opfs;
 mod options;
 mod types;
 

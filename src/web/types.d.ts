@@ -14,6 +14,9 @@ export interface LoadOptions {
   retries?: number;
   /** Use subgroup reductions where the adapter has them; default true. */
   subgroups?: boolean;
+  /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's
+   *  `X-Linked-Etag`. */
+  sha256?: string;
 }
 
 export type Order = "forward" | "swapped";

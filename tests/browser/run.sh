@@ -2,9 +2,10 @@
 # The page's tests: units.test.mjs (its modules and the wasm pairwiseMetrics under Node),
 # serve.test.mjs (the page's wasm through `webjudge serve`), e2e.test.mjs (www/ end to end in
 # headless Chromium with WebGPU on SwiftShader, driven by playwright-core against the system
-# Chromium) and package.test.mjs (the npm package installed, bundled with esbuild, Vite 7 and
-# Vite 8 and run there, its declarations checked by tsc) and families.test.mjs (the newer judges
-# on tiny checkpoints of their bases, page against native CLI). Needs the native build and the
+# Chromium), package.test.mjs (the npm package installed, bundled with esbuild, Vite 7 and
+# Vite 8 and run there, its declarations checked by tsc), families.test.mjs (the newer judges
+# on tiny checkpoints of their bases, page against native CLI) and gguf.test.mjs (the test
+# model's GGUF loaded by URL, served as the Hub serves it). Needs the native build and the
 # converted test model (make builds both); builds only www/pkg/ when it is missing.
 # Environment: WEBJUDGE_BIN, WEBJUDGE_MODEL, WEBJUDGE_NATIVE_FLAGS (see e2e.test.mjs).
 set -euo pipefail
@@ -38,4 +39,4 @@ if [[ ! -f "$WEBJUDGE_MODEL/manifest.json" ]]; then
 fi
 
 cd "$HERE"
-exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs families.test.mjs package.test.mjs
+exec node --test --test-concurrency=1 --test-reporter=spec units.test.mjs serve.test.mjs e2e.test.mjs families.test.mjs package.test.mjs gguf.test.mjs

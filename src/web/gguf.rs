@@ -1,0 +1,351 @@
+//! `Judge.load` of a GGUF URL (a Hugging Face Hub `resolve` link, or any server with CORS and
+//! byte ranges): the header by range requests of growing prefixes, the plan and the fit
+//! checked and every weight buffer allocated before the weights are fetched, then the file
+//! streamed from its first byte by range requests into [`GgufStream`], each part repacked and
+//! uploaded as it completes, never the whole file in memory. A broken transfer resumes where
+//! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
+//! at the end against the host's (`X-Linked-Etag`, the Hub's LFS hash) or the caller's
+//! (`sha256`), and a mismatch leaves nothing loaded. The repacked model is kept in the Origin
+//! Private File System ([`opfs`]) once verified, and the next load of the URL reads it from
+//! there, fetching no weights (one byte, to see whether the file changed).
+
+use js_sys::Uint8Array;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{ReadableStreamDefaultReader, RequestCache, Response};
+
+use super::arguments::LoadSettings;
+use super::class::JsJudge;
+use super::loader::{self, ShardStats, Watchdog};
+use super::opfs::{self, Keeper, Kept, Source};
+use super::WebError;
+use crate::format::gguf::GgufFile;
+use crate::format::manifest::DEFAULT_SHARD_BYTES;
+use crate::format::Manifest;
+use crate::import::gguf::{GgufPlan, ImportOptions};
+use crate::import::stream::GgufStream;
+use crate::model::{allocate_tensors, ShardUploader};
+use crate::tokenizer::Tokenizer;
+
+/// The first prefix fetched for the header; doubled until it holds the header.
+const FIRST_PREFIX_BYTES: u64 = 4 << 20;
+/// No GGUF header is larger (a 256k-token vocabulary with merges takes some 10 MB).
+const MAX_HEADER_BYTES: u64 = 256 << 20;
+
+/// Whether `model_url` names a GGUF file (its path ends in `.gguf`) rather than a model
+/// directory.
+pub fn is_gguf_url(model_url: &str) -> bool {
+    let path = model_url.split(['?', '#']).next().unwrap_or("");
+    path.to_ascii_lowercase().ends_with(".gguf")
+}
+
+/// `Judge.load` of the GGUF at `model_url`.
+pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
+    loader::require_webgpu()?;
+    let url = loader::absolute_url(model_url)?;
+    if let Some(kept) = opfs::kept(&url).await {
+        if still_current(&url, &kept.source, settings.sha256.as_deref()).await {
+            match load_kept(&url, &kept, &settings).await {
+                Err(WebError::CorruptShard(why)) => {
+                    let note = format!("webjudge: the kept copy of {url} is damaged ({why}): downloading it again");
+                    web_sys::console::warn_1(&note.into());
+                }
+                loaded => return loaded,
+            }
+        }
+    }
+    let (header, file_size, linked_sha256) = fetch_header(&url).await?;
+    let mut apart = crate::import::gguf::ApartTensors::new();
+    for (name, range) in GgufPlan::apart_ranges(&header).map_err(|e| model_error(&url, e))? {
+        apart.insert(name, fetch_range(&url, range.start, range.end).await?.0);
+    }
+    let file_name = url.rsplit('/').next().filter(|n| !n.is_empty());
+    let plan =
+        GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
+    let expected = settings.sha256.clone().or(linked_sha256);
+    if expected.is_none() {
+        web_sys::console::warn_1(
+            &format!("webjudge: {url} comes with no sha256 (no X-Linked-Etag, no sha256 option): not verified").into(),
+        );
+    }
+    let mut stream = GgufStream::new(plan, file_size, DEFAULT_SHARD_BYTES);
+    // The manifest the fit is estimated from: the layout, before any weight arrives.
+    let planned = Manifest {
+        format_version: 0,
+        architecture: stream.plan().architecture.clone(),
+        chat_template: None,
+        judge: None,
+        tensors: stream.entries().to_vec(),
+        shards: Vec::new(),
+    };
+    let prepared = super::load::prepare(&planned, &settings).await?;
+    let device = prepared.gpu.device.clone();
+    let weights =
+        super::load::allocate(&prepared, &planned, || allocate_tensors(&prepared.gpu, stream.entries())).await;
+    let (weights, estimate) = weights.inspect_err(|_| device.destroy())?;
+    let progress = super::load::progress_callback(&settings);
+    let mut stats = ShardStats::default();
+    let mut keeper = Keeper::start(&url).await;
+    let mut upload = |name: &str, part: usize, bytes: &[u8]| weights[name].write_part(&prepared.gpu, part, bytes);
+    let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
+    if let Err(error) = streamed {
+        device.destroy();
+        keeper.discard().await;
+        return Err(error);
+    }
+    let model = match stream.finish(expected.as_deref()) {
+        Ok(model) => model,
+        Err(error) => {
+            device.destroy();
+            keeper.discard().await;
+            return Err(WebError::CorruptShard(format!("{url}: {error}")));
+        }
+    };
+    let source =
+        Source { url: url.clone(), size: file_size, sha256: model.sha256.clone(), verified: expected.is_some() };
+    keeper.commit(&model.manifest.to_json(), &model.plan.tokenizer_json, &source).await;
+    stats.downloaded = 1;
+    let tokenizer = model.plan.tokenizer;
+    super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, url, stats).await
+}
+
+/// Whether the model kept for `url` is still the file there: the host's size and hash now
+/// (a one-byte range request) are those recorded, and the page expects no other hash.
+/// Offline, the kept model is used as it is.
+async fn still_current(url: &str, kept: &Source, expected: Option<&str>) -> bool {
+    if expected.is_some_and(|hash| hash != kept.sha256) {
+        return false;
+    }
+    match fetch_range(url, 0, 1).await {
+        Ok((_, size, linked)) => size == kept.size && linked.is_none_or(|hash| hash == kept.sha256),
+        Err(WebError::Network(_)) => true,
+        Err(_) => false,
+    }
+}
+
+/// Loads the model kept for `url`: its shards read from the OPFS, each verified against the
+/// kept manifest (a damaged one is `CorruptShard`, and the kept copy is removed).
+async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<JsJudge, WebError> {
+    let manifest = Manifest::from_json(&kept.manifest).map_err(|e| model_error(url, e))?;
+    let tokenizer = Tokenizer::from_json(&kept.tokenizer).map_err(|e| model_error(url, e))?;
+    let prepared = super::load::prepare(&manifest, settings).await?;
+    let device = prepared.gpu.device.clone();
+    let progress = super::load::progress_callback(settings);
+    let uploaded = async {
+        let make = || ShardUploader::new(&prepared.gpu, &manifest);
+        let (mut uploader, estimate) = super::load::allocate(&prepared, &manifest, make).await?;
+        let total = manifest.total_bytes();
+        let mut done = 0;
+        progress(done, total);
+        for (index, shard) in manifest.shards.iter().enumerate() {
+            let bytes = kept.shard(index).await.map_err(WebError::CorruptShard)?;
+            uploader.upload_shard(index, &bytes).map_err(|e| WebError::CorruptShard(e.to_string()))?;
+            done += shard.size;
+            progress(done, total);
+        }
+        Ok::<_, WebError>((uploader.finish()?, estimate))
+    };
+    let (weights, estimate) = match uploaded.await {
+        Ok(done) => done,
+        Err(error) => {
+            device.destroy();
+            if matches!(error, WebError::CorruptShard(_)) {
+                opfs::forget(url).await;
+            }
+            return Err(error);
+        }
+    };
+    let stats = ShardStats { from_cache: manifest.shards.len(), ..ShardStats::default() };
+    super::load::finish(prepared, estimate, weights, manifest, tokenizer, url.to_string(), stats).await
+}
+
+fn model_error(url: &str, error: impl std::fmt::Display) -> WebError {
+    WebError::Model(format!("{url}: {error}"))
+}
+
+/// The header, from prefixes fetched by range requests and doubled until one holds it; the
+/// file's size; and the sha256 its host publishes (`X-Linked-Etag`), where it does.
+async fn fetch_header(url: &str) -> Result<(GgufFile, u64, Option<String>), WebError> {
+    let mut length = FIRST_PREFIX_BYTES;
+    loop {
+        let (prefix, file_size, linked) = fetch_range(url, 0, length).await?;
+        match GgufFile::read_prefix(&prefix, file_size).map_err(|e| model_error(url, e))? {
+            Some(header) => return Ok((header, file_size, linked)),
+            None if length < MAX_HEADER_BYTES && length < file_size => length *= 2,
+            None => return Err(model_error(url, format!("no GGUF header within its first {length} bytes"))),
+        }
+    }
+}
+
+/// Bytes `start..end` of `url` (fewer where the file ends first), the file's size from the
+/// `Content-Range`, and its `X-Linked-Etag` if it is a sha256.
+async fn fetch_range(url: &str, start: u64, end: u64) -> Result<(Vec<u8>, u64, Option<String>), WebError> {
+    let response = range_request(url, start, Some(end), None).await.map_err(WebError::Network)?;
+    let file_size = checked_range(url, &response, start)?;
+    let buffer =
+        JsFuture::from(response.array_buffer().map_err(|e| network(url, &e))?).await.map_err(|e| network(url, &e))?;
+    Ok((Uint8Array::new(&buffer).to_vec(), file_size, linked_sha256(&response)))
+}
+
+fn network(url: &str, error: &wasm_bindgen::JsValue) -> WebError {
+    WebError::Network(format!("GET {url}: {}", loader::js_message(error)))
+}
+
+/// A `Range: bytes=start-[end-1]` request (never from the HTTP cache: the stream verifies
+/// the file as a whole).
+async fn range_request(
+    url: &str,
+    start: u64,
+    end: Option<u64>,
+    signal: Option<&web_sys::AbortSignal>,
+) -> Result<Response, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_cache(RequestCache::NoStore);
+    let headers = web_sys::Headers::new().expect("Headers constructor");
+    let last = end.map_or(String::new(), |end| (end - 1).to_string());
+    headers.set("Range", &format!("bytes={start}-{last}")).expect("Range is a valid header");
+    init.set_headers(&headers);
+    init.set_signal(signal);
+    loader::fetch(url, &init).await.map_err(|e| format!("GET {url}: {}", loader::js_message(&e)))
+}
+
+/// The file's size from a 206 answer starting at `start`; a server that ignores ranges is
+/// refused (it would send the whole file into memory).
+fn checked_range(url: &str, response: &Response, start: u64) -> Result<u64, WebError> {
+    if response.status() != 206 {
+        return Err(WebError::Network(format!(
+            "GET {url}: HTTP {} to a range request; a GGUF is loaded from a server that serves byte ranges",
+            response.status()
+        )));
+    }
+    let content_range = response.headers().get("Content-Range").ok().flatten().unwrap_or_default();
+    let parsed = content_range.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(|(span, size)| {
+        let first = span.split('-').next()?.parse::<u64>().ok()?;
+        Some((first, size.parse::<u64>().ok()?))
+    });
+    match parsed {
+        Some((first, size)) if first == start => Ok(size),
+        _ => Err(WebError::Network(format!(
+            "GET {url}: Content-Range {content_range:?} is not bytes {start}-…/SIZE (not exposed by CORS?)"
+        ))),
+    }
+}
+
+/// The sha256 a host publishes for the file: the Hub's `X-Linked-Etag` (the LFS object id,
+/// quoted), where CORS lets the page read it.
+fn linked_sha256(response: &Response) -> Option<String> {
+    let etag = response.headers().get("X-Linked-Etag").ok().flatten()?;
+    let hash = etag.trim_start_matches("W/").trim_matches('"').to_ascii_lowercase();
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+}
+
+/// Streams the file into `stream` from its first byte, resuming after a broken transfer
+/// from the bytes received, `settings.shards.retries` times with backoff; each completed
+/// part goes to `upload(tensor name, part index, bytes)`.
+async fn download(
+    url: &str,
+    stream: &mut GgufStream,
+    settings: &LoadSettings,
+    progress: &dyn Fn(u64, u64),
+    stats: &mut ShardStats,
+    keeper: &mut Keeper,
+    upload: &mut dyn FnMut(&str, usize, &[u8]),
+) -> Result<(), WebError> {
+    let options = &settings.shards;
+    let size = stream.file_size();
+    let mut failures = 0u32;
+    progress(0, size);
+    while stream.received() < size {
+        let from = stream.received();
+        if from > 0 {
+            stats.resumed += 1;
+        }
+        let ended = match transfer(url, stream, options.stall_ms, progress, (size, stats), keeper, upload).await {
+            Err(Attempt::Refused(error)) => return Err(error),
+            Ok(()) if stream.received() == size => break,
+            Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
+            Err(Attempt::Broken(message)) => message,
+        };
+        // An attempt that brought bytes starts the count again: a long download over a
+        // flaky network goes on as long as it moves.
+        failures = if stream.received() > from { 1 } else { failures + 1 };
+        if failures > options.retries {
+            return Err(WebError::Network(format!("{ended} (gave up after {failures} attempts without progress)")));
+        }
+        stats.retried += 1;
+        loader::sleep(options.backoff_ms.saturating_mul(1i32 << (failures - 1).min(6))).await;
+    }
+    progress(size, size);
+    Ok(())
+}
+
+/// How one transfer attempt ended short of the file's end.
+enum Attempt {
+    /// Worth resuming (a network error, a stall, a server error status).
+    Broken(String),
+    /// Never worth it: the bytes are not the file the header described, or the server
+    /// refuses.
+    Refused(WebError),
+}
+
+/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk.
+async fn transfer(
+    url: &str,
+    stream: &mut GgufStream,
+    stall_ms: i32,
+    progress: &dyn Fn(u64, u64),
+    (size, stats): (u64, &mut ShardStats),
+    keeper: &mut Keeper,
+    upload: &mut dyn FnMut(&str, usize, &[u8]),
+) -> Result<(), Attempt> {
+    let from = stream.received();
+    let controller = web_sys::AbortController::new().expect("AbortController constructor");
+    let mut watchdog = Watchdog::new(controller.clone(), stall_ms);
+    let response = range_request(url, from, None, Some(&controller.signal())).await.map_err(Attempt::Broken)?;
+    match response.status() {
+        206 => {}
+        status @ (408 | 425 | 429 | 500..=599) => return Err(Attempt::Broken(format!("GET {url}: HTTP {status}"))),
+        _ => {}
+    }
+    let file_size = checked_range(url, &response, from).map_err(Attempt::Refused)?;
+    if file_size != size {
+        return Err(Attempt::Refused(WebError::CorruptShard(format!(
+            "{url} changed while loading: {file_size} bytes now, {size} when its header was read"
+        ))));
+    }
+    let body = response.body().ok_or_else(|| Attempt::Broken(format!("GET {url}: the response has no body")))?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut reported = from;
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| Attempt::Broken(format!("GET {url}: the transfer broke off: {}", watchdog.explain(&e))))?;
+        watchdog.rearm();
+        let done = js_sys::Reflect::get(&chunk, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true);
+        if done {
+            return Ok(());
+        }
+        let value: Uint8Array = js_sys::Reflect::get(&chunk, &"value".into())
+            .map_err(|e| Attempt::Broken(loader::js_message(&e)))?
+            .unchecked_into();
+        let bytes = value.to_vec();
+        stats.downloaded_bytes += bytes.len() as u64;
+        // Parts to keep, written once the (synchronous) push has handed them on.
+        let mut to_keep = Vec::new();
+        let mut on_part = |entry: &crate::format::TensorEntry, part: usize, packed: &[u8]| {
+            upload(&entry.name, part, packed);
+            to_keep.push((entry.parts[part].shard, packed.to_vec()));
+        };
+        if let Err(error) = stream.push(&bytes, &mut on_part) {
+            let _ = reader.cancel();
+            return Err(Attempt::Refused(WebError::CorruptShard(format!("{url}: {error}"))));
+        }
+        for (shard, packed) in to_keep {
+            keeper.write(shard, &packed).await;
+        }
+        if stream.received() - reported >= loader::PROGRESS_STEP {
+            reported = stream.received();
+            progress(reported, size);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+// A GGUF loaded by URL in headless Chromium (issue 25): the test model's GGUF served by
+// `webjudge serve --model FILE.gguf` as the Hugging Face Hub serves one (ranges, CORS, its sha256
+// in X-Linked-Etag), loaded by Judge.load with no conversion step: the header by range requests,
+// the file streamed and repacked in the wasm, verified against the linked hash; it generates the
+// reference's first greedy ids (tests/golden/smollm2_generate.json, transformers', which its
+// converted directory generates too); loaded again, it comes from the Origin Private File System
+// with no weight request (one byte, to see that the file is unchanged) and generates the same, and
+// so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
+// clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
+// server without ranges, a wrong sha256) on a tiny fixture, with nothing kept. One Chromium, one page,
+// one download of the 92 MB file over the loopback.
+//   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
+//   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
+//   WEBJUDGE_WWW        the site, default www/
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { CHROMIUM_OPTIONS } from "./chromium.mjs";
+import { startServer } from "./server.mjs";
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.WEBJUDGE_BIN ?? join(REPO, "target/release/webjudge");
+const ROOT = process.env.WEBJUDGE_WWW ?? join(REPO, "www");
+const GGUF =
+  process.env.WEBJUDGE_TEST_GGUF ??
+  execFileSync("bash", [join(REPO, "tools/fetch_test_model.sh")], { encoding: "utf8" }).trim().split("\n").at(-1);
+// Greedy steps compared: each takes seconds on SwiftShader.
+const STEPS = 4;
+
+let server;
+let browser;
+
+before(async () => {
+  server = spawn(BIN, ["serve", "--port", "0", "--root", ROOT, "--model", GGUF], { stdio: ["ignore", "pipe", "inherit"] });
+  const [line] = await createInterface({ input: server.stdout })[Symbol.asyncIterator]().next().then((r) => [r.value]);
+  server.origin = line.match(/http:\/\/127\.0\.0\.1:\d+/)[0];
+  browser = await chromium.launch(CHROMIUM_OPTIONS);
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+test("a GGUF URL loads, verified by its linked sha256, generates the reference's ids, and loads again from the OPFS", { timeout: 10 * 60_000 }, async () => {
+  const golden = JSON.parse(await readFile(join(REPO, "tests/golden/smollm2_generate.json"), "utf8")).cases[0];
+  const page = await browser.newPage();
+  const warnings = [];
+  page.on("console", (message) => message.type() === "warning" && warnings.push(message.text()));
+  // The GGUF's requests, by the load they belong to, with their ranges.
+  const ranges = [];
+  page.on("request", (request) => request.url().endsWith(".gguf") && ranges.push(request.headers()["range"]));
+  await page.goto(`${server.origin}/index.html`);
+  const url = `/models/default/${basename(GGUF)}`;
+  const started = Date.now();
+  const result = await page.evaluate(
+    async ({ url, prompt, steps, sha256 }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const progress = [];
+      const judge = await wasm.Judge.load(url, { contextLength: 256, onProgress: (done, total) => progress.push([done, total]) });
+      const generated = await judge.generate(prompt, { maxNewTokens: steps });
+      const info = judge.info();
+      await judge.unload();
+      const again = await wasm.Judge.load(url, { contextLength: 256 });
+      const regenerated = await again.generate(prompt, { maxNewTokens: steps });
+      const reloaded = again.info();
+      await again.unload();
+      const listKept = async () => {
+        const names = [];
+        const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+        for await (const name of root.keys()) names.push(name);
+        return names;
+      };
+      const keptBeforeClear = await listKept();
+      // <web-judge model="….gguf" sha256="…">, through judge-client.js and its worker: the kept model.
+      await import("/web-judge.js");
+      const element = document.createElement("web-judge");
+      element.setAttribute("model", url);
+      element.setAttribute("sha256", sha256);
+      document.body.append(element);
+      const elementInfo = await (await element.load()).info();
+      await wasm.Judge.clearCache(url);
+      const keptAfterClear = await listKept();
+      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, keptBeforeClear, keptAfterClear, elementInfo };
+    },
+    { url, prompt: golden.prompt, steps: STEPS, sha256: createHash("sha256").update(await readFile(GGUF)).digest("hex") },
+  );
+  console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
+  const size = (await import("node:fs")).statSync(GGUF).size;
+  assert.deepEqual(result.progress, [size, size]);
+  assert.equal(result.info.downloadedBytes, size);
+  assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
+  assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
+  assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
+  // The second load: the kept model, the same ids, and of the file only its first byte.
+  assert.deepEqual(result.again, result.ids);
+  assert.equal(result.reloaded.fromCache, true);
+  assert.equal(result.reloaded.downloadedBytes, 0);
+  assert.equal(result.elementInfo.fromCache, true, "<web-judge> loaded the kept model");
+  // Every request is a range: the header (a 4 MiB prefix), one byte for each load of the kept
+  // model (the page's second and the element's, from its worker) and the one download from byte
+  // 0, not resumed on the loopback.
+  console.log(`GGUF requests (ranges): ${JSON.stringify(ranges)}`);
+  assert.ok(ranges.every((range) => /^bytes=\d+-\d*$/.test(range ?? "")), "only range requests");
+  assert.deepEqual(ranges.filter((range) => range === "bytes=0-0"), ["bytes=0-0", "bytes=0-0"]);
+  assert.deepEqual(ranges.filter((range) => /^bytes=\d+-$/.test(range)), ["bytes=0-"]);
+});
+
+// Files that are no GGUF the header promises, refused from the header's range requests alone
+// (no weight fetched), each with a message that says what is wrong: a file cut short, a header
+// promising one tensor more than it describes, and a server that ignores ranges; and a whole file
+// whose sha256 is not the one expected, refused once streamed. Nothing is kept. A tiny fixture
+// (qwen2_tiny.gguf) from the suites' test server, which logs requests.
+test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
+  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
+  await writeFile(join(dir, "truncated.gguf"), bytes.subarray(0, bytes.length - 1000));
+  const promising = Buffer.from(bytes);
+  promising.writeBigUInt64LE(promising.readBigUInt64LE(8) + 1n, 8);
+  await writeFile(join(dir, "promising.gguf"), promising);
+  await writeFile(join(dir, "whole.gguf"), bytes);
+  const faults = await startServer({ root: ROOT, model: dir });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${faults.origin}/index.html`);
+    const outcomes = await page.evaluate(async (urls) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const outcomes = [];
+      for (const [url, sha256] of urls) {
+        try {
+          await wasm.Judge.load(url, { contextLength: 64, sha256 });
+          outcomes.push("loaded");
+        } catch (error) {
+          outcomes.push(`${error.name}: ${error.message}`);
+        }
+      }
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      for await (const name of root.keys()) kept.push(name);
+      return { outcomes, kept };
+    }, [
+      ["/models/default/truncated.gguf"],
+      ["/models/default/promising.gguf"],
+      ["/norange-t1/whole.gguf"],
+      ["/models/default/whole.gguf", "0".repeat(64)],
+    ]);
+    console.log(outcomes.outcomes.join("\n"));
+    const [truncated, promised, norange, wrong] = outcomes.outcomes;
+    assert.match(truncated, /^ModelError: .*truncated\.gguf: .*outside the file/);
+    assert.match(promised, /^ModelError: .*promising\.gguf: /);
+    assert.match(norange, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    assert.match(wrong, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
+    assert.deepEqual(outcomes.kept, [], "nothing of a refused file is kept");
+    const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
+    assert.deepEqual(weights.map((entry) => entry.path), ["/models/default/whole.gguf"], "weights fetched only for the whole file");
+  } finally {
+    await faults.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
