@@ -34,4 +34,6 @@ export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}
 export WEBJUDGE_TEST_SERVER="http://127.0.0.1:$port"
-cargo test --target wasm32-unknown-unknown --test web -- "$@"
+# --release: the same dependency builds as tools/build_web.sh's (the dev profile would compile
+# every crate for wasm32 a second time); only the test's own dev-dependencies are added.
+cargo test --release --target wasm32-unknown-unknown --test web -- "$@"

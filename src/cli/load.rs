@@ -86,7 +86,14 @@ impl ModelArgs {
 /// for a GGUF file, those `convert` would write (a pass over the file).
 pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), String> {
     if is_gguf(dir) {
-        let manifest = read_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?.0;
+        // Errors reading the file name it already; those of its contents do not.
+        let name = dir.display().to_string();
+        let manifest = read_metadata(dir)
+            .map_err(|e| match e.to_string() {
+                message if message.starts_with(&name) => message,
+                message => format!("{name}: {message}"),
+            })?
+            .0;
         let bytes = manifest.to_json().into_bytes();
         return Ok((manifest, bytes));
     }

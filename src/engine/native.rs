@@ -31,10 +31,14 @@ fn open_shard(dir: &Path, shard: &ShardEntry) -> Result<RegularFile, LoadError> 
     Ok(file)
 }
 
-/// Whether `path` names a GGUF file rather than a model directory: anything but a
-/// directory is read as one (the reader says so when it is no GGUF).
+/// Whether `path` names a GGUF file rather than a model directory: anything there but a
+/// directory is read as one (the reader says so when it is no GGUF); a missing path is a
+/// GGUF only by its `.gguf` name, so a mistyped directory's error names its manifest.
 pub fn is_gguf(path: &Path) -> bool {
-    !path.is_dir()
+    match path.metadata() {
+        Ok(metadata) => !metadata.is_dir(),
+        Err(_) => path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")),
+    }
 }
 
 /// Reads `path`'s manifest and tokenizer (no GPU needed). A GGUF file's manifest is the one
