@@ -11,13 +11,12 @@ use serde_json::json;
 use webjudge::format::manifest::TOKENIZER_FILE;
 use webjudge::format::ChatTemplate;
 use webjudge::judge::session::tokenized_input;
-use webjudge::judge::{model_input, Item, Protocol};
+use webjudge::judge::{model_input, Item, Protocol, Rubric};
 use webjudge::tokenizer::Tokenizer;
 
-use super::judge::rubric_argument;
-use super::load::read_manifest;
 use super::parse::map_jsonl;
 use super::CliResult;
+use webjudge::engine::native::read_manifest;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,7 +49,7 @@ pub fn run(args: Args) -> CliResult {
     map_jsonl(|row| {
         let mut item = Item::from_row(row, args.protocol)?;
         if let (None, Some(rubric)) = (item.rubric(), &args.rubric) {
-            item = item.with_rubric(rubric_argument(rubric)?);
+            item = item.with_rubric(Rubric::from_argument(rubric)?);
         }
         Ok(match &tokenizer {
             Some(tokenizer) => {

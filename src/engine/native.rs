@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::{Engine, EngineError};
-use crate::format::checked_file::{self, RegularFile};
-use crate::format::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
+use crate::format::checked_file::{self, ReadError, RegularFile};
+use crate::format::manifest::{ManifestError, MANIFEST_FILE, TOKENIZER_FILE};
 use crate::format::{Manifest, ShardEntry};
 use crate::kernels::{Gpu, GpuOptions};
 use crate::model::{LlamaModel, LoadError, LoadOptions, ShardUploader};
@@ -18,6 +18,25 @@ fn open_shard(dir: &Path, shard: &ShardEntry) -> Result<RegularFile, LoadError> 
         return Err(LoadError::ShardSize { file: path.display().to_string(), expected: shard.size, found: file.size });
     }
     Ok(file)
+}
+
+/// A model directory's manifest that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFileError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{path}: {source}")]
+    Parse { path: String, source: ManifestError },
+}
+
+/// `dir`'s manifest, and its bytes (a batch output names the model by their hash,
+/// [`crate::judge::output::RunOptions::model_id`]).
+pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), ManifestFileError> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = checked_file::read(&path, checked_file::MANIFEST)?;
+    let manifest = Manifest::from_json(&String::from_utf8_lossy(&bytes))
+        .map_err(|source| ManifestFileError::Parse { path: path.display().to_string(), source })?;
+    Ok((manifest, bytes))
 }
 
 /// Reads `dir`'s manifest and tokenizer (no GPU needed).
