@@ -52,8 +52,9 @@ fn ready(mut row: Row, rubric: Option<&Rubric>) -> Result<Row, RowsError> {
 pub enum RunEvent<'a> {
     /// Newly completed critique text of the row at `rows[position]`, in one of its orders.
     Text { position: usize, order: Order, text: &'a str },
-    /// A row is judged, or could not be (too long for the context): its record.
-    Judged(Record<'a>),
+    /// A row is judged, or could not be (too long for the context): its record (boxed: a
+    /// record is large beside a piece of text).
+    Judged(Box<Record<'a>>),
 }
 
 /// Why [`judge_rows`] ended early.
@@ -93,7 +94,7 @@ pub async fn judge_rows<'a, E>(
         }
         let event = match event {
             JudgeEvent::Text(order, text) => RunEvent::Text { position, order, text },
-            JudgeEvent::Judged(outcome) => RunEvent::Judged(Record::new(rows[position], outcome, run)),
+            JudgeEvent::Judged(outcome) => RunEvent::Judged(Box::new(Record::new(rows[position], outcome, run))),
         };
         if let Err(error) = on_event(event) {
             failed = Some(error);

@@ -145,7 +145,7 @@ impl FileRun {
 
     /// Appends a record (JSON, as a worker's `judge_rows` returned it) to the output.
     fn append(&mut self, record: &str) -> PyResult<()> {
-        self.file.as_mut().ok_or_else(|| error("the run is finished"))?.append_json(&record).map_err(error)
+        self.file.as_mut().ok_or_else(|| error("the run is finished"))?.append_json(record).map_err(error)
     }
 
     /// Ends the run: the output put in input order, its lock released; returns the report
