@@ -53,12 +53,19 @@ MAX_NEW_TOKENS = 8
 TIMINGS = {"time_to_first_token_s", "prefill_tok_s", "decode_tok_s", "prefill_saved_s"}
 
 
-def untimed(record):
+def untimed(record, drop=TIMINGS):
     """A record without its timings (a swapped judgement's too)."""
-    kept = {key: value for key, value in record.items() if key not in TIMINGS}
+    kept = {key: value for key, value in record.items() if key not in drop}
     if isinstance(kept.get("swapped"), dict):
-        kept["swapped"] = untimed(kept["swapped"])
+        kept["swapped"] = untimed(kept["swapped"], drop)
     return kept
+
+
+def as_judged(record):
+    """A record without what depends on where and after what its row was judged: timings, and
+    the prompt tokens found in the KV cache (a Ray actor has judged other rows before it than
+    the CLI's one engine had)."""
+    return untimed(record, TIMINGS | {"reused_tokens"})
 
 
 @pytest.fixture(scope="session")

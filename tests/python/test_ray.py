@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import MAX_NEW_TOKENS, REPO, ROWS, json_lines, untimed
+from conftest import MAX_NEW_TOKENS, REPO, ROWS, as_judged, json_lines
 
 
 def example(model_dir, rows_file, output):
@@ -18,7 +18,7 @@ def example(model_dir, rows_file, output):
     started."""
     command = [sys.executable, str(REPO / "examples/ray_judge.py"), "--model", str(model_dir), "--input",
                str(rows_file), "--output", str(output), "--actors", "2", "--batch-size", "1", "--cluster-cpus", "2",
-               "--max-new-tokens", str(MAX_NEW_TOKENS)]  # fmt: skip
+               "--num-cpus", "0.5", "--max-new-tokens", str(MAX_NEW_TOKENS)]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -50,6 +50,6 @@ def test_two_actors_judge_a_file_as_the_cli_and_resume_after_a_kill(model_dir, r
 
     records = json_lines(output.read_text())
     # Every row once, in input order, as the CLI judged it (its "run" names the same input).
-    assert [untimed(record) for record in records] == [untimed(record) for record in cli_records]
+    assert [as_judged(record) for record in records] == [as_judged(record) for record in cli_records]
     # The rows judged before the kill were kept, timings and all, not judged again.
     assert all(records[index] == record for index, record in before.items())
