@@ -1,6 +1,7 @@
 # The README's set-up commands: `make demo` (build, fetch the default model, serve the page),
-# `make check` (the fast tier of tests), `make test` (every test, as CI runs it) and
-# `make package` (the npm package). Each installs what it needs first.
+# `make check` (the fast tier of tests), `make test` (every test, as CI runs it),
+# `make package` (the npm package) and `make python` (the Python wheel). Each installs what it
+# needs first.
 
 CACHE ?= $(or $(WEBJUDGE_CACHE),$(HOME)/.cache/webjudge)
 DEMO_MODEL := target/models/smollm2-135m-instruct
@@ -12,7 +13,7 @@ export XDG_RUNTIME_DIR ?= /tmp/webjudge-runtime-$(shell id -u)
 # The test model's GGUF for the tests, fetched and verified once into the cache.
 TEST_GGUF := WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))"
 
-.PHONY: demo check test deps native-deps web model package
+.PHONY: demo check test test-python deps native-deps web model package python
 
 # What the native build and its tests need; deps adds the browser and the wasm tools.
 native-deps:
@@ -32,6 +33,10 @@ package: web
 	test -d tests/browser/node_modules/esbuild || (cd tests/browser && npm ci --no-audit --no-fund)
 	node tools/build_package.mjs
 
+# The Python package `webjudge` (pyproject.toml): an abi3 wheel in target/wheels/release/.
+python: native-deps
+	tools/python_wheel.sh
+
 $(DEMO_MODEL)/manifest.json: | deps
 	cargo build --release
 	target/release/webjudge convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
@@ -47,9 +52,10 @@ demo: web model
 check: native-deps
 	$(TEST_GGUF) cargo test --all-targets
 
-# The full tier: the fast tier's ignored tests included, then the wasm and browser suites,
-# which run the CLI and www/pkg/: build both fresh. The suites run the dev build of the CLI,
-# which `cargo test` builds anyway: a release build would compile every crate a second time.
+# The full tier: the fast tier's ignored tests included, the Python package's (the test
+# model's directory), then the wasm and browser suites, which run the CLI and www/pkg/: build
+# both fresh. The suites run the dev build of the CLI, which `cargo test` builds anyway: a
+# release build would compile every crate a second time.
 TEST_BIN := target/debug/webjudge
 
 test: deps web
@@ -57,5 +63,12 @@ test: deps web
 	test -f $(DEMO_MODEL)/manifest.json || \
 		$(TEST_BIN) convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
 	$(TEST_GGUF) cargo test --all-targets -- --include-ignored
+	# The Python batch and Ray tests take CI's remaining time: `make test-python` runs them.
+	tools/test_python.sh $(DEMO_MODEL) -k "not batch and not actors"
 	tools/test_wasm.sh
 	WEBJUDGE_BIN=$(CURDIR)/$(TEST_BIN) tests/browser/run.sh
+
+# Every Python test, the batch and Ray ones (two actors, a kill and a resume) included:
+# minutes of generation on lavapipe.
+test-python: native-deps model
+	tools/test_python.sh $(DEMO_MODEL)

@@ -9,7 +9,8 @@
 //! - [`engine`]: a loaded model and the generation loop;
 //! - [`judge`]: Auto-J protocols, verdicts, judging and evaluation metrics;
 //! - `convert` (native only): GGUF and Hugging Face checkpoints into that format;
-//! - `web` (wasm32 only): the JavaScript API and the model loader of the browser build.
+//! - `web` (wasm32 only): the JavaScript API and the model loader of the browser build;
+//! - `python` (native, feature `python`): the Python package's native module.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod convert;
@@ -19,6 +20,8 @@ pub mod import;
 pub mod judge;
 pub mod kernels;
 pub mod model;
+#[cfg(all(feature = "python", not(target_arch = "wasm32")))]
+mod python;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

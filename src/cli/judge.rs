@@ -7,22 +7,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use webjudge::engine::native::read_tokenizer;
-use webjudge::engine::Cancel;
-use webjudge::format::{hex, Manifest};
-use webjudge::judge::autoj_metrics::{pairwise_metrics, Judged, ScenarioGroups};
+use webjudge::engine::native::{read_manifest, read_tokenizer};
+use webjudge::format::Manifest;
 use webjudge::judge::dataset::{parse_rows, Record, Row};
 use webjudge::judge::output::file::OutputFile;
-use webjudge::judge::output::{without_bom, InputIdentity, RunOptions};
+use webjudge::judge::output::{InputIdentity, RunOptions};
 use webjudge::judge::policy::{slot_context, ProtocolRequest, DEFAULTS};
-use webjudge::judge::prometheus_metrics::{preference_metrics, score_metrics, scores_of_record, Preference};
-use webjudge::judge::session::{Judge, JudgeEvent, JudgeOptions, Order};
-use webjudge::judge::{render, Item, JudgeFamily, Protocol, Rubric, VerdictKind};
+use webjudge::judge::report::report;
+use webjudge::judge::run::{judge_rows, read_rows, RunEvent, RunStopped};
+use webjudge::judge::session::{Judge, JudgeOptions, Order};
+use webjudge::judge::{render, Item, JudgeFamily, Protocol, ProtocolError, Rubric};
 use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
 
-use super::load::{read_manifest, ModelArgs};
+use super::load::ModelArgs;
 use super::{outln, CliResult};
 
 #[derive(clap::Args)]
@@ -104,7 +101,7 @@ pub fn run(args: Args) -> CliResult {
     let options =
         JudgeOptions { max_new_tokens: args.max_new_tokens, truncate: args.truncate, ..JudgeOptions::default() };
     let (manifest, manifest_bytes) = read_manifest(&args.model.model)?;
-    let rubric = args.rubric.as_deref().map(rubric_argument).transpose()?;
+    let rubric = args.rubric.as_deref().map(Rubric::from_argument).transpose()?;
     match (&args.input, &args.query) {
         (Some(input), _) => {
             let output = args.output.clone().expect("clap requires --output with --input");
@@ -118,31 +115,12 @@ pub fn run(args: Args) -> CliResult {
     }
 }
 
-/// `--rubric`: a JSON object of a rubric's fields, a Flow-Judge metric or a Yes/No rubric,
-/// else a built-in name or a rubric's text.
-pub(super) fn rubric_argument(text: &str) -> Result<Rubric, String> {
-    if !text.trim_start().starts_with('{') {
-        return Ok(Rubric::Text(text.to_owned()));
-    }
-    serde_json::from_str::<Rubric>(text).map_err(|_| {
-        "--rubric is no rubric's JSON fields (criteria, score1_description to score5_description), Flow-Judge \
-         metric (criteria, rubric: [{score, description}]) or Yes/No rubric (criteria, yes_description, \
-         no_description)"
-            .to_string()
-    })
-}
-
 /// The protocol to judge with ([`ProtocolRequest::choose`], the page's rule): `--protocol`,
 /// else the model's family's (or the family the data suggests, for a model that is no known
 /// judge), `_ref` when there is a reference answer; checked against the model's family and
 /// `--swap`.
-fn chosen_protocol(args: &Args, request: ProtocolRequest) -> Result<Protocol, Box<dyn std::error::Error>> {
-    let protocol = ProtocolRequest { named: args.protocol, ..request }.choose()?;
-    protocol.check_served_by(request.model)?;
-    if args.swap && !protocol.is_pairwise() {
-        return Err(format!("--swap needs a pairwise protocol, not {}", protocol.name()).into());
-    }
-    Ok(protocol)
+fn chosen_protocol(args: &Args, request: ProtocolRequest) -> Result<Protocol, ProtocolError> {
+    ProtocolRequest { named: args.protocol, ..request }.choose_served(args.swap)
 }
 
 fn single_item(
@@ -225,30 +203,9 @@ fn batch(
     let model = files.manifest.judge;
     // The first row's fields suggest a protocol (a bad row is reported when read for it).
     let first = parse_rows(text.lines(), None).next().and_then(Result::ok);
-    let protocol = chosen_protocol(
-        args,
-        ProtocolRequest {
-            model,
-            suggested: first.as_ref().map(|row| row.protocol.family()),
-            pairwise: first.as_ref().is_none_or(|row| row.protocol.is_pairwise()),
-            reference: first.as_ref().is_some_and(|row| row.item.reference_answer().is_some()),
-            answer: matches!(
-                first.as_ref().and_then(|row| row.item.rubric()).or(rubric.as_ref()),
-                Some(Rubric::Binary(_))
-            ),
-            ..ProtocolRequest::default()
-        },
-    )?;
-    let mut rows: Vec<Row> = parse_rows(text.lines(), Some(protocol))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", input.display()))?;
-    rows.truncate(args.limit.unwrap_or(usize::MAX));
-    for row in &mut rows {
-        if let (None, Some(rubric)) = (row.item.rubric(), &rubric) {
-            row.item = row.item.clone().with_rubric(rubric.clone());
-        }
-        render(protocol, &row.item).map_err(|e| format!("{}: row {}: {e}", input.display(), row.index))?;
-    }
+    let protocol = chosen_protocol(args, ProtocolRequest::for_batch(model, first.as_ref(), rubric.as_ref()))?;
+    let rows =
+        read_rows(text, protocol, rubric.as_ref(), args.limit).map_err(|e| format!("{}: {e}", input.display()))?;
 
     let run = run_options(args, files, protocol, rubric, InputIdentity::of(&input.display().to_string(), &bytes))?;
     let (mut sink, done) = Sink::open(output, &run, input)?;
@@ -268,35 +225,21 @@ fn batch(
             ProgressStyle::with_template("judging {bar:40} {pos}/{len} rows, {elapsed} elapsed, ETA {eta} {msg}")
                 .expect("valid template"),
         );
-        let items: Vec<Item> = todo.iter().map(|row| row.item.clone()).collect();
-        // A record that cannot be written stops the run at once: judging on would only
-        // discard the results.
-        let stop = Cancel::default();
-        let options = JudgeOptions { cancel: Some(stop.clone()), ..options.clone() };
-        let mut failed = None;
-        let mut on_event = |i: usize, event: JudgeEvent| {
-            let JudgeEvent::Judged(result) = event else { return };
-            if failed.is_some() {
-                return;
-            }
-            let row = todo[i];
-            // A row that cannot be judged (too long for the context) is recorded, not fatal.
-            // Written as each row finishes (rows finish out of order), so an interrupted
-            // run loses nothing finished and resumes where it stopped.
-            match sink.append(&Record::new(row, result, Some(&run))) {
-                Ok(()) => bar.inc(1),
-                Err(error) => {
-                    failed = Some(error);
-                    stop.cancel();
-                }
-            }
+        // A row that cannot be judged (too long for the context) is recorded, not fatal.
+        // Written as each row finishes (rows finish out of order), so an interrupted run
+        // loses nothing finished and resumes where it stopped; a record that cannot be
+        // written stops the run.
+        let mut on_event = |event: RunEvent| {
+            let RunEvent::Judged(record) = event else { return Ok(()) };
+            sink.append(&record).map(|()| bar.inc(1))
         };
-        let judged = pollster::block_on(judge.judge_batch(protocol, &items, args.swap, &options, &mut on_event));
+        let judged =
+            pollster::block_on(judge_rows(&mut judge, protocol, &todo, args.swap, Some(&run), options, &mut on_event));
         bar.finish_and_clear();
-        if let Some(error) = failed {
-            return Err(error);
-        }
-        judged?;
+        judged.map_err(|stopped| match stopped {
+            RunStopped::Judge(error) => error.into(),
+            RunStopped::Caller(error) => error,
+        })?;
     }
     sink.finish(protocol)
 }
@@ -350,8 +293,8 @@ impl Sink {
     /// Ends the run and prints the judge's metrics over every record of the output.
     fn finish(self, protocol: Protocol) -> CliResult {
         match self {
-            Sink::File(file) => report(protocol, &file.finish()?, &mut std::io::stdout()),
-            Sink::Stdout(records) => report(protocol, &records, &mut std::io::stderr()),
+            Sink::File(file) => Ok(report(protocol, &file.finish()?, &mut std::io::stdout())?),
+            Sink::Stdout(records) => Ok(report(protocol, &records, &mut std::io::stderr())?),
         }
     }
 }
@@ -372,68 +315,10 @@ fn run_options(
         protocol,
         rubric,
         swap: args.swap,
-        model: hex(&Sha256::digest(files.bytes))[..16].to_string(),
+        model: RunOptions::model_id(files.bytes),
         max_new_tokens: args.max_new_tokens,
         context: load.context,
         truncate: args.truncate,
         input: Some(input),
     })
-}
-
-/// Prints the judge's metrics over every labelled record of the output (JSON Lines) to `out`.
-fn report(protocol: Protocol, output: &[u8], out: &mut dyn Write) -> CliResult {
-    let records: Vec<Value> = without_bom(output)
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.trim_ascii().is_empty())
-        .map(serde_json::from_slice)
-        .collect::<Result<_, _>>()?;
-    let errors = records.iter().filter(|r| r.get("error").is_some()).count();
-    writeln!(out, "{} rows judged ({} could not be judged)", records.len(), errors)?;
-    let judged = || records.iter().filter(|r| r.get("error").is_none());
-    let summary = match protocol.verdict_kind() {
-        VerdictKind::AutoJRating => {
-            let ratings = judged().filter(|r| r["rating"].is_number()).count();
-            writeln!(out, "{ratings} ratings parsed, {} unparsed", records.len() - errors - ratings)?;
-            return Ok(());
-        }
-        VerdictKind::AutoJWinner => {
-            let judged: Vec<Judged> = records.iter().filter_map(Judged::from_record).collect();
-            let metrics = pairwise_metrics(&judged, &ScenarioGroups::autoj());
-            if metrics.rows > 0 {
-                out.write_all(metrics.original_table().as_bytes())?;
-            }
-            serde_json::to_string(&metrics)?
-        }
-        VerdictKind::Preference | VerdictKind::Classification => {
-            let rows: Vec<Preference> = records.iter().filter_map(Preference::from_record).collect();
-            let metrics = preference_metrics(&rows);
-            if metrics.rows > 0 {
-                writeln!(
-                    out,
-                    "accuracy {:.2}% over {} labelled rows ({} unparsed)",
-                    metrics.accuracy, metrics.rows, metrics.unparsed
-                )?;
-            }
-            serde_json::to_string(&metrics)?
-        }
-        VerdictKind::Score => {
-            let rows: Vec<(Option<f64>, Option<f64>)> = records.iter().filter_map(scores_of_record).collect();
-            let metrics = score_metrics(&rows);
-            let show = |value: Option<f64>| value.map_or("undefined".to_owned(), |v| format!("{v:.4}"));
-            if metrics.rows > 0 {
-                writeln!(
-                    out,
-                    "over {} rows with gold and parsed scores: Pearson {}, Spearman {}, Kendall tau-b {} ({} unparsed)",
-                    metrics.rows,
-                    show(metrics.pearson),
-                    show(metrics.spearman),
-                    show(metrics.kendall_tau_b),
-                    metrics.unparsed
-                )?;
-            }
-            serde_json::to_string(&metrics)?
-        }
-    };
-    writeln!(out, "{summary}")?;
-    Ok(())
 }

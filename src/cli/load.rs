@@ -1,14 +1,11 @@
 //! Options shared by the commands that run a model, and loading with a progress bar.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use webjudge::engine::native::{is_gguf, load_path, read_metadata};
+use webjudge::engine::native::load_path;
 use webjudge::engine::Engine;
-use webjudge::format::checked_file;
-use webjudge::format::manifest::MANIFEST_FILE;
-use webjudge::format::Manifest;
 use webjudge::kernels::GpuOptions;
 use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
 
@@ -64,11 +61,11 @@ impl ModelArgs {
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups },
             |defaults| {
-                // A context sized for the prompts is at most the model's; --context is
-                // taken as given, and refused when the model has less.
-                let fitting = context.map(|context| context.min(defaults.context));
-                let options = self.load_options(LoadOptions { sequences, ..defaults });
-                LoadOptions { context: self.context.or(fitting).unwrap_or(options.context), ..options }
+                LoadOptions { prefill_chunk: self.prefill_chunk, ..defaults }.for_batch(
+                    sequences,
+                    self.context,
+                    context,
+                )
             },
             &mut |done, total| {
                 bar.set_length(total);
@@ -80,26 +77,4 @@ impl ModelArgs {
         eprintln!("adapter: {}", engine.model().gpu().describe());
         Ok(engine)
     }
-}
-
-/// A model directory's manifest, and its bytes (a batch output names the model by their hash);
-/// for a GGUF file, those `convert` would write (a pass over the file).
-pub fn read_manifest(dir: &Path) -> Result<(Manifest, Vec<u8>), String> {
-    if is_gguf(dir) {
-        // Errors reading the file name it already; those of its contents do not.
-        let name = dir.display().to_string();
-        let manifest = read_metadata(dir)
-            .map_err(|e| match e.to_string() {
-                message if message.starts_with(&name) => message,
-                message => format!("{name}: {message}"),
-            })?
-            .0;
-        let bytes = manifest.to_json().into_bytes();
-        return Ok((manifest, bytes));
-    }
-    let path = dir.join(MANIFEST_FILE);
-    let bytes = checked_file::read(&path, checked_file::MANIFEST).map_err(|e| e.to_string())?;
-    let manifest =
-        Manifest::from_json(&String::from_utf8_lossy(&bytes)).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((manifest, bytes))
 }

@@ -8,13 +8,11 @@
 use std::path::PathBuf;
 
 use serde_json::json;
-use webjudge::engine::native::read_tokenizer;
+use webjudge::engine::native::{read_manifest, read_tokenizer};
 use webjudge::format::ChatTemplate;
 use webjudge::judge::session::tokenized_input;
-use webjudge::judge::{model_input, Item, Protocol};
+use webjudge::judge::{model_input, Item, Protocol, Rubric};
 
-use super::judge::rubric_argument;
-use super::load::read_manifest;
 use super::parse::map_jsonl;
 use super::CliResult;
 
@@ -49,7 +47,7 @@ pub fn run(args: Args) -> CliResult {
     map_jsonl(|row| {
         let mut item = Item::from_row(row, args.protocol)?;
         if let (None, Some(rubric)) = (item.rubric(), &args.rubric) {
-            item = item.with_rubric(rubric_argument(rubric)?);
+            item = item.with_rubric(Rubric::from_argument(rubric)?);
         }
         Ok(match &tokenizer {
             Some(tokenizer) => {

@@ -10,10 +10,10 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::{Engine, EngineError};
-use crate::format::checked_file::{self, RegularFile};
+use crate::format::checked_file::{self, ReadError, RegularFile};
 use crate::format::gguf::{split_name, GgufError, GgufFile};
 use crate::format::layout::ShardHashes;
-use crate::format::manifest::{DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
+use crate::format::manifest::{ManifestError, DEFAULT_SHARD_BYTES, MANIFEST_FILE, TOKENIZER_FILE};
 use crate::format::{Manifest, ShardEntry, TensorEntry};
 use crate::import::gguf::{GgufPlan, ImportOptions};
 use crate::import::ConvertError;
@@ -39,6 +39,41 @@ pub fn is_gguf(path: &Path) -> bool {
         Ok(metadata) => !metadata.is_dir(),
         Err(_) => path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")),
     }
+}
+
+/// A model's manifest that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFileError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{path}: {source}")]
+    Parse { path: String, source: ManifestError },
+    /// A GGUF file's, whose manifest is made by repacking it: the message names the file.
+    #[error("{0}")]
+    Gguf(String),
+}
+
+/// `path`'s manifest, and its bytes (a batch output names the model by their hash,
+/// [`crate::judge::output::RunOptions::model_id`]); for a GGUF file, those `convert` would
+/// write (a pass over the file).
+pub fn read_manifest(path: &Path) -> Result<(Manifest, Vec<u8>), ManifestFileError> {
+    if is_gguf(path) {
+        // Errors reading the file name it already; those of its contents do not.
+        let name = path.display().to_string();
+        let manifest = read_metadata(path)
+            .map_err(|e| match e.to_string() {
+                message if message.starts_with(&name) => ManifestFileError::Gguf(message),
+                message => ManifestFileError::Gguf(format!("{name}: {message}")),
+            })?
+            .0;
+        let bytes = manifest.to_json().into_bytes();
+        return Ok((manifest, bytes));
+    }
+    let manifest_path = path.join(MANIFEST_FILE);
+    let bytes = checked_file::read(&manifest_path, checked_file::MANIFEST)?;
+    let manifest = Manifest::from_json(&String::from_utf8_lossy(&bytes))
+        .map_err(|source| ManifestFileError::Parse { path: manifest_path.display().to_string(), source })?;
+    Ok((manifest, bytes))
 }
 
 /// Reads `path`'s manifest and tokenizer (no GPU needed). A GGUF file's manifest is the one

@@ -212,20 +212,29 @@ fn scenario(object: &Map<String, Value>) -> Result<Option<String>, Problem> {
     }
 }
 
+/// The rows of a test-data file given as lines (`str::lines`): each row's index, as
+/// [`parse_row`] documents the numbering, its 1-based line in the file, and its text.
+pub fn row_lines<'a, I: IntoIterator<Item = &'a str>>(
+    lines: I,
+) -> impl Iterator<Item = (usize, usize, &'a str)> + use<'a, I> {
+    // Editors on some systems start UTF-8 files with a byte order mark.
+    let lines = lines
+        .into_iter()
+        .enumerate()
+        .map(|(at, line)| (at, if at == 0 { line.trim_start_matches('\u{feff}') } else { line }));
+    let rows = lines.filter(|(_, line)| !line.trim().is_empty()).enumerate();
+    rows.map(|(index, (line_index, line))| (index, line_index + 1, line))
+}
+
 /// Every row of a test-data file given as lines (`str::lines`), numbered as [`parse_row`]
 /// documents; errors name the 1-based file line as well as the row.
 pub fn parse_rows<'a, I: IntoIterator<Item = &'a str>>(
     lines: I,
     protocol: Option<Protocol>,
 ) -> impl Iterator<Item = Result<Row, DatasetError>> + use<'a, I> {
-    // Editors on some systems start UTF-8 files with a byte order mark.
-    let lines = lines
-        .into_iter()
-        .enumerate()
-        .map(|(at, line)| (at, if at == 0 { line.trim_start_matches('\u{feff}') } else { line }));
-    lines.filter(|(_, line)| !line.trim().is_empty()).enumerate().map(move |(index, (line_index, line))| {
+    row_lines(lines).map(move |(index, line_number, line)| {
         parse_row_as(line, index, protocol).map_err(|mut error| {
-            error.place.line = Some(line_index + 1);
+            error.place.line = Some(line_number);
             error
         })
     })

@@ -9,6 +9,8 @@ pub mod output;
 pub mod policy;
 pub mod prometheus_metrics;
 pub mod protocol;
+pub mod report;
+pub mod run;
 pub mod session;
 pub mod verdict;
 

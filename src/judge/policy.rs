@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use super::protocol::{Item, Protocol, ProtocolError};
+use super::dataset::Row;
+use super::protocol::{Item, Protocol, ProtocolError, Rubric};
 use super::session::{tokenized_input, JudgeError, AUTOJ_MAX_NEW_TOKENS};
 use crate::format::ChatTemplate;
 use crate::format::JudgeFamily;
@@ -57,6 +58,30 @@ impl ProtocolRequest<'_> {
     /// The family whose protocol [`Self::choose`] picks when none is named.
     pub fn family(&self) -> JudgeFamily {
         self.asked.or(self.model).or(self.suggested).unwrap_or(JudgeFamily::AutoJ)
+    }
+
+    /// What a batch knows: the model's family, and what its first row (a bad row is reported
+    /// when read for the protocol) and the run's rubric suggest.
+    pub fn for_batch(model: Option<JudgeFamily>, first: Option<&Row>, rubric: Option<&Rubric>) -> Self {
+        ProtocolRequest {
+            model,
+            suggested: first.map(|row| row.protocol.family()),
+            pairwise: first.is_none_or(|row| row.protocol.is_pairwise()),
+            reference: first.is_some_and(|row| row.item.reference_answer().is_some()),
+            answer: matches!(first.and_then(|row| row.item.rubric()).or(rubric), Some(Rubric::Binary(_))),
+            ..ProtocolRequest::default()
+        }
+    }
+
+    /// [`Self::choose`], checked to be served by the model's family and, with `swap`, to judge
+    /// a pair (which is what judging in both orders means).
+    pub fn choose_served(&self, swap: bool) -> Result<Protocol, ProtocolError> {
+        let protocol = self.choose()?;
+        protocol.check_served_by(self.model)?;
+        if swap && !protocol.is_pairwise() {
+            return Err(ProtocolError::SwapNeedsPair { protocol: protocol.name() });
+        }
+        Ok(protocol)
     }
 
     pub fn choose(&self) -> Result<Protocol, ProtocolError> {

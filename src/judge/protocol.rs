@@ -544,6 +544,19 @@ impl Rubric {
         ("reasoning", include_str!("templates/rubric_reasoning.txt")),
     ];
 
+    /// A rubric as a caller writes it (`judge --rubric`, the Python package's `rubric=`): a
+    /// JSON object of a rubric's fields, a Flow-Judge metric or a Yes/No rubric, else a built-in
+    /// name or a rubric's text.
+    pub fn from_argument(text: &str) -> Result<Rubric, ProtocolError> {
+        if !text.trim_start().starts_with('{') {
+            return Ok(Rubric::Text(text.to_owned()));
+        }
+        serde_json::from_str::<Rubric>(text).map_err(|_| ProtocolError::RubricArgument)
+    }
+
+    /// prometheus-eval's `SCORE_RUBRIC_TEMPLATE`, which a rubric's fields fill.
+    pub const SCORE_RUBRIC_TEMPLATE: &'static str = include_str!("templates/prometheus_score_rubric.txt");
+
     /// The judge a rubric suggests for a model of no known family: Flow-Judge for its metrics
     /// and presets, Selene Mini for a Yes/No rubric, else Prometheus 2.
     pub fn suggested_family(&self) -> JudgeFamily {
@@ -569,19 +582,17 @@ impl Rubric {
                 None => text.clone(),
             },
             Rubric::Metric(_) | Rubric::Binary(_) => return Err(ProtocolError::NotPrometheusRubric),
-            Rubric::Fields(fields) => {
-                first_line(&format_once(include_str!("templates/prometheus_score_rubric.txt"), |field| {
-                    Some(match field {
-                        "criteria" => fields.criteria.as_str(),
-                        "score1_description" => &fields.score1_description,
-                        "score2_description" => &fields.score2_description,
-                        "score3_description" => &fields.score3_description,
-                        "score4_description" => &fields.score4_description,
-                        "score5_description" => &fields.score5_description,
-                        _ => return None,
-                    })
-                }))
-            }
+            Rubric::Fields(fields) => first_line(&format_once(Rubric::SCORE_RUBRIC_TEMPLATE, |field| {
+                Some(match field {
+                    "criteria" => fields.criteria.as_str(),
+                    "score1_description" => &fields.score1_description,
+                    "score2_description" => &fields.score2_description,
+                    "score3_description" => &fields.score3_description,
+                    "score4_description" => &fields.score4_description,
+                    "score5_description" => &fields.score5_description,
+                    _ => return None,
+                })
+            })),
         })
     }
 }
@@ -639,6 +650,14 @@ pub enum ProtocolError {
     UnknownLanguage(String),
     #[error("language applies to Auto-J's protocols only")]
     LanguageIsAutoJ,
+    #[error(
+        "--rubric is no rubric's JSON fields (criteria, score1_description to score5_description), Flow-Judge \
+         metric (criteria, rubric: [{{score, description}}]) or Yes/No rubric (criteria, yes_description, \
+         no_description)"
+    )]
+    RubricArgument,
+    #[error("--swap needs a pairwise protocol, not {protocol}")]
+    SwapNeedsPair { protocol: &'static str },
     #[error("give protocol or language, not both (Auto-J's Chinese protocols are zh_pairwise_tie and zh_single)")]
     ProtocolAndLanguage,
     #[error(

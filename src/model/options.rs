@@ -26,6 +26,14 @@ impl LoadOptions {
         Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
     }
 
+    /// These options for `sequences` decoded together, with `context` positions each when one
+    /// is asked for (taken as given: one past the model's is refused when loading), else
+    /// `fitting` (what a batch's prompts need, at most the model's), else these options' own.
+    pub fn for_batch(self, sequences: usize, context: Option<usize>, fitting: Option<usize>) -> Self {
+        let fitting = fitting.map(|fitting| fitting.min(self.context));
+        LoadOptions { context: context.or(fitting).unwrap_or(self.context), sequences, ..self }
+    }
+
     /// Refuses a context outside 1 to the model's, and a prefill chunk outside 1 to the
     /// most tokens a step can have on an adapter with `limits`
     /// ([`BufferPlan::max_step_tokens`]); `widest_ordered_input` as for [`BufferPlan::new`].

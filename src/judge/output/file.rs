@@ -97,8 +97,24 @@ impl OutputFile {
     /// Appends one record as a line. A record the write could not finish is cut off again,
     /// so the file holds whole records only; the caller stops the run on an error.
     pub fn append(&mut self, record: &impl Serialize) -> Result<(), OutputError> {
+        let line = serde_json::to_vec(record)
+            .map_err(|e| OutputError::Append { path: self.shown.clone(), source: e.into() })?;
+        self.append_line(line)
+    }
+
+    /// Appends a record serialized elsewhere (a worker process's), checked to be one JSON
+    /// value on one line, as [`Self::append`] does.
+    pub fn append_json(&mut self, record: &str) -> Result<(), OutputError> {
         let failed = |source| OutputError::Append { path: self.shown.clone(), source };
-        let mut line = serde_json::to_vec(record).map_err(|e| failed(e.into()))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(record).map_err(|e| failed(e.into()))?;
+        if record.contains('\n') {
+            return Err(failed(io::Error::new(io::ErrorKind::InvalidData, "a record must be one line")));
+        }
+        self.append_line(record.as_bytes().to_vec())
+    }
+
+    fn append_line(&mut self, mut line: Vec<u8>) -> Result<(), OutputError> {
+        let failed = |source| OutputError::Append { path: self.shown.clone(), source };
         line.push(b'\n');
         let before = self.file.metadata().map_err(failed)?.len();
         if let Err(error) = self.file.write_all(&line) {

@@ -60,6 +60,11 @@ impl InputIdentity {
 }
 
 impl RunOptions {
+    /// A model's identity in records: the start of the sha256 of its manifest's bytes.
+    pub fn model_id(manifest_bytes: &[u8]) -> String {
+        hex(&Sha256::digest(manifest_bytes))[..16].to_string()
+    }
+
     /// The options that decide a finished record's verdict, by their CLI names, with their
     /// values here and in `other`, where they differ. Context and truncation only decide
     /// whether a row fits: a row that was judged stays valid when they change.
