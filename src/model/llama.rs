@@ -32,6 +32,8 @@ mod graph;
 mod profile;
 mod readback;
 
+use readback::PendingStep;
+
 pub use profile::{ProfiledStep, StepProfile};
 
 /// One token of a [`LlamaModel::decode_batch`] step: appended to `slot`'s context, and with
@@ -83,8 +85,8 @@ pub struct LlamaModel {
     logits: wgpu::Buffer,
     /// Readback buffers of the steps in flight, used in turn; each holds a batch's ids.
     token_staging: [wgpu::Buffer; STEPS_IN_FLIGHT],
-    /// The staging buffer and slot of each submitted step whose id is unread, oldest first.
-    pending: VecDeque<(usize, usize)>,
+    /// Each submitted step whose id is unread, oldest first.
+    pending: VecDeque<PendingStep>,
     next_staging: usize,
     /// Embedding and layers for one token per sequence (matrix-vector kernels).
     decode: Vec<Dispatch>,
@@ -191,8 +193,8 @@ impl LlamaModel {
     /// Forgets the submitted steps whose ids were not read: their positions are given
     /// back (later steps overwrite what they stored) and their ids are never read.
     pub fn discard_pending(&mut self) {
-        for (_, slot) in self.pending.drain(..) {
-            self.positions[slot] -= 1;
+        for step in self.pending.drain(..) {
+            self.positions[step.slot] -= 1;
         }
     }
 
@@ -212,8 +214,9 @@ impl LlamaModel {
         let chunk = self.options.prefill_chunk;
         let (leading, last) = ids.split_at((ids.len() - 1) / chunk * chunk);
         self.append_slot(slot, leading)?;
-        let staging = self.take_staging(slot);
-        self.submit_prefill_chunk(slot, last, Some((staging, sampling)));
+        let staging = self.rotate_staging();
+        let submission = self.submit_prefill_chunk(slot, last, Some((staging, sampling)));
+        self.pending.push_back(PendingStep { staging, slot, submission });
         self.next_token().await
     }
 
@@ -231,14 +234,20 @@ impl LlamaModel {
 
     /// Appends one chunk of at most the prefill chunk's tokens to `slot` without waiting;
     /// with `choose`, the step also chooses the next token into that staging buffer.
-    fn submit_prefill_chunk(&mut self, slot: usize, chunk: &[u32], choose: Option<(usize, Sampling)>) {
+    fn submit_prefill_chunk(
+        &mut self,
+        slot: usize,
+        chunk: &[u32],
+        choose: Option<(usize, Sampling)>,
+    ) -> wgpu::SubmissionIndex {
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
         let body = if chunk.len() == 1 { &self.decode_one } else { &self.prefill };
         let places = TokenPlace::run(slot, self.positions[slot], chunk.len());
         let sampling = choose.map_or(Sampling::Greedy, |(_, sampling)| sampling);
         let head = choose.map(|_| self.head_last.get(sampling));
-        self.submit(body, head, &places, sampling, choose.map(|(staging, _)| (staging, 1)));
+        let submission = self.submit(body, head, &places, sampling, choose.map(|(staging, _)| (staging, 1)));
         self.positions[slot] += chunk.len();
+        submission
     }
 
     /// Feeds the token chosen by the previous step and returns the next one.
@@ -254,9 +263,11 @@ impl LlamaModel {
     pub fn submit_decode(&mut self, sampling: Sampling) -> Result<(), StepError> {
         assert!(self.pending.len() < STEPS_IN_FLIGHT, "{STEPS_IN_FLIGHT} steps are already unread");
         self.reserve(0, 1)?;
-        let staging = self.take_staging(0);
+        let staging = self.rotate_staging();
         let places = TokenPlace::run(0, self.positions[0], 1);
-        self.submit(&self.decode_one, Some(self.head_last.get(sampling)), &places, sampling, Some((staging, 1)));
+        let head = Some(self.head_last.get(sampling));
+        let submission = self.submit(&self.decode_one, head, &places, sampling, Some((staging, 1)));
+        self.pending.push_back(PendingStep { staging, slot: 0, submission });
         self.positions[0] += 1;
         Ok(())
     }
@@ -296,9 +307,9 @@ impl LlamaModel {
             (1, 1) => (&self.decode_one, &self.head_last),
             _ => (&self.decode, &self.head_each),
         };
-        self.submit(body, Some(head.get(sampling)), &places, sampling, Some((staging, choosing)));
+        let submission = self.submit(body, Some(head.get(sampling)), &places, sampling, Some((staging, choosing)));
         self.positions = positions;
-        self.read_ids(staging, choosing).await
+        self.read_ids(staging, submission, choosing).await
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), StepError> {
@@ -336,13 +347,13 @@ impl LlamaModel {
         places: &[TokenPlace],
         sampling: Sampling,
         staging: Option<(usize, usize)>,
-    ) {
+    ) -> wgpu::SubmissionIndex {
         self.write_step(places, staging.map_or(places.len(), |(_, n)| n), sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), places.len() as u32);
         if let Some((staging, n)) = staging {
             encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging[staging], 0, n as u64 * 4);
         }
-        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.queue.submit([encoder.finish()])
     }
 }
