@@ -3,9 +3,11 @@
 //! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
 //! final norm, the lm_head and the token choice. The projections that read one input are
-//! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), and RoPE
-//! runs in the pass that stores keys and values in the cache, so a decode layer is seven
-//! dispatches (plus attention's merge where it splits the keys). Every launch is built once
+//! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), RoPE runs in
+//! the pass that stores keys and values in the cache, and the decode matvecs apply each
+//! rmsnorm as they read the residual (`normed_linear`), so a decode layer is six dispatches
+//! (q/k/v, RoPE and store, attention, output, gate/up, down; plus attention's merge where it
+//! splits the keys); a prefill layer eight, with its two norms. Every launch is built once
 //! at load (`llama/graph.rs`); a step writes the `Step` uniform and its tokens' places (and
 //! the ids when they come from the CPU), replays one list into one compute pass, and reads
 //! back only the chosen ids (`llama/readback.rs`). The chosen id stays on the GPU as the
@@ -93,6 +95,8 @@ pub struct LlamaModel {
     /// The same for a step of one token (one sequence), with
     /// [`LinearKernel::MatvecOneToken`](crate::kernels::LinearKernel)'s matrix-vector kernels; its lm_head is `head_last`'s.
     decode_one: Vec<Dispatch>,
+    /// Dispatches of each layer in `decode_one`.
+    decode_layer_dispatches: Vec<usize>,
     /// Embedding and layers for a chunk of one sequence's prompt (tiled matrix-matrix kernels).
     prefill: Vec<Dispatch>,
     /// Final norm, lm_head on the step's last token, token choice (after a prefill chunk).
@@ -128,6 +132,11 @@ impl LlamaModel {
     /// Positions each sequence slot holds.
     pub fn context(&self) -> usize {
         self.options.context
+    }
+
+    /// Dispatches of each layer of a one-token decode step.
+    pub fn decode_layer_dispatches(&self) -> &[usize] {
+        &self.decode_layer_dispatches
     }
 
     /// Prompt tokens per prefill submission.
