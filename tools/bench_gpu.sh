@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 LIMIT=${1:-470}
 MODEL=target/models/smollm2-135m-instruct
+WEBJUDGE=${CARGO_TARGET_DIR:-target}/release/webjudge
 deadline=$((SECONDS + LIMIT))
 left() { echo $((deadline - SECONDS)); }
 phase() {
@@ -25,16 +26,16 @@ phase() {
 
 phase build cargo build --release --quiet
 gguf=$(timeout "$(left)" tools/fetch_test_model.sh | tail -1)
-[[ -f $MODEL/manifest.json ]] || phase convert target/release/webjudge convert "$gguf" --out "$MODEL"
+[[ -f $MODEL/manifest.json ]] || phase convert "$WEBJUDGE" convert "$gguf" --out "$MODEL"
 # One short unrecorded run names the adapter wgpu picks.
-adapter=$(timeout "$(left)" target/release/webjudge bench --model "$MODEL" --prompt-tokens 1 --decode-tokens 1 \
+adapter=$(timeout "$(left)" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 1 --decode-tokens 1 \
     --repeats 1 2>/dev/null | head -1 | sed -n 's/.*"adapter":"\([^"]*\)".*/\1/p')
 echo "bench_gpu.sh: adapter $adapter" >&2
 if [[ ${WEBJUDGE_BENCH_SOFTWARE:-0} != 1 ]] && grep -qiE 'llvmpipe|lavapipe|swiftshader|^$' <<<"$adapter"; then
     echo "bench_gpu.sh: wgpu picked a software adapter (${adapter:-none}): no GPU rows recorded" >&2
     exit 1
 fi
-phase "bench --profile" target/release/webjudge bench --model "$MODEL" --prompt-tokens 256 --decode-tokens 64 \
+phase "bench --profile" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 256 --decode-tokens 64 \
     --repeats 200 --profile --record BENCH.md --note "tools/bench_gpu.sh"
 # Vulkan device 0 is the GPU wgpu picks first (a real one before lavapipe).
 phase "llama.cpp comparison" tools/bench_peers.sh 256 64 3 "tools/bench_gpu.sh"
