@@ -14,6 +14,12 @@
 // x the offset multiplies is taken once per x block for all the lane's rows (`dot_block`).
 // Every output is summed in the same order whatever the batch, so a sequence's numbers do
 // not depend on the sequences decoded beside it.
+//
+// With MATVEC_NORMED_INPUT, x is the residual stream and the kernel applies RMSNorm to it as
+// it reads it (src/kernels/linear.rs, `normed_linear`): each x block is multiplied by the
+// norm weight, its squares summed on the side; since W (x g / rms) = (W (x g)) / rms, the
+// token's 1 / rms scales the finished sums. So a decode layer has no norm dispatch of its
+// own (two fewer per layer, where a norm was one workgroup per token).
 
 #include "common.wgsl"
 #include "quant.wgsl"
@@ -58,6 +64,11 @@ struct Params {
     epilogue: u32,
     // Outputs per token in y.
     out_stride: u32,
+    // RMSNorm's epsilon (MATVEC_NORMED_INPUT).
+    norm_eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> step: Step;
@@ -69,6 +80,13 @@ struct Params {
 // partial_sums[(t * ROWS_PER_LANE + r) * WG + lane]: lane's share of its row r for the
 // pass's token t.
 var<workgroup> partial_sums: array<f32, PASS_TOKENS * ROWS_PER_LANE * WG>;
+
+#ifdef MATVEC_NORMED_INPUT
+@group(0) @binding(5) var<storage, read> norm_weight: array<vec4<f32>>;
+// squares_by_lane[t * LANES + i]: the squares of token t's x over lane i's blocks, for the
+// lanes of the first LANES (between them they read every block once).
+var<workgroup> squares_by_lane: array<f32, MAX_TOKENS * LANES>;
+#endif
 
 @compute @workgroup_size(WG)
 fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -84,6 +102,9 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let last_row = params.rows - 1u;
     // acc[t * QUADS + r / 4][r % 4]: token t's sum for the lane's row r.
     var acc = array<vec4<f32>, MAX_TOKENS * QUADS>();
+#ifdef MATVEC_NORMED_INPUT
+    var squares = array<f32, MAX_TOKENS>();
+#endif
     for (var b = first_block; b < blocks; b += LANES) {
         // The lane's rows of this block are read once, before the tokens that multiply them.
         var packed: array<PackedBlock, ROWS_PER_LANE>;
@@ -97,7 +118,15 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                 break;
             }
             let xb = (first_token + t) * params.cols / 4u + b * 8u;
-            let xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+            var xs = array<vec4<f32>, 8>(x[xb], x[xb + 1u], x[xb + 2u], x[xb + 3u], x[xb + 4u], x[xb + 5u], x[xb + 6u], x[xb + 7u]);
+#ifdef MATVEC_NORMED_INPUT
+            var block_squares = vec4<f32>(0.0);
+            for (var i = 0u; i < 8u; i++) {
+                block_squares += xs[i] * xs[i];
+                xs[i] *= norm_weight[b * 8u + i];
+            }
+            squares[t] += dot(block_squares, vec4<f32>(1.0));
+#endif
             let x_sum = x_block_sum(xs);
             for (var q = 0u; q < QUADS; q++) {
                 acc[t * QUADS + q] += vec4<f32>(
@@ -109,6 +138,14 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
     }
+#ifdef MATVEC_NORMED_INPUT
+    if lane.index < LANES {
+        for (var t = 0u; t < MAX_TOKENS; t++) {
+            squares_by_lane[t * LANES + lane.index] = squares[t];
+        }
+    }
+    // The first pass's barrier makes them visible before any output reads them.
+#endif
     let gate_up = params.epilogue == EPILOGUE_GATE_UP;
     let outputs = select(ROWS, ROWS / 2u, gate_up);
     for (var pass_first = 0u; pass_first < MAX_TOKENS; pass_first += PASS_TOKENS) {
@@ -136,11 +173,12 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             let t = o / outputs;
             let j = o % outputs;
             let row_in_group = select(j, j / 2u * 4u + j % 2u, gate_up);
-            var value = lane_total(t, row_in_group);
+            let scale = input_scale(pass_first + t);
+            var value = lane_total(t, row_in_group) * scale;
             var row = first_row + row_in_group;
             var rows = params.rows;
             if gate_up {
-                value = silu(value) * lane_total(t, row_in_group + 2u);
+                value = silu(value) * (lane_total(t, row_in_group + 2u) * scale);
                 row = first_row / 2u + j;
                 rows /= 2u;
             }
@@ -150,6 +188,20 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
         }
     }
+}
+
+// What a token's sums are multiplied by: 1 / rms of its x where the kernel normalizes its
+// input (the lanes' squares in lane order), else 1.
+fn input_scale(t: u32) -> f32 {
+#ifdef MATVEC_NORMED_INPUT
+    var total = 0.0;
+    for (var i = 0u; i < LANES; i++) {
+        total += squares_by_lane[t * LANES + i];
+    }
+    return inverseSqrt(total / f32(params.cols) + params.norm_eps);
+#else
+    return 1.0;
+#endif
 }
 
 // Token t's sum for row `row_in_group` of the workgroup: its lanes' parts, in lane order.

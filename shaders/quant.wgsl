@@ -9,6 +9,15 @@
 // quantized part's parameters start (always a multiple of 4: a plane of nibbles of whole
 // 32-value blocks ends there).
 
+// Small unsigned integers (codes) as f32 without a conversion instruction: below 2^23, q's
+// bits under the exponent of 2^23 make the float 2^23 + q exactly, so subtracting 2^23 (and
+// `bias`, a code's zero point) leaves q - bias exactly. An OR and a subtract run at full rate
+// where a u32-to-f32 conversion is a quarter-rate instruction on NVIDIA (16 per clock per
+// SM) and a several-instruction sequence on CPUs without AVX-512 (lavapipe).
+fn codes_to_f32(q: vec4<u32>, bias: f32) -> vec4<f32> {
+    return bitcast<vec4<f32>>(q | vec4<u32>(0x4B000000u)) - (8388608.0 + bias);
+}
+
 // Block parameters of the dtypes whose blocks are nibbles (plus fifth bits) with a scale
 // and an offset: `block_scale_offset`, and `block_fifth_bits` for the 5-bit ones.
 #ifdef WEIGHTS_Q4
@@ -67,32 +76,32 @@ fn block_fifth_bits(block: u32, params_offset: u32) -> u32 {
 #endif
 
 #ifdef WEIGHTS_Q4 | WEIGHTS_Q5 | WEIGHTS_Q4_K | WEIGHTS_Q5_K
-// Codes of the 8 values of nibble word `w` (value 8i + k at bits 4k..), as two vec4s.
-fn nibbles(w: u32) -> array<vec4<f32>, 2> {
-    return array<vec4<f32>, 2>(
-        vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u)),
-        vec4<f32>((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u)),
-    );
+// Codes of values 8i..8i+7 of a block, as two vec4s: the nibbles of word `w` (value 8i + k
+// at bits 4k..), and for q5 and q5_k 16 times their fifth bits (bit 8i + k of `bits`, a
+// block's fifth-bit word), put together as integers and converted once.
+fn block_codes(w: u32, bits: u32, i: u32) -> array<vec4<f32>, 2> {
+    var low = (vec4<u32>(w) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u);
+    var high = (vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u);
+#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
+    let byte = vec4<u32>(bits >> (8u * i));
+    low |= ((byte >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    high |= ((byte >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+#endif
+    return array<vec4<f32>, 2>(codes_to_f32(low, 0.0), codes_to_f32(high, 0.0));
 }
 
+// A block's fifth-bit word (none for the 4-bit dtypes).
+fn block_high_bits(block: u32, params_offset: u32) -> u32 {
 #ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
-// 16 times the fifth bits of values 8i..8i+7 (bit 8i + k of `bits`), as two vec4s.
-fn fifth_bits(bits: u32, i: u32) -> array<vec4<f32>, 2> {
-    let byte = bits >> (8u * i);
-    return array<vec4<f32>, 2>(
-        vec4<f32>(((vec4<u32>(byte) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u)),
-        vec4<f32>(((vec4<u32>(byte) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) << vec4<u32>(4u)),
-    );
-}
+    return block_fifth_bits(block, params_offset);
+#else
+    return 0u;
 #endif
+}
 
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
     let scale_offset = block_scale_offset(block, params_offset, group);
-    var q = nibbles(weights[block][quarter]);
-#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
-    let fifth = fifth_bits(block_fifth_bits(block, params_offset), quarter);
-    q = array<vec4<f32>, 2>(q[0] + fifth[0], q[1] + fifth[1]);
-#endif
+    let q = block_codes(weights[block][quarter], block_high_bits(block, params_offset), quarter);
     return array<vec4<f32>, 2>(q[0] * scale_offset.x + scale_offset.y, q[1] * scale_offset.x + scale_offset.y);
 }
 
@@ -101,18 +110,14 @@ fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> arr
 struct PackedBlock {
     nibbles: vec4<u32>,
     scale_offset: vec2<f32>,
-#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
-    fifth_bits: u32,
-#endif
+    high_bits: u32,
 }
 
 fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
     return PackedBlock(
         weights[block],
         block_scale_offset(block, params_offset, group),
-#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
-        block_fifth_bits(block, params_offset),
-#endif
+        block_high_bits(block, params_offset),
     );
 }
 
@@ -121,12 +126,8 @@ fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
 fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     var qx = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
-        let q = nibbles(packed.nibbles[i]);
+        let q = block_codes(packed.nibbles[i], packed.high_bits, i);
         qx += q[0] * xs[2u * i] + q[1] * xs[2u * i + 1u];
-#ifdef WEIGHTS_Q5 | WEIGHTS_Q5_K
-        let fifth = fifth_bits(packed.fifth_bits, i);
-        qx += fifth[0] * xs[2u * i] + fifth[1] * xs[2u * i + 1u];
-#endif
     }
     return packed.scale_offset.x * dot(qx, vec4<f32>(1.0)) + packed.scale_offset.y * x_sum;
 }
@@ -175,7 +176,7 @@ fn q6_codes(packed: PackedBlock, i: u32) -> array<vec4<f32>, 2> {
         | (((vec4<u32>(h) >> vec4<u32>(0u, 2u, 4u, 6u)) & vec4<u32>(3u)) << vec4<u32>(4u));
     let high = ((vec4<u32>(w) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u))
         | (((vec4<u32>(h) >> vec4<u32>(8u, 10u, 12u, 14u)) & vec4<u32>(3u)) << vec4<u32>(4u));
-    return array<vec4<f32>, 2>(vec4<f32>(low) - 32.0, vec4<f32>(high) - 32.0);
+    return array<vec4<f32>, 2>(codes_to_f32(low, 32.0), codes_to_f32(high, 32.0));
 }
 
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {
@@ -198,9 +199,9 @@ fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
 
 #ifdef WEIGHTS_Q8
 fn unpack_i8x4(w: u32) -> vec4<f32> {
-    // Shift each byte to the top, then sign-extend with an arithmetic shift.
-    let bytes = bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u));
-    return vec4<f32>(bytes >> vec4<u32>(24u));
+    // Flipping a byte's sign bit makes it its signed value plus 128, unsigned.
+    let biased = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u)) ^ vec4<u32>(128u);
+    return codes_to_f32(biased, 128.0);
 }
 
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {

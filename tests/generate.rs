@@ -108,6 +108,26 @@ fn greedy_generation_matches_reference() {
     eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
 }
 
+/// Natively, reading a decode step's id waits for that step alone: the step queued after it
+/// (`STEPS_IN_FLIGHT` is two) is still on the GPU when the id arrives, where waiting for the
+/// latest submission would have emptied the queue and left the GPU idle while the CPU
+/// examines the id and submits the next step.
+#[test]
+#[ignore = "full tier: make test"]
+fn reading_a_token_leaves_the_step_queued_after_it_running() {
+    let mut engine = engine().lock().unwrap();
+    let prompt_ids = engine.tokenizer.encode("The capital of France is").unwrap();
+    let model = engine.model_mut();
+    model.reset();
+    pollster::block_on(model.prefill(&prompt_ids, Sampling::Greedy)).unwrap();
+    model.submit_decode(Sampling::Greedy).unwrap();
+    model.submit_decode(Sampling::Greedy).unwrap();
+    pollster::block_on(model.next_token()).unwrap();
+    let status = model.gpu().device.poll(wgpu::PollType::Poll).unwrap();
+    assert!(!status.is_queue_empty(), "the second step had finished when the first one's id was read");
+    pollster::block_on(model.next_token()).unwrap();
+}
+
 fn logits_record(case: &serde_json::Value, step: usize) -> &serde_json::Value {
     let records = case["logits_at"].as_array().unwrap();
     records.iter().find(|r| r["step"].as_u64() == Some(step as u64)).expect("a logits record for the step")

@@ -55,8 +55,9 @@ use webjudge::format::{Architecture, DType, TensorEntry, TensorPart};
 use webjudge::kernels::preprocess;
 use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
-    attention, choose_token, embedding, gather, linear, record_all, rmsnorm, rope_and_store, rope_table, AttentionMode,
-    Dispatch, Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearKernel, LinearTokens, SplitScratch, Step, TokenPlace,
+    attention, choose_token, embedding, gather, linear, normed_linear, record_all, rmsnorm, rope_and_store, rope_table,
+    AttentionMode, Dispatch, Epilogue, Gpu, GpuTensor, Heads, InputNorm, KvCache, LinearKernel, LinearTokens,
+    SplitScratch, Step, TokenPlace,
 };
 use webjudge::model::reference;
 use webjudge::model::MAX_SEQUENCES;
@@ -92,6 +93,7 @@ for_both_variants!(
     linear_all_dtypes_modes_and_parts,
     projections_stacked_in_one_dispatch,
     matvec_more_rows_than_one_grid_dimension,
+    normed_input_matvec,
     #[ignore = "full tier: make test"]
     linear_auto_j_13b_shapes,
     #[ignore = "full tier: make test"]
@@ -202,7 +204,9 @@ const MATVEC_LAST: Linear = (LinearKernel::MatvecOneToken, LinearTokens::Last);
 const MATMUL: Linear = (LinearKernel::Matmul, LinearTokens::Each);
 
 /// Runs `linear` once on random inputs and checks every output against the reference
-/// matvec of the dequantized weights; returns what the GPU wrote.
+/// matvec of the dequantized weights; returns what the GPU wrote. With `norm` (weight, eps)
+/// it runs `normed_linear`: the reference multiplies `reference::rmsnorm` of x, and the
+/// tolerance adds the norm's own (`|product| EPS (2 sqrt(cols) + 8)`, as `rmsnorm_rows`).
 #[allow(clippy::too_many_arguments)]
 fn check_linear(
     r: &Runner,
@@ -211,11 +215,16 @@ fn check_linear(
     mode: Linear,
     n_tokens: usize,
     epilogue: Epilogue,
+    norm: Option<(&[f32], f32)>,
     seed: u64,
 ) -> Vec<f32> {
     let (rows, cols) = (weights.rows(), weights.cols());
     let mut rng = rng(seed);
-    let x = uniform(&mut rng, n_tokens * cols, 1.0);
+    let raw_x = uniform(&mut rng, n_tokens * cols, 1.0);
+    let x = match norm {
+        Some((weight, eps)) => raw_x.chunks(cols).flat_map(|row| reference::rmsnorm(row, weight, eps)).collect(),
+        None => raw_x.clone(),
+    };
     let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
     // Storing must ignore the old contents, NaN included; SwiGLU gates over gate values of
     // order 1 (where silu bends).
@@ -226,7 +235,14 @@ fn check_linear(
         Epilogue::GateUp => panic!("stacked gate/up weights are checked by check_gate_up"),
     };
     let y = r.storage_f32(&y0);
-    let dispatches = linear(r.gpu, &r.step, tensor, &r.storage_f32(&x), &y, mode.0, mode.1, epilogue);
+    let raw_x = r.storage_f32(&raw_x);
+    let dispatches = match norm {
+        Some((weight, eps)) => {
+            let norm = InputNorm { weight: &r.storage_f32(weight), eps };
+            normed_linear(r.gpu, &r.step, tensor, &raw_x, norm, &y, mode.0, mode.1, epilogue)
+        }
+        None => linear(r.gpu, &r.step, tensor, &raw_x, &y, mode.0, mode.1, epilogue),
+    };
     r.run(step(n_tokens, 0), &dispatches);
     let got = r.read_f32(&y, outputs * rows);
 
@@ -239,7 +255,8 @@ fn check_linear(
             let xt = &x[t * cols..][..cols];
             for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
                 let at = o * rows + first + i;
-                let dot = dot_tolerance(&chunk[i * cols..][..cols], xt);
+                let norm_error = if norm.is_some() { EPS * (2.0 * (cols as f32).sqrt() + 8.0) } else { 0.0 };
+                let dot = dot_tolerance(&chunk[i * cols..][..cols], xt) + product.abs() * norm_error;
                 (want[at], tolerance[at]) = match epilogue {
                     Epilogue::Store => (product, dot),
                     Epilogue::Accumulate => (y0[at] + product, dot + 2.0 * EPS * (y0[at].abs() + product.abs())),
@@ -252,7 +269,8 @@ fn check_linear(
         }
     });
     let parts: Vec<usize> = weights.entry.parts.iter().map(|p| p.rows).collect();
-    let what = format!("linear {} parts {parts:?} {mode:?} x{n_tokens} {epilogue:?}", weights.entry.name);
+    let normed = if norm.is_some() { " normed" } else { "" };
+    let what = format!("linear{normed} {} parts {parts:?} {mode:?} x{n_tokens} {epilogue:?}", weights.entry.name);
     assert_close(&what, &got, &want, |i| tolerance[i]);
     got
 }
@@ -281,9 +299,56 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
             let tensor = weights.upload(gpu);
             for (mode, n_tokens) in runs {
                 for epilogue in [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu] {
-                    check_linear(&r, &weights, &tensor, mode, n_tokens, epilogue, rng.random());
+                    check_linear(&r, &weights, &tensor, mode, n_tokens, epilogue, None, rng.random());
                 }
             }
+        }
+    }
+}
+
+/// RMSNorm applied by the matvec as it reads its input (`normed_linear`, how decode layers
+/// and the lm_head run) against the reference norm then matvec, in the decode modes (one
+/// token, a batch, the last token); and stacked gate/up (`Epilogue::GateUp`) normed, on rows
+/// of very different scales, as the gate and up projections normed apart, bit for bit. The
+/// norm is the same code for every dtype: a 4-bit one with offsets (which multiply the sum
+/// of the normed x), q5_k's fifth bits, q6_k and f16 (the cheap test of the fast tier).
+fn normed_input_matvec(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(12);
+    let runs = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 3)];
+    for (dtype, group, cols) in [DTYPES[0], DTYPES[4], DTYPES[9], DTYPES[10]] {
+        let weights = Packed::random(&mut rng, dtype, cols, group, &[100]);
+        let tensor = weights.upload(gpu);
+        let norm_weight = uniform(&mut rng, cols, 2.0);
+        for (mode, n_tokens) in runs {
+            for epilogue in [Epilogue::Store, Epilogue::Accumulate] {
+                let norm = Some((&norm_weight[..], 1e-5));
+                check_linear(&r, &weights, &tensor, mode, n_tokens, epilogue, norm, rng.random());
+            }
+        }
+        let [gate, up] = [(); 2].map(|_| Packed::random(&mut rng, dtype, cols, group, &[102]).upload(gpu));
+        let stacked = GpuTensor::stack(gpu, "gate_up", &[&gate, &up]).expect("gate and up stack");
+        let norm = InputNorm { weight: &r.storage_f32(&norm_weight), eps: 1e-6 };
+        for (mode, n_tokens) in runs {
+            let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
+            // Rows of very different scales: the norm undoes them.
+            let mut x = uniform(&mut rng, n_tokens * cols, 1.0);
+            x.chunks_mut(cols)
+                .enumerate()
+                .for_each(|(t, row)| row.iter_mut().for_each(|v| *v *= [1.0, 1e3, 1e-3][t % 3]));
+            let x = r.storage_f32(&x);
+            let [apart, together] = [(); 2].map(|_| r.storage_f32(&vec![f32::NAN; outputs * 102]));
+            let (k, t) = (mode.0, mode.1);
+            let mut dispatches = normed_linear(gpu, &r.step, &gate, &x, norm, &apart, k, t, Epilogue::Store);
+            dispatches.extend(normed_linear(gpu, &r.step, &up, &x, norm, &apart, k, t, Epilogue::SwiGlu));
+            dispatches.extend(normed_linear(gpu, &r.step, &stacked, &x, norm, &together, k, t, Epilogue::GateUp));
+            r.run(step(n_tokens, 0), &dispatches);
+            let (want, got) = (r.read_u32(&apart, outputs * 102), r.read_u32(&together, outputs * 102));
+            assert!(
+                want.iter().all(|&w| f32::from_bits(w).is_finite()),
+                "normed gate/up {dtype:?} {mode:?}: not finite"
+            );
+            assert_eq!(got, want, "normed gate/up {dtype:?} {mode:?} x{n_tokens}: stacked and apart differ");
         }
     }
 }
@@ -374,8 +439,8 @@ fn matvec_more_rows_than_one_grid_dimension(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let weights = Packed::random(&mut rng(4), DType::F32, 32, 0, &[70_000]);
     let tensor = weights.upload(gpu);
-    check_linear(&r, &weights, &tensor, MATVEC, 1, Epilogue::Store, 5);
-    check_linear(&r, &weights, &tensor, MATVEC_LAST, 2, Epilogue::Accumulate, 6);
+    check_linear(&r, &weights, &tensor, MATVEC, 1, Epilogue::Store, None, 5);
+    check_linear(&r, &weights, &tensor, MATVEC_LAST, 2, Epilogue::Accumulate, None, 6);
 }
 
 /// The GPU's greedy choice among `logits`, which must be the reference argmax.
@@ -394,18 +459,18 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     let mut rng = rng(13);
     let up = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
     let tensor = up.upload(gpu);
-    check_linear(&r, &up, &tensor, MATVEC_ONE, 1, Epilogue::SwiGlu, 1);
-    check_linear(&r, &up, &tensor, MATMUL, 3, Epilogue::SwiGlu, 2);
+    check_linear(&r, &up, &tensor, MATVEC_ONE, 1, Epilogue::SwiGlu, None, 1);
+    check_linear(&r, &up, &tensor, MATMUL, 3, Epilogue::SwiGlu, None, 2);
     drop(tensor);
     let gate = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
     check_gate_up(&r, &gate, &up, &[(MATVEC, 2), (MATMUL, 3)], 5);
     drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
     // A batch of four sequences.
-    check_linear(&r, &down, &down.upload(gpu), MATVEC, 4, Epilogue::Accumulate, 3);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC, 4, Epilogue::Accumulate, None, 3);
     // The lm_head row-split into three parts, read from the last of a prefill's tokens.
     let head = Packed::random(&mut rng, DType::Q4, 5120, 128, &[12000, 12000, 8000]);
-    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, 4);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, None, 4);
     check_argmax(&r, &logits);
 }
 
@@ -414,14 +479,14 @@ fn linear_yi_6b_shapes(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(6);
     let up = Packed::random(&mut rng, DType::Q4, 4096, 32, &[11008]);
-    check_linear(&r, &up, &up.upload(gpu), MATVEC_ONE, 1, Epilogue::SwiGlu, 1);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC_ONE, 1, Epilogue::SwiGlu, None, 1);
     let down = Packed::random(&mut rng, DType::Q4, 11008, 32, &[4096]);
-    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 2);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, None, 2);
     // 64000 x 4096 q4 is 164 MB, over the 128 MiB binding limit: split as a converter would.
     let parts = binding_parts(DType::Q4, 64000, 4096, 32);
     assert!(parts.len() > 1, "the Yi lm_head must need several parts: {parts:?}");
     let head = Packed::random(&mut rng, DType::Q4, 4096, 32, &parts);
-    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC, 1, Epilogue::Store, 3);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC, 1, Epilogue::Store, None, 3);
     check_argmax(&r, &logits);
 }
 
@@ -725,24 +790,24 @@ fn k_quants_at_real_shapes(gpu: &'static Gpu) {
     let gate = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
     let up = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
     check_gate_up(&r, &gate, &up, &[(MATVEC_ONE, 1), (MATMUL, 3)], 1);
-    check_linear(&r, &up, &up.upload(gpu), MATVEC, 4, Epilogue::SwiGlu, 2);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC, 4, Epilogue::SwiGlu, None, 2);
     drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q6K, 13824, 256, &[5120]);
-    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 3);
-    check_linear(&r, &down, &down.upload(gpu), MATMUL, 3, Epilogue::Accumulate, 4);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, None, 3);
+    check_linear(&r, &down, &down.upload(gpu), MATMUL, 3, Epilogue::Accumulate, None, 4);
     drop(down);
     let up = Packed::random(&mut rng, DType::Q5K, 5120, 256, &[13824]);
-    check_linear(&r, &up, &up.upload(gpu), MATVEC, 2, Epilogue::Store, 5);
+    check_linear(&r, &up, &up.upload(gpu), MATVEC, 2, Epilogue::Store, None, 5);
     drop(up);
     // The lm_head in Q6_K (135.7 MB: two parts under WebGPU's default 128 MiB binding), read
     // from the last of a prefill's tokens, then its argmax.
     let head = Packed::random(&mut rng, DType::Q6K, 5120, 256, &binding_parts(DType::Q6K, 32000, 5120, 256));
-    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, 6);
+    let logits = check_linear(&r, &head, &head.upload(gpu), MATVEC_LAST, 3, Epilogue::Store, None, 6);
     check_argmax(&r, &logits);
     // Yi-6B: the FFN in Q5 (Q5_0/Q5_1 files), the embedding in BF16 and Q4_K.
     let down = Packed::random(&mut rng, DType::Q5, 11008, 32, &[4096]);
-    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, 7);
-    check_linear(&r, &down, &down.upload(gpu), MATMUL, 5, Epilogue::Accumulate, 8);
+    check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, None, 7);
+    check_linear(&r, &down, &down.upload(gpu), MATMUL, 5, Epilogue::Accumulate, None, 8);
     drop(down);
     for (dtype, group) in [(DType::Bf16, 0), (DType::Q4K, 256)] {
         let parts = binding_parts(dtype, 64000, 4096, group);

@@ -156,6 +156,10 @@ pub struct Profile {
     /// Sequences in the decode step (one token each): the model's sequence slots.
     pub sequences: usize,
     pub decode: Vec<KernelTime>,
+    /// Dispatches of the decode step (attention's merge included).
+    pub decode_dispatches: usize,
+    /// Dispatches of a decode layer (the most any layer has).
+    pub decode_layer_dispatches: usize,
     /// The prefill chunk's kernels, when asked for.
     pub prefill: Option<PrefillProfile>,
 }
@@ -197,6 +201,9 @@ pub async fn profile(
     model.prefill(&ids, Sampling::Greedy).await?;
     let sequences = model.sequences();
     let (decode, _, clock) = profile_step(model, ProfiledStep::Decode { sequences }, repeats).await?;
+    let decode_dispatches =
+        decode.iter().map(|kernel| (kernel.calls_per_token * sequences as f64).round() as usize).sum();
+    let decode_layer_dispatches = model.decode_layer_dispatches().iter().copied().max().unwrap_or(0);
     let prefill = match prefill {
         true => {
             let (kernels, tokens, _) = profile_step(model, ProfiledStep::Prefill, repeats).await?;
@@ -204,7 +211,16 @@ pub async fn profile(
         }
         false => None,
     };
-    Ok(Profile { adapter: model.gpu().describe(), clock, context_tokens: ids.len(), sequences, decode, prefill })
+    Ok(Profile {
+        adapter: model.gpu().describe(),
+        clock,
+        context_tokens: ids.len(),
+        sequences,
+        decode,
+        decode_dispatches,
+        decode_layer_dispatches,
+        prefill,
+    })
 }
 
 /// One step's kernels, each dispatch's time averaged over `repeats` runs after a warm-up
@@ -277,13 +293,15 @@ impl Profile {
         let total = |rows: &[KernelTime]| rows.iter().map(|r| r.ms_per_token).sum::<f64>();
         let decode = table(
             format!(
-                "Decode, {} at position {} ({:.1} ms/token, {:?} clock, {}):",
+                "Decode, {} at position {} ({:.1} ms/token; {} dispatches, {} per layer; {:?} clock, {}):",
                 match self.sequences {
                     1 => "one token".to_string(),
                     n => format!("{n} sequences of one token each"),
                 },
                 self.context_tokens,
                 total(&self.decode),
+                self.decode_dispatches,
+                self.decode_layer_dispatches,
                 self.clock,
                 self.adapter
             ),

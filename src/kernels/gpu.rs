@@ -232,20 +232,30 @@ impl Gpu {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes.next_multiple_of(4));
-        self.queue.submit([encoder.finish()]);
-        self.read_staging(&staging).await
+        let submission = self.queue.submit([encoder.finish()]);
+        self.read_staging(&staging, submission).await
     }
 
-    /// Maps a MAP_READ buffer whose copy has been submitted and returns its bytes.
-    pub async fn read_staging(&self, staging: &wgpu::Buffer) -> Result<Vec<u8>, GpuError> {
+    /// Maps a MAP_READ buffer whose copy was recorded in `submission` and returns its bytes.
+    pub async fn read_staging(
+        &self,
+        staging: &wgpu::Buffer,
+        submission: wgpu::SubmissionIndex,
+    ) -> Result<Vec<u8>, GpuError> {
         let (sender, receiver) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
             let _ = sender.send(result);
         });
-        // Natively this blocks until the GPU is done; on the web the browser's event loop
-        // resolves the mapping while we await.
+        // Natively this blocks until `submission` is done, and only it: a later one (the
+        // next decode step, already queued) keeps running while the caller examines these
+        // bytes, where waiting for the latest would drain the queue. On the web the
+        // browser's event loop resolves the mapping while we await.
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| GpuError::Readback(e.to_string()))?;
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = submission;
         let mapped = receiver.await.map_err(|_| GpuError::Readback("mapping was cancelled".into()))?;
         self.check()?;
         mapped.map_err(|e| GpuError::Readback(e.to_string()))?;

@@ -4,7 +4,8 @@
 use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
-    MATVEC_BATCH_ROWS, MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST,
+    MATVEC_BATCH_ROWS, MATVEC_NORMED_INPUT, MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH,
+    MATVEC_TOKENS_LAST,
 };
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 use crate::format::schema;
@@ -73,7 +74,17 @@ uniform_struct! {
         tokens: u32,
         epilogue: u32,
         out_stride: u32,
+        norm_eps: f32,
+        _pad: [u32; 3],
     }
+}
+
+/// RMSNorm applied by a matrix-vector kernel to its input as it reads it: `x` is the
+/// residual stream, and each token's product is `W (x * weight) / rms(x)`.
+#[derive(Clone, Copy, Debug)]
+pub struct InputNorm<'a> {
+    pub weight: &'a wgpu::Buffer,
+    pub eps: f32,
 }
 
 uniform_struct! {
@@ -102,13 +113,50 @@ pub fn linear(
     tokens: LinearTokens,
     epilogue: Epilogue,
 ) -> Vec<Dispatch> {
+    linear_of(gpu, step, weight, x, None, y, kernel, tokens, epilogue)
+}
+
+/// [`linear`] of `rmsnorm(x)`, the norm applied where the kernel reads `x` (no norm
+/// dispatch): a matrix-vector kernel's.
+#[allow(clippy::too_many_arguments)]
+pub fn normed_linear(
+    gpu: &Gpu,
+    step: &StepBuffers,
+    weight: &GpuTensor,
+    x: &wgpu::Buffer,
+    norm: InputNorm,
+    y: &wgpu::Buffer,
+    kernel: LinearKernel,
+    tokens: LinearTokens,
+    epilogue: Epilogue,
+) -> Vec<Dispatch> {
+    assert!(kernel != LinearKernel::Matmul, "the matmul kernel reads its input normalized already");
+    linear_of(gpu, step, weight, x, Some(norm), y, kernel, tokens, epilogue)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn linear_of(
+    gpu: &Gpu,
+    step: &StepBuffers,
+    weight: &GpuTensor,
+    x: &wgpu::Buffer,
+    norm: Option<InputNorm>,
+    y: &wgpu::Buffer,
+    kernel: LinearKernel,
+    tokens: LinearTokens,
+    epilogue: Epilogue,
+) -> Vec<Dispatch> {
     let wide = kernel == LinearKernel::Matmul;
     assert!(!wide || tokens == LinearTokens::Each, "the matmul kernel multiplies each token, not {tokens:?}");
     let shader = if wide { Shader::Matmul } else { Shader::Matvec };
     let key = PipelineKey::new(shader, "main").weights(weight.dtype);
-    let pipeline = gpu.pipeline(match kernel {
+    let key = match kernel {
         LinearKernel::MatvecOneToken => key.define(MATVEC_ONE_TOKEN),
         LinearKernel::Matvec | LinearKernel::Matmul => key,
+    };
+    let pipeline = gpu.pipeline(match norm {
+        Some(_) => key.define(MATVEC_NORMED_INPUT),
+        None => key,
     });
     let out_stride = match epilogue {
         Epilogue::GateUp => {
@@ -151,6 +199,8 @@ pub fn linear(
                     },
                     epilogue: epilogue.code(),
                     out_stride,
+                    norm_eps: norm.map_or(0.0, |norm| norm.eps),
+                    _pad: [0; 3],
                 };
                 let rows_per_workgroup = match kernel {
                     LinearKernel::MatvecOneToken => MATVEC_ROWS,
@@ -166,7 +216,11 @@ pub fn linear(
                     schema::role(&weight.name)
                 ),
                 weight_bytes: part.buffer.size(),
-                bind_group: gpu.bind(&pipeline, &[(0, &step.uniform), (1, &params), (2, &part.buffer), (3, x), (4, y)]),
+                bind_group: {
+                    let mut buffers = vec![(0, &step.uniform), (1, &params), (2, &part.buffer), (3, x), (4, y)];
+                    buffers.extend(norm.map(|norm| (5, norm.weight)));
+                    gpu.bind(&pipeline, &buffers)
+                },
                 pipeline: pipeline.clone(),
                 workgroups,
             }

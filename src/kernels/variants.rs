@@ -56,8 +56,8 @@ macro_rules! registry {
                 match self { $(Shader::$name => Role::$role,)* }
             }
 
-            /// The shader's own flags (beyond the dtype and subgroup ones), each compiled
-            /// with and without.
+            /// The shader's own flags (beyond the dtype and subgroup ones), compiled in every
+            /// combination.
             pub fn own_flags(self) -> &'static [&'static str] {
                 match self { $(Shader::$name => &[$($flag),*],)* }
             }
@@ -76,7 +76,7 @@ registry! {
     /// The weight decoders, one per [`WEIGHT_FLAGS`] flag.
     Quant => "quant.wgsl", Include, flags [];
     Embedding => "embedding.wgsl", Weights, flags [], uniform Params = embedding::Params;
-    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN], uniform Params = linear::MatvecParams;
+    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN, MATVEC_NORMED_INPUT], uniform Params = linear::MatvecParams;
     Matmul => "matmul.wgsl", Weights, flags [], uniform Params = linear::MatmulParams;
     Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform Params = rmsnorm::Params;
     Rope => "rope.wgsl", Plain, flags [QKV_BIAS], uniform Params = rope::Params;
@@ -114,6 +114,10 @@ pub const SUBGROUPS: &str = "SUBGROUPS";
 /// for one token's sums, not a batch's (software adapters pay for the larger arrays), each
 /// output summed in the same order as the batched variant.
 pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
+
+/// matvec.wgsl's variant that applies RMSNorm to its input as it reads it
+/// (`normed_linear`): a decode layer needs no separate norm dispatch.
+pub const MATVEC_NORMED_INPUT: &str = "MATVEC_NORMED_INPUT";
 
 /// rope.wgsl's variant that adds the q/k/v biases to the projections' sums (Qwen2).
 pub const QKV_BIAS: &str = "QKV_BIAS";
@@ -212,11 +216,12 @@ pub fn all_variants() -> Vec<(Shader, Vec<&'static str>)> {
                 Role::Plain => vec![base.clone()],
                 Role::Weights => WEIGHT_FLAGS.iter().map(|dtype| [&base[..], &[*dtype]].concat()).collect(),
             };
+            let own = shader.own_flags();
             for flags in per_dtype {
-                for flag in shader.own_flags() {
-                    variants.push((shader, [&flags[..], &[*flag]].concat()));
+                for subset in 0..1usize << own.len() {
+                    let chosen = own.iter().enumerate().filter(|(i, _)| subset >> i & 1 == 1).map(|(_, flag)| *flag);
+                    variants.push((shader, flags.iter().copied().chain(chosen).collect()));
                 }
-                variants.push((shader, flags));
             }
         }
     }

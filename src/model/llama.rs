@@ -3,9 +3,11 @@
 //! Per layer: `x += Wo·attn(rope(Wq·n), rope(Wk·n), Wv·n)` with `n = rmsnorm(x)`, then
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
 //! final norm, the lm_head and the token choice. The projections that read one input are
-//! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), and RoPE
-//! runs in the pass that stores keys and values in the cache, so a decode layer is seven
-//! dispatches (plus attention's merge where it splits the keys). Every launch is built once
+//! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), RoPE runs in
+//! the pass that stores keys and values in the cache, and the decode matvecs apply each
+//! rmsnorm as they read the residual (`normed_linear`), so a decode layer is six dispatches
+//! (q/k/v, RoPE and store, attention, output, gate/up, down; plus attention's merge where it
+//! splits the keys); a prefill layer eight, with its two norms. Every launch is built once
 //! at load (`llama/graph.rs`); a step writes the `Step` uniform and its tokens' places (and
 //! the ids when they come from the CPU), replays one list into one compute pass, and reads
 //! back only the chosen ids (`llama/readback.rs`). The chosen id stays on the GPU as the
@@ -31,6 +33,8 @@ use crate::format::Architecture;
 mod graph;
 mod profile;
 mod readback;
+
+use readback::PendingStep;
 
 pub use profile::{ProfiledStep, StepProfile};
 
@@ -83,14 +87,16 @@ pub struct LlamaModel {
     logits: wgpu::Buffer,
     /// Readback buffers of the steps in flight, used in turn; each holds a batch's ids.
     token_staging: [wgpu::Buffer; STEPS_IN_FLIGHT],
-    /// The staging buffer and slot of each submitted step whose id is unread, oldest first.
-    pending: VecDeque<(usize, usize)>,
+    /// Each submitted step whose id is unread, oldest first.
+    pending: VecDeque<PendingStep>,
     next_staging: usize,
     /// Embedding and layers for one token per sequence (matrix-vector kernels).
     decode: Vec<Dispatch>,
     /// The same for a step of one token (one sequence), with
     /// [`LinearKernel::MatvecOneToken`](crate::kernels::LinearKernel)'s matrix-vector kernels; its lm_head is `head_last`'s.
     decode_one: Vec<Dispatch>,
+    /// Dispatches of each layer in `decode_one`.
+    decode_layer_dispatches: Vec<usize>,
     /// Embedding and layers for a chunk of one sequence's prompt (tiled matrix-matrix kernels).
     prefill: Vec<Dispatch>,
     /// Final norm, lm_head on the step's last token, token choice (after a prefill chunk).
@@ -126,6 +132,11 @@ impl LlamaModel {
     /// Positions each sequence slot holds.
     pub fn context(&self) -> usize {
         self.options.context
+    }
+
+    /// Dispatches of each layer of a one-token decode step.
+    pub fn decode_layer_dispatches(&self) -> &[usize] {
+        &self.decode_layer_dispatches
     }
 
     /// Prompt tokens per prefill submission.
@@ -191,8 +202,8 @@ impl LlamaModel {
     /// Forgets the submitted steps whose ids were not read: their positions are given
     /// back (later steps overwrite what they stored) and their ids are never read.
     pub fn discard_pending(&mut self) {
-        for (_, slot) in self.pending.drain(..) {
-            self.positions[slot] -= 1;
+        for step in self.pending.drain(..) {
+            self.positions[step.slot] -= 1;
         }
     }
 
@@ -212,8 +223,9 @@ impl LlamaModel {
         let chunk = self.options.prefill_chunk;
         let (leading, last) = ids.split_at((ids.len() - 1) / chunk * chunk);
         self.append_slot(slot, leading)?;
-        let staging = self.take_staging(slot);
-        self.submit_prefill_chunk(slot, last, Some((staging, sampling)));
+        let staging = self.rotate_staging();
+        let submission = self.submit_prefill_chunk(slot, last, Some((staging, sampling)));
+        self.pending.push_back(PendingStep { staging, slot, submission });
         self.next_token().await
     }
 
@@ -231,14 +243,20 @@ impl LlamaModel {
 
     /// Appends one chunk of at most the prefill chunk's tokens to `slot` without waiting;
     /// with `choose`, the step also chooses the next token into that staging buffer.
-    fn submit_prefill_chunk(&mut self, slot: usize, chunk: &[u32], choose: Option<(usize, Sampling)>) {
+    fn submit_prefill_chunk(
+        &mut self,
+        slot: usize,
+        chunk: &[u32],
+        choose: Option<(usize, Sampling)>,
+    ) -> wgpu::SubmissionIndex {
         self.gpu.queue.write_buffer(&self.tokens, 0, bytemuck::cast_slice(chunk));
         let body = if chunk.len() == 1 { &self.decode_one } else { &self.prefill };
         let places = TokenPlace::run(slot, self.positions[slot], chunk.len());
         let sampling = choose.map_or(Sampling::Greedy, |(_, sampling)| sampling);
         let head = choose.map(|_| self.head_last.get(sampling));
-        self.submit(body, head, &places, sampling, choose.map(|(staging, _)| (staging, 1)));
+        let submission = self.submit(body, head, &places, sampling, choose.map(|(staging, _)| (staging, 1)));
         self.positions[slot] += chunk.len();
+        submission
     }
 
     /// Feeds the token chosen by the previous step and returns the next one.
@@ -254,9 +272,11 @@ impl LlamaModel {
     pub fn submit_decode(&mut self, sampling: Sampling) -> Result<(), StepError> {
         assert!(self.pending.len() < STEPS_IN_FLIGHT, "{STEPS_IN_FLIGHT} steps are already unread");
         self.reserve(0, 1)?;
-        let staging = self.take_staging(0);
+        let staging = self.rotate_staging();
         let places = TokenPlace::run(0, self.positions[0], 1);
-        self.submit(&self.decode_one, Some(self.head_last.get(sampling)), &places, sampling, Some((staging, 1)));
+        let head = Some(self.head_last.get(sampling));
+        let submission = self.submit(&self.decode_one, head, &places, sampling, Some((staging, 1)));
+        self.pending.push_back(PendingStep { staging, slot: 0, submission });
         self.positions[0] += 1;
         Ok(())
     }
@@ -296,9 +316,9 @@ impl LlamaModel {
             (1, 1) => (&self.decode_one, &self.head_last),
             _ => (&self.decode, &self.head_each),
         };
-        self.submit(body, Some(head.get(sampling)), &places, sampling, Some((staging, choosing)));
+        let submission = self.submit(body, Some(head.get(sampling)), &places, sampling, Some((staging, choosing)));
         self.positions = positions;
-        self.read_ids(staging, choosing).await
+        self.read_ids(staging, submission, choosing).await
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), StepError> {
@@ -336,13 +356,13 @@ impl LlamaModel {
         places: &[TokenPlace],
         sampling: Sampling,
         staging: Option<(usize, usize)>,
-    ) {
+    ) -> wgpu::SubmissionIndex {
         self.write_step(places, staging.map_or(places.len(), |(_, n)| n), sampling);
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         record_all(&mut encoder, body.iter().chain(head.unwrap_or_default()), places.len() as u32);
         if let Some((staging, n)) = staging {
             encoder.copy_buffer_to_buffer(&self.tokens, 0, &self.token_staging[staging], 0, n as u64 * 4);
         }
-        self.gpu.queue.submit([encoder.finish()]);
+        self.gpu.queue.submit([encoder.finish()])
     }
 }

@@ -6,8 +6,9 @@ use super::{Head, LlamaModel};
 use crate::format::schema::{GlobalWeight, LayerBias, LayerWeights};
 use crate::format::Architecture;
 use crate::kernels::{
-    attention, choose_token, embedding, gather, linear, rmsnorm, rope_and_store, rope_table, AttentionMode, Dispatch,
-    Epilogue, Gpu, GpuTensor, Heads, KvCache, LinearKernel, LinearTokens, SplitScratch, StepBuffers,
+    attention, choose_token, embedding, gather, linear, normed_linear, rmsnorm, rope_and_store, rope_table,
+    AttentionMode, Dispatch, Epilogue, Gpu, GpuTensor, Heads, InputNorm, KvCache, LinearKernel, LinearTokens,
+    SplitScratch, StepBuffers,
 };
 use crate::model::plan::BufferPlan;
 use crate::model::stack::{stack_projections, Projections};
@@ -98,9 +99,33 @@ impl LlamaModel {
 
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
+        // `outputs` (each `(weight, y, epilogue)`) of rmsnorm(x) with norm weight `norm`.
+        // Matrix-vector kernels apply the norm as they read x (`normed_linear`), so a decode
+        // layer has no norm dispatch; the matmul, and an act-order weight (whose gather
+        // reads the normed input), take it from a norm dispatch.
+        let normed_linears = |list: &mut Vec<Dispatch>,
+                              norm: &wgpu::Buffer,
+                              outputs: &[(&GpuTensor, &wgpu::Buffer, Epilogue)],
+                              kernel: LinearKernel,
+                              tokens: LinearTokens,
+                              linears: &dyn Fn(&mut Vec<Dispatch>, &wgpu::Buffer)| {
+            if kernel == LinearKernel::Matmul || outputs.iter().any(|(weight, ..)| weight.input_order.is_some()) {
+                list.push(rmsnorm(&gpu, &step, &act.x, norm, &act.normed, a.hidden, a.norm_eps));
+                linears(list, &act.normed);
+            } else {
+                let input_norm = InputNorm { weight: norm, eps: a.norm_eps };
+                for &(weight, y, epilogue) in outputs {
+                    list.extend(normed_linear(&gpu, &step, weight, &act.x, input_norm, y, kernel, tokens, epilogue));
+                }
+            }
+        };
+        // Dispatches of each layer of the last list `body` built.
+        let layer_dispatches = std::cell::RefCell::new(Vec::new());
         let body = |kernel: LinearKernel| {
             let mut list = embedding(&gpu, &step, w(GlobalWeight::TokenEmbedding.name()), &tokens, &act.x);
+            layer_dispatches.borrow_mut().clear();
             for (layer, cache) in layers.iter().zip(&caches) {
+                let layer_start = list.len();
                 // The weights reading one input, each `(weight, y, epilogue)`. An
                 // act-order weight reads the input gathered into its column order, once
                 // per distinct order (q/k/v, like gate/up, normally share one).
@@ -122,14 +147,15 @@ impl LlamaModel {
                         }
                     };
                 let attention_norm = &layer.attention_norm.parts[0].buffer;
-                list.push(rmsnorm(&gpu, &step, &act.x, attention_norm, &act.normed, a.hidden, a.norm_eps));
                 // Stacked or apart, the projections write each token's queries, keys and
                 // values side by side (see `stack_projections`).
                 let qkv: Vec<_> = match &layer.qkv {
                     Projections::Stacked(qkv) => vec![(qkv, &act.qkv, Epilogue::Store)],
                     Projections::Apart(parts) => parts.iter().map(|part| (part, &act.qkv, Epilogue::Store)).collect(),
                 };
-                linears(&mut list, &act.normed, &qkv);
+                normed_linears(&mut list, attention_norm, &qkv, kernel, LinearTokens::Each, &|list, normed| {
+                    linears(list, normed, &qkv)
+                });
                 list.push(rope_and_store(
                     &gpu,
                     &step,
@@ -147,41 +173,44 @@ impl LlamaModel {
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
                 linears(&mut list, &act.attended, &[(&layer.wo, &act.x, Epilogue::Accumulate)]);
                 let feed_forward_norm = &layer.feed_forward_norm.parts[0].buffer;
-                list.push(rmsnorm(&gpu, &step, &act.x, feed_forward_norm, &act.normed, a.hidden, a.norm_eps));
-                match &layer.gate_up {
-                    Projections::Stacked(gate_up) => {
-                        linears(&mut list, &act.normed, &[(gate_up, &act.gate, Epilogue::GateUp)])
-                    }
+                let gate_up: Vec<_> = match &layer.gate_up {
+                    Projections::Stacked(gate_up) => vec![(gate_up, &act.gate, Epilogue::GateUp)],
                     // The up projection's epilogue applies SwiGLU to the gate projection in place.
-                    Projections::Apart([gate, up]) => linears(
-                        &mut list,
-                        &act.normed,
-                        &[(gate, &act.gate, Epilogue::Store), (up, &act.gate, Epilogue::SwiGlu)],
-                    ),
-                }
+                    Projections::Apart([gate, up]) => {
+                        vec![(gate, &act.gate, Epilogue::Store), (up, &act.gate, Epilogue::SwiGlu)]
+                    }
+                };
+                normed_linears(&mut list, feed_forward_norm, &gate_up, kernel, LinearTokens::Each, &|list, normed| {
+                    linears(list, normed, &gate_up)
+                });
                 linears(&mut list, &act.gate, &[(&layer.down, &act.x, Epilogue::Accumulate)]);
+                layer_dispatches.borrow_mut().push(list.len() - layer_start);
             }
             list
         };
         let decode = body(LinearKernel::Matvec);
-        let decode_one = body(LinearKernel::MatvecOneToken);
         let prefill = body(LinearKernel::Matmul);
+        let decode_one = body(LinearKernel::MatvecOneToken);
+        let decode_layer_dispatches = layer_dispatches.take();
         let lm_head = GlobalWeight::lm_head(a).name();
         let head = |last_token_only: bool, greedy: bool| {
             let (kernel, which_tokens) = match last_token_only {
                 true => (LinearKernel::MatvecOneToken, LinearTokens::Last),
                 false => (LinearKernel::Matvec, LinearTokens::Choosing),
             };
-            let mut list = vec![rmsnorm(
-                &gpu,
-                &step,
-                &act.x,
-                norm(GlobalWeight::OutputNorm.name()),
-                &act.normed,
-                a.hidden,
-                a.norm_eps,
-            )];
-            list.extend(linear(&gpu, &step, w(lm_head), &act.normed, &logits, kernel, which_tokens, Epilogue::Store));
+            let mut list = Vec::new();
+            let output_norm = norm(GlobalWeight::OutputNorm.name());
+            let weight = w(lm_head);
+            normed_linears(
+                &mut list,
+                output_norm,
+                &[(weight, &logits, Epilogue::Store)],
+                kernel,
+                which_tokens,
+                &|list, normed| {
+                    list.extend(linear(&gpu, &step, weight, normed, &logits, kernel, which_tokens, Epilogue::Store))
+                },
+            );
             list.push(choose_token(&gpu, &step, &logits, &tokens, a.vocab, greedy, last_token_only));
             list
         };
@@ -199,6 +228,7 @@ impl LlamaModel {
             next_staging: 0,
             decode,
             decode_one,
+            decode_layer_dispatches,
             prefill,
             head_last,
             head_each,

@@ -2,16 +2,31 @@
 
 use super::{LlamaModel, StepError, STEPS_IN_FLIGHT};
 
+/// A submitted step whose chosen id is unread.
+pub(super) struct PendingStep {
+    /// The staging buffer its id is copied into.
+    pub staging: usize,
+    /// The sequence slot it appended a token to.
+    pub slot: usize,
+    /// Its submission: reading its id waits for it alone, never for the steps after it.
+    pub submission: wgpu::SubmissionIndex,
+}
+
 impl LlamaModel {
     /// The id chosen by the oldest submitted, unread step.
     pub async fn next_token(&mut self) -> Result<u32, StepError> {
-        let (staging, _) = self.pending.pop_front().expect("a submitted step to read");
-        Ok(self.read_ids(staging, 1).await?[0])
+        let step = self.pending.pop_front().expect("a submitted step to read");
+        Ok(self.read_ids(step.staging, step.submission, 1).await?[0])
     }
 
-    /// The first `n` ids a step copied into staging buffer `staging`.
-    pub(super) async fn read_ids(&self, staging: usize, n: usize) -> Result<Vec<u32>, StepError> {
-        let bytes = self.gpu.read_staging(&self.token_staging[staging]).await?;
+    /// The first `n` ids the step of `submission` copied into staging buffer `staging`.
+    pub(super) async fn read_ids(
+        &self,
+        staging: usize,
+        submission: wgpu::SubmissionIndex,
+        n: usize,
+    ) -> Result<Vec<u32>, StepError> {
+        let bytes = self.gpu.read_staging(&self.token_staging[staging], submission).await?;
         let ids: Vec<u32> = bytemuck::cast_slice(&bytes[..n * 4]).to_vec();
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.architecture.vocab) {
             return Err(StepError::TokenOutOfRange { id, vocab: self.architecture.vocab });
@@ -23,13 +38,6 @@ impl LlamaModel {
     pub(super) fn rotate_staging(&mut self) -> usize {
         let staging = self.next_staging;
         self.next_staging = (staging + 1) % STEPS_IN_FLIGHT;
-        staging
-    }
-
-    /// The staging buffer for the next step of `slot`, registered as pending.
-    pub(super) fn take_staging(&mut self, slot: usize) -> usize {
-        let staging = self.rotate_staging();
-        self.pending.push_back((staging, slot));
         staging
     }
 
