@@ -275,6 +275,10 @@ export interface Profile {
   sequences: number;
   /** The kernels of one decode step, most expensive first. */
   decode: KernelTime[];
+  /** Dispatches of the decode step. */
+  decodeDispatches: number;
+  /** Dispatches of a decode layer (the most any layer has). */
+  decodeLayerDispatches: number;
   /** The kernels of one prefill chunk; null with `prefill: false`. */
   prefill: { tokens: number; kernels: KernelTime[] } | null;
   /** The same tables in markdown, as `webjudge bench --profile` prints them. */
