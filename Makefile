@@ -63,8 +63,8 @@ test: deps web
 	test -f $(DEMO_MODEL)/manifest.json || \
 		$(TEST_BIN) convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
 	$(TEST_GGUF) cargo test --all-targets -- --include-ignored
-	# The Python batch and Ray tests take CI's remaining time, and the Ctrl-C test fails since
-	# the merge with two steps in flight (issue 26): `make test-python` runs them.
+	# The Python batch and Ray tests take CI's remaining time, and the Ctrl-C test fails on main
+	# since this session's merges (issue 26): `make test-python` runs them.
 	tools/test_python.sh $(DEMO_MODEL) -k "not batch and not actors and not ctrl_c"
 	tools/test_wasm.sh
 	WEBJUDGE_BIN=$(CURDIR)/$(TEST_BIN) tests/browser/run.sh
