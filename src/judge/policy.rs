@@ -24,6 +24,18 @@ pub struct Defaults {
 
 pub const DEFAULTS: Defaults = Defaults { max_new_tokens: AUTOJ_MAX_NEW_TOKENS, generate_max_new_tokens: 256 };
 
+/// The family a rubric method (the page's `rubric`/`compare`/`classify`, Python's
+/// `rubric`/`compare`) runs: the one the caller names, else the model's own when it is a rubric
+/// judge, else Prometheus 2's. Auto-J grades no rubric.
+pub fn rubric_family(named: Option<JudgeFamily>, model: Option<JudgeFamily>) -> Result<JudgeFamily, ProtocolError> {
+    match (named, model) {
+        (Some(JudgeFamily::AutoJ), _) => Err(ProtocolError::AutoJRubric),
+        (Some(named), _) => Ok(named),
+        (None, Some(model)) if model != JudgeFamily::AutoJ => Ok(model),
+        (None, _) => Ok(JudgeFamily::Prometheus),
+    }
+}
+
 /// What a front end knows when it picks the protocol for an item or a batch. One rule for
 /// both: a named protocol as it is; else the family the call asks for, else the model's, else
 /// the one the input suggests, else Auto-J; within the family Auto-J's in the language asked

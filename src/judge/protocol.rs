@@ -607,6 +607,8 @@ pub enum ProtocolError {
     UnknownProtocol(String),
     #[error("protocol {protocol} judges {expected}, but the item has {found}")]
     Mismatch { protocol: &'static str, expected: &'static str, found: &'static str },
+    #[error("family: Auto-J's protocols run with pairwise and single")]
+    AutoJRubric,
     #[error("a test-data row must be a JSON object")]
     NotAnObject,
     #[error("field {field:?} is missing (protocol {protocol})")]

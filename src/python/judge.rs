@@ -12,7 +12,7 @@ use crate::engine::native::{load_path, read_manifest};
 use crate::format::JudgeFamily;
 use crate::judge::dataset::Row;
 use crate::judge::output::RunOptions;
-use crate::judge::policy::ProtocolRequest;
+use crate::judge::policy::{rubric_family, ProtocolRequest};
 use crate::judge::run::{judge_rows, read_row, RunEvent, RunStopped};
 use crate::judge::session::{tokenized_input, Judge, JudgeOptions, Order};
 use crate::judge::{render, Item};
@@ -29,14 +29,13 @@ pub struct NativeJudge {
 }
 
 /// What a one-item call asks for: the family of its method (`pairwise`/`single`: Auto-J's;
-/// `rubric`/`compare`: the model's when it is a rubric judge, else Prometheus 2's).
+/// `rubric`/`compare`: as the page's methods choose, [`rubric_family`]).
 fn method_family(method: &str, model: Option<JudgeFamily>) -> PyResult<JudgeFamily> {
-    Ok(match (method, model) {
-        ("pairwise" | "single", _) => JudgeFamily::AutoJ,
-        ("rubric" | "compare", Some(model)) if model != JudgeFamily::AutoJ => model,
-        ("rubric" | "compare", _) => JudgeFamily::Prometheus,
-        (other, _) => return Err(error(format!("no judging method {other:?}"))),
-    })
+    match method {
+        "pairwise" | "single" => Ok(JudgeFamily::AutoJ),
+        "rubric" | "compare" => rubric_family(None, model).map_err(error),
+        other => Err(error(format!("no judging method {other:?}"))),
+    }
 }
 
 impl NativeJudge {

@@ -19,7 +19,7 @@ use super::{options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Engine, EngineError, GenerateOptions};
 use crate::judge::dataset::{Record, Row};
-use crate::judge::policy::DEFAULTS;
+use crate::judge::policy::{rubric_family, DEFAULTS};
 use crate::judge::session::{Judge, JudgeEvent, Order};
 use crate::judge::{render, Item, JudgeFamily};
 use crate::kernels::Sampling;
@@ -272,18 +272,9 @@ impl JsJudge {
         let shared = Rc::clone(&self.shared);
         promise((|| {
             let o = options.as_ref();
-            // `rubric`, `compare` and `classify` run the judge named by the `family` option,
-            // else the model's own protocols when it is a rubric judge other than Prometheus 2.
-            let family = match (family, options::opt_family(o, "family")?, shared.family()) {
-                (JudgeFamily::AutoJ, _, _) => JudgeFamily::AutoJ,
-                (_, Some(JudgeFamily::AutoJ), _) => {
-                    return Err(WebError::InvalidInput(
-                        "family: Auto-J's protocols run with pairwise and single".into(),
-                    ))
-                }
-                (_, Some(named), _) => named,
-                (_, None, Some(model)) if model != JudgeFamily::AutoJ => model,
-                (family, None, _) => family,
+            let family = match family {
+                JudgeFamily::AutoJ => JudgeFamily::AutoJ,
+                _ => rubric_family(options::opt_family(o, "family")?, shared.family())?,
             };
             let protocol = arguments::item_protocol(o, &input, family, asks)?;
             protocol.check_served_by(shared.family())?;
