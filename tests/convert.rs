@@ -1826,3 +1826,30 @@ fn split_gguf_files_load_as_the_whole_file() {
     let error = refused(&first);
     assert!(error.contains("tiny-00002-of-00002.gguf"), "{error}");
 }
+
+/// A GGUF whose contents are wrong is refused naming the file once, whichever way a command
+/// reads it: loaded (`generate`), its header only (`tokenize`), or its manifest made first
+/// (`prompt --model`).
+#[test]
+fn a_broken_gguf_is_refused_naming_the_file_once() {
+    let dir = scratch("broken");
+    let bytes = tiny_model(4, true).bytes();
+    let path = write_gguf(&dir, "cut.gguf", &bytes[..bytes.len() - 1000]);
+    let shown = path.display().to_string();
+    let commands: [&[&str]; 3] = [
+        &["generate", "--model", &shown, "--prompt", "hi", "--max-tokens", "1"],
+        &["tokenize", "--model", &shown, "--text", "hi"],
+        &["prompt", "--protocol", "single", "--model", &shown],
+    ];
+    for args in commands {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_webjudge"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} accepted a cut file");
+        assert_eq!(stderr.matches(&shown).count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("outside the file"), "{args:?}: {stderr}");
+    }
+}

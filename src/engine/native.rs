@@ -7,7 +7,7 @@
 //! every measure: ids, a batch output's model hash.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{Engine, EngineError};
 use crate::format::checked_file::{self, ReadError, RegularFile};
@@ -48,7 +48,7 @@ pub enum ManifestFileError {
     Read(#[from] ReadError),
     #[error("{path}: {source}")]
     Parse { path: String, source: ManifestError },
-    /// A GGUF file's, whose manifest is made by repacking it: the message names the file.
+    /// A GGUF file's, whose manifest is made by repacking it (the message names the file).
     #[error("{0}")]
     Gguf(String),
 }
@@ -58,14 +58,7 @@ pub enum ManifestFileError {
 /// write (a pass over the file).
 pub fn read_manifest(path: &Path) -> Result<(Manifest, Vec<u8>), ManifestFileError> {
     if is_gguf(path) {
-        // Errors reading the file name it already; those of its contents do not.
-        let name = path.display().to_string();
-        let manifest = read_metadata(path)
-            .map_err(|e| match e.to_string() {
-                message if message.starts_with(&name) => ManifestFileError::Gguf(message),
-                message => ManifestFileError::Gguf(format!("{name}: {message}")),
-            })?
-            .0;
+        let manifest = read_metadata(path).map_err(|e| ManifestFileError::Gguf(e.to_string()))?.0;
         let bytes = manifest.to_json().into_bytes();
         return Ok((manifest, bytes));
     }
@@ -177,6 +170,8 @@ pub fn load_gguf(
 
 /// A GGUF file open for reading (llama.cpp's split files as one, end to end), and its plan.
 struct GgufSource {
+    /// The path opened (a split file's first part), which errors of the contents name.
+    path: PathBuf,
     /// Each file and where it starts in the joined file.
     files: Vec<(RegularFile, u64)>,
     plan: GgufPlan,
@@ -196,18 +191,19 @@ impl GgufSource {
         let mut start = 0;
         for path in &paths {
             let file = checked_file::open(path).map_err(GgufError::from)?;
-            let header = GgufFile::read(&file.file)?;
+            let header = GgufFile::read(&file.file).map_err(|e| ConvertError::from(e).in_file(path))?;
             files.push((file, start));
             start += header.file_size;
             headers.push(header);
         }
+        let in_file = |error: ConvertError| error.in_file(path);
         let gguf = match headers.len() {
             1 => headers.pop().expect("one header"),
-            _ => GgufFile::join_splits(headers)?,
+            _ => GgufFile::join_splits(headers).map_err(|e| in_file(e.into()))?,
         };
-        let apart = GgufPlan::read_apart(&gguf, |range| read_joined(&mut files, range))?;
-        let plan = GgufPlan::new(&gguf, file_name, &ImportOptions::default(), &apart)?;
-        Ok(Self { files, plan })
+        let apart = GgufPlan::read_apart(&gguf, |range| read_joined(&mut files, range)).map_err(in_file)?;
+        let plan = GgufPlan::new(&gguf, file_name, &ImportOptions::default(), &apart).map_err(in_file)?;
+        Ok(Self { path: path.to_owned(), files, plan })
     }
 
     /// Reads and repacks every part of `entries` (the plan's layout) in order, giving each
@@ -226,7 +222,7 @@ impl GgufSource {
             for (index, part) in entry.parts.iter().enumerate() {
                 let rows = part.row_start..part.row_start + part.rows;
                 let source = read_joined(&mut self.files, tensor.source_range(rows.clone()))?;
-                let words = tensor.repack(rows.clone(), &source)?;
+                let words = tensor.repack(rows.clone(), &source).map_err(|e| e.in_file(&self.path))?;
                 let bytes: &[u8] = bytemuck::cast_slice(&words);
                 hashes.append(part.shard, bytes);
                 on_part(entry, index, bytes);

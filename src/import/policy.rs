@@ -65,6 +65,21 @@ pub enum ConvertError {
         cap.original, cap.extended, cap.original
     )]
     LongRope { requested: usize, cap: LongRopeCap },
+    /// An error of a file's contents, which its own message does not name.
+    #[error("{}: {source}", path.display())]
+    InFile { path: PathBuf, source: Box<ConvertError> },
+}
+
+impl ConvertError {
+    /// This error, naming the file whose contents it is about (an error reading the file
+    /// names it already).
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            ConvertError::Gguf(GgufError::Read(_)) => self,
+            error => ConvertError::InFile { path: path.to_owned(), source: Box::new(error) },
+        }
+    }
 }
 
 /// A LongRoPE model's context as a model directory records it (Phi-3.5's `rope_scaling` of
