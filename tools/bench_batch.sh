@@ -17,7 +17,7 @@ source tools/peers/common.sh
 prepare_webjudge
 mkdir -p "$PEERS"
 # A copy, so a build during the runs cannot change what is measured.
-cp target/release/webjudge "$PEERS/webjudge"
+cp "$WEBJUDGE_RELEASE" "$PEERS/webjudge"
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -21,7 +21,7 @@ prepare_webjudge
 install_peer node-llama-cpp@3.21.1
 cp tools/peers/llamacpp_bench.mjs tools/peers/prompt.mjs "$PEERS/"
 # A copy, so a build during the runs cannot change what is measured.
-cp target/release/webjudge "$PEERS/webjudge"
+cp "$WEBJUDGE_RELEASE" "$PEERS/webjudge"
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

@@ -5,6 +5,9 @@ MODEL=target/models/smollm2-135m-instruct
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/webjudge-runtime-$(id -u)}
 mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 
+# The release CLI, wherever cargo puts it (CARGO_TARGET_DIR).
+WEBJUDGE_RELEASE=${CARGO_TARGET_DIR:-target}/release/webjudge
+
 # Builds webjudge, converts the GGUF ($GGUF if set, else the test model's) if needed; sets
 # $gguf to the GGUF's path and $MODEL to its model directory.
 prepare_webjudge() {
@@ -15,7 +18,7 @@ prepare_webjudge() {
         gguf=$(tools/fetch_test_model.sh)
     fi
     cargo build --release --quiet
-    [[ -f $MODEL/manifest.json ]] || target/release/webjudge convert "$gguf" --out "$MODEL"
+    [[ -f $MODEL/manifest.json ]] || "$WEBJUDGE_RELEASE" convert "$gguf" --out "$MODEL"
 }
 
 # Installs one pinned npm package (name@version) into $PEERS, once; never committed.
