@@ -17,15 +17,15 @@ TEST_GGUF := WEBJUDGE_TEST_GGUF="$$(tools/fetch_test_model.sh $(CACHE))"
 
 # What the native build and its tests need; deps adds the browser and the wasm tools.
 native-deps:
-	tools/install_deps.sh --native
+	tools/timed.sh tools/install_deps.sh --native
 	mkdir -p -m 700 $(XDG_RUNTIME_DIR)
 
 deps: native-deps
-	tools/install_deps.sh
+	tools/timed.sh tools/install_deps.sh
 
 # The wasm package the page imports (www/pkg/, not committed).
 web: deps
-	tools/build_web.sh
+	tools/timed.sh tools/build_web.sh
 
 # The npm package `webjudge` (nothing is published): target/package/webjudge-<version>.tgz.
 # esbuild, which bundles its single-script build, is pinned in tests/browser/'s package-lock.
@@ -55,21 +55,19 @@ check: native-deps
 # The full tier: the fast tier's ignored tests included, the Python package's (the test
 # model's directory), then the wasm and browser suites, which run the CLI and www/pkg/: build
 # both fresh. The suites run the dev build of the CLI, which `cargo test` builds anyway: a
-# release build would compile every crate a second time.
+# release build would compile every crate a second time. tools/timed.sh says how long each
+# step took, so CI's log shows where its time goes.
 TEST_BIN := target/debug/webjudge
 
 test: deps web
 	cargo build --bin webjudge
 	test -f $(DEMO_MODEL)/manifest.json || \
 		$(TEST_BIN) convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
-	$(TEST_GGUF) cargo test --all-targets -- --include-ignored
-	# The Python batch and Ray tests take CI's remaining time, and the Ctrl-C test fails on main
-	# since this session's merges (issue 26): `make test-python` runs them.
-	tools/test_python.sh $(DEMO_MODEL) -k "not batch and not actors and not ctrl_c"
-	tools/test_wasm.sh
-	WEBJUDGE_BIN=$(CURDIR)/$(TEST_BIN) tests/browser/run.sh
+	$(TEST_GGUF) tools/timed.sh cargo test --all-targets -- --include-ignored
+	tools/timed.sh tools/test_python.sh $(DEMO_MODEL)
+	tools/timed.sh tools/test_wasm.sh
+	WEBJUDGE_BIN=$(CURDIR)/$(TEST_BIN) tools/timed.sh tests/browser/run.sh
 
-# Every Python test, the batch and Ray ones (two actors, a kill and a resume) included:
-# minutes of generation on lavapipe.
+# The Python package's tests alone (make test runs them too): minutes of generation on lavapipe.
 test-python: native-deps model
 	tools/test_python.sh $(DEMO_MODEL)
