@@ -6,8 +6,9 @@
 //! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
 //! at the end against the host's (`X-Linked-Etag`, the Hub's LFS hash) or the caller's
 //! (`sha256`), and a mismatch leaves nothing loaded. The repacked model is kept in the Origin
-//! Private File System ([`opfs`]) once verified, and the next load of the URL reads it from
-//! there, fetching no weights (one byte, to see whether the file changed).
+//! Private File System ([`opfs`]) once verified (replacing the copy kept before only then),
+//! and the next load of the URL reads it from there, fetching no weights (one byte, to see
+//! whether the file changed).
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
@@ -43,12 +44,18 @@ pub fn is_gguf_url(model_url: &str) -> bool {
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     loader::require_webgpu()?;
     let url = loader::absolute_url(model_url)?;
-    if let Some(kept) = opfs::kept(&url).await {
-        if still_current(&url, &kept.source, settings.sha256.as_deref()).await {
-            match load_kept(&url, &kept, &settings).await {
+    // A kept copy that is no longer the file (or not the hash asked for) stays kept until a
+    // download of the file as it is now has been verified.
+    let mut kept = opfs::kept(&url).await;
+    if let Some(copy) = &kept {
+        if still_current(&url, &copy.source, settings.sha256.as_deref()).await {
+            match load_kept(&url, copy, &settings).await {
                 Err(WebError::CorruptShard(why)) => {
                     let note = format!("webjudge: the kept copy of {url} is damaged ({why}): downloading it again");
                     web_sys::console::warn_1(&note.into());
+                    if let Some(damaged) = kept.take() {
+                        damaged.remove().await;
+                    }
                 }
                 loaded => return loaded,
             }
@@ -85,7 +92,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let (weights, estimate) = weights.inspect_err(|_| device.destroy())?;
     let progress = super::load::progress_callback(&settings);
     let mut stats = ShardStats::default();
-    let mut keeper = Keeper::start(&url).await;
+    let mut keeper = Keeper::start(&url, kept.as_ref()).await;
     let mut upload = |name: &str, part: usize, bytes: &[u8]| weights[name].write_part(&prepared.gpu, part, bytes);
     let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
     if let Err(error) = streamed {
@@ -124,7 +131,7 @@ async fn still_current(url: &str, kept: &Source, expected: Option<&str>) -> bool
 }
 
 /// Loads the model kept for `url`: its shards read from the OPFS, each verified against the
-/// kept manifest (a damaged one is `CorruptShard`, and the kept copy is removed).
+/// kept manifest (a damaged one is `CorruptShard`).
 async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<JsJudge, WebError> {
     let manifest = Manifest::from_json(&kept.manifest).map_err(|e| model_error(url, e))?;
     let tokenizer = Tokenizer::from_json(&kept.tokenizer).map_err(|e| model_error(url, e))?;
@@ -149,9 +156,6 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         Ok(done) => done,
         Err(error) => {
             device.destroy();
-            if matches!(error, WebError::CorruptShard(_)) {
-                opfs::forget(url).await;
-            }
             return Err(error);
         }
     };

@@ -7,8 +7,9 @@
 // with no weight request (one byte, to see that the file is unchanged) and generates the same, and
 // so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
 // clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
-// server without ranges, a wrong sha256) on a tiny fixture, with nothing kept. One Chromium, one page,
-// one download of the 92 MB file over the loopback.
+// server without ranges, a wrong sha256) on a tiny fixture, with nothing of them kept and a copy
+// verified before a refusal still kept. One Chromium, one page, one download of the 92 MB file
+// over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
 //   WEBJUDGE_WWW        the site, default www/
@@ -119,7 +120,10 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
 // Files that are no GGUF the header promises, refused from the header's range requests alone
 // (no weight fetched), each with a message that says what is wrong: a file cut short, a header
 // promising one tensor more than it describes, and a server that ignores ranges; and a whole file
-// whose sha256 is not the one expected, refused once streamed. Nothing is kept. A tiny fixture
+// whose sha256 is not the one expected, refused once streamed. Nothing of a refused file is kept,
+// and a refused download of a URL whose model is kept leaves that copy as it was: the whole file
+// loaded verified (the right sha256) is kept, loaded again with a wrong sha256 it is downloaded and
+// refused, and loaded with no sha256 it still comes from the OPFS. A tiny fixture
 // (qwen2_tiny.gguf) from the suites' test server, which logs requests.
 test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
@@ -129,44 +133,75 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
   promising.writeBigUInt64LE(promising.readBigUInt64LE(8) + 1n, 8);
   await writeFile(join(dir, "promising.gguf"), promising);
   await writeFile(join(dir, "whole.gguf"), bytes);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const wrongHash = "0".repeat(64);
   const faults = await startServer({ root: ROOT, model: dir });
   try {
     const page = await browser.newPage();
     await page.goto(`${faults.origin}/index.html`);
-    const outcomes = await page.evaluate(async (urls) => {
-      const wasm = await import("/pkg/webjudge.js");
-      await wasm.default();
-      const outcomes = [];
-      for (const [url, sha256] of urls) {
-        try {
-          await wasm.Judge.load(url, { contextLength: 64, sha256 });
-          outcomes.push("loaded");
-        } catch (error) {
-          outcomes.push(`${error.name}: ${error.message}`);
-        }
-      }
-      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
-      const kept = [];
-      for await (const name of root.keys()) kept.push(name);
-      return { outcomes, kept };
-    }, [
-      ["/models/default/truncated.gguf"],
-      ["/models/default/promising.gguf"],
-      ["/norange-t1/whole.gguf"],
-      ["/models/default/whole.gguf", "0".repeat(64)],
-    ]);
-    console.log(outcomes.outcomes.join("\n"));
-    const [truncated, promised, norange, wrong] = outcomes.outcomes;
-    assert.match(truncated, /^ModelError: .*truncated\.gguf: .*outside the file/);
-    assert.match(promised, /^ModelError: .*promising\.gguf: /);
-    assert.match(norange, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    assert.match(wrong, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
-    assert.deepEqual(outcomes.kept, [], "nothing of a refused file is kept");
+    const load = (url, hash) => loadTiny(page, faults, url, { sha256: hash });
+    const truncated = await load("/models/default/truncated.gguf");
+    const promised = await load("/models/default/promising.gguf");
+    const norange = await load("/norange-t1/whole.gguf");
+    const wrong = await load("/models/default/whole.gguf", wrongHash);
+    const verified = await load("/models/default/whole.gguf", sha256);
+    const refusedAgain = await load("/models/default/whole.gguf", wrongHash);
+    const reloaded = await load("/models/default/whole.gguf");
+    const loads = { truncated, promised, norange, wrong, verified, refusedAgain, reloaded };
+    for (const [name, { outcome }] of Object.entries(loads)) console.log(`${name}: ${outcome}`);
+    assert.match(truncated.outcome, /^ModelError: .*truncated\.gguf: .*outside the file/);
+    assert.match(promised.outcome, /^ModelError: .*promising\.gguf: /);
+    assert.match(norange.outcome, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
+    const mismatch = new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`);
+    assert.match(wrong.outcome, mismatch);
+    for (const refused of [truncated, promised, norange, wrong]) assert.deepEqual(refused.kept, [], "nothing of a refused file is kept");
+    assert.equal(verified.outcome, "loaded");
+    assert.equal(verified.info.fromCache, false);
+    assert.equal(verified.kept.length, 1, "the verified file is kept");
+    // Refused again, with a verified copy kept: that copy stays, and the next load reads it.
+    assert.match(refusedAgain.outcome, mismatch);
+    assert.deepEqual(refusedAgain.kept, verified.kept, "a refused download leaves the copy kept before it");
+    assert.equal(reloaded.outcome, "loaded");
+    assert.equal(reloaded.info.fromCache, true, "the copy kept before the refusal loads");
+    assert.deepEqual(reloaded.kept, verified.kept);
+    assert.deepEqual(reloaded.ranges, ["bytes=0-0"], "no weight request for the kept copy");
     const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
-    assert.deepEqual(weights.map((entry) => entry.path), ["/models/default/whole.gguf"], "weights fetched only for the whole file");
+    assert.deepEqual(
+      weights.map((entry) => entry.path),
+      ["/models/default/whole.gguf", "/models/default/whole.gguf", "/models/default/whole.gguf"],
+      "weights fetched only for the whole file, and not for its kept copy",
+    );
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
+// ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
+// folders afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
+async function loadTiny(page, server, url, options) {
+  const mark = server.log.length;
+  const result = await page.evaluate(
+    async ({ url, options }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      let outcome = "loaded";
+      let info = null;
+      try {
+        const judge = await wasm.Judge.load(url, { contextLength: 64, ...options });
+        info = judge.info();
+        await judge.unload();
+      } catch (error) {
+        outcome = `${error.name}: ${error.message}`;
+      }
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      for await (const name of root.keys()) kept.push(name);
+      return { outcome, info, kept: kept.sort() };
+    },
+    { url, options },
+  );
+  const ranges = server.log.slice(mark).filter((entry) => entry.path.endsWith(".gguf")).map((entry) => entry.range);
+  return { ...result, ranges };
+}
