@@ -228,6 +228,13 @@ impl LoadSettings {
             shards: ShardOptions {
                 parallel: options::opt_count(options, "parallel", 1)?.unwrap_or(defaults.parallel),
                 retries: options::opt_count(options, "retries", 0)?.map_or(defaults.retries, |r| r as u32),
+                stall_ms: match options::opt_count(options, "stallMs", 1)? {
+                    // setTimeout's delay is a 32-bit signed count.
+                    Some(ms) => i32::try_from(ms).map_err(|_| {
+                        WebError::InvalidInput(format!("stallMs must be at most {}, not {ms}", i32::MAX))
+                    })?,
+                    None => defaults.stall_ms,
+                },
                 ..defaults
             },
             subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),

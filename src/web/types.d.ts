@@ -12,6 +12,9 @@ export interface LoadOptions {
   parallel?: number;
   /** Further attempts per shard after a network error or a bad hash; default 4. */
   retries?: number;
+  /** A transfer that delivers no bytes for this many milliseconds is aborted and resumed (a
+   *  stalled connection reports no error by itself); default 30000. */
+  stallMs?: number;
   /** Use subgroup reductions where the adapter has them; default true. */
   subgroups?: boolean;
   /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's

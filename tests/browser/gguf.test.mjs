@@ -177,6 +177,44 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
   }
 });
 
+// A GGUF's weights transfer broken by the test server's faults (tests/browser/server.mjs): cut off
+// halfway (flaky) and gone silent halfway (stall, noticed after `stallMs`), each resumed with a
+// Range request from the bytes received and loaded verified against the sha256 given; one byte
+// flipped in it (corrupt) is refused by that sha256 once streamed, and nothing of it is kept.
+test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted one is refused with nothing kept", { timeout: 2 * 60_000 }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
+  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
+  await writeFile(join(dir, "whole.gguf"), bytes);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const faults = await startServer({ root: ROOT, model: dir });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${faults.origin}/index.html`);
+    const options = { sha256, stallMs: 1500 };
+    let kept;
+    for (const mode of ["flaky", "stall"]) {
+      const load = await loadTiny(page, faults, `/${mode}-t1/whole.gguf`, options);
+      console.log(`${mode}: ${load.outcome}, ranges ${JSON.stringify(load.ranges)}`);
+      assert.equal(load.outcome, "loaded", mode);
+      assert.equal(load.info.fromCache, false);
+      const weights = load.ranges.filter((range) => /^bytes=\d+-$/.test(range));
+      assert.equal(weights[0], "bytes=0-", mode);
+      assert.ok(weights.slice(1).some((range) => /^bytes=[1-9]\d*-$/.test(range)), `${mode}: resumed from the bytes received`);
+      assert.ok(faults.log.some((entry) => entry.tag === "t1" && entry.mode === mode && entry.cut), `${mode}: the transfer was cut`);
+      kept = load.kept;
+    }
+    assert.equal(kept.length, 2, "both resumed loads were kept");
+    const corrupt = await loadTiny(page, faults, "/corrupt-t1/whole.gguf", options);
+    console.log(`corrupt: ${corrupt.outcome}`);
+    assert.match(corrupt.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is [0-9a-f]{64}, not the ${sha256} expected`));
+    assert.ok(faults.log.some((entry) => entry.mode === "corrupt" && entry.corrupted), "a byte was flipped");
+    assert.deepEqual(corrupt.kept, kept, "nothing of the corrupted file is kept");
+  } finally {
+    await faults.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 // One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
 // ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
 // folders afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
