@@ -31,6 +31,9 @@ const MODEL_PREFIX = "/models/default/";
 const FAULT_URL = /^\/(plain|flaky|corrupt|norange|stall)-([\w.]+)\/([\w.-]+)$/;
 // Far beyond the loader's stall timeout, which the tests set to a few seconds.
 const STALL_MS = 20_000;
+// How long a cut connection lives after its half body was sent: a connection destroyed at once
+// was seen to reach the page with none of those bytes read (a GGUF's transfer resumed from 0).
+const CUT_AFTER_MS = 250;
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -137,12 +140,11 @@ export async function startServer({ root, model, port = 0 }) {
     });
     if (request.method === "HEAD") return response.end();
     if (!cut) return response.end(body);
-    // Half the promised body, then a dead connection (at once, or after a silence): the
+    // Half the promised body, then a dead connection (soon, or after a long silence): the
     // browser's body stream errors after delivering those bytes.
     entry.cut = true;
     response.write(body.subarray(0, body.length >> 1), () => {
-      if (mode === "stall") setTimeout(() => response.destroy(), STALL_MS).unref();
-      else response.destroy();
+      setTimeout(() => response.destroy(), mode === "stall" ? STALL_MS : CUT_AFTER_MS).unref();
     });
   }
 
