@@ -73,10 +73,19 @@ function showInfo(info, fallback) {
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],
+    // A GGUF file: what its bytes were checked against (a model directory's shards are always
+    // checked against its manifest).
+    ...(info.sha256 === null ? [] : [["File", fileHash(info)]]),
     ["Judge", JUDGE_TITLES[info.judge] ?? "no known judge (every protocol runs)"],
   ];
   $("model-info").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   $("model-info").hidden = false;
+}
+
+function fileHash(info) {
+  return info.sha256Verified
+    ? `verified sha256 ${info.sha256}`
+    : `not verified (the host offered no hash): this browser computed sha256 ${info.sha256}`;
 }
 
 function showError(error) {

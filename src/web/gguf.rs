@@ -17,6 +17,7 @@ use web_sys::{ReadableStreamDefaultReader, RequestCache, Response};
 
 use super::arguments::LoadSettings;
 use super::class::JsJudge;
+use super::load::LoadedFrom;
 use super::loader::{self, ShardStats, Watchdog};
 use super::opfs::{self, Keeper, Kept, Source};
 use super::WebError;
@@ -113,7 +114,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     keeper.commit(&model.manifest.to_json(), &model.plan.tokenizer_json, &source).await;
     stats.downloaded = 1;
     let tokenizer = model.plan.tokenizer;
-    super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, url, stats).await
+    super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, LoadedFrom::Gguf(source), stats).await
 }
 
 /// Whether the model kept for `url` is still the file there: the host's size and hash now
@@ -160,7 +161,8 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         }
     };
     let stats = ShardStats { from_cache: manifest.shards.len(), ..ShardStats::default() };
-    super::load::finish(prepared, estimate, weights, manifest, tokenizer, url.to_string(), stats).await
+    let from = LoadedFrom::Gguf(kept.source.clone());
+    super::load::finish(prepared, estimate, weights, manifest, tokenizer, from, stats).await
 }
 
 fn model_error(url: &str, error: impl std::fmt::Display) -> WebError {

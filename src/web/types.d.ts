@@ -363,8 +363,14 @@ export interface ScoreMetrics {
 }
 
 export interface ModelInfo {
-  /** The model directory's absolute URL, ending in "/". */
+  /** The model directory's absolute URL, ending in "/"; a GGUF file's absolute URL. */
   modelUrl: string;
+  /** A GGUF file's sha256 (lowercase hex), of the bytes the model was made from; null for a
+   *  model directory (its manifest's hashes verify each shard). */
+  sha256: string | null;
+  /** `sha256` matched the host's (`X-Linked-Etag`) or the `sha256` option; false: no hash was
+   *  offered, and `sha256` is only what this browser computed. */
+  sha256Verified: boolean;
   adapter: string;
   subgroups: boolean;
   /** KV cache positions per sequence. */

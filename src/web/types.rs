@@ -74,6 +74,12 @@ pub struct ArchitectureInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     pub model_url: String,
+    /// A GGUF file's sha256 (`None` for a model directory, whose shards the manifest's hashes
+    /// verify).
+    pub sha256: Option<String>,
+    /// Whether `sha256` matched the host's or the page's, rather than being only what this
+    /// browser computed.
+    pub sha256_verified: bool,
     pub adapter: String,
     pub subgroups: bool,
     pub context_length: usize,

@@ -61,6 +61,7 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
   page.on("request", (request) => request.url().endsWith(".gguf") && ranges.push(request.headers()["range"]));
   await page.goto(`${server.origin}/index.html`);
   const url = `/models/default/${basename(GGUF)}`;
+  const sha256 = createHash("sha256").update(await readFile(GGUF)).digest("hex");
   const started = Date.now();
   const result = await page.evaluate(
     async ({ url, prompt, steps, sha256 }) => {
@@ -93,7 +94,7 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
       const keptAfterClear = await listKept();
       return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, keptBeforeClear, keptAfterClear, elementInfo };
     },
-    { url, prompt: golden.prompt, steps: STEPS, sha256: createHash("sha256").update(await readFile(GGUF)).digest("hex") },
+    { url, prompt: golden.prompt, steps: STEPS, sha256 },
   );
   console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
@@ -103,6 +104,10 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
   assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
   assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
+  assert.equal(result.info.sha256, sha256);
+  assert.equal(result.info.sha256Verified, true, "verified by the linked sha256");
+  assert.equal(result.reloaded.sha256, sha256);
+  assert.equal(result.reloaded.sha256Verified, true);
   // The second load: the kept model, the same ids, and of the file only its first byte.
   assert.deepEqual(result.again, result.ids);
   assert.equal(result.reloaded.fromCache, true);
@@ -157,12 +162,16 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
     for (const refused of [truncated, promised, norange, wrong]) assert.deepEqual(refused.kept, [], "nothing of a refused file is kept");
     assert.equal(verified.outcome, "loaded");
     assert.equal(verified.info.fromCache, false);
+    assert.equal(verified.info.sha256, sha256);
+    assert.equal(verified.info.sha256Verified, true);
     assert.equal(verified.kept.length, 1, "the verified file is kept");
     // Refused again, with a verified copy kept: that copy stays, and the next load reads it.
     assert.match(refusedAgain.outcome, mismatch);
     assert.deepEqual(refusedAgain.kept, verified.kept, "a refused download leaves the copy kept before it");
     assert.equal(reloaded.outcome, "loaded");
     assert.equal(reloaded.info.fromCache, true, "the copy kept before the refusal loads");
+    assert.equal(reloaded.info.sha256, sha256);
+    assert.equal(reloaded.info.sha256Verified, true, "what the kept copy was verified against");
     assert.deepEqual(reloaded.kept, verified.kept);
     assert.deepEqual(reloaded.ranges, ["bytes=0-0"], "no weight request for the kept copy");
     const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
@@ -171,6 +180,13 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
       ["/models/default/whole.gguf", "/models/default/whole.gguf", "/models/default/whole.gguf"],
       "weights fetched only for the whole file, and not for its kept copy",
     );
+    // The page (in its worker) loads it too, and says what the file was verified against.
+    await page.goto(`${faults.origin}/index.html`);
+    await page.fill("#model-url", "/models/default/whole.gguf");
+    await page.click("#load");
+    const fileRow = page.locator("#model-info dt", { hasText: "File" }).locator("xpath=following-sibling::dd[1]");
+    await fileRow.waitFor();
+    assert.equal(await fileRow.textContent(), `verified sha256 ${sha256}`);
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
@@ -179,8 +195,9 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
 
 // A GGUF's weights transfer broken by the test server's faults (tests/browser/server.mjs): cut off
 // halfway (flaky) and gone silent halfway (stall, noticed after `stallMs`), each resumed with a
-// Range request from the bytes received and loaded verified against the sha256 given; one byte
-// flipped in it (corrupt) is refused by that sha256 once streamed, and nothing of it is kept.
+// Range request from the bytes received and loaded verified against the sha256 given; loaded with
+// no hash to check, it is kept with the sha256 computed, said to be unverified; one byte flipped in
+// it (corrupt) is refused by the sha256 given once streamed, and nothing of it is kept.
 test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted one is refused with nothing kept", { timeout: 2 * 60_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
   const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
@@ -204,6 +221,11 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
       kept = load.kept;
     }
     assert.equal(kept.length, 2, "both resumed loads were kept");
+    // With no hash to check against (the test server sends no X-Linked-Etag), the one computed.
+    const unverified = await loadTiny(page, faults, "/plain-t1/whole.gguf", {});
+    assert.equal(unverified.outcome, "loaded");
+    assert.deepEqual([unverified.info.sha256, unverified.info.sha256Verified], [sha256, false]);
+    kept = unverified.kept;
     const corrupt = await loadTiny(page, faults, "/corrupt-t1/whole.gguf", options);
     console.log(`corrupt: ${corrupt.outcome}`);
     assert.match(corrupt.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is [0-9a-f]{64}, not the ${sha256} expected`));
