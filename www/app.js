@@ -38,6 +38,7 @@ function ensureJudge() {
       $("model-status").textContent = `Model loaded in ${seconds} s.`;
       const info = await judge.info();
       showInfo(info, await isFallbackAdapter());
+      showKept();
       // A judge model's own protocols by default (a model of no known family runs either).
       if (info.judge) setFamily(info.judge);
     },
@@ -86,6 +87,33 @@ function fileHash(info) {
   return info.sha256Verified
     ? `verified sha256 ${info.sha256}`
     : `not verified (the host offered no hash): this browser computed sha256 ${info.sha256}`;
+}
+
+// The GGUF models this browser keeps, each with the storage it takes and a button deleting it.
+async function showKept() {
+  let kept;
+  try {
+    kept = await Judge.keptModels();
+  } catch (error) {
+    console.warn("no list of kept models:", error);
+    return;
+  }
+  const items = kept.map((model) => {
+    const remove = el("button", { type: "button", className: "secondary" }, "Delete");
+    remove.addEventListener("click", async () => {
+      clearError();
+      try {
+        await Judge.clearCache(model.url);
+      } catch (error) {
+        showError(error);
+      }
+      showKept();
+    });
+    const hash = model.sha256Verified ? "verified" : "not verified";
+    return el("li", {}, `${model.url}: ${megabytes(model.bytes)} MB, sha256 ${hash} `, remove);
+  });
+  $("kept-models").replaceChildren(...items);
+  $("kept").hidden = items.length === 0;
 }
 
 function showError(error) {
@@ -195,6 +223,7 @@ $("clear-cache").addEventListener("click", async () => {
   } catch (error) {
     showError(error);
   }
+  showKept();
 });
 
 for (const tab of document.querySelectorAll(".tab")) {
@@ -214,6 +243,8 @@ defaults().then(
   },
   (error) => console.warn("no defaults from the wasm:", error),
 );
+
+showKept();
 
 const shared = { ensureJudge, readOptions, showError, clearError, setFamily };
 setupItem(shared);

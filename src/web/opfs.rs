@@ -144,6 +144,57 @@ fn shard_name(index: usize) -> String {
     format!("shard-{:05}", index + 1)
 }
 
+/// Every kept model and the bytes its files take, by URL.
+pub async fn list() -> Vec<(Source, u64)> {
+    let Some(models) = models_folder(false).await else { return Vec::new() };
+    let mut urls = Vec::new();
+    for (name, folder) in entries(&models).await {
+        let Some(source) = read_text(&folder, SOURCE).await else { continue };
+        let Ok(Source { url, .. }) = serde_json::from_str(&source) else { continue };
+        if (0..SLOTS).any(|index| slot_name(&url, index) == name) && !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls.sort();
+    let mut kept = Vec::new();
+    for url in urls {
+        if let Some(slot) = kept_slot(&models, &url).await {
+            let bytes = folder_bytes(&slot.folder).await;
+            kept.push((slot.source, bytes));
+        }
+    }
+    kept
+}
+
+/// A folder's entries as (name, handle).
+async fn entries(folder: &JsValue) -> Vec<(String, JsValue)> {
+    let mut found = Vec::new();
+    let Ok(iterator) = call(folder, "entries", &[]).await else { return found };
+    while let Ok(step) = call(&iterator, "next", &[]).await {
+        if Reflect::get(&step, &"done".into()).map_or(true, |done| done.is_truthy()) {
+            break;
+        }
+        let Some(entry) = Reflect::get(&step, &"value".into()).ok().and_then(|v| v.dyn_into::<Array>().ok()) else {
+            break;
+        };
+        if let Some(name) = entry.get(0).as_string() {
+            found.push((name, entry.get(1)));
+        }
+    }
+    found
+}
+
+/// The size of a slot's files together.
+async fn folder_bytes(folder: &JsValue) -> u64 {
+    let mut bytes = 0;
+    for (name, _) in entries(folder).await {
+        if let Ok(file) = file(folder, &name).await {
+            bytes += Reflect::get(&file, &"size".into()).ok().and_then(|size| size.as_f64()).unwrap_or(0.0) as u64;
+        }
+    }
+    bytes
+}
+
 /// Removes `url`'s kept model and any download of it left unfinished.
 pub async fn forget(url: &str) {
     let Some(models) = models_folder(false).await else { return };

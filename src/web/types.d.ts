@@ -390,6 +390,19 @@ export interface ModelInfo {
   architecture: Architecture;
 }
 
+/** A GGUF model kept in the origin's Origin Private File System (`Judge.keptModels()`). */
+export interface KeptModel {
+  /** The GGUF file's absolute URL, as `Judge.load` and `Judge.clearCache` take it. */
+  url: string;
+  /** What the kept files (the repacked shards, tokenizer, manifest) take in the origin's storage. */
+  bytes: number;
+  /** The GGUF file's sha256 (lowercase hex). */
+  sha256: string;
+  /** `sha256` matched the host's or the page's when the file was downloaded; false: it is only
+   *  what this browser computed. */
+  sha256Verified: boolean;
+}
+
 /** `defaults()`: the settings a call gets when it names none (the CLI's defaults too). */
 export interface Defaults {
   /** `maxNewTokens` of the judging calls: 1024 (Auto-J's own limit). */

@@ -92,6 +92,18 @@ pub struct ModelInfo {
     pub architecture: ArchitectureInfo,
 }
 
+/// A GGUF model kept in the Origin Private File System, as `keptModels` lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptModel {
+    pub url: String,
+    /// What its files take in the origin's storage.
+    pub bytes: u64,
+    /// The GGUF file's sha256, and whether it matched the host's or the page's.
+    pub sha256: String,
+    pub sha256_verified: bool,
+}
+
 /// A `parseRows` row: the row and the protocol it was read for.
 #[derive(Serialize)]
 pub struct BatchRow<'a> {

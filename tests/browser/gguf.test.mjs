@@ -83,6 +83,7 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
         return names;
       };
       const keptBeforeClear = await listKept();
+      const listedBeforeClear = await wasm.Judge.keptModels();
       // <web-judge model="….gguf" sha256="…">, through judge-client.js and its worker: the kept model.
       await import("/web-judge.js");
       const element = document.createElement("web-judge");
@@ -92,7 +93,11 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
       const elementInfo = await (await element.load()).info();
       await wasm.Judge.clearCache(url);
       const keptAfterClear = await listKept();
-      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, keptBeforeClear, keptAfterClear, elementInfo };
+      const listedAfterClear = await wasm.Judge.keptModels();
+      return {
+        ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded,
+        keptBeforeClear, keptAfterClear, listedBeforeClear, listedAfterClear, elementInfo,
+      };
     },
     { url, prompt: golden.prompt, steps: STEPS, sha256 },
   );
@@ -104,6 +109,11 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
   assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
   assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
+  assert.deepEqual(result.listedBeforeClear.map(({ url, sha256, sha256Verified }) => ({ url, sha256, sha256Verified })), [
+    { url: `${server.origin}${url}`, sha256, sha256Verified: true },
+  ]);
+  assert.ok(result.listedBeforeClear[0].bytes > 0);
+  assert.deepEqual(result.listedAfterClear, [], "keptModels() lists nothing once cleared");
   assert.equal(result.info.sha256, sha256);
   assert.equal(result.info.sha256Verified, true, "verified by the linked sha256");
   assert.equal(result.reloaded.sha256, sha256);
@@ -165,9 +175,13 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
     assert.equal(verified.info.sha256, sha256);
     assert.equal(verified.info.sha256Verified, true);
     assert.equal(verified.kept.length, 1, "the verified file is kept");
+    const url = `${faults.origin}/models/default/whole.gguf`;
+    const keptBytes = verified.keptBytes[verified.kept[0]];
+    assert.deepEqual(verified.models, [{ url, bytes: keptBytes, sha256, sha256Verified: true }], "keptModels() lists it");
     // Refused again, with a verified copy kept: that copy stays, and the next load reads it.
     assert.match(refusedAgain.outcome, mismatch);
     assert.deepEqual(refusedAgain.kept, verified.kept, "a refused download leaves the copy kept before it");
+    assert.deepEqual(refusedAgain.models, verified.models);
     assert.equal(reloaded.outcome, "loaded");
     assert.equal(reloaded.info.fromCache, true, "the copy kept before the refusal loads");
     assert.equal(reloaded.info.sha256, sha256);
@@ -187,6 +201,19 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
     const fileRow = page.locator("#model-info dt", { hasText: "File" }).locator("xpath=following-sibling::dd[1]");
     await fileRow.waitFor();
     assert.equal(await fileRow.textContent(), `verified sha256 ${sha256}`);
+    // The page lists the kept model with its size, and its Delete button removes it.
+    const listed = page.locator("#kept-models li");
+    await listed.waitFor();
+    assert.equal(await listed.count(), 1);
+    assert.equal(await listed.textContent(), `${url}: ${(keptBytes / 1e6).toFixed(1)} MB, sha256 verified Delete`);
+    await listed.getByRole("button", { name: "Delete" }).click();
+    await page.locator("#kept").waitFor({ state: "hidden" });
+    const left = await page.evaluate(async () => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      return wasm.Judge.keptModels();
+    });
+    assert.deepEqual(left, [], "the page's Delete removed the kept model");
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
@@ -225,6 +252,8 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
     const unverified = await loadTiny(page, faults, "/plain-t1/whole.gguf", {});
     assert.equal(unverified.outcome, "loaded");
     assert.deepEqual([unverified.info.sha256, unverified.info.sha256Verified], [sha256, false]);
+    const listed = unverified.models.find((model) => model.url.endsWith("/plain-t1/whole.gguf"));
+    assert.deepEqual([listed.sha256, listed.sha256Verified], [sha256, false]);
     kept = unverified.kept;
     const corrupt = await loadTiny(page, faults, "/corrupt-t1/whole.gguf", options);
     console.log(`corrupt: ${corrupt.outcome}`);
@@ -239,7 +268,7 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
 
 // One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
 // ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
-// folders afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
+// folders (and the bytes of each one's files) and Judge.keptModels() afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
 async function loadTiny(page, server, url, options) {
   const mark = server.log.length;
   const result = await page.evaluate(
@@ -257,8 +286,13 @@ async function loadTiny(page, server, url, options) {
       }
       const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
       const kept = [];
-      for await (const name of root.keys()) kept.push(name);
-      return { outcome, info, kept: kept.sort() };
+      const keptBytes = {};
+      for await (const [name, folder] of root.entries()) {
+        kept.push(name);
+        keptBytes[name] = 0;
+        for await (const file of folder.values()) keptBytes[name] += (await file.getFile()).size;
+      }
+      return { outcome, info, kept: kept.sort(), keptBytes, models: await wasm.Judge.keptModels() };
     },
     { url, options },
   );
