@@ -4,6 +4,7 @@
 
 use js_sys::{Function, Object};
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::AbortSignal;
 
 use super::callbacks::Abort;
 use super::loader::ShardOptions;
@@ -216,6 +217,8 @@ pub struct LoadSettings {
     pub subgroups: bool,
     /// A GGUF file's expected sha256 (lowercase hex), the page's `sha256=`.
     pub sha256: Option<String>,
+    /// Aborting it cancels a GGUF's load.
+    pub signal: Option<AbortSignal>,
 }
 
 impl LoadSettings {
@@ -247,6 +250,7 @@ impl LoadSettings {
                 }
                 None => None,
             },
+            signal: options::opt_signal(options, "signal")?,
         })
     }
 }

@@ -45,6 +45,7 @@ pub fn is_gguf_url(model_url: &str) -> bool {
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     loader::require_webgpu()?;
     let url = loader::absolute_url(model_url)?;
+    check_signal(&url, &settings, || "before anything was fetched".into())?;
     // A kept copy that is no longer the file (or not the hash asked for) stays kept until a
     // download of the file as it is now has been verified.
     let mut kept = opfs::kept(&url).await;
@@ -70,6 +71,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let file_name = url.rsplit('/').next().filter(|n| !n.is_empty());
     let plan =
         GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
+    check_signal(&url, &settings, || "before its weights were fetched".into())?;
     let expected = settings.sha256.clone().or(linked_sha256);
     if expected.is_none() {
         web_sys::console::warn_1(
@@ -146,6 +148,7 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         let mut done = 0;
         progress(done, total);
         for (index, shard) in manifest.shards.iter().enumerate() {
+            check_signal(url, settings, || format!("after {done} of {total} bytes read from its kept copy"))?;
             let bytes = kept.shard(index).await.map_err(WebError::CorruptShard)?;
             uploader.upload_shard(index, &bytes).map_err(|e| WebError::CorruptShard(e.to_string()))?;
             done += shard.size;
@@ -163,6 +166,17 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
     let stats = ShardStats { from_cache: manifest.shards.len(), ..ShardStats::default() };
     let from = LoadedFrom::Gguf(kept.source.clone());
     super::load::finish(prepared, estimate, weights, manifest, tokenizer, from, stats).await
+}
+
+/// `Aborted` once the caller's `signal` has been aborted; `at` says how far the load got.
+fn check_signal(url: &str, settings: &LoadSettings, at: impl FnOnce() -> String) -> Result<(), WebError> {
+    match &settings.signal {
+        Some(signal) if signal.aborted() => Err(WebError::Aborted(format!(
+            "{url}: the load was cancelled (its signal was aborted) {}; nothing of it was kept",
+            at()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn model_error(url: &str, error: impl std::fmt::Display) -> WebError {
@@ -246,8 +260,8 @@ fn linked_sha256(response: &Response) -> Option<String> {
 }
 
 /// Streams the file into `stream` from its first byte, resuming after a broken transfer
-/// from the bytes received, `settings.shards.retries` times with backoff; each completed
-/// part goes to `upload(tensor name, part index, bytes)`.
+/// from the bytes received, `settings.shards.retries` times with backoff, until the caller's
+/// `signal` is aborted; each completed part goes to `upload(tensor name, part index, bytes)`.
 async fn download(
     url: &str,
     stream: &mut GgufStream,
@@ -266,12 +280,14 @@ async fn download(
         if from > 0 {
             stats.resumed += 1;
         }
-        let ended = match transfer(url, stream, options.stall_ms, progress, (size, stats), keeper, upload).await {
+        let ended = match transfer(url, stream, settings, progress, (size, stats), keeper, upload).await {
             Err(Attempt::Refused(error)) => return Err(error),
             Ok(()) if stream.received() == size => break,
             Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
             Err(Attempt::Broken(message)) => message,
         };
+        // The caller's abort breaks a transfer off too.
+        check_signal(url, settings, || format!("at byte {} of {size}", stream.received()))?;
         // An attempt that brought bytes starts the count again: a long download over a
         // flaky network goes on as long as it moves.
         failures = if stream.received() > from { 1 } else { failures + 1 };
@@ -294,11 +310,12 @@ enum Attempt {
     Refused(WebError),
 }
 
-/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk.
+/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk;
+/// the stall watchdog and the caller's `signal` abort it.
 async fn transfer(
     url: &str,
     stream: &mut GgufStream,
-    stall_ms: i32,
+    settings: &LoadSettings,
     progress: &dyn Fn(u64, u64),
     (size, stats): (u64, &mut ShardStats),
     keeper: &mut Keeper,
@@ -306,8 +323,12 @@ async fn transfer(
 ) -> Result<(), Attempt> {
     let from = stream.received();
     let controller = web_sys::AbortController::new().expect("AbortController constructor");
-    let mut watchdog = Watchdog::new(controller.clone(), stall_ms);
-    let response = range_request(url, from, None, Some(&controller.signal())).await.map_err(Attempt::Broken)?;
+    let mut watchdog = Watchdog::new(controller.clone(), settings.shards.stall_ms);
+    let signal = match &settings.signal {
+        Some(caller) => web_sys::AbortSignal::any(&js_sys::Array::of2(caller, &controller.signal())),
+        None => controller.signal(),
+    };
+    let response = range_request(url, from, None, Some(&signal)).await.map_err(Attempt::Broken)?;
     match response.status() {
         206 => {}
         status @ (408 | 425 | 429 | 500..=599) => return Err(Attempt::Broken(format!("GET {url}: HTTP {status}"))),

@@ -29,6 +29,11 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     if super::gguf::is_gguf_url(model_url) {
         return super::gguf::load(model_url, settings).await;
     }
+    if settings.signal.is_some() {
+        return Err(WebError::InvalidInput(
+            "signal: only a GGUF file's load can be cancelled yet, not a model directory's".into(),
+        ));
+    }
     loader::require_webgpu()?;
     let base = loader::base_url(model_url)?;
     let cache = loader::open_cache().await;

@@ -20,6 +20,9 @@ export interface LoadOptions {
   /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's
    *  `X-Linked-Etag`. */
   sha256?: string;
+  /** Aborting it cancels a GGUF file's load (the load rejects with `AbortError`, nothing of the
+   *  file kept); a model directory's load refuses it (`InvalidInput`). */
+  signal?: AbortSignal;
 }
 
 export type Order = "forward" | "swapped";

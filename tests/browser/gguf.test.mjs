@@ -8,8 +8,8 @@
 // so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
 // clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
 // server without ranges, a wrong sha256) on a tiny fixture, with nothing of them kept and a copy
-// verified before a refusal still kept. One Chromium, one page, one download of the 92 MB file
-// over the loopback.
+// verified before a refusal still kept; its transfer cut off, stalled, corrupted and cancelled.
+// One Chromium, one page, one download of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
 //   WEBJUDGE_WWW        the site, default www/
@@ -141,19 +141,14 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
 // refused, and loaded with no sha256 it still comes from the OPFS. A tiny fixture
 // (qwen2_tiny.gguf) from the suites' test server, which logs requests.
 test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
-  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
-  await writeFile(join(dir, "truncated.gguf"), bytes.subarray(0, bytes.length - 1000));
-  const promising = Buffer.from(bytes);
-  promising.writeBigUInt64LE(promising.readBigUInt64LE(8) + 1n, 8);
-  await writeFile(join(dir, "promising.gguf"), promising);
-  await writeFile(join(dir, "whole.gguf"), bytes);
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
-  const wrongHash = "0".repeat(64);
-  const faults = await startServer({ root: ROOT, model: dir });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${faults.origin}/index.html`);
+  const promising = (bytes) => {
+    const copy = Buffer.from(bytes);
+    copy.writeBigUInt64LE(copy.readBigUInt64LE(8) + 1n, 8);
+    return copy;
+  };
+  const files = (bytes) => ({ "truncated.gguf": bytes.subarray(0, bytes.length - 1000), "promising.gguf": promising(bytes) });
+  await withTinyFixture(files, async ({ page, faults, sha256 }) => {
+    const wrongHash = "0".repeat(64);
     const load = (url, hash) => loadTiny(page, faults, url, { sha256: hash });
     const truncated = await load("/models/default/truncated.gguf");
     const promised = await load("/models/default/promising.gguf");
@@ -214,10 +209,7 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
       return wasm.Judge.keptModels();
     });
     assert.deepEqual(left, [], "the page's Delete removed the kept model");
-  } finally {
-    await faults.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 // A GGUF's weights transfer broken by the test server's faults (tests/browser/server.mjs): cut off
@@ -226,14 +218,7 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
 // no hash to check, it is kept with the sha256 computed, said to be unverified; one byte flipped in
 // it (corrupt) is refused by the sha256 given once streamed, and nothing of it is kept.
 test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted one is refused with nothing kept", { timeout: 2 * 60_000 }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
-  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
-  await writeFile(join(dir, "whole.gguf"), bytes);
-  const sha256 = createHash("sha256").update(bytes).digest("hex");
-  const faults = await startServer({ root: ROOT, model: dir });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${faults.origin}/index.html`);
+  await withTinyFixture(() => ({}), async ({ page, faults, sha256 }) => {
     const options = { sha256, stallMs: 1500 };
     let kept;
     for (const mode of ["flaky", "stall"]) {
@@ -260,11 +245,69 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
     assert.match(corrupt.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is [0-9a-f]{64}, not the ${sha256} expected`));
     assert.ok(faults.log.some((entry) => entry.mode === "corrupt" && entry.corrupted), "a byte was flipped");
     assert.deepEqual(corrupt.kept, kept, "nothing of the corrupted file is kept");
+  });
+});
+
+// A GGUF's load cancelled by its signal: aborted while its transfer hangs silent halfway (the
+// stall fault, with a stall timeout far longer than the wait), it rejects at once with AbortError
+// saying how far it got, and nothing of it is kept; a signal aborted before the call fetches
+// nothing; a model directory's load refuses the option.
+test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 * 60_000 }, async () => {
+  await withTinyFixture(() => ({}), async ({ page, faults, bytes, sha256 }) => {
+    const mark = faults.log.length;
+    const outcome = await page.evaluate(async ({ sha256 }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const attempt = async (url, options) => {
+        const started = performance.now();
+        try {
+          await wasm.Judge.load(url, { contextLength: 64, ...options });
+          return { outcome: "loaded" };
+        } catch (error) {
+          return { outcome: `${error.name}: ${error.message}`, seconds: (performance.now() - started) / 1000 };
+        }
+      };
+      // Aborted half a second after the download starts (its first onProgress), while the
+      // server holds the connection silent for 20 s.
+      const controller = new AbortController();
+      let timer;
+      const onProgress = () => (timer ??= setTimeout(() => controller.abort(), 500));
+      const midway = await attempt("/stall-t3/whole.gguf", { sha256, stallMs: 60_000, signal: controller.signal, onProgress });
+      const early = await attempt("/plain-t3/whole.gguf", { signal: AbortSignal.abort() });
+      const directory = await attempt("/models/default/", { signal: new AbortController().signal });
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      for await (const name of root.keys()) kept.push(name);
+      return { midway, early, directory, kept };
+    }, { sha256 });
+    console.log(JSON.stringify(outcome, null, 1));
+    assert.match(outcome.midway.outcome, new RegExp(`^AbortError: .*/stall-t3/whole\\.gguf: the load was cancelled \\(its signal was aborted\\) at byte \\d+ of ${bytes.length}; nothing of it was kept$`));
+    assert.ok(outcome.midway.seconds < 15, `cancelled after ${outcome.midway.seconds} s, not when the server gave up`);
+    assert.match(outcome.early.outcome, /^AbortError: .*\/plain-t3\/whole\.gguf: the load was cancelled \(its signal was aborted\) before anything was fetched/);
+    assert.match(outcome.directory.outcome, /^InvalidInput: signal: only a GGUF file's load can be cancelled yet/);
+    assert.deepEqual(outcome.kept, [], "nothing of a cancelled load is kept");
+    const requests = faults.log.slice(mark).filter((entry) => entry.tag === "t3").map((entry) => `${entry.mode} ${entry.range}`);
+    assert.deepEqual(requests, ["stall bytes=0-4194303", "stall bytes=0-"], "no request after the abort, none for the early one");
+  });
+});
+
+// The tiny fixture (qwen2_tiny.gguf) as whole.gguf, beside the `files(bytes)` made from it (name →
+// bytes), in a folder the suites' test server serves, and a page of that server:
+// `use({ page, faults, bytes, sha256 })` runs with them, and the server and folder go after.
+async function withTinyFixture(files, use) {
+  const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
+  const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
+  for (const [name, content] of Object.entries({ "whole.gguf": bytes, ...files(bytes) })) await writeFile(join(dir, name), content);
+  const faults = await startServer({ root: ROOT, model: dir });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${faults.origin}/index.html`);
+    await use({ page, faults, bytes, sha256: createHash("sha256").update(bytes).digest("hex") });
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
   }
-});
+}
 
 // One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
 // ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
