@@ -148,7 +148,9 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         let mut done = 0;
         progress(done, total);
         for (index, shard) in manifest.shards.iter().enumerate() {
-            check_signal(url, settings, || format!("after {done} of {total} bytes read from its kept copy"))?;
+            check_signal(url, settings, || {
+                format!("after {done} of {total} bytes read from its kept copy, which stays")
+            })?;
             let bytes = kept.shard(index).await.map_err(WebError::CorruptShard)?;
             uploader.upload_shard(index, &bytes).map_err(|e| WebError::CorruptShard(e.to_string()))?;
             done += shard.size;
@@ -171,10 +173,9 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
 /// `Aborted` once the caller's `signal` has been aborted; `at` says how far the load got.
 fn check_signal(url: &str, settings: &LoadSettings, at: impl FnOnce() -> String) -> Result<(), WebError> {
     match &settings.signal {
-        Some(signal) if signal.aborted() => Err(WebError::Aborted(format!(
-            "{url}: the load was cancelled (its signal was aborted) {}; nothing of it was kept",
-            at()
-        ))),
+        Some(signal) if signal.aborted() => {
+            Err(WebError::Aborted(format!("{url}: the load was cancelled (its signal was aborted) {}", at())))
+        }
         _ => Ok(()),
     }
 }
@@ -287,7 +288,8 @@ async fn download(
             Err(Attempt::Broken(message)) => message,
         };
         // The caller's abort breaks a transfer off too.
-        check_signal(url, settings, || format!("at byte {} of {size}", stream.received()))?;
+        let received = stream.received();
+        check_signal(url, settings, || format!("at byte {received} of {size}; nothing of the download was kept"))?;
         // An attempt that brought bytes starts the count again: a long download over a
         // flaky network goes on as long as it moves.
         failures = if stream.received() > from { 1 } else { failures + 1 };

@@ -281,9 +281,9 @@ test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 *
       return { midway, early, directory, kept };
     }, { sha256 });
     console.log(JSON.stringify(outcome, null, 1));
-    assert.match(outcome.midway.outcome, new RegExp(`^AbortError: .*/stall-t3/whole\\.gguf: the load was cancelled \\(its signal was aborted\\) at byte \\d+ of ${bytes.length}; nothing of it was kept$`));
+    assert.match(outcome.midway.outcome, new RegExp(`^AbortError: .*/stall-t3/whole\\.gguf: the load was cancelled \\(its signal was aborted\\) at byte \\d+ of ${bytes.length}; nothing of the download was kept$`));
     assert.ok(outcome.midway.seconds < 15, `cancelled after ${outcome.midway.seconds} s, not when the server gave up`);
-    assert.match(outcome.early.outcome, /^AbortError: .*\/plain-t3\/whole\.gguf: the load was cancelled \(its signal was aborted\) before anything was fetched/);
+    assert.match(outcome.early.outcome, /^AbortError: .*\/plain-t3\/whole\.gguf: the load was cancelled \(its signal was aborted\) before anything was fetched$/);
     assert.match(outcome.directory.outcome, /^InvalidInput: signal: only a GGUF file's load can be cancelled yet/);
     assert.deepEqual(outcome.kept, [], "nothing of a cancelled load is kept");
     const requests = faults.log.slice(mark).filter((entry) => entry.tag === "t3").map((entry) => `${entry.mode} ${entry.range}`);
