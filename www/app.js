@@ -38,6 +38,7 @@ function ensureJudge() {
       $("model-status").textContent = `Model loaded in ${seconds} s.`;
       const info = await judge.info();
       showInfo(info, await isFallbackAdapter());
+      showKept();
       // A judge model's own protocols by default (a model of no known family runs either).
       if (info.judge) setFamily(info.judge);
     },
@@ -73,10 +74,46 @@ function showInfo(info, fallback) {
     ["Weights", `${megabytes(info.weightBytes)} MB`],
     ["KV cache", `${megabytes(info.kvCacheBytes)} MB`],
     ["From cache", info.fromCache ? "yes" : `no (downloaded ${megabytes(info.downloadedBytes)} MB)`],
+    // A GGUF file: what its bytes were checked against (a model directory's shards are always
+    // checked against its manifest).
+    ...(info.sha256 === null ? [] : [["File", fileHash(info)]]),
     ["Judge", JUDGE_TITLES[info.judge] ?? "no known judge (every protocol runs)"],
   ];
   $("model-info").replaceChildren(...rows.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   $("model-info").hidden = false;
+}
+
+function fileHash(info) {
+  return info.sha256Verified
+    ? `verified sha256 ${info.sha256}`
+    : `not verified (the host offered no hash): this browser computed sha256 ${info.sha256}`;
+}
+
+// The GGUF models this browser keeps, each with the storage it takes and a button deleting it.
+async function showKept() {
+  let kept;
+  try {
+    kept = await Judge.keptModels();
+  } catch (error) {
+    console.warn("no list of kept models:", error);
+    return;
+  }
+  const items = kept.map((model) => {
+    const remove = el("button", { type: "button", className: "secondary" }, "Delete");
+    remove.addEventListener("click", async () => {
+      clearError();
+      try {
+        await Judge.clearCache(model.url);
+      } catch (error) {
+        showError(error);
+      }
+      showKept();
+    });
+    const hash = model.sha256Verified ? "verified" : "not verified";
+    return el("li", {}, `${model.url}: ${megabytes(model.bytes)} MB, sha256 ${hash} `, remove);
+  });
+  $("kept-models").replaceChildren(...items);
+  $("kept").hidden = items.length === 0;
 }
 
 function showError(error) {
@@ -186,6 +223,7 @@ $("clear-cache").addEventListener("click", async () => {
   } catch (error) {
     showError(error);
   }
+  showKept();
 });
 
 for (const tab of document.querySelectorAll(".tab")) {
@@ -205,6 +243,8 @@ defaults().then(
   },
   (error) => console.warn("no defaults from the wasm:", error),
 );
+
+showKept();
 
 const shared = { ensureJudge, readOptions, showError, clearError, setFamily };
 setupItem(shared);

@@ -17,6 +17,7 @@ import type {
   GenerateResult,
   JudgeFamily,
   JudgeOptions,
+  KeptModel,
   LoadOptions,
   ModelInfo,
   PairInput,
@@ -40,6 +41,8 @@ export declare class Judge {
   /** The first load of a URL decides its options; later loads join it. */
   static load(modelUrl: string, options?: LoadOptions): Promise<Judge>;
   static clearCache(modelUrl?: string): Promise<void>;
+  /** The GGUF models kept in the origin's Origin Private File System. */
+  static keptModels(): Promise<KeptModel[]>;
   pairwise(input: PairInput, options?: JudgeOptions): Promise<PairwiseResult>;
   single(input: SingleInput, options?: JudgeOptions): Promise<SingleResult>;
   /** Prometheus 2's absolute grading (or a Selene Mini or Flow-Judge model's): one response

@@ -1,5 +1,5 @@
 // The page's side of worker.js: the same async API as the wasm Judge (load, pairwise, single,
-// rubric, compare, judgeBatch, generate, info, unload, clearCache) and its pairwiseMetrics,
+// rubric, compare, judgeBatch, generate, info, unload, clearCache, keptModels) and its pairwiseMetrics,
 // parseRows, builtInRubrics, defaults and protocols, with the engine running in a
 // dedicated worker so the page stays responsive while a model loads or a critique streams.
 //
@@ -249,6 +249,11 @@ export class Judge {
   static clearCache(modelUrl) {
     const base = modelUrl === undefined ? undefined : modelBase(modelUrl);
     return anyWorker(base, { op: "clearCache", modelUrl: base });
+  }
+
+  // The GGUF models kept in the origin's storage: [{ url, bytes, sha256, sha256Verified }].
+  static keptModels() {
+    return anyWorker(undefined, { op: "keptModels" });
   }
 
   pairwise(input, options) {

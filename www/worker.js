@@ -8,6 +8,7 @@
 //                  { id, op: "generate", prompt, options }
 //                  { id, op: "info" | "unload" }
 //                  { id, op: "clearCache", modelUrl }
+//                  { id, op: "keptModels" }
 //                  { id, op: "pairwiseMetrics" | "preferenceMetrics" | "scoreMetrics", records }
 //                                                                needs no model
 //                  { id, op: "parseRows", text }                 needs no model
@@ -68,6 +69,8 @@ async function handle(message, signal) {
       return judge.info();
     case "clearCache":
       return Judge.clearCache(message.modelUrl);
+    case "keptModels":
+      return Judge.keptModels();
     case "pairwiseMetrics":
       return pairwiseMetrics(message.records);
     case "preferenceMetrics":

@@ -4,6 +4,7 @@
 
 use js_sys::{Function, Object};
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::AbortSignal;
 
 use super::callbacks::Abort;
 use super::loader::ShardOptions;
@@ -216,6 +217,8 @@ pub struct LoadSettings {
     pub subgroups: bool,
     /// A GGUF file's expected sha256 (lowercase hex), the page's `sha256=`.
     pub sha256: Option<String>,
+    /// Aborting it cancels a GGUF's load.
+    pub signal: Option<AbortSignal>,
 }
 
 impl LoadSettings {
@@ -228,6 +231,13 @@ impl LoadSettings {
             shards: ShardOptions {
                 parallel: options::opt_count(options, "parallel", 1)?.unwrap_or(defaults.parallel),
                 retries: options::opt_count(options, "retries", 0)?.map_or(defaults.retries, |r| r as u32),
+                stall_ms: match options::opt_count(options, "stallMs", 1)? {
+                    // setTimeout's delay is a 32-bit signed count.
+                    Some(ms) => i32::try_from(ms).map_err(|_| {
+                        WebError::InvalidInput(format!("stallMs must be at most {}, not {ms}", i32::MAX))
+                    })?,
+                    None => defaults.stall_ms,
+                },
                 ..defaults
             },
             subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),
@@ -240,6 +250,7 @@ impl LoadSettings {
                 }
                 None => None,
             },
+            signal: options::opt_signal(options, "signal")?,
         })
     }
 }

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use super::arguments::{self, Asks, JudgeCall, LoadSettings, ProfileSettings};
 use super::callbacks::{order_name, Abort, Stream};
 use super::loader::{self, ShardStats};
-use super::types::{self, GenerateResult, ModelInfo, ProfileResult};
+use super::types::{self, GenerateResult, KeptModel, ModelInfo, ProfileResult};
 use super::{options, WebError};
 use crate::engine::bench::{self, PROFILE_CONTEXT_TOKENS, PROFILE_RUNS};
 use crate::engine::{Engine, EngineError, GenerateOptions};
@@ -104,6 +104,25 @@ impl JsJudge {
             None => super::opfs::forget_all().await,
         }
         Ok(loader::clear(model_url.as_deref()).await?)
+    }
+
+    /// The GGUF models kept in this origin's Origin Private File System, by URL: the bytes
+    /// each one's files take, its file's sha256 and whether that was verified.
+    #[wasm_bindgen(js_name = keptModels, unchecked_return_type = "Promise<KeptModel[]>")]
+    pub fn kept_models() -> Promise {
+        wasm_bindgen_futures::future_to_promise(async {
+            let kept: Vec<KeptModel> = super::opfs::list()
+                .await
+                .into_iter()
+                .map(|(source, bytes)| KeptModel {
+                    url: source.url,
+                    bytes,
+                    sha256: source.sha256,
+                    sha256_verified: source.verified,
+                })
+                .collect();
+            Ok(types::to_js(&kept))
+        })
     }
 
     /// Judges two responses to a query with Auto-J's pairwise protocol.

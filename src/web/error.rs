@@ -31,6 +31,9 @@ pub enum WebError {
     WrongJudge(String),
     #[error("{0}")]
     Model(String),
+    /// The caller's `AbortSignal` was aborted (a GGUF's load).
+    #[error("{0}")]
+    Aborted(String),
 }
 
 /// Tells users of browsers without WebGPU (or with it switched off) what to do, per browser
@@ -55,6 +58,7 @@ impl WebError {
             WebError::InvalidInput(_) => "InvalidInput",
             WebError::WrongJudge(_) => "WrongJudge",
             WebError::Model(_) => "ModelError",
+            WebError::Aborted(_) => "AbortError",
         }
     }
 

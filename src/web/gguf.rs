@@ -6,8 +6,9 @@
 //! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
 //! at the end against the host's (`X-Linked-Etag`, the Hub's LFS hash) or the caller's
 //! (`sha256`), and a mismatch leaves nothing loaded. The repacked model is kept in the Origin
-//! Private File System ([`opfs`]) once verified, and the next load of the URL reads it from
-//! there, fetching no weights (one byte, to see whether the file changed).
+//! Private File System ([`opfs`]) once verified (replacing the copy kept before only then),
+//! and the next load of the URL reads it from there, fetching no weights (one byte, to see
+//! whether the file changed).
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
@@ -16,6 +17,7 @@ use web_sys::{ReadableStreamDefaultReader, RequestCache, Response};
 
 use super::arguments::LoadSettings;
 use super::class::JsJudge;
+use super::load::LoadedFrom;
 use super::loader::{self, ShardStats, Watchdog};
 use super::opfs::{self, Keeper, Kept, Source};
 use super::WebError;
@@ -43,12 +45,19 @@ pub fn is_gguf_url(model_url: &str) -> bool {
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     loader::require_webgpu()?;
     let url = loader::absolute_url(model_url)?;
-    if let Some(kept) = opfs::kept(&url).await {
-        if still_current(&url, &kept.source, settings.sha256.as_deref()).await {
-            match load_kept(&url, &kept, &settings).await {
+    check_signal(&url, &settings, || "before anything was fetched".into())?;
+    // A kept copy that is no longer the file (or not the hash asked for) stays kept until a
+    // download of the file as it is now has been verified.
+    let mut kept = opfs::kept(&url).await;
+    if let Some(copy) = &kept {
+        if still_current(&url, &copy.source, settings.sha256.as_deref()).await {
+            match load_kept(&url, copy, &settings).await {
                 Err(WebError::CorruptShard(why)) => {
                     let note = format!("webjudge: the kept copy of {url} is damaged ({why}): downloading it again");
                     web_sys::console::warn_1(&note.into());
+                    if let Some(damaged) = kept.take() {
+                        damaged.remove().await;
+                    }
                 }
                 loaded => return loaded,
             }
@@ -62,6 +71,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let file_name = url.rsplit('/').next().filter(|n| !n.is_empty());
     let plan =
         GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
+    check_signal(&url, &settings, || "before its weights were fetched".into())?;
     let expected = settings.sha256.clone().or(linked_sha256);
     if expected.is_none() {
         web_sys::console::warn_1(
@@ -85,7 +95,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let (weights, estimate) = weights.inspect_err(|_| device.destroy())?;
     let progress = super::load::progress_callback(&settings);
     let mut stats = ShardStats::default();
-    let mut keeper = Keeper::start(&url).await;
+    let mut keeper = Keeper::start(&url, kept.as_ref()).await;
     let mut upload = |name: &str, part: usize, bytes: &[u8]| weights[name].write_part(&prepared.gpu, part, bytes);
     let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
     if let Err(error) = streamed {
@@ -106,7 +116,7 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     keeper.commit(&model.manifest.to_json(), &model.plan.tokenizer_json, &source).await;
     stats.downloaded = 1;
     let tokenizer = model.plan.tokenizer;
-    super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, url, stats).await
+    super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, LoadedFrom::Gguf(source), stats).await
 }
 
 /// Whether the model kept for `url` is still the file there: the host's size and hash now
@@ -124,7 +134,7 @@ async fn still_current(url: &str, kept: &Source, expected: Option<&str>) -> bool
 }
 
 /// Loads the model kept for `url`: its shards read from the OPFS, each verified against the
-/// kept manifest (a damaged one is `CorruptShard`, and the kept copy is removed).
+/// kept manifest (a damaged one is `CorruptShard`).
 async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<JsJudge, WebError> {
     let manifest = Manifest::from_json(&kept.manifest).map_err(|e| model_error(url, e))?;
     let tokenizer = Tokenizer::from_json(&kept.tokenizer).map_err(|e| model_error(url, e))?;
@@ -138,6 +148,9 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         let mut done = 0;
         progress(done, total);
         for (index, shard) in manifest.shards.iter().enumerate() {
+            check_signal(url, settings, || {
+                format!("after {done} of {total} bytes read from its kept copy, which stays")
+            })?;
             let bytes = kept.shard(index).await.map_err(WebError::CorruptShard)?;
             uploader.upload_shard(index, &bytes).map_err(|e| WebError::CorruptShard(e.to_string()))?;
             done += shard.size;
@@ -149,14 +162,22 @@ async fn load_kept(url: &str, kept: &Kept, settings: &LoadSettings) -> Result<Js
         Ok(done) => done,
         Err(error) => {
             device.destroy();
-            if matches!(error, WebError::CorruptShard(_)) {
-                opfs::forget(url).await;
-            }
             return Err(error);
         }
     };
     let stats = ShardStats { from_cache: manifest.shards.len(), ..ShardStats::default() };
-    super::load::finish(prepared, estimate, weights, manifest, tokenizer, url.to_string(), stats).await
+    let from = LoadedFrom::Gguf(kept.source.clone());
+    super::load::finish(prepared, estimate, weights, manifest, tokenizer, from, stats).await
+}
+
+/// `Aborted` once the caller's `signal` has been aborted; `at` says how far the load got.
+fn check_signal(url: &str, settings: &LoadSettings, at: impl FnOnce() -> String) -> Result<(), WebError> {
+    match &settings.signal {
+        Some(signal) if signal.aborted() => {
+            Err(WebError::Aborted(format!("{url}: the load was cancelled (its signal was aborted) {}", at())))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn model_error(url: &str, error: impl std::fmt::Display) -> WebError {
@@ -240,8 +261,8 @@ fn linked_sha256(response: &Response) -> Option<String> {
 }
 
 /// Streams the file into `stream` from its first byte, resuming after a broken transfer
-/// from the bytes received, `settings.shards.retries` times with backoff; each completed
-/// part goes to `upload(tensor name, part index, bytes)`.
+/// from the bytes received, `settings.shards.retries` times with backoff, until the caller's
+/// `signal` is aborted; each completed part goes to `upload(tensor name, part index, bytes)`.
 async fn download(
     url: &str,
     stream: &mut GgufStream,
@@ -260,12 +281,15 @@ async fn download(
         if from > 0 {
             stats.resumed += 1;
         }
-        let ended = match transfer(url, stream, options.stall_ms, progress, (size, stats), keeper, upload).await {
+        let ended = match transfer(url, stream, settings, progress, (size, stats), keeper, upload).await {
             Err(Attempt::Refused(error)) => return Err(error),
             Ok(()) if stream.received() == size => break,
             Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
             Err(Attempt::Broken(message)) => message,
         };
+        // The caller's abort breaks a transfer off too.
+        let received = stream.received();
+        check_signal(url, settings, || format!("at byte {received} of {size}; nothing of the download was kept"))?;
         // An attempt that brought bytes starts the count again: a long download over a
         // flaky network goes on as long as it moves.
         failures = if stream.received() > from { 1 } else { failures + 1 };
@@ -288,11 +312,12 @@ enum Attempt {
     Refused(WebError),
 }
 
-/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk.
+/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk;
+/// the stall watchdog and the caller's `signal` abort it.
 async fn transfer(
     url: &str,
     stream: &mut GgufStream,
-    stall_ms: i32,
+    settings: &LoadSettings,
     progress: &dyn Fn(u64, u64),
     (size, stats): (u64, &mut ShardStats),
     keeper: &mut Keeper,
@@ -300,8 +325,12 @@ async fn transfer(
 ) -> Result<(), Attempt> {
     let from = stream.received();
     let controller = web_sys::AbortController::new().expect("AbortController constructor");
-    let mut watchdog = Watchdog::new(controller.clone(), stall_ms);
-    let response = range_request(url, from, None, Some(&controller.signal())).await.map_err(Attempt::Broken)?;
+    let mut watchdog = Watchdog::new(controller.clone(), settings.shards.stall_ms);
+    let signal = match &settings.signal {
+        Some(caller) => web_sys::AbortSignal::any(&js_sys::Array::of2(caller, &controller.signal())),
+        None => controller.signal(),
+    };
+    let response = range_request(url, from, None, Some(&signal)).await.map_err(Attempt::Broken)?;
     match response.status() {
         206 => {}
         status @ (408 | 425 | 429 | 500..=599) => return Err(Attempt::Broken(format!("GET {url}: HTTP {status}"))),

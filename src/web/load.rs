@@ -12,6 +12,7 @@ use wasm_bindgen::JsValue;
 use super::arguments::LoadSettings;
 use super::class::JsJudge;
 use super::loader::{self, ShardStats};
+use super::opfs::Source;
 use super::types::{ArchitectureInfo, ModelInfo};
 use super::{fit, WebError};
 use crate::engine::Engine;
@@ -27,6 +28,11 @@ use crate::tokenizer::Tokenizer;
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     if super::gguf::is_gguf_url(model_url) {
         return super::gguf::load(model_url, settings).await;
+    }
+    if settings.signal.is_some() {
+        return Err(WebError::InvalidInput(
+            "signal: only a GGUF file's load can be cancelled yet, not a model directory's".into(),
+        ));
     }
     loader::require_webgpu()?;
     let base = loader::base_url(model_url)?;
@@ -55,7 +61,15 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
             return Err(error);
         }
     };
-    finish(prepared, estimate, weights, manifest, tokenizer, base, stats).await
+    finish(prepared, estimate, weights, manifest, tokenizer, LoadedFrom::Directory(base), stats).await
+}
+
+/// Where a loaded model came from, as `info()` tells.
+pub(super) enum LoadedFrom {
+    /// A model directory, by its base URL.
+    Directory(String),
+    /// A GGUF file: its URL and sha256, and whether that was the host's or the page's.
+    Gguf(Source),
 }
 
 /// A model's GPU and what fits on it, decided before any weight is fetched.
@@ -141,7 +155,7 @@ pub(super) async fn finish(
     weights: HashMap<String, GpuTensor>,
     manifest: Manifest,
     tokenizer: Tokenizer,
-    model_url: String,
+    from: LoadedFrom,
     stats: ShardStats,
 ) -> Result<JsJudge, WebError> {
     let Prepared { gpu, context, .. } = prepared;
@@ -158,8 +172,14 @@ pub(super) async fn finish(
     }
     let model = model.inspect_err(|_| device.destroy())?;
     let a = &manifest.architecture;
+    let (model_url, sha256, sha256_verified) = match from {
+        LoadedFrom::Directory(base) => (base, None, false),
+        LoadedFrom::Gguf(source) => (source.url, Some(source.sha256), source.verified),
+    };
     let info = ModelInfo {
         model_url,
+        sha256,
+        sha256_verified,
         adapter,
         subgroups,
         context_length: context,

@@ -1,11 +1,14 @@
 //! A GGUF's repacked model kept in the Origin Private File System (files of several GB; the
-//! Cache API is for the directory loader's shards): one folder per GGUF URL under
-//! `webjudge-gguf/`, holding the shards as the stream packed them (`shard-N`), the
-//! `tokenizer.json`, `source.json` (the URL, its size and sha256, whether the host's hash
-//! verified it) and, written last once the file's hash has been checked, `manifest.json`: a
-//! folder without it is never read, and one whose file fails its check is removed. Reached
-//! through `navigator.storage.getDirectory()` by name (window or worker alike), so no
-//! web-sys feature is needed; where the browser has no OPFS, nothing is kept.
+//! Cache API is for the directory loader's shards): two slot folders per GGUF URL under
+//! `webjudge-gguf/` (`<hash of the URL>-0` and `-1`), each holding the shards as the stream
+//! packed them (`shard-N`), the `tokenizer.json`, `source.json` (the URL, its size and sha256,
+//! whether the host's hash verified it) and, written last once the file's hash has been
+//! checked, `manifest.json`: a slot without it is never read. A download is written into the
+//! slot that does not hold the kept model, and only its commit removes the other: a download
+//! that is refused (a wrong hash, a changed file, a broken network) leaves the model kept
+//! before it as it was. Reached through `navigator.storage.getDirectory()` by name (window or
+//! worker alike), so no web-sys feature is needed; where the browser has no OPFS, nothing is
+//! kept.
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use sha2::{Digest, Sha256};
@@ -19,6 +22,8 @@ const ROOT_FOLDER: &str = "webjudge-gguf";
 const MANIFEST: &str = "manifest.json";
 const TOKENIZER: &str = "tokenizer.json";
 const SOURCE: &str = "source.json";
+/// Slot folders per URL: the kept model's and the one a download is written into.
+const SLOTS: usize = 2;
 
 /// What a kept model was made from.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
@@ -36,7 +41,19 @@ pub struct Kept {
     pub manifest: String,
     pub tokenizer: String,
     pub source: Source,
+    /// Its slot, and that slot's folder.
+    index: usize,
     folder: JsValue,
+}
+
+/// A slot folder holding a committed model (its `manifest.json` written).
+struct Slot {
+    index: usize,
+    folder: JsValue,
+    source: Source,
+    /// When its manifest was written (ms since the epoch): of two committed slots (a commit
+    /// cut short before it removed the other) the later one is the kept model.
+    committed_at: f64,
 }
 
 /// Calls `target.method(...args)`, awaiting the result if it is a promise.
@@ -55,22 +72,18 @@ fn create(flag: bool) -> JsValue {
     options.into()
 }
 
-/// The folder of `url`'s kept model (made if `make`), or `None` where there is no OPFS.
-async fn folder(url: &str, make: bool) -> Option<JsValue> {
-    let root = storage_root().await?;
-    let models = call(&root, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(make)]).await.ok()?;
-    call(&models, "getDirectoryHandle", &[folder_name(url).into(), create(make)]).await.ok()
+/// Slot `index`'s folder name for `url`: the URL's hash (URLs hold characters no file name
+/// may) and the slot.
+fn slot_name(url: &str, index: usize) -> String {
+    format!("{}-{index}", &hex(&Sha256::digest(url.as_bytes()))[..32])
 }
 
-/// A URL's folder name: its hash (URLs hold characters no file name may).
-fn folder_name(url: &str) -> String {
-    hex(&Sha256::digest(url.as_bytes()))[..32].to_string()
+async fn file(folder: &JsValue, name: &str) -> Result<JsValue, JsValue> {
+    call(&call(folder, "getFileHandle", &[name.into()]).await?, "getFile", &[]).await
 }
 
 async fn read_file(folder: &JsValue, name: &str) -> Result<Vec<u8>, JsValue> {
-    let handle = call(folder, "getFileHandle", &[name.into()]).await?;
-    let file = call(&handle, "getFile", &[]).await?;
-    let buffer = call(&file, "arrayBuffer", &[]).await?;
+    let buffer = call(&file(folder, name).await?, "arrayBuffer", &[]).await?;
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
@@ -78,13 +91,39 @@ async fn read_text(folder: &JsValue, name: &str) -> Option<String> {
     String::from_utf8(read_file(folder, name).await.ok()?).ok()
 }
 
+/// Slot `index` of `url`, if it holds a committed model of that URL.
+async fn committed_slot(models: &JsValue, url: &str, index: usize) -> Option<Slot> {
+    let folder = call(models, "getDirectoryHandle", &[slot_name(url, index).into()]).await.ok()?;
+    let manifest = file(&folder, MANIFEST).await.ok()?;
+    let committed_at = Reflect::get(&manifest, &"lastModified".into()).ok()?.as_f64()?;
+    let source: Source = serde_json::from_str(&read_text(&folder, SOURCE).await?).ok()?;
+    (source.url == url).then_some(Slot { index, folder, source, committed_at })
+}
+
+/// The slot holding `url`'s kept model. Should both be committed (a commit cut short before
+/// it removed the other), the earlier one is removed.
+async fn kept_slot(models: &JsValue, url: &str) -> Option<Slot> {
+    let mut kept: Option<Slot> = None;
+    for index in 0..SLOTS {
+        let Some(slot) = committed_slot(models, url, index).await else { continue };
+        let (later, earlier) = match kept {
+            Some(other) if other.committed_at >= slot.committed_at => (other, Some(slot)),
+            other => (slot, other),
+        };
+        if let Some(earlier) = earlier {
+            remove(models, &slot_name(url, earlier.index)).await;
+        }
+        kept = Some(later);
+    }
+    kept
+}
+
 /// The model kept for `url`, if one was kept whole.
 pub async fn kept(url: &str) -> Option<Kept> {
-    let folder = folder(url, false).await?;
+    let Slot { index, folder, source, .. } = kept_slot(&models_folder(false).await?, url).await?;
     let manifest = read_text(&folder, MANIFEST).await?;
-    let source: Source = serde_json::from_str(&read_text(&folder, SOURCE).await?).ok()?;
     let tokenizer = read_text(&folder, TOKENIZER).await?;
-    (source.url == url).then_some(Kept { manifest, tokenizer, source, folder })
+    Some(Kept { manifest, tokenizer, source, index, folder })
 }
 
 impl Kept {
@@ -92,22 +131,87 @@ impl Kept {
     pub async fn shard(&self, index: usize) -> Result<Vec<u8>, String> {
         read_file(&self.folder, &shard_name(index)).await.map_err(|e| js_message(&e))
     }
+
+    /// Removes this kept copy (found damaged), and nothing else kept for its URL.
+    pub async fn remove(self) {
+        if let Some(models) = models_folder(false).await {
+            remove(&models, &slot_name(&self.source.url, self.index)).await;
+        }
+    }
 }
 
 fn shard_name(index: usize) -> String {
     format!("shard-{:05}", index + 1)
 }
 
-/// Removes `url`'s kept model, if any.
+/// Every kept model and the bytes its files take, by URL.
+pub async fn list() -> Vec<(Source, u64)> {
+    let Some(models) = models_folder(false).await else { return Vec::new() };
+    let mut urls = Vec::new();
+    for (name, folder) in entries(&models).await {
+        let Some(source) = read_text(&folder, SOURCE).await else { continue };
+        let Ok(Source { url, .. }) = serde_json::from_str(&source) else { continue };
+        if (0..SLOTS).any(|index| slot_name(&url, index) == name) && !urls.contains(&url) {
+            urls.push(url);
+        }
+    }
+    urls.sort();
+    let mut kept = Vec::new();
+    for url in urls {
+        if let Some(slot) = kept_slot(&models, &url).await {
+            let bytes = folder_bytes(&slot.folder).await;
+            kept.push((slot.source, bytes));
+        }
+    }
+    kept
+}
+
+/// A folder's entries as (name, handle).
+async fn entries(folder: &JsValue) -> Vec<(String, JsValue)> {
+    let mut found = Vec::new();
+    let Ok(iterator) = call(folder, "entries", &[]).await else { return found };
+    while let Ok(step) = call(&iterator, "next", &[]).await {
+        if Reflect::get(&step, &"done".into()).map_or(true, |done| done.is_truthy()) {
+            break;
+        }
+        let Some(entry) = Reflect::get(&step, &"value".into()).ok().and_then(|v| v.dyn_into::<Array>().ok()) else {
+            break;
+        };
+        if let Some(name) = entry.get(0).as_string() {
+            found.push((name, entry.get(1)));
+        }
+    }
+    found
+}
+
+/// The size of a slot's files together.
+async fn folder_bytes(folder: &JsValue) -> u64 {
+    let mut bytes = 0;
+    for (name, _) in entries(folder).await {
+        if let Ok(file) = file(folder, &name).await {
+            bytes += Reflect::get(&file, &"size".into()).ok().and_then(|size| size.as_f64()).unwrap_or(0.0) as u64;
+        }
+    }
+    bytes
+}
+
+/// Removes `url`'s kept model and any download of it left unfinished.
 pub async fn forget(url: &str) {
-    let Some(models) = models_folder().await else { return };
-    let _ = call(&models, "removeEntry", &[folder_name(url).into(), recursive()]).await;
+    let Some(models) = models_folder(false).await else { return };
+    for index in 0..SLOTS {
+        remove(&models, &slot_name(url, index)).await;
+    }
 }
 
 /// Removes every kept model.
 pub async fn forget_all() {
     let Some(root) = storage_root().await else { return };
     let _ = call(&root, "removeEntry", &[ROOT_FOLDER.into(), recursive()]).await;
+}
+
+/// Removes folder `name` of the models' folder, if it is there.
+async fn remove(models: &JsValue, name: &str) {
+    let _ = call(models, "removeEntry", &[name.into(), recursive()]).await;
 }
 
 fn recursive() -> JsValue {
@@ -123,25 +227,40 @@ async fn storage_root() -> Option<JsValue> {
     call(&storage, "getDirectory", &[]).await.ok()
 }
 
-async fn models_folder() -> Option<JsValue> {
-    call(&storage_root().await?, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(false)]).await.ok()
+/// The folder of every kept model (made if `make`).
+async fn models_folder(make: bool) -> Option<JsValue> {
+    call(&storage_root().await?, "getDirectoryHandle", &[ROOT_FOLDER.into(), create(make)]).await.ok()
 }
 
-/// Writes a model into `url`'s folder as it streams: shard by shard, then (`commit`) the
-/// manifest last. The first write that fails (a full quota) stops the keeping, says why
-/// with the numbers, and the load goes on without it.
+/// Writes a model into the slot of `url` that does not hold its kept model, as it streams:
+/// shard by shard, then (`commit`) the manifest last, and only then removes the other slot.
+/// The first write that fails (a full quota) stops the keeping, says why with the numbers,
+/// and the load goes on without it.
 pub struct Keeper {
     url: String,
+    /// The slot written into.
+    index: usize,
+    models: Option<JsValue>,
     folder: Option<JsValue>,
     /// The shard being written and its open writable stream.
     open: Option<(usize, JsValue)>,
 }
 
 impl Keeper {
-    /// Starts keeping `url`'s model afresh (what was kept for it is removed first).
-    pub async fn start(url: &str) -> Self {
-        forget(url).await;
-        Self { url: url.into(), folder: folder(url, true).await, open: None }
+    /// Starts keeping `url`'s model in the slot `kept` (the model kept for it, if any) is not
+    /// in; what else was there (a download cut short) is removed first.
+    pub async fn start(url: &str, kept: Option<&Kept>) -> Self {
+        let kept = kept.map(|kept| kept.index);
+        let index = (0..SLOTS).find(|&index| Some(index) != kept).expect("two slots");
+        let models = models_folder(true).await;
+        let mut folder = None;
+        if let Some(models) = &models {
+            for other in (0..SLOTS).filter(|&other| Some(other) != kept) {
+                remove(models, &slot_name(url, other)).await;
+            }
+            folder = call(models, "getDirectoryHandle", &[slot_name(url, index).into(), create(true)]).await.ok();
+        }
+        Self { url: url.into(), index, models, folder, open: None }
     }
 
     /// Appends `bytes` to shard `shard` (parts arrive in layout order).
@@ -175,7 +294,7 @@ impl Keeper {
     }
 
     /// Stops keeping after `error`, saying why (with the quota's numbers), and removes what
-    /// was written.
+    /// was written (the model kept before stays).
     async fn give_up(&mut self, error: &JsValue) {
         let mut why = js_message(error);
         if let Some((usage, quota)) = storage_estimate().await {
@@ -183,13 +302,24 @@ impl Keeper {
         }
         web_sys::console::warn_1(&format!("webjudge: {} not kept for the next visit: {why}", self.url).into());
         self.open = None;
-        self.folder = None;
-        forget(&self.url).await;
+        if self.folder.take().is_some() {
+            self.remove_slot(self.index).await;
+        }
+    }
+
+    async fn remove_slot(&self, index: usize) {
+        if let Some(models) = &self.models {
+            remove(models, &slot_name(&self.url, index)).await;
+        }
     }
 
     /// Closes the last shard and writes the tokenizer, the source and then the manifest,
-    /// which makes the folder a kept model.
+    /// which makes the slot the kept model; then removes the other slot (the model kept
+    /// before).
     pub async fn commit(mut self, manifest: &str, tokenizer: &str, source: &Source) {
+        if self.folder.is_none() {
+            return;
+        }
         let written = async {
             if let Some((_, writable)) = self.open.take() {
                 call(&writable, "close", &[]).await?;
@@ -198,17 +328,22 @@ impl Keeper {
             self.write_text(SOURCE, &serde_json::to_string(source).expect("a source serializes")).await?;
             self.write_text(MANIFEST, manifest).await
         };
-        if let Err(error) = written.await {
-            self.give_up(&error).await;
+        match written.await {
+            Ok(()) => {
+                for other in (0..SLOTS).filter(|&other| other != self.index) {
+                    self.remove_slot(other).await;
+                }
+            }
+            Err(error) => self.give_up(&error).await,
         }
     }
 
-    /// Drops what was written: the file failed its check.
+    /// Drops what was written: the file failed its check (the model kept before stays).
     pub async fn discard(self) {
         if let Some((_, writable)) = &self.open {
             let _ = call(writable, "abort", &[]).await;
         }
-        forget(&self.url).await;
+        self.remove_slot(self.index).await;
     }
 }
 

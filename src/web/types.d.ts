@@ -12,11 +12,17 @@ export interface LoadOptions {
   parallel?: number;
   /** Further attempts per shard after a network error or a bad hash; default 4. */
   retries?: number;
+  /** A transfer that delivers no bytes for this many milliseconds is aborted and resumed (a
+   *  stalled connection reports no error by itself); default 30000. */
+  stallMs?: number;
   /** Use subgroup reductions where the adapter has them; default true. */
   subgroups?: boolean;
   /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's
    *  `X-Linked-Etag`. */
   sha256?: string;
+  /** Aborting it cancels a GGUF file's load (the load rejects with `AbortError`, nothing of the
+   *  file kept); a model directory's load refuses it (`InvalidInput`). */
+  signal?: AbortSignal;
 }
 
 export type Order = "forward" | "swapped";
@@ -360,8 +366,14 @@ export interface ScoreMetrics {
 }
 
 export interface ModelInfo {
-  /** The model directory's absolute URL, ending in "/". */
+  /** The model directory's absolute URL, ending in "/"; a GGUF file's absolute URL. */
   modelUrl: string;
+  /** A GGUF file's sha256 (lowercase hex), of the bytes the model was made from; null for a
+   *  model directory (its manifest's hashes verify each shard). */
+  sha256: string | null;
+  /** `sha256` matched the host's (`X-Linked-Etag`) or the `sha256` option; false: no hash was
+   *  offered, and `sha256` is only what this browser computed. */
+  sha256Verified: boolean;
   adapter: string;
   subgroups: boolean;
   /** KV cache positions per sequence. */
@@ -379,6 +391,19 @@ export interface ModelInfo {
    *  family's calls reject with `WrongJudge`. null: no known judge, every protocol runs. */
   judge: JudgeFamily | null;
   architecture: Architecture;
+}
+
+/** A GGUF model kept in the origin's Origin Private File System (`Judge.keptModels()`). */
+export interface KeptModel {
+  /** The GGUF file's absolute URL, as `Judge.load` and `Judge.clearCache` take it. */
+  url: string;
+  /** What the kept files (the repacked shards, tokenizer, manifest) take in the origin's storage. */
+  bytes: number;
+  /** The GGUF file's sha256 (lowercase hex). */
+  sha256: string;
+  /** `sha256` matched the host's or the page's when the file was downloaded; false: it is only
+   *  what this browser computed. */
+  sha256Verified: boolean;
 }
 
 /** `defaults()`: the settings a call gets when it names none (the CLI's defaults too). */

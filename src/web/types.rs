@@ -74,6 +74,12 @@ pub struct ArchitectureInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     pub model_url: String,
+    /// A GGUF file's sha256 (`None` for a model directory, whose shards the manifest's hashes
+    /// verify).
+    pub sha256: Option<String>,
+    /// Whether `sha256` matched the host's or the page's, rather than being only what this
+    /// browser computed.
+    pub sha256_verified: bool,
     pub adapter: String,
     pub subgroups: bool,
     pub context_length: usize,
@@ -84,6 +90,18 @@ pub struct ModelInfo {
     pub downloaded_bytes: u64,
     pub judge: Option<JudgeFamily>,
     pub architecture: ArchitectureInfo,
+}
+
+/// A GGUF model kept in the Origin Private File System, as `keptModels` lists it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeptModel {
+    pub url: String,
+    /// What its files take in the origin's storage.
+    pub bytes: u64,
+    /// The GGUF file's sha256, and whether it matched the host's or the page's.
+    pub sha256: String,
+    pub sha256_verified: bool,
 }
 
 /// A `parseRows` row: the row and the protocol it was read for.

@@ -7,8 +7,9 @@
 // with no weight request (one byte, to see that the file is unchanged) and generates the same, and
 // so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
 // clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
-// server without ranges, a wrong sha256) on a tiny fixture, with nothing kept. One Chromium, one page,
-// one download of the 92 MB file over the loopback.
+// server without ranges, a wrong sha256) on a tiny fixture, with nothing of them kept and a copy
+// verified before a refusal still kept; its transfer cut off, stalled, corrupted and cancelled.
+// One Chromium, one page, one download of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
 //   WEBJUDGE_WWW        the site, default www/
@@ -60,6 +61,7 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
   page.on("request", (request) => request.url().endsWith(".gguf") && ranges.push(request.headers()["range"]));
   await page.goto(`${server.origin}/index.html`);
   const url = `/models/default/${basename(GGUF)}`;
+  const sha256 = createHash("sha256").update(await readFile(GGUF)).digest("hex");
   const started = Date.now();
   const result = await page.evaluate(
     async ({ url, prompt, steps, sha256 }) => {
@@ -81,6 +83,7 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
         return names;
       };
       const keptBeforeClear = await listKept();
+      const listedBeforeClear = await wasm.Judge.keptModels();
       // <web-judge model="….gguf" sha256="…">, through judge-client.js and its worker: the kept model.
       await import("/web-judge.js");
       const element = document.createElement("web-judge");
@@ -90,9 +93,13 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
       const elementInfo = await (await element.load()).info();
       await wasm.Judge.clearCache(url);
       const keptAfterClear = await listKept();
-      return { ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded, keptBeforeClear, keptAfterClear, elementInfo };
+      const listedAfterClear = await wasm.Judge.keptModels();
+      return {
+        ids: generated.ids, info, progress: progress.at(-1), again: regenerated.ids, reloaded,
+        keptBeforeClear, keptAfterClear, listedBeforeClear, listedAfterClear, elementInfo,
+      };
     },
-    { url, prompt: golden.prompt, steps: STEPS, sha256: createHash("sha256").update(await readFile(GGUF)).digest("hex") },
+    { url, prompt: golden.prompt, steps: STEPS, sha256 },
   );
   console.log(`GGUF: three loads and 2 × ${STEPS} greedy steps in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   assert.deepEqual(result.ids, golden.ids.slice(0, STEPS));
@@ -102,6 +109,15 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
   assert.deepEqual(warnings.filter((w) => w.includes("not verified")), [], "the linked sha256 was read");
   assert.equal(result.keptBeforeClear.length, 1, "the verified model was kept");
   assert.deepEqual(result.keptAfterClear, [], "clearCache(url) removes the kept model");
+  assert.deepEqual(result.listedBeforeClear.map(({ url, sha256, sha256Verified }) => ({ url, sha256, sha256Verified })), [
+    { url: `${server.origin}${url}`, sha256, sha256Verified: true },
+  ]);
+  assert.ok(result.listedBeforeClear[0].bytes > 0);
+  assert.deepEqual(result.listedAfterClear, [], "keptModels() lists nothing once cleared");
+  assert.equal(result.info.sha256, sha256);
+  assert.equal(result.info.sha256Verified, true, "verified by the linked sha256");
+  assert.equal(result.reloaded.sha256, sha256);
+  assert.equal(result.reloaded.sha256Verified, true);
   // The second load: the kept model, the same ids, and of the file only its first byte.
   assert.deepEqual(result.again, result.ids);
   assert.equal(result.reloaded.fromCache, true);
@@ -119,54 +135,210 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
 // Files that are no GGUF the header promises, refused from the header's range requests alone
 // (no weight fetched), each with a message that says what is wrong: a file cut short, a header
 // promising one tensor more than it describes, and a server that ignores ranges; and a whole file
-// whose sha256 is not the one expected, refused once streamed. Nothing is kept. A tiny fixture
+// whose sha256 is not the one expected, refused once streamed. Nothing of a refused file is kept,
+// and a refused download of a URL whose model is kept leaves that copy as it was: the whole file
+// loaded verified (the right sha256) is kept, loaded again with a wrong sha256 it is downloaded and
+// refused, and loaded with no sha256 it still comes from the OPFS. A tiny fixture
 // (qwen2_tiny.gguf) from the suites' test server, which logs requests.
 test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
+  const promising = (bytes) => {
+    const copy = Buffer.from(bytes);
+    copy.writeBigUInt64LE(copy.readBigUInt64LE(8) + 1n, 8);
+    return copy;
+  };
+  const files = (bytes) => ({ "truncated.gguf": bytes.subarray(0, bytes.length - 1000), "promising.gguf": promising(bytes) });
+  await withTinyFixture(files, async ({ page, faults, sha256 }) => {
+    const wrongHash = "0".repeat(64);
+    const load = (url, hash) => loadTiny(page, faults, url, { sha256: hash });
+    const truncated = await load("/models/default/truncated.gguf");
+    const promised = await load("/models/default/promising.gguf");
+    const norange = await load("/norange-t1/whole.gguf");
+    const wrong = await load("/models/default/whole.gguf", wrongHash);
+    const verified = await load("/models/default/whole.gguf", sha256);
+    const refusedAgain = await load("/models/default/whole.gguf", wrongHash);
+    const reloaded = await load("/models/default/whole.gguf");
+    const loads = { truncated, promised, norange, wrong, verified, refusedAgain, reloaded };
+    for (const [name, { outcome }] of Object.entries(loads)) console.log(`${name}: ${outcome}`);
+    assert.match(truncated.outcome, /^ModelError: .*truncated\.gguf: .*outside the file/);
+    assert.match(promised.outcome, /^ModelError: .*promising\.gguf: /);
+    assert.match(norange.outcome, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
+    const mismatch = new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`);
+    assert.match(wrong.outcome, mismatch);
+    for (const refused of [truncated, promised, norange, wrong]) assert.deepEqual(refused.kept, [], "nothing of a refused file is kept");
+    assert.equal(verified.outcome, "loaded");
+    assert.equal(verified.info.fromCache, false);
+    assert.equal(verified.info.sha256, sha256);
+    assert.equal(verified.info.sha256Verified, true);
+    assert.equal(verified.kept.length, 1, "the verified file is kept");
+    const url = `${faults.origin}/models/default/whole.gguf`;
+    const keptBytes = verified.keptBytes[verified.kept[0]];
+    assert.deepEqual(verified.models, [{ url, bytes: keptBytes, sha256, sha256Verified: true }], "keptModels() lists it");
+    // Refused again, with a verified copy kept: that copy stays, and the next load reads it.
+    assert.match(refusedAgain.outcome, mismatch);
+    assert.deepEqual(refusedAgain.kept, verified.kept, "a refused download leaves the copy kept before it");
+    assert.deepEqual(refusedAgain.models, verified.models);
+    assert.equal(reloaded.outcome, "loaded");
+    assert.equal(reloaded.info.fromCache, true, "the copy kept before the refusal loads");
+    assert.equal(reloaded.info.sha256, sha256);
+    assert.equal(reloaded.info.sha256Verified, true, "what the kept copy was verified against");
+    assert.deepEqual(reloaded.kept, verified.kept);
+    assert.deepEqual(reloaded.ranges, ["bytes=0-0"], "no weight request for the kept copy");
+    const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
+    assert.deepEqual(
+      weights.map((entry) => entry.path),
+      ["/models/default/whole.gguf", "/models/default/whole.gguf", "/models/default/whole.gguf"],
+      "weights fetched only for the whole file, and not for its kept copy",
+    );
+    // The page (in its worker) loads it too, and says what the file was verified against.
+    await page.goto(`${faults.origin}/index.html`);
+    await page.fill("#model-url", "/models/default/whole.gguf");
+    await page.click("#load");
+    const fileRow = page.locator("#model-info dt", { hasText: "File" }).locator("xpath=following-sibling::dd[1]");
+    await fileRow.waitFor();
+    assert.equal(await fileRow.textContent(), `verified sha256 ${sha256}`);
+    // The page lists the kept model with its size, and its Delete button removes it.
+    const listed = page.locator("#kept-models li");
+    await listed.waitFor();
+    assert.equal(await listed.count(), 1);
+    assert.equal(await listed.textContent(), `${url}: ${(keptBytes / 1e6).toFixed(1)} MB, sha256 verified Delete`);
+    await listed.getByRole("button", { name: "Delete" }).click();
+    await page.locator("#kept").waitFor({ state: "hidden" });
+    const left = await page.evaluate(async () => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      return wasm.Judge.keptModels();
+    });
+    assert.deepEqual(left, [], "the page's Delete removed the kept model");
+  });
+});
+
+// A GGUF's weights transfer broken by the test server's faults (tests/browser/server.mjs): cut off
+// halfway (flaky) and gone silent halfway (stall, noticed after `stallMs`), each resumed with a
+// Range request from the bytes received and loaded verified against the sha256 given; loaded with
+// no hash to check, it is kept with the sha256 computed, said to be unverified; one byte flipped in
+// it (corrupt) is refused by the sha256 given once streamed, and nothing of it is kept.
+test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted one is refused with nothing kept", { timeout: 2 * 60_000 }, async () => {
+  await withTinyFixture(() => ({}), async ({ page, faults, sha256 }) => {
+    const options = { sha256, stallMs: 1500 };
+    let kept;
+    for (const mode of ["flaky", "stall"]) {
+      const load = await loadTiny(page, faults, `/${mode}-t1/whole.gguf`, options);
+      console.log(`${mode}: ${load.outcome}, ranges ${JSON.stringify(load.ranges)}`);
+      assert.equal(load.outcome, "loaded", mode);
+      assert.equal(load.info.fromCache, false);
+      const weights = load.ranges.filter((range) => /^bytes=\d+-$/.test(range));
+      assert.equal(weights[0], "bytes=0-", mode);
+      assert.ok(weights.slice(1).some((range) => /^bytes=[1-9]\d*-$/.test(range)), `${mode}: resumed from the bytes received`);
+      assert.ok(faults.log.some((entry) => entry.tag === "t1" && entry.mode === mode && entry.cut), `${mode}: the transfer was cut`);
+      kept = load.kept;
+    }
+    assert.equal(kept.length, 2, "both resumed loads were kept");
+    // With no hash to check against (the test server sends no X-Linked-Etag), the one computed.
+    const unverified = await loadTiny(page, faults, "/plain-t1/whole.gguf", {});
+    assert.equal(unverified.outcome, "loaded");
+    assert.deepEqual([unverified.info.sha256, unverified.info.sha256Verified], [sha256, false]);
+    const listed = unverified.models.find((model) => model.url.endsWith("/plain-t1/whole.gguf"));
+    assert.deepEqual([listed.sha256, listed.sha256Verified], [sha256, false]);
+    kept = unverified.kept;
+    const corrupt = await loadTiny(page, faults, "/corrupt-t1/whole.gguf", options);
+    console.log(`corrupt: ${corrupt.outcome}`);
+    assert.match(corrupt.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is [0-9a-f]{64}, not the ${sha256} expected`));
+    assert.ok(faults.log.some((entry) => entry.mode === "corrupt" && entry.corrupted), "a byte was flipped");
+    assert.deepEqual(corrupt.kept, kept, "nothing of the corrupted file is kept");
+  });
+});
+
+// A GGUF's load cancelled by its signal: aborted while its transfer hangs silent halfway (the
+// stall fault, with a stall timeout far longer than the wait), it rejects at once with AbortError
+// saying how far it got, and nothing of it is kept; a signal aborted before the call fetches
+// nothing; a model directory's load refuses the option.
+test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 * 60_000 }, async () => {
+  await withTinyFixture(() => ({}), async ({ page, faults, bytes, sha256 }) => {
+    const mark = faults.log.length;
+    const outcome = await page.evaluate(async ({ sha256 }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      const attempt = async (url, options) => {
+        const started = performance.now();
+        try {
+          await wasm.Judge.load(url, { contextLength: 64, ...options });
+          return { outcome: "loaded" };
+        } catch (error) {
+          return { outcome: `${error.name}: ${error.message}`, seconds: (performance.now() - started) / 1000 };
+        }
+      };
+      // Aborted half a second after the download starts (its first onProgress), while the
+      // server holds the connection silent for 20 s.
+      const controller = new AbortController();
+      let timer;
+      const onProgress = () => (timer ??= setTimeout(() => controller.abort(), 500));
+      const midway = await attempt("/stall-t3/whole.gguf", { sha256, stallMs: 60_000, signal: controller.signal, onProgress });
+      const early = await attempt("/plain-t3/whole.gguf", { signal: AbortSignal.abort() });
+      const directory = await attempt("/models/default/", { signal: new AbortController().signal });
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      for await (const name of root.keys()) kept.push(name);
+      return { midway, early, directory, kept };
+    }, { sha256 });
+    console.log(JSON.stringify(outcome, null, 1));
+    assert.match(outcome.midway.outcome, new RegExp(`^AbortError: .*/stall-t3/whole\\.gguf: the load was cancelled \\(its signal was aborted\\) at byte \\d+ of ${bytes.length}; nothing of the download was kept$`));
+    assert.ok(outcome.midway.seconds < 15, `cancelled after ${outcome.midway.seconds} s, not when the server gave up`);
+    assert.match(outcome.early.outcome, /^AbortError: .*\/plain-t3\/whole\.gguf: the load was cancelled \(its signal was aborted\) before anything was fetched$/);
+    assert.match(outcome.directory.outcome, /^InvalidInput: signal: only a GGUF file's load can be cancelled yet/);
+    assert.deepEqual(outcome.kept, [], "nothing of a cancelled load is kept");
+    const requests = faults.log.slice(mark).filter((entry) => entry.tag === "t3").map((entry) => `${entry.mode} ${entry.range}`);
+    assert.deepEqual(requests, ["stall bytes=0-4194303", "stall bytes=0-"], "no request after the abort, none for the early one");
+  });
+});
+
+// The tiny fixture (qwen2_tiny.gguf) as whole.gguf, beside the `files(bytes)` made from it (name →
+// bytes), in a folder the suites' test server serves, and a page of that server:
+// `use({ page, faults, bytes, sha256 })` runs with them, and the server and folder go after.
+async function withTinyFixture(files, use) {
   const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
   const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
-  await writeFile(join(dir, "truncated.gguf"), bytes.subarray(0, bytes.length - 1000));
-  const promising = Buffer.from(bytes);
-  promising.writeBigUInt64LE(promising.readBigUInt64LE(8) + 1n, 8);
-  await writeFile(join(dir, "promising.gguf"), promising);
-  await writeFile(join(dir, "whole.gguf"), bytes);
+  for (const [name, content] of Object.entries({ "whole.gguf": bytes, ...files(bytes) })) await writeFile(join(dir, name), content);
   const faults = await startServer({ root: ROOT, model: dir });
   try {
     const page = await browser.newPage();
     await page.goto(`${faults.origin}/index.html`);
-    const outcomes = await page.evaluate(async (urls) => {
-      const wasm = await import("/pkg/webjudge.js");
-      await wasm.default();
-      const outcomes = [];
-      for (const [url, sha256] of urls) {
-        try {
-          await wasm.Judge.load(url, { contextLength: 64, sha256 });
-          outcomes.push("loaded");
-        } catch (error) {
-          outcomes.push(`${error.name}: ${error.message}`);
-        }
-      }
-      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
-      const kept = [];
-      for await (const name of root.keys()) kept.push(name);
-      return { outcomes, kept };
-    }, [
-      ["/models/default/truncated.gguf"],
-      ["/models/default/promising.gguf"],
-      ["/norange-t1/whole.gguf"],
-      ["/models/default/whole.gguf", "0".repeat(64)],
-    ]);
-    console.log(outcomes.outcomes.join("\n"));
-    const [truncated, promised, norange, wrong] = outcomes.outcomes;
-    assert.match(truncated, /^ModelError: .*truncated\.gguf: .*outside the file/);
-    assert.match(promised, /^ModelError: .*promising\.gguf: /);
-    assert.match(norange, /^NetworkError: .*HTTP 200 to a range request; a GGUF is loaded from a server that serves byte ranges/);
-    const sha256 = createHash("sha256").update(bytes).digest("hex");
-    assert.match(wrong, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
-    assert.deepEqual(outcomes.kept, [], "nothing of a refused file is kept");
-    const weights = faults.log.filter((entry) => entry.path.endsWith(".gguf") && /^bytes=0-$/.test(entry.range ?? ""));
-    assert.deepEqual(weights.map((entry) => entry.path), ["/models/default/whole.gguf"], "weights fetched only for the whole file");
+    await use({ page, faults, bytes, sha256: createHash("sha256").update(bytes).digest("hex") });
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
   }
-});
+}
+
+// One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
+// ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
+// folders (and the bytes of each one's files) and Judge.keptModels() afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
+async function loadTiny(page, server, url, options) {
+  const mark = server.log.length;
+  const result = await page.evaluate(
+    async ({ url, options }) => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      let outcome = "loaded";
+      let info = null;
+      try {
+        const judge = await wasm.Judge.load(url, { contextLength: 64, ...options });
+        info = judge.info();
+        await judge.unload();
+      } catch (error) {
+        outcome = `${error.name}: ${error.message}`;
+      }
+      const root = await (await navigator.storage.getDirectory()).getDirectoryHandle("webjudge-gguf", { create: true });
+      const kept = [];
+      const keptBytes = {};
+      for await (const [name, folder] of root.entries()) {
+        kept.push(name);
+        keptBytes[name] = 0;
+        for await (const file of folder.values()) keptBytes[name] += (await file.getFile()).size;
+      }
+      return { outcome, info, kept: kept.sort(), keptBytes, models: await wasm.Judge.keptModels() };
+    },
+    { url, options },
+  );
+  const ranges = server.log.slice(mark).filter((entry) => entry.path.endsWith(".gguf")).map((entry) => entry.range);
+  return { ...result, ranges };
+}

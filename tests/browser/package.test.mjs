@@ -64,7 +64,7 @@ window.Judge = Judge;
 
 // A TypeScript user of the whole API, checked against the installed declarations.
 const TYPED_USE = `import { Judge, builtInRubrics, defaults, pairwiseMetrics, parseRows, protocols } from "webjudge";
-import type { BatchRecord, GenerateResult, PairwiseResult, ScoreResult } from "webjudge";
+import type { BatchRecord, GenerateResult, KeptModel, PairwiseResult, ScoreResult } from "webjudge";
 import "webjudge/web-judge";
 import init, { Judge as WasmJudge } from "webjudge/wasm";
 
@@ -76,12 +76,14 @@ const records: BatchRecord[] = [];
 await judge.judgeBatch(await parseRows(""), { onJudged: (position, record) => (records[position] = record) });
 console.log(pair.winner, score.score, generated.ids, await pairwiseMetrics(records), (await defaults()).maxNewTokens);
 console.log((await protocols())[0]?.method, (await builtInRubrics("prometheus"))[0]?.name, (await judge.info()).judge);
+const kept: KeptModel[] = await Judge.keptModels();
+console.log(kept[0]?.url, kept[0]?.bytes, (await judge.info()).sha256Verified);
 const element = document.querySelector("web-judge");
 element?.addEventListener("judged", (event) => console.log(event.detail.protocol));
 await element?.load();
 await init();
 const wasm = await WasmJudge.load("/models/default/");
-console.log(wasm.info().modelUrl);
+console.log(wasm.info().modelUrl, (await WasmJudge.keptModels())[0]?.sha256);
 wasm.free();
 `;
 

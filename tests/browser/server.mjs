@@ -9,9 +9,11 @@
 //   own tag, so fault state, request logs and the browser's cache entries never mix between
 //   tests. Modes:
 //     plain    the files as they are
-//     flaky    the first GET of each shard without a Range header is cut off halfway (the
+//     flaky    the first GET of each shard without a Range header, and of a GGUF's weights (the
+//              open-ended `bytes=0-` its loader streams the file with), is cut off halfway (the
 //              connection is closed mid-body); later requests are served normally
-//     corrupt  the first GET of the first shard has one byte flipped; later ones are good
+//     corrupt  the first GET of the first shard, and of a GGUF's weights, has one byte flipped;
+//              later ones are good
 //     norange  like flaky, but Range headers are ignored (200 with the whole file)
 //     stall    like flaky, but the connection stays open and silent for 20 s instead of closing
 //   GET /log?tag=T answers the requests made under tag T as JSON (log entries, below).
@@ -29,6 +31,9 @@ const MODEL_PREFIX = "/models/default/";
 const FAULT_URL = /^\/(plain|flaky|corrupt|norange|stall)-([\w.]+)\/([\w.-]+)$/;
 // Far beyond the loader's stall timeout, which the tests set to a few seconds.
 const STALL_MS = 20_000;
+// How long a cut connection lives after its half body was sent: a connection destroyed at once
+// was seen to reach the page with none of those bytes read (a GGUF's transfer resumed from 0).
+const CUT_AFTER_MS = 250;
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -110,18 +115,21 @@ export async function startServer({ root, model, port = 0 }) {
     if (!info.isFile()) return send(response, entry, 404, "not found\n");
     const size = info.size;
     const shard = entry.file?.startsWith("weights-") ?? false;
+    // A GGUF's weights: the open-ended range its loader streams the file with (the header's
+    // requests, closed ranges, are left alone so that the loader gets as far as the weights).
+    const ggufWeights = (entry.file?.endsWith(".gguf") ?? false) && request.headers.range === "bytes=0-";
     const range = mode === "norange" ? null : byteRange(request.headers.range, size);
     if (range && range.start > range.end) return send(response, entry, 416, "", { "Content-Range": `bytes */${size}` });
     const { start, end } = range ?? { start: 0, end: size - 1 };
     const body = await readBytes(path, start, end - start + 1);
-    const firstShardFault = mode === "corrupt" && entry.file.startsWith("weights-00001") && firstTime(key);
-    const corrupt = firstShardFault || corruptNext.delete(entry.file);
+    const firstFault = mode === "corrupt" && (entry.file.startsWith("weights-00001") || ggufWeights) && firstTime(key);
+    const corrupt = firstFault || corruptNext.delete(entry.file);
     if (corrupt && body.length > 0) {
       // One flipped byte in the middle: the length is right, only the checksum can tell.
       body[body.length >> 1] ^= 0xff;
       entry.corrupted = true;
     }
-    const cut = shard && !request.headers.range && ["flaky", "norange", "stall"].includes(mode) && firstTime(key);
+    const cut = ((shard && !request.headers.range) || ggufWeights) && ["flaky", "norange", "stall"].includes(mode) && firstTime(key);
     entry.status = range ? 206 : 200;
     response.writeHead(entry.status, {
       ...COMMON_HEADERS,
@@ -132,12 +140,11 @@ export async function startServer({ root, model, port = 0 }) {
     });
     if (request.method === "HEAD") return response.end();
     if (!cut) return response.end(body);
-    // Half the promised body, then a dead connection (at once, or after a silence): the
+    // Half the promised body, then a dead connection (soon, or after a long silence): the
     // browser's body stream errors after delivering those bytes.
     entry.cut = true;
     response.write(body.subarray(0, body.length >> 1), () => {
-      if (mode === "stall") setTimeout(() => response.destroy(), STALL_MS).unref();
-      else response.destroy();
+      setTimeout(() => response.destroy(), mode === "stall" ? STALL_MS : CUT_AFTER_MS).unref();
     });
   }
 
