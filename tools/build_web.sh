@@ -14,7 +14,7 @@ if [[ "$installed" != "$locked" ]]; then
 fi
 
 cargo build --lib --release --target wasm32-unknown-unknown
-wasm-bindgen --target web --out-dir www/pkg target/wasm32-unknown-unknown/release/webjudge.wasm
+wasm-bindgen --target web --out-dir www/pkg "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/webjudge.wasm"
 # wasm-opt (Debian's binaryen) shrinks the module when present; the build works without it.
 if command -v wasm-opt >/dev/null 2>&1; then
     wasm-opt -O2 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
