@@ -38,13 +38,12 @@ def model_dir():
     return Path(os.environ["WEBJUDGE_TEST_MODEL"])
 
 
-# Short Auto-J rows (each judged in a few seconds on lavapipe): gold labels and scenarios, so the
+# Short Auto-J rows (each about 12 s of prefill on lavapipe: the template is most of it): gold labels and scenarios, so the
 # records carry both.
 ROWS = [
     {"scenario": "chitchat", "label": 0, "prompt": "Say hi.", "response 1": "Hi!", "response 2": "No."},
     {"scenario": "math", "label": 1, "prompt": "What is 2 + 2?", "response 1": "5", "response 2": "4"},
     {"scenario": "chitchat", "label": 2, "prompt": "Name a color.", "response 1": "Red.", "response 2": "Blue."},
-    {"scenario": "math", "label": 1, "prompt": "What is 3 * 3?", "response 1": "6", "response 2": "9"},
 ]
 # Critique tokens per row: enough to show the same text, few enough to stay cheap.
 MAX_NEW_TOKENS = 8
