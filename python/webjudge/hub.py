@@ -6,10 +6,9 @@ folder (so llama.cpp's split parts, ``NAME-00001-of-00003.gguf`` …, lie side b
 native loader looks for them), holding each file under its own name and a record of it
 (``NAME.json``: the URL, size, sha256, the host's ETag, whether the sha256 was checked).
 
-What the host says a file is comes from a HEAD request that does not follow redirects: the
-Hub's ``X-Linked-Etag`` (the LFS file's sha256) and ``X-Linked-Size`` where present, as
-huggingface_hub reads them, else the ETag and Content-Length of the response the redirects end
-at. A download streams into ``NAME.incomplete``, hashing as it goes; a broken transfer resumes
+What the host says a file is comes from HEAD requests that follow relative redirects only, as
+huggingface_hub's do: the Hub's ``X-Linked-Etag`` (the LFS file's sha256) and ``X-Linked-Size``
+on its redirect to the CDN, else the size and ETag of the file the redirects end at. A download streams into ``NAME.incomplete``, hashing as it goes; a broken transfer resumes
 from the bytes there with a Range request, in the same run or a later one. Only a file of the
 host's size whose sha256 is the host's (or the caller's ``sha256``) replaces the cached copy;
 one that no hash vouches for is kept with a warning, its computed sha256 recorded so that a later
@@ -129,36 +128,57 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _head_opener = urllib.request.build_opener(_NoRedirect)
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _head(url: str) -> "tuple[int, http.client.HTTPMessage]":
+    """A HEAD request's status and headers, a redirect not followed."""
+    try:
+        with _head_opener.open(urllib.request.Request(url, method="HEAD"), timeout=TIMEOUT_S) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as answer:
+        if answer.code not in _REDIRECTS + (405,):
+            raise
+        return answer.code, answer.headers
+
+
+def _first_byte(url: str) -> "tuple[Optional[int], Optional[str]]":
+    """The size and ETag of the file at ``url`` where its redirects end, from a one-byte range
+    request (a CDN's signed link may answer GET alone, not HEAD)."""
+    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        headers = response.headers
+        total = headers.get("Content-Range", "").rpartition("/")[2]
+        length = total if response.status == 206 else headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else None, _unquote_etag(headers.get("ETag"))
 
 
 def _probe(url: str) -> _Remote:
-    """The host's word on ``url`` from HEAD requests, redirects followed one at a time so
-    that the Hub's ``X-Linked-*`` headers on its redirect are read. Raises ``OSError``
-    (``urllib.error.URLError``) where the host cannot be reached or refuses."""
-    linked_sha256: Optional[str] = None
-    linked_size: Optional[int] = None
+    """The host's word on ``url``, read as huggingface_hub reads it: HEAD requests that follow
+    relative redirects only (a renamed repository), so that the Hub's ``X-Linked-*`` headers on
+    its redirect to the CDN are read; the size and ETag where the redirects end where those are
+    missing. Raises ``OSError`` (``urllib.error.URLError``) where the host cannot be reached or
+    refuses."""
     current = url
     for _ in range(MAX_REDIRECTS + 1):
-        try:
-            response = _head_opener.open(urllib.request.Request(current, method="HEAD"), timeout=TIMEOUT_S)
-        except urllib.error.HTTPError as redirect:
-            if redirect.code not in (301, 302, 303, 307, 308) or "Location" not in redirect.headers:
-                raise
-            response = redirect
-        with response:
-            headers = response.headers
-            etag = _unquote_etag(headers.get("X-Linked-Etag"))
-            if linked_sha256 is None and etag is not None and _SHA256.match(etag.lower()):
-                linked_sha256 = etag.lower()
-            if linked_size is None and headers.get("X-Linked-Size", "").isdigit():
-                linked_size = int(headers["X-Linked-Size"])
-            if response.status in (301, 302, 303, 307, 308):
-                current = urllib.parse.urljoin(current, headers["Location"])
-                continue
-            length = headers.get("Content-Length", "")
-            size = linked_size if linked_size is not None else int(length) if length.isdigit() else None
-            return _Remote(url, size, linked_sha256, _unquote_etag(headers.get("ETag")))
-    raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
+        status, headers = _head(current)
+        location = headers.get("Location", "")
+        if status not in _REDIRECTS or urllib.parse.urlsplit(location).netloc:
+            break
+        current = urllib.parse.urljoin(current, location)
+    else:
+        raise DownloadError(f"{url}: more than {MAX_REDIRECTS} redirects")
+    linked = _unquote_etag(headers.get("X-Linked-Etag"))
+    sha256 = linked.lower() if linked is not None and _SHA256.match(linked.lower()) else None
+    linked_size = headers.get("X-Linked-Size", "")
+    size = int(linked_size) if linked_size.isdigit() else None
+    etag = _unquote_etag(headers.get("ETag"))
+    if status == 200:
+        length = headers.get("Content-Length", "")
+        size = size if size is not None else int(length) if length.isdigit() else None
+    elif size is None or (sha256 is None and status in _REDIRECTS) or status == 405:
+        size, etag = _first_byte(current)
+    return _Remote(url, size, sha256, etag)
 
 
 def _record_path(path: Path) -> Path:
@@ -239,6 +259,11 @@ def _fetch(remote: _Remote, incomplete: Path, transfer: _Transfer) -> "hashlib._
                         transfer.add(-have)
                         file.truncate(0)
                         hasher, have = hashlib.sha256(), 0
+                    elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                        raise DownloadError(
+                            f"{remote.url}: asked for the bytes from {have}, the host sent "
+                            f"{response.headers.get('Content-Range')!r}; {incomplete} is kept"
+                        )
                     while chunk := response.read(CHUNK_BYTES):
                         file.write(chunk)
                         hasher.update(chunk)

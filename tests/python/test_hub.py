@@ -60,9 +60,10 @@ def test_a_gguf_url_loads_as_its_directory_and_from_the_cache_once_the_host_is_g
 
 
 class Host:
-    """A file host in this process: files by name under /files/, byte ranges, and under
-    /resolve/ the Hub's answer (a redirect to /cdn/ carrying X-Linked-Etag and X-Linked-Size);
-    it logs each request's method, path and Range, and breaks a transfer on order."""
+    """A file host in this process: files by name under /files/ (and /cdn/), byte ranges; under
+    /resolve/ the Hub's answer, a redirect to /cdn/ carrying X-Linked-Etag and X-Linked-Size;
+    under /moved/ a redirect to /files/. It logs each request's method, path and Range, and
+    breaks a transfer on order."""
 
     def __init__(self):
         self.files = {}  # name: (bytes, extra headers of a direct answer)
@@ -91,8 +92,9 @@ class Host:
         return f"http://127.0.0.1:{self.server.server_port}/{folder}/{name}"
 
     def ranges(self):
-        """The Range of each GET answered with bytes (the Hub's redirects left out)."""
-        return [asked for method, path, asked in self.requests if method == "GET" and "/resolve/" not in path]
+        """The Range of each GET answered with bytes (redirects left out)."""
+        answered = ("/files/", "/cdn/")
+        return [asked for method, path, asked in self.requests if method == "GET" and path.startswith(answered)]
 
     def answer(self, handler, body):
         self.requests.append((handler.command, handler.path, handler.headers.get("Range")))
@@ -101,24 +103,27 @@ class Host:
             handler.send_error(503 if self.down else 404)
             return
         data, headers = self.files[name]
-        if folder == "resolve":
+        if folder in ("resolve", "moved"):
+            # An absolute Location, as the Hub's to its CDN: HEAD requests stop there.
             handler.send_response(302)
-            handler.send_header("Location", f"/cdn/{name}")
-            handler.send_header("X-Linked-Etag", self.linked.get(name, f'"{hashlib.sha256(data).hexdigest()}"'))
-            handler.send_header("X-Linked-Size", str(len(data)))
+            handler.send_header("Location", self.url(name, "cdn" if folder == "resolve" else "files"))
+            if folder == "resolve":
+                handler.send_header("X-Linked-Etag", self.linked.get(name, f'"{hashlib.sha256(data).hexdigest()}"'))
+                handler.send_header("X-Linked-Size", str(len(data)))
             handler.send_header("Content-Length", "0")
             handler.end_headers()
             return
         asked = handler.headers.get("Range")
-        start = int(asked[len("bytes=") : -1]) if asked else 0
+        first, _, last = asked[len("bytes=") :].partition("-") if asked else ("0", "", "")
+        start, end = int(first), int(last) + 1 if last else len(data)
         handler.send_response(206 if asked else 200)
         if asked:
-            handler.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        handler.send_header("Content-Length", str(len(data) - start))
+            handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        handler.send_header("Content-Length", str(end - start))
         for key, value in headers.items():
             handler.send_header(key, value)
         handler.end_headers()
-        sent = data[start:]
+        sent = data[start:end]
         if body and self.break_after is not None:
             sent, self.break_after = sent[: self.break_after], None
             self.down = self.down_after_break
@@ -198,13 +203,14 @@ def test_a_wrong_sha256_is_refused_keeping_nothing_new_and_the_verified_copy(hos
 
 def test_an_unverified_download_warns_and_a_changed_host_file_is_fetched_again(host):
     host.files["model.gguf"] = (DATA, {"ETag": '"v1"'})
-    url = host.url("model.gguf")
+    # Redirected without X-Linked-*: the size and ETag come from where the redirect ends.
+    url = host.url("model.gguf", "moved")
     with pytest.warns(UserWarning, match="not verified"):
         path = hub.download(url)
     assert f'"sha256": "{sha256(DATA)}"' in path.with_name("model.gguf.json").read_text()
     host.requests.clear()
     assert hub.download(url) == path
-    assert [method for method, _, _ in host.requests] == ["HEAD"]
+    assert host.ranges() == ["bytes=0-0"]
     changed = DATA[::-1]
     host.files["model.gguf"] = (changed, {"ETag": '"v2"'})
     with pytest.warns(UserWarning, match="not verified"):
@@ -228,5 +234,7 @@ def test_a_split_models_parts_are_downloaded_side_by_side(host):
     assert progress[-1] == (len(DATA), len(DATA))
     with pytest.raises(ValueError, match="split model"):
         hub.download(url, sha256=sha256(DATA))
+    with pytest.raises(webjudge.DownloadError, match="the host answered 404"):
+        hub.download(host.url("absent.gguf"))
     with pytest.raises(webjudge.DownloadError, match="only a GGUF file"):
         webjudge.Judge.load(host.url("model/"))
