@@ -67,7 +67,7 @@ class Host:
 
     def __init__(self):
         self.files = {}  # name: (bytes, extra headers of a direct answer)
-        self.linked = {}  # name: the X-Linked-Etag /resolve/ answers with, for a lying host
+        self.linked = {}  # name: the X-Linked-Etag /resolve/ answers with, where not the file's
         self.requests = []
         self.break_after = None  # the next GET's body stops after these bytes
         self.down_after_break = False  # and every request after it is answered 503
@@ -189,11 +189,11 @@ def test_a_wrong_sha256_is_refused_keeping_nothing_new_and_the_verified_copy(hos
     plain = host.url("model.gguf")
     with pytest.raises(webjudge.HashMismatch, match=f"{sha256(DATA)} \\(the downloaded bytes\\) is not {wrong}"):
         hub.download(plain, sha256=wrong)
-    # A host whose hash is not its file's.
-    host.files["lying.gguf"] = (DATA, {})
-    host.linked["lying.gguf"] = f'W/"{wrong}"'
-    with pytest.raises(webjudge.HashMismatch, match="X-Linked-Etag"):
-        hub.download(host.url("lying.gguf", "resolve"))
+    # The host's hash changes, its bytes do not: downloaded again, refused, the verified copy kept.
+    host.linked["model.gguf"] = f'W/"{wrong}"'
+    downloaded_and_refused = f"{sha256(DATA)} \\(the downloaded bytes\\) is not {wrong} \\(the host's X-Linked-Etag\\)"
+    with pytest.raises(webjudge.HashMismatch, match=downloaded_and_refused):
+        hub.download(url)
     assert verified.read_bytes() == DATA and verified.with_name("model.gguf.json").read_text() == record
     assert sorted(path.name for path in cache.rglob("*") if path.is_file()) == ["model.gguf", "model.gguf.json"]
     # The right sha256 is the cached copy, host or not.
