@@ -12,7 +12,8 @@ The same engine as the ``webjudge`` CLI and the browser build, through its nativ
 - :mod:`webjudge.prometheus` is prometheus-eval's ``PrometheusEval`` on this engine;
 - :mod:`webjudge.ray` spreads a whole test set over Ray Data actors (``webjudge[ray]``).
 
-Errors are :class:`WebjudgeError` with the CLI's messages.
+Errors are :class:`WebjudgeError` with the CLI's messages (a download's: :class:`DownloadError`,
+:class:`HashMismatch`).
 """
 
 from __future__ import annotations
