@@ -9,7 +9,8 @@ per GPU (``--num-gpus 1``), or one per machine on CPU adapters. Records are writ
 ``--output`` as batches come back; interrupted, the same command resumes where it stopped (rows
 already judged are skipped, as ``webjudge judge`` resumes). Without an address, Ray starts a
 local cluster of ``--num-cpus`` CPUs; with ``--address`` (or ``RAY_ADDRESS``) the run spreads
-over that cluster, whose machines must all see the model directory at the same path.
+over that cluster, whose machines must all see the model at the same path (a URL's download:
+the cache folder ``WEBJUDGE_CACHE``).
 """
 
 import argparse
@@ -24,7 +25,9 @@ AUTOJ_PAIRWISE = Path(__file__).resolve().parents[1] / "../shared/autoj/data/tes
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a model directory (webjudge convert's)")
+    parser.add_argument(
+        "--model", required=True, help="a model directory (webjudge convert's), a GGUF file, or a GGUF file's URL"
+    )
     parser.add_argument("--input", default=str(AUTOJ_PAIRWISE), help="test-data JSONL (default: Auto-J's pairwise set)")
     parser.add_argument("--output", required=True, help="the records, one JSON line per row (resumed if it exists)")
     parser.add_argument("--actors", type=int, default=2, help="Ray actors, each with the judge loaded once")

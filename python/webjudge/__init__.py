@@ -3,7 +3,8 @@ Flow-Judge) on any GPU wgpu drives (Vulkan, Metal, DX12), from Python.
 
 The same engine as the ``webjudge`` CLI and the browser build, through its native module:
 
-- :class:`Judge` loads a model as ``webjudge judge --model`` does and judges one item
+- :class:`Judge` loads a model as ``webjudge judge --model`` does (or a GGUF file by URL,
+  downloaded into a cache by :mod:`webjudge.hub`) and judges one item
   (:meth:`Judge.pairwise`, :meth:`Judge.single`, :meth:`Judge.rubric`, :meth:`Judge.compare`)
   or many rows together (:meth:`Judge.judge_batch`, :meth:`Judge.iter_batch`) into the CLI's
   judgement records;
@@ -11,7 +12,8 @@ The same engine as the ``webjudge`` CLI and the browser build, through its nativ
 - :mod:`webjudge.prometheus` is prometheus-eval's ``PrometheusEval`` on this engine;
 - :mod:`webjudge.ray` spreads a whole test set over Ray Data actors (``webjudge[ray]``).
 
-Errors are :class:`WebjudgeError` with the CLI's messages.
+Errors are :class:`WebjudgeError` with the CLI's messages (a download's: :class:`DownloadError`,
+:class:`HashMismatch`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ import threading
 from os import PathLike
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from . import _native
+from . import _native, hub
 from ._native import Cancel, WebjudgeError
+from .hub import DownloadError, HashMismatch
 
-__all__ = ["Judge", "Cancel", "WebjudgeError", "render", "parse", "report", "protocols", "MAX_SEQUENCES"]
+__all__ = [
+    "Judge", "Cancel", "WebjudgeError", "DownloadError", "HashMismatch", "render", "parse", "report", "protocols",
+    "MAX_SEQUENCES",
+]  # fmt: skip
 
 #: The most sequences the engine decodes together.
 MAX_SEQUENCES: int = _native.MAX_SEQUENCES
@@ -86,19 +92,26 @@ class Judge:
         cls,
         path: Union[str, "PathLike[str]"],
         *,
+        sha256: Optional[str] = None,
+        on_progress: Optional[hub.Progress] = None,
         sequences: int = 1,
         context: Optional[int] = None,
         slot_context: Optional[int] = None,
         prefill_chunk: Optional[int] = None,
         subgroups: bool = True,
     ) -> "Judge":
-        """Loads a model as ``webjudge judge --model PATH`` does (a model directory that
-        ``webjudge convert`` wrote). ``sequences``: rows decoded together (KV cache slots, at
-        most :data:`MAX_SEQUENCES`; fewer where the adapter's buffers cannot hold them);
-        ``context``: KV positions per slot, as ``--context`` (default: ``slot_context``, at most
-        the model's context, else the model's); ``subgroups=False`` as ``--no-subgroups``."""
+        """Loads a model as ``webjudge judge --model PATH`` does: a model directory that
+        ``webjudge convert`` wrote, or a GGUF file (a split model by any of its parts). A GGUF
+        file's URL (a Hugging Face Hub ``…/resolve/REV/NAME.gguf`` link, or any server with byte
+        ranges) is downloaded into the cache first and loaded from there (:mod:`webjudge.hub`:
+        resumed when broken, checked against the host's sha256 or ``sha256``, downloaded again
+        only when the host's file changes); ``on_progress(done_bytes, total_bytes)`` follows the
+        download. ``sequences``: rows decoded together (KV cache slots, at most
+        :data:`MAX_SEQUENCES`; fewer where the adapter's buffers cannot hold them); ``context``:
+        KV positions per slot, as ``--context`` (default: ``slot_context``, at most the model's
+        context, else the model's); ``subgroups=False`` as ``--no-subgroups``."""
         native = _native.NativeJudge.load(
-            str(path),
+            hub.local_path(path, sha256=sha256, on_progress=on_progress),
             sequences=sequences,
             context=context,
             slot_context=slot_context,

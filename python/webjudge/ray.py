@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 import ray
 
-from . import MAX_SEQUENCES, Judge, _native, _rubric
+from . import MAX_SEQUENCES, Judge, _native, _rubric, hub
 
 __all__ = ["JudgePredictor", "judge_file"]
 
@@ -59,6 +59,7 @@ def judge_file(
     output: Path,
     model: Path,
     *,
+    sha256: Optional[str] = None,
     protocol: Optional[str] = None,
     rubric: Optional[Any] = None,
     swap: bool = False,
@@ -77,11 +78,15 @@ def judge_file(
     ``concurrency`` Ray actors (``num_gpus``/``num_cpus`` each), ``batch_size`` rows per batch,
     and returns the report ``webjudge judge`` prints. The options are the CLI's flags of the
     same names. Connects to Ray as ``ray.data`` does (``ray.init()`` first to choose the
-    cluster). The model path must be readable where the driver and every actor run."""
+    cluster). The model path must be readable where the driver and every actor run. A GGUF
+    file's URL (``sha256``: its expected hash, as :meth:`Judge.load` takes it) is downloaded once,
+    by this process, into its cache (:mod:`webjudge.hub`), and the actors load that copy: on
+    several machines, ``WEBJUDGE_CACHE`` must name a folder they share."""
+    model = hub.local_path(model, sha256=sha256)
     run = _native.FileRun.open(
         str(input),
         str(output),
-        str(model),
+        model,
         protocol_name=protocol,
         rubric_text=_rubric(rubric),
         swap=swap,
@@ -103,7 +108,7 @@ def judge_file(
             judged = rows.map_batches(
                 JudgePredictor,
                 fn_constructor_kwargs={
-                    "model": str(model),
+                    "model": model,
                     "run": run.run,
                     "sequences": sequences,
                     "slot_context": run.slot_context,
