@@ -2,13 +2,15 @@
 //! every importer makes alike ([`policy`]) and a GGUF file's plan ([`gguf`]: its
 //! architecture, tokenizer, chat template and judge family from the metadata, which tensor
 //! becomes which of the format's, and each tensor part repacked from the file's bytes), and
-//! [`stream`]: a GGUF repacked as its bytes arrive in file order, the file's sha256 checked.
+//! [`stream`]: a GGUF repacked as its bytes arrive in file order, the file's sha256 checked;
+//! [`hub`]: where the Hugging Face Hub publishes a file's sha256.
 //! Nothing here reads a file: `convert` (native) writes a model directory from the plan,
 //! `engine::native` loads a GGUF file directly by it, and the browser streams a GGUF URL
 //! through it. It sits above `format` and `tokenizer` (it builds `tokenizer.json`) and below
 //! `engine`.
 
 pub mod gguf;
+pub mod hub;
 pub mod policy;
 pub mod stream;
 

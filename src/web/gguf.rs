@@ -4,8 +4,9 @@
 //! streamed from its first byte by range requests into [`GgufStream`], each part repacked and
 //! uploaded as it completes, never the whole file in memory. A broken transfer resumes where
 //! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
-//! at the end against the host's (`X-Linked-Etag`, the Hub's LFS hash) or the caller's
-//! (`sha256`), and a mismatch leaves nothing loaded. The repacked model is kept in the Origin
+//! at the end against the caller's (`sha256`) or the host's (`X-Linked-Etag`, the Hub's LFS
+//! hash, or for a Hub `resolve` link whose redirect hides it, the Hub API's `lfs.oid`), and a
+//! mismatch leaves nothing loaded. The repacked model is kept in the Origin
 //! Private File System ([`opfs`]) once verified (replacing the copy kept before only then),
 //! and the next load of the URL reads it from there, fetching no weights (one byte, to see
 //! whether the file changed).
@@ -25,6 +26,7 @@ use crate::format::gguf::GgufFile;
 use crate::format::manifest::DEFAULT_SHARD_BYTES;
 use crate::format::Manifest;
 use crate::import::gguf::{GgufPlan, ImportOptions};
+use crate::import::hub::HubFile;
 use crate::import::stream::GgufStream;
 use crate::model::{allocate_tensors, ShardUploader};
 use crate::tokenizer::Tokenizer;
@@ -72,10 +74,13 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let plan =
         GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
     check_signal(&url, &settings, || "before its weights were fetched".into())?;
-    let expected = settings.sha256.clone().or(linked_sha256);
+    let expected = match settings.sha256.clone().or(linked_sha256) {
+        Some(hash) => Some(hash),
+        None => hub_sha256(&url).await,
+    };
     if expected.is_none() {
         web_sys::console::warn_1(
-            &format!("webjudge: {url} comes with no sha256 (no X-Linked-Etag, no sha256 option): not verified").into(),
+            &format!("webjudge: {url} comes with no sha256 (no X-Linked-Etag, no Hub API listing, no sha256 option): not verified").into(),
         );
     }
     let mut stream = GgufStream::new(plan, file_size, DEFAULT_SHARD_BYTES);
@@ -250,6 +255,15 @@ fn checked_range(url: &str, response: &Response, start: u64) -> Result<u64, WebE
             "GET {url}: Content-Range {content_range:?} is not bytes {start}-…/SIZE (not exposed by CORS?)"
         ))),
     }
+}
+
+/// The sha256 the Hub's API lists for `url`, when it is a Hub `resolve` link and the API
+/// answers ([`HubFile`]); `None` otherwise, and the load says it is not verified.
+async fn hub_sha256(url: &str) -> Option<String> {
+    let file = HubFile::parse(url)?;
+    let listing = loader::fetch_text(&file.tree_url(), None).await.ok()?;
+    let path = js_sys::decode_uri_component(file.path()).ok()?.as_string()?;
+    HubFile::sha256_in(&listing, &path)
 }
 
 /// The sha256 a host publishes for the file: the Hub's `X-Linked-Etag` (the LFS object id,

@@ -371,8 +371,9 @@ export interface ModelInfo {
   /** A GGUF file's sha256 (lowercase hex), of the bytes the model was made from; null for a
    *  model directory (its manifest's hashes verify each shard). */
   sha256: string | null;
-  /** `sha256` matched the host's (`X-Linked-Etag`) or the `sha256` option; false: no hash was
-   *  offered, and `sha256` is only what this browser computed. */
+  /** `sha256` matched the `sha256` option or the host's (`X-Linked-Etag`, or for a Hub
+   *  `resolve` link the Hub API's `lfs.oid`); false: no hash was offered, and `sha256` is only
+   *  what this browser computed. */
   sha256Verified: boolean;
   adapter: string;
   subgroups: boolean;

@@ -291,6 +291,21 @@ test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 *
   });
 });
 
+// A Hub `resolve` link whose file comes without X-Linked-Etag (as a page sees it behind the Hub's
+// CDN redirect): verified by the sha256 the Hub API's folder listing gives as `lfs.oid`; a file
+// that is not what the listing says is refused with nothing kept.
+test("a Hub link is verified by the Hub API's lfs.oid, and refused when the file is not that", { timeout: 2 * 60_000 }, async () => {
+  await withTinyFixture(() => ({}), async ({ page, faults, sha256 }) => {
+    const listed = await loadTiny(page, faults, "/owner/judge-GGUF/resolve/main/whole.gguf", {});
+    assert.equal(listed.outcome, "loaded");
+    assert.deepEqual([listed.info.sha256, listed.info.sha256Verified], [sha256, true]);
+    assert.ok(faults.log.some((entry) => entry.path === "/api/models/owner/judge-GGUF/tree/main/"), "the API was asked");
+    const wrong = await loadTiny(page, faults, "/wrong/judge-GGUF/resolve/main/whole.gguf", {});
+    assert.match(wrong.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
+    assert.deepEqual(wrong.kept, listed.kept, "nothing of the refused file is kept");
+  });
+});
+
 // The tiny fixture (qwen2_tiny.gguf) as whole.gguf, beside the `files(bytes)` made from it (name →
 // bytes), in a folder the suites' test server serves, and a page of that server:
 // `use({ page, faults, bytes, sha256 })` runs with them, and the server and folder go after.

@@ -17,18 +17,25 @@
 //     norange  like flaky, but Range headers are ignored (200 with the whole file)
 //     stall    like flaky, but the connection stays open and silent for 20 s instead of closing
 //   GET /log?tag=T answers the requests made under tag T as JSON (log entries, below).
+// - A GGUF of the model folder also comes as from the Hugging Face Hub behind its CDN redirect:
+//   /<owner>/<name>/resolve/<revision>/<file> with no X-Linked-Etag, and the Hub API's folder
+//   listing /api/models/<owner>/<name>/tree/<revision>/ giving each GGUF's sha256 as `lfs.oid`
+//   (owner `wrong`: a sha256 no file has).
 //
 // Everything is sent with Cache-Control: no-store, so the browser's HTTP cache never answers in
 // the server's place: a request missing from the log was served by the page's own caches. Every
 // response allows any origin: tests/web.rs's page comes from wasm-bindgen-test-runner's port.
 
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
-import { open, stat } from "node:fs/promises";
+import { open, readdir, readFile, stat } from "node:fs/promises";
 import { extname, join, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
 const MODEL_PREFIX = "/models/default/";
 const FAULT_URL = /^\/(plain|flaky|corrupt|norange|stall)-([\w.]+)\/([\w.-]+)$/;
+const HUB_FILE = /^\/[\w.-]+\/[\w.-]+\/resolve\/[\w.-]+\/([\w.-]+\.gguf)$/;
+const HUB_TREE = /^\/api\/models\/([\w.-]+)\/[\w.-]+\/tree\/[\w.-]+\/?$/;
 // Far beyond the loader's stall timeout, which the tests set to a few seconds.
 const STALL_MS = 20_000;
 // How long a cut connection lives after its half body was sent: a connection destroyed at once
@@ -80,6 +87,11 @@ export async function startServer({ root, model, port = 0 }) {
         const tagged = log.filter((e) => e.tag === url.searchParams.get("tag"));
         return send(response, entry, 200, JSON.stringify(tagged), { "Content-Type": "application/json" });
       }
+      const tree = HUB_TREE.exec(entry.path);
+      if (tree) {
+        const listing = JSON.stringify(await hubListing(model, tree[1] === "wrong"));
+        return send(response, entry, 200, listing, { "Content-Type": "application/json" });
+      }
       const target = locate(entry);
       if (!target) return send(response, entry, 404, "not found\n");
       await serveFile(request, response, entry, target);
@@ -96,6 +108,11 @@ export async function startServer({ root, model, port = 0 }) {
       const [, mode, tag, file] = fault;
       Object.assign(entry, { mode, tag, file });
       return { path: join(model, file), mode, key: `${mode}-${tag}/${file}` };
+    }
+    const hub = HUB_FILE.exec(entry.path);
+    if (hub) {
+      entry.file = hub[1];
+      return inside(model, entry.file);
     }
     if (entry.path.startsWith(MODEL_PREFIX)) {
       entry.file = entry.path.slice(MODEL_PREFIX.length);
@@ -183,6 +200,18 @@ function byteRange(header, size) {
   const [first, last] = [match[1], match[2]];
   if (first === "") return { start: Math.max(0, size - Number(last)), end: size - 1 };
   return { start: Number(first), end: last === "" ? size - 1 : Math.min(Number(last), size - 1) };
+}
+
+// The Hub API's listing of a folder: its GGUF files, each with its sha256 as `lfs.oid` (or a
+// sha256 no file has).
+async function hubListing(dir, wrong) {
+  const listing = [];
+  for (const name of (await readdir(dir)).filter((name) => name.endsWith(".gguf"))) {
+    const bytes = await readFile(join(dir, name));
+    const oid = wrong ? "0".repeat(64) : createHash("sha256").update(bytes).digest("hex");
+    listing.push({ type: "file", path: name, size: bytes.length, lfs: { oid, size: bytes.length, pointerSize: 134 } });
+  }
+  return listing;
 }
 
 async function readBytes(path, start, length) {
