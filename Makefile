@@ -60,7 +60,7 @@ check: native-deps
 TEST_BIN := target/debug/webjudge
 
 test: deps web
-	cargo build --bin webjudge
+	tools/timed.sh cargo build --bin webjudge
 	test -f $(DEMO_MODEL)/manifest.json || \
 		$(TEST_BIN) convert "$$(tools/fetch_test_model.sh $(CACHE))" --out $(DEMO_MODEL)
 	$(TEST_GGUF) tools/timed.sh cargo test --all-targets -- --include-ignored
