@@ -23,7 +23,12 @@ function ensureJudge() {
   $("load-progress").hidden = false;
   $("model-info").hidden = true;
   $("model-status").textContent = `Loading ${url} …`;
+  // Cancel stops a GGUF's download (a model directory's load runs to its end: no button).
+  const cancel = new AbortController();
+  $("load-cancel").onclick = () => cancel.abort();
+  $("load-cancel").hidden = !url.split(/[?#]/)[0].toLowerCase().endsWith(".gguf");
   const promise = Judge.load(url, {
+    signal: cancel.signal,
     onProgress(loaded, total) {
       $("progress-bar").max = total || 1;
       $("progress-bar").value = loaded;

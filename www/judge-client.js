@@ -5,7 +5,8 @@
 //
 // One worker per model URL serves everything on the page: two <web-judge> elements, or the page
 // and an element, asking for the same model share one download and one copy in GPU memory. The
-// first load's options (contextLength, parallel, retries) decide; later loads of the same URL
+// first load's options (contextLength, parallel, retries, and for a GGUF its signal, which
+// cancels the download for every load that joined it) decide; later loads of the same URL
 // join it and get its progress too.
 
 import { startWorker } from "./start-worker.js";
@@ -126,10 +127,10 @@ class Session {
 
   load(options) {
     if (!this.loading) {
-      const { onProgress, ...rest } = options;
+      const { onProgress, signal, ...rest } = options;
       this.loading = this.request(
         { op: "load", modelUrl: this.modelUrl, options: rest },
-        { onProgress: (loaded, total) => this.progressListeners.forEach((listener) => progress(listener, loaded, total)) },
+        { onProgress: (loaded, total) => this.progressListeners.forEach((listener) => progress(listener, loaded, total)), signal },
       );
       // A failed load is not remembered: the next attempt starts over (after a network error,
       // or with a different context length after DoesNotFit).

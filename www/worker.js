@@ -14,7 +14,8 @@
 //                  { id, op: "parseRows", text }                 needs no model
 //                  { id, op: "builtInRubrics", family }          needs no model
 //                  { id, op: "defaults" | "protocols" }          needs no model
-//                  { op: "cancel", target }                      aborts request `target`
+//                  { op: "cancel", target }                      aborts request `target` (a
+//                                                                GGUF's load, a judgement)
 //   worker → page  { id, type: "progress", loaded, total }
 //                  { id, type: "token", text, order }            judgeBatch's also carry index
 //                  { id, type: "judged", index, record, error }  judgeBatch: one row's record
@@ -61,8 +62,11 @@ async function handle(message, signal) {
   switch (op) {
     case "load":
       if (!judge) {
+        // A GGUF's load can be cancelled (a model directory's refuses the option).
+        const gguf = new URL(message.modelUrl).pathname.toLowerCase().endsWith(".gguf");
         judge = await Judge.load(message.modelUrl, {
           ...options,
+          ...(gguf ? { signal } : {}),
           onProgress: (loaded, total) => self.postMessage({ id, type: "progress", loaded, total }),
         });
       }

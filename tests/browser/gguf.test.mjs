@@ -251,7 +251,8 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
 // A GGUF's load cancelled by its signal: aborted while its transfer hangs silent halfway (the
 // stall fault, with a stall timeout far longer than the wait), it rejects at once with AbortError
 // saying how far it got, and nothing of it is kept; a signal aborted before the call fetches
-// nothing; a model directory's load refuses the option.
+// nothing; a model directory's load refuses the option. The same through judge-client.js's
+// worker, and by the page's Cancel button.
 test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 * 60_000 }, async () => {
   await withTinyFixture(() => ({}), async ({ page, faults, bytes, sha256 }) => {
     const mark = faults.log.length;
@@ -288,6 +289,34 @@ test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 *
     assert.deepEqual(outcome.kept, [], "nothing of a cancelled load is kept");
     const requests = faults.log.slice(mark).filter((entry) => entry.tag === "t3").map((entry) => `${entry.mode} ${entry.range}`);
     assert.deepEqual(requests, ["stall bytes=0-4194303", "stall bytes=0-"], "no request after the abort, none for the early one");
+
+    // Through judge-client.js and its worker, and the page's Cancel button (which it uses).
+    const client = await page.evaluate(async ({ sha256 }) => {
+      const { Judge } = await import("/judge-client.js");
+      const controller = new AbortController();
+      let timer;
+      const onProgress = () => (timer ??= setTimeout(() => controller.abort(), 500));
+      try {
+        await Judge.load("/stall-t4/whole.gguf", { sha256, stallMs: 60_000, signal: controller.signal, onProgress });
+        return "loaded";
+      } catch (error) {
+        return `${error.name}: ${error.message}`;
+      }
+    }, { sha256 });
+    assert.match(client, /^AbortError: .*\/stall-t4\/whole\.gguf: the load was cancelled \(its signal was aborted\) at byte \d+/);
+    await page.fill("#model-url", "/stall-t5/whole.gguf");
+    await page.click("#load");
+    await page.waitForFunction(() => /\d/.test(document.getElementById("progress-text").textContent));
+    await page.click("#load-cancel");
+    await page.waitForFunction(() => !document.getElementById("error").hidden);
+    assert.match(await page.textContent("#error"), /^AbortError: .*\/stall-t5\/whole\.gguf: the load was cancelled/);
+    assert.equal(await page.textContent("#model-status"), "No model loaded.");
+    const kept = await page.evaluate(async () => {
+      const wasm = await import("/pkg/webjudge.js");
+      await wasm.default();
+      return wasm.Judge.keptModels();
+    });
+    assert.deepEqual(kept, [], "nothing of the cancelled loads is kept");
   });
 });
 
