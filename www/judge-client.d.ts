@@ -38,7 +38,8 @@ export type * from "./pkg/webjudge.js";
 /** A model loaded in a worker, shared by everything on the page that loads the same URL. */
 export declare class Judge {
   private constructor();
-  /** The first load of a URL decides its options; later loads join it. */
+  /** The first load of a URL decides its options (for a GGUF, its `signal` cancels the shared
+   *  download); later loads join it. */
   static load(modelUrl: string, options?: LoadOptions): Promise<Judge>;
   static clearCache(modelUrl?: string): Promise<void>;
   /** The GGUF models kept in the origin's Origin Private File System. */
