@@ -32,7 +32,7 @@ done
 # A fresh browser profile per run (chromedriver creates one), so the Cache API starts empty.
 export CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
-export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-900}
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-1800}
 export WEBJUDGE_TEST_SERVER="http://127.0.0.1:$port"
 # --release: the same dependency builds as tools/build_web.sh's (the dev profile would compile
 # every crate for wasm32 a second time); only the test's own dev-dependencies are added.
