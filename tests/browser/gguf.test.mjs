@@ -139,8 +139,10 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
 // whose sha256 is not the one expected, refused once streamed. Nothing of a refused file is kept,
 // and a refused download of a URL whose model is kept leaves that copy as it was: the whole file
 // loaded verified (the right sha256) is kept, loaded again with a wrong sha256 it is downloaded and
-// refused, and loaded with no sha256 it still comes from the OPFS. A tiny fixture
-// (qwen2_tiny.gguf) from the suites' test server, which logs requests.
+// refused, and loaded with no sha256 it still comes from the OPFS. Then the page: its menu of
+// known judges (www/catalog.json) fills in the URL, and it loads the whole file by its field,
+// lists the kept model and deletes it. A tiny fixture (qwen2_tiny.gguf) from the suites' test
+// server, which logs requests.
 test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
   const promising = (bytes) => {
     const copy = Buffer.from(bytes);
@@ -190,8 +192,17 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
       ["/models/default/whole.gguf", "/models/default/whole.gguf", "/models/default/whole.gguf"],
       "weights fetched only for the whole file, and not for its kept copy",
     );
-    // The page (in its worker) loads it too, and says what the file was verified against.
+    // The page's menu of known judges (www/catalog.json): each with its download size, and
+    // choosing one fills in its URL.
     await page.goto(`${faults.origin}/index.html`);
+    const catalog = JSON.parse(await readFile(join(ROOT, "catalog.json"), "utf8")).models;
+    await page.locator(`#catalog option[value="${catalog.at(-1).url}"]`).waitFor({ state: "attached" });
+    const menu = await page.$$eval("#catalog option", (options) => options.map((o) => [o.value, o.textContent]));
+    assert.deepEqual(menu.slice(1).map(([url]) => url), catalog.map((model) => model.url));
+    menu.slice(1).forEach(([, text], i) => assert.ok(text.includes(`${(catalog[i].bytes / 1e9).toFixed(2)} GB download`), text));
+    await page.selectOption("#catalog", catalog[0].url);
+    assert.equal(await page.inputValue("#model-url"), catalog[0].url);
+    // The page (in its worker) loads it too, and says what the file was verified against.
     await page.fill("#model-url", "/models/default/whole.gguf");
     await page.click("#load");
     const fileRow = page.locator("#model-info dt", { hasText: "File" }).locator("xpath=following-sibling::dd[1]");
