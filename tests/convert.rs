@@ -37,7 +37,7 @@ use webjudge::format::manifest::{
 use webjudge::format::schema::expected_tensors;
 use webjudge::format::{Architecture, ChatTemplate, DType, Manifest, Message};
 use webjudge::import::gguf::{GgufPlan, ImportOptions};
-use webjudge::import::stream::{GgufStream, StreamedModel};
+use webjudge::import::stream::{GgufStream, StreamedFile, StreamedModel};
 use webjudge::import::{ConvertError, JudgeChoice, OutputProblem, TemplateText};
 use webjudge::judge::JudgeFamily;
 use webjudge::kernels::Sampling;
@@ -1691,27 +1691,37 @@ fn imatrix_text_is_refused_where_it_does_not_apply() {
 /// Tensor parts' packed bytes by tensor name and part index.
 type Parts = BTreeMap<(String, usize), Vec<u8>>;
 
-/// Streams the GGUF file `bytes` as a download delivers it, from a header read by growing
-/// prefixes, in chunks of `chunk` bytes, of which `delivered` arrive (all, fewer, or the file
-/// and more): each part handed on, by tensor name and part index, and how the stream ended.
+/// Streams the GGUF `files` (one, or a split model's parts, each with the sha256 expected of
+/// it) as a download delivers them, from headers read by growing prefixes, in chunks of
+/// `chunk` bytes, of which `delivered` arrive (all the files end to end, fewer, or more):
+/// each part handed on, by tensor name and part index, and how the stream ended.
 fn stream_gguf(
-    bytes: &[u8],
+    files: &[(&[u8], Option<&str>)],
     delivered: &[u8],
     chunk: usize,
-    expected_sha256: Option<&str>,
 ) -> (Parts, Result<StreamedModel, ConvertError>) {
-    let file_size = bytes.len() as u64;
-    let mut prefix = 256;
-    let header = loop {
-        match GgufFile::read_prefix(&bytes[..prefix.min(bytes.len())], file_size).unwrap() {
-            Some(header) => break header,
-            None => prefix *= 2,
+    let read_header = |bytes: &[u8]| {
+        let mut prefix = 256;
+        loop {
+            match GgufFile::read_prefix(&bytes[..prefix.min(bytes.len())], bytes.len() as u64).unwrap() {
+                Some(header) => break header,
+                None => prefix *= 2,
+            }
         }
     };
-    let range = |r: std::ops::Range<u64>| Ok::<_, ConvertError>(bytes[r.start as usize..r.end as usize].to_vec());
+    let header = match files {
+        [(bytes, _)] => read_header(bytes),
+        parts => GgufFile::join_splits(parts.iter().map(|(bytes, _)| read_header(bytes)).collect()).unwrap(),
+    };
+    let joined = files.iter().flat_map(|(bytes, _)| bytes.iter().copied()).collect::<Vec<u8>>();
+    let range = |r: std::ops::Range<u64>| Ok::<_, ConvertError>(joined[r.start as usize..r.end as usize].to_vec());
     let apart = GgufPlan::read_apart(&header, range).unwrap();
     let plan = GgufPlan::new(&header, None, &ImportOptions::default(), &apart).unwrap();
-    let mut stream = GgufStream::new(plan, file_size, DEFAULT_SHARD_BYTES);
+    let streamed_files = files
+        .iter()
+        .map(|(bytes, sha256)| StreamedFile { size: bytes.len() as u64, expected_sha256: sha256.map(String::from) })
+        .collect();
+    let mut stream = GgufStream::new(plan, streamed_files, DEFAULT_SHARD_BYTES);
     let mut parts = BTreeMap::new();
     for piece in delivered.chunks(chunk) {
         let mut keep = |entry: &TensorEntry, part: usize, packed: &[u8]| {
@@ -1722,7 +1732,7 @@ fn stream_gguf(
             return (parts, Err(error));
         }
     }
-    (parts, stream.finish(expected_sha256))
+    (parts, stream.finish())
 }
 
 /// The parts of a converted directory, by tensor name and part index.
@@ -1757,9 +1767,10 @@ fn gguf_streamed_in_file_order_repacks_as_convert_writes() {
         let bytes = std::fs::read(gguf).unwrap();
         let (manifest, _) = read_metadata(converted).unwrap();
         let sha256 = sha256_hex(&bytes);
-        let (parts, streamed) = stream_gguf(&bytes, &bytes, 1_000_003, Some(&sha256.to_uppercase()));
+        let upper = sha256.to_uppercase();
+        let (parts, streamed) = stream_gguf(&[(&bytes, Some(&upper))], &bytes, 1_000_003);
         let streamed = streamed.unwrap_or_else(|e| panic!("{}: {e}", gguf.display()));
-        assert_eq!(streamed.sha256, sha256);
+        assert_eq!(streamed.sha256, [sha256]);
         assert!(
             parts == written_parts(converted, &manifest),
             "{}: streamed parts differ from convert's",
@@ -1772,20 +1783,21 @@ fn gguf_streamed_in_file_order_repacks_as_convert_writes() {
 
     let bytes = std::fs::read(&cases[1].0).unwrap();
     let wrong = "0".repeat(64);
-    let refused = stream_gguf(&bytes, &bytes, 4093, Some(&wrong)).1.err().unwrap();
+    let refused = stream_gguf(&[(&bytes, Some(&wrong))], &bytes, 4093).1.err().unwrap();
     assert!(
         matches!(&refused, ConvertError::FileHash { expected, found } if *expected == wrong && *found == sha256_hex(&bytes))
     );
     assert!(refused.to_string().contains("nothing of it kept"), "{refused}");
-    let short = stream_gguf(&bytes, &bytes[..bytes.len() - 1], 4093, None).1.err().unwrap();
+    let short = stream_gguf(&[(&bytes, None)], &bytes[..bytes.len() - 1], 4093).1.err().unwrap();
     assert!(matches!(short, ConvertError::FileSize { expected, received } if received + 1 == expected), "{short}");
     let long = [&bytes[..], &[0]].concat();
-    let long = stream_gguf(&bytes, &long, 4093, None).1.err().unwrap();
+    let long = stream_gguf(&[(&bytes, None)], &long, 4093).1.err().unwrap();
     assert!(matches!(long, ConvertError::FileSize { expected, received } if received == expected + 1), "{long}");
 }
 
 /// llama.cpp's split files (`gguf-split`: `NAME-00001-of-00002.gguf` …) load directly as the
-/// whole file converts (the manifest, to the shard bytes); a missing part, a part that says it
+/// whole file converts (the manifest, to the shard bytes), and stream so too, each part
+/// checked against its sha256; a missing part, a part that says it
 /// is another, and a first part promising more tensors than the parts hold are refused, naming
 /// the problem.
 #[test]
@@ -1811,6 +1823,17 @@ fn split_gguf_files_load_as_the_whole_file() {
     };
     let first = write_split(1, total);
     assert_eq!(read_metadata(&first).unwrap().0, manifest);
+    // Streamed end to end as the browser downloads them, each part checked against its own
+    // sha256 as its last byte arrives (a wrong one before the next part is fetched).
+    let files = [std::fs::read(&first).unwrap(), std::fs::read(dir.join("tiny-00002-of-00002.gguf")).unwrap()];
+    let hashes = files.each_ref().map(|bytes| sha256_hex(bytes));
+    let expected = [(&files[0][..], Some(&hashes[0][..])), (&files[1][..], Some(&hashes[1][..]))];
+    let (parts, streamed) = stream_gguf(&expected, &files.concat(), 4093);
+    assert_eq!(streamed.unwrap().sha256, hashes);
+    assert!(parts == written_parts(&dir.join("whole"), &manifest), "streamed split parts differ from convert's");
+    let wrong = "0".repeat(64);
+    let refused = stream_gguf(&[(&files[0], Some(&wrong)), (&files[1], None)], &files[0], 4093).1.err().unwrap();
+    assert!(matches!(&refused, ConvertError::FileHash { found, .. } if *found == hashes[0]), "{refused}");
 
     let refused = |path: &Path| read_metadata(path).err().expect("refused").to_string();
     let promising = write_split(1, total + 1);

@@ -7,11 +7,16 @@ import { el } from "./dom.js";
 import { explain, megabytes, progressText } from "./messages.js";
 import { setupItem } from "./item.js";
 import { setupBatch } from "./batch.js";
+import { fitEstimate, loadCatalog, menuText } from "./catalog.js";
 
 const $ = (id) => document.getElementById(id);
 
 // The judge for the model URL currently in the field: { url, promise }.
 let current = null;
+
+// The catalog's sha256 of each of its URLs: passed to the load, which checks the file against it
+// (whether or not the host's own hash can be read).
+const catalogHashes = new Map();
 
 // Loads the model named in the field (once; a failed load is retried on the next call).
 function ensureJudge() {
@@ -29,6 +34,7 @@ function ensureJudge() {
   $("load-cancel").hidden = !url.split(/[?#]/)[0].toLowerCase().endsWith(".gguf");
   const promise = Judge.load(url, {
     signal: cancel.signal,
+    sha256: catalogHashes.get(url),
     onProgress(loaded, total) {
       $("progress-bar").max = total || 1;
       $("progress-bar").value = loaded;
@@ -93,6 +99,31 @@ function fileHash(info) {
     ? `verified sha256 ${info.sha256}`
     : `not verified (the host offered no hash): this browser computed sha256 ${info.sha256}`;
 }
+
+// The catalog of known judge GGUFs as a menu (catalog.js); choosing one fills in the model URL.
+async function showCatalog() {
+  let models;
+  try {
+    models = await loadCatalog();
+  } catch (error) {
+    console.warn("no catalog of judges:", error);
+    return;
+  }
+  const storage = await navigator.storage?.estimate?.().catch(() => null);
+  const limits = {
+    deviceMemoryGiB: navigator.deviceMemory,
+    freeStorageBytes: storage ? storage.quota - storage.usage : undefined,
+  };
+  const options = models.map((model) => {
+    catalogHashes.set(model.url, model.sha256);
+    return el("option", { value: model.url }, menuText(model, fitEstimate(model.bytes, limits)));
+  });
+  $("catalog").append(...options);
+}
+
+$("catalog").addEventListener("change", () => {
+  if ($("catalog").value) $("model-url").value = $("catalog").value;
+});
 
 // The GGUF models this browser keeps, each with the storage it takes and a button deleting it.
 async function showKept() {
@@ -250,6 +281,7 @@ defaults().then(
 );
 
 showKept();
+showCatalog();
 
 const shared = { ensureJudge, readOptions, showError, clearError, setFamily };
 setupItem(shared);

@@ -15,6 +15,8 @@ const SHELL = [
   "./messages.js",
   "./dom.js",
   "./examples.js",
+  "./catalog.js",
+  "./catalog.json",
   "./judge-client.js",
   "./start-worker.js",
   "./worker-hint.js",

@@ -7,8 +7,9 @@
 //   <web-judge protocol="prometheus_absolute" rubric="helpfulness" query="…" response="…"></web-judge>
 //
 // Attributes: model (the model directory URL, default ./models/default/ relative to the page, or
-// a GGUF file's URL: a Hugging Face Hub .../resolve/main/NAME.gguf link), sha256 (a GGUF's
-// expected sha256, where its host publishes none the page can read),
+// a GGUF file's URL: a Hugging Face Hub .../resolve/main/NAME.gguf link, or any part's of
+// llama.cpp's split files), sha256 (a GGUF's expected sha256, where its host publishes none the
+// page can read; for split files each part's, in order, separated by commas),
 // mode (pairwise | single: Auto-J's protocols), or protocol (any protocol's name:
 // prometheus_absolute grades one response, prometheus_relative compares two; skywork,
 // compassjudger and selene_pairwise compare two, selene_absolute and flowjudge grade one), query

@@ -42,11 +42,14 @@ use super::{outln, CliResult};
 /// Where the model directory appears on the server.
 const MODEL_PREFIX: &str = "/models/default/";
 
-/// The page may talk to its own origin only; wasm needs 'wasm-unsafe-eval'. Sent with
-/// every site file: a worker script takes its policy from its own response.
+/// The page may talk to its own origin and, for its catalog's GGUFs, the Hugging Face Hub (and
+/// the hosts the Hub redirects downloads to) only; wasm needs 'wasm-unsafe-eval'. The same as
+/// www/index.html's own. Sent with every site file: a worker script takes its policy from its
+/// own response.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-     worker-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'self'";
+     worker-src 'self'; connect-src 'self' https://huggingface.co https://*.huggingface.co https://*.hf.co; \
+     style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'self'";
 
 /// Time from the connection's start to the end of the request head, however the bytes
 /// trickle in. A browser on the same machine sends its head at once; ten seconds forgive

@@ -172,8 +172,9 @@ pub fn load_gguf(
 struct GgufSource {
     /// The path opened (a split file's first part), which errors of the contents name.
     path: PathBuf,
-    /// Each file and where it starts in the joined file.
-    files: Vec<(RegularFile, u64)>,
+    /// Each file, and where each starts in the joined file.
+    files: Vec<RegularFile>,
+    starts: Vec<u64>,
     plan: GgufPlan,
 }
 
@@ -187,12 +188,14 @@ impl GgufSource {
             None => vec![path.to_owned()],
         };
         let mut files = Vec::new();
+        let mut starts = Vec::new();
         let mut headers = Vec::new();
         let mut start = 0;
         for path in &paths {
             let file = checked_file::open(path).map_err(GgufError::from)?;
             let header = GgufFile::read(&file.file).map_err(|e| ConvertError::from(e).in_file(path))?;
-            files.push((file, start));
+            files.push(file);
+            starts.push(start);
             start += header.file_size;
             headers.push(header);
         }
@@ -201,9 +204,9 @@ impl GgufSource {
             1 => headers.pop().expect("one header"),
             _ => GgufFile::join_splits(headers).map_err(|e| in_file(e.into()))?,
         };
-        let apart = GgufPlan::read_apart(&gguf, |range| read_joined(&mut files, range)).map_err(in_file)?;
+        let apart = GgufPlan::read_apart(&gguf, |range| read_joined(&mut files, &starts, range)).map_err(in_file)?;
         let plan = GgufPlan::new(&gguf, file_name, &ImportOptions::default(), &apart).map_err(in_file)?;
-        Ok(Self { path: path.to_owned(), files, plan })
+        Ok(Self { path: path.to_owned(), files, starts, plan })
     }
 
     /// Reads and repacks every part of `entries` (the plan's layout) in order, giving each
@@ -221,7 +224,7 @@ impl GgufSource {
         for (tensor, entry) in self.plan.tensors.iter().zip(&entries) {
             for (index, part) in entry.parts.iter().enumerate() {
                 let rows = part.row_start..part.row_start + part.rows;
-                let source = read_joined(&mut self.files, tensor.source_range(rows.clone()))?;
+                let source = read_joined(&mut self.files, &self.starts, tensor.source_range(rows.clone()))?;
                 let words = tensor.repack(rows.clone(), &source).map_err(|e| e.in_file(&self.path))?;
                 let bytes: &[u8] = bytemuck::cast_slice(&words);
                 hashes.append(part.shard, bytes);
@@ -242,9 +245,9 @@ impl GgufSource {
     }
 }
 
-/// Bytes `range` of files laid end to end (each with where it starts), which lie in one of
+/// Bytes `range` of `files` laid end to end (each starting at `starts`), which lie in one of
 /// them.
-fn read_joined(files: &mut [(RegularFile, u64)], range: Range<u64>) -> Result<Vec<u8>, ConvertError> {
-    let (file, start) = files.iter_mut().rev().find(|(_, start)| *start <= range.start).expect("the first starts at 0");
-    Ok(file.read_range(range.start - *start..range.end - *start).map_err(GgufError::from)?)
+fn read_joined(files: &mut [RegularFile], starts: &[u64], range: Range<u64>) -> Result<Vec<u8>, ConvertError> {
+    let (index, range) = GgufFile::split_part_range(starts, range);
+    Ok(files[index].read_range(range).map_err(GgufError::from)?)
 }

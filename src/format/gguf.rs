@@ -496,6 +496,14 @@ impl GgufFile {
         Ok(joined)
     }
 
+    /// Where bytes `range` of split files laid end to end (as [`Self::join_splits`] lays them,
+    /// file `i` starting at `starts[i]`, the first at 0) lie: the file holding them (a tensor
+    /// never spans two) and the range within it.
+    pub fn split_part_range(starts: &[u64], range: Range<u64>) -> (usize, Range<u64>) {
+        let index = starts.iter().rposition(|&start| start <= range.start).expect("the first file starts at 0");
+        (index, range.start - starts[index]..range.end - starts[index])
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&GgufTensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }

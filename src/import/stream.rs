@@ -1,12 +1,14 @@
 //! A GGUF file repacked as its bytes arrive in file order, as a download delivers them (the
-//! browser's range requests), with the whole file's sha256 computed on the way.
+//! browser's range requests), with the file's sha256 computed on the way. llama.cpp's split
+//! files stream as one file, their parts laid end to end, each part's sha256 computed and
+//! checked as its last byte arrives.
 //!
 //! The tensors are laid out in the order of their bytes in the file, so each part is
 //! complete, repacked and handed on as soon as its last byte arrives, and the shards' hashes
 //! follow in order. Only the bytes of the part being received are kept (one part, at most a
-//! binding), never the file. The file's hash is checked at the end against the one its host
-//! publishes, if any: a caller keeps nothing it was given before [`GgufStream::finish`]
-//! succeeds.
+//! binding), never the file. Each file's hash is checked against the one its host publishes,
+//! if any, once the file has arrived: a caller keeps nothing it was given before
+//! [`GgufStream::finish`] succeeds.
 
 use std::ops::Range;
 
@@ -39,24 +41,37 @@ pub struct GgufStream {
     buffer: Vec<u8>,
     buffer_start: u64,
     received: u64,
-    file_size: u64,
+    /// The files the stream is made of (a split model's parts, in order), each with where it
+    /// ends in the stream.
+    files: Vec<(StreamedFile, u64)>,
+    /// The file being received, and its hash so far; the hashes of those before.
+    file: usize,
     file_hash: Sha256,
+    file_hashes: Vec<String>,
     shard_hashes: ShardHashes,
+}
+
+/// One file of a stream: a whole GGUF, or one part of a split model.
+pub struct StreamedFile {
+    pub size: u64,
+    /// The sha256 its host (or the page) publishes, checked once the file has arrived.
+    pub expected_sha256: Option<String>,
 }
 
 /// What a complete, verified stream made.
 pub struct StreamedModel {
     /// The manifest of the parts handed on (its shards' hashes over their bytes).
     pub manifest: Manifest,
-    /// The sha256 of the whole file, lowercase hex.
-    pub sha256: String,
+    /// The sha256 of each file (one, or a split model's parts in order), lowercase hex.
+    pub sha256: Vec<String>,
     pub plan: GgufPlan,
 }
 
 impl GgufStream {
-    /// A stream of the `file_size` bytes of the file `plan` was made from, its tensors laid
-    /// out in file order in shards of at most `max_shard_bytes`.
-    pub fn new(plan: GgufPlan, file_size: u64, max_shard_bytes: u64) -> Self {
+    /// A stream of the `files` `plan` was made from (one, or a split model's parts in order,
+    /// as [`crate::format::gguf::GgufFile::join_splits`] joined them), its tensors laid out in
+    /// file order in shards of at most `max_shard_bytes`.
+    pub fn new(plan: GgufPlan, files: Vec<StreamedFile>, max_shard_bytes: u64) -> Self {
         let mut order: Vec<usize> = (0..plan.tensors.len()).collect();
         order.sort_by_key(|&t| plan.tensors[t].range.start);
         let mut layout = ShardLayout::new(max_shard_bytes);
@@ -79,8 +94,16 @@ impl GgufStream {
             buffer: Vec::new(),
             buffer_start: 0,
             received: 0,
-            file_size,
+            files: files
+                .into_iter()
+                .scan(0, |end, file| {
+                    *end += file.size;
+                    Some((file, *end))
+                })
+                .collect(),
+            file: 0,
             file_hash: Sha256::new(),
+            file_hashes: Vec::new(),
             shard_hashes: ShardHashes::default(),
         }
     }
@@ -95,9 +118,9 @@ impl GgufStream {
         &self.plan
     }
 
-    /// The size of the file, as the stream was told.
+    /// The size of the files together, as the stream was told.
     pub fn file_size(&self) -> u64 {
-        self.file_size
+        self.files.last().map_or(0, |(_, end)| *end)
     }
 
     /// The file's bytes received so far: where a resumed download starts.
@@ -113,10 +136,10 @@ impl GgufStream {
         on_part: &mut dyn FnMut(&TensorEntry, usize, &[u8]),
     ) -> Result<(), ConvertError> {
         let end = self.received + bytes.len() as u64;
-        if end > self.file_size {
-            return Err(ConvertError::FileSize { expected: self.file_size, received: end });
+        if end > self.file_size() {
+            return Err(ConvertError::FileSize { expected: self.file_size(), received: end });
         }
-        self.file_hash.update(bytes);
+        self.hash_files(bytes)?;
         // Only bytes from the next pending part's start on are kept.
         let keep_from = self.parts.get(self.next).map_or(end, |p| p.source.start).max(self.received);
         if keep_from < end {
@@ -145,15 +168,33 @@ impl GgufStream {
         Ok(())
     }
 
-    /// Ends the stream once the whole file has arrived: its sha256 must be `expected` where
-    /// the host publishes one (the Hub's LFS hash, a page's `sha256=`).
-    pub fn finish(self, expected_sha256: Option<&str>) -> Result<StreamedModel, ConvertError> {
-        if self.received != self.file_size {
-            return Err(ConvertError::FileSize { expected: self.file_size, received: self.received });
+    /// Hashes `bytes`, the next of the stream (not past its end), into the files they belong
+    /// to; a file they complete must have its expected sha256.
+    fn hash_files(&mut self, mut bytes: &[u8]) -> Result<(), ConvertError> {
+        let mut at = self.received;
+        while !bytes.is_empty() {
+            let (file, end) = &self.files[self.file];
+            let (here, rest) = bytes.split_at((end - at).min(bytes.len() as u64) as usize);
+            self.file_hash.update(here);
+            at += here.len() as u64;
+            bytes = rest;
+            if at == *end {
+                let sha256 = hex(&std::mem::take(&mut self.file_hash).finalize());
+                if let Some(expected) = file.expected_sha256.as_ref().filter(|e| !e.eq_ignore_ascii_case(&sha256)) {
+                    return Err(ConvertError::FileHash { expected: expected.clone(), found: sha256 });
+                }
+                self.file_hashes.push(sha256);
+                self.file += 1;
+            }
         }
-        let sha256 = hex(&self.file_hash.finalize());
-        if let Some(expected) = expected_sha256.filter(|e| !e.eq_ignore_ascii_case(&sha256)) {
-            return Err(ConvertError::FileHash { expected: expected.into(), found: sha256 });
+        Ok(())
+    }
+
+    /// Ends the stream once every file has arrived (each checked against its expected sha256
+    /// as it did: the Hub's LFS hash, a page's `sha256=`).
+    pub fn finish(self) -> Result<StreamedModel, ConvertError> {
+        if self.received != self.file_size() {
+            return Err(ConvertError::FileSize { expected: self.file_size(), received: self.received });
         }
         let plan = self.plan;
         let manifest = Manifest::assemble(
@@ -163,6 +204,6 @@ impl GgufStream {
             self.entries,
             self.shard_hashes.finish(),
         )?;
-        Ok(StreamedModel { manifest, sha256, plan })
+        Ok(StreamedModel { manifest, sha256: self.file_hashes, plan })
     }
 }

@@ -215,8 +215,9 @@ pub struct LoadSettings {
     pub batch_size: Option<usize>,
     pub shards: ShardOptions,
     pub subgroups: bool,
-    /// A GGUF file's expected sha256 (lowercase hex), the page's `sha256=`.
-    pub sha256: Option<String>,
+    /// A GGUF model's expected sha256s (lowercase hex), the page's `sha256=`: one, or a split
+    /// model's parts' in order.
+    pub sha256: Option<Vec<String>>,
     /// Aborting it cancels a GGUF's load.
     pub signal: Option<AbortSignal>,
 }
@@ -241,16 +242,21 @@ impl LoadSettings {
                 ..defaults
             },
             subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),
-            sha256: match options::opt_string(options, "sha256")? {
-                Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                    Some(hash.to_ascii_lowercase())
-                }
-                Some(hash) => {
-                    return Err(WebError::InvalidInput(format!("sha256 {hash:?} is not 64 hexadecimal digits")))
-                }
-                None => None,
-            },
+            sha256: options::opt_string(options, "sha256")?.as_deref().map(parse_sha256s).transpose()?,
             signal: options::opt_signal(options, "signal")?,
         })
     }
+}
+
+/// The `sha256` option: 64 hexadecimal digits, or for a split model its parts' hashes in order,
+/// separated by commas.
+fn parse_sha256s(hashes: &str) -> Result<Vec<String>, WebError> {
+    let parse = |hash: &str| {
+        let hash = hash.trim();
+        match hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => Ok(hash.to_ascii_lowercase()),
+            false => Err(WebError::InvalidInput(format!("sha256 {hash:?} is not 64 hexadecimal digits"))),
+        }
+    };
+    hashes.split(',').map(parse).collect()
 }

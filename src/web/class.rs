@@ -100,7 +100,7 @@ impl JsJudge {
     #[wasm_bindgen(js_name = clearCache)]
     pub async fn clear_cache(#[wasm_bindgen(js_name = modelUrl)] model_url: Option<String>) -> Result<(), JsValue> {
         match &model_url {
-            Some(url) => super::opfs::forget(&loader::absolute_url(url)?).await,
+            Some(url) => super::opfs::forget(&super::gguf::model_files(&loader::absolute_url(url)?)[0]).await,
             None => super::opfs::forget_all().await,
         }
         Ok(loader::clear(model_url.as_deref()).await?)
@@ -115,9 +115,9 @@ impl JsJudge {
                 .await
                 .into_iter()
                 .map(|(source, bytes)| KeptModel {
+                    sha256: source.sha256(),
                     url: source.url,
                     bytes,
-                    sha256: source.sha256,
                     sha256_verified: source.verified,
                 })
                 .collect();

@@ -3,13 +3,19 @@
 //! checked and every weight buffer allocated before the weights are fetched, then the file
 //! streamed from its first byte by range requests into [`GgufStream`], each part repacked and
 //! uploaded as it completes, never the whole file in memory. A broken transfer resumes where
-//! it stopped (a Range request from the bytes received); the whole file's sha256 is checked
-//! at the end against the caller's (`sha256`) or the host's (`X-Linked-Etag`, the Hub's LFS
+//! it stopped (a Range request from the bytes received); the file's sha256 is checked once it
+//! has arrived against the caller's (`sha256`) or the host's (`X-Linked-Etag`, the Hub's LFS
 //! hash, or for a Hub `resolve` link whose redirect hides it, the Hub API's `lfs.oid`), and a
 //! mismatch leaves nothing loaded. The repacked model is kept in the Origin
 //! Private File System ([`opfs`]) once verified (replacing the copy kept before only then),
 //! and the next load of the URL reads it from there, fetching no weights (one byte, to see
 //! whether the file changed).
+//!
+//! llama.cpp's split files (`NAME-00001-of-00003.gguf` …, any part's URL) load as one model:
+//! every part's header first, joined as natively ([`GgufFile::join_splits`]), then the parts
+//! streamed in order into one [`GgufStream`] as if laid end to end, each checked against its
+//! own sha256 as it ends; the model is kept under the first part's URL, and its next load
+//! probes one byte of each part.
 
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
@@ -20,14 +26,14 @@ use super::arguments::LoadSettings;
 use super::class::JsJudge;
 use super::load::LoadedFrom;
 use super::loader::{self, ShardStats, Watchdog};
-use super::opfs::{self, Keeper, Kept, Source};
+use super::opfs::{self, Keeper, Kept, Source, SourceFile};
 use super::WebError;
-use crate::format::gguf::GgufFile;
+use crate::format::gguf::{split_name, GgufFile};
 use crate::format::manifest::DEFAULT_SHARD_BYTES;
 use crate::format::Manifest;
 use crate::import::gguf::{GgufPlan, ImportOptions};
 use crate::import::hub::HubFile;
-use crate::import::stream::GgufStream;
+use crate::import::stream::{GgufStream, StreamedFile};
 use crate::model::{allocate_tensors, ShardUploader};
 use crate::tokenizer::Tokenizer;
 
@@ -43,16 +49,39 @@ pub fn is_gguf_url(model_url: &str) -> bool {
     path.to_ascii_lowercase().ends_with(".gguf")
 }
 
+/// The URLs of the files the GGUF model at `url` is made of: the file itself, or where its
+/// name is a llama.cpp split part's (`NAME-00002-of-00003.gguf`) every part, in order. The
+/// first is the model's URL, which it is kept under.
+pub fn model_files(url: &str) -> Vec<String> {
+    let (path, query) = url.split_at(url.find(['?', '#']).unwrap_or(url.len()));
+    let (folder, name) = path.rsplit_once('/').unwrap_or(("", path));
+    match split_name(name) {
+        Some((_, count, part_name)) => (1..=count).map(|n| format!("{folder}/{}{query}", part_name(n))).collect(),
+        None => vec![url.to_owned()],
+    }
+}
+
+/// One file of the model being downloaded: the whole GGUF, or one split part.
+struct RemoteFile {
+    url: String,
+    size: u64,
+    /// Where it starts in the files laid end to end.
+    start: u64,
+}
+
 /// `Judge.load` of the GGUF at `model_url`.
 pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, WebError> {
     loader::require_webgpu()?;
-    let url = loader::absolute_url(model_url)?;
+    let given = loader::absolute_url(model_url)?;
+    let urls = model_files(&given);
+    let url = urls[0].clone();
     check_signal(&url, &settings, || "before anything was fetched".into())?;
+    let given_sha256 = given_hashes(&url, urls.len(), settings.sha256.as_deref())?;
     // A kept copy that is no longer the file (or not the hash asked for) stays kept until a
     // download of the file as it is now has been verified.
     let mut kept = opfs::kept(&url).await;
     if let Some(copy) = &kept {
-        if still_current(&url, &copy.source, settings.sha256.as_deref()).await {
+        if still_current(&urls, &copy.source, given_sha256.as_deref()).await {
             match load_kept(&url, copy, &settings).await {
                 Err(WebError::CorruptShard(why)) => {
                     let note = format!("webjudge: the kept copy of {url} is damaged ({why}): downloading it again");
@@ -65,25 +94,35 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
             }
         }
     }
-    let (header, file_size, linked_sha256) = fetch_header(&url).await?;
+    let (header, files, linked) = fetch_headers(&urls).await?;
+    let starts: Vec<u64> = files.iter().map(|file| file.start).collect();
     let mut apart = crate::import::gguf::ApartTensors::new();
     for (name, range) in GgufPlan::apart_ranges(&header).map_err(|e| model_error(&url, e))? {
-        apart.insert(name, fetch_range(&url, range.start, range.end).await?.0);
+        let (index, range) = GgufFile::split_part_range(&starts, range);
+        apart.insert(name, fetch_range(&files[index].url, range.start, range.end).await?.0);
     }
-    let file_name = url.rsplit('/').next().filter(|n| !n.is_empty());
+    let file_name = given.rsplit('/').next().filter(|n| !n.is_empty());
     let plan =
         GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
     check_signal(&url, &settings, || "before its weights were fetched".into())?;
-    let expected = match settings.sha256.clone().or(linked_sha256) {
-        Some(hash) => Some(hash),
-        None => hub_sha256(&url).await,
-    };
-    if expected.is_none() {
-        web_sys::console::warn_1(
-            &format!("webjudge: {url} comes with no sha256 (no X-Linked-Etag, no Hub API listing, no sha256 option): not verified").into(),
-        );
+    let mut expected = given_sha256.map_or(linked, |hashes| hashes.into_iter().map(Some).collect());
+    for (file, hash) in files.iter().zip(expected.iter_mut()).filter(|(_, hash)| hash.is_none()) {
+        *hash = hub_sha256(&file.url).await;
+        if hash.is_none() {
+            let note = format!(
+                "webjudge: {} comes with no sha256 (no X-Linked-Etag, no Hub API listing, no sha256 option): not verified",
+                file.url
+            );
+            web_sys::console::warn_1(&note.into());
+        }
     }
-    let mut stream = GgufStream::new(plan, file_size, DEFAULT_SHARD_BYTES);
+    let verified = expected.iter().all(Option::is_some);
+    let streamed_files = files
+        .iter()
+        .zip(&expected)
+        .map(|(file, hash)| StreamedFile { size: file.size, expected_sha256: hash.clone() })
+        .collect();
+    let mut stream = GgufStream::new(plan, streamed_files, DEFAULT_SHARD_BYTES);
     // The manifest the fit is estimated from: the layout, before any weight arrives.
     let planned = Manifest {
         format_version: 0,
@@ -102,13 +141,13 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
     let mut stats = ShardStats::default();
     let mut keeper = Keeper::start(&url, kept.as_ref()).await;
     let mut upload = |name: &str, part: usize, bytes: &[u8]| weights[name].write_part(&prepared.gpu, part, bytes);
-    let streamed = download(&url, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
+    let streamed = download(&files, &mut stream, &settings, &progress, &mut stats, &mut keeper, &mut upload).await;
     if let Err(error) = streamed {
         device.destroy();
         keeper.discard().await;
         return Err(error);
     }
-    let model = match stream.finish(expected.as_deref()) {
+    let model = match stream.finish() {
         Ok(model) => model,
         Err(error) => {
             device.destroy();
@@ -116,26 +155,81 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
             return Err(WebError::CorruptShard(format!("{url}: {error}")));
         }
     };
-    let source =
-        Source { url: url.clone(), size: file_size, sha256: model.sha256.clone(), verified: expected.is_some() };
+    let kept_files = files.iter().zip(model.sha256).map(|(file, sha256)| SourceFile { size: file.size, sha256 });
+    let source = Source { url: url.clone(), files: kept_files.collect(), verified };
     keeper.commit(&model.manifest.to_json(), &model.plan.tokenizer_json, &source).await;
     stats.downloaded = 1;
     let tokenizer = model.plan.tokenizer;
     super::load::finish(prepared, estimate, weights, model.manifest, tokenizer, LoadedFrom::Gguf(source), stats).await
 }
 
-/// Whether the model kept for `url` is still the file there: the host's size and hash now
-/// (a one-byte range request) are those recorded, and the page expects no other hash.
-/// Offline, the kept model is used as it is.
-async fn still_current(url: &str, kept: &Source, expected: Option<&str>) -> bool {
-    if expected.is_some_and(|hash| hash != kept.sha256) {
+/// The header of the model made of the files at `urls` (one, or a split model's parts, joined
+/// as [`GgufFile::join_splits`] joins them), each file with where it starts, and the sha256 its
+/// host publishes for each, where it does.
+async fn fetch_headers(urls: &[String]) -> Result<(GgufFile, Vec<RemoteFile>, Vec<Option<String>>), WebError> {
+    let mut files = Vec::new();
+    let mut headers = Vec::new();
+    let mut linked = Vec::new();
+    for (index, url) in urls.iter().enumerate() {
+        let fetched = fetch_header(url).await;
+        let (header, size, hash) = fetched.map_err(|error| in_split(error, &urls[0], index, urls.len()))?;
+        let start = files.last().map_or(0, |file: &RemoteFile| file.start + file.size);
+        files.push(RemoteFile { url: url.clone(), size, start });
+        headers.push(header);
+        linked.push(hash);
+    }
+    let header = match headers.len() {
+        1 => headers.pop().expect("one header"),
+        _ => GgufFile::join_splits(headers).map_err(|e| model_error(&urls[0], e))?,
+    };
+    Ok((header, files, linked))
+}
+
+/// The `sha256` option's hashes for a model of `count` files: one per file, in order (a split
+/// model's parts' separated by commas).
+fn given_hashes(url: &str, count: usize, given: Option<&[String]>) -> Result<Option<Vec<String>>, WebError> {
+    match given {
+        Some(hashes) if hashes.len() != count => {
+            let takes = match count {
+                1 => format!("{url} is one file: sha256 takes its one hash"),
+                _ => format!(
+                    "{url} is a split model of {count} parts: sha256 takes their {count} hashes in order, \
+                     separated by commas"
+                ),
+            };
+            Err(WebError::InvalidInput(format!("{takes}; {} given", hashes.len())))
+        }
+        given => Ok(given.map(<[String]>::to_vec)),
+    }
+}
+
+/// `error`, from part `index` of a split model of `count` parts, saying which part it is.
+fn in_split(error: WebError, url: &str, index: usize, count: usize) -> WebError {
+    let context = |message: String| format!("{url}: split part {} of {count}: {message}", index + 1);
+    match error {
+        _ if count == 1 => error,
+        WebError::Network(message) => WebError::Network(context(message)),
+        WebError::Model(message) => WebError::Model(context(message)),
+        other => other,
+    }
+}
+
+/// Whether the model kept for `urls` (its files) is still the files there: the host's size
+/// and hash of each now (a one-byte range request each) are those recorded, and the page
+/// expects no other hashes. Offline, the kept model is used as it is.
+async fn still_current(urls: &[String], kept: &Source, expected: Option<&[String]>) -> bool {
+    let kept_hashes = || kept.files.iter().map(|file| &file.sha256);
+    if kept.files.len() != urls.len() || expected.is_some_and(|hashes| !hashes.iter().eq(kept_hashes())) {
         return false;
     }
-    match fetch_range(url, 0, 1).await {
-        Ok((_, size, linked)) => size == kept.size && linked.is_none_or(|hash| hash == kept.sha256),
-        Err(WebError::Network(_)) => true,
-        Err(_) => false,
+    for (url, file) in urls.iter().zip(&kept.files) {
+        match fetch_range(url, 0, 1).await {
+            Ok((_, size, linked)) if size == file.size && linked.as_ref().is_none_or(|hash| *hash == file.sha256) => {}
+            Err(WebError::Network(_)) => {}
+            _ => return false,
+        }
     }
+    true
 }
 
 /// Loads the model kept for `url`: its shards read from the OPFS, each verified against the
@@ -238,6 +332,9 @@ async fn range_request(
 /// The file's size from a 206 answer starting at `start`; a server that ignores ranges is
 /// refused (it would send the whole file into memory).
 fn checked_range(url: &str, response: &Response, start: u64) -> Result<u64, WebError> {
+    if let status @ (404 | 410) = response.status() {
+        return Err(WebError::Network(format!("GET {url}: HTTP {status}: no such file")));
+    }
     if response.status() != 206 {
         return Err(WebError::Network(format!(
             "GET {url}: HTTP {} to a range request; a GGUF is loaded from a server that serves byte ranges",
@@ -274,11 +371,12 @@ fn linked_sha256(response: &Response) -> Option<String> {
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
 }
 
-/// Streams the file into `stream` from its first byte, resuming after a broken transfer
-/// from the bytes received, `settings.shards.retries` times with backoff, until the caller's
-/// `signal` is aborted; each completed part goes to `upload(tensor name, part index, bytes)`.
+/// Streams `files` (laid end to end) into `stream` from its first byte, resuming after a
+/// broken transfer from the bytes received, `settings.shards.retries` times with backoff,
+/// until the caller's `signal` is aborted; each completed part goes to `upload(tensor name,
+/// part index, bytes)`.
 async fn download(
-    url: &str,
+    files: &[RemoteFile],
     stream: &mut GgufStream,
     settings: &LoadSettings,
     progress: &dyn Fn(u64, u64),
@@ -292,13 +390,18 @@ async fn download(
     progress(0, size);
     while stream.received() < size {
         let from = stream.received();
-        if from > 0 {
+        let file = files.iter().rev().find(|file| file.start <= from).expect("the first file starts at 0");
+        let url = &file.url;
+        if from > file.start {
             stats.resumed += 1;
         }
-        let ended = match transfer(url, stream, settings, progress, (size, stats), keeper, upload).await {
+        let ended = match transfer(file, stream, settings, progress, stats, keeper, upload).await {
             Err(Attempt::Refused(error)) => return Err(error),
-            Ok(()) if stream.received() == size => break,
-            Ok(()) => format!("GET {url}: the response ended at byte {} of {size}", stream.received()),
+            Ok(()) if stream.received() == file.start + file.size => continue,
+            Ok(()) => {
+                let received = stream.received() - file.start;
+                format!("GET {url}: the response ended at byte {received} of {}", file.size)
+            }
             Err(Attempt::Broken(message)) => message,
         };
         // The caller's abort breaks a transfer off too.
@@ -326,18 +429,19 @@ enum Attempt {
     Refused(WebError),
 }
 
-/// One range request from the bytes received to the end, pushed into `stream` chunk by chunk;
-/// the stall watchdog and the caller's `signal` abort it.
+/// One range request from the bytes of `file` received to its end, pushed into `stream`
+/// chunk by chunk; the stall watchdog and the caller's `signal` abort it.
 async fn transfer(
-    url: &str,
+    file: &RemoteFile,
     stream: &mut GgufStream,
     settings: &LoadSettings,
     progress: &dyn Fn(u64, u64),
-    (size, stats): (u64, &mut ShardStats),
+    stats: &mut ShardStats,
     keeper: &mut Keeper,
     upload: &mut dyn FnMut(&str, usize, &[u8]),
 ) -> Result<(), Attempt> {
-    let from = stream.received();
+    let url = &file.url;
+    let from = stream.received() - file.start;
     let controller = web_sys::AbortController::new().expect("AbortController constructor");
     let mut watchdog = Watchdog::new(controller.clone(), settings.shards.stall_ms);
     let signal = match &settings.signal {
@@ -351,14 +455,16 @@ async fn transfer(
         _ => {}
     }
     let file_size = checked_range(url, &response, from).map_err(Attempt::Refused)?;
-    if file_size != size {
+    if file_size != file.size {
         return Err(Attempt::Refused(WebError::CorruptShard(format!(
-            "{url} changed while loading: {file_size} bytes now, {size} when its header was read"
+            "{url} changed while loading: {file_size} bytes now, {} when its header was read",
+            file.size
         ))));
     }
     let body = response.body().ok_or_else(|| Attempt::Broken(format!("GET {url}: the response has no body")))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut reported = from;
+    let total = stream.file_size();
+    let mut reported = stream.received();
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
@@ -372,6 +478,12 @@ async fn transfer(
             .map_err(|e| Attempt::Broken(loader::js_message(&e)))?
             .unchecked_into();
         let bytes = value.to_vec();
+        // The stream takes the next file's bytes too; this response's must not run into them.
+        if stream.received() + bytes.len() as u64 > file.start + file.size {
+            let _ = reader.cancel();
+            let message = format!("GET {url}: the response runs past the file's {} bytes", file.size);
+            return Err(Attempt::Refused(WebError::CorruptShard(message)));
+        }
         stats.downloaded_bytes += bytes.len() as u64;
         // Parts to keep, written once the (synchronous) push has handed them on.
         let mut to_keep = Vec::new();
@@ -388,7 +500,7 @@ async fn transfer(
         }
         if stream.received() - reported >= loader::PROGRESS_STEP {
             reported = stream.received();
-            progress(reported, size);
+            progress(reported, total);
         }
     }
 }

@@ -68,7 +68,8 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
 pub(super) enum LoadedFrom {
     /// A model directory, by its base URL.
     Directory(String),
-    /// A GGUF file: its URL and sha256, and whether that was the host's or the page's.
+    /// A GGUF model: its URL and files' sha256s, and whether those were the host's or the
+    /// page's.
     Gguf(Source),
 }
 
@@ -174,7 +175,7 @@ pub(super) async fn finish(
     let a = &manifest.architecture;
     let (model_url, sha256, sha256_verified) = match from {
         LoadedFrom::Directory(base) => (base, None, false),
-        LoadedFrom::Gguf(source) => (source.url, Some(source.sha256), source.verified),
+        LoadedFrom::Gguf(source) => (source.url.clone(), Some(source.sha256()), source.verified),
     };
     let info = ModelInfo {
         model_url,

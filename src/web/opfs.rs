@@ -1,8 +1,8 @@
 //! A GGUF's repacked model kept in the Origin Private File System (files of several GB; the
 //! Cache API is for the directory loader's shards): two slot folders per GGUF URL under
 //! `webjudge-gguf/` (`<hash of the URL>-0` and `-1`), each holding the shards as the stream
-//! packed them (`shard-N`), the `tokenizer.json`, `source.json` (the URL, its size and sha256,
-//! whether the host's hash verified it) and, written last once the file's hash has been
+//! packed them (`shard-N`), the `tokenizer.json`, `source.json` (the URL, each file's size
+//! and sha256 (a split model's parts'), whether the host's hashes verified them) and, written last once the file's hash has been
 //! checked, `manifest.json`: a slot without it is never read. A download is written into the
 //! slot that does not hold the kept model, and only its commit removes the other: a download
 //! that is refused (a wrong hash, a changed file, a broken network) leaves the model kept
@@ -28,12 +28,29 @@ const SLOTS: usize = 2;
 /// What a kept model was made from.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
 pub struct Source {
+    /// The model's URL: its file's, or a split model's first part's.
     pub url: String,
-    pub size: u64,
-    pub sha256: String,
-    /// Whether `sha256` matched the host's (or the page's) before the model was kept; else
-    /// it is only what this browser computed.
+    /// Its files: the one, or a split model's parts in order.
+    pub files: Vec<SourceFile>,
+    /// Whether every file's `sha256` matched the host's (or the page's) before the model was
+    /// kept; else some are only what this browser computed.
     pub verified: bool,
+}
+
+/// One file of a kept model, as it was downloaded.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct SourceFile {
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+}
+
+impl Source {
+    /// The files' sha256s as the API gives them (and the `sha256` option takes them): one, or
+    /// a split model's parts' in order, separated by commas.
+    pub fn sha256(&self) -> String {
+        self.files.iter().map(|file| file.sha256.as_str()).collect::<Vec<_>>().join(",")
+    }
 }
 
 /// A kept model's files, as read back.

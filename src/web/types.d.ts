@@ -18,7 +18,7 @@ export interface LoadOptions {
   /** Use subgroup reductions where the adapter has them; default true. */
   subgroups?: boolean;
   /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's
-   *  `X-Linked-Etag`. */
+   *  `X-Linked-Etag`. For llama.cpp's split files, each part's in order, separated by commas. */
   sha256?: string;
   /** Aborting it cancels a GGUF file's load (the load rejects with `AbortError`, nothing of the
    *  file kept); a model directory's load refuses it (`InvalidInput`). */
@@ -366,10 +366,12 @@ export interface ScoreMetrics {
 }
 
 export interface ModelInfo {
-  /** The model directory's absolute URL, ending in "/"; a GGUF file's absolute URL. */
+  /** The model directory's absolute URL, ending in "/"; a GGUF file's absolute URL (split files:
+   *  the first part's). */
   modelUrl: string;
-  /** A GGUF file's sha256 (lowercase hex), of the bytes the model was made from; null for a
-   *  model directory (its manifest's hashes verify each shard). */
+  /** A GGUF file's sha256 (lowercase hex), of the bytes the model was made from (split files:
+   *  each part's in order, separated by commas); null for a model directory (its manifest's
+   *  hashes verify each shard). */
   sha256: string | null;
   /** `sha256` matched the `sha256` option or the host's (`X-Linked-Etag`, or for a Hub
    *  `resolve` link the Hub API's `lfs.oid`); false: no hash was offered, and `sha256` is only
@@ -396,11 +398,13 @@ export interface ModelInfo {
 
 /** A GGUF model kept in the origin's Origin Private File System (`Judge.keptModels()`). */
 export interface KeptModel {
-  /** The GGUF file's absolute URL, as `Judge.load` and `Judge.clearCache` take it. */
+  /** The GGUF file's absolute URL (split files: the first part's), as `Judge.load` and
+   *  `Judge.clearCache` take it. */
   url: string;
   /** What the kept files (the repacked shards, tokenizer, manifest) take in the origin's storage. */
   bytes: number;
-  /** The GGUF file's sha256 (lowercase hex). */
+  /** The GGUF file's sha256 (lowercase hex; split files: each part's in order, separated by
+   *  commas). */
   sha256: string;
   /** `sha256` matched the host's or the page's when the file was downloaded; false: it is only
    *  what this browser computed. */

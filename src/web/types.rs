@@ -74,8 +74,8 @@ pub struct ArchitectureInfo {
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     pub model_url: String,
-    /// A GGUF file's sha256 (`None` for a model directory, whose shards the manifest's hashes
-    /// verify).
+    /// A GGUF model's sha256 (a split model's parts', in order, separated by commas; `None`
+    /// for a model directory, whose shards the manifest's hashes verify).
     pub sha256: Option<String>,
     /// Whether `sha256` matched the host's or the page's, rather than being only what this
     /// browser computed.
@@ -99,7 +99,8 @@ pub struct KeptModel {
     pub url: String,
     /// What its files take in the origin's storage.
     pub bytes: u64,
-    /// The GGUF file's sha256, and whether it matched the host's or the page's.
+    /// The GGUF model's sha256 (a split model's parts', separated by commas), and whether it
+    /// matched the host's or the page's.
     pub sha256: String,
     pub sha256_verified: bool,
 }

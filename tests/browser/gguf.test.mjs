@@ -8,7 +8,8 @@
 // so does <web-judge model="….gguf" sha256="…"> (judge-client.js and its worker), and
 // clearCache(url) removes it. Refusals (a truncated file, a header promising more tensors, a
 // server without ranges, a wrong sha256) on a tiny fixture, with nothing of them kept and a copy
-// verified before a refusal still kept; its transfer cut off, stalled, corrupted and cancelled.
+// verified before a refusal still kept; its transfer cut off, stalled, corrupted and cancelled;
+// and the fixture split into llama.cpp's split files, loaded as one model.
 // One Chromium, one page, one download of the 92 MB file over the loopback.
 //   WEBJUDGE_BIN        native CLI (serves the file), default target/release/webjudge
 //   WEBJUDGE_TEST_GGUF  the test model's GGUF, default: tools/fetch_test_model.sh's
@@ -138,8 +139,10 @@ test("a GGUF URL loads, verified by its linked sha256, generates the reference's
 // whose sha256 is not the one expected, refused once streamed. Nothing of a refused file is kept,
 // and a refused download of a URL whose model is kept leaves that copy as it was: the whole file
 // loaded verified (the right sha256) is kept, loaded again with a wrong sha256 it is downloaded and
-// refused, and loaded with no sha256 it still comes from the OPFS. A tiny fixture
-// (qwen2_tiny.gguf) from the suites' test server, which logs requests.
+// refused, and loaded with no sha256 it still comes from the OPFS. Then the page: its menu of
+// known judges (www/catalog.json) fills in the URL, and it loads the whole file by its field,
+// lists the kept model and deletes it. A tiny fixture (qwen2_tiny.gguf) from the suites' test
+// server, which logs requests.
 test("a truncated GGUF, a header promising more tensors, a server without ranges and a wrong sha256 are refused with nothing kept", { timeout: 5 * 60_000 }, async () => {
   const promising = (bytes) => {
     const copy = Buffer.from(bytes);
@@ -189,8 +192,17 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
       ["/models/default/whole.gguf", "/models/default/whole.gguf", "/models/default/whole.gguf"],
       "weights fetched only for the whole file, and not for its kept copy",
     );
-    // The page (in its worker) loads it too, and says what the file was verified against.
+    // The page's menu of known judges (www/catalog.json): each with its download size, and
+    // choosing one fills in its URL.
     await page.goto(`${faults.origin}/index.html`);
+    const catalog = JSON.parse(await readFile(join(ROOT, "catalog.json"), "utf8")).models;
+    await page.locator(`#catalog option[value="${catalog.at(-1).url}"]`).waitFor({ state: "attached" });
+    const menu = await page.$$eval("#catalog option", (options) => options.map((o) => [o.value, o.textContent]));
+    assert.deepEqual(menu.slice(1).map(([url]) => url), catalog.map((model) => model.url));
+    menu.slice(1).forEach(([, text], i) => assert.ok(text.includes(`${(catalog[i].bytes / 1e9).toFixed(2)} GB download`), text));
+    await page.selectOption("#catalog", catalog[0].url);
+    assert.equal(await page.inputValue("#model-url"), catalog[0].url);
+    // The page (in its worker) loads it too, and says what the file was verified against.
     await page.fill("#model-url", "/models/default/whole.gguf");
     await page.click("#load");
     const fileRow = page.locator("#model-info dt", { hasText: "File" }).locator("xpath=following-sibling::dd[1]");
@@ -233,7 +245,8 @@ test("a GGUF transfer cut off or stalled resumes and loads verified; a corrupted
       kept = load.kept;
     }
     assert.equal(kept.length, 2, "both resumed loads were kept");
-    // With no hash to check against (the test server sends no X-Linked-Etag), the one computed.
+    // With no hash to check against (the test server sends X-Linked-Etag only under
+    // /models/default/), the one computed.
     const unverified = await loadTiny(page, faults, "/plain-t1/whole.gguf", {});
     assert.equal(unverified.outcome, "loaded");
     assert.deepEqual([unverified.info.sha256, unverified.info.sha256Verified], [sha256, false]);
@@ -335,38 +348,202 @@ test("a Hub link is verified by the Hub API's lfs.oid, and refused when the file
   });
 });
 
+// llama.cpp's split files (tiny-00001-of-00002.gguf and -00002-of-00002.gguf, made from the tiny
+// fixture as gguf-split makes them: splitGguf below), served as the Hub serves them (each with its
+// own X-Linked-Etag): Judge.load of the first part's URL loads the model the whole file makes (its
+// info, its first greedy ids), each part verified by its own hash; it is kept as one model under
+// the first part's URL, and loading it again (by any part's URL) reads it from the OPFS with a
+// one-byte probe per part. A transfer cut off in each part resumes within that part; the sha256
+// option takes the parts' hashes in order (a wrong first one is refused before the second part's
+// weights are fetched); a missing part is refused, naming its URL, with nothing kept.
+test("split GGUF files load as the whole file, verified part by part and kept as one model; a missing part is refused", { timeout: 2 * 60_000 }, async () => {
+  const split = (bytes) => {
+    const [first, second] = splitGguf(bytes);
+    return { "tiny-00001-of-00002.gguf": first, "tiny-00002-of-00002.gguf": second, "gone-00001-of-00002.gguf": first };
+  };
+  await withTinyFixture(split, async ({ page, faults, sha256, files }) => {
+    const hashes = ["tiny-00001-of-00002.gguf", "tiny-00002-of-00002.gguf"].map((name) => createHash("sha256").update(files[name]).digest("hex"));
+    const steps = 2;
+    const whole = await loadTiny(page, faults, "/models/default/whole.gguf", {}, steps);
+    const first = `${faults.origin}/models/default/tiny-00001-of-00002.gguf`;
+    const loaded = await loadTiny(page, faults, "/models/default/tiny-00001-of-00002.gguf", {}, steps);
+    const again = await loadTiny(page, faults, "/models/default/tiny-00002-of-00002.gguf", {}, steps);
+    const oneHash = await loadTiny(page, faults, "/models/default/tiny-00001-of-00002.gguf", { sha256: hashes[0] });
+    const resumed = await loadTiny(page, faults, "/flaky-t5/tiny-00001-of-00002.gguf", { sha256: hashes.join(",") }, steps);
+    const wrongFirst = await loadTiny(page, faults, "/plain-t5/tiny-00001-of-00002.gguf", { sha256: `${"0".repeat(64)},${hashes[1]}` });
+    const missing = await loadTiny(page, faults, "/models/default/gone-00001-of-00002.gguf", {});
+    const loads = { whole, loaded, again, oneHash, resumed, wrongFirst, missing };
+    for (const [name, { outcome, ranges, seconds }] of Object.entries(loads)) console.log(`${name} (${seconds} s): ${outcome}, ranges ${JSON.stringify(ranges)}`);
+    assert.equal(whole.outcome, "loaded");
+    assert.equal(loaded.outcome, "loaded");
+    const modelOnly = ({ modelUrl, sha256, fromCache, downloadedBytes, ...rest }) => rest;
+    assert.deepEqual(modelOnly(loaded.info), modelOnly(whole.info), "the split model is the whole file's");
+    assert.deepEqual(loaded.ids, whole.ids, "the same greedy ids");
+    assert.equal(loaded.ids.length, steps);
+    assert.deepEqual([loaded.info.modelUrl, loaded.info.sha256, loaded.info.sha256Verified], [first, hashes.join(","), true]);
+    assert.equal(loaded.info.downloadedBytes, files["tiny-00001-of-00002.gguf"].length + files["tiny-00002-of-00002.gguf"].length);
+    assert.equal(loaded.kept.length, 2, "kept as one model, beside the whole file");
+    assert.deepEqual(
+      loaded.models.map(({ url, sha256, sha256Verified }) => ({ url, sha256, sha256Verified })),
+      [
+        { url: `${faults.origin}/models/default/tiny-00001-of-00002.gguf`, sha256: hashes.join(","), sha256Verified: true },
+        { url: `${faults.origin}/models/default/whole.gguf`, sha256, sha256Verified: true },
+      ],
+    );
+    // Each part's weights from its first byte; the second part's paths after the first's.
+    const weightPaths = (load) => load.log.filter((entry) => entry.range === "bytes=0-").map((entry) => entry.path);
+    assert.deepEqual(weightPaths(loaded), ["/models/default/tiny-00001-of-00002.gguf", "/models/default/tiny-00002-of-00002.gguf"]);
+    // Loaded again by its second part's URL: the kept model, one byte of each part.
+    assert.equal(again.outcome, "loaded");
+    assert.equal(again.info.fromCache, true);
+    assert.equal(again.info.modelUrl, first);
+    assert.deepEqual(again.ids, whole.ids);
+    assert.deepEqual(again.ranges, ["bytes=0-0", "bytes=0-0"], "a one-byte probe per part, no weights");
+    assert.match(oneHash.outcome, new RegExp(`^InvalidInput: ${first} is a split model of 2 parts: sha256 takes their 2 hashes in order, separated by commas; 1 given`));
+    // Cut off halfway in each part, resumed within it, verified by the hashes given.
+    assert.equal(resumed.outcome, "loaded");
+    assert.deepEqual(resumed.ids, whole.ids);
+    assert.equal(resumed.info.sha256Verified, true);
+    const cut = faults.log.filter((entry) => entry.tag === "t5" && entry.cut).map((entry) => entry.file);
+    assert.deepEqual(cut, ["tiny-00001-of-00002.gguf", "tiny-00002-of-00002.gguf"], "each part's transfer was cut");
+    const resumedFrom = (file) => resumed.log.filter((e) => e.file === file && /^bytes=[1-9]\d*-$/.test(e.range ?? "")).length;
+    assert.deepEqual([resumedFrom("tiny-00001-of-00002.gguf"), resumedFrom("tiny-00002-of-00002.gguf")], [1, 1], "resumed within each part");
+    assert.equal(resumed.kept.length, 3);
+    // A wrong hash for the first part: refused naming it, the second part's weights never fetched.
+    assert.match(wrongFirst.outcome, new RegExp(`^CorruptShard: .*/plain-t5/tiny-00001-of-00002\\.gguf: the file's sha256 is ${hashes[0]}, not the 0{64} expected`));
+    assert.deepEqual(weightPaths(wrongFirst), ["/plain-t5/tiny-00001-of-00002.gguf"]);
+    assert.deepEqual(wrongFirst.kept, resumed.kept, "nothing of the refused load kept");
+    const gone = `${faults.origin}/models/default/gone-00002-of-00002.gguf`;
+    assert.equal(
+      missing.outcome,
+      `NetworkError: ${faults.origin}/models/default/gone-00001-of-00002.gguf: split part 2 of 2: GET ${gone}: HTTP 404: no such file`,
+    );
+    assert.deepEqual(weightPaths(missing), [], "no weights fetched");
+    assert.deepEqual(missing.kept, resumed.kept, "nothing of the missing part's model kept");
+  });
+});
+
+// The tiny GGUF `bytes` as llama.cpp's gguf-split writes it in two parts: the first with the
+// metadata and the first half of the tensors (in file order), the second with the rest, each
+// saying which part it is (split.no, split.count) and the first how many tensors they hold
+// (split.tensors.count); each tensor's data (with the padding after it) copied at its new offset.
+function splitGguf(bytes) {
+  let at = 0;
+  const u32 = () => ((at += 4), bytes.readUInt32LE(at - 4));
+  const u64 = () => ((at += 8), Number(bytes.readBigUInt64LE(at - 8)));
+  const string = () => {
+    const length = u64();
+    return ((at += length), bytes.toString("utf8", at - length, at));
+  };
+  const SIZES = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const skipValue = (type) => {
+    if (type === 8) return void string();
+    if (type !== 9) return void (at += SIZES[type]);
+    const [itemType, count] = [u32(), u64()];
+    for (let i = 0; i < count; i++) skipValue(itemType);
+  };
+  assert.equal(bytes.toString("latin1", 0, 4), "GGUF");
+  at = 4;
+  const version = u32();
+  const [tensorCount, kvCount] = [u64(), u64()];
+  const kvStart = at;
+  let alignment = 32;
+  for (let i = 0; i < kvCount; i++) {
+    const key = string();
+    const type = u32();
+    if (key === "general.alignment") alignment = type === 4 ? bytes.readUInt32LE(at) : Number(bytes.readBigUInt64LE(at));
+    skipValue(type);
+  }
+  const kvs = bytes.subarray(kvStart, at);
+  const tensors = [];
+  for (let i = 0; i < tensorCount; i++) {
+    const name = string();
+    const dims = Array.from({ length: u32() }, u64);
+    tensors.push({ name, dims, type: u32(), offset: u64() });
+  }
+  const dataStart = Math.ceil(at / alignment) * alignment;
+  tensors.sort((a, b) => a.offset - b.offset);
+  tensors.forEach((t, i) => (t.data = bytes.subarray(dataStart + t.offset, dataStart + (tensors[i + 1]?.offset ?? bytes.length - dataStart))));
+  const buffer = (size, write) => {
+    const b = Buffer.alloc(size);
+    write(b);
+    return b;
+  };
+  const str = (s) => Buffer.concat([buffer(8, (b) => b.writeBigUInt64LE(BigInt(Buffer.byteLength(s)))), Buffer.from(s)]);
+  const kv = (key, type, value) => Buffer.concat([str(key), buffer(4, (b) => b.writeUInt32LE(type)), value]);
+  const u16kv = (key, value) => kv(key, 2, buffer(2, (b) => b.writeUInt16LE(value)));
+  const part = (no, own, metadata) => {
+    let offset = 0;
+    const infos = own.map((t) => {
+      const info = Buffer.concat([
+        str(t.name),
+        buffer(4 + 8 * t.dims.length + 12, (b) => {
+          b.writeUInt32LE(t.dims.length);
+          t.dims.forEach((d, i) => b.writeBigUInt64LE(BigInt(d), 4 + 8 * i));
+          b.writeUInt32LE(t.type, 4 + 8 * t.dims.length);
+          b.writeBigUInt64LE(BigInt(offset), 8 + 8 * t.dims.length);
+        }),
+      ]);
+      offset += t.data.length;
+      return info;
+    });
+    const split = [u16kv("split.no", no), u16kv("split.count", 2)];
+    const counts = buffer(20, (b) => {
+      b.writeUInt32LE(version);
+      b.writeBigUInt64LE(BigInt(own.length), 4);
+      b.writeBigUInt64LE(BigInt(metadata.count + split.length), 12);
+    });
+    const header = Buffer.concat([Buffer.from("GGUF"), counts, metadata.bytes, ...split, ...infos]);
+    const padding = Buffer.alloc(Math.ceil(header.length / alignment) * alignment - header.length);
+    return Buffer.concat([header, padding, ...own.map((t) => t.data)]);
+  };
+  const half = tensors.length >> 1;
+  const promised = kv("split.tensors.count", 5, buffer(4, (b) => b.writeInt32LE(tensors.length)));
+  const alignmentKv = alignment === 32 ? [] : [kv("general.alignment", 4, buffer(4, (b) => b.writeUInt32LE(alignment)))];
+  return [
+    part(0, tensors.slice(0, half), { bytes: Buffer.concat([kvs, promised]), count: Number(kvCount) + 1 }),
+    part(1, tensors.slice(half), { bytes: Buffer.concat(alignmentKv), count: alignmentKv.length }),
+  ];
+}
+
 // The tiny fixture (qwen2_tiny.gguf) as whole.gguf, beside the `files(bytes)` made from it (name →
 // bytes), in a folder the suites' test server serves, and a page of that server:
-// `use({ page, faults, bytes, sha256 })` runs with them, and the server and folder go after.
+// `use({ page, faults, bytes, sha256, files })` runs with them, and the server and folder go after.
 async function withTinyFixture(files, use) {
   const dir = await mkdtemp(join(tmpdir(), "webjudge-gguf-"));
   const bytes = await readFile(join(REPO, "tests/fixtures/qwen2_tiny.gguf"));
-  for (const [name, content] of Object.entries({ "whole.gguf": bytes, ...files(bytes) })) await writeFile(join(dir, name), content);
+  const made = files(bytes);
+  for (const [name, content] of Object.entries({ "whole.gguf": bytes, ...made })) await writeFile(join(dir, name), content);
   const faults = await startServer({ root: ROOT, model: dir });
   try {
     const page = await browser.newPage();
     await page.goto(`${faults.origin}/index.html`);
-    await use({ page, faults, bytes, sha256: createHash("sha256").update(bytes).digest("hex") });
+    await use({ page, faults, bytes, sha256: createHash("sha256").update(bytes).digest("hex"), files: made });
   } finally {
     await faults.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-// One Judge.load of a tiny fixture in `page` with `options`, the judge unloaded again: its outcome
-// ("loaded", or the error's name and message), its info() when loaded, the OPFS's kept-model
-// folders (and the bytes of each one's files) and Judge.keptModels() afterwards, and the ranges of the GGUF requests the load made (from the test server's log).
-async function loadTiny(page, server, url, options) {
+// One Judge.load of a tiny fixture in `page` with `options`, `steps` greedy steps generated, the
+// judge unloaded again: its outcome ("loaded", or the error's name and message), its info() and
+// ids when loaded, the OPFS's kept-model folders (and the bytes of each one's files) and
+// Judge.keptModels() afterwards, and the GGUF requests the load made (the test server's log
+// entries) and their ranges.
+async function loadTiny(page, server, url, options, steps = 0) {
   const mark = server.log.length;
+  const started = Date.now();
   const result = await page.evaluate(
-    async ({ url, options }) => {
+    async ({ url, options, steps }) => {
       const wasm = await import("/pkg/webjudge.js");
       await wasm.default();
       let outcome = "loaded";
       let info = null;
+      let ids = null;
       try {
         const judge = await wasm.Judge.load(url, { contextLength: 64, ...options });
         info = judge.info();
+        if (steps > 0) ids = (await judge.generate("Hello", { maxNewTokens: steps })).ids;
         await judge.unload();
       } catch (error) {
         outcome = `${error.name}: ${error.message}`;
@@ -379,10 +556,10 @@ async function loadTiny(page, server, url, options) {
         keptBytes[name] = 0;
         for await (const file of folder.values()) keptBytes[name] += (await file.getFile()).size;
       }
-      return { outcome, info, kept: kept.sort(), keptBytes, models: await wasm.Judge.keptModels() };
+      return { outcome, info, ids, kept: kept.sort(), keptBytes, models: await wasm.Judge.keptModels() };
     },
-    { url, options },
+    { url, options, steps },
   );
-  const ranges = server.log.slice(mark).filter((entry) => entry.path.endsWith(".gguf")).map((entry) => entry.range);
-  return { ...result, ranges };
+  const log = server.log.slice(mark).filter((entry) => entry.path.endsWith(".gguf"));
+  return { ...result, log, ranges: log.map((entry) => entry.range), seconds: (Date.now() - started) / 1000 };
 }

@@ -22,13 +22,18 @@
 //   listing /api/models/<owner>/<name>/tree/<revision>/ giving each GGUF's sha256 as `lfs.oid`
 //   (owner `wrong`: a sha256 no file has).
 //
+// A GGUF file under /models/default/ is served as the Hugging Face Hub serves one, its sha256
+// (quoted) in X-Linked-Etag; under the fault URLs it comes with no hash, as from any other host.
+//
 // Everything is sent with Cache-Control: no-store, so the browser's HTTP cache never answers in
 // the server's place: a request missing from the log was served by the page's own caches. Every
 // response allows any origin: tests/web.rs's page comes from wasm-bindgen-test-runner's port.
 
 import { createHash } from "node:crypto";
-import { createServer } from "node:http";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
 import { open, readdir, readFile, stat } from "node:fs/promises";
+import { createServer } from "node:http";
 import { extname, join, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -61,7 +66,7 @@ const COMMON_HEADERS = {
   "Cache-Control": "no-store",
   "Access-Control-Allow-Origin": "*",
   "Access-Control-Allow-Headers": "Range",
-  "Access-Control-Expose-Headers": "Content-Range, Content-Length",
+  "Access-Control-Expose-Headers": "Content-Range, Content-Length, X-Linked-Etag",
 };
 
 // `root` (the site) is optional: tests/web.rs needs the model only.
@@ -74,6 +79,18 @@ export async function startServer({ root, model, port = 0 }) {
   // "<mode>-<tag>/<file>" of the fault URLs that already had their one fault.
   const faulted = new Set();
   const firstTime = (key) => !faulted.has(key) && Boolean(faulted.add(key));
+  // The sha256 of each GGUF served with X-Linked-Etag, by path, size and modification time (a
+  // file replaced is hashed again).
+  const hashes = new Map();
+  const sha256 = async (path, info) => {
+    const key = `${path} ${info.size} ${info.mtimeMs}`;
+    if (!hashes.has(key)) {
+      const hash = createHash("sha256");
+      for await (const chunk of createReadStream(path)) hash.update(chunk);
+      hashes.set(key, hash.digest("hex"));
+    }
+    return hashes.get(key);
+  };
 
   const server = createServer(async (request, response) => {
     const url = new URL(request.url, "http://localhost");
@@ -116,7 +133,8 @@ export async function startServer({ root, model, port = 0 }) {
     }
     if (entry.path.startsWith(MODEL_PREFIX)) {
       entry.file = entry.path.slice(MODEL_PREFIX.length);
-      return inside(model, entry.file);
+      const target = inside(model, entry.file);
+      return target && { ...target, linked: entry.file.endsWith(".gguf") };
     }
     return root ? inside(root, entry.path.slice(1)) : null;
   }
@@ -127,9 +145,10 @@ export async function startServer({ root, model, port = 0 }) {
     return path.startsWith(base + sep) ? { path, mode: "plain" } : null;
   }
 
-  async function serveFile(request, response, entry, { path, mode, key }) {
+  async function serveFile(request, response, entry, { path, mode, key, linked }) {
     const info = await stat(path);
     if (!info.isFile()) return send(response, entry, 404, "not found\n");
+    const linkedEtag = linked ? { "X-Linked-Etag": `"${await sha256(path, info)}"` } : {};
     const size = info.size;
     const shard = entry.file?.startsWith("weights-") ?? false;
     // A GGUF's weights: the open-ended range its loader streams the file with (the header's
@@ -154,6 +173,7 @@ export async function startServer({ root, model, port = 0 }) {
       "Content-Length": body.length,
       "Accept-Ranges": mode === "norange" ? "none" : "bytes",
       ...(range ? { "Content-Range": `bytes ${start}-${end}/${size}` } : {}),
+      ...linkedEtag,
     });
     if (request.method === "HEAD") return response.end();
     if (!cut) return response.end(body);

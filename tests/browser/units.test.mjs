@@ -3,7 +3,8 @@
 // the native metrics are checked with (golden-metrics.mjs), Auto-J and Prometheus 2 test-data
 // parsing (the wasm parseRows, the CLI's reader), the built-in rubrics the page offers, the
 // export formats, the advice the page shows without WebGPU, and the service worker's list of
-// the page's modules.
+// the page's modules, and the catalog of judge GGUFs the page offers (its entries, and the menu's
+// first estimate of their fit).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import init, { Judge, builtInRubrics, pairwiseMetrics, parseRows, preferenceMetrics, scoreMetrics } from "../../www/pkg/webjudge.js";
 import { toCsv, toJsonl } from "../../www/batch-data.js";
 import { explain } from "../../www/messages.js";
+import { fitEstimate, menuText } from "../../www/catalog.js";
 import { assertMatchesGolden, goldenCases } from "./golden-metrics.mjs";
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -178,4 +180,48 @@ test("the service worker's shell lists every module the page imports", () => {
     for (const [, path] of source.matchAll(/^(?:import|export)\b[^;]*?from "\.\/([\w/.-]+)";/gms)) pending.push(path);
   }
   assert.deepEqual([...imported].filter((module) => !listed.has(module)), []);
+});
+
+// Every entry names a GGUF on the Hub pinned to a commit (so its size and hash stay those of the
+// file), a judge family as webjudge names them (src/format/judge_family.rs), its quantization as
+// its file name says, and a source page on the Hub at that commit.
+test("the catalog lists judge GGUFs on the Hub, each pinned, with its size, hash, family and source", () => {
+  const catalog = JSON.parse(readFileSync(join(REPO, "www/catalog.json"), "utf8"));
+  assert.match(catalog.retrieved, /^\d{4}-\d{2}-\d{2}$/);
+  assert.ok(catalog.models.length > 0);
+  const familySource = readFileSync(join(REPO, "src/format/judge_family.rs"), "utf8");
+  const families = new Set([...familySource.matchAll(/JudgeFamily::\w+ => "(\w+)"/g)].map(([, name]) => name));
+  assert.equal(families.size, 6);
+  const keys = ["name", "family", "quantization", "url", "bytes", "sha256", "context", "licence", "source"];
+  for (const model of catalog.models) {
+    assert.deepEqual(Object.keys(model).sort(), [...keys].sort(), model.name);
+    const url = /^https:\/\/huggingface\.co\/[\w.-]+\/[\w.-]+\/resolve\/([0-9a-f]{40})\/([\w.-]+\.gguf)$/.exec(model.url);
+    assert.ok(url, `${model.name}: ${model.url} is no pinned Hub resolve URL of a .gguf`);
+    const [, commit, file] = url;
+    assert.ok(families.has(model.family), `${model.name}: family ${model.family}`);
+    assert.ok(file.toLowerCase().includes(model.quantization.toLowerCase()), `${model.name}: ${model.quantization} in ${file}`);
+    assert.ok(Number.isSafeInteger(model.bytes) && model.bytes > 1e8, `${model.name}: bytes ${model.bytes}`);
+    assert.match(model.sha256, /^[0-9a-f]{64}$/);
+    assert.ok(Number.isInteger(model.context) && model.context >= 2048, `${model.name}: context ${model.context}`);
+    assert.ok(model.licence.length > 0);
+    assert.ok(model.source.startsWith(`${model.url.split("/resolve/")[0]}/commit/${commit} `), `${model.name}: ${model.source}`);
+  }
+  assert.equal(new Set(catalog.models.map((model) => model.url)).size, catalog.models.length, "no entry twice");
+});
+
+test("the catalog menu's first fit estimate: the device's reported memory, and the storage that keeps it", () => {
+  const gib = 2 ** 30;
+  assert.deepEqual(fitEstimate(5e9, { deviceMemoryGiB: 4, freeStorageBytes: 1e12 }), {
+    fits: false,
+    note: "does not fit: more than this device's 4 GiB of memory",
+  });
+  // 8 GiB is as much as navigator.deviceMemory reports: the device may have more.
+  assert.equal(fitEstimate(10 * gib, { deviceMemoryGiB: 8 }).fits, null);
+  assert.deepEqual(fitEstimate(2e9, { deviceMemoryGiB: 4, freeStorageBytes: 1e9 }), {
+    fits: null,
+    note: "fit checked from its header when loaded; too large to keep here (1000.0 MB of storage free)",
+  });
+  assert.equal(fitEstimate(2e9).note, "fit checked from its header when loaded", "a browser that tells nothing");
+  const model = { name: "Flow-Judge v0.1", quantization: "Q4_0", bytes: 2176177632 };
+  assert.equal(menuText(model, fitEstimate(model.bytes)), "Flow-Judge v0.1, Q4_0: 2.18 GB download (fit checked from its header when loaded)");
 });
