@@ -30,9 +30,8 @@
 // response allows any origin: tests/web.rs's page comes from wasm-bindgen-test-runner's port.
 
 import { createHash } from "node:crypto";
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { open, readdir, stat } from "node:fs/promises";
 import { createServer } from "node:http";
 import { extname, join, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
@@ -92,6 +91,19 @@ export async function startServer({ root, model, port = 0 }) {
     return hashes.get(key);
   };
 
+  // The Hub API's listing of the model folder: its GGUF files, each with its sha256 as `lfs.oid`
+  // (or, `wrong`, a sha256 no file has).
+  const hubListing = async (wrong) => {
+    const listing = [];
+    for (const name of (await readdir(model)).filter((name) => name.endsWith(".gguf"))) {
+      const path = join(model, name);
+      const info = await stat(path);
+      const oid = wrong ? "0".repeat(64) : await sha256(path, info);
+      listing.push({ type: "file", path: name, size: info.size, lfs: { oid, size: info.size, pointerSize: 134 } });
+    }
+    return listing;
+  };
+
   const server = createServer(async (request, response) => {
     const url = new URL(request.url, "http://localhost");
     const entry = { method: request.method, path: url.pathname, range: request.headers.range ?? null, status: 0 };
@@ -106,7 +118,7 @@ export async function startServer({ root, model, port = 0 }) {
       }
       const tree = HUB_TREE.exec(entry.path);
       if (tree) {
-        const listing = JSON.stringify(await hubListing(model, tree[1] === "wrong"));
+        const listing = JSON.stringify(await hubListing(tree[1] === "wrong"));
         return send(response, entry, 200, listing, { "Content-Type": "application/json" });
       }
       const target = locate(entry);
@@ -220,18 +232,6 @@ function byteRange(header, size) {
   const [first, last] = [match[1], match[2]];
   if (first === "") return { start: Math.max(0, size - Number(last)), end: size - 1 };
   return { start: Number(first), end: last === "" ? size - 1 : Math.min(Number(last), size - 1) };
-}
-
-// The Hub API's listing of a folder: its GGUF files, each with its sha256 as `lfs.oid` (or a
-// sha256 no file has).
-async function hubListing(dir, wrong) {
-  const listing = [];
-  for (const name of (await readdir(dir)).filter((name) => name.endsWith(".gguf"))) {
-    const bytes = await readFile(join(dir, name));
-    const oid = wrong ? "0".repeat(64) : createHash("sha256").update(bytes).digest("hex");
-    listing.push({ type: "file", path: name, size: bytes.length, lfs: { oid, size: bytes.length, pointerSize: 134 } });
-  }
-  return listing;
 }
 
 async function readBytes(path, start, length) {
