@@ -215,8 +215,9 @@ fn in_split(error: WebError, url: &str, index: usize, count: usize) -> WebError 
 }
 
 /// Whether the model kept for `urls` (its files) is still the files there: the host's size
-/// and hash of each now (a one-byte range request each) are those recorded, and the page
-/// expects no other hashes. Offline, the kept model is used as it is.
+/// and hash of each now (a one-byte range request each, and for a Hub link whose answer hides
+/// the hash, the Hub API's listing) are those recorded, and the page expects no other hashes.
+/// Offline, the kept model is used as it is.
 async fn still_current(urls: &[String], kept: &Source, expected: Option<&[String]>) -> bool {
     let kept_hashes = || kept.files.iter().map(|file| &file.sha256);
     if kept.files.len() != urls.len() || expected.is_some_and(|hashes| !hashes.iter().eq(kept_hashes())) {
@@ -224,7 +225,17 @@ async fn still_current(urls: &[String], kept: &Source, expected: Option<&[String
     }
     for (url, file) in urls.iter().zip(&kept.files) {
         match fetch_range(url, 0, 1).await {
-            Ok((_, size, linked)) if size == file.size && linked.as_ref().is_none_or(|hash| *hash == file.sha256) => {}
+            Ok((_, size, linked)) if size == file.size => {
+                // Where the answer hides the host's hash (a Hub link behind its CDN redirect),
+                // the Hub API's listing gives it.
+                let published = match linked {
+                    Some(hash) => Some(hash),
+                    None => hub_sha256(url).await,
+                };
+                if published.is_some_and(|hash| hash != file.sha256) {
+                    return false;
+                }
+            }
             Err(WebError::Network(_)) => {}
             _ => return false,
         }

@@ -335,7 +335,8 @@ test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 *
 
 // A Hub `resolve` link whose file comes without X-Linked-Etag (as a page sees it behind the Hub's
 // CDN redirect): verified by the sha256 the Hub API's folder listing gives as `lfs.oid`; a file
-// that is not what the listing says is refused with nothing kept.
+// that is not what the listing says is refused with nothing kept; a reload reads the kept copy
+// while the listing still gives its hash, and fetches the file again once it gives another.
 test("a Hub link is verified by the Hub API's lfs.oid, and refused when the file is not that", { timeout: 2 * 60_000 }, async () => {
   await withTinyFixture(() => ({}), async ({ page, faults, sha256 }) => {
     const listed = await loadTiny(page, faults, "/owner/judge-GGUF/resolve/main/whole.gguf", {});
@@ -345,6 +346,16 @@ test("a Hub link is verified by the Hub API's lfs.oid, and refused when the file
     const wrong = await loadTiny(page, faults, "/wrong/judge-GGUF/resolve/main/whole.gguf", {});
     assert.match(wrong.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
     assert.deepEqual(wrong.kept, listed.kept, "nothing of the refused file is kept");
+    // Loaded again: the kept copy, once the listing still gives its hash; once the listing gives
+    // another (a new upload), the file is fetched again and checked against the new hash (the
+    // bytes here did not change, so it is refused and the kept copy stays).
+    const url = "/owner/judge-GGUF/resolve/main/whole.gguf";
+    const again = await loadTiny(page, faults, url, {});
+    assert.deepEqual([again.outcome, again.info.fromCache, again.ranges], ["loaded", true, ["bytes=0-0"]]);
+    faults.changeHubFiles();
+    const changed = await loadTiny(page, faults, url, {});
+    assert.match(changed.outcome, new RegExp(`^CorruptShard: .*whole\\.gguf: the file's sha256 is ${sha256}, not the 0{64} expected`));
+    assert.deepEqual(changed.kept, listed.kept, "the copy kept before stays");
   });
 });
 

@@ -20,7 +20,7 @@
 // - A GGUF of the model folder also comes as from the Hugging Face Hub behind its CDN redirect:
 //   /<owner>/<name>/resolve/<revision>/<file> with no X-Linked-Etag, and the Hub API's folder
 //   listing /api/models/<owner>/<name>/tree/<revision>/ giving each GGUF's sha256 as `lfs.oid`
-//   (owner `wrong`: a sha256 no file has).
+//   (owner `wrong`, or every owner after changeHubFiles: a sha256 no file has).
 //
 // A GGUF file under /models/default/ is served as the Hugging Face Hub serves one, its sha256
 // (quoted) in X-Linked-Etag; under the fault URLs it comes with no hash, as from any other host.
@@ -91,6 +91,9 @@ export async function startServer({ root, model, port = 0 }) {
     return hashes.get(key);
   };
 
+  // Whether the Hub API's listing says every file changed (changeHubFiles): the hash it gives
+  // is then no file's.
+  let hubChanged = false;
   // The Hub API's listing of the model folder: its GGUF files, each with its sha256 as `lfs.oid`
   // (or, `wrong`, a sha256 no file has).
   const hubListing = async (wrong) => {
@@ -118,7 +121,7 @@ export async function startServer({ root, model, port = 0 }) {
       }
       const tree = HUB_TREE.exec(entry.path);
       if (tree) {
-        const listing = JSON.stringify(await hubListing(tree[1] === "wrong"));
+        const listing = JSON.stringify(await hubListing(tree[1] === "wrong" || hubChanged));
         return send(response, entry, 200, listing, { "Content-Type": "application/json" });
       }
       const target = locate(entry);
@@ -217,6 +220,8 @@ export async function startServer({ root, model, port = 0 }) {
     // Requests since `mark` (an index into the log) whose path matches.
     requests: (mark = 0, test = () => true) => log.slice(mark).filter((e) => test(e.path)),
     corruptOnce: (fileName) => corruptNext.add(fileName),
+    // From now on the Hub API's listing gives every file a new sha256, as after a new upload.
+    changeHubFiles: () => (hubChanged = true),
     // The host gone and back, on the same origin (the page's caches belong to the origin).
     goOffline: close,
     goOnline: () => listen(bound),
