@@ -33,7 +33,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
-from ._native import WebjudgeError
+from ._native import WebjudgeError, split_part_names
 
 __all__ = ["DownloadError", "HashMismatch", "cache_path", "download", "is_url", "local_path"]
 
@@ -51,7 +51,6 @@ MAX_FAILED_TRIES = 3
 #: Redirects a HEAD request follows to the response that names the file (the Hub: one, to its CDN).
 MAX_REDIRECTS = 10
 
-_SPLIT_PART = re.compile(r"^(?P<prefix>.+)-(?P<number>\d{5})-of-(?P<count>\d{5})\.gguf$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -330,11 +329,9 @@ def _part_urls(url: str) -> List[str]:
     """``url``, or where it names a part of a llama.cpp split model, every part's URL."""
     parts = urllib.parse.urlsplit(url)
     folder, name = parts.path.rsplit("/", 1)
-    split = _SPLIT_PART.match(urllib.parse.unquote(name))
-    if split is None:
+    names = split_part_names(urllib.parse.unquote(name))
+    if names is None:
         return [url]
-    count = int(split["count"])
-    names = [f"{split['prefix']}-{n:05}-of-{count:05}.gguf" for n in range(1, count + 1)]
     return [urllib.parse.urlunsplit(parts._replace(path=f"{folder}/{urllib.parse.quote(n)}")) for n in names]
 
 

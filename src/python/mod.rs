@@ -94,6 +94,15 @@ fn protocols() -> Vec<&'static str> {
     Protocol::ALL.iter().map(Protocol::name).collect()
 }
 
+/// Every part's file name of the llama.cpp split model `file_name` is a part of
+/// (`NAME-00002-of-00003.gguf`: its three parts', in order), as the native loader finds them;
+/// `None` for a file name of no split model.
+#[pyfunction]
+fn split_part_names(file_name: &str) -> Option<Vec<String>> {
+    let (_, count, part_name) = crate::format::gguf::split_name(file_name)?;
+    Some((1..=count).map(part_name).collect())
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WebjudgeError", m.py().get_type::<WebjudgeError>())?;
@@ -103,6 +112,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(protocols, m)?)?;
     m.add_function(wrap_pyfunction!(template, m)?)?;
     m.add_function(wrap_pyfunction!(rubric_text, m)?)?;
+    m.add_function(wrap_pyfunction!(split_part_names, m)?)?;
     m.add("SCORE_RUBRIC_TEMPLATE", Rubric::SCORE_RUBRIC_TEMPLATE)?;
     m.add("MAX_SEQUENCES", crate::model::MAX_SEQUENCES)?;
     m.add_class::<calls::Cancel>()?;

@@ -17,6 +17,8 @@
 //! own sha256 as it ends; the model is kept under the first part's URL, and its next load
 //! probes one byte of each part.
 
+use std::collections::HashMap;
+
 use js_sys::Uint8Array;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -106,8 +108,9 @@ pub async fn load(model_url: &str, settings: LoadSettings) -> Result<JsJudge, We
         GgufPlan::new(&header, file_name, &ImportOptions::default(), &apart).map_err(|e| model_error(&url, e))?;
     check_signal(&url, &settings, || "before its weights were fetched".into())?;
     let mut expected = given_sha256.map_or(linked, |hashes| hashes.into_iter().map(Some).collect());
+    let mut listings = HubListings::default();
     for (file, hash) in files.iter().zip(expected.iter_mut()).filter(|(_, hash)| hash.is_none()) {
-        *hash = hub_sha256(&file.url).await;
+        *hash = listings.sha256(&file.url).await;
         if hash.is_none() {
             let note = format!(
                 "webjudge: {} comes with no sha256 (no X-Linked-Etag, no Hub API listing, no sha256 option): not verified",
@@ -223,6 +226,7 @@ async fn still_current(urls: &[String], kept: &Source, expected: Option<&[String
     if kept.files.len() != urls.len() || expected.is_some_and(|hashes| !hashes.iter().eq(kept_hashes())) {
         return false;
     }
+    let mut listings = HubListings::default();
     for (url, file) in urls.iter().zip(&kept.files) {
         match fetch_range(url, 0, 1).await {
             Ok((_, size, linked)) if size == file.size => {
@@ -230,7 +234,7 @@ async fn still_current(urls: &[String], kept: &Source, expected: Option<&[String
                 // the Hub API's listing gives it.
                 let published = match linked {
                     Some(hash) => Some(hash),
-                    None => hub_sha256(url).await,
+                    None => listings.sha256(url).await,
                 };
                 if published.is_some_and(|hash| hash != file.sha256) {
                     return false;
@@ -365,13 +369,24 @@ fn checked_range(url: &str, response: &Response, start: u64) -> Result<u64, WebE
     }
 }
 
-/// The sha256 the Hub's API lists for `url`, when it is a Hub `resolve` link and the API
-/// answers ([`HubFile`]); `None` otherwise, and the load says it is not verified.
-async fn hub_sha256(url: &str) -> Option<String> {
-    let file = HubFile::parse(url)?;
-    let listing = loader::fetch_text(&file.tree_url(), None).await.ok()?;
-    let path = js_sys::decode_uri_component(file.path()).ok()?.as_string()?;
-    HubFile::sha256_in(&listing, &path)
+/// The Hub API's folder listings one load has read, by listing URL: a split model's parts,
+/// which lie in one folder, cost one request.
+#[derive(Default)]
+struct HubListings(HashMap<String, Option<String>>);
+
+impl HubListings {
+    /// The sha256 the Hub's API lists for `url`, when it is a Hub `resolve` link and the API
+    /// answers ([`HubFile`]); `None` otherwise, and the load says it is not verified.
+    async fn sha256(&mut self, url: &str) -> Option<String> {
+        let file = HubFile::parse(url)?;
+        let tree = file.tree_url();
+        if !self.0.contains_key(&tree) {
+            let listing = loader::fetch_text(&tree, None).await.ok();
+            self.0.insert(tree.clone(), listing);
+        }
+        let path = js_sys::decode_uri_component(file.path()).ok()?.as_string()?;
+        HubFile::sha256_in(self.0[&tree].as_deref()?, &path)
+    }
 }
 
 /// The sha256 a host publishes for the file: the Hub's `X-Linked-Etag` (the LFS object id,

@@ -2,8 +2,9 @@
 //! Cache API is for the directory loader's shards): two slot folders per GGUF URL under
 //! `webjudge-gguf/` (`<hash of the URL>-0` and `-1`), each holding the shards as the stream
 //! packed them (`shard-N`), the `tokenizer.json`, `source.json` (the URL, each file's size
-//! and sha256 (a split model's parts'), whether the host's hashes verified them) and, written last once the file's hash has been
-//! checked, `manifest.json`: a slot without it is never read. A download is written into the
+//! and sha256 (a split model's parts'), whether the host's hashes verified them) and, written
+//! last once the file's hash has been checked, `manifest.json`: a slot without it is never
+//! read. A download is written into the
 //! slot that does not hold the kept model, and only its commit removes the other: a download
 //! that is refused (a wrong hash, a changed file, a broken network) leaves the model kept
 //! before it as it was. Reached through `navigator.storage.getDirectory()` by name (window or

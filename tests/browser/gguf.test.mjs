@@ -215,12 +215,7 @@ test("a truncated GGUF, a header promising more tensors, a server without ranges
     assert.equal(await listed.textContent(), `${url}: ${(keptBytes / 1e6).toFixed(1)} MB, sha256 verified Delete`);
     await listed.getByRole("button", { name: "Delete" }).click();
     await page.locator("#kept").waitFor({ state: "hidden" });
-    const left = await page.evaluate(async () => {
-      const wasm = await import("/pkg/webjudge.js");
-      await wasm.default();
-      return wasm.Judge.keptModels();
-    });
-    assert.deepEqual(left, [], "the page's Delete removed the kept model");
+    assert.deepEqual(await keptModels(page), [], "the page's Delete removed the kept model");
   });
 });
 
@@ -324,12 +319,7 @@ test("a GGUF load is cancelled by its signal, with nothing kept", { timeout: 2 *
     await page.waitForFunction(() => !document.getElementById("error").hidden);
     assert.match(await page.textContent("#error"), /^AbortError: .*\/stall-t5\/whole\.gguf: the load was cancelled/);
     assert.equal(await page.textContent("#model-status"), "No model loaded.");
-    const kept = await page.evaluate(async () => {
-      const wasm = await import("/pkg/webjudge.js");
-      await wasm.default();
-      return wasm.Judge.keptModels();
-    });
-    assert.deepEqual(kept, [], "nothing of the cancelled loads is kept");
+    assert.deepEqual(await keptModels(page), [], "nothing of the cancelled loads is kept");
   });
 });
 
@@ -515,6 +505,15 @@ function splitGguf(bytes) {
     part(0, tensors.slice(0, half), { bytes: Buffer.concat([kvs, promised]), count: Number(kvCount) + 1 }),
     part(1, tensors.slice(half), { bytes: Buffer.concat(alignmentKv), count: alignmentKv.length }),
   ];
+}
+
+// Judge.keptModels() in `page`.
+function keptModels(page) {
+  return page.evaluate(async () => {
+    const wasm = await import("/pkg/webjudge.js");
+    await wasm.default();
+    return wasm.Judge.keptModels();
+  });
 }
 
 // The tiny fixture (qwen2_tiny.gguf) as whole.gguf, beside the `files(bytes)` made from it (name →
