@@ -20,9 +20,11 @@ struct TokenPlace {
 
 // One layer's KV cache (src/kernels/attention.rs, `KvCache`): f16 pairs, a slot of
 // `slot_positions` positions (whole tiles of ATTENTION_KEYS) per sequence. Values are
-// position-major, as attention reads them with an invocation per pair. Keys are pair-major
-// within each tile, as attention reads them with an invocation per key: the invocations of
-// one load read consecutive words, and a prefix of whole tiles is one contiguous range.
+// position-major: a key's head_dim values are contiguous, read a quad of pairs (one
+// vec4<u32>) at a time. Keys are quad-major within each tile, as attention reads them with an
+// invocation per key: each invocation loads a quad of its key's pairs, and the invocations of
+// one load read consecutive quads. A prefix of whole tiles is one contiguous range. A head's
+// pairs are a whole number of quads (head_dim is a multiple of 8).
 struct CacheShape {
     kv_heads: u32,
     pairs: u32,
@@ -33,9 +35,14 @@ fn value_word(c: CacheShape, slot: u32, pos: u32, head: u32, i: u32) -> u32 {
     return ((slot * c.slot_positions + pos) * c.kv_heads + head) * c.pairs + i;
 }
 
-fn key_word(c: CacheShape, slot: u32, pos: u32, head: u32, i: u32) -> u32 {
+// The quad (vec4<u32>) of a key's pairs 4q..4q+3.
+fn key_quad(c: CacheShape, slot: u32, pos: u32, head: u32, q: u32) -> u32 {
     let tile = (slot * c.slot_positions + pos) / ATTENTION_KEYS;
-    return ((tile * c.kv_heads + head) * c.pairs + i) * ATTENTION_KEYS + pos % ATTENTION_KEYS;
+    return ((tile * c.kv_heads + head) * (c.pairs / 4u) + q) * ATTENTION_KEYS + pos % ATTENTION_KEYS;
+}
+
+fn key_word(c: CacheShape, slot: u32, pos: u32, head: u32, i: u32) -> u32 {
+    return key_quad(c, slot, pos, head, i / 4u) * 4u + i % 4u;
 }
 
 #ifdef SUBGROUPS

@@ -595,7 +595,7 @@ fn cache_words(
     let word = |position: usize, j: usize| {
         let (at, head, i) = (slot * cache.context + position, j / pairs, j % pairs);
         match keys {
-            true => ((at / tile * heads.n_kv_heads + head) * pairs + i) * tile + at % tile,
+            true => (((at / tile * heads.n_kv_heads + head) * pairs / 4 + i / 4) * tile + at % tile) * 4 + i % 4,
             false => at * kv_pairs + j,
         }
     };
@@ -705,9 +705,10 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
     let heads = |n_heads, n_kv_heads, head_dim| Heads { n_heads, n_kv_heads, head_dim };
     // GQA 3:1 (SmolLM2-like); prefill in two chunks crossing the 64-key tile, then decode.
     check_attention(&r, heads(6, 2, 64), &[40, 30, 1, 1, 1], 1);
-    // Decode over four key ranges (one per 64 keys), the last one partial; prefill tiles
-    // of 5 tokens x 3 heads with a partial last tile.
-    check_attention(&r, heads(9, 3, 64), &[203, 1], 6);
+    // Decode over two of four key ranges (the context decides how many get keys: 601 keys
+    // make ranges of 320 and 281); prefill tiles of 5 tokens x 3 heads with a partial last
+    // tile.
+    check_attention(&r, heads(9, 3, 64), &[600, 1], 6);
     // A head dim of 16: eight invocations per value pair.
     check_attention(&r, heads(4, 2, 16), &[16, 16, 16, 16, 6, 1, 1], 7);
     // GQA 8:1, a small head dim; a single prefill longer than a tile.
@@ -719,9 +720,11 @@ fn attention_prefill_then_decode(gpu: &'static Gpu) {
 /// Several sequences, each in its own cache slot: prompts of different lengths prefilled
 /// one slot at a time, then decode steps with one token per sequence (each at its own
 /// position), in the adapter's mode and split into key ranges, then a step of single-token
-/// rows as batched generation mixes them: the first sequence's next token and the last
-/// one's next three (a prompt's rest), which attend to each other's keys stored in the same
-/// step. Each row must attend only to its own sequence's keys, up to its own position.
+/// rows as batched generation mixes them: the last sequence's next three (a prompt's rest),
+/// which attend to each other's keys stored in the same step, and the first one's next token.
+/// Each row must attend only to its own sequence's keys, up to its own position, and read
+/// only the key ranges its own context fills: in the mixed step the last sequence's rows
+/// take the places where the first one's longer context filled more ranges.
 fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_steps: usize, seed: u64) {
     let Heads { n_heads, n_kv_heads, head_dim } = heads;
     let (q_dim, kv_dim) = (n_heads * head_dim, n_kv_heads * head_dim);
@@ -737,7 +740,7 @@ fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_s
     // then the mixed step.
     let mut steps: Vec<Vec<(usize, usize)>> = prompts.iter().enumerate().map(|(s, &n)| vec![(s, n)]).collect();
     steps.extend((0..decode_steps).map(|_| (0..slots).map(|s| (s, 1)).collect()));
-    steps.push(vec![(0, 1), (slots - 1, 3)]);
+    steps.push(vec![(slots - 1, 3), (0, 1)]);
     for rows in steps {
         let n: usize = rows.iter().map(|&(_, tokens)| tokens).sum();
         let q_values = uniform(&mut rng, n * q_dim, 4.0);
@@ -774,8 +777,8 @@ fn check_batched_attention(r: &Runner, heads: Heads, prompts: &[usize], decode_s
 
 fn attention_decode_batch_across_slots(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
-    // GQA 3:1 (SmolLM2-like): three sequences, one longer than a key tile.
-    check_batched_attention(&r, Heads { n_heads: 6, n_kv_heads: 2, head_dim: 64 }, &[40, 70, 5], 2, 8);
+    // GQA 3:1 (SmolLM2-like): three sequences, the first long enough for three key ranges.
+    check_batched_attention(&r, Heads { n_heads: 6, n_kv_heads: 2, head_dim: 64 }, &[800, 70, 5], 2, 8);
     // Auto-J-13B's heads, two sequences.
     check_batched_attention(&r, Heads { n_heads: 40, n_kv_heads: 40, head_dim: 128 }, &[9, 3], 1, 9);
 }

@@ -125,8 +125,9 @@ impl Architecture {
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!("{} attention heads are not a multiple of {} KV heads", self.n_heads, self.n_kv_heads));
         }
-        if !self.head_dim.is_multiple_of(2) || self.head_dim > 256 {
-            return Err(format!("head dim {} must be even and at most 256", self.head_dim));
+        // The key cache stores a head's values in quads of four f16 pairs (shaders/common.wgsl).
+        if !self.head_dim.is_multiple_of(8) || self.head_dim > 256 {
+            return Err(format!("head dim {} must be a multiple of 8 and at most 256", self.head_dim));
         }
         if !(self.norm_eps > 0.0 && self.norm_eps <= MAX_NORM_EPS) {
             return Err(format!("norm_eps {} is not within (0, {MAX_NORM_EPS}]", self.norm_eps));

@@ -2,19 +2,26 @@
 //!
 //! A workgroup attends a tile of query rows that share one KV head, so each key and value
 //! read serves every query head of a GQA group and, in prefill, several tokens. A decode
-//! step has only `n_heads` rows: it splits the keys among workgroups as well
-//! (flash-decoding) so that a GPU is filled, and a second pass merges the splits.
+//! step has only `n_heads` rows: its kernel is specialized per model (rows and head size as
+//! pipeline constants) and splits the keys among workgroups as well (flash-decoding) so that
+//! a GPU is filled, and a second pass merges the splits.
 
 use super::uniform::uniform_struct;
-use super::variants::{ATTENTION_KEYS, ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS};
+use super::variants::{
+    ATTENTION_DECODE_ROWS, ATTENTION_KEYS, ATTENTION_MAX_ACC, ATTENTION_MAX_ROWS, ATTENTION_Q_PAIRS,
+};
 use super::{Dispatch, Gpu, PipelineKey, Shader, StepBuffers, Workgroups};
 
 /// Invocations per attention workgroup (`WG` in shaders/attention.wgsl): one key each.
 const WORKGROUP: usize = ATTENTION_KEYS as usize;
 
-/// Workgroups a decode step aims for: enough to fill a large GPU (one per SM or more);
-/// empty key ranges cost a workgroup that exits at once.
-const DECODE_WORKGROUPS: usize = 128;
+/// Workgroups a decode step aims for on a discrete GPU (several per compute unit of a large
+/// one) and on an integrated one. WebGPU reports no compute-unit count, so the adapter's type
+/// stands in for it; the context then decides how many of a row's key ranges get keys
+/// (`splits_in_use` in shaders/attention.wgsl: ATTENTION_SPLIT_KEYS keys or more each), and
+/// the others exit at once.
+const DECODE_WORKGROUPS_DISCRETE: usize = 128;
+const DECODE_WORKGROUPS_INTEGRATED: usize = 32;
 /// At most this many key ranges per row (each costs a partial row in the merge).
 const MAX_SPLITS: usize = 32;
 
@@ -57,15 +64,25 @@ impl Heads {
         (1..=group.min(self.max_rows())).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
     }
 
-    /// Key ranges a decode step is split into on `gpu`. A CPU adapter (lavapipe) runs a
-    /// few workgroups at a time, which the head blocks already fill: there the splits and
-    /// their merge only cost time (measured under load: decode attention 27% slower with them).
+    /// The query heads of one KV group that share a decode workgroup: the largest divisor
+    /// of the group within the decode kernel's rows.
+    fn decode_heads_per_block(self) -> usize {
+        let group = self.n_heads / self.n_kv_heads;
+        (1..=group.min(ATTENTION_DECODE_ROWS as usize)).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
+    }
+
+    /// Key ranges a decode row may be split into on `gpu` (a long enough context uses them
+    /// all). A CPU adapter (lavapipe) runs a few workgroups at a time, which the head blocks
+    /// already fill: there the splits and their merge only cost time (measured under load:
+    /// decode attention 27% slower with them).
     fn decode_splits(self, gpu: &Gpu) -> usize {
-        if gpu.adapter.device_type == wgpu::DeviceType::Cpu {
-            return 1;
-        }
-        let blocks = self.n_heads / self.heads_per_block();
-        DECODE_WORKGROUPS.div_ceil(blocks).clamp(1, MAX_SPLITS)
+        let workgroups = match gpu.adapter.device_type {
+            wgpu::DeviceType::Cpu => return 1,
+            wgpu::DeviceType::IntegratedGpu => DECODE_WORKGROUPS_INTEGRATED,
+            _ => DECODE_WORKGROUPS_DISCRETE,
+        };
+        let blocks = self.n_heads / self.decode_heads_per_block();
+        workgroups.div_ceil(blocks).clamp(1, MAX_SPLITS)
     }
 }
 
@@ -74,9 +91,10 @@ impl Heads {
 /// slots rather than pages of a shared pool: a sequence's keys stay contiguous, so attention
 /// walks them without an indirection per key tile, and a judge's sequences (prompt plus
 /// critique) have a known bound; a shared prompt prefix is copied between slots in one range
-/// copy per buffer. Values are position-major; keys are pair-major within each tile of
-/// [`ATTENTION_KEYS`] positions, so the invocations that read a tile's keys, one key each,
-/// read consecutive words (`key_word` in shaders/common.wgsl).
+/// copy per buffer. Values are position-major; keys are quad-major (four f16 pairs, 16 bytes)
+/// within each tile of [`ATTENTION_KEYS`] positions, so the invocations that read a tile's
+/// keys, one key each, load a 16-byte quad each from consecutive quads (`key_quad` in
+/// shaders/common.wgsl). A head's pairs are whole quads: head_dim is a multiple of 8.
 pub struct KvCache {
     pub k: wgpu::Buffer,
     pub v: wgpu::Buffer,
@@ -155,8 +173,8 @@ impl SplitScratch {
 pub enum AttentionMode<'a> {
     /// Tiles of tokens; each workgroup walks all of its rows' keys.
     Prefill,
-    /// One token per sequence: the keys are split among workgroups, then merged (where
-    /// the adapter gains from it).
+    /// One token per sequence: a kernel specialized to the model's heads; the keys are
+    /// split among workgroups, then merged (where the adapter gains from it).
     Decode(&'a SplitScratch),
 }
 
@@ -172,16 +190,10 @@ pub fn attention(
     cache: &KvCache,
     out: &wgpu::Buffer,
 ) -> Vec<Dispatch> {
-    let heads_per_block = heads.heads_per_block();
-    let tokens_per_tile = match mode {
-        AttentionMode::Prefill => heads.max_rows() / heads_per_block,
-        AttentionMode::Decode(_) => 1,
+    let (heads_per_block, tokens_per_tile, splits) = match mode {
+        AttentionMode::Prefill => (heads.heads_per_block(), heads.max_rows() / heads.heads_per_block(), 1),
+        AttentionMode::Decode(scratch) => (heads.decode_heads_per_block(), 1, scratch.splits),
     };
-    let split = match mode {
-        AttentionMode::Decode(scratch) if scratch.splits > 1 => Some(scratch),
-        _ => None,
-    };
-    let splits = split.map_or(1, |scratch| scratch.splits);
     let params = gpu.uniform(
         "attention params",
         &Params {
@@ -197,38 +209,51 @@ pub fn attention(
     );
     let blocks = (heads.n_heads / heads_per_block) as u32;
     let cached = [(0, &step.uniform), (1, &params), (2, q), (5, &cache.k), (6, &cache.v), (10, &step.places)];
-    match split {
-        None => {
+    let scratch = match mode {
+        AttentionMode::Prefill => {
             let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend"));
-            vec![Dispatch {
+            return vec![Dispatch {
                 label: "attention".into(),
                 weight_bytes: 0,
                 bind_group: gpu.bind(&attend, &[&cached[..], &[(7, out)]].concat()),
                 pipeline: attend,
                 workgroups: Workgroups::PerTokenTile { x: blocks, tile: tokens_per_tile as u32 },
-            }]
+            }];
         }
-        Some(scratch) => {
-            let attend = gpu.pipeline(PipelineKey::new(Shader::Attention, "attend_split"));
-            let combine = gpu.pipeline(PipelineKey::new(Shader::Attention, "combine_splits"));
-            let partials = Dispatch {
-                label: "attention".into(),
-                weight_bytes: 0,
-                bind_group: gpu.bind(&attend, &[&cached[..], &[(8, &scratch.acc), (9, &scratch.stats)]].concat()),
-                pipeline: attend,
-                workgroups: Workgroups::PerTokenTile { x: blocks * splits as u32, tile: 1 },
-            };
-            let merge = Dispatch {
-                label: "attention merge".into(),
-                weight_bytes: 0,
-                bind_group: gpu.bind(
-                    &combine,
-                    &[(0, &step.uniform), (1, &params), (7, out), (8, &scratch.acc), (9, &scratch.stats)],
-                ),
-                pipeline: combine,
-                workgroups: Workgroups::PerToken(heads.n_heads as u32),
-            };
-            vec![partials, merge]
-        }
+        AttentionMode::Decode(scratch) => scratch,
+    };
+    let attend = gpu.pipeline(
+        PipelineKey::new(Shader::Attention, "attend_decode")
+            .override_constant("DECODE_ROWS", heads_per_block as u32)
+            .override_constant("HEAD_QUADS", (heads.head_dim / 8) as u32),
+    );
+    let bindings = [&cached[..], &[(7, out), (8, &scratch.acc), (9, &scratch.stats)]].concat();
+    let mut dispatches = vec![Dispatch {
+        label: "attention".into(),
+        weight_bytes: 0,
+        bind_group: gpu.bind(&attend, &bindings),
+        pipeline: attend,
+        workgroups: Workgroups::PerTokenTile { x: blocks * splits as u32, tile: 1 },
+    }];
+    if splits > 1 {
+        let combine = gpu.pipeline(PipelineKey::new(Shader::Attention, "combine_splits"));
+        dispatches.push(Dispatch {
+            label: "attention merge".into(),
+            weight_bytes: 0,
+            bind_group: gpu.bind(
+                &combine,
+                &[
+                    (0, &step.uniform),
+                    (1, &params),
+                    (7, out),
+                    (8, &scratch.acc),
+                    (9, &scratch.stats),
+                    (10, &step.places),
+                ],
+            ),
+            pipeline: combine,
+            workgroups: Workgroups::PerToken(heads.n_heads as u32),
+        });
     }
+    dispatches
 }

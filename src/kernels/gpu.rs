@@ -1,7 +1,7 @@
 //! The GPU context: adapter and device selection, buffers, pipelines (built once per
 //! shader variant and cached), and reading results back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -37,19 +37,28 @@ impl Default for GpuOptions {
     }
 }
 
-/// One compiled variant and the pipeline cache's key: a shader's entry point and the flags
-/// (`#ifdef` names) it is compiled with, as web-rwkv's `PipelineKey` with its macros.
+/// One compiled variant and the pipeline cache's key: a shader's entry point, the flags
+/// (`#ifdef` names) it is compiled with, as web-rwkv's `PipelineKey` with its macros, and the
+/// values of its WGSL `override` constants (shapes fixed per model, such as attention's rows,
+/// so that loops over them have constant bounds once the pipeline is created).
 /// [`Gpu::pipeline`] adds [`SUBGROUPS`] where the device uses them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PipelineKey {
     shader: Shader,
     entry: &'static str,
     defines: BTreeSet<&'static str>,
+    overrides: BTreeMap<&'static str, u32>,
 }
 
 impl PipelineKey {
     pub fn new(shader: Shader, entry: &'static str) -> Self {
-        Self { shader, entry, defines: BTreeSet::new() }
+        Self { shader, entry, defines: BTreeSet::new(), overrides: BTreeMap::new() }
+    }
+
+    /// With the shader's `override name: u32` set to `value`.
+    pub fn override_constant(mut self, name: &'static str, value: u32) -> Self {
+        self.overrides.insert(name, value);
+        self
     }
 
     /// Compiled to read weights of `dtype` (a [`Role::Weights`] shader).
@@ -155,7 +164,7 @@ impl Gpu {
         if let Some(pipeline) = cache.get(&key) {
             return pipeline.clone();
         }
-        let PipelineKey { shader, entry, ref defines } = key;
+        let PipelineKey { shader, entry, ref defines, ref overrides } = key;
         let defines: Vec<&str> = defines.iter().copied().collect();
         let source = |file: &str| Shader::from_file(file).map(Shader::source);
         let expanded = preprocess::expand(shader.file(), &defines, variants::SHADER_CONSTANTS, &source)
@@ -171,7 +180,10 @@ impl Gpu {
             layout: None,
             module: &module,
             entry_point: Some(entry),
-            compilation_options: Default::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &overrides.iter().map(|(name, value)| (*name, f64::from(*value))).collect::<Vec<_>>(),
+                ..Default::default()
+            },
             cache: None,
         });
         cache.insert(key, pipeline.clone());

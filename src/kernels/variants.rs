@@ -153,7 +153,7 @@ pub const MATMUL_TILE_TOKENS: u32 = 64;
 pub const MATMUL_TILE_ROWS: u32 = 64;
 
 /// Keys one attention workgroup scores at a time, one per invocation (shaders/attention.wgsl),
-/// and the positions of one tile of the key cache (`key_word` in common.wgsl).
+/// and the positions of one tile of the key cache (`key_quad` in common.wgsl).
 pub const ATTENTION_KEYS: u32 = 64;
 
 /// Attention (shaders/attention.wgsl): query rows one workgroup holds, value pairs of them
@@ -162,6 +162,13 @@ pub const ATTENTION_KEYS: u32 = 64;
 pub const ATTENTION_MAX_ROWS: u32 = 16;
 pub const ATTENTION_Q_PAIRS: u32 = 1024;
 pub const ATTENTION_MAX_ACC: u32 = ATTENTION_Q_PAIRS / ATTENTION_KEYS;
+
+/// Decode attention (`attend_decode`): query rows one workgroup holds, at most (its per-row
+/// arrays are sized for this many), and the fewest keys a decode row's key range is given
+/// (four tiles: a shorter context is not spread over ranges whose merge would cost more than
+/// they save).
+pub const ATTENTION_DECODE_ROWS: u32 = 8;
+pub const ATTENTION_SPLIT_KEYS: u32 = 4 * ATTENTION_KEYS;
 
 /// Which of the step's tokens a decode matvec multiplies (`LinearTokens` in src/kernels/linear.rs).
 pub const MATVEC_TOKENS_EACH: u32 = 0;
@@ -195,6 +202,8 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
     ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),
     ("ATTENTION_MAX_ACC", ATTENTION_MAX_ACC),
+    ("ATTENTION_DECODE_ROWS", ATTENTION_DECODE_ROWS),
+    ("ATTENTION_SPLIT_KEYS", ATTENTION_SPLIT_KEYS),
     ("MATVEC_TOKENS_EACH", MATVEC_TOKENS_EACH),
     ("MATVEC_TOKENS_LAST", MATVEC_TOKENS_LAST),
     ("MATVEC_TOKENS_CHOOSING", MATVEC_TOKENS_CHOOSING),

@@ -124,10 +124,10 @@ pub fn manifest_only_model(dir: &Path) -> Manifest {
         format_version: FORMAT_VERSION,
         architecture: Architecture {
             n_layers: 1,
-            hidden: 8,
+            hidden: 16,
             n_heads: 2,
             n_kv_heads: 1,
-            head_dim: 4,
+            head_dim: 8,
             ffn: 16,
             vocab: 32,
             rope_theta: 10000.0,
