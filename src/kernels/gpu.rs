@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::linear::MatvecPath;
 use super::preprocess;
 use super::uniform::Uniform;
 use super::variants::{self, Role, Shader, SUBGROUPS, WEIGHT_FLAGS};
@@ -23,17 +24,24 @@ pub enum GpuError {
     Validation(String),
     #[error("reading a GPU buffer failed: {0}")]
     Readback(String),
+    #[error(
+        "the int8 matvec path needs WGSL's packed_4x8_integer_dot_product, which this WebGPU implementation \
+         lacks: use the exact path"
+    )]
+    NoPackedDot,
 }
 
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
     /// Use subgroup reductions where the adapter supports them.
     pub allow_subgroups: bool,
+    /// How the decode matvecs multiply x.
+    pub matvec: MatvecPath,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { allow_subgroups: true }
+        Self { allow_subgroups: true, matvec: MatvecPath::Exact }
     }
 }
 
@@ -65,11 +73,13 @@ impl PipelineKey {
 
     /// Whether build.rs validated this variant (`variants::all_variants`).
     fn validated(&self) -> bool {
-        self.defines.iter().all(|flag| {
-            *flag == SUBGROUPS
-                || self.shader.own_flags().contains(flag)
-                || (self.shader.role() == Role::Weights && WEIGHT_FLAGS.contains(flag))
-        })
+        let flags: Vec<&str> = self.defines.iter().copied().collect();
+        variants::flags_compatible(&flags)
+            && flags.iter().all(|flag| {
+                *flag == SUBGROUPS
+                    || self.shader.own_flags().contains(flag)
+                    || (self.shader.role() == Role::Weights && WEIGHT_FLAGS.contains(flag))
+            })
     }
 }
 
@@ -82,6 +92,9 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Timestamp queries are enabled: profiles time each dispatch on the GPU's clock.
     pub timestamps: bool,
+    /// How the decode matvecs multiply x ([`GpuOptions::matvec`], refused where the WGSL
+    /// implementation lacks what it needs).
+    pub matvec: MatvecPath,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// The first error wgpu reported asynchronously (validation, out of memory, loss).
     failure: Arc<Mutex<Option<GpuError>>>,
@@ -97,6 +110,16 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        // Browsers list the language feature in navigator.gpu.wgslLanguageFeatures; naga
+        // implements it everywhere (SPIR-V OpSDot where the Vulkan driver has integer dot
+        // products, shifts and multiplies otherwise), so natively it is always there, and
+        // whether it is fast is for a measurement to say. The shaders need no `requires`
+        // directive for it (WGSL recommends one; naga and Tint accept the builtins without).
+        let packed_dot =
+            instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        if options.matvec == MatvecPath::Int8 && !packed_dot {
+            return Err(GpuError::NoPackedDot);
+        }
         let subgroups = options.allow_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
         // Timestamps cost nothing unless a profile asks for them.
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -130,6 +153,7 @@ impl Gpu {
             limits,
             subgroups,
             timestamps,
+            matvec: options.matvec,
             pipelines: Mutex::new(HashMap::new()),
             failure,
         })
@@ -285,7 +309,8 @@ impl Gpu {
     }
 }
 
-fn weight_flag(dtype: DType) -> &'static str {
+/// The flag naming `dtype`'s decoder in quant.wgsl.
+pub(super) fn weight_flag(dtype: DType) -> &'static str {
     match dtype {
         DType::Q4 => WEIGHT_FLAGS[0],
         DType::Q8 => WEIGHT_FLAGS[1],
