@@ -21,7 +21,7 @@
 // token's 1 / rms scales the finished sums. So a decode layer has no norm dispatch of its
 // own (two fewer per layer, where a norm was one workgroup per token).
 //
-// With MATVEC_X8 (q4 and q8 weights; `MatvecPath::Int8` in src/kernels/gpu.rs), each x
+// With MATVEC_X8 (q4 and q8 weights; `MatvecPath::Int8` in src/kernels/linear.rs), each x
 // block is quantized to signed 8 bits with a scale (`quantize_x8`, in quant.wgsl) and
 // multiplied with the weight codes by WGSL's packed integer dot product (`dot4I8Packed`),
 // the scales applied in f32 once per block: no u32-to-f32 conversion per weight, which

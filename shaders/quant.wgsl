@@ -365,7 +365,7 @@ struct XBlock8 {
     words: array<u32, 8>,
     scale: f32,
     // scale * the sum of the codes, which a block's offset multiplies (q4), as llama.cpp's
-    // q8_1 keeps it: the block's product is then exactly the weights' times the rounded x,
+    // reference q8_1 quantizer keeps it: the block's product is then exactly the weights' times the rounded x,
     // off by sum(w e) for x's rounding errors e, where the exact sum of x would leave
     // sum((w - offset) e), larger: w - offset runs to 15 weight scales, w to about 8.
     sum: f32,

@@ -21,6 +21,11 @@
 //!   `common::dot_tolerance`), plus one rounding of the residual add with `accumulate`.
 //!   The tests run at <= ~1/3 of it, while one wrongly decoded weight in a 13824-wide
 //!   row already exceeds it many times over.
+//! - Linear on the int8 matvec path (`MatvecPath::Int8`, its own GPU context): the reference
+//!   is that path's math, x quantized in the same f32 operations and the rest in f64
+//!   (`x8_dot`); the integer dot products are exact, so only a few f32 roundings per block
+//!   and the sum over blocks remain (`x8_dot` gives the tolerance). Its distance from the
+//!   exact product is bounded by x's roundings and checked to behave as their noise.
 //! - RMSNorm: the sum of squares has relative error ~`EPS * sqrt(cols)` (random walk),
 //!   inverseSqrt at most 2 ulp, then two products: `|want| * EPS * (2 sqrt(cols) + 8)`.
 //! - RoPE: against the same f32 cos/sin table computed on the CPU, two products and a

@@ -111,10 +111,11 @@ impl Gpu {
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         // Browsers list the language feature in navigator.gpu.wgslLanguageFeatures; naga
-        // implements it everywhere (SPIR-V OpSDot where the Vulkan driver has integer dot
-        // products, shifts and multiplies otherwise), so natively it is always there, and
-        // whether it is fast is for a measurement to say. The shaders need no `requires`
-        // directive for it (WGSL recommends one; naga and Tint accept the builtins without).
+        // implements it on every backend (SPIR-V OpSDot where the Vulkan driver has integer
+        // dot products, a polyfill of shifts and multiplies elsewhere), so natively it is
+        // always there, and whether it is fast is for a measurement to say. The shaders carry
+        // no `requires` directive (WGSL recommends one, does not require it; it would have
+        // to precede the constants prepended to every shader).
         let packed_dot =
             instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
         if options.matvec == MatvecPath::Int8 && !packed_dot {
