@@ -24,13 +24,15 @@
 // With MATVEC_X8 (q4 and q8 weights; `MatvecPath::Int8` in src/kernels/linear.rs), each x
 // block is quantized to signed 8 bits with a scale (`quantize_x8`, in quant.wgsl) and
 // multiplied with the weight codes by WGSL's packed integer dot product (`dot4I8Packed`),
-// the scales applied in f32 once per block: no u32-to-f32 conversion per weight, which
-// bounds this kernel on NVIDIA (llama.cpp's Vulkan mmvq path does the same). The lane
+// the scales applied in f32 once per block: per 8 q4 weights two masks, a shift and two
+// packed dot products where the exact decode spends five operations per weight, the
+// arithmetic that rivals the memory time on NVIDIA (llama.cpp's Vulkan mmvq path does the
+// same). The lane
 // quantizes x where it loads it, after the norm: the normed and batched variants need no
 // new buffer or dispatch, where a quantizing pass before the matvec would need the norm
 // dispatch back (the normed x exists only in here) and a buffer for the codes. Per x block
-// that costs a lane 32 multiplies, rounds and adds, served by its 4 or 16 rows, against 32
-// conversions saved per row. Every workgroup quantizes a block alike, so rows agree. It
+// that costs a lane 32 multiplies, rounds and adds, served by its 4 or 16 rows, against
+// about 130 operations saved per row. Every workgroup quantizes a block alike, so rows agree. It
 // changes the math (docs/quantization.md says by how much), so it is chosen, not default.
 
 #include "common.wgsl"

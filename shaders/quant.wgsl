@@ -160,7 +160,7 @@ fn x8_words(codes: array<vec4<i32>, 8>) -> array<u32, 8> {
 
 // scale * dot(q, x) + offset * sum(x) with x's 8-bit codes (`quantize_x8`): the nibbles,
 // masked into bytes, times the codes by the packed integer dot product, exactly (at most
-// 32 * 15 * 127 in magnitude); one conversion per block and row, not 32.
+// 32 * 15 * 127 in magnitude); one conversion of the sum per block and row.
 fn dot_block_x8(packed: PackedBlock, x8: XBlock8) -> f32 {
     var dots = 0;
     for (var i = 0u; i < 4u; i++) {
