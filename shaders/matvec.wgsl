@@ -20,6 +20,20 @@
 // norm weight, its squares summed on the side; since W (x g / rms) = (W (x g)) / rms, the
 // token's 1 / rms scales the finished sums. So a decode layer has no norm dispatch of its
 // own (two fewer per layer, where a norm was one workgroup per token).
+//
+// With MATVEC_X8 (q4 and q8 weights; `MatvecPath::Int8` in src/kernels/linear.rs), each x
+// block is quantized to signed 8 bits with a scale (`quantize_x8`, in quant.wgsl) and
+// multiplied with the weight codes by WGSL's packed integer dot product (`dot4I8Packed`),
+// the scales applied in f32 once per block: per 8 q4 weights two masks, a shift and two
+// packed dot products where the exact decode spends five operations per weight, the
+// arithmetic that rivals the memory time on NVIDIA (llama.cpp's Vulkan mmvq path does the
+// same). The lane
+// quantizes x where it loads it, after the norm: the normed and batched variants need no
+// new buffer or dispatch, where a quantizing pass before the matvec would need the norm
+// dispatch back (the normed x exists only in here) and a buffer for the codes. Per x block
+// that costs a lane 32 multiplies, rounds and adds, served by its 4 or 16 rows, against
+// about 130 operations saved per row. Every workgroup quantizes a block alike, so rows agree. It
+// changes the math (docs/quantization.md says by how much), so it is chosen, not default.
 
 #include "common.wgsl"
 #include "quant.wgsl"
@@ -127,6 +141,17 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
             }
             squares[t] += dot(block_squares, vec4<f32>(1.0));
 #endif
+#ifdef MATVEC_X8
+            let x8 = quantize_x8(xs);
+            for (var q = 0u; q < QUADS; q++) {
+                acc[t * QUADS + q] += vec4<f32>(
+                    dot_block_x8(packed[4u * q], x8),
+                    dot_block_x8(packed[4u * q + 1u], x8),
+                    dot_block_x8(packed[4u * q + 2u], x8),
+                    dot_block_x8(packed[4u * q + 3u], x8),
+                );
+            }
+#else
             let x_sum = x_block_sum(xs);
             for (var q = 0u; q < QUADS; q++) {
                 acc[t * QUADS + q] += vec4<f32>(
@@ -136,6 +161,7 @@ fn main(lane: Lane, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     dot_block(packed[4u * q + 3u], xs, x_sum),
                 );
             }
+#endif
         }
     }
 #ifdef MATVEC_NORMED_INPUT

@@ -142,6 +142,36 @@ fn x_block_sum(xs: array<vec4<f32>, 8>) -> f32 {
 }
 #endif
 
+#ifdef MATVEC_X8
+#ifdef WEIGHTS_Q4
+// x's codes in the order of a nibble word's two masks: word 2i holds values 8i, 8i + 2,
+// 8i + 4 and 8i + 6 (the low nibbles of the bytes of word i of the block), word 2i + 1 the
+// odd ones (the high nibbles), so `dot_block_x8` needs no byte shuffles per row.
+fn x8_words(codes: array<vec4<i32>, 8>) -> array<u32, 8> {
+    var words: array<u32, 8>;
+    for (var i = 0u; i < 4u; i++) {
+        let first = codes[2u * i];
+        let second = codes[2u * i + 1u];
+        words[2u * i] = pack4xI8(vec4<i32>(first.x, first.z, second.x, second.z));
+        words[2u * i + 1u] = pack4xI8(vec4<i32>(first.y, first.w, second.y, second.w));
+    }
+    return words;
+}
+
+// scale * dot(q, x) + offset * sum(x) with x's 8-bit codes (`quantize_x8`): the nibbles,
+// masked into bytes, times the codes by the packed integer dot product, exactly (at most
+// 32 * 15 * 127 in magnitude); one conversion of the sum per block and row.
+fn dot_block_x8(packed: PackedBlock, x8: XBlock8) -> f32 {
+    var dots = 0;
+    for (var i = 0u; i < 4u; i++) {
+        let w = packed.nibbles[i];
+        dots += dot4I8Packed(w & 0x0F0F0F0Fu, x8.words[2u * i]) + dot4I8Packed((w >> 4u) & 0x0F0F0F0Fu, x8.words[2u * i + 1u]);
+    }
+    return packed.scale_offset.x * x8.scale * f32(dots) + packed.scale_offset.y * x8.sum;
+}
+#endif
+#endif
+
 #ifdef WEIGHTS_Q6_K
 // A block's 32 values: low nibbles in the plane, two high bits each and the two 16-value
 // sub-blocks' scales in the super-block's 21 parameter words (d; 16 signed 8-bit scales in
@@ -236,6 +266,27 @@ fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
     }
     return packed.scale * dot(qx, vec4<f32>(1.0));
 }
+
+#ifdef MATVEC_X8
+// x's codes in value order, as the weight's bytes are stored.
+fn x8_words(codes: array<vec4<i32>, 8>) -> array<u32, 8> {
+    var words: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) {
+        words[i] = pack4xI8(codes[i]);
+    }
+    return words;
+}
+
+// scale * dot(q, x) with x's 8-bit codes (`quantize_x8`): signed bytes times signed bytes
+// by the packed integer dot product, exactly (at most 32 * 128 * 127 in magnitude).
+fn dot_block_x8(packed: PackedBlock, x8: XBlock8) -> f32 {
+    var dots = 0;
+    for (var j = 0u; j < 8u; j++) {
+        dots += dot4I8Packed(packed.bytes[j / 4u][j % 4u], x8.words[j]);
+    }
+    return packed.scale * x8.scale * f32(dots);
+}
+#endif
 #endif
 
 // f16 and bf16: two 16-bit values to a word, eight words to a block.
@@ -302,6 +353,44 @@ fn load_packed(block: u32, params_offset: u32, group: u32) -> PackedBlock {
 
 fn unpack_block(packed: PackedBlock) -> array<vec4<f32>, 8> {
     return packed.values;
+}
+#endif
+
+#ifdef MATVEC_X8
+// x quantized to signed 8 bits per 32-value block, for the packed integer dot product
+// (WGSL's packed_4x8_integer_dot_product; shaders/matvec.wgsl's MATVEC_X8), as llama.cpp's
+// q8_1: each value is `scale * code`, the code round(x * 127 / max |x|) in -127..127.
+struct XBlock8 {
+    // The codes as signed bytes, four to a word, in the order of the dtype's `x8_words`.
+    words: array<u32, 8>,
+    scale: f32,
+    // scale * the sum of the codes, which a block's offset multiplies (q4), as llama.cpp's
+    // reference q8_1 quantizer keeps it: the block's product is then exactly the weights' times the rounded x,
+    // off by sum(w e) for x's rounding errors e, where the exact sum of x would leave
+    // sum((w - offset) e), larger: w - offset runs to 15 weight scales, w to about 8.
+    sum: f32,
+}
+
+fn quantize_x8(xs: array<vec4<f32>, 8>) -> XBlock8 {
+    var largest = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        largest = max(largest, abs(xs[i]));
+    }
+    let amax = max(max(largest.x, largest.y), max(largest.z, largest.w));
+    // A block of zeros has codes 0, not 0 / 0.
+    let to_code = select(0.0, 127.0 / amax, amax > 0.0);
+    var codes: array<vec4<i32>, 8>;
+    var code_sum = vec4<f32>(0.0);
+    for (var i = 0u; i < 8u; i++) {
+        let code = round(xs[i] * to_code);
+        code_sum += code;
+        // `codes_to_f32` in reverse: an integer-valued float of magnitude under 2^22 plus
+        // 1.5 * 2^23 is exact, the integer in two's complement in its low bits, so the low
+        // byte `pack4xI8` keeps is the code's: no conversion instruction.
+        codes[i] = bitcast<vec4<i32>>(code + 12582912.0);
+    }
+    let scale = amax / 127.0;
+    return XBlock8(x8_words(codes), scale, scale * dot(code_sum, vec4<f32>(1.0)));
 }
 #endif
 

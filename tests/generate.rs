@@ -168,7 +168,8 @@ fn chat_template_matches_reference() {
 #[ignore = "full tier: make test"]
 fn first_step_top5_without_subgroups() {
     let dir = converted_dir();
-    let mut engine = load_dir(&dir, GpuOptions { allow_subgroups: false }, |o| o, &mut |_, _| {}).unwrap();
+    let mut engine =
+        load_dir(&dir, GpuOptions { allow_subgroups: false, ..Default::default() }, |o| o, &mut |_, _| {}).unwrap();
     let case = &cases()[0];
     let prompt_ids = ids(&case["prompt_ids"]);
     let chosen = pollster::block_on(engine.model_mut().prefill(&prompt_ids, Sampling::Greedy)).unwrap();

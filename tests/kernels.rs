@@ -21,6 +21,11 @@
 //!   `common::dot_tolerance`), plus one rounding of the residual add with `accumulate`.
 //!   The tests run at <= ~1/3 of it, while one wrongly decoded weight in a 13824-wide
 //!   row already exceeds it many times over.
+//! - Linear on the int8 matvec path (`MatvecPath::Int8`, its own GPU context): the reference
+//!   is that path's math, x quantized in the same f32 operations and the rest in f64
+//!   (`x8_dot`); the integer dot products are exact, so only a few f32 roundings per block
+//!   and the sum over blocks remain (`x8_dot` gives the tolerance). Its distance from the
+//!   exact product is bounded by x's roundings and checked to behave as their noise.
 //! - RMSNorm: the sum of squares has relative error ~`EPS * sqrt(cols)` (random walk),
 //!   inverseSqrt at most 2 ulp, then two products: `|want| * EPS * (2 sqrt(cols) + 8)`.
 //! - RoPE: against the same f32 cos/sin table computed on the CPU, two products and a
@@ -50,6 +55,7 @@ use std::time::Instant;
 
 use common::*;
 use half::f16;
+use rand::rngs::SmallRng;
 use rand::Rng;
 use webjudge::format::{Architecture, DType, TensorEntry, TensorPart};
 use webjudge::kernels::preprocess;
@@ -109,6 +115,24 @@ for_both_variants!(
     argmax_ties_go_to_lowest_index,
     sampling_nucleus_and_temperature,
 );
+
+/// The int8 matvec path (`MatvecPath::Int8`, its own GPU context): against its own math in
+/// f64 at small shapes, batched rows bit for bit the single ones, and its distance from the
+/// exact product at Auto-J-13B's width.
+#[test]
+fn int8_matvec_against_its_math() {
+    let start = Instant::now();
+    int8_matvec_small_shapes(int8_matvec_gpu());
+    decode_batch_rows_match_single_rows(int8_matvec_gpu());
+    eprintln!("int8_matvec_against_its_math: {:.2?}", start.elapsed());
+}
+
+#[test]
+fn int8_matvec_error_at_auto_j_width() {
+    let start = Instant::now();
+    int8_matvec_error(int8_matvec_gpu());
+    eprintln!("int8_matvec_error_at_auto_j_width: {:.2?}", start.elapsed());
+}
 
 fn timed(name: &str, subgroups: bool, test: fn(&'static Gpu)) {
     let Some(gpu) = gpu(subgroups) else {
@@ -226,6 +250,13 @@ fn check_linear(
         None => raw_x.clone(),
     };
     let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
+    // On the int8 matvec path the reference is that path's math (`x8_dot`).
+    let x8 = mode.0 != LinearKernel::Matmul && r.gpu.matvec.quantizes_x(weights.entry.dtype);
+    let quantized: Vec<QuantizedX> = match x8 {
+        true => raw_x.chunks(cols).map(|row| quantize_x8(row, norm)).collect(),
+        false => Vec::new(),
+    };
+    let offsets = if x8 { weights.codes_zeroed().dequantized() } else { Vec::new() };
     // Storing must ignore the old contents, NaN included; SwiGLU gates over gate values of
     // order 1 (where silu bends).
     let y0 = match epilogue {
@@ -253,10 +284,22 @@ fn check_linear(
         for o in 0..outputs {
             let t = if mode.1 == LinearTokens::Last { n_tokens - 1 } else { o };
             let xt = &x[t * cols..][..cols];
-            for (i, product) in reference::matvec(chunk, xt, chunk_rows, cols).into_iter().enumerate() {
+            let products: Vec<(f32, f32)> = match x8 {
+                true => chunk
+                    .chunks(cols)
+                    .zip(offsets[first * cols..].chunks(cols))
+                    .map(|(w, offset)| x8_dot(w, offset, &quantized[t]))
+                    .collect(),
+                false => reference::matvec(chunk, xt, chunk_rows, cols)
+                    .into_iter()
+                    .zip(chunk.chunks(cols))
+                    .map(|(product, w)| (product, dot_tolerance(w, xt)))
+                    .collect(),
+            };
+            for (i, (product, dot)) in products.into_iter().enumerate() {
                 let at = o * rows + first + i;
                 let norm_error = if norm.is_some() { EPS * (2.0 * (cols as f32).sqrt() + 8.0) } else { 0.0 };
-                let dot = dot_tolerance(&chunk[i * cols..][..cols], xt) + product.abs() * norm_error;
+                let dot = dot + product.abs() * norm_error;
                 (want[at], tolerance[at]) = match epilogue {
                     Epilogue::Store => (product, dot),
                     Epilogue::Accumulate => (y0[at] + product, dot + 2.0 * EPS * (y0[at].abs() + product.abs())),
@@ -270,9 +313,61 @@ fn check_linear(
     });
     let parts: Vec<usize> = weights.entry.parts.iter().map(|p| p.rows).collect();
     let normed = if norm.is_some() { " normed" } else { "" };
-    let what = format!("linear{normed} {} parts {parts:?} {mode:?} x{n_tokens} {epilogue:?}", weights.entry.name);
+    let int8 = if x8 { " int8-x" } else { "" };
+    let what = format!("linear{normed}{int8} {} parts {parts:?} {mode:?} x{n_tokens} {epilogue:?}", weights.entry.name);
     assert_close(&what, &got, &want, |i| tolerance[i]);
     got
+}
+
+/// x as the int8 matvec path multiplies it (quant.wgsl's `quantize_x8`, redone here in the
+/// same f32 operations, x times the norm weight first where the matvec applies a norm): per
+/// 32-value block the codes `round(x * (127 / max |x|))`, ties to even, and the scale
+/// `max |x| / 127`; the norm's 1 / rms (f64) scales the finished sums.
+struct QuantizedX {
+    codes: Vec<f32>,
+    scales: Vec<f32>,
+    input_scale: f64,
+}
+
+fn quantize_x8(x: &[f32], norm: Option<(&[f32], f32)>) -> QuantizedX {
+    let scaled: Vec<f32> = match norm {
+        Some((weight, _)) => x.iter().zip(weight).map(|(v, g)| v * g).collect(),
+        None => x.to_vec(),
+    };
+    let mean_square = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64;
+    let input_scale = norm.map_or(1.0, |(_, eps)| 1.0 / (mean_square + f64::from(eps)).sqrt());
+    let (mut codes, mut scales) = (Vec::with_capacity(x.len()), Vec::new());
+    for block in scaled.chunks(32) {
+        let largest = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let to_code = if largest > 0.0 { 127.0 / largest } else { 0.0 };
+        codes.extend(block.iter().map(|v| (v * to_code).round_ties_even()));
+        scales.push(largest / 127.0);
+    }
+    QuantizedX { codes, scales, input_scale }
+}
+
+/// The int8 path's product of one row of dequantized weights `w` with `x`, in f64: each
+/// block's `scale * sum(w * code)` (q4's offset term included, as w = scale q + offset),
+/// and a tolerance. The GPU's integer dot products are exact; what remains is a few f32
+/// roundings per block (two scales times the integer sum, the offset times the scaled code
+/// sum, their sum), each within `EPS` of `scale * sum((|w - offset| + |offset|) |code|)`
+/// (`offset`: the weight at code 0, zero for q8), adding up like a random walk over the
+/// blocks, then the f32 sum over the blocks as `dot_tolerance` bounds it.
+fn x8_dot(w: &[f32], offset: &[f32], x: &QuantizedX) -> (f32, f32) {
+    let (mut total, mut squares) = (0.0f64, 0.0f64);
+    for (b, &scale) in x.scales.iter().enumerate() {
+        let (mut sum, mut magnitude) = (0.0f64, 0.0f64);
+        for i in b * 32..(b + 1) * 32 {
+            let (w, offset, code) = (f64::from(w[i]), f64::from(offset[i]), f64::from(x.codes[i]));
+            sum += w * code;
+            magnitude += ((w - offset).abs() + offset.abs()) * code.abs();
+        }
+        total += f64::from(scale) * sum;
+        squares += (f64::from(scale) * magnitude).powi(2);
+    }
+    let blocks = (x.scales.len() as f64).sqrt();
+    let tolerance = 4.0 * f64::from(EPS) * ((blocks + 1.0) * squares.sqrt() + blocks * total.abs());
+    ((total * x.input_scale) as f32, (tolerance * x.input_scale) as f32 + f32::MIN_POSITIVE)
 }
 
 fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
@@ -293,16 +388,103 @@ fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
         (MATMUL, 33),
         (MATMUL, 70),
     ];
-    for (dtype, group, cols) in DTYPES {
+    check_dtypes_and_runs(&r, &mut rng, &DTYPES, &runs, |_, _, _| ());
+}
+
+/// `check_linear` of random weights of each of `dtypes`, in one part and in three, in each of
+/// `runs` with each epilogue but gate/up; then `more` of each tensor.
+fn check_dtypes_and_runs(
+    r: &Runner,
+    rng: &mut SmallRng,
+    dtypes: &[(DType, usize, usize)],
+    runs: &[(Linear, usize)],
+    mut more: impl FnMut(&mut SmallRng, &Packed, &GpuTensor),
+) {
+    for &(dtype, group, cols) in dtypes {
         for parts in [&[100][..], &[37, 27, 36]] {
-            let weights = Packed::random(&mut rng, dtype, cols, group, parts);
-            let tensor = weights.upload(gpu);
-            for (mode, n_tokens) in runs {
+            let weights = Packed::random(rng, dtype, cols, group, parts);
+            let tensor = weights.upload(r.gpu);
+            for &(mode, n_tokens) in runs {
                 for epilogue in [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu] {
-                    check_linear(&r, &weights, &tensor, mode, n_tokens, epilogue, None, rng.random());
+                    check_linear(r, &weights, &tensor, mode, n_tokens, epilogue, None, rng.random());
                 }
             }
+            more(rng, &weights, &tensor);
         }
+    }
+}
+
+/// The int8 path's kernels for q4 and q8 (both group sizes, one part and several) in the
+/// decode modes and epilogues, normed and not, against `x8_dot`; what it leaves exact (f16
+/// weights, prefill's matmul) against the exact reference; and x blocks of zeros, which
+/// must give zeros, not 0 / 0.
+fn int8_matvec_small_shapes(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let mut rng = rng(15);
+    let runs = [(MATVEC_ONE, 1), (MATVEC, 3), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 5), (MATMUL, 5)];
+    check_dtypes_and_runs(&r, &mut rng, &DTYPES[..5], &runs, |rng, weights, tensor| {
+        let (rows, cols) = (weights.rows(), weights.cols());
+        let norm_weight = uniform(rng, cols, 2.0);
+        for (mode, n_tokens) in [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES)] {
+            let norm = Some((&norm_weight[..], 1e-5));
+            check_linear(&r, weights, tensor, mode, n_tokens, Epilogue::Store, norm, rng.random());
+        }
+        let zeros = r.storage_f32(&vec![0.0; 2 * cols]);
+        let y = r.storage_f32(&vec![f32::NAN; 2 * rows]);
+        r.run(step(2, 0), &linear(gpu, &r.step, tensor, &zeros, &y, MATVEC.0, MATVEC.1, Epilogue::Store));
+        let what = format!("int8-x {} of zeros", weights.entry.name);
+        assert_close(&what, &r.read_f32(&y, 2 * rows), &vec![0.0; 2 * rows], |_| 0.0);
+    });
+}
+
+/// How far the int8 path lands from the exact product at Auto-J-13B's hidden width (5120
+/// columns, q4 in GPTQ's groups of 128, 256 rows, x uniform in [-1, 1)), for one token and a
+/// batch: each output must be within the worst case of x's roundings (half a code step,
+/// `max |x| / 254` of its block, times `sum |w|`), and those roundings must behave as
+/// independent noise: the deviation over its predicted standard deviation
+/// (`sqrt(sum w^2 step^2 / 12)`, uniform rounding errors) has a root mean square near 1.
+/// Prints the relative error (KERNELS_REPORT is not needed: the figures go to stderr).
+fn int8_matvec_error(gpu: &'static Gpu) {
+    let r = Runner::new(gpu);
+    let (cols, rows) = (5120, 256);
+    let weights = Packed::random(&mut rng(16), DType::Q4, cols, 128, &[rows]);
+    let tensor = weights.upload(gpu);
+    let w = weights.dequantized();
+    for (mode, n_tokens, seed) in [(MATVEC_ONE, 1, 17), (MATVEC, 4, 18)] {
+        let got = check_linear(&r, &weights, &tensor, mode, n_tokens, Epilogue::Store, None, seed);
+        // check_linear's x: the first draws of rng(seed).
+        let x = uniform(&mut rng(seed), n_tokens * cols, 1.0);
+        let (mut squared_error, mut squared_exact, mut squared_z, mut worst_of_bound) = (0.0, 0.0, 0.0, 0.0f64);
+        for t in 0..n_tokens {
+            let xt = &x[t * cols..][..cols];
+            let steps: Vec<f64> =
+                xt.chunks(32).map(|b| f64::from(b.iter().fold(0.0f32, |m, v| m.max(v.abs()))) / 127.0).collect();
+            for row in 0..rows {
+                let wr = &w[row * cols..][..cols];
+                let exact: f64 = wr.iter().zip(xt).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+                let deviation = f64::from(got[t * rows + row]) - exact;
+                let weighted = |power: i32| -> f64 {
+                    wr.iter()
+                        .enumerate()
+                        .map(|(i, &a)| f64::from(a).abs().powi(power) * steps[i / 32].powi(power))
+                        .sum()
+                };
+                let bound = weighted(1) / 2.0 + f64::from(dot_tolerance(wr, xt));
+                assert!(deviation.abs() <= bound, "int8-x row {row} token {t}: {deviation} past the bound {bound}");
+                worst_of_bound = worst_of_bound.max(deviation.abs() / bound);
+                squared_z += deviation.powi(2) / (weighted(2) / 12.0);
+                squared_error += deviation.powi(2);
+                squared_exact += exact.powi(2);
+            }
+        }
+        let outputs = (n_tokens * rows) as f64;
+        let z_rms = (squared_z / outputs).sqrt();
+        let relative = (squared_error / squared_exact).sqrt();
+        eprintln!(
+            "int8-x q4 {rows}x{cols} {mode:?} x{n_tokens}: relative RMS error {relative:.2e}, deviation / predicted \
+             sigma RMS {z_rms:.3}, worst |deviation| / bound {worst_of_bound:.3}"
+        );
+        assert!((0.8..1.2).contains(&z_rms), "the int8 path's error is not x's rounding noise: {z_rms}");
     }
 }
 

@@ -284,7 +284,7 @@ fn worst_deviation(gpu: &[f32], cpu: &[f32]) -> f32 {
 }
 
 async fn check_forward(allow_subgroups: bool, a: Architecture, dtype_of: fn(&str) -> DType) {
-    let gpu = Gpu::new(GpuOptions { allow_subgroups }).await.expect("WebGPU adapter");
+    let gpu = Gpu::new(GpuOptions { allow_subgroups, ..Default::default() }).await.expect("WebGPU adapter");
     let subgroups = gpu.subgroups;
     let (gpu_weights, cpu_weights) = tiny_model(&gpu, &a, dtype_of);
     // Chunks of 16: the 70-token prompt takes four tiled chunks and a 6-token one, and

@@ -2,7 +2,7 @@
 # The whole native benchmark on a machine with a real GPU, in one command with a time limit:
 # build, fetch and convert the test model, `webjudge bench` (with --profile: where a decode
 # step's and a prefill chunk's time goes, kernel by kernel, and the decode layer's dispatch
-# count) recorded in BENCH.md, then the llama.cpp comparison on the same GPU
+# count) on each matvec path recorded in BENCH.md, then the llama.cpp comparison on the same GPU
 # (tools/bench_peers.sh). Needs Rust, Python with pip (for the test model), Node.js with npm
 # (for llama.cpp) and a Vulkan driver. Each phase's seconds are printed to stderr, so a slow
 # machine shows where the time went.
@@ -35,7 +35,12 @@ if [[ ${WEBJUDGE_BENCH_SOFTWARE:-0} != 1 ]] && grep -qiE 'llvmpipe|lavapipe|swif
     echo "bench_gpu.sh: wgpu picked a software adapter (${adapter:-none}): no GPU rows recorded" >&2
     exit 1
 fi
-phase "bench --profile" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 256 --decode-tokens 64 \
-    --repeats 200 --profile --record BENCH.md --note "tools/bench_gpu.sh"
+# Both matvec paths, each recorded: the int8 one (x quantized to 8 bits, packed integer dot
+# products; docs/quantization.md) becomes the default on a GPU only where this shows it faster.
+for matvec in exact int8; do
+    phase "bench --profile --matvec $matvec" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 256 \
+        --decode-tokens 64 --repeats 200 --profile --matvec "$matvec" --record BENCH.md \
+        --note "tools/bench_gpu.sh; --matvec $matvec"
+done
 # Vulkan device 0 is the GPU wgpu picks first (a real one before lavapipe).
 phase "llama.cpp comparison" tools/bench_peers.sh 256 64 3 "tools/bench_gpu.sh"

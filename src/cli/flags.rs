@@ -1,9 +1,12 @@
-//! Parsers of numeric flags, for `#[arg(value_parser = ...)]`. A refusal names the flag
+//! Parsers of numeric flags (and `--matvec`'s), for `#[arg(value_parser = ...)]`. A refusal names the flag
 //! (clap adds it) and the accepted range: `invalid value '0' for '--max-tokens
 //! <MAX_TOKENS>': expected a whole number in 1..=4294967295`. Numeric flags also set
 //! `allow_negative_numbers`, so that `-1` reaches the parser instead of reading as a flag.
 
 use std::ops::RangeInclusive;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use webjudge::kernels::MatvecPath;
 
 /// The most tokens, positions, rows or runs a count flag takes: token ids and positions
 /// are 32-bit on the GPU, and no run needs more of anything else.
@@ -28,4 +31,9 @@ pub fn number<E: std::fmt::Display + 'static>(
 ) -> impl Fn(&str) -> Result<f32, String> + Clone + Send + Sync + 'static {
     // What is not a number is refused as NaN is, with the same message.
     move |text| check(text.trim().parse().unwrap_or(f32::NAN)).map_err(|e| e.to_string())
+}
+
+/// `--matvec`: one of [`MatvecPath::NAMES`], which `--help` lists.
+pub fn matvec_path() -> impl TypedValueParser<Value = MatvecPath> {
+    PossibleValuesParser::new(MatvecPath::NAMES).try_map(|name| name.parse::<MatvecPath>())
 }

@@ -6,10 +6,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use webjudge::engine::native::load_path;
 use webjudge::engine::Engine;
-use webjudge::kernels::GpuOptions;
+use webjudge::kernels::{GpuOptions, MatvecPath};
 use webjudge::model::{LoadOptions, MAX_STEP_TOKENS};
 
-use super::flags::{whole, MAX_COUNT};
+use super::flags::{matvec_path, whole, MAX_COUNT};
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -32,6 +32,11 @@ pub struct ModelArgs {
     /// Use the workgroup-reduction kernels even where the adapter has subgroups.
     #[arg(long)]
     pub no_subgroups: bool,
+    /// How decode matvecs multiply x: `exact` (f32), or `int8` (q4 and q8 weights times x
+    /// quantized to 8 bits per block by WGSL's packed integer dot product; adds error,
+    /// measured in docs/quantization.md).
+    #[arg(long, default_value = "exact", value_parser = matvec_path())]
+    pub matvec: MatvecPath,
 }
 
 impl ModelArgs {
@@ -59,7 +64,7 @@ impl ModelArgs {
         );
         let engine = load_path(
             &self.model,
-            GpuOptions { allow_subgroups: !self.no_subgroups },
+            GpuOptions { allow_subgroups: !self.no_subgroups, matvec: self.matvec },
             |defaults| {
                 LoadOptions { prefill_chunk: self.prefill_chunk, ..defaults }.for_batch(
                     sequences,
@@ -74,7 +79,8 @@ impl ModelArgs {
         );
         bar.finish_and_clear();
         let engine = engine?;
-        eprintln!("adapter: {}", engine.model().gpu().describe());
+        let gpu = engine.model().gpu();
+        eprintln!("adapter: {}; matvec: {}", gpu.describe(), gpu.matvec.name());
         Ok(engine)
     }
 }

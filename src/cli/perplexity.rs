@@ -15,9 +15,10 @@ use webjudge::engine::perplexity::{
 };
 use webjudge::format::checked_file;
 use webjudge::format::Manifest;
+use webjudge::kernels::MatvecPath;
 use webjudge::model::{LoadOptions, DEFAULT_PREFILL_CHUNK, MAX_SEQUENCES};
 
-use super::flags::{whole, MAX_COUNT};
+use super::flags::{matvec_path, whole, MAX_COUNT};
 use super::load::ModelArgs;
 use super::{outln, CliResult};
 
@@ -40,6 +41,11 @@ pub struct Args {
     /// Score only the first N chunks (llama-perplexity's --chunks).
     #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     chunks: Option<usize>,
+    /// How the model's decode matvecs multiply x (`exact` or `int8`, as for `bench`); the
+    /// reference always runs exact, so `--reference` of the same directory with `int8`
+    /// measures what the int8 path changes.
+    #[arg(long, default_value = "exact", value_parser = matvec_path())]
+    matvec: MatvecPath,
     /// Print one JSON line last: tokens, perplexity, chunks, context, seconds (both passes,
     /// loading included), and with --reference reference_perplexity, kl_mean, kl_p99, kl_max,
     /// same_top.
@@ -70,16 +76,17 @@ pub fn run(args: Args) -> CliResult {
     let (nll, compared) = match reference {
         Some((dir, _)) => {
             let mut spill = Spill::create()?;
-            let reference_nll = score(dir, context, &chunks, &progress, &mut |row| spill.write(row))?;
+            let reference_nll =
+                score(dir, MatvecPath::Exact, context, &chunks, &progress, &mut |row| spill.write(row))?;
             let mut rows = spill.read()?;
             let mut kl = KlDivergence::default();
-            let nll = score(&args.model, context, &chunks, &progress, &mut |row| {
+            let nll = score(&args.model, args.matvec, context, &chunks, &progress, &mut |row| {
                 kl.add(&rows.next_row(row.len())?, row);
                 Ok(())
             })?;
             (nll, kl.summary().map(|kl| (reference_nll, kl)))
         }
-        None => (score(&args.model, context, &chunks, &progress, &mut |_| Ok(()))?, None),
+        None => (score(&args.model, args.matvec, context, &chunks, &progress, &mut |_| Ok(()))?, None),
     };
     progress.bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -128,10 +135,12 @@ fn chunk_context(asked: Option<usize>, manifests: [Option<&Manifest>; 2]) -> Res
     Ok(context)
 }
 
-/// Loads the model in `dir` and scores every chunk, handing `each` the log-probabilities
-/// of every scored position in order; returns the scored tokens' negative log-likelihood.
+/// Loads the model in `dir` with its decode matvecs on `matvec` and scores every chunk,
+/// handing `each` the log-probabilities of every scored position in order; returns the
+/// scored tokens' negative log-likelihood.
 fn score(
     dir: &Path,
+    matvec: MatvecPath,
     context: usize,
     chunks: &[Vec<u32>],
     progress: &Progress,
@@ -142,6 +151,7 @@ fn score(
         context: Some(context),
         prefill_chunk: DEFAULT_PREFILL_CHUNK,
         no_subgroups: false,
+        matvec,
     };
     // Decode steps of up to MAX_SEQUENCES rows: each weight is read once per step.
     let mut engine = model.load_batch(MAX_SEQUENCES, None)?;

@@ -39,7 +39,8 @@ pub struct BenchReport {
     pub prefill_tok_s: f64,
     pub decode_tokens: usize,
     pub decode_tok_s: f64,
-    /// The tensor the matvec figure was measured on, with its shape.
+    /// The tensor the matvec figure was measured on, with its shape (and ", x as int8" on
+    /// the int8 matvec path).
     pub matvec_tensor: String,
     pub matvec_gb_s: f64,
     pub copy_gb_s: f64,
@@ -83,8 +84,10 @@ pub async fn run(engine: &mut Engine, prompt_ids: &[u32], config: &BenchConfig) 
 
     // The largest 4-bit matrix of the first layer: the decode-dominant shape.
     let weight = model.down_projection(0);
-    let matvec_tensor = format!("{} {:?} {}x{}", weight.name, weight.dtype, weight.rows, weight.cols);
     let gpu = model.gpu();
+    // The path in the tensor's column, so that rows of either path tell themselves apart.
+    let path = if gpu.matvec.quantizes_x(weight.dtype) { ", x as int8" } else { "" };
+    let matvec_tensor = format!("{} {:?} {}x{}{path}", weight.name, weight.dtype, weight.rows, weight.cols);
     let matvec_gb_s = matvec_bandwidth(gpu, weight, config.kernel_repeats).await?;
     let copy_gb_s =
         copy_bandwidth(gpu, weight.parts.iter().map(|p| p.buffer.size()).sum(), config.kernel_repeats).await?;

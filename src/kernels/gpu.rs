@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::linear::MatvecPath;
 use super::preprocess;
 use super::uniform::Uniform;
 use super::variants::{self, Role, Shader, SUBGROUPS, WEIGHT_FLAGS};
@@ -23,17 +24,24 @@ pub enum GpuError {
     Validation(String),
     #[error("reading a GPU buffer failed: {0}")]
     Readback(String),
+    #[error(
+        "the int8 matvec path needs WGSL's packed_4x8_integer_dot_product, which this WebGPU implementation \
+         lacks: use the exact path"
+    )]
+    NoPackedDot,
 }
 
 #[derive(Clone, Debug)]
 pub struct GpuOptions {
     /// Use subgroup reductions where the adapter supports them.
     pub allow_subgroups: bool,
+    /// How the decode matvecs multiply x.
+    pub matvec: MatvecPath,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { allow_subgroups: true }
+        Self { allow_subgroups: true, matvec: MatvecPath::Exact }
     }
 }
 
@@ -74,11 +82,13 @@ impl PipelineKey {
 
     /// Whether build.rs validated this variant (`variants::all_variants`).
     fn validated(&self) -> bool {
-        self.defines.iter().all(|flag| {
-            *flag == SUBGROUPS
-                || self.shader.own_flags().contains(flag)
-                || (self.shader.role() == Role::Weights && WEIGHT_FLAGS.contains(flag))
-        })
+        let flags: Vec<&str> = self.defines.iter().copied().collect();
+        variants::flags_compatible(&flags)
+            && flags.iter().all(|flag| {
+                *flag == SUBGROUPS
+                    || self.shader.own_flags().contains(flag)
+                    || (self.shader.role() == Role::Weights && WEIGHT_FLAGS.contains(flag))
+            })
     }
 }
 
@@ -91,6 +101,9 @@ pub struct Gpu {
     pub subgroups: bool,
     /// Timestamp queries are enabled: profiles time each dispatch on the GPU's clock.
     pub timestamps: bool,
+    /// How the decode matvecs multiply x ([`GpuOptions::matvec`], refused where the WGSL
+    /// implementation lacks what it needs).
+    pub matvec: MatvecPath,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// The first error wgpu reported asynchronously (validation, out of memory, loss).
     failure: Arc<Mutex<Option<GpuError>>>,
@@ -106,6 +119,17 @@ impl Gpu {
             })
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        // Browsers list the language feature in navigator.gpu.wgslLanguageFeatures; naga
+        // implements it on every backend (SPIR-V OpSDot where the Vulkan driver has integer
+        // dot products, a polyfill of shifts and multiplies elsewhere), so natively it is
+        // always there, and whether it is fast is for a measurement to say. The shaders carry
+        // no `requires` directive (WGSL recommends one, does not require it; it would have
+        // to precede the constants prepended to every shader).
+        let packed_dot =
+            instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        if options.matvec == MatvecPath::Int8 && !packed_dot {
+            return Err(GpuError::NoPackedDot);
+        }
         let subgroups = options.allow_subgroups && adapter.features().contains(wgpu::Features::SUBGROUP);
         // Timestamps cost nothing unless a profile asks for them.
         let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
@@ -139,6 +163,7 @@ impl Gpu {
             limits,
             subgroups,
             timestamps,
+            matvec: options.matvec,
             pipelines: Mutex::new(HashMap::new()),
             failure,
         })
@@ -297,7 +322,8 @@ impl Gpu {
     }
 }
 
-fn weight_flag(dtype: DType) -> &'static str {
+/// The flag naming `dtype`'s decoder in quant.wgsl.
+pub(super) fn weight_flag(dtype: DType) -> &'static str {
     match dtype {
         DType::Q4 => WEIGHT_FLAGS[0],
         DType::Q8 => WEIGHT_FLAGS[1],

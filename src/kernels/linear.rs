@@ -1,14 +1,56 @@
 //! Linear layers: y = W x with quantized W. Decode uses the matrix-vector kernel
 //! (shaders/matvec.wgsl), prefill the tiled matrix-matrix kernel (shaders/matmul.wgsl).
 
+use super::gpu::weight_flag;
 use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
     MATVEC_BATCH_ROWS, MATVEC_NORMED_INPUT, MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH,
-    MATVEC_TOKENS_LAST,
+    MATVEC_TOKENS_LAST, MATVEC_X8, MATVEC_X8_WEIGHTS,
 };
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
-use crate::format::schema;
+use crate::format::{schema, DType};
+
+/// How the decode matvecs multiply x (`GpuOptions::matvec`; prefill's matmul is always exact).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MatvecPath {
+    /// x in f32 times the decoded weights: the path the goldens hold for, and the default on
+    /// every adapter until a GPU measurement shows the other faster (docs/quantization.md).
+    #[default]
+    Exact,
+    /// q4 and q8 weights times x quantized to signed 8 bits per 32-value block, by WGSL's
+    /// packed integer dot product (`packed_4x8_integer_dot_product`), as llama.cpp's Vulkan
+    /// mmvq path; other dtypes as `Exact`. It adds error (docs/quantization.md measures it).
+    Int8,
+}
+
+impl MatvecPath {
+    pub const NAMES: [&str; 2] = ["exact", "int8"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MatvecPath::Exact => Self::NAMES[0],
+            MatvecPath::Int8 => Self::NAMES[1],
+        }
+    }
+
+    /// Whether this path quantizes x for weights of `dtype`.
+    pub fn quantizes_x(self, dtype: DType) -> bool {
+        self == MatvecPath::Int8 && MATVEC_X8_WEIGHTS.contains(&weight_flag(dtype))
+    }
+}
+
+impl std::str::FromStr for MatvecPath {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "exact" => Ok(MatvecPath::Exact),
+            "int8" => Ok(MatvecPath::Int8),
+            other => Err(format!("no matvec path {other:?}: {}", Self::NAMES.join(" or "))),
+        }
+    }
+}
 
 /// Which kernel a linear layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +196,8 @@ fn linear_of(
         LinearKernel::MatvecOneToken => key.define(MATVEC_ONE_TOKEN),
         LinearKernel::Matvec | LinearKernel::Matmul => key,
     };
+    let x8 = !wide && gpu.matvec.quantizes_x(weight.dtype);
+    let key = if x8 { key.define(MATVEC_X8) } else { key };
     let pipeline = gpu.pipeline(match norm {
         Some(_) => key.define(MATVEC_NORMED_INPUT),
         None => key,
@@ -210,8 +254,9 @@ fn linear_of(
             };
             Dispatch {
                 label: format!(
-                    "{} {} {}",
+                    "{}{} {} {}",
                     shader.file().trim_end_matches(".wgsl"),
+                    if x8 { " int8-x" } else { "" },
                     weight.dtype.name(),
                     schema::role(&weight.name)
                 ),

@@ -76,7 +76,7 @@ registry! {
     /// The weight decoders, one per [`WEIGHT_FLAGS`] flag.
     Quant => "quant.wgsl", Include, flags [];
     Embedding => "embedding.wgsl", Weights, flags [], uniform Params = embedding::Params;
-    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN, MATVEC_NORMED_INPUT], uniform Params = linear::MatvecParams;
+    Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN, MATVEC_NORMED_INPUT, MATVEC_X8], uniform Params = linear::MatvecParams;
     Matmul => "matmul.wgsl", Weights, flags [], uniform Params = linear::MatmulParams;
     Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform Params = rmsnorm::Params;
     Rope => "rope.wgsl", Plain, flags [QKV_BIAS], uniform Params = rope::Params;
@@ -118,6 +118,19 @@ pub const MATVEC_ONE_TOKEN: &str = "MATVEC_ONE_TOKEN";
 /// matvec.wgsl's variant that applies RMSNorm to its input as it reads it
 /// (`normed_linear`): a decode layer needs no separate norm dispatch.
 pub const MATVEC_NORMED_INPUT: &str = "MATVEC_NORMED_INPUT";
+
+/// matvec.wgsl's variant that quantizes x to 8 bits per block and multiplies by WGSL's packed
+/// integer dot product (`MatvecPath::Int8`), for the dtypes of [`MATVEC_X8_WEIGHTS`].
+pub const MATVEC_X8: &str = "MATVEC_X8";
+
+/// The weight dtypes quant.wgsl has an 8-bit-x dot product for (`dot_block_x8`).
+pub const MATVEC_X8_WEIGHTS: &[&str] = &["WEIGHTS_Q4", "WEIGHTS_Q8"];
+
+/// Whether a variant with `flags` exists: [`MATVEC_X8`] only with a dtype of
+/// [`MATVEC_X8_WEIGHTS`].
+pub fn flags_compatible(flags: &[&str]) -> bool {
+    !flags.contains(&MATVEC_X8) || flags.iter().any(|flag| MATVEC_X8_WEIGHTS.contains(flag))
+}
 
 /// rope.wgsl's variant that adds the q/k/v biases to the projections' sums (Qwen2).
 pub const QKV_BIAS: &str = "QKV_BIAS";
@@ -229,7 +242,10 @@ pub fn all_variants() -> Vec<(Shader, Vec<&'static str>)> {
             for flags in per_dtype {
                 for subset in 0..1usize << own.len() {
                     let chosen = own.iter().enumerate().filter(|(i, _)| subset >> i & 1 == 1).map(|(_, flag)| *flag);
-                    variants.push((shader, flags.iter().copied().chain(chosen).collect()));
+                    let flags: Vec<&str> = flags.iter().copied().chain(chosen).collect();
+                    if flags_compatible(&flags) {
+                        variants.push((shader, flags));
+                    }
                 }
             }
         }

@@ -70,7 +70,7 @@ impl NativeJudge {
             .allow_threads(|| {
                 load_path(
                     &path,
-                    GpuOptions { allow_subgroups: subgroups },
+                    GpuOptions { allow_subgroups: subgroups, ..Default::default() },
                     |defaults| {
                         let chunk = prefill_chunk.unwrap_or(defaults.prefill_chunk);
                         LoadOptions { prefill_chunk: chunk, ..defaults }.for_batch(sequences, context, slot_context)

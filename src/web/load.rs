@@ -84,7 +84,7 @@ pub(super) struct Prepared {
 /// architecture and tensors are read, not its shards).
 pub(super) async fn prepare(manifest: &Manifest, settings: &LoadSettings) -> Result<Prepared, WebError> {
     let context = fit::context_length(&manifest.architecture, settings.context)?;
-    let gpu = Gpu::new(GpuOptions { allow_subgroups: settings.subgroups }).await?;
+    let gpu = Gpu::new(GpuOptions { allow_subgroups: settings.subgroups, ..Default::default() }).await?;
     let max_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
     let sequences = fit::batch_size(manifest, context, settings.batch_size, max_binding);
     let estimate = fit::estimate(manifest, context, sequences);

@@ -13,7 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use webjudge::format::manifest::MAX_BINDING_BYTES;
 use webjudge::format::{dequantize, DType, Manifest, TensorEntry, TensorPart};
-use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, Step, StepBuffers, TokenPlace};
+use webjudge::kernels::{record_all, Dispatch, Gpu, GpuOptions, GpuTensor, MatvecPath, Step, StepBuffers, TokenPlace};
 
 pub const EPS: f32 = f32::EPSILON;
 
@@ -24,10 +24,20 @@ pub fn gpu(allow_subgroups: bool) -> Option<&'static Gpu> {
     static SUBGROUPS: OnceLock<Gpu> = OnceLock::new();
     let cell = if allow_subgroups { &SUBGROUPS } else { &FALLBACK };
     let gpu = cell.get_or_init(|| {
-        pollster::block_on(Gpu::new(GpuOptions { allow_subgroups }))
+        pollster::block_on(Gpu::new(GpuOptions { allow_subgroups, ..Default::default() }))
             .expect("no GPU adapter: install lavapipe (apt-get install mesa-vulkan-drivers libvulkan1)")
     });
     (gpu.subgroups == allow_subgroups).then_some(gpu)
+}
+
+/// The GPU context of the int8 matvec path (`MatvecPath::Int8`), shared like [`gpu`]'s;
+/// without subgroups, which the matvec does not use.
+pub fn int8_matvec_gpu() -> &'static Gpu {
+    static INT8: OnceLock<Gpu> = OnceLock::new();
+    INT8.get_or_init(|| {
+        pollster::block_on(Gpu::new(GpuOptions { allow_subgroups: false, matvec: MatvecPath::Int8 }))
+            .expect("no GPU adapter with WGSL's packed_4x8_integer_dot_product")
+    })
 }
 
 pub fn rng(seed: u64) -> SmallRng {
@@ -115,6 +125,22 @@ impl Packed {
                 start = end;
             }
         }
+    }
+
+    /// The same tensor with every code 0 (q4's offsets, q8's zeros), its parameters kept:
+    /// what the int8 matvec test's tolerance needs of a block besides its values.
+    pub fn codes_zeroed(&self) -> Packed {
+        let (dtype, cols) = (self.entry.dtype, self.cols() as u64);
+        let parts = self
+            .parts
+            .iter()
+            .zip(&self.entry.parts)
+            .map(|(words, part)| {
+                let codes = dtype.params_word_offset(part.rows as u64, cols) as usize;
+                [&vec![0; codes][..], &words[codes..]].concat()
+            })
+            .collect();
+        Packed { entry: self.entry.clone(), parts }
     }
 
     /// The whole tensor in f32 (small tensors only).
