@@ -19,25 +19,28 @@
 // The next stage is staged in registers, not in a second pair of tiles: its reads are in
 // flight during the products.
 //
-// Expected effect of the wide tile on a real GPU (not yet measured; RTX 3060: 28 SMs, 64K
-// registers and 128 B of shared memory a clock per SM, 128 FP32 lanes). Shared-memory reads:
-// with an invocation's rows `lane % 8` (+8) and tokens `lane / 8 % 16`, a warp's weight vec4
-// loads touch 8 distinct vec4s (128 B, one wavefront each) and its x load 4 (broadcast, one
-// wavefront): 3 wavefronts per 1024 multiply-adds of a warp, against 3 (16 distinct weight
-// vec4s, 2; x, 1) per 512 for the narrow tile, so shared memory no longer bounds the FMAs
-// (at most 341 per wavefront clock, against 170: over the SM's 128). In bytes: 12 floats per
-// 32 FMAs (0.375 a FMA) against 8 per 16 (0.5). Global reads per workgroup stage: 64 tokens'
-// 16 f32 of x (4 KiB) and 128 rows' half blocks (q4: 1.1 KiB) per 131072 FMAs, against 8 KiB
-// and 0.6 KiB per 131072 for the narrow tile (f32 x dominates: a taller tile, not one of more
-// tokens, cuts it). Waves for Auto-J-13B's projections at 128-token chunks (two token
-// tiles), assuming 3 resident workgroups per SM for the wide tile (about 80 registers an
-// invocation, 32 of them sums: 84 on 28 SMs) and 4 for the narrow (112):
+// Expected effect of the wide tile on a real GPU (not yet measured). RTX 3060: 28 SMs, each
+// with 128 FP32 lanes (4 warp FMA instructions a clock) and shared memory serving one
+// 128-byte wavefront a clock. Per warp, per 512 FMA instructions (128 SM clocks of FMA):
+// - narrow: 32 columns x (weights: 16 distinct vec4s, 2 wavefronts; x: 2 vec4s broadcast,
+//   1) = 96 wavefronts of loads, plus stores of 8 weight values 4-way conflicted (32) and
+//   8 x values 8-way (64): 192 wavefronts, so shared memory bounds the FMAs at 67% of peak;
+// - wide: 16 columns x (weights: 2 loads of 8 distinct vec4s, 1 each; x: 4 vec4s broadcast,
+//   1) = 48, plus 8 + 4 conflict-free stores: 60 wavefronts, 47% of the FMA time, so the
+//   FMAs bound it (about 86% of issue slots are FMAs in the inner loop).
+//   In floats read per FMA: 12 per 32 (0.375) against 8 per 16 (0.5).
+// Global reads per 131072 FMAs (a workgroup's stage): x 4 KiB (64 tokens x 16 f32) against
+// 8 KiB, weights the same (q4: about 1.1 KiB): f32 x dominates, so the tile grows in rows,
+// not tokens. Waves for Auto-J-13B's projections at 128-token chunks (two token tiles),
+// assuming 3 resident workgroups per SM for the wide tile (about 80 registers an
+// invocation, 32 of them sums; 84 on 28 SMs) and 4 for the narrow (112):
 // qkv 5120->15360: 240 workgroups, 2.9 waves (narrow: 480, 4.3);
-// 5120->5120 and 13824->5120: 80, 0.95 waves (narrow: 160, 1.4, its second wave 43% full);
-// gate_up 5120->27648: 432, 5.1 (narrow: 864, 7.7). Last waves 95%, 95%, 14% full against
-// 29%, 43%, 71%: with twice the work per workgroup, the projections whose last wave was
-// mostly empty (the 5120-row ones, 47% of a layer's FMAs with qkv) lose that tail, for an
-// expected 1.3-1.5x on the matmul's FMA issue rate there before the tail effects.
+// 5120->5120 and 13824->5120: 80, 0.95 waves (narrow: 160, 1.4);
+// gate_up 5120->27648: 432, 5.1 waves (narrow: 864, 7.7).
+// Work over whole waves: 95%, 95%, 86% (narrow 86%, 71%, 96%); weighted by the FMAs of a
+// layer (25%, 31%, 45%) 92% against 87%. Together: about 1.3x the matmul's FMA rate
+// (0.86 x 0.92 against 0.67 x 0.87 of peak). At 2 resident workgroups per SM the 5120-row
+// projections would take 1.4 waves again: longer prefill chunks would remove that.
 
 #include "common.wgsl"
 #include "quant.wgsl"

@@ -32,16 +32,18 @@ pub enum MatmulTile {
     /// [`MATMUL_TILE_ROWS`] rows, 4 x 4 outputs per invocation, whole blocks staged.
     Narrow,
     /// [`MATMUL_WIDE_TILE_ROWS`] rows (`MATMUL_WIDE`), 4 x 8 outputs per invocation, half
-    /// blocks staged in padded tiles: a third less workgroup-memory traffic per multiply-add,
-    /// no bank conflicts storing the tiles, and half the workgroups (the expected effect on
-    /// a GPU is in shaders/matmul.wgsl).
+    /// blocks staged in padded tiles: a quarter fewer floats read from workgroup memory per
+    /// multiply-add, no bank conflicts storing the tiles (a third of the shared-memory
+    /// cycles in all), half the workgroups (the expected effect on a GPU, about 1.3x, is
+    /// worked out in shaders/matmul.wgsl).
     Wide,
 }
 
 impl MatmulTile {
     /// The wide tile for GPUs; the narrow one for CPU adapters (lavapipe, a browser's
-    /// fallback adapter), where the wide tile's 32 sums per invocation and twice the barriers
-    /// measured slower (lavapipe, SmolLM2-135M's prefill matmuls: 5-15% under load).
+    /// fallback adapter such as SwiftShader), where banks do not exist and the wide tile's
+    /// 32 sums per invocation and twice the barriers cost more: on lavapipe SmolLM2-135M's
+    /// prefill matmuls took 5-45% longer with it (alternating runs, load average 4-5).
     pub fn for_adapter(gpu: &Gpu) -> Self {
         match gpu.adapter.device_type {
             wgpu::DeviceType::Cpu => MatmulTile::Narrow,
