@@ -63,7 +63,7 @@ use webjudge::kernels::variants::{ATTENTION_KEYS, SHADER_CONSTANTS};
 use webjudge::kernels::{
     attention, choose_token, embedding, gather, linear, normed_linear, record_all, rmsnorm, rope_and_store, rope_table,
     AttentionMode, Dispatch, Epilogue, Gpu, GpuTensor, Heads, InputNorm, KvCache, LinearKernel, LinearTokens,
-    SplitScratch, Step, TokenPlace,
+    MatmulTile, SplitScratch, Step, TokenPlace,
 };
 use webjudge::model::reference;
 use webjudge::model::MAX_SEQUENCES;
@@ -225,7 +225,8 @@ type Linear = (LinearKernel, LinearTokens);
 const MATVEC: Linear = (LinearKernel::Matvec, LinearTokens::Each);
 const MATVEC_ONE: Linear = (LinearKernel::MatvecOneToken, LinearTokens::Each);
 const MATVEC_LAST: Linear = (LinearKernel::MatvecOneToken, LinearTokens::Last);
-const MATMUL: Linear = (LinearKernel::Matmul, LinearTokens::Each);
+const MATMUL: Linear = (LinearKernel::Matmul(MatmulTile::Narrow), LinearTokens::Each);
+const MATMUL_WIDE: Linear = (LinearKernel::Matmul(MatmulTile::Wide), LinearTokens::Each);
 
 /// Runs `linear` once on random inputs and checks every output against the reference
 /// matvec of the dequantized weights; returns what the GPU wrote. With `norm` (weight, eps)
@@ -251,7 +252,7 @@ fn check_linear(
     };
     let outputs = if mode.1 == LinearTokens::Last { 1 } else { n_tokens };
     // On the int8 matvec path the reference is that path's math (`x8_dot`).
-    let x8 = mode.0 != LinearKernel::Matmul && r.gpu.matvec.quantizes_x(weights.entry.dtype);
+    let x8 = !matches!(mode.0, LinearKernel::Matmul(_)) && r.gpu.matvec.quantizes_x(weights.entry.dtype);
     let quantized: Vec<QuantizedX> = match x8 {
         true => raw_x.chunks(cols).map(|row| quantize_x8(row, norm)).collect(),
         false => Vec::new(),
@@ -373,7 +374,8 @@ fn x8_dot(w: &[f32], offset: &[f32], x: &QuantizedX) -> (f32, f32) {
 fn linear_all_dtypes_modes_and_parts(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(3);
-    // 100 rows: not a multiple of the matmul's 64-row tile.
+    // 100 rows: not a multiple of the matmul's 64-row tile, nor a whole 128-row one (whose
+    // second half, in the three parts, holds no rows).
     let runs = [
         (MATVEC, 1),
         (MATVEC_ONE, 1),
@@ -406,7 +408,17 @@ fn check_dtypes_and_runs(
             let tensor = weights.upload(r.gpu);
             for &(mode, n_tokens) in runs {
                 for epilogue in [Epilogue::Store, Epilogue::Accumulate, Epilogue::SwiGlu] {
-                    check_linear(r, &weights, &tensor, mode, n_tokens, epilogue, None, rng.random());
+                    let seed = rng.random();
+                    let got = check_linear(r, &weights, &tensor, mode, n_tokens, epilogue, None, seed);
+                    if mode == MATMUL {
+                        // The wide tile sums each output in the same order: the same bits.
+                        let wide = check_linear(r, &weights, &tensor, MATMUL_WIDE, n_tokens, epilogue, None, seed);
+                        let differ = (0..got.len()).find(|&i| got[i].to_bits() != wide[i].to_bits());
+                        assert!(
+                            differ.is_none(),
+                            "{dtype:?} {parts:?} x{n_tokens} {epilogue:?}: tiles differ at {differ:?}"
+                        );
+                    }
                 }
             }
             more(rng, &weights, &tensor);
@@ -595,14 +607,15 @@ fn check_qkv(r: &Runner, projections: [&Packed; 3], runs: &[(Linear, usize)], se
 fn projections_stacked_in_one_dispatch(gpu: &'static Gpu) {
     let r = Runner::new(gpu);
     let mut rng = rng(11);
-    let runs = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 3), (MATMUL, 5), (MATMUL, 70)];
+    let runs =
+        [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATVEC_LAST, 3), (MATMUL, 5), (MATMUL, 70), (MATMUL_WIDE, 70)];
     for (dtype, group, cols) in DTYPES {
         // 102 outputs: not a multiple of a matvec workgroup's 8 or a matmul tile's 32.
         let gate = Packed::random(&mut rng, dtype, cols, group, &[102]);
         let up = Packed::random(&mut rng, dtype, cols, group, &[102]);
         check_gate_up(&r, &gate, &up, &runs, rng.random());
         let [q, k, v] = [96, 32, 32].map(|rows| Packed::random(&mut rng, dtype, cols, group, &[rows]));
-        let steps = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATMUL, 70)];
+        let steps = [(MATVEC_ONE, 1), (MATVEC, MAX_SEQUENCES), (MATMUL, 70), (MATMUL_WIDE, 70)];
         check_qkv(&r, [&q, &k, &v], &steps, rng.random());
     }
     // What cannot stack is left apart: several parts, two dtypes, or q8 scales that end
@@ -643,9 +656,10 @@ fn linear_auto_j_13b_shapes(gpu: &'static Gpu) {
     let tensor = up.upload(gpu);
     check_linear(&r, &up, &tensor, MATVEC_ONE, 1, Epilogue::SwiGlu, None, 1);
     check_linear(&r, &up, &tensor, MATMUL, 3, Epilogue::SwiGlu, None, 2);
+    check_linear(&r, &up, &tensor, MATMUL_WIDE, 3, Epilogue::SwiGlu, None, 2);
     drop(tensor);
     let gate = Packed::random(&mut rng, DType::Q4, 5120, 128, &[13824]);
-    check_gate_up(&r, &gate, &up, &[(MATVEC, 2), (MATMUL, 3)], 5);
+    check_gate_up(&r, &gate, &up, &[(MATVEC, 2), (MATMUL, 3), (MATMUL_WIDE, 3)], 5);
     drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q4, 13824, 128, &[5120]);
     // A batch of four sequences.
@@ -974,12 +988,13 @@ fn k_quants_at_real_shapes(gpu: &'static Gpu) {
     // Auto-J-13B: the gate and up projections (5120 -> 13824) stacked, and down (13824 -> 5120).
     let gate = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
     let up = Packed::random(&mut rng, DType::Q4K, 5120, 256, &[13824]);
-    check_gate_up(&r, &gate, &up, &[(MATVEC_ONE, 1), (MATMUL, 3)], 1);
+    check_gate_up(&r, &gate, &up, &[(MATVEC_ONE, 1), (MATMUL, 3), (MATMUL_WIDE, 3)], 1);
     check_linear(&r, &up, &up.upload(gpu), MATVEC, 4, Epilogue::SwiGlu, None, 2);
     drop((gate, up));
     let down = Packed::random(&mut rng, DType::Q6K, 13824, 256, &[5120]);
     check_linear(&r, &down, &down.upload(gpu), MATVEC_ONE, 1, Epilogue::Accumulate, None, 3);
     check_linear(&r, &down, &down.upload(gpu), MATMUL, 3, Epilogue::Accumulate, None, 4);
+    check_linear(&r, &down, &down.upload(gpu), MATMUL_WIDE, 3, Epilogue::Accumulate, None, 4);
     drop(down);
     let up = Packed::random(&mut rng, DType::Q5K, 5120, 256, &[13824]);
     check_linear(&r, &up, &up.upload(gpu), MATVEC, 2, Epilogue::Store, None, 5);

@@ -5,8 +5,8 @@ use super::gpu::weight_flag;
 use super::uniform::uniform_struct;
 use super::variants::{
     EPILOGUE_ACCUMULATE, EPILOGUE_GATE_UP, EPILOGUE_STORE, EPILOGUE_SWIGLU, MATMUL_TILE_ROWS, MATMUL_TILE_TOKENS,
-    MATVEC_BATCH_ROWS, MATVEC_NORMED_INPUT, MATVEC_ONE_TOKEN, MATVEC_ROWS, MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH,
-    MATVEC_TOKENS_LAST, MATVEC_X8, MATVEC_X8_WEIGHTS,
+    MATMUL_WIDE, MATMUL_WIDE_TILE_ROWS, MATVEC_BATCH_ROWS, MATVEC_NORMED_INPUT, MATVEC_ONE_TOKEN, MATVEC_ROWS,
+    MATVEC_TOKENS_CHOOSING, MATVEC_TOKENS_EACH, MATVEC_TOKENS_LAST, MATVEC_X8, MATVEC_X8_WEIGHTS,
 };
 use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgroups};
 use crate::format::{schema, DType};
@@ -55,8 +55,9 @@ impl std::str::FromStr for MatvecPath {
 /// Which kernel a linear layer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LinearKernel {
-    /// Tiled matrix-matrix (shaders/matmul.wgsl): a prefill chunk's tokens.
-    Matmul,
+    /// Tiled matrix-matrix (shaders/matmul.wgsl): a prefill chunk's tokens, in tiles of
+    /// [`MatmulTile::for_adapter`] (tests choose).
+    Matmul(MatmulTile),
     /// Matrix-vector (shaders/matvec.wgsl) for up to
     /// [`MATVEC_MAX_TOKENS`](super::variants::MATVEC_MAX_TOKENS) tokens (one per decoding
     /// sequence, or a prompt's last tokens), one weight read for all of them.
@@ -64,6 +65,40 @@ pub enum LinearKernel {
     /// [`LinearKernel::Matvec`] with accumulators and workgroup memory for one token, not a
     /// batch's (`MATVEC_ONE_TOKEN`), each output summed as in the batched kernel, bit for bit.
     MatvecOneToken,
+}
+
+/// The prefill matmul's tile (shaders/matmul.wgsl): both have
+/// [`MATMUL_TILE_TOKENS`] tokens, and each output is summed in the same order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulTile {
+    /// [`MATMUL_TILE_ROWS`] rows, 4 x 4 outputs per invocation, whole blocks staged.
+    Narrow,
+    /// [`MATMUL_WIDE_TILE_ROWS`] rows (`MATMUL_WIDE`), 4 x 8 outputs per invocation, half
+    /// blocks staged in padded tiles: a quarter fewer floats read from workgroup memory per
+    /// multiply-add, no bank conflicts storing the tiles (a third of the shared-memory
+    /// cycles in all), half the workgroups (the expected effect on a GPU, about 1.3x, is
+    /// worked out in shaders/matmul.wgsl).
+    Wide,
+}
+
+impl MatmulTile {
+    /// The wide tile for GPUs; the narrow one for CPU adapters (lavapipe, a browser's
+    /// fallback adapter such as SwiftShader), where banks do not exist and the wide tile's
+    /// 32 sums per invocation and twice the barriers cost more: on lavapipe SmolLM2-135M's
+    /// prefill matmuls took 5-45% longer with it (alternating runs, load average 4-5).
+    pub fn for_adapter(gpu: &Gpu) -> Self {
+        match gpu.adapter.device_type {
+            wgpu::DeviceType::Cpu => MatmulTile::Narrow,
+            _ => MatmulTile::Wide,
+        }
+    }
+
+    fn rows(self) -> u32 {
+        match self {
+            MatmulTile::Narrow => MATMUL_TILE_ROWS,
+            MatmulTile::Wide => MATMUL_WIDE_TILE_ROWS,
+        }
+    }
 }
 
 /// Which of the step's tokens a linear layer multiplies.
@@ -172,7 +207,7 @@ pub fn normed_linear(
     tokens: LinearTokens,
     epilogue: Epilogue,
 ) -> Vec<Dispatch> {
-    assert!(kernel != LinearKernel::Matmul, "the matmul kernel reads its input normalized already");
+    assert!(!matches!(kernel, LinearKernel::Matmul(_)), "the matmul kernel reads its input normalized already");
     linear_of(gpu, step, weight, x, Some(norm), y, kernel, tokens, epilogue)
 }
 
@@ -188,15 +223,19 @@ fn linear_of(
     tokens: LinearTokens,
     epilogue: Epilogue,
 ) -> Vec<Dispatch> {
-    let wide = kernel == LinearKernel::Matmul;
-    assert!(!wide || tokens == LinearTokens::Each, "the matmul kernel multiplies each token, not {tokens:?}");
-    let shader = if wide { Shader::Matmul } else { Shader::Matvec };
+    let tile = match kernel {
+        LinearKernel::Matmul(tile) => Some(tile),
+        LinearKernel::Matvec | LinearKernel::MatvecOneToken => None,
+    };
+    assert!(tile.is_none() || tokens == LinearTokens::Each, "the matmul kernel multiplies each token, not {tokens:?}");
+    let shader = if tile.is_some() { Shader::Matmul } else { Shader::Matvec };
     let key = PipelineKey::new(shader, "main").weights(weight.dtype);
     let key = match kernel {
         LinearKernel::MatvecOneToken => key.define(MATVEC_ONE_TOKEN),
-        LinearKernel::Matvec | LinearKernel::Matmul => key,
+        LinearKernel::Matmul(MatmulTile::Wide) => key.define(MATMUL_WIDE),
+        LinearKernel::Matvec | LinearKernel::Matmul(MatmulTile::Narrow) => key,
     };
-    let x8 = !wide && gpu.matvec.quantizes_x(weight.dtype);
+    let x8 = tile.is_none() && gpu.matvec.quantizes_x(weight.dtype);
     let key = if x8 { key.define(MATVEC_X8) } else { key };
     let pipeline = gpu.pipeline(match norm {
         Some(_) => key.define(MATVEC_NORMED_INPUT),
@@ -216,7 +255,7 @@ fn linear_of(
             let (rows, cols, group) = (part.rows as u32, weight.cols as u32, weight.group as u32);
             let params_offset = weight.params_offset(part);
             let out_offset = part.row_start as u32;
-            let (params, workgroups) = if wide {
+            let (params, workgroups) = if let Some(tile) = tile {
                 let params = MatmulParams {
                     rows,
                     cols,
@@ -227,7 +266,7 @@ fn linear_of(
                     epilogue: epilogue.code(),
                     _pad: 0,
                 };
-                let tiles = Workgroups::PerTokenTile { x: rows.div_ceil(MATMUL_TILE_ROWS), tile: MATMUL_TILE_TOKENS };
+                let tiles = Workgroups::PerTokenTile { x: rows.div_ceil(tile.rows()), tile: MATMUL_TILE_TOKENS };
                 (gpu.uniform("matmul params", &params), tiles)
             } else {
                 let params = MatvecParams {

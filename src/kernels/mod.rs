@@ -23,7 +23,7 @@ pub use dispatch::{record_all, Dispatch, Step, StepBuffers, TokenPlace, Workgrou
 pub use embedding::embedding;
 pub use gather::gather;
 pub use gpu::{storage_size, Gpu, GpuError, GpuOptions, PipelineKey};
-pub use linear::{linear, normed_linear, Epilogue, InputNorm, LinearKernel, LinearTokens, MatvecPath};
+pub use linear::{linear, normed_linear, Epilogue, InputNorm, LinearKernel, LinearTokens, MatmulTile, MatvecPath};
 pub use profile::{time_dispatches, Clock};
 pub use rmsnorm::rmsnorm;
 pub use rope::{rope_and_store, rope_table};

@@ -77,7 +77,7 @@ registry! {
     Quant => "quant.wgsl", Include, flags [];
     Embedding => "embedding.wgsl", Weights, flags [], uniform Params = embedding::Params;
     Matvec => "matvec.wgsl", Weights, flags [MATVEC_ONE_TOKEN, MATVEC_NORMED_INPUT, MATVEC_X8], uniform Params = linear::MatvecParams;
-    Matmul => "matmul.wgsl", Weights, flags [], uniform Params = linear::MatmulParams;
+    Matmul => "matmul.wgsl", Weights, flags [MATMUL_WIDE], uniform Params = linear::MatmulParams;
     Rmsnorm => "rmsnorm.wgsl", Plain, flags [], uniform Params = rmsnorm::Params;
     Rope => "rope.wgsl", Plain, flags [QKV_BIAS], uniform Params = rope::Params;
     Attention => "attention.wgsl", Plain, flags [], uniform Params = attention::Params;
@@ -160,10 +160,17 @@ pub const MATVEC_MAX_TOKENS: u32 = 8;
 /// parts of its 16 rows per invocation for 4 tokens fill WebGPU's default 16 KiB.
 pub const MATVEC_PASS_TOKENS: u32 = 4;
 
-/// Tokens and rows of one prefill matmul tile (shaders/matmul.wgsl): 256 invocations of
-/// 4 x 4 outputs each, and two 32-column tiles of 8 KiB.
+/// Tokens and rows of one prefill matmul tile (shaders/matmul.wgsl) on a CPU adapter: 256
+/// invocations of 4 x 4 outputs each, and two 32-column tiles of 8 KiB.
 pub const MATMUL_TILE_TOKENS: u32 = 64;
 pub const MATMUL_TILE_ROWS: u32 = 64;
+/// Rows of the GPUs' matmul tile (`MATMUL_WIDE`): 4 tokens x 8 rows per invocation, 16
+/// columns staged at a time in 12.2 KiB.
+pub const MATMUL_WIDE_TILE_ROWS: u32 = 128;
+
+/// matmul.wgsl's variant with the GPUs' tile, [`MATMUL_WIDE_TILE_ROWS`] rows
+/// (`MatmulTile::Wide` in src/kernels/linear.rs).
+pub const MATMUL_WIDE: &str = "MATMUL_WIDE";
 
 /// Keys one attention workgroup scores at a time, one per invocation (shaders/attention.wgsl),
 /// and the positions of one tile of the key cache (`key_quad` in common.wgsl).
@@ -211,6 +218,7 @@ pub const SHADER_CONSTANTS: &[(&str, u32)] = &[
     ("MATVEC_MAX_TOKENS", MATVEC_MAX_TOKENS),
     ("MATMUL_TILE_TOKENS", MATMUL_TILE_TOKENS),
     ("MATMUL_TILE_ROWS", MATMUL_TILE_ROWS),
+    ("MATMUL_WIDE_TILE_ROWS", MATMUL_WIDE_TILE_ROWS),
     ("ATTENTION_KEYS", ATTENTION_KEYS),
     ("ATTENTION_MAX_ROWS", ATTENTION_MAX_ROWS),
     ("ATTENTION_Q_PAIRS", ATTENTION_Q_PAIRS),

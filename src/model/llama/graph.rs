@@ -8,7 +8,7 @@ use crate::format::Architecture;
 use crate::kernels::{
     attention, choose_token, embedding, gather, linear, normed_linear, rmsnorm, rope_and_store, rope_table,
     AttentionMode, Dispatch, Epilogue, Gpu, GpuTensor, Heads, InputNorm, KvCache, LinearKernel, LinearTokens,
-    SplitScratch, StepBuffers,
+    MatmulTile, SplitScratch, StepBuffers,
 };
 use crate::model::plan::BufferPlan;
 use crate::model::stack::{stack_projections, Projections};
@@ -109,7 +109,9 @@ impl LlamaModel {
                               kernel: LinearKernel,
                               tokens: LinearTokens,
                               linears: &dyn Fn(&mut Vec<Dispatch>, &wgpu::Buffer)| {
-            if kernel == LinearKernel::Matmul || outputs.iter().any(|(weight, ..)| weight.input_order.is_some()) {
+            if matches!(kernel, LinearKernel::Matmul(_))
+                || outputs.iter().any(|(weight, ..)| weight.input_order.is_some())
+            {
                 list.push(rmsnorm(&gpu, &step, &act.x, norm, &act.normed, a.hidden, a.norm_eps));
                 linears(list, &act.normed);
             } else {
@@ -168,7 +170,7 @@ impl LlamaModel {
                 ));
                 let attention_mode = match kernel {
                     LinearKernel::Matvec | LinearKernel::MatvecOneToken => AttentionMode::Decode(&split_scratch),
-                    LinearKernel::Matmul => AttentionMode::Prefill,
+                    LinearKernel::Matmul(_) => AttentionMode::Prefill,
                 };
                 list.extend(attention(&gpu, &step, heads, attention_mode, &act.q, cache, &act.attended));
                 linears(&mut list, &act.attended, &[(&layer.wo, &act.x, Epilogue::Accumulate)]);
@@ -189,7 +191,7 @@ impl LlamaModel {
             list
         };
         let decode = body(LinearKernel::Matvec);
-        let prefill = body(LinearKernel::Matmul);
+        let prefill = body(LinearKernel::Matmul(MatmulTile::for_adapter(&gpu)));
         let decode_one = body(LinearKernel::MatvecOneToken);
         let decode_layer_dispatches = layer_dispatches.take();
         let lm_head = GlobalWeight::lm_head(a).name();
