@@ -229,9 +229,12 @@ fn dot_block(packed: PackedBlock, xs: array<vec4<f32>, 8>, x_sum: f32) -> f32 {
 
 #ifdef WEIGHTS_Q8
 fn unpack_i8x4(w: u32) -> vec4<f32> {
-    // Flipping a byte's sign bit makes it its signed value plus 128, unsigned.
-    let biased = ((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u)) ^ vec4<u32>(128u);
-    return codes_to_f32(biased, 128.0);
+    // Signed bytes keep the signed conversion (a shift to the top, an arithmetic shift back):
+    // a CPU converts signed integers in one instruction, and the exponent trick's extra
+    // operations doubled lavapipe's q8 lm_head matvec (30 to 60-67 ms per token, test model,
+    // 2026-12-07). On GPUs q8 is a small share of a model's bytes (Auto-J-13B's lm_head: 2%).
+    let bytes = bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u));
+    return vec4<f32>(bytes >> vec4<u32>(24u));
 }
 
 fn load_quarter(block: u32, quarter: u32, params_offset: u32, group: u32) -> array<vec4<f32>, 2> {

@@ -32,11 +32,20 @@ const LOGIT_TOLERANCE: f32 = 0.02;
 /// that it is its converted directory, weights and all.
 fn engine() -> &'static Mutex<Engine> {
     static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let engine = load_path(&gguf(), GpuOptions::default(), |o| o, &mut |_, _| {})
-            .unwrap_or_else(|e| panic!("loading the test model's GGUF: {e}"));
-        Mutex::new(engine)
-    })
+    ENGINE.get_or_init(|| load_engine(GpuOptions::default()))
+}
+
+/// The test model with the kernels and waits a GPU gets ([`GpuOptions::choose_as_gpu`]),
+/// whatever the adapter: lavapipe runs the GPUs' choices too.
+fn gpu_choices_engine() -> &'static Mutex<Engine> {
+    static ENGINE: OnceLock<Mutex<Engine>> = OnceLock::new();
+    ENGINE.get_or_init(|| load_engine(GpuOptions { choose_as_gpu: true, ..Default::default() }))
+}
+
+fn load_engine(options: GpuOptions) -> Mutex<Engine> {
+    let engine = load_path(&gguf(), options, |o| o, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("loading the test model's GGUF: {e}"));
+    Mutex::new(engine)
 }
 
 fn cases() -> Vec<serde_json::Value> {
@@ -68,6 +77,34 @@ fn compare_logits(case: &str, record: &serde_json::Value, ours: &[f32]) -> f32 {
 #[ignore = "full tier: make test"]
 fn greedy_generation_matches_reference() {
     let mut engine = engine().lock().unwrap();
+    let mut worst = generate_the_goldens(&mut engine, "");
+
+    // Step 0: a fresh prefill of each prompt.
+    for case in cases() {
+        let name = case["name"].as_str().unwrap();
+        let model = engine.model_mut();
+        model.reset();
+        let chosen = pollster::block_on(model.prefill(&ids(&case["prompt_ids"]), Sampling::Greedy)).unwrap();
+        assert_eq!(chosen, ids(&case["ids"])[0], "{name}: first token");
+        let logits = pollster::block_on(model.logits(1)).unwrap();
+        worst = worst.max(compare_logits(name, logits_record(&case, 0), &logits));
+    }
+    eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
+}
+
+/// The goldens with a GPU's choices (the wide matmul tile, key ranges in decode attention,
+/// norms folded into the matvecs, two steps in flight) on whatever adapter runs the tests:
+/// on lavapipe the engine chooses otherwise, so without this no test would run them.
+#[test]
+#[ignore = "full tier: make test"]
+fn greedy_generation_matches_reference_with_a_gpus_choices() {
+    let worst = generate_the_goldens(&mut gpu_choices_engine().lock().unwrap(), " (a GPU's choices)");
+    eprintln!("largest logit deviation from the reference with a GPU's choices: {worst:.5}");
+}
+
+/// Generates every case in turn, checking ids, text and the last step's logits; returns the
+/// largest logit deviation.
+fn generate_the_goldens(engine: &mut Engine, what: &str) -> f32 {
     let mut worst = 0.0f32;
     let mut reused = 0;
     for case in cases() {
@@ -83,9 +120,9 @@ fn greedy_generation_matches_reference() {
         let mut streamed = String::new();
         let generation =
             pollster::block_on(engine.generate(prompt, &options, &mut |piece| streamed.push_str(piece))).unwrap();
-        assert_eq!(generation.ids, want, "{name}: greedy ids differ from the reference");
-        assert_eq!(generation.text, case["text"].as_str().unwrap(), "{name}: text");
-        assert_eq!(streamed, generation.text, "{name}: streamed text");
+        assert_eq!(generation.ids, want, "{name}{what}: greedy ids differ from the reference");
+        assert_eq!(generation.text, case["text"].as_str().unwrap(), "{name}{what}: text");
+        assert_eq!(streamed, generation.text, "{name}{what}: streamed text");
         reused += generation.reused_tokens;
 
         // The last step's logits are still on the GPU.
@@ -93,29 +130,18 @@ fn greedy_generation_matches_reference() {
         let logits = pollster::block_on(engine.model().logits(1)).unwrap();
         worst = worst.max(compare_logits(name, logits_record(&case, last), &logits));
     }
-    assert!(reused > 0, "the ChatML cases share a prefix that should have been reused");
-
-    // Step 0: a fresh prefill of each prompt.
-    for case in cases() {
-        let name = case["name"].as_str().unwrap();
-        let model = engine.model_mut();
-        model.reset();
-        let chosen = pollster::block_on(model.prefill(&ids(&case["prompt_ids"]), Sampling::Greedy)).unwrap();
-        assert_eq!(chosen, ids(&case["ids"])[0], "{name}: first token");
-        let logits = pollster::block_on(model.logits(1)).unwrap();
-        worst = worst.max(compare_logits(name, logits_record(&case, 0), &logits));
-    }
-    eprintln!("largest logit deviation from the reference: {worst:.5} (tolerance {LOGIT_TOLERANCE})");
+    assert!(reused > 0, "the ChatML cases share a prefix that should have been reused{what}");
+    worst
 }
 
-/// Natively, reading a decode step's id waits for that step alone: the step queued after it
-/// (`STEPS_IN_FLIGHT` is two) is still on the GPU when the id arrives, where waiting for the
-/// latest submission would have emptied the queue and left the GPU idle while the CPU
-/// examines the id and submits the next step.
+/// Natively, on a GPU, reading a decode step's id waits for that step alone: the step queued
+/// after it (`STEPS_IN_FLIGHT` is two) is still on the GPU when the id arrives, where waiting
+/// for the latest submission would have emptied the queue and left the GPU idle while the CPU
+/// examines the id and submits the next step. (A CPU adapter drains the queue: `Gpu::cpu_adapter`.)
 #[test]
 #[ignore = "full tier: make test"]
 fn reading_a_token_leaves_the_step_queued_after_it_running() {
-    let mut engine = engine().lock().unwrap();
+    let mut engine = gpu_choices_engine().lock().unwrap();
     let prompt_ids = engine.tokenizer.encode("The capital of France is").unwrap();
     let model = engine.model_mut();
     model.reset();

@@ -64,7 +64,7 @@ impl ModelArgs {
         );
         let engine = load_path(
             &self.model,
-            GpuOptions { allow_subgroups: !self.no_subgroups, matvec: self.matvec },
+            GpuOptions { allow_subgroups: !self.no_subgroups, matvec: self.matvec, ..Default::default() },
             |defaults| {
                 LoadOptions { prefill_chunk: self.prefill_chunk, ..defaults }.for_batch(
                     sequences,

@@ -87,9 +87,10 @@ impl MatmulTile {
     /// 32 sums per invocation and twice the barriers cost more: on lavapipe SmolLM2-135M's
     /// prefill matmuls took 5-45% longer with it (alternating runs, load average 4-5).
     pub fn for_adapter(gpu: &Gpu) -> Self {
-        match gpu.adapter.device_type {
-            wgpu::DeviceType::Cpu => MatmulTile::Narrow,
-            _ => MatmulTile::Wide,
+        if gpu.cpu_adapter {
+            MatmulTile::Narrow
+        } else {
+            MatmulTile::Wide
         }
     }
 

@@ -4,10 +4,11 @@
 //! `x += Wdown·(silu(Wgate·n) * Wup·n)` with `n = rmsnorm(x)`; after the last layer a
 //! final norm, the lm_head and the token choice. The projections that read one input are
 //! stacked at load into one weight each (q/k/v, gate/up: `model/stack.rs`), RoPE runs in
-//! the pass that stores keys and values in the cache, and the decode matvecs apply each
-//! rmsnorm as they read the residual (`normed_linear`), so a decode layer is six dispatches
-//! (q/k/v, RoPE and store, attention, output, gate/up, down; plus attention's merge where it
-//! splits the keys); a prefill layer eight, with its two norms. Every launch is built once
+//! the pass that stores keys and values in the cache, and on a GPU the decode matvecs apply
+//! each rmsnorm as they read the residual (`normed_linear`), so a decode layer is six
+//! dispatches (q/k/v, RoPE and store, attention, output, gate/up, down; plus attention's merge
+//! where it splits the keys); a prefill layer eight, with its two norms, as is a decode layer
+//! on a CPU adapter (`Gpu::cpu_adapter`: measured faster there). Every launch is built once
 //! at load (`llama/graph.rs`); a step writes the `Step` uniform and its tokens' places (and
 //! the ids when they come from the CPU), replays one list into one compute pass, and reads
 //! back only the chosen ids (`llama/readback.rs`). The chosen id stays on the GPU as the

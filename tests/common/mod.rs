@@ -35,8 +35,12 @@ pub fn gpu(allow_subgroups: bool) -> Option<&'static Gpu> {
 pub fn int8_matvec_gpu() -> &'static Gpu {
     static INT8: OnceLock<Gpu> = OnceLock::new();
     INT8.get_or_init(|| {
-        pollster::block_on(Gpu::new(GpuOptions { allow_subgroups: false, matvec: MatvecPath::Int8 }))
-            .expect("no GPU adapter with WGSL's packed_4x8_integer_dot_product")
+        pollster::block_on(Gpu::new(GpuOptions {
+            allow_subgroups: false,
+            matvec: MatvecPath::Int8,
+            ..Default::default()
+        }))
+        .expect("no GPU adapter with WGSL's packed_4x8_integer_dot_product")
     })
 }
 

@@ -100,16 +100,20 @@ impl LlamaModel {
         let w = |name: &str| &weights[name];
         let norm = |name: &str| &weights[name].parts[0].buffer;
         // `outputs` (each `(weight, y, epilogue)`) of rmsnorm(x) with norm weight `norm`.
-        // Matrix-vector kernels apply the norm as they read x (`normed_linear`), so a decode
-        // layer has no norm dispatch; the matmul, and an act-order weight (whose gather
-        // reads the normed input), take it from a norm dispatch.
+        // On GPUs matrix-vector kernels apply the norm as they read x (`normed_linear`), so a
+        // decode layer has no norm dispatch; the matmul, and an act-order weight (whose gather
+        // reads the normed input), take it from a norm dispatch. So does every layer on a CPU
+        // adapter, where each matvec workgroup's own pass over x costs more than a dispatch:
+        // on lavapipe 128 greedy tokens of the test model took 30% longer folded (2026-12-07,
+        // alternating, quiet 2-core machine).
         let normed_linears = |list: &mut Vec<Dispatch>,
                               norm: &wgpu::Buffer,
                               outputs: &[(&GpuTensor, &wgpu::Buffer, Epilogue)],
                               kernel: LinearKernel,
                               tokens: LinearTokens,
                               linears: &dyn Fn(&mut Vec<Dispatch>, &wgpu::Buffer)| {
-            if matches!(kernel, LinearKernel::Matmul(_))
+            if gpu.cpu_adapter
+                || matches!(kernel, LinearKernel::Matmul(_))
                 || outputs.iter().any(|(weight, ..)| weight.input_order.is_some())
             {
                 list.push(rmsnorm(&gpu, &step, &act.x, norm, &act.normed, a.hidden, a.norm_eps));
