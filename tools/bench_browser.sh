@@ -25,7 +25,7 @@ fi
 results=$(mktemp)
 profile=$(mktemp)
 trap 'rm -f "$results" "$profile"' EXIT
-agreement=$(WEBJUDGE_GGUF="$gguf" WLLAMA_ESM="$PEERS/node_modules/@wllama/wllama/esm" NOTE="$NOTE" \
+agreement=$(WEBJUDGE_BIN="$WEBJUDGE_RELEASE" WEBJUDGE_GGUF="$gguf" WLLAMA_ESM="$PEERS/node_modules/@wllama/wllama/esm" NOTE="$NOTE" \
     node tests/browser/bench.mjs "$PROMPT" "$DECODE" "$RUNS" "$results" "$profile" | tail -1)
 echo "$agreement" >&2
 note="$agreement${NOTE:+; $NOTE}"
