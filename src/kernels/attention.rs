@@ -57,18 +57,20 @@ impl Heads {
         (ATTENTION_MAX_ROWS as usize).min(ATTENTION_Q_PAIRS as usize / pairs).min(by_accumulators)
     }
 
-    /// The query heads of one KV group that share a workgroup: the largest divisor of
-    /// the group that fits.
+    /// The query heads of one KV group that share a prefill workgroup.
     fn heads_per_block(self) -> usize {
-        let group = self.n_heads / self.n_kv_heads;
-        (1..=group.min(self.max_rows())).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
+        self.group_divisor_within(self.max_rows())
     }
 
-    /// The query heads of one KV group that share a decode workgroup: the largest divisor
-    /// of the group within the decode kernel's rows.
-    fn decode_heads_per_block(self) -> usize {
+    /// The largest divisor of the KV group (query heads per KV head) within `rows`.
+    fn group_divisor_within(self, rows: usize) -> usize {
         let group = self.n_heads / self.n_kv_heads;
-        (1..=group.min(ATTENTION_DECODE_ROWS as usize)).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
+        (1..=group.min(rows)).rev().find(|d| group.is_multiple_of(*d)).unwrap_or(1)
+    }
+
+    /// The query heads of one KV group that share a decode workgroup.
+    fn decode_heads_per_block(self) -> usize {
+        self.group_divisor_within(ATTENTION_DECODE_ROWS as usize)
     }
 
     /// Key ranges a decode row may be split into on `gpu` (a long enough context uses them
