@@ -21,6 +21,7 @@ use webjudge::engine::native::{load_dir, load_path, read_metadata};
 use webjudge::engine::{Engine, GenerateOptions};
 use webjudge::format::{Manifest, Message};
 use webjudge::kernels::{GpuOptions, Sampling, MIN_TEMPERATURE};
+use webjudge::model::GPU_PREFILL_CHUNK;
 
 use test_model::{converted_dir, gguf, golden, ids, webjudge};
 
@@ -93,12 +94,15 @@ fn greedy_generation_matches_reference() {
 }
 
 /// The goldens with a GPU's choices (the wide matmul tile, key ranges in decode attention,
-/// norms folded into the matvecs, two steps in flight) on whatever adapter runs the tests:
-/// on lavapipe the engine chooses otherwise, so without this no test would run them.
+/// norms folded into the matvecs, two steps in flight, 512-token prefill chunks) on whatever
+/// adapter runs the tests: on lavapipe the engine chooses otherwise, so without this no test
+/// would run them. The 217-token Auto-J prompt is one chunk here, two with a CPU's choices.
 #[test]
 #[ignore = "full tier: make test"]
 fn greedy_generation_matches_reference_with_a_gpus_choices() {
-    let worst = generate_the_goldens(&mut gpu_choices_engine().lock().unwrap(), " (a GPU's choices)");
+    let mut engine = gpu_choices_engine().lock().unwrap();
+    assert_eq!(engine.model().prefill_chunk(), GPU_PREFILL_CHUNK);
+    let worst = generate_the_goldens(&mut engine, " (a GPU's choices)");
     eprintln!("largest logit deviation from the reference with a GPU's choices: {worst:.5}");
 }
 

@@ -869,8 +869,8 @@ fn cli_ends_quietly_when_stdout_is_closed() {
         (vec!["parse", "--protocol", "single"], row.as_str()),
         (vec!["prompt", "--protocol", "single"], row.as_str()),
     ] {
-        let (reader, writer) = std::io::pipe().unwrap();
-        drop(reader);
+        // The read end is dropped at once (`_` binds nothing): the reader has gone away.
+        let (_, writer) = std::io::pipe().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_webjudge"))
             .args(&args)
             .stdin(Stdio::piped())

@@ -29,7 +29,7 @@ use webjudge::format::schema::{expected_tensors, GlobalWeight, LayerBias, LayerW
 use webjudge::format::{dequantize, encode, Architecture, DType, Manifest, TensorEntry, TensorPart};
 use webjudge::kernels::{Gpu, GpuOptions, GpuTensor, Sampling};
 use webjudge::model::reference::{self, CpuModel, ModelWeights};
-use webjudge::model::{verify_shard, LlamaModel, LoadOptions};
+use webjudge::model::{verify_shard, LlamaModel, LoadOptions, CPU_PREFILL_CHUNK, GPU_PREFILL_CHUNK};
 use webjudge::web::{
     built_in_rubrics, defaults, fit, loader, pairwise_metrics, preference_metrics, protocols, score_metrics,
     JsJudge as Judge,
@@ -724,11 +724,18 @@ async fn fit_refusals() {
     assert!(shard_requests(&server_log("fit").await).is_empty(), "nothing downloaded");
 
     let manifest = fetch_manifest(&url).await;
-    let estimate = fit::estimate(&manifest, 8192, 1);
+    let at = |context, sequences| LoadOptions { context, prefill_chunk: CPU_PREFILL_CHUNK, sequences };
+    let estimate = fit::estimate(&manifest, at(8192, 1));
     // 30 layers x K and V x 8192 positions x 192 values x 2 bytes.
     assert_eq!(estimate.kv_cache, 30 * 2 * 8192 * 192 * 2);
     assert_eq!(estimate.kv_layer_buffer, 8192 * 192 * 2);
     assert!(estimate.weights >= manifest.total_bytes() - 4096 && estimate.weights <= manifest.total_bytes() + 4096);
+    // A GPU's 512-token chunk: 384 tokens more of every per-token activation, 19,200 bytes of
+    // f32s each (residual, normed, q and attended of 576 values, q/k/v of 960, gate of 1536),
+    // and its id and place.
+    let longer = fit::estimate(&manifest, LoadOptions { prefill_chunk: GPU_PREFILL_CHUNK, ..at(8192, 1) });
+    let grown = longer.activations - estimate.activations;
+    assert!((384 * 19_200..=384 * 19_300).contains(&grown), "{grown}");
 
     // An adapter binding 1 MiB cannot hold the 18 MiB embedding part.
     let refusal = fit::check_limits(&estimate, &manifest.architecture, 1 << 20, 1 << 30).unwrap_err().to_string();
@@ -749,15 +756,15 @@ async fn fit_refusals() {
     assert!(oom.ends_with("try contextLength: 4096"), "{oom}");
 
     // Batching: a KV cache slot per sequence, chosen from the weights' size and the binding.
-    let batched = fit::estimate(&manifest, 512, 4);
+    let batched = fit::estimate(&manifest, at(512, 4));
     assert_eq!(batched.kv_cache, 4 * 30 * 2 * 512 * 192 * 2);
     assert!(fit::out_of_memory(&batched, false, "oom").to_string().contains("at context 512 for 4 sequences"));
     let binding = 1 << 30;
-    assert_eq!(fit::batch_size(&manifest, 8192, None, binding), 1, "one slot (180 MiB) outweighs the weights");
-    assert_eq!(fit::batch_size(&manifest, 512, None, binding), 8);
-    assert_eq!(fit::batch_size(&manifest, 512, Some(3), binding), 3);
+    assert_eq!(fit::batch_size(&manifest, &at(8192, 1), None, binding), 1, "one slot (180 MiB) outweighs the weights");
+    assert_eq!(fit::batch_size(&manifest, &at(512, 1), None, binding), 8);
+    assert_eq!(fit::batch_size(&manifest, &at(512, 1), Some(3), binding), 3);
     // Two 3 MiB slots per layer buffer in a 7 MiB binding.
-    assert_eq!(fit::batch_size(&manifest, 8192, Some(8), 7 << 20), 2);
+    assert_eq!(fit::batch_size(&manifest, &at(8192, 1), Some(8), 7 << 20), 2);
 }
 
 /// The exports that need no model: the defaults and the protocol table the page reads (the

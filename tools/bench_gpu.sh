@@ -2,7 +2,8 @@
 # The whole native benchmark on a machine with a real GPU, in one command with a time limit:
 # build, fetch and convert the test model, `webjudge bench` (with --profile: where a decode
 # step's and a prefill chunk's time goes, kernel by kernel, and the decode layer's dispatch
-# count) on each matvec path recorded in BENCH.md, then the llama.cpp comparison on the same GPU
+# count) on each matvec path and prefill in chunks of 128 and 512 tokens, each recorded in
+# BENCH.md, then the llama.cpp comparison on the same GPU
 # (tools/bench_peers.sh). Needs Rust, Python with pip (for the test model), Node.js with npm
 # (for llama.cpp) and a Vulkan driver. Each phase's seconds are printed to stderr, so a slow
 # machine shows where the time went.
@@ -41,6 +42,12 @@ for matvec in exact int8; do
     phase "bench --profile --matvec $matvec" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 256 \
         --decode-tokens 64 --repeats 200 --profile --matvec "$matvec" --record BENCH.md \
         --note "tools/bench_gpu.sh; --matvec $matvec"
+done
+# The prefill chunk: a CPU adapter's 128 tokens against a GPU's default 512, over 1024 tokens.
+for chunk in 128 512; do
+    phase "bench --prefill-chunk $chunk" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 1024 \
+        --decode-tokens 8 --repeats 20 --prefill-chunk "$chunk" --record BENCH.md \
+        --note="tools/bench_gpu.sh; prefill chunk $chunk"
 done
 # Vulkan device 0 is the GPU wgpu picks first (a real one before lavapipe).
 phase "llama.cpp comparison" tools/bench_peers.sh 256 64 3 "tools/bench_gpu.sh"

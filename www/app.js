@@ -79,6 +79,7 @@ function showInfo(info, fallback) {
   const rows = [
     ["Adapter", fallback ? `${info.adapter} — ${FALLBACK_SPEED}` : info.adapter],
     ["Subgroups", info.subgroups ? "yes" : "no"],
+    ["Matvec", info.matvec === "int8" ? "int8 (x quantized to 8 bits)" : "exact"],
     ["Model", `${a.layers} layers, hidden ${a.hidden}, ${a.heads} heads (${a.kvHeads} KV), FFN ${a.ffn}, vocabulary ${a.vocab}`],
     ["Context", `${info.contextLength} tokens (the model allows ${a.context})`],
     ["Batch", `${info.batchSize} ${info.batchSize === 1 ? "sequence" : "sequences"} at a time`],

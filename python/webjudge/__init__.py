@@ -99,6 +99,7 @@ class Judge:
         slot_context: Optional[int] = None,
         prefill_chunk: Optional[int] = None,
         subgroups: bool = True,
+        matvec: str = "exact",
     ) -> "Judge":
         """Loads a model as ``webjudge judge --model PATH`` does: a model directory that
         ``webjudge convert`` wrote, or a GGUF file (a split model by any of its parts). A GGUF
@@ -109,7 +110,10 @@ class Judge:
         download. ``sequences``: rows decoded together (KV cache slots, at most
         :data:`MAX_SEQUENCES`; fewer where the adapter's buffers cannot hold them); ``context``:
         KV positions per slot, as ``--context`` (default: ``slot_context``, at most the model's
-        context, else the model's); ``subgroups=False`` as ``--no-subgroups``."""
+        context, else the model's); ``prefill_chunk`` as ``--prefill-chunk`` (default: 512 on a
+        GPU, 128 on a CPU adapter); ``subgroups=False`` as ``--no-subgroups``; ``matvec="int8"``
+        as ``--matvec int8`` (x quantized to 8 bits in the decode matvecs: a small error,
+        measured in docs/quantization.md)."""
         native = _native.NativeJudge.load(
             hub.local_path(path, sha256=sha256, on_progress=on_progress),
             sequences=sequences,
@@ -117,6 +121,7 @@ class Judge:
             slot_context=slot_context,
             prefill_chunk=prefill_chunk,
             subgroups=subgroups,
+            matvec=matvec,
         )
         return cls(native)
 
@@ -134,6 +139,11 @@ class Judge:
     def sequences(self) -> int:
         """Rows decoded together."""
         return self._native.sequences
+
+    @property
+    def matvec(self) -> str:
+        """How the decode matvecs multiply x: ``exact`` or ``int8``."""
+        return self._native.matvec
 
     def prompt(self, row: Row, *, protocol: str, rubric: Optional[Rubric] = None) -> tuple:
         """The exact model input for ``row`` in the model's chat template and the token ids the

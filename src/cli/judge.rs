@@ -17,7 +17,7 @@ use webjudge::judge::report::report;
 use webjudge::judge::run::{judge_rows, read_rows, RunEvent, RunStopped};
 use webjudge::judge::session::{Judge, JudgeOptions, Order};
 use webjudge::judge::{render, Item, JudgeFamily, Protocol, ProtocolError, Rubric};
-use webjudge::model::{LoadError, LoadOptions, MAX_SEQUENCES};
+use webjudge::model::{check_context, LoadError, MAX_SEQUENCES};
 
 use super::load::ModelArgs;
 use super::{outln, CliResult};
@@ -309,15 +309,15 @@ fn run_options(
 ) -> Result<RunOptions, LoadError> {
     let a = &files.manifest.architecture;
     // Refused before the output is opened, let alone the model loaded.
-    let load = args.model.load_options(LoadOptions::for_model(a));
-    load.check_context(a)?;
+    let context = args.model.context.unwrap_or(a.context_length);
+    check_context(a, context)?;
     Ok(RunOptions {
         protocol,
         rubric,
         swap: args.swap,
         model: RunOptions::model_id(files.bytes),
         max_new_tokens: args.max_new_tokens,
-        context: load.context,
+        context,
         truncate: args.truncate,
         input: Some(input),
     })

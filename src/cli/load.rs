@@ -21,14 +21,10 @@ pub struct ModelArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_COUNT))]
     pub context: Option<usize>,
     /// Prompt tokens per prefill submission: at most 65535, and as many as the adapter's
-    /// buffers hold for the model (the error says how many).
-    #[arg(
-        long,
-        default_value_t = webjudge::model::DEFAULT_PREFILL_CHUNK,
-        allow_negative_numbers = true,
-        value_parser = whole::<usize>(1..=MAX_STEP_TOKENS as u64)
-    )]
-    pub prefill_chunk: usize,
+    /// buffers hold for the model (the error says how many). Default: 512 on a GPU, 128 on
+    /// a CPU adapter such as lavapipe, fewer where the adapter's buffers hold fewer.
+    #[arg(long, allow_negative_numbers = true, value_parser = whole::<usize>(1..=MAX_STEP_TOKENS as u64))]
+    pub prefill_chunk: Option<usize>,
     /// Use the workgroup-reduction kernels even where the adapter has subgroups.
     #[arg(long)]
     pub no_subgroups: bool,
@@ -40,11 +36,6 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The model's default load options with this command's choices applied.
-    pub fn load_options(&self, defaults: LoadOptions) -> LoadOptions {
-        LoadOptions { context: self.context.unwrap_or(defaults.context), prefill_chunk: self.prefill_chunk, ..defaults }
-    }
-
     /// Loads the model for one sequence at a time, drawing upload progress on stderr.
     pub fn load(&self) -> Result<Engine, webjudge::engine::EngineError> {
         self.load_batch(1, None)
@@ -66,11 +57,8 @@ impl ModelArgs {
             &self.model,
             GpuOptions { allow_subgroups: !self.no_subgroups, matvec: self.matvec, ..Default::default() },
             |defaults| {
-                LoadOptions { prefill_chunk: self.prefill_chunk, ..defaults }.for_batch(
-                    sequences,
-                    self.context,
-                    context,
-                )
+                let prefill_chunk = self.prefill_chunk.unwrap_or(defaults.prefill_chunk);
+                LoadOptions { prefill_chunk, ..defaults }.for_batch(sequences, self.context, context)
             },
             &mut |done, total| {
                 bar.set_length(total);
@@ -80,7 +68,8 @@ impl ModelArgs {
         bar.finish_and_clear();
         let engine = engine?;
         let gpu = engine.model().gpu();
-        eprintln!("adapter: {}; matvec: {}", gpu.describe(), gpu.matvec.name());
+        let chunk = engine.model().prefill_chunk();
+        eprintln!("adapter: {}; matvec: {}; prefill chunk: {chunk}", gpu.describe(), gpu.matvec.name());
         Ok(engine)
     }
 }

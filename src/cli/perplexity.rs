@@ -16,7 +16,7 @@ use webjudge::engine::perplexity::{
 use webjudge::format::checked_file;
 use webjudge::format::Manifest;
 use webjudge::kernels::MatvecPath;
-use webjudge::model::{LoadOptions, DEFAULT_PREFILL_CHUNK, MAX_SEQUENCES};
+use webjudge::model::{check_context, MAX_SEQUENCES};
 
 use super::flags::{matvec_path, whole, MAX_COUNT};
 use super::load::ModelArgs;
@@ -130,7 +130,7 @@ fn chunk_context(asked: Option<usize>, manifests: [Option<&Manifest>; 2]) -> Res
     let context =
         asked.unwrap_or_else(|| architectures.clone().map(|a| a.context_length).fold(DEFAULT_CONTEXT, usize::min));
     for architecture in architectures {
-        LoadOptions { context, ..LoadOptions::for_model(architecture) }.check_context(architecture)?;
+        check_context(architecture, context)?;
     }
     Ok(context)
 }
@@ -149,7 +149,7 @@ fn score(
     let model = ModelArgs {
         model: dir.to_path_buf(),
         context: Some(context),
-        prefill_chunk: DEFAULT_PREFILL_CHUNK,
+        prefill_chunk: None,
         no_subgroups: false,
         matvec,
     };

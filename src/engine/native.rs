@@ -109,7 +109,7 @@ pub fn load_path(
 }
 
 /// Reads and verifies `dir`'s manifest, tokenizer and shards onto a new GPU context.
-/// `options` adjusts the context length and prefill chunk (default: the model's), which
+/// `options` adjusts the adapter's defaults ([`LoadOptions::for_adapter`]), which
 /// are checked ([`LoadOptions::check`]) before any weight is read;
 /// `on_progress(done, total)` reports shard bytes as they are uploaded.
 pub fn load_dir(
@@ -120,14 +120,15 @@ pub fn load_dir(
 ) -> Result<Engine, EngineError> {
     let (manifest, tokenizer) = read_metadata(dir)?;
     let architecture = manifest.architecture.clone();
-    let options = options(LoadOptions::for_model(&architecture));
     // Every shard is there and of its size before the GPU is touched.
     for shard in &manifest.shards {
         open_shard(dir, shard)?;
     }
     let gpu = pollster::block_on(Gpu::new(gpu_options)).map_err(LoadError::from)?;
+    let widest_ordered_input = manifest.widest_ordered_input();
+    let options = options(LoadOptions::for_adapter(&architecture, &gpu, widest_ordered_input));
     // Refused before the weights are read, not after (the model checks them again).
-    options.check(&architecture, manifest.widest_ordered_input(), &gpu.limits)?;
+    options.check(&architecture, widest_ordered_input, &gpu)?;
     let mut uploader = ShardUploader::new(&gpu, &manifest)?;
     let total = manifest.total_bytes();
     let mut done = 0;
@@ -155,9 +156,10 @@ pub fn load_gguf(
 ) -> Result<Engine, EngineError> {
     let mut gguf = GgufSource::open(path)?;
     let architecture = gguf.plan.architecture.clone();
-    let options = options(LoadOptions::for_model(&architecture));
     let gpu = pollster::block_on(Gpu::new(gpu_options)).map_err(LoadError::from)?;
-    options.check(&architecture, 0, &gpu.limits)?;
+    // A GGUF file's weights have no input orders.
+    let options = options(LoadOptions::for_adapter(&architecture, &gpu, 0));
+    options.check(&architecture, 0, &gpu)?;
     let entries = gguf.plan.layout(DEFAULT_SHARD_BYTES);
     let weights = allocate_tensors(&gpu, &entries)?;
     let mut upload =

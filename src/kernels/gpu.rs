@@ -109,9 +109,10 @@ pub struct Gpu {
     pub matvec: MatvecPath,
     /// The adapter runs on the CPU's own cores (lavapipe, a browser's fallback adapter such
     /// as SwiftShader), and kernels and waits are chosen for that: the matmul's narrow tile,
-    /// no key ranges in decode attention, the norm as a dispatch of its own, and a token read
-    /// that waits for every queued step, where GPUs get the wide tile, key ranges, norms folded
-    /// into the matvecs and two steps in flight. Each was measured faster or no slower on
+    /// no key ranges in decode attention, the norm as a dispatch of its own, 128-token prefill
+    /// chunks by default, and a token read that waits for every queued step, where GPUs get the
+    /// wide tile, key ranges, norms folded into the matvecs, 512-token chunks and two steps in
+    /// flight. Each was measured faster or no slower on
     /// lavapipe (see where each is chosen).
     pub cpu_adapter: bool,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
@@ -180,6 +181,11 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             failure,
         })
+    }
+
+    /// The most bytes one buffer may hold and bind as storage.
+    pub fn max_binding(&self) -> u64 {
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// A short description of the adapter for logs and benchmark records.

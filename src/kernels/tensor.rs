@@ -100,7 +100,7 @@ impl GpuTensor {
         };
         let adds_up = bytes == rows.iter().map(|&r| dtype.part_bytes(r, cols, group)).sum::<u64>()
             && code_bytes(total_rows) == rows.iter().map(|&r| code_bytes(r)).sum::<u64>();
-        let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+        let limit = gpu.max_binding();
         if !adds_up || bytes > limit {
             return None;
         }

@@ -109,7 +109,7 @@ impl<'a> ShardUploader<'a> {
 /// Zeroed buffers for every part of `entries`, by name, each part checked to fit one
 /// binding first; [`GpuTensor::write_part`] fills them.
 pub fn allocate_tensors(gpu: &Gpu, entries: &[TensorEntry]) -> Result<HashMap<String, GpuTensor>, LoadError> {
-    let limit = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
+    let limit = gpu.max_binding();
     let mut tensors = HashMap::new();
     for entry in entries {
         if let Some(part) = entry.parts.iter().find(|p| p.length > limit) {

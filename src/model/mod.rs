@@ -10,5 +10,5 @@ mod stack;
 
 pub use llama::{DecodeRow, LlamaModel, ProfiledStep, StepError, StepProfile};
 pub use load::{allocate_tensors, verify_shard, LoadError, ShardUploader};
-pub use options::{LoadOptions, MAX_SEQUENCES};
-pub use plan::{BufferPlan, DEFAULT_PREFILL_CHUNK, MAX_STEP_TOKENS};
+pub use options::{check_context, LoadOptions, MAX_SEQUENCES};
+pub use plan::{BufferPlan, CPU_PREFILL_CHUNK, GPU_PREFILL_CHUNK, MAX_STEP_TOKENS};

@@ -1,12 +1,13 @@
 //! The per-load choices: context, prefill chunk, sequences.
 
 use super::load::LoadError;
-use super::plan::{BufferPlan, DEFAULT_PREFILL_CHUNK};
+use super::plan::{BufferPlan, CPU_PREFILL_CHUNK, GPU_PREFILL_CHUNK};
 use crate::format::Architecture;
 use crate::kernels::variants::MATVEC_MAX_TOKENS;
+use crate::kernels::Gpu;
 
 /// Per-load choices that trade GPU memory against capability.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoadOptions {
     /// KV cache positions (prompt plus generated tokens); at most the model's context.
     pub context: usize,
@@ -21,9 +22,14 @@ pub struct LoadOptions {
 pub const MAX_SEQUENCES: usize = MATVEC_MAX_TOKENS as usize;
 
 impl LoadOptions {
-    /// The model's full context, the default prefill chunk, one sequence.
-    pub fn for_model(architecture: &Architecture) -> Self {
-        Self { context: architecture.context_length, prefill_chunk: DEFAULT_PREFILL_CHUNK, sequences: 1 }
+    /// The model's full context, one sequence, and the adapter's prefill chunk:
+    /// [`GPU_PREFILL_CHUNK`], or [`CPU_PREFILL_CHUNK`] on a CPU adapter, at most what the
+    /// adapter's buffers hold for the model (`widest_ordered_input` as for
+    /// [`BufferPlan::new`]).
+    pub fn for_adapter(architecture: &Architecture, gpu: &Gpu, widest_ordered_input: usize) -> Self {
+        let chunk = if gpu.cpu_adapter { CPU_PREFILL_CHUNK } else { GPU_PREFILL_CHUNK };
+        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, gpu.max_binding());
+        Self { context: architecture.context_length, prefill_chunk: chunk.min(max), sequences: 1 }
     }
 
     /// These options for `sequences` decoded together, with `context` positions each when one
@@ -35,30 +41,24 @@ impl LoadOptions {
     }
 
     /// Refuses a context outside 1 to the model's, and a prefill chunk outside 1 to the
-    /// most tokens a step can have on an adapter with `limits`
-    /// ([`BufferPlan::max_step_tokens`]); `widest_ordered_input` as for [`BufferPlan::new`].
-    pub fn check(
-        &self,
-        architecture: &Architecture,
-        widest_ordered_input: usize,
-        limits: &wgpu::Limits,
-    ) -> Result<(), LoadError> {
-        self.check_context(architecture)?;
-        let max_binding = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, max_binding);
+    /// most tokens a step can have on `gpu` ([`BufferPlan::max_step_tokens`]);
+    /// `widest_ordered_input` as for [`BufferPlan::new`].
+    pub fn check(&self, architecture: &Architecture, widest_ordered_input: usize, gpu: &Gpu) -> Result<(), LoadError> {
+        check_context(architecture, self.context)?;
+        let max = BufferPlan::max_step_tokens(architecture, widest_ordered_input, gpu.max_binding());
         if !(1..=max).contains(&self.prefill_chunk) {
             return Err(LoadError::PrefillChunk { chunk: self.prefill_chunk, max });
         }
         Ok(())
     }
+}
 
-    /// Refuses a context outside 1 to the model's (needs no adapter: callers can refuse it
-    /// before anything else, as [`Self::check`] does when loading).
-    pub fn check_context(&self, architecture: &Architecture) -> Result<(), LoadError> {
-        let max = architecture.context_length;
-        match (1..=max).contains(&self.context) {
-            true => Ok(()),
-            false => Err(LoadError::Context { context: self.context, max }),
-        }
+/// Refuses a context outside 1 to the model's (needs no adapter: callers can refuse it
+/// before anything else, as [`LoadOptions::check`] does when loading).
+pub fn check_context(architecture: &Architecture, context: usize) -> Result<(), LoadError> {
+    let max = architecture.context_length;
+    match (1..=max).contains(&context) {
+        true => Ok(()),
+        false => Err(LoadError::Context { context, max }),
     }
 }

@@ -6,8 +6,16 @@ use super::LoadOptions;
 use crate::format::Architecture;
 use crate::kernels::{storage_size, Heads, KvCache, SplitScratch, TokenPlace, MAX_WORKGROUPS_PER_DIM};
 
-/// Prompt tokens per prefill submission unless asked otherwise.
-pub const DEFAULT_PREFILL_CHUNK: usize = 128;
+/// Prompt tokens per prefill submission on a GPU unless asked otherwise: in chunks of 128,
+/// Auto-J-13B's 5120-row projections are 0.95-1.4 waves of matmul tiles on a 28-SM GPU, in
+/// chunks of 512 3.8-5.7 waves, 95% busy (shaders/matmul.wgsl; llama.cpp's default batch is
+/// 512 too). 13B's activations grow to about 100 MiB, which the fit estimate counts.
+pub const GPU_PREFILL_CHUNK: usize = 512;
+
+/// The same on a CPU adapter ([`crate::kernels::Gpu::cpu_adapter`]), where a longer chunk
+/// gains nothing: lavapipe prefilled 512 tokens at 16.1-18.2 tok/s in chunks of 128 and
+/// 15.4-17.1 in chunks of 512, alternating (BENCH.md).
+pub const CPU_PREFILL_CHUNK: usize = 128;
 
 /// The most tokens one step (a prefill chunk) may have on any adapter: kernels dispatch
 /// a row of workgroups per token.

@@ -19,7 +19,7 @@ use crate::judge::output::{InputIdentity, RunOptions};
 use crate::judge::policy::{slot_context, ProtocolRequest};
 use crate::judge::report::report;
 use crate::judge::run::read_rows;
-use crate::model::LoadOptions;
+use crate::model::check_context;
 
 #[pyclass(module = "webjudge._native")]
 pub struct FileRun {
@@ -70,18 +70,15 @@ impl FileRun {
         let rows = read_rows(text, protocol, rubric.as_ref(), limit)
             .map_err(|e| error(format!("{}: {e}", input.display())))?;
         let architecture = &manifest.architecture;
-        let load = LoadOptions {
-            context: context.unwrap_or(architecture.context_length),
-            ..LoadOptions::for_model(architecture)
-        };
-        load.check_context(architecture).map_err(error)?;
+        let context = context.unwrap_or(architecture.context_length);
+        check_context(architecture, context).map_err(error)?;
         let run = RunOptions {
             protocol,
             rubric,
             swap,
             model: RunOptions::model_id(&manifest_bytes),
             max_new_tokens,
-            context: load.context,
+            context,
             truncate,
             input: Some(InputIdentity::of(&input.display().to_string(), &bytes)),
         };
@@ -95,7 +92,7 @@ impl FileRun {
             notes.push(format!("{}: judging again {count} rows that failed under other options", output.display()));
         }
         let todo_rows: Vec<_> = rows.iter().filter(|row| !resume.done.contains(&row.index)).collect();
-        let mut slot = load.context;
+        let mut slot = context;
         if !todo_rows.is_empty() {
             let tokenizer = read_tokenizer(&model).map_err(error)?;
             let items = todo_rows.iter().map(|row| &row.item);

@@ -16,7 +16,7 @@ use crate::judge::policy::{rubric_family, ProtocolRequest};
 use crate::judge::run::{judge_rows, read_row, RunEvent, RunStopped};
 use crate::judge::session::{tokenized_input, Judge, JudgeOptions, Order};
 use crate::judge::{render, Item};
-use crate::kernels::GpuOptions;
+use crate::kernels::{GpuOptions, MatvecPath};
 use crate::model::LoadOptions;
 
 #[pyclass(module = "webjudge._native")]
@@ -54,7 +54,8 @@ impl NativeJudge {
     /// KV cache slots for `sequences` rows decoded together, of `context` positions each
     /// (default: `slot_context` when given, at most the model's, else the model's).
     #[staticmethod]
-    #[pyo3(signature = (path, sequences=1, context=None, slot_context=None, prefill_chunk=None, subgroups=true))]
+    #[pyo3(signature = (path, sequences=1, context=None, slot_context=None, prefill_chunk=None, subgroups=true, matvec="exact"))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn load(
         py: Python<'_>,
         path: PathBuf,
@@ -63,14 +64,16 @@ impl NativeJudge {
         slot_context: Option<usize>,
         prefill_chunk: Option<usize>,
         subgroups: bool,
+        matvec: &str,
     ) -> PyResult<Self> {
+        let matvec: MatvecPath = matvec.parse().map_err(error)?;
         let (manifest, bytes) = read_manifest(&path).map_err(error)?;
         let run_context = context.unwrap_or(manifest.architecture.context_length);
         let engine = py
             .allow_threads(|| {
                 load_path(
                     &path,
-                    GpuOptions { allow_subgroups: subgroups, ..Default::default() },
+                    GpuOptions { allow_subgroups: subgroups, matvec, ..Default::default() },
                     |defaults| {
                         let chunk = prefill_chunk.unwrap_or(defaults.prefill_chunk);
                         LoadOptions { prefill_chunk: chunk, ..defaults }.for_batch(sequences, context, slot_context)
@@ -98,6 +101,12 @@ impl NativeJudge {
     #[getter]
     fn sequences(&self) -> usize {
         self.judge.engine().model().sequences()
+    }
+
+    /// How the decode matvecs multiply x: `exact` or `int8`.
+    #[getter]
+    fn matvec(&self) -> &'static str {
+        self.judge.engine().model().gpu().matvec.name()
     }
 
     /// The exact model input for a row and the ids the judge feeds for it

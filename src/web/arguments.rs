@@ -13,6 +13,7 @@ use crate::judge::dataset::{self, Row};
 use crate::judge::policy::{ProtocolRequest, DEFAULTS};
 use crate::judge::session::{JudgeOptions, Verdict};
 use crate::judge::{Item, JudgeFamily, Protocol, Rubric, VerdictKind, Winner};
+use crate::kernels::MatvecPath;
 
 /// The settings of one `pairwise` / `single` / `rubric` / `compare` / `judgeBatch` call.
 pub struct JudgeCall {
@@ -215,6 +216,8 @@ pub struct LoadSettings {
     pub batch_size: Option<usize>,
     pub shards: ShardOptions,
     pub subgroups: bool,
+    /// How the decode matvecs multiply x (`matvec`: "exact", the default, or "int8").
+    pub matvec: MatvecPath,
     /// A GGUF model's expected sha256s (lowercase hex), the page's `sha256=`: one, or a split
     /// model's parts' in order.
     pub sha256: Option<Vec<String>>,
@@ -242,6 +245,10 @@ impl LoadSettings {
                 ..defaults
             },
             subgroups: options::opt_bool(options, "subgroups")?.unwrap_or(true),
+            matvec: match options::opt_string(options, "matvec")? {
+                Some(name) => name.parse().map_err(|e| WebError::InvalidInput(format!("matvec: {e}")))?,
+                None => MatvecPath::default(),
+            },
             sha256: options::opt_string(options, "sha256")?.as_deref().map(parse_sha256s).transpose()?,
             signal: options::opt_signal(options, "signal")?,
         })

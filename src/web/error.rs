@@ -76,6 +76,8 @@ impl From<GpuError> for WebError {
                 WebError::WebGpuUnavailable(format!("{error}; {WEBGPU_HINT}"))
             }
             GpuError::Lost(message) => WebError::DeviceLost(message),
+            // Asked for by the load's options: the caller can load with the exact path.
+            GpuError::NoPackedDot => WebError::InvalidInput(error.to_string()),
             other => WebError::Model(other.to_string()),
         }
     }

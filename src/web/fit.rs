@@ -5,17 +5,16 @@
 
 use crate::format::{Architecture, Manifest};
 use crate::kernels::storage_size;
-use crate::model::{BufferPlan, LoadOptions, DEFAULT_PREFILL_CHUNK as PREFILL_CHUNK, MAX_SEQUENCES};
+use crate::model::{BufferPlan, LoadOptions, MAX_SEQUENCES};
 
 use super::WebError;
 
 /// What the loaded model will allocate on the GPU, in bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Estimate {
-    /// KV cache positions the estimate is for, per sequence.
-    pub context: usize,
-    /// Sequences decoded together: the KV cache has a slot of `context` positions for each.
-    pub sequences: usize,
+    /// What the estimate is for: KV cache positions per sequence, the prefill chunk, and the
+    /// sequences decoded together (the KV cache has a slot of `context` positions for each).
+    pub options: LoadOptions,
     /// Every tensor part's buffer.
     pub weights: u64,
     /// Keys and values of every layer and sequence slot, f16.
@@ -36,7 +35,7 @@ impl Estimate {
     /// "model needs 11.0 GiB (weights 7.6 GiB + KV cache 3.1 GiB at context 4096 +
     /// activations 12.5 MiB)", the KV cache "for 2 sequences" when batched.
     pub fn describe(&self) -> String {
-        let batch = match self.sequences {
+        let batch = match self.options.sequences {
             1 => String::new(),
             n => format!(" for {n} sequences"),
         };
@@ -45,31 +44,27 @@ impl Estimate {
             bytes(self.total()),
             bytes(self.weights),
             bytes(self.kv_cache),
-            self.context,
+            self.options.context,
             bytes(self.activations)
         )
     }
 }
 
-/// The load options the browser uses at `context` with `sequences` KV cache slots.
-pub fn load_options(context: usize, sequences: usize) -> LoadOptions {
-    LoadOptions { context, prefill_chunk: PREFILL_CHUNK, sequences }
-}
-
-/// The sequences to decode together (KV cache slots of `context` positions): `requested`
+/// The sequences to decode together (KV cache slots of `options.context` positions, its
+/// `sequences` aside): `requested`
 /// (1 to [`MAX_SEQUENCES`]) or by default as many as keep the whole KV cache within the
 /// larger of one slot's cache and the weights (so batching at most doubles what a model
 /// beyond its one-sequence cache needs: WebGPU does not say how much memory there is), and
 /// never more than one layer's cache binding holds (`max_binding`; at least one slot, which
 /// [`check_limits`] refuses with a context to try when even that does not fit).
-pub fn batch_size(manifest: &Manifest, context: usize, requested: Option<usize>, max_binding: u64) -> usize {
-    let one = estimate(manifest, context, 1);
+pub fn batch_size(manifest: &Manifest, options: &LoadOptions, requested: Option<usize>, max_binding: u64) -> usize {
+    let one = estimate(manifest, LoadOptions { sequences: 1, ..options.clone() });
     let binding_holds = (max_binding / one.kv_layer_buffer.max(1)) as usize;
     let wanted = requested.unwrap_or_else(|| (one.weights.max(one.kv_cache) / one.kv_cache.max(1)) as usize);
     wanted.min(binding_holds).clamp(1, MAX_SEQUENCES)
 }
 
-pub fn estimate(manifest: &Manifest, context: usize, sequences: usize) -> Estimate {
+pub fn estimate(manifest: &Manifest, options: LoadOptions) -> Estimate {
     let a = &manifest.architecture;
     let mut weights = 0;
     let mut largest_part = (String::new(), 0);
@@ -81,10 +76,9 @@ pub fn estimate(manifest: &Manifest, context: usize, sequences: usize) -> Estima
             }
         }
     }
-    let plan = BufferPlan::new(a, &load_options(context, sequences), manifest.widest_ordered_input());
+    let plan = BufferPlan::new(a, &options, manifest.widest_ordered_input());
     Estimate {
-        context,
-        sequences,
+        options,
         weights,
         kv_cache: plan.kv_cache_bytes(),
         kv_layer_buffer: storage_size(plan.kv_layer),
@@ -142,7 +136,7 @@ pub fn check_limits(
         return Err(WebError::DoesNotFit(format!(
             "the KV cache at context {} needs {} per layer buffer, but this adapter binds at most {}; \
              try contextLength: {}",
-            estimate.context,
+            estimate.options.context,
             bytes(estimate.kv_layer_buffer),
             bytes(limit),
             round_context(fits as usize)
@@ -155,11 +149,11 @@ pub fn check_limits(
 /// failed, and the context to try next (half, while the KV cache is what failed; the
 /// loader has already come down to one sequence before refusing).
 pub fn out_of_memory(estimate: &Estimate, weights_failed: bool, adapter_error: &str) -> WebError {
-    let advice = if weights_failed || estimate.context <= PREFILL_CHUNK {
+    let advice = if weights_failed || estimate.options.context <= SUGGESTED_CONTEXT_STEP {
         "the weights alone do not fit: no context length helps; use a GPU with more memory or a smaller model"
             .to_string()
     } else {
-        format!("try contextLength: {}", round_context(estimate.context / 2))
+        format!("try contextLength: {}", round_context(estimate.options.context / 2))
     };
     WebError::DoesNotFit(format!(
         "{}; the adapter could not allocate it ({adapter_error}); {advice}",
@@ -167,11 +161,13 @@ pub fn out_of_memory(estimate: &Estimate, weights_failed: bool, adapter_error: &
     ))
 }
 
-/// Contexts suggested to users are multiples of the prefill chunk when they can be.
+/// Contexts suggested to users are multiples of this when they can be.
+const SUGGESTED_CONTEXT_STEP: usize = 128;
+
 fn round_context(context: usize) -> usize {
-    match context < PREFILL_CHUNK {
+    match context < SUGGESTED_CONTEXT_STEP {
         true => context.max(1),
-        false => context / PREFILL_CHUNK * PREFILL_CHUNK,
+        false => context / SUGGESTED_CONTEXT_STEP * SUGGESTED_CONTEXT_STEP,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::format::manifest::{MANIFEST_FILE, TOKENIZER_FILE};
 use crate::format::Manifest;
 use crate::judge::session::Judge;
 use crate::kernels::{Gpu, GpuOptions, GpuTensor};
-use crate::model::{LlamaModel, LoadError, ShardUploader};
+use crate::model::{LlamaModel, LoadError, LoadOptions, ShardUploader};
 use crate::tokenizer::Tokenizer;
 
 /// `Judge.load`: the manifest and tokenizer, the fit, the GPU, then the verified shards; a
@@ -76,19 +76,20 @@ pub(super) enum LoadedFrom {
 /// A model's GPU and what fits on it, decided before any weight is fetched.
 pub(super) struct Prepared {
     pub gpu: Gpu,
-    context: usize,
     estimate: fit::Estimate,
 }
 
-/// The context the model runs with, the GPU, and the estimate of what fits (`manifest`'s
-/// architecture and tensors are read, not its shards).
+/// The GPU, and the estimate of what fits on it with the context and batch asked for and the
+/// adapter's prefill chunk (`manifest`'s architecture and tensors are read, not its shards).
 pub(super) async fn prepare(manifest: &Manifest, settings: &LoadSettings) -> Result<Prepared, WebError> {
     let context = fit::context_length(&manifest.architecture, settings.context)?;
-    let gpu = Gpu::new(GpuOptions { allow_subgroups: settings.subgroups, ..Default::default() }).await?;
-    let max_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size);
-    let sequences = fit::batch_size(manifest, context, settings.batch_size, max_binding);
-    let estimate = fit::estimate(manifest, context, sequences);
-    Ok(Prepared { gpu, context, estimate })
+    let gpu_options = GpuOptions { allow_subgroups: settings.subgroups, matvec: settings.matvec, ..Default::default() };
+    let gpu = Gpu::new(gpu_options).await?;
+    let a = &manifest.architecture;
+    let options = LoadOptions { context, ..LoadOptions::for_adapter(a, &gpu, manifest.widest_ordered_input()) };
+    let sequences = fit::batch_size(manifest, &options, settings.batch_size, gpu.max_binding());
+    let estimate = fit::estimate(manifest, LoadOptions { sequences, ..options });
+    Ok(Prepared { gpu, estimate })
 }
 
 /// `onProgress(loaded, total)` as a closure; what the callback throws is logged.
@@ -140,8 +141,9 @@ pub(super) async fn allocate<T>(
         probes.iter().for_each(wgpu::Buffer::destroy);
         match failed {
             None => break,
-            Some(_) if estimate.sequences > 1 => {
-                estimate = fit::estimate(manifest, estimate.context, estimate.sequences / 2);
+            Some(_) if estimate.options.sequences > 1 => {
+                let sequences = estimate.options.sequences / 2;
+                estimate = fit::estimate(manifest, LoadOptions { sequences, ..estimate.options });
             }
             Some(error) => return Err(fit::out_of_memory(&estimate, false, &error.to_string())),
         }
@@ -159,14 +161,15 @@ pub(super) async fn finish(
     from: LoadedFrom,
     stats: ShardStats,
 ) -> Result<JsJudge, WebError> {
-    let Prepared { gpu, context, .. } = prepared;
+    let gpu = prepared.gpu;
+    let context = estimate.options.context;
     let device = gpu.device.clone();
     let adapter = gpu.describe();
     let subgroups = gpu.subgroups;
+    let matvec = gpu.matvec.name();
     let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let architecture = manifest.architecture.clone();
-    let options = fit::load_options(context, estimate.sequences);
-    let model = LlamaModel::new(gpu, architecture, weights, options);
+    let model = LlamaModel::new(gpu, architecture, weights, estimate.options.clone());
     if let Some(error) = scope.pop().await {
         device.destroy();
         return Err(fit::out_of_memory(&estimate, false, &error.to_string()));
@@ -183,8 +186,10 @@ pub(super) async fn finish(
         sha256_verified,
         adapter,
         subgroups,
+        matvec,
         context_length: context,
         batch_size: model.sequences(),
+        prefill_chunk: model.prefill_chunk(),
         weight_bytes: manifest.total_bytes(),
         kv_cache_bytes: estimate.kv_cache,
         from_cache: stats.downloaded == 0,

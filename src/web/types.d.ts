@@ -17,6 +17,11 @@ export interface LoadOptions {
   stallMs?: number;
   /** Use subgroup reductions where the adapter has them; default true. */
   subgroups?: boolean;
+  /** How decode matvecs multiply x: "exact" (f32; the default) or "int8" (q4 and q8 weights
+   *  times x quantized to 8 bits per block by WGSL's packed integer dot product: adds a small
+   *  error, measured in docs/quantization.md; rejects with `InvalidInput` where the browser
+   *  lacks `packed_4x8_integer_dot_product`). */
+  matvec?: "exact" | "int8";
   /** A GGUF's expected sha256 (64 hex digits), checked over the whole file; wins over the host's
    *  `X-Linked-Etag`. For llama.cpp's split files, each part's in order, separated by commas. */
   sha256?: string;
@@ -379,11 +384,16 @@ export interface ModelInfo {
   sha256Verified: boolean;
   adapter: string;
   subgroups: boolean;
+  /** How the decode matvecs multiply x (the `matvec` load option). */
+  matvec: "exact" | "int8";
   /** KV cache positions per sequence. */
   contextLength: number;
   /** Sequences decoded together: `swap` judges a pair's two orders at once from 2, and
    *  `judgeBatch` runs this many at a time. */
   batchSize: number;
+  /** Prompt tokens per prefill submission: 512 on a GPU, 128 on a CPU adapter such as
+   *  SwiftShader (fewer where the adapter's buffers hold fewer). */
+  prefillChunk: number;
   weightBytes: number;
   kvCacheBytes: number;
   /** No shard was downloaded: every one came from the cache. */

@@ -82,8 +82,12 @@ pub struct ModelInfo {
     pub sha256_verified: bool,
     pub adapter: String,
     pub subgroups: bool,
+    /// How the decode matvecs multiply x: "exact" or "int8" (`MatvecPath::name`).
+    pub matvec: &'static str,
     pub context_length: usize,
     pub batch_size: usize,
+    /// Prompt tokens per prefill submission (the adapter's: `LoadOptions::for_adapter`).
+    pub prefill_chunk: usize,
     pub weight_bytes: u64,
     pub kv_cache_bytes: u64,
     pub from_cache: bool,

@@ -32,6 +32,16 @@ def test_a_pair_is_judged_with_the_clis_tokens(judge, model_dir):
     assert judged["prompt_tokens"] == len(ids["ids"])
 
 
+def test_the_int8_matvec_judges_as_the_clis(model_dir):
+    with pytest.raises(webjudge.WebjudgeError, match="no matvec path"):
+        webjudge.Judge.load(model_dir, matvec="int4")
+    judge = webjudge.Judge.load(model_dir, matvec="int8")
+    assert judge.matvec == "int8"
+    cli = json.loads(run_cli("judge", "--model", model_dir, "--matvec", "int8", "--query", QUERY,
+                             "--response", RESPONSE1, "--max-new-tokens", MAX_NEW_TOKENS).splitlines()[-1])  # fmt: skip
+    assert untimed(judge.single(QUERY, RESPONSE1, max_new_tokens=MAX_NEW_TOKENS)) == untimed(cli)
+
+
 def test_a_batch_gives_the_clis_records(model_dir, cli_records):
     judge = webjudge.Judge.load(model_dir, sequences=2)
     streamed = []

@@ -40,7 +40,7 @@ impl LlamaModel {
         let a = &architecture;
         let widest_ordered_input =
             weights.values().filter(|t| t.input_order.is_some()).map(|t| t.cols).max().unwrap_or(0);
-        options.check(a, widest_ordered_input, &gpu.limits)?;
+        options.check(a, widest_ordered_input, &gpu)?;
         let mut options = options;
         options.sequences = options.sequences.clamp(1, MAX_SEQUENCES);
         // What remains in `weights` are the tensors outside the layers and the input orders.
@@ -55,7 +55,7 @@ impl LlamaModel {
             .collect();
         let heads = Heads { n_heads: a.n_heads, n_kv_heads: a.n_kv_heads, head_dim: a.head_dim };
         // A layer's cache is one binding: as many sequence slots as it can hold, at least one.
-        let limit = gpu.limits.max_storage_buffer_binding_size;
+        let limit = gpu.max_binding();
         let slot_bytes = KvCache::layer_bytes(heads, options.context, 1);
         if slot_bytes > limit {
             return Err(LoadError::ContextTooLong {
