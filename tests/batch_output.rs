@@ -19,6 +19,7 @@ use webjudge::format::manifest::MANIFEST_FILE;
 use webjudge::judge::output::file::OutputFile;
 use webjudge::judge::output::{InputIdentity, RunOptions};
 use webjudge::judge::Protocol;
+use webjudge::kernels::MatvecPath;
 
 use test_model::{manifest_only_model, scratch};
 
@@ -46,6 +47,7 @@ fn setup(name: &str) -> Setup {
         max_new_tokens: 1024,
         context: 64,
         truncate: false,
+        matvec: MatvecPath::Exact,
         input: Some(InputIdentity::of(&input.display().to_string(), rows.as_bytes())),
     };
     Setup { dir, input, run }

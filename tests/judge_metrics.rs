@@ -11,6 +11,7 @@ use webjudge::judge::dataset::{parse_row, parse_row_as, parse_rows, Problem};
 use webjudge::judge::output::{in_input_order, resume_output, InputIdentity, ResumeError, RunOptions};
 use webjudge::judge::session::Verdict;
 use webjudge::judge::{Item, Protocol, Winner};
+use webjudge::kernels::MatvecPath;
 
 use autoj::Originals;
 
@@ -288,6 +289,7 @@ fn run(protocol: Protocol) -> RunOptions {
         max_new_tokens: 12,
         context: 512,
         truncate: false,
+        matvec: MatvecPath::Exact,
         input: Some(InputIdentity::of("rows.jsonl", b"rows")),
     }
 }
@@ -345,11 +347,18 @@ fn resume_reads_finished_rows() {
 #[test]
 fn resume_refuses_to_mix_options_and_retries_errors_made_under_others() {
     let now = run(Protocol::PairwiseTie);
+    // The exact path is not written, as in records made before the int8 path: those resume.
+    let json = serde_json::to_value(&now).unwrap();
+    assert_eq!(json.get("matvec"), None);
+    assert_eq!(serde_json::from_value::<RunOptions>(json).unwrap(), now);
+    let int8 = serde_json::to_value(RunOptions { matvec: MatvecPath::Int8, ..now.clone() }).unwrap();
+    assert_eq!(int8["matvec"], "int8");
     for (other, option) in [
         (RunOptions { swap: true, ..now.clone() }, "--swap was true, now false"),
         (run(Protocol::Single), "--protocol was single, now pairwise_tie"),
         (RunOptions { model: "fedcba9876543210".into(), ..now.clone() }, "was fedcba9876543210"),
         (RunOptions { max_new_tokens: 1024, ..now.clone() }, "--max-new-tokens was 1024, now 12"),
+        (RunOptions { matvec: MatvecPath::Int8, ..now.clone() }, "--matvec was int8, now exact"),
         (
             RunOptions { input: Some(InputIdentity::of("other.jsonl", b"other rows")), ..now.clone() },
             "--input was other.jsonl (sha256 ",

@@ -83,6 +83,7 @@ class FileRun:
         truncate: bool = False,
         context: Optional[int] = None,
         limit: Optional[int] = None,
+        matvec: str = "exact",
     ) -> "FileRun": ...
     @property
     def todo(self) -> List[Tuple[int, str]]: ...

@@ -41,9 +41,15 @@ class JudgePredictor:
         slot_context: Optional[int] = None,
         context: Optional[int] = None,
         subgroups: bool = True,
+        matvec: str = "exact",
     ) -> None:
         self.judge = Judge.load(
-            model, sequences=sequences, slot_context=slot_context, context=context, subgroups=subgroups
+            model,
+            sequences=sequences,
+            slot_context=slot_context,
+            context=context,
+            subgroups=subgroups,
+            matvec=matvec,
         )
         self.run = run
 
@@ -72,6 +78,7 @@ def judge_file(
     num_gpus: float = 0,
     num_cpus: float = 1,
     subgroups: bool = True,
+    matvec: str = "exact",
     ray_remote_args: Optional[Dict[str, Any]] = None,
 ) -> str:
     """Judges every row of ``input`` (a test-data JSONL file) into ``output`` with ``model`` on
@@ -94,6 +101,7 @@ def judge_file(
         truncate=truncate,
         context=context,
         limit=limit,
+        matvec=matvec,
     )
     for note in run.notes:
         print(note, file=sys.stderr)
@@ -114,6 +122,7 @@ def judge_file(
                     "slot_context": run.slot_context,
                     "context": context,
                     "subgroups": subgroups,
+                    "matvec": matvec,
                 },
                 batch_size=batch_size,
                 concurrency=concurrency,

@@ -319,6 +319,7 @@ fn run_options(
         max_new_tokens: args.max_new_tokens,
         context,
         truncate: args.truncate,
+        matvec: args.model.matvec,
         input: Some(input),
     })
 }

@@ -279,6 +279,7 @@ mod tests {
     use super::*;
     use crate::engine::Finish;
     use crate::judge::session::{Judgement, SwapJudgement};
+    use crate::kernels::MatvecPath;
 
     fn judgement(winner: Winner) -> Judgement {
         Judgement {
@@ -321,6 +322,7 @@ mod tests {
             max_new_tokens: 8,
             context: 64,
             truncate: false,
+            matvec: MatvecPath::Exact,
             input: None,
         };
         let record = serde_json::to_value(Record::new(&row, Ok::<_, String>(Outcome::Both(pair)), Some(&run))).unwrap();

@@ -12,7 +12,9 @@ use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgrou
 use crate::format::{schema, DType};
 
 /// How the decode matvecs multiply x (`GpuOptions::matvec`; prefill's matmul is always exact).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Serialized by name, as a judged file's run options record it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MatvecPath {
     /// x in f32 times the decoded weights: the path the goldens hold for, and the default on
     /// every adapter until a GPU measurement shows the other faster (docs/quantization.md).
@@ -32,6 +34,10 @@ impl MatvecPath {
             MatvecPath::Exact => Self::NAMES[0],
             MatvecPath::Int8 => Self::NAMES[1],
         }
+    }
+
+    pub fn is_exact(&self) -> bool {
+        *self == MatvecPath::Exact
     }
 
     /// Whether this path quantizes x for weights of `dtype`.

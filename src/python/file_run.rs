@@ -19,6 +19,7 @@ use crate::judge::output::{InputIdentity, RunOptions};
 use crate::judge::policy::{slot_context, ProtocolRequest};
 use crate::judge::report::report;
 use crate::judge::run::read_rows;
+use crate::kernels::MatvecPath;
 use crate::model::check_context;
 
 #[pyclass(module = "webjudge._native")]
@@ -43,7 +44,8 @@ impl FileRun {
     #[staticmethod]
     #[pyo3(signature = (
         input, output, model, protocol_name=None, rubric_text=None, swap=false,
-        max_new_tokens=crate::judge::policy::DEFAULTS.max_new_tokens, truncate=false, context=None, limit=None
+        max_new_tokens=crate::judge::policy::DEFAULTS.max_new_tokens, truncate=false, context=None, limit=None,
+        matvec="exact"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn open(
@@ -57,7 +59,9 @@ impl FileRun {
         truncate: bool,
         context: Option<usize>,
         limit: Option<usize>,
+        matvec: &str,
     ) -> PyResult<Self> {
+        let matvec: MatvecPath = matvec.parse().map_err(error)?;
         let (manifest, manifest_bytes) = read_manifest(&model).map_err(error)?;
         let rubric = rubric(rubric_text)?;
         let bytes = checked_file::read(&input, checked_file::TEXT_INPUT).map_err(error)?;
@@ -80,6 +84,7 @@ impl FileRun {
             max_new_tokens,
             context,
             truncate,
+            matvec,
             input: Some(InputIdentity::of(&input.display().to_string(), &bytes)),
         };
         let (file, resume) = OutputFile::open(&output, &run, Some(&input)).map_err(error)?;

@@ -46,6 +46,10 @@ impl NativeJudge {
     fn family(&self) -> Option<JudgeFamily> {
         self.judge.engine().manifest.judge
     }
+
+    fn matvec_path(&self) -> MatvecPath {
+        self.judge.engine().model().gpu().matvec
+    }
 }
 
 #[pymethods]
@@ -106,7 +110,7 @@ impl NativeJudge {
     /// How the decode matvecs multiply x: `exact` or `int8`.
     #[getter]
     fn matvec(&self) -> &'static str {
-        self.judge.engine().model().gpu().matvec.name()
+        self.matvec_path().name()
     }
 
     /// The exact model input for a row and the ids the judge feeds for it
@@ -240,10 +244,17 @@ impl NativeJudge {
                     max_new_tokens,
                     context: self.run_context,
                     truncate,
+                    matvec: self.matvec_path(),
                     input: None,
                 }
             }
         };
+        if run.matvec != self.matvec_path() {
+            let (run, loaded) = (run.matvec.name(), self.matvec_path().name());
+            return Err(error(format!(
+                "the run's records are made with matvec {run:?}, this judge was loaded with {loaded:?}"
+            )));
+        }
         let rows: Vec<Row> = rows
             .iter()
             .map(|(index, line)| read_row(line, *index, run.protocol, run.rubric.as_ref()))

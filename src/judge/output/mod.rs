@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::protocol::{Protocol, Rubric};
 use crate::format::hex;
+use crate::kernels::MatvecPath;
 
 /// The byte order mark some editors put at the start of a UTF-8 file.
 const BOM: &[u8] = b"\xef\xbb\xbf";
@@ -37,6 +38,11 @@ pub struct RunOptions {
     /// KV cache positions the model was loaded with.
     pub context: usize,
     pub truncate: bool,
+    /// How the decode matvecs multiplied x (`--matvec`): int8's critiques differ from exact's
+    /// after some tokens. Absent for the exact path, as in records made before there was
+    /// another.
+    #[serde(default, skip_serializing_if = "MatvecPath::is_exact")]
+    pub matvec: MatvecPath,
     /// The rows judged. Absent in records of webjudge versions that did not record it; those
     /// resume with any input, as they did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +82,7 @@ impl RunOptions {
                 ("--swap", o.swap.to_string()),
                 ("--model (manifest sha256)", o.model.clone()),
                 ("--max-new-tokens", o.max_new_tokens.to_string()),
+                ("--matvec", o.matvec.name().to_string()),
             ]
         };
         options(other)
