@@ -30,7 +30,7 @@ gguf=$(timeout "$(left)" tools/fetch_test_model.sh | tail -1)
 [[ -f $MODEL/manifest.json ]] || phase convert "$WEBJUDGE" convert "$gguf" --out "$MODEL"
 # One short unrecorded run names the adapter wgpu picks.
 adapter=$(timeout "$(left)" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 1 --decode-tokens 1 \
-    --repeats 1 2>/dev/null | head -1 | sed -n 's/.*"adapter":"\([^"]*\)".*/\1/p')
+    --repeats 1 2>/dev/null | sed -n '1s/.*"adapter":"\([^"]*\)".*/\1/p')
 echo "bench_gpu.sh: adapter $adapter" >&2
 if [[ ${WEBJUDGE_BENCH_SOFTWARE:-0} != 1 ]] && grep -qiE 'llvmpipe|lavapipe|swiftshader|^$' <<<"$adapter"; then
     echo "bench_gpu.sh: wgpu picked a software adapter (${adapter:-none}): no GPU rows recorded" >&2
