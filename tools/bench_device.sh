@@ -19,6 +19,7 @@
 # 100 s each on 2 cores with lavapipe, less on 16); the GPU's work is seconds: 6 minutes at most.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/bench_adapter.sh
 
 DEVICE=.device
 case ${1:-} in
@@ -58,9 +59,9 @@ run)
     tiny=/tmp/tiny-synthetic.q4_1.gguf
     python3 tools/synthetic_gguf.py tiny "$tiny" 2>/dev/null
     adapter=$("$DEVICE/webjudge" bench --model "$tiny" --prompt-tokens 1 --decode-tokens 1 --repeats 1 \
-        2>"$OUT/check.log" | sed -n '1s/.*"adapter":"\([^"]*\)".*/\1/p')
+        2>"$OUT/check.log" | bench_adapter)
     echo "bench_device.sh: adapter ${adapter:-none}" >&2
-    if [[ ${WEBJUDGE_BENCH_SOFTWARE:-0} != 1 ]] && grep -qiE 'llvmpipe|lavapipe|swiftshader|^$' <<<"$adapter"; then
+    if ! gpu_adapter "$adapter"; then
         echo "bench_device.sh: no GPU adapter (${adapter:-none}; see $OUT/check.log)" >&2
         exit 1
     fi

@@ -12,6 +12,7 @@
 # WEBJUDGE_BENCH_SOFTWARE=1 (to try the script where no GPU is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source tools/bench_adapter.sh
 
 LIMIT=${1:-470}
 MODEL=target/models/smollm2-135m-instruct
@@ -30,9 +31,9 @@ gguf=$(timeout "$(left)" tools/fetch_test_model.sh | tail -1)
 [[ -f $MODEL/manifest.json ]] || phase convert "$WEBJUDGE" convert "$gguf" --out "$MODEL"
 # One short unrecorded run names the adapter wgpu picks.
 adapter=$(timeout "$(left)" "$WEBJUDGE" bench --model "$MODEL" --prompt-tokens 1 --decode-tokens 1 \
-    --repeats 1 2>/dev/null | sed -n '1s/.*"adapter":"\([^"]*\)".*/\1/p')
+    --repeats 1 2>/dev/null | bench_adapter)
 echo "bench_gpu.sh: adapter $adapter" >&2
-if [[ ${WEBJUDGE_BENCH_SOFTWARE:-0} != 1 ]] && grep -qiE 'llvmpipe|lavapipe|swiftshader|^$' <<<"$adapter"; then
+if ! gpu_adapter "$adapter"; then
     echo "bench_gpu.sh: wgpu picked a software adapter (${adapter:-none}): no GPU rows recorded" >&2
     exit 1
 fi

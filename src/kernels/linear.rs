@@ -12,9 +12,8 @@ use super::{Dispatch, Gpu, GpuTensor, PipelineKey, Shader, StepBuffers, Workgrou
 use crate::format::{schema, DType};
 
 /// How the decode matvecs multiply x (`GpuOptions::matvec`; prefill's matmul is always exact).
-/// Serialized by name, as a judged file's run options record it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Serialized by [`MatvecPath::name`], as a judged file's run options record it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum MatvecPath {
     /// x in f32 times the decoded weights: the path the goldens hold for, and the default on
     /// every adapter until a GPU measurement shows the other faster (docs/quantization.md).
@@ -27,13 +26,12 @@ pub enum MatvecPath {
 }
 
 impl MatvecPath {
+    /// Each path's name, in the order of the variants.
     pub const NAMES: [&str; 2] = ["exact", "int8"];
+    const ALL: [MatvecPath; 2] = [MatvecPath::Exact, MatvecPath::Int8];
 
     pub fn name(self) -> &'static str {
-        match self {
-            MatvecPath::Exact => Self::NAMES[0],
-            MatvecPath::Int8 => Self::NAMES[1],
-        }
+        Self::NAMES[self as usize]
     }
 
     pub fn is_exact(&self) -> bool {
@@ -50,11 +48,22 @@ impl std::str::FromStr for MatvecPath {
     type Err = String;
 
     fn from_str(name: &str) -> Result<Self, String> {
-        match name {
-            "exact" => Ok(MatvecPath::Exact),
-            "int8" => Ok(MatvecPath::Int8),
-            other => Err(format!("no matvec path {other:?}: {}", Self::NAMES.join(" or "))),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|path| path.name() == name)
+            .ok_or_else(|| format!("no matvec path {name:?}: {}", Self::NAMES.join(" or ")))
+    }
+}
+
+impl serde::Serialize for MatvecPath {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MatvecPath {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
     }
 }
 

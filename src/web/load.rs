@@ -166,7 +166,7 @@ pub(super) async fn finish(
     let device = gpu.device.clone();
     let adapter = gpu.describe();
     let subgroups = gpu.subgroups;
-    let matvec = gpu.matvec.name();
+    let matvec = gpu.matvec;
     let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let architecture = manifest.architecture.clone();
     let model = LlamaModel::new(gpu, architecture, weights, estimate.options.clone());

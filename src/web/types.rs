@@ -10,6 +10,7 @@ use crate::engine::{Finish, Generation};
 use crate::judge::autoj_metrics::{GroupMetrics, Metrics};
 use crate::judge::dataset::Row;
 use crate::judge::{JudgeFamily, Protocol};
+use crate::kernels::MatvecPath;
 
 /// The declarations, kept beside this file as TypeScript; tests/web.rs checks every result
 /// the API returns against them, so a field added here must be declared there.
@@ -82,8 +83,8 @@ pub struct ModelInfo {
     pub sha256_verified: bool,
     pub adapter: String,
     pub subgroups: bool,
-    /// How the decode matvecs multiply x: "exact" or "int8" (`MatvecPath::name`).
-    pub matvec: &'static str,
+    /// How the decode matvecs multiply x: "exact" or "int8".
+    pub matvec: MatvecPath,
     pub context_length: usize,
     pub batch_size: usize,
     /// Prompt tokens per prefill submission (the adapter's: `LoadOptions::for_adapter`).

@@ -154,6 +154,7 @@ test("a pair judged in the page streams exactly the native CLI's critique", { ti
   assert.equal(streamed, reference.critique);
   assert.ok(gap < 3000, `the page was blocked for ${gap} ms`);
   assert.match(await page.textContent("#model-info"), /From cacheno/);
+  assert.match(await page.textContent("#model-info"), /Matvecexact/);
   // SwiftShader is a fallback adapter: the page says so and what speed to expect.
   assert.match(await page.textContent("#model-info"), /software \(fallback\) adapter: WebGPU runs on the CPU/);
   for (const shard of manifest.shards) {
